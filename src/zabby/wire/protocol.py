@@ -1,0 +1,344 @@
+"""Frames and messages of the client protocol, sans-IO.
+
+A connection carries 4-byte big-endian length-prefixed frames. The first frame
+from a client is a ConnectRequest; every later frame is a RequestHeader (xid,
+opcode) followed by the opcode's body. The server answers with a ReplyHeader
+(xid, zxid, err) and, when err is 0, the response body.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .constants import DEFAULT_MAX_BUFFER, XID_NOTIFICATION, Err, Op
+from .jute import INT, ProtocolError, Record, read_bool, read_int
+from .records import (
+    AddWatchRequest,
+    AuthPacket,
+    CheckVersionRequest,
+    ConnectRequest,
+    ConnectResponse,
+    Create2Response,
+    CreateRequest,
+    CreateTTLRequest,
+    DeleteRequest,
+    Empty,
+    ErrorResponse,
+    GetChildrenResponse,
+    GetDataResponse,
+    GetEphemeralsRequest,
+    MultiHeader,
+    PathRequest,
+    PathResponse,
+    PathWatchRequest,
+    ReconfigRequest,
+    ReplyHeader,
+    SaslToken,
+    SetACLRequest,
+    SetDataRequest,
+    SetWatches,
+    SetWatches2,
+    StatResponse,
+    WatcherEvent,
+    WatchTypeRequest,
+)
+
+_REPLY_HDR = struct.Struct(">iiqi")  # length, xid, zxid, err
+_REQ_HDR = struct.Struct(">ii")
+
+
+class MultiRequest:
+    """`multi` / `multiRead` body: (opcode, request record) pairs ended by a done header."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, ops: list[tuple[int, Record]] | None = None) -> None:
+        self.ops = ops if ops is not None else []
+
+    def encode(self, out: bytearray) -> None:
+        for op, rec in self.ops:
+            MultiHeader(op, False, -1).encode(out)
+            rec.encode(out)
+        MultiHeader(-1, True, -1).encode(out)
+
+    @classmethod
+    def decode_from(cls, buf, pos: int) -> tuple[MultiRequest, int]:
+        ops: list[tuple[int, Record]] = []
+        while True:
+            hdr, pos = MultiHeader.decode_from(buf, pos)
+            if hdr.done:
+                return cls(ops), pos
+            body_type = MULTI_OP_BODY.get(hdr.type)
+            if body_type is None:
+                raise ProtocolError(f"invalid type of op in multi: {hdr.type}")
+            rec, pos = body_type.decode_from(buf, pos)
+            ops.append((hdr.type, rec))
+
+    @classmethod
+    def decode(cls, buf) -> MultiRequest:
+        return cls.decode_from(buf, 0)[0]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiRequest) and self.ops == other.ops
+
+    def __repr__(self) -> str:
+        return f"MultiRequest({self.ops!r})"
+
+
+class MultiResponse:
+    """`multi` / `multiRead` reply: one (opcode, err, body) per op.
+
+    A failed op is (Op.ERROR, err, ErrorResponse(err)); ops without a body
+    (delete, check) carry None.
+    """
+
+    __slots__ = ("results",)
+
+    def __init__(self, results: list[tuple[int, int, Record | None]] | None = None) -> None:
+        self.results = results if results is not None else []
+
+    def encode(self, out: bytearray) -> None:
+        for op, err, body in self.results:
+            MultiHeader(op, False, err).encode(out)
+            if body is not None:
+                body.encode(out)
+        MultiHeader(-1, True, -1).encode(out)
+
+    @classmethod
+    def decode_from(cls, buf, pos: int) -> tuple[MultiResponse, int]:
+        results: list[tuple[int, int, Record | None]] = []
+        while True:
+            hdr, pos = MultiHeader.decode_from(buf, pos)
+            if hdr.done:
+                return cls(results), pos
+            body_type = MULTI_RESULT_BODY.get(hdr.type, ProtocolError)
+            if body_type is ProtocolError:
+                raise ProtocolError(f"invalid type of result in multi: {hdr.type}")
+            body = None
+            if body_type is not None:
+                body, pos = body_type.decode_from(buf, pos)
+            results.append((hdr.type, hdr.err, body))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiResponse) and self.results == other.results
+
+    def __repr__(self) -> str:
+        return f"MultiResponse({self.results!r})"
+
+
+# Body record of each request opcode.
+REQUEST_BODY: dict[int, Any] = {
+    Op.CREATE: CreateRequest,
+    Op.CREATE2: CreateRequest,
+    Op.CREATE_CONTAINER: CreateRequest,
+    Op.CREATE_TTL: CreateTTLRequest,
+    Op.DELETE: DeleteRequest,
+    Op.DELETE_CONTAINER: PathRequest,
+    Op.EXISTS: PathWatchRequest,
+    Op.GET_DATA: PathWatchRequest,
+    Op.SET_DATA: SetDataRequest,
+    Op.GET_ACL: PathRequest,
+    Op.SET_ACL: SetACLRequest,
+    Op.GET_CHILDREN: PathWatchRequest,
+    Op.GET_CHILDREN2: PathWatchRequest,
+    Op.SYNC: PathRequest,
+    Op.PING: Empty,
+    Op.CHECK: CheckVersionRequest,
+    Op.MULTI: MultiRequest,
+    Op.MULTI_READ: MultiRequest,
+    Op.RECONFIG: ReconfigRequest,
+    Op.CHECK_WATCHES: WatchTypeRequest,
+    Op.REMOVE_WATCHES: WatchTypeRequest,
+    Op.AUTH: AuthPacket,
+    Op.SET_WATCHES: SetWatches,
+    Op.SET_WATCHES2: SetWatches2,
+    Op.SASL: SaslToken,
+    Op.GET_EPHEMERALS: GetEphemeralsRequest,
+    Op.GET_ALL_CHILDREN_NUMBER: PathRequest,
+    Op.ADD_WATCH: AddWatchRequest,
+    Op.WHO_AM_I: Empty,
+    Op.CLOSE_SESSION: Empty,
+}
+
+# Ops allowed inside a multi / multiRead body.
+MULTI_OP_BODY: dict[int, Any] = {
+    Op.CREATE: CreateRequest,
+    Op.CREATE2: CreateRequest,
+    Op.CREATE_CONTAINER: CreateRequest,
+    Op.CREATE_TTL: CreateTTLRequest,
+    Op.DELETE: DeleteRequest,
+    Op.SET_DATA: SetDataRequest,
+    Op.CHECK: CheckVersionRequest,
+    Op.GET_CHILDREN: PathRequest,
+    Op.GET_DATA: PathRequest,
+}
+
+# Body of each result in a MultiResponse (None: no body).
+MULTI_RESULT_BODY: dict[int, Any] = {
+    Op.CREATE: PathResponse,
+    Op.CREATE2: Create2Response,
+    Op.CREATE_TTL: Create2Response,
+    Op.CREATE_CONTAINER: Create2Response,
+    Op.DELETE: None,
+    Op.CHECK: None,
+    Op.SET_DATA: StatResponse,
+    Op.GET_CHILDREN: GetChildrenResponse,
+    Op.GET_DATA: GetDataResponse,
+    Op.ERROR: ErrorResponse,
+}
+
+WRITE_OPS = frozenset(
+    {
+        Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE,
+        Op.DELETE_CONTAINER, Op.SET_DATA, Op.SET_ACL, Op.CHECK, Op.MULTI, Op.RECONFIG,
+        Op.CREATE_SESSION, Op.CLOSE_SESSION,
+    }
+)
+
+
+# ------------------------------------------------------------------ framing
+class FrameDecoder:
+    """Splits a byte stream into frames. `feed` returns every complete frame.
+
+    A length below zero or above `max_frame` raises ProtocolError: the caller
+    closes the connection, as ZooKeeper does ("Len error").
+    """
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_BUFFER) -> None:
+        self._buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        unpack = INT.unpack_from
+        while n - pos >= 4:
+            (length,) = unpack(buf, pos)
+            if length < 0 or length > self.max_frame:
+                raise ProtocolError(f"frame length {length} out of range")
+            end = pos + 4 + length
+            if end > n:
+                break
+            frames.append(bytes(buf[pos + 4 : end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def frame(payload: bytes | bytearray) -> bytes:
+    return INT.pack(len(payload)) + bytes(payload)
+
+
+# ------------------------------------------------------------ connect handshake
+def decode_connect(frame_bytes) -> tuple[ConnectRequest, bool]:
+    """Decode the first frame of a session; returns (request, readOnly)."""
+    req, pos = ConnectRequest.decode_from(frame_bytes, 0)
+    read_only = False
+    if pos < len(frame_bytes):
+        read_only, pos = read_bool(frame_bytes, pos)
+    return req, read_only
+
+
+def encode_connect_request(req: ConnectRequest, read_only: bool = False) -> bytes:
+    out = bytearray(4)
+    req.encode(out)
+    out += b"\x01" if read_only else b"\x00"
+    INT.pack_into(out, 0, len(out) - 4)
+    return bytes(out)
+
+
+def encode_connect_response(resp: ConnectResponse, read_only: bool = False) -> bytes:
+    out = bytearray(4)
+    resp.encode(out)
+    out += b"\x01" if read_only else b"\x00"
+    INT.pack_into(out, 0, len(out) - 4)
+    return bytes(out)
+
+
+def decode_connect_response(frame_bytes) -> tuple[ConnectResponse, bool]:
+    resp, pos = ConnectResponse.decode_from(frame_bytes, 0)
+    read_only = False
+    if pos < len(frame_bytes):
+        read_only, pos = read_bool(frame_bytes, pos)
+    return resp, read_only
+
+
+# ------------------------------------------------------------------ requests
+def decode_request(frame_bytes) -> tuple[int, int, Any]:
+    """Decode a request frame into (xid, opcode, body).
+
+    An opcode we do not know yields body None (the caller answers it); a body
+    that does not parse raises ProtocolError.
+    """
+    if len(frame_bytes) < 8:
+        raise ProtocolError("truncated request header")
+    xid, op = _REQ_HDR.unpack_from(frame_bytes, 0)
+    body_type = REQUEST_BODY.get(op)
+    if body_type is None:
+        return xid, op, None
+    body, _ = body_type.decode_from(frame_bytes, 8)
+    return xid, op, body
+
+
+def encode_request(xid: int, op: int, body: Any = None) -> bytes:
+    out = bytearray(12)
+    _REQ_HDR.pack_into(out, 4, xid, op)
+    if body is not None:
+        body.encode(out)
+    INT.pack_into(out, 0, len(out) - 4)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------- replies
+def encode_reply(xid: int, zxid: int, err: int, body: Any = None) -> bytearray:
+    """A whole framed reply. The body is written only when err is 0."""
+    out = bytearray(20)
+    if err == 0 and body is not None:
+        body.encode(out)
+    _REPLY_HDR.pack_into(out, 0, len(out) - 4, xid, zxid, err)
+    return out
+
+
+def encode_notification(event_type: int, state: int, path: str | None) -> bytearray:
+    out = bytearray(20)
+    WatcherEvent(event_type, state, path).encode(out)
+    _REPLY_HDR.pack_into(out, 0, len(out) - 4, XID_NOTIFICATION, -1, 0)
+    return out
+
+
+def decode_reply_header(frame_bytes) -> tuple[ReplyHeader, int]:
+    return ReplyHeader.decode_from(frame_bytes, 0)
+
+
+__all__ = [
+    "Err",
+    "FrameDecoder",
+    "MultiRequest",
+    "MultiResponse",
+    "MULTI_OP_BODY",
+    "MULTI_RESULT_BODY",
+    "REQUEST_BODY",
+    "WRITE_OPS",
+    "decode_connect",
+    "decode_connect_response",
+    "decode_reply_header",
+    "decode_request",
+    "encode_connect_request",
+    "encode_connect_response",
+    "encode_notification",
+    "encode_reply",
+    "encode_request",
+    "frame",
+    "read_int",
+]
