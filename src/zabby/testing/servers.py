@@ -1,0 +1,311 @@
+"""Launch a zabby or an Apache ZooKeeper 3.8 server as a child process on loopback.
+
+Both launchers write a ``zoo.cfg`` in a directory of their own, pick a free port,
+start the process in its own process group with stdout/stderr in ``server.log``,
+and wait until the ``ruok`` four-letter word answers ``imok``.
+
+    with ZabbyServer(tmp_path) as srv:
+        client = KazooClient(hosts=srv.hosts); client.start()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ServerStartError",
+    "ZabbyServer",
+    "ZooKeeperServer",
+    "find_zookeeper",
+    "four_letter_word",
+    "free_port",
+]
+
+HOST = "127.0.0.1"
+
+# Where Debian's `zookeeper` package puts things. zookeeper.jar's manifest lists
+# its own dependencies (netty, jetty, jackson, ...); we add a logging binding.
+ZK_JAR_DIR = Path(os.environ.get("ZABBY_ZK_JAR_DIR", "/usr/share/java"))
+ZK_LOG_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
+# Flags that make the JVM start quickly and stay small; ZooKeeper start time is most
+# of the differential suite's fixed cost.
+JVM_FLAGS = (
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Xshare:auto",
+    "-XX:-UsePerfData",
+    "-Xms32m",
+    "-Xmx256m",
+    "-Xss512k",
+)
+
+_LOG4J = """\
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n
+"""
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not answer ``ruok`` in time."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that was free a moment ago (bind to port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:
+    """Send a four-letter word and return everything the server answers before closing."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(word.encode("ascii"))
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def find_zookeeper() -> str | None:
+    """Why Apache ZooKeeper cannot be started here, or None when it can."""
+    if shutil.which(os.environ.get("ZABBY_JAVA", "java")) is None:
+        return "java is not installed"
+    if not (ZK_JAR_DIR / "zookeeper.jar").exists():
+        return f"{ZK_JAR_DIR / 'zookeeper.jar'} is missing (apt-get install zookeeper)"
+    return None
+
+
+def _cfg_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class _Server:
+    """Common part: config, process group, readiness, stop."""
+
+    kind = "server"
+    start_timeout = 30.0
+
+    def __init__(self, tmpdir: str | os.PathLike[str], *, start: bool = True, **cfg: Any) -> None:
+        self.dir = Path(tmpdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = int(cfg.pop("clientPort", 0)) or free_port()
+        self.data_dir = Path(cfg.pop("dataDir", self.dir / "data"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg: dict[str, Any] = {
+            "tickTime": 2000,
+            "dataDir": str(self.data_dir),
+            "clientPort": self.port,
+            "clientPortAddress": self.host,
+            "4lw.commands.whitelist": "*",
+        }
+        self.cfg.update(cfg)
+        self.cfg_path = self.dir / "zoo.cfg"
+        self.log_path = self.dir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    # -------------------------------------------------------------- public
+    @property
+    def hosts(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def command(self) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def write_config(self) -> None:
+        lines = [f"{k}={_cfg_value(v)}" for k, v in self.cfg.items()]
+        self.cfg_path.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.write_config()
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            self.wait_ready(self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            assert self.proc is not None
+            rc = self.proc.poll()
+            if rc is not None:
+                raise ServerStartError(
+                    f"{self.kind} exited with status {rc} before answering ruok\n"
+                    f"command: {' '.join(self.command())}\n{self.log_tail()}"
+                )
+            try:
+                last = four_letter_word(self.host, self.port, "ruok", timeout=1.0)
+                if last == "imok" and self.serving():
+                    return
+            except OSError as e:
+                last = repr(e)
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"{self.kind} did not answer ruok with imok within {timeout}s "
+                    f"(last answer: {last!r})\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def serving(self) -> bool:
+        """Extra readiness check after imok (ZooKeeper answers ruok before it serves)."""
+        return True
+
+    def ruok(self) -> bool:
+        try:
+            return four_letter_word(self.host, self.port, "ruok") == "imok"
+        except OSError:
+            return False
+
+    def four_letter_word(self, word: str, timeout: float = 2.0) -> str:
+        return four_letter_word(self.host, self.port, word, timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path})"
+        tail = text.splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the process group (its id is the child's pid), then SIGKILL."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Always: also reaps anything the server left in its group.
+        self._signal(proc.pid, signal.SIGKILL)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash)."""
+        if self.proc is not None:
+            self._signal(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hosts}, pid={self.pid}, dir={str(self.dir)!r})"
+
+
+class ZabbyServer(_Server):
+    """``zabby serve --config zoo.cfg`` (this checkout's Python, so the venv's zabby)."""
+
+    kind = "zabby"
+    start_timeout = 20.0
+
+    def __init__(self, tmpdir, *, python: str | None = None, **cfg: Any) -> None:
+        self.python = python or os.environ.get("ZABBY_PYTHON", sys.executable)
+        super().__init__(tmpdir, **cfg)
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path)]
+
+
+class ZooKeeperServer(_Server):
+    """Apache ZooKeeper 3.8 (standalone) from Debian's ``zookeeper`` package."""
+
+    kind = "zookeeper"
+    start_timeout = 60.0
+
+    def __init__(self, tmpdir, **cfg: Any) -> None:
+        why = find_zookeeper()
+        if why is not None:
+            raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
+        cfg.setdefault("admin.enableServer", False)
+        super().__init__(tmpdir, **cfg)
+
+    def serving(self) -> bool:
+        try:
+            return "Mode:" in four_letter_word(self.host, self.port, "srvr", timeout=1.0)
+        except OSError:
+            return False
+
+    def classpath(self) -> str:
+        override = os.environ.get("ZABBY_ZK_CLASSPATH")
+        if override:
+            return f"{override}:{self.dir}"
+        jars = [ZK_JAR_DIR / "zookeeper.jar"] + [ZK_JAR_DIR / j for j in ZK_LOG_JARS]
+        return ":".join([*(str(j) for j in jars), str(self.dir)])
+
+    def command(self) -> list[str]:
+        (self.dir / "log4j.properties").write_text(_LOG4J)
+        java = os.environ.get("ZABBY_JAVA", "java")
+        return [
+            java,
+            *JVM_FLAGS,
+            "-Dzookeeper.jmx.log4j.disable=true",
+            "-cp",
+            self.classpath(),
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(self.cfg_path),
+        ]
