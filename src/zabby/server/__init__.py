@@ -1,0 +1,1 @@
+"""The asyncio runtime: client connections, sessions, the request pipeline."""

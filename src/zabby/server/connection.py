@@ -1,0 +1,181 @@
+"""One client TCP connection: bytes in, frames out, replies batched per loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..wire import ProtocolError
+from ..wire.protocol import FrameDecoder, decode_connect, decode_request
+
+if TYPE_CHECKING:
+    from .core import ZabbyServer
+    from .session import Session
+
+log = logging.getLogger("zabby.server.cnxn")
+
+_LEN = struct.Struct(">i")
+
+
+class ClientConnection(asyncio.Protocol):
+    """Speaks the client protocol on one socket.
+
+    Before the ConnectRequest the first four bytes may instead be a
+    four-letter word (``ruok``, ``srvr``...), answered and closed.
+    Replies and notifications are appended to an output list and flushed in
+    one ``transport.write`` at the end of the loop turn.
+    """
+
+    def __init__(self, server: ZabbyServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(server.config.max_buffer)
+        self.session: Session | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.initialized = False  # ConnectRequest seen
+        self._head = b""
+        self.closed = False
+        self.closing = False  # close after the pending output is flushed
+        self._out: list[bytes | bytearray] = []
+        self._flush_scheduled = False
+        # request pipeline state (see ZabbyServer.pump)
+        self.backlog: deque = deque()
+        self.inflight = 0
+        self.pumping = False
+        self.auth: list = []  # authenticated ids of this connection
+        # statistics for `cons` and mntr
+        self.established = time.time()
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.last_cxid = -1
+        self.last_zxid = -1
+        self.last_op = "NA"
+        self.last_latency = 0
+        self.min_latency = 0
+        self.max_latency = 0
+        self.total_latency = 0
+        self.latency_count = 0
+        self.last_response = 0.0
+
+    # ------------------------------------------------------------ asyncio
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = (peer[0], peer[1])
+        if not self.server.accept_connection(self):
+            self.closed = True
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.closing:
+            return
+        try:
+            if len(self._head) < 4:
+                # the first four bytes may be a four-letter word, not a length
+                self._head += data[: 4 - len(self._head)]
+                if len(self._head) == 4 and self.server.four_letter_word(self, self._head):
+                    return
+            frames = self.decoder.feed(data)
+            server = self.server
+            for f in frames:
+                self.packets_received += 1
+                if not self.initialized:
+                    req, read_only = decode_connect(f)
+                    self.initialized = True
+                    server.handle_connect(self, req, read_only)
+                    if self.closed or self.closing:
+                        return
+                else:
+                    xid, op, body = decode_request(f)
+                    server.handle_request(self, xid, op, body)
+                    if self.closed or self.closing:
+                        return
+        except ProtocolError as e:
+            log.warning("closing connection from %s:%d: malformed frame: %s", *self.peer, e)
+            self.abort()
+        except Exception:  # a bug must never take the server down
+            log.exception("closing connection from %s:%d after internal error", *self.peer)
+            self.abort()
+
+    def connection_lost(self, exc) -> None:  # type: ignore[override]
+        self.closed = True
+        self.server.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        # a client that does not read its replies stops being read
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------ output
+    def send(self, data: bytes | bytearray) -> None:
+        if self.closed:
+            return
+        self._out.append(data)
+        self.packets_sent += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if not out or self.closed or self.transport is None:
+            out.clear()
+            return
+        self._out = []
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.write(b"".join(out))
+        if self.closing:
+            self._close_now()
+
+    def close_after_flush(self) -> None:
+        """Send what is queued, then close (used after closeSession, auth failure...)."""
+        if self.closed:
+            return
+        self.closing = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def _close_now(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+            self.server.connection_closed(self)
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self._out.clear()
+            self.transport.abort()
+            self.server.connection_closed(self)
+
+    # ------------------------------------------------------------ stats
+    def record_latency(self, ms: int) -> None:
+        self.last_latency = ms
+        if self.latency_count == 0 or ms < self.min_latency:
+            self.min_latency = ms
+        if ms > self.max_latency:
+            self.max_latency = ms
+        self.total_latency += ms
+        self.latency_count += 1
+
+    def reset_stats(self) -> None:
+        self.packets_received = self.packets_sent = 0
+        self.min_latency = self.max_latency = self.total_latency = self.latency_count = 0
+        self.last_latency = 0
+        self.last_op = "NA"
+        self.last_cxid = self.last_zxid = -1
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.peer[0]}:{self.peer[1]}>"

@@ -1,0 +1,489 @@
+"""The standalone server: sessions, the request pipeline, watches.
+
+Request path (see DESIGN.md): a connection decodes frames and hands each
+request to `handle_request`, which appends it to the connection's backlog.
+`pump` drains the backlog in order: a write is prepared against the tree
+(plus pending changes) and handed to the commit pipeline; a read waits until
+every earlier write of the same connection has been applied, so a session
+always reads its own writes and gets its replies in request order. When a
+txn commits, `_applied` applies it to the tree, fires watches (notifications
+are queued before any later reply on every connection) and replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from ..tree import DataTree, RequestContext, WatchManager
+from ..tree.acl import digest_id
+from ..wire import (
+    XID_AUTH,
+    XID_PING,
+    XID_SET_WATCHES,
+    Err,
+    EventType,
+    Id,
+    KeeperState,
+    Op,
+)
+from ..wire.protocol import WRITE_OPS, encode_notification, encode_reply
+from ..wire.records import (
+    ClientInfo,
+    ConnectRequest,
+    ConnectResponse,
+    ErrorResponse,
+    PathResponse,
+    WhoAmIResponse,
+)
+from ..wire.protocol import encode_connect_response
+from .config import ServerConfig
+from .connection import ClientConnection
+from .session import Session, SessionTracker
+
+log = logging.getLogger("zabby.server")
+
+_WATCH_READS = {Op.GET_DATA, Op.EXISTS, Op.GET_CHILDREN, Op.GET_CHILDREN2}
+_TREE_READS = frozenset(
+    {
+        Op.EXISTS, Op.GET_DATA, Op.GET_CHILDREN, Op.GET_CHILDREN2, Op.GET_ACL,
+        Op.GET_ALL_CHILDREN_NUMBER, Op.GET_EPHEMERALS, Op.MULTI_READ,
+    }
+)
+_CONNECTED = KeeperState.SYNC_CONNECTED
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class InMemoryCommitter:
+    """Commits every txn at once. The durable log of the next issue replaces it:
+    same interface, the callback runs once the txn is on disk."""
+
+    def submit(self, txn, done: Callable[[], None]) -> None:
+        done()
+
+
+class ZabbyServer:
+    """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
+
+    def __init__(self, config: ServerConfig, *, server_id: int = 1, committer=None) -> None:
+        self.config = config
+        self.tree = DataTree(
+            max_buffer=config.max_buffer, extended_types=config.extended_types_enabled
+        )
+        self.watches = WatchManager()
+        self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
+        self.committer = committer or InMemoryCommitter()
+        self.connections: set[ClientConnection] = set()
+        self.connections_by_ip: dict[str, int] = {}
+        self.next_zxid = self.tree.last_zxid + 1
+        self.start_time = time.time()
+        self.super_digest_id = None
+        if config.super_digest:
+            self.super_digest_id = config.super_digest
+        # counters for srvr/stat/mntr
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.min_latency = 0
+        self.max_latency = 0
+        self.total_latency = 0
+        self.latency_count = 0
+        self.outstanding = 0
+        self._tick_task: asyncio.Task | None = None
+        self._server: asyncio.base_events.Server | None = None
+
+    # ------------------------------------------------------------ clocks
+    @staticmethod
+    def monotonic_ms() -> int:
+        return time.monotonic_ns() // 1_000_000
+
+    @property
+    def last_zxid(self) -> int:
+        return self.tree.last_zxid
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self),
+            host=cfg.client_port_address,
+            port=cfg.client_port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._tick_task = loop.create_task(self._ticker())
+        log.info(
+            "zabby serving on %s:%d (tickTime=%d, sessions %d..%d ms)",
+            cfg.client_port_address, self.port, cfg.tick_time,
+            self.min_session_timeout, self.max_session_timeout,
+        )
+
+    async def stop(self) -> None:
+        if self._tick_task:
+            self._tick_task.cancel()
+        if self._server:
+            self._server.close()
+        for c in list(self.connections):
+            c.abort()
+        if self._server:
+            await self._server.wait_closed()
+
+    @property
+    def min_session_timeout(self) -> int:
+        return self.config.effective_min_session_timeout
+
+    @property
+    def max_session_timeout(self) -> int:
+        return self.config.effective_max_session_timeout
+
+    async def _ticker(self) -> None:
+        tick = self.config.tick_time / 1000.0
+        while True:
+            await asyncio.sleep(tick / 2)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("error in session/container housekeeping")
+
+    def tick(self) -> None:
+        """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
+        for s in list(self.sessions.expired(self.monotonic_ms())):
+            log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
+            self.close_session(s)
+        for path in self.tree.expired_containers(_now_ms()):
+            self._submit_internal(Op.DELETE_CONTAINER, _PathBody(path), 0)
+
+    # ------------------------------------------------------------ connections
+    def accept_connection(self, conn: ClientConnection) -> bool:
+        ip = conn.peer[0]
+        limit = self.config.max_client_cnxns
+        n = self.connections_by_ip.get(ip, 0)
+        if limit and n >= limit:
+            log.warning("Too many connections from %s - max is %d", ip, limit)
+            return False
+        self.connections_by_ip[ip] = n + 1
+        self.connections.add(conn)
+        conn.auth = [Id("ip", ip)]
+        return True
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        ip = conn.peer[0]
+        n = self.connections_by_ip.get(ip, 1) - 1
+        if n <= 0:
+            self.connections_by_ip.pop(ip, None)
+        else:
+            self.connections_by_ip[ip] = n
+        self.watches.remove_watcher(conn)
+        s = conn.session
+        if s is not None and s.conn is conn:
+            s.conn = None
+
+    def four_letter_word(self, conn: ClientConnection, head: bytes) -> bool:
+        from .fourletter import handle_four_letter_word
+
+        return handle_four_letter_word(self, conn, head)
+
+    # ------------------------------------------------------------ handshake
+    def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
+        if req.lastZxidSeen > self.last_zxid:
+            log.info(
+                "Refusing session request for client %s:%d as it has seen zxid 0x%x our last "
+                "zxid is 0x%x client must try another server",
+                *conn.peer, req.lastZxidSeen, self.last_zxid,
+            )
+            conn.abort()
+            return
+        timeout = min(max(req.timeOut, self.min_session_timeout), self.max_session_timeout)
+        if req.sessionId == 0:
+            sid = self.sessions.new_id()
+            s = self.sessions.add(sid, timeout, self.monotonic_ms())
+            s.conn = conn
+            conn.session = s
+            s.auth = conn.auth
+            # the session exists once its createSession txn is applied
+            conn.inflight += 1
+            txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
+            self.committer.submit(txn, lambda: self._session_created(conn, s, txn))
+            return
+        s = self.sessions.get(req.sessionId)
+        if s is None or s.closing or req.passwd != s.passwd:
+            if s is not None and req.passwd != s.passwd:
+                log.warning("Incorrect password from %s:%d for session 0x%x", *conn.peer,
+                            req.sessionId & (2**64 - 1))
+            else:
+                log.info("Invalid session 0x%x for client %s:%d, probably expired",
+                         req.sessionId & (2**64 - 1), *conn.peer)
+            conn.send(encode_connect_response(ConnectResponse(0, 0, 0, bytes(16))))
+            conn.close_after_flush()
+            return
+        old = s.conn
+        if old is not None and old is not conn:
+            old.abort()
+        self.sessions.touch(s, self.monotonic_ms(), timeout)
+        s.conn = conn
+        conn.session = s
+        s.auth = conn.auth
+        conn.send(encode_connect_response(ConnectResponse(0, timeout, s.id, s.passwd)))
+
+    def _session_created(self, conn: ClientConnection, s: Session, txn) -> None:
+        self.tree.apply(txn)
+        conn.inflight -= 1
+        conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+        self.pump(conn)
+
+    # ------------------------------------------------------------ requests
+    def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        s = conn.session
+        self.packets_received += 1
+        if s is not None:
+            self.sessions.touch(s, self.monotonic_ms())
+        if op == Op.AUTH:
+            self._auth(conn, xid, body)
+            return
+        conn.backlog.append((xid, op, body, time.monotonic_ns()))
+        self.pump(conn)
+
+    def pump(self, conn: ClientConnection) -> None:
+        """Process the connection's backlog in order (see module docstring)."""
+        if conn.pumping:
+            return
+        conn.pumping = True
+        try:
+            q = conn.backlog
+            while q and not conn.closed:
+                xid, op, body, t0 = q[0]
+                if op in WRITE_OPS:
+                    q.popleft()
+                    self._write(conn, xid, op, body, t0)
+                elif conn.inflight:
+                    break
+                else:
+                    q.popleft()
+                    self._read(conn, xid, op, body, t0)
+        finally:
+            conn.pumping = False
+
+    def _prepare(self, op: int, body, session_id: int, cxid: int, auth):
+        zxid = self.next_zxid
+        self.next_zxid += 1
+        ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
+        return self.tree.prepare(op, body, ctx)
+
+    def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
+        s = conn.session
+        if op == Op.RECONFIG:
+            # standalone ZooKeeper has reconfig disabled
+            self._reply(conn, xid, op, Err.RECONFIGDISABLED, None, t0)
+            return
+        if s is None or s.closing:
+            self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
+            return
+        txn = self._prepare(op, body, s.id, xid, conn.auth)
+        conn.inflight += 1
+        self.outstanding += 1
+        if op == Op.CLOSE_SESSION:
+            s.closing = True
+        self.committer.submit(txn, lambda: self._applied(conn, xid, op, txn, t0))
+
+    def _applied(self, conn: ClientConnection | None, xid: int, op: int, txn, t0: int) -> None:
+        res = self.tree.apply(txn)
+        self._fire(res.events)
+        if op == Op.CLOSE_SESSION:
+            sid = txn.hdr.clientId
+            s = self.sessions.remove(sid)
+            if s is not None and s.conn is not None and s.conn is not conn:
+                s.conn.abort()
+        if conn is None:
+            return
+        self.outstanding -= 1
+        conn.inflight -= 1
+        self._reply(conn, xid, op, res.err, res.response, t0)
+        if op == Op.CLOSE_SESSION:
+            conn.close_after_flush()
+            return
+        self.pump(conn)
+
+    def _submit_internal(self, op: int, body, session_id: int) -> None:
+        """A write the server makes itself (session expiry, container cleanup)."""
+        txn = self._prepare(op, body, session_id, 0, [Id("super", "")])
+        self.committer.submit(txn, lambda: self._applied(None, 0, op, txn, 0))
+
+    def close_session(self, s: Session) -> None:
+        s.closing = True
+        conn = s.conn
+        if conn is not None:
+            s.conn = None
+            conn.session = None
+            conn.abort()
+        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
+
+    def _fire(self, events) -> None:
+        trigger = self.watches.trigger
+        for etype, path in events:
+            for watcher, wtype, wpath in trigger(etype, path):
+                watcher.send(encode_notification(wtype, _CONNECTED, wpath))
+
+    def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
+        s = conn.session
+        if s is None:
+            return
+        if op in _TREE_READS:
+            err, resp = self.tree.read(op, body, conn.auth, s.id)
+            if op in _WATCH_READS and body.watch:
+                if err == Err.OK:
+                    if op == Op.GET_DATA or op == Op.EXISTS:
+                        self.watches.add_data_watch(body.path, conn)
+                    else:
+                        self.watches.add_child_watch(body.path, conn)
+                elif op == Op.EXISTS and err == Err.NONODE:
+                    self.watches.add_exist_watch(body.path, conn)
+            self._reply(conn, xid, op, err, resp, t0)
+            return
+        if op == Op.PING:
+            conn.send(encode_reply(XID_PING, self.last_zxid, 0))
+            return
+        if op == Op.SYNC:
+            self._reply(conn, xid, op, Err.OK, PathResponse(body.path), t0)
+            return
+        if op in (Op.SET_WATCHES, Op.SET_WATCHES2):
+            self._set_watches(conn, body, op == Op.SET_WATCHES2)
+            conn.send(encode_reply(XID_SET_WATCHES if xid == XID_SET_WATCHES else xid, self.last_zxid, 0))
+            return
+        if op == Op.ADD_WATCH:
+            self.watches.add_persistent(body.path, conn, recursive=body.mode == 1)
+            self._reply(conn, xid, op, Err.OK, ErrorResponse(0), t0)
+            return
+        if op == Op.CHECK_WATCHES:
+            ok = self.watches.has(body.path, conn, body.type)
+            self._reply(conn, xid, op, Err.OK if ok else Err.NOWATCHER, None, t0)
+            return
+        if op == Op.REMOVE_WATCHES:
+            ok = self.watches.remove(body.path, conn, body.type)
+            self._reply(conn, xid, op, Err.OK if ok else Err.NOWATCHER, None, t0)
+            return
+        if op == Op.WHO_AM_I:
+            infos = [ClientInfo(i.scheme, _user_of(i)) for i in conn.auth]
+            self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
+            return
+        if body is None and op not in (Op.WHO_AM_I,):
+            # unknown opcode: ZooKeeper answers UNIMPLEMENTED with zxid -1
+            log.warning("Received packet at server of unknown type %d", op)
+            conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+            return
+        if op == Op.SASL:
+            conn.send(encode_reply(xid, self.last_zxid, Err.AUTHFAILED))
+            return
+        conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+
+    def _reply(self, conn: ClientConnection, xid: int, op: int, err: int, resp, t0: int) -> None:
+        zxid = self.last_zxid
+        conn.send(encode_reply(xid, zxid, err, resp))
+        if t0:
+            ms = (time.monotonic_ns() - t0) // 1_000_000
+            conn.record_latency(ms)
+            if self.latency_count == 0 or ms < self.min_latency:
+                self.min_latency = ms
+            if ms > self.max_latency:
+                self.max_latency = ms
+            self.total_latency += ms
+            self.latency_count += 1
+        conn.last_cxid = xid
+        conn.last_zxid = zxid
+        conn.last_op = _OP_NAMES.get(op, "NA")
+        conn.last_response = time.time()
+        self.packets_sent += 1
+
+    def _auth(self, conn: ClientConnection, xid: int, body) -> None:
+        if body.scheme == "digest" and body.auth is not None:
+            try:
+                cred = body.auth.decode("utf-8")
+            except UnicodeDecodeError:
+                cred = ""
+            if ":" in cred:
+                ident = digest_id(cred)
+                if self.super_digest_id is not None and ident == self.super_digest_id:
+                    _add_auth(conn, Id("super", ""))
+                _add_auth(conn, Id("digest", ident))
+                log.info("Session 0x%x: auth success for scheme digest and address %s:%d",
+                         (conn.session.id if conn.session else 0) & (2**64 - 1), *conn.peer)
+                conn.send(encode_reply(xid if xid else XID_AUTH, 0, Err.OK))
+                return
+        log.warning("Authentication failed for scheme: %s", body.scheme)
+        conn.send(encode_reply(xid, 0, Err.AUTHFAILED))
+        conn.close_after_flush()
+
+    def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
+        """Re-register a reconnecting client's watches, firing those it missed."""
+        rel = body.relativeZxid
+        tree = self.tree
+        out = []
+        for path in body.dataWatches or ():
+            node = tree.get_node(path)
+            if node is None:
+                out.append((EventType.NODE_DELETED, path))
+            elif node.mzxid > rel:
+                out.append((EventType.NODE_DATA_CHANGED, path))
+            else:
+                self.watches.add_data_watch(path, conn)
+        for path in body.existWatches or ():
+            if tree.get_node(path) is not None:
+                out.append((EventType.NODE_CREATED, path))
+            else:
+                self.watches.add_exist_watch(path, conn)
+        for path in body.childWatches or ():
+            node = tree.get_node(path)
+            if node is None:
+                out.append((EventType.NODE_DELETED, path))
+            elif node.pzxid > rel:
+                out.append((EventType.NODE_CHILDREN_CHANGED, path))
+            else:
+                self.watches.add_child_watch(path, conn)
+        if v2:
+            for path in body.persistentWatches or ():
+                self.watches.add_persistent(path, conn, recursive=False)
+            for path in body.persistentRecursiveWatches or ():
+                self.watches.add_persistent(path, conn, recursive=True)
+        for etype, path in out:
+            conn.send(encode_notification(etype, _CONNECTED, path))
+
+
+class _PathBody:
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def _add_auth(conn: ClientConnection, ident: Id) -> None:
+    if ident not in conn.auth:
+        conn.auth.append(ident)
+
+
+def _user_of(ident: Id) -> str:
+    if ident.scheme == "digest":
+        return ident.id.split(":")[0]
+    if ident.scheme in ("ip", "world", "x509", "sasl"):
+        return ident.id
+    return ""
+
+
+_OP_NAMES = {
+    Op.PING: "PING", Op.CREATE_SESSION: "SESS", Op.MULTI: "MULT", Op.MULTI_READ: "MLTR",
+    Op.CREATE: "CREA", Op.CREATE2: "CREA", Op.CREATE_TTL: "CREA", Op.CREATE_CONTAINER: "CREA",
+    Op.DELETE: "DELE", Op.DELETE_CONTAINER: "DELE", Op.SET_DATA: "SETD", Op.RECONFIG: "RECO",
+    Op.SET_ACL: "SETA", Op.CLOSE_SESSION: "CLOS", Op.SYNC: "SYNC", Op.CHECK: "CHEC",
+    Op.EXISTS: "EXIS", Op.GET_DATA: "GETD", Op.SET_WATCHES: "SETW", Op.SET_WATCHES2: "STW2",
+    Op.ADD_WATCH: "ADDW", Op.GET_ACL: "GETA", Op.GET_CHILDREN: "GETC", Op.GET_CHILDREN2: "GETC",
+    Op.GET_ALL_CHILDREN_NUMBER: "GETACN", Op.CHECK_WATCHES: "CHKW", Op.REMOVE_WATCHES: "REMW",
+    Op.WHO_AM_I: "HOMI", Op.GET_EPHEMERALS: "GETE",
+}
