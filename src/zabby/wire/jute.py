@@ -265,7 +265,11 @@ def _build(cls) -> None:
         counter[0] += 1
         ns[sname] = struct.Struct(fmt)
         size = ns[sname].size
-        enc.append(f"    out += {sname}.pack({', '.join('self.' + nm for nm, _ in run)})")
+        # bools are packed as 0/1 ints
+        args = ", ".join(
+            f"(1 if self.{nm} else 0)" if code == "B" else f"self.{nm}" for nm, code in run
+        )
+        enc.append(f"    out += {sname}.pack({args})")
         dec.append(f"    if pos + {size} > n: raise ProtocolError('truncated {cls.__name__}')")
         targets = ", ".join(f"v_{nm}" for nm, _ in run)
         dec.append(f"    {targets}, = {sname}.unpack_from(buf, pos)")
@@ -282,7 +286,6 @@ def _build(cls) -> None:
             run.append((name, "q"))
         elif t == "bool":
             run.append((name, "B"))
-            # encode bools as 0/1 via int()
         else:
             flush()
             wname, rname = f"_w_{name}", f"_r_{name}"
@@ -294,12 +297,7 @@ def _build(cls) -> None:
     if len(enc) == 1:
         enc.append("    pass")
     dec.append(f"    return cls({', '.join('v_' + nm for nm in names)}), pos")
-    # bools must be packed as ints
-    enc_src = "\n".join(enc)
-    for name, t in fields:
-        if t == "bool":
-            enc_src = enc_src.replace(f"self.{name}", f"(1 if self.{name} else 0)")
-    src.append(enc_src + "\n")
+    src.append("\n".join(enc) + "\n")
     src.append("\n".join(dec) + "\n")
     exec("\n".join(src), ns)  # noqa: S102 - generated from our own field tables
     cls.__init__ = ns["__init__"]

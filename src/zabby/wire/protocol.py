@@ -170,8 +170,9 @@ MULTI_OP_BODY: dict[int, Any] = {
     Op.DELETE: DeleteRequest,
     Op.SET_DATA: SetDataRequest,
     Op.CHECK: CheckVersionRequest,
-    Op.GET_CHILDREN: PathRequest,
-    Op.GET_DATA: PathRequest,
+    # MultiOperationRecord sends GetChildrenRequest / GetDataRequest (path + watch)
+    Op.GET_CHILDREN: PathWatchRequest,
+    Op.GET_DATA: PathWatchRequest,
 }
 
 # Body of each result in a MultiResponse (None: no body).
