@@ -29,7 +29,7 @@ from ..wire import (
     KeeperState,
     Op,
 )
-from ..wire.protocol import WRITE_OPS, encode_notification, encode_reply
+from ..wire.protocol import WRITE_OPS, encode_connect_response, encode_notification, encode_reply
 from ..wire.records import (
     ClientInfo,
     ConnectRequest,
@@ -38,7 +38,6 @@ from ..wire.records import (
     PathResponse,
     WhoAmIResponse,
 )
-from ..wire.protocol import encode_connect_response
 from .config import ServerConfig
 from .connection import ClientConnection
 from .session import Session, SessionTracker
