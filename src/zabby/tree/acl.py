@@ -1,0 +1,235 @@
+"""ACL schemes and checks, as ZooKeeper 3.8's server does them.
+
+Schemes known to a default ZooKeeper server: `world` (id "anyone"), `auth`
+(expanded at create/setACL time to the session's authenticated ids), `digest`
+("user:base64(sha1(user:password))") and `ip` (IPv4 address or CIDR; ZooKeeper
+3.8.0's IP provider has no IPv6 support, so IPv6 ACLs are invalid and an IPv6
+client never matches). An authenticated id with scheme `super` passes every check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from ..wire.constants import Err, Perm
+from ..wire.records import ACL, Id
+
+__all__ = [
+    "ACLError",
+    "OPEN_ACL_UNSAFE",
+    "READ_ACL_UNSAFE",
+    "check_perm",
+    "digest_id",
+    "fixup_acl",
+    "intern_acl",
+    "ip_matches",
+    "ip_valid",
+    "redact_acl",
+]
+
+# Authentication providers registered by default and whether their ids count as
+# "authenticated" for the `auth` ACL scheme (ServerAuthenticationProvider.isAuthenticated).
+_PROVIDERS = {"digest": True, "ip": False}
+
+
+class ACLError(Exception):
+    """An ACL could not be accepted; `err` is the ZooKeeper error code."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__(err)
+        self.err = err
+
+
+# --------------------------------------------------------------- interning
+_ACL_CACHE: dict[tuple, tuple[ACL, ...]] = {}
+
+
+def intern_acl(acl) -> tuple[ACL, ...]:
+    """A shared, immutable tuple for an ACL list: equal lists share one object."""
+    key = tuple((a.perms, a.id.scheme, a.id.id) for a in acl)
+    got = _ACL_CACHE.get(key)
+    if got is None:
+        got = tuple(ACL(p, Id(s, i)) for p, s, i in key)
+        _ACL_CACHE[key] = got
+    return got
+
+
+OPEN_ACL_UNSAFE = intern_acl([ACL(int(Perm.ALL), Id("world", "anyone"))])
+READ_ACL_UNSAFE = intern_acl([ACL(int(Perm.READ), Id("world", "anyone"))])
+
+
+# ------------------------------------------------------------------ digest
+def digest_id(user_colon_password: str) -> str:
+    """The id `addauth digest user:password` authenticates as (and ACLs name)."""
+    user = user_colon_password.split(":", 1)[0]
+    h = hashlib.sha1(user_colon_password.encode("utf-8", "surrogatepass")).digest()
+    return user + ":" + base64.b64encode(h).decode("ascii")
+
+
+def _java_split(s: str, sep: str) -> list[str]:
+    """Java's String.split(sep) with limit 0: trailing empty strings dropped."""
+    if s == "":
+        return [""]
+    parts = s.split(sep)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def _digest_valid(ident: str) -> bool:
+    return len(_java_split(ident, ":")) == 2
+
+
+# ---------------------------------------------------------------------- ip
+def _java_parse_int(s: str) -> int | None:
+    """Integer.parseInt: optional sign, decimal digits (any Unicode Nd), 32-bit."""
+    if not s:
+        return None
+    body = s[1:] if s[0] in "+-" else s
+    if not body or not body.isdecimal():
+        return None
+    v = int(s)
+    if v < -(1 << 31) or v > (1 << 31) - 1:
+        return None
+    return v
+
+
+def _v4_bytes(addr: str) -> list[int] | None:
+    parts = addr.split(".")  # Java split(regex, -1) keeps empties too
+    if len(parts) != 4:
+        return None
+    out = []
+    for p in parts:
+        v = _java_parse_int(p)
+        if v is None or not 0 <= v <= 255:
+            return None
+        out.append(v)
+    return out
+
+
+def _mask(b: list[int], bits: int) -> None:
+    start = bits // 8
+    start_mask = ~((1 << (8 - bits % 8)) - 1) & 0xFF
+    while start < len(b):
+        b[start] &= start_mask
+        start_mask = 0
+        start += 1
+
+
+def _ip_expr(expr: str) -> tuple[list[int], int] | None:
+    parts = expr.split("/", 1)
+    addr = _v4_bytes(parts[0])
+    if addr is None:
+        return None
+    bits = len(addr) * 8
+    if len(parts) == 2:
+        b = _java_parse_int(parts[1])
+        if b is None or b < 0 or b > len(addr) * 8:
+            return None
+        bits = b
+    return addr, bits
+
+
+def ip_valid(expr: str) -> bool:
+    return _ip_expr(expr) is not None
+
+
+def ip_matches(client_ip: str, acl_expr: str) -> bool:
+    """Does the client's address match an `ip` ACL id (address or address/bits)?"""
+    parsed = _ip_expr(acl_expr)
+    if parsed is None:
+        return False
+    acl_addr, bits = parsed
+    remote = _v4_bytes(client_ip)
+    if remote is None:
+        return False
+    _mask(acl_addr, bits)
+    _mask(remote, bits)
+    return remote == acl_addr
+
+
+# ------------------------------------------------------------------ checks
+def check_perm(acl, perm: int, auth_ids) -> bool:
+    """ZooKeeperServer.checkACL: may a session with `auth_ids` do `perm` here?"""
+    if not acl:
+        return True
+    for aid in auth_ids:
+        if aid.scheme == "super":
+            return True
+    for a in acl:
+        if a.perms & perm:
+            ident = a.id
+            scheme = ident.scheme
+            if scheme == "world" and ident.id == "anyone":
+                return True
+            if scheme == "digest":
+                for aid in auth_ids:
+                    if aid.scheme == "digest" and aid.id == ident.id:
+                        return True
+            elif scheme == "ip":
+                for aid in auth_ids:
+                    if aid.scheme == "ip" and aid.id is not None and ip_matches(aid.id, ident.id):
+                        return True
+    return False
+
+
+def fixup_acl(acl, auth_ids) -> list[ACL]:
+    """Validate an ACL from a create/setACL and expand `auth` ids.
+
+    Raises ACLError(INVALIDACL), or ACLError(MARSHALLINGERROR) where ZooKeeper
+    hits a NullPointerException (a null id string).
+    """
+    uniq: list[ACL] = []
+    for a in acl or ():
+        if a not in uniq:
+            uniq.append(a)
+    if not uniq:
+        raise ACLError(Err.INVALIDACL)
+    out: list[ACL] = []
+    for a in uniq:
+        ident = a.id
+        if ident is None or ident.scheme is None:
+            raise ACLError(Err.INVALIDACL)
+        scheme = ident.scheme
+        if scheme == "world":
+            if ident.id is None:
+                raise ACLError(Err.MARSHALLINGERROR)
+            if ident.id == "anyone":
+                out.append(a)
+                continue
+            raise ACLError(Err.INVALIDACL)  # no "world" provider for other ids
+        if scheme == "auth":
+            valid = False
+            for aid in auth_ids:
+                if _PROVIDERS.get(aid.scheme):
+                    valid = True
+                    out.append(ACL(a.perms, Id(aid.scheme, aid.id)))
+            if not valid:
+                raise ACLError(Err.INVALIDACL)
+            continue
+        if scheme not in _PROVIDERS:
+            raise ACLError(Err.INVALIDACL)
+        if ident.id is None:
+            raise ACLError(Err.MARSHALLINGERROR)
+        ok = _digest_valid(ident.id) if scheme == "digest" else ip_valid(ident.id)
+        if not ok:
+            raise ACLError(Err.INVALIDACL)
+        out.append(a)
+    return out
+
+
+# Java's "." does not match these line terminators.
+_REDACT = re.compile(":[^\n\r\u0085\u2028\u2029]*")
+
+
+def redact_acl(acl) -> list[ACL]:
+    """getACL without ADMIN: digest ids shown as "user:x" (replaceAll(":.*", ":x"))."""
+    out = []
+    for a in acl:
+        if a.id.scheme == "digest" and a.id.id is not None:
+            out.append(ACL(a.perms, Id("digest", _REDACT.sub(":x", a.id.id))))
+        else:
+            out.append(a)
+    return out

@@ -1,0 +1,909 @@
+"""The replicated state machine: ZooKeeper's DataTree plus PrepRequestProcessor.
+
+Pure and deterministic: no I/O, no clock, no randomness. A write goes through
+`prepare` (validation against the tree plus prepared-but-unapplied changes,
+producing a `Txn`) and then `apply` (the same on every server, in zxid order).
+Reads go straight to the applied tree, never to pending changes, as ZooKeeper.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
+from ..wire.jute import Record
+from ..wire.protocol import MultiRequest, MultiResponse
+from ..wire.records import (
+    Create2Response,
+    ErrorResponse,
+    GetACLResponse,
+    GetAllChildrenNumberResponse,
+    GetChildren2Response,
+    GetChildrenResponse,
+    GetDataResponse,
+    GetEphemeralsResponse,
+    Id,
+    PathResponse,
+    StatResponse,
+)
+from . import znode as zn
+from .acl import (
+    OPEN_ACL_UNSAFE,
+    READ_ACL_UNSAFE,
+    ACLError,
+    check_perm,
+    fixup_acl,
+    intern_acl,
+    redact_acl,
+)
+from .javaorder import grow_cap, java_order, table_size_for
+from .paths import is_valid_path
+from .txn import (
+    CheckVersionTxn,
+    CloseSessionTxn,
+    CreateContainerTxn,
+    CreateSessionTxn,
+    CreateTTLTxn,
+    CreateTxn,
+    DeleteTxn,
+    ErrorTxn,
+    MultiTxn,
+    SetACLTxn,
+    SetDataTxn,
+    Txn,
+    TxnHeader,
+)
+from .watches import WatchManager
+from .znode import ZNode
+
+__all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
+
+SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+
+_CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
+_MULTI_WRITE_OPS = frozenset(
+    {Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA, Op.CHECK}
+)
+
+
+def _i32(v: int) -> int:
+    """Java int overflow."""
+    v &= 0xFFFFFFFF
+    return v - 0x100000000 if v >= 0x80000000 else v
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Who asks and when."""
+
+    session_id: int
+    cxid: int
+    zxid: int
+    time: int
+    auth: list[Id] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """Outcome of applying one txn.
+
+    `err` is what goes in the reply header: note that a failed *multi* replies
+    with err 0 (the per-op codes are in the MultiResponse), as ZooKeeper 3.8.
+    `multi_err` is the first non-zero per-op code of a multi (ZooKeeper's
+    ProcessTxnResult.err), for logs and metrics.
+    """
+
+    err: int
+    response: Record | MultiResponse | None
+    events: list[tuple[int, str]]
+    path: str | None = None
+    multi_err: int = 0
+
+
+class _KErr(Exception):
+    """A KeeperException inside prepare/apply; `err` is its code."""
+
+    def __init__(self, err: int) -> None:
+        self.err = int(err)
+
+
+class _Change:
+    """PrepRequestProcessor.ChangeRecord: a pending view of one path."""
+
+    __slots__ = (
+        "zxid", "path", "exists", "version", "cversion", "aversion",
+        "ephemeral_owner", "child_count", "acl", "data",
+    )
+
+    def __init__(self, zxid, path, exists, version=0, cversion=0, aversion=0,
+                 ephemeral_owner=0, child_count=0, acl=None, data=None):
+        self.zxid = zxid
+        self.path = path
+        self.exists = exists
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.child_count = child_count
+        self.acl = acl
+        self.data = data
+
+    def duplicate(self, zxid: int) -> _Change:
+        return _Change(zxid, self.path, self.exists, self.version, self.cversion,
+                       self.aversion, self.ephemeral_owner, self.child_count,
+                       self.acl, self.data)
+
+
+def _java_trim(s: str) -> str:
+    """String.trim(): strips chars <= U+0020 from both ends."""
+    i, j = 0, len(s)
+    while i < j and s[i] <= " ":
+        i += 1
+    while j > i and s[j - 1] <= " ":
+        j -= 1
+    return s[i:j]
+
+
+class DataTree:
+    """Znodes by path, with ZooKeeper 3.8's write validation and application."""
+
+    def __init__(
+        self,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        extended_types: bool = False,
+        max_never_used_ms: int = 0,
+    ) -> None:
+        self.max_buffer = max_buffer
+        self.extended_types = extended_types
+        # zookeeper.containerMaxNeverUsedIntervalMs: 0 keeps never-used containers
+        self.max_never_used_ms = max_never_used_ms
+        self.last_zxid = 0
+        self.sessions: dict[int, int] = {}
+        self.watches = WatchManager()
+        self._nodes: dict[str, ZNode] = {}
+        self._ephemerals: dict[int, dict[str, None]] = {}
+        self._containers: dict[str, None] = {}
+        self._ttls: dict[str, None] = {}
+        # pending overlay: outstandingChanges (ordered) and outstandingChangesForPath
+        self._outstanding: deque[_Change] = deque()
+        self._outstanding_by_path: dict[str, _Change] = {}
+        self._init_tree()
+
+    # ------------------------------------------------------------ the tree
+    def _init_tree(self) -> None:
+        empty = b""
+        root = ZNode(empty, OPEN_ACL_UNSAFE, 0, 0)
+        proc = ZNode(empty, OPEN_ACL_UNSAFE, 0, 0)
+        quota = ZNode(empty, OPEN_ACL_UNSAFE, 0, 0)
+        config = ZNode(empty, READ_ACL_UNSAFE, 0, 0)
+        # DataTree's constructor sets the config node's ACL with setACL(..., -1)
+        config.aversion = -1
+        self._nodes["/"] = root
+        self._nodes["/zookeeper"] = proc
+        self._nodes["/zookeeper/quota"] = quota
+        self._nodes["/zookeeper/config"] = config
+        self._add_child(root, "zookeeper")
+        self._add_child(proc, "quota")
+        self._add_child(proc, "config")
+
+    @staticmethod
+    def _add_child(parent: ZNode, name: str) -> None:
+        ch = parent.children
+        if ch is None:
+            ch = parent.children = {}
+        ch[name] = None
+        n = len(ch)
+        if n > (parent.child_cap * 3) // 4 or parent.child_cap == 0:
+            parent.child_cap = grow_cap(parent.child_cap, n)
+
+    @staticmethod
+    def _remove_child(parent: ZNode, name: str) -> None:
+        ch = parent.children
+        if ch is not None:
+            ch.pop(name, None)
+            if not ch:
+                parent.children = None
+
+    @property
+    def node_count(self) -> int:
+        return len(self._nodes)
+
+    def get_node(self, path: str) -> ZNode | None:
+        """The node at `path` ("" is the root, as ZooKeeper's alias)."""
+        if path == "":
+            path = "/"
+        return self._nodes.get(path)
+
+    def children_of(self, node: ZNode) -> list[str]:
+        """Child names in the order ZooKeeper lists them (Java HashSet order)."""
+        ch = node.children
+        if not ch:
+            return []
+        return java_order(ch, node.child_cap)
+
+    def ephemerals_of(self, session_id: int) -> set[str]:
+        return set(self._ephemerals.get(session_id, ()))
+
+    def ephemerals(self) -> dict[int, set[str]]:
+        """All sessions' ephemeral paths (for the `dump` four-letter word)."""
+        return {s: set(p) for s, p in self._ephemerals.items() if p}
+
+    @property
+    def containers(self) -> set[str]:
+        return set(self._containers)
+
+    @property
+    def ttls(self) -> set[str]:
+        return set(self._ttls)
+
+    def iter_nodes(self) -> Iterator[tuple[str, ZNode]]:
+        """Every (path, node), parents before children (depth first from "/")."""
+        nodes = self._nodes
+        stack = ["/"]
+        while stack:
+            path = stack.pop()
+            node = nodes[path]
+            yield path, node
+            ch = node.children
+            if ch:
+                prefix = "/" if path == "/" else path + "/"
+                stack.extend(prefix + name for name in reversed(list(ch)))
+
+    def approximate_data_size(self) -> int:
+        """Sum of path lengths and data lengths (ZooKeeper's approximateDataSize)."""
+        total = 0
+        for path, node in self._nodes.items():
+            total += len(path) + node.data_length
+        # ZooKeeper also counts the "" alias of the root (length 0 + root data)
+        return total + self._nodes["/"].data_length
+
+    def stat(self, path: str):
+        node = self.get_node(path)
+        return None if node is None else node.stat(self.extended_types)
+
+    # --------------------------------------------------------------- reads
+    def read(self, op: int, body, auth: list[Id], session_id: int, watcher=None):
+        """Answer a read: (err, response). Never raises for bad input.
+
+        When `watcher` is given and the request asks for a watch, it is
+        registered in `self.watches` exactly when ZooKeeper would register it
+        (exists: also when the node is absent; getData/getChildren: only on
+        success).
+        """
+        try:
+            if op == Op.MULTI_READ:
+                return self._multi_read(body, auth)
+            return self._read_one(op, body, auth, watcher, session_id)
+        except _KErr as e:
+            return e.err, None
+
+    def _read_one(self, op, body, auth, watcher, session_id):
+        ext = self.extended_types
+        if op == Op.EXISTS:
+            path = body.path
+            if path is None:
+                raise _KErr(Err.MARSHALLINGERROR)
+            if "\0" in path:
+                raise _KErr(Err.BADARGUMENTS)
+            if watcher is not None and body.watch:
+                self.watches.add_exist_watch(path, watcher)
+            node = self.get_node(path)
+            if node is None:
+                return Err.NONODE, None
+            return Err.OK, StatResponse(node.stat(ext))
+        if op in (Op.GET_DATA, Op.GET_CHILDREN, Op.GET_CHILDREN2):
+            path = body.path
+            node = self._read_node(path)
+            if not check_perm(node.acl, Perm.READ, auth):
+                raise _KErr(Err.NOAUTH)
+            watch = watcher is not None and getattr(body, "watch", False)
+            if op == Op.GET_DATA:
+                if watch:
+                    self.watches.add_data_watch(path, watcher)
+                return Err.OK, GetDataResponse(node.data, node.stat(ext))
+            if watch:
+                self.watches.add_child_watch(path, watcher)
+            children = self.children_of(node)
+            if op == Op.GET_CHILDREN:
+                return Err.OK, GetChildrenResponse(children)
+            return Err.OK, GetChildren2Response(children, node.stat(ext))
+        if op == Op.GET_ACL:
+            node = self._read_node(body.path)
+            if not check_perm(node.acl, Perm.READ | Perm.ADMIN, auth):
+                raise _KErr(Err.NOAUTH)
+            acl = list(node.acl)
+            if not check_perm(node.acl, Perm.ADMIN, auth):
+                acl = redact_acl(acl)
+            return Err.OK, GetACLResponse(acl, node.stat(ext))
+        if op == Op.GET_ALL_CHILDREN_NUMBER:
+            path = body.path
+            node = self._read_node(path)
+            if not check_perm(node.acl, Perm.READ, auth):
+                raise _KErr(Err.NOAUTH)
+            return Err.OK, GetAllChildrenNumberResponse(self._all_children_number(path))
+        if op == Op.GET_EPHEMERALS:
+            return Err.OK, GetEphemeralsResponse(self._session_ephemerals(body.prefixPath, session_id))
+        raise _KErr(Err.UNIMPLEMENTED)
+
+    def _read_node(self, path) -> ZNode:
+        if path is None:
+            raise _KErr(Err.MARSHALLINGERROR)
+        node = self.get_node(path)
+        if node is None:
+            raise _KErr(Err.NONODE)
+        return node
+
+    def _all_children_number(self, path: str) -> int:
+        if path == "/":
+            return len(self._nodes) - 1  # ZooKeeper: nodes.size() - 2 ("" and "/")
+        if path == "":
+            return len(self._nodes)  # every key starting with "/" (root included)
+        # every path starting with path + "/": all descendants
+        count = 0
+        nodes = self._nodes
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            ch = nodes[p].children
+            if ch:
+                count += len(ch)
+                stack.extend(p + "/" + c for c in ch)
+        return count
+
+    def _session_ephemerals(self, prefix, session_id) -> list[str]:
+        mine = self._ephemerals.get(session_id)
+        if not mine:
+            return []
+        # ZooKeeper iterates a clone of the session's HashSet (default capacity 16
+        # grown as needed; the clone is sized for its content).
+        cap = grow_cap(0, len(mine), 16)
+        paths = java_order(mine, cap)
+        paths = java_order(paths, table_size_for(int(len(mine) / 0.75 + 1.0)))
+        if prefix is None or _java_trim(prefix) in ("", "/"):
+            return paths
+        return [p for p in paths if p.startswith(prefix)]
+
+    def _multi_read(self, body: MultiRequest, auth):
+        results = []
+        for op, req in body.ops:
+            if op not in (Op.GET_CHILDREN, Op.GET_DATA):
+                # "Invalid type of readOp": the whole request fails
+                return Err.MARSHALLINGERROR, None
+            try:
+                path = req.path
+                node = self._read_node(path)
+                if not check_perm(node.acl, Perm.READ, auth):
+                    raise _KErr(Err.NOAUTH)
+                if op == Op.GET_DATA:
+                    results.append((int(Op.GET_DATA), 0, GetDataResponse(node.data, node.stat(self.extended_types))))
+                else:
+                    results.append((int(Op.GET_CHILDREN), 0, GetChildrenResponse(self.children_of(node))))
+            except _KErr as e:
+                results.append((int(Op.ERROR), e.err, ErrorResponse(e.err)))
+        return Err.OK, MultiResponse(results)
+
+    # ----------------------------------------------------- pending overlay
+    def _record(self, path: str) -> _Change:
+        """getRecordForPath: the pending view of `path`, or NONODE."""
+        c = self._outstanding_by_path.get(path)
+        if c is None:
+            node = self._nodes.get(path)
+            if node is None:
+                raise _KErr(Err.NONODE)
+            return _Change(-1, path, True, node.version, node.cversion, node.aversion,
+                           node.ephemeral_owner, node.num_children, node.acl, node.data)
+        if not c.exists:
+            raise _KErr(Err.NONODE)
+        return c
+
+    def _add_change(self, c: _Change) -> None:
+        self._outstanding.append(c)
+        self._outstanding_by_path[c.path] = c
+
+    def discard_pending(self) -> None:
+        """Forget every prepared-but-unapplied change."""
+        self._outstanding.clear()
+        self._outstanding_by_path.clear()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._outstanding)
+
+    def _pending_for_multi(self, ops) -> dict[str, _Change]:
+        saved: dict[str, _Change] = {}
+        by_path = self._outstanding_by_path
+        for _op, req in ops:
+            path = getattr(req, "path", None)
+            if path is None:
+                continue
+            c = by_path.get(path)
+            if c is not None:
+                saved[path] = c
+            i = path.rfind("/")
+            if i == -1 or "\0" in path:
+                continue
+            parent = path[:i] or "/"
+            c = by_path.get(parent)
+            if c is not None:
+                saved[parent] = c
+        return saved
+
+    def _rollback(self, zxid: int, saved: dict[str, _Change]) -> None:
+        out = self._outstanding
+        by_path = self._outstanding_by_path
+        while out and out[-1].zxid == zxid:
+            c = out.pop()
+            by_path.pop(c.path, None)
+        if not out:
+            return
+        first = out[0].zxid
+        for c in saved.values():
+            if c.zxid >= first:
+                by_path[c.path] = c
+
+    # -------------------------------------------------------------- prepare
+    def prepare(self, op: int, body, ctx: RequestContext) -> Txn:
+        """Validate a write against the tree plus pending changes; return its Txn.
+
+        A failed validation gives a Txn of type Op.ERROR with an ErrorTxn body;
+        it still uses ctx.zxid (and must be applied like any other txn).
+        """
+        hdr = TxnHeader(ctx.session_id, ctx.cxid, ctx.zxid, ctx.time, int(op))
+        try:
+            if op == Op.MULTI:
+                return Txn(hdr, self._prepare_multi(body, ctx))
+            ttype, tbody = self._prep(op, body, ctx)
+            hdr.type = int(ttype)
+            return Txn(hdr, tbody)
+        except _KErr as e:
+            hdr.type = int(Op.ERROR)
+            return Txn(hdr, ErrorTxn(e.err))
+
+    def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
+        ops = body.ops if body is not None else []
+        for op, _req in ops:
+            if op not in _MULTI_WRITE_OPS:
+                # ZooKeeper cannot turn such an op into a txn; the request fails whole
+                raise _KErr(Err.MARSHALLINGERROR)
+        saved = self._pending_for_multi(ops)
+        subs: list[tuple[int, Record]] = []
+        failed = False
+        for op, req in ops:
+            if failed:
+                subs.append((int(Op.ERROR), ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
+                continue
+            try:
+                subs.append(self._prep(op, req, ctx))
+            except _KErr as e:
+                failed = True
+                subs.append((int(Op.ERROR), ErrorTxn(e.err)))
+                self._rollback(ctx.zxid, saved)
+        return MultiTxn.of(subs)
+
+    def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
+        if op in _CREATE_OPS:
+            return self._prep_create(op, req, ctx)
+        if op == Op.DELETE:
+            return self._prep_delete(req, ctx)
+        if op == Op.SET_DATA:
+            return self._prep_set_data(req, ctx)
+        if op == Op.SET_ACL:
+            return self._prep_set_acl(req, ctx)
+        if op == Op.CHECK:
+            return self._prep_check(req, ctx)
+        if op == Op.DELETE_CONTAINER:
+            return self._prep_delete_container(req, ctx)
+        if op == Op.CREATE_SESSION:
+            return int(Op.CREATE_SESSION), CreateSessionTxn(int(req))
+        if op == Op.CLOSE_SESSION:
+            return self._prep_close_session(ctx)
+        raise _KErr(Err.UNIMPLEMENTED)
+
+    def _check_data(self, data) -> None:
+        # A frame larger than jute.maxbuffer never gets here; a buffer longer
+        # than it fails jute decoding in ZooKeeper ("Unreasonable length").
+        if data is not None and len(data) > self.max_buffer:
+            raise _KErr(Err.MARSHALLINGERROR)
+
+    @staticmethod
+    def _version_check(current: int, expected: int) -> int:
+        if expected != -1 and expected != current:
+            raise _KErr(Err.BADVERSION)
+        return _i32(current + 1)
+
+    def _prep_create(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
+        flags = req.flags
+        try:
+            mode = CreateMode(flags)
+        except ValueError:
+            raise _KErr(Err.BADARGUMENTS) from None
+        ttl = req.ttl if op == Op.CREATE_TTL else -1
+        if mode.ttl:
+            if not self.extended_types:
+                raise _KErr(Err.UNIMPLEMENTED)
+            if ttl <= 0 or ttl > zn.TTL_MAX:
+                raise _KErr(Err.BADARGUMENTS)
+        elif ttl >= 0:
+            raise _KErr(Err.BADARGUMENTS)
+        path = req.path
+        if path is None:
+            raise _KErr(Err.MARSHALLINGERROR)
+        i = path.rfind("/")
+        if i == -1 or "\0" in path:
+            raise _KErr(Err.BADARGUMENTS)
+        parent_path = path[:i] or "/"
+        try:
+            acl = fixup_acl(req.acl, ctx.auth)
+        except ACLError as e:
+            raise _KErr(e.err) from None
+        parent = self._record(parent_path)
+        if not check_perm(parent.acl, Perm.CREATE, ctx.auth):
+            raise _KErr(Err.NOAUTH)
+        if mode.sequential:
+            path = f"{path}{parent.cversion:010d}"
+        if not is_valid_path(path):
+            raise _KErr(Err.BADARGUMENTS)
+        c = self._outstanding_by_path.get(path)
+        if c is not None:
+            if c.exists:
+                raise _KErr(Err.NODEEXISTS)
+        elif path in self._nodes:
+            raise _KErr(Err.NODEEXISTS)
+        if zn.ephemeral_kind(parent.ephemeral_owner, self.extended_types) == zn.NORMAL:
+            raise _KErr(Err.NOCHILDRENFOREPHEMERALS)
+        new_cversion = _i32(parent.cversion + 1)
+        data = req.data
+        self._check_data(data)
+        if op == Op.CREATE_CONTAINER:
+            txn: Record = CreateContainerTxn(path, data, acl, new_cversion)
+        elif op == Op.CREATE_TTL:
+            txn = CreateTTLTxn(path, data, acl, new_cversion, ttl)
+        else:
+            txn = CreateTxn(path, data, acl, mode.ephemeral, new_cversion)
+        if mode.container:
+            owner = zn.CONTAINER_OWNER
+        elif mode.ttl:
+            owner = zn.ttl_owner(ttl)
+        elif mode.ephemeral:
+            owner = ctx.session_id
+        else:
+            owner = 0
+        zxid = ctx.zxid
+        parent = parent.duplicate(zxid)
+        parent.child_count += 1
+        parent.cversion = new_cversion
+        self._add_change(parent)
+        self._add_change(_Change(zxid, path, True, 0, 0, 0, owner, 0, acl, data))
+        return int(op), txn
+
+    def _parent_for_delete(self, path) -> str:
+        """getParentPathAndValidate."""
+        if path is None:
+            raise _KErr(Err.MARSHALLINGERROR)
+        i = path.rfind("/")
+        if i == -1 or "\0" in path or path in SPECIAL_PATHS:
+            raise _KErr(Err.BADARGUMENTS)
+        return path[:i] or "/"
+
+    def _prep_delete(self, req, ctx: RequestContext) -> tuple[int, Record]:
+        path = req.path
+        parent_path = self._parent_for_delete(path)
+        parent = self._record(parent_path)
+        if not check_perm(parent.acl, Perm.DELETE, ctx.auth):
+            raise _KErr(Err.NOAUTH)
+        node = self._record(path)
+        self._version_check(node.version, req.version)
+        if node.child_count > 0:
+            raise _KErr(Err.NOTEMPTY)
+        self._record_delete(parent, path, ctx.zxid)
+        return int(Op.DELETE), DeleteTxn(path)
+
+    def _record_delete(self, parent: _Change, path: str, zxid: int) -> None:
+        parent = parent.duplicate(zxid)
+        parent.child_count -= 1
+        self._add_change(parent)
+        self._add_change(_Change(zxid, path, False, child_count=-1))
+
+    def _prep_delete_container(self, req, ctx: RequestContext) -> tuple[int, Record]:
+        path = req if isinstance(req, str) else req.path
+        parent_path = self._parent_for_delete(path)
+        node = self._record(path)
+        if node.child_count > 0:
+            raise _KErr(Err.NOTEMPTY)
+        if zn.ephemeral_kind(node.ephemeral_owner, self.extended_types) == zn.NORMAL:
+            raise _KErr(Err.BADVERSION)
+        parent = self._record(parent_path)
+        self._record_delete(parent, path, ctx.zxid)
+        return int(Op.DELETE_CONTAINER), DeleteTxn(path)
+
+    def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Record]:
+        path = req.path
+        if not is_valid_path(path):
+            raise _KErr(Err.BADARGUMENTS)
+        node = self._record(path)
+        if not check_perm(node.acl, Perm.WRITE, ctx.auth):
+            raise _KErr(Err.NOAUTH)
+        new_version = self._version_check(node.version, req.version)
+        data = req.data
+        self._check_data(data)
+        c = node.duplicate(ctx.zxid)
+        c.version = new_version
+        c.data = data
+        self._add_change(c)
+        return int(Op.SET_DATA), SetDataTxn(path, data, new_version)
+
+    def _prep_set_acl(self, req, ctx: RequestContext) -> tuple[int, Record]:
+        path = req.path
+        if not is_valid_path(path):
+            raise _KErr(Err.BADARGUMENTS)
+        try:
+            acl = fixup_acl(req.acl, ctx.auth)
+        except ACLError as e:
+            raise _KErr(e.err) from None
+        node = self._record(path)
+        if not check_perm(node.acl, Perm.ADMIN, ctx.auth):
+            raise _KErr(Err.NOAUTH)
+        new_version = self._version_check(node.aversion, req.version)
+        c = node.duplicate(ctx.zxid)
+        c.aversion = new_version
+        c.acl = acl
+        self._add_change(c)
+        return int(Op.SET_ACL), SetACLTxn(path, acl, new_version)
+
+    def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Record]:
+        path = req.path
+        if not is_valid_path(path):
+            raise _KErr(Err.BADARGUMENTS)
+        node = self._record(path)
+        if not check_perm(node.acl, Perm.READ, ctx.auth):
+            raise _KErr(Err.NOAUTH)
+        return int(Op.CHECK), CheckVersionTxn(path, self._version_check(node.version, req.version))
+
+    def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Record]:
+        sid = ctx.session_id
+        es = dict.fromkeys(self._ephemerals.get(sid, ()))
+        for c in self._outstanding:
+            if not c.exists:
+                es.pop(c.path, None)
+            elif c.ephemeral_owner == sid:
+                es[c.path] = None
+        paths = sorted(es)
+        for p in paths:
+            self._add_change(_Change(ctx.zxid, p, False))
+        return int(Op.CLOSE_SESSION), CloseSessionTxn(paths)
+
+    # ---------------------------------------------------------------- apply
+    def apply(self, txn: Txn) -> ApplyResult:
+        """Apply a txn (from prepare, a log, or the leader). Deterministic."""
+        hdr = txn.header
+        zxid = hdr.zxid
+        out = self._outstanding
+        if out:
+            by_path = self._outstanding_by_path
+            while out and out[0].zxid <= zxid:
+                c = out.popleft()
+                if by_path.get(c.path) is c:
+                    del by_path[c.path]
+        events: list[tuple[int, str]] = []
+        t = hdr.type
+        if t == Op.MULTI:
+            result = self._apply_multi(hdr, txn.body, events)
+        else:
+            try:
+                resp, path = self._apply_one(t, txn.body, hdr, events)
+                result = ApplyResult(Err.OK, resp, events, path)
+            except _KErr as e:
+                result = ApplyResult(e.err, None, events, getattr(txn.body, "path", None))
+                if t == Op.CREATE and e.err == Err.NODEEXISTS:
+                    self._fix_parent_cversion(txn.body, zxid)
+        if zxid > self.last_zxid:
+            self.last_zxid = zxid
+        return result
+
+    def _fix_parent_cversion(self, body: CreateTxn, zxid: int) -> None:
+        """After a NODEEXISTS replaying a create: setCversionPzxid on the parent."""
+        path = body.path
+        parent = self._nodes.get(path[: path.rfind("/")] or "/")
+        if parent is None:
+            return
+        new = body.parentCVersion
+        if new == -1:
+            new = _i32(parent.cversion + 1)
+        if new > parent.cversion:
+            parent.cversion = new
+            parent.pzxid = zxid
+
+    def _apply_multi(self, hdr: TxnHeader, body: MultiTxn, events) -> ApplyResult:
+        subs = body.ops()
+        failed = any(t == Op.ERROR for t, _ in subs)
+        post_failed = False
+        results: list[tuple[int, int, Record | None]] = []
+        first_err = 0
+        for t, b in subs:
+            if t == Op.CREATE2:
+                # ZooKeeper 3.8's multi replay has no case for create2: it stops
+                # here (IOException), keeping what was applied before.
+                break
+            if t == Op.ERROR:
+                post_failed = True
+            elif failed:
+                t = int(Op.ERROR)
+                b = ErrorTxn(int(Err.RUNTIMEINCONSISTENCY) if post_failed else 0)
+            if t == Op.ERROR:
+                err = b.err
+                results.append((int(Op.ERROR), err, ErrorResponse(err)))
+                if err and not first_err:
+                    first_err = err
+                continue
+            try:
+                resp, _path = self._apply_one(t, b, hdr, events)
+            except _KErr as e:
+                if t == Op.CREATE and e.err == Err.NODEEXISTS:
+                    self._fix_parent_cversion(b, hdr.zxid)
+                results.append((int(Op.ERROR), e.err, ErrorResponse(e.err)))
+                if not first_err:
+                    first_err = e.err
+                continue
+            if t == Op.CREATE:
+                results.append((int(Op.CREATE), 0, resp))
+            elif t in (Op.CREATE_TTL, Op.CREATE_CONTAINER):
+                results.append((int(Op.CREATE2), 0, resp))
+            elif t in (Op.DELETE, Op.DELETE_CONTAINER):
+                results.append((int(Op.DELETE), 0, None))
+            elif t == Op.CHECK:
+                results.append((int(Op.CHECK), 0, None))
+            else:
+                results.append((int(t), 0, resp))
+        return ApplyResult(Err.OK, MultiResponse(results), events, None, first_err)
+
+    def _apply_one(self, t: int, body, hdr: TxnHeader, events):
+        """Apply one (sub)txn; returns (response, path) or raises _KErr."""
+        if t == Op.CREATE or t == Op.CREATE2:
+            owner = hdr.clientId if body.ephemeral else 0
+            node = self._create_node(body.path, body.data, body.acl, owner,
+                                     body.parentCVersion, hdr.zxid, hdr.time, events)
+            if t == Op.CREATE:
+                return PathResponse(body.path), body.path
+            return Create2Response(body.path, node.stat(self.extended_types)), body.path
+        if t == Op.CREATE_TTL or t == Op.CREATE_CONTAINER:
+            owner = zn.ttl_owner(body.ttl) if t == Op.CREATE_TTL else zn.CONTAINER_OWNER
+            node = self._create_node(body.path, body.data, body.acl, owner,
+                                     body.parentCVersion, hdr.zxid, hdr.time, events)
+            return Create2Response(body.path, node.stat(self.extended_types)), body.path
+        if t == Op.DELETE or t == Op.DELETE_CONTAINER:
+            self._delete_node(body.path, hdr.zxid, events)
+            return None, body.path
+        if t == Op.SET_DATA or t == Op.RECONFIG:
+            node = self._nodes.get(body.path)
+            if node is None:
+                raise _KErr(Err.NONODE)
+            node.data = body.data
+            node.mtime = hdr.time
+            node.mzxid = hdr.zxid
+            node.version = body.version
+            events.append((EventType.NODE_DATA_CHANGED, body.path))
+            return StatResponse(node.stat(self.extended_types)), body.path
+        if t == Op.SET_ACL:
+            node = self._nodes.get(body.path)
+            if node is None:
+                raise _KErr(Err.NONODE)
+            node.aversion = body.version
+            node.acl = intern_acl(body.acl)
+            return StatResponse(node.stat(self.extended_types)), body.path
+        if t == Op.CHECK:
+            return None, body.path
+        if t == Op.ERROR:
+            raise _KErr(body.err)
+        if t == Op.CREATE_SESSION:
+            self.sessions[hdr.clientId] = body.timeOut
+            return None, None
+        if t == Op.CLOSE_SESSION:
+            self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
+            return None, None
+        raise _KErr(Err.UNIMPLEMENTED)
+
+    def _create_node(self, path, data, acl, owner, parent_cversion, zxid, time, events) -> ZNode:
+        i = path.rfind("/")
+        parent_path = path[:i] or "/"
+        name = path[i + 1 :]
+        parent = self._nodes.get(parent_path)
+        if parent is None:
+            raise _KErr(Err.NONODE)
+        acl = intern_acl(acl or ())
+        ch = parent.children
+        if ch is not None and name in ch:
+            raise _KErr(Err.NODEEXISTS)
+        if parent_cversion == -1:
+            parent_cversion = _i32(parent.cversion + 1)
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        node = ZNode(data, acl, zxid, time, owner)
+        self._add_child(parent, name)
+        self._nodes[path] = node
+        if owner:
+            kind = zn.ephemeral_kind(owner, self.extended_types)
+            if kind == zn.CONTAINER:
+                self._containers[path] = None
+            elif kind == zn.TTL:
+                self._ttls[path] = None
+            else:
+                self._ephemerals.setdefault(owner, {})[path] = None
+        events.append((EventType.NODE_CREATED, path))
+        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+        return node
+
+    def _delete_node(self, path: str, zxid: int, events) -> None:
+        i = path.rfind("/")
+        parent_path = path[:i] or "/"
+        parent = self._nodes.get(parent_path)
+        if parent is None:
+            raise _KErr(Err.NONODE)
+        self._remove_child(parent, path[i + 1 :])
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        node = self._nodes.pop(path, None)
+        if node is None:
+            raise _KErr(Err.NONODE)
+        owner = node.ephemeral_owner
+        if owner:
+            kind = zn.ephemeral_kind(owner, self.extended_types)
+            if kind == zn.CONTAINER:
+                self._containers.pop(path, None)
+            elif kind == zn.TTL:
+                self._ttls.pop(path, None)
+            else:
+                es = self._ephemerals.get(owner)
+                if es is not None:
+                    es.pop(path, None)
+        events.append((EventType.NODE_DELETED, path))
+        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+
+    def _kill_session(self, sid: int, zxid: int, paths, events) -> None:
+        local = self._ephemerals.pop(sid, None)
+        self.sessions.pop(sid, None)
+        if paths is not None:
+            for p in paths:
+                try:
+                    self._delete_node(p, zxid, events)
+                except _KErr:
+                    pass
+        if local:
+            if paths is not None:
+                for p in paths:
+                    local.pop(p, None)
+            for p in list(local):
+                try:
+                    self._delete_node(p, zxid, events)
+                except _KErr:
+                    pass
+
+    # --------------------------------------------------------- housekeeping
+    def expired_containers(self, now_ms: int) -> list[str]:
+        """ContainerManager.getCandidates: empty used containers, expired TTL nodes."""
+        out = []
+        nodes = self._nodes
+        for path in self._containers:
+            node = nodes.get(path)
+            if node is None or node.children:
+                continue
+            if node.cversion > 0:
+                out.append(path)
+            elif self.max_never_used_ms and now_ms - node.mtime > self.max_never_used_ms:
+                out.append(path)
+        for path in self._ttls:
+            node = nodes.get(path)
+            if node is None or node.children:
+                continue
+            owner = node.ephemeral_owner
+            if zn.ephemeral_kind(owner, self.extended_types) == zn.TTL:
+                ttl = zn.ttl_of(owner)
+                if ttl and now_ms - node.mtime > ttl:
+                    out.append(path)
+        return out
+
+    def __repr__(self) -> str:
+        return f"DataTree(nodes={len(self._nodes)}, last_zxid={self.last_zxid:#x})"

@@ -1,0 +1,61 @@
+"""Znode path rules, as ZooKeeper's `PathUtils.validatePath`.
+
+ZooKeeper checks Java `char`s (UTF-16 code units); a Python character beyond
+the BMP is a surrogate pair in Java and so always invalid.
+"""
+
+from __future__ import annotations
+
+__all__ = ["is_valid_path", "parent_of", "split_path"]
+
+
+def _bad_char(c: int) -> bool:
+    return (
+        0 < c <= 0x1F
+        or 0x7F <= c <= 0x9F
+        or 0xD800 <= c <= 0xF8FF
+        or c >= 0xFFF0
+    )
+
+
+def is_valid_path(path: str | None) -> bool:
+    """True when `PathUtils.validatePath(path)` would accept the path."""
+    if not path or path[0] != "/":
+        return False
+    n = len(path)
+    if n == 1:
+        return True
+    if path[-1] == "/":
+        return False
+    # Fast path: plain ASCII names without dots-only components.
+    lastc = "/"
+    for i in range(1, n):
+        c = path[i]
+        if c == "\0":
+            return False
+        if c == "/":
+            if lastc == "/":
+                return False
+        elif c == ".":
+            nxt_end = i + 1 == n or path[i + 1] == "/"
+            if lastc == ".":
+                if path[i - 2] == "/" and nxt_end:
+                    return False
+            elif lastc == "/" and nxt_end:
+                return False
+        elif _bad_char(ord(c)):
+            return False
+        lastc = c
+    return True
+
+
+def parent_of(path: str) -> str:
+    """ZooKeeper's `path.substring(0, lastIndexOf('/'))`, with "" read as "/"."""
+    i = path.rfind("/")
+    return path[:i] if i > 0 else "/"
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(parent, child name) of a valid non-root path."""
+    i = path.rfind("/")
+    return (path[:i] if i > 0 else "/"), path[i + 1 :]

@@ -1,0 +1,120 @@
+"""A znode: data, ACL, children and the persisted stat fields."""
+
+from __future__ import annotations
+
+from ..wire.records import Stat
+
+__all__ = ["CONTAINER_OWNER", "TTL_MAX", "ZNode", "client_ephemeral_owner", "ephemeral_kind", "ttl_owner", "ttl_of"]
+
+# EphemeralType encodings of ephemeralOwner (signed 64-bit).
+CONTAINER_OWNER = -0x8000000000000000
+_EXTENDED_MASK = -0x100000000000000  # 0xff00000000000000 as a signed long
+_RESERVED_MASK = 0x00FFFF0000000000
+_VALUE_MASK = ~(_EXTENDED_MASK | _RESERVED_MASK)  # low 40 bits
+TTL_MAX = _VALUE_MASK  # 0xffffffffff ms, about 34 years
+
+VOID, NORMAL, CONTAINER, TTL = 0, 1, 2, 3
+
+
+def ttl_owner(ttl: int) -> int:
+    """EphemeralType.TTL.toEphemeralOwner (the caller has checked 0 < ttl <= TTL_MAX)."""
+    return _EXTENDED_MASK | ttl
+
+
+def ttl_of(owner: int) -> int:
+    return owner & _VALUE_MASK
+
+
+def ephemeral_kind(owner: int, extended: bool) -> int:
+    """EphemeralType.get: VOID, NORMAL (a session), CONTAINER or TTL."""
+    if extended and (owner & _EXTENDED_MASK) == _EXTENDED_MASK:
+        if (owner & _RESERVED_MASK) >> 40 == 0:
+            return TTL
+        # ZooKeeper throws IllegalArgumentException here; such owners cannot be
+        # created through the API (session ids never have the top byte 0xff).
+        return NORMAL
+    if owner == CONTAINER_OWNER:
+        return CONTAINER
+    return VOID if owner == 0 else NORMAL
+
+
+def client_ephemeral_owner(owner: int, extended: bool) -> int:
+    """The ephemeralOwner clients see: 0 for containers and TTL nodes."""
+    return owner if ephemeral_kind(owner, extended) == NORMAL else 0
+
+
+class ZNode:
+    """One znode. `cversion` is ZooKeeper's *persisted* cversion: it counts
+    child creations only; the reported Stat.cversion is ``2 * cversion -
+    numChildren`` (creations plus deletions), exactly as DataNode.copyStat.
+
+    `children` is None for a leaf (most znodes) or a dict of child names in
+    insertion order (used as an ordered set).
+    """
+
+    __slots__ = (
+        "data",
+        "acl",
+        "children",
+        "czxid",
+        "mzxid",
+        "ctime",
+        "mtime",
+        "version",
+        "cversion",
+        "aversion",
+        "ephemeral_owner",
+        "pzxid",
+        "child_cap",
+    )
+
+    def __init__(self, data, acl, zxid: int, time: int, ephemeral_owner: int = 0) -> None:
+        self.data = data
+        self.acl = acl
+        self.children: dict[str, None] | None = None
+        self.czxid = zxid
+        self.mzxid = zxid
+        self.pzxid = zxid
+        self.ctime = time
+        self.mtime = time
+        self.version = 0
+        self.cversion = 0
+        self.aversion = 0
+        self.ephemeral_owner = ephemeral_owner
+        # capacity of the Java HashSet ZooKeeper would hold the children in
+        # (0: never had children); decides getChildren order (see javaorder)
+        self.child_cap = 0
+
+    @property
+    def data_length(self) -> int:
+        d = self.data
+        return 0 if d is None else len(d)
+
+    @property
+    def num_children(self) -> int:
+        c = self.children
+        return 0 if c is None else len(c)
+
+    def stat(self, extended: bool = False) -> Stat:
+        """The wire Stat (DataNode.copyStat)."""
+        n = self.num_children
+        owner = self.ephemeral_owner
+        if owner:
+            owner = client_ephemeral_owner(owner, extended)
+        d = self.data
+        return Stat(
+            self.czxid,
+            self.mzxid,
+            self.ctime,
+            self.mtime,
+            self.version,
+            self.cversion * 2 - n,
+            self.aversion,
+            owner,
+            0 if d is None else len(d),
+            n,
+            self.pzxid,
+        )
+
+    def __repr__(self) -> str:
+        return f"ZNode(data={self.data!r}, stat={self.stat()!r})"
