@@ -38,6 +38,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.initialized = False  # ConnectRequest seen
         self._head = b""
+        self.head_rest = b""  # bytes after the first four in the same read
         self.closed = False
         self.closing = False  # close after the pending output is flushed
         self._out: list[bytes | bytearray] = []
@@ -76,9 +77,13 @@ class ClientConnection(asyncio.Protocol):
         try:
             if len(self._head) < 4:
                 # the first four bytes may be a four-letter word, not a length
-                self._head += data[: 4 - len(self._head)]
-                if len(self._head) == 4 and self.server.four_letter_word(self, self._head):
-                    return
+                need = 4 - len(self._head)
+                self._head += data[:need]
+                if len(self._head) == 4:
+                    self.head_rest = data[need:]  # what followed the head (stmk's mask)
+                    if self.server.four_letter_word(self, self._head):
+                        return
+                    self.head_rest = b""
             frames = self.decoder.feed(data)
             server = self.server
             for f in frames:
@@ -129,6 +134,8 @@ class ClientConnection(asyncio.Protocol):
         out = self._out
         if not out or self.closed or self.transport is None:
             out.clear()
+            if self.closing:  # close_after_flush with nothing to send
+                self._close_now()
             return
         self._out = []
         if len(out) == 1:

@@ -1,0 +1,768 @@
+"""ZooKeeper's four-letter words (``ruok``, ``srvr``, ``stat``, ``mntr``, ...).
+
+A new connection whose first four bytes spell a known command gets a plain-text
+answer and is closed, exactly as Apache ZooKeeper 3.8 does (``NIOServerCnxn.
+checkFourLetterWord`` and ``server/command/*.java``).  Monitoring tools parse these
+answers, so the layout is ZooKeeper's line for line; the values are this server's.
+
+Deliberate differences, each because ZooKeeper's value would be wrong or meaningless
+here (none changes a line's format):
+
+* ``wchs``/``wchc``/``wchp`` list every kind of watch (data, exist, child, persistent);
+  ZooKeeper 3.8 lists only its data/exist watch table, so a child watch set with
+  ``getChildren`` never appears there although ``mntr``'s ``zk_watch_count`` counts it.
+* ``conf``'s ``dataDirSize``/``dataLogSize`` and ``dirs`` measure the directory they
+  name (ZooKeeper swaps the two), and report our directories as they are.
+* ``envi`` replaces the ``java.*`` keys by their Python equivalents (``python.version``
+  ...), and the ``os.memory.*`` keys describe this process and machine, not a JVM heap.
+* ``mntr`` prints only the values this server really measures; keys for machinery we do
+  not have (TLS, JVM pauses, request throttling, per-processor queues...) are left out
+  rather than printed as a misleading 0.
+* ``hash`` prints nothing: we keep no tree-digest history (ZooKeeper standalone prints
+  nothing either until digests accumulate).
+
+The version string lives here: :data:`ZK_VERSION` (``3.8.0-zabby-<version>``).  It must
+start with ``3.8.0`` -- kazoo's ``server_version()`` and Curator parse the leading
+numbers of ``srvr``/``envi`` to decide which opcodes they may use.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import logging
+import os
+import platform
+import resource
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+    from .core import ZabbyServer
+
+__all__ = [
+    "BUILD_DATE",
+    "FULL_VERSION",
+    "KNOWN_COMMANDS",
+    "ZK_VERSION",
+    "handle_four_letter_word",
+    "render",
+]
+
+log = logging.getLogger("zabby.server.fourletter")
+
+# The Apache ZooKeeper release whose client protocol we speak, then our own version.
+ZK_VERSION = f"3.8.0-zabby-{__version__}"
+
+
+def _build_date() -> str:
+    """When this copy of zabby was built or installed (its package's mtime), in
+    ZooKeeper's ``yyyy-MM-dd HH:mm UTC`` form."""
+    try:
+        mtime = os.path.getmtime(
+            os.path.join(os.path.dirname(os.path.dirname(__file__)), "__init__.py")
+        )
+    except OSError:
+        return "unknown"
+    return datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+BUILD_DATE = _build_date()
+# Version.getFullVersion(): what srvr, stat, envi and mntr print.
+FULL_VERSION = f"{ZK_VERSION}, built on {BUILD_DATE}"
+
+ZK_NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+
+# The control sequence telnet sends when it closes: ZooKeeper knows it so as not to log
+# it as a bad length; we just close.
+_TELNET_CLOSE = b"\xff\xf4\xff\xfd"
+
+# ZooTrace's default text trace mask (CLIENT_REQUEST | SERVER_PACKET | CLIENT_PING ...),
+# what gtmk answers until stmk changes it.
+DEFAULT_TRACE_MASK = 306
+
+_MASK64 = (1 << 64) - 1
+_LONG = struct.Struct(">q")
+
+
+# --------------------------------------------------------------------- formatting
+def _hex(n: int) -> str:
+    """Java's Long.toHexString: two's complement, lower case, no padding."""
+    return format(n & _MASK64, "x")
+
+
+def java_double(x: float) -> str:
+    """Java's Double.toString for the values we print (``0.0``, ``2.125``, ``1.0E7``)."""
+    x = float(x)
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "-0.0" if str(x).startswith("-") else "0.0"
+    a = abs(x)
+    if 1e-3 <= a < 1e7:
+        s = repr(x)
+        if "e" in s or "E" in s:  # not expected in this range, but be safe
+            s = f"{x:.17f}".rstrip("0")
+        if "." not in s:
+            s += ".0"
+        if s.endswith("."):
+            s += "0"
+        return s
+    mant, _, exp = repr(x).partition("e")
+    if not exp:  # repr gave a plain number (e.g. 12345678.0)
+        mant, _, exp = f"{x:.16e}".partition("e")
+        mant = mant.rstrip("0")
+    if "." not in mant:
+        mant += ".0"
+    if mant.endswith("."):
+        mant += "0"
+    return f"{mant}E{int(exp)}"
+
+
+def _avg(total: int, count: int) -> float:
+    """AvgMinMaxCounter.getAvg: total/count rounded half-up to 4 decimals, 0 if empty."""
+    if count <= 0:
+        return 0.0
+    return float(Decimal(total / count).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def java_address(peer: Any) -> str:
+    """InetSocketAddress.toString for an unresolved peer: ``/127.0.0.1:2181``; IPv6 as
+    Java prints it, uncompressed and without brackets (``/0:0:0:0:0:0:0:1:2181``)."""
+    if not peer:
+        return "null"
+    host, port = peer[0], peer[1]
+    if ":" in host:
+        import ipaddress
+
+        base, pct, scope = host.partition("%")
+        try:
+            ip = ipaddress.IPv6Address(base)
+            if ip.ipv4_mapped is not None:
+                host = str(ip.ipv4_mapped)
+            else:
+                host = (
+                    ":".join(format(int(g, 16), "x") for g in ip.exploded.split(":")) + pct + scope
+                )
+        except ValueError:
+            pass
+    return f"/{host}:{port}"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def java_date(epoch_s: float) -> str:
+    """java.util.Date.toString in the local zone: ``Wed Nov 25 00:12:35 UTC 2026``."""
+    t = time.localtime(epoch_s)
+    return (
+        f"{_DAYS[t.tm_wday]} {_MONTHS[t.tm_mon - 1]} {t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {t.tm_zone or 'GMT'} {t.tm_year}"
+    )
+
+
+# --------------------------------------------------------------------- server facts
+def _mode(server: ZabbyServer) -> str:
+    return getattr(server, "mode", None) or "standalone"
+
+
+def _serving(server: ZabbyServer) -> bool:
+    """ZooKeeperServer.isRunning(): an ensemble member that is electing a leader is not."""
+    return bool(getattr(server, "serving", True))
+
+
+def _read_only(server: ZabbyServer) -> bool:
+    return bool(getattr(server, "read_only", False))
+
+
+def _session_id(conn: ClientConnection) -> int:
+    s = getattr(conn, "session", None)
+    return s.id if s is not None else 0
+
+
+def _sessions(server: ZabbyServer) -> dict:
+    tracker = server.sessions
+    return getattr(tracker, "sessions", None) or {}
+
+
+def _node_count(server: ZabbyServer) -> int:
+    """ZKDatabase.getNodeCount: ZooKeeper's node map holds the root twice ("" and "/"),
+    so an empty tree counts 5 there; we report the same number."""
+    return server.tree.node_count + 1
+
+
+def _approximate_data_size(server: ZabbyServer) -> int:
+    """DataTree.approximateDataSize: the length of every path plus its data."""
+    return server.tree.approximate_data_size()
+
+
+def _ephemerals(server: ZabbyServer) -> dict[int, list[str]]:
+    """Session id -> its ephemeral nodes (sessions that own at least one), sorted."""
+    return {sid: sorted(paths) for sid, paths in server.tree.ephemerals().items() if paths}
+
+
+def _ephemerals_count(server: ZabbyServer) -> int:
+    return sum(len(p) for p in server.tree.ephemerals().values())
+
+
+# ------------------------------------------------------------------------ watches
+# wchs/wchc/wchp show data, exist, child and persistent watches alike, one entry per
+# (connection, path); ZooKeeper 3.8 shows only its data-watch table there.
+def _watches_by_watcher(server: ZabbyServer) -> dict[Any, list[str]]:
+    return {w: sorted(ps) for w, ps in server.watches.watches_by_watcher().items() if ps}
+
+
+def _watches_by_path(server: ZabbyServer) -> dict[str, list[Any]]:
+    return {p: list(ws) for p, ws in sorted(server.watches.watches_by_path().items()) if ws}
+
+
+def _watch_count(server: ZabbyServer) -> int:
+    """DataTree.getWatchCount: data plus child watches, counted per path."""
+    return server.watches.watch_count
+
+
+# --------------------------------------------------------------------- connections
+def _interest_ops(conn: ClientConnection) -> int:
+    """What NIO's interest set would be: 1 (read) while reading, |4 while output waits."""
+    t = getattr(conn, "transport", None)
+    if t is None or conn.closed or conn.closing:
+        return 0
+    ops = 0
+    try:
+        if t.is_reading():
+            ops |= 1
+        if t.get_write_buffer_size() > 0:
+            ops |= 4
+    except Exception:  # a transport being torn down
+        return 0
+    return ops
+
+
+def _queued(conn: ClientConnection) -> int:
+    return len(getattr(conn, "backlog", ())) + int(getattr(conn, "inflight", 0))
+
+
+def connection_info(conn: ClientConnection, brief: bool) -> str:
+    """ServerCnxn.dumpConnectionInfo (no trailing newline)."""
+    ops = _interest_ops(conn)
+    parts = [
+        f" {java_address(conn.peer)}[{ops:x}](queued={_queued(conn)},"
+        f"recved={conn.packets_received},sent={conn.packets_sent}"
+    ]
+    sid = _session_id(conn)
+    if not brief and sid != 0:
+        s = conn.session
+        parts.append(f",sid=0x{_hex(sid)},lop={conn.last_op},est={int(conn.established * 1000)}")
+        parts.append(f",to={getattr(s, 'timeout', 0)}")
+        if conn.last_cxid >= 0:
+            parts.append(f",lcxid=0x{_hex(conn.last_cxid)}")
+        parts.append(f",lzxid=0x{_hex(conn.last_zxid)},lresp={int(conn.last_response * 1000)}")
+        avg = conn.total_latency // conn.latency_count if conn.latency_count else 0
+        parts.append(
+            f",llat={conn.last_latency},minlat={conn.min_latency},avglat={avg},maxlat={conn.max_latency}"
+        )
+    parts.append(")")
+    return "".join(parts)
+
+
+def _connections(server: ZabbyServer) -> list[ClientConnection]:
+    return sorted(server.connections, key=lambda c: (c.established, c.peer))
+
+
+# ------------------------------------------------------------------------ commands
+def _server_stats(server: ZabbyServer) -> str:
+    """ServerStats.toString plus the node count, as srvr/stat print them."""
+    avg = _avg(server.total_latency, server.latency_count)
+    return (
+        f"Latency min/avg/max: {server.min_latency}/{java_double(avg)}/{server.max_latency}\n"
+        f"Received: {server.packets_received}\n"
+        f"Sent: {server.packets_sent}\n"
+        f"Connections: {len(server.connections)}\n"
+        f"Outstanding: {server.outstanding}\n"
+        f"Zxid: 0x{_hex(server.last_zxid)}\n"
+        f"Mode: {_mode(server)}\n"
+        f"Node count: {_node_count(server)}\n"
+    )
+
+
+def _stat(server: ZabbyServer, conn: ClientConnection, full: bool) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    out = [f"Zookeeper version: {FULL_VERSION}\n"]
+    if _read_only(server):
+        out.append("READ-ONLY mode; serving only read-only clients\n")
+    if full:
+        out.append("Clients:\n")
+        for c in _connections(server):
+            out.append(connection_info(c, brief=True) + "\n")
+        out.append("\n")
+    out.append(_server_stats(server))
+    return "".join(out)
+
+
+def cmd_srvr(server: ZabbyServer, conn: ClientConnection) -> str:
+    return _stat(server, conn, full=False)
+
+
+def cmd_stat(server: ZabbyServer, conn: ClientConnection) -> str:
+    return _stat(server, conn, full=True)
+
+
+def cmd_ruok(server: ZabbyServer, conn: ClientConnection) -> str:
+    return "imok"
+
+
+def cmd_isro(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return "null"
+    return "ro" if _read_only(server) else "rw"
+
+
+def cmd_cons(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    return "".join(connection_info(c, brief=False) + "\n" for c in _connections(server)) + "\n"
+
+
+def cmd_crst(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    for c in list(server.connections):
+        c.reset_stats()
+    return "Connection stats reset.\n"
+
+
+def cmd_srst(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    # ServerStats.reset: latency and the packet counters
+    server.min_latency = server.max_latency = server.total_latency = server.latency_count = 0
+    server.packets_received = server.packets_sent = 0
+    return "Server stats reset.\n"
+
+
+def _dirs(server: ZabbyServer) -> tuple[str, str]:
+    """(snapshot dir, log dir) as absolute paths: the storage layer's if it says, else
+    the configured ones."""
+    cfg = server.config
+    storage = getattr(server, "storage", None)
+    data = getattr(storage, "snap_dir", None) or cfg.data_dir
+    logd = getattr(storage, "log_dir", None) or getattr(cfg, "effective_data_log_dir", None)
+    logd = logd or cfg.data_log_dir or cfg.data_dir
+    return os.path.abspath(os.fspath(data)), os.path.abspath(os.fspath(logd))
+
+
+def dir_size(path: str) -> int:
+    """ZooKeeperServer.getDirSize: the total length of the files below path."""
+    total = 0
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return 0
+    if not os.path.isdir(path):
+        return st.st_size
+    for root, _subdirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f), follow_symlinks=False).st_size
+            except OSError:
+                pass
+    return total
+
+
+def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    cfg = server.config
+    data, logd = _dirs(server)
+    server_id = getattr(cfg, "server_id", None) or 0
+    port = getattr(server, "port", None) or cfg.client_port
+    lines = [
+        ("clientPort", port),
+        ("secureClientPort", -1),
+        ("dataDir", data),
+        ("dataDirSize", dir_size(data)),
+        ("dataLogDir", logd),
+        ("dataLogSize", dir_size(logd)),
+        ("tickTime", cfg.tick_time),
+        ("maxClientCnxns", cfg.max_client_cnxns),
+        ("minSessionTimeout", cfg.effective_min_session_timeout),
+        ("maxSessionTimeout", cfg.effective_max_session_timeout),
+        ("clientPortListenBacklog", getattr(server, "listen_backlog", -1)),
+        ("serverId", server_id),
+    ]
+    return "".join(f"{k}={v}\n" for k, v in lines)
+
+
+def cmd_dirs(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    data, logd = _dirs(server)
+    return f"datadir_size: {dir_size(data)}\nlogdir_size: {dir_size(logd)}\n"
+
+
+def _meminfo() -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                parts = v.split()
+                if parts:
+                    out[k] = int(parts[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # ru_maxrss: peak, kB on Linux, bytes on macOS
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r if sys.platform == "darwin" else r * 1024
+    except (OSError, ValueError):
+        return None
+
+
+def environment() -> list[tuple[str, str]]:
+    """Environment.list with Python's facts in place of the JVM's."""
+    na = "<NA>"
+    try:
+        host = socket.getfqdn()
+    except OSError:
+        host = na
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = na
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = na
+    mb = 1024 * 1024
+    mem = _meminfo()
+    rss = _rss_bytes()
+    limit = None
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = soft
+    except (OSError, ValueError, AttributeError):
+        pass
+    total_ram = mem.get("MemTotal")
+    max_mem = min(x for x in (limit, total_ram) if x is not None) if (limit or total_ram) else None
+    free = mem.get("MemAvailable")
+    impl = platform.python_implementation()
+    env = [
+        ("zookeeper.version", FULL_VERSION),
+        ("host.name", host or na),
+        ("python.version", platform.python_version()),
+        ("python.implementation", impl),
+        ("python.executable", sys.executable or na),
+        ("python.prefix", sys.prefix or na),
+        ("python.path", os.pathsep.join(p for p in sys.path if p) or na),
+        ("python.compiler", platform.python_compiler() or na),
+        ("python.io.tmpdir", tempfile.gettempdir()),
+        ("os.name", platform.system() or na),
+        ("os.arch", platform.machine() or na),
+        ("os.version", platform.release() or na),
+        ("user.name", user),
+        ("user.home", os.path.expanduser("~")),
+        ("user.dir", cwd),
+        # the JVM reports its heap; we report the machine's available memory, the most
+        # this process may use (address-space limit or physical memory) and its RSS
+        ("os.memory.free", f"{free // mb}MB" if free is not None else na),
+        ("os.memory.max", f"{max_mem // mb}MB" if max_mem is not None else na),
+        ("os.memory.total", f"{rss // mb}MB" if rss is not None else na),
+    ]
+    return env
+
+
+def cmd_envi(server: ZabbyServer, conn: ClientConnection) -> str:
+    return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in environment())
+
+
+def cmd_wchs(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    by_watcher = _watches_by_watcher(server)
+    paths = set()
+    total = 0
+    for ps in by_watcher.values():
+        paths.update(ps)
+        total += len(ps)
+    return f"{len(by_watcher)} connections watching {len(paths)} paths\nTotal watches:{total}\n"
+
+
+def _watcher_sid(w: Any) -> int:
+    return _session_id(w) if hasattr(w, "session") else int(getattr(w, "id", 0) or 0)
+
+
+def cmd_wchc(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    out = []
+    items = sorted(
+        _watches_by_watcher(server).items(), key=lambda kv: _watcher_sid(kv[0]) & _MASK64
+    )
+    for w, paths in items:
+        out.append(f"0x{_hex(_watcher_sid(w))}\n")
+        out.extend(f"\t{p}\n" for p in paths)
+    out.append("\n")
+    return "".join(out)
+
+
+def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    out = []
+    for path, watchers in _watches_by_path(server).items():
+        out.append(f"{path}\n")
+        sids = sorted({_watcher_sid(w) & _MASK64 for w in watchers})
+        out.extend(f"\t0x{_hex(s)}\n" for s in sids)
+    out.append("\n")
+    return "".join(out)
+
+
+def _wall_ms_of_monotonic(server: ZabbyServer, mono_ms: int) -> float:
+    """Time.elapsedTimeToDate: a monotonic deadline as wall-clock seconds."""
+    return (time.time() * 1000 - server.monotonic_ms() + mono_ms) / 1000.0
+
+
+def cmd_dump(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    out = ["SessionTracker dump:\n"]
+    sessions = list(_sessions(server).values())
+    buckets: dict[int, list] = {}
+    for s in sessions:
+        buckets.setdefault(s.expire_at, []).append(s)
+    out.append(f"Session Sets ({len(buckets)})/({len(sessions)}):\n")
+    for t in sorted(buckets):
+        group = sorted(buckets[t], key=lambda s: s.id & _MASK64)
+        out.append(f"{len(group)} expire at {java_date(_wall_ms_of_monotonic(server, t))}:\n")
+        out.extend(f"\t0x{_hex(s.id)}\n" for s in group)
+    out.append("ephemeral nodes dump:\n")
+    eph = _ephemerals(server)
+    out.append(f"Sessions with Ephemerals ({len(eph)}):\n")
+    for sid in sorted(eph, key=lambda x: x & _MASK64):
+        out.append(f"0x{_hex(sid)}:\n")
+        out.extend(f"\t{p}\n" for p in eph[sid])
+    # ZooKeeper's connection expiry queue: a connection lives as long as its session's
+    # deadline; one without a session yet, until minSessionTimeout after it was opened
+    out.append("Connections dump:\n")
+    conns = _connections(server)
+    cbuckets: dict[float, list] = {}
+    tick = max(1, server.config.tick_time)
+    for c in conns:
+        s = c.session
+        if s is not None and s.expire_at:
+            wall = _wall_ms_of_monotonic(server, s.expire_at)
+        else:
+            due_ms = c.established * 1000 + server.min_session_timeout
+            wall = (due_ms // tick + 1) * tick / 1000.0
+        cbuckets.setdefault(round(wall, 3), []).append(c)
+    out.append(f"Connections Sets ({len(cbuckets)})/({len(conns)}):\n")
+    for t in sorted(cbuckets):
+        group = cbuckets[t]
+        out.append(f"{len(group)} expire at {java_date(t)}:\n")
+        out.extend(
+            f"\tip: {java_address(c.peer)} sessionId: 0x{_hex(_session_id(c))}\n" for c in group
+        )
+    return "".join(out)
+
+
+def _fd_counts() -> tuple[int | None, int | None]:
+    opened = None
+    for d in ("/proc/self/fd", "/dev/fd"):
+        try:
+            opened = len(os.listdir(d))
+            break
+        except OSError:
+            continue
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        maxfd = None if soft == resource.RLIM_INFINITY else soft
+    except (OSError, ValueError):
+        maxfd = None
+    return opened, maxfd
+
+
+def monitor_values(server: ZabbyServer) -> list[tuple[str, Any]]:
+    """The (key, value) pairs of mntr, without the ``zk_`` prefix."""
+    opened, maxfd = _fd_counts()
+    uptime_ms = int((time.time() - server.start_time) * 1000)
+    values: list[tuple[str, Any]] = [
+        ("version", FULL_VERSION),
+        ("server_state", _mode(server)),
+        ("avg_latency", _avg(server.total_latency, server.latency_count)),
+        ("max_latency", server.max_latency),
+        ("min_latency", server.min_latency),
+        ("packets_received", server.packets_received),
+        ("packets_sent", server.packets_sent),
+        ("num_alive_connections", len(server.connections)),
+        ("outstanding_requests", server.outstanding),
+        ("znode_count", _node_count(server)),
+        ("watch_count", _watch_count(server)),
+        ("ephemerals_count", _ephemerals_count(server)),
+        ("approximate_data_size", _approximate_data_size(server)),
+    ]
+    if opened is not None:
+        values.append(("open_file_descriptor_count", opened))
+    if maxfd is not None:
+        values.append(("max_file_descriptor_count", maxfd))
+    values += [
+        ("uptime", uptime_ms),
+        ("global_sessions", len(_sessions(server))),
+        ("local_sessions", 0),  # we have no local sessions
+        ("connection_drop_probability", 0.0),  # no connection throttling
+        ("outstanding_tls_handshake", 0),  # no TLS port
+    ]
+    extra = getattr(server, "monitor_values", None)  # an ensemble adds followers etc.
+    if callable(extra):
+        values += list(extra())
+    return values
+
+
+def _mntr_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return java_double(v)
+    return str(v)
+
+
+def cmd_mntr(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING + "\n"
+    return "".join(f"zk_{k}\t{_mntr_value(v)}\n" for k, v in monitor_values(server))
+
+
+def _trace_mask(server: ZabbyServer) -> int:
+    return getattr(server, "trace_mask", DEFAULT_TRACE_MASK)
+
+
+def cmd_gtmk(server: ZabbyServer, conn: ClientConnection) -> str:
+    return str(_trace_mask(server))
+
+
+def cmd_hash(server: ZabbyServer, conn: ClientConnection) -> str:
+    if not _serving(server):
+        return ZK_NOT_SERVING
+    # DigestCommand: "<hex zxid>: <digest>" per entry of the digest history
+    log_ = getattr(server.tree, "digest_log", None)
+    entries = log_() if callable(log_) else (log_ or ())
+    return "".join(f"{_hex(z)}: {d}\n" for z, d in entries)
+
+
+COMMANDS: dict[str, Callable[[Any, Any], str]] = {
+    "conf": cmd_conf,
+    "cons": cmd_cons,
+    "crst": cmd_crst,
+    "dirs": cmd_dirs,
+    "dump": cmd_dump,
+    "envi": cmd_envi,
+    "gtmk": cmd_gtmk,
+    "ruok": cmd_ruok,
+    "srst": cmd_srst,
+    "srvr": cmd_srvr,
+    "stat": cmd_stat,
+    "wchc": cmd_wchc,
+    "wchp": cmd_wchp,
+    "wchs": cmd_wchs,
+    "mntr": cmd_mntr,
+    "isro": cmd_isro,
+    "hash": cmd_hash,
+}
+# stmk is known too; it needs the 8 bytes that follow it (see handle_four_letter_word)
+KNOWN_COMMANDS: frozenset[str] = frozenset(COMMANDS) | {"stmk"}
+
+
+def render(server: ZabbyServer, conn: ClientConnection, cmd: str) -> str:
+    """The answer to an enabled command (not stmk)."""
+    return COMMANDS[cmd](server, conn)
+
+
+def _enabled(server: ZabbyServer, cmd: str) -> bool:
+    words = server.config.four_letter_words
+    # zkServer.sh depends on srvr: ZooKeeper always enables it
+    return cmd == "srvr" or cmd in words or "*" in words
+
+
+def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: bytes) -> bool:
+    """Answer the four-letter word `head` on a new connection and close it.
+
+    Returns False if `head` is no known command: then it is the length of the first
+    frame and the connection goes on with the normal protocol.
+    """
+    head = bytes(head)
+    if head == _TELNET_CLOSE:
+        conn.close_after_flush()
+        return True
+    if not head.isascii():
+        return False
+    cmd = head.decode("ascii")
+    if cmd not in KNOWN_COMMANDS:
+        return False
+    server.packets_received += 1
+    conn.packets_received += 1
+    # ZooKeeper stops reading a command connection (it cancels its selection key), so
+    # it lists itself with interest ops 0; so do we
+    transport = getattr(conn, "transport", None)
+    if transport is not None:
+        try:
+            transport.pause_reading()
+        except Exception:  # already closing
+            pass
+    if not _enabled(server, cmd):
+        log.debug("Command %s is not executed because it is not in the whitelist.", cmd)
+        answer = f"{cmd} is not executed because it is not in the whitelist.\n"
+    else:
+        log.info("Processing %s command from %s", cmd, java_address(conn.peer))
+        try:
+            if cmd == "stmk":
+                answer = _stmk(server, conn)
+            else:
+                answer = render(server, conn, cmd)
+        except Exception:
+            log.exception("Error in running command %s", cmd)
+            answer = None
+    if answer:
+        conn.send(answer.encode("utf-8"))
+        server.packets_sent += 1
+    conn.close_after_flush()
+    return True
+
+
+def _stmk(server: ZabbyServer, conn: ClientConnection) -> str | None:
+    """Set the trace mask from the 8-byte long that follows ``stmk`` in the same read,
+    and answer it; like ZooKeeper, close without an answer when it is not there."""
+    rest = getattr(conn, "head_rest", b"")
+    if len(rest) < 8:
+        log.warning("stmk from %s without its 8-byte mask; closing", java_address(conn.peer))
+        return None
+    (mask,) = _LONG.unpack_from(rest)
+    server.trace_mask = mask
+    return str(mask)
