@@ -9,12 +9,14 @@ Values that legitimately differ between two servers are normalised so that equal
 behaviour gives equal transcripts:
   * zxids -> ``z<N>``, N the rank of the zxid's first appearance in this run
     (0 and negative values kept literally);
-  * times -> ``"set"`` when nonzero (plus ``ctime==mtime`` in each Stat);
+  * times -> ``"set"`` when nonzero, plus ``mtime_vs_ctime`` (eq/ne when version is 0,
+    ge/lt otherwise);
   * session ids -> the scenario's name for the session (``@a``), or ``@probe`` for the
     runner's helper, ``@other`` for one it does not know; 0 stays 0. Stat's
     ephemeralOwner for containers/TTL nodes are special values and are kept (hex);
   * large byte strings -> length and sha1;
-  * children and getEphemerals lists -> sorted (ZooKeeper's order is a HashSet's).
+  * children, getEphemerals, whoAmI and ACL lists -> sorted (ZooKeeper's order there
+    is a hash set's).
 
 ``compare(a, b)`` returns a unified diff ("" when equal).
 """
@@ -63,7 +65,9 @@ __all__ = ["NULL_ACL", "Runner", "Transcript", "compare", "run_scenario", "Multi
 
 SESSION_TIMEOUT_MS = 30000
 # List fields whose order is unspecified (compared sorted).
-SORTED_FIELDS = frozenset({"children", "ephemerals"})
+# clientInfo (whoAmI) and ACLs expanded from the "auth" scheme come from a
+# ConcurrentHashMap-backed set in ZooKeeper: their order is hash order.
+SORTED_FIELDS = frozenset({"children", "ephemerals", "clientInfo", "acl"})
 
 
 def _enum_name(enum: Any, value: int) -> str:
@@ -117,7 +121,7 @@ class Normaliser:
             "pzxid": self.zxid(st.pzxid),
             "ctime": "set" if st.ctime > 0 else st.ctime,
             "mtime": "set" if st.mtime > 0 else st.mtime,
-            "ctime==mtime": st.ctime == st.mtime,
+            "mtime_vs_ctime": _time_relation(st),
             "version": st.version,
             "cversion": st.cversion,
             "aversion": st.aversion,
@@ -139,8 +143,10 @@ class Normaliser:
             for name, _ in v.FIELDS:
                 x = getattr(v, name)
                 if name in SORTED_FIELDS and isinstance(x, list):
-                    x = sorted(x)  # ZooKeeper returns HashSet order: not part of the contract
-                out[name] = self.value(x)
+                    # ZooKeeper's order here is a hash set's: not part of the contract
+                    out[name] = sorted((self.value(i) for i in x), key=_dumps)
+                else:
+                    out[name] = self.value(x)
             return out
         if isinstance(v, bytes | bytearray):
             return self.data(bytes(v))
@@ -153,6 +159,17 @@ class Normaliser:
         if len(b) <= 48:
             return repr(b)
         return f"<{len(b)} bytes sha1={hashlib.sha1(b).hexdigest()[:12]}>"
+
+
+def _time_relation(st: Stat) -> str:
+    """A never-written node must have mtime == ctime; a written one mtime >= ctime.
+
+    (Whether a quick write lands in the same millisecond as the create is timing,
+    not behaviour, so equality is only asserted for version 0.)
+    """
+    if st.version == 0:
+        return "eq" if st.mtime == st.ctime else "ne"
+    return "ge" if st.mtime >= st.ctime else "lt"
 
 
 class Transcript:
@@ -215,17 +232,19 @@ class MultiOp:
         return (Op.GET_CHILDREN, PathWatchRequest(path, False))
 
 
-def _describe(body: Any) -> str:
+def _describe(body: Any, norm: Normaliser | None = None) -> str:
     if body is None:
         return ""
     if isinstance(body, _MultiRequest):
-        return "[" + ", ".join(f"{op_name(op)}{_describe(rec)}" for op, rec in body.ops) + "]"
+        return "[" + ", ".join(f"{op_name(op)}{_describe(rec, norm)}" for op, rec in body.ops) + "]"
     if isinstance(body, Record):
         parts = []
         for name, _ in body.FIELDS:
             v = getattr(body, name)
             if isinstance(v, bytes):
                 v = Normaliser.data(v)
+            elif name in ("relativeZxid", "lastZxidSeen") and norm is not None:
+                v = norm.zxid(v)
             elif isinstance(v, list) and v and isinstance(v[0], ACL):
                 v = [f"{a.id.scheme}:{a.id.id}:{a.perms}" for a in v]
             parts.append(f"{name}={v!r}" if not isinstance(v, str) or name != "path" else repr(v))
@@ -337,7 +356,7 @@ class Runner:
         """Send one request from session `name`, record the reply and the events."""
         c = self.sessions[name]
         self.step_no += 1
-        head = f"#{self.step_no} {name} {label or op_name(op)}{_describe(body)}"
+        head = f"#{self.step_no} {name} {label or op_name(op)}{_describe(body, self.norm)}"
         reply: Reply | None = None
         try:
             sent_xid = c.send_request(op, body, xid=xid)
