@@ -298,7 +298,7 @@ class ZabbyServer:
         res = self.tree.apply(txn)
         self._fire(res.events)
         if op == Op.CLOSE_SESSION:
-            sid = txn.hdr.clientId
+            sid = txn.header.clientId
             s = self.sessions.remove(sid)
             if s is not None and s.conn is not None and s.conn is not conn:
                 s.conn.abort()
