@@ -18,7 +18,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zabby.server.cnxn")
 
-_LEN = struct.Struct(">i")
+_REQ_HDR = struct.Struct(">ii")
+
+
+class _Malformed:
+    """Stands for a request body that did not decode."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MALFORMED"
+
+
+MALFORMED = _Malformed()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -95,7 +107,14 @@ class ClientConnection(asyncio.Protocol):
                     if self.closed or self.closing:
                         return
                 else:
-                    xid, op, body = decode_request(f)
+                    try:
+                        xid, op, body = decode_request(f)
+                    except ProtocolError:
+                        if len(f) < 8:
+                            raise  # not even a request header: drop the connection
+                        # a header with an undecodable body gets MARSHALLINGERROR
+                        xid, op = _REQ_HDR.unpack_from(f, 0)
+                        body = MALFORMED
                     server.handle_request(self, xid, op, body)
                     if self.closed or self.closing:
                         return

@@ -17,17 +17,17 @@ import logging
 import time
 from collections.abc import Callable
 
-from ..tree import DataTree, RequestContext, WatchManager
+from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader, WatchManager
 from ..tree.acl import digest_id
 from ..wire import (
-    XID_AUTH,
     XID_PING,
-    XID_SET_WATCHES,
+    AddWatchMode,
     Err,
     EventType,
     Id,
     KeeperState,
     Op,
+    WatcherType,
 )
 from ..wire.protocol import WRITE_OPS, encode_connect_response, encode_notification, encode_reply
 from ..wire.records import (
@@ -39,7 +39,7 @@ from ..wire.records import (
     WhoAmIResponse,
 )
 from .config import ServerConfig
-from .connection import ClientConnection
+from .connection import MALFORMED, ClientConnection
 from .session import Session, SessionTracker
 
 log = logging.getLogger("zabby.server")
@@ -52,6 +52,7 @@ _TREE_READS = frozenset(
     }
 )
 _CONNECTED = KeeperState.SYNC_CONNECTED
+_WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 
 
 def _now_ms() -> int:
@@ -278,16 +279,26 @@ class ZabbyServer:
         ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
         return self.tree.prepare(op, body, ctx)
 
+    def _error_txn(self, err: int, session_id: int, cxid: int) -> Txn:
+        zxid = self.next_zxid
+        self.next_zxid += 1
+        return Txn(TxnHeader(session_id, cxid, zxid, _now_ms(), Op.ERROR), ErrorTxn(err))
+
     def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
         s = conn.session
-        if op == Op.RECONFIG:
-            # standalone ZooKeeper has reconfig disabled
-            self._reply(conn, xid, op, Err.RECONFIGDISABLED, None, t0)
-            return
         if s is None or s.closing:
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
-        txn = self._prepare(op, body, s.id, xid, conn.auth)
+        if op == Op.RECONFIG:
+            if body is MALFORMED:
+                # ZooKeeper decodes reconfig before taking a zxid
+                self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
+                return
+            # reconfig is disabled on a standalone server: an error txn, as ZooKeeper
+            txn = self._error_txn(Err.RECONFIGDISABLED, s.id, xid)
+        else:
+            # an undecodable write body still takes a zxid (MARSHALLINGERROR txn)
+            txn = self._prepare(op, None if body is MALFORMED else body, s.id, xid, conn.auth)
         conn.inflight += 1
         self.outstanding += 1
         if op == Op.CLOSE_SESSION:
@@ -336,6 +347,16 @@ class ZabbyServer:
         s = conn.session
         if s is None:
             return
+        if body is None:
+            # unknown opcode: ZooKeeper answers UNIMPLEMENTED (zxid -1) and hangs up
+            log.warning("Received packet at server of unknown type %d", op)
+            conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+            conn.close_after_flush()
+            return
+        if body is MALFORMED:
+            log.warning("Failed to decode request of type %d from %s:%d", op, *conn.peer)
+            self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
+            return
         if op in _TREE_READS:
             err, resp = self.tree.read(op, body, conn.auth, s.id)
             if op in _WATCH_READS and body.watch:
@@ -356,11 +377,18 @@ class ZabbyServer:
             return
         if op in (Op.SET_WATCHES, Op.SET_WATCHES2):
             self._set_watches(conn, body, op == Op.SET_WATCHES2)
-            conn.send(encode_reply(XID_SET_WATCHES if xid == XID_SET_WATCHES else xid, self.last_zxid, 0))
+            conn.send(encode_reply(xid, self.last_zxid, 0))
             return
         if op == Op.ADD_WATCH:
+            if body.mode not in (AddWatchMode.PERSISTENT, AddWatchMode.PERSISTENT_RECURSIVE):
+                # ZooKeeper fails on the unknown mode with a runtime exception
+                self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
+                return
             self.watches.add_persistent(body.path, conn, recursive=body.mode == 1)
             self._reply(conn, xid, op, Err.OK, ErrorResponse(0), t0)
+            return
+        if op in (Op.CHECK_WATCHES, Op.REMOVE_WATCHES) and body.type not in _WATCHER_TYPES:
+            self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
         if op == Op.CHECK_WATCHES:
             ok = self.watches.has(body.path, conn, body.type)
@@ -373,11 +401,6 @@ class ZabbyServer:
         if op == Op.WHO_AM_I:
             infos = [ClientInfo(i.scheme, _user_of(i)) for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
-            return
-        if body is None and op not in (Op.WHO_AM_I,):
-            # unknown opcode: ZooKeeper answers UNIMPLEMENTED with zxid -1
-            log.warning("Received packet at server of unknown type %d", op)
-            conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
             return
         if op == Op.SASL:
             conn.send(encode_reply(xid, self.last_zxid, Err.AUTHFAILED))
@@ -403,23 +426,24 @@ class ZabbyServer:
         self.packets_sent += 1
 
     def _auth(self, conn: ClientConnection, xid: int, body) -> None:
-        if body.scheme == "digest" and body.auth is not None:
-            try:
-                cred = body.auth.decode("utf-8")
-            except UnicodeDecodeError:
-                cred = ""
-            if ":" in cred:
-                ident = digest_id(cred)
-                if self.super_digest_id is not None and ident == self.super_digest_id:
-                    _add_auth(conn, Id("super", ""))
-                _add_auth(conn, Id("digest", ident))
-                log.info("Session 0x%x: auth success for scheme digest and address %s:%d",
-                         (conn.session.id if conn.session else 0) & (2**64 - 1), *conn.peer)
-                conn.send(encode_reply(xid if xid else XID_AUTH, 0, Err.OK))
-                return
-        log.warning("Authentication failed for scheme: %s", body.scheme)
-        conn.send(encode_reply(xid, 0, Err.AUTHFAILED))
-        conn.close_after_flush()
+        """addauth: the digest and ip schemes, as ZooKeeper's built-in providers."""
+        ident = None
+        if body.scheme == "digest":
+            # any bytes are accepted: the id is user + ":" + base64(sha1(whole credential))
+            ident = Id("digest", digest_id((body.auth or b"").decode("utf-8", "replace")))
+            if self.super_digest_id is not None and ident.id == self.super_digest_id:
+                _add_auth(conn, Id("super", ""))
+        elif body.scheme == "ip":
+            ident = Id("ip", conn.peer[0])
+        if ident is None:
+            log.warning("No authentication provider for scheme: %s has [ip, digest]", body.scheme)
+            conn.send(encode_reply(xid, 0, Err.AUTHFAILED))
+            conn.close_after_flush()
+            return
+        _add_auth(conn, ident)
+        log.info("Session 0x%x: auth success for scheme %s and address %s:%d",
+                 (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
+        conn.send(encode_reply(xid, 0, Err.OK))
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""
