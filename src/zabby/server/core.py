@@ -60,23 +60,40 @@ def _now_ms() -> int:
 
 
 class InMemoryCommitter:
-    """Commits every txn at once. The durable log of the next issue replaces it:
-    same interface, the callback runs once the txn is on disk."""
+    """Commits every txn at once (a server without a data directory).
 
-    def submit(self, txn, done: Callable[[], None]) -> None:
+    `durability.GroupCommitter` has the same interface and calls `done` once
+    the txn is on disk, or `failed(reason)` if it never will be.
+    """
+
+    failure: str | None = None
+
+    def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
         done()
+
+    def close(self) -> None:
+        pass
+
+
+_SESSION_OPS = frozenset({Op.CREATE_SESSION, Op.CLOSE_SESSION})
 
 
 class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
-    def __init__(self, config: ServerConfig, *, server_id: int = 1, committer=None) -> None:
+    def __init__(
+        self, config: ServerConfig, *, server_id: int = 1, committer=None, tree: DataTree | None = None
+    ) -> None:
         self.config = config
-        self.tree = DataTree(
-            max_buffer=config.max_buffer, extended_types=config.extended_types_enabled
-        )
+        if tree is None:
+            tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
+        self.tree = tree
         self.watches = WatchManager()
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
+        # sessions recovered from disk live until they time out, as in ZooKeeper
+        now = self.monotonic_ms()
+        for sid, timeout in tree.sessions.items():
+            self.sessions.add(sid, timeout, now)
         self.committer = committer or InMemoryCommitter()
         self.connections: set[ClientConnection] = set()
         self.connections_by_ip: dict[str, int] = {}
@@ -134,6 +151,7 @@ class ZabbyServer:
             c.abort()
         if self._server:
             await self._server.wait_closed()
+        self.committer.close()
 
     @property
     def min_session_timeout(self) -> int:
@@ -213,7 +231,7 @@ class ZabbyServer:
             # the session exists once its createSession txn is applied
             conn.inflight += 1
             txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
-            self.committer.submit(txn, lambda: self._session_created(conn, s, txn))
+            self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
             return
         s = self.sessions.get(req.sessionId)
         if s is None or s.closing or req.passwd != s.passwd:
@@ -279,6 +297,25 @@ class ZabbyServer:
         ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
         return self.tree.prepare(op, body, ctx)
 
+    def _commit(self, txn, done: Callable[[], None], conn: ClientConnection | None) -> None:
+        """Hand a prepared txn to the committer; `done` applies it once durable."""
+        committer = self.committer
+        if committer.failure is not None and txn.type in _SESSION_OPS:
+            # the log is broken: sessions still open and close (in memory only)
+            # so that reads keep working; they do not survive a restart
+            done()
+            return
+        committer.submit(txn, done, lambda why: self._commit_failed(conn, why))
+
+    def _commit_failed(self, conn: ClientConnection | None, why: str) -> None:
+        # nothing prepared after the failure point will be applied
+        self.tree.discard_pending()
+        self.next_zxid = self.tree.last_zxid + 1
+        if conn is not None and not conn.closed:
+            # the outcome of an in-flight write is unknown to the client, exactly
+            # as when a connection breaks: it reconnects and finds writes refused
+            conn.abort()
+
     def _error_txn(self, err: int, session_id: int, cxid: int) -> Txn:
         zxid = self.next_zxid
         self.next_zxid += 1
@@ -288,6 +325,9 @@ class ZabbyServer:
         s = conn.session
         if s is None or s.closing:
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
+            return
+        if self.committer.failure is not None and op != Op.CLOSE_SESSION:
+            self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
             return
         if op == Op.RECONFIG:
             if body is MALFORMED:
@@ -303,7 +343,7 @@ class ZabbyServer:
         self.outstanding += 1
         if op == Op.CLOSE_SESSION:
             s.closing = True
-        self.committer.submit(txn, lambda: self._applied(conn, xid, op, txn, t0))
+        self._commit(txn, lambda: self._applied(conn, xid, op, txn, t0), conn)
 
     def _applied(self, conn: ClientConnection | None, xid: int, op: int, txn, t0: int) -> None:
         res = self.tree.apply(txn)
@@ -326,7 +366,7 @@ class ZabbyServer:
     def _submit_internal(self, op: int, body, session_id: int) -> None:
         """A write the server makes itself (session expiry, container cleanup)."""
         txn = self._prepare(op, body, session_id, 0, [Id("super", "")])
-        self.committer.submit(txn, lambda: self._applied(None, 0, op, txn, 0))
+        self._commit(txn, lambda: self._applied(None, 0, op, txn, 0), None)
 
     def close_session(self, s: Session) -> None:
         s.closing = True
