@@ -17,6 +17,7 @@ from ..wire.jute import Record
 from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
     Create2Response,
+    CreateRequest,
     ErrorResponse,
     GetACLResponse,
     GetAllChildrenNumberResponse,
@@ -62,9 +63,10 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
+_TTL_AS_CREATE = -1000  # marker: a create op with TTL flags inside a multi
 _CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 _MULTI_WRITE_OPS = frozenset(
-    {Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA, Op.CHECK}
+    {Op.CREATE, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA, Op.CHECK, _TTL_AS_CREATE}
 )
 
 
@@ -134,6 +136,23 @@ class _Change:
         return _Change(zxid, self.path, self.exists, self.version, self.cversion,
                        self.aversion, self.ephemeral_owner, self.child_count,
                        self.acl, self.data)
+
+
+def _normalize_multi_op(op: int, req):
+    """What MultiOperationRecord makes of an op: creates get their opcode from
+    their flags (create2 becomes create, a container flag makes createContainer,
+    createTTL without TTL flags becomes a plain create without its ttl)."""
+    if op in (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL):
+        try:
+            mode = CreateMode(req.flags)
+        except ValueError:
+            mode = CreateMode.PERSISTENT
+        if mode.ttl:
+            return (int(Op.CREATE_TTL), req) if op == Op.CREATE_TTL else (_TTL_AS_CREATE, req)
+        if op == Op.CREATE_TTL:
+            req = CreateRequest(req.path, req.data, req.acl, req.flags)
+        return (int(Op.CREATE_CONTAINER) if mode.container else int(Op.CREATE)), req
+    return op, req
 
 
 def _java_trim(s: str) -> str:
@@ -449,10 +468,15 @@ class DataTree:
         """Validate a write against the tree plus pending changes; return its Txn.
 
         A failed validation gives a Txn of type Op.ERROR with an ErrorTxn body;
+        pass body=None for a request whose body did not decode (MARSHALLINGERROR);
         it still uses ctx.zxid (and must be applied like any other txn).
         """
         hdr = TxnHeader(ctx.session_id, ctx.cxid, ctx.zxid, ctx.time, int(op))
         try:
+            if body is None and op != Op.CLOSE_SESSION:
+                # the request body did not decode: ZooKeeper has already taken a
+                # zxid and answers MARSHALLINGERROR with an error txn
+                raise _KErr(Err.MARSHALLINGERROR)
             if op == Op.MULTI:
                 return Txn(hdr, self._prepare_multi(body, ctx))
             ttype, tbody = self._prep(op, body, ctx)
@@ -463,10 +487,11 @@ class DataTree:
             return Txn(hdr, ErrorTxn(e.err))
 
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
-        ops = body.ops if body is not None else []
+        ops = [_normalize_multi_op(op, req) for op, req in body.ops]
         for op, _req in ops:
             if op not in _MULTI_WRITE_OPS:
-                # ZooKeeper cannot turn such an op into a txn; the request fails whole
+                # MultiOperationRecord refuses read ops in a write multi ("Mixing
+                # different kind of ops"): the request fails whole
                 raise _KErr(Err.MARSHALLINGERROR)
         saved = self._pending_for_multi(ops)
         subs: list[tuple[int, Record]] = []
@@ -475,6 +500,11 @@ class DataTree:
             if failed:
                 subs.append((int(Op.ERROR), ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
                 continue
+            if op == _TTL_AS_CREATE:
+                # a create op whose flags say TTL becomes a createTTL op without a
+                # ttl: ZooKeeper fails the whole request (ClassCastException)
+                self._rollback(ctx.zxid, saved)
+                raise _KErr(Err.MARSHALLINGERROR)
             try:
                 subs.append(self._prep(op, req, ctx))
             except _KErr as e:
