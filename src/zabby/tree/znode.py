@@ -102,13 +102,16 @@ class ZNode:
         if owner:
             owner = client_ephemeral_owner(owner, extended)
         d = self.data
+        cv = (self.cversion * 2 - n) & 0xFFFFFFFF
+        if cv >= 0x80000000:
+            cv -= 0x100000000
         return Stat(
             self.czxid,
             self.mzxid,
             self.ctime,
             self.mtime,
             self.version,
-            self.cversion * 2 - n,
+            cv,
             self.aversion,
             owner,
             0 if d is None else len(d),
