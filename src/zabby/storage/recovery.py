@@ -1,0 +1,362 @@
+"""Recovery (newest valid snapshot + log replay), retention, check and repair."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..tree import DataTree, Txn
+from ..wire.constants import DEFAULT_MAX_BUFFER
+from ..wire.jute import ProtocolError
+from .errors import CorruptDataError, StorageError
+from .fs import default_fs
+from .snapshot import PREFIX as SNAP_PREFIX
+from .snapshot import TMP_SUFFIX, load_snapshot, read_snapshot_info
+from .txnlog import ENTRY_HEADER, list_segments, parse_name, scan_segment
+
+__all__ = [
+    "CheckReport",
+    "RecoveryReport",
+    "check",
+    "list_snapshots",
+    "purge",
+    "recover",
+]
+
+log = logging.getLogger("zabby.storage")
+
+
+@dataclass
+class RecoveryReport:
+    snapshot: str | None
+    snapshot_zxid: int
+    replayed: int
+    last_zxid: int
+    truncated: list[tuple[str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped_snapshots: list[str] = field(default_factory=list)  # corrupt, older one used
+
+
+def list_snapshots(data_dir: str, fs=None) -> list[tuple[int, str]]:
+    """(zxid, path) of every snapshot file (temporary files excluded), newest first."""
+    fs = default_fs(fs)
+    d = os.path.join(data_dir, "version-2")
+    if not fs.exists(d):
+        return []
+    out = []
+    for name in fs.listdir(d):
+        if name.endswith(TMP_SUFFIX):
+            continue
+        z = parse_name(name, SNAP_PREFIX)
+        if z is not None:
+            out.append((z, os.path.join(d, name)))
+    out.sort(reverse=True)
+    return out
+
+
+def _follows(prev: int, zxid: int) -> bool:
+    """Is `zxid` the txn right after `prev`? (+1 in an epoch; a new epoch
+    restarts its counter at 1 -- or 0 -- and may skip empty epochs)."""
+    if zxid >> 32 == prev >> 32:
+        return zxid == prev + 1
+    return zxid >> 32 > prev >> 32 and (zxid & 0xFFFFFFFF) <= 1
+
+
+class _Plan:
+    """The log segments recovery from `snap_zxid` reads, validated."""
+
+    def __init__(self) -> None:
+        self.scans: list = []  # (SegmentScan, buf)
+        self.truncate: list[tuple[str, int, str, bool]] = []  # (path, offset, reason, whole file)
+
+
+def _scan_log(log_v2: str, fs, snap_zxid: int) -> _Plan:
+    """Validate every segment recovery from snap_zxid needs (raises CorruptDataError)."""
+    segs = list_segments(log_v2, fs)
+    start = 0
+    for i, (z, _p) in enumerate(segs):
+        if z <= snap_zxid:
+            start = i
+    plan = _Plan()
+    prev = None
+    for i in range(start, len(segs)):
+        z, path = segs[i]
+        try:
+            buf = fs.read_file(path)
+        except OSError as e:
+            raise CorruptDataError(f"{path}: cannot read txn log segment: {e}", path=path) from e
+        scan = scan_segment(buf, path, z, prev)
+        if scan.torn_at is not None:
+            if i != len(segs) - 1:
+                raise CorruptDataError(
+                    f"{path}: offset {scan.torn_at}: {scan.torn_reason} (a torn tail) in a segment "
+                    f"that is not the newest ({segs[-1][1]} follows)",
+                    path=path, offset=scan.torn_at, zxid=scan.last_zxid)
+            plan.truncate.append((path, scan.torn_at, scan.torn_reason, not scan.header_valid))
+        plan.scans.append((scan, buf))
+        if scan.entries:
+            prev = scan.entries[-1][0]
+    return plan
+
+
+def _check_coverage(plan: _Plan, snap_zxid: int, snap_desc: str) -> int:
+    """Check the entries after snap_zxid continue it without a gap; count them."""
+    prev = snap_zxid
+    count = 0
+    for scan, _buf in plan.scans:
+        for zxid, s, _e in scan.entries:
+            if zxid <= snap_zxid:
+                continue
+            if not _follows(prev, zxid):
+                if count == 0:
+                    msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: the txn log does not reach back "
+                           f"to {snap_desc} (zxid {snap_zxid:#x}): the first entry after it is "
+                           f"zxid {zxid:#x}")
+                else:
+                    msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: gap in the txn log: zxid "
+                           f"{zxid:#x} follows {prev:#x}")
+                raise CorruptDataError(msg, path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
+            prev = zxid
+            count += 1
+    return count
+
+
+def _apply_truncations(plan: _Plan, fs) -> list[tuple[str, int]]:
+    done = []
+    for path, off, reason, whole in plan.truncate:
+        log.warning("txn log %s: torn write at offset %d (%s): truncating the log there",
+                    path, off, reason)
+        try:
+            if whole:
+                fs.unlink(path)
+                fs.fsync_dir(os.path.dirname(path))
+            else:
+                h = fs.open(path)
+                try:
+                    fs.truncate(h, off)
+                    fs.fsync(h)
+                finally:
+                    fs.close(h)
+        except OSError as e:
+            raise StorageError(f"{path}: cannot truncate the torn tail at offset {off}: {e}") from e
+        done.append((path, off))
+    return done
+
+
+def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool):
+    """Pick a snapshot whose log coverage holds; (tree, snap path, snap zxid, plan, count, skipped)."""
+    snaps = list_snapshots(data_dir, fs)
+    errors: list[CorruptDataError] = []
+    skipped: list[str] = []
+    for zxid, path in snaps:
+        try:
+            tree = load_snapshot(path, fs=fs, max_buffer=max_buffer, extended_types=extended_types)
+        except CorruptDataError as e:
+            log.warning("snapshot %s is unusable, trying an older one: %s", path, e)
+            errors.append(e)
+            skipped.append(path)
+            continue
+        if tree.last_zxid != zxid:
+            e = CorruptDataError(f"{path}: offset 0: snapshot holds zxid {tree.last_zxid:#x}, "
+                                 f"its name says {zxid:#x}", path=path, offset=0, zxid=zxid)
+            log.warning("%s", e)
+            errors.append(e)
+            skipped.append(path)
+            continue
+        plan = _scan_log(log_v2, fs, zxid)
+        try:
+            count = _check_coverage(plan, zxid, f"snapshot {path}")
+        except CorruptDataError as e:
+            if errors:
+                raise CorruptDataError(
+                    f"{errors[0]}; the older snapshot {path} cannot be used instead: {e}",
+                    path=e.path, offset=e.offset, zxid=e.zxid) from e
+            raise
+        if skipped:
+            log.warning("recovering from the older snapshot %s (zxid %#x) and the txn log",
+                        path, zxid)
+        return tree, path, zxid, plan, count, skipped
+    if errors:
+        first = errors[0]
+        raise CorruptDataError(f"{first} (and no older valid snapshot)", path=first.path,
+                               offset=first.offset, zxid=first.zxid)
+    tree = DataTree(max_buffer=max_buffer, extended_types=extended_types)
+    plan = _scan_log(log_v2, fs, 0)
+    count = _check_coverage(plan, 0, "an empty tree")
+    return tree, None, 0, plan, count, skipped
+
+
+def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
+            max_buffer: int = DEFAULT_MAX_BUFFER, extended_types: bool = False,
+            repair_tail: bool = True) -> tuple[DataTree, RecoveryReport]:
+    """The newest valid snapshot plus the log after it.
+
+    A torn tail of the newest log segment is truncated (durably, with a
+    WARNING; not with repair_tail=False, which only reads); any other damage
+    raises CorruptDataError. An empty directory gives a fresh tree."""
+    t0 = time.perf_counter()
+    fs = default_fs(fs)
+    log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
+    tree, spath, szxid, plan, _count, skipped = _load(data_dir, log_v2, fs, max_buffer,
+                                                      extended_types)
+    replayed = 0
+    for scan, buf in plan.scans:
+        for zxid, s, e in scan.entries:
+            if zxid <= szxid:
+                continue
+            try:
+                txn = Txn.decode(buf[s:e])
+            except (ProtocolError, ValueError) as err:
+                raise CorruptDataError(
+                    f"{scan.path}: offset {s - ENTRY_HEADER}: zxid {zxid:#x}: undecodable txn: {err}",
+                    path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid) from err
+            if txn.zxid != zxid:
+                raise CorruptDataError(
+                    f"{scan.path}: offset {s - ENTRY_HEADER}: entry zxid {zxid:#x} holds a txn "
+                    f"with zxid {txn.zxid:#x}", path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
+            tree.apply(txn)
+            replayed += 1
+    truncated: list[tuple[str, int]] = []
+    if plan.truncate:
+        if repair_tail:
+            truncated = _apply_truncations(plan, fs)
+        else:
+            truncated = [(p, o) for p, o, _r, _w in plan.truncate]
+            for p, o, r, _w in plan.truncate:
+                log.warning("txn log %s: torn write at offset %d (%s): would truncate", p, o, r)
+    report = RecoveryReport(spath, szxid, replayed, tree.last_zxid, truncated,
+                            time.perf_counter() - t0, skipped)
+    return tree, report
+
+
+# ----------------------------------------------------------------- retention
+def purge(data_dir: str, log_dir: str | None, snap_retain_count: int = 3, *, fs=None) -> list[str]:
+    """Keep the newest `snap_retain_count` (>= 3) valid snapshots and every log
+    segment recovery from the oldest of them needs; delete older snapshots,
+    older segments and leftover temporary snapshot files. Returns the deleted
+    paths. Snapshots that fail their checksum are not counted and not
+    deleted when newer than the kept ones."""
+    if snap_retain_count < 3:
+        raise ValueError("snap_retain_count must be at least 3")
+    fs = default_fs(fs)
+    log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
+    snap_v2 = os.path.join(data_dir, "version-2")
+    snaps = list_snapshots(data_dir, fs)
+    kept: list[tuple[int, str]] = []
+    delete: list[str] = []
+    for zxid, path in snaps:
+        if len(kept) >= snap_retain_count:
+            delete.append(path)
+            continue
+        try:
+            read_snapshot_info(path, fs=fs)
+        except CorruptDataError:
+            continue  # neither counted nor deleted
+        kept.append((zxid, path))
+    if len(kept) < snap_retain_count:
+        # not enough valid snapshots to trust any deletion of older ones
+        delete = []
+    if kept:
+        oldest = kept[-1][0]
+        segs = list_segments(log_v2, fs)
+        keep_from = 0
+        for i, (z, _p) in enumerate(segs):
+            if z <= oldest:
+                keep_from = i
+        if len(kept) >= snap_retain_count:
+            delete.extend(p for _z, p in segs[:keep_from])
+    if fs.exists(snap_v2):
+        for name in fs.listdir(snap_v2):
+            if name.startswith(SNAP_PREFIX) and name.endswith(TMP_SUFFIX):
+                delete.append(os.path.join(snap_v2, name))
+    deleted = []
+    dirs = set()
+    for p in delete:
+        try:
+            fs.unlink(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("purge: cannot delete %s: %s", p, e)
+            continue
+        deleted.append(p)
+        dirs.add(os.path.dirname(p))
+    for d in dirs:
+        try:
+            fs.fsync_dir(d)
+        except OSError as e:
+            log.warning("purge: cannot fsync %s: %s", d, e)
+    return deleted
+
+
+# ------------------------------------------------------------- check/repair
+@dataclass
+class CheckReport:
+    ok: bool
+    message: str
+    report: RecoveryReport | None = None
+    repaired: list[str] = field(default_factory=list)  # what --repair did
+
+
+def _repair_plan(data_dir: str, log_v2: str, fs, err: CorruptDataError) -> list[tuple[str, int | None]]:
+    """How to truncate the log at the damage `err` names: [(path, offset or None = delete)]."""
+    if err.path is None or not err.path.startswith(log_v2 + os.sep) or err.offset is None:
+        return []
+    segs = list_segments(log_v2, fs)
+    plan: list[tuple[str, int | None]] = []
+    seen = False
+    for _z, path in segs:
+        if path == err.path:
+            seen = True
+            plan.append((path, None if err.offset <= 0 else err.offset))
+        elif seen:
+            plan.append((path, None))
+    return plan
+
+
+def check(data_dir: str, log_dir: str | None = None, *, fs=None, repair: bool = False,
+          max_buffer: int = DEFAULT_MAX_BUFFER, extended_types: bool = False,
+          say=print) -> CheckReport:
+    """Can these directories be recovered? With repair=True, truncate the log
+    at the first damaged entry (saying what is dropped first) until they can."""
+    fs = default_fs(fs)
+    log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
+    repaired: list[str] = []
+    for _round in range(64):
+        try:
+            _tree, report = recover(data_dir, log_dir, fs=fs, max_buffer=max_buffer,
+                                    extended_types=extended_types, repair_tail=repair)
+        except CorruptDataError as e:
+            if not repair:
+                return CheckReport(False, str(e))
+            steps = _repair_plan(data_dir, log_v2, fs, e)
+            if not steps:
+                return CheckReport(False, f"{e} (not repairable by truncating the log)",
+                                   repaired=repaired)
+            for path, off in steps:
+                size = fs.file_size(path)
+                if off is None:
+                    say(f"repair: deleting {path} ({size} bytes)")
+                    fs.unlink(path)
+                    fs.fsync_dir(os.path.dirname(path))
+                    repaired.append(f"deleted {path}")
+                else:
+                    say(f"repair: truncating {path} at offset {off} (dropping {size - off} bytes "
+                        f"after the last valid entry)")
+                    h = fs.open(path)
+                    try:
+                        fs.truncate(h, off)
+                        fs.fsync(h)
+                    finally:
+                        fs.close(h)
+                    repaired.append(f"truncated {path} at {off}")
+            continue
+        msg = (f"ok: snapshot {report.snapshot or '(none)'} at zxid {report.snapshot_zxid:#x}, "
+               f"{report.replayed} txns replayed, last zxid {report.last_zxid:#x}")
+        if report.truncated:
+            verb = "truncated" if repair else "torn tail (recovery will truncate)"
+            msg += "; " + ", ".join(f"{verb}: {p} at offset {o}" for p, o in report.truncated)
+        return CheckReport(True, msg, report, repaired)
+    return CheckReport(False, "repair did not converge", repaired=repaired)

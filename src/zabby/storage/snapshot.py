@@ -1,0 +1,413 @@
+"""Snapshots: the whole tree and the live sessions at one zxid, in one file.
+
+Layout: ``<dataDir>/version-2/snapshot.<hex zxid>``, written as
+``snapshot.<hex zxid>.tmp``, fsynced, renamed, directory fsynced.
+
+File (little-endian)::
+
+    header (48 bytes): magic "ZABBYSNP" | version u32 (1) | flags u32 (bit 0: zlib)
+                       | zxid i64 | node count i64 | session count i64 | crc32 u32 | 4 zero bytes
+    body (zlib stream when flag 0 is set)
+    trailer (16 bytes): body length u64 (as stored) | crc32 of the stored body u32 | "ZEND"
+
+The header's crc32 covers its first 44 bytes. Body (uncompressed)::
+
+    sessions: session count x (id i64, timeout i32)
+    chunks, each: n_nodes u32 | n_acls u32 | acl bytes u64 | path bytes u64 | data bytes u64
+                  then the new ACL lists (referenced by index from here on):
+                       each: count u32, then (perms i32, scheme, id) with strings as
+                       i32 length (-1 = null) + UTF-8
+                  then n_nodes fixed records (72 bytes):
+                       data length i32 (-1 = null) | acl index u32 | czxid | mzxid | ctime | mtime
+                       | version i32 | cversion i32 | aversion i32 | ephemeralOwner | pzxid
+                       | child capacity i32
+                  then the chunk's paths, UTF-8, joined by NUL; then the data, concatenated
+    an empty chunk (all zero) ends the nodes
+
+Nodes come parents first, each parent's children in insertion order, so the
+tree (getChildren order included) is rebuilt exactly. `cversion` is the
+persisted one (child creations), as in ZNode; `child capacity` is ZNode.child_cap.
+
+Writing is plain synchronous code (usable in a forked child), batched
+`struct` packing and multi-megabyte writes; loading reads the file once,
+checks both checksums, then unpacks each chunk's records with `iter_unpack`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+from ..tree.acl import intern_acl
+from ..tree.snapshot import RestoreError, restore, snapshot_items
+from ..tree.znode import ZNode
+from ..wire.constants import DEFAULT_MAX_BUFFER
+from ..wire.records import ACL, Id
+from .errors import CorruptDataError, StorageError
+from .fs import default_fs
+
+__all__ = [
+    "SnapshotInfo",
+    "load_snapshot",
+    "read_snapshot_info",
+    "snapshot_path",
+    "write_snapshot",
+]
+
+MAGIC = b"ZABBYSNP"
+END = b"ZEND"
+VERSION = 1
+FLAG_ZLIB = 1
+PREFIX = "snapshot."
+TMP_SUFFIX = ".tmp"
+
+_HDR = struct.Struct("<8sIIqqqI4x")
+_HDR_CRC = struct.Struct("<8sIIqqq")
+HEADER_SIZE = _HDR.size  # 48
+_TRAILER = struct.Struct("<QI4s")
+TRAILER_SIZE = _TRAILER.size  # 16
+_CHUNK = struct.Struct("<IIQQQ")
+_SESSION = struct.Struct("<qi")
+_NODE = struct.Struct("<iIqqqqiiiqqi")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+
+CHUNK_NODES = 4096
+CHUNK_DATA = 4 << 20
+WRITE_BUFFER = 4 << 20
+
+
+def snapshot_path(snap_dir: str, zxid: int) -> str:
+    return os.path.join(snap_dir, "version-2", f"{PREFIX}{zxid:x}")
+
+
+class _Writer:
+    """Buffered, optionally compressing, checksumming sequential writer."""
+
+    def __init__(self, fs, h, compress: bool) -> None:
+        self.fs = fs
+        self.h = h
+        self.z = zlib.compressobj(1) if compress else None
+        self.crc = 0
+        self.stored = 0
+        self.parts: list[bytes] = []
+        self.pending = 0
+
+    def body(self, data) -> None:
+        if self.z is not None:
+            data = self.z.compress(data)
+            if not data:
+                return
+        self.crc = zlib.crc32(data, self.crc)
+        self.stored += len(data)
+        self.parts.append(data)
+        self.pending += len(data)
+        if self.pending >= WRITE_BUFFER:
+            self.flush()
+
+    def raw(self, data) -> None:
+        self.parts.append(data)
+        self.pending += len(data)
+
+    def flush(self) -> None:
+        if self.parts:
+            self.fs.write(self.h, b"".join(self.parts))
+            self.parts = []
+            self.pending = 0
+
+    def finish(self) -> None:
+        if self.z is not None:
+            tail = self.z.flush()
+            self.z = None
+            if tail:
+                self.body(tail)
+        self.raw(_TRAILER.pack(self.stored, self.crc, END))
+        self.flush()
+
+
+def _encode_acl(acl, out: bytearray) -> None:
+    out += _U32.pack(len(acl))
+    for a in acl:
+        out += _I32.pack(a.perms)
+        for s in (a.id.scheme, a.id.id):
+            if s is None:
+                out += _I32.pack(-1)
+            else:
+                b = s.encode("utf-8", "surrogatepass")
+                out += _I32.pack(len(b))
+                out += b
+
+
+def _write_body(tree, w: _Writer) -> None:
+    sess = tree.sessions
+    if sess:
+        w.body(b"".join([_SESSION.pack(sid, to) for sid, to in sess.items()]))
+    pack = _NODE.pack
+    acl_index: dict[int, int] = {}
+    acl_keep: list = []  # keeps the ACL objects (and so their ids) alive
+    recs: list[bytes] = []
+    paths: list[str] = []
+    datas: list[bytes] = []
+    new_acls = bytearray()
+    n_new = 0
+    dsize = 0
+    written = 0
+
+    def flush_chunk() -> None:
+        nonlocal new_acls, n_new, dsize, recs, paths, datas, written
+        joined = "\0".join(paths)
+        if joined.count("\0") != len(paths) - 1:
+            raise ValueError("a znode path contains NUL")
+        pb = joined.encode("utf-8", "surrogatepass")
+        db = b"".join(datas)
+        w.body(_CHUNK.pack(len(recs), n_new, len(new_acls), len(pb), len(db)))
+        if new_acls:
+            w.body(bytes(new_acls))
+        w.body(b"".join(recs))
+        w.body(pb)
+        if db:
+            w.body(db)
+        written += len(recs)
+        recs, paths, datas = [], [], []
+        new_acls = bytearray()
+        n_new = 0
+        dsize = 0
+
+    for path, node in snapshot_items(tree):
+        acl = node.acl
+        ai = acl_index.get(id(acl))
+        if ai is None:
+            ai = acl_index[id(acl)] = len(acl_keep)
+            acl_keep.append(acl)
+            _encode_acl(acl, new_acls)
+            n_new += 1
+        d = node.data
+        if d is None:
+            dl = -1
+        else:
+            dl = len(d)
+            if dl:
+                datas.append(d)
+                dsize += dl
+        recs.append(pack(dl, ai, node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
+                         node.cversion, node.aversion, node.ephemeral_owner, node.pzxid,
+                         node.child_cap))
+        paths.append(path)
+        if len(recs) >= CHUNK_NODES or dsize >= CHUNK_DATA:
+            flush_chunk()
+    if recs:
+        flush_chunk()
+    w.body(_CHUNK.pack(0, 0, 0, 0, 0))
+    if written != tree.node_count:
+        raise ValueError(f"wrote {written} nodes, the tree has {tree.node_count}")
+
+
+def write_snapshot(tree, snap_dir: str, *, fs=None, compress: bool = False) -> str:
+    """Write `tree` (at tree.last_zxid) as `<snap_dir>/version-2/snapshot.<hex zxid>`.
+
+    Synchronous and thread-free: callable from a forked child. Returns the
+    path. Raises StorageError when a file operation fails (the temporary file
+    is removed, no snapshot is left half-written under the final name)."""
+    fs = default_fs(fs)
+    d = os.path.join(snap_dir, "version-2")
+    zxid = tree.last_zxid
+    final = snapshot_path(snap_dir, zxid)
+    tmp = final + TMP_SUFFIX
+    h = None
+    try:
+        fs.makedirs(d)
+        h = fs.open(tmp, create=True)
+        fs.truncate(h, 0)
+        w = _Writer(fs, h, compress)
+        pre = _HDR_CRC.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid,
+                            tree.node_count, len(tree.sessions))
+        w.raw(_HDR.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid, tree.node_count,
+                        len(tree.sessions), zlib.crc32(pre)))
+        _write_body(tree, w)
+        w.finish()
+        fs.fsync(h)
+        fs.close(h)
+        h = None
+        fs.rename(tmp, final)
+        fs.fsync_dir(d)
+    except BaseException as e:
+        if h is not None:
+            try:
+                fs.close(h)
+            except OSError:
+                pass
+        try:
+            if fs.exists(tmp):
+                fs.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise StorageError(f"cannot write snapshot {final}: {e}") from e
+        raise
+    return final
+
+
+# -------------------------------------------------------------------- read
+class SnapshotInfo:
+    __slots__ = ("path", "zxid", "node_count", "session_count", "compressed", "size")
+
+    def __init__(self, path, zxid, node_count, session_count, compressed, size) -> None:
+        self.path = path
+        self.zxid = zxid
+        self.node_count = node_count
+        self.session_count = session_count
+        self.compressed = compressed
+        self.size = size
+
+    def __repr__(self) -> str:
+        return (f"SnapshotInfo({self.path!r}, zxid={self.zxid:#x}, nodes={self.node_count}, "
+                f"sessions={self.session_count}, compressed={self.compressed})")
+
+
+def _verify(buf, path: str) -> tuple[SnapshotInfo, memoryview]:
+    """Check header and trailer checksums; return the info and the raw body."""
+    n = len(buf)
+    if n < HEADER_SIZE + TRAILER_SIZE:
+        raise CorruptDataError(f"{path}: offset 0: snapshot too short ({n} bytes)", path=path, offset=0)
+    magic, version, flags, zxid, nodes, sessions, crc = _HDR.unpack_from(buf, 0)
+    if magic != MAGIC or zlib.crc32(buf[: _HDR_CRC.size]) != crc:
+        raise CorruptDataError(f"{path}: offset 0: bad snapshot header (magic/checksum)",
+                               path=path, offset=0)
+    if version != VERSION:
+        raise CorruptDataError(f"{path}: offset 0: unsupported snapshot format version {version}",
+                               path=path, offset=0, zxid=zxid)
+    blen, bcrc, end = _TRAILER.unpack_from(buf, n - TRAILER_SIZE)
+    if end != END or blen != n - HEADER_SIZE - TRAILER_SIZE:
+        raise CorruptDataError(
+            f"{path}: offset {n - TRAILER_SIZE}: bad snapshot trailer (file truncated or extended)",
+            path=path, offset=n - TRAILER_SIZE, zxid=zxid)
+    body = memoryview(buf)[HEADER_SIZE : n - TRAILER_SIZE]
+    if zlib.crc32(body) != bcrc:
+        raise CorruptDataError(
+            f"{path}: offset {HEADER_SIZE}: snapshot checksum mismatch over bytes "
+            f"{HEADER_SIZE}..{n - TRAILER_SIZE}", path=path, offset=HEADER_SIZE, zxid=zxid)
+    info = SnapshotInfo(path, zxid, nodes, sessions, bool(flags & FLAG_ZLIB), n)
+    return info, body
+
+
+def read_snapshot_info(path: str, *, fs=None, verify: bool = True) -> SnapshotInfo:
+    """The header of a snapshot (checksums verified unless verify=False)."""
+    fs = default_fs(fs)
+    try:
+        buf = fs.read_file(path)
+    except OSError as e:
+        raise CorruptDataError(f"{path}: cannot read snapshot: {e}", path=path) from e
+    if verify:
+        return _verify(buf, path)[0]
+    magic, version, flags, zxid, nodes, sessions, _crc = _HDR.unpack_from(buf, 0)
+    return SnapshotInfo(path, zxid, nodes, sessions, bool(flags & FLAG_ZLIB), len(buf))
+
+
+def _decode_str(body, pos: int) -> tuple[str | None, int]:
+    (n,) = _I32.unpack_from(body, pos)
+    pos += 4
+    if n < 0:
+        return None, pos
+    end = pos + n
+    if end > len(body):
+        raise ValueError("string beyond the end")
+    return bytes(body[pos:end]).decode("utf-8", "surrogatepass"), end
+
+
+def _iter_nodes(body: bytes, pos: int, acls: list, counter: list[int]):
+    """(path, ZNode) from the chunks at `pos`; counter[0] = nodes, counter[1] = end."""
+    new = ZNode.__new__
+    cls = ZNode
+    unpack_chunk = _CHUNK.unpack_from
+    iter_unpack = _NODE.iter_unpack
+    rec = _NODE.size
+    total = 0
+    while True:
+        counter[1] = pos
+        n_nodes, n_acls, acl_len, path_len, data_len = unpack_chunk(body, pos)
+        pos += _CHUNK.size
+        if n_nodes == 0 and n_acls == 0:
+            break
+        end_acl = pos + acl_len
+        for _ in range(n_acls):
+            (cnt,) = _U32.unpack_from(body, pos)
+            pos += 4
+            items = []
+            for _ in range(cnt):
+                (perms,) = _I32.unpack_from(body, pos)
+                scheme, pos = _decode_str(body, pos + 4)
+                ident, pos = _decode_str(body, pos)
+                items.append(ACL(perms, Id(scheme, ident)))
+            acls.append(intern_acl(items))
+        if pos != end_acl:
+            raise ValueError("ACL section length mismatch")
+        end_rec = pos + n_nodes * rec
+        end_path = end_rec + path_len
+        end_data = end_path + data_len
+        if end_data > len(body):
+            raise ValueError("chunk beyond the end of the snapshot")
+        paths = body[end_rec:end_path].decode("utf-8", "surrogatepass").split("\0")
+        if len(paths) != n_nodes:
+            raise ValueError(f"chunk has {len(paths)} paths for {n_nodes} nodes")
+        dp = end_path
+        for (dl, ai, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid,
+             cap), path in zip(iter_unpack(body[pos:end_rec]), paths, strict=True):
+            node = new(cls)
+            if dl < 0:
+                node.data = None
+            else:
+                node.data = body[dp : dp + dl]
+                dp += dl
+            node.acl = acls[ai]
+            node.children = None
+            node.czxid = czxid
+            node.mzxid = mzxid
+            node.ctime = ctime
+            node.mtime = mtime
+            node.version = version
+            node.cversion = cversion
+            node.aversion = aversion
+            node.ephemeral_owner = owner
+            node.pzxid = pzxid
+            node.child_cap = cap
+            yield path, node
+        if dp != end_data:
+            raise ValueError("data section length mismatch")
+        total += n_nodes
+        counter[0] = total
+        pos = end_data
+
+
+def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
+                  extended_types: bool = False):
+    """Read a snapshot into a new DataTree; CorruptDataError if it is damaged."""
+    fs = default_fs(fs)
+    try:
+        buf = fs.read_file(path)
+    except OSError as e:
+        raise CorruptDataError(f"{path}: cannot read snapshot: {e}", path=path) from e
+    info, raw = _verify(buf, path)
+    try:
+        body = zlib.decompress(raw) if info.compressed else bytes(raw)
+    except zlib.error as e:
+        raise CorruptDataError(f"{path}: offset {HEADER_SIZE}: cannot decompress snapshot: {e}",
+                               path=path, offset=HEADER_SIZE, zxid=info.zxid) from e
+    del buf, raw
+    counter = [0, 0]
+    try:
+        ns = info.session_count
+        if ns < 0 or ns * _SESSION.size > len(body):
+            raise ValueError(f"bad session count {ns}")
+        sessions = dict(_SESSION.iter_unpack(body[: ns * _SESSION.size]))
+        acls: list = []
+        tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter), sessions, info.zxid,
+                       max_buffer=max_buffer, extended_types=extended_types)
+        if counter[0] != info.node_count or tree.node_count != info.node_count:
+            raise ValueError(f"snapshot holds {counter[0]} nodes, header says {info.node_count}")
+    except (ValueError, struct.error, IndexError, UnicodeDecodeError, RestoreError) as e:
+        where = "" if info.compressed else f"offset {HEADER_SIZE + counter[1]}: "
+        extra = f" (uncompressed body offset {counter[1]})" if info.compressed else ""
+        raise CorruptDataError(f"{path}: {where}malformed snapshot{extra}: {e}",
+                               path=path, offset=HEADER_SIZE + counter[1], zxid=info.zxid) from e
+    return tree

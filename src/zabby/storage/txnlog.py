@@ -1,0 +1,510 @@
+"""The transaction log: preallocated segment files of checksummed entries.
+
+Layout: ``<dataLogDir>/version-2/log.<hex zxid>``, the name giving the zxid of
+the segment's first entry (ZooKeeper's naming; zabby's own format inside).
+
+Segment header (32 bytes, little-endian)::
+
+    magic "ZABBYLOG" | version u32 (1) | flags u32 (0) | first_zxid i64 | crc32 u32 | 4 zero bytes
+
+crc32 covers the 24 bytes before it. Then entries, each::
+
+    length u32 | zxid i64 | payload_crc u32 | header_crc u32 | payload (length bytes)
+
+`header_crc` is crc32 of the 16 bytes before it (so a damaged length field is
+recognised as such), `payload_crc` crc32 of the payload; length >= 1. The file
+is extended in blocks of `prealloc_bytes` (zero-filled, fallocate); the end of
+the data is the first entry whose length is 0 with nothing but zeros after it.
+
+A damaged entry followed only by zeros (or the end of the file) in the newest
+segment is a torn write from a crash mid-append: recovery truncates it with a
+warning. Anything else -- a damaged entry with data after it, a zxid that does
+not increase, a torn older segment -- is `CorruptDataError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .errors import CorruptDataError, StorageError
+from .fs import default_fs
+
+__all__ = [
+    "ENTRY_HEADER",
+    "SEGMENT_HEADER",
+    "SegmentScan",
+    "TxnLog",
+    "list_segments",
+    "scan_segment",
+]
+
+log = logging.getLogger("zabby.storage")
+
+MAGIC = b"ZABBYLOG"
+VERSION = 1
+_SEG_HDR = struct.Struct("<8sIIqI4x")
+_SEG_HDR_CRC = struct.Struct("<8sIIq")
+SEGMENT_HEADER = _SEG_HDR.size  # 32
+_ENT_HDR = struct.Struct("<IqII")
+_ENT_PRE = struct.Struct("<IqI")  # the part header_crc covers
+ENTRY_HEADER = _ENT_HDR.size  # 20
+PREFIX = "log."
+MAX_ENTRY = 1 << 30
+
+_crc = zlib.crc32
+
+
+def segment_name(zxid: int) -> str:
+    return f"{PREFIX}{zxid:x}"
+
+
+def parse_name(name: str, prefix: str) -> int | None:
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix):]
+    if not rest or len(rest) > 16:
+        return None
+    try:
+        return int(rest, 16)
+    except ValueError:
+        return None
+
+
+def list_segments(log_dir_v2: str, fs) -> list[tuple[int, str]]:
+    """(first zxid, path) of every segment, oldest first."""
+    if not fs.exists(log_dir_v2):
+        return []
+    out = []
+    for name in fs.listdir(log_dir_v2):
+        z = parse_name(name, PREFIX)
+        if z is not None:
+            out.append((z, os.path.join(log_dir_v2, name)))
+    out.sort()
+    return out
+
+
+def encode_header(first_zxid: int) -> bytes:
+    pre = _SEG_HDR_CRC.pack(MAGIC, VERSION, 0, first_zxid)
+    return _SEG_HDR.pack(MAGIC, VERSION, 0, first_zxid, _crc(pre))
+
+
+def encode_entries(entries, out: bytearray) -> None:
+    pre_pack = _ENT_PRE.pack
+    crc = _crc
+    for zxid, payload in entries:
+        n = len(payload)
+        if n == 0:
+            raise ValueError(f"empty txn payload for zxid {zxid:#x}")
+        pre = pre_pack(n, zxid, crc(payload))
+        out += pre
+        out += crc(pre).to_bytes(4, "little")
+        out += payload
+
+
+def _all_zero(buf, start: int) -> bool:
+    n = len(buf)
+    return start >= n or buf.count(0, start) == n - start
+
+
+@dataclass
+class SegmentScan:
+    """What `scan_segment` found in one file."""
+
+    path: str
+    first_zxid: int  # from the header (or the name when the header is torn)
+    entries: list[tuple[int, int, int]] = field(default_factory=list)  # (zxid, payload start, payload end)
+    end: int = SEGMENT_HEADER  # offset just past the last valid entry
+    torn_at: int | None = None  # a torn tail starts here (entry or header offset)
+    torn_reason: str = ""
+    header_valid: bool = True
+
+    @property
+    def last_zxid(self) -> int | None:
+        return self.entries[-1][0] if self.entries else None
+
+
+def scan_segment(buf, path: str, name_zxid: int, prev_zxid: int | None = None) -> SegmentScan:
+    """Validate one segment's bytes.
+
+    Returns the valid entries; a damaged tail that is followed only by zeros
+    is reported in `torn_at` (the caller decides whether a torn tail is
+    acceptable there). Raises CorruptDataError for damage with data after it
+    and for zxids that do not increase (also against `prev_zxid`, the last
+    zxid of the previous segment).
+    """
+    n = len(buf)
+    scan = SegmentScan(path, name_zxid)
+    if n < SEGMENT_HEADER or buf[:8] != MAGIC or \
+            _crc(buf[:24]) != int.from_bytes(buf[24:28], "little"):
+        scan.header_valid = False
+        scan.end = 0
+        if _all_zero(buf, SEGMENT_HEADER):
+            # a header that never fully reached the disk: nothing after it
+            scan.torn_at = 0
+            scan.torn_reason = "incomplete segment header"
+            return scan
+        raise CorruptDataError(
+            f"{path}: offset 0: bad segment header (magic/checksum) with data after it",
+            path=path, offset=0)
+    _magic, version, _flags, first_zxid, _c = _SEG_HDR.unpack_from(buf, 0)
+    if version != VERSION:
+        raise CorruptDataError(f"{path}: offset 0: unsupported txn log format version {version}",
+                               path=path, offset=0)
+    if first_zxid != name_zxid:
+        raise CorruptDataError(
+            f"{path}: offset 0: header says first zxid {first_zxid:#x}, file name says {name_zxid:#x}",
+            path=path, offset=0, zxid=first_zxid)
+    scan.first_zxid = first_zxid
+    pos = SEGMENT_HEADER
+    entries = scan.entries
+    prev = prev_zxid
+    unpack = _ENT_HDR.unpack_from
+    crc = _crc
+    while True:
+        if pos + ENTRY_HEADER > n:
+            if _all_zero(buf, pos):
+                break
+            bad = "truncated entry header"
+            hdr_ok = False
+            length = 0
+        else:
+            length, zxid, pcrc, hcrc = unpack(buf, pos)
+            if length == 0 and _all_zero(buf, pos):
+                break
+            hdr_ok = crc(buf[pos : pos + 16]) == hcrc and length > 0
+            if hdr_ok:
+                start = pos + ENTRY_HEADER
+                end = start + length
+                if end > n:
+                    bad = f"entry zxid {zxid:#x} truncated ({length} bytes announced, file ends)"
+                elif crc(buf[start:end]) != pcrc:
+                    bad = f"entry zxid {zxid:#x}: payload checksum mismatch"
+                else:
+                    if prev is not None and zxid <= prev:
+                        raise CorruptDataError(
+                            f"{path}: offset {pos}: zxid {zxid:#x} does not increase "
+                            f"(previous {prev:#x})", path=path, offset=pos, zxid=zxid)
+                    if not entries and zxid != first_zxid:
+                        raise CorruptDataError(
+                            f"{path}: offset {pos}: first entry has zxid {zxid:#x}, "
+                            f"segment says {first_zxid:#x}", path=path, offset=pos, zxid=zxid)
+                    entries.append((zxid, start, end))
+                    prev = zxid
+                    pos = end
+                    continue
+            else:
+                bad = "entry header checksum mismatch" if length else "zero length entry with data after it"
+        # a bad entry at pos: torn tail iff nothing but zeros follows it
+        after = pos + ENTRY_HEADER + length if hdr_ok else pos + ENTRY_HEADER
+        if _all_zero(buf, after):
+            scan.torn_at = pos
+            scan.torn_reason = bad
+            break
+        last = f" (last good zxid {prev:#x})" if prev is not None else ""
+        raise CorruptDataError(f"{path}: offset {pos}: {bad}, with valid-looking data after it{last}",
+                               path=path, offset=pos, zxid=prev)
+    scan.end = pos
+    return scan
+
+
+class TxnLog:
+    """Append-only segmented txn log with group commit (one fsync per batch).
+
+    `write_batch` is called from one worker thread at a time; `iter_entries`
+    may run concurrently on another thread (it reads only what is durable).
+    """
+
+    def __init__(self, log_dir: str, *, fs=None, prealloc_bytes: int = 64 << 20,
+                 force_sync: bool = True) -> None:
+        if prealloc_bytes < 4096:
+            raise ValueError("prealloc_bytes must be at least 4096")
+        self.fs = default_fs(fs)
+        self.log_dir = log_dir
+        self.dir = os.path.join(log_dir, "version-2")
+        self.prealloc_bytes = prealloc_bytes
+        self.force_sync = force_sync
+        self.fs.makedirs(self.dir)
+        self.last_zxid = 0
+        self._opened = False
+        self._lock = threading.Lock()
+        self._h = None  # handle of the current segment
+        self._path: str | None = None
+        self._first_zxid = 0
+        self._pos = 0  # end of valid data in the current segment
+        self._alloc = 0  # current segment's size
+        self._new_file = False  # directory entry not yet fsynced
+        self._dirty: int | None = None  # a failed write left garbage from here
+        self._roll = False
+
+    # ---------------------------------------------------------------- open
+    def segments(self) -> list[tuple[int, str]]:
+        return list_segments(self.dir, self.fs)
+
+    def _scan_file(self, path: str, name_zxid: int, prev: int | None = None,
+                   limit: int | None = None) -> SegmentScan:
+        if limit is None:
+            buf = self.fs.read_file(path)
+        else:
+            h = self.fs.open(path)
+            try:
+                buf = self.fs.read(h, 0, limit)
+            finally:
+                self.fs.close(h)
+        return scan_segment(buf, path, name_zxid, prev)
+
+    def open_for_append(self, last_zxid: int) -> None:
+        """Continue the newest segment after its last valid entry (truncating
+        a torn tail, with a warning), or start a new one with the next write
+        when the newest segment does not end at `last_zxid`."""
+        self._close_handle()
+        segs = self.segments()
+        self._roll = True
+        if segs:
+            name_zxid, path = segs[-1]
+            scan = self._scan_file(path, name_zxid)
+            if scan.torn_at is not None:
+                log.warning("txn log %s: torn tail at offset %d (%s): truncating",
+                            path, scan.torn_at, scan.torn_reason)
+            last = scan.last_zxid
+            if last is not None and last > last_zxid:
+                raise ValueError(f"txn log has entries up to {last:#x} beyond {last_zxid:#x}: "
+                                 f"call truncate_after first")
+            try:
+                if last is None:
+                    self.fs.unlink(path)
+                    self.fs.fsync_dir(self.dir)
+                elif last == last_zxid:
+                    self._attach(path, name_zxid, scan.end, scan.torn_at is not None)
+                    self._roll = False
+                elif scan.torn_at is not None:
+                    h = self.fs.open(path)
+                    try:
+                        self.fs.truncate(h, scan.end)
+                        self.fs.fsync(h)
+                    finally:
+                        self.fs.close(h)
+            except OSError as e:
+                raise StorageError(f"cannot open txn log {path}: {e}") from e
+        self.last_zxid = last_zxid
+        self._opened = True
+
+    def _attach(self, path: str, first_zxid: int, end: int, torn: bool) -> None:
+        h = self.fs.open(path)
+        self._h = h
+        if torn:
+            # cut the torn entry off: the zeros of the preallocation may stay,
+            # garbage may not (the next entries could end before it)
+            self.fs.truncate(h, end)
+            self.fs.fsync(h)
+        self._path = path
+        self._first_zxid = first_zxid
+        self._alloc = self.fs.size(h)
+        self._new_file = False
+        with self._lock:
+            self._pos = end
+
+    # --------------------------------------------------------------- write
+    def write_batch(self, entries: list[tuple[int, bytes]]) -> None:
+        """Append (zxid, txn bytes) entries, then one fsync (unless
+        force_sync is off). On failure raises StorageError; `last_zxid` does
+        not move and the next write first removes what the failed one left."""
+        if not entries:
+            return
+        if not self._opened:
+            segs = self.segments()
+            last = 0
+            if segs:
+                z, p = segs[-1]
+                last = self._scan_file(p, z).last_zxid or 0
+            self.open_for_append(last)
+        prev = self.last_zxid
+        for zxid, _ in entries:
+            if zxid <= prev:
+                raise ValueError(f"zxid {zxid:#x} does not follow {prev:#x}")
+            prev = zxid
+        fs = self.fs
+        try:
+            if self._dirty is not None:
+                self._repair()
+            if self._h is None or self._roll:
+                self._close_handle()
+                self._start_segment(entries[0][0])
+            start = self._pos
+            buf = bytearray()
+            if start == 0:
+                buf += encode_header(self._first_zxid)
+            encode_entries(entries, buf)
+            end = start + len(buf)
+        except OSError as e:
+            raise StorageError(f"txn log {self._path}: cannot prepare the write: {e}") from e
+        try:
+            grew = False
+            if end > self._alloc:
+                pre = self.prealloc_bytes
+                target = -(-end // pre) * pre
+                self._dirty = start
+                fs.allocate(self._h, self._alloc, target - self._alloc)
+                self._alloc = target
+                grew = True
+            self._dirty = start
+            fs.write(self._h, buf, start)
+            if self.force_sync:
+                fs.fsync(self._h, data_only=not grew)
+                if self._new_file:
+                    fs.fsync_dir(self.dir)
+            self._new_file = False
+            self._dirty = None
+        except OSError as e:
+            raise StorageError(
+                f"txn log {self._path}: write of zxids {entries[0][0]:#x}..{entries[-1][0]:#x} "
+                f"at offset {start} failed: {e}") from e
+        with self._lock:
+            self._pos = end
+            self.last_zxid = entries[-1][0]
+
+    def _start_segment(self, first_zxid: int) -> None:
+        path = os.path.join(self.dir, segment_name(first_zxid))
+        fs = self.fs
+        h = fs.open(path, create=True)
+        self._h = h
+        self._path = path
+        self._first_zxid = first_zxid
+        self._new_file = True
+        self._roll = False
+        self._dirty = 0
+        fs.truncate(h, 0)
+        self._alloc = 0
+        with self._lock:
+            self._pos = 0
+
+    def _repair(self) -> None:
+        """Undo what a failed write left behind (raises OSError if it cannot)."""
+        fs = self.fs
+        d = self._dirty
+        if d == 0:
+            # a segment whose very first write failed: remove it
+            if self._h is not None:
+                fs.close(self._h)
+                self._h = None
+            if self._path is not None and fs.exists(self._path):
+                fs.unlink(self._path)
+            fs.fsync_dir(self.dir)
+            self._path = None
+            self._roll = True
+        elif self._h is not None:
+            fs.truncate(self._h, d)
+            self._alloc = d
+            if self.force_sync:
+                fs.fsync(self._h)
+        self._dirty = None
+
+    def roll(self) -> None:
+        """The next write starts a new segment (called after a snapshot)."""
+        self._roll = True
+
+    def _close_handle(self) -> None:
+        if self._dirty is not None:
+            try:
+                self._repair()
+            except OSError as e:
+                log.warning("txn log %s: could not clean up after a failed write: %s", self._path, e)
+        if self._h is not None:
+            try:
+                self.fs.close(self._h)
+            except OSError:
+                pass
+        self._h = None
+
+    def close(self) -> None:
+        self._close_handle()
+        self._path = None
+        self._opened = False
+
+    # ---------------------------------------------------------------- read
+    def iter_entries(self, after_zxid: int = -1) -> Iterator[tuple[int, bytes]]:
+        """(zxid, txn bytes) of every entry with zxid > after_zxid, in order.
+
+        A torn tail of the newest segment ends the iteration; corruption
+        anywhere else raises CorruptDataError. While the log is open for
+        append only what write_batch has completed is read."""
+        with self._lock:
+            cur_path, cur_pos = self._path, self._pos
+        segs = self.segments()
+        start = 0
+        for i, (z, _p) in enumerate(segs):
+            if z <= after_zxid:
+                start = i
+        prev = None
+        for i in range(start, len(segs)):
+            z, path = segs[i]
+            limit = cur_pos if (path == cur_path and self._h is not None) else None
+            scan = self._scan_file(path, z, prev, limit)
+            if scan.torn_at is not None and i != len(segs) - 1 and limit is None:
+                raise CorruptDataError(
+                    f"{path}: offset {scan.torn_at}: {scan.torn_reason} in a segment that is not "
+                    f"the newest", path=path, offset=scan.torn_at)
+            buf = None
+            for zxid, s, e in scan.entries:
+                if zxid > after_zxid:
+                    if buf is None:
+                        buf = self._read_for(path, limit)
+                    yield zxid, bytes(buf[s:e])
+            if scan.entries:
+                prev = scan.entries[-1][0]
+
+    def _read_for(self, path: str, limit: int | None):
+        if limit is None:
+            return self.fs.read_file(path)
+        h = self.fs.open(path)
+        try:
+            return self.fs.read(h, 0, limit)
+        finally:
+            self.fs.close(h)
+
+    # ------------------------------------------------------------ truncate
+    def truncate_after(self, zxid: int) -> None:
+        """Remove every entry with a zxid above `zxid` (durably)."""
+        fs = self.fs
+        had = self._h is not None or self._opened
+        self._close_handle()
+        segs = self.segments()
+        removed = False
+        last = None
+        try:
+            for z, path in reversed(segs):
+                if z > zxid:
+                    fs.unlink(path)
+                    removed = True
+                    continue
+                scan = self._scan_file(path, z)
+                cut = scan.end
+                for ez, s, _e in scan.entries:
+                    if ez > zxid:
+                        cut = s - ENTRY_HEADER
+                        break
+                    last = ez
+                if cut != scan.end or scan.torn_at is not None:
+                    h = fs.open(path)
+                    try:
+                        fs.truncate(h, cut)
+                        fs.fsync(h)
+                    finally:
+                        fs.close(h)
+                break
+            if removed:
+                fs.fsync_dir(self.dir)
+        except OSError as e:
+            raise StorageError(f"txn log: truncate after {zxid:#x} failed: {e}") from e
+        new_last = last if last is not None else min(self.last_zxid, zxid)
+        self.last_zxid = new_last
+        with self._lock:
+            self._path = None
+            self._pos = 0
+        if had:
+            self.open_for_append(new_last)
