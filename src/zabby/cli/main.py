@@ -23,8 +23,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.port is not None:
         config.client_port = args.port
+    from ..storage import CorruptDataError
+
     try:
         run(config)
+    except CorruptDataError as e:
+        print(f"zabby: refusing to start: {e}\n"
+              f"  inspect with `zabby check`, repair with `zabby check --repair`",
+              file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"zabby: cannot start: {e}", file=sys.stderr)
         return 1

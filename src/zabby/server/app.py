@@ -7,8 +7,10 @@ import logging
 import os
 import signal
 
+from ..storage import TxnLog, purge, recover
 from .config import ServerConfig
 from .core import ZabbyServer
+from .durability import GroupCommitter
 
 log = logging.getLogger("zabby")
 
@@ -22,10 +24,43 @@ def install_uvloop() -> bool:
     return True
 
 
-async def serve(config: ServerConfig, ready=None) -> None:
+def build_server(config: ServerConfig) -> ZabbyServer:
+    """Recover the data directory and make a server that logs before it replies.
+
+    Raises CorruptDataError (the caller refuses to start) if the data directory
+    holds corruption that recovery must not paper over.
+    """
+    log_dir = config.effective_data_log_dir
     os.makedirs(config.data_dir, exist_ok=True)
-    server = ZabbyServer(config)
+    os.makedirs(log_dir, exist_ok=True)
+    tree, report = recover(
+        config.data_dir, log_dir,
+        max_buffer=config.max_buffer, extended_types=config.extended_types_enabled,
+    )
+    log.info(
+        "recovered zxid 0x%x from %s + %d logged txns in %.3f s",
+        report.last_zxid, report.snapshot or "an empty data directory", report.replayed,
+        report.seconds,
+    )
+    txn_log = TxnLog(
+        log_dir, prealloc_bytes=config.pre_alloc_size_kb * 1024, force_sync=config.force_sync
+    )
+    txn_log.open_for_append(tree.last_zxid)
+    server: ZabbyServer | None = None
+    committer = GroupCommitter(
+        txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
+        tree_getter=lambda: server.tree,
+    )
+    server = ZabbyServer(config, committer=committer, tree=tree)
+    return server
+
+
+async def serve(config: ServerConfig, ready=None) -> None:
+    server = build_server(config)
     await server.start()
+    purger = None
+    if config.autopurge_purge_interval > 0:
+        purger = asyncio.get_running_loop().create_task(_autopurge(config))
     if ready is not None:
         ready(server)
     stop = asyncio.Event()
@@ -37,7 +72,25 @@ async def serve(config: ServerConfig, ready=None) -> None:
             pass
     await stop.wait()
     log.info("shutting down")
+    if purger is not None:
+        purger.cancel()
     await server.stop()
+
+
+async def _autopurge(config: ServerConfig) -> None:
+    """autopurge.purgeInterval: keep the newest snapRetainCount snapshots and the
+    log segments recovery from the oldest of them needs; delete the rest."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(config.autopurge_purge_interval * 3600)
+        try:
+            deleted = await loop.run_in_executor(
+                None, purge, config.data_dir, config.effective_data_log_dir,
+                config.autopurge_snap_retain_count,
+            )
+            log.info("autopurge removed %d old snapshot/log files", len(deleted))
+        except Exception:
+            log.exception("autopurge failed")
 
 
 def run(config: ServerConfig) -> None:

@@ -1,0 +1,182 @@
+"""Durable commit: group commit of txns to the log, snapshots in a forked child.
+
+`GroupCommitter.submit(txn, done, failed)` queues a txn; the event loop keeps
+accepting requests while one worker thread writes and fsyncs the previous
+batch. Every txn that arrived during that fsync goes into the next batch, so
+one fsync covers many txns and throughput grows with concurrency. Callbacks
+run on the event loop, in zxid order, only after the batch is durable.
+
+If a write or fsync fails, the batch's txns were never acknowledged: the
+committer tries to cut the log back to its last good entry, fails the waiting
+requests, and from then on refuses writes (the server turns read-only and
+says why) until an operator frees space and restarts it.
+
+Snapshots: after about `snapCount` txns (randomised per server, as ZooKeeper
+does) the log rolls to a new segment and a forked child writes the tree as it
+is at that instant, so the server pauses only for the fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from ..storage import StorageError, TxnLog, write_snapshot
+
+log = logging.getLogger("zabby.server.storage")
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        txn_log: TxnLog,
+        *,
+        snap_dir: str,
+        snap_count: int = 100_000,
+        rng: random.Random | None = None,
+        tree_getter: Callable | None = None,
+    ) -> None:
+        self.log = txn_log
+        self.snap_dir = snap_dir
+        self.snap_count = max(2, snap_count)
+        self._rng = rng or random.Random()
+        self._tree = tree_getter
+        self._pending: list[tuple[int, bytes, Callable[[], None], Callable[[str], None]]] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zabby-log")
+        self._running = False
+        self.failure: str | None = None  # why writes are refused, once a write failed
+        self._since_snap = 0
+        self._snap_threshold = self._next_threshold()
+        self._roll_requested = False
+        self._snap_child: int | None = None
+        # figures for mntr / the benchmark
+        self.batches = 0
+        self.txns = 0
+        self.last_fsync_ms = 0.0
+        self.max_batch = 0
+        self.last_snapshot_pause_ms = 0.0
+        self.last_snapshot_ms = 0.0
+        self.snapshots_taken = 0
+
+    def _next_threshold(self) -> int:
+        # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
+        half = self.snap_count // 2
+        return half + self._rng.randrange(max(1, half))
+
+    # ------------------------------------------------------------ commit
+    def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
+        if self.failure is not None:
+            failed(self.failure)
+            return
+        self._pending.append((txn.zxid, txn.encode(), done, failed))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending and self.failure is None:
+                batch, self._pending = self._pending, []
+                entries = [(z, b) for z, b, _, _ in batch]
+                roll = self._roll_requested
+                self._roll_requested = False
+                t0 = time.perf_counter()
+                try:
+                    await loop.run_in_executor(self._executor, self._write, entries, roll)
+                except StorageError as e:
+                    self._fail(str(e), batch)
+                    break
+                except Exception as e:  # a bug in the log is a failed write too
+                    log.exception("unexpected error writing the transaction log")
+                    self._fail(f"unexpected error writing the transaction log: {e}", batch)
+                    break
+                self.last_fsync_ms = (time.perf_counter() - t0) * 1000
+                self.batches += 1
+                self.txns += len(batch)
+                if len(batch) > self.max_batch:
+                    self.max_batch = len(batch)
+                for _, _, done, _ in batch:
+                    done()
+                self._since_snap += len(batch)
+                if self._since_snap >= self._snap_threshold:
+                    self._maybe_snapshot()
+        finally:
+            self._running = False
+            if self._pending and self.failure is None:
+                self._running = True
+                loop.call_soon(self._start_batch)
+
+    def _write(self, entries, roll: bool) -> None:
+        if roll:
+            self.log.roll()
+        self.log.write_batch(entries)
+
+    def _fail(self, why: str, batch) -> None:
+        self.failure = f"transaction log write failed, refusing writes until restart: {why}"
+        log.error("%s", self.failure)
+        rest, self._pending = self._pending, []
+        for _, _, _, failed in batch + rest:
+            failed(self.failure)
+
+    # ------------------------------------------------------------ snapshots
+    def _maybe_snapshot(self) -> None:
+        if self._snap_child is not None or self._tree is None:
+            return  # one snapshot at a time; the next batch will try again
+        self._since_snap = 0
+        self._snap_threshold = self._next_threshold()
+        self._roll_requested = True  # the next batch starts a new segment
+        self.take_snapshot()
+
+    def take_snapshot(self) -> None:
+        """Fork; the child writes the tree as of now and exits. Falls back to inline."""
+        tree = self._tree()
+        t0 = time.perf_counter()
+        if not hasattr(os, "fork"):  # pragma: no cover - Linux has fork
+            write_snapshot(tree, self.snap_dir)
+            self.last_snapshot_pause_ms = (time.perf_counter() - t0) * 1000
+            return
+        pid = os.fork()
+        if pid == 0:  # child: no logging, no event loop, just the file
+            code = 0
+            try:
+                write_snapshot(tree, self.snap_dir)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        self.last_snapshot_pause_ms = (time.perf_counter() - t0) * 1000
+        self._snap_child = pid
+        zxid = tree.last_zxid
+        threading.Thread(
+            target=self._reap, args=(pid, zxid, t0), name="zabby-snap-reaper", daemon=True
+        ).start()
+
+    def _reap(self, pid: int, zxid: int, t0: float) -> None:
+        _, status = os.waitpid(pid, 0)
+        self.last_snapshot_ms = (time.perf_counter() - t0) * 1000
+        self._snap_child = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.snapshots_taken += 1
+            log.info("snapshot at zxid 0x%x written in %.0f ms (server paused %.1f ms)",
+                     zxid, self.last_snapshot_ms, self.last_snapshot_pause_ms)
+        else:
+            log.error("snapshot at zxid 0x%x failed (status %d); the log still holds everything",
+                      zxid, status)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._snap_child is not None:
+            try:
+                os.waitpid(self._snap_child, 0)
+            except ChildProcessError:
+                pass
+        self.log.close()
