@@ -266,6 +266,11 @@ class ZabbyServer:
         if s is not None:
             self.sessions.touch(s, self.monotonic_ms())
         if op == Op.AUTH:
+            if body is MALFORMED:
+                # ZooKeeper cannot decode the auth packet and drops the connection
+                log.warning("closing connection from %s:%d: undecodable auth packet", *conn.peer)
+                conn.abort()
+                return
             self._auth(conn, xid, body)
             return
         conn.backlog.append((xid, op, body, time.monotonic_ns()))
