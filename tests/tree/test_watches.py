@@ -161,3 +161,24 @@ def test_tree_registers_watches_like_zookeeper():
     assert out == [("s", CC, "/a")]
     r = d.create("/x")
     assert t.watches.trigger_all(r.events) == [("s", C, "/x")]
+
+
+def test_set_watches_after_reconnect():
+    d = Driver()
+    t = d.tree
+    d.create("/a", b"1")  # zxid 1
+    d.create("/b")  # zxid 2
+    d.create("/b/c")  # zxid 3
+    d.set_data("/a", b"2")  # zxid 4
+    out = t.set_watches(3, ["/a", "/b", "/gone"], ["/b", "/new"], ["/b", "/gone"], ["/p"], ["/r"], watcher="s")
+    assert out == [
+        (DC, "/a"), (D, "/gone"), (C, "/b"), (D, "/gone"),
+    ]
+    # still-current watches are registered: data on /b, exist on /new, child on /b
+    assert t.watches.trigger(DC, "/b") == [("s", DC, "/b")]
+    assert t.watches.trigger(C, "/new") == [("s", C, "/new")]
+    assert t.watches.trigger(CC, "/b") == [("s", CC, "/b")]
+    assert t.watches.trigger(DC, "/p") == [("s", DC, "/p")]
+    assert t.watches.trigger(DC, "/r/x") == [("s", DC, "/r/x")]
+    out = t.set_watches(2, [], [], ["/b"], watcher="s")
+    assert out == [(CC, "/b")]  # pzxid 3 > 2

@@ -911,6 +911,46 @@ class DataTree:
                 except _KErr:
                     pass
 
+    def set_watches(self, relative_zxid: int, data_watches, exist_watches, child_watches,
+                    persistent=(), persistent_recursive=(), watcher=None) -> list[tuple[int, str]]:
+        """SetWatches/SetWatches2 after a reconnect (DataTree.setWatches).
+
+        Registers what is still current and returns the events to send the
+        client at once, in ZooKeeper's order: data watches (NODE_DELETED if the
+        node is gone, NODE_DATA_CHANGED if mzxid > relative_zxid), exist watches
+        (NODE_CREATED if the node now exists), child watches (NODE_DELETED, or
+        NODE_CHILDREN_CHANGED if pzxid > relative_zxid); persistent ones are
+        simply registered.
+        """
+        wm = self.watches
+        out: list[tuple[int, str]] = []
+        for path in data_watches or ():
+            node = self.get_node(path)
+            if node is None:
+                out.append((EventType.NODE_DELETED, path))
+            elif node.mzxid > relative_zxid:
+                out.append((EventType.NODE_DATA_CHANGED, path))
+            else:
+                wm.add_data_watch(path, watcher)
+        for path in exist_watches or ():
+            if self.get_node(path) is not None:
+                out.append((EventType.NODE_CREATED, path))
+            else:
+                wm.add_exist_watch(path, watcher)
+        for path in child_watches or ():
+            node = self.get_node(path)
+            if node is None:
+                out.append((EventType.NODE_DELETED, path))
+            elif node.pzxid > relative_zxid:
+                out.append((EventType.NODE_CHILDREN_CHANGED, path))
+            else:
+                wm.add_child_watch(path, watcher)
+        for path in persistent or ():
+            wm.add_persistent(path, watcher, False)
+        for path in persistent_recursive or ():
+            wm.add_persistent(path, watcher, True)
+        return out
+
     # --------------------------------------------------------- housekeeping
     def expired_containers(self, now_ms: int) -> list[str]:
         """ContainerManager.getCandidates: empty used containers, expired TTL nodes."""
