@@ -230,12 +230,17 @@ class SimulatedFS(FS):
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def crash(self, tear_at: int | None = None) -> None:
+    def crash(self, tear_at: int | None = None, *, keep_dir_entries: bool = False) -> None:
         """Power loss: keep only what is durable. With `tear_at`, the first
         `tear_at` bytes of the last unsynced write (if any, and if its file
-        survives) reach the disk too. Open handles become invalid."""
+        survives) reach the disk too. `keep_dir_entries` models a filesystem
+        whose journal happened to commit every directory change (files
+        created but never fsynced survive, with their durable -- possibly
+        empty -- content). Open handles become invalid."""
         last = self._last_write
         self._generation += 1
+        if keep_dir_entries:
+            self._durable_entries = {d: dict(e) for d, e in self._entries.items()}
         self._entries = {d: dict(e) for d, e in self._durable_entries.items()}
         alive = {id(i) for e in self._entries.values() for i in e.values()}
         for e in self._entries.values():

@@ -35,6 +35,7 @@ checks both checksums, then unpacks each chunk's records with `iter_unpack`.
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import zlib
@@ -395,6 +396,9 @@ def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
                                path=path, offset=HEADER_SIZE, zxid=info.zxid) from e
     del buf, raw
     counter = [0, 0]
+    # a million new objects would set off the cyclic GC again and again
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         ns = info.session_count
         if ns < 0 or ns * _SESSION.size > len(body):
@@ -410,4 +414,7 @@ def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
         extra = f" (uncompressed body offset {counter[1]})" if info.compressed else ""
         raise CorruptDataError(f"{path}: {where}malformed snapshot{extra}: {e}",
                                path=path, offset=HEADER_SIZE + counter[1], zxid=info.zxid) from e
+    finally:
+        if gc_was:
+            gc.enable()
     return tree

@@ -324,9 +324,11 @@ class TxnLog:
                 last = self._scan_file(p, z).last_zxid or 0
             self.open_for_append(last)
         prev = self.last_zxid
-        for zxid, _ in entries:
+        for zxid, payload in entries:
             if zxid <= prev:
                 raise ValueError(f"zxid {zxid:#x} does not follow {prev:#x}")
+            if not payload:
+                raise ValueError(f"empty txn payload for zxid {zxid:#x}")
             prev = zxid
         fs = self.fs
         try:
