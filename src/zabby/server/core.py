@@ -17,13 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader, WatchManager
+from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
 from ..tree.acl import digest_id
 from ..wire import (
     XID_PING,
     AddWatchMode,
     Err,
-    EventType,
     Id,
     KeeperState,
     Op,
@@ -44,7 +43,6 @@ from .session import Session, SessionTracker
 
 log = logging.getLogger("zabby.server")
 
-_WATCH_READS = {Op.GET_DATA, Op.EXISTS, Op.GET_CHILDREN, Op.GET_CHILDREN2}
 _TREE_READS = frozenset(
     {
         Op.EXISTS, Op.GET_DATA, Op.GET_CHILDREN, Op.GET_CHILDREN2, Op.GET_ACL,
@@ -88,7 +86,7 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
-        self.watches = WatchManager()
+        self.watches = tree.watches
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
         now = self.monotonic_ms()
@@ -403,15 +401,8 @@ class ZabbyServer:
             self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
         if op in _TREE_READS:
-            err, resp = self.tree.read(op, body, conn.auth, s.id)
-            if op in _WATCH_READS and body.watch:
-                if err == Err.OK:
-                    if op == Op.GET_DATA or op == Op.EXISTS:
-                        self.watches.add_data_watch(body.path, conn)
-                    else:
-                        self.watches.add_child_watch(body.path, conn)
-                elif op == Op.EXISTS and err == Err.NONODE:
-                    self.watches.add_exist_watch(body.path, conn)
+            # the tree registers the watch exactly when ZooKeeper would
+            err, resp = self.tree.read(op, body, conn.auth, s.id, conn)
             self._reply(conn, xid, op, err, resp, t0)
             return
         if op == Op.PING:
@@ -492,36 +483,12 @@ class ZabbyServer:
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""
-        rel = body.relativeZxid
-        tree = self.tree
-        out = []
-        for path in body.dataWatches or ():
-            node = tree.get_node(path)
-            if node is None:
-                out.append((EventType.NODE_DELETED, path))
-            elif node.mzxid > rel:
-                out.append((EventType.NODE_DATA_CHANGED, path))
-            else:
-                self.watches.add_data_watch(path, conn)
-        for path in body.existWatches or ():
-            if tree.get_node(path) is not None:
-                out.append((EventType.NODE_CREATED, path))
-            else:
-                self.watches.add_exist_watch(path, conn)
-        for path in body.childWatches or ():
-            node = tree.get_node(path)
-            if node is None:
-                out.append((EventType.NODE_DELETED, path))
-            elif node.pzxid > rel:
-                out.append((EventType.NODE_CHILDREN_CHANGED, path))
-            else:
-                self.watches.add_child_watch(path, conn)
-        if v2:
-            for path in body.persistentWatches or ():
-                self.watches.add_persistent(path, conn, recursive=False)
-            for path in body.persistentRecursiveWatches or ():
-                self.watches.add_persistent(path, conn, recursive=True)
-        for etype, path in out:
+        events = self.tree.set_watches(
+            body.relativeZxid, body.dataWatches, body.existWatches, body.childWatches,
+            body.persistentWatches if v2 else (), body.persistentRecursiveWatches if v2 else (),
+            watcher=conn,
+        )
+        for etype, path in events:
             conn.send(encode_notification(etype, _CONNECTED, path))
 
 
