@@ -1,4 +1,5 @@
-"""`zabby` command line: `zabby serve [--config zoo.cfg]`."""
+"""`zabby` command line: `zabby serve [--config zoo.cfg]`, and for the data directory
+`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`."""
 
 from __future__ import annotations
 
@@ -38,6 +39,91 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_dirs(args: argparse.Namespace):
+    """(data_dir, log_dir, config or None) from --config or --data-dir/--log-dir."""
+    if args.config:
+        from ..server.config import load_config
+
+        cfg = load_config(args.config)
+        return cfg.data_dir, cfg.effective_data_log_dir, cfg
+    if not args.data_dir:
+        raise SystemExit("zabby: give --config zoo.cfg or --data-dir DIR")
+    return args.data_dir, args.log_dir, None
+
+
+def _log(args: argparse.Namespace) -> int:
+    from ..storage import CorruptDataError
+    from ..storage.inspect import log_lines
+
+    try:
+        for line in log_lines(args.file):
+            print(line)
+    except CorruptDataError as e:
+        print(f"zabby: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"zabby: cannot read {args.file}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from ..storage import CorruptDataError
+    from ..storage.inspect import snapshot_lines
+
+    try:
+        for line in snapshot_lines(args.file):
+            print(line)
+    except CorruptDataError as e:
+        print(f"zabby: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..server.config import ConfigError
+    from ..storage import check
+
+    try:
+        data_dir, log_dir, cfg = _storage_dirs(args)
+    except (ConfigError, OSError) as e:
+        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    kw = {}
+    if cfg is not None:
+        kw = {"max_buffer": cfg.max_buffer, "extended_types": cfg.extended_types_enabled}
+    else:
+        kw = {"extended_types": True}
+    try:
+        result = check(data_dir, log_dir, repair=args.repair, **kw)
+    except OSError as e:
+        print(f"zabby: {e}", file=sys.stderr)
+        return 1
+    if result.ok:
+        print(result.message)
+        return 0
+    print(f"zabby: not recoverable: {result.message}", file=sys.stderr)
+    return 1
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from ..server.config import ConfigError
+    from ..storage import purge
+
+    try:
+        data_dir, log_dir, cfg = _storage_dirs(args)
+    except (ConfigError, OSError) as e:
+        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    n = args.n if args.n is not None else (cfg.autopurge_snap_retain_count if cfg else 3)
+    if n < 3:
+        print("zabby: -n must be at least 3", file=sys.stderr)
+        return 2
+    for path in purge(data_dir, log_dir, n):
+        print(f"deleted {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zabby", description=__doc__)
     parser.add_argument("--version", action="version", version=f"zabby {__version__}")
@@ -47,6 +133,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", "-c", help="a ZooKeeper zoo.cfg")
     p.add_argument("--port", type=int, help="override clientPort")
     p.set_defaults(func=_serve)
+    p = sub.add_parser("log", help="print the entries of a txn log segment")
+    p.add_argument("file")
+    p.set_defaults(func=_log)
+    p = sub.add_parser("snapshot", help="print the tree and sessions of a snapshot")
+    p.add_argument("file")
+    p.set_defaults(func=_snapshot)
+    for name, fn, help_ in (
+        ("check", _check, "can the data directory be recovered? (exit 0 yes, 1 no)"),
+        ("purge", _purge, "delete old snapshots and the log segments no longer needed"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--config", "-c", help="a ZooKeeper zoo.cfg (dataDir, dataLogDir)")
+        g.add_argument("--data-dir", help="dataDir (holds version-2/snapshot.*)")
+        p.add_argument("--log-dir", help="dataLogDir (default: the data dir)")
+        if name == "check":
+            p.add_argument("--repair", action="store_true",
+                           help="truncate the log at the first damaged entry (says what it drops)")
+        else:
+            p.add_argument("-n", type=int, help="snapshots to keep (>= 3; default "
+                           "autopurge.snapRetainCount or 3)")
+        p.set_defaults(func=fn)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
