@@ -68,7 +68,7 @@ class _Plan:
     """The log segments recovery from `snap_zxid` reads, validated."""
 
     def __init__(self) -> None:
-        self.scans: list = []  # (SegmentScan, buf)
+        self.scans: list = []  # SegmentScan (the bytes are read again for replay)
         self.truncate: list[tuple[str, int, str, bool]] = []  # (path, offset, reason, whole file)
 
 
@@ -95,7 +95,8 @@ def _scan_log(log_v2: str, fs, snap_zxid: int) -> _Plan:
                     f"that is not the newest ({segs[-1][1]} follows)",
                     path=path, offset=scan.torn_at, zxid=scan.last_zxid)
             plan.truncate.append((path, scan.torn_at, scan.torn_reason, not scan.header_valid))
-        plan.scans.append((scan, buf))
+        plan.scans.append(scan)
+        del buf
         if scan.entries:
             prev = scan.entries[-1][0]
     return plan
@@ -105,7 +106,7 @@ def _check_coverage(plan: _Plan, snap_zxid: int, snap_desc: str) -> int:
     """Check the entries after snap_zxid continue it without a gap; count them."""
     prev = snap_zxid
     count = 0
-    for scan, _buf in plan.scans:
+    for scan in plan.scans:
         for zxid, s, _e in scan.entries:
             if zxid <= snap_zxid:
                 continue
@@ -202,7 +203,14 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
     tree, spath, szxid, plan, _count, skipped = _load(data_dir, log_v2, fs, max_buffer,
                                                       extended_types)
     replayed = 0
-    for scan, buf in plan.scans:
+    for scan in plan.scans:
+        if not scan.entries or scan.entries[-1][0] <= szxid:
+            continue
+        try:
+            buf = fs.read_file(scan.path)
+        except OSError as e:
+            raise CorruptDataError(f"{scan.path}: cannot read txn log segment: {e}",
+                                   path=scan.path) from e
         for zxid, s, e in scan.entries:
             if zxid <= szxid:
                 continue
