@@ -117,3 +117,14 @@ def test_purge_cli(tmp_path, capsys):
     after, _ = recover(d, extended_types=True)
     assert_same_tree(before, after)
     assert main(["purge", "--data-dir", d, "-n", "2"]) == 2
+
+
+def test_repair_does_not_touch_a_corrupt_snapshot(tmp_path, capsys):
+    d, w = _data_dir(tmp_path)
+    snap = os.path.join(d, "version-2", "snapshot.14")
+    size = os.path.getsize(snap)
+    _flip(snap, 70)
+    assert main(["check", "--data-dir", d, "--repair"]) == 1
+    err = capsys.readouterr().err
+    assert snap in err and "not repairable" in err
+    assert os.path.getsize(snap) == size and len(_segments(d)) == 2

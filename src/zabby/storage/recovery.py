@@ -310,8 +310,10 @@ class CheckReport:
 
 def _repair_plan(data_dir: str, log_v2: str, fs, err: CorruptDataError) -> list[tuple[str, int | None]]:
     """How to truncate the log at the damage `err` names: [(path, offset or None = delete)]."""
-    if err.path is None or not err.path.startswith(log_v2 + os.sep) or err.offset is None:
+    if err.path is None or err.offset is None:
         return []
+    if os.path.dirname(err.path) != log_v2 or parse_name(os.path.basename(err.path), "log.") is None:
+        return []  # a snapshot: truncating the log cannot help
     segs = list_segments(log_v2, fs)
     plan: list[tuple[str, int | None]] = []
     seen = False
