@@ -103,7 +103,20 @@ class RealFS(FS):
         return os.listdir(path)
 
     def makedirs(self, path: str) -> None:
+        """Create missing directories and fsync each new one's parent (so the
+        directory itself survives a crash)."""
+        path = os.path.abspath(path)
+        missing = []
+        p = path
+        while not os.path.isdir(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
         os.makedirs(path, exist_ok=True)
+        for d in reversed(missing):
+            self.fsync_dir(os.path.dirname(d))
 
     def rename(self, src: str, dst: str) -> None:
         os.replace(src, dst)
