@@ -124,6 +124,16 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    from ..bench import cli as bench_cli
+
+    p = sub.add_parser("bench", help="load generator for zabby or ZooKeeper",
+                       description=bench_cli.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_cli.add_arguments(p)
+    p.set_defaults(func=bench_cli.run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zabby", description=__doc__)
     parser.add_argument("--version", action="version", version=f"zabby {__version__}")
@@ -155,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("-n", type=int, help="snapshots to keep (>= 3; default "
                            "autopurge.snapRetainCount or 3)")
         p.set_defaults(func=fn)
+    _add_bench(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
