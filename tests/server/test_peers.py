@@ -1,0 +1,82 @@
+"""Peer transport: a full mesh over loopback, checksummed frames, redial after loss."""
+
+import asyncio
+import socket
+
+import pytest
+
+from zabby.server.peers import FrameReader, PeerMesh, PeerProtocolError, encode_frame
+
+
+def _free_ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_frame_reader_splits_and_checks():
+    r = FrameReader()
+    data = encode_frame(b"hello") + encode_frame(b"") + encode_frame(b"x" * 1000)
+    got = []
+    for i in range(0, len(data), 7):
+        got += r.feed(data[i : i + 7])
+    assert got == [b"hello", b"", b"x" * 1000]
+    bad = bytearray(encode_frame(b"hello"))
+    bad[-1] ^= 1
+    with pytest.raises(PeerProtocolError):
+        FrameReader().feed(bytes(bad))
+
+
+async def _until(pred, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def test_mesh_delivers_between_all_pairs_and_redials():
+    async def main():
+        ports = _free_ports(3)
+        addrs = {i + 1: ("127.0.0.1", p) for i, p in enumerate(ports)}
+        inbox = {i: [] for i in addrs}
+        meshes = {
+            i: PeerMesh(i, addrs, lambda frm, m, i=i: inbox[i].append((frm, m)), min_backoff=0.01)
+            for i in addrs
+        }
+        for m in meshes.values():
+            await m.start()
+        try:
+            await _until(lambda: all(m.connected(j) for i, m in meshes.items() for j in addrs if j != i))
+            # exactly one link per pair
+            assert all(len(m.links) == 2 for m in meshes.values())
+            for i, m in meshes.items():
+                for j in addrs:
+                    if j != i:
+                        assert m.send(j, f"{i}->{j}".encode())
+            await _until(lambda: all(len(v) == 2 for v in inbox.values()))
+            assert sorted(inbox[1]) == [(2, b"2->1"), (3, b"3->1")]
+            # cut the 3-1 link from 1's side: 3 (the larger id) redials
+            meshes[1].links[3].close()
+            await _until(lambda: meshes[1].connected(3) and meshes[3].connected(1))
+            assert meshes[3].send(1, b"again")
+            await _until(lambda: (3, b"again") in inbox[1])
+            # an unknown sender is refused
+            r, w = await asyncio.open_connection("127.0.0.1", ports[0])
+            import struct
+            w.write(encode_frame(struct.pack(">4sHq", b"ZBPR", 1, 99)))
+            await w.drain()
+            await asyncio.wait_for(r.read(), 5)  # closed by the mesh
+            w.close()
+            assert 99 not in meshes[1].links
+        finally:
+            for m in meshes.values():
+                await m.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
