@@ -55,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False  # close after the pending output is flushed
         self._out: list[bytes | bytearray] = []
         self._flush_scheduled = False
+        self._receiving = False
         # request pipeline state (see ZabbyServer.pump)
         self.backlog: deque = deque()
         self.inflight = 0
@@ -86,6 +87,16 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
             return
+        # replies made while handling this read go out in one write at the end
+        self._receiving = True
+        try:
+            self._received(data)
+        finally:
+            self._receiving = False
+            if self._flush_scheduled:
+                self.flush()
+
+    def _received(self, data: bytes) -> None:
         try:
             if len(self._head) < 4:
                 # the first four bytes may be a four-letter word, not a length
@@ -146,7 +157,8 @@ class ClientConnection(asyncio.Protocol):
         self.packets_sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            if not self._receiving:
+                self.server.schedule_flush(self)
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -171,7 +183,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            if not self._receiving:
+                self.server.schedule_flush(self)
 
     def _close_now(self) -> None:
         if not self.closed and self.transport is not None:

@@ -108,6 +108,7 @@ class ZabbyServer:
         self.total_latency = 0
         self.latency_count = 0
         self.outstanding = 0
+        self._to_flush: list[ClientConnection] = []
         self._tick_task: asyncio.Task | None = None
         self._server: asyncio.base_events.Server | None = None
 
@@ -203,6 +204,19 @@ class ZabbyServer:
         s = conn.session
         if s is not None and s.conn is conn:
             s.conn = None
+
+    def schedule_flush(self, conn: ClientConnection) -> None:
+        """Flush `conn` at the end of this loop turn, with every other connection
+        that got output in it: one callback per turn, not one per connection."""
+        if not self._to_flush:
+            asyncio.get_running_loop().call_soon(self._flush_all)
+        self._to_flush.append(conn)
+
+    def _flush_all(self) -> None:
+        conns, self._to_flush = self._to_flush, []
+        for c in conns:
+            if c._flush_scheduled:
+                c.flush()
 
     def four_letter_word(self, conn: ClientConnection, head: bytes) -> bool:
         from .fourletter import handle_four_letter_word
