@@ -50,6 +50,8 @@ from .fs import default_fs
 
 __all__ = [
     "SnapshotInfo",
+    "snapshot_bytes",
+    "snapshot_from_bytes",
     "load_snapshot",
     "read_snapshot_info",
     "snapshot_path",
@@ -204,6 +206,34 @@ def _write_body(tree, w: _Writer) -> None:
         raise ValueError(f"wrote {written} nodes, the tree has {tree.node_count}")
 
 
+def _encode(tree, w: _Writer) -> None:
+    compress = w.z is not None
+    zxid = tree.last_zxid
+    pre = _HDR_CRC.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid,
+                        tree.node_count, len(tree.sessions))
+    w.raw(_HDR.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid, tree.node_count,
+                    len(tree.sessions), zlib.crc32(pre)))
+    _write_body(tree, w)
+    w.finish()
+
+
+class _Collect:
+    """A file layer of one in-memory file, for `snapshot_bytes`."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, h, data) -> None:
+        self.parts.append(bytes(data))
+
+
+def snapshot_bytes(tree, *, compress: bool = True) -> bytes:
+    """The snapshot file's bytes, in memory: what a leader sends a follower (SNAP)."""
+    sink = _Collect()
+    _encode(tree, _Writer(sink, None, compress))
+    return b"".join(sink.parts)
+
+
 def write_snapshot(tree, snap_dir: str, *, fs=None, compress: bool = False) -> str:
     """Write `tree` (at tree.last_zxid) as `<snap_dir>/version-2/snapshot.<hex zxid>`.
 
@@ -220,13 +250,7 @@ def write_snapshot(tree, snap_dir: str, *, fs=None, compress: bool = False) -> s
         fs.makedirs(d)
         h = fs.open(tmp, create=True)
         fs.truncate(h, 0)
-        w = _Writer(fs, h, compress)
-        pre = _HDR_CRC.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid,
-                            tree.node_count, len(tree.sessions))
-        w.raw(_HDR.pack(MAGIC, VERSION, FLAG_ZLIB if compress else 0, zxid, tree.node_count,
-                        len(tree.sessions), zlib.crc32(pre)))
-        _write_body(tree, w)
-        w.finish()
+        _encode(tree, _Writer(fs, h, compress))
         fs.fsync(h)
         fs.close(h)
         h = None
@@ -388,6 +412,12 @@ def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
         buf = fs.read_file(path)
     except OSError as e:
         raise CorruptDataError(f"{path}: cannot read snapshot: {e}", path=path) from e
+    return snapshot_from_bytes(buf, path, max_buffer=max_buffer, extended_types=extended_types)
+
+
+def snapshot_from_bytes(buf, path: str = "<snapshot>", *, max_buffer: int = DEFAULT_MAX_BUFFER,
+                        extended_types: bool = False):
+    """A DataTree from a snapshot's bytes (a file's, or a leader's SNAP)."""
     info, raw = _verify(buf, path)
     try:
         body = zlib.decompress(raw) if info.compressed else bytes(raw)
