@@ -71,10 +71,15 @@ class GroupCommitter:
 
     # ------------------------------------------------------------ commit
     def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
+        self.submit_entry(txn.zxid, txn.encode(), done, failed)
+
+    def submit_entry(self, zxid: int, payload: bytes, done: Callable[[], None],
+                     failed: Callable[[str], None]) -> None:
+        """Log (zxid, payload); `done` runs once it is durable, `failed` if never."""
         if self.failure is not None:
             failed(self.failure)
             return
-        self._pending.append((txn.zxid, txn.encode(), done, failed))
+        self._pending.append((zxid, payload, done, failed))
         if not self._running:
             self._running = True
             asyncio.get_running_loop().call_soon(self._start_batch)
