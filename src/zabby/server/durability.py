@@ -80,9 +80,34 @@ class GroupCommitter:
             failed(self.failure)
             return
         self._pending.append((zxid, payload, done, failed))
+        self._kick()
+
+    def submit_control(self, fn: Callable[[], None], done: Callable[[], None],
+                       failed: Callable[[str], None]) -> None:
+        """Run `fn` on the log thread after everything submitted before it (log
+        truncation, snapshot install), then `done` on the loop."""
+        if self.failure is not None:
+            failed(self.failure)
+            return
+        self._pending.append((None, fn, done, failed))
+        self._kick()
+
+    def _kick(self) -> None:
         if not self._running:
             self._running = True
             asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _take(self) -> list:
+        """The next unit of work: one control op, or the run of entries before the next."""
+        p = self._pending
+        if p[0][0] is None:
+            unit, self._pending = p[:1], p[1:]
+            return unit
+        n = 0
+        while n < len(p) and p[n][0] is not None:
+            n += 1
+        unit, self._pending = p[:n], p[n:]
+        return unit
 
     def _start_batch(self) -> None:
         asyncio.get_running_loop().create_task(self._drain())
@@ -91,7 +116,16 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         try:
             while self._pending and self.failure is None:
-                batch, self._pending = self._pending, []
+                batch = self._take()
+                if batch[0][0] is None:
+                    _, fn, done, _ = batch[0]
+                    try:
+                        await loop.run_in_executor(self._executor, fn)
+                    except (StorageError, OSError) as e:
+                        self._fail(str(e), batch)
+                        break
+                    done()
+                    continue
                 entries = [(z, b) for z, b, _, _ in batch]
                 roll = self._roll_requested
                 self._roll_requested = False
