@@ -1,0 +1,165 @@
+"""Peer messages: a compact binary format built from jute records.
+
+Every message is a `Header` (type, epoch, session, seq) followed by the body
+record of its type. `epoch` is the Zab epoch the sender is acting in (0 where it
+does not apply); `session` names one learner<->leader connection attempt (chosen
+by the learner, random); `seq` numbers the leader's messages within a session so
+the learner can see loss, duplication and reordering (the transport is allowed to
+do all three; Zab itself needs FIFO, which the session + seq rebuild).
+
+A checksum is the transport's business, not this module's.
+"""
+
+from __future__ import annotations
+
+from zabby.wire.jute import ProtocolError, Record, vector
+
+__all__ = [
+    "ACK", "ACKEPOCH", "COMMIT", "ENTRIES", "FOLLOWERINFO", "LEADERINFO", "NEWLEADER",
+    "NOTIFICATION", "PING", "SYNC", "UPTODATE", "MalformedMessage", "decode", "encode",
+    "SYNC_DIFF", "SYNC_TRUNC", "SYNC_SNAP",
+]
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a valid peer message."""
+
+
+class Header(Record):
+    FIELDS = (("type", "int"), ("epoch", "long"), ("session", "long"), ("seq", "int"))
+
+
+class Notification(Record):
+    """Fast leader election vote: (peer_epoch, zxid, leader) ordered, plus round and state."""
+
+    FIELDS = (
+        ("leader", "long"), ("zxid", "long"), ("peer_epoch", "long"),
+        ("election_epoch", "long"), ("state", "int"),
+    )
+
+
+class FollowerInfo(Record):
+    FIELDS = (("accepted_epoch", "long"), ("observer", "bool"), ("accepted_leader", "long"))
+
+
+class AckEpoch(Record):
+    FIELDS = (("current_epoch", "long"), ("last_zxid", "long"))
+
+
+class Ack(Record):
+    FIELDS = (("zxid", "long"), ("newleader", "bool"))
+
+
+class Empty(Record):
+    FIELDS = ()
+
+
+class Sync(Record):
+    """Start of synchronisation: mode DIFF (zxid = learner's last, checked), TRUNC
+    (truncate to zxid) or SNAP (install `data`, the state at zxid)."""
+
+    FIELDS = (("mode", "int"), ("zxid", "long"), ("data", "buffer"))
+
+
+class Entry(Record):
+    FIELDS = (("zxid", "long"), ("payload", "buffer"))
+
+
+class Entries(Record):
+    FIELDS = (("entries", vector(Entry)),)
+
+
+class Zxid(Record):
+    FIELDS = (("zxid", "long"),)
+
+
+NOTIFICATION = 1
+FOLLOWERINFO = 2
+ACKEPOCH = 3
+ACK = 4
+LEADERINFO = 5
+SYNC = 6
+ENTRIES = 7
+NEWLEADER = 8
+UPTODATE = 9
+COMMIT = 10
+PING = 11
+
+SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
+
+BODY: dict[int, type[Record]] = {
+    NOTIFICATION: Notification,
+    FOLLOWERINFO: FollowerInfo,
+    ACKEPOCH: AckEpoch,
+    ACK: Ack,
+    LEADERINFO: Empty,
+    SYNC: Sync,
+    ENTRIES: Entries,
+    NEWLEADER: Zxid,
+    UPTODATE: Zxid,
+    COMMIT: Zxid,
+    PING: Zxid,
+}
+
+NAMES = {
+    NOTIFICATION: "NOTIFICATION", FOLLOWERINFO: "FOLLOWERINFO", ACKEPOCH: "ACKEPOCH",
+    ACK: "ACK", LEADERINFO: "LEADERINFO", SYNC: "SYNC", ENTRIES: "ENTRIES",
+    NEWLEADER: "NEWLEADER", UPTODATE: "UPTODATE", COMMIT: "COMMIT", PING: "PING",
+}
+
+_ZXID_MAX = (1 << 63) - 1
+
+
+def encode(mtype: int, body: Record, *, epoch: int = 0, session: int = 0, seq: int = 0) -> bytes:
+    out = bytearray()
+    Header(mtype, epoch, session, seq).encode(out)
+    body.encode(out)
+    return bytes(out)
+
+
+def decode(data: bytes) -> tuple[Header, Record]:
+    """Decode one message; raise MalformedMessage for anything not exactly valid."""
+    try:
+        head, pos = Header.decode_from(data, 0)
+        cls = BODY.get(head.type)
+        if cls is None:
+            raise MalformedMessage(f"unknown message type {head.type}")
+        body, pos = cls.decode_from(data, pos)
+    except ProtocolError as e:
+        raise MalformedMessage(str(e)) from None
+    if pos != len(data):
+        raise MalformedMessage(f"{len(data) - pos} trailing bytes after {NAMES[head.type]}")
+    if head.epoch < 0 or head.seq < 0:
+        raise MalformedMessage("negative epoch or seq")
+    if head.epoch > 0xFFFFFFFF:
+        raise MalformedMessage("epoch out of range")
+    _validate(head.type, body)
+    return head, body
+
+
+def _validate(mtype: int, body) -> None:
+    if mtype == NOTIFICATION:
+        if body.state not in (0, 1, 2, 3) or body.election_epoch < 0 or body.peer_epoch < 0:
+            raise MalformedMessage("bad notification")
+    elif mtype == SYNC:
+        if body.mode not in (SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP) or body.zxid < 0:
+            raise MalformedMessage("bad sync")
+        if (body.mode == SYNC_SNAP) != (body.data is not None):
+            raise MalformedMessage("snapshot data only with SNAP")
+    elif mtype == ENTRIES:
+        if not body.entries:
+            raise MalformedMessage("empty entries")
+        prev = 0
+        for e in body.entries:
+            if e.zxid <= prev or e.payload is None:
+                raise MalformedMessage("entries out of order")
+            prev = e.zxid
+    elif mtype == FOLLOWERINFO:
+        if body.accepted_epoch < 0:
+            raise MalformedMessage("bad followerinfo")
+    elif mtype == ACKEPOCH:
+        if body.current_epoch < 0 or body.last_zxid < 0:
+            raise MalformedMessage("bad ackepoch")
+    elif mtype in (ACK, NEWLEADER, UPTODATE, COMMIT, PING):
+        if body.zxid < 0:
+            raise MalformedMessage("negative zxid")

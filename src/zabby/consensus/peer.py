@@ -1,0 +1,1014 @@
+"""Zab as a pure, deterministic state machine (see the package docstring for the contract)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import messages as m
+
+__all__ = [
+    "FOLLOWING", "LEADING", "LOOKING", "OBSERVING", "EpochState", "Limits", "LogReader",
+    "NotLeader", "Peer", "Ready", "make_zxid", "zxid_counter", "zxid_epoch",
+]
+
+LOOKING, FOLLOWING, LEADING, OBSERVING = "looking", "following", "leading", "observing"
+_STATE_CODE = {LOOKING: 0, FOLLOWING: 1, LEADING: 2, OBSERVING: 3}
+
+_COUNTER_MASK = 0xFFFFFFFF
+_MAX_BATCH = 512          # entries per ENTRIES message
+_RETRY_TICKS = 3          # a learner re-handshakes if LEADERINFO does not come this soon
+
+
+def zxid_epoch(zxid: int) -> int:
+    return zxid >> 32
+
+
+def zxid_counter(zxid: int) -> int:
+    return zxid & _COUNTER_MASK
+
+
+def make_zxid(epoch: int, counter: int) -> int:
+    return (epoch << 32) | counter
+
+
+def fmt_zxid(zxid: int) -> str:
+    return f"0x{zxid:x}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts in ticks (one tick = tickTime)."""
+
+    init_limit: int = 10        # a leader must be established / a learner synced within this
+    sync_limit: int = 5         # a synced learner or leader silent this long is gone
+    election_timeout: int = 2   # a LOOKING peer re-sends its vote this often
+
+
+@dataclass(frozen=True)
+class EpochState:
+    """What must be durable before any message of the same Ready is sent.
+
+    `accepted_leader` is the server whose LEADERINFO set `accepted_epoch` (this
+    server's own id when it proposed the epoch). ZooKeeper keeps only the number;
+    we also keep the proposer so that no server can acknowledge the same epoch
+    for two different leaders (see Peer docstring)."""
+
+    accepted_epoch: int
+    current_epoch: int
+    accepted_leader: int
+
+
+class LogReader(Protocol):
+    """Read-only view of this server's durable state (log + newest snapshot).
+
+    The view must include every entry the caller has appended (from drained
+    Readies), fsynced or not, and reflect every truncation/snapshot install."""
+
+    last_zxid: int        # newest entry in the log, or snap_zxid when the log is empty beyond it
+    snap_zxid: int        # zxid of the snapshot the log is based on (0 = empty state)
+    accepted_epoch: int
+    current_epoch: int
+    accepted_leader: int  # -1 when unknown (fresh server)
+
+    def entries_after(self, zxid: int) -> Iterator[tuple[int, bytes]]:
+        """Entries with zxid > `zxid`, ascending. Only called with zxid >= snap_zxid."""
+        ...
+
+    def has_entry(self, zxid: int) -> bool: ...
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """The caller's current applied state (zxid, serialized) to send as SNAP."""
+        ...
+
+
+class NotLeader(Exception):
+    def __init__(self, leader_id: int | None):
+        super().__init__(f"not the leader (leader is {leader_id})")
+        self.leader_id = leader_id
+
+
+@dataclass
+class Ready:
+    """Everything the caller must do, in this order:
+
+    1. persist_epochs: write and fsync (before sending any message of this Ready);
+    2. install_snapshot (zxid, data): replace state and log, then call
+       Peer.snapshot_installed(zxid) once it is durable;
+    3. truncate_to: drop every log entry with zxid > it, durably;
+    4. persist: append to the log (fsync at leisure, then Peer.persisted(last zxid));
+    5. messages: send;
+    6. commit: apply to the state machine, in this order;
+    7. events: log them.
+    Steps 1-4 must have taken effect in what the LogReader shows before the next
+    input is given to the Peer (fsync of step 4 excepted)."""
+
+    messages: list[tuple[int, bytes]] = field(default_factory=list)
+    persist_epochs: EpochState | None = None
+    install_snapshot: tuple[int, bytes] | None = None
+    truncate_to: int | None = None
+    persist: list[tuple[int, bytes]] = field(default_factory=list)
+    commit: list[tuple[int, bytes]] = field(default_factory=list)
+    role: str = LOOKING
+    leader_id: int | None = None
+    epoch: int = 0
+    serving: bool = False
+    events: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.messages or self.persist_epochs or self.install_snapshot
+            or self.truncate_to is not None or self.persist or self.commit or self.events
+        )
+
+
+class _Handler:
+    """The leader's view of one learner connection (ZooKeeper's LearnerHandler)."""
+
+    __slots__ = (
+        "sid", "session", "observer", "stage", "seq_next", "outbox", "accepted_epoch",
+        "peer_last", "acked", "last_heard", "since", "nl_zxid", "sent_upto",
+    )
+
+    # stages: info (FOLLOWERINFO seen) -> epoch (LEADERINFO sent) -> acked (ACKEPOCH seen)
+    #         -> syncing (sync + NEWLEADER sent) -> synced (NEWLEADER acked)
+
+    def __init__(self, sid: int, session: int, observer: bool, accepted: int, now: int):
+        self.sid = sid
+        self.session = session
+        self.observer = observer
+        self.stage = "info"
+        self.seq_next = 0
+        self.outbox: list[list] = []
+        self.accepted_epoch = accepted
+        self.peer_last = 0
+        self.acked = 0
+        self.last_heard = now
+        self.since = now
+        self.nl_zxid = 0
+        self.sent_upto = 0
+
+
+class Peer:
+    """One ensemble member running Zab. Pure: inputs are method calls, outputs are
+    drained with ready(); no I/O, no clock, no randomness but `rng`."""
+
+    def __init__(
+        self,
+        my_id: int,
+        voters: frozenset[int],
+        observers: frozenset[int],
+        storage: LogReader,
+        *,
+        rng: random.Random,
+        tick_limits: Limits | None = None,
+    ):
+        voters = frozenset(voters)
+        observers = frozenset(observers)
+        if not voters or voters & observers:
+            raise ValueError("voters must be non-empty and disjoint from observers")
+        if my_id not in voters and my_id not in observers:
+            raise ValueError(f"server {my_id} is not a member")
+        self.id = my_id
+        self.voters = voters
+        self.observers = observers
+        self.members = voters | observers
+        self.is_observer = my_id in observers
+        self.quorum = len(voters) // 2 + 1
+        self.limits = tick_limits or Limits()
+        self._rng = rng
+        self._store = storage
+        self._now = 0
+
+        # durable state as we know it
+        self._accepted = storage.accepted_epoch
+        self._current = storage.current_epoch
+        self._accepted_leader = getattr(storage, "accepted_leader", -1)
+        self._last = storage.last_zxid
+        self._durable = storage.last_zxid
+        self._applied = storage.snap_zxid
+        self._commit = self._applied
+        self._snap_wait: int | None = None
+        self._persist_hold = -1
+
+        # pending Ready
+        self._out: list[tuple[int, bytes]] = []
+        self._p_epochs = False
+        self._p_snapshot: tuple[int, bytes] | None = None
+        self._p_trunc: int | None = None
+        self._p_entries: list[tuple[int, bytes]] = []
+        self._p_commit: list[tuple[int, bytes]] = []
+        self._events: list[str] = []
+
+        # role state
+        self.role = LOOKING
+        self.leader_id: int | None = None
+        self.serving = False
+        self._clock = 0                          # election round (logicalclock)
+        self._vote = (0, 0, -1)
+        self._recv: dict[int, tuple[int, int, int]] = {}
+        self._ooe: dict[int, tuple[int, int, int]] = {}
+        self._finalize = False
+        self._last_sent_votes = 0
+        # leader
+        self._epoch = 0                          # the epoch we lead / follow
+        self._phase = ""
+        self._handlers: dict[int, _Handler] = {}
+        self._seen_sessions: dict[int, list[int]] = {}
+        self._connected: dict[int, int] = {}
+        self._epoch_acks: set[int] = set()
+        self._initial = 0
+        self._lead_since = 0
+        # learner
+        self._session = 0
+        self._fstage = ""
+        self._expect_seq = 0
+        self._heard = 0
+        self._stage_since = 0
+        self._budget_since = 0
+        self._nl_zxid: int | None = None
+
+        self._become_looking("starting")
+
+    # ------------------------------------------------------------ introspection
+    @property
+    def epoch(self) -> int:
+        return self._epoch if self.role != LOOKING else self._current
+
+    @property
+    def last_zxid(self) -> int:
+        return self._last
+
+    @property
+    def committed_zxid(self) -> int:
+        return self._commit
+
+    @property
+    def applied_zxid(self) -> int:
+        return self._applied
+
+    @property
+    def durable_zxid(self) -> int:
+        return self._durable
+
+    @property
+    def accepted_epoch(self) -> int:
+        return self._accepted
+
+    @property
+    def current_epoch(self) -> int:
+        return self._current
+
+    @property
+    def phase(self) -> str:
+        """Leader: discovery | epoch | sync | broadcast; learner: connect | epoch | sync |
+        broadcast; "" when looking."""
+        return self._phase if self.role == LEADING else self._fstage
+
+    @property
+    def established(self) -> bool:
+        return self.role == LEADING and self._phase == "broadcast"
+
+    def learner_acks(self) -> dict[int, int]:
+        """Leader only: synced learners -> highest zxid they acknowledged (lag for mntr)."""
+        return {h.sid: h.acked for h in self._handlers.values() if h.stage == "synced"}
+
+    # ------------------------------------------------------------ inputs
+    def tick(self) -> None:
+        self._now += 1
+        if self.role == LOOKING:
+            self._tick_looking()
+        elif self.role == LEADING:
+            self._tick_leading()
+        else:
+            self._tick_learner()
+
+    def receive(self, frm: int, msg: bytes) -> None:
+        if frm not in self.members or frm == self.id:
+            self._events.append(f"dropped message from unknown server {frm}")
+            return
+        try:
+            head, body = m.decode(msg)
+        except m.MalformedMessage as e:
+            self._events.append(f"dropped malformed message from {frm}: {e}")
+            return
+        t = head.type
+        if t == m.NOTIFICATION:
+            self._on_notification(frm, body)
+        elif t in (m.FOLLOWERINFO, m.ACKEPOCH, m.ACK):
+            if self.role != LEADING:
+                self._events.append(
+                    f"dropped {m.NAMES[t]} from {frm}: not leading ({self.role})")
+            elif t == m.FOLLOWERINFO:
+                self._on_followerinfo(frm, head, body)
+            elif t == m.ACKEPOCH:
+                self._on_ackepoch(frm, head, body)
+            else:
+                self._on_ack(frm, head, body)
+        else:
+            self._on_leader_message(frm, head, body)
+
+    def propose(self, payload: bytes) -> int:
+        if self.role != LEADING or self._phase != "broadcast":
+            raise NotLeader(self.leader_id if self.role != LEADING else None)
+        if zxid_epoch(self._last) == self._epoch:
+            counter = zxid_counter(self._last)
+        else:
+            counter = 0
+        if counter >= _COUNTER_MASK - 1:
+            self._become_looking("zxid counter exhausted; a new epoch is needed")
+            raise NotLeader(None)
+        zxid = make_zxid(self._epoch, counter + 1)
+        self._append(zxid, payload)
+        for h in self._handlers.values():
+            if not h.observer and h.stage in ("syncing", "synced"):
+                self._send_entries(h, [(zxid, payload)])
+        return zxid
+
+    def persisted(self, zxid: int) -> None:
+        if self._snap_wait is not None:
+            self._persist_hold = max(self._persist_hold, zxid)
+            return
+        nd = min(zxid, self._last)
+        if nd > self._durable:
+            self._durable = nd
+            self._on_durable()
+
+    def snapshot_installed(self, zxid: int) -> None:
+        if self._snap_wait is None or zxid != self._snap_wait:
+            return
+        self._snap_wait = None
+        self._durable = max(zxid, min(self._persist_hold, self._last))
+        self._persist_hold = -1
+        self._on_durable()
+
+    # ------------------------------------------------------------ output
+    def ready(self) -> Ready:
+        for h in self._handlers.values():
+            if h.outbox:
+                for t, body in h.outbox:
+                    self._out.append((h.sid, m.encode(
+                        t, body, epoch=self._epoch, session=h.session, seq=h.seq_next)))
+                    h.seq_next += 1
+                h.outbox = []
+        r = Ready(
+            messages=self._out,
+            persist_epochs=(EpochState(self._accepted, self._current, self._accepted_leader)
+                            if self._p_epochs else None),
+            install_snapshot=self._p_snapshot,
+            truncate_to=self._p_trunc,
+            persist=self._p_entries,
+            commit=self._p_commit,
+            role=self.role,
+            leader_id=self.leader_id,
+            epoch=self.epoch,
+            serving=self.serving,
+            events=self._events,
+        )
+        self._out = []
+        self._p_epochs = False
+        self._p_snapshot = None
+        self._p_trunc = None
+        self._p_entries = []
+        self._p_commit = []
+        self._events = []
+        return r
+
+    # ------------------------------------------------------------ log helpers
+    def _append(self, zxid: int, payload: bytes) -> None:
+        self._p_entries.append((zxid, payload))
+        self._last = zxid
+
+    def _truncate(self, zxid: int) -> None:
+        self._p_entries = [e for e in self._p_entries if e[0] <= zxid]
+        if self._p_snapshot is None:
+            self._p_trunc = zxid if self._p_trunc is None else min(self._p_trunc, zxid)
+        self._last = zxid
+        self._durable = min(self._durable, zxid)
+        self._commit = min(self._commit, zxid)
+
+    def _install(self, zxid: int, data: bytes) -> None:
+        self._p_snapshot = (zxid, data)
+        self._p_trunc = None
+        self._p_entries = []
+        self._p_commit = [c for c in self._p_commit if c[0] > zxid]
+        self._last = zxid
+        self._applied = zxid
+        self._commit = zxid
+        self._durable = zxid
+        self._snap_wait = zxid
+        self._persist_hold = -1
+
+    def _read_after(self, zxid: int) -> Iterator[tuple[int, bytes]]:
+        """The log as it will be once the pending Ready is applied."""
+        if self._p_snapshot is None:
+            limit = self._p_trunc
+            for z, p in self._store.entries_after(zxid):
+                if limit is not None and z > limit:
+                    break
+                yield z, p
+        for z, p in self._p_entries:
+            if z > zxid:
+                yield z, p
+
+    def _has_entry(self, zxid: int) -> bool:
+        if zxid == self._store.snap_zxid:
+            return True
+        if any(z == zxid for z, _ in self._p_entries):
+            return True
+        return self._store.has_entry(zxid)
+
+    def _floor(self, zxid: int) -> int:
+        """Largest zxid <= `zxid` in our log (or the snapshot's zxid)."""
+        best = self._store.snap_zxid
+        for z, _ in self._read_after(best):
+            if z > zxid:
+                break
+            best = z
+        return best
+
+    def _eff_durable(self) -> int:
+        return -1 if self._snap_wait is not None else self._durable
+
+    def _persist_epochs(self) -> None:
+        self._p_epochs = True
+
+    def _emit_commits(self) -> None:
+        target = min(self._commit, self._eff_durable(), self._last)
+        if target <= self._applied:
+            return
+        for z, p in self._read_after(self._applied):
+            if z > target:
+                break
+            self._p_commit.append((z, p))
+            self._applied = z
+
+    def _on_durable(self) -> None:
+        if self.role == LEADING:
+            if self._phase == "sync":
+                self._maybe_establish()
+            elif self._phase == "broadcast":
+                self._advance_commit()
+        elif self.role in (FOLLOWING, OBSERVING):
+            self._learner_durable()
+        self._emit_commits()
+
+    # ------------------------------------------------------------ election
+    def _self_vote(self) -> tuple[int, int, int]:
+        if self.is_observer:
+            return (0, 0, -1)
+        return (self._current, self._last, self.id)
+
+    def _notification(self) -> bytes:
+        pe, z, leader = self._vote
+        if self.role != LOOKING:
+            # out of election we report whom we follow and in which Zab epoch (0 while
+            # it is still being discovered): a LOOKING server joins when these agree
+            pe, leader = self._epoch, self.leader_id
+        return m.encode(m.NOTIFICATION, m.Notification(
+            leader, z, pe, self._clock, _STATE_CODE[self.role]))
+
+    def _send_votes(self) -> None:
+        msg = self._notification()
+        for v in sorted(self.voters):
+            if v != self.id:
+                self._out.append((v, msg))
+        self._last_sent_votes = self._now
+
+    def _reset_role_state(self) -> None:
+        self._handlers = {}
+        self._seen_sessions: dict[int, list[int]] = {}
+        self._connected = {}
+        self._epoch_acks = set()
+        self._phase = ""
+        self._fstage = ""
+        self._nl_zxid = None
+        self.serving = False
+
+    def _become_looking(self, why: str) -> None:
+        if self.role != LOOKING or why == "starting":
+            self._events.append(f"looking: {why}")
+        self._reset_role_state()
+        self.role = LOOKING
+        self.leader_id = None
+        self._epoch = 0
+        self._clock += 1
+        self._vote = self._self_vote()
+        self._recv = {}
+        self._ooe = {}
+        self._finalize = False
+        self._send_votes()
+        if not self.is_observer:
+            self._check_votes()
+
+    def _tick_looking(self) -> None:
+        if self._finalize:
+            self._finalize = False
+            if self._vote_count() >= self.quorum:
+                self._decide(self._vote[2])
+                return
+        if self._now - self._last_sent_votes >= self.limits.election_timeout:
+            self._send_votes()
+
+    def _vote_count(self) -> int:
+        v = self._vote
+        return 1 + sum(1 for s, w in self._recv.items() if w == v and s in self.voters)
+
+    def _check_votes(self) -> None:
+        n = self._vote_count()
+        if n >= len(self.voters):
+            self._decide(self._vote[2])
+        elif n >= self.quorum:
+            # like FLE's finalizeWait: give better votes one tick to arrive
+            self._finalize = True
+
+    def _on_notification(self, frm: int, n) -> None:
+        looking_sender = n.state == 0
+        if self.role != LOOKING:
+            if looking_sender:
+                self._out.append((frm, self._notification()))
+            return
+        if frm not in self.voters:
+            return  # a looking observer: its vote never counts
+        nvote = (n.peer_epoch, n.zxid, n.leader)
+        if looking_sender:
+            if self.is_observer:
+                return
+            if n.election_epoch > self._clock:
+                self._clock = n.election_epoch
+                self._recv = {}
+                self._finalize = False
+                self._vote = max(self._self_vote(), nvote) if n.leader in self.voters \
+                    else self._self_vote()
+                self._send_votes()
+            elif n.election_epoch < self._clock:
+                self._out.append((frm, self._notification()))
+                return
+            elif n.leader in self.voters and nvote > self._vote:
+                self._vote = nvote
+                self._finalize = False
+                self._send_votes()
+            self._recv[frm] = nvote
+            self._check_votes()
+            return
+        # a voter that is following or leading: join its leader once a quorum of
+        # voters report following it in the same epoch and it reports leading that
+        # epoch (FLE's out-of-election path; we compare Zab epochs rather than election
+        # rounds because learners may re-attach to a leader re-elected in a later round)
+        self._ooe[frm] = (n.leader, n.peer_epoch, n.state)
+        leader = n.leader
+        if leader == self.id or leader not in self.voters:
+            return
+        lv = self._ooe.get(leader)
+        if lv is None or lv[2] != _STATE_CODE[LEADING] or lv[1] != n.peer_epoch \
+                or lv[0] != leader:
+            return
+        agree = sum(1 for s, (ld, pe, _) in self._ooe.items()
+                    if ld == leader and pe == n.peer_epoch and s in self.voters)
+        if agree >= self.quorum:
+            self._clock = max(self._clock, n.election_epoch)
+            self._vote = (n.peer_epoch, n.zxid, leader)
+            self._decide(leader)
+
+    def _decide(self, leader: int) -> None:
+        self._finalize = False
+        self._reset_role_state()
+        if leader == self.id:
+            self._become_leading()
+        else:
+            self._become_learner(leader)
+
+    # ------------------------------------------------------------ leader
+    def _become_leading(self) -> None:
+        self.role = LEADING
+        self.leader_id = self.id
+        self._phase = "discovery"
+        self._epoch = 0
+        self._lead_since = self._now
+        self._connected = {self.id: self._accepted}
+        self._events.append(f"elected leader (round {self._clock}); discovering a new epoch")
+        self._maybe_fix_epoch()
+
+    def _step_down(self, why: str) -> None:
+        self._events.append(f"stepped down as leader of epoch {self._epoch}: {why}")
+        self._become_looking(why)
+
+    def _tick_leading(self) -> None:
+        lim = self.limits
+        if self._phase != "broadcast" and self._now - self._lead_since > lim.init_limit:
+            self._step_down(f"no quorum established within initLimit ({lim.init_limit} ticks)")
+            return
+        for sid in list(self._handlers):
+            h = self._handlers[sid]
+            if h.stage != "synced":
+                if self._now - h.since > lim.init_limit:
+                    del self._handlers[sid]
+                    self._events.append(f"learner {sid} did not sync within initLimit")
+                    continue
+            elif self._now - h.last_heard > lim.sync_limit:
+                del self._handlers[sid]
+                self._events.append(f"learner {sid} silent for syncLimit; dropped")
+                continue
+            if h.stage != "info":
+                self._send(h, m.PING, m.Zxid(self._commit))
+        if self._phase == "broadcast":
+            alive = 1 + sum(1 for h in self._handlers.values()
+                            if h.stage == "synced" and not h.observer)
+            if alive < self.quorum:
+                self._step_down(f"lost quorum ({alive} of {len(self.voters)} voters in sync)")
+
+    def _send(self, h: _Handler, t: int, body) -> None:
+        h.outbox.append([t, body])
+
+    def _send_entries(self, h: _Handler, entries) -> None:
+        ob = h.outbox
+        recs = [m.Entry(z, p) for z, p in entries]
+        while recs:
+            if ob and ob[-1][0] == m.ENTRIES and len(ob[-1][1].entries) < _MAX_BATCH:
+                room = _MAX_BATCH - len(ob[-1][1].entries)
+                ob[-1][1].entries.extend(recs[:room])
+                recs = recs[room:]
+            else:
+                ob.append([m.ENTRIES, m.Entries(recs[:_MAX_BATCH])])
+                recs = recs[_MAX_BATCH:]
+
+    def _on_followerinfo(self, frm: int, head, body) -> None:
+        observer = frm in self.observers
+        if body.observer != observer:
+            self._events.append(f"dropped FOLLOWERINFO from {frm}: wrong learner type")
+            return
+        seen = self._seen_sessions.setdefault(frm, [])
+        if head.session in seen:
+            return  # duplicate or delayed copy of an earlier connection attempt
+        seen.append(head.session)
+        if len(seen) > 32:
+            del seen[0]
+        h = _Handler(frm, head.session, observer, body.accepted_epoch, self._now)
+        self._handlers[frm] = h
+        if self._phase == "discovery":
+            if not observer:
+                self._connected[frm] = body.accepted_epoch
+                self._maybe_fix_epoch()
+            return
+        a = body.accepted_epoch
+        if not observer and (a > self._epoch or (a == self._epoch and body.accepted_leader != self.id)):
+            # this voter promised a newer epoch (to a leader that never got going) and
+            # can never follow us; ZooKeeper leaves it out until the next election, we
+            # start that election now so that no voter stays locked out
+            self._step_down(f"voter {frm} accepted epoch {a} >= ours")
+            return
+        self._send_leaderinfo(h)
+
+    def _maybe_fix_epoch(self) -> None:
+        if len(self._connected) < self.quorum:
+            return
+        e = max(self._connected.values()) + 1
+        self._epoch = e
+        self._accepted = e
+        self._accepted_leader = self.id
+        self._persist_epochs()
+        self._phase = "epoch"
+        self._epoch_acks = {self.id}
+        self._events.append(f"proposing epoch {e}")
+        for h in self._handlers.values():
+            if h.stage == "info":
+                self._send_leaderinfo(h)
+        self._maybe_epoch_quorum()
+
+    def _send_leaderinfo(self, h: _Handler) -> None:
+        h.stage = "epoch"
+        self._send(h, m.LEADERINFO, m.Empty())
+
+    def _handler_for(self, frm: int, head, what: str) -> _Handler | None:
+        h = self._handlers.get(frm)
+        if head.epoch != self._epoch:
+            if head.epoch < self._epoch:
+                self._events.append(
+                    f"dropped old-epoch {what} from {frm} (epoch {head.epoch} < {self._epoch})")
+            else:
+                self._events.append(f"dropped {what} from {frm} for epoch {head.epoch}")
+            return None
+        if h is None or h.session != head.session:
+            self._events.append(f"dropped {what} from {frm}: stale session")
+            return None
+        h.last_heard = self._now
+        return h
+
+    def _on_ackepoch(self, frm: int, head, body) -> None:
+        h = self._handler_for(frm, head, "ACKEPOCH")
+        if h is None or h.stage != "epoch":
+            return
+        h.stage = "acked"
+        h.peer_last = body.last_zxid
+        if self._phase == "epoch":
+            if h.observer:
+                return
+            if (body.current_epoch, body.last_zxid) > (self._current, self._last):
+                self._step_down(
+                    f"follower {frm} is ahead (epoch {body.current_epoch}, zxid "
+                    f"{fmt_zxid(body.last_zxid)} > {self._current}, {fmt_zxid(self._last)})")
+                return
+            self._epoch_acks.add(frm)
+            self._maybe_epoch_quorum()
+        elif self._phase == "sync":
+            if not h.observer:
+                self._start_sync(h)
+        else:
+            self._start_sync(h)
+
+    def _maybe_epoch_quorum(self) -> None:
+        if self._phase != "epoch" or len(self._epoch_acks) < self.quorum:
+            return
+        self._current = self._epoch
+        self._persist_epochs()
+        self._phase = "sync"
+        self._initial = self._last
+        self._events.append(
+            f"epoch {self._epoch} acknowledged by a quorum; syncing to {fmt_zxid(self._initial)}")
+        for h in list(self._handlers.values()):
+            if h.stage == "acked" and not h.observer:
+                self._start_sync(h)
+        self._maybe_establish()
+
+    def _start_sync(self, h: _Handler) -> None:
+        upto = self._commit if h.observer else self._last
+        lz = h.peer_last
+        snap = self._store.snap_zxid
+        start = lz
+        if lz == upto:
+            mode, arg, data = m.SYNC_DIFF, lz, None
+        elif lz <= upto and lz >= snap and self._has_entry(lz):
+            mode, arg, data = m.SYNC_DIFF, lz, None
+        else:
+            t = self._floor(min(lz, upto)) if lz >= snap else snap
+            if lz < snap or (t == snap and snap > 0):
+                arg, data = self._store.snapshot()
+                mode, start = m.SYNC_SNAP, arg
+            else:
+                mode, arg, data, start = m.SYNC_TRUNC, t, None, t
+        self._send(h, m.SYNC, m.Sync(mode, arg, data))
+        entries = []
+        for z, p in self._read_after(start):
+            if z > upto:
+                break
+            entries.append((z, p))
+        if entries:
+            self._send_entries(h, entries)
+        self._send(h, m.NEWLEADER, m.Zxid(upto))
+        h.stage = "syncing"
+        h.nl_zxid = upto
+        h.sent_upto = upto
+        name = {m.SYNC_DIFF: "DIFF", m.SYNC_TRUNC: "TRUNC", m.SYNC_SNAP: "SNAP"}[mode]
+        self._events.append(
+            f"sync {h.sid}: {name} {fmt_zxid(arg)} (+{len(entries)} entries to {fmt_zxid(upto)})")
+
+    def _on_ack(self, frm: int, head, body) -> None:
+        h = self._handler_for(frm, head, "ACK")
+        if h is None:
+            return
+        if body.zxid > self._last:
+            self._events.append(f"dropped ACK from {frm} beyond our log")
+            return
+        if body.newleader:
+            if h.stage == "syncing" and body.zxid >= h.nl_zxid:
+                h.stage = "synced"
+                h.acked = body.zxid
+                if self._phase == "broadcast":
+                    self._send(h, m.UPTODATE, m.Zxid(self._commit))
+                else:
+                    self._maybe_establish()
+                    return
+            else:
+                return
+        elif h.stage == "synced":
+            if body.zxid <= h.acked:
+                return
+            h.acked = body.zxid
+        else:
+            return
+        if self._phase == "broadcast" and not h.observer:
+            self._advance_commit()
+
+    def _maybe_establish(self) -> None:
+        if self._phase != "sync":
+            return
+        n = (1 if self._eff_durable() >= self._initial else 0) + sum(
+            1 for h in self._handlers.values() if h.stage == "synced" and not h.observer)
+        if n < self.quorum:
+            return
+        self._phase = "broadcast"
+        self.serving = True
+        self._events.append(
+            f"leading epoch {self._epoch}: established with {n} voters in sync")
+        old = self._commit
+        self._commit = max(self._commit, self._initial)
+        for h in self._handlers.values():
+            if h.stage == "synced":
+                self._send(h, m.UPTODATE, m.Zxid(self._commit))
+        self._commit_to_learners(old)
+        for h in list(self._handlers.values()):
+            if h.observer and h.stage == "acked":
+                self._start_sync(h)
+        self._advance_commit()
+        self._emit_commits()
+
+    def _advance_commit(self) -> None:
+        acks = [self._eff_durable()]
+        acks.extend(h.acked for h in self._handlers.values()
+                    if h.stage == "synced" and not h.observer)
+        if len(acks) < self.quorum:
+            return
+        acks.sort(reverse=True)
+        c = acks[self.quorum - 1]
+        if c <= self._commit:
+            return
+        old = self._commit
+        self._commit = c
+        self._commit_to_learners(old)
+        self._emit_commits()
+
+    def _commit_to_learners(self, old: int) -> None:
+        c = self._commit
+        if c <= old:
+            return
+        for h in self._handlers.values():
+            if h.stage not in ("syncing", "synced"):
+                continue
+            if h.observer:
+                if c > h.sent_upto:
+                    batch = [(z, p) for z, p in self._iter_range(h.sent_upto, c)]
+                    if batch:
+                        self._send_entries(h, batch)
+                    h.sent_upto = c
+                    self._send(h, m.COMMIT, m.Zxid(c))
+            else:
+                self._send(h, m.COMMIT, m.Zxid(c))
+
+    def _iter_range(self, after: int, upto: int) -> Iterator[tuple[int, bytes]]:
+        for z, p in self._read_after(after):
+            if z > upto:
+                break
+            yield z, p
+
+    # ------------------------------------------------------------ learner
+    def _become_learner(self, leader: int) -> None:
+        self.role = OBSERVING if self.is_observer else FOLLOWING
+        self.leader_id = leader
+        self._epoch = 0
+        self._budget_since = self._now
+        self._heard = self._now
+        self._events.append(f"{self.role} leader {leader} (round {self._clock})")
+        self._new_session()
+
+    def _new_session(self) -> None:
+        self._session = self._rng.getrandbits(62) + 1
+        self._fstage = "connect"
+        self._expect_seq = 0
+        self._stage_since = self._now
+        self._nl_zxid = None
+        self.serving = False
+        self._commit = self._applied
+        self._out.append((self.leader_id, m.encode(
+            m.FOLLOWERINFO, m.FollowerInfo(self._accepted, self.is_observer, self._accepted_leader),
+            session=self._session)))
+
+    def _resync(self, why: str) -> None:
+        self._events.append(f"resyncing with leader {self.leader_id}: {why}")
+        self._new_session()
+
+    def _to_leader(self, t: int, body) -> None:
+        self._out.append((self.leader_id, m.encode(
+            t, body, epoch=self._epoch, session=self._session)))
+
+    def _tick_learner(self) -> None:
+        lim = self.limits
+        if self.serving:
+            self._budget_since = self._now
+        silence = lim.sync_limit if self._fstage == "broadcast" else lim.init_limit
+        if self._now - self._heard > silence:
+            self._become_looking(f"leader {self.leader_id} silent for {silence} ticks")
+            return
+        if self._now - self._budget_since > lim.init_limit:
+            self._become_looking(f"not in sync with leader {self.leader_id} within initLimit")
+            return
+        if self._fstage == "connect" and self._now - self._stage_since >= _RETRY_TICKS:
+            self._new_session()
+
+    def _on_leader_message(self, frm: int, head, body) -> None:
+        name = m.NAMES[head.type]
+        if self.role not in (FOLLOWING, OBSERVING):
+            self._events.append(f"dropped {name} from {frm}: not a learner ({self.role})")
+            return
+        if frm != self.leader_id:
+            self._events.append(f"dropped {name} from {frm}: not our leader {self.leader_id}")
+            return
+        if head.session != self._session:
+            self._events.append(f"dropped {name} from {frm}: stale session")
+            return
+        if head.seq < self._expect_seq:
+            return  # duplicate
+        if head.seq > self._expect_seq:
+            self._resync(f"lost messages (seq {head.seq}, expected {self._expect_seq})")
+            return
+        self._expect_seq += 1
+        self._heard = self._now
+        t = head.type
+        if self._fstage == "connect":
+            if t != m.LEADERINFO:
+                self._resync(f"expected LEADERINFO, got {name}")
+                return
+            self._on_leaderinfo(frm, head.epoch)
+            return
+        if head.epoch != self._epoch:
+            self._events.append(f"dropped {name} from {frm}: epoch {head.epoch} != {self._epoch}")
+            self._resync("epoch changed within a session")
+            return
+        if t == m.SYNC:
+            if self._fstage != "epoch":
+                self._resync("unexpected SYNC")
+                return
+            self._on_sync(body)
+        elif t == m.ENTRIES:
+            if self._fstage not in ("sync", "broadcast"):
+                self._resync("unexpected ENTRIES")
+                return
+            for e in body.entries:
+                if e.zxid <= self._last:
+                    self._resync(f"entry {fmt_zxid(e.zxid)} not after our last")
+                    return
+                self._append(e.zxid, e.payload)
+        elif t == m.NEWLEADER:
+            if self._fstage != "sync" or body.zxid != self._last:
+                self._resync("unexpected NEWLEADER")
+                return
+            self._nl_zxid = body.zxid
+            self._learner_durable()
+        elif t in (m.UPTODATE, m.COMMIT, m.PING):
+            if self._fstage in ("sync", "broadcast"):
+                if body.zxid > self._commit:
+                    self._commit = body.zxid
+                    self._emit_commits()
+            if t == m.UPTODATE:
+                if self._fstage != "broadcast":
+                    self._resync("unexpected UPTODATE")
+                    return
+                if not self.serving:
+                    self.serving = True
+                    self._events.append(
+                        f"in sync with leader {frm} in epoch {self._epoch}; serving")
+            elif t == m.PING and self._fstage == "broadcast":
+                self._to_leader(m.ACK, m.Ack(self._eff_durable(), False))
+        else:
+            self._resync(f"unexpected {name}")
+
+    def _on_leaderinfo(self, frm: int, e: int) -> None:
+        # observers never count in a quorum, so their promise protects nothing
+        if self.is_observer or e > self._accepted or (
+                e == self._accepted and self._accepted_leader == frm):
+            if e != self._accepted or self._accepted_leader != frm:
+                self._accepted = e
+                self._accepted_leader = frm
+                self._persist_epochs()
+            self._epoch = e
+            self._fstage = "epoch"
+            self._to_leader(m.ACKEPOCH, m.AckEpoch(self._current, self._last))
+        else:
+            self._become_looking(
+                f"leader {frm} proposed epoch {e}, but we accepted "
+                f"{self._accepted} from {self._accepted_leader}")
+
+    def _on_sync(self, body) -> None:
+        if body.mode == m.SYNC_DIFF:
+            if body.zxid != self._last:
+                self._resync("DIFF from a zxid that is not our last")
+                return
+        elif body.mode == m.SYNC_TRUNC:
+            t = body.zxid
+            if t < self._applied:
+                # would un-apply committed history: the leader lacks a committed txn
+                self._become_looking(
+                    f"refusing TRUNC to {fmt_zxid(t)} below applied {fmt_zxid(self._applied)}")
+                return
+            if t > self._last:
+                self._resync("TRUNC beyond our log")
+                return
+            self._truncate(t)
+            self._events.append(f"truncated log to {fmt_zxid(t)}")
+        else:
+            self._install(body.zxid, body.data)
+            self._events.append(f"installing snapshot at {fmt_zxid(body.zxid)}")
+        self._fstage = "sync"
+
+    def _learner_durable(self) -> None:
+        d = self._eff_durable()
+        if self._fstage == "sync":
+            if self._nl_zxid is not None and d >= self._nl_zxid:
+                if self._current != self._epoch:
+                    self._current = self._epoch
+                    self._persist_epochs()
+                self._fstage = "broadcast"
+                self._to_leader(m.ACK, m.Ack(self._nl_zxid, True))
+        elif self._fstage == "broadcast" and d > self._nl_zxid:
+            self._to_leader(m.ACK, m.Ack(d, False))
