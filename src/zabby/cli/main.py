@@ -14,6 +14,14 @@ def _serve(args: argparse.Namespace) -> int:
     from ..server.app import run
     from ..server.config import ConfigError, default_config, load_config
 
+    if args.ensemble:
+        import tempfile
+
+        from ..server.local_ensemble import run_local_ensemble
+
+        base = args.dir or tempfile.mkdtemp(prefix="zabby-ensemble-")
+        return run_local_ensemble(args.ensemble, base, observers=args.observers)
+
     try:
         config = load_config(args.config) if args.config else default_config()
     except ConfigError as e:
@@ -28,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         run(config)
+    except ConfigError as e:
+        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+        return 2
     except CorruptDataError as e:
         print(f"zabby: refusing to start: {e}\n"
               f"  inspect with `zabby check`, repair with `zabby check --repair`",
@@ -142,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="run a server (embedded default without --config)")
     p.add_argument("--config", "-c", help="a ZooKeeper zoo.cfg")
     p.add_argument("--port", type=int, help="override clientPort")
+    p.add_argument("--ensemble", type=int, metavar="N",
+                   help="start a local ensemble of N voters (ports and data picked for you)")
+    p.add_argument("--observers", type=int, default=0, help="with --ensemble: observers")
+    p.add_argument("--dir", help="with --ensemble: base directory (default: a new temp dir)")
     p.set_defaults(func=_serve)
     p = sub.add_parser("log", help="print the entries of a txn log segment")
     p.add_argument("file")

@@ -8,7 +8,7 @@ import os
 import signal
 
 from ..storage import TxnLog, purge, recover
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .core import ZabbyServer
 from .durability import GroupCommitter
 
@@ -51,7 +51,17 @@ def build_server(config: ServerConfig) -> ZabbyServer:
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
         tree_getter=lambda: server.tree,
     )
-    server = ZabbyServer(config, committer=committer, tree=tree)
+    if config.is_distributed:
+        from .ensemble import EnsembleServer
+
+        if config.server_id is None or config.server_id not in config.servers:
+            raise ConfigError(f"{config.source or '<config>'}: this server's id is unknown: "
+                              f"write it to {os.path.join(config.data_dir, 'myid')} "
+                              f"(one of {sorted(config.servers)})")
+        server = EnsembleServer(config, tree=tree, txn_log=txn_log, committer=committer,
+                                my_id=config.server_id)
+    else:
+        server = ZabbyServer(config, committer=committer, tree=tree)
     return server
 
 

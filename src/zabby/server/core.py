@@ -109,6 +109,7 @@ class ZabbyServer:
         self.latency_count = 0
         self.outstanding = 0
         self._to_flush: list[ClientConnection] = []
+        self._containers_proposed: set[str] = set()
         self._tick_task: asyncio.Task | None = None
         self._server: asyncio.base_events.Server | None = None
 
@@ -174,8 +175,11 @@ class ZabbyServer:
         for s in list(self.sessions.expired(self.monotonic_ms())):
             log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
             self.close_session(s)
-        for path in self.tree.expired_containers(_now_ms()):
-            self._submit_internal(Op.DELETE_CONTAINER, _PathBody(path), 0)
+        expired = self.tree.expired_containers(_now_ms())
+        for path in expired:
+            if path not in self._containers_proposed:  # proposed last tick, not yet applied
+                self._submit_internal(Op.DELETE_CONTAINER, _PathBody(path), 0)
+        self._containers_proposed = set(expired) - self._containers_proposed
 
     # ------------------------------------------------------------ connections
     def accept_connection(self, conn: ClientConnection) -> bool:
@@ -242,8 +246,7 @@ class ZabbyServer:
             s.auth = conn.auth
             # the session exists once its createSession txn is applied
             conn.inflight += 1
-            txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
-            self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
+            self._start_session(conn, s, timeout)
             return
         s = self.sessions.get(req.sessionId)
         if s is None or s.closing or req.passwd != s.passwd:
@@ -264,6 +267,10 @@ class ZabbyServer:
         conn.session = s
         s.auth = conn.auth
         conn.send(encode_connect_response(ConnectResponse(0, timeout, s.id, s.passwd)))
+
+    def _start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
+        txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
+        self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
 
     def _session_created(self, conn: ClientConnection, s: Session, txn) -> None:
         self.tree.apply(txn)

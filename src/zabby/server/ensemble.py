@@ -1,0 +1,661 @@
+"""The ensemble runtime: drives `consensus.Peer` with the network, the log and the tree.
+
+Every member keeps the whole tree and answers reads from it. Writes (and
+session creation/closing) go to the leader: a follower or observer forwards
+the request; the leader prepares it against its tree plus pending changes and
+proposes the txn; once a quorum has it on disk it is committed, and every
+member applies committed txns in zxid order. The member holding the client's
+session answers when it applies the txn (matching the session's oldest
+outstanding write by cxid), so replies keep the session's FIFO order and a
+client always reads its own writes.
+
+Sessions are global: the leader tracks expiry from the touches each member
+relays every tick and proposes closeSession when one lapses. A client may
+reconnect to any member that has applied its session; a member refuses a
+client whose last seen zxid is ahead of its own.
+
+`sync` from a follower asks the leader, which answers on the same link after
+every commit it has sent so far; when the answer arrives those commits are
+applied, so a read after sync sees every write acknowledged before the sync.
+
+Messages between members ride the peer mesh (peers.py): Zab votes on the
+election ports, everything else on the quorum ports, with a one-byte kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import struct
+import time
+from collections import deque
+
+from ..consensus import Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
+from ..consensus import messages as zmsg
+from ..storage import TxnLog, list_snapshots, recover
+from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
+from ..tree import DataTree, RequestContext, Txn
+from ..wire import Err, Id, Op
+from ..wire.jute import ProtocolError, Record, vector
+from ..wire.protocol import REQUEST_BODY, encode_connect_response
+from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
+from .config import ServerConfig
+from .connection import MALFORMED, ClientConnection
+from .core import ZabbyServer, _now_ms
+from .durability import GroupCommitter
+from .peers import PeerMesh
+
+log = logging.getLogger("zabby.server.ensemble")
+
+# kinds of quorum-port messages
+K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK = range(5)
+_KIND = struct.Struct(">B")
+_INT = struct.Struct(">i")
+MODES = {"leading": "leader", "following": "follower", "observing": "observer",
+         "looking": "looking"}
+
+
+class Forwarded(Record):
+    """A client write a learner passes to the leader."""
+
+    FIELDS = (("session", "long"), ("cxid", "int"), ("op", "int"),
+              ("auth", vector(Id)), ("body", "buffer"))
+
+
+class Touches(Record):
+    FIELDS = (("sessions", vector("long")), ("timeouts", vector("int")))
+
+
+class SyncMsg(Record):
+    """sync: the request names the session and xid; the answer adds the leader's
+    commit point, which the learner applies before it answers the client."""
+
+    FIELDS = (("session", "long"), ("xid", "int"), ("zxid", "long"))
+
+
+# ------------------------------------------------------------------ durable view
+class EpochFile:
+    """acceptedEpoch / currentEpoch (and the leader that set acceptedEpoch), fsynced."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = os.path.join(data_dir, "epochs")
+        self.accepted = self.current = 0
+        self.leader = -1
+        try:
+            with open(self.path) as f:
+                a, c, leader = f.read().split()
+            self.accepted, self.current, self.leader = int(a), int(c), int(leader)
+        except FileNotFoundError:
+            pass
+
+    def save(self, accepted: int, current: int, leader: int) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{accepted} {current} {leader}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dfd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.accepted, self.current, self.leader = accepted, current, leader
+
+
+class LogView:
+    """consensus.LogReader over this member's log, tree and epoch file.
+
+    Entries handed to the log but not yet written are kept here, so the view
+    shows every appended entry whether or not its fsync has finished."""
+
+    def __init__(self, txn_log: TxnLog, epochs: EpochFile, server: EnsembleServer) -> None:
+        self.log = txn_log
+        self.epochs = epochs
+        self.server = server
+        self.unwritten: deque[tuple[int, bytes]] = deque()
+        self.last_zxid = server.tree.last_zxid
+        self.snap_zxid = server.tree.last_zxid
+
+    @property
+    def accepted_epoch(self) -> int:
+        return self.epochs.accepted
+
+    @property
+    def current_epoch(self) -> int:
+        return self.epochs.current
+
+    @property
+    def accepted_leader(self) -> int:
+        return self.epochs.leader
+
+    def entries_after(self, zxid: int):
+        last = zxid
+        for z, payload in self.log.iter_entries(zxid):
+            if self.unwritten and z >= self.unwritten[0][0]:
+                break
+            last = z
+            yield z, payload
+        for z, payload in list(self.unwritten):
+            if z > last:
+                yield z, payload
+
+    def has_entry(self, zxid: int) -> bool:
+        if zxid == self.snap_zxid:
+            return True
+        for z, _ in self.unwritten:
+            if z == zxid:
+                return True
+        for z, _ in self.log.iter_entries(zxid - 1):
+            return z == zxid
+        return False
+
+    def snapshot(self) -> tuple[int, bytes]:
+        tree = self.server.tree
+        return tree.last_zxid, snapshot_bytes(tree)
+
+
+# ------------------------------------------------------------------ the server
+class EnsembleServer(ZabbyServer):
+    def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
+                 committer: GroupCommitter, my_id: int) -> None:
+        super().__init__(config, server_id=my_id, committer=committer, tree=tree)
+        self.my_id = my_id
+        self.txn_log = txn_log
+        self.epochs = EpochFile(config.data_dir)
+        self.view = LogView(txn_log, self.epochs, self)
+        voters = frozenset(s for s, spec in config.servers.items() if not spec.is_observer)
+        observers = frozenset(s for s, spec in config.servers.items() if spec.is_observer)
+        # the peer ticks ten times per tickTime, so elections take a fraction of a tick
+        self.subticks = max(1, config.tick_time // 100)
+        k = self.subticks
+        limits = Limits(init_limit=config.init_limit * k, sync_limit=config.sync_limit * k,
+                        election_timeout=2)
+        self.peer = Peer(my_id, voters, observers, self.view,
+                         rng=random.Random(my_id * 7919 + time.time_ns()), tick_limits=limits)
+        self.role = "looking"
+        self.leader_id: int | None = None
+        self.serving = False
+        self.quorum_mesh = PeerMesh(
+            my_id, {s: (spec.host, spec.quorum_port) for s, spec in config.servers.items()},
+            self._on_quorum_message)
+        self.election_mesh = PeerMesh(
+            my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
+            self._on_zab_message)
+        # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
+        self.pending_writes: dict[int, deque] = {}
+        self.pending_connects: dict[int, ClientConnection] = {}
+        self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
+        self.touched: dict[int, int] = {}
+        self._subtick_task: asyncio.Task | None = None
+        self._draining = False
+
+    @property
+    def mode(self) -> str:
+        return MODES.get(self.role, self.role)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await super().start()
+        await self.election_mesh.start()
+        await self.quorum_mesh.start()
+        self._subtick_task = asyncio.get_running_loop().create_task(self._subticker())
+        self._drain()
+
+    async def stop(self) -> None:
+        if self._subtick_task:
+            self._subtick_task.cancel()
+        await self.quorum_mesh.stop()
+        await self.election_mesh.stop()
+        await super().stop()
+
+    async def _subticker(self) -> None:
+        period = self.config.tick_time / 1000.0 / self.subticks
+        n = 0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.peer.tick()
+                self._drain()
+                n += 1
+                if n % self.subticks == 0:
+                    self._relay_touches()
+            except Exception:
+                log.exception("error in the ensemble ticker")
+
+    # ------------------------------------------------------------ consensus I/O
+    def _on_zab_message(self, frm: int, payload: bytes) -> None:
+        self.peer.receive(frm, payload)
+        self._drain()
+
+    def _on_quorum_message(self, frm: int, payload: bytes) -> None:
+        if not payload:
+            return
+        kind, body = payload[0], payload[1:]
+        try:
+            if kind == K_ZAB:
+                self.peer.receive(frm, body)
+            elif kind == K_FORWARD:
+                self._on_forward(frm, Forwarded.decode(body))
+            elif kind == K_TOUCH:
+                self._on_touches(Touches.decode(body))
+            elif kind == K_SYNC:
+                self._on_sync_request(frm, SyncMsg.decode(body))
+            elif kind == K_SYNC_OK:
+                self._on_sync_ok(SyncMsg.decode(body))
+            else:
+                log.warning("dropped message of unknown kind %d from server %d", kind, frm)
+        except ProtocolError as e:
+            log.warning("dropped malformed message from server %d: %s", frm, e)
+        self._drain()
+
+    def _send_zab(self, to: int, msg: bytes) -> None:
+        if len(msg) >= 4 and _INT.unpack_from(msg, 0)[0] == zmsg.NOTIFICATION:
+            self.election_mesh.send(to, msg)
+        else:
+            self.quorum_mesh.send(to, _KIND.pack(K_ZAB) + msg)
+
+    def _send(self, to: int, kind: int, rec: Record) -> bool:
+        return self.quorum_mesh.send(to, _KIND.pack(kind) + rec.to_bytes())
+
+    def _drain(self) -> None:
+        """Carry out what the peer asks for (see consensus.Ready), until it asks nothing."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while True:
+                r = self.peer.ready()
+                if r.persist_epochs is not None:
+                    e = r.persist_epochs
+                    self.epochs.save(e.accepted_epoch, e.current_epoch, e.accepted_leader)
+                if r.install_snapshot is not None:
+                    self._install_snapshot(*r.install_snapshot)
+                if r.truncate_to is not None:
+                    self._truncate(r.truncate_to)
+                if r.persist:
+                    self._persist(r.persist)
+                for to, msg in r.messages:
+                    self._send_zab(to, msg)
+                for zxid, payload in r.commit:
+                    self._apply_committed(zxid, payload)
+                if r.commit and self.pending_syncs:
+                    self._answer_syncs()
+                for ev in r.events:
+                    log.info("zab: %s", ev)
+                self._role_change(r.role, r.leader_id, r.serving)
+                if not r:
+                    break
+        finally:
+            self._draining = False
+
+    def _persist(self, entries: list[tuple[int, bytes]]) -> None:
+        view = self.view
+        for zxid, payload in entries:
+            view.unwritten.append((zxid, payload))
+            view.last_zxid = zxid
+            self.committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
+                                        self._log_failed)
+
+    def _written(self, zxid: int) -> None:
+        u = self.view.unwritten
+        while u and u[0][0] <= zxid:
+            u.popleft()
+        self.peer.persisted(zxid)
+        self._drain()
+
+    def _log_failed(self, why: str) -> None:
+        log.error("stopping: %s", why)
+        # a member whose log is broken must not vote or serve: leave the ensemble
+        asyncio.get_running_loop().call_soon(self._shutdown_after_failure)
+
+    def _shutdown_after_failure(self) -> None:
+        os._exit(3)
+
+    def _truncate(self, zxid: int) -> None:
+        view = self.view
+        while view.unwritten and view.unwritten[-1][0] > zxid:
+            view.unwritten.pop()
+        view.last_zxid = min(view.last_zxid, zxid) if zxid >= view.snap_zxid else zxid
+        self.committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
+                                      lambda: None, self._log_failed)
+        if self.tree.last_zxid > zxid:
+            # the tree applied entries (replayed at start) that the leader discarded:
+            # once the log is cut, rebuild the tree from disk
+            log.warning("log truncated to zxid 0x%x below the applied 0x%x: reloading",
+                        zxid, self.tree.last_zxid)
+            self.committer.submit_control(lambda: self._drop_snapshots_after(zxid),
+                                          self._reload_tree, self._log_failed)
+
+    def _drop_snapshots_after(self, zxid: int) -> None:
+        for z, path in list_snapshots(self.config.data_dir):
+            if z > zxid:
+                os.unlink(path)
+
+    def _reload_tree(self) -> None:
+        cfg = self.config
+        tree, _ = recover(cfg.data_dir, cfg.effective_data_log_dir, max_buffer=cfg.max_buffer,
+                          extended_types=cfg.extended_types_enabled)
+        self._replace_tree(tree)
+
+    def _install_snapshot(self, zxid: int, data: bytes) -> None:
+        cfg = self.config
+        tree = snapshot_from_bytes(data, "<snapshot from the leader>", max_buffer=cfg.max_buffer,
+                                   extended_types=cfg.extended_types_enabled)
+        self._replace_tree(tree)
+        self.view.unwritten.clear()
+        self.view.snap_zxid = self.view.last_zxid = zxid
+
+        def install() -> None:
+            write_snapshot(tree, cfg.data_dir)
+            self.txn_log.truncate_after(-1)
+            self.txn_log.open_for_append(zxid)
+
+        self.committer.submit_control(install, lambda: self._snapshot_installed(zxid),
+                                      self._log_failed)
+
+    def _snapshot_installed(self, zxid: int) -> None:
+        self.peer.snapshot_installed(zxid)
+        self._drain()
+
+    def _replace_tree(self, tree: DataTree) -> None:
+        for conn in list(self.connections):
+            conn.abort()  # watches and reads of the old state end here
+        self.tree = tree
+        self.watches = tree.watches
+
+    # ------------------------------------------------------------ roles
+    def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
+        if role == self.role and leader_id == self.leader_id and serving == self.serving:
+            return
+        was_serving, was_leading = self.serving, self.role == "leading"
+        self.role, self.leader_id, self.serving = role, leader_id, serving
+        log.info("now %s (leader %s, epoch %d, %s)", self.mode, leader_id, self.peer.epoch,
+                 "serving" if serving else "not serving")
+        if was_leading and role != "leading":
+            self.tree.discard_pending()
+        if was_serving and not serving or role != "leading" and was_leading:
+            # in-flight writes have an unknown outcome: their clients reconnect
+            for conn in list(self.connections):
+                if conn.inflight:
+                    conn.abort()
+            self.pending_writes.clear()
+            self.pending_syncs.clear()
+            for conn in self.pending_connects.values():
+                conn.abort()
+            self.pending_connects.clear()
+        if not serving:
+            for conn in list(self.connections):
+                conn.abort()
+        if role == "leading" and serving:
+            # the leader tracks every session, each with a fresh timeout
+            now = self.monotonic_ms()
+            for sid, timeout in self.tree.sessions.items():
+                if self.sessions.get(sid) is None:
+                    self.sessions.add(sid, timeout, now)
+                else:
+                    self.sessions.touch(self.sessions.get(sid), now)
+
+    # ------------------------------------------------------------ clients
+    def accept_connection(self, conn: ClientConnection) -> bool:
+        if not self.serving:
+            return False  # "ZooKeeperServer not running": the client tries another
+        return super().accept_connection(conn)
+
+    def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
+        if not self.serving:
+            conn.abort()
+            return
+        sid = req.sessionId
+        if sid != 0 and sid in self.tree.sessions and self.sessions.get(sid) is None:
+            # a session created through another member: we know it from its txn
+            self.sessions.add(sid, self.tree.sessions[sid], self.monotonic_ms())
+        super().handle_connect(conn, req, read_only)
+        s = conn.session
+        if s is not None:
+            self.touched[s.id] = s.timeout
+
+    def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        s = conn.session
+        if s is not None:
+            self.touched[s.id] = s.timeout
+        super().handle_request(conn, xid, op, body)
+
+    def _commit(self, txn, done, conn) -> None:  # pragma: no cover - not used in an ensemble
+        raise AssertionError("ensemble writes go through consensus")
+
+    def _start_session(self, conn: ClientConnection, s, timeout: int) -> None:
+        self.pending_connects[s.id] = conn
+        self._route(s.id, 0, Op.CREATE_SESSION, timeout, conn.auth)
+
+    def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
+        s = conn.session
+        if s is None or s.closing:
+            self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
+            return
+        if op == Op.RECONFIG and body is MALFORMED:
+            self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
+            return
+        if op == Op.CLOSE_SESSION:
+            s.closing = True
+        conn.inflight += 1
+        self.outstanding += 1
+        self.pending_writes.setdefault(s.id, deque()).append((xid, conn, xid, op, t0))
+        self._route(s.id, xid, op, None if body is MALFORMED else body, conn.auth)
+
+    def _route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
+        """Leader: prepare and propose. Learner: forward to the leader."""
+        if self.role == "leading":
+            self._lead_write(session_id, cxid, op, body, auth)
+            return
+        if op == Op.CREATE_SESSION:
+            raw = _INT.pack(body)
+        elif body is None:
+            raw = None
+        else:
+            raw = body.to_bytes() if hasattr(body, "to_bytes") else _encode_body(body)
+        if self.leader_id is None or not self._send(
+                self.leader_id, K_FORWARD, Forwarded(session_id, cxid, op, list(auth), raw)):
+            log.info("no link to the leader; dropping the connection of session 0x%x",
+                     session_id & (2**64 - 1))
+            self._abandon(session_id)
+
+    def _abandon(self, session_id: int) -> None:
+        conn = self.pending_connects.pop(session_id, None)
+        q = self.pending_writes.pop(session_id, None)
+        if q:
+            conn = q[0][1]
+        if conn is not None:
+            conn.abort()
+
+    def _on_forward(self, frm: int, f: Forwarded) -> None:
+        if self.role != "leading":
+            log.info("dropped a request forwarded by %d: not leading", frm)
+            return
+        if f.op == Op.CREATE_SESSION:
+            body = _INT.unpack(f.body)[0] if f.body and len(f.body) == 4 else None
+        elif f.body is None:
+            body = None
+        else:
+            body_type = REQUEST_BODY.get(f.op)
+            try:
+                body = body_type.decode(f.body) if body_type is not None else None
+            except ProtocolError:
+                body = None
+        self._lead_write(f.session, f.cxid, f.op, body, f.auth or [])
+
+    def _lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> None:
+        from ..tree import ErrorTxn, TxnHeader
+
+        zxid = self._next_zxid()
+        ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
+        if op == Op.RECONFIG:
+            txn = Txn(TxnHeader(session_id, cxid, zxid, ctx.time, Op.ERROR),
+                      ErrorTxn(Err.RECONFIGDISABLED))
+        elif op == Op.CREATE_SESSION:
+            txn = self.tree.prepare(op, body, ctx)
+            if body is not None:
+                self.sessions.add(session_id, body, self.monotonic_ms())
+        else:
+            txn = self.tree.prepare(op, body, ctx)
+        try:
+            got = self.peer.propose(txn.encode())
+        except NotLeader:
+            self.tree.discard_pending()
+            self._abandon(session_id)
+            return
+        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
+            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
+        self._drain()
+
+    def _next_zxid(self) -> int:
+        """The zxid the peer's next proposal gets (as Peer.propose numbers them)."""
+        last, epoch = self.peer.last_zxid, self.peer.epoch
+        counter = zxid_counter(last) if zxid_epoch(last) == epoch else 0
+        return make_zxid(epoch, counter + 1)
+
+    def _apply_committed(self, zxid: int, payload: bytes) -> None:
+        txn = Txn.decode(payload)
+        res = self.tree.apply(txn)
+        self._fire(res.events)
+        hdr = txn.header
+        sid = hdr.clientId
+        if hdr.type == Op.CREATE_SESSION:
+            timeout = txn.body.timeOut
+            s = self.sessions.get(sid)
+            if s is None and self.role == "leading":
+                self.sessions.add(sid, timeout, self.monotonic_ms())
+            conn = self.pending_connects.pop(sid, None)
+            if conn is not None and not conn.closed and conn.session is not None:
+                conn.inflight -= 1
+                s = conn.session
+                conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+                self.pump(conn)
+            return
+        if hdr.type == Op.CLOSE_SESSION:
+            s = self.sessions.remove(sid)
+            self.touched.pop(sid, None)
+        q = self.pending_writes.get(sid)
+        if not q or q[0][0] != hdr.cxid:
+            if hdr.type == Op.CLOSE_SESSION and s is not None and s.conn is not None:
+                s.conn.abort()
+            return
+        _, conn, xid, op, t0 = q.popleft()
+        if not q:
+            del self.pending_writes[sid]
+        self.outstanding -= 1
+        conn.inflight -= 1
+        if conn.closed:
+            return
+        self._reply(conn, xid, op, res.err, res.response, t0)
+        if op == Op.CLOSE_SESSION:
+            conn.close_after_flush()
+            return
+        self.pump(conn)
+
+    # ------------------------------------------------------------ sessions
+    def tick(self) -> None:
+        if self.role != "leading" or not self.serving:
+            return
+        super().tick()
+
+    def _submit_internal(self, op: int, body, session_id: int) -> None:
+        if self.role == "leading":
+            self._lead_write(session_id, 0, op, body, [Id("super", "")])
+
+    def close_session(self, s) -> None:
+        s.closing = True
+        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
+
+    def _relay_touches(self) -> None:
+        if not self.touched or self.role == "leading" or self.leader_id is None:
+            if self.role == "leading":
+                self.touched.clear()
+            return
+        t, self.touched = self.touched, {}
+        self._send(self.leader_id, K_TOUCH, Touches(list(t), list(t.values())))
+
+    def _on_touches(self, t: Touches) -> None:
+        if self.role != "leading":
+            return
+        now = self.monotonic_ms()
+        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
+            s = self.sessions.get(sid)
+            if s is None:
+                if sid in self.tree.sessions:
+                    self.sessions.add(sid, timeout, now)
+            else:
+                self.sessions.touch(s, now)
+
+    # ------------------------------------------------------------ sync
+    def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
+        if op == Op.SYNC and body is not MALFORMED and self.role != "leading":
+            s = conn.session
+            if s is None or self.leader_id is None:
+                return
+            conn.inflight += 1
+            self.pending_syncs[(s.id, xid)] = (conn, body.path, t0)
+            if not self._send(self.leader_id, K_SYNC, SyncMsg(s.id, xid, 0)):
+                self.pending_syncs.pop((s.id, xid), None)
+                conn.abort()
+            return
+        super()._read(conn, xid, op, body, t0)
+
+    def _on_sync_request(self, frm: int, m: SyncMsg) -> None:
+        if self.role == "leading":
+            self._send(frm, K_SYNC_OK, SyncMsg(m.session, m.xid, self.peer.committed_zxid))
+
+    def _on_sync_ok(self, m: SyncMsg) -> None:
+        entry = self.pending_syncs.get((m.session, m.xid))
+        if entry is None:
+            return
+        # answer once everything the leader had committed is applied here
+        self.pending_syncs[(m.session, m.xid)] = (*entry[:3], m.zxid)
+        self._answer_syncs()
+
+    def _answer_syncs(self) -> None:
+        applied = self.tree.last_zxid
+        done = [k for k, v in self.pending_syncs.items() if len(v) == 4 and v[3] <= applied]
+        for key in done:
+            conn, path, t0, _ = self.pending_syncs.pop(key)
+            conn.inflight -= 1
+            if not conn.closed:
+                self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
+                self.pump(conn)
+
+    # ------------------------------------------------------------ 4lw / mntr
+    def monitor_values(self) -> list[tuple[str, object]]:
+        """Ensemble keys for mntr (without the zk_ prefix), as ZooKeeper names them,
+        plus each learner's lag in txns."""
+        peer = self.peer
+        v: list[tuple[str, object]] = [
+            ("peer_state", f"{self.role} - {peer.phase or 'election'}"),
+            ("quorum_size", peer.quorum),
+            ("epoch", peer.epoch),
+            ("last_proposed_zxid", peer.last_zxid),
+            ("committed_zxid", peer.committed_zxid),
+        ]
+        if self.role == "leading":
+            acks = peer.learner_acks()
+            voters = [s for s in acks if s in peer.voters]
+            v += [("learners", len(acks)), ("followers", len(voters)),
+                  ("synced_followers", len(voters)),
+                  ("synced_observers", len(acks) - len(voters))]
+            last = peer.last_zxid
+            v += [(f"learner_{s}_lag", _lag(last, z)) for s, z in sorted(acks.items())]
+        return v
+
+
+def _lag(last: int, acked: int) -> int:
+    """Txns between a learner's acknowledged zxid and the leader's last."""
+    if last >> 32 == acked >> 32:
+        return max(0, (last & 0xFFFFFFFF) - (acked & 0xFFFFFFFF))
+    return last & 0xFFFFFFFF
+
+
+def _encode_body(body) -> bytes:
+    out = bytearray()
+    body.encode(out)
+    return bytes(out)

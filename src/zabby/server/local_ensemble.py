@@ -1,0 +1,113 @@
+"""`zabby serve --ensemble N`: a whole local ensemble for development.
+
+Each member gets a directory under the base directory (zoo.cfg, myid, data),
+free loopback ports for clients, quorum and election, and its own process;
+their log lines are relayed prefixed with ``[server.N]``. SIGINT/SIGTERM
+stops every member (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_ensemble(base_dir: str, n: int, *, tick_time: int = 2000, observers: int = 0,
+                   host: str = "127.0.0.1", extra: dict[str, str] | None = None) -> list[dict]:
+    """Write zoo.cfg + myid for n voters (+ observers); return each member's facts."""
+    total = n + observers
+    ports = free_ports(3 * total, host)
+    members = []
+    for i in range(1, total + 1):
+        cp, qp, ep = ports[3 * (i - 1) : 3 * i]
+        members.append({"id": i, "client_port": cp, "quorum_port": qp, "election_port": ep,
+                        "observer": i > n, "dir": os.path.join(base_dir, f"server{i}")})
+    lines = [f"tickTime={tick_time}", "initLimit=10", "syncLimit=5",
+             "4lw.commands.whitelist=*", f"clientPortAddress={host}"]
+    for k, v in (extra or {}).items():
+        lines.append(f"{k}={v}")
+    server_lines = [
+        f"server.{m['id']}={host}:{m['quorum_port']}:{m['election_port']}"
+        + (":observer" if m["observer"] else ":participant")
+        + f";{host}:{m['client_port']}"
+        for m in members
+    ]
+    for m in members:
+        data = os.path.join(m["dir"], "data")
+        os.makedirs(data, exist_ok=True)
+        with open(os.path.join(data, "myid"), "w") as f:
+            f.write(f"{m['id']}\n")
+        cfg = [*lines, f"dataDir={data}", f"clientPort={m['client_port']}"]
+        if m["observer"]:
+            cfg.append("peerType=observer")
+        cfg += server_lines
+        m["config"] = os.path.join(m["dir"], "zoo.cfg")
+        with open(m["config"], "w") as f:
+            f.write("\n".join(cfg) + "\n")
+    return members
+
+
+def _relay(proc: subprocess.Popen, label: str) -> None:
+    for line in proc.stdout:  # type: ignore[union-attr]
+        sys.stdout.write(f"[{label}] {line}")
+        sys.stdout.flush()
+
+
+def run_local_ensemble(n: int, base_dir: str, *, observers: int = 0, tick_time: int = 2000) -> int:
+    members = write_ensemble(base_dir, n, observers=observers, tick_time=tick_time)
+    procs: list[subprocess.Popen] = []
+    print(f"zabby: starting a local ensemble of {n} voters"
+          + (f" and {observers} observers" if observers else "") + f" in {base_dir}")
+    for m in members:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "zabby", "serve", "--config", m["config"]],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,
+        )
+        procs.append(p)
+        threading.Thread(target=_relay, args=(p, f"server.{m['id']}"), daemon=True).start()
+    conn = ",".join(f"127.0.0.1:{m['client_port']}" for m in members)
+    print(f"zabby: connect with hosts={conn}")
+    stop = threading.Event()
+
+    def _stop(*_a) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    status = 0
+    while not stop.is_set():
+        if any(p.poll() is not None for p in procs):
+            status = 1
+            print("zabby: a member exited; stopping the ensemble", file=sys.stderr)
+            break
+        stop.wait(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return status
