@@ -1,0 +1,359 @@
+"""Unit tests of each Zab phase on a hand-driven cluster."""
+
+import random
+
+import pytest
+from consensus_harness import LIMITS, Cluster, entries, store_with, zx
+
+from zabby.consensus import LEADING, LOOKING, NotLeader, Peer
+from zabby.consensus import messages as m
+from zabby.consensus.sim import MemStorage
+
+# ------------------------------------------------------------------ election
+
+
+def test_single_voter_leads_at_once():
+    c = Cluster([1])
+    assert c.peers[1].established and c.peers[1].serving
+    assert c.peers[1].epoch == 1
+    z = c.peers[1].propose(b"x")
+    c.drain(1)
+    assert c.commits[1] == [(z, b"x")]
+    assert z == zx(1, 1)
+
+
+def test_fresh_ensemble_elects_highest_id():
+    c = Cluster([1, 2, 3])
+    assert c.settle() == 3
+
+
+def test_election_prefers_highest_epoch_then_zxid_then_id():
+    # 1 has the longest log but an older current epoch; 2 and 3 agree on epoch 2
+    base = entries(zx(1, 1), zx(1, 2))
+    stores = {
+        1: store_with(base + entries(zx(1, 3), zx(1, 4)), accepted=1, current=1),
+        2: store_with(base + entries(zx(2, 1)), accepted=2, current=2),
+        3: store_with(base, accepted=2, current=2),
+    }
+    c = Cluster([1, 2, 3], stores=stores)
+    assert c.settle() == 2
+    # tie on (epoch, zxid): the highest id wins
+    stores = {i: store_with(base, accepted=1, current=1) for i in (1, 2, 3)}
+    c = Cluster([1, 2, 3], stores=stores)
+    c.down.add(3)
+    assert c.settle() == 2
+
+
+def test_restarted_server_joins_existing_leader():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    z = c.peers[leader].propose(b"a")
+    c.drain(leader)
+    c.run()
+    # 1 restarts with its durable state and finds the leader via out-of-election votes
+    c.peers[1] = Peer(1, c.voters, c.observers, c.stores[1], rng=random.Random(5),
+                      tick_limits=LIMITS)
+    c.stores[1].applied = list(c.stores[1].snap_state)
+    c.drain(1)
+    c.tick(3)
+    assert c.peers[1].role == "following" and c.peers[1].leader_id == leader
+    assert c.peers[leader].established and c.peers[1].serving
+    assert (z, b"a") in c.stores[1].applied
+
+
+def test_looking_server_joins_leader_reelected_in_later_round():
+    """Regression (sim seed 5): learners re-attached to a leader re-elected in a later
+    election round report their old round; a LOOKING server must still join."""
+    c = Cluster([1, 2, 3, 4, 5])
+    leader = c.settle()
+    c.peers[leader]._clock += 3   # as if it had stepped down and been re-elected
+    rounds = {i: c.peers[i]._clock for i in c.ids}
+    victim = 1 if leader != 1 else 2
+    c.peers[victim] = Peer(victim, c.voters, c.observers, c.stores[victim],
+                           rng=random.Random(9), tick_limits=LIMITS)
+    c.drain(victim)
+    c.tick(3)
+    assert c.peers[victim].leader_id == leader and c.peers[victim].serving, rounds
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_new_epoch_exceeds_every_accepted_epoch_and_is_persisted_first():
+    stores = {
+        1: store_with(accepted=7, current=3),
+        2: store_with(accepted=4, current=3),
+        3: store_with(accepted=5, current=3),
+    }
+    c = Cluster([1, 2, 3], stores=stores)
+    leader = c.settle()
+    assert c.peers[leader].epoch == 8
+    for i in c.ids:
+        assert c.stores[i].accepted_epoch == 8 and c.stores[i].current_epoch == 8
+        assert c.stores[i].accepted_leader == leader
+    # the leader's epoch is durable in (or before) the Ready that sends LEADERINFO
+    rds = c.readies[leader]
+    first = next(k for k, rd in enumerate(rds)
+                 if any(m.decode(d)[0].type == m.LEADERINFO for _, d in rd.messages))
+    assert any(rd.persist_epochs and rd.persist_epochs.accepted_epoch == 8
+               for rd in rds[:first + 1])
+    # and a follower's ACKEPOCH goes out with its accepted epoch persisted
+    f = next(i for i in c.ids if i != leader)
+    rds = c.readies[f]
+    first = next(k for k, rd in enumerate(rds)
+                 if any(m.decode(d)[0].type == m.ACKEPOCH for _, d in rd.messages))
+    assert rds[first].persist_epochs.accepted_epoch == 8
+
+
+def test_follower_refuses_same_epoch_from_a_second_leader():
+    """ZooKeeper acks LEADERINFO(e) when e == acceptedEpoch from anyone; two leaders that
+    computed the same epoch could then both gather quorums. We remember the proposer."""
+    st = store_with(accepted=0, current=0)
+    p = Peer(1, frozenset({1, 2, 3}), frozenset(), st, rng=random.Random(1), tick_limits=LIMITS)
+    p.ready()
+    p._decide(2)           # as if the election chose 2
+    fi = p.ready().messages
+    session = m.decode(fi[0][1])[0].session
+    p.receive(2, m.encode(m.LEADERINFO, m.Empty(), epoch=5, session=session, seq=0))
+    rd = p.ready()
+    assert rd.persist_epochs.accepted_epoch == 5 and rd.persist_epochs.accepted_leader == 2
+    assert any(m.decode(d)[0].type == m.ACKEPOCH for _, d in rd.messages)
+    # now 3 claims epoch 5 as well
+    p._become_looking("test")
+    p._decide(3)
+    session = m.decode(p.ready().messages[-1][1])[0].session
+    p.receive(3, m.encode(m.LEADERINFO, m.Empty(), epoch=5, session=session, seq=0))
+    rd = p.ready()
+    assert p.role == LOOKING
+    assert not any(m.decode(d)[0].type == m.ACKEPOCH for _, d in rd.messages)
+
+
+def test_voter_locked_out_by_newer_accepted_epoch_forces_reelection():
+    """Regression (sim seed 29): a voter that accepted epoch 7 from a leader that never got
+    going cannot follow the established epoch-4 leader; the leader re-elects past it."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    other = next(i for i in c.ids if i != leader)
+    old_epoch = c.peers[leader].epoch
+    c.stores[other].accepted_epoch = old_epoch + 5
+    c.stores[other].accepted_leader = 99
+    c.peers[other] = Peer(other, c.voters, c.observers, c.stores[other],
+                          rng=random.Random(3), tick_limits=LIMITS)
+    c.drain(other)
+    leader = c.settle(ticks=60)
+    assert c.peers[leader].epoch > old_epoch + 5
+    assert all(c.peers[i].serving for i in c.ids)
+
+
+def test_leader_gives_up_when_a_quorum_member_is_ahead():
+    # 3 wins the vote (highest id) while 2 (with the better log) is not yet visible
+    stores = {
+        1: store_with(entries(zx(1, 1)), accepted=1, current=1),
+        2: store_with(entries(zx(1, 1), zx(1, 2)), accepted=1, current=1),
+        3: store_with(entries(zx(1, 1)), accepted=1, current=1),
+    }
+    c = Cluster([1, 2, 3], stores=stores)
+    c.peers[3]._decide(3)
+    c.drain(3)
+    c.peers[2]._decide(3)
+    c.drain(2)
+    c.run()
+    assert "is ahead" in c.all_events(3)
+    assert c.settle() == 2
+
+
+# ------------------------------------------------------------------ synchronisation
+
+
+def _sync_modes(c, leader):
+    return [e for e in c.events[leader] if e.startswith("sync ")]
+
+
+def test_sync_diff_for_a_lagging_follower():
+    log = entries(zx(1, 1), zx(1, 2), zx(1, 3))
+    stores = {1: store_with(log[:1], accepted=1, current=1),
+              2: store_with(log, accepted=1, current=1),
+              3: store_with(log, accepted=1, current=1)}
+    c = Cluster([1, 2, 3], stores=stores)
+    leader = c.settle()
+    assert leader == 3
+    assert any("sync 1: DIFF 0x100000001 (+2 entries" in e for e in _sync_modes(c, leader))
+    assert c.stores[1].history() == log
+    assert c.stores[1].applied == log          # the initial history is committed
+
+
+def test_sync_trunc_removes_uncommitted_entries_of_an_old_epoch():
+    common = entries(zx(1, 1), zx(1, 2))
+    stores = {
+        # 1 logged 1:3 and 1:4 in epoch 1 but they never reached a quorum
+        1: store_with(common + entries(zx(1, 3), zx(1, 4)), accepted=1, current=1),
+        # epoch 2 was established without them and committed 2:1
+        2: store_with(common + entries(zx(2, 1)), accepted=2, current=2),
+        3: store_with(common + entries(zx(2, 1)), accepted=2, current=2),
+    }
+    c = Cluster([1, 2, 3], stores=stores)
+    leader = c.settle()
+    assert leader == 3
+    assert any("sync 1: TRUNC 0x100000002" in e for e in _sync_modes(c, leader))
+    assert "truncated log to 0x100000002" in c.all_events(1)
+    assert c.stores[1].history() == c.stores[3].history() == common + entries(zx(2, 1))
+    assert c.stores[1].applied == common + entries(zx(2, 1))
+
+
+def test_sync_trunc_when_follower_is_ahead_of_the_leader():
+    common = entries(zx(1, 1))
+    stores = {1: store_with(common + entries(zx(1, 2)), accepted=2, current=1),
+              2: store_with(common, accepted=2, current=2),
+              3: store_with(common, accepted=2, current=2)}
+    c = Cluster([1, 2, 3], stores=stores)
+    assert c.settle() == 3
+    assert c.stores[1].history() == common
+
+
+def test_sync_snap_when_follower_is_behind_the_snapshot():
+    log = entries(*(zx(1, i) for i in range(1, 9)))
+    stores = {1: store_with(log[:2], accepted=1, current=1),
+              2: store_with(log, accepted=1, current=1, snap=6),
+              3: store_with(log, accepted=1, current=1, snap=6)}
+    c = Cluster([1, 2, 3], stores=stores)
+    leader = c.settle()
+    assert any(": SNAP" in e for e in _sync_modes(c, leader) if e.startswith("sync 1"))
+    assert c.stores[1].snap_zxid >= zx(1, 6)
+    assert c.stores[1].history() == log
+    assert c.stores[1].applied == log
+
+
+def test_follower_refuses_trunc_below_what_it_applied():
+    st = store_with(entries(zx(1, 1), zx(1, 2)), accepted=1, current=1, snap=2)
+    p = Peer(1, frozenset({1, 2, 3}), frozenset(), st, rng=random.Random(1), tick_limits=LIMITS)
+    p._decide(2)
+    session = m.decode(p.ready().messages[-1][1])[0].session
+    p.receive(2, m.encode(m.LEADERINFO, m.Empty(), epoch=2, session=session, seq=0))
+    p.receive(2, m.encode(m.SYNC, m.Sync(m.SYNC_TRUNC, zx(1, 1), None), epoch=2,
+                          session=session, seq=1))
+    rd = p.ready()
+    assert rd.truncate_to is None and p.role == LOOKING
+    assert any("refusing TRUNC" in e for e in rd.events)
+
+
+# ------------------------------------------------------------------ broadcast
+
+
+def test_commit_needs_a_quorum_of_persisted_acks():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    c.auto_fsync = False
+    f1, f2 = (i for i in c.ids if i != leader)
+    zs = [c.peers[leader].propose(b"v%d" % i) for i in range(3)]   # pipelined
+    c.drain(leader)
+    c.run()
+    assert c.peers[leader].committed_zxid < zs[0]
+    c.fsync(f1)
+    c.run()
+    # 1 of 3 durable (the leader's own log is not fsynced yet): nothing commits
+    assert c.peers[leader].committed_zxid < zs[0]
+    c.fsync(leader)
+    c.run()
+    assert c.peers[leader].committed_zxid == zs[-1]
+    assert [z for z, _ in c.commits[leader][-3:]] == zs
+    # f1 learns the commit, f2 cannot apply until its own log is durable
+    assert [z for z, _ in c.commits[f1][-3:]] == zs
+    assert zs[0] not in [z for z, _ in c.commits[f2]]
+    c.fsync(f2)
+    c.tick()
+    assert [z for z, _ in c.commits[f2][-3:]] == zs
+
+
+def test_proposals_are_batched_per_learner():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    for i in range(10):
+        c.peers[leader].propose(b"b%d" % i)
+    rd = c.peers[leader].ready()
+    kinds = [m.decode(d)[0].type for _, d in rd.messages]
+    assert kinds.count(m.ENTRIES) == 2      # one message per follower
+
+
+def test_propose_on_a_follower_raises_not_leader():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    with pytest.raises(NotLeader) as ei:
+        c.peers[1 if leader != 1 else 2].propose(b"x")
+    assert ei.value.leader_id == leader
+
+
+def test_observers_get_committed_entries_and_do_not_count():
+    c = Cluster([1, 2, 3], observers=[4])
+    leader = c.settle()
+    assert c.peers[4].role == "observing" and c.peers[4].serving
+    voters = [i for i in (1, 2, 3) if i != leader]
+    for v in voters:
+        c.isolate(v)
+    z = c.peers[leader].propose(b"x")
+    c.drain(leader)
+    c.run()
+    assert c.peers[leader].committed_zxid < z        # the observer's ack does not count
+    assert (z, b"x") not in c.stores[4].history()    # nor does it see uncommitted txns
+    c.cut.clear()
+    c.tick(2)
+    c.run()
+    assert c.peers[leader].committed_zxid >= z
+    assert (z, b"x") in c.stores[4].applied
+
+
+def test_leader_steps_down_without_quorum_within_sync_limit():
+    c = Cluster([1, 2, 3, 4, 5])
+    leader = c.settle()
+    for i in c.ids:
+        if i != leader:
+            c.cut.add((i, leader))
+            c.cut.add((leader, i))
+    ticks = 0
+    while c.peers[leader].role == LEADING and ticks < 50:
+        c.tick(only={leader})
+        ticks += 1
+    assert c.peers[leader].role == LOOKING
+    assert ticks <= LIMITS.sync_limit + 2
+    assert "lost quorum" in c.all_events(leader)
+
+
+def test_leader_keeps_leading_with_a_minority_lost():
+    c = Cluster([1, 2, 3, 4, 5])
+    leader = c.settle()
+    lost = [i for i in c.ids if i != leader][:2]
+    for i in lost:
+        c.down.add(i)
+    c.tick(3 * LIMITS.sync_limit)
+    assert c.peers[leader].established
+    z = c.peers[leader].propose(b"y")
+    c.drain(leader)
+    c.run()
+    assert c.peers[leader].committed_zxid >= z
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_malformed_unknown_and_old_epoch_messages_are_dropped_with_an_event():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    p = c.peers[leader]
+    before = (p.role, p.epoch, p.committed_zxid)
+    p.receive(2 if leader != 2 else 1, b"\x00\x01garbage")
+    p.receive(42, m.encode(m.ACK, m.Ack(5, False)))
+    p.receive(1 if leader != 1 else 2,
+              m.encode(m.ACK, m.Ack(0, False), epoch=p.epoch - 1 if p.epoch > 1 else 0))
+    evs = p.ready().events
+    assert any("malformed" in e for e in evs)
+    assert any("unknown server 42" in e for e in evs)
+    assert any("old-epoch" in e for e in evs)
+    assert (p.role, p.epoch, p.committed_zxid) == before
+
+
+def test_truncated_frames_never_raise():
+    p = Peer(1, frozenset({1, 2, 3}), frozenset(), MemStorage(), rng=random.Random(0))
+    msg = m.encode(m.ENTRIES, m.Entries([m.Entry(5, b"abc"), m.Entry(6, b"de")]),
+                   epoch=1, session=3, seq=0)
+    for i in range(len(msg)):
+        p.receive(2, msg[:i])
+    assert sum("malformed" in e for e in p.ready().events) == len(msg)
