@@ -98,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("zabby bench: interrupted", file=sys.stderr)
         return 130
-    if not args.json:
-        print(summary(res))
-    print(json.dumps(res, sort_keys=True), flush=True)
+    try:
+        if not args.json:
+            print(summary(res))
+        print(json.dumps(res, sort_keys=True), flush=True)
+    except BrokenPipeError:  # `zabby bench ... | head`
+        sys.stderr.close()
+        return 0
     return 1 if res["lost_sessions"] else 0
 
 

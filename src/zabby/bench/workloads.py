@@ -159,6 +159,7 @@ class _Pipelined(asyncio.Protocol):
         self.transport = None
         self.ready = asyncio.get_running_loop().create_future()
         self.finished = False
+        self.inline = type(self).reply is _Pipelined.reply
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -211,13 +212,18 @@ class _Pipelined(asyncio.Protocol):
         out: list[bytes] = []
         unpack_len = LEN.unpack_from
         unpack_reply = REPLY.unpack_from
+        # the next request of the cycle, inlined (most workloads): locals, saved after
+        inline = self.inline
+        templates, order, i, xid = self.templates, self.order, self.i, self.xid
+        norder = len(order)
+        pack_xid = XID.pack
         got = 0
         while n - pos >= 4:
             end = pos + 4 + unpack_len(buf, pos)[0]
             if end > n:
                 break
-            xid, _zxid, err = unpack_reply(buf, pos + 4)
-            if xid < 0:  # a notification or ping reply
+            xid_in, _zxid, err = unpack_reply(buf, pos + 4)
+            if xid_in < 0:  # a notification or ping reply
                 pos = end
                 continue
             t0, kind = sent.popleft()
@@ -230,8 +236,19 @@ class _Pipelined(asyncio.Protocol):
                 hists[kind][(s << 6) + (lat >> s) if s > 0 else lat] += 1
                 ops[kind] += 1
             if sending:
-                self.reply(out, now, kind, err, buf, pos + 20, end)
+                if inline:
+                    t = templates[order[i]]
+                    i += 1
+                    if i == norder:
+                        i = 0
+                    xid += 1
+                    out += (t[0], pack_xid(xid), t[1])
+                    sent.append((now, t[2]))
+                else:
+                    self.reply(out, now, kind, err, buf, pos + 20, end)
             pos = end
+        if inline:
+            self.i, self.xid = i, xid
         if pos:
             del buf[:pos]
         st.completed += got

@@ -1,0 +1,151 @@
+"""Shared parts of the benchmark scripts: servers tuned for measuring, machine facts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from zabby.bench import Session, connect, parse_hosts
+from zabby.bench.runner import arun
+from zabby.testing.servers import ZabbyServer, ZooKeeperServer
+from zabby.wire import Op, PathWatchRequest
+
+# The launcher's JVM flags are tuned for fast start in tests (C1 only, 256 MB heap);
+# a benchmark wants ZooKeeper as it would run in production: full JIT, room for the data.
+BENCH_JVM_FLAGS = ("-XX:+UseG1GC", "-Xms1g", "-Xmx8g", "-XX:-UsePerfData")
+
+
+class BenchZooKeeper(ZooKeeperServer):
+    start_timeout = 900.0
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        java, rest = cmd[0], cmd[1:]
+        rest = [a for a in rest if not a.startswith(("-XX:", "-Xms", "-Xmx", "-Xss", "-Xshare"))]
+        return [java, *BENCH_JVM_FLAGS, *rest]
+
+
+class BenchZabby(ZabbyServer):
+    start_timeout = 900.0
+
+
+def make_server(kind: str, directory: Path, **cfg):
+    cls = BenchZabby if kind == "zabby" else BenchZooKeeper
+    return cls(directory, **cfg)
+
+
+def common_cfg(**over) -> dict:
+    """Equivalent settings for both servers (4lw whitelist * comes from the launcher)."""
+    cfg = {"tickTime": 2000, "forceSync": "yes", "maxClientCnxns": 0, "snapCount": 100000}
+    cfg.update(over)
+    return cfg
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+        java = java.splitlines()[0] if java else "unknown"
+    except OSError:
+        java = "not installed"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "java": java,
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def filesystem_of(path: Path) -> str:
+    try:
+        out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout
+        dev, fstype = out.splitlines()[1].split()[:2]
+        return f"{fstype} on {dev}"
+    except (OSError, IndexError, ValueError):
+        return "unknown"
+
+
+async def _read_once(hosts: str, path: str) -> bool:
+    host, port = parse_hosts(hosts)[0]
+    try:
+        tr, sess = await connect(host, port, Session, 2.0)
+    except Exception:
+        return False
+    try:
+        err, _ = await asyncio.wait_for(sess.request(Op.GET_DATA, PathWatchRequest(path, False)), 5)
+        return err == 0
+    except Exception:
+        return False
+    finally:
+        tr.close()
+
+
+def timed_start(srv, probe_path: str = "/zookeeper") -> float:
+    """Seconds from process start to the first successful getData of probe_path."""
+    t0 = time.perf_counter()
+    srv.start()
+    deadline = t0 + srv.start_timeout
+    while not arun(_read_once(srv.hosts, probe_path)):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{srv.kind} never answered a read of {probe_path}")
+        time.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def read_log_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
+
+
+__all__ = [
+    "BenchZabby", "BenchZooKeeper", "common_cfg", "filesystem_of", "log_size", "machine",
+    "make_server", "md_table", "proc_cpu_seconds", "ratio", "re", "read_log_from",
+    "timed_start",
+]
