@@ -399,13 +399,9 @@ class EnsembleServer(ZabbyServer):
                     self.sessions.touch(self.sessions.get(sid), now)
 
     # ------------------------------------------------------------ clients
-    def accept_connection(self, conn: ClientConnection) -> bool:
-        if not self.serving:
-            return False  # "ZooKeeperServer not running": the client tries another
-        return super().accept_connection(conn)
-
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
         if not self.serving:
+            # "ZooKeeperServer not running": the client tries another member
             conn.abort()
             return
         sid = req.sessionId

@@ -11,6 +11,7 @@ to their conftest.py (see README.md).
 from .rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient, Reply
 from .servers import (
     ServerStartError,
+    ZabbyEnsemble,
     ZabbyServer,
     ZooKeeperServer,
     find_zookeeper,
@@ -24,6 +25,7 @@ __all__ = [
     "RawClient",
     "Reply",
     "ServerStartError",
+    "ZabbyEnsemble",
     "ZabbyServer",
     "ZooKeeperServer",
     "find_zookeeper",

@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "ServerStartError",
+    "ZabbyEnsemble",
     "ZabbyServer",
     "ZooKeeperServer",
     "find_zookeeper",
@@ -143,7 +144,7 @@ class _Server:
         lines = [f"{k}={_cfg_value(v)}" for k, v in self.cfg.items()]
         self.cfg_path.write_text("\n".join(lines) + "\n")
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
         self.write_config()
@@ -160,6 +161,8 @@ class _Server:
             )
         finally:
             log.close()
+        if not wait:
+            return
         try:
             self.wait_ready(self.start_timeout)
         except BaseException:
@@ -269,6 +272,108 @@ class ZabbyServer(_Server):
 
     def command(self) -> list[str]:
         return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path)]
+
+    def serving(self) -> bool:
+        if not any(str(k).startswith("server.") for k in self.cfg):
+            return True
+        try:
+            out = self.four_letter_word("srvr")
+        except OSError:
+            return False
+        return "Mode: " in out and "not currently serving" not in out
+
+    @property
+    def mode(self) -> str:
+        """leader / follower / observer / standalone, or "" while not serving."""
+        try:
+            out = self.four_letter_word("srvr")
+        except OSError:
+            return ""
+        for line in out.splitlines():
+            if line.startswith("Mode: "):
+                return line[6:].strip()
+        return ""
+
+
+class ZabbyEnsemble:
+    """N voters (+ observers) of zabby on loopback, each a ZabbyServer process.
+
+        with ZabbyEnsemble(tmp_path, 3) as ens:
+            KazooClient(hosts=ens.hosts)   # every member
+            ens.kill(ens.leader())         # kill -9 the leader
+    """
+
+    def __init__(self, tmpdir, n: int = 3, *, observers: int = 0, start: bool = True,
+                 **cfg: Any) -> None:
+        self.dir = Path(tmpdir)
+        total = n + observers
+        ports = [(free_port(), free_port(), free_port()) for _ in range(total)]
+        lines = {}
+        for i, (cp, qp, ep) in enumerate(ports, start=1):
+            role = "observer" if i > n else "participant"
+            lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
+        self.members: dict[int, ZabbyServer] = {}
+        for i, (cp, _, _) in enumerate(ports, start=1):
+            extra = dict(cfg)
+            if i > n:
+                extra["peerType"] = "observer"
+            m = ZabbyServer(self.dir / f"server{i}", start=False, clientPort=cp,
+                            initLimit=10, syncLimit=5, **lines, **extra)
+            (m.data_dir / "myid").write_text(f"{i}\n")
+            self.members[i] = m
+        if start:
+            self.start()
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(m.hosts for m in self.members.values())
+
+    def start(self, timeout: float = 30.0) -> None:
+        for m in self.members.values():
+            m.start(wait=False)
+        self.wait_serving(timeout=timeout)
+
+    def wait_serving(self, ids=None, timeout: float = 30.0) -> None:
+        """Until every given (default: running) member serves clients."""
+        deadline = time.monotonic() + timeout
+        ids = list(ids) if ids is not None else [
+            i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+        while True:
+            waiting = [i for i in ids if not self.members[i].serving()]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(self.members[i].log_tail(20) for i in waiting)
+                raise ServerStartError(f"members {waiting} not serving after {timeout}s\n{tails}")
+            time.sleep(0.05)
+
+    def leader(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in self.members.items():
+                if m.proc is not None and m.proc.poll() is None and m.mode == "leader":
+                    return i
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"no leader after {timeout}s")
+            time.sleep(0.05)
+
+    def kill(self, i: int) -> None:
+        self.members[i].kill()
+
+    def restart(self, i: int, wait: bool = False) -> None:
+        m = self.members[i]
+        m.stop()
+        m.start(wait=wait)
+
+    def stop(self) -> None:
+        for m in self.members.values():
+            m.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ZooKeeperServer(_Server):

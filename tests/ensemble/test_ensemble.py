@@ -1,0 +1,231 @@
+"""Real 3-server ensembles on loopback, driven by kazoo.
+
+Each test bounds its waits; every process is stopped by pid (ZabbyEnsemble.stop).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
+from kazoo.retry import KazooRetry
+
+from zabby.testing import OPEN_ACL_UNSAFE, RawClient, ZabbyEnsemble
+from zabby.wire import Op
+from zabby.wire.records import CreateRequest, SetDataRequest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _client(hosts: str, **kw) -> KazooClient:
+    c = KazooClient(hosts=hosts, timeout=kw.pop("timeout", 6.0), **kw)
+    c.start(timeout=15)
+    return c
+
+
+def _wait(pred, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def ensemble(tmp_path):
+    ens = ZabbyEnsemble(tmp_path, 3, tickTime=200)
+    try:
+        yield ens
+    finally:
+        ens.stop()
+
+
+def test_one_leader_and_writes_visible_on_every_member(ensemble):
+    modes = sorted(m.mode for m in ensemble.members.values())
+    assert modes == ["follower", "follower", "leader"]
+    clients = [_client(m.hosts) for m in ensemble.members.values()]
+    try:
+        for i, c in enumerate(clients):
+            c.create(f"/from{i}", f"v{i}".encode())
+        for c in clients:
+            c.sync("/")
+            assert sorted(c.get_children("/")) == ["from0", "from1", "from2", "zookeeper"]
+            assert c.get("/from1")[0] == b"v1"
+        # every member applied the same history: same Stat everywhere
+        stats = {c.exists("/from2") for c in clients}
+        assert len(stats) == 1
+        # sequential numbering is global
+        seqs = [clients[i % 3].create("/s-", sequence=True) for i in range(6)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    finally:
+        for c in clients:
+            c.stop()
+
+
+def test_watch_fires_on_another_member(ensemble):
+    m1, m2, _ = ensemble.members.values()
+    a, b = _client(m1.hosts), _client(m2.hosts)
+    try:
+        a.create("/w", b"0")
+        b.sync("/w")
+        got = threading.Event()
+        b.get("/w", watch=lambda e: got.set())
+        a.set("/w", b"1")
+        assert got.wait(10)
+        assert b.get("/w")[0] == b"1"
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_session_moves_between_members_keeping_its_ephemeral(ensemble):
+    ids = list(ensemble.members)
+    first, last = ensemble.members[ids[0]], ensemble.members[ids[2]]
+    watcher = _client(ensemble.members[ids[1]].hosts)
+    raw = RawClient(first.host, first.port, timeout_ms=4000, io_timeout=10)
+    try:
+        raw.connect()
+        reply = raw.request(Op.CREATE, CreateRequest("/eph", b"", OPEN_ACL_UNSAFE, 1))
+        assert reply.err == 0
+        raw.drop()  # the connection breaks; the session lives on
+        moved = RawClient(last.host, last.port, timeout_ms=4000, io_timeout=10,
+                          session_id=raw.session_id, passwd=raw.passwd)
+        assert moved.connect().sessionId == raw.session_id
+        watcher.sync("/")
+        assert watcher.exists("/eph").ephemeralOwner == raw.session_id
+        assert moved.request(Op.SET_DATA, SetDataRequest("/eph", b"moved", -1)).err == 0
+        moved.close()
+        _wait(lambda: watcher.exists("/eph") is None, what="ephemeral removed on close")
+    finally:
+        raw.drop()
+        watcher.stop()
+
+
+def test_session_expires_cluster_wide(ensemble):
+    m = next(iter(ensemble.members.values()))
+    watcher = _client(ensemble.hosts)
+    raw = RawClient(m.host, m.port, timeout_ms=1000, io_timeout=10)
+    try:
+        raw.connect()
+        assert raw.request(Op.CREATE, CreateRequest("/gone", b"", OPEN_ACL_UNSAFE, 1)).err == 0
+        raw.drop()  # no pings any more: the leader expires the session
+        _wait(lambda: watcher.exists("/gone") is None, timeout=15, what="expiry")
+    finally:
+        raw.drop()
+        watcher.stop()
+
+
+def test_kill_leader_under_write_load_loses_no_acknowledged_write(ensemble):
+    acked: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    client = _client(ensemble.hosts, connection_retry=KazooRetry(max_tries=-1, delay=0.05),
+                     command_retry=None)
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            path = f"/k{i:05d}"
+            try:
+                client.create(path, b"x")
+                acked.append(path)
+                i += 1
+            except NodeExistsError:
+                acked.append(path)  # a retried create that had in fact succeeded
+                i += 1
+            except (ConnectionLoss, SessionExpiredError):
+                time.sleep(0.05)
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+                time.sleep(0.05)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        _wait(lambda: len(acked) >= 50, what="writes before the kill")
+        leader = ensemble.leader()
+        ensemble.kill(leader)
+        killed_at = len(acked)
+        # a new leader among the survivors, and writes resume
+        new = ensemble.leader(timeout=30)
+        assert new != leader
+        _wait(lambda: len(acked) >= killed_at + 50, timeout=40, what="writes after failover")
+    finally:
+        stop.set()
+        t.join(10)
+    assert not errors, errors
+    # bring the old leader back: it catches up, and nothing acknowledged is lost anywhere
+    ensemble.members[leader].start(wait=False)
+    ensemble.wait_serving(timeout=30)
+    for m in ensemble.members.values():
+        c = _client(m.hosts)
+        try:
+            c.sync("/")
+            present = set(c.get_children("/"))
+            missing = [p for p in acked if p[1:] not in present]
+            assert not missing, f"member {m.hosts} lost acknowledged writes: {missing[:5]}"
+        finally:
+            c.stop()
+    client.stop()
+
+
+def test_whole_ensemble_restart_keeps_everything(ensemble):
+    c = _client(ensemble.hosts)
+    for i in range(30):
+        c.create(f"/p{i}", str(i).encode())
+    c.set("/p7", b"seven")
+    before = {f"/p{i}": c.get(f"/p{i}") for i in range(30)}
+    c.stop()
+    ensemble.stop()
+    ensemble.start()
+    c = _client(ensemble.hosts)
+    try:
+        c.sync("/")
+        after = {p: c.get(p) for p in before}
+        assert after == before
+    finally:
+        c.stop()
+
+
+def test_lagging_follower_catches_up(ensemble):
+    leader = ensemble.leader()
+    follower = next(i for i in ensemble.members if i != leader)
+    ensemble.members[follower].stop()
+    c = _client(ensemble.members[leader].hosts)
+    try:
+        for i in range(200):
+            c.create(f"/lag{i}", b"")
+    finally:
+        c.stop()
+    ensemble.members[follower].start(wait=False)
+    ensemble.wait_serving([follower], timeout=30)
+    f = _client(ensemble.members[follower].hosts)
+    try:
+        f.sync("/")
+        assert len([n for n in f.get_children("/") if n.startswith("lag")]) == 200
+    finally:
+        f.stop()
+
+
+def test_observer_serves_reads_and_forwards_writes(tmp_path):
+    with ZabbyEnsemble(tmp_path, 3, observers=1, tickTime=200) as ens:
+        obs = ens.members[4]
+        assert obs.mode == "observer"
+        voter = _client(ens.members[1].hosts)
+        o = _client(obs.hosts)
+        try:
+            voter.create("/o", b"from voter")
+            o.sync("/o")
+            assert o.get("/o")[0] == b"from voter"
+            o.create("/o2", b"from observer")
+            voter.sync("/o2")
+            assert voter.get("/o2")[0] == b"from observer"
+        finally:
+            voter.stop()
+            o.stop()
+        # an observer does not count: with two voters down there is no quorum
+        assert sorted(m.mode for m in ens.members.values()) == [
+            "follower", "follower", "leader", "observer"]
