@@ -216,12 +216,6 @@ def _srvr_zxid(srv: ZabbyServer) -> int:
     return int(m.group(1), 16)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zabby bug: while writes are refused, sessions are created/closed in memory only, yet "
-    "their zxids advance the server's last zxid, which every reply header and ping shows "
-    "to clients; after the restart the server recovers to a lower zxid and refuses every "
-    "client that saw one of those never-logged zxids ('client must try another server'), "
-    "so a durable session cannot be resumed within its timeout"))
 def test_session_survives_disk_full_outage_and_restart(tmp_path):
     """A client whose session (and ephemeral) was durable before the outage, and that
     only read during it, resumes that session after the operator's restart."""

@@ -73,9 +73,6 @@ class InMemoryCommitter:
         pass
 
 
-_SESSION_OPS = frozenset({Op.CREATE_SESSION, Op.CLOSE_SESSION})
-
-
 class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
@@ -269,6 +266,13 @@ class ZabbyServer:
         conn.send(encode_connect_response(ConnectResponse(0, timeout, s.id, s.passwd)))
 
     def _start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
+        if self.committer.failure is not None:
+            # The log is broken: a session local to this server, with no txn and so
+            # no zxid a client could see and then miss after a restart. Reads work;
+            # writes (ephemerals included) are refused.
+            conn.inflight -= 1
+            conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+            return
         txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
         self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
 
@@ -324,11 +328,6 @@ class ZabbyServer:
     def _commit(self, txn, done: Callable[[], None], conn: ClientConnection | None) -> None:
         """Hand a prepared txn to the committer; `done` applies it once durable."""
         committer = self.committer
-        if committer.failure is not None and txn.type in _SESSION_OPS:
-            # the log is broken: sessions still open and close (in memory only)
-            # so that reads keep working; they do not survive a restart
-            done()
-            return
         committer.submit(txn, done, lambda why: self._commit_failed(conn, why))
 
     def _commit_failed(self, conn: ClientConnection | None, why: str) -> None:
@@ -350,7 +349,14 @@ class ZabbyServer:
         if s is None or s.closing:
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
-        if self.committer.failure is not None and op != Op.CLOSE_SESSION:
+        if self.committer.failure is not None:
+            if op == Op.CLOSE_SESSION:
+                # see close_session: no txn while the log is broken
+                self.sessions.remove(s.id)
+                s.closing = True
+                self._reply(conn, xid, op, Err.OK, None, t0)
+                conn.close_after_flush()
+                return
             self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
             return
         if op == Op.RECONFIG:
@@ -399,6 +405,11 @@ class ZabbyServer:
             s.conn = None
             conn.session = None
             conn.abort()
+        if self.committer.failure is not None:
+            # no txn while the log is broken: a durable session's ephemerals stay
+            # until it expires again after the restart
+            self.sessions.remove(s.id)
+            return
         self._submit_internal(Op.CLOSE_SESSION, None, s.id)
 
     def _fire(self, events) -> None:

@@ -203,13 +203,14 @@ class GroupCommitter:
         _, status = os.waitpid(pid, 0)
         self.last_snapshot_ms = (time.perf_counter() - t0) * 1000
         self._snap_child = None
-        if os.waitstatus_to_exitcode(status) == 0:
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
             self.snapshots_taken += 1
             log.info("snapshot at zxid 0x%x written in %.0f ms (server paused %.1f ms)",
                      zxid, self.last_snapshot_ms, self.last_snapshot_pause_ms)
         else:
-            log.error("snapshot at zxid 0x%x failed (status %d); the log still holds everything",
-                      zxid, status)
+            log.error("snapshot at zxid 0x%x failed (exit code %d); the log still holds everything",
+                      zxid, code)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
