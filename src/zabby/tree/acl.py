@@ -158,6 +158,7 @@ def check_perm(acl, perm: int, auth_ids) -> bool:
     for aid in auth_ids:
         if aid.scheme == "super":
             return True
+    perm = int(perm)  # plain int: IntFlag's & costs an enum construction per ACL entry
     for a in acl:
         if a.perms & perm:
             ident = a.id

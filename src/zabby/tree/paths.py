@@ -6,6 +6,8 @@ the BMP is a surrogate pair in Java and so always invalid.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["is_valid_path", "parent_of", "split_path"]
 
 
@@ -18,8 +20,19 @@ def _bad_char(c: int) -> bool:
     )
 
 
+# Components of allowed characters only; "." and ".." components and anything
+# else unusual fall through to the exact character walk below.
+_PLAIN = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]+)+\\Z")
+
+
 def is_valid_path(path: str | None) -> bool:
     """True when `PathUtils.validatePath(path)` would accept the path."""
+    if path and _PLAIN.match(path) is not None and "/." not in path:
+        return True
+    return _is_valid_path_slow(path)
+
+
+def _is_valid_path_slow(path: str | None) -> bool:
     if not path or path[0] != "/":
         return False
     n = len(path)
