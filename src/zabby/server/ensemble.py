@@ -50,7 +50,7 @@ from .peers import PeerMesh
 log = logging.getLogger("zabby.server.ensemble")
 
 # kinds of quorum-port messages
-K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK = range(5)
+K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 MODES = {"leading": "leader", "following": "follower", "observing": "observer",
@@ -245,6 +245,11 @@ class EnsembleServer(ZabbyServer):
                 self._on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
                 self._on_sync_ok(SyncMsg.decode(body))
+            elif kind == K_DROPPED:
+                m = SyncMsg.decode(body)
+                log.info("the leader dropped a request of session 0x%x; closing its connection",
+                         m.session & (2**64 - 1))
+                self._abandon(m.session)
             else:
                 log.warning("dropped message of unknown kind %d from server %d", kind, frm)
         except ProtocolError as e:
@@ -467,8 +472,9 @@ class EnsembleServer(ZabbyServer):
             conn.abort()
 
     def _on_forward(self, frm: int, f: Forwarded) -> None:
-        if self.role != "leading":
+        if self.role != "leading" or not self.serving:
             log.info("dropped a request forwarded by %d: not leading", frm)
+            self._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
             return
         if f.op == Op.CREATE_SESSION:
             body = _INT.unpack(f.body)[0] if f.body and len(f.body) == 4 else None
@@ -480,9 +486,16 @@ class EnsembleServer(ZabbyServer):
                 body = body_type.decode(f.body) if body_type is not None else None
             except ProtocolError:
                 body = None
-        self._lead_write(f.session, f.cxid, f.op, body, f.auth or [])
+        try:
+            ok = self._lead_write(f.session, f.cxid, f.op, body, f.auth or [])
+        except Exception:
+            log.exception("failed to process a request forwarded by server %d", frm)
+            ok = False
+        if not ok:
+            # the learner's client would otherwise wait forever: it reconnects instead
+            self._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
 
-    def _lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> None:
+    def _lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> bool:
         from ..tree import ErrorTxn, TxnHeader
 
         zxid = self._next_zxid()
@@ -501,10 +514,11 @@ class EnsembleServer(ZabbyServer):
         except NotLeader:
             self.tree.discard_pending()
             self._abandon(session_id)
-            return
+            return False
         if got != zxid:  # pragma: no cover - the peer and we agree on numbering
             raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
         self._drain()
+        return True
 
     def _next_zxid(self) -> int:
         """The zxid the peer's next proposal gets (as Peer.propose numbers them)."""
