@@ -209,7 +209,8 @@ class Peer:
         self._clock = 0                          # election round (logicalclock)
         self._vote = (0, 0, -1)
         self._recv: dict[int, tuple[int, int, int]] = {}
-        self._ooe: dict[int, tuple[int, int, int]] = {}
+        self._ooe: dict[int, tuple[int, int, int, int]] = {}
+        self._leader_round = 0
         self._finalize = False
         self._last_sent_votes = 0
         # leader
@@ -221,6 +222,7 @@ class Peer:
         self._epoch_acks: set[int] = set()
         self._initial = 0
         self._lead_since = 0
+        self._epoch_floor = 0     # an accepted epoch seen that our next epoch must exceed
         # learner
         self._session = 0
         self._fstage = ""
@@ -487,7 +489,7 @@ class Peer:
         self._nl_zxid = None
         self.serving = False
 
-    def _become_looking(self, why: str) -> None:
+    def _become_looking(self, why: str, vote: tuple[int, int, int] | None = None) -> None:
         if self.role != LOOKING or why == "starting":
             self._events.append(f"looking: {why}")
         self._reset_role_state()
@@ -496,6 +498,9 @@ class Peer:
         self._epoch = 0
         self._clock += 1
         self._vote = self._self_vote()
+        if vote is not None and not self.is_observer:
+            # we know a better candidate (a follower that was ahead of us): vote for it
+            self._vote = max(self._vote, vote)
         self._recv = {}
         self._ooe = {}
         self._finalize = False
@@ -527,9 +532,15 @@ class Peer:
     def _on_notification(self, frm: int, n) -> None:
         looking_sender = n.state == 0
         if self.role != LOOKING:
-            if looking_sender:
-                self._out.append((frm, self._notification()))
-            return
+            if (looking_sender and frm == self.leader_id and self.role != LEADING
+                    and n.election_epoch > self._leader_round):
+                # our leader is electing again (ZooKeeper's learner sees the connection
+                # close): join the election at once rather than after a timeout
+                self._become_looking(f"leader {frm} is looking")
+            else:
+                if looking_sender:
+                    self._out.append((frm, self._notification()))
+                return
         if frm not in self.voters:
             return  # a looking observer: its vote never counts
         nvote = (n.peer_epoch, n.zxid, n.leader)
@@ -557,7 +568,7 @@ class Peer:
         # voters report following it in the same epoch and it reports leading that
         # epoch (FLE's out-of-election path; we compare Zab epochs rather than election
         # rounds because learners may re-attach to a leader re-elected in a later round)
-        self._ooe[frm] = (n.leader, n.peer_epoch, n.state)
+        self._ooe[frm] = (n.leader, n.peer_epoch, n.state, n.election_epoch)
         leader = n.leader
         if leader == self.id or leader not in self.voters:
             return
@@ -565,14 +576,15 @@ class Peer:
         if lv is None or lv[2] != _STATE_CODE[LEADING] or lv[1] != n.peer_epoch \
                 or lv[0] != leader:
             return
-        agree = sum(1 for s, (ld, pe, _) in self._ooe.items()
+        agree = sum(1 for s, (ld, pe, _, _) in self._ooe.items()
                     if ld == leader and pe == n.peer_epoch and s in self.voters)
         if agree >= self.quorum:
             self._clock = max(self._clock, n.election_epoch)
             self._vote = (n.peer_epoch, n.zxid, leader)
-            self._decide(leader)
+            self._decide(leader, lv[3])
 
-    def _decide(self, leader: int) -> None:
+    def _decide(self, leader: int, leader_round: int | None = None) -> None:
+        self._leader_round = self._clock if leader_round is None else leader_round
         self._finalize = False
         self._reset_role_state()
         if leader == self.id:
@@ -591,9 +603,9 @@ class Peer:
         self._events.append(f"elected leader (round {self._clock}); discovering a new epoch")
         self._maybe_fix_epoch()
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, vote: tuple[int, int, int] | None = None) -> None:
         self._events.append(f"stepped down as leader of epoch {self._epoch}: {why}")
-        self._become_looking(why)
+        self._become_looking(why, vote)
 
     def _tick_leading(self) -> None:
         lim = self.limits
@@ -657,6 +669,7 @@ class Peer:
             # this voter promised a newer epoch (to a leader that never got going) and
             # can never follow us; ZooKeeper leaves it out until the next election, we
             # start that election now so that no voter stays locked out
+            self._epoch_floor = max(self._epoch_floor, a)
             self._step_down(f"voter {frm} accepted epoch {a} >= ours")
             return
         self._send_leaderinfo(h)
@@ -664,7 +677,7 @@ class Peer:
     def _maybe_fix_epoch(self) -> None:
         if len(self._connected) < self.quorum:
             return
-        e = max(self._connected.values()) + 1
+        e = max(max(self._connected.values()), self._epoch_floor) + 1
         self._epoch = e
         self._accepted = e
         self._accepted_leader = self.id
@@ -708,7 +721,8 @@ class Peer:
             if (body.current_epoch, body.last_zxid) > (self._current, self._last):
                 self._step_down(
                     f"follower {frm} is ahead (epoch {body.current_epoch}, zxid "
-                    f"{fmt_zxid(body.last_zxid)} > {self._current}, {fmt_zxid(self._last)})")
+                    f"{fmt_zxid(body.last_zxid)} > {self._current}, {fmt_zxid(self._last)})",
+                    vote=(body.current_epoch, body.last_zxid, frm))
                 return
             self._epoch_acks.add(frm)
             self._maybe_epoch_quorum()

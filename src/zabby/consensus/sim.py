@@ -66,6 +66,7 @@ class MemStorage:
         self.current_epoch = 0
         self.accepted_leader = -1
         self.applied: list[tuple[int, bytes]] = []
+        self.inflight: tuple[int, int] | None = None
 
     # LogReader
     @property
@@ -102,12 +103,26 @@ class MemStorage:
         del self.zxids[i:]
         del self.payloads[i:]
         self.n_durable = min(self.n_durable, i)
+        if self.inflight is not None:
+            self.inflight = (min(self.inflight[0], i), self.inflight[1])
 
     def install(self, zxid: int, state: list[tuple[int, bytes]]) -> None:
         self.zxids, self.payloads, self.n_durable = [], [], 0
+        if self.inflight is not None:
+            self.inflight = (0, self.inflight[1])
         self.snap_zxid = zxid
         self.snap_state = list(state)
         self.applied = list(state)
+
+    # asynchronous fsync (group commit): covers what was appended when it started
+    def fsync_start(self) -> None:
+        self.inflight = (len(self.zxids), self.zxids[-1])
+
+    def fsync_done(self) -> int:
+        k, target = self.inflight
+        self.inflight = None
+        self.n_durable = max(self.n_durable, min(k, len(self.zxids)))
+        return target
 
     def fsync(self) -> int | None:
         if self.n_durable == len(self.zxids):
@@ -131,8 +146,11 @@ class MemStorage:
             del self.zxids[:i]
             del self.payloads[:i]
             self.n_durable -= i
+            if self.inflight is not None:
+                self.inflight = (max(0, self.inflight[0] - i), self.inflight[1])
 
     def crash(self) -> None:
+        self.inflight = None
         del self.zxids[self.n_durable:]
         del self.payloads[self.n_durable:]
         self.applied = list(self.snap_state)
@@ -153,6 +171,7 @@ class Node:
         self.tick_period = 10
         self.next_tick = 0
         self.proposed: dict[int, tuple[int, bytes]] = {}   # zxid -> (epoch, payload)
+        self.fsync_done_at = 0
         self.was_established = False
 
 
@@ -181,10 +200,11 @@ class Simulation:
         self.max_delay = r.choice((2, 5, 15, 40))
         self.p_long_delay = r.choice((0.0, 0.01, 0.05))
         self.p_garbage = r.choice((0.0, 0.005))
-        self.p_crash = r.choice((0.0, 0.0005, 0.002))
+        self.p_crash = r.choice((0.0, 0.0005, 0.002, 0.005))
+        self.p_power_loss = r.choice((0.0, 0.0, 0.0005))   # every server at once
         self.p_partition = r.choice((0.0, 0.002, 0.005))
         self.p_pause = r.choice((0.0, 0.001))
-        self.p_fsync = r.choice((0.2, 0.5, 0.9))
+        self.p_fsync = r.choice((0.05, 0.2, 0.5, 0.9))
         self.p_snapshot = r.choice((0.0, 0.002, 0.01))
         self.p_write = r.choice((0.02, 0.1, 0.3))
         self.chaos_steps = r.choice((1500, 3000))
@@ -325,8 +345,12 @@ class Simulation:
         est = peer.established
         if est and not n.was_established:
             self.stats["elections"] += 1
+            # every txn committed in an earlier epoch is in its history (a leader
+            # may establish late, e.g. after a pause, when a later epoch committed
+            # more: its followers have moved on, so it can commit nothing new)
             hist = n.store.history()
-            can = self.canonical
+            bound = peer.epoch << 32
+            can = self.canonical[:bisect.bisect_left(self.canonical, (bound, b""))]
             if hist[:len(can)] != can:
                 missing = next((e for i, e in enumerate(can)
                                 if i >= len(hist) or hist[i] != e), None)
@@ -360,10 +384,14 @@ class Simulation:
                 n.next_tick = self.now + n.tick_period + (r.randint(-2, 2) if not self.healed else 0)
                 n.peer.tick()
                 self._drain(n)
-            if n.store.n_durable < len(n.store.zxids) and r.random() < self.p_fsync:
-                z = n.store.fsync()
-                n.peer.persisted(z)
-                self._drain(n)
+            st = n.store
+            if st.inflight is not None:
+                if self.now >= n.fsync_done_at:
+                    n.peer.persisted(st.fsync_done())
+                    self._drain(n)
+            elif st.n_durable < len(st.zxids) and r.random() < self.p_fsync:
+                st.fsync_start()
+                n.fsync_done_at = self.now + r.choice((0, 0, 1, 3, 10))
             if not self.healed and r.random() < self.p_snapshot:
                 n.store.take_snapshot(purge=r.random() < 0.7)
         if r.random() < self.p_write:
@@ -371,6 +399,11 @@ class Simulation:
 
     def _faults(self) -> None:
         r = self.rng
+        if r.random() < self.p_power_loss:
+            self.log("POWER LOSS")
+            for n in self.nodes.values():
+                if n.up:
+                    self._crash(n)
         for sid in self.ids:
             n = self.nodes[sid]
             if n.up and r.random() < self.p_crash:
@@ -422,39 +455,57 @@ class Simulation:
         n.proposed[z] = (n.peer.epoch, payload)
         self._drain(n)
 
-    def heal(self) -> None:
+    def heal(self, keep_down: set[int] = frozenset()) -> None:
         self.healed = True
         self.blocked.clear()
         self.log("HEAL")
         for n in self.nodes.values():
             n.paused_until = 0
-            if not n.up:
+            if n.sid in keep_down:
+                if n.up:
+                    self._crash(n)
+            elif not n.up:
                 self.log(f"RESTART {n.sid}")
                 self._start(n)
 
     def run(self) -> dict:
         for _ in range(self.chaos_steps):
             self.step()
+        if self.rng.random() < 0.5:
+            # the network heals but a minority of voters (maybe the leader) stays
+            # down: writes must go on after at most one election
+            f = (len(self.voters) - 1) // 2
+            lost = set(self.rng.sample(sorted(self.voters), f))
+            if self.observers and self.rng.random() < 0.5:
+                lost |= self.observers
+            self.heal(keep_down=lost)
+            self.log(f"MINORITY DOWN {sorted(lost)}")
+            self._await_probe(f"with {sorted(lost)} down")
         self.heal()
-        # liveness: a leader must be established and a probe write commit everywhere
+        self.p_write = 0.0
+        self._await_probe("after healing")
+        return self._final_checks()
+
+    def _await_probe(self, when: str) -> None:
+        """Liveness: within a bounded number of ticks a leader is established and a
+        write commits on every live server."""
         budget_ticks = 2 * self.limits.init_limit + 4 * self.limits.sync_limit + 30
         deadline = self.now + budget_ticks * 12
         probe: tuple[int, bytes] | None = None
         probe_at: tuple[Node, int] = (self.nodes[self.ids[0]], 0)
-        self.p_write = 0.0
         while True:
             if self.now > deadline:
                 states = {s: (n.peer.role, n.peer.epoch, n.peer.serving, f"{n.peer.last_zxid:x}")
-                          for s, n in self.nodes.items()}
-                self.fail(f"no progress {budget_ticks} ticks after healing: probe={probe} "
+                          for s, n in self.nodes.items() if n.up}
+                self.fail(f"no progress {budget_ticks} ticks {when}: probe={probe} "
                           f"states={states}")
             self.step()
             if probe is not None and probe not in self.canonical:
                 pn, pe = probe_at
-                if not (pn.peer.established and pn.peer.epoch == pe):
+                if not (pn.up and pn.peer.established and pn.peer.epoch == pe):
                     probe = None  # its leader was deposed before committing it: retry
             if probe is None:
-                leaders = [n for n in self.nodes.values() if n.peer.established]
+                leaders = [n for n in self.nodes.values() if n.up and n.peer.established]
                 if leaders:
                     n = leaders[0]
                     self.writes += 1
@@ -467,8 +518,10 @@ class Simulation:
                     probe = (z, payload)
                     probe_at = (n, n.peer.epoch)
                     self._drain(n)
-            elif all(probe in n.store.applied for n in self.nodes.values()):
-                break
+            elif all(probe in n.store.applied for n in self.nodes.values() if n.up):
+                return
+
+    def _final_checks(self) -> dict:
         # convergence: everyone holds the canonical sequence up to the probe
         for n in self.nodes.values():
             if n.store.applied != self.canonical[:len(n.store.applied)]:
@@ -499,10 +552,11 @@ def run_seed(seed: int, verbose: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="replay zabby consensus simulation seeds")
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--seeds", type=int, default=100, help="run seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=100, help="run seeds START..START+N-1")
+    ap.add_argument("--start", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
-    seeds = [a.seed] if a.seed is not None else range(a.seeds)
+    seeds = [a.seed] if a.seed is not None else range(a.start, a.start + a.seeds)
     for s in seeds:
         try:
             st = run_seed(s, verbose=a.verbose)
