@@ -184,3 +184,25 @@ def test_failed_repair_keeps_raising_until_it_works():
         log.write_batch(entries(b))
     log.write_batch(entries(b))
     assert [z for z, _ in log.iter_entries()] == list(range(1, 9))
+
+
+def test_recover_without_replay_checks_the_log_but_keeps_the_snapshot_state():
+    """An ensemble member starts from its snapshot: its log may end in proposals that
+    were never committed, so they are validated and reported, not applied."""
+    from zabby.storage import write_snapshot
+
+    fs = SimulatedFS()
+    w = Workload(seed=7)
+    txns = [w.step() for _ in range(40)]
+    log = TxnLog("/d", fs=fs)
+    log.open_for_append(0)
+    log.write_batch(entries(txns[:25]))
+    write_snapshot(_model(txns[:25]), "/d", fs=fs)
+    log.write_batch(entries(txns[25:]))
+    tree, report = recover("/d", fs=fs, extended_types=True, replay=False)
+    assert tree.last_zxid == report.snapshot_zxid == txns[24].zxid
+    assert report.replayed == 0
+    assert report.log_last_zxid == txns[-1].zxid
+    assert_same_tree(tree, _model(txns[:25]))
+    full, rep2 = recover("/d", fs=fs, extended_types=True)
+    assert rep2.log_last_zxid == txns[-1].zxid and full.last_zxid == txns[-1].zxid

@@ -33,9 +33,12 @@ def build_server(config: ServerConfig) -> ZabbyServer:
     log_dir = config.effective_data_log_dir
     os.makedirs(config.data_dir, exist_ok=True)
     os.makedirs(log_dir, exist_ok=True)
+    # An ensemble member's log may end in proposals that were never committed:
+    # its tree starts from the snapshot, and consensus re-applies what is committed.
     tree, report = recover(
         config.data_dir, log_dir,
         max_buffer=config.max_buffer, extended_types=config.extended_types_enabled,
+        replay=not config.is_distributed,
     )
     log.info(
         "recovered zxid 0x%x from %s + %d logged txns in %.3f s",
@@ -45,7 +48,7 @@ def build_server(config: ServerConfig) -> ZabbyServer:
     txn_log = TxnLog(
         log_dir, prealloc_bytes=config.pre_alloc_size_kb * 1024, force_sync=config.force_sync
     )
-    txn_log.open_for_append(tree.last_zxid)
+    txn_log.open_for_append(report.log_last_zxid)
     server: ZabbyServer | None = None
     committer = GroupCommitter(
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
@@ -59,7 +62,7 @@ def build_server(config: ServerConfig) -> ZabbyServer:
                               f"write it to {os.path.join(config.data_dir, 'myid')} "
                               f"(one of {sorted(config.servers)})")
         server = EnsembleServer(config, tree=tree, txn_log=txn_log, committer=committer,
-                                my_id=config.server_id)
+                                my_id=config.server_id, log_last_zxid=report.log_last_zxid)
     else:
         server = ZabbyServer(config, committer=committer, tree=tree)
     return server

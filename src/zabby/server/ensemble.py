@@ -34,7 +34,7 @@ from collections import deque
 
 from ..consensus import Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
 from ..consensus import messages as zmsg
-from ..storage import TxnLog, list_snapshots, recover
+from ..storage import TxnLog
 from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
 from ..tree import DataTree, RequestContext, Txn
 from ..wire import Err, Id, Op
@@ -111,13 +111,15 @@ class LogView:
     Entries handed to the log but not yet written are kept here, so the view
     shows every appended entry whether or not its fsync has finished."""
 
-    def __init__(self, txn_log: TxnLog, epochs: EpochFile, server: EnsembleServer) -> None:
+    def __init__(self, txn_log: TxnLog, epochs: EpochFile, server: EnsembleServer,
+                 log_last_zxid: int) -> None:
         self.log = txn_log
         self.epochs = epochs
         self.server = server
         self.unwritten: deque[tuple[int, bytes]] = deque()
-        self.last_zxid = server.tree.last_zxid
+        # the tree holds only committed state (the snapshot); the log may go further
         self.snap_zxid = server.tree.last_zxid
+        self.last_zxid = max(log_last_zxid, self.snap_zxid)
 
     @property
     def accepted_epoch(self) -> int:
@@ -160,12 +162,12 @@ class LogView:
 # ------------------------------------------------------------------ the server
 class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
-                 committer: GroupCommitter, my_id: int) -> None:
+                 committer: GroupCommitter, my_id: int, log_last_zxid: int) -> None:
         super().__init__(config, server_id=my_id, committer=committer, tree=tree)
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)
-        self.view = LogView(txn_log, self.epochs, self)
+        self.view = LogView(txn_log, self.epochs, self, log_last_zxid)
         voters = frozenset(s for s, spec in config.servers.items() if not spec.is_observer)
         observers = frozenset(s for s, spec in config.servers.items() if spec.is_observer)
         # the peer ticks ten times per tickTime, so elections take a fraction of a tick
@@ -326,24 +328,9 @@ class EnsembleServer(ZabbyServer):
         view.last_zxid = min(view.last_zxid, zxid) if zxid >= view.snap_zxid else zxid
         self.committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
                                       lambda: None, self._log_failed)
-        if self.tree.last_zxid > zxid:
-            # the tree applied entries (replayed at start) that the leader discarded:
-            # once the log is cut, rebuild the tree from disk
-            log.warning("log truncated to zxid 0x%x below the applied 0x%x: reloading",
-                        zxid, self.tree.last_zxid)
-            self.committer.submit_control(lambda: self._drop_snapshots_after(zxid),
-                                          self._reload_tree, self._log_failed)
-
-    def _drop_snapshots_after(self, zxid: int) -> None:
-        for z, path in list_snapshots(self.config.data_dir):
-            if z > zxid:
-                os.unlink(path)
-
-    def _reload_tree(self) -> None:
-        cfg = self.config
-        tree, _ = recover(cfg.data_dir, cfg.effective_data_log_dir, max_buffer=cfg.max_buffer,
-                          extended_types=cfg.extended_types_enabled)
-        self._replace_tree(tree)
+        if self.tree.last_zxid > zxid:  # pragma: no cover - the peer refuses such a TRUNC
+            log.error("log truncated to zxid 0x%x below the applied 0x%x", zxid,
+                      self.tree.last_zxid)
 
     def _install_snapshot(self, zxid: int, data: bytes) -> None:
         cfg = self.config

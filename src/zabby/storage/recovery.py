@@ -37,6 +37,7 @@ class RecoveryReport:
     truncated: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
     skipped_snapshots: list[str] = field(default_factory=list)  # corrupt, older one used
+    log_last_zxid: int = 0  # newest valid entry in the log (or the snapshot's zxid)
 
 
 def list_snapshots(data_dir: str, fs=None) -> list[tuple[int, str]]:
@@ -191,8 +192,13 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool)
 
 def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
             max_buffer: int = DEFAULT_MAX_BUFFER, extended_types: bool = False,
-            repair_tail: bool = True) -> tuple[DataTree, RecoveryReport]:
+            repair_tail: bool = True, replay: bool = True) -> tuple[DataTree, RecoveryReport]:
     """The newest valid snapshot plus the log after it.
+
+    With replay=False the log is checked (and a torn tail cut) but not applied:
+    an ensemble member's log may end in proposals that were never committed, so
+    its tree starts from the snapshot and the consensus layer re-applies what
+    the leader confirms (report.log_last_zxid says how far the log goes).
 
     A torn tail of the newest log segment is truncated (durably, with a
     WARNING; not with repair_tail=False, which only reads); any other damage
@@ -203,6 +209,7 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
     tree, spath, szxid, plan, _count, skipped = _load(data_dir, log_v2, fs, max_buffer,
                                                       extended_types)
     replayed = 0
+    log_last = szxid
     for scan in plan.scans:
         if not scan.entries or scan.entries[-1][0] <= szxid:
             continue
@@ -224,8 +231,10 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
                 raise CorruptDataError(
                     f"{scan.path}: offset {s - ENTRY_HEADER}: entry zxid {zxid:#x} holds a txn "
                     f"with zxid {txn.zxid:#x}", path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
-            tree.apply(txn)
-            replayed += 1
+            log_last = zxid
+            if replay:
+                tree.apply(txn)
+                replayed += 1
     truncated: list[tuple[str, int]] = []
     if plan.truncate:
         if repair_tail:
@@ -235,7 +244,7 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
             for p, o, r, _w in plan.truncate:
                 log.warning("txn log %s: torn write at offset %d (%s): would truncate", p, o, r)
     report = RecoveryReport(spath, szxid, replayed, tree.last_zxid, truncated,
-                            time.perf_counter() - t0, skipped)
+                            time.perf_counter() - t0, skipped, log_last)
     return tree, report
 
 
