@@ -1,6 +1,6 @@
 """Whole-ensemble deterministic simulation over many seeds.
 
-ZABBY_SIM_SEEDS=N runs seeds 0..N-1 (default 600, about half a minute);
+ZABBY_SIM_SEEDS=N runs seeds 0..N-1 (default 800, about 25 s);
 ZABBY_SIM_SEED=S runs one seed verbosely. A failure prints the seed and the
 one-line replay command: python -m zabby.consensus.sim --seed S -v
 """
@@ -12,11 +12,11 @@ import pytest
 
 from zabby.consensus.sim import Simulation, SimulationFailure, run_seed
 
-N_SEEDS = int(os.environ.get("ZABBY_SIM_SEEDS", "600"))
+N_SEEDS = int(os.environ.get("ZABBY_SIM_SEEDS", "800"))
 CHUNK = 50
 
 # seeds that once exposed a bug (see the commit log); kept on top of the range
-REGRESSIONS = [0, 2, 5, 29, 132]
+REGRESSIONS = [0, 2, 5, 17, 29, 132, 1306, 3039]
 
 
 def _run(seeds):

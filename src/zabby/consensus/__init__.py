@@ -31,6 +31,12 @@ Phases (as ZooKeeper 3.8 / the Zab paper):
 * broadcast: proposals pipelined and batched (ENTRIES), acknowledged
   cumulatively after fsync, committed in zxid order once a quorum of voters
   (the leader's own fsync included) has them. Observers get committed entries only.
+* re-election: a learner whose leader sends a LOOKING vote from a newer round
+  joins the election at once (ZooKeeper's learner sees the connection close); a
+  leader that finds a follower ahead of it in discovery steps down voting for
+  that follower; a leader that meets a voter which accepted an epoch >= its own
+  (from a leader that never got going) steps down and the next epoch exceeds it
+  (ZooKeeper would leave that voter locked out until some other election).
 * liveness: leader PINGs every tick, learners answer with an ACK; a leader
   without a quorum of synced voters heard within syncLimit steps down; a leader
   not established within initLimit steps down; a learner not hearing from its
