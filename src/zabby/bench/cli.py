@@ -19,11 +19,22 @@ watch (N sessions watch one znode, one writer; latency = setData to the last
 notification), session (connect + closeSession), multi (4 setData in one multi).
 Keys live under --prefix (default /bench), created before and deleted after.
 Progress goes to stderr once a second; the last line of stdout is one JSON object.
+
+`zabby bench compare --help`: start Apache ZooKeeper 3.8 and zabby here (standalone
+and 3-member ensembles) and run the workloads against both, in alternation.
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from . import compare
+
     d = BenchConfig()
+    sub = p.add_subparsers(dest="bench_command", metavar="{compare}",
+                           title="subcommands (optional)")
+    c = sub.add_parser("compare", help="zabby vs Apache ZooKeeper 3.8, started here",
+                       description=compare.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_arguments(c)
     p.add_argument("--hosts", default=d.hosts, help="host:port[,host:port...] (default %(default)s)")
     p.add_argument("--workload", "-w", choices=WORKLOADS, default=d.workload)
     p.add_argument("--sessions", "-n", type=int, default=d.sessions,
@@ -89,6 +100,13 @@ def summary(res: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "bench_command", None) == "compare":
+        from . import compare
+
+        if getattr(args, "argv", None) is None:
+            argv = sys.argv[1:]
+            args.argv = argv[argv.index("compare") + 1:] if "compare" in argv else []
+        return compare.run(args)
     cfg = config_from_args(args)
     try:
         res = run_bench(cfg)
@@ -112,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="zabby bench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    if argv is not None and "compare" in argv:
+        args.argv = argv[argv.index("compare") + 1:]
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ __all__ = [
     "ServerStartError",
     "ZabbyEnsemble",
     "ZabbyServer",
+    "ZooKeeperEnsemble",
     "ZooKeeperServer",
     "find_zookeeper",
     "four_letter_word",
@@ -414,3 +415,113 @@ class ZooKeeperServer(_Server):
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             str(self.cfg_path),
         ]
+
+
+def _mode_of(member: _Server) -> str:
+    """leader / follower / observer / standalone from ``srvr``, or "" while not serving."""
+    try:
+        out = member.four_letter_word("srvr", timeout=1.0)
+    except OSError:
+        return ""
+    for line in out.splitlines():
+        if line.startswith("Mode: "):
+            return line[6:].strip()
+    return ""
+
+
+class ZooKeeperEnsemble:
+    """N voters (+ observers) of Apache ZooKeeper 3.8 on loopback, modelled on ZabbyEnsemble.
+
+    Each member is a ``member_cls`` (default ZooKeeperServer) process with its own
+    directory, ``myid`` and the same ``server.N=host:quorum:election:role;host:client``
+    lines; initLimit/syncLimit default to ZabbyEnsemble's (10 / 5).
+
+        with ZooKeeperEnsemble(tmp_path, 3) as ens:
+            KazooClient(hosts=ens.hosts)
+            ens.kill(ens.leader())
+    """
+
+    def __init__(self, tmpdir, n: int = 3, *, observers: int = 0, start: bool = True,
+                 member_cls: type[ZooKeeperServer] | None = None, **cfg: Any) -> None:
+        why = find_zookeeper()
+        if why is not None:
+            raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
+        self.dir = Path(tmpdir)
+        cls = member_cls or ZooKeeperServer
+        cfg.setdefault("initLimit", 10)
+        cfg.setdefault("syncLimit", 5)
+        total = n + observers
+        ports = [(free_port(), free_port(), free_port()) for _ in range(total)]
+        lines = {}
+        for i, (cp, qp, ep) in enumerate(ports, start=1):
+            role = "observer" if i > n else "participant"
+            lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
+        self.members: dict[int, ZooKeeperServer] = {}
+        for i, (cp, _, _) in enumerate(ports, start=1):
+            extra = dict(cfg)
+            if i > n:
+                extra["peerType"] = "observer"
+            m = cls(self.dir / f"server{i}", start=False, clientPort=cp, **lines, **extra)
+            (m.data_dir / "myid").write_text(f"{i}\n")
+            self.members[i] = m
+        if start:
+            self.start()
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(m.hosts for m in self.members.values())
+
+    def start(self, timeout: float = 90.0) -> None:
+        for m in self.members.values():
+            m.start(wait=False)
+        self.wait_serving(timeout=timeout)
+
+    def wait_serving(self, ids=None, timeout: float = 90.0) -> None:
+        """Until every given (default: running) member serves clients."""
+        deadline = time.monotonic() + timeout
+        ids = list(ids) if ids is not None else [
+            i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+        while True:
+            for i in ids:
+                m = self.members[i]
+                if m.proc is not None and m.proc.poll() is not None:
+                    raise ServerStartError(f"member {i} exited with status "
+                                           f"{m.proc.returncode}\n{m.log_tail(20)}")
+            waiting = [i for i in ids if not self.members[i].serving()]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(self.members[i].log_tail(20) for i in waiting)
+                raise ServerStartError(f"members {waiting} not serving after {timeout}s\n{tails}")
+            time.sleep(0.05)
+
+    def mode(self, i: int) -> str:
+        return _mode_of(self.members[i])
+
+    def leader(self, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in self.members.items():
+                if m.proc is not None and m.proc.poll() is None and _mode_of(m) == "leader":
+                    return i
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"no leader after {timeout}s")
+            time.sleep(0.05)
+
+    def kill(self, i: int) -> None:
+        self.members[i].kill()
+
+    def restart(self, i: int, wait: bool = False) -> None:
+        m = self.members[i]
+        m.stop()
+        m.start(wait=wait)
+
+    def stop(self) -> None:
+        for m in self.members.values():
+            m.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
