@@ -25,7 +25,7 @@ _HDR = struct.Struct(">II")
 _HELLO = struct.Struct(">4sHq")
 _MAGIC = b"ZBPR"
 VERSION = 1
-MAX_FRAME = 64 << 20  # snapshots travel in frames too
+MAX_FRAME = 1 << 30  # a SNAP sync carries the whole tree in one frame
 
 
 class PeerProtocolError(Exception):
