@@ -200,8 +200,11 @@ def test_lagging_follower_catches_up(ensemble):
             c.create(f"/lag{i}", b"")
     finally:
         c.stop()
+    seen = len(_log_text(ensemble.members[leader]))
     ensemble.members[follower].start(wait=False)
     ensemble.wait_serving([follower], timeout=30)
+    synced = _log_text(ensemble.members[leader])[seen:]
+    assert f"sync {follower}: DIFF" in synced and "SNAP" not in synced, synced[-2000:]
     f = _client(ensemble.members[follower].hosts)
     try:
         f.sync("/")
@@ -229,3 +232,43 @@ def test_observer_serves_reads_and_forwards_writes(tmp_path):
         # an observer does not count: with two voters down there is no quorum
         assert sorted(m.mode for m in ens.members.values()) == [
             "follower", "follower", "leader", "observer"]
+
+
+def _log_text(member) -> str:
+    return member.log_path.read_text(errors="replace")
+
+
+def test_far_behind_member_is_synced_by_snapshot(tmp_path):
+    """A member whose data is gone rejoins a leader that restarted from a snapshot:
+    the leader's log no longer reaches back to zxid 0, so it sends SNAP."""
+    import shutil
+
+    ens = ZabbyEnsemble(tmp_path, 3, tickTime=200, snapCount=40)
+    try:
+        c = _client(ens.hosts)
+        for i in range(150):
+            c.create(f"/n{i:03d}", str(i).encode())
+        c.stop()
+        ens.stop()
+        wiped = ens.members[3]
+        for entry in wiped.data_dir.iterdir():
+            if entry.name != "myid":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        ens.members[1].start(wait=False)
+        ens.members[2].start(wait=False)
+        ens.wait_serving([1, 2], timeout=30)
+        wiped.start(wait=False)
+        ens.wait_serving([3], timeout=30)
+        leader = ens.members[ens.leader()]
+        assert "sync 3: SNAP" in _log_text(leader)
+        f = _client(wiped.hosts)
+        try:
+            f.sync("/")
+            names = [n for n in f.get_children("/") if n.startswith("n")]
+            assert len(names) == 150
+            assert f.get("/n149")[0] == b"149"
+            f.create("/after", b"")  # and it takes part in new writes
+        finally:
+            f.stop()
+    finally:
+        ens.stop()
