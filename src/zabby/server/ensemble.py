@@ -405,6 +405,20 @@ class EnsembleServer(ZabbyServer):
         if s is not None:
             self.touched[s.id] = s.timeout
 
+    def connection_closed(self, conn: ClientConnection) -> None:
+        super().connection_closed(conn)
+        s = conn.session
+        q = self.pending_writes.get(s.id) if s is not None else None
+        if q:
+            # the client will learn nothing more on this connection; should the
+            # session come back here, its new writes must not queue behind these
+            kept = deque(e for e in q if e[1] is not conn)
+            self.outstanding -= len(q) - len(kept)
+            if kept:
+                self.pending_writes[s.id] = kept
+            else:
+                del self.pending_writes[s.id]
+
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
         s = conn.session
         if s is not None:
