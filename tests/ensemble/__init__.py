@@ -1,0 +1,1 @@
+"""Ensemble tests: real member processes on loopback and in network namespaces."""

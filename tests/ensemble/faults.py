@@ -1,0 +1,743 @@
+"""Harness for the ensemble fault tests: a recorded register workload, network
+namespaces for partitions, and the end-of-run checks.
+
+Workload: `Worker` threads, each with its own raw client (zabby.testing.rawclient),
+do plain reads, sync+reads, writes (setData -1) and cas (setData with the
+version the worker last saw) on a few keys, and record every op in a
+`HistoryRecorder` (zabby.testing.linearizability). A worker that loses its
+connection (or waits longer than IO_TIMEOUT) marks the op in flight unknown and
+reconnects to a random member, resuming its session (with its last zxid, so a
+lagging member refuses it); when the session is gone it opens a new one and
+becomes a new process of the history.
+
+Partitions: `NetLab` puts each member in its own network namespace, with a veth
+into a bridge in a namespace of the lab's own, where the clients live
+(addresses 10.77.0.0/24, which exist only inside these namespaces). A link
+between two namespaces is cut by a permanent neighbour entry on each side that
+maps the other's address to a MAC that does not exist -- established TCP
+connections included -- and healed by deleting the entries. Sockets are made
+inside a namespace by switching only the calling thread (setns(2)), so no
+helper process is needed.
+
+Seeds: ZABBY_FAULT_SEEDS="N" runs seeds 0..N-1, "3,17" or "10-20" those
+(odd seeds use 5 members, even seeds 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zabby.testing.linearizability import CheckResult, HistoryRecorder, Op, check_history
+from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
+from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZabbyServer
+from zabby.wire import Err
+from zabby.wire import Op as Opcode
+from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, SetDataRequest
+
+TICK_MS = 200
+SESSION_TIMEOUT_MS = 4000  # the most tickTime 200 allows (20 ticks)
+IO_TIMEOUT = 4.0  # longer than a leader pause, so paused leaders get to answer
+CONNECT_TIMEOUT = 1.5
+KEYS = ("/r0", "/r1", "/r2", "/r3")
+HEAL_BOUND = 25.0  # seconds from the heal to a leader and a committed write
+
+
+def seeds(default: list[int]) -> list[int]:
+    spec = os.environ.get("ZABBY_FAULT_SEEDS", "").strip()
+    if not spec:
+        return default
+    if "," in spec:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    if "-" in spec:
+        a, b = spec.split("-", 1)
+        return list(range(int(a), int(b) + 1))
+    return list(range(int(spec)))
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------ namespaces
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def in_netns(name: str | None) -> Iterator[None]:
+    """Run the block with the calling thread in network namespace ``name`` (None: stay)."""
+    if name is None:
+        yield
+        return
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, _CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns({name}): {os.strerror(e)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(back, _CLONE_NEWNET) != 0:  # pragma: no cover
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns(back): {os.strerror(e)}")
+    finally:
+        os.close(target)
+        os.close(back)
+
+
+def four_letter_word_in(ns: str | None, host: str, port: int, word: str,
+                        timeout: float = 1.0) -> str:
+    import socket
+
+    with in_netns(ns):
+        s = socket.create_connection((host, port), timeout=timeout)
+    with s:
+        s.sendall(word.encode())
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+class NetnsUnavailable(RuntimeError):
+    pass
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {p.stderr.strip()}")
+    return p
+
+
+_lab_counter = itertools.count()
+BOGUS_MAC = "02:00:5e:ff:ff:01"
+
+
+class NetLab:
+    """A bridge namespace (clients, 10.77.0.254) and one namespace per member
+    (10.77.0.i). Nodes are member ids, or "C" for the clients' side."""
+
+    SUBNET = "10.77.0"
+
+    def __init__(self, n: int) -> None:
+        tag = f"zbf{os.getpid()}-{next(_lab_counter)}"
+        self.br = f"{tag}-br"
+        self.ns = {i: f"{tag}-m{i}" for i in range(1, n + 1)}
+        self.created: list[str] = []
+        self.cuts: set[frozenset] = set()
+
+    def addr(self, node) -> str:
+        return f"{self.SUBNET}.254" if node == "C" else f"{self.SUBNET}.{node}"
+
+    def _where(self, node) -> tuple[str, str]:
+        return (self.br, "br0") if node == "C" else (self.ns[node], "eth0")
+
+    def setup(self) -> None:
+        p = _ip("netns", "add", self.br, check=False)
+        if p.returncode != 0:
+            if "Operation not permitted" in p.stderr and os.environ.get("CI") != "true":
+                raise NetnsUnavailable(p.stderr.strip())
+            raise RuntimeError(f"ip netns add: {p.stderr.strip()}")
+        self.created.append(self.br)
+        _ip("-n", self.br, "link", "set", "lo", "up")
+        _ip("-n", self.br, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.br, "link", "set", "br0", "up")
+        _ip("-n", self.br, "addr", "add", f"{self.addr('C')}/24", "dev", "br0")
+        for i, ns in self.ns.items():
+            _ip("netns", "add", ns)
+            self.created.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", self.br, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0",
+                "netns", ns)
+            _ip("-n", self.br, "link", "set", f"v{i}", "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+
+    def cut(self, a, b) -> None:
+        """Both directions between a and b, established connections included."""
+        for x, y in ((a, b), (b, a)):
+            ns, dev = self._where(x)
+            _ip("-n", ns, "neigh", "replace", self.addr(y), "lladdr", BOGUS_MAC, "dev", dev,
+                "nud", "permanent")
+        self.cuts.add(frozenset((a, b)))
+
+    def partition(self, *groups) -> None:
+        """Cut every link between different groups (nodes in no group keep all links)."""
+        for g, h in itertools.combinations(groups, 2):
+            for a in g:
+                for b in h:
+                    self.cut(a, b)
+
+    def heal(self) -> None:
+        for pair in list(self.cuts):
+            a, b = tuple(pair)
+            for x, y in ((a, b), (b, a)):
+                ns, dev = self._where(x)
+                _ip("-n", ns, "neigh", "del", self.addr(y), "dev", dev, check=False)
+        self.cuts.clear()
+
+    def cleanup(self) -> list[str]:
+        errors = []
+        for ns in reversed(self.created):
+            p = _ip("netns", "del", ns, check=False)
+            if p.returncode != 0:
+                errors.append(f"{ns}: {p.stderr.strip()}")
+        self.created.clear()
+        return errors
+
+
+class NetnsServer(ZabbyServer):
+    """A zabby member run with ``ip netns exec``; 4lw from the clients' namespace."""
+
+    def __init__(self, tmpdir, *, netns: str, host: str, client_ns: str, **cfg) -> None:
+        self.netns = netns
+        self.client_ns = client_ns
+        super().__init__(tmpdir, start=False, clientPortAddress=host, **cfg)
+        self.host = host
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *super().command()]
+
+    def four_letter_word(self, word: str, timeout: float = 1.0) -> str:
+        return four_letter_word_in(self.client_ns, self.host, self.port, word, timeout)
+
+    def serving(self) -> bool:
+        try:
+            out = self.four_letter_word("srvr")
+        except OSError:
+            return False
+        return "Mode: " in out and "not currently serving" not in out
+
+
+class NetnsEnsemble(ZabbyEnsemble):
+    """Like ZabbyEnsemble, each member in its NetLab namespace (same ports everywhere)."""
+
+    def __init__(self, tmpdir, lab: NetLab, **cfg) -> None:
+        self.dir = Path(tmpdir)
+        self.lab = lab
+        cp, qp, ep = 2181, 2888, 3888
+        lines = {f"server.{i}": f"{lab.addr(i)}:{qp}:{ep}:participant;{lab.addr(i)}:{cp}"
+                 for i in lab.ns}
+        self.members = {}
+        for i, ns in lab.ns.items():
+            m = NetnsServer(self.dir / f"server{i}", netns=ns, host=lab.addr(i),
+                            client_ns=lab.br, clientPort=cp, initLimit=10, syncLimit=5,
+                            **lines, **cfg)
+            (m.data_dir / "myid").write_text(f"{i}\n")
+            self.members[i] = m
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [(m.host, m.port) for m in self.members.values()]
+
+
+def loopback_endpoints(ens: ZabbyEnsemble) -> list[tuple[str, int]]:
+    return [(m.host, m.port) for m in ens.members.values()]
+
+
+# ------------------------------------------------------------------ processes
+def pause(m: ZabbyServer) -> None:
+    os.killpg(m.pid, signal.SIGSTOP)
+
+
+def resume(m: ZabbyServer) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(m.pid, signal.SIGCONT)
+
+
+def running(m: ZabbyServer) -> bool:
+    return m.proc is not None and m.proc.poll() is None
+
+
+# ------------------------------------------------------------------ clients
+class NsRawClient(RawClient):
+    """A RawClient whose socket lives in network namespace ``ns`` (None: ours)."""
+
+    def __init__(self, *a, ns: str | None = None, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.ns = ns
+
+    def open(self) -> None:
+        with in_netns(self.ns):
+            super().open()
+
+
+def setup_keys(endpoints, ns: str | None) -> dict[str, tuple[str, int]]:
+    """Create the registers (data "init", version 0) through any member."""
+    def attempt():
+        for host, port in endpoints:
+            c = NsRawClient(host, port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=5, ns=ns)
+            try:
+                c.connect()
+                for k in KEYS:
+                    r = c.request(Opcode.CREATE2, CreateRequest(k, b"init", OPEN_ACL_UNSAFE, 0))
+                    assert r.err in (Err.OK, Err.NODEEXISTS), r
+                c.close()
+                return True
+            except (ConnectionClosed, OSError):
+                c.drop()
+        return False
+
+    wait_for(attempt, 20, "creating the registers")
+    return {k: ("init", 0) for k in KEYS}
+
+
+@dataclass
+class Worker:
+    wid: int
+    seed: int
+    endpoints: list[tuple[str, int]]
+    rec: HistoryRecorder
+    stop: threading.Event
+    ns: str | None = None
+    pace: float = 0.01
+    odd_errors: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+    ops: int = 0
+    sessions: int = 0
+    member: int = 0  # the member (1-based) the client is connected to
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self._run, name=f"worker{self.wid}", daemon=True)
+        t.start()
+        return t
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def _connect(self, rng: random.Random, session: tuple[int, bytes], last_zxid: int):
+        order = list(self.endpoints)
+        rng.shuffle(order)
+        for host, port in order:
+            if self.stop.is_set():
+                return None
+            sid, pw = session
+            c = NsRawClient(host, port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=CONNECT_TIMEOUT,
+                            session_id=sid, passwd=pw, last_zxid=last_zxid, ns=self.ns)
+            try:
+                resp = c.connect()
+            except (ConnectionClosed, OSError):
+                c.drop()
+                continue
+            if resp.timeOut <= 0 or resp.sessionId == 0:
+                c.drop()  # the session expired: the caller starts a new one
+                return "expired"
+            c.io_timeout = IO_TIMEOUT
+            self.member = self.endpoints.index((host, port)) + 1
+            return c
+        return None
+
+    def _loop(self) -> None:
+        rng = random.Random(self.seed)
+        session = (0, b"\x00" * 16)
+        last_zxid = 0
+        client: NsRawClient | None = None
+        seen: dict[str, int] = {k: 0 for k in KEYS}
+        n = 0
+        while not self.stop.is_set():
+            if client is None:
+                got = self._connect(rng, session, last_zxid)
+                if got == "expired":
+                    session, last_zxid = (0, b"\x00" * 16), 0
+                    continue
+                if got is None:
+                    time.sleep(0.1)
+                    continue
+                client = got
+                if client.session_id != session[0]:
+                    self.sessions += 1
+                    session = (client.session_id, client.passwd)
+            proc = f"w{self.wid}s{self.sessions}"
+            key = rng.choice(KEYS)
+            kind = rng.choices(("read", "sread", "write", "cas"), (30, 20, 25, 25))[0]
+            n += 1
+            value = f"w{self.wid}-{n}"
+            try:
+                if kind == "read" or kind == "sread":
+                    before = self._mode() if kind == "sread" else ""
+                    h = self.rec.invoke(proc, kind, key, meta=f"m{self.member}")
+                    try:
+                        if kind == "sread":
+                            r = client.request(Opcode.SYNC, PathRequest(key))
+                            if r.err != Err.OK:
+                                self._odd(f"sync {key}: err {r.err}")
+                                h.fail()
+                                continue
+                        r = client.request(Opcode.GET_DATA, PathWatchRequest(key, False))
+                    except BaseException:
+                        h.fail()  # a read without a reply observed nothing
+                        raise
+                    if kind == "sread":
+                        h.op.meta = f"m{self.member} {before}/{self._mode()}"
+                    if r.err != Err.OK:
+                        self._odd(f"getData {key}: err {r.err}")
+                        h.fail()
+                        continue
+                    v = r.body.stat.version
+                    h.ok((r.body.data.decode(), v))
+                    seen[key] = max(seen[key], v)
+                else:
+                    ev = seen[key] if kind == "cas" else -1
+                    h = self.rec.invoke(proc, kind, key, value=value,
+                                        expected_version=ev if kind == "cas" else None,
+                                        meta=f"m{self.member}")
+                    try:
+                        r = client.request(Opcode.SET_DATA, SetDataRequest(key, value.encode(), ev))
+                    except BaseException:
+                        h.unknown()
+                        raise
+                    if r.err == Err.OK:
+                        h.ok(r.body.stat.version)
+                        seen[key] = max(seen[key], r.body.stat.version)
+                    elif r.err == Err.BADVERSION and kind == "cas":
+                        h.fail()
+                    else:
+                        # not a definite "did not happen": keep it possible
+                        self._odd(f"setData {key}: err {r.err}")
+                        h.unknown()
+                self.ops += 1
+                last_zxid = max(last_zxid, client.last_zxid)
+            except (ConnectionClosed, OSError, TimeoutError):
+                last_zxid = max(last_zxid, client.last_zxid)
+                client.drop()
+                client = None
+                time.sleep(rng.uniform(0.1, 0.4))  # back off: fewer unknown ops per fault
+                continue
+            if rng.random() < 0.01:
+                # move the session to another member now and then (no op in flight), so
+                # every member, the leader included, has clients when a fault strikes
+                last_zxid = max(last_zxid, client.last_zxid)
+                client.drop()
+                client = None
+            if self.pace:
+                time.sleep(rng.uniform(0, self.pace))
+        if client is not None:
+            client.drop()
+
+    def _mode(self) -> str:
+        """The connected member's own idea of its role (srvr), or "?"."""
+        host, port = self.endpoints[self.member - 1]
+        try:
+            out = four_letter_word_in(self.ns, host, port, "srvr", timeout=1.0)
+        except OSError:
+            return "?"
+        for line in out.splitlines():
+            if line.startswith("Mode: "):
+                return line[6:].strip()
+        return "?"
+
+    def _odd(self, what: str) -> None:
+        if len(self.odd_errors) < 50:
+            self.odd_errors.append(what)
+
+
+class QueuedOps:
+    """Requests queued at one member while it cannot commit them (paused, or cut off
+    from the quorum): connect and read the keys' versions first (recorded), then
+    ``fire`` pipelines a cas on the version read and a write per key, and a thread
+    waits for the replies for ``wait`` seconds. The member must not acknowledge any
+    of them unless the (new) quorum has them -- the history checker decides."""
+
+    def __init__(self, endpoint, ns: str | None, rec: HistoryRecorder, tag: str,
+                 member: int) -> None:
+        self.host, self.port = endpoint
+        self.ns = ns
+        self.rec = rec
+        self.proc = f"queued-{tag}"
+        self.member = member
+        self.client: NsRawClient | None = None
+        self.versions: dict[str, int] = {}
+        self.thread: threading.Thread | None = None
+        self.outcomes: list[str] = []
+
+    def prepare(self) -> bool:
+        c = NsRawClient(self.host, self.port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=2,
+                        ns=self.ns)
+        try:
+            c.connect()
+            for k in KEYS:
+                h = self.rec.invoke(self.proc, "read", k, meta=f"m{self.member}")
+                r = c.request(Opcode.GET_DATA, PathWatchRequest(k, False))
+                if r.err != Err.OK:
+                    h.fail()
+                    return False
+                h.ok((r.body.data.decode(), r.body.stat.version))
+                self.versions[k] = r.body.stat.version
+        except (ConnectionClosed, OSError, TimeoutError):
+            c.drop()
+            return False
+        self.client = c
+        return True
+
+    def fire(self, wait: float) -> None:
+        c = self.client
+        if c is None:
+            return
+        sent = []
+        try:
+            for n, k in enumerate(KEYS):
+                for kind in ("cas", "write"):
+                    value = f"{self.proc}-{k}-{kind}-{n}"
+                    ev = self.versions[k] if kind == "cas" else -1
+                    h = self.rec.invoke(self.proc, kind, k, value=value,
+                                        expected_version=ev if kind == "cas" else None,
+                                        meta=f"m{self.member} queued")
+                    xid = c.send_request(Opcode.SET_DATA, SetDataRequest(k, value.encode(), ev))
+                    sent.append((xid, kind, h))
+        except (ConnectionClosed, OSError):
+            pass
+
+        def collect() -> None:
+            deadline = time.monotonic() + wait
+            for i, (xid, kind, h) in enumerate(sent):
+                try:
+                    r = c.wait_reply(xid, Opcode.SET_DATA,
+                                     timeout=max(0.1, deadline - time.monotonic()))
+                except (ConnectionClosed, OSError, TimeoutError):
+                    for _, _, rest in sent[i:]:
+                        rest.unknown()
+                        self.outcomes.append("unknown")
+                    break
+                if r.err == Err.OK:
+                    h.ok(r.body.stat.version)
+                    self.outcomes.append("ok")
+                elif r.err == Err.BADVERSION and kind == "cas":
+                    h.fail()
+                    self.outcomes.append("fail")
+                else:
+                    h.unknown()
+                    self.outcomes.append(f"err {r.err}")
+            c.drop()
+
+        self.thread = threading.Thread(target=collect, name=self.proc, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+            assert not self.thread.is_alive(), f"{self.proc} still waiting for replies"
+        elif self.client is not None:
+            self.client.drop()
+
+
+class Workload:
+    def __init__(self, endpoints, *, workers: int, seed: int, ns: str | None = None) -> None:
+        self.rec = HistoryRecorder()
+        self.stop_event = threading.Event()
+        self.workers = [Worker(i, seed * 1000 + i, endpoints, self.rec, self.stop_event, ns=ns)
+                        for i in range(workers)]
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.threads = [w.start() for w in self.workers]
+
+    def stop(self, timeout: float = IO_TIMEOUT * 3 + 5) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self.threads if t.is_alive()]
+        assert not alive, f"workers still running after {timeout}s: {alive}"
+        errors = [w.error for w in self.workers if w.error is not None]
+        if errors:
+            raise errors[0]
+
+
+# ------------------------------------------------------------------ checks
+def probe_write(endpoints, ns: str | None, timeout: float) -> float:
+    """Seconds until a write commits through some member (a fresh session)."""
+    t0 = time.monotonic()
+    tag = f"probe-{t0}".encode()
+
+    def attempt():
+        for host, port in endpoints:
+            c = NsRawClient(host, port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=3, ns=ns)
+            try:
+                c.connect()
+                r = c.request(Opcode.CREATE2, CreateRequest("/probe", tag, OPEN_ACL_UNSAFE, 0))
+                if r.err == Err.NODEEXISTS:
+                    r = c.request(Opcode.SET_DATA, SetDataRequest("/probe", tag, -1))
+                if r.err == Err.OK:
+                    c.close()
+                    return True
+            except (ConnectionClosed, OSError):
+                pass
+            c.drop()
+        return False
+
+    wait_for(attempt, timeout, "a write to commit after the heal", interval=0.1)
+    return time.monotonic() - t0
+
+
+def final_reads(ens: ZabbyEnsemble, rec: HistoryRecorder, ns: str | None) -> dict:
+    """sync + getData of every key on every member, recorded; member -> key -> (value, v)."""
+    out: dict[int, dict[str, tuple[str, int]]] = {}
+    for i, m in ens.members.items():
+        c = NsRawClient(m.host, m.port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=10, ns=ns)
+        wait_for(lambda c=c: _try_connect(c), 20, f"a session on member {i}")
+        out[i] = {}
+        try:
+            for k in KEYS:
+                h = rec.invoke(f"final-m{i}", "sread", k)
+                r = c.request(Opcode.SYNC, PathRequest(k))
+                assert r.err == Err.OK, f"final sync on member {i}: err {r.err}"
+                r = c.request(Opcode.GET_DATA, PathWatchRequest(k, False))
+                assert r.err == Err.OK, f"final read on member {i}: err {r.err}"
+                res = (r.body.data.decode(), r.body.stat.version)
+                h.ok(res)
+                out[i][k] = res
+        finally:
+            c.close()
+    return out
+
+
+def _try_connect(c: RawClient) -> bool:
+    try:
+        c.connect()
+        return True
+    except (ConnectionClosed, OSError):
+        c.drop()
+        return False
+
+
+# zabby bug (see test_faults_sync.py): the leader answers sync at once, before it has
+# applied everything it committed, so sync + read *on the leader* can miss a write
+# already acknowledged through a follower. While it stands, an sread answered by a
+# member that called itself leader (or could not say) is checked as a plain read.
+# Set to False when test_faults_sync's xfail passes.
+KNOWN_LEADER_SYNC_BUG = True
+
+
+def through_followers(history: list[Op]) -> list[Op]:
+    """The history with sreads a leader answered demoted to plain reads."""
+    import dataclasses
+
+    out = []
+    for o in history:
+        if (o.kind == "sread" and not str(o.process).startswith("final")
+                and not str(o.meta).endswith("follower/follower")):
+            o = dataclasses.replace(o, kind="read")
+        out.append(o)
+    return out
+
+
+def check_run(history: list[Op], initial, finals: dict) -> tuple[CheckResult, list[str]]:
+    """The linearizability verdict, plus: members agree, and no acknowledged write
+    is missing from the final state (the explicit form of "nothing lost")."""
+    problems: list[str] = []
+    res = check_history(through_followers(history) if KNOWN_LEADER_SYNC_BUG else history,
+                        initial)
+    members = sorted(finals)
+    for k in KEYS:
+        vals = {i: finals[i][k] for i in members}
+        if len(set(vals.values())) > 1:
+            problems.append(f"members disagree on {k} after the final restart: {vals}")
+        final_v = max(v for _, v in vals.values())
+        acked = [o for o in history if o.key == k and o.kind in ("write", "cas")
+                 and o.outcome == "ok" and o.result is not None]
+        if acked:
+            top = max(acked, key=lambda o: o.result)
+            if top.result > final_v:
+                problems.append(f"acknowledged write lost: {k} ends at version {final_v}, "
+                                f"but {top.describe()}")
+    return res, problems
+
+
+def dump_history(history: list[Op], path) -> None:
+    """The history as JSON lines (kept next to the server logs for a failed run)."""
+    import json
+
+    with open(path, "w") as f:
+        for o in history:
+            f.write(json.dumps({"process": str(o.process), "kind": o.kind, "key": o.key,
+                                "invoke": o.invoke, "complete": o.complete,
+                                "outcome": o.outcome, "value": o.value,
+                                "expected_version": o.expected_version,
+                                "result": o.result}) + "\n")
+
+
+def load_history(path) -> list[Op]:
+    import json
+
+    out = []
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            if isinstance(d["result"], list):
+                d["result"] = tuple(d["result"])
+            out.append(Op(**d))
+    return out
+
+
+def summary(history: list[Op]) -> str:
+    by = {}
+    for o in history:
+        by[(o.kind, o.outcome)] = by.get((o.kind, o.outcome), 0) + 1
+    text = ", ".join(f"{k}/{o}={n}" for (k, o), n in sorted(by.items()))
+    sreads = [o for o in history if o.kind == "sread" and o.outcome == "ok"
+              and not str(o.process).startswith("final")]
+    lin = len(through_followers(sreads)) - sum(
+        1 for o in through_followers(sreads) if o.kind == "read")
+    if KNOWN_LEADER_SYNC_BUG:
+        text += (f"; {lin} of {len(sreads)} sync+reads were answered by a follower and "
+                 f"checked as linearizable, the rest as plain reads")
+    return text
+
+
+def logs(ens: ZabbyEnsemble, lines: int = 30) -> str:
+    return "\n".join(m.log_tail(lines) for m in ens.members.values())
+
+
+__all__ = [
+    "HEAL_BOUND",
+    "KEYS",
+    "NetLab",
+    "NetnsEnsemble",
+    "NetnsUnavailable",
+    "ServerStartError",
+    "QueuedOps",
+    "Workload",
+    "check_run",
+    "dump_history",
+    "load_history",
+    "final_reads",
+    "logs",
+    "loopback_endpoints",
+    "pause",
+    "probe_write",
+    "resume",
+    "running",
+    "seeds",
+    "setup_keys",
+    "summary",
+    "wait_for",
+]
