@@ -634,7 +634,7 @@ def _try_connect(c: RawClient) -> bool:
 # already acknowledged through a follower. While it stands, an sread answered by a
 # member that called itself leader (or could not say) is checked as a plain read.
 # Set to False when test_faults_sync's xfail passes.
-KNOWN_LEADER_SYNC_BUG = True
+KNOWN_LEADER_SYNC_BUG = False
 
 
 def through_followers(history: list[Op]) -> list[Op]:

@@ -69,11 +69,6 @@ def test_sync_then_read_on_a_follower_sees_acknowledged_writes(ensemble):
     assert n >= 100
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zabby bug: the leader answers sync at once, before applying txns it has committed "
-    "but not yet written to its own log, so sync + read on the leader misses writes "
-    "already acknowledged through a follower (when fixed: remove this mark and set "
-    "tests/ensemble/faults.py KNOWN_LEADER_SYNC_BUG = False)"))
 def test_sync_then_read_on_the_leader_sees_acknowledged_writes(ensemble):
     leader = ensemble.leader()
     follower = next(i for i in ensemble.members if i != leader)

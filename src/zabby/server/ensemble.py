@@ -602,9 +602,21 @@ class EnsembleServer(ZabbyServer):
 
     # ------------------------------------------------------------ sync
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        if op == Op.SYNC and body is not MALFORMED and self.role != "leading":
+        if op == Op.SYNC and body is not MALFORMED:
             s = conn.session
-            if s is None or self.leader_id is None:
+            if s is None:
+                return
+            if self.role == "leading":
+                # the leader may have committed (a quorum of others has it on disk)
+                # what it has not yet applied itself: wait for its own apply
+                target = self.peer.committed_zxid
+                if self.tree.last_zxid >= target:
+                    super()._read(conn, xid, op, body, t0)
+                    return
+                conn.inflight += 1
+                self.pending_syncs[(s.id, xid)] = (conn, body.path, t0, target)
+                return
+            if self.leader_id is None:
                 return
             conn.inflight += 1
             self.pending_syncs[(s.id, xid)] = (conn, body.path, t0)
