@@ -5,7 +5,7 @@ import random
 import pytest
 from consensus_harness import LIMITS, Cluster, entries, store_with, zx
 
-from zabby.consensus import LEADING, LOOKING, NotLeader, Peer
+from zabby.consensus import FOLLOWING, LEADING, LOOKING, NotLeader, Peer
 from zabby.consensus import messages as m
 from zabby.consensus.sim import MemStorage
 
@@ -363,3 +363,17 @@ def test_truncated_frames_never_raise():
     for i in range(len(msg)):
         p.receive(2, msg[:i])
     assert sum("malformed" in e for e in p.ready().events) == len(msg)
+
+
+def test_learner_elects_at_once_when_its_link_to_the_leader_breaks():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    follower = next(i for i in c.ids if i != leader)
+    c.peers[follower].disconnected(next(i for i in c.ids if i not in (leader, follower)))
+    assert c.peers[follower].role == FOLLOWING  # another member's link: nothing happens
+    c.peers[follower].disconnected(leader)
+    c.drain(follower)
+    assert c.peers[follower].role == LOOKING  # no waiting out syncLimit
+    assert f"lost the connection to leader {leader}" in c.all_events(follower)
+    c.peers[leader].disconnected(follower)  # a leader waits for its timeouts
+    assert c.peers[leader].role == LEADING

@@ -329,6 +329,13 @@ class Peer:
                 self._send_entries(h, [(zxid, payload)])
         return zxid
 
+    def disconnected(self, sid: int) -> None:
+        """The transport lost its connection to `sid`. A learner whose leader it was
+        starts an election at once (as ZooKeeper's learner does when its socket
+        closes) instead of waiting out syncLimit; anything else waits for timeouts."""
+        if self.role in (FOLLOWING, OBSERVING) and self.leader_id == sid:
+            self._become_looking(f"lost the connection to leader {sid}")
+
     def persisted(self, zxid: int) -> None:
         if self._snap_wait is not None:
             self._persist_hold = max(self._persist_hold, zxid)

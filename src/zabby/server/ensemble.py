@@ -30,6 +30,7 @@ import os
 import random
 import struct
 import time
+from bisect import bisect_right
 from collections import deque
 
 from ..consensus import Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
@@ -108,15 +109,22 @@ class EpochFile:
 class LogView:
     """consensus.LogReader over this member's log, tree and epoch file.
 
-    Entries handed to the log but not yet written are kept here, so the view
-    shows every appended entry whether or not its fsync has finished."""
+    Every entry appended since start (or since the last truncation or snapshot
+    install) is also kept in memory, up to a bound: commits, DIFF syncs and
+    `has_entry` are served from there, written or not, and only older entries
+    are read back from the log files."""
+
+    MAX_ENTRIES = 200_000
+    MAX_BYTES = 256 << 20
 
     def __init__(self, txn_log: TxnLog, epochs: EpochFile, server: EnsembleServer,
                  log_last_zxid: int) -> None:
         self.log = txn_log
         self.epochs = epochs
         self.server = server
-        self.unwritten: deque[tuple[int, bytes]] = deque()
+        self._zxids: list[int] = []
+        self._payloads: list[bytes] = []
+        self._bytes = 0
         # the tree holds only committed state (the snapshot); the log may go further
         self.snap_zxid = server.tree.last_zxid
         self.last_zxid = max(log_last_zxid, self.snap_zxid)
@@ -133,23 +141,45 @@ class LogView:
     def accepted_leader(self) -> int:
         return self.epochs.leader
 
+    def append(self, zxid: int, payload: bytes) -> None:
+        self._zxids.append(zxid)
+        self._payloads.append(payload)
+        self._bytes += len(payload)
+        self.last_zxid = zxid
+        if len(self._zxids) > self.MAX_ENTRIES or self._bytes > self.MAX_BYTES:
+            half = len(self._zxids) // 2
+            self._bytes -= sum(len(p) for p in self._payloads[:half])
+            del self._zxids[:half], self._payloads[:half]
+
+    def truncate_after(self, zxid: int) -> None:
+        i = bisect_right(self._zxids, zxid)
+        self._bytes -= sum(len(p) for p in self._payloads[i:])
+        del self._zxids[i:], self._payloads[i:]
+        self.last_zxid = zxid
+
+    def reset(self, zxid: int) -> None:
+        self._zxids, self._payloads, self._bytes = [], [], 0
+        self.snap_zxid = self.last_zxid = zxid
+
     def entries_after(self, zxid: int):
-        last = zxid
-        for z, payload in self.log.iter_entries(zxid):
-            if self.unwritten and z >= self.unwritten[0][0]:
-                break
-            last = z
-            yield z, payload
-        for z, payload in list(self.unwritten):
-            if z > last:
+        zx, pl = self._zxids, self._payloads
+        first = zx[0] if zx else self.last_zxid + 1
+        if zxid < first - 1:
+            # older than the cache: from the files, up to where the cache starts
+            for z, payload in self.log.iter_entries(zxid):
+                if z >= first:
+                    break
                 yield z, payload
+        i = bisect_right(zx, zxid)
+        yield from zip(zx[i:], pl[i:], strict=True)  # slices: appends may follow
 
     def has_entry(self, zxid: int) -> bool:
         if zxid == self.snap_zxid:
             return True
-        for z, _ in self.unwritten:
-            if z == zxid:
-                return True
+        zx = self._zxids
+        if zx and zxid >= zx[0]:
+            i = bisect_right(zx, zxid)
+            return i > 0 and zx[i - 1] == zxid
         for z, _ in self.log.iter_entries(zxid - 1):
             return z == zxid
         return False
@@ -182,7 +212,7 @@ class EnsembleServer(ZabbyServer):
         self.serving = False
         self.quorum_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.quorum_port) for s, spec in config.servers.items()},
-            self._on_quorum_message)
+            self._on_quorum_message, on_link_change=self._on_link_change)
         self.election_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
             self._on_zab_message)
@@ -228,6 +258,12 @@ class EnsembleServer(ZabbyServer):
                 log.exception("error in the ensemble ticker")
 
     # ------------------------------------------------------------ consensus I/O
+    def _on_link_change(self, sid: int, up: bool) -> None:
+        if not up and sid == self.leader_id and self.role != "leading":
+            # like ZooKeeper's learner when its socket closes: elect at once
+            self.peer.disconnected(sid)
+            self._drain()
+
     def _on_zab_message(self, frm: int, payload: bytes) -> None:
         self.peer.receive(frm, payload)
         self._drain()
@@ -301,15 +337,11 @@ class EnsembleServer(ZabbyServer):
     def _persist(self, entries: list[tuple[int, bytes]]) -> None:
         view = self.view
         for zxid, payload in entries:
-            view.unwritten.append((zxid, payload))
-            view.last_zxid = zxid
+            view.append(zxid, payload)
             self.committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
                                         self._log_failed)
 
     def _written(self, zxid: int) -> None:
-        u = self.view.unwritten
-        while u and u[0][0] <= zxid:
-            u.popleft()
         self.peer.persisted(zxid)
         self._drain()
 
@@ -322,10 +354,7 @@ class EnsembleServer(ZabbyServer):
         os._exit(3)
 
     def _truncate(self, zxid: int) -> None:
-        view = self.view
-        while view.unwritten and view.unwritten[-1][0] > zxid:
-            view.unwritten.pop()
-        view.last_zxid = min(view.last_zxid, zxid) if zxid >= view.snap_zxid else zxid
+        self.view.truncate_after(zxid)
         self.committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
                                       lambda: None, self._log_failed)
         if self.tree.last_zxid > zxid:  # pragma: no cover - the peer refuses such a TRUNC
@@ -337,8 +366,7 @@ class EnsembleServer(ZabbyServer):
         tree = snapshot_from_bytes(data, "<snapshot from the leader>", max_buffer=cfg.max_buffer,
                                    extended_types=cfg.extended_types_enabled)
         self._replace_tree(tree)
-        self.view.unwritten.clear()
-        self.view.snap_zxid = self.view.last_zxid = zxid
+        self.view.reset(zxid)
 
         def install() -> None:
             write_snapshot(tree, cfg.data_dir)
