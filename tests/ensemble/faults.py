@@ -629,33 +629,41 @@ def _try_connect(c: RawClient) -> bool:
         return False
 
 
-# zabby bug (see test_faults_sync.py): the leader answers sync at once, before it has
-# applied everything it committed, so sync + read *on the leader* can miss a write
-# already acknowledged through a follower. While it stands, an sread answered by a
-# member that called itself leader (or could not say) is checked as a plain read.
-# Set to False when test_faults_sync's xfail passes.
-KNOWN_LEADER_SYNC_BUG = False
+# zabby bug (test_faults_sync.py::test_sync_then_read_at_a_deposed_leader_...): a
+# leader woken from a pause longer than syncLimit answers sync + read from its stale
+# tree before it notices it was deposed. While it stands, the tests pass the windows
+# in which a woken leader may do that (`deposed`: member, from, to), and the sreads it
+# answered then are checked as plain reads; everything else is checked in full. Set
+# to False when that xfail passes.
+DEPOSED_LEADER_SYNC_BUG = True
 
 
-def through_followers(history: list[Op]) -> list[Op]:
-    """The history with sreads a leader answered demoted to plain reads."""
+def demote_sreads(history: list[Op], deposed) -> tuple[list[Op], int]:
+    """The history with sreads answered by a deposed leader (member, t0, t1) demoted to
+    plain reads, and how many were."""
     import dataclasses
 
-    out = []
+    out, n = [], 0
     for o in history:
-        if (o.kind == "sread" and not str(o.process).startswith("final")
-                and not str(o.meta).endswith("follower/follower")):
+        if o.kind == "sread" and o.meta and any(
+                str(o.meta).split()[0] == f"m{m}" and t0 <= o.invoke <= t1
+                for m, t0, t1 in deposed):
             o = dataclasses.replace(o, kind="read")
+            n += 1
         out.append(o)
-    return out
+    return out, n
 
 
-def check_run(history: list[Op], initial, finals: dict) -> tuple[CheckResult, list[str]]:
+def check_run(history: list[Op], initial, finals: dict, deposed=()
+              ) -> tuple[CheckResult, list[str]]:
     """The linearizability verdict, plus: members agree, and no acknowledged write
     is missing from the final state (the explicit form of "nothing lost")."""
     problems: list[str] = []
-    res = check_history(through_followers(history) if KNOWN_LEADER_SYNC_BUG else history,
-                        initial)
+    if DEPOSED_LEADER_SYNC_BUG and deposed:
+        history, n = demote_sreads(history, deposed)
+        problems_note = f"{n} sync+reads at a woken deposed leader checked as plain reads"
+        print(problems_note)
+    res = check_history(history, initial)
     members = sorted(finals)
     for k in KEYS:
         vals = {i: finals[i][k] for i in members}
@@ -703,13 +711,6 @@ def summary(history: list[Op]) -> str:
     for o in history:
         by[(o.kind, o.outcome)] = by.get((o.kind, o.outcome), 0) + 1
     text = ", ".join(f"{k}/{o}={n}" for (k, o), n in sorted(by.items()))
-    sreads = [o for o in history if o.kind == "sread" and o.outcome == "ok"
-              and not str(o.process).startswith("final")]
-    lin = len(through_followers(sreads)) - sum(
-        1 for o in through_followers(sreads) if o.kind == "read")
-    if KNOWN_LEADER_SYNC_BUG:
-        text += (f"; {lin} of {len(sreads)} sync+reads were answered by a follower and "
-                 f"checked as linearizable, the rest as plain reads")
     return text
 
 
