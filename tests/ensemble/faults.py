@@ -635,7 +635,7 @@ def _try_connect(c: RawClient) -> bool:
 # in which a woken leader may do that (`deposed`: member, from, to), and the sreads it
 # answered then are checked as plain reads; everything else is checked in full. Set
 # to False when that xfail passes.
-DEPOSED_LEADER_SYNC_BUG = True
+DEPOSED_LEADER_SYNC_BUG = False
 
 
 def demote_sreads(history: list[Op], deposed) -> tuple[list[Op], int]:

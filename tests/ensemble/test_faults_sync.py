@@ -143,11 +143,6 @@ def _stale_sync_read_at_deposed_leader(ens: ZabbyEnsemble, attempt: int) -> str 
         ens.wait_serving(timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zabby bug: a leader woken from a pause longer than syncLimit (SIGSTOP/SIGCONT) answers "
-    "sync + read from its stale tree before it notices it was deposed, missing a write the "
-    "new leader acknowledged before the sync was sent (when fixed: remove this mark and "
-    "DEPOSED_LEADER_SYNC_BUG in tests/ensemble/faults.py)"))
 def test_sync_then_read_at_a_deposed_leader_sees_acknowledged_writes(ensemble):
     c = _connect_retry(ensemble.members[1])
     assert c.request(Op.CREATE2, CreateRequest("/x", b"0", OPEN_ACL_UNSAFE, 0)).err == Err.OK
