@@ -286,95 +286,7 @@ class ZabbyServer(_Server):
     @property
     def mode(self) -> str:
         """leader / follower / observer / standalone, or "" while not serving."""
-        try:
-            out = self.four_letter_word("srvr")
-        except OSError:
-            return ""
-        for line in out.splitlines():
-            if line.startswith("Mode: "):
-                return line[6:].strip()
-        return ""
-
-
-class ZabbyEnsemble:
-    """N voters (+ observers) of zabby on loopback, each a ZabbyServer process.
-
-        with ZabbyEnsemble(tmp_path, 3) as ens:
-            KazooClient(hosts=ens.hosts)   # every member
-            ens.kill(ens.leader())         # kill -9 the leader
-    """
-
-    def __init__(self, tmpdir, n: int = 3, *, observers: int = 0, start: bool = True,
-                 **cfg: Any) -> None:
-        self.dir = Path(tmpdir)
-        total = n + observers
-        ports = [(free_port(), free_port(), free_port()) for _ in range(total)]
-        lines = {}
-        for i, (cp, qp, ep) in enumerate(ports, start=1):
-            role = "observer" if i > n else "participant"
-            lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
-        self.members: dict[int, ZabbyServer] = {}
-        for i, (cp, _, _) in enumerate(ports, start=1):
-            extra = dict(cfg)
-            if i > n:
-                extra["peerType"] = "observer"
-            m = ZabbyServer(self.dir / f"server{i}", start=False, clientPort=cp,
-                            initLimit=10, syncLimit=5, **lines, **extra)
-            (m.data_dir / "myid").write_text(f"{i}\n")
-            self.members[i] = m
-        if start:
-            self.start()
-
-    @property
-    def hosts(self) -> str:
-        return ",".join(m.hosts for m in self.members.values())
-
-    def start(self, timeout: float = 30.0) -> None:
-        for m in self.members.values():
-            m.start(wait=False)
-        self.wait_serving(timeout=timeout)
-
-    def wait_serving(self, ids=None, timeout: float = 30.0) -> None:
-        """Until every given (default: running) member serves clients."""
-        deadline = time.monotonic() + timeout
-        ids = list(ids) if ids is not None else [
-            i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
-        while True:
-            waiting = [i for i in ids if not self.members[i].serving()]
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(self.members[i].log_tail(20) for i in waiting)
-                raise ServerStartError(f"members {waiting} not serving after {timeout}s\n{tails}")
-            time.sleep(0.05)
-
-    def leader(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in self.members.items():
-                if m.proc is not None and m.proc.poll() is None and m.mode == "leader":
-                    return i
-            if time.monotonic() > deadline:
-                raise ServerStartError(f"no leader after {timeout}s")
-            time.sleep(0.05)
-
-    def kill(self, i: int) -> None:
-        self.members[i].kill()
-
-    def restart(self, i: int, wait: bool = False) -> None:
-        m = self.members[i]
-        m.stop()
-        m.start(wait=wait)
-
-    def stop(self) -> None:
-        for m in self.members.values():
-            m.stop()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return _mode_of(self)
 
 
 class ZooKeeperServer(_Server):
@@ -429,25 +341,18 @@ def _mode_of(member: _Server) -> str:
     return ""
 
 
-class ZooKeeperEnsemble:
-    """N voters (+ observers) of Apache ZooKeeper 3.8 on loopback, modelled on ZabbyEnsemble.
+class _Ensemble:
+    """N voters (+ observers) on loopback: each member a ``member_cls`` process with
+    its own directory, ``myid`` and the same ``server.N=host:quorum:election:role;
+    host:client`` lines (initLimit 10, syncLimit 5 unless given)."""
 
-    Each member is a ``member_cls`` (default ZooKeeperServer) process with its own
-    directory, ``myid`` and the same ``server.N=host:quorum:election:role;host:client``
-    lines; initLimit/syncLimit default to ZabbyEnsemble's (10 / 5).
-
-        with ZooKeeperEnsemble(tmp_path, 3) as ens:
-            KazooClient(hosts=ens.hosts)
-            ens.kill(ens.leader())
-    """
+    member_cls: type[_Server]
+    start_timeout = 30.0
 
     def __init__(self, tmpdir, n: int = 3, *, observers: int = 0, start: bool = True,
-                 member_cls: type[ZooKeeperServer] | None = None, **cfg: Any) -> None:
-        why = find_zookeeper()
-        if why is not None:
-            raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
+                 member_cls: type[_Server] | None = None, **cfg: Any) -> None:
         self.dir = Path(tmpdir)
-        cls = member_cls or ZooKeeperServer
+        cls = member_cls or self.member_cls
         cfg.setdefault("initLimit", 10)
         cfg.setdefault("syncLimit", 5)
         total = n + observers
@@ -456,7 +361,7 @@ class ZooKeeperEnsemble:
         for i, (cp, qp, ep) in enumerate(ports, start=1):
             role = "observer" if i > n else "participant"
             lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
-        self.members: dict[int, ZooKeeperServer] = {}
+        self.members: dict[int, Any] = {}
         for i, (cp, _, _) in enumerate(ports, start=1):
             extra = dict(cfg)
             if i > n:
@@ -471,13 +376,14 @@ class ZooKeeperEnsemble:
     def hosts(self) -> str:
         return ",".join(m.hosts for m in self.members.values())
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         for m in self.members.values():
             m.start(wait=False)
         self.wait_serving(timeout=timeout)
 
-    def wait_serving(self, ids=None, timeout: float = 90.0) -> None:
+    def wait_serving(self, ids=None, timeout: float | None = None) -> None:
         """Until every given (default: running) member serves clients."""
+        timeout = timeout or self.start_timeout
         deadline = time.monotonic() + timeout
         ids = list(ids) if ids is not None else [
             i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
@@ -498,7 +404,8 @@ class ZooKeeperEnsemble:
     def mode(self, i: int) -> str:
         return _mode_of(self.members[i])
 
-    def leader(self, timeout: float = 60.0) -> int:
+    def leader(self, timeout: float | None = None) -> int:
+        timeout = timeout or self.start_timeout
         deadline = time.monotonic() + timeout
         while True:
             for i, m in self.members.items():
@@ -525,3 +432,28 @@ class ZooKeeperEnsemble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ZabbyEnsemble(_Ensemble):
+    """zabby members (ZabbyServer processes).
+
+        with ZabbyEnsemble(tmp_path, 3) as ens:
+            KazooClient(hosts=ens.hosts)   # every member
+            ens.kill(ens.leader())         # kill -9 the leader
+    """
+
+    member_cls = ZabbyServer
+    start_timeout = 30.0
+
+
+class ZooKeeperEnsemble(_Ensemble):
+    """Apache ZooKeeper 3.8 members (``member_cls``, default ZooKeeperServer)."""
+
+    member_cls = ZooKeeperServer
+    start_timeout = 90.0
+
+    def __init__(self, tmpdir, n: int = 3, **kw: Any) -> None:
+        why = find_zookeeper()
+        if why is not None:
+            raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
+        super().__init__(tmpdir, n, **kw)
