@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from zabby.bench import Session, connect, parse_hosts
+from zabby.bench.compare import machine, proc_cpu_seconds  # noqa: F401 - re-exported
 from zabby.bench.runner import arun
 from zabby.testing.servers import ZabbyServer, ZooKeeperServer
 from zabby.wire import Op, PathWatchRequest
@@ -45,42 +43,6 @@ def common_cfg(**over) -> dict:
     cfg = {"tickTime": 2000, "forceSync": "yes", "maxClientCnxns": 0, "snapCount": 100000}
     cfg.update(over)
     return cfg
-
-
-def proc_cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-        java = java.splitlines()[0] if java else "unknown"
-    except OSError:
-        java = "not installed"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": sys.version.split()[0],
-        "java": java,
-        "kernel": platform.release(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
 
 
 def filesystem_of(path: Path) -> str:
