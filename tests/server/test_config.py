@@ -617,3 +617,16 @@ def test_dynamic_config_file_problems(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(p)
     assert str(info.value).startswith(f"{tmp_path / 'dyn'}: server.1: 'a:1'")
+
+
+def test_snapshot_compression_method():
+    from zabby.server.config import ConfigError, parse_config
+
+    assert parse_config("dataDir=/tmp/x\n").snapshot_compression == ""
+    assert parse_config("dataDir=/tmp/x\nsnapshot.compression.method=gz\n").snapshot_compression == "gz"
+    cfg = parse_config("dataDir=/tmp/x\nzookeeper.snapshot.compression.method=snappy\n")
+    assert cfg.snapshot_compression == "snappy"
+    import pytest
+
+    with pytest.raises(ConfigError, match="snapshot.compression.method"):
+        parse_config("dataDir=/tmp/x\nsnapshot.compression.method=lz4\n")

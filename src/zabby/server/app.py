@@ -52,7 +52,7 @@ def build_server(config: ServerConfig) -> ZabbyServer:
     server: ZabbyServer | None = None
     committer = GroupCommitter(
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
-        tree_getter=lambda: server.tree,
+        tree_getter=lambda: server.tree, compress=bool(config.snapshot_compression),
     )
     if config.is_distributed:
         from .ensemble import EnsembleServer

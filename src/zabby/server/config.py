@@ -111,6 +111,9 @@ class ServerConfig:
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
     snap_count: int = 100000  # snapCount
+    # snapshot.compression.method: "" (none) or "gz"; ZooKeeper also knows "snappy",
+    # which we accept as our zlib compression too
+    snapshot_compression: str = ""
     pre_alloc_size_kb: int = 65536  # preAllocSize (KB)
     force_sync: bool = True  # forceSync
     autopurge_snap_retain_count: int = 3  # autopurge.snapRetainCount
@@ -333,6 +336,7 @@ _SYSPROP_KEYS = frozenset(
         "4lw.commands.whitelist", "extendedTypesEnabled",
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+        "snapshot.compression.method",
     }
 )
 _AUTH_PROVIDER = "authProvider."
@@ -565,6 +569,11 @@ class _Parser:
             c.extended_types_enabled = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
+        elif canon == "snapshot.compression.method":
+            method = value.strip().lower()
+            if method not in ("", "gz", "snappy"):
+                raise self.error(key, value, "is not a compression method (gz or snappy)")
+            c.snapshot_compression = method
         elif canon == "snapCount":
             n = self.decoded_int(key, value)
             if n < 2:

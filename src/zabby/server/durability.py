@@ -41,9 +41,11 @@ class GroupCommitter:
         snap_count: int = 100_000,
         rng: random.Random | None = None,
         tree_getter: Callable | None = None,
+        compress: bool = False,
     ) -> None:
         self.log = txn_log
         self.snap_dir = snap_dir
+        self.compress = compress
         self.snap_count = max(2, snap_count)
         self._rng = rng or random.Random()
         self._tree = tree_getter
@@ -181,14 +183,14 @@ class GroupCommitter:
         tree = self._tree()
         t0 = time.perf_counter()
         if not hasattr(os, "fork"):  # pragma: no cover - Linux has fork
-            write_snapshot(tree, self.snap_dir)
+            write_snapshot(tree, self.snap_dir, compress=self.compress)
             self.last_snapshot_pause_ms = (time.perf_counter() - t0) * 1000
             return
         pid = os.fork()
         if pid == 0:  # child: no logging, no event loop, just the file
             code = 0
             try:
-                write_snapshot(tree, self.snap_dir)
+                write_snapshot(tree, self.snap_dir, compress=self.compress)
             except BaseException:
                 code = 1
             os._exit(code)
