@@ -6,7 +6,6 @@ Set ZABBY_IT_TARGET=zookeeper to run this module against Apache ZooKeeper 3.8.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import struct
@@ -17,11 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kazoo.client import KazooClient
+from kazoo_common import TARGET, TIMEOUT, target_server
 
-from zabby.testing.servers import ZabbyServer, ZooKeeperServer, find_zookeeper
-
-TARGET = os.environ.get("ZABBY_IT_TARGET", "zabby")
-TIMEOUT = 10.0
 SEED = 20240611
 OPCODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
            100, 101, 102, 103, 104, 105, 106, 107, -10, -11, 0, 999, -1]
@@ -29,14 +25,7 @@ OPCODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kazoo-garbage")
-    if TARGET == "zookeeper":
-        why = find_zookeeper()
-        if why:
-            pytest.skip(why)
-        srv = ZooKeeperServer(path, tickTime=200, maxClientCnxns=0)
-    else:
-        srv = ZabbyServer(path, tickTime=200, maxClientCnxns=0)
+    srv = target_server(tmp_path_factory.mktemp("kazoo-garbage"), tickTime=200, maxClientCnxns=0)
     try:
         yield srv
     finally:

@@ -11,7 +11,6 @@ Set ZABBY_IT_TARGET=zookeeper to run this module against Apache ZooKeeper 3.8 in
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from collections import namedtuple
@@ -48,23 +47,12 @@ from kazoo.security import (
     make_digest_acl,
     make_digest_acl_credential,
 )
+from kazoo_common import TARGET, TIMEOUT, client_factory, empty_tree
+from kazoo_common import target_server as _server
 
-from zabby.testing.servers import ZabbyServer, ZooKeeperServer, find_zookeeper
-
-TARGET = os.environ.get("ZABBY_IT_TARGET", "zabby")
-TIMEOUT = 10.0
 SUPER_PASSWORD = "sup3r"
 # "super:<base64 sha1>" -- the form DigestAuthenticationProvider.superDigest takes.
 SUPER_DIGEST = make_digest_acl_credential("super", SUPER_PASSWORD)
-
-
-def _server(path, **cfg):
-    if TARGET == "zookeeper":
-        why = find_zookeeper()
-        if why:
-            pytest.skip(why)
-        return ZooKeeperServer(path, **cfg)
-    return ZabbyServer(path, **cfg)
 
 
 @pytest.fixture(scope="module")
@@ -100,29 +88,13 @@ def _connect(srv, **kw):
 @pytest.fixture
 def clients(server):
     """Factory of connected kazoo clients on `server`, all closed after the test."""
-    made = []
-
-    def make(**kw):
-        c = _connect(server, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.stop()
-            c.close()
-        except Exception:  # noqa: BLE001 - teardown is best effort
-            pass
+    yield from client_factory(server.hosts, timeout=5.0)
 
 
 @pytest.fixture
 def zk(server, clients):
     """A connected client; the tree is emptied (with super rights) before the test."""
-    admin = clients(auth_data=[("digest", f"super:{SUPER_PASSWORD}")])
-    for child in admin.get_children("/"):
-        if child != "zookeeper":
-            admin.delete("/" + child, recursive=True)
+    empty_tree(clients(auth_data=[("digest", f"super:{SUPER_PASSWORD}")]))
     return clients()
 
 

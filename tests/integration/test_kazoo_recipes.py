@@ -6,31 +6,18 @@ Set ZABBY_IT_TARGET=zookeeper to run this module against Apache ZooKeeper 3.8.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
 
 import pytest
-from kazoo.client import KazooClient
 from kazoo.exceptions import LockTimeout
-
-from zabby.testing.servers import ZabbyServer, ZooKeeperServer, find_zookeeper
-
-TARGET = os.environ.get("ZABBY_IT_TARGET", "zabby")
-TIMEOUT = 10.0
+from kazoo_common import TIMEOUT, client_factory, empty_tree, target_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kazoo-recipes")
-    if TARGET == "zookeeper":
-        why = find_zookeeper()
-        if why:
-            pytest.skip(why)
-        srv = ZooKeeperServer(path, tickTime=200)
-    else:
-        srv = ZabbyServer(path, tickTime=200)
+    srv = target_server(tmp_path_factory.mktemp("kazoo-recipes"), tickTime=200)
     try:
         yield srv
     finally:
@@ -39,30 +26,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def clients(server):
-    made = []
-
-    def make():
-        c = KazooClient(hosts=server.hosts, timeout=4.0)
-        c.start(timeout=TIMEOUT)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.stop()
-            c.close()
-        except Exception:  # noqa: BLE001 - teardown is best effort
-            pass
+    yield from client_factory(server.hosts, timeout=4.0)
 
 
 @pytest.fixture
 def zk(clients):
-    c = clients()
-    for child in c.get_children("/"):
-        if child != "zookeeper":
-            c.delete("/" + child, recursive=True)
-    return c
+    return empty_tree(clients())
 
 
 def run(target, *args):

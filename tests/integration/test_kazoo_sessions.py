@@ -9,7 +9,6 @@ Set ZABBY_IT_TARGET=zookeeper to run this module against Apache ZooKeeper 3.8.
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
 import threading
@@ -20,9 +19,10 @@ from kazoo.client import KazooClient
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState
 from kazoo.recipe.watchers import DataWatch
+from kazoo_common import TARGET, TIMEOUT, client_factory, close_quietly, empty_tree
+from kazoo_common import target_server as _server
 
 from zabby.testing.rawclient import ConnectionClosed, RawClient
-from zabby.testing.servers import ZabbyServer, ZooKeeperServer, find_zookeeper
 from zabby.wire import (
     XID_SET_WATCHES,
     CreateRequest,
@@ -33,22 +33,11 @@ from zabby.wire import (
 )
 from zabby.wire.records import ACL, Id
 
-TARGET = os.environ.get("ZABBY_IT_TARGET", "zabby")
-TIMEOUT = 10.0
 OPEN_ACL = [ACL(31, Id("world", "anyone"))]
 ERR_NONODE = -101
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4  # WatcherEvent.type
 # Reconnect quickly: kazoo's default backoff grows to a minute.
 FAST_RETRY = {"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.3}
-
-
-def _server(path, **cfg):
-    if TARGET == "zookeeper":
-        why = find_zookeeper()
-        if why:
-            pytest.skip(why)
-        return ZooKeeperServer(path, **cfg)
-    return ZabbyServer(path, **cfg)
 
 
 @pytest.fixture(scope="module")
@@ -60,40 +49,15 @@ def server(tmp_path_factory):
         srv.stop()
 
 
-def _close(c) -> None:
-    try:
-        c.stop()
-        c.close()
-    except Exception:  # noqa: BLE001 - teardown is best effort
-        pass
-
-
 @pytest.fixture
 def clients(server):
     """Factory: a started KazooClient on `server` (or on hosts=...), closed after the test."""
-    made = []
-
-    def make(hosts=None, start=True, **kw):
-        kw.setdefault("timeout", 5.0)
-        kw.setdefault("connection_retry", dict(FAST_RETRY))
-        c = KazooClient(hosts=hosts or server.hosts, **kw)
-        made.append(c)
-        if start:
-            c.start(timeout=TIMEOUT)
-        return c
-
-    yield make
-    for c in made:
-        _close(c)
+    yield from client_factory(server.hosts, timeout=5.0, connection_retry=dict(FAST_RETRY))
 
 
 @pytest.fixture
 def zk(clients):
-    c = clients()
-    for child in c.get_children("/"):
-        if child != "zookeeper":
-            c.delete("/" + child, recursive=True)
-    return c
+    return empty_tree(clients())
 
 
 def wait_until(pred, timeout=TIMEOUT, step=0.02):
@@ -566,18 +530,18 @@ def test_max_client_cnxns(tmp_path):
         fourth = KazooClient(hosts=srv.hosts, timeout=4.0, connection_retry=dict(FAST_RETRY))
         with pytest.raises(KazooTimeoutError):
             fourth.start(timeout=1.5)
-        _close(fourth)
+        close_quietly(fourth)
         # The first three still work.
         for i, c in enumerate(made):
             assert sorted(c.get_children("/")) == ["c0", "c1", "c2", "zookeeper"]
             c.set(f"/c{i}", b"ok")
         # Freeing a slot lets a new client in.
-        _close(made.pop())
+        close_quietly(made.pop())
         late = KazooClient(hosts=srv.hosts, timeout=4.0, connection_retry=dict(FAST_RETRY))
         made.append(late)
         late.start(timeout=TIMEOUT)
         assert late.exists("/c0") is not None
     finally:
         for c in made:
-            _close(c)
+            close_quietly(c)
         srv.stop()

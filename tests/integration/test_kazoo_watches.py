@@ -9,18 +9,16 @@ Set ZABBY_IT_TARGET=zookeeper to run this module against Apache ZooKeeper 3.8.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 
 import pytest
-from kazoo.client import KazooClient
 from kazoo.protocol.serialization import GetData, SetData
 from kazoo.protocol.states import EventType
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+from kazoo_common import TIMEOUT, client_factory, empty_tree, target_server
 
 from zabby.testing.rawclient import RawClient
-from zabby.testing.servers import ZabbyServer, ZooKeeperServer, find_zookeeper
 from zabby.wire import (
     ACL,
     AddWatchMode,
@@ -34,8 +32,6 @@ from zabby.wire import (
     WatchTypeRequest,
 )
 
-TARGET = os.environ.get("ZABBY_IT_TARGET", "zabby")
-TIMEOUT = 10.0
 QUIET = 0.3  # how long "no further event" is watched for
 
 # WatcherEvent.type on the wire
@@ -44,14 +40,7 @@ CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kazoo-watches")
-    if TARGET == "zookeeper":
-        why = find_zookeeper()
-        if why:
-            pytest.skip(why)
-        srv = ZooKeeperServer(path, tickTime=200)
-    else:
-        srv = ZabbyServer(path, tickTime=200)
+    srv = target_server(tmp_path_factory.mktemp("kazoo-watches"), tickTime=200)
     try:
         yield srv
     finally:
@@ -60,31 +49,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def clients(server):
-    made = []
-
-    def make(**kw):
-        kw.setdefault("timeout", 5.0)
-        c = KazooClient(hosts=server.hosts, **kw)
-        c.start(timeout=TIMEOUT)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.stop()
-            c.close()
-        except Exception:  # noqa: BLE001 - teardown is best effort
-            pass
+    yield from client_factory(server.hosts, timeout=5.0)
 
 
 @pytest.fixture
 def zk(clients):
-    c = clients()
-    for child in c.get_children("/"):
-        if child != "zookeeper":
-            c.delete("/" + child, recursive=True)
-    return c
+    return empty_tree(clients())
 
 
 @pytest.fixture
