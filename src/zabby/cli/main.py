@@ -62,33 +62,32 @@ def _storage_dirs(args: argparse.Namespace):
     return args.data_dir, args.log_dir, None
 
 
-def _log(args: argparse.Namespace) -> int:
+def _print_lines(render, path: str) -> int:
+    """Print what `render(path)` yields; a damaged or unreadable file is one message."""
     from ..storage import CorruptDataError
-    from ..storage.inspect import log_lines
 
     try:
-        for line in log_lines(args.file):
+        for line in render(path):
             print(line)
     except CorruptDataError as e:
         print(f"zabby: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"zabby: cannot read {args.file}: {e}", file=sys.stderr)
+        print(f"zabby: cannot read {path}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from ..storage.inspect import log_lines
+
+    return _print_lines(log_lines, args.file)
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from ..storage import CorruptDataError
     from ..storage.inspect import snapshot_lines
 
-    try:
-        for line in snapshot_lines(args.file):
-            print(line)
-    except CorruptDataError as e:
-        print(f"zabby: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return _print_lines(snapshot_lines, args.file)
 
 
 def _check(args: argparse.Namespace) -> int:
