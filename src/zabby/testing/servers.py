@@ -355,22 +355,39 @@ class _Ensemble:
         cls = member_cls or self.member_cls
         cfg.setdefault("initLimit", 10)
         cfg.setdefault("syncLimit", 5)
-        total = n + observers
-        ports = [(free_port(), free_port(), free_port()) for _ in range(total)]
-        lines = {}
-        for i, (cp, qp, ep) in enumerate(ports, start=1):
-            role = "observer" if i > n else "participant"
-            lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
+        self.n = n
         self.members: dict[int, Any] = {}
-        for i, (cp, _, _) in enumerate(ports, start=1):
+        for i in range(1, n + observers + 1):
             extra = dict(cfg)
             if i > n:
                 extra["peerType"] = "observer"
-            m = cls(self.dir / f"server{i}", start=False, clientPort=cp, **lines, **extra)
+            m = cls(self.dir / f"server{i}", start=False, **extra)
             (m.data_dir / "myid").write_text(f"{i}\n")
             self.members[i] = m
+        self._assign_ports()
         if start:
-            self.start()
+            try:
+                self.start()
+            except ServerStartError as e:
+                # free ports are picked before the members bind them; another socket
+                # can take one in between: pick again, once
+                if "address already in use" not in str(e).lower():
+                    raise
+                self.stop()
+                self._assign_ports()
+                self.start()
+
+    def _assign_ports(self) -> None:
+        """Fresh client/quorum/election ports for every member, and the server lines."""
+        ports = {i: (free_port(), free_port(), free_port()) for i in self.members}
+        lines = {}
+        for i, (cp, qp, ep) in ports.items():
+            role = "observer" if i > self.n else "participant"
+            lines[f"server.{i}"] = f"{HOST}:{qp}:{ep}:{role};{HOST}:{cp}"
+        for i, m in self.members.items():
+            m.port = ports[i][0]
+            m.cfg["clientPort"] = m.port
+            m.cfg.update(lines)
 
     @property
     def hosts(self) -> str:
