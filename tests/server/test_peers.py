@@ -80,3 +80,39 @@ def test_mesh_delivers_between_all_pairs_and_redials():
                 await m.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_link_lost_before_its_dialer_returns_is_dialled_again():
+    # The race behind a member that never rejoined: the dialer's connection is made
+    # and lost (the peer was still dying) before the dial task got to run again.
+    # _detach then saw a dialer "still running" and started none; the task returned
+    # and nobody dialled that peer again.
+    async def main():
+        ports = _free_ports(2)
+        addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
+        one = PeerMesh(1, addrs, lambda frm, m: None, min_backoff=0.01)
+        two = PeerMesh(2, addrs, lambda frm, m: None, min_backoff=0.01)
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+        cut = []
+
+        async def connect_then_lose(factory, host, port):
+            tr, proto = await real(factory, host, port)
+            if not cut:  # the first link breaks before the dialer resumes
+                cut.append(proto)
+                tr.abort()
+                await asyncio.sleep(0.05)  # connection_lost has run: link detached
+            return tr, proto
+
+        loop.create_connection = connect_then_lose
+        await one.start()
+        await two.start()  # 2 dials 1
+        try:
+            await _until(lambda: cut and cut[0].closed)
+            await _until(lambda: two.connected(1) and one.connected(2))
+        finally:
+            loop.create_connection = real
+            await two.stop()
+            await one.stop()
+
+    asyncio.run(main())

@@ -248,7 +248,13 @@ class PeerMesh:
             host, port = self.addresses[sid]
             try:
                 await loop.create_connection(lambda: _Link(self, sid), host, port)
-                return
             except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                pass
+            else:
+                # The link may already be gone (a peer still dying accepted, then
+                # reset): its _detach found this task still running and started no
+                # other dialer, so only this loop can dial again.
+                if self.connected(sid):
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
