@@ -69,10 +69,36 @@ class FaultyFS(SimulatedFS):
         super().write(h, data, offset)
 
 
-class InProcessServer:
-    """build_server's wiring, on an injected file layer, served from a thread."""
+class LoopSyncer:
+    """The fast path's syncer on a SimulatedFS: the loop writes the batch, this
+    fsyncs it a loop turn later (as the helper process does, asynchronously)."""
 
-    def __init__(self, fs: SimulatedFS) -> None:
+    def __init__(self, fs: SimulatedFS, loop) -> None:
+        self.fs = fs
+        self.loop = loop
+        self.syncs = 0
+
+    def sync(self, h, data_only: bool, callback) -> None:
+        def run() -> None:
+            try:
+                self.fs.fsync(h, data_only)
+            except OSError as e:
+                callback(e.errno)
+                return
+            self.syncs += 1
+            callback(0)
+
+        self.loop.call_soon(run)
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessServer:
+    """build_server's wiring, on an injected file layer, served from a thread.
+    With `fast`, batches are written on the loop and fsynced by a LoopSyncer."""
+
+    def __init__(self, fs: SimulatedFS, fast: bool = False) -> None:
         self.config = ServerConfig(
             tick_time=500, data_dir=DATA, data_log_dir=LOG, client_port=0,
             client_port_address="127.0.0.1", max_client_cnxns=0,
@@ -81,7 +107,14 @@ class InProcessServer:
         txn_log = TxnLog(LOG, fs=fs, prealloc_bytes=16 * 1024, force_sync=True)
         txn_log.open_for_append(tree.last_zxid)
         # no snapshots: they are written with fork() to the real filesystem
-        committer = GroupCommitter(txn_log, snap_dir=DATA, snap_count=1 << 30, tree_getter=None)
+        self.syncer: LoopSyncer | None = None
+
+        def make_syncer(loop) -> LoopSyncer:
+            self.syncer = LoopSyncer(fs, loop)
+            return self.syncer
+
+        committer = GroupCommitter(txn_log, snap_dir=DATA, snap_count=1 << 30, tree_getter=None,
+                                   syncer=make_syncer if fast else None)
         self.server = ZabbyServer(self.config, committer=committer, tree=tree)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -205,9 +238,10 @@ class Writer:
     ids=["first-fsync", "one-eio", "eio-after-40", "eio-after-90-keep-dirs", "first-fsync-dir",
          "short-write"],
 )
-def test_fsync_eio(good, count, crash, op):
+@pytest.mark.parametrize("fast", [False, True], ids=["thread", "loop-write+syncer"])
+def test_fsync_eio(good, count, crash, op, fast):
     fs = FaultyFS(good, count, op=op, partial=50 if op == "write" else 0)
-    srv = InProcessServer(fs).start()
+    srv = InProcessServer(fs, fast).start()
     clients: list[KazooClient] = []
     try:
         admin = _kazoo(srv.hosts)
@@ -227,6 +261,8 @@ def test_fsync_eio(good, count, crash, op):
             assert w.refused, f"writer {w.wid} was never refused"
         assert srv.failure is not None and "Input/output error" in srv.failure, srv.failure
         assert not fs.armed, "the fault never fired"
+        if fast and good > 10:
+            assert srv.syncer is not None and srv.syncer.syncs > 0, "the fast path was not taken"
         acked = {p for w in writers for p in w.ok}
         refused = set().union(*(w.refused for w in writers))
         unknown = set().union(*(w.unknown for w in writers))
@@ -259,7 +295,7 @@ def test_fsync_eio(good, count, crash, op):
     # power loss; the disk is healthy again
     fs.crash(**crash)
     fs.clear_faults()
-    srv2 = InProcessServer(fs).start()
+    srv2 = InProcessServer(fs, fast).start()
     try:
         c = _kazoo(srv2.hosts)
         try:

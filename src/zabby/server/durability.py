@@ -1,10 +1,17 @@
 """Durable commit: group commit of txns to the log, snapshots in a forked child.
 
 `GroupCommitter.submit(txn, done, failed)` queues a txn; the event loop keeps
-accepting requests while one worker thread writes and fsyncs the previous
-batch. Every txn that arrived during that fsync goes into the next batch, so
-one fsync covers many txns and throughput grows with concurrency. Callbacks
-run on the event loop, in zxid order, only after the batch is durable.
+accepting requests while the previous batch is fsynced. Every txn that
+arrived during that fsync goes into the next batch, so one fsync covers many
+txns and throughput grows with concurrency. Callbacks run on the event loop,
+in zxid order, only after the batch is durable.
+
+Where the batch is written: usually the loop writes it into the segment's
+preallocated room (a pwrite into the page cache) and a syncer -- in the
+server, `fsync_helper.FsyncHelper`, a child process -- fdatasyncs it, so the
+fsync overlaps the loop's work instead of waiting for the GIL. A batch that
+starts a segment, needs more room, or follows a failed write goes to one
+worker thread that runs the whole `TxnLog.write_batch` (fsync included).
 
 If a write or fsync fails, the batch's txns were never acknowledged: the
 committer tries to cut the log back to its last good entry, fails the waiting
@@ -19,6 +26,7 @@ is at that instant, so the server pauses only for the fork.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -42,6 +50,7 @@ class GroupCommitter:
         rng: random.Random | None = None,
         tree_getter: Callable | None = None,
         compress: bool = False,
+        syncer: Callable | None = None,
     ) -> None:
         self.log = txn_log
         self.snap_dir = snap_dir
@@ -57,6 +66,10 @@ class GroupCommitter:
         self._snap_threshold = self._next_threshold()
         self._roll_requested = False
         self._snap_child: int | None = None
+        # `syncer(loop)` makes the object that fsyncs a written batch off this
+        # process's GIL (fsync_helper.FsyncHelper); made with the first batch
+        self._syncer_factory = syncer
+        self._syncer = None
         # figures for mntr / the benchmark
         self.batches = 0
         self.txns = 0
@@ -133,7 +146,8 @@ class GroupCommitter:
                 self._roll_requested = False
                 t0 = time.perf_counter()
                 try:
-                    await loop.run_in_executor(self._executor, self._write, entries, roll)
+                    if roll or not await self._write_fast(entries):
+                        await loop.run_in_executor(self._executor, self._write, entries, roll)
                 except StorageError as e:
                     self._fail(str(e), batch)
                     break
@@ -156,6 +170,41 @@ class GroupCommitter:
             if self._pending and self.failure is None:
                 self._running = True
                 loop.call_soon(self._start_batch)
+
+    async def _write_fast(self, entries) -> bool:
+        """Write on the loop, fsync by the syncer; False (nothing written) when
+        the batch needs the worker thread's full `write_batch` instead."""
+        if self._syncer_factory is None:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._syncer is None:
+            try:
+                self._syncer = self._syncer_factory(loop)
+            except OSError as e:
+                log.warning("cannot start the fsync helper process (%s): fsync on a thread", e)
+                self._syncer_factory = None
+                return False
+        h = self.log.append_unsynced(entries)
+        if h is None:
+            return False
+        fut = loop.create_future()
+        self._syncer.sync(h, True, fut.set_result)
+        err = await fut
+        if err is None:
+            log.warning("the fsync helper process exited: fsync on a thread from now on")
+            self._syncer_factory = None
+            try:
+                await loop.run_in_executor(self._executor, self.log.fs.fsync, h, True)
+            except OSError as e:
+                err = e.errno or errno.EIO
+            else:
+                err = 0
+        if err:
+            raise StorageError(f"txn log {self.log.current_path}: fdatasync of zxids "
+                               f"{entries[0][0]:#x}..{entries[-1][0]:#x} failed: "
+                               f"{os.strerror(err)}")
+        self.log.appended_synced()
+        return True
 
     def _write(self, entries, roll: bool) -> None:
         if roll:
@@ -216,6 +265,9 @@ class GroupCommitter:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         if self._snap_child is not None:
             try:
                 os.waitpid(self._snap_child, 0)

@@ -241,6 +241,7 @@ class TxnLog:
         self._new_file = False  # directory entry not yet fsynced
         self._dirty: int | None = None  # a failed write left garbage from here
         self._roll = False
+        self._unsynced: tuple[int, int] | None = None  # (end, last zxid) awaiting fsync
 
     # ---------------------------------------------------------------- open
     def segments(self) -> list[tuple[int, str]]:
@@ -323,13 +324,7 @@ class TxnLog:
                 z, p = segs[-1]
                 last = self._scan_file(p, z).last_zxid or 0
             self.open_for_append(last)
-        prev = self.last_zxid
-        for zxid, payload in entries:
-            if zxid <= prev:
-                raise ValueError(f"zxid {zxid:#x} does not follow {prev:#x}")
-            if not payload:
-                raise ValueError(f"empty txn payload for zxid {zxid:#x}")
-            prev = zxid
+        self._check_order(entries)
         fs = self.fs
         try:
             if self._dirty is not None:
@@ -361,14 +356,67 @@ class TxnLog:
                 if self._new_file:
                     fs.fsync_dir(self.dir)
             self._new_file = False
-            self._dirty = None
         except OSError as e:
-            raise StorageError(
-                f"txn log {self._path}: write of zxids {entries[0][0]:#x}..{entries[-1][0]:#x} "
-                f"at offset {start} failed: {e}") from e
+            raise StorageError(self._write_failed(entries, start, e)) from e
+        self._synced(end, entries[-1][0])
+
+    def append_unsynced(self, entries: list[tuple[int, bytes]]):
+        """The fast half of `write_batch`, for a caller that fsyncs elsewhere
+        (in a process of its own, so the fsync never waits for our GIL).
+
+        Writes `entries` into the current segment's preallocated room and
+        returns its handle; the caller fdatasyncs that handle, then calls
+        `appended_synced()`; until then `last_zxid` does not move. Returns
+        None, having written nothing, when the batch needs `write_batch`
+        instead: a new segment, more room, a failed earlier write, no fsync.
+        Raises StorageError if the write fails (as `write_batch`).
+        """
+        if (not entries or self._h is None or self._roll or self._dirty is not None
+                or self._new_file or not self.force_sync or self._pos == 0):
+            return None
+        self._check_order(entries)
+        buf = bytearray()
+        encode_entries(entries, buf)
+        start = self._pos
+        end = start + len(buf)
+        if end > self._alloc:
+            return None
+        self._dirty = start
+        try:
+            self.fs.write(self._h, buf, start)
+        except OSError as e:
+            raise StorageError(self._write_failed(entries, start, e)) from e
+        self._unsynced = (end, entries[-1][0])
+        return self._h
+
+    def appended_synced(self) -> None:
+        """The batch of the last `append_unsynced` is durable."""
+        end, last = self._unsynced
+        self._unsynced = None
+        self._synced(end, last)
+
+    @property
+    def current_path(self) -> str | None:
+        return self._path
+
+    def _check_order(self, entries) -> None:
+        prev = self.last_zxid
+        for zxid, payload in entries:
+            if zxid <= prev:
+                raise ValueError(f"zxid {zxid:#x} does not follow {prev:#x}")
+            if not payload:
+                raise ValueError(f"empty txn payload for zxid {zxid:#x}")
+            prev = zxid
+
+    def _write_failed(self, entries, start: int, e: OSError) -> str:
+        return (f"txn log {self._path}: write of zxids {entries[0][0]:#x}..{entries[-1][0]:#x} "
+                f"at offset {start} failed: {e}")
+
+    def _synced(self, end: int, last_zxid: int) -> None:
+        self._dirty = None
         with self._lock:
             self._pos = end
-            self.last_zxid = entries[-1][0]
+            self.last_zxid = last_zxid
 
     def _start_segment(self, first_zxid: int) -> None:
         path = os.path.join(self.dir, segment_name(first_zxid))

@@ -1,0 +1,173 @@
+"""The fsync helper process (zabby.server.fsync_helper) on a real filesystem.
+
+The loop writes a batch into the log's preallocated room and the helper
+fdatasyncs it. What must hold: a txn is acknowledged only after the helper
+reported its fsync; a helper that dies is replaced by fsync on the worker
+thread with nothing lost; an fsync error reaches the caller as its errno;
+the helper never outlives its server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import time
+
+import pytest
+
+from zabby.server.durability import GroupCommitter
+from zabby.server.fsync_helper import FsyncHelper
+from zabby.storage import TxnLog
+from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
+from zabby.testing.servers import ZabbyServer
+from zabby.wire import Err, Op
+from zabby.wire.records import CreateRequest
+
+
+def _payload(z: int) -> bytes:
+    return b"txn-%d" % z
+
+
+async def _commit(gc: GroupCommitter, zxids, timeout: float = 10.0) -> None:
+    """Submit one entry per zxid; wait until every one is acknowledged."""
+    loop = asyncio.get_running_loop()
+    futs = []
+    for z in zxids:
+        f = loop.create_future()
+        gc.submit_entry(z, _payload(z), lambda f=f: f.set_result(True),
+                        lambda why, f=f: f.set_exception(AssertionError(why)))
+        futs.append(f)
+    await asyncio.wait_for(asyncio.gather(*futs), timeout)
+
+
+def _logged(log_dir) -> list[tuple[int, bytes]]:
+    log = TxnLog(str(log_dir))
+    try:
+        return list(log.iter_entries())
+    finally:
+        log.close()
+
+
+def _committer(tmp_path) -> GroupCommitter:
+    txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 20)
+    txn_log.open_for_append(0)
+    return GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
+                          tree_getter=None, syncer=FsyncHelper)
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_acknowledged_only_after_the_helper_fsynced(tmp_path):
+    async def main() -> None:
+        gc = _committer(tmp_path)
+        try:
+            await _commit(gc, [1])  # starts the segment (worker thread) and the helper
+            await _commit(gc, [2, 3])  # the fast path
+            helper = gc._syncer
+            assert isinstance(helper, FsyncHelper) and helper.alive
+            os.kill(helper.proc.pid, signal.SIGSTOP)
+            try:
+                acked = asyncio.ensure_future(_commit(gc, [4, 5, 6]))
+                await asyncio.sleep(0.5)
+                assert not acked.done(), "acknowledged while the helper could not fsync"
+            finally:
+                os.kill(helper.proc.pid, signal.SIGCONT)
+            await asyncio.wait_for(acked, 10)
+            assert gc.log.last_zxid == 6
+        finally:
+            gc.close()
+
+    asyncio.run(main())
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 7)]
+
+
+def test_a_dead_helper_is_replaced_by_fsync_on_the_thread(tmp_path, caplog):
+    async def main() -> None:
+        gc = _committer(tmp_path)
+        try:
+            await _commit(gc, [1, 2])
+            await _commit(gc, [3])
+            helper = gc._syncer
+            os.kill(helper.proc.pid, signal.SIGKILL)
+            helper.proc.wait(5)
+            await _commit(gc, range(4, 40))
+            for z in range(40, 60):  # one at a time: many batches after the loss
+                await _commit(gc, [z])
+            assert not helper.alive
+            assert gc.failure is None
+        finally:
+            gc.close()
+
+    with caplog.at_level(logging.WARNING, logger="zabby.server.storage"):
+        asyncio.run(main())
+    assert any("fsync helper process exited" in r.getMessage() for r in caplog.records)
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 60)]
+
+
+def test_an_fsync_error_reaches_the_caller_as_its_errno(tmp_path):
+    async def main() -> list:
+        helper = FsyncHelper(asyncio.get_running_loop())
+        r, w = os.pipe()
+        f = open(tmp_path / "f", "wb")  # noqa: SIM115 - closed below
+        try:
+            got = []
+            for fd in (r, f.fileno()):  # a pipe cannot be fsynced: EINVAL; a file can
+                fut = asyncio.get_running_loop().create_future()
+                helper.sync(fd, True, fut.set_result)
+                got.append(await asyncio.wait_for(fut, 5))
+            return got
+        finally:
+            helper.close()
+            f.close()
+            os.close(r)
+            os.close(w)
+
+    assert asyncio.run(main()) == [errno.EINVAL, 0]
+
+
+def test_the_helper_exits_with_its_server(tmp_path):
+    srv = ZabbyServer(tmp_path)
+    try:
+        with RawClient(srv.host, srv.port) as c:
+            for i in range(5):  # the first batches start the helper
+                r = c.request(Op.CREATE, CreateRequest(f"/n{i}", b"x", OPEN_ACL_UNSAFE, 0))
+                assert r.err == Err.OK
+        children = _children(srv.pid)
+        helpers = [p for p in children if b"fsync_helper" in _cmdline(p)]
+        assert len(helpers) == 1, [(p, _cmdline(p)) for p in children]
+        os.kill(srv.pid, signal.SIGKILL)  # the server only, not its process group
+        assert _gone(helpers[0], 10), "the fsync helper outlived its server"
+    finally:
+        srv.stop()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+if not os.path.exists("/proc/self/task"):  # pragma: no cover - Linux only
+    pytest.skip("needs /proc", allow_module_level=True)
