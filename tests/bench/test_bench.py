@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -117,3 +120,62 @@ def test_histogram_buckets():
     assert abs(h.percentile(99) - 99_000_000) / 99_000_000 < 0.02
     for v in (0, 1, 127, 128, 129, 1000, 123_456_789, 2**40):
         assert abs(value_of(bucket_of(v)) - v) <= max(0.5, v / 64)
+
+
+@pytest.mark.parametrize("workload", ["read", "mixed"])
+def test_open_loop_rate_is_what_was_offered(server, workload):
+    # 400 requests/s over 4 sessions for 1.5 s: the server keeps up easily, so the
+    # recorded count is the offered rate x the duration, not what a closed loop does
+    res = run_bench(BenchConfig(hosts=server.hosts, workload=workload, sessions=4, keys=20,
+                                warmup=0.3, duration=1.5, rate=400, progress=False))
+    check_result(res, workload)
+    assert res["offered_per_sec"] == 400
+    assert res["missed"] == 0
+    assert 400 * 1.5 * 0.75 <= res["ops"] <= 400 * 1.5 * 1.25, res["ops"]
+
+
+def test_open_loop_misses_what_it_cannot_send(server):
+    # a stopped server answers nothing: once a session has PACED_CAP in flight the
+    # pacer counts further requests as missed instead of queueing them unboundedly
+    from zabby.bench import workloads
+
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        cap = workloads.PACED_CAP
+        workloads.PACED_CAP = 5
+        try:
+            st = arun(_paced_against_stopped(server))
+        finally:
+            workloads.PACED_CAP = cap
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert st.missed > 0
+    assert all(len(p.sent) == 5 for p in st.protos)
+
+
+async def _paced_against_stopped(server):
+    from zabby.bench import workloads
+
+    cfg = BenchConfig(hosts=server.hosts, workload="read", sessions=2, keys=5, rate=500,
+                      duration=0.4, warmup=0)
+    st = workloads.RunState(("read",), 0, 0, 2)
+    host, port = parse_hosts(server.hosts)[0]
+    protos = []
+    for _ in range(2):
+        p = workloads._Pipelined(st, cfg, workloads.build_templates(cfg), [0])
+        p.ready.set_result(p)  # no handshake needed to count sends
+        tr, _ = await asyncio.get_running_loop().create_connection(lambda p=p: p, host, port)
+        protos.append(p)
+    start = time.perf_counter_ns()
+    st.rec_end = start + int(0.4e9)
+    await workloads._pace(st, protos, 500, start)
+    for p in protos:
+        p.transport.abort()
+    st.protos = protos
+    return st
+
+
+def test_rate_rejected_for_closed_loop_workloads():
+    p = bench_cli("--hosts", "127.0.0.1:1", "-w", "create", "--rate", "100")
+    assert p.returncode == 2
+    assert "--rate applies to" in p.stderr and "Traceback" not in p.stderr

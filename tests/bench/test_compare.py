@@ -52,7 +52,7 @@ def test_table_printed_with_both_figures_and_ratio(quick_run):
     p, out, _ = quick_run
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[:6] == ["mode", "workload", "out/session", "zabby ops/s", "ZK ops/s",
+    assert header[:6] == ["mode", "workload", "load", "zabby ops/s", "ZK ops/s",
                           "ops zabby/ZK"]
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[1:]]
     rows = [r for r in rows if r[0] != "---"]
@@ -96,6 +96,7 @@ def test_plots(quick_run):
     (["--modes", "cluster"], "unknown mode"),
     (["--outstanding", "x"], "--outstanding"),
     (["--duration", "0"], "--duration"),
+    (["--rate", "-1"], "--rate"),
 ])
 def test_bad_arguments_exit_2(args, message, tmp_path):
     p = compare_cli(*args, "--out", str(tmp_path / "r"), timeout=30)
@@ -120,3 +121,13 @@ def test_without_matplotlib_no_plots(monkeypatch, tmp_path, quick_run):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
     assert compare.write_plots(rows, tmp_path) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_open_loop_rate_only_for_the_paced_workloads():
+    from zabby.bench import compare
+
+    opts = {"rate": 2000.0}
+    assert [compare._rate(opts, w) for w in ("read", "write", "mixed", "multi")] == [2000.0] * 4
+    assert [compare._rate(opts, w) for w in ("create", "watch", "session")] == [0.0] * 3
+    assert compare.load_label({"rate": 2000.0, "outstanding": 1}) == "2,000/s open loop"
+    assert compare.load_label({"rate": 0.0, "outstanding": 8}) == "m=8"

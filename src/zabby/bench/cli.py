@@ -12,7 +12,8 @@ from .workloads import WORKLOADS, BenchConfig
 
 DESCRIPTION = """\
 Load generator speaking the ZooKeeper client protocol (works against zabby and
-Apache ZooKeeper). Each session keeps --outstanding requests pipelined; all
+Apache ZooKeeper). Each session keeps --outstanding requests pipelined (or, with
+--rate, requests go out on a fixed schedule whatever the replies); all
 sessions share one process unless --procs is given. Workloads: read (getData),
 write (setData), mixed (--read-pct reads), create (sequential create + delete),
 watch (N sessions watch one znode, one writer; latency = setData to the last
@@ -51,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", type=int, default=d.keys, help="znodes read/written (default %(default)s)")
     p.add_argument("--read-pct", type=float, default=d.read_pct,
                    help="mixed: percentage of reads (default %(default)s)")
+    p.add_argument("--rate", type=float, default=d.rate,
+                   help="open loop: send this many requests/s in total on schedule, whatever "
+                        "the replies (read, write, mixed, multi; --outstanding is then "
+                        "ignored); 0 = closed loop (default)")
     p.add_argument("--prefix", default=d.prefix, help="parent znode (default %(default)s)")
     p.add_argument("--no-cleanup", action="store_true", help="leave the znodes in place")
     p.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
@@ -65,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         outstanding=args.outstanding, warmup=args.warmup, duration=args.duration,
         value_size=args.value_size, keys=args.keys, read_pct=args.read_pct, procs=args.procs,
         prefix=args.prefix, cleanup=not args.no_cleanup, connect_timeout=args.connect_timeout,
-        progress=not args.quiet,
+        progress=not args.quiet, rate=args.rate,
     )
 
 
@@ -75,9 +80,11 @@ def summary(res: dict) -> str:
     if what == "mixed":
         what += f" ({res['read_pct']:g}% reads)"
     unit = {"watch": "rounds", "session": "sessions"}.get(res["workload"], "ops")
+    load = (f"open loop at {res['offered_per_sec']:,.0f} requests/s ({res['missed']} missed)"
+            if "offered_per_sec" in res else f"outstanding {res['outstanding']}")
     lines = [
         f"zabby bench: {what} against {res['hosts']}",
-        f"  sessions {res['sessions']} x outstanding {res['outstanding']}, procs {res['procs']}, "
+        f"  sessions {res['sessions']} x {load}, procs {res['procs']}, "
         f"value {res['value_size']} B, keys {res['keys']}, {res['duration_s']:g} s "
         f"after {res['warmup_s']:g} s warm-up",
         f"  throughput  {res['ops_per_sec']:>12,.0f} {unit}/s   ({res['ops']:,} {unit}, "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .client import BenchError
 from .runner import run_bench
-from .workloads import WORKLOADS, BenchConfig
+from .workloads import PACED, WORKLOADS, BenchConfig
 
 KINDS = ("zabby", "zookeeper")
 LABEL = {"zabby": "zabby", "zookeeper": "ZooKeeper"}
@@ -64,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outstanding", "-m",
                    help="pipelined requests per session, comma-separated list "
                         f"(default {FULL['outstanding']})")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop at this many requests/s in total for read, write, mixed "
+                        "and multi (latency at a fixed offered load both servers can "
+                        "sustain); 0 = closed loop with --outstanding (default)")
     p.add_argument("--duration", "-d", type=float,
                    help=f"measured seconds per run (default {FULL['duration']:g}; "
                         f"--quick {QUICK['duration']:g})")
@@ -215,10 +219,12 @@ def _resolve(args: argparse.Namespace) -> dict:
         raise BenchError("--sessions, --keys and --outstanding must be at least 1")
     if opts["duration"] <= 0 or opts["warmup"] < 0:
         raise BenchError("--duration must be > 0 and --warmup >= 0")
+    if args.rate < 0:
+        raise BenchError("--rate must be >= 0")
     if args.rounds < 1 or args.members < 1 or args.procs < 1:
         raise BenchError("--rounds, --members and --procs must be at least 1")
     opts.update(value_size=args.value_size, read_pct=args.read_pct, procs=args.procs,
-                rounds=args.rounds, members=args.members)
+                rounds=args.rounds, members=args.members, rate=args.rate)
     return opts
 
 
@@ -230,12 +236,22 @@ def measure(target: Target, workload: str, m: int, opts: dict) -> dict:
         hosts=target.hosts, workload=workload, sessions=opts["sessions"], outstanding=m,
         warmup=opts["warmup"], duration=opts["duration"], value_size=opts["value_size"],
         keys=max(opts["keys"], 4), read_pct=opts["read_pct"], procs=opts["procs"],
-        progress=False))
+        progress=False, rate=_rate(opts, workload)))
     wall = time.perf_counter() - t0
     res["server_cpu_pct"] = round(100 * (sum(proc_cpu_seconds(p) for p in pids) - cpu0) / wall, 1)
     res["server"] = target.kind
     res["mode"] = target.mode
     return res
+
+
+def _rate(opts: dict, workload: str) -> float:
+    """The open-loop rate for this workload (0: closed loop)."""
+    return opts.get("rate", 0.0) if workload in PACED else 0.0
+
+
+def load_label(row: dict) -> str:
+    rate = row.get("rate", 0.0)
+    return f"{rate:,.0f}/s open loop" if rate else f"m={row['outstanding']}"
 
 
 def _median_result(runs: list[dict]) -> dict:
@@ -274,11 +290,13 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
                             runs[kind].append(res)
                             raw.append(res)
                             lat = res["latency_ms"]
-                            say(f"{mode} {w} m={m} {LABEL[kind]}: {res['ops_per_sec']:,.0f} ops/s "
+                            load = load_label({"rate": _rate(opts, w), "outstanding": m})
+                            say(f"{mode} {w} {load} {LABEL[kind]}: {res['ops_per_sec']:,.0f} ops/s "
                                 f"p50 {lat['p50']:.2f} p99 {lat['p99']:.2f} ms, server CPU "
                                 f"{res['server_cpu_pct']:.0f}%, bench CPU "
                                 f"{res['client_cpu_pct']:.0f}%, errors {res['errors']}")
                     rows.append({"mode": mode, "workload": w, "outstanding": m,
+                                 "rate": _rate(opts, w),
                                  **{k: _median_result(runs[k]) for k in KINDS}})
         finally:
             for t in targets.values():
@@ -293,7 +311,7 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}"
 
 
-HEADER = ["mode", "workload", "out/session", "zabby ops/s", "ZK ops/s", "ops zabby/ZK",
+HEADER = ["mode", "workload", "load", "zabby ops/s", "ZK ops/s", "ops zabby/ZK",
           "zabby p50 ms", "ZK p50 ms", "p50 zabby/ZK", "zabby p99 ms", "ZK p99 ms",
           "p99 zabby/ZK", "server CPU zabby/ZK", "errors zabby/ZK"]
 
@@ -305,7 +323,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         zl, kl = z["latency_ms"], k["latency_ms"]
         w = row["workload"] + (f" ({z['read_pct']:g}% reads)" if row["workload"] == "mixed" else "")
         out.append([
-            row["mode"], w, str(row["outstanding"]),
+            row["mode"], w, load_label(row),
             f"{z['ops_per_sec']:,.0f}", f"{k['ops_per_sec']:,.0f}",
             _ratio(z["ops_per_sec"], k["ops_per_sec"]),
             f"{zl['p50']:.2f}", f"{kl['p50']:.2f}", _ratio(zl["p50"], kl["p50"]),
@@ -323,7 +341,10 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def describe(opts: dict, info: dict) -> str:
-    return (f"{opts['sessions']} sessions, {opts['value_size']} B values, {opts['keys']} keys, "
+    load = (f"open loop at {opts['rate']:,.0f} requests/s for {'/'.join(PACED)} (sent on "
+            f"schedule whatever the replies; latency from send to reply), "
+            if opts.get("rate") else "")
+    return (f"{opts['sessions']} sessions, {load}{opts['value_size']} B values, {opts['keys']} keys, "
             f"mixed = {opts['read_pct']:g}% reads, {opts['duration']:g} s after "
             f"{opts['warmup']:g} s warm-up, rounds {opts['rounds']} (medians), bench procs "
             f"{opts['procs']}; ensembles of {opts['members']} on loopback, clients spread over "
@@ -352,7 +373,8 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
     written = []
 
     def label(r):
-        return r["workload"] + (f"\nm={r['outstanding']}" if r["outstanding"] != 1 else "")
+        return r["workload"] + (f"\n{load_label(r)}" if r.get("rate") or r["outstanding"] != 1
+                                else "")
 
     # throughput
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False)

@@ -13,7 +13,7 @@ import time
 from ..wire import CreateRequest, DeleteRequest, Err, Op, PathWatchRequest, SetDataRequest
 from .client import OPEN_ACL, BenchError, Session, connect, parse_hosts
 from .hist import Histogram
-from .workloads import WORKLOADS, BenchConfig, run_worker
+from .workloads import PACED, WORKLOADS, BenchConfig, run_worker
 
 __all__ = ["BenchConfig", "BenchError", "run_bench", "validate"]
 
@@ -41,6 +41,10 @@ def validate(cfg: BenchConfig) -> None:
         raise BenchError("the multi workload needs --keys of at least 4")
     if cfg.duration <= 0 or cfg.warmup < 0 or cfg.value_size < 0:
         raise BenchError("--duration must be > 0, --warmup and --value-size >= 0")
+    if cfg.rate < 0:
+        raise BenchError("--rate must be >= 0 (0: closed loop)")
+    if cfg.rate > 0 and cfg.workload not in PACED:
+        raise BenchError(f"--rate applies to {', '.join(PACED)}, not to {cfg.workload}")
     if not 0 <= cfg.read_pct <= 100:
         raise BenchError("--read-pct must be between 0 and 100")
     if not cfg.prefix.startswith("/") or cfg.prefix == "/" or cfg.prefix.endswith("/"):
@@ -298,6 +302,10 @@ def _aggregate(cfg: BenchConfig, workers: list[dict], wall: float, ru0, ru1) -> 
     }
     if cfg.workload == "mixed":
         res["read_pct"] = cfg.read_pct
+    if cfg.rate > 0:
+        # open loop: what was offered, and what could not be sent (PACED_CAP in flight)
+        res["offered_per_sec"] = cfg.rate
+        res["missed"] = sum(w["missed"] for w in workers)
     if len(kinds) > 1:
         res["by_kind"] = {
             name: {"ops": ops_by_kind[name],

@@ -71,6 +71,7 @@ class BenchConfig:
     connect_timeout: float = 5.0
     progress: bool = True
     seed: int = 1
+    rate: float = 0.0  # > 0: open loop at this many requests/s in total (see _pace)
 
     def key(self, i: int) -> str:
         return f"{self.prefix}/k{i:07d}"
@@ -87,6 +88,7 @@ class RunState:
         self.errors = 0
         self.error_codes: dict[int, int] = {}
         self.lost = 0
+        self.missed = 0  # open loop: requests not sent, their session had PACED_CAP in flight
         self.rec_start = rec_start
         self.rec_end = rec_end
         self.active = n
@@ -160,6 +162,7 @@ class _Pipelined(asyncio.Protocol):
         self.ready = asyncio.get_running_loop().create_future()
         self.finished = False
         self.inline = type(self).reply is _Pipelined.reply
+        self.paced = cfg.rate > 0  # requests are sent by _pace, not in answer to replies
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -173,6 +176,8 @@ class _Pipelined(asyncio.Protocol):
             self.ready.set_result(self)
 
     def start(self) -> None:
+        if self.paced:
+            return
         now = perf_ns()
         out: list[bytes] = []
         for _ in range(self.cfg.outstanding):
@@ -205,7 +210,8 @@ class _Pipelined(asyncio.Protocol):
         now = perf_ns()
         st = self.st
         recording = st.rec_start <= now < st.rec_end
-        sending = now < st.rec_end
+        live = now < st.rec_end
+        sending = live and not self.paced
         hists = st.hists
         ops = st.ops
         sent = self.sent
@@ -254,13 +260,28 @@ class _Pipelined(asyncio.Protocol):
         st.completed += got
         if out:
             self.transport.write(b"".join(out))
-        elif not sent and not sending and not self.finished:
+        elif not sent and not live and not self.finished:
             self.finished = True
             st.session_done()
 
     def reply(self, out, now, kind, err, buf, body, end) -> None:
         """Send what follows a reply: by default the next request of the cycle."""
         self._next(out, now)
+
+    def send_paced(self, now: int) -> None:
+        """Open loop: the next request of the cycle, now, whatever is in flight."""
+        if len(self.sent) >= PACED_CAP or self.transport is None or self.finished:
+            self.st.missed += 1
+            return
+        out: list[bytes] = []
+        self._next(out, now)
+        self.transport.write(b"".join(out))
+
+    def paced_end(self) -> None:
+        """The pacer stopped: done now, or with the last reply (data_received)."""
+        if not self.sent and not self.finished:
+            self.finished = True
+            self.st.session_done()
 
     def connection_lost(self, exc) -> None:
         if not self.ready.done():
@@ -299,6 +320,33 @@ class _CreateDelete(_Pipelined):
             self._send(out, now, (LEN.pack(4 + len(tail)), tail, 1))
         else:
             self._send(out, now, self.create)
+
+
+PACED_CAP = 1000  # open loop: requests in flight per session before sends are missed
+PACED = ("read", "write", "mixed", "multi")  # the workloads --rate applies to
+
+
+async def _pace(st: RunState, protos: list, rate: float, start: int) -> None:
+    """Open loop: send `rate` requests/s in total, round robin over the sessions,
+    on schedule whatever the replies, from `start` until the end of the run.
+    The loop's timers tick about every millisecond; each tick sends what fell
+    due since the last, so requests leave in small bursts spread over sessions."""
+    n = len(protos)
+    i = sent = 0
+    while True:
+        now = perf_ns()
+        if now >= st.rec_end:
+            break
+        due = int((now - start) * rate / 1e9) - sent
+        for _ in range(due):
+            protos[i].send_paced(now)
+            i += 1
+            if i == n:
+                i = 0
+        sent += due
+        await asyncio.sleep(0.001)
+    for p in protos:
+        p.paced_end()
 
 
 _DELETE_OP = struct.pack(">i", Op.DELETE)
@@ -345,9 +393,15 @@ async def run_worker(cfg: BenchConfig, index: int, nprocs: int, addrs, go, repor
         ticker = _ticker(st, report)
         for p in protos:
             p.start()
+        pacer = None
+        if cfg.rate > 0:
+            share = cfg.rate * len(mine) / cfg.sessions
+            pacer = asyncio.get_running_loop().create_task(_pace(st, protos, share, start))
         # drain for at most 10 s after the end
         await _wait_done(st, st.rec_end)
         ticker.cancel()
+        if pacer is not None:
+            pacer.cancel()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         for p in protos:
             if p.transport is not None:
@@ -384,6 +438,7 @@ def _result(st: RunState, cpu: float, wall: float) -> dict:
         "errors": st.errors,
         "error_codes": {str(k): v for k, v in st.error_codes.items()},
         "lost": st.lost,
+        "missed": st.missed,
         "cpu_s": cpu,
         "wall_s": wall,
     }
