@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 import threading
 import time
 from collections import deque
@@ -71,12 +72,14 @@ class FaultyFS(SimulatedFS):
 
 class LoopSyncer:
     """The fast path's syncer on a SimulatedFS: the loop writes the batch, this
-    fsyncs it a loop turn later (as the helper process does, asynchronously)."""
+    fsyncs it a little later (as the helper processes do, asynchronously, and
+    -- two batches may be syncing -- not always in the order asked)."""
 
     def __init__(self, fs: SimulatedFS, loop) -> None:
         self.fs = fs
         self.loop = loop
         self.syncs = 0
+        self.rng = random.Random(7)
 
     def sync(self, h, data_only: bool, callback) -> None:
         def run() -> None:
@@ -88,7 +91,7 @@ class LoopSyncer:
             self.syncs += 1
             callback(0)
 
-        self.loop.call_soon(run)
+        self.loop.call_later(self.rng.choice((0, 0, 0.003)), run)
 
     def close(self) -> None:
         pass

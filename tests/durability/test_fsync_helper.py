@@ -1,10 +1,12 @@
-"""The fsync helper process (zabby.server.fsync_helper) on a real filesystem.
+"""The fsync helper processes (zabby.server.fsync_helper) on a real filesystem.
 
-The loop writes a batch into the log's preallocated room and the helper
-fdatasyncs it. What must hold: a txn is acknowledged only after the helper
-reported its fsync; a helper that dies is replaced by fsync on the worker
-thread with nothing lost; an fsync error reaches the caller as its errno;
-the helper never outlives its server.
+The loop writes a batch into the log's preallocated room and a helper
+fdatasyncs it; with a pool, the next batch's fsync may start before the
+previous one's ends. What must hold: a txn is acknowledged only after its
+fsync was reported, and in zxid order even when a later batch's fsync ends
+first; a helper that dies is replaced by fsync on the worker thread with
+nothing lost; an fsync error reaches the caller as its errno; the helpers
+never outlive their server.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import pytest
 
 from zabby.server.durability import GroupCommitter
-from zabby.server.fsync_helper import FsyncHelper
+from zabby.server.fsync_helper import FsyncHelper, FsyncPool
 from zabby.storage import TxnLog
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
 from zabby.testing.servers import ZabbyServer
@@ -51,11 +53,11 @@ def _logged(log_dir) -> list[tuple[int, bytes]]:
         log.close()
 
 
-def _committer(tmp_path) -> GroupCommitter:
+def _committer(tmp_path, syncer=FsyncHelper, max_inflight: int = 2) -> GroupCommitter:
     txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 20)
     txn_log.open_for_append(0)
     return GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
-                          tree_getter=None, syncer=FsyncHelper)
+                          tree_getter=None, syncer=syncer, max_inflight=max_inflight)
 
 
 def _gone(pid: int, timeout: float) -> bool:
@@ -90,6 +92,42 @@ def test_acknowledged_only_after_the_helper_fsynced(tmp_path):
             gc.close()
 
     asyncio.run(main())
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 7)]
+
+
+def test_batches_are_acknowledged_in_order_when_a_later_fsync_ends_first(tmp_path):
+    async def main() -> list[int]:
+        gc = _committer(tmp_path, syncer=lambda loop: FsyncPool(loop, 2))
+        acked: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        def submit(z: int) -> None:
+            gc.submit_entry(z, _payload(z), lambda: acked.append(z),
+                            lambda why: acked.append(-z))
+        try:
+            await _commit(gc, [1, 2])  # new segment (thread), starts the pool
+            await _commit(gc, [3])
+            first, second = gc._syncer.helpers
+            os.kill(first.proc.pid, signal.SIGSTOP)
+            try:
+                submit(4)
+                await asyncio.sleep(0.05)  # batch [4] goes to the stopped helper
+                submit(5)
+                submit(6)
+                await asyncio.sleep(0.5)  # batch [5, 6] to the other, which answers
+                assert len(first._waiting) == 1 and not second._waiting
+                assert acked == [], "acknowledged before the earlier batch's fsync ended"
+            finally:
+                os.kill(first.proc.pid, signal.SIGCONT)
+            deadline = loop.time() + 10
+            while len(acked) < 3 and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert gc.log.last_zxid == 6
+            return acked
+        finally:
+            gc.close()
+
+    assert asyncio.run(main()) == [4, 5, 6]
     assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 7)]
 
 
@@ -146,9 +184,10 @@ def test_the_helper_exits_with_its_server(tmp_path):
                 assert r.err == Err.OK
         children = _children(srv.pid)
         helpers = [p for p in children if b"fsync_helper" in _cmdline(p)]
-        assert len(helpers) == 1, [(p, _cmdline(p)) for p in children]
+        assert len(helpers) == 2, [(p, _cmdline(p)) for p in children]
         os.kill(srv.pid, signal.SIGKILL)  # the server only, not its process group
-        assert _gone(helpers[0], 10), "the fsync helper outlived its server"
+        for pid in helpers:
+            assert _gone(pid, 10), "an fsync helper outlived its server"
     finally:
         srv.stop()
 

@@ -11,7 +11,7 @@ from ..storage import TxnLog, purge, recover
 from .config import ConfigError, ServerConfig
 from .core import ZabbyServer
 from .durability import GroupCommitter
-from .fsync_helper import FsyncHelper
+from .fsync_helper import FsyncPool
 
 log = logging.getLogger("zabby")
 
@@ -54,8 +54,10 @@ def build_server(config: ServerConfig) -> ZabbyServer:
     committer = GroupCommitter(
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
         tree_getter=lambda: server.tree, compress=bool(config.snapshot_compression),
-        # the log is on the real filesystem: fsync in a helper process
-        syncer=FsyncHelper if config.force_sync else None,
+        # the log is on the real filesystem: fsync in helper processes, two
+        # batches syncing at once (three measured slower on two cores)
+        syncer=FsyncPool if config.force_sync else None,
+        max_inflight=2,
     )
     if config.is_distributed:
         from .ensemble import EnsembleServer

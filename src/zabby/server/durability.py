@@ -8,10 +8,14 @@ in zxid order, only after the batch is durable.
 
 Where the batch is written: usually the loop writes it into the segment's
 preallocated room (a pwrite into the page cache) and a syncer -- in the
-server, `fsync_helper.FsyncHelper`, a child process -- fdatasyncs it, so the
-fsync overlaps the loop's work instead of waiting for the GIL. A batch that
-starts a segment, needs more room, or follows a failed write goes to one
-worker thread that runs the whole `TxnLog.write_batch` (fsync included).
+server, `fsync_helper.FsyncPool`, child processes -- fdatasyncs it, so the
+fsync overlaps the loop's work instead of waiting for the GIL. Up to
+`max_inflight` such batches sync at once; any fdatasync covers everything
+written before it, and batches are acknowledged strictly in zxid order. A
+batch that starts a segment, needs more room, or follows a failed write goes
+to one worker thread that runs the whole `TxnLog.write_batch` (fsync
+included), once nothing is syncing; so do control ops (log truncation,
+snapshot install).
 
 If a write or fsync fails, the batch's txns were never acknowledged: the
 committer tries to cut the log back to its last good entry, fails the waiting
@@ -32,12 +36,20 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..storage import StorageError, TxnLog, write_snapshot
 
 log = logging.getLogger("zabby.server.storage")
+
+
+def _errno_of(fut) -> int:
+    e = fut.exception()
+    if e is None:
+        return 0
+    return getattr(e, "errno", None) or errno.EIO
 
 
 class GroupCommitter:
@@ -51,6 +63,7 @@ class GroupCommitter:
         tree_getter: Callable | None = None,
         compress: bool = False,
         syncer: Callable | None = None,
+        max_inflight: int = 2,
     ) -> None:
         self.log = txn_log
         self.snap_dir = snap_dir
@@ -60,7 +73,12 @@ class GroupCommitter:
         self._tree = tree_getter
         self._pending: list[tuple[int, bytes, Callable[[], None], Callable[[str], None]]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zabby-log")
-        self._running = False
+        self._kicked = False  # a _pump is scheduled
+        self._slow = False  # a unit runs on the worker thread (nothing else may start)
+        self._force_slow = False  # the next batch must go to the thread
+        # fast batches written and syncing: [batch, token, handle, errno or None, t0]
+        self._inflight: deque[list] = deque()
+        self.max_inflight = max_inflight
         self.failure: str | None = None  # why writes are refused, once a write failed
         self._since_snap = 0
         self._snap_threshold = self._next_threshold()
@@ -108,9 +126,10 @@ class GroupCommitter:
         self._kick()
 
     def _kick(self) -> None:
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().call_soon(self._start_batch)
+        # once per loop turn: every txn submitted in this turn joins one batch
+        if not self._kicked:
+            self._kicked = True
+            asyncio.get_running_loop().call_soon(self._pump)
 
     def _take(self) -> list:
         """The next unit of work: one control op, or the run of entries before the next."""
@@ -124,99 +143,139 @@ class GroupCommitter:
         unit, self._pending = p[:n], p[n:]
         return unit
 
-    def _start_batch(self) -> None:
-        asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending and self.failure is None:
-                batch = self._take()
-                if batch[0][0] is None:
-                    _, fn, done, _ = batch[0]
-                    try:
-                        await loop.run_in_executor(self._executor, fn)
-                    except (StorageError, OSError) as e:
-                        self._fail(str(e), batch)
-                        break
-                    done()
-                    continue
-                entries = [(z, b) for z, b, _, _ in batch]
-                roll = self._roll_requested
-                self._roll_requested = False
-                t0 = time.perf_counter()
-                try:
-                    if roll or not await self._write_fast(entries):
-                        await loop.run_in_executor(self._executor, self._write, entries, roll)
-                except StorageError as e:
-                    self._fail(str(e), batch)
-                    break
-                except Exception as e:  # a bug in the log is a failed write too
-                    log.exception("unexpected error writing the transaction log")
-                    self._fail(f"unexpected error writing the transaction log: {e}", batch)
-                    break
-                self.last_fsync_ms = (time.perf_counter() - t0) * 1000
-                self.batches += 1
-                self.txns += len(batch)
-                if len(batch) > self.max_batch:
-                    self.max_batch = len(batch)
-                for _, _, done, _ in batch:
-                    done()
-                self._since_snap += len(batch)
-                if self._since_snap >= self._snap_threshold:
-                    self._maybe_snapshot()
-        finally:
-            self._running = False
-            if self._pending and self.failure is None:
-                self._running = True
-                loop.call_soon(self._start_batch)
-
-    async def _write_fast(self, entries) -> bool:
-        """Write on the loop, fsync by the syncer; False (nothing written) when
-        the batch needs the worker thread's full `write_batch` instead."""
-        if self._syncer_factory is None:
-            return False
-        loop = asyncio.get_running_loop()
-        if self._syncer is None:
+    def _pump(self) -> None:
+        """Start what can start: fast batches while fewer than `max_inflight`
+        are syncing, or -- once none is -- one unit on the worker thread."""
+        self._kicked = False
+        while self._pending and self.failure is None and not self._slow:
+            if (self._pending[0][0] is None or self._roll_requested or self._force_slow
+                    or not self._fast_ready()):
+                if not self._inflight:
+                    self._slow = True
+                    asyncio.get_running_loop().create_task(self._slow_unit())
+                return
+            if len(self._inflight) >= self.max_inflight:
+                return
+            batch = self._take()
+            entries = [(z, b) for z, b, _, _ in batch]
             try:
-                self._syncer = self._syncer_factory(loop)
+                written = self.log.append_unsynced(entries)
+            except StorageError as e:
+                self._fail(str(e), batch)
+                return
+            if written is None:  # a new segment or more room: the thread's write_batch
+                self._pending[:0] = batch
+                self._force_slow = True
+                continue
+            h, token = written
+            rec = [batch, token, h, None, time.perf_counter()]
+            self._inflight.append(rec)
+            self._syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err))
+
+    def _fast_ready(self) -> bool:
+        if self._syncer is None:
+            if self._syncer_factory is None:
+                return False
+            try:
+                self._syncer = self._syncer_factory(asyncio.get_running_loop())
             except OSError as e:
                 log.warning("cannot start the fsync helper process (%s): fsync on a thread", e)
                 self._syncer_factory = None
                 return False
-        h = self.log.append_unsynced(entries)
-        if h is None:
-            return False
-        fut = loop.create_future()
-        self._syncer.sync(h, True, fut.set_result)
-        err = await fut
-        if err is None:
-            log.warning("the fsync helper process exited: fsync on a thread from now on")
-            self._syncer_factory = None
-            try:
-                await loop.run_in_executor(self._executor, self.log.fs.fsync, h, True)
-            except OSError as e:
-                err = e.errno or errno.EIO
-            else:
-                err = 0
-        if err:
-            raise StorageError(f"txn log {self.log.current_path}: fdatasync of zxids "
-                               f"{entries[0][0]:#x}..{entries[-1][0]:#x} failed: "
-                               f"{os.strerror(err)}")
-        self.log.appended_synced()
         return True
+
+    def _synced(self, rec: list, err: int | None) -> None:
+        """The syncer answered for `rec`; acknowledge every finished batch in order."""
+        if err is None:
+            # the helper is gone: nothing is known about this fsync; redo it on the
+            # thread, and from now on every batch goes through write_batch
+            if self._syncer_factory is not None:
+                log.warning("the fsync helper process exited: fsync on a thread from now on")
+                self._syncer_factory = None
+                self._force_slow = True
+            fut = asyncio.get_running_loop().run_in_executor(
+                self._executor, self.log.fs.fsync, rec[2], True)
+            fut.add_done_callback(lambda f: self._synced(rec, _errno_of(f)))
+            return
+        rec[3] = err
+        q = self._inflight
+        while q and q[0][3] is not None and self.failure is None:
+            batch, token, _, err, t0 = q[0]
+            if err:
+                self.log.unsynced_failed()
+                self._fail(f"txn log {self.log.current_path}: fdatasync of zxids "
+                           f"{batch[0][0]:#x}..{batch[-1][0]:#x} failed: {os.strerror(err)}")
+                return
+            q.popleft()
+            self.log.appended_synced(token)
+            self._acknowledge(batch, t0)
+        if self._pending and not self._kicked:
+            self._kick()
+
+    def _acknowledge(self, batch, t0: float) -> None:
+        self.last_fsync_ms = (time.perf_counter() - t0) * 1000
+        self.batches += 1
+        self.txns += len(batch)
+        if len(batch) > self.max_batch:
+            self.max_batch = len(batch)
+        for _, _, done, _ in batch:
+            done()
+        self._since_snap += len(batch)
+        if self._since_snap >= self._snap_threshold:
+            self._maybe_snapshot()
+
+    async def _slow_unit(self) -> None:
+        """One control op, or one batch through `TxnLog.write_batch`, on the thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            if not self._pending or self.failure is not None:
+                return
+            batch = self._take()
+            if batch[0][0] is None:
+                _, fn, done, _ = batch[0]
+                try:
+                    await loop.run_in_executor(self._executor, fn)
+                except (StorageError, OSError) as e:
+                    self._fail(str(e), batch)
+                    return
+                done()
+                return
+            entries = [(z, b) for z, b, _, _ in batch]
+            roll = self._roll_requested
+            self._roll_requested = False
+            t0 = time.perf_counter()
+            try:
+                await loop.run_in_executor(self._executor, self._write, entries, roll)
+            except StorageError as e:
+                self._fail(str(e), batch)
+                return
+            except Exception as e:  # a bug in the log is a failed write too
+                log.exception("unexpected error writing the transaction log")
+                self._fail(f"unexpected error writing the transaction log: {e}", batch)
+                return
+            self._force_slow = self._syncer_factory is None
+            self._acknowledge(batch, t0)
+        finally:
+            self._slow = False
+            if self._pending and self.failure is None:
+                self._kick()
 
     def _write(self, entries, roll: bool) -> None:
         if roll:
             self.log.roll()
         self.log.write_batch(entries)
 
-    def _fail(self, why: str, batch) -> None:
+    def _fail(self, why: str, batch=()) -> None:
+        """Refuse writes from now on; fail every txn not yet acknowledged, in order
+        (the batches syncing, then `batch`, taken from the pending ones, then the rest)."""
         self.failure = f"transaction log write failed, refusing writes until restart: {why}"
         log.error("%s", self.failure)
+        waiting = [r[0] for r in self._inflight]
+        self._inflight.clear()
         rest, self._pending = self._pending, []
-        for _, _, _, failed in batch + rest:
-            failed(self.failure)
+        for b in [*waiting, batch, rest]:
+            for _, _, _, failed in b:
+                failed(self.failure)
 
     # ------------------------------------------------------------ snapshots
     def _maybe_snapshot(self) -> None:

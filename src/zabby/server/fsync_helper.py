@@ -9,6 +9,9 @@ has its own interpreter: the loop writes the batch (pwrite into preallocated
 room, microseconds), hands the file descriptor to the child over a Unix
 socket (SCM_RIGHTS), and goes on serving while the child syncs.
 
+`FsyncPool` keeps two such children so that the next batch's fsync can
+start before the previous one's ends (the committer acknowledges in order).
+
 fsync acts on the file, not the descriptor, so the child's fdatasync makes
 durable what the parent wrote. Protocol (SOCK_SEQPACKET, one message each
 way per request): request b"D" (fdatasync) or b"F" (fsync) with one fd
@@ -116,6 +119,36 @@ class FsyncHelper:
         except subprocess.TimeoutExpired:  # pragma: no cover - a stuck fsync
             self.proc.kill()
             self.proc.wait()
+
+
+class FsyncPool:
+    """`size` helpers, so that the next batch's fsync can start while the
+    previous one's is still running (the disk serves concurrent flushes, and
+    the hand-offs overlap); same interface as FsyncHelper. Each request goes to
+    a helper with nothing outstanding, else to the least busy one."""
+
+    def __init__(self, loop, size: int = 2) -> None:
+        self.helpers: list[FsyncHelper] = []
+        try:
+            for _ in range(max(1, size)):
+                self.helpers.append(FsyncHelper(loop))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return all(h.alive for h in self.helpers)
+
+    def sync(self, fd: int, data_only: bool, callback) -> None:
+        if not self.alive:
+            callback(None)
+            return
+        min(self.helpers, key=lambda h: len(h._waiting)).sync(fd, data_only, callback)
+
+    def close(self) -> None:
+        for h in self.helpers:
+            h.close()
 
 
 def _child_main(sock_fd: int) -> None:

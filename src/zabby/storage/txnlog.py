@@ -241,7 +241,9 @@ class TxnLog:
         self._new_file = False  # directory entry not yet fsynced
         self._dirty: int | None = None  # a failed write left garbage from here
         self._roll = False
-        self._unsynced: tuple[int, int] | None = None  # (end, last zxid) awaiting fsync
+        # append_unsynced writes up to here, zxids up to _wlast, ahead of _pos/last_zxid
+        self._wpos = 0
+        self._wlast = 0
 
     # ---------------------------------------------------------------- open
     def segments(self) -> list[tuple[int, str]]:
@@ -294,6 +296,7 @@ class TxnLog:
                 raise StorageError(f"cannot open txn log {path}: {e}") from e
         self.last_zxid = last_zxid
         self._opened = True
+        self._reset_written()
 
     def _attach(self, path: str, first_zxid: int, end: int, torn: bool) -> None:
         h = self.fs.open(path)
@@ -309,6 +312,7 @@ class TxnLog:
         self._new_file = False
         with self._lock:
             self._pos = end
+        self._reset_written()
 
     # --------------------------------------------------------------- write
     def write_batch(self, entries: list[tuple[int, bytes]]) -> None:
@@ -324,7 +328,9 @@ class TxnLog:
                 z, p = segs[-1]
                 last = self._scan_file(p, z).last_zxid or 0
             self.open_for_append(last)
-        self._check_order(entries)
+        if self.unsynced:
+            raise ValueError("write_batch with batches of append_unsynced not yet synced")
+        self._check_order(entries, self.last_zxid)
         fs = self.fs
         try:
             if self._dirty is not None:
@@ -364,43 +370,60 @@ class TxnLog:
         """The fast half of `write_batch`, for a caller that fsyncs elsewhere
         (in a process of its own, so the fsync never waits for our GIL).
 
-        Writes `entries` into the current segment's preallocated room and
-        returns its handle; the caller fdatasyncs that handle, then calls
-        `appended_synced()`; until then `last_zxid` does not move. Returns
-        None, having written nothing, when the batch needs `write_batch`
-        instead: a new segment, more room, a failed earlier write, no fsync.
-        Raises StorageError if the write fails (as `write_batch`).
+        Writes `entries` into the current segment's preallocated room, after
+        any batches written this way and not yet synced, and returns
+        ``(handle, token)``; the caller fdatasyncs the handle (any later
+        fdatasync covers this batch too) and then calls
+        `appended_synced(token)` for the batches in the order written; until
+        then `last_zxid` does not move. Returns None, having written nothing,
+        when the batch needs `write_batch` instead: a new segment, more room,
+        a failed earlier write, no fsync. Raises StorageError if the write
+        fails (as `write_batch`); so does the caller whose fsync failed, by
+        `unsynced_failed()`.
         """
         if (not entries or self._h is None or self._roll or self._dirty is not None
                 or self._new_file or not self.force_sync or self._pos == 0):
             return None
-        self._check_order(entries)
+        self._check_order(entries, self._wlast)
         buf = bytearray()
         encode_entries(entries, buf)
-        start = self._pos
+        start = self._wpos
         end = start + len(buf)
         if end > self._alloc:
             return None
-        self._dirty = start
         try:
             self.fs.write(self._h, buf, start)
         except OSError as e:
+            self.unsynced_failed()
             raise StorageError(self._write_failed(entries, start, e)) from e
-        self._unsynced = (end, entries[-1][0])
-        return self._h
+        self._wpos = end
+        self._wlast = entries[-1][0]
+        return self._h, (end, entries[-1][0])
 
-    def appended_synced(self) -> None:
-        """The batch of the last `append_unsynced` is durable."""
-        end, last = self._unsynced
-        self._unsynced = None
-        self._synced(end, last)
+    def appended_synced(self, token) -> None:
+        """The batch `token` (and every batch written before it) is durable."""
+        end, last = token
+        with self._lock:
+            self._pos = end
+            self.last_zxid = last
+
+    @property
+    def unsynced(self) -> bool:
+        """Batches of `append_unsynced` still wait for `appended_synced`."""
+        return self._wpos != self._pos
+
+    def unsynced_failed(self) -> None:
+        """A write or fsync of the unsynced batches failed: none of them counts;
+        the next `write_batch` first cuts the segment back to the durable end."""
+        self._dirty = self._pos
+        self._wpos = self._pos
+        self._wlast = self.last_zxid
 
     @property
     def current_path(self) -> str | None:
         return self._path
 
-    def _check_order(self, entries) -> None:
-        prev = self.last_zxid
+    def _check_order(self, entries, prev: int) -> None:
         for zxid, payload in entries:
             if zxid <= prev:
                 raise ValueError(f"zxid {zxid:#x} does not follow {prev:#x}")
@@ -412,11 +435,17 @@ class TxnLog:
         return (f"txn log {self._path}: write of zxids {entries[0][0]:#x}..{entries[-1][0]:#x} "
                 f"at offset {start} failed: {e}")
 
+    def _reset_written(self) -> None:
+        self._wpos = self._pos
+        self._wlast = self.last_zxid
+
     def _synced(self, end: int, last_zxid: int) -> None:
         self._dirty = None
         with self._lock:
             self._pos = end
             self.last_zxid = last_zxid
+        self._wpos = end
+        self._wlast = last_zxid
 
     def _start_segment(self, first_zxid: int) -> None:
         path = os.path.join(self.dir, segment_name(first_zxid))
@@ -432,6 +461,7 @@ class TxnLog:
         self._alloc = 0
         with self._lock:
             self._pos = 0
+        self._reset_written()
 
     def _repair(self) -> None:
         """Undo what a failed write left behind (raises OSError if it cannot)."""
@@ -556,5 +586,6 @@ class TxnLog:
         with self._lock:
             self._path = None
             self._pos = 0
+        self._reset_written()
         if had:
             self.open_for_append(new_last)
