@@ -81,7 +81,7 @@ class LoopSyncer:
         self.syncs = 0
         self.rng = random.Random(7)
 
-    def sync(self, h, data_only: bool, callback) -> None:
+    def sync(self, h, data_only: bool, callback, key=None) -> None:
         def run() -> None:
             try:
                 self.fs.fsync(h, data_only)

@@ -175,6 +175,29 @@ def test_an_fsync_error_reaches_the_caller_as_its_errno(tmp_path):
     assert asyncio.run(main()) == [errno.EINVAL, 0]
 
 
+def test_the_helper_keeps_a_descriptor_while_its_key_stays(tmp_path):
+    async def main() -> list:
+        helper = FsyncHelper(asyncio.get_running_loop())
+        r, w = os.pipe()
+        f = open(tmp_path / "f", "wb")  # noqa: SIM115 - closed below
+        try:
+            got = []
+            # the file under key 1; then the pipe under key 1 (so: the file the
+            # helper holds, fine); then the pipe under key 2 (EINVAL: sent anew)
+            for fd, key in ((f.fileno(), 1), (r, 1), (r, 2)):
+                fut = asyncio.get_running_loop().create_future()
+                helper.sync(fd, True, fut.set_result, key)
+                got.append(await asyncio.wait_for(fut, 5))
+            return got
+        finally:
+            helper.close()
+            f.close()
+            os.close(r)
+            os.close(w)
+
+    assert asyncio.run(main()) == [0, 0, errno.EINVAL]
+
+
 def test_the_helper_exits_with_its_server(tmp_path):
     srv = ZabbyServer(tmp_path)
     try:

@@ -170,7 +170,8 @@ class GroupCommitter:
             h, token = written
             rec = [batch, token, h, None, time.perf_counter()]
             self._inflight.append(rec)
-            self._syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err))
+            self._syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err),
+                              self.log.handle_generation)
 
     def _fast_ready(self) -> bool:
         if self._syncer is None:

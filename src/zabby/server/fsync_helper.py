@@ -15,7 +15,8 @@ start before the previous one's ends (the committer acknowledges in order).
 fsync acts on the file, not the descriptor, so the child's fdatasync makes
 durable what the parent wrote. Protocol (SOCK_SEQPACKET, one message each
 way per request): request b"D" (fdatasync) or b"F" (fsync) with one fd
-attached; reply a signed 32-bit errno, 0 for success. The child exits when
+attached, which the child keeps (closing the one it held), or b"d" / b"f"
+for the descriptor it holds; reply a signed 32-bit errno, 0 for success. The child exits when
 the socket reaches EOF (the server stopped or died), and ignores SIGINT so
 Ctrl-C on `zabby serve` stops only the server.
 
@@ -61,15 +62,24 @@ class FsyncHelper:
         self._sock = parent
         self._loop = loop
         self._waiting: list = []
+        self._key = None  # the key of the descriptor the child holds
         self.alive = True
         loop.add_reader(parent.fileno(), self._readable)
 
-    def sync(self, fd: int, data_only: bool, callback) -> None:
+    def sync(self, fd: int, data_only: bool, callback, key=None) -> None:
+        """fsync `fd`. With a `key` (which must change whenever `fd` stops naming
+        the same open file), the child keeps its copy of the descriptor and
+        later requests with the same key send none: passing an fd costs more
+        than the rest of the request."""
         if not self.alive:
             callback(None)
             return
         try:
-            socket.send_fds(self._sock, [b"D" if data_only else b"F"], [fd])
+            if key is not None and key == self._key:
+                self._sock.send(b"d" if data_only else b"f")
+            else:
+                socket.send_fds(self._sock, [b"D" if data_only else b"F"], [fd])
+                self._key = key
         except OSError:
             self._gone()
             callback(None)
@@ -140,11 +150,11 @@ class FsyncPool:
     def alive(self) -> bool:
         return all(h.alive for h in self.helpers)
 
-    def sync(self, fd: int, data_only: bool, callback) -> None:
+    def sync(self, fd: int, data_only: bool, callback, key=None) -> None:
         if not self.alive:
             callback(None)
             return
-        min(self.helpers, key=lambda h: len(h._waiting)).sync(fd, data_only, callback)
+        min(self.helpers, key=lambda h: len(h._waiting)).sync(fd, data_only, callback, key)
 
     def close(self) -> None:
         for h in self.helpers:
@@ -154,6 +164,7 @@ class FsyncPool:
 def _child_main(sock_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
+    held = None  # the descriptor of the last request that carried one
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
@@ -161,19 +172,22 @@ def _child_main(sock_fd: int) -> None:
             return
         if not msg:
             return
+        if fds:
+            if held is not None:
+                os.close(held)
+            held = fds[0]
+            for extra in fds[1:]:
+                os.close(extra)
         err = 0
         try:
-            if not fds:
+            if held is None:
                 err = errno.EBADF
-            elif msg == b"D":
-                os.fdatasync(fds[0])
+            elif msg in (b"D", b"d"):
+                os.fdatasync(held)
             else:
-                os.fsync(fds[0])
+                os.fsync(held)
         except OSError as e:
             err = e.errno or errno.EIO
-        finally:
-            for fd in fds:
-                os.close(fd)
         try:
             sock.send(_REPLY.pack(err))
         except OSError:

@@ -234,6 +234,7 @@ class TxnLog:
         self._opened = False
         self._lock = threading.Lock()
         self._h = None  # handle of the current segment
+        self.handle_generation = 0  # changes whenever _h is (re)opened
         self._path: str | None = None
         self._first_zxid = 0
         self._pos = 0  # end of valid data in the current segment
@@ -301,6 +302,7 @@ class TxnLog:
     def _attach(self, path: str, first_zxid: int, end: int, torn: bool) -> None:
         h = self.fs.open(path)
         self._h = h
+        self.handle_generation += 1
         if torn:
             # cut the torn entry off: the zeros of the preallocation may stay,
             # garbage may not (the next entries could end before it)
@@ -452,6 +454,7 @@ class TxnLog:
         fs = self.fs
         h = fs.open(path, create=True)
         self._h = h
+        self.handle_generation += 1
         self._path = path
         self._first_zxid = first_zxid
         self._new_file = True
