@@ -74,6 +74,7 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.hello_seen = False
+        self.out: list[bytes] = []  # frames queued in this loop turn
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -134,8 +135,21 @@ class _Link(asyncio.Protocol):
             self.mesh._detach(self.peer_id, self)
 
     def send(self, payload: bytes) -> None:
+        """Queue a frame; the mesh writes each link's queue once per loop turn
+        (one syscall for the many small messages a turn of Zab produces)."""
         if not self.closed and self.transport is not None:
-            self.transport.write(encode_frame(payload))
+            out = self.out
+            if not out:
+                self.mesh._schedule_flush(self)
+            out.append(_HDR.pack(len(payload), zlib.crc32(payload)))
+            out.append(payload)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            if not self.closed and self.transport is not None:
+                self.transport.write(b"".join(out))
+            out.clear()
 
     def close(self) -> None:
         if not self.closed:
@@ -173,6 +187,7 @@ class PeerMesh:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.links: dict[int, _Link] = {}
+        self._to_flush: list[_Link] = []
         self._dialers: dict[int, asyncio.Task] = {}
         self._server: asyncio.base_events.Server | None = None
         self._stopped = False
@@ -211,6 +226,16 @@ class PeerMesh:
         return link is not None and not link.closed
 
     # ------------------------------------------------------------ internals
+    def _schedule_flush(self, link: _Link) -> None:
+        if not self._to_flush:
+            asyncio.get_running_loop().call_soon(self._flush_all)
+        self._to_flush.append(link)
+
+    def _flush_all(self) -> None:
+        links, self._to_flush = self._to_flush, []
+        for link in links:
+            link.flush()
+
     def _deliver(self, sid: int, payload: bytes) -> None:
         try:
             self.on_message(sid, payload)
