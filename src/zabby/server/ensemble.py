@@ -190,6 +190,9 @@ class LogView:
 
 
 # ------------------------------------------------------------------ the server
+_EAGER_COMMITS = 2  # see _drain
+
+
 class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
                  committer: GroupCommitter, my_id: int, log_last_zxid: int) -> None:
@@ -320,10 +323,18 @@ class EnsembleServer(ZabbyServer):
                     self._install_snapshot(*r.install_snapshot)
                 if r.truncate_to is not None:
                     self._truncate(r.truncate_to)
-                if r.persist:
-                    self._persist(r.persist)
+                # messages first: a leader's proposals leave before its own log write
+                # is even started (followers' fsync + ack is the longer path), and
+                # nothing sent here depends on this Ready's entries being durable
+                # (acks come from `_written`)
                 for to, msg in r.messages:
                     self._send_zab(to, msg)
+                if r.persist:
+                    self._persist(r.persist)
+                if r.commit and len(r.commit) <= _EAGER_COMMITS:
+                    # few commits: little load, so send the COMMITs now rather than
+                    # after applying them here (under load frames go once per turn)
+                    self.quorum_mesh.flush()
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
                 if r.commit and self.pending_syncs:

@@ -236,6 +236,10 @@ class PeerMesh:
         for link in links:
             link.flush()
 
+    def flush(self) -> None:
+        """Write every queued frame now instead of at the end of the loop turn."""
+        self._flush_all()
+
     def _deliver(self, sid: int, payload: bytes) -> None:
         try:
             self.on_message(sid, payload)
