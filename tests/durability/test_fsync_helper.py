@@ -53,14 +53,11 @@ def _logged(log_dir) -> list[tuple[int, bytes]]:
         log.close()
 
 
-def _committer(tmp_path, syncer=FsyncHelper, max_inflight: int = 2,
-               inline_single: bool = False) -> GroupCommitter:
-    """inline_single is off unless asked: these tests are about the helpers."""
+def _committer(tmp_path, syncer=FsyncHelper, max_inflight: int = 2) -> GroupCommitter:
     txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 20)
     txn_log.open_for_append(0)
     return GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
-                          tree_getter=None, syncer=syncer, max_inflight=max_inflight,
-                          inline_single=inline_single)
+                          tree_getter=None, syncer=syncer, max_inflight=max_inflight)
 
 
 def _gone(pid: int, timeout: float) -> bool:
@@ -132,32 +129,6 @@ def test_batches_are_acknowledged_in_order_when_a_later_fsync_ends_first(tmp_pat
 
     assert asyncio.run(main()) == [4, 5, 6]
     assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 7)]
-
-
-def test_a_lone_txn_with_nothing_syncing_is_synced_on_the_loop(tmp_path):
-    # an idle server: one txn, nothing in flight -> fdatasync inline, no helper
-    # round trip; two txns in one batch still go to the helper
-    async def main() -> None:
-        gc = _committer(tmp_path, inline_single=True)
-        try:
-            await _commit(gc, [1])  # new segment: the thread
-            await _commit(gc, [2])  # starts the helper... inline
-            helper = gc._syncer
-            os.kill(helper.proc.pid, signal.SIGSTOP)
-            try:
-                await _commit(gc, [3], timeout=5)  # done although the helper is stopped
-                assert gc.log.last_zxid == 3
-                pair = asyncio.ensure_future(_commit(gc, [4, 5]))
-                await asyncio.sleep(0.3)
-                assert not pair.done(), "a batch of two was not left to the helper"
-            finally:
-                os.kill(helper.proc.pid, signal.SIGCONT)
-            await asyncio.wait_for(pair, 10)
-        finally:
-            gc.close()
-
-    asyncio.run(main())
-    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 6)]
 
 
 def test_a_dead_helper_is_replaced_by_fsync_on_the_thread(tmp_path, caplog):

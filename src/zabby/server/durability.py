@@ -64,7 +64,6 @@ class GroupCommitter:
         compress: bool = False,
         syncer: Callable | None = None,
         max_inflight: int = 2,
-        inline_single: bool = True,
     ) -> None:
         self.log = txn_log
         self.snap_dir = snap_dir
@@ -80,7 +79,6 @@ class GroupCommitter:
         # fast batches written and syncing: [batch, token, handle, errno or None, t0]
         self._inflight: deque[list] = deque()
         self.max_inflight = max_inflight
-        self.inline_single = inline_single
         self.failure: str | None = None  # why writes are refused, once a write failed
         self._since_snap = 0
         self._snap_threshold = self._next_threshold()
@@ -172,21 +170,8 @@ class GroupCommitter:
             h, token = written
             rec = [batch, token, h, None, time.perf_counter()]
             self._inflight.append(rec)
-            if len(batch) == 1 and len(self._inflight) == 1 and self.inline_single:
-                # a lone txn with nothing else syncing: the server is idle, and an
-                # fdatasync here (~0.1 ms) beats two process wake-ups to the helper
-                self._sync_inline(rec)
-                continue
             self._syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err),
                               self.log.handle_generation)
-
-    def _sync_inline(self, rec: list) -> None:
-        try:
-            self.log.fs.fsync(rec[2], True)
-        except OSError as e:
-            self._synced(rec, e.errno or errno.EIO)
-            return
-        self._synced(rec, 0)
 
     def _fast_ready(self) -> bool:
         if self._syncer is None:
