@@ -154,16 +154,18 @@ def test_a_dead_helper_is_replaced_by_fsync_on_the_thread(tmp_path, caplog):
     assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 60)]
 
 
-def test_an_fsync_error_reaches_the_caller_as_its_errno(tmp_path):
+def _helper_answers(tmp_path, requests) -> list:
+    """Run (what, key) requests through one FsyncHelper, `what` being "file" (a
+    regular file) or "pipe" (cannot be fsynced: EINVAL); return the answers."""
     async def main() -> list:
         helper = FsyncHelper(asyncio.get_running_loop())
         r, w = os.pipe()
         f = open(tmp_path / "f", "wb")  # noqa: SIM115 - closed below
         try:
             got = []
-            for fd in (r, f.fileno()):  # a pipe cannot be fsynced: EINVAL; a file can
+            for what, key in requests:
                 fut = asyncio.get_running_loop().create_future()
-                helper.sync(fd, True, fut.set_result)
+                helper.sync(f.fileno() if what == "file" else r, True, fut.set_result, key)
                 got.append(await asyncio.wait_for(fut, 5))
             return got
         finally:
@@ -172,30 +174,18 @@ def test_an_fsync_error_reaches_the_caller_as_its_errno(tmp_path):
             os.close(r)
             os.close(w)
 
-    assert asyncio.run(main()) == [errno.EINVAL, 0]
+    return asyncio.run(main())
+
+
+def test_an_fsync_error_reaches_the_caller_as_its_errno(tmp_path):
+    assert _helper_answers(tmp_path, [("pipe", None), ("file", None)]) == [errno.EINVAL, 0]
 
 
 def test_the_helper_keeps_a_descriptor_while_its_key_stays(tmp_path):
-    async def main() -> list:
-        helper = FsyncHelper(asyncio.get_running_loop())
-        r, w = os.pipe()
-        f = open(tmp_path / "f", "wb")  # noqa: SIM115 - closed below
-        try:
-            got = []
-            # the file under key 1; then the pipe under key 1 (so: the file the
-            # helper holds, fine); then the pipe under key 2 (EINVAL: sent anew)
-            for fd, key in ((f.fileno(), 1), (r, 1), (r, 2)):
-                fut = asyncio.get_running_loop().create_future()
-                helper.sync(fd, True, fut.set_result, key)
-                got.append(await asyncio.wait_for(fut, 5))
-            return got
-        finally:
-            helper.close()
-            f.close()
-            os.close(r)
-            os.close(w)
-
-    assert asyncio.run(main()) == [0, 0, errno.EINVAL]
+    # the file under key 1; then the pipe under key 1 (so: the file the helper
+    # holds, fine); then the pipe under key 2 (sent anew: EINVAL)
+    answers = _helper_answers(tmp_path, [("file", 1), ("pipe", 1), ("pipe", 2)])
+    assert answers == [0, 0, errno.EINVAL]
 
 
 def test_the_helper_exits_with_its_server(tmp_path):
