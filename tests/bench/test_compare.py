@@ -35,6 +35,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare-out") / "results"
     work = tmp_path_factory.mktemp("compare-work")
     p = compare_cli("--quick", "--modes", "standalone", "--workloads", ",".join(WORKLOADS),
+                    "--prime", "0.3",
                     "--sessions", "4", "--keys", "20", "--warmup", "0.2", "--duration", "0.5",
                     "--out", str(out), "--workdir", str(work))
     return p, out, work
@@ -44,6 +45,8 @@ def test_quick_standalone_run_succeeds(quick_run):
     p, out, work = quick_run
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
+    assert "standalone zabby primed with 0.3 s" in p.stderr
+    assert "standalone ZooKeeper primed with 0.3 s" in p.stderr
     # the server directories are removed afterwards unless --keep-data
     assert list(work.iterdir()) == []
 
@@ -97,6 +100,7 @@ def test_plots(quick_run):
     (["--outstanding", "x"], "--outstanding"),
     (["--duration", "0"], "--duration"),
     (["--rate", "-1"], "--rate"),
+    (["--prime", "-1"], "--prime"),
 ])
 def test_bad_arguments_exit_2(args, message, tmp_path):
     p = compare_cli(*args, "--out", str(tmp_path / "r"), timeout=30)

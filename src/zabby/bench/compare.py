@@ -39,15 +39,18 @@ MODES = ("standalone", "ensemble")
 # start: C1 only, 256 MB); the same flags as benchmarks/_common.py.
 BENCH_JVM_FLAGS = ("-XX:+UseG1GC", "-Xms1g", "-Xmx8g", "-XX:-UsePerfData")
 
-QUICK = {"sessions": 8, "outstanding": "1", "duration": 2.0, "warmup": 0.5, "keys": 100}
-FULL = {"sessions": 32, "outstanding": "1", "duration": 10.0, "warmup": 2.0, "keys": 1000}
+QUICK = {"sessions": 8, "outstanding": "1", "duration": 2.0, "warmup": 0.5, "keys": 100,
+         "prime": 0.0}
+FULL = {"sessions": 32, "outstanding": "1", "duration": 10.0, "warmup": 2.0, "keys": 1000,
+        "prime": 10.0}
 
 DESCRIPTION = """\
 Compare zabby with Apache ZooKeeper 3.8 (Debian's zookeeper package, Java) on this
 machine: both started here with equivalent settings (tickTime=2000, forceSync=yes,
 same snapCount, maxClientCnxns=0, initLimit=10, syncLimit=5, data side by side),
-standalone and as 3-member ensembles on loopback; every workload runs against each
-server in alternation in the same run. Writes results.md, results.json and PNG plots
+standalone and as 3-member ensembles on loopback; each server first gets --prime seconds
+of load (ZooKeeper's JIT warms up), then every workload runs against each server in
+alternation in the same run. Writes results.md, results.json and PNG plots
 (matplotlib, optional: pip install 'zabby[bench]') to --out (default
 ./results/<timestamp>/) and prints the table. Ratios are zabby / ZooKeeper.
 A noisy machine moves absolute figures; compare ratios from the same run.
@@ -74,6 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float,
                    help=f"seconds (default {FULL['warmup']:g}; --quick {QUICK['warmup']:g})")
     p.add_argument("--keys", type=int, help=f"znodes (default {FULL['keys']}; --quick {QUICK['keys']})")
+    p.add_argument("--prime", type=float,
+                   help="seconds of mixed load on each server once it has started, before "
+                        "any measurement (ZooKeeper's JIT speeds it up over the first tens "
+                        f"of seconds) (default {FULL['prime']:g}; --quick {QUICK['prime']:g})")
     p.add_argument("--value-size", type=int, default=128, help="bytes (default %(default)s)")
     p.add_argument("--read-pct", type=float, default=80.0,
                    help="mixed: percentage of reads (default %(default)s)")
@@ -217,8 +224,8 @@ def _resolve(args: argparse.Namespace) -> dict:
         raise BenchError(f"unknown mode {badm[0] if badm else ''!r} (standalone, ensemble)")
     if opts["sessions"] < 1 or opts["keys"] < 1 or min(opts["outstanding"] or [0]) < 1:
         raise BenchError("--sessions, --keys and --outstanding must be at least 1")
-    if opts["duration"] <= 0 or opts["warmup"] < 0:
-        raise BenchError("--duration must be > 0 and --warmup >= 0")
+    if opts["duration"] <= 0 or opts["warmup"] < 0 or opts["prime"] < 0:
+        raise BenchError("--duration must be > 0, --warmup and --prime >= 0")
     if args.rate < 0:
         raise BenchError("--rate must be >= 0")
     if args.rounds < 1 or args.members < 1 or args.procs < 1:
@@ -242,6 +249,15 @@ def measure(target: Target, workload: str, m: int, opts: dict) -> dict:
     res["server"] = target.kind
     res["mode"] = target.mode
     return res
+
+
+def prime(target: Target, opts: dict) -> None:
+    """Load a fresh server before measuring it (JIT, caches, log preallocation)."""
+    run_bench(BenchConfig(
+        hosts=target.hosts, workload="mixed", sessions=opts["sessions"], outstanding=1,
+        warmup=0, duration=opts["prime"], value_size=opts["value_size"],
+        keys=max(opts["keys"], 4), read_pct=50.0, procs=opts["procs"], progress=False,
+        prefix="/prime"))
 
 
 def _rate(opts: dict, workload: str) -> float:
@@ -280,6 +296,10 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
                                              opts["members"])
                 say(f"{mode} {LABEL[kind]} serving on {targets[kind].hosts} "
                     f"({time.perf_counter() - t0:.1f} s)")
+            for kind in KINDS:
+                if opts.get("prime", 0) > 0:
+                    prime(targets[kind], opts)
+                    say(f"{mode} {LABEL[kind]} primed with {opts['prime']:g} s of mixed load")
             for w in opts["workloads"]:
                 for m in opts["outstanding"]:
                     runs: dict[str, list[dict]] = {k: [] for k in KINDS}
@@ -346,7 +366,8 @@ def describe(opts: dict, info: dict) -> str:
             if opts.get("rate") else "")
     return (f"{opts['sessions']} sessions, {load}{opts['value_size']} B values, {opts['keys']} keys, "
             f"mixed = {opts['read_pct']:g}% reads, {opts['duration']:g} s after "
-            f"{opts['warmup']:g} s warm-up, rounds {opts['rounds']} (medians), bench procs "
+            f"{opts['warmup']:g} s warm-up, each server primed with {opts.get('prime', 0):g} s of "
+            f"mixed load after it started, rounds {opts['rounds']} (medians), bench procs "
             f"{opts['procs']}; ensembles of {opts['members']} on loopback, clients spread over "
             f"all members. Both servers: tickTime=2000, forceSync=yes, snapCount=100000, "
             f"maxClientCnxns=0, initLimit=10, syncLimit=5, data on {info.get('filesystem')}; "
