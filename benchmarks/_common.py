@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import time
 from pathlib import Path
 
 from zabby.bench import Session, connect, parse_hosts
-from zabby.bench.compare import machine, proc_cpu_seconds  # noqa: F401 - re-exported
+from zabby.bench.compare import (  # noqa: F401 - re-exported for the scripts
+    filesystem_of,
+    machine,
+    md_table,
+    proc_cpu_seconds,
+    ratio,
+)
 from zabby.bench.runner import arun
 from zabby.testing.servers import ZabbyServer, ZooKeeperServer
 from zabby.wire import Op, PathWatchRequest
@@ -45,15 +50,6 @@ def common_cfg(**over) -> dict:
     return cfg
 
 
-def filesystem_of(path: Path) -> str:
-    try:
-        out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout
-        dev, fstype = out.splitlines()[1].split()[:2]
-        return f"{fstype} on {dev}"
-    except (OSError, IndexError, ValueError):
-        return "unknown"
-
-
 async def _read_once(hosts: str, path: str) -> bool:
     host, port = parse_hosts(hosts)[0]
     try:
@@ -79,18 +75,6 @@ def timed_start(srv, probe_path: str = "/zookeeper") -> float:
             raise RuntimeError(f"{srv.kind} never answered a read of {probe_path}")
         time.sleep(0.02)
     return time.perf_counter() - t0
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if not a or not b:
-        return "n/a"
-    return f"{a / b:.2f}"
 
 
 def log_size(path: Path) -> int:

@@ -25,6 +25,7 @@ import time
 import pytest
 
 from zabby.testing.rawclient import RawClient
+from zabby.testing.seeds import seeds_from_env
 from zabby.testing.servers import ZabbyServer
 
 from .history import (
@@ -43,15 +44,7 @@ DEFAULT_SEEDS = 20
 
 
 def _seeds() -> list[int]:
-    spec = os.environ.get("ZABBY_KILL_SEEDS", "").strip()
-    if not spec:
-        return list(range(DEFAULT_SEEDS))
-    if "," in spec:
-        return [int(x) for x in spec.split(",") if x.strip()]
-    if "-" in spec:
-        a, b = spec.split("-", 1)
-        return list(range(int(a), int(b) + 1))
-    return list(range(int(spec)))
+    return seeds_from_env("ZABBY_KILL_SEEDS", list(range(DEFAULT_SEEDS)))
 
 
 def _server(tmp_path, rng: random.Random) -> ZabbyServer:

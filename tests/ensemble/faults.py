@@ -40,6 +40,7 @@ from pathlib import Path
 
 from zabby.testing.linearizability import CheckResult, HistoryRecorder, Op, check_history
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
+from zabby.testing.seeds import seeds_from_env
 from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZabbyServer
 from zabby.wire import Err
 from zabby.wire import Op as Opcode
@@ -54,15 +55,7 @@ HEAL_BOUND = 25.0  # seconds from the heal to a leader and a committed write
 
 
 def seeds(default: list[int]) -> list[int]:
-    spec = os.environ.get("ZABBY_FAULT_SEEDS", "").strip()
-    if not spec:
-        return default
-    if "," in spec:
-        return [int(x) for x in spec.split(",") if x.strip()]
-    if "-" in spec:
-        a, b = spec.split("-", 1)
-        return list(range(int(a), int(b) + 1))
-    return list(range(int(spec)))
+    return seeds_from_env("ZABBY_FAULT_SEEDS", default)
 
 
 def wait_for(pred, timeout: float, what: str, interval: float = 0.05):

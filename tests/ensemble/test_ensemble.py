@@ -34,15 +34,6 @@ def _wait(pred, timeout=20.0, what="condition"):
         time.sleep(0.05)
 
 
-@pytest.fixture
-def ensemble(tmp_path):
-    ens = ZabbyEnsemble(tmp_path, 3, tickTime=200)
-    try:
-        yield ens
-    finally:
-        ens.stop()
-
-
 def test_one_leader_and_writes_visible_on_every_member(ensemble):
     modes = sorted(m.mode for m in ensemble.members.values())
     assert modes == ["follower", "follower", "leader"]

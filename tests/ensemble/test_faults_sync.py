@@ -57,15 +57,6 @@ def _sync_read_after_each_write(ens: ZabbyEnsemble, writer_id: int, reader_id: i
         r.close()
 
 
-@pytest.fixture
-def ensemble(tmp_path):
-    ens = ZabbyEnsemble(tmp_path, 3, tickTime=200)
-    try:
-        yield ens
-    finally:
-        ens.stop()
-
-
 def test_sync_then_read_on_a_follower_sees_acknowledged_writes(ensemble):
     leader = ensemble.leader()
     f1, f2 = [i for i in ensemble.members if i != leader]

@@ -325,7 +325,7 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
 
 
 # ------------------------------------------------------------------ output
-def _ratio(a, b) -> str:
+def ratio(a, b) -> str:
     if not a or not b:
         return "n/a"
     return f"{a / b:.2f}"
@@ -345,18 +345,18 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         out.append([
             row["mode"], w, load_label(row),
             f"{z['ops_per_sec']:,.0f}", f"{k['ops_per_sec']:,.0f}",
-            _ratio(z["ops_per_sec"], k["ops_per_sec"]),
-            f"{zl['p50']:.2f}", f"{kl['p50']:.2f}", _ratio(zl["p50"], kl["p50"]),
-            f"{zl['p99']:.2f}", f"{kl['p99']:.2f}", _ratio(zl["p99"], kl["p99"]),
+            ratio(z["ops_per_sec"], k["ops_per_sec"]),
+            f"{zl['p50']:.2f}", f"{kl['p50']:.2f}", ratio(zl["p50"], kl["p50"]),
+            f"{zl['p99']:.2f}", f"{kl['p99']:.2f}", ratio(zl["p99"], kl["p99"]),
             f"{z['server_cpu_pct']:.0f}% / {k['server_cpu_pct']:.0f}%",
             f"{z['errors']} / {k['errors']}",
         ])
     return out
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -375,6 +375,13 @@ def describe(opts: dict, info: dict) -> str:
             f"{info['cpu']}, {info['mem_gb']} GiB, kernel {info['kernel']}, Python "
             f"{info['python']}, {info['java']}; load average at start "
             f"{info['loadavg_at_start']}, at end {info.get('loadavg_at_end')}.")
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_plots(rows: list[dict], out: Path) -> list[Path]:
@@ -408,17 +415,13 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
                           color=colors[kind])
             ax.bar_label(bars, labels=[f"{v / 1000:.1f}k" for v in vals], fontsize=7)
         for x, r in zip(xs, mr, strict=True):
-            ax.annotate(f"x{_ratio(r['zabby']['ops_per_sec'], r['zookeeper']['ops_per_sec'])}",
+            ax.annotate(f"x{ratio(r['zabby']['ops_per_sec'], r['zookeeper']['ops_per_sec'])}",
                         (x, 0), xytext=(0, -28), textcoords="offset points", ha="center",
                         fontsize=8, color="#444")
         ax.set_xticks(list(xs), [label(r) for r in mr])
         ax.set_title(f"{mode}: throughput (ops/s)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = out / "throughput.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    written.append(p)
+    written.append(_save(plt, fig, out / "throughput.png"))
 
     # latency: p50 and p99 side by side per workload
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False)
@@ -436,11 +439,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         ax.set_ylabel("ms (log scale)")
         ax.set_title(f"{mode}: latency p50 / p99 (ms)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = out / "latency.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    written.append(p)
+    written.append(_save(plt, fig, out / "latency.png"))
     return written
 
 
