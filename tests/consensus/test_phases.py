@@ -280,6 +280,54 @@ def test_proposals_are_batched_per_learner():
     assert kinds.count(m.ENTRIES) == 2      # one message per follower
 
 
+def test_a_learner_acks_a_log_batch_once_with_the_highest_zxid():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    c.auto_fsync = False
+    f = next(i for i in c.ids if i != leader)
+    zs = [c.peers[leader].propose(b"a%d" % i) for i in range(5)]
+    c.drain(leader)
+    c.queue = [q for q in c.queue if q[1] == f]
+    for frm, to, data in c.queue:
+        c.peers[to].receive(frm, data)
+    c.queue.clear()
+    follower = c.peers[f]
+    follower.ready()  # persists the entries (the harness store is not touched)
+    # the log reports each entry durable on its own, as a group commit may
+    for z in zs:
+        follower.persisted(z)
+    acks = [m.decode(d) for to, d in follower.ready().messages if to == leader]
+    assert [(h.type, b.zxid) for h, b in acks] == [(m.ACK, zs[-1])]
+    # an ACK already taken by ready() is never rewritten: the next batch gets its own
+    z6 = c.peers[leader].propose(b"a6")
+    for d in [x for t, x in c.peers[leader].ready().messages if t == f]:
+        follower.receive(leader, d)
+    follower.ready()
+    follower.persisted(z6)
+    acks = [m.decode(d) for to, d in follower.ready().messages if to == leader]
+    assert [(h.type, b.zxid) for h, b in acks] == [(m.ACK, z6)]
+
+
+def test_commits_waiting_for_the_same_ready_are_sent_as_one():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    c.auto_fsync = False
+    lp = c.peers[leader]
+    zs = [lp.propose(b"c%d" % i) for i in range(3)]
+    c.drain(leader)
+    c.fsync(leader)
+    c.queue.clear()
+    f1, f2 = (i for i in c.ids if i != leader)
+    # f1 acknowledges the txns one at a time; the leader takes no Ready in between
+    for z in zs:
+        lp.receive(f1, m.encode(m.ACK, m.Ack(z, False), epoch=lp.epoch,
+                                session=c.peers[f1]._session))
+    assert lp.committed_zxid == zs[-1]
+    msgs = [(to, m.decode(d)) for to, d in lp.ready().messages]
+    commits = [(to, b.zxid) for to, (h, b) in msgs if h.type == m.COMMIT]
+    assert sorted(commits) == sorted([(f1, zs[-1]), (f2, zs[-1])])
+
+
 def test_propose_on_a_follower_raises_not_leader():
     c = Cluster([1, 2, 3])
     leader = c.settle()

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from zabby.server.peers import FrameReader, PeerMesh, PeerProtocolError, encode_frame
+from zabby.server.peers import FrameReader, PeerMesh, PeerProtocolError, _Link, encode_frame
 
 
 def _free_ports(n):
@@ -116,3 +116,22 @@ def test_a_link_lost_before_its_dialer_returns_is_dialled_again():
             await one.stop()
 
     asyncio.run(main())
+
+
+def test_after_read_runs_once_after_all_messages_of_a_read():
+    # the ensemble drains consensus once per read: a read holding N proposals must
+    # reach it as N messages followed by one after_read, never interleaved
+    events = []
+    addrs = {1: ("127.0.0.1", 1), 2: ("127.0.0.1", 2)}
+    mesh = PeerMesh(1, addrs, lambda frm, m: events.append((frm, m)),
+                    after_read=lambda: events.append("after"))
+    link = _Link(mesh, 2)
+    link.hello_seen = True
+    frames = b"".join(encode_frame(b"m%d" % i) for i in range(3))
+    link.data_received(frames + encode_frame(b"tail")[:5])  # + a partial frame
+    assert events == [(2, b"m0"), (2, b"m1"), (2, b"m2"), "after"]
+    events.clear()
+    link.data_received(encode_frame(b"tail")[5:7])  # still partial: nothing delivered
+    assert events == []
+    link.data_received(encode_frame(b"tail")[7:])
+    assert events == [(2, b"tail"), "after"]

@@ -195,6 +195,8 @@ class Peer:
 
         # pending Ready
         self._out: list[tuple[int, bytes]] = []
+        # (index in _out, leader, session, epoch) of an ACK not yet taken by `ready`
+        self._ack_slot: tuple[int, int | None, int, int] | None = None
         self._p_epochs = False
         self._p_snapshot: tuple[int, bytes] | None = None
         self._p_trunc: int | None = None
@@ -377,6 +379,7 @@ class Peer:
             events=self._events,
         )
         self._out = []
+        self._ack_slot = None
         self._p_epochs = False
         self._p_snapshot = None
         self._p_trunc = None
@@ -864,6 +867,8 @@ class Peer:
                         self._send_entries(h, batch)
                     h.sent_upto = c
                     self._send(h, m.COMMIT, m.Zxid(c))
+            elif h.outbox and h.outbox[-1][0] == m.COMMIT:
+                h.outbox[-1][1] = m.Zxid(c)  # cumulative: the later one says it all
             else:
                 self._send(h, m.COMMIT, m.Zxid(c))
 
@@ -902,6 +907,19 @@ class Peer:
     def _to_leader(self, t: int, body) -> None:
         self._out.append((self.leader_id, m.encode(
             t, body, epoch=self._epoch, session=self._session)))
+
+    def _ack_to_leader(self, zxid: int) -> None:
+        """A broadcast-phase ACK. ACKs are cumulative, so one still waiting in the
+        output (not yet taken by `ready`) is raised to `zxid` instead of queueing
+        another: a log batch of N txns acknowledged one by one sends one ACK."""
+        key = (self.leader_id, self._session, self._epoch)
+        slot = self._ack_slot
+        if slot is not None and slot[1:] == key:
+            self._out[slot[0]] = (self.leader_id, m.encode(
+                m.ACK, m.Ack(zxid, False), epoch=self._epoch, session=self._session))
+            return
+        self._ack_slot = (len(self._out), *key)
+        self._to_leader(m.ACK, m.Ack(zxid, False))
 
     def _tick_learner(self) -> None:
         lim = self.limits
@@ -980,7 +998,7 @@ class Peer:
                     self._events.append(
                         f"in sync with leader {frm} in epoch {self._epoch}; serving")
             elif t == m.PING and self._fstage == "broadcast":
-                self._to_leader(m.ACK, m.Ack(self._eff_durable(), False))
+                self._ack_to_leader(self._eff_durable())
         else:
             self._resync(f"unexpected {name}")
 
@@ -1032,4 +1050,4 @@ class Peer:
                 self._fstage = "broadcast"
                 self._to_leader(m.ACK, m.Ack(self._nl_zxid, True))
         elif self._fstage == "broadcast" and d > self._nl_zxid:
-            self._to_leader(m.ACK, m.Ack(d, False))
+            self._ack_to_leader(d)

@@ -89,14 +89,18 @@ class _Link(asyncio.Protocol):
             log.warning("dropping peer link %s: %s", self._who(), e)
             self.close()
             return
+        delivered = False
         for f in frames:
             if self.closed:
-                return
+                break
             if not self.hello_seen:
                 if not self._hello(f):
                     return
                 continue
             self.mesh._deliver(self.peer_id, f)
+            delivered = True
+        if delivered:
+            self.mesh._read_done()
 
     def _hello(self, f: bytes) -> bool:
         try:
@@ -167,7 +171,9 @@ class PeerMesh:
     """Connections to every other member on one port of theirs.
 
     ``addresses`` maps server id -> (host, port) including our own (we listen
-    on ours). ``on_message(from_id, payload)`` runs on the event loop.
+    on ours). ``on_message(from_id, payload)`` runs on the event loop;
+    ``after_read()``, if given, runs after each socket read's messages were delivered
+    (a natural batch boundary: react once to everything one read brought).
     """
 
     def __init__(
@@ -179,8 +185,10 @@ class PeerMesh:
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
         on_link_change: Callable[[int, bool], None] | None = None,
+        after_read: Callable[[], None] | None = None,
     ) -> None:
         self.my_id = my_id
+        self.after_read = after_read
         self.addresses = addresses
         self.on_message = on_message
         self.on_link_change = on_link_change
@@ -245,6 +253,13 @@ class PeerMesh:
             self.on_message(sid, payload)
         except Exception:
             log.exception("error handling a message from server %d", sid)
+
+    def _read_done(self) -> None:
+        if self.after_read is not None:
+            try:
+                self.after_read()
+            except Exception:
+                log.exception("error after delivering peer messages")
 
     def _attach(self, sid: int, link: _Link) -> None:
         old = self.links.get(sid)
