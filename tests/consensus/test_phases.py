@@ -61,6 +61,42 @@ def test_restarted_server_joins_existing_leader():
     assert (z, b"a") in c.stores[1].applied
 
 
+def _follow_the_wrong_server():
+    """1 and 2 voted for 2 (3 not up yet), 1 decided; then 3 showed up and 2 went on
+    to follow 3. Server 1 now follows a server that will never lead it."""
+    c = Cluster([1, 2, 3])
+    assert c.settle() == 3
+    c.peers[1]._decide(2)
+    assert c.peers[1].role == FOLLOWING and c.peers[1].leader_id == 2
+    return c
+
+
+def test_a_learner_whose_leader_follows_another_finds_the_real_leader_at_once():
+    # Seen on a local ensemble started all at once: server 1 kept sending FOLLOWERINFO
+    # to 2 (dropped: "not leading") until initLimit ran out, serving nobody meanwhile.
+    c = _follow_the_wrong_server()
+    c.drain(1)      # FOLLOWERINFO to 2
+    c.run()         # 2 answers with its vote: following 3
+    assert any("server 2 is not leading" in e for e in c.events[1])
+    c.tick(2)       # far below initLimit (10 ticks)
+    assert c.peers[1].role == FOLLOWING and c.peers[1].leader_id == 3
+    assert c.peers[1].serving
+
+
+def test_a_learner_leaves_a_looking_server_that_votes_for_another():
+    c = _follow_the_wrong_server()
+    c.queue.clear()
+    p2 = c.peers[2]
+    vote = m.Notification(3, p2.last_zxid, p2.current_epoch, c.peers[1]._leader_round, 0)
+    c.peers[1].receive(2, m.encode(m.NOTIFICATION, vote))
+    assert c.peers[1].role == LOOKING
+    # but a looking notification of the same round voting for itself changes nothing
+    c = _follow_the_wrong_server()
+    vote = m.Notification(2, p2.last_zxid, p2.current_epoch, c.peers[1]._leader_round, 0)
+    c.peers[1].receive(2, m.encode(m.NOTIFICATION, vote))
+    assert c.peers[1].role == FOLLOWING
+
+
 def test_looking_server_joins_leader_reelected_in_later_round():
     """Regression (sim seed 5): learners re-attached to a leader re-elected in a later
     election round report their old round; a LOOKING server must still join."""

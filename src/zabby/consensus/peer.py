@@ -305,6 +305,9 @@ class Peer:
             if self.role != LEADING:
                 self._events.append(
                     f"dropped {m.NAMES[t]} from {frm}: not leading ({self.role})")
+                if t == m.FOLLOWERINFO:
+                    # it believes we lead: our vote tells it whom we follow instead
+                    self._out.append((frm, self._notification()))
             elif t == m.FOLLOWERINFO:
                 self._on_followerinfo(frm, head, body)
             elif t == m.ACKEPOCH:
@@ -547,6 +550,13 @@ class Peer:
                 # our leader is electing again (ZooKeeper's learner sees the connection
                 # close): join the election at once rather than after a timeout
                 self._become_looking(f"leader {frm} is looking")
+            elif (frm == self.leader_id and self.role != LEADING and self._fstage != "broadcast"
+                  and (looking_sender and n.leader != frm or n.state == _STATE_CODE[FOLLOWING])):
+                # we decided for `frm` on a quorum of votes, but it went on to vote for
+                # (or follow) a better candidate that turned up late: it will never lead
+                # us. ZooKeeper's learner finds out when the connection to a server that
+                # is not leading fails; without this we would wait out initLimit.
+                self._become_looking(f"server {frm} is not leading (it votes for {n.leader})")
             else:
                 if looking_sender:
                     self._out.append((frm, self._notification()))

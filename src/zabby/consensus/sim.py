@@ -436,7 +436,8 @@ class Simulation:
             # simulated; these are truncated frames and frames from strangers
             _, _, to, frm, data = self.net[r.randrange(len(self.net))]
             self.net_seq += 1
-            bad = data[: r.randrange(len(data))] if r.random() < 0.7 else data
+            # (an earlier truncation may have left an empty frame: resend it as is)
+            bad = data[: r.randrange(len(data))] if data and r.random() < 0.7 else data
             src = frm if bad is not data else max(self.ids) + 7
             heapq.heappush(self.net, (self.now + 1, self.net_seq, to, src, bad))
 
