@@ -97,6 +97,34 @@ def test_a_learner_leaves_a_looking_server_that_votes_for_another():
     assert c.peers[1].role == FOLLOWING
 
 
+def test_a_followerinfo_that_came_before_we_decided_to_lead_is_answered_at_once():
+    # After a failover one survivor decided for the other before the other's own
+    # finalize wait ended; its FOLLOWERINFO was dropped and only sent again after
+    # _RETRY_TICKS: ~300 ms more to elect. The leader now keeps it while looking.
+    c = Cluster([1, 2, 3])
+    old = c.settle()
+    a, b = (i for i in c.ids if i != old)
+    c.down.add(old)
+    for i in (a, b):
+        c.peers[i].disconnected(old)
+        c.peers[i]._become_looking("test: leader gone")
+        c.peers[i].ready()
+    c.queue.clear()
+    lo, hi = sorted((a, b))
+    c.peers[lo]._decide(hi)          # lo decided for hi; hi is still looking
+    fi = [d for to, d in c.peers[lo].ready().messages if to == hi]
+    assert [m.decode(d)[0].type for d in fi] == [m.FOLLOWERINFO]
+    c.peers[hi].receive(lo, fi[0])
+    c.peers[hi].ready()
+    assert c.peers[hi].role == LOOKING
+    c.peers[hi]._decide(hi)          # hi's finalize wait ends: it leads
+    rd = c.peers[hi].ready()
+    assert m.LEADERINFO in [m.decode(d)[0].type for to, d in rd.messages if to == lo]
+    c.queue.extend((hi, to, d) for to, d in rd.messages)
+    c.run()                          # no tick: nobody needs to retry
+    assert c.peers[hi].established and c.peers[lo].serving
+
+
 def test_looking_server_joins_leader_reelected_in_later_round():
     """Regression (sim seed 5): learners re-attached to a leader re-elected in a later
     election round report their old round; a LOOKING server must still join."""

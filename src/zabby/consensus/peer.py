@@ -197,6 +197,8 @@ class Peer:
         self._out: list[tuple[int, bytes]] = []
         # (index in _out, leader, session, epoch) of an ACK not yet taken by `ready`
         self._ack_slot: tuple[int, int | None, int, int] | None = None
+        # FOLLOWERINFO that came while we were still looking (sender -> raw message)
+        self._early_infos: dict[int, bytes] = {}
         self._p_epochs = False
         self._p_snapshot: tuple[int, bytes] | None = None
         self._p_trunc: int | None = None
@@ -308,6 +310,11 @@ class Peer:
                 if t == m.FOLLOWERINFO:
                     # it believes we lead: our vote tells it whom we follow instead
                     self._out.append((frm, self._notification()))
+                    if self.role == LOOKING:
+                        # it may have decided for us before we did (our finalize wait):
+                        # kept, and handled if we do lead, so that it need not wait
+                        # _RETRY_TICKS to send it again (a failover took ~300 ms more)
+                        self._early_infos[frm] = msg
             elif t == m.FOLLOWERINFO:
                 self._on_followerinfo(frm, head, body)
             elif t == m.ACKEPOCH:
@@ -516,6 +523,7 @@ class Peer:
             self._vote = max(self._vote, vote)
         self._recv = {}
         self._ooe = {}
+        self._early_infos = {}
         self._finalize = False
         self._send_votes()
         if not self.is_observer:
@@ -607,8 +615,11 @@ class Peer:
         self._leader_round = self._clock if leader_round is None else leader_round
         self._finalize = False
         self._reset_role_state()
+        early, self._early_infos = self._early_infos, {}
         if leader == self.id:
             self._become_leading()
+            for frm, msg in early.items():
+                self.receive(frm, msg)  # as if they had arrived just now
         else:
             self._become_learner(leader)
 
