@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Where a single write's time goes in a local zabby ensemble: a per-hop trace.
+
+Not a test. Starts a 3-member ensemble whose members record CLOCK_MONOTONIC (shared by
+all processes of the machine) at a few points -- a client or peer socket read, the end
+of a client or peer socket write, the start of a log batch (`pump`), the request to the
+fsync helper and its answer -- then drives one session of setData at the leader (one
+request at a time), and prints, for the most common event sequences of a request, the
+median time of each event from the request's arrival at the leader.
+
+    python benchmarks/hoptrace.py                 # 3 s of writes
+    python benchmarks/hoptrace.py --seconds 5 --top 2
+
+Monkeypatching is done in the member processes only (`_member` below); the numbers
+include the small cost of recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# (module, class, method, label, record after the call instead of before)
+POINTS = [
+    ("peers", "_Link", "data_received", "peer.recv", False),
+    ("peers", "_Link", "flush", "peer.sent", True),
+    ("connection", "ClientConnection", "data_received", "client.recv", False),
+    ("connection", "ClientConnection", "flush", "client.sent", True),
+    ("fsync_helper", "FsyncHelper", "sync", "fsync.ask", False),
+    ("fsync_helper", "FsyncHelper", "_readable", "fsync.done", False),
+    ("durability", "GroupCommitter", "_pump", "log.pump", False),
+]
+
+
+def _member(cfg: str, out: str) -> None:
+    """Run one member with the trace points installed; SIGUSR1 writes and clears them."""
+    import importlib
+
+    events: list[tuple[int, str]] = []
+    now = time.monotonic_ns
+
+    def wrap(cls, name, label, after):
+        orig = getattr(cls, name)
+
+        def traced(self, *a, **k):
+            if not after:
+                events.append((now(), label))
+            r = orig(self, *a, **k)
+            if after:
+                events.append((now(), label))
+            return r
+
+        setattr(cls, name, traced)
+
+    for mod, cls, meth, label, after in POINTS:
+        m = importlib.import_module(f"zabby.server.{mod}")
+        wrap(getattr(m, cls), meth, label, after)
+
+    def dump(*_):
+        with open(out, "w") as f:
+            f.writelines(f"{t} {lab}\n" for t, lab in events)
+        events.clear()
+
+    signal.signal(signal.SIGUSR1, dump)
+    from zabby.cli.main import main
+
+    sys.argv = ["zabby", "serve", "--config", cfg]
+    main()
+
+
+def analyze(files: dict[int, Path], leader: int, top: int) -> str:
+    ev = []
+    for sid, f in files.items():
+        for line in f.read_text().split("\n"):
+            if line:
+                t, lab = line.split()
+                ev.append((int(t), f"s{sid}.{lab}"))
+    ev.sort()
+    start, end = f"s{leader}.client.recv", f"s{leader}.client.sent"
+    cycles, cur = [], None
+    for t, lab in ev:
+        if lab == start:
+            cur = [(t, lab)]
+        elif cur is not None:
+            cur.append((t, lab))
+            if lab == end:
+                cycles.append(cur)
+                cur = None
+    out = [f"{len(cycles)} requests traced (leader s{leader}; times from the request's "
+           f"arrival at the leader, medians)"]
+    kinds = collections.Counter(tuple(lab for _, lab in c) for c in cycles)
+    for seq, n in kinds.most_common(top):
+        same = [c for c in cycles if tuple(lab for _, lab in c) == seq]
+        cols = list(zip(*[[(t - c[0][0]) / 1000 for t, _ in c] for c in same], strict=True))
+        out.append(f"\n{n} requests with this sequence:")
+        prev = 0.0
+        for lab, col in zip(seq, cols, strict=True):
+            med = statistics.median(col)
+            out.append(f"  {lab:20s} {med:8.1f} us   (+{med - prev:6.1f})")
+            prev = med
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "_member":
+        _member(sys.argv[2], sys.argv[3])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--top", type=int, default=3, help="event sequences to show")
+    args = p.parse_args(argv)
+    from zabby.testing import ZabbyEnsemble
+
+    base = Path(tempfile.mkdtemp(prefix="zabby-hoptrace-"))
+    ens = ZabbyEnsemble(base, 3, start=False, tickTime=2000)  # ports and data dirs only
+    procs: dict[int, subprocess.Popen] = {}
+    traces = {sid: base / f"trace{sid}.txt" for sid in ens.members}
+    try:
+        for sid, m in ens.members.items():
+            m.write_config()
+            procs[sid] = subprocess.Popen(
+                [sys.executable, __file__, "_member", str(m.cfg_path), str(traces[sid])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        ens.wait_serving(ids=list(ens.members), timeout=60)
+        leader = next(i for i in ens.members if ens.mode(i) == "leader")
+        for pr in procs.values():
+            pr.send_signal(signal.SIGUSR1)  # drop what the election recorded
+        time.sleep(0.3)
+        lm = ens.members[leader]
+        subprocess.run([sys.executable, "-m", "zabby", "bench", "--hosts",
+                        f"{lm.host}:{lm.port}", "-w", "write", "-n", "1", "-d",
+                        str(args.seconds), "--warmup", "0.5", "--quiet"], check=True)
+        for pr in procs.values():
+            pr.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        print(analyze(traces, leader, args.top))
+    finally:
+        for pr in procs.values():
+            try:
+                os.killpg(pr.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pr.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
