@@ -178,8 +178,15 @@ async def connect(host: str, port: int, factory: Callable[[], asyncio.Protocol],
         transport.close()
         raise BenchError(f"{host}:{port}: {e}") from None
     except TimeoutError:
+        # closing fails `ready` later ("closed the connection"): nobody awaits it now
+        proto.ready.add_done_callback(_retrieve)
         transport.close()
         raise BenchError(
             f"{host}:{port} accepted the connection but started no session within {timeout:g} s"
         ) from None
     return transport, proto
+
+
+def _retrieve(f: asyncio.Future) -> None:
+    if not f.cancelled():
+        f.exception()  # mark it seen: no "Future exception was never retrieved" noise
