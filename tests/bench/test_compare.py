@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -135,3 +136,18 @@ def test_open_loop_rate_only_for_the_paced_workloads():
     assert [compare._rate(opts, w) for w in ("create", "watch", "session")] == [0.0] * 3
     assert compare.load_label({"rate": 2000.0, "outstanding": 1}) == "2,000/s open loop"
     assert compare.load_label({"rate": 0.0, "outstanding": 8}) == "m=8"
+
+
+def test_priming_caps_its_sessions(monkeypatch):
+    # the 1,000-watcher comparison once died in priming: ZooKeeper did not start 1,000
+    # sessions within the connect timeout. Priming warms a server up; 32 sessions do that.
+    from zabby.bench import compare
+
+    seen = []
+    monkeypatch.setattr(compare, "run_bench", lambda cfg: seen.append(cfg))
+    target = compare.Target("zabby", "standalone", SimpleNamespace(hosts="127.0.0.1:1"), [])
+    opts = {"sessions": 1000, "prime": 1.0, "value_size": 128, "keys": 1000, "procs": 1}
+    compare.prime(target, opts)
+    compare.prime(target, dict(opts, sessions=4))
+    assert [c.sessions for c in seen] == [compare.PRIME_SESSIONS, 4]
+    assert all(c.workload == "mixed" and c.duration == 1.0 for c in seen)

@@ -251,10 +251,14 @@ def measure(target: Target, workload: str, m: int, opts: dict) -> dict:
     return res
 
 
+PRIME_SESSIONS = 32  # enough to load both cores; a 1,000-session connect burst is not priming
+
+
 def prime(target: Target, opts: dict) -> None:
     """Load a fresh server before measuring it (JIT, caches, log preallocation)."""
     run_bench(BenchConfig(
-        hosts=target.hosts, workload="mixed", sessions=opts["sessions"], outstanding=1,
+        hosts=target.hosts, workload="mixed", sessions=min(opts["sessions"], PRIME_SESSIONS),
+        outstanding=1,
         warmup=0, duration=opts["prime"], value_size=opts["value_size"],
         keys=max(opts["keys"], 4), read_pct=50.0, procs=opts["procs"], progress=False,
         prefix="/prime"))
