@@ -95,6 +95,28 @@ def test_acknowledged_only_after_the_helper_fsynced(tmp_path):
     assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 7)]
 
 
+def test_after_batch_runs_once_per_durable_batch_after_its_txns(tmp_path):
+    # the ensemble takes one consensus step per log batch from this hook
+    async def main() -> list:
+        gc = _committer(tmp_path)
+        seen: list = []
+        gc.after_batch = lambda: seen.append("batch")
+        try:
+            await _commit(gc, [1])  # a new segment: the worker thread's write_batch
+            done = asyncio.get_running_loop().create_future()
+            for z in (2, 3, 4):  # one loop turn: one fast batch through the helper
+                gc.submit_entry(z, _payload(z), lambda z=z: seen.append(z), lambda why: None)
+            gc.submit_entry(5, _payload(5), lambda: done.set_result(seen.append(5)),
+                            lambda why: None)
+            await asyncio.wait_for(done, 10)
+            await _commit(gc, [6])  # a later turn: a batch of its own
+            return seen
+        finally:
+            gc.close()
+
+    assert asyncio.run(main()) == ["batch", 2, 3, 4, 5, "batch", "batch"]
+
+
 def test_batches_are_acknowledged_in_order_when_a_later_fsync_ends_first(tmp_path):
     async def main() -> list[int]:
         gc = _committer(tmp_path, syncer=lambda loop: FsyncPool(loop, 2))

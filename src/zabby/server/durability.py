@@ -88,6 +88,9 @@ class GroupCommitter:
         # process's GIL (fsync_helper.FsyncHelper); made with the first batch
         self._syncer_factory = syncer
         self._syncer = None
+        # runs after the `done` callbacks of each durable batch: a caller that reacts
+        # once per batch (the ensemble's consensus step) rather than once per txn
+        self.after_batch: Callable[[], None] | None = None
         # figures for mntr / the benchmark
         self.batches = 0
         self.txns = 0
@@ -221,6 +224,8 @@ class GroupCommitter:
             self.max_batch = len(batch)
         for _, _, done, _ in batch:
             done()
+        if self.after_batch is not None:
+            self.after_batch()
         self._since_snap += len(batch)
         if self._since_snap >= self._snap_threshold:
             self._maybe_snapshot()

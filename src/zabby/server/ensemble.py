@@ -193,9 +193,6 @@ class LogView:
 _EAGER_COMMITS = 2  # see _drain
 
 
-def _noop() -> None:
-    pass
-
 
 class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
@@ -233,6 +230,8 @@ class EnsembleServer(ZabbyServer):
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
+        self._durable_upto: int | None = None  # see _written
+        committer.after_batch = self._log_batch_durable
 
     @property
     def mode(self) -> str:
@@ -374,19 +373,21 @@ class EnsembleServer(ZabbyServer):
 
     def _persist(self, entries: list[tuple[int, bytes]]) -> None:
         view = self.view
-        submit = self.committer.submit_entry
         for zxid, payload in entries:
             view.append(zxid, payload)
-        # entries become durable in order, so one callback on the last tells the peer
-        # about all of them at once (one consensus step, one cumulative ACK)
-        last = entries[-1][0]
-        for zxid, payload in entries:
-            submit(zxid, payload, (lambda: self._written(last)) if zxid == last else _noop,
-                   self._log_failed)
+            self.committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
+                                        self._log_failed)
 
     def _written(self, zxid: int) -> None:
-        self.peer.persisted(zxid)
-        self._drain()
+        # entries become durable in order: the batch's last one says it all
+        self._durable_upto = zxid
+
+    def _log_batch_durable(self) -> None:
+        """Once per durable log batch (not per txn): one consensus step, one ACK."""
+        z, self._durable_upto = self._durable_upto, None
+        if z is not None:
+            self.peer.persisted(z)
+            self._drain()
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)
