@@ -39,6 +39,7 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
+from .security import Security, load_security
 from .session import Session, SessionTracker
 
 log = logging.getLogger("zabby.server")
@@ -77,9 +78,12 @@ class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
     def __init__(
-        self, config: ServerConfig, *, server_id: int = 1, committer=None, tree: DataTree | None = None
+        self, config: ServerConfig, *, server_id: int = 1, committer=None,
+        tree: DataTree | None = None, security: Security | None = None,
     ) -> None:
         self.config = config
+        # refuses (ConfigError) any security setting that would not be honoured
+        self.security = security if security is not None else load_security(config)
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
