@@ -31,7 +31,11 @@ __all__ = [
 
 # Authentication providers registered by default and whether their ids count as
 # "authenticated" for the `auth` ACL scheme (ServerAuthenticationProvider.isAuthenticated).
-_PROVIDERS = {"digest": True, "ip": False}
+# A server registers more (x509, sasl) with `DataTree.acl_providers`.
+DEFAULT_PROVIDERS: dict[str, bool] = {"digest": True, "ip": False}
+# Providers zabby knows; their ids are compared exactly (x509: the subject DN, sasl: the
+# authorization id), as X509AuthenticationProvider and SASLAuthenticationProvider do.
+KNOWN_PROVIDERS: dict[str, bool] = {"digest": True, "ip": False, "x509": True, "sasl": True}
 
 
 class ACLError(Exception):
@@ -173,11 +177,18 @@ def check_perm(acl, perm: int, auth_ids) -> bool:
                 for aid in auth_ids:
                     if aid.scheme == "ip" and aid.id is not None and ip_matches(aid.id, ident.id):
                         return True
+            elif scheme == "x509" or scheme == "sasl":
+                for aid in auth_ids:
+                    if aid.scheme == scheme and aid.id == ident.id:
+                        return True
     return False
 
 
-def fixup_acl(acl, auth_ids) -> list[ACL]:
+def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS) -> list[ACL]:
     """Validate an ACL from a create/setACL and expand `auth` ids.
+
+    `providers` are the registered authentication schemes (scheme -> whether its ids
+    count for the `auth` scheme); an ACL naming another scheme is INVALIDACL.
 
     Raises ACLError(INVALIDACL), or ACLError(MARSHALLINGERROR) where ZooKeeper
     hits a NullPointerException (a null id string).
@@ -204,17 +215,22 @@ def fixup_acl(acl, auth_ids) -> list[ACL]:
         if scheme == "auth":
             valid = False
             for aid in auth_ids:
-                if _PROVIDERS.get(aid.scheme):
+                if providers.get(aid.scheme):
                     valid = True
                     out.append(ACL(a.perms, Id(aid.scheme, aid.id)))
             if not valid:
                 raise ACLError(Err.INVALIDACL)
             continue
-        if scheme not in _PROVIDERS:
+        if scheme not in providers:
             raise ACLError(Err.INVALIDACL)
         if ident.id is None:
             raise ACLError(Err.MARSHALLINGERROR)
-        ok = _digest_valid(ident.id) if scheme == "digest" else ip_valid(ident.id)
+        if scheme == "digest":
+            ok = _digest_valid(ident.id)
+        elif scheme == "ip":
+            ok = ip_valid(ident.id)
+        else:
+            ok = True  # x509 / sasl: any name (zabby does not parse DNs or principals here)
         if not ok:
             raise ACLError(Err.INVALIDACL)
         out.append(a)

@@ -31,6 +31,7 @@ from ..wire.records import (
 )
 from . import znode as zn
 from .acl import (
+    DEFAULT_PROVIDERS,
     OPEN_ACL_UNSAFE,
     READ_ACL_UNSAFE,
     ACLError,
@@ -179,6 +180,9 @@ class DataTree:
         self.extended_types = extended_types
         # zookeeper.containerMaxNeverUsedIntervalMs: 0 keeps never-used containers
         self.max_never_used_ms = max_never_used_ms
+        # registered authentication schemes -> "counts for the auth scheme" (acl.py);
+        # the server adds x509 / sasl when they are configured
+        self.acl_providers: dict[str, bool] = dict(DEFAULT_PROVIDERS)
         self.last_zxid = 0
         self.sessions: dict[int, int] = {}
         self.watches = WatchManager()
@@ -566,7 +570,7 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         parent_path = path[:i] or "/"
         try:
-            acl = fixup_acl(req.acl, ctx.auth)
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers)
         except ACLError as e:
             raise _KErr(e.err) from None
         parent = self._record(parent_path)
@@ -670,7 +674,7 @@ class DataTree:
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         try:
-            acl = fixup_acl(req.acl, ctx.auth)
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers)
         except ACLError as e:
             raise _KErr(e.err) from None
         node = self._record(path)
