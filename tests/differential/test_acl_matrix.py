@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from zabby.testing.differential import NULL_ACL, Runner, delete_tree, digest_acl
+from zabby.testing.differential import NULL_ACL, Runner, delete_tree, digest_acl, run_scenario
 from zabby.testing.differential import MultiOp as M
 from zabby.wire import (
     ACL,
@@ -68,7 +68,7 @@ from zabby.wire import (
     WatcherType,
 )
 
-from .conftest import DIFF_CFG, SUPER_PASSWORD, SUPER_USER
+from .conftest import DIFF_CFG, SUPER_PASSWORD, SUPER_USER, candidate_kind, start_pair
 
 pytestmark = pytest.mark.differential
 
@@ -520,6 +520,34 @@ def test_acl_scenarios(differential, scenario):
     ref = differential(scenario)
     assert _outcomes(ref).get("OK", 0) > 10
     SCENARIO_CHECKS.get(scenario, _check_has_refusals)(ref)
+
+
+def scenario_reconfig_enabled(r: Runner) -> None:
+    """reconfig on a standalone server with reconfigEnabled=true, with and without
+    WRITE on /zookeeper/config (the permission an ensemble checks)."""
+    _login(r, "anon", "a")
+    admin = _login(r, "super", "admin")
+    for s in ("a", admin):
+        r.call(s, Op.RECONFIG, ReconfigRequest(None, None, "", -1), label="reconfig")
+    r.set_acl(admin, "/zookeeper/config", [ACL(ALL, Id("world", "anyone"))])
+    r.call("a", Op.RECONFIG, ReconfigRequest(None, None, "", -1), label="reconfig")
+    r.set_acl(admin, "/zookeeper/config", [ACL(R, Id("world", "anyone"))])
+
+
+@pytest.mark.xfail(
+    candidate_kind() == "zabby",
+    strict=True,
+    reason="zabby ignores reconfigEnabled: a standalone server answers RECONFIGDISABLED "
+    "where ZooKeeper answers UNIMPLEMENTED (server/core.py, server/config.py)",
+)
+def test_reconfig_enabled_standalone(tmp_path_factory):
+    ref, cand = start_pair(tmp_path_factory, "reconfig", **dict(DIFF_CFG, reconfigEnabled=True))
+    try:
+        _a, _b, diff = run_scenario(scenario_reconfig_enabled, ref, cand, base=None)
+    finally:
+        ref.stop()
+        cand.stop()
+    assert diff == "", diff
 
 
 def test_identities_are_configured():
