@@ -281,6 +281,15 @@ class ZabbyServer(_Server):
         return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path),
                 *self.jvm_flags]
 
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # The server runs in its own directory: a relative PYTHONPATH (`PYTHONPATH=src`
+        # in a worktree) would silently import the editable install's zabby instead.
+        pp = env.get("PYTHONPATH")
+        if pp:
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p for p in pp.split(os.pathsep))
+        return env
+
     def serving(self) -> bool:
         if not any(str(k).startswith("server.") for k in self.cfg):
             return True
