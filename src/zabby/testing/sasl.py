@@ -48,11 +48,12 @@ def _token(raw: bytes) -> bytes | None:
 
 
 def sasl_login(c: RawClient, user: str, password: str, *, max_steps: int = 3,
-               extra: bool = False, timeout: float = 5.0) -> list[str]:
+               extra: bool = False, timeout: float = 5.0,
+               authzid: str | None = None) -> list[str]:
     """Run DIGEST-MD5 on `c`; one line per SASL reply (kind, error code, zxid), then
     "closed" if the server closed the connection after an error.  With `extra`, one
     more (empty) token is sent after a successful exchange."""
-    cli = DigestMD5Client(user, password)
+    cli = DigestMD5Client(user, password, authzid=authzid)
     token = cli.initial()
     lines: list[str] = []
     last = False
