@@ -18,15 +18,16 @@ import zabby
 from zabby.testing import ServerStartError, ZabbyServer, ZooKeeperServer
 from zabby.testing.pytest_plugin import require_zookeeper
 from zabby.testing.rawclient import ConnectionClosed, RawClient
-from zabby.testing.sasl import jaas_server_section, sasl_login
+from zabby.testing.sasl import jaas_server_section, sasl_login, token_kind
 from zabby.wire import ACL, AuthPacket, Empty, Id, Op, PathWatchRequest
 from zabby.wire.constants import XID_AUTH
-from zabby.wire.records import CreateRequest
+from zabby.wire.records import CreateRequest, SaslToken
 
 pytestmark = [pytest.mark.differential, pytest.mark.timeout(300)]
 
 SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
-USERS = {"bob": "bob-pw", "carol": "carol-pw", "super": "super-pw"}
+USERS = {"bob": "bob-pw", "carol": "carol-pw", "super": "super-pw",
+         "svc@EXAMPLE.COM": "svc-pw", "zoë": "pässwörd"}
 
 
 @pytest.fixture(autouse=True)
@@ -94,11 +95,37 @@ def _acl_scenario(srv, out):
         c.drop()
 
 
+def _raw_tokens(srv, out, tag, tokens) -> None:
+    """Hand-made SASL tokens (b"" / bytes, or None for a body that does not decode)."""
+    c = RawClient(srv.host, srv.port, io_timeout=5)
+    c.connect()
+    for tok in tokens:
+        try:
+            if tok is None:  # opcode 102 with a 3-byte body: no buffer length
+                c.send_bytes(b"\x00\x00\x00\x0b" + (7).to_bytes(4, "big") +
+                             (102).to_bytes(4, "big") + b"\x00\x00\x00")
+                r = c.wait_reply(7, Op.SASL, timeout=5)
+            else:
+                r = c.request(Op.SASL, SaslToken(tok), timeout=5)
+        except ConnectionClosed:
+            out.append(f"{tag}: closed")
+            return
+        out.append(f"{tag}: err={r.err} token={token_kind(r.raw)}")
+        if r.err:
+            out.append(f"{tag}: {'closed' if c.wait_closed(2.0) else 'open'}")
+            return
+    _requests(c, out, tag)
+    c.drop()
+
+
 def _run(srv, scenario) -> list[str]:
     out: list[str] = []
     for item in scenario:
         if item == "acl":
             _acl_scenario(srv, out)
+            continue
+        if item[0] == "raw":
+            _raw_tokens(srv, out, item[1], item[2])
             continue
         tag, user, pw, kw = item
         c = _session(srv, out, tag, user, pw, **kw)
@@ -114,15 +141,26 @@ NONE = ("no-sasl", None, None, {})
 SUPER = ("super", "super", USERS["super"], {})
 EXTRA = ("token-after-success", "bob", USERS["bob"], {"extra": True})
 ALL = [GOOD, WRONG, UNKNOWN, NONE, SUPER, EXTRA]
+ODD = [
+    # the id is the authentication id, whatever authorization id the client asks for
+    ("authzid", "bob", USERS["bob"], {"authzid": "carol"}),
+    ("realm-name", "svc@EXAMPLE.COM", USERS["svc@EXAMPLE.COM"], {}),
+    ("non-ascii", "zoë", USERS["zoë"], {}),
+    ("non-ascii-wrong", "zoë", "passworld", {}),
+    ("raw", "initial-response", [b"not-empty", b""]),
+    ("raw", "empty-response", [b"", b""]),
+    ("raw", "garbage-response", [b"", b"username=,,=\"\xff"]),
+    ("raw", "undecodable-body", [None]),
+]
 
 CASES = {
     # provider, superUser, sasl ACLs
     "provider": ({"authProvider.1": SASL_PROVIDER}, ["-Dzookeeper.superUser=super"],
-                 ALL + ["acl"]),
+                 ALL + ODD + ["acl"]),
     # no SASLAuthenticationProvider: clients authenticate, sasl ACLs are invalid
     "no-provider": ({}, [], [GOOD, WRONG, "acl"]),
     "allow-failed": ({"authProvider.1": SASL_PROVIDER},
-                     ["-Dzookeeper.allowSaslFailedClients=true"], ALL),
+                     ["-Dzookeeper.allowSaslFailedClients=true"], ALL + ODD),
     "require-sasl": ({"authProvider.1": SASL_PROVIDER},
                      ["-Dzookeeper.sessionRequireClientSASLAuth=true"], ALL),
     "require-and-allow": ({"authProvider.1": SASL_PROVIDER},

@@ -180,8 +180,7 @@ class DigestMD5Server:
         (the exchange is then over)."""
         step, self._step = self._step, -1  # any exception leaves the exchange failed
         if step == 0:
-            if token:
-                raise SaslError("DIGEST-MD5: the client must not send an initial response")
+            # RFC 2831 has no initial response; like Java's server, ignore one if sent
             self._nonce = self._nonce_factory()
             self._step = 1
             return (

@@ -133,12 +133,15 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
 
 
 def authorization_id(authcid: str, authzid: str | None) -> str:
-    """The id ZooKeeper's server callback gives a DIGEST-MD5 user: the authentication id
-    as a Kerberos short name.  A plain name is itself; one with a realm has no short name
-    without Kerberos rules, and ZooKeeper then keeps the id the client asked for."""
-    if "@" not in authcid:
-        return authcid
-    return authzid or authcid
+    """The sasl id of an authenticated DIGEST-MD5 user: its authentication id, whatever
+    authorization id the client asked for (ZooKeeper's server callback authorizes every
+    request and then sets the id to the authentication id).
+
+    ZooKeeper runs that id through Kerberos short-name rules first; for a name with a
+    realm other than the default one those fail and ZooKeeper keeps the authorization id
+    the client asked for, letting it pick any id.  zabby never does: the id is always
+    the name the password was checked for."""
+    return authcid
 
 
 class SaslService:

@@ -21,7 +21,8 @@ JAAS_LOGIN_MODULE = "org.apache.zookeeper.server.auth.DigestLoginModule"
 
 
 def jaas_server_section(users: dict[str, str], name: str = "Server") -> str:
-    opts = "\n".join(f'    user_{u}="{p}"' for u, p in users.items())
+    # quoted names: a user name may hold characters that are no part of a JAAS word
+    opts = "\n".join(f'    "user_{u}"="{p}"' for u, p in users.items())
     return f"{name} {{\n  {JAAS_LOGIN_MODULE} required\n{opts};\n}};\n"
 
 
