@@ -216,3 +216,40 @@ def test_settings_taken(tmp_path):
     assert s.super_user == "bob" and s.allow_failed and s.enforce
     assert s.enforce_schemes == {"sasl", "digest"} and s.sasl_required
     assert "pw" not in repr(s) and "sp" not in repr(s)
+
+
+def test_client_sasl_properties_are_accepted(tmp_path):
+    sec = _load(tmp_path, jaas_server_section({"bob": "pw"}), "", {
+        "zookeeper.sasl.client": "true", "zookeeper.sasl.clientconfig": "Client",
+        "zookeeper.sasl.client.username": "zookeeper"})
+    assert sec.sasl.users == {"bob": "pw"}
+    with pytest.raises(ConfigError, match="sasl.other"):
+        _load(tmp_path, jaas_server_section({"bob": "pw"}), "", {"zookeeper.sasl.other": "x"})
+
+
+def test_sasl_in_an_ensemble(tmp_path, jaas):
+    """Every member authenticates; a learner forwards the sasl id with its writes."""
+    from zabby.testing import ZabbyEnsemble
+
+    with ZabbyEnsemble(tmp_path, 3, **{"authProvider.1": SASL_PROVIDER},
+                       jvm_flags=[f"-Djava.security.auth.login.config={jaas}"]) as ens:
+        leader = ens.leader()
+        follower = next(i for i in ens.members if i != leader)
+        members = ens.members
+        bob = _kazoo(members[follower], sasl_options={
+            "mechanism": "DIGEST-MD5", "username": "bob", "password": USERS["bob"]})
+        carol = _kazoo(members[leader], sasl_options={
+            "mechanism": "DIGEST-MD5", "username": "carol", "password": USERS["carol"]})
+        try:
+            bob.create("/ens-bob", b"b", acl=[make_acl("sasl", "bob", all=True)])
+            bob.create("/ens-auth", b"a", acl=[make_acl("auth", "", all=True)])
+            assert bob.get_acls("/ens-auth")[0][0].id.id == "bob"
+            carol.sync("/ens-bob")
+            for path in ("/ens-bob", "/ens-auth"):
+                with pytest.raises(NoAuthError):
+                    carol.get(path)
+            assert bob.get("/ens-bob")[0] == b"b"
+        finally:
+            for c in (bob, carol):
+                c.stop()
+                c.close()

@@ -25,7 +25,6 @@ silently run without SASL (a JAAS file without the server section), and on Kerbe
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,8 +46,11 @@ DEFAULT_SECTION = "Server"
 SUPER_PASSWORD_KEY = "SASLAuthenticationProvider.superPassword"
 # SetSASLResponse with a null token: what ZooKeeper sends with every failure reply
 _NULL_TOKEN = b"\xff\xff\xff\xff"
-# Kerberos principal syntax, as ZooKeeper's KerberosName parses it
-_KRB_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+# sasl.* system properties of ZooKeeper's client
+_CLIENT_ONLY = (
+    "sasl.client", "sasl.clientconfig", "sasl.client.username",
+    "sasl.client.canonicalize.hostname", "sasl.client.allowReverseDnsLookup",
+)
 
 
 @dataclass
@@ -81,6 +83,11 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
     s = SaslSettings()
     path = settings.take(JAAS_KEY)
     s.section = settings.take(SECTION_KEY) or DEFAULT_SECTION
+    for key in _CLIENT_ONLY:
+        # ZooKeeper's client reads these (zkEnv.sh's JVMFLAGS reach client and server
+        # alike); a server has nothing to do with them
+        if settings.take(key) is not None:
+            log.debug("%s is a client setting; the server ignores it", key)
     s.super_user = settings.take("superUser")
     s.super_password = settings.take(SUPER_PASSWORD_KEY)
     s.allow_failed = settings.take_bool("allowSaslFailedClients")
