@@ -119,7 +119,8 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
         try:
             section = load_jaas(path).require(s.section)
         except JaasError as e:
-            raise settings.error(JAAS_KEY, path, f"unusable JAAS file ({e}); refusing to start") from e
+            raise settings.error(JAAS_KEY, path,
+                                 f"unusable JAAS file ({e}); refusing to start") from e
         for m in section.modules:
             if m.class_name == KRB5_LOGIN_MODULE:
                 raise settings.error(
@@ -159,7 +160,8 @@ class SaslService:
 
     # ---------------------------------------------------------- enforcement
     def enforce(self, conn: ClientConnection, xid: int) -> bool:
-        """False (and the connection answered and closing) when enforce.auth refuses."""
+        """False (and the connection answered and closing) when enforce.auth refuses a
+        request (any but auth and SASL) from `conn`."""
         st = self.settings
         if not st.enforce:
             return True
