@@ -166,6 +166,11 @@ CASES = {
     "require-and-allow": ({"authProvider.1": SASL_PROVIDER},
                           ["-Dzookeeper.sessionRequireClientSASLAuth=true",
                            "-Dzookeeper.allowSaslFailedClients=true"], [GOOD, WRONG, NONE]),
+    # the password of "super" from a system property (overrides the JAAS file)
+    "super-password": ({"authProvider.1": SASL_PROVIDER},
+                       ["-Dzookeeper.SASLAuthenticationProvider.superPassword=sp-prop",
+                        "-Dzookeeper.superUser=super"],
+                       [("super-prop", "super", "sp-prop", {}), SUPER, GOOD]),
     # no JAAS file at all: ZooKeeper has no SASL server and answers OK, no token
     "no-jaas-file": ({}, ["NOJAAS"], [GOOD, NONE]),
     "no-jaas-file-provider": ({"authProvider.1": SASL_PROVIDER}, ["NOJAAS"], [GOOD, NONE]),
@@ -209,6 +214,13 @@ def test_enforce_digest_scheme_matches_zookeeper(tmp_path):
             c.drop()
             c = _session(srv, out, "none")
             _requests(c, out, "none")
+            c.drop()
+            c = _session(srv, out, "ping-first")
+            try:
+                r = c.ping()
+                out.append(f"ping: err={r.err} closed={c.wait_closed(2.0)}")
+            except ConnectionClosed:
+                out.append("ping: closed")
             c.drop()
             # closeSession from an unauthenticated connection
             c = _session(srv, out, "close")
