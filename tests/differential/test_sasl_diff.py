@@ -263,3 +263,42 @@ def test_both_refuse_to_start(case, tmp_path):
         log = (tmp_path / "zabby" / "server.log").read_text()
         assert "java.security.auth.login.config" in log and ".conf" in log, log
     assert os.path.exists(tmp_path / "zabby" / "server.log")
+
+
+# ------------------------------------------------------------ the ACL matrix, sasl column
+def _sasl_identity(name: str, user: str, password: str):
+    from .test_acl_matrix import Identity
+
+    def connect(r, session: str) -> None:
+        c = r.session(session)
+        r.note(f"{session} logs in as {user}: {sasl_login(c, user, password)}")
+
+    return Identity(name, connect=connect)
+
+
+def test_sasl_acl_matrix(tmp_path_factory, monkeypatch):
+    """tests/differential/test_acl_matrix.py's opcode x permission matrix for a node whose
+    ACL is sasl:bob, probed by bob, carol (other sasl user) and an anonymous session."""
+    from zabby.testing.differential import run_scenario
+
+    from . import test_acl_matrix as matrix
+    from .conftest import DIFF_CFG, start_pair
+
+    for ident in (_sasl_identity("saslbob", "bob", USERS["bob"]),
+                  _sasl_identity("saslcarol", "carol", USERS["carol"])):
+        monkeypatch.setitem(matrix.IDENTITIES, ident.name, ident)
+    col = matrix.Column("sasl", Id("sasl", "bob"), ("saslbob", "saslcarol", "anon"))
+    jaas = _jaas(tmp_path_factory.mktemp("sasl-matrix-jaas"))
+    ref, cand = start_pair(tmp_path_factory, "sasl-matrix", **DIFF_CFG,
+                           **{"authProvider.1": SASL_PROVIDER},
+                           jvm_flags=[f"-Djava.security.auth.login.config={jaas}"])
+    try:
+        a, _b, diff = run_scenario(matrix.make_column_scenario(col), ref, cand,
+                                   base="/sasl_matrix")
+    finally:
+        ref.stop()
+        cand.stop()
+    assert not diff, diff
+    seen = matrix._outcomes(a)
+    assert seen.get("OK", 0) > 50 and seen.get("NOAUTH", 0) > 50, seen
+    assert any("logs in as bob" in line and "rspauth" in line for line in a.lines)
