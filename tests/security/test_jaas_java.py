@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from zabby.server.jaas import JaasError, parse_jaas
+from zabby.testing.pytest_plugin import in_ci
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,7 +122,10 @@ def _zabby(text: str):
 def test_parser_agrees_with_java(tmp_path):
     javac, java = shutil.which("javac"), shutil.which("java")
     if not javac or not java:
-        pytest.skip("needs javac and java")
+        msg = "needs javac and java (apt-get install openjdk-17-jdk-headless)"
+        if in_ci():
+            pytest.fail(msg + " (CI=true: missing tools are an error)")
+        pytest.skip(msg)
     (tmp_path / "JaasProbe.java").write_text(PROBE)
     subprocess.run([javac, "JaasProbe.java"], cwd=tmp_path, check=True, timeout=90,
                    capture_output=True)

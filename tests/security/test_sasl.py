@@ -216,6 +216,10 @@ def test_settings_taken(tmp_path):
     assert s.super_user == "bob" and s.allow_failed and s.enforce
     assert s.enforce_schemes == {"sasl", "digest"} and s.sasl_required
     assert "pw" not in repr(s) and "sp" not in repr(s)
+    # another section name
+    sec = _load(tmp_path, jaas_server_section({"q": "1"}, name="ZkServer"), "",
+                {"zookeeper.sasl.serverconfig": "ZkServer"})
+    assert sec.sasl.users == {"q": "1"} and sec.sasl.section == "ZkServer"
 
 
 def test_client_sasl_properties_are_accepted(tmp_path):
