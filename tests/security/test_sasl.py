@@ -257,3 +257,22 @@ def test_sasl_in_an_ensemble(tmp_path, jaas):
             for c in (bob, carol):
                 c.stop()
                 c.close()
+
+
+def test_kazoo_when_sasl_is_required(tmp_path, jaas):
+    with ZabbyServer(tmp_path, **{"authProvider.1": SASL_PROVIDER},
+                     jvm_flags=[f"-Djava.security.auth.login.config={jaas}",
+                                "-Dzookeeper.sessionRequireClientSASLAuth=true"]) as srv:
+        bob = _kazoo(srv, sasl_options={"mechanism": "DIGEST-MD5", "username": "bob",
+                                        "password": USERS["bob"]})
+        try:
+            bob.create("/required", b"ok")
+            assert bob.get("/required")[0] == b"ok"
+        finally:
+            bob.stop()
+            bob.close()
+        # without SASL the first request is refused and the connection closed
+        rc = RawClient(srv.host, srv.port)
+        rc.connect()
+        r = rc.request(Op.WHO_AM_I, Empty())
+        assert r.err == -124 and rc.wait_closed(2.0)
