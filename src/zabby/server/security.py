@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, ServerConfig
+from .sasl import load_sasl
 
 log = logging.getLogger("zabby.server.security")
 
@@ -90,8 +91,6 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
-    from .sasl import load_sasl
-
     sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()})
     settings.refuse_leftovers()
     return sec
