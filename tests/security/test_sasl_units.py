@@ -125,7 +125,7 @@ def test_digest_md5_failures():
         with pytest.raises(SaslError, match="authentication failed") as e:
             srv.step(resp)
         assert pw not in str(e.value)
-        assert not srv.complete and srv.authorization_id is None
+        assert not srv.complete and srv.authorization_id is None and srv.failed
         with pytest.raises(SaslError):  # the exchange stays failed
             srv.step(resp)
     # an initial response is ignored (as Java's DIGEST-MD5 server does)

@@ -175,6 +175,11 @@ class DigestMD5Server:
         self.authentication_id: str | None = None
         self.authorization_id: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        """An earlier step failed: every later one fails too."""
+        return self._step == -1
+
     def step(self, token: bytes) -> bytes:
         """Feed the client's token; returns the server's token. SaslError on failure
         (the exchange is then over)."""

@@ -169,9 +169,9 @@ class SaslService:
         for ident in conn.auth:
             if ident.scheme in schemes:
                 return True
-        log.error("Client %s:%d authenticated with %s, not one of the required schemes %s; "
-                  "closing the connection", *conn.peer,
-                  sorted({i.scheme for i in conn.auth}), sorted(schemes))
+        log.warning("Client %s:%d authenticated with %s, not one of the required schemes %s; "
+                    "closing the connection", *conn.peer,
+                    sorted({i.scheme for i in conn.auth}), sorted(schemes))
         conn.send(encode_reply(xid, 0, Err.SESSIONCLOSEDREQUIRESASLAUTH))
         conn.close_after_flush()
         return False
@@ -183,21 +183,25 @@ class SaslService:
         st = self.settings
         if st.users is None:
             # no server login: ZooKeeper has no SASL server and answers OK, no token
-            log.error("SASL packet from %s:%d, but no JAAS server section is configured",
-                      *conn.peer)
+            # (debug: the connection stays, so a client could fill the log)
+            log.debug("SASL packet from %s:%d, but no JAAS file is configured", *conn.peer)
             _null_token(conn, xid, Err.OK)
             return []
         server = conn.sasl
         if server is None:
             server = conn.sasl = DigestMD5Server(st.password, authorize=authorization_id)
+        again = server.failed
         try:
             out = server.step(token or b"")
         except SaslError as e:
-            log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
             if st.allow_failed and not st.sasl_required:
-                log.warning("Maintaining client connection despite SASL authentication failure")
+                # the connection stays: log its first failure only
+                (log.debug if again else log.warning)(
+                    "Client %s:%d failed to SASL authenticate: %s; keeping the connection "
+                    "(allowSaslFailedClients)", *conn.peer, e)
                 _null_token(conn, xid, Err.OK)
                 return []
+            log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
             err = Err.SESSIONCLOSEDREQUIRESASLAUTH if st.sasl_required else Err.AUTHFAILED
             _null_token(conn, xid, err)
             conn.close_after_flush()
