@@ -182,11 +182,23 @@ def _load(tmp_path, jaas_text, extra="", props=None):
      "no section 'Server'"),
     (jaas_server_section({"a": "b"}), "", {"zookeeper.sasl.serverconfig": "Other"},
      "no section 'Other'"),
-    ("Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true; };",
-     "", {}, "Kerberos"),
+
     ("Server { com.example.Login required; };", "", {}, "com.example.Login"),
-    (jaas_server_section({"a": "b"}), "kerberos.removeRealmFromPrincipal=true\n", {},
-     "Kerberos"),
+    (jaas_server_section({"a": "b"}), "kerberos.bogus=true\n", {},
+     "not a Kerberos setting"),
+    (jaas_server_section({"a": "b"}), "kerberos.removeRealmFromPrincipal=yes\n", {},
+     "not true or false"),
+    ("Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true "
+     'keyTab="/nonexistent.keytab" principal="zk/h@R"; };', "", {}, "cannot be read"),
+    ("Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true "
+     'keyTab="/etc/hostname"; };', "", {}, "name the server's principal"),
+    ("Server { com.sun.security.auth.module.Krb5LoginModule required useTicketCache=true; };",
+     "", {}, "keytab only"),
+    ("Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true "
+     'keyTab="/k" principal="p" wat=true; };', "", {}, "wat"),
+    ("Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true "
+     'keyTab="/k" principal="p";\n org.apache.zookeeper.server.auth.DigestLoginModule '
+     'required user_a="b"; };', "", {}, "not supported"),
     (jaas_server_section({"a": "b"}), "sessionRequireClientSASLAuth=true\n", {},
      "'sasl' is not available"),
     (jaas_server_section({"a": "b"}), "enforce.auth.enabled=true\n", {},

@@ -295,6 +295,11 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ requests
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        ex = conn.sasl
+        if ex is not None and ex.held is not None:
+            # a GSSAPI step is running on a worker thread: later packets wait for it
+            ex.held.append((xid, op, body))
+            return
         s = conn.session
         self.packets_received += 1
         if s is not None:
@@ -543,8 +548,14 @@ class ZabbyServer:
             conn.abort()
             return
         sid = conn.session.id if conn.session is not None else 0
-        for ident in self.sasl.handle(conn, xid, body.token, sid):
-            _add_auth(conn, ident)
+        self.sasl.handle(conn, xid, body.token, sid, lambda ident: _add_auth(conn, ident),
+                         self._resume_after_sasl)
+
+    def _resume_after_sasl(self, conn: ClientConnection, held) -> None:
+        """The packets that waited for a GSSAPI step, in order (one may start another
+        step; handle_request then holds the rest again)."""
+        while held and not (conn.closed or conn.closing):
+            self.handle_request(conn, *held.popleft())
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""

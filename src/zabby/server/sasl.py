@@ -3,12 +3,14 @@
 Settings (canonical names, from zoo.cfg or ``-D``):
 
 * ``java.security.auth.login.config``: the JAAS file; its section ``sasl.serverconfig``
-  (default ``Server``) lists the DIGEST-MD5 users (``user_<name>="<password>"``).
+  (default ``Server``) either lists DIGEST-MD5 users (``DigestLoginModule`` with
+  ``user_<name>="<password>"``) or names the server's Kerberos principal and keytab
+  (``Krb5LoginModule``, GSSAPI; needs the ``gssapi`` package).
 * ``authProvider.N=...SASLAuthenticationProvider``: registers the ``sasl`` ACL scheme
   (security.py).  Without it clients still authenticate, but sasl ACLs are refused.
 * ``superUser``: a SASL authorization id that also gets ``super``.
-* ``SASLAuthenticationProvider.superPassword``: the password of user ``super``.
-* ``allowSaslFailedClients``: a failed exchange is answered OK (empty token) and the
+* ``SASLAuthenticationProvider.superPassword``: the password of DIGEST-MD5 user ``super``.
+* ``allowSaslFailedClients``: a failed exchange is answered OK (null token) and the
   connection stays, unauthenticated.
 * ``enforce.auth.enabled`` + ``enforce.auth.schemes``: every request other than auth and
   SASL from a connection without an id of those schemes gets SESSIONCLOSEDREQUIRESASLAUTH
@@ -16,22 +18,35 @@ Settings (canonical names, from zoo.cfg or ``-D``):
 * ``sessionRequireClientSASLAuth``: the same with schemes = [sasl]; a failed SASL
   exchange then answers SESSIONCLOSEDREQUIRESASLAUTH (not AUTHFAILED) even when failed
   clients are allowed.
+* ``java.security.krb5.conf``, ``kerberos.removeHostFromPrincipal``,
+  ``kerberos.removeRealmFromPrincipal``: Kerberos configuration and how a principal
+  becomes an id (also for DIGEST-MD5 user names with a realm, as in ZooKeeper).
 
 What each does was found by running the same clients against ZooKeeper 3.8
-(tests/differential/test_sasl_diff.py).  zabby refuses to start where ZooKeeper would
-silently run without SASL (a JAAS file without the server section), and on Kerberos.
+(tests/differential/test_sasl_diff.py, tests/external/test_zkcli_sasl.py).  zabby
+refuses to start where ZooKeeper would silently run without SASL (a JAAS file without
+the server section).
+
+A GSSAPI step reads the keytab and the replay cache: it runs on a worker thread, and
+the connection's later packets wait until it is answered (as ZooKeeper handles a SASL
+packet before the next one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..wire import Err, Id
 from ..wire.protocol import encode_reply
 from ..wire.records import SaslToken
 from .digest_md5 import DigestMD5Server, SaslError
+from .gssapi_sasl import GssapiSaslServer, KerberosNames, default_realm
 from .jaas import DIGEST_LOGIN_MODULE, KRB5_LOGIN_MODULE, JaasError, load_jaas
 
 if TYPE_CHECKING:
@@ -51,6 +66,20 @@ _CLIENT_ONLY = (
     "sasl.client", "sasl.clientconfig", "sasl.client.username",
     "sasl.client.canonicalize.hostname", "sasl.client.allowReverseDnsLookup",
 )
+KRB5_CONF_KEY = "java.security.krb5.conf"
+# Krb5LoginModule options that change nothing for an acceptor reading a keytab
+_KRB5_HARMLESS = frozenset({"storeKey", "doNotPrompt", "debug", "isInitiator",
+                            "refreshKrb5Config", "renewTGT", "clearPass"})
+# where the JVM looks for krb5.conf when java.security.krb5.conf is not set (Linux)
+_DEFAULT_KRB5_CONF = "/etc/krb5.conf"
+
+
+@dataclass
+class KerberosSettings:
+    principal: str
+    keytab: str
+    krb5_conf: str | None
+    credentials: Any = field(repr=False)  # gssapi.Credentials (accept)
 
 
 @dataclass
@@ -65,6 +94,9 @@ class SaslSettings:
     allow_failed: bool = False
     enforce: bool = False
     enforce_schemes: frozenset[str] = frozenset()
+    # GSSAPI instead of DIGEST-MD5 when the server section uses Krb5LoginModule
+    kerberos: KerberosSettings | None = None
+    names: KerberosNames = field(default_factory=lambda: KerberosNames(""))
 
     @property
     def sasl_required(self) -> bool:
@@ -114,6 +146,13 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
                     f"authentication scheme {scheme!r} is not available (register it with "
                     "authProvider.N, e.g. org.apache.zookeeper.server.auth."
                     "SASLAuthenticationProvider for sasl); refusing to start")
+    krb5_conf = settings.take(KRB5_CONF_KEY)
+    settings.take("javax.security.auth.useSubjectCredsOnly")  # the JVM's; nothing to do
+    s.names = KerberosNames(
+        default_realm(krb5_conf or _DEFAULT_KRB5_CONF),
+        remove_host=settings.take_bool("kerberos.removeHostFromPrincipal"),
+        remove_realm=settings.take_bool("kerberos.removeRealmFromPrincipal"),
+    )
     if path is not None and path != "":
         s.jaas_path = path
         try:
@@ -121,23 +160,68 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
         except JaasError as e:
             raise settings.error(JAAS_KEY, path,
                                  f"unusable JAAS file ({e}); refusing to start") from e
-        for m in section.modules:
-            if m.class_name == KRB5_LOGIN_MODULE:
-                raise settings.error(
-                    JAAS_KEY, path, f"section {s.section!r} uses Kerberos "
-                    f"({KRB5_LOGIN_MODULE}); zabby has no GSSAPI/Kerberos, only DIGEST-MD5; "
-                    "refusing to start")
-            if m.class_name != DIGEST_LOGIN_MODULE:
-                raise settings.error(
-                    JAAS_KEY, path, f"section {s.section!r}: login module {m.class_name!r} "
-                    f"is not supported (only {DIGEST_LOGIN_MODULE}); refusing to start")
-        s.users = section.digest_users()
+        classes = {m.class_name for m in section.modules}
+        if classes == {KRB5_LOGIN_MODULE}:
+            s.kerberos = _load_kerberos(settings, path, s.section,
+                                        section.options(KRB5_LOGIN_MODULE), krb5_conf)
+        elif classes == {DIGEST_LOGIN_MODULE}:
+            s.users = section.digest_users()
+        else:
+            raise settings.error(
+                JAAS_KEY, path, f"section {s.section!r}: login modules "
+                f"{sorted(classes)} are not supported (one of {DIGEST_LOGIN_MODULE} or "
+                f"{KRB5_LOGIN_MODULE}); refusing to start")
     for key in sorted(settings.values):
-        if key.startswith("kerberos.") or key in ("java.security.krb5.conf",
-                                                  "javax.security.auth.useSubjectCredsOnly"):
+        if key.startswith("kerberos.") and key not in settings.taken:
             raise settings.error(key, settings.take(key),
-                                 "Kerberos (GSSAPI) is not supported by zabby; refusing to start")
+                                 "is not a Kerberos setting zabby has; refusing to start")
     return s
+
+
+def _load_kerberos(settings: SecuritySettings, path: str, section: str,
+                   options: dict[str, str], krb5_conf: str | None) -> KerberosSettings:
+    """The acceptor credentials of a Krb5LoginModule server section (keytab only)."""
+
+    def refuse(reason: str):
+        return settings.error(JAAS_KEY, path, f"section {section!r} (Kerberos): {reason}; "
+                              "refusing to start")
+
+    unknown = sorted(k for k in options if k not in _KRB5_HARMLESS and k not in (
+        "useKeyTab", "keyTab", "principal", "useTicketCache"))
+    if unknown:
+        raise refuse(f"option(s) {', '.join(unknown)} not supported")
+    if options.get("useKeyTab", "").lower() != "true" or not options.get("keyTab"):
+        raise refuse("zabby reads the server's key from a keytab only: set useKeyTab=true "
+                     "and keyTab")
+    if options.get("useTicketCache", "false").lower() == "true":
+        raise refuse("useTicketCache=true is not supported (use the keytab)")
+    principal = options.get("principal", "")
+    if not principal or principal == "*":
+        raise refuse("name the server's principal (principal=\"zookeeper/host@REALM\")")
+    keytab = options["keyTab"]
+    try:
+        import gssapi
+    except ImportError as e:
+        raise refuse("GSSAPI needs the gssapi package (pip install 'zabby[kerberos]')") from e
+    if krb5_conf:
+        if not os.access(krb5_conf, os.R_OK):
+            raise settings.error(KRB5_CONF_KEY, krb5_conf, "cannot be read; refusing to start")
+        # the Kerberos library of this process reads it from the environment
+        os.environ["KRB5_CONFIG"] = krb5_conf
+    if not os.access(keytab, os.R_OK):
+        raise refuse(f"keytab {keytab!r} cannot be read")
+    try:
+        name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+        creds = gssapi.Credentials(name=name, usage="accept", store={"keytab": keytab})
+        creds.lifetime  # noqa: B018 - fails now if the keytab has no key for the principal
+    except Exception as e:  # gssapi.exceptions.GSSError
+        raise refuse(f"no key for {principal!r} in {keytab!r}: {_gss_reason(e)}") from e
+    return KerberosSettings(principal, keytab, krb5_conf, creds)
+
+
+def _gss_reason(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def authorization_id(authcid: str, authzid: str | None) -> str:
@@ -150,6 +234,17 @@ def authorization_id(authcid: str, authzid: str | None) -> str:
     the client asked for, letting it pick any id.  zabby never does: the id is always
     the name the password was checked for."""
     return authcid
+
+
+class _Exchange:
+    """A connection's SASL state: the mechanism's server, and while a GSSAPI step runs
+    on a worker thread, the packets that arrived after it (handled once it is done)."""
+
+    __slots__ = ("server", "held")
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.held: deque | None = None
 
 
 class SaslService:
@@ -177,47 +272,101 @@ class SaslService:
         return False
 
     # ---------------------------------------------------------- opcode 102
-    def handle(self, conn: ClientConnection, xid: int, token: bytes | None,
-               session_id: int) -> list[Id]:
-        """Answer one SASL packet on `conn`; the ids it gained (empty if none)."""
+    def _new_server(self):
         st = self.settings
-        if st.users is None:
+        if st.kerberos is not None:
+            import gssapi
+
+            ctx = gssapi.SecurityContext(creds=st.kerberos.credentials, usage="accept")
+            return GssapiSaslServer(ctx, st.names)
+        # the id of a DIGEST-MD5 user with a realm goes through the same name rules
+        return DigestMD5Server(st.password, authorize=lambda authcid, _z: st.names(authcid))
+
+    def handle(self, conn: ClientConnection, xid: int, token: bytes | None,
+               session_id: int, add_id: Callable[[Id], None],
+               resume: Callable[[ClientConnection, deque], None]) -> None:
+        """Answer one SASL packet on `conn`.  `add_id` gets the ids it gains; `resume`
+        gets the packets held back while a GSSAPI step ran on a worker thread."""
+        st = self.settings
+        if st.users is None and st.kerberos is None:
             # no server login: ZooKeeper has no SASL server and answers OK, no token
             # (debug: the connection stays, so a client could fill the log)
             log.debug("SASL packet from %s:%d, but no JAAS file is configured", *conn.peer)
             _null_token(conn, xid, Err.OK)
-            return []
-        server = conn.sasl
-        if server is None:
-            server = conn.sasl = DigestMD5Server(st.password, authorize=authorization_id)
+            return
+        ex = conn.sasl
+        if ex is None:
+            ex = conn.sasl = _Exchange(self._new_server())
+        server = ex.server
+        if st.kerberos is None:
+            again = server.failed
+            try:
+                out = server.step(token or b"")
+            except SaslError as e:
+                self._failed(conn, xid, e, again)
+                return
+            self._answer(conn, xid, server, out, session_id, add_id)
+            return
+        # GSSAPI: off the loop; this connection's next packets wait for the answer
         again = server.failed
-        try:
-            out = server.step(token or b"")
-        except SaslError as e:
-            if st.allow_failed and not st.sasl_required:
-                # the connection stays: log its first failure only
-                (log.debug if again else log.warning)(
-                    "Client %s:%d failed to SASL authenticate: %s; keeping the connection "
-                    "(allowSaslFailedClients)", *conn.peer, e)
-                _null_token(conn, xid, Err.OK)
-                return []
-            log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
-            err = Err.SESSIONCLOSEDREQUIRESASLAUTH if st.sasl_required else Err.AUTHFAILED
-            _null_token(conn, xid, err)
-            conn.close_after_flush()
-            return []
-        gained: list[Id] = []
+        ex.held = deque()
+        if conn.transport is not None:
+            conn.transport.pause_reading()
+        fut = asyncio.get_running_loop().run_in_executor(None, _step, server, token or b"")
+
+        def done(f: asyncio.Future) -> None:
+            held, ex.held = ex.held, None
+            if conn.closed:
+                return
+            if conn.transport is not None and not conn.closing:
+                conn.transport.resume_reading()
+            err = f.exception()
+            if err is not None:
+                if not isinstance(err, SaslError):
+                    err = SaslError(f"GSSAPI: {type(err).__name__}")
+                self._failed(conn, xid, err, again)
+            else:
+                self._answer(conn, xid, server, f.result(), session_id, add_id)
+            if held and not (conn.closed or conn.closing):
+                resume(conn, held)
+
+        fut.add_done_callback(done)
+
+    def _answer(self, conn: ClientConnection, xid: int, server, out: bytes | None,
+                session_id: int, add_id: Callable[[Id], None]) -> None:
+        st = self.settings
         if server.complete and server.authorization_id is not None:
+            # only the completing step gets here: any later one fails
             ident = server.authorization_id
             log.info("Session 0x%x: adding SASL authorization for authorizationID: %s",
                      session_id & (2**64 - 1), ident)
-            gained.append(Id("sasl", ident))
+            add_id(Id("sasl", ident))
             if st.super_user is not None and ident == st.super_user:
                 log.info("Session 0x%x: authenticated id %r as super user",
                          session_id & (2**64 - 1), ident)
-                gained.append(Id("super", ""))
-        conn.send(_token_reply(xid, out))
-        return gained
+                add_id(Id("super", ""))
+        if out is None:
+            _null_token(conn, xid, Err.OK)
+        else:
+            conn.send(_token_reply(xid, out))
+
+    def _failed(self, conn: ClientConnection, xid: int, e: Exception, again: bool) -> None:
+        st = self.settings
+        if st.allow_failed and not st.sasl_required:
+            # the connection stays: log its first failure only
+            (log.debug if again else log.warning)(
+                "Client %s:%d failed to SASL authenticate: %s; keeping the connection "
+                "(allowSaslFailedClients)", *conn.peer, e)
+            _null_token(conn, xid, Err.OK)
+            return
+        log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
+        err = Err.SESSIONCLOSEDREQUIRESASLAUTH if st.sasl_required else Err.AUTHFAILED
+        _null_token(conn, xid, err)
+        conn.close_after_flush()
+
+
+def _step(server, token: bytes):
+    return server.step(token)
 
 
 def _token_reply(xid: int, token: bytes) -> bytes:
