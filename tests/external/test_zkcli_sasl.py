@@ -91,3 +91,63 @@ def test_zkcli_sasl_matches_zookeeper(tmp_path, monkeypatch):
     assert "sasl: bob" in ref and "state:SaslAuthenticated" in " ".join(ref), ref
     assert got == ref, "\n".join(difflib.unified_diff(ref, got, "zookeeper", "zabby",
                                                       lineterm=""))
+
+
+# ------------------------------------------------------------------ Kerberos (GSSAPI)
+KRB_SCRIPT = """\
+whoami
+create /krb-zkcli x sasl:client@ZABBY.TEST:cdrwa
+getAcl /krb-zkcli
+get /krb-zkcli
+quit
+"""
+
+
+def _krb5_jaas(path: Path, section: str, keytab: str, principal: str) -> Path:
+    path.write_text(f"{section} {{\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+                    f'  useKeyTab=true\n  keyTab="{keytab}"\n  storeKey=true\n'
+                    f'  useTicketCache=false\n  principal="{principal}";\n}};\n')
+    return path
+
+
+def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
+    """zkCli.sh logs in with a Krb5LoginModule Client section (GSSAPI, no mutual
+    authentication) against both servers; a second server run strips the realm."""
+    from zabby.testing.kerberos import MiniKdc, find_kdc
+
+    need(ZKCLI, "zookeeper")
+    require_zookeeper()
+    why = find_kdc()
+    if why:
+        if in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
+    pytest.importorskip("gssapi")
+    monkeypatch.setenv("PYTHONPATH", str(Path(zabby.__file__).resolve().parents[1]))
+    with MiniKdc(tmp_path / "kdc") as kdc:
+        server = _krb5_jaas(tmp_path / "server.jaas", "Server",
+                            kdc.add_principal("zookeeper/localhost"),
+                            "zookeeper/localhost@ZABBY.TEST")
+        client = _krb5_jaas(tmp_path / "client.jaas", "Client", kdc.add_principal("client"),
+                            "client@ZABBY.TEST")
+        krb5 = f"-Djava.security.krb5.conf={kdc.krb5_conf}"
+        env = dict(os.environ, CLIENT_JVMFLAGS=(
+            f"-Djava.security.auth.login.config={client} {krb5} "
+            "-Dzookeeper.sasl.client.canonicalize.hostname=false"))
+        out = {}
+        for cls in (ZooKeeperServer, ZabbyServer):
+            lines = []
+            for extra in ([], ["-Dzookeeper.kerberos.removeRealmFromPrincipal=true"]):
+                flags = [f"-Djava.security.auth.login.config={server}", krb5, *extra]
+                with cls(tmp_path / f"{cls.kind}{len(extra)}", jvm_flags=flags,
+                         **{"authProvider.1": SASL_PROVIDER}) as srv:
+                    p = subprocess.run([ZKCLI, "-server", f"localhost:{srv.port}"],
+                                       input=KRB_SCRIPT, capture_output=True, text=True,
+                                       timeout=90, env=env)
+                lines += [f"=== {extra}"] + _normalise(p.stdout) + ["--- stderr"] + _normalise(
+                    p.stderr)
+            out[cls.kind] = lines
+    ref, got = out["zookeeper"], out["zabby"]
+    assert "sasl: client@ZABBY.TEST" in ref and "sasl: client" in ref, ref
+    assert got == ref, "\n".join(difflib.unified_diff(ref, got, "zookeeper", "zabby",
+                                                      lineterm=""))
