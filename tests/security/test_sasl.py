@@ -184,6 +184,8 @@ def _load(tmp_path, jaas_text, extra="", props=None):
      "no section 'Other'"),
 
     ("Server { com.example.Login required; };", "", {}, "com.example.Login"),
+    (jaas_server_section({"a": "b"}), "", {"zookeeper.security.auth_to_local":
+                                           "RULE:[1:$1@$0](.*@X)s/@.*//"}, "DEFAULT"),
     (jaas_server_section({"a": "b"}), "kerberos.bogus=true\n", {},
      "not a Kerberos setting"),
     (jaas_server_section({"a": "b"}), "kerberos.removeRealmFromPrincipal=yes\n", {},

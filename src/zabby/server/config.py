@@ -388,6 +388,7 @@ _SECURITY_KEYS = frozenset(
         "sslQuorumReloadCertFiles", "client.portUnification", "allowSaslFailedClients",
         "sessionRequireClientSASLAuth", "superUser", "java.security.auth.login.config",
         "java.security.krb5.conf", "javax.security.auth.useSubjectCredsOnly",
+        "security.auth_to_local",
     }
 )
 _SECURITY_PREFIXES = (

@@ -146,6 +146,10 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
                     f"authentication scheme {scheme!r} is not available (register it with "
                     "authProvider.N, e.g. org.apache.zookeeper.server.auth."
                     "SASLAuthenticationProvider for sasl); refusing to start")
+    rules = settings.take("security.auth_to_local")
+    if rules is not None and rules.strip() != "DEFAULT":
+        raise settings.error("security.auth_to_local", rules,
+                             "only the DEFAULT rule is supported; refusing to start")
     krb5_conf = settings.take(KRB5_CONF_KEY)
     settings.take("javax.security.auth.useSubjectCredsOnly")  # the JVM's; nothing to do
     s.names = KerberosNames(
