@@ -185,3 +185,51 @@ def test_stale_server_keytab_is_refused_per_login(realm, tmp_path):
         lines = gssapi_login(c, keytabs["client"], f"client@{REALM}", f"zookeeper/stale@{REALM}")
         assert lines[-2:] == ["sasl -> err=-115 zxid=0 token=null", "closed"], lines
         assert "GSSAPI" in srv.log_path.read_text()
+
+
+def _pipelined(srv, keytabs) -> list[str]:
+    """The last GSSAPI token and a whoAmI in one write: the whoAmI must wait for the
+    SASL step (zabby runs it on a worker thread) and see the new id."""
+    import struct
+
+    import gssapi
+
+    from zabby.testing.differential import frame_of
+    from zabby.wire.records import SaslToken
+
+    creds = gssapi.Credentials(
+        name=gssapi.Name(f"client@{REALM}", gssapi.NameType.kerberos_principal),
+        usage="initiate", store={"client_keytab": keytabs["client"], "ccache": "MEMORY:pipe"})
+    ctx = gssapi.SecurityContext(name=gssapi.Name(SERVICE, gssapi.NameType.kerberos_principal),
+                                 creds=creds, usage="initiate",
+                                 flags=gssapi.RequirementFlag.integrity)
+    c = RawClient(srv.host, srv.port)
+    c.connect()
+    r = c.request(Op.SASL, SaslToken(ctx.step()))
+    n = struct.unpack_from(">i", r.raw)[0]
+    offer = ctx.unwrap(r.raw[4 : 4 + n]).message
+    last = ctx.wrap(bytes([1]) + offer[1:4] + f"client@{REALM}".encode(), False).message
+    c.send_bytes(frame_of(10, Op.SASL, SaslToken(last)) + frame_of(11, Op.WHO_AM_I, Empty())
+                 + frame_of(12, Op.EXISTS, PathWatchRequest("/", False)))
+    out = [f"sasl: err={c.wait_reply(10, Op.SASL).err}"]
+    r = c.wait_reply(11, Op.WHO_AM_I)
+    out.append(f"whoami: {sorted((i.authScheme, i.user) for i in r.body.clientInfo)}")
+    out.append(f"exists: err={c.wait_reply(12, Op.EXISTS).err}")
+    c.drop()
+    return out
+
+
+@pytest.mark.differential
+def test_requests_behind_a_gssapi_step_wait_for_it(realm, tmp_path):
+    require_zookeeper()
+    kdc, keytabs, jaas = realm
+    flags = [f"-Djava.security.auth.login.config={jaas}",
+             f"-Djava.security.krb5.conf={kdc.krb5_conf}",
+             "-Dzookeeper.sessionRequireClientSASLAuth=true"]
+    got = {}
+    for cls in (ZooKeeperServer, ZabbyServer):
+        with cls(tmp_path / cls.kind, jvm_flags=flags,
+                 **{"authProvider.1": SASL_PROVIDER}) as srv:
+            got[cls.kind] = _pipelined(srv, keytabs)
+    assert got["zookeeper"][1] == f"whoami: [('ip', '127.0.0.1'), ('sasl', 'client@{REALM}')]"
+    assert got["zabby"] == got["zookeeper"]
