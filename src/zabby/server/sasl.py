@@ -39,6 +39,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -256,6 +257,7 @@ class SaslService:
 
     def __init__(self, settings: SaslSettings) -> None:
         self.settings = settings
+        self._executor: ThreadPoolExecutor | None = None  # GSSAPI steps, made on first use
 
     # ---------------------------------------------------------- enforcement
     def enforce(self, conn: ClientConnection, xid: int) -> bool:
@@ -316,7 +318,12 @@ class SaslService:
         ex.held = deque()
         if conn.transport is not None:
             conn.transport.pause_reading()
-        fut = asyncio.get_running_loop().run_in_executor(None, _step, server, token or b"")
+        if self._executor is None:
+            # its own small pool: a burst of logins queues here, not in the loop's
+            # default executor
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zabby-gssapi")
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, _step, server,
+                                                         token or b"")
 
         def done(f: asyncio.Future) -> None:
             held, ex.held = ex.held, None
