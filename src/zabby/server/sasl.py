@@ -229,18 +229,6 @@ def _gss_reason(e: Exception) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def authorization_id(authcid: str, authzid: str | None) -> str:
-    """The sasl id of an authenticated DIGEST-MD5 user: its authentication id, whatever
-    authorization id the client asked for (ZooKeeper's server callback authorizes every
-    request and then sets the id to the authentication id).
-
-    ZooKeeper runs that id through Kerberos short-name rules first; for a name with a
-    realm other than the default one those fail and ZooKeeper keeps the authorization id
-    the client asked for, letting it pick any id.  zabby never does: the id is always
-    the name the password was checked for."""
-    return authcid
-
-
 class _Exchange:
     """A connection's SASL state: the mechanism's server, and while a GSSAPI step runs
     on a worker thread, the packets that arrived after it (handled once it is done)."""
