@@ -47,7 +47,8 @@ def _start(kind: str, tmp: Path, pki: Pki, *, store: str = "JKS", **extra):
 
 
 def _raw(port: int, ctx: ssl.SSLContext | None) -> RawClient:
-    c = RawClient("127.0.0.1", port, io_timeout=5.0, ssl_context=ctx)
+    # generous: a fresh JVM's first TLS handshakes are slow on a busy machine
+    c = RawClient("127.0.0.1", port, io_timeout=20.0, ssl_context=ctx)
     c.connect()
     return c
 
@@ -69,6 +70,14 @@ def _outcome(port: int, ctx: ssl.SSLContext | None) -> str:
         return "refused"
     finally:
         c.drop()
+
+
+def _warm_up(port: int, pki: Pki) -> None:
+    """One trusted session first (retried), so JVM warm-up cannot look like a refusal."""
+    deadline = time.monotonic() + 30
+    while _outcome(port, pki.context("client")) != "ok":
+        assert time.monotonic() < deadline, "no TLS session within 30 s"
+        time.sleep(0.2)
 
 
 def _whoami(c: RawClient) -> list[tuple[str, str]]:
@@ -141,6 +150,7 @@ def _scenario(kind: str, tmp: Path, pki: Pki) -> dict:
     extra = {"X509AuthenticationProvider.superUser": _dn(pki, "admin")}
     with _start(kind, tmp, pki, **extra) as srv:
         sp = srv.secure_port
+        _warm_up(sp, pki)
         seen["trusted"] = _outcome(sp, pki.context("client"))
         seen["untrusted client certificate"] = _outcome(sp, pki.context("rogue"))
         seen["no client certificate (clientAuth=need)"] = _outcome(sp, pki.context(None))
@@ -202,6 +212,7 @@ def test_tls_matches_zookeeper(tmp_path, pki):
 def test_client_auth_want_and_none(tmp_path, pki, kind):
     """want: a certificate is checked and gives x509, none is also fine; none: no x509."""
     with _start(kind, tmp_path / "want", pki, **{"ssl.clientAuth": "want"}) as srv:
+        _warm_up(srv.secure_port, pki)
         assert _outcome(srv.secure_port, pki.context(None)) == "ok"
         assert _outcome(srv.secure_port, pki.context("rogue")) == "refused"
         c = _raw(srv.secure_port, pki.context("client"))

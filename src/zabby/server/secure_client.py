@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -133,46 +134,24 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-class SecureListener:
-    """The secure client port: TLS only (asyncio's TLS, handshake timeout applied)."""
+class _Acceptor:
+    """Accepts on one socket and hands each connection to asyncio, with TLS or not.
 
-    def __init__(self, server: ZabbyServer, ctls: ClientTls) -> None:
-        self.server = server
-        self.ctls = ctls
-        self._srv: asyncio.base_events.Server | None = None
-        self.port = 0
+    Our own accept loop (not ``create_server(ssl=...)``) so that a failed handshake is
+    logged with its reason, as ZooKeeper logs "Unsuccessful handshake"; asyncio drops
+    those silently.  `sniff`: ``client.portUnification``, decide by the first byte.
+    """
 
-    async def start(self, factory) -> None:
-        assert self.ctls.tls is not None and self.ctls.secure_port is not None
-        loop = asyncio.get_running_loop()
-        self._srv = await loop.create_server(
-            factory, host=self.ctls.secure_address, port=self.ctls.secure_port,
-            ssl=self.ctls.tls.context, ssl_handshake_timeout=self.ctls.tls.handshake_timeout,
-            reuse_address=True, backlog=1024)
-        self.port = self._srv.sockets[0].getsockname()[1]
-        log.info("secure client port %s:%d (%s)", self.ctls.secure_address, self.port,
-                 self.ctls.tls.describe())
-
-    def close(self) -> None:
-        if self._srv is not None:
-            self._srv.close()
-
-    async def wait_closed(self) -> None:
-        if self._srv is not None:
-            await self._srv.wait_closed()
-
-
-class UnifiedListener:
-    """``client.portUnification``: plaintext and TLS on one port, by the first byte."""
-
-    def __init__(self, server: ZabbyServer, ctls: ClientTls, host: str, port: int) -> None:
+    def __init__(self, server: ZabbyServer, ctls: ClientTls, host: str, port: int,
+                 sniff: bool) -> None:
         self.server = server
         self.ctls = ctls
         self.host = host
         self.port = port
+        self.sniff = sniff
         self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
-        self._sniffing: set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task] = set()
 
     async def start(self, factory) -> None:
         self.factory = factory
@@ -189,8 +168,9 @@ class UnifiedListener:
         self.port = sock.getsockname()[1]
         self._task = asyncio.get_running_loop().create_task(self._accept())
         assert self.ctls.tls is not None
-        log.info("client port %s:%d takes plaintext and TLS (client.portUnification; %s)",
-                 self.host, self.port, self.ctls.tls.describe())
+        what = ("takes plaintext and TLS (client.portUnification)" if self.sniff
+                else "is the secure client port (TLS only)")
+        log.info("%s:%d %s: %s", self.host, self.port, what, self.ctls.tls.describe())
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
@@ -201,7 +181,7 @@ class UnifiedListener:
             except asyncio.CancelledError:
                 raise
             except OSError as e:  # EMFILE and the like: do not spin
-                log.warning("accept failed on the client port: %s", e)
+                log.warning("accept failed on %s:%d: %s", self.host, self.port, e)
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
@@ -209,36 +189,48 @@ class UnifiedListener:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            t = loop.create_task(self._sniff(conn))
-            self._sniffing.add(t)
-            t.add_done_callback(self._sniffing.discard)
+            t = loop.create_task(self._hand_over(conn))
+            self._pending.add(t)
+            t.add_done_callback(self._pending.discard)
 
-    async def _sniff(self, conn: socket.socket) -> None:
+    async def _first_byte_is_tls(self, conn: socket.socket) -> bool | None:
+        """Peek (never read) the first byte: True for a TLS handshake record, False for
+        plaintext, None when the client closed or sent nothing in time."""
         loop = asyncio.get_running_loop()
         tls = self.ctls.tls
         assert tls is not None
         fd = conn.fileno()
-        handed = False
+        ready = loop.create_future()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
-            ready = loop.create_future()
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-            try:
-                await asyncio.wait_for(ready, tls.handshake_timeout)
-            except TimeoutError:
-                log.info("closing connection from %s: nothing sent within %d ms",
-                         _peer(conn), int(tls.handshake_timeout * 1000))
-                return
-            finally:
-                loop.remove_reader(fd)
-            try:
-                first = conn.recv(1, socket.MSG_PEEK)
-            except OSError:
-                return
-            if not first:
-                return
-            is_tls = first[0] == _TLS_HANDSHAKE
-            handed = True
-            if is_tls:
+            await asyncio.wait_for(ready, tls.handshake_timeout)
+        except TimeoutError:
+            log.info("closing connection from %s: nothing sent within %d ms", _peer(conn),
+                     int(tls.handshake_timeout * 1000))
+            return None
+        finally:
+            loop.remove_reader(fd)
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return None
+        return first[0] == _TLS_HANDSHAKE if first else None
+
+    async def _hand_over(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        tls = self.ctls.tls
+        assert tls is not None
+        handed = False
+        peer = _peer(conn)
+        try:
+            use_tls = True
+            if self.sniff:
+                first = await self._first_byte_is_tls(conn)
+                if first is None:
+                    return
+                use_tls = first
+            handed = True  # from here the transport owns the socket
+            if use_tls:
                 await loop.connect_accepted_socket(
                     self.factory, conn, ssl=tls.context,
                     ssl_handshake_timeout=tls.handshake_timeout)
@@ -247,9 +239,9 @@ class UnifiedListener:
         except asyncio.CancelledError:
             raise
         except (TimeoutError, OSError) as e:
-            log.debug("TLS handshake with %s failed: %s", _peer(conn), e)
+            log.info("Unsuccessful TLS handshake with %s: %s", peer, _reason(e))
         except Exception:
-            log.exception("error accepting a connection from %s", _peer(conn))
+            log.exception("error accepting a connection from %s", peer)
         finally:
             if not handed:
                 conn.close()
@@ -257,7 +249,7 @@ class UnifiedListener:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        for t in list(self._sniffing):
+        for t in list(self._pending):
             t.cancel()
         if self._sock is not None:
             self._sock.close()
@@ -269,6 +261,29 @@ class UnifiedListener:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+class SecureListener(_Acceptor):
+    """``secureClientPort``: TLS only."""
+
+    def __init__(self, server: ZabbyServer, ctls: ClientTls) -> None:
+        assert ctls.secure_port is not None
+        super().__init__(server, ctls, ctls.secure_address, ctls.secure_port, sniff=False)
+
+
+class UnifiedListener(_Acceptor):
+    """``client.portUnification``: plaintext and TLS on ``clientPort``."""
+
+    def __init__(self, server: ZabbyServer, ctls: ClientTls, host: str, port: int) -> None:
+        super().__init__(server, ctls, host, port, sniff=True)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError):
+        return e.reason or e.strerror or str(e)
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
 
 
 def _peer(conn: socket.socket) -> str:
