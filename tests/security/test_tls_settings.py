@@ -217,3 +217,34 @@ def test_expired_and_future_certificates_refused(pki, tmp_path):
         path = ident.write_jks(tmp_path / f"{name}.jks", PASSWORD)
         with pytest.raises(ConfigError, match="expired|not valid before"):
             context_from_settings(_settings(pki, **{"ssl.keyStore.location": path}))
+
+
+def test_keytool_made_stores_load(tmp_path):
+    """Stores as operators make them with Java's keytool (Java 17 writes PKCS12 into a
+    .jks file unless told -storetype JKS) load, keys and trusted certificates alike."""
+    if shutil.which("keytool") is None:
+        if in_ci():
+            pytest.fail("keytool is missing (CI=true)")
+        pytest.skip("keytool is missing")
+
+    def kt(*args):
+        subprocess.run(["keytool", *args, "-storepass", "changeit"], check=True,
+                       capture_output=True, timeout=120, cwd=tmp_path)
+
+    kt("-genkeypair", "-alias", "srv", "-keyalg", "EC", "-groupname", "secp256r1",
+       "-dname", "CN=localhost,O=kt", "-validity", "10", "-keystore", "ks.jks",
+       "-storetype", "JKS", "-keypass", "changeit")
+    kt("-genkeypair", "-alias", "srv", "-keyalg", "RSA", "-keysize", "2048",
+       "-dname", "CN=localhost,OU=p12,O=kt", "-validity", "10", "-keystore", "implicit.jks")
+    kt("-exportcert", "-rfc", "-alias", "srv", "-keystore", "ks.jks", "-file", "srv.pem")
+    kt("-importcert", "-noprompt", "-alias", "ca", "-file", "srv.pem", "-keystore", "ts.p12",
+       "-storetype", "PKCS12")
+    kt("-importcert", "-noprompt", "-alias", "ca", "-file", "srv.pem", "-keystore", "ts.jks",
+       "-storetype", "JKS")
+    m = load_key_store(str(tmp_path / "ks.jks"), "changeit", "JKS")
+    assert java_dn(m.chain[0].subject) == "CN=localhost,O=kt"
+    m = load_key_store(str(tmp_path / "implicit.jks"), "changeit", "JKS")
+    assert java_dn(m.chain[0].subject) == "CN=localhost,OU=p12,O=kt"
+    for ts, kind in (("ts.p12", "PKCS12"), ("ts.jks", "JKS")):
+        certs = load_trust_store(str(tmp_path / ts), "changeit", kind)
+        assert [java_dn(c.subject) for c in certs] == ["CN=localhost,O=kt"]
