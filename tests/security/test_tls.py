@@ -404,3 +404,33 @@ def test_secure_port_only_without_client_port(tmp_path, pki):
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+def test_ensemble_members_serve_tls_and_x509_acls(tmp_path, pki):
+    """x509 ids travel with forwarded writes: a follower's TLS session passes (and a
+    plaintext one fails) an x509 ACL checked on the leader."""
+    from zabby.testing.servers import ZabbyEnsemble
+
+    ens = ZabbyEnsemble(tmp_path, 3, start=False, **pki.tls_cfg("JKS"))
+    for m in ens.members.values():
+        m.secure_port = free_port()
+        m.cfg["secureClientPort"] = m.secure_port
+    try:
+        ens.start()
+        leader = ens.leader()
+        follower = next(i for i in ens.members if i != leader)
+        sp = ens.members[follower].secure_port
+        a = _raw(sp, pki.context("client"))
+        plain = _raw(ens.members[follower].port, None)
+        try:
+            assert _whoami(a) == [("ip", "127.0.0.1"), ("x509", _dn(pki, "client"))]
+            acl = [ACL(ALL, Id("x509", _dn(pki, "client")))]
+            assert a.request(Op.CREATE, CreateRequest("/e", b"v", acl, 0)).err == Err.OK
+            assert a.request(Op.SET_DATA, SetDataRequest("/e", b"w", -1)).err == Err.OK
+            assert plain.request(Op.SET_DATA, SetDataRequest("/e", b"x", -1)).err == Err.NOAUTH
+            assert plain.request(Op.GET_DATA, PathWatchRequest("/e", False)).err == Err.NOAUTH
+        finally:
+            a.drop()
+            plain.drop()
+    finally:
+        ens.stop()
