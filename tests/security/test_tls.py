@@ -434,3 +434,20 @@ def test_ensemble_members_serve_tls_and_x509_acls(tmp_path, pki):
             plain.drop()
     finally:
         ens.stop()
+
+
+def test_handshakes_in_progress_count_against_max_client_cnxns(tmp_path, pki):
+    """Silent sockets on the TLS port hold a slot until their handshake times out, as a
+    Netty channel does in ZooKeeper: they cannot exhaust the server beyond the limit."""
+    with _start("zabby", tmp_path, pki, maxClientCnxns=2,
+                **{"ssl.handshakeDetectionTimeoutMillis": "1500"}) as srv:
+        silent = [socket.create_connection(("127.0.0.1", srv.secure_port)) for _ in range(2)]
+        try:
+            time.sleep(0.3)
+            assert _outcome(srv.secure_port, pki.context("client")) == "refused"
+        finally:
+            for s in silent:
+                s.close()
+        time.sleep(0.3)
+        assert _outcome(srv.secure_port, pki.context("client")) == "ok"
+        assert "Too many connections from 127.0.0.1 - max is 2" in srv.log_path.read_text()

@@ -151,7 +151,8 @@ class _Acceptor:
         self.sniff = sniff
         self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
-        self._pending: set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task] = set()  # accepted, not yet handed to asyncio
+        self._pending_by_ip: dict[str, int] = {}
 
     async def start(self, factory) -> None:
         self.factory = factory
@@ -177,21 +178,49 @@ class _Acceptor:
         assert self._sock is not None
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._sock)
+                conn, addr = await loop.sock_accept(self._sock)
             except asyncio.CancelledError:
                 raise
             except OSError as e:  # EMFILE and the like: do not spin
                 log.warning("accept failed on %s:%d: %s", self.host, self.port, e)
                 await asyncio.sleep(0.1)
                 continue
+            ip = addr[0] if isinstance(addr, tuple) else ""
+            if self._over_limit(ip):
+                conn.close()
+                continue
             conn.setblocking(False)
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
             t = loop.create_task(self._hand_over(conn))
             self._pending.add(t)
-            t.add_done_callback(self._pending.discard)
+            t.add_done_callback(lambda t, ip=ip: self._done(t, ip))
+
+    def _over_limit(self, ip: str) -> bool:
+        """Connections still in their handshake count against maxClientCnxns and
+        maxCnxns, as in ZooKeeper (which counts a channel from its accept)."""
+        cfg = self.server.config
+        per_ip = cfg.max_client_cnxns
+        n = self.server.connections_by_ip.get(ip, 0) + self._pending_by_ip.get(ip, 0)
+        if per_ip and n >= per_ip:
+            log.warning("Too many connections from %s - max is %d", ip, per_ip)
+            return True
+        total = getattr(cfg, "max_cnxns", 0)
+        if total and len(self.server.connections) + len(self._pending) >= total:
+            log.warning("Too many connections - max is %d", total)
+            return True
+        return False
+
+    def _done(self, t: asyncio.Task, ip: str) -> None:
+        self._pending.discard(t)
+        n = self._pending_by_ip.get(ip, 1) - 1
+        if n <= 0:
+            self._pending_by_ip.pop(ip, None)
+        else:
+            self._pending_by_ip[ip] = n
 
     async def _first_byte_is_tls(self, conn: socket.socket) -> bool | None:
         """Peek (never read) the first byte: True for a TLS handshake record, False for
