@@ -40,6 +40,7 @@ from ..wire.records import (
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
 from .sasl import SaslService, SaslSettings
+from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
@@ -94,6 +95,8 @@ class ZabbyServer:
         self._enforce_auth = self.sasl.settings.enforce
         if "sasl" in self.security.providers.values():
             tree.acl_providers["sasl"] = True
+        if self.security.client_tls is not None:  # TLS for clients registers x509
+            tree.acl_providers["x509"] = True
         self.watches = tree.watches
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
@@ -119,7 +122,9 @@ class ZabbyServer:
         self._to_flush: list[ClientConnection] = []
         self._containers_proposed: set[str] = set()
         self._tick_task: asyncio.Task | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.base_events.Server | UnifiedListener | None = None
+        self._secure: SecureListener | None = None  # secureClientPort
+        self.secure_port: int | None = None
 
     # ------------------------------------------------------------ clocks
     @staticmethod
@@ -134,20 +139,32 @@ class ZabbyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self),
-            host=cfg.client_port_address,
-            port=cfg.client_port,
-            reuse_address=True,
-            backlog=1024,
-        )
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+        ctls = self.security.client_tls
+        if ctls is not None and ctls.secure_port is not None and not cfg.client_port_given:
+            self.port = -1  # secureClientPort without clientPort: TLS only, as in ZooKeeper
+        elif ctls is not None and ctls.port_unification:  # plaintext and TLS on one port
+            self._server = UnifiedListener(self, ctls, cfg.client_port_address, cfg.client_port)
+            await self._server.start(lambda: ClientConnection(self))
+            self.port = self._server.port
+        else:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self),
+                host=cfg.client_port_address,
+                port=cfg.client_port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            sock = self._server.sockets[0]
+            self.port = sock.getsockname()[1]
+        if ctls is not None and ctls.secure_port is not None:
+            self._secure = SecureListener(self, ctls)
+            await self._secure.start(lambda: ClientConnection(self))
+            self.secure_port = self._secure.port
         self._tick_task = loop.create_task(self._ticker())
+        where = f"{cfg.client_port_address}:{self.port}" if self.port != -1 else "TLS only"
         log.info(
-            "zabby serving on %s:%d (tickTime=%d, sessions %d..%d ms)",
-            cfg.client_port_address, self.port, cfg.tick_time,
-            self.min_session_timeout, self.max_session_timeout,
+            "zabby serving on %s (tickTime=%d, sessions %d..%d ms)",
+            where, cfg.tick_time, self.min_session_timeout, self.max_session_timeout,
         )
 
     async def stop(self) -> None:
@@ -155,10 +172,14 @@ class ZabbyServer:
             self._tick_task.cancel()
         if self._server:
             self._server.close()
+        if self._secure:
+            self._secure.close()
         for c in list(self.connections):
             c.abort()
         if self._server:
             await self._server.wait_closed()
+        if self._secure:
+            await self._secure.wait_closed()
         self.committer.close()
 
     @property
@@ -200,6 +221,8 @@ class ZabbyServer:
         self.connections_by_ip[ip] = n + 1
         self.connections.add(conn)
         conn.auth = [Id("ip", ip)]
+        if self.security.client_tls is not None:  # a verified client certificate: x509
+            self.security.client_tls.authenticate(conn)
         return True
 
     def connection_closed(self, conn: ClientConnection) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import ConfigError, ServerConfig
 from .sasl import load_sasl
+from .secure_client import load_client_tls
 
 log = logging.getLogger("zabby.server.security")
 
@@ -26,6 +27,7 @@ _AUTH = "org.apache.zookeeper.server.auth."
 BUILTIN_PROVIDERS = {
     _AUTH + "IPAuthenticationProvider": "ip",
     _AUTH + "DigestAuthenticationProvider": "digest",
+    _AUTH + "X509AuthenticationProvider": "x509",  # server.secure_client
     _AUTH + "SASLAuthenticationProvider": "sasl",
 }
 
@@ -91,6 +93,7 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
+    sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
     sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()})
     settings.refuse_leftovers()
     return sec
