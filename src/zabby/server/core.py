@@ -39,6 +39,7 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
+from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
@@ -88,6 +89,8 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
+        if self.security.client_tls is not None:  # TLS for clients registers x509
+            tree.acl_providers["x509"] = True
         self.watches = tree.watches
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
@@ -113,7 +116,9 @@ class ZabbyServer:
         self._to_flush: list[ClientConnection] = []
         self._containers_proposed: set[str] = set()
         self._tick_task: asyncio.Task | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.base_events.Server | UnifiedListener | None = None
+        self._secure: SecureListener | None = None  # secureClientPort
+        self.secure_port: int | None = None
 
     # ------------------------------------------------------------ clocks
     @staticmethod
@@ -128,15 +133,25 @@ class ZabbyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self),
-            host=cfg.client_port_address,
-            port=cfg.client_port,
-            reuse_address=True,
-            backlog=1024,
-        )
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+        ctls = self.security.client_tls
+        if ctls is not None and ctls.port_unification:  # plaintext and TLS on one port
+            self._server = UnifiedListener(self, ctls, cfg.client_port_address, cfg.client_port)
+            await self._server.start(lambda: ClientConnection(self))
+            self.port = self._server.port
+        else:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self),
+                host=cfg.client_port_address,
+                port=cfg.client_port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            sock = self._server.sockets[0]
+            self.port = sock.getsockname()[1]
+        if ctls is not None and ctls.secure_port is not None:
+            self._secure = SecureListener(self, ctls)
+            await self._secure.start(lambda: ClientConnection(self))
+            self.secure_port = self._secure.port
         self._tick_task = loop.create_task(self._ticker())
         log.info(
             "zabby serving on %s:%d (tickTime=%d, sessions %d..%d ms)",
@@ -149,10 +164,14 @@ class ZabbyServer:
             self._tick_task.cancel()
         if self._server:
             self._server.close()
+        if self._secure:
+            self._secure.close()
         for c in list(self.connections):
             c.abort()
         if self._server:
             await self._server.wait_closed()
+        if self._secure:
+            await self._secure.wait_closed()
         self.committer.close()
 
     @property
@@ -194,6 +213,8 @@ class ZabbyServer:
         self.connections_by_ip[ip] = n + 1
         self.connections.add(conn)
         conn.auth = [Id("ip", ip)]
+        if self.security.client_tls is not None:  # a verified client certificate: x509
+            self.security.client_tls.authenticate(conn)
         return True
 
     def connection_closed(self, conn: ClientConnection) -> None:

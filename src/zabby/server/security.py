@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, ServerConfig
+from .secure_client import load_client_tls
 
 log = logging.getLogger("zabby.server.security")
 
@@ -25,6 +26,7 @@ _AUTH = "org.apache.zookeeper.server.auth."
 BUILTIN_PROVIDERS = {
     _AUTH + "IPAuthenticationProvider": "ip",
     _AUTH + "DigestAuthenticationProvider": "digest",
+    _AUTH + "X509AuthenticationProvider": "x509",  # server.secure_client
 }
 
 
@@ -89,6 +91,7 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
+    sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
     settings.refuse_leftovers()
     return sec
 

@@ -1,0 +1,264 @@
+"""TLS for clients: the secure client port, port unification and x509 identities.
+
+Settings (ZooKeeper 3.8's names; see `tls` for the ``ssl.*`` keys):
+
+* ``secureClientPort`` / ``secureClientPortAddress``: a second listener, TLS only.
+* ``client.portUnification=true``: the plaintext ``clientPort`` also accepts TLS; the
+  first byte tells them apart (0x16, a TLS handshake record, means TLS), as ZooKeeper's
+  Netty factory does.  The byte is peeked (MSG_PEEK) when the socket becomes readable,
+  then the socket is handed to asyncio with or without TLS: nothing blocks the loop.  A
+  client that sends nothing within ``ssl.handshakeDetectionTimeoutMillis`` is dropped.
+* ``ssl.authProvider``: only ``x509`` (the default).
+* ``X509AuthenticationProvider.superUser``: the DN that also gets ``super``.
+
+When TLS for clients is on (or ``authProvider.N`` names X509AuthenticationProvider) the
+``x509`` scheme is registered, as ZooKeeper's ``configureSSLAuth`` does.  A connection
+whose client certificate was verified (``ssl.clientAuth`` need, or want and a certificate
+was sent) is authenticated as ``x509:<subject DN>`` in Java's RFC 2253 form
+(`tls.java_dn`), after its ``ip`` id and, for the super user, ``super``.
+
+``ssl.*`` keys without a TLS listener refuse to start: nothing would use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..wire import Id
+from .tls import TlsConfig, context_from_settings, peer_identity
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+    from .core import ZabbyServer
+    from .security import SecuritySettings
+
+log = logging.getLogger("zabby.server.tls")
+
+X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
+_TLS_HANDSHAKE = 0x16
+
+
+@dataclass
+class ClientTls:
+    tls: TlsConfig | None  # None: x509 registered without a TLS listener
+    secure_port: int | None = None
+    secure_address: str = "0.0.0.0"
+    port_unification: bool = False
+    super_user: str | None = None
+
+    def authenticate(self, conn: ClientConnection) -> None:
+        """Add the x509 (and super) ids of a verified client certificate to `conn.auth`."""
+        if self.tls is None or self.tls.client_auth == "none" or conn.transport is None:
+            return
+        dn = peer_identity(conn.transport.get_extra_info("ssl_object"))
+        if dn is None:
+            return
+        if self.super_user is not None and dn == self.super_user:
+            conn.auth.append(Id("super", dn))
+            log.info("Authenticated Id '%s' as super user", dn)
+        conn.auth.append(Id("x509", dn))
+        log.info("Authenticated Id '%s' for Scheme 'x509'", dn)
+
+
+def load_client_tls(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
+    """Client TLS from `settings` (None when off). `x509_provider`: an authProvider.N
+    names X509AuthenticationProvider."""
+    cfg = settings.config
+    raw_port = settings.take("secureClientPort")
+    raw_addr = settings.take("secureClientPortAddress")
+    unify = settings.take_bool("client.portUnification", False)
+    port = None
+    if raw_port is not None and raw_port.strip() != "":
+        try:
+            port = int(raw_port.strip())
+        except ValueError:
+            raise settings.error("secureClientPort", raw_port, "is not an integer") from None
+        if port == 0:
+            port = None  # ZooKeeper: 0 means not set
+        elif not 1 <= port <= 65535:
+            raise settings.error("secureClientPort", raw_port, "is not a port number (1..65535)")
+    if raw_addr is not None and port is None:
+        raise settings.error("secureClientPortAddress", raw_addr,
+                             "is set but secureClientPort is not set")
+    if port is not None and port == cfg.client_port and cfg.client_port != 0:
+        raise settings.error("secureClientPort", raw_port,
+                             f"is the same as clientPort ({cfg.client_port})")
+    auth_provider = settings.take("ssl.authProvider")
+    if auth_provider is not None and auth_provider.strip() != "x509":
+        raise settings.error("ssl.authProvider", auth_provider, "is not x509, the only TLS "
+                             "authentication provider zabby has")
+    tls_on = port is not None or unify
+    ssl_keys = sorted(k for k in settings.values if k.startswith("ssl.")
+                      and not k.startswith("ssl.quorum.") and k != "ssl.authProvider")
+    if not tls_on:
+        if ssl_keys:
+            raise settings.error(ssl_keys[0], None, "is set but neither secureClientPort nor "
+                                 "client.portUnification is: no listener would use TLS; "
+                                 "refusing to start")
+        if not x509_provider:
+            if settings.present("X509AuthenticationProvider.superUser"):
+                settings.take("X509AuthenticationProvider.superUser")
+                raise settings.error("X509AuthenticationProvider.superUser", None,
+                                     "is set but x509 authentication is not on (set "
+                                     "secureClientPort or client.portUnification)")
+            return None
+        return ClientTls(None, super_user=settings.take("X509AuthenticationProvider.superUser"))
+    tls = context_from_settings(settings, "ssl.", server_side=True)
+    return ClientTls(tls, secure_port=port, secure_address=(raw_addr or "0.0.0.0").strip(),
+                     port_unification=unify,
+                     super_user=settings.take("X509AuthenticationProvider.superUser"))
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class SecureListener:
+    """The secure client port: TLS only (asyncio's TLS, handshake timeout applied)."""
+
+    def __init__(self, server: ZabbyServer, ctls: ClientTls) -> None:
+        self.server = server
+        self.ctls = ctls
+        self._srv: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self, factory) -> None:
+        assert self.ctls.tls is not None and self.ctls.secure_port is not None
+        loop = asyncio.get_running_loop()
+        self._srv = await loop.create_server(
+            factory, host=self.ctls.secure_address, port=self.ctls.secure_port,
+            ssl=self.ctls.tls.context, ssl_handshake_timeout=self.ctls.tls.handshake_timeout,
+            reuse_address=True, backlog=1024)
+        self.port = self._srv.sockets[0].getsockname()[1]
+        log.info("secure client port %s:%d (%s)", self.ctls.secure_address, self.port,
+                 self.ctls.tls.describe())
+
+    def close(self) -> None:
+        if self._srv is not None:
+            self._srv.close()
+
+    async def wait_closed(self) -> None:
+        if self._srv is not None:
+            await self._srv.wait_closed()
+
+
+class UnifiedListener:
+    """``client.portUnification``: plaintext and TLS on one port, by the first byte."""
+
+    def __init__(self, server: ZabbyServer, ctls: ClientTls, host: str, port: int) -> None:
+        self.server = server
+        self.ctls = ctls
+        self.host = host
+        self.port = port
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task | None = None
+        self._sniffing: set[asyncio.Task] = set()
+
+    async def start(self, factory) -> None:
+        self.factory = factory
+        sock = socket.socket(_family(self.host), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+        assert self.ctls.tls is not None
+        log.info("client port %s:%d takes plaintext and TLS (client.portUnification; %s)",
+                 self.host, self.port, self.ctls.tls.describe())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as e:  # EMFILE and the like: do not spin
+                log.warning("accept failed on the client port: %s", e)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            t = loop.create_task(self._sniff(conn))
+            self._sniffing.add(t)
+            t.add_done_callback(self._sniffing.discard)
+
+    async def _sniff(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        tls = self.ctls.tls
+        assert tls is not None
+        fd = conn.fileno()
+        handed = False
+        try:
+            ready = loop.create_future()
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await asyncio.wait_for(ready, tls.handshake_timeout)
+            except TimeoutError:
+                log.info("closing connection from %s: nothing sent within %d ms",
+                         _peer(conn), int(tls.handshake_timeout * 1000))
+                return
+            finally:
+                loop.remove_reader(fd)
+            try:
+                first = conn.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            if not first:
+                return
+            is_tls = first[0] == _TLS_HANDSHAKE
+            handed = True
+            if is_tls:
+                await loop.connect_accepted_socket(
+                    self.factory, conn, ssl=tls.context,
+                    ssl_handshake_timeout=tls.handshake_timeout)
+            else:
+                await loop.connect_accepted_socket(self.factory, conn)
+        except asyncio.CancelledError:
+            raise
+        except (TimeoutError, OSError) as e:
+            log.debug("TLS handshake with %s failed: %s", _peer(conn), e)
+        except Exception:
+            log.exception("error accepting a connection from %s", _peer(conn))
+        finally:
+            if not handed:
+                conn.close()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for t in list(self._sniffing):
+            t.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        host, port = conn.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
