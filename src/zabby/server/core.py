@@ -39,6 +39,7 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
+from .sasl import SaslService
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
@@ -87,6 +88,10 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
+        # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
+        self.sasl = SaslService(self.security.sasl) if self.security.sasl else None
+        if "sasl" in self.security.providers.values():
+            tree.acl_providers["sasl"] = True
         self.watches = tree.watches
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
@@ -300,6 +305,12 @@ class ZabbyServer:
                 return
             self._auth(conn, xid, body)
             return
+        if self.sasl is not None:
+            if op == Op.SASL:
+                self._sasl(conn, xid, body)
+                return
+            if not self.sasl.enforce(conn, xid):
+                return
         conn.backlog.append((xid, op, body, time.monotonic_ns()))
         self.pump(conn)
 
@@ -516,6 +527,16 @@ class ZabbyServer:
         log.info("Session 0x%x: auth success for scheme %s and address %s:%d",
                  (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
         conn.send(encode_reply(xid, 0, Err.OK))
+
+    def _sasl(self, conn: ClientConnection, xid: int, body) -> None:
+        """Opcode 102, answered at once as ZooKeeper does (not in request order)."""
+        if body is MALFORMED:
+            log.warning("closing connection from %s:%d: undecodable SASL packet", *conn.peer)
+            conn.abort()
+            return
+        sid = conn.session.id if conn.session is not None else 0
+        for ident in self.sasl.handle(conn, xid, body.token, sid):
+            _add_auth(conn, ident)
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""

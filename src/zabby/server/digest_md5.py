@@ -8,7 +8,7 @@ token to ``step`` and send back what it returns.
 
 The exchange (no initial response)::
 
-    client: ""                    server: realm="zk-sasl-md5",nonce="..",qop="auth",...
+    client: ""                    server: realm="zk-sasl-md5",nonce="..",charset=utf-8,...
     client: username="bob",...,response=<32 hex>
                                   server: rspauth=<32 hex>         (server complete)
     client verifies rspauth                                        (client complete)
@@ -185,7 +185,8 @@ class DigestMD5Server:
             self._nonce = self._nonce_factory()
             self._step = 1
             return (
-                f"realm={_quote(self.realm)},nonce={_quote(self._nonce)},qop=\"auth\","
+                # qop is left out: its default, "auth", is all that is offered
+                f"realm={_quote(self.realm)},nonce={_quote(self._nonce)},"
                 "charset=utf-8,algorithm=md5-sess"
             ).encode()
         if step == 1:

@@ -25,6 +25,7 @@ _AUTH = "org.apache.zookeeper.server.auth."
 BUILTIN_PROVIDERS = {
     _AUTH + "IPAuthenticationProvider": "ip",
     _AUTH + "DigestAuthenticationProvider": "digest",
+    _AUTH + "SASLAuthenticationProvider": "sasl",
 }
 
 
@@ -89,6 +90,9 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
+    from .sasl import load_sasl
+
+    sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()})
     settings.refuse_leftovers()
     return sec
 
