@@ -482,7 +482,11 @@ class ZabbyServer:
             self._reply(conn, xid, op, Err.OK if ok else Err.NOWATCHER, None, t0)
             return
         if op == Op.WHO_AM_I:
-            infos = [ClientInfo(i.scheme, _user_of(i)) for i in conn.auth]
+            # a scheme without a registered provider shows no user name (sasl without
+            # SASLAuthenticationProvider), as in ZooKeeper
+            providers = self.tree.acl_providers
+            infos = [ClientInfo(i.scheme, _user_of(i) if i.scheme != "sasl" or "sasl" in
+                                providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
             return
         if op == Op.SASL:
