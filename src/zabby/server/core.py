@@ -40,6 +40,7 @@ from ..wire.records import (
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
 from .secure_client import SecureListener, UnifiedListener
+from .sasl import SaslService
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
@@ -91,6 +92,10 @@ class ZabbyServer:
         self.tree = tree
         if self.security.client_tls is not None:  # TLS for clients registers x509
             tree.acl_providers["x509"] = True
+        # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
+        self.sasl = SaslService(self.security.sasl) if self.security.sasl else None
+        if "sasl" in self.security.providers.values():
+            tree.acl_providers["sasl"] = True
         self.watches = tree.watches
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
@@ -322,6 +327,12 @@ class ZabbyServer:
                 return
             self._auth(conn, xid, body)
             return
+        if self.sasl is not None:
+            if op == Op.SASL:
+                self._sasl(conn, xid, body)
+                return
+            if not self.sasl.enforce(conn, xid):
+                return
         conn.backlog.append((xid, op, body, time.monotonic_ns()))
         self.pump(conn)
 
@@ -499,7 +510,11 @@ class ZabbyServer:
             self._reply(conn, xid, op, Err.OK if ok else Err.NOWATCHER, None, t0)
             return
         if op == Op.WHO_AM_I:
-            infos = [ClientInfo(i.scheme, _user_of(i)) for i in conn.auth]
+            # a scheme without a registered provider shows no user name (sasl without
+            # SASLAuthenticationProvider), as in ZooKeeper
+            providers = self.tree.acl_providers
+            infos = [ClientInfo(i.scheme, _user_of(i) if i.scheme != "sasl" or "sasl" in
+                                providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
             return
         if op == Op.SASL:
@@ -544,6 +559,16 @@ class ZabbyServer:
         log.info("Session 0x%x: auth success for scheme %s and address %s:%d",
                  (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
         conn.send(encode_reply(xid, 0, Err.OK))
+
+    def _sasl(self, conn: ClientConnection, xid: int, body) -> None:
+        """Opcode 102, answered at once as ZooKeeper does (not in request order)."""
+        if body is MALFORMED:
+            log.warning("closing connection from %s:%d: undecodable SASL packet", *conn.peer)
+            conn.abort()
+            return
+        sid = conn.session.id if conn.session is not None else 0
+        for ident in self.sasl.handle(conn, xid, body.token, sid):
+            _add_auth(conn, ident)
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""

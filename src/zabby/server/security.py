@@ -27,6 +27,7 @@ BUILTIN_PROVIDERS = {
     _AUTH + "IPAuthenticationProvider": "ip",
     _AUTH + "DigestAuthenticationProvider": "digest",
     _AUTH + "X509AuthenticationProvider": "x509",  # server.secure_client
+    _AUTH + "SASLAuthenticationProvider": "sasl",
 }
 
 
@@ -92,6 +93,9 @@ def load_security(config: ServerConfig) -> Security:
     sec = Security()
     _auth_providers(config, sec)
     sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
+    from .sasl import load_sasl
+
+    sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()})
     settings.refuse_leftovers()
     return sec
 
