@@ -39,8 +39,8 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .secure_client import SecureListener, UnifiedListener
 from .sasl import SaslService
+from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
