@@ -74,13 +74,22 @@ class SaslSettings:
         return (self.users or {}).get(user)
 
 
-def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
+def load_sasl(settings: SecuritySettings, providers: set[str], *,
+              quorum_sasl: bool = False) -> SaslSettings:
     """Take the SASL and policy keys; ConfigError for anything zabby cannot honour.
 
-    `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N)."""
+    `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N).
+    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (quorum_auth), so a file
+    without the client section is not a mistake unless the section was named."""
     s = SaslSettings()
     path = settings.take(JAAS_KEY)
-    s.section = settings.take(SECTION_KEY) or DEFAULT_SECTION
+    named_section = settings.take(SECTION_KEY)
+    s.section = named_section or DEFAULT_SECTION
+    if (quorum_sasl and path and not named_section
+            and _section_missing(path, s.section)):
+        log.info("%s has no %r section: no SASL for clients (the file serves quorum SASL)",
+                 path, s.section)
+        path = None
     s.super_user = settings.take("superUser")
     s.super_password = settings.take(SUPER_PASSWORD_KEY)
     s.allow_failed = settings.take_bool("allowSaslFailedClients")
@@ -130,6 +139,13 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
             raise settings.error(key, settings.take(key),
                                  "Kerberos (GSSAPI) is not supported by zabby; refusing to start")
     return s
+
+
+def _section_missing(path: str, section: str) -> bool:
+    try:
+        return load_jaas(path).section(section) is None
+    except JaasError:
+        return False  # load_sasl reports it
 
 
 def authorization_id(authcid: str, authzid: str | None) -> str:
