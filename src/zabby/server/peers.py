@@ -15,7 +15,10 @@ used.  A link is "up" -- attached to the mesh, its frames delivered, messages se
 handshake timeout; until then a frame may be at most 64 KiB.  A member without quorum
 SASL sends the version 1 hello of earlier zabby releases, so they still link; an
 earlier release refuses a version 2 hello (its size differs), so it never mistakes the
-handshake for Zab traffic.
+handshake for Zab traffic.  The dialler says hello first; the accepting member answers
+with its hello only once it accepted the dialler's (id, certificate's host name, SASL
+policy), so a refused dialler is told nothing and the dialler takes the link as up only
+when the other side did.
 """
 
 from __future__ import annotations
@@ -173,7 +176,10 @@ class _Link(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.addr = _fmt_addr(transport.get_extra_info("peername"))
-        transport.write(encode_frame(encode_hello(self.mesh.my_id, self.mesh.sasl is not None)))
+        if self.dialler:
+            # the accepting side answers with its own hello once it accepted ours, so a
+            # refused (or unknown) dialler learns nothing, not even the server id
+            self._send_hello()
         self._timer = asyncio.get_running_loop().call_later(
             self.mesh.handshake_timeout, self._handshake_timeout)
 
@@ -225,7 +231,10 @@ class _Link(asyncio.Protocol):
                 return
             self.peer_id = sid
             self._check_client_host(sid)
-        if sasl_negotiation(mesh.sasl, bool(flags & FLAG_SASL), self.dialler):
+        run_sasl = sasl_negotiation(mesh.sasl, bool(flags & FLAG_SASL), self.dialler)
+        if not self.dialler:
+            self._send_hello()
+        if run_sasl:
             assert mesh.sasl is not None
             self.state = "auth"
             if self.dialler:
@@ -279,6 +288,9 @@ class _Link(asyncio.Protocol):
         raise HandshakeRefused(
             f"its certificate ({cert.subject.rfc4514_string()}) names neither {ip} nor "
             f"{host} (ssl.quorum.hostnameVerification=true)")
+
+    def _send_hello(self) -> None:
+        self._write(encode_hello(self.mesh.my_id, self.mesh.sasl is not None))
 
     def _write(self, payload: bytes) -> None:
         if self.transport is not None and not self.closed:
