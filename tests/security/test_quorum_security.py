@@ -513,3 +513,217 @@ def test_sasl_intruders_refused_and_silence_bounded(tmp_path, caplog):
     assert "no hello within 0.5 s" in caplog.text
     assert f"exceeds {PRE_AUTH_MAX_FRAME}" in caplog.text
     assert "guess" not in caplog.text
+
+
+# ------------------------------------------------------------------ real ensembles
+def _ensemble(tmp_path, member_cfg, **cfg):
+    """Three zabby members on loopback; `member_cfg(i)` adds member i's own keys."""
+    from zabby.testing import ZabbyEnsemble
+
+    ens = ZabbyEnsemble(tmp_path / "ens", 3, start=False, tickTime=200, **cfg)
+    for i, m in ens.members.items():
+        m.cfg.update(member_cfg(i))
+    try:
+        ens.start()
+    except BaseException:
+        ens.stop()
+        raise
+    return ens
+
+
+def _ports(ens, i):
+    """(quorum port, election port) of member i."""
+    line = ens.members[i].cfg[f"server.{i}"]
+    _, qp, ep = line.split(";")[0].split(":")[:3]
+    return int(qp), int(ep)
+
+
+class _Writer:
+    """Writes through one member and reads through another, in a thread, until stopped;
+    every operation must succeed."""
+
+    def __init__(self, ens, w: int, r: int) -> None:
+        import threading
+
+        from kazoo.client import KazooClient
+
+        self.wc = KazooClient(hosts=ens.members[w].hosts, timeout=10)
+        self.rc = KazooClient(hosts=ens.members[r].hosts, timeout=10)
+        self.wc.start(timeout=10)
+        self.rc.start(timeout=10)
+        self.wc.ensure_path("/sec")
+        self.n = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.wc.set("/sec", b"%d" % self.n)
+                self.n += 1
+                time.sleep(0.02)
+            except BaseException as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(e)
+                return
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._t.join(10)
+        try:
+            assert not self.errors, self.errors
+            assert self.n > 0
+            self.rc.sync("/sec")
+            assert self.rc.get("/sec")[0] == b"%d" % (self.n - 1)
+        finally:
+            for c in (self.wc, self.rc):
+                c.stop()
+                c.close()
+
+
+def _log(ens, i) -> str:
+    return ens.members[i].log_path.read_text(errors="replace")
+
+
+def _tls_intruder(port: int, cert: tuple[Path, Path] | None, ca: Path | None,
+                  claim: int = 3) -> bytes:
+    """Dial with TLS (optionally a client certificate), say hello as server `claim` and
+    ask for Zab traffic; whatever plaintext comes back."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if ca is None:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    except (ssl.SSLError, OSError):
+        raw.close()
+        return b""
+    with s:
+        try:
+            s.sendall(encode_frame(encode_hello(claim, False)) + encode_frame(b"\x00\x00"))
+        except (ssl.SSLError, OSError):
+            return b""
+        return _read_all(s)
+
+
+def _plain_intruder(port: int, claim: int = 3, sasl: bool = False,
+                    password: str | None = None) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(encode_frame(encode_hello(claim, sasl or password is not None)))
+        if password is None:
+            s.sendall(encode_frame(b"\x00\x00"))  # a Zab message, unauthenticated
+            return _read_all(s)
+        s.sendall(encode_frame(encode_msg(START)))
+        reader, frames = FrameReader(), []
+        s.settimeout(3)
+        while len(frames) < 2:
+            chunk = s.recv(4096)
+            if not chunk:
+                return b"".join(frames)
+            frames += reader.feed(chunk)
+        token = DigestMD5Client("zab", password).step(frames[1][1:])
+        s.sendall(encode_frame(encode_msg(RESPONSE, token)))
+        rest = reader.feed(_read_all(s))
+        return b"|".join([*frames, *rest])
+
+
+@pytest.fixture(scope="module")
+def member_pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("member-pki")
+    ca, other = CertificateAuthority("zabby quorum CA"), CertificateAuthority("intruder CA")
+    for i in (1, 2, 3):
+        ca.issue(f"server{i}", server=True).write(d / f"server{i}.p12", PW)
+    ca.write_truststore(d / "trust.p12", PW)
+    ca.write_pem(d / "ca.pem")
+    ca.issue("insider", server=True).write_pem(d / "insider")
+    other.issue("stranger", server=True).write_pem(d / "stranger")
+    return d
+
+
+def test_ssl_quorum_ensemble_serves_and_refuses_intruders(tmp_path, member_pki):
+    d = member_pki
+
+    def member(i):
+        return {
+            "sslQuorum": "true",
+            "ssl.quorum.keyStore.location": str(d / f"server{i}.p12"),
+            "ssl.quorum.keyStore.password": PW,
+            "ssl.quorum.trustStore.location": str(d / "trust.p12"),
+            "ssl.quorum.trustStore.password": PW,
+        }
+
+    ens = _ensemble(tmp_path, member)
+    try:
+        leader = ens.leader()
+        w = next(i for i in ens.members if i != leader)
+        r = next(i for i in ens.members if i not in (leader, w))
+        writer = _Writer(ens, w, r)
+        stranger = (d / "stranger.crt", d / "stranger.key")
+        got = {}
+        for target in (1, 2):  # both accept links from server 3
+            for kind, port in zip(("quorum", "election"), _ports(ens, target), strict=True):
+                got[target, kind, "plain"] = _plain_intruder(port)
+                got[target, kind, "no cert"] = _tls_intruder(port, None, None)
+                got[target, kind, "other CA"] = _tls_intruder(port, stranger, None)
+        # positive control: a certificate of the ensemble's CA gets through TLS, and is
+        # then refused for the server id it claims
+        got["insider"] = _tls_intruder(_ports(ens, 1)[0], (d / "insider.crt", d / "insider.key"),
+                                       d / "ca.pem", claim=9)
+        time.sleep(0.5)
+        writer.finish()
+        for key, data in got.items():
+            assert b"ZBPR" not in data and data == b"", key
+        assert ens.leader() == leader
+        for target in (1, 2):
+            text = _log(ens, target)
+            for kind in ("quorum", "election"):
+                assert f"{kind} port: refused peer connection from 127.0.0.1" in text
+            assert "TLS handshake failed" in text
+        text = _log(ens, 1)
+        assert "certificate verify failed" in text or "unknown ca" in text.lower() or \
+            "peer did not return a certificate" in text
+        assert "unknown server id 9" in text
+        assert PW not in text
+    finally:
+        ens.stop()
+
+
+def test_quorum_sasl_ensemble_serves_and_refuses_intruders(tmp_path):
+    jaas = _jaas(tmp_path)
+    ens = _ensemble(
+        tmp_path, lambda i: {}, jvm_flags=[f"-Djava.security.auth.login.config={jaas}"],
+        **{"quorum.auth.enableSasl": "true", "quorum.auth.learnerRequireSasl": "true",
+           "quorum.auth.serverRequireSasl": "true"})
+    try:
+        leader = ens.leader()
+        w = next(i for i in ens.members if i != leader)
+        r = next(i for i in ens.members if i not in (leader, w))
+        writer = _Writer(ens, w, r)
+        got = {}
+        for target in (1, 2):
+            for kind, port in zip(("quorum", "election"), _ports(ens, target), strict=True):
+                got[target, kind, "no credentials"] = _plain_intruder(port)
+                got[target, kind, "wrong password"] = _plain_intruder(port, password="guess")
+        time.sleep(0.5)
+        writer.finish()
+        refused = encode_msg(OUTCOME, bytes([REFUSED]))
+        for key, data in got.items():
+            if key[2] == "no credentials":
+                assert data == b"", key
+            else:  # hello, challenge, refusal: nothing else
+                assert data.endswith(b"|" + refused) and data.count(b"|") == 2, key
+        assert ens.leader() == leader
+        for target in (1, 2):
+            text = _log(ens, target)
+            assert "does not do quorum SASL and quorum.auth.serverRequireSasl=true" in text
+            assert "authentication failed for 'zab'" in text
+            assert "authenticated (quorum SASL) as 'zab'" in text
+            assert "zab-secret" not in text and "guess" not in text
+    finally:
+        ens.stop()

@@ -129,11 +129,23 @@ def _fmt_addr(peername) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the peer does not speak TLS (a plaintext member or intruder?)",
+    "HTTP_REQUEST": "the peer does not speak TLS",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer presented no certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer does not trust our certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer rejected our certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a certificate",
+}
+
+
 def _tls_reason(e: BaseException) -> str:
     if isinstance(e, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {e.verify_message}"
     if isinstance(e, ssl.SSLError):
-        return e.reason or str(e)
+        reason = e.reason or ""
+        why = _TLS_REASONS.get(reason)
+        return f"{why} ({reason})" if why else (reason or str(e))
     if isinstance(e, TimeoutError):
         return "TLS handshake timed out"
     return str(e) or type(e).__name__
@@ -251,6 +263,7 @@ class _Link(asyncio.Protocol):
         for m in hs.receive(f):
             self._write(m)
         if hs.done:
+            self._up()
             if hs.authenticated:
                 user = f" as {hs.user!r}" if isinstance(hs, ServerHandshake) else ""
                 log.info("%s port: %s authenticated (quorum SASL)%s", self.mesh.name,
@@ -259,7 +272,6 @@ class _Link(asyncio.Protocol):
                 req = ("learnerRequireSasl" if self.dialler else "serverRequireSasl")
                 log.warning("%s port: accepting %s without quorum SASL authentication (%s); "
                             "quorum.auth.%s=false", self.mesh.name, self._who(), hs.failure, req)
-            self._up()
 
     def _check_client_host(self, sid: int) -> None:
         """ssl.quorum.hostnameVerification on the accepting side: the dialler's
