@@ -447,6 +447,72 @@ def test_sasl_enabled_without_require_accepts_a_plain_member(tmp_path, caplog):
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_port_unification_accepts_tls_and_plaintext_members(tmp_path, pki):
+    """Rolling upgrade to sslQuorum: member 1 takes both (portUnification), member 2 dials
+    in plaintext (not upgraded yet), then with TLS (sslQuorum)."""
+
+    async def main():
+        unified = _security(tmp_path, _lines(_tls_keys(pki, portUnification="true")))
+        plain_but_unified = _security(tmp_path, _lines(_tls_keys(
+            pki, sslQuorum="false", portUnification="true")))
+        for dialler, tls in ((None, False), (plain_but_unified, False), (unified, True)):
+            got = []
+            one, two, _ = await _pair(unified, dialler, got)
+            try:
+                await _exchange(one, two, got)
+                ssl_obj = one.links[2].transport.get_extra_info("ssl_object")
+                assert (ssl_obj is not None) is tls
+            finally:
+                await two.stop()
+                await one.stop()
+        # without portUnification a TLS member refuses the plaintext one
+        strict = _security(tmp_path, _lines(_tls_keys(pki)))
+        got = []
+        one, two, _ = await _pair(strict, None, got)
+        try:
+            await _until(lambda: one.refused >= 1)
+            assert not one.connected(2) and not got
+        finally:
+            await two.stop()
+            await one.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_ssl_quorum_reload_cert_files(tmp_path, pki, caplog):
+    import shutil
+
+    from zabby.server.quorum_auth import watch_cert_files
+
+    store = tmp_path / "reload.jks"
+    shutil.copy(pki / "member.jks", store)
+    keys = _tls_keys(pki, sslQuorumReloadCertFiles="true")
+    keys["ssl.quorum.keyStore.location"] = str(store)
+    q = _security(tmp_path, _lines(keys))
+    assert q.server_tls.identity[0].subject.rfc4514_string() == "CN=member,O=zabby"
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(watch_cert_files(q, interval=0.05))
+        try:
+            old = q.server_tls
+            await asyncio.sleep(0.1)  # the watcher has taken its first look
+            store.write_bytes(b"garbage")  # a broken store keeps the old contexts
+            await asyncio.sleep(0.5)
+            assert q.server_tls is old
+            shutil.copy(pki / "elsewhere.jks", store)
+            await _until(lambda: q.server_tls is not old)
+            assert q.server_tls.identity[0].subject.rfc4514_string() == "CN=elsewhere,O=zabby"
+            assert q.client_tls.identity[0].subject.rfc4514_string() == "CN=elsewhere,O=zabby"
+        finally:
+            task.cancel()
+
+    with caplog.at_level(logging.INFO, "zabby.server.quorum_auth"):
+        asyncio.run(asyncio.wait_for(main(), 30))
+    assert "keeping the previous certificates" in caplog.text
+    assert "reloaded the quorum key and trust stores" in caplog.text
+    assert PW not in caplog.text
+
+
 def _read_all(sock, limit=1.5) -> bytes:
     sock.settimeout(limit)
     data = b""

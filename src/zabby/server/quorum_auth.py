@@ -452,6 +452,10 @@ async def watch_cert_files(qs: QuorumSecurity, interval: float = RELOAD_INTERVAL
         except (ConfigError, StoreError) as e:
             log.error("sslQuorumReloadCertFiles: keeping the previous certificates: %s", e)
             continue
+        except Exception as e:  # never let the watcher die silently
+            log.error("sslQuorumReloadCertFiles: keeping the previous certificates: %s: %s",
+                      type(e).__name__, e)
+            continue
         log.info("sslQuorumReloadCertFiles: reloaded the quorum key and trust stores (%s)",
                  qs.server_tls.describe())
 
