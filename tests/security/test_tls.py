@@ -357,3 +357,39 @@ def test_missing_key_store_given_as_system_property(tmp_path, pki):
     out = p.stdout + p.stderr
     assert p.returncode != 0 and "missing.jks" in out and "ssl.keyStore.location" in out
     assert PASSWORD not in out
+
+
+def test_secure_port_only_without_client_port(tmp_path, pki):
+    """secureClientPort and no clientPort: no plaintext listener at all (as ZooKeeper)."""
+    sp = free_port()
+    lines = {"tickTime": 2000, "dataDir": tmp_path / "data", "secureClientPort": sp,
+             "secureClientPortAddress": "127.0.0.1", "admin.enableServer": "false",
+             "4lw.commands.whitelist": "*",
+             **pki.tls_cfg("PEM")}
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "zabby.cli.main", "serve", "--config",
+                             str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if _tls_word(sp, pki.context("client"), "ruok") == "imok":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.1)
+        assert "clientPort=-1" in _tls_word(sp, pki.context("client"), "conf")
+        assert "zabby serving on TLS only" in (tmp_path / "server.log").read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()

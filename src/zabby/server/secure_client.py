@@ -96,7 +96,7 @@ def _load(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
     if raw_addr is not None and port is None:
         raise settings.error("secureClientPortAddress", raw_addr,
                              "is set but secureClientPort is not set")
-    if port is not None and port == cfg.client_port and cfg.client_port != 0:
+    if port is not None and port == cfg.client_port and cfg.client_port_given:
         raise settings.error("secureClientPort", raw_port,
                              f"is the same as clientPort ({cfg.client_port})")
     auth_provider = settings.take("ssl.authProvider")
