@@ -139,7 +139,9 @@ class ZabbyServer:
         loop = asyncio.get_running_loop()
         cfg = self.config
         ctls = self.security.client_tls
-        if ctls is not None and ctls.port_unification:  # plaintext and TLS on one port
+        if ctls is not None and ctls.secure_port is not None and not cfg.client_port_given:
+            self.port = -1  # secureClientPort without clientPort: TLS only, as in ZooKeeper
+        elif ctls is not None and ctls.port_unification:  # plaintext and TLS on one port
             self._server = UnifiedListener(self, ctls, cfg.client_port_address, cfg.client_port)
             await self._server.start(lambda: ClientConnection(self))
             self.port = self._server.port
@@ -158,10 +160,10 @@ class ZabbyServer:
             await self._secure.start(lambda: ClientConnection(self))
             self.secure_port = self._secure.port
         self._tick_task = loop.create_task(self._ticker())
+        where = f"{cfg.client_port_address}:{self.port}" if self.port != -1 else "TLS only"
         log.info(
-            "zabby serving on %s:%d (tickTime=%d, sessions %d..%d ms)",
-            cfg.client_port_address, self.port, cfg.tick_time,
-            self.min_session_timeout, self.max_session_timeout,
+            "zabby serving on %s (tickTime=%d, sessions %d..%d ms)",
+            where, cfg.tick_time, self.min_session_timeout, self.max_session_timeout,
         )
 
     async def stop(self) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..wire import Id
+from .config import ConfigError
 from .tls import TlsConfig, context_from_settings, peer_identity
 
 if TYPE_CHECKING:
@@ -66,7 +67,18 @@ class ClientTls:
 
 def load_client_tls(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
     """Client TLS from `settings` (None when off). `x509_provider`: an authProvider.N
-    names X509AuthenticationProvider."""
+    names X509AuthenticationProvider.  ConfigError when it cannot be honoured."""
+    try:
+        return _load(settings, x509_provider)
+    except ConfigError as e:
+        msg = str(e)
+        if "refusing to start" in msg:
+            raise
+        raise ConfigError(msg + "; refusing to start", source=e.source, key=e.key,
+                          value=e.value) from None
+
+
+def _load(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
     cfg = settings.config
     raw_port = settings.take("secureClientPort")
     raw_addr = settings.take("secureClientPortAddress")
@@ -84,7 +96,7 @@ def load_client_tls(settings: SecuritySettings, x509_provider: bool) -> ClientTl
     if raw_addr is not None and port is None:
         raise settings.error("secureClientPortAddress", raw_addr,
                              "is set but secureClientPort is not set")
-    if port is not None and port == cfg.client_port and cfg.client_port != 0:
+    if port is not None and port == cfg.client_port and cfg.client_port_given:
         raise settings.error("secureClientPort", raw_port,
                              f"is the same as clientPort ({cfg.client_port})")
     auth_provider = settings.take("ssl.authProvider")
@@ -107,6 +119,10 @@ def load_client_tls(settings: SecuritySettings, x509_provider: bool) -> ClientTl
                                      "secureClientPort or client.portUnification)")
             return None
         return ClientTls(None, super_user=settings.take("X509AuthenticationProvider.superUser"))
+    if not (settings.values.get("ssl.keyStore.location") or "").strip():
+        on = "secureClientPort" if port is not None else "client.portUnification"
+        raise settings.error("ssl.keyStore.location", None,
+                             f"is not set, but {on} needs a key store for TLS")
     tls = context_from_settings(settings, "ssl.", server_side=True)
     return ClientTls(tls, secure_port=port, secure_address=(raw_addr or "0.0.0.0").strip(),
                      port_unification=unify,

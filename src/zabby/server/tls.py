@@ -559,7 +559,8 @@ _RFC2253_KEYWORDS = {
     NameOID.ORGANIZATIONAL_UNIT_NAME: "OU", NameOID.STREET_ADDRESS: "STREET",
     NameOID.DOMAIN_COMPONENT: "DC", NameOID.USER_ID: "UID",
 }
-_SPECIALS = ',+"\\<>;'
+# Java escapes these wherever they appear (RFC 2253 only requires '#' at the start, not '=')
+_SPECIALS = ',=+<>#;"\\'
 
 
 def _der_length(n: int) -> bytes:
@@ -589,8 +590,8 @@ def _attribute_der(attr: x509.NameAttribute) -> bytes:
 
 def _escape_value(v: str) -> str:
     out = []
-    for i, ch in enumerate(v):
-        if ch in _SPECIALS or (ch == "#" and i == 0):
+    for ch in v:
+        if ch in _SPECIALS:
             out.append("\\" + ch)
         elif ch == "\0":
             out.append("\\00")

@@ -15,6 +15,7 @@ import re
 
 from ..wire.constants import Err, Perm
 from ..wire.records import ACL, Id
+from .x500 import x500_name_valid
 
 __all__ = [
     "ACLError",
@@ -229,8 +230,10 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS) -> 
             ok = _digest_valid(ident.id)
         elif scheme == "ip":
             ok = ip_valid(ident.id)
+        elif scheme == "x509":
+            ok = x500_name_valid(ident.id)  # X509AuthenticationProvider.isValid
         else:
-            ok = True  # x509 / sasl: any name (zabby does not parse DNs or principals here)
+            ok = True  # sasl: any name
         if not ok:
             raise ACLError(Err.INVALIDACL)
         out.append(a)
