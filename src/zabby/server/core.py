@@ -39,7 +39,7 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .sasl import SaslService
+from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
@@ -93,7 +93,8 @@ class ZabbyServer:
         if self.security.client_tls is not None:  # TLS for clients registers x509
             tree.acl_providers["x509"] = True
         # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
-        self.sasl = SaslService(self.security.sasl) if self.security.sasl else None
+        self.sasl = SaslService(self.security.sasl or SaslSettings())
+        self._enforce_auth = self.sasl.settings.enforce
         if "sasl" in self.security.providers.values():
             tree.acl_providers["sasl"] = True
         self.watches = tree.watches
@@ -329,12 +330,11 @@ class ZabbyServer:
                 return
             self._auth(conn, xid, body)
             return
-        if self.sasl is not None:
-            if op == Op.SASL:
-                self._sasl(conn, xid, body)
-                return
-            if not self.sasl.enforce(conn, xid):
-                return
+        if op == Op.SASL:
+            self._sasl(conn, xid, body)
+            return
+        if self._enforce_auth and not self.sasl.enforce(conn, xid):
+            return
         conn.backlog.append((xid, op, body, time.monotonic_ns()))
         self.pump(conn)
 
@@ -518,9 +518,6 @@ class ZabbyServer:
             infos = [ClientInfo(i.scheme, _user_of(i) if i.scheme != "sasl" or "sasl" in
                                 providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
-            return
-        if op == Op.SASL:
-            conn.send(encode_reply(xid, self.last_zxid, Err.AUTHFAILED))
             return
         conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
 

@@ -175,13 +175,17 @@ class DigestMD5Server:
         self.authentication_id: str | None = None
         self.authorization_id: str | None = None
 
+    @property
+    def failed(self) -> bool:
+        """An earlier step failed: every later one fails too."""
+        return self._step == -1
+
     def step(self, token: bytes) -> bytes:
         """Feed the client's token; returns the server's token. SaslError on failure
         (the exchange is then over)."""
         step, self._step = self._step, -1  # any exception leaves the exchange failed
         if step == 0:
-            if token:
-                raise SaslError("DIGEST-MD5: the client must not send an initial response")
+            # RFC 2831 has no initial response; like Java's server, ignore one if sent
             self._nonce = self._nonce_factory()
             self._step = 1
             return (

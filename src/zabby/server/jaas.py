@@ -3,7 +3,7 @@
 ZooKeeper takes its SASL users and credentials from the file named by
 ``-Djava.security.auth.login.config``.  The format::
 
-    // comments: //, /* ... */ and #
+    // comments: // and /* ... */ (not #)
     Server {
         org.apache.zookeeper.server.auth.DigestLoginModule required
             user_bob="bob-secret"
@@ -13,8 +13,9 @@ ZooKeeper takes its SASL users and credentials from the file named by
 
 A file holds sections (application names, case-sensitive, each at most once); a section
 holds login modules, each ``<class> <flag> [key=value ...];``, flag one of required,
-requisite, sufficient, optional (any case); a value is a word or a double-quoted string
-(backslash escapes as in Java).  ``${property}`` expansion is not supported: such a value
+requisite, sufficient, optional (any case); names and values are words or quoted strings
+(backslash escapes as in Java); a later option of the same name wins.  The tokenizer
+follows the JVM's (see `_tokens`), so a file Java rejects is rejected here too.  ``${property}`` expansion is not supported: such a value
 is refused rather than passed on unexpanded.
 
 This module only parses; what a section means (users for DIGEST-MD5, a client's
@@ -106,6 +107,8 @@ class JaasConfig:
 
     def require(self, name: str) -> JaasSection:
         s = self.sections.get(name)
+        if s is not None and not s.modules:
+            raise JaasError(f"section {name!r} has no login module", self.path)
         if s is None:
             have = ", ".join(sorted(self.sections)) or "none"
             raise JaasError(f"no section {name!r} (sections: {have})", self.path)
@@ -130,15 +133,28 @@ def load_jaas(path: str | os.PathLike[str]) -> JaasConfig:
 
 
 # ------------------------------------------------------------------ tokenizer
+# The JVM reads the file with a StreamTokenizer: words start with a letter, "$", "_", "*"
+# or a character from U+00A0 up, and go on with those, digits, "." and "-"; a token that
+# starts with a digit, "." or "-" is a number, which is no valid name or value (quote
+# it); '"' quotes (not across lines; "'" is no quote); "/" starts a comment ("//", "/* */" and a
+# lone "/" to the end of the line); "#" is no comment.  Checked against Java 17.
 _PUNCT = "{};="
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "a": "\a", "v": "\v"}
+
+
+def _word_start(c: str) -> bool:
+    return c.isascii() and (c.isalpha() or c in "$_*") or ord(c) >= 0xA0
+
+
+def _word_char(c: str) -> bool:
+    return _word_start(c) or c in "0123456789.-"
 
 
 class _Tok:
     __slots__ = ("kind", "value", "line")
 
     def __init__(self, kind: str, value: str, line: int) -> None:
-        self.kind = kind  # "word", "string", "punct", "eof"
+        self.kind = kind  # "word", "string", "punct", "other", "eof"
         self.value = value
         self.line = line
 
@@ -151,34 +167,31 @@ def _tokens(text: str, path: str | None) -> list[_Tok]:
         if c == "\n":
             line += 1
             i += 1
-        elif c.isspace() or c == "\x00":
+        elif c <= " ":
             i += 1
-        elif c == "#" or text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
-            if j < 0:
-                raise JaasError("unterminated /* comment", path, line)
+            if j < 0:  # the JVM reads an unterminated comment as the end of the file
+                break
             line += text.count("\n", i, j)
             i = j + 2
+        elif c == "/":  # "//" or a lone "/": to the end of the line
+            j = text.find("\n", i)
+            i = n if j < 0 else j
         elif c in _PUNCT:
             out.append(_Tok("punct", c, line))
             i += 1
         elif c == '"':
-            start_line = line
-            buf = []
+            quote, buf = c, []
             i += 1
             while True:
-                if i >= n:
-                    raise JaasError("unterminated quoted string", path, start_line)
+                if i >= n or text[i] == "\n":
+                    raise JaasError("unterminated quoted string", path, line)
                 c = text[i]
-                if c == '"':
+                if c == quote:
                     i += 1
                     break
-                if c == "\n":
-                    line += 1
-                if c == "\\" and i + 1 < n:
+                if c == "\\" and i + 1 < n and text[i + 1] != "\n":
                     e = text[i + 1]
                     if e in "01234567":  # octal, up to three digits
                         j = i + 1
@@ -192,19 +205,19 @@ def _tokens(text: str, path: str | None) -> list[_Tok]:
                     continue
                 buf.append(c)
                 i += 1
-            out.append(_Tok("string", "".join(buf), start_line))
-        else:
-            j = i
-            while j < n:
-                d = text[j]
-                if text.startswith("${", j):  # kept whole, refused by the parser
-                    k = text.find("}", j)
-                    j = n if k < 0 else k + 1
-                    continue
-                if d.isspace() or d in _PUNCT or d in '"#' or text.startswith(("//", "/*"), j):
-                    break
+            out.append(_Tok("string", "".join(buf), line))
+        elif _word_start(c):
+            j = i + 1
+            while j < n and _word_char(text[j]):
                 j += 1
             out.append(_Tok("word", text[i:j], line))
+            i = j
+        else:
+            # a number or a character that is no part of a word: valid nowhere
+            j = i + 1
+            while j < n and _word_char(text[j]):
+                j += 1
+            out.append(_Tok("other", text[i:j], line))
             i = j
     out.append(_Tok("eof", "", line))
     return out
@@ -237,7 +250,7 @@ class _Parser:
 
     def word(self, what: str) -> _Tok:
         t = self.next()
-        if t.kind != "word":
+        if t.kind not in ("word", "string"):  # the JVM takes a quoted name as well
             raise self.error(what, t)
         return t
 
@@ -254,9 +267,7 @@ class _Parser:
                 modules.append(self.module())
             self.expect("}")
             self.expect(";")
-            if not modules:
-                raise JaasError(f"section {name.value!r} has no login module", self.path,
-                                name.line)
+            # an empty section is no error to the JVM, but gives no login: as if absent
             sections[name.value] = JaasSection(name.value, tuple(modules))
         return JaasConfig(self.path, sections)
 
@@ -270,7 +281,7 @@ class _Parser:
             t = self.next()
             if t.kind == "punct" and t.value == ";":
                 break
-            if t.kind != "word":
+            if t.kind not in ("word", "string"):
                 raise self.error("an option name or ';'", t)
             self.expect("=")
             v = self.next()

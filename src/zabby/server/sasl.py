@@ -25,7 +25,6 @@ silently run without SASL (a JAAS file without the server section), and on Kerbe
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,8 +46,11 @@ DEFAULT_SECTION = "Server"
 SUPER_PASSWORD_KEY = "SASLAuthenticationProvider.superPassword"
 # SetSASLResponse with a null token: what ZooKeeper sends with every failure reply
 _NULL_TOKEN = b"\xff\xff\xff\xff"
-# Kerberos principal syntax, as ZooKeeper's KerberosName parses it
-_KRB_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+# sasl.* system properties of ZooKeeper's client
+_CLIENT_ONLY = (
+    "sasl.client", "sasl.clientconfig", "sasl.client.username",
+    "sasl.client.canonicalize.hostname", "sasl.client.allowReverseDnsLookup",
+)
 
 
 @dataclass
@@ -79,17 +81,21 @@ def load_sasl(settings: SecuritySettings, providers: set[str], *,
     """Take the SASL and policy keys; ConfigError for anything zabby cannot honour.
 
     `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N).
-    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (quorum_auth), so a file
-    without the client section is not a mistake unless the section was named."""
+    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (server.quorum_auth), so
+    a file without the client section is not a mistake unless the section was named."""
     s = SaslSettings()
     path = settings.take(JAAS_KEY)
     named_section = settings.take(SECTION_KEY)
     s.section = named_section or DEFAULT_SECTION
-    if (quorum_sasl and path and not named_section
-            and _section_missing(path, s.section)):
+    if quorum_sasl and path and not named_section and _section_missing(path, s.section):
         log.info("%s has no %r section: no SASL for clients (the file serves quorum SASL)",
                  path, s.section)
         path = None
+    for key in _CLIENT_ONLY:
+        # ZooKeeper's client reads these (zkEnv.sh's JVMFLAGS reach client and server
+        # alike); a server has nothing to do with them
+        if settings.take(key) is not None:
+            log.debug("%s is a client setting; the server ignores it", key)
     s.super_user = settings.take("superUser")
     s.super_password = settings.take(SUPER_PASSWORD_KEY)
     s.allow_failed = settings.take_bool("allowSaslFailedClients")
@@ -121,7 +127,8 @@ def load_sasl(settings: SecuritySettings, providers: set[str], *,
         try:
             section = load_jaas(path).require(s.section)
         except JaasError as e:
-            raise settings.error(JAAS_KEY, path, f"unusable JAAS file ({e}); refusing to start") from e
+            raise settings.error(JAAS_KEY, path,
+                                 f"unusable JAAS file ({e}); refusing to start") from e
         for m in section.modules:
             if m.class_name == KRB5_LOGIN_MODULE:
                 raise settings.error(
@@ -149,12 +156,15 @@ def _section_missing(path: str, section: str) -> bool:
 
 
 def authorization_id(authcid: str, authzid: str | None) -> str:
-    """The id ZooKeeper's server callback gives a DIGEST-MD5 user: the authentication id
-    as a Kerberos short name.  A plain name is itself; one with a realm has no short name
-    without Kerberos rules, and ZooKeeper then keeps the id the client asked for."""
-    if "@" not in authcid:
-        return authcid
-    return authzid or authcid
+    """The sasl id of an authenticated DIGEST-MD5 user: its authentication id, whatever
+    authorization id the client asked for (ZooKeeper's server callback authorizes every
+    request and then sets the id to the authentication id).
+
+    ZooKeeper runs that id through Kerberos short-name rules first; for a name with a
+    realm other than the default one those fail and ZooKeeper keeps the authorization id
+    the client asked for, letting it pick any id.  zabby never does: the id is always
+    the name the password was checked for."""
+    return authcid
 
 
 class SaslService:
@@ -165,7 +175,8 @@ class SaslService:
 
     # ---------------------------------------------------------- enforcement
     def enforce(self, conn: ClientConnection, xid: int) -> bool:
-        """False (and the connection answered and closing) when enforce.auth refuses."""
+        """False (and the connection answered and closing) when enforce.auth refuses a
+        request (any but auth and SASL) from `conn`."""
         st = self.settings
         if not st.enforce:
             return True
@@ -173,9 +184,9 @@ class SaslService:
         for ident in conn.auth:
             if ident.scheme in schemes:
                 return True
-        log.error("Client %s:%d authenticated with %s, not one of the required schemes %s; "
-                  "closing the connection", *conn.peer,
-                  sorted({i.scheme for i in conn.auth}), sorted(schemes))
+        log.warning("Client %s:%d authenticated with %s, not one of the required schemes %s; "
+                    "closing the connection", *conn.peer,
+                    sorted({i.scheme for i in conn.auth}), sorted(schemes))
         conn.send(encode_reply(xid, 0, Err.SESSIONCLOSEDREQUIRESASLAUTH))
         conn.close_after_flush()
         return False
@@ -187,21 +198,25 @@ class SaslService:
         st = self.settings
         if st.users is None:
             # no server login: ZooKeeper has no SASL server and answers OK, no token
-            log.error("SASL packet from %s:%d, but no JAAS server section is configured",
-                      *conn.peer)
+            # (debug: the connection stays, so a client could fill the log)
+            log.debug("SASL packet from %s:%d, but no JAAS file is configured", *conn.peer)
             _null_token(conn, xid, Err.OK)
             return []
         server = conn.sasl
         if server is None:
             server = conn.sasl = DigestMD5Server(st.password, authorize=authorization_id)
+        again = server.failed
         try:
             out = server.step(token or b"")
         except SaslError as e:
-            log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
             if st.allow_failed and not st.sasl_required:
-                log.warning("Maintaining client connection despite SASL authentication failure")
+                # the connection stays: log its first failure only
+                (log.debug if again else log.warning)(
+                    "Client %s:%d failed to SASL authenticate: %s; keeping the connection "
+                    "(allowSaslFailedClients)", *conn.peer, e)
                 _null_token(conn, xid, Err.OK)
                 return []
+            log.warning("Client %s:%d failed to SASL authenticate: %s", *conn.peer, e)
             err = Err.SESSIONCLOSEDREQUIRESASLAUTH if st.sasl_required else Err.AUTHFAILED
             _null_token(conn, xid, err)
             conn.close_after_flush()

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, ServerConfig
+from .quorum_auth import load_quorum_security
+from .sasl import load_sasl
 from .secure_client import load_client_tls
 
 log = logging.getLogger("zabby.server.security")
@@ -93,9 +95,6 @@ def load_security(config: ServerConfig) -> Security:
     sec = Security()
     _auth_providers(config, sec)
     sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
-    from .quorum_auth import load_quorum_security
-    from .sasl import load_sasl
-
     sec.quorum = load_quorum_security(settings)
     sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()},
                          quorum_sasl=sec.quorum is not None and sec.quorum.sasl is not None)

@@ -21,7 +21,8 @@ JAAS_LOGIN_MODULE = "org.apache.zookeeper.server.auth.DigestLoginModule"
 
 
 def jaas_server_section(users: dict[str, str], name: str = "Server") -> str:
-    opts = "\n".join(f'    user_{u}="{p}"' for u, p in users.items())
+    # quoted names: a user name may hold characters that are no part of a JAAS word
+    opts = "\n".join(f'    "user_{u}"="{p}"' for u, p in users.items())
     return f"{name} {{\n  {JAAS_LOGIN_MODULE} required\n{opts};\n}};\n"
 
 
@@ -48,11 +49,12 @@ def _token(raw: bytes) -> bytes | None:
 
 
 def sasl_login(c: RawClient, user: str, password: str, *, max_steps: int = 3,
-               extra: bool = False, timeout: float = 5.0) -> list[str]:
+               extra: bool = False, timeout: float = 5.0,
+               authzid: str | None = None) -> list[str]:
     """Run DIGEST-MD5 on `c`; one line per SASL reply (kind, error code, zxid), then
     "closed" if the server closed the connection after an error.  With `extra`, one
     more (empty) token is sent after a successful exchange."""
-    cli = DigestMD5Client(user, password)
+    cli = DigestMD5Client(user, password, authzid=authzid)
     token = cli.initial()
     lines: list[str] = []
     last = False
