@@ -253,7 +253,8 @@ def test_fail_closed_missing_quorum_key_store(tmp_path, pki):
     assert "does not exist" in msg and PW not in msg
     # no key store at all
     del keys["ssl.quorum.keyStore.location"]
-    with pytest.raises(ConfigError, match="ssl.quorum.keyStore.location: is not set"):
+    with pytest.raises(ConfigError, match="sslQuorum: 'true' needs a key store.*"
+                       "ssl.quorum.keyStore.location is not set; refusing to start"):
         load_security(_cfg(tmp_path, _lines(keys)))
     # a wrong store password names the key and file, never the password
     keys = _tls_keys(pki, **{"ssl.quorum.keyStore.password": "nope-pw"})
@@ -793,3 +794,23 @@ def test_quorum_sasl_ensemble_serves_and_refuses_intruders(tmp_path):
             assert "zab-secret" not in text and "guess" not in text
     finally:
         ens.stop()
+
+
+def test_serve_refuses_a_missing_quorum_key_store(tmp_path, pki):
+    """`zabby serve` exits at once, naming the key and the file."""
+    import subprocess
+    import sys
+
+    keys = _tls_keys(pki)
+    keys["ssl.quorum.keyStore.location"] = str(tmp_path / "gone.p12")
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path}/data\nclientPort=1\nclientPortAddress=127.0.0.1\n"
+                   "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n"
+                   "server.3=127.0.0.1:2890:3890\n" + _lines(keys))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "myid").write_text("1\n")
+    p = subprocess.run([sys.executable, "-m", "zabby.cli.main", "serve", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 2, p.stderr
+    assert "ssl.quorum.keyStore.location" in p.stderr and "gone.p12" in p.stderr
+    assert "refusing to start" in p.stderr and PW not in p.stderr

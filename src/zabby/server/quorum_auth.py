@@ -147,6 +147,12 @@ def load_quorum_security(settings: SecuritySettings) -> QuorumSecurity | None:
                         reload_cert_files=reload_certs, _config=settings.config)
     quorum_ssl_keys = sorted(k for k in settings.values if k.startswith("ssl.quorum."))
     if ssl_quorum or unify:
+        if not (settings.values.get("ssl.quorum.keyStore.location") or "").strip():
+            key = "sslQuorum" if ssl_quorum else "portUnification"
+            settings.take("ssl.quorum.keyStore.location")
+            raise settings.error(key, "true", "needs a key store for member certificates, "
+                                 "but ssl.quorum.keyStore.location is not set; refusing to "
+                                 "start")
         qs.server_tls, qs.client_tls = _quorum_contexts(settings)
         qs.handshake_timeout = max(DEFAULT_HANDSHAKE_TIMEOUT, qs.server_tls.handshake_timeout)
         if qs.server_tls.client_auth != "need":
