@@ -397,6 +397,81 @@ def test_tls_member_whose_certificate_names_another_host_is_refused(tmp_path, pk
     assert "CN=elsewhere" in caplog.text
 
 
+def test_dialler_refuses_a_member_whose_certificate_names_another_host(tmp_path, pki, caplog):
+    async def main():
+        good = _security(tmp_path, _lines(_tls_keys(pki)))
+        bad = _security(tmp_path, _lines(_tls_keys(pki, "elsewhere.jks")))
+        got = []
+        one, two, _ = await _pair(bad, good, got)  # 2 dials 1, whose cert is elsewhere's
+        try:
+            await _until(lambda: two.refused >= 1)
+            await asyncio.sleep(0.3)
+            assert not one.connected(2) and not two.connected(1) and not got
+        finally:
+            await two.stop()
+            await one.stop()
+
+    with caplog.at_level(logging.WARNING, "zabby.server.peers"):
+        asyncio.run(asyncio.wait_for(main(), 30))
+    assert "refused server 1 at 127.0.0.1" in caplog.text
+    assert "Hostname mismatch" in caplog.text or "IP address mismatch" in caplog.text
+
+
+def test_learner_require_refuses_a_member_without_sasl(tmp_path, caplog):
+    jaas = _jaas(tmp_path)
+
+    async def main():
+        q = _security(tmp_path, "quorum.auth.enableSasl=true\n"
+                      "quorum.auth.learnerRequireSasl=true\n",
+                      {"java.security.auth.login.config": str(jaas)})
+        got = []
+        one, two, _ = await _pair(None, q, got)  # 2 (requires) dials 1 (no SASL)
+        try:
+            await _until(lambda: two.refused >= 1)
+            assert not one.connected(2) and not two.connected(1) and not got
+        finally:
+            await two.stop()
+            await one.stop()
+
+    with caplog.at_level(logging.WARNING, "zabby.server.peers"):
+        asyncio.run(asyncio.wait_for(main(), 30))
+    assert ("refused peer link to server 1 at 127.0.0.1" in caplog.text
+            and "quorum.auth.learnerRequireSasl=true" in caplog.text)
+
+
+def test_handshakes_in_progress_are_capped_and_refusals_rate_limited(tmp_path, pki, caplog,
+                                                                     monkeypatch):
+    import zabby.server.peers as peers
+
+    monkeypatch.setattr(peers, "MAX_PENDING", 3)
+    monkeypatch.setattr(peers, "REFUSAL_LOG_BURST", 4)
+    for extra in ("", _lines(_tls_keys(pki))):
+        q = _security(tmp_path, extra) if extra else None
+
+        async def main(q=q):
+            ports = _free_ports(2)
+            addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
+            one = PeerMesh(1, addrs, lambda frm, m: None, security=q, name="quorum")
+            await one.start()
+            socks = []
+            try:
+                for _ in range(10):  # silent connections: 3 wait, 7 are refused
+                    socks.append(socket.create_connection(addrs[1], timeout=2))
+                    await asyncio.sleep(0.05)
+                await _until(lambda: one.refused >= 7)
+                assert one.pending == 3 and one.refused == 7
+            finally:
+                for c in socks:
+                    c.close()
+                await one.stop()
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "zabby.server.peers"):
+            asyncio.run(asyncio.wait_for(main(), 30))
+        lines = [r for r in caplog.records if "already in their handshake" in r.getMessage()]
+        assert len(lines) == 4, extra
+
+
 def test_meshes_link_with_sasl_and_refuse_a_wrong_password(tmp_path, caplog):
     jaas = _jaas(tmp_path)
     wrong = _jaas(tmp_path, JAAS.replace('password="zab-secret"', 'password="guess"'), "w.conf")

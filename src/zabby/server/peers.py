@@ -28,6 +28,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -57,6 +58,9 @@ FLAG_SASL = 0x01  # the sender does quorum SASL
 MAX_FRAME = 1 << 30  # a SNAP sync carries the whole tree in one frame
 PRE_AUTH_MAX_FRAME = 64 << 10  # before a link is up: hello and handshake only
 _TLS_HANDSHAKE = 0x16
+MAX_PENDING = 64  # accepted connections that may be in their handshake at once
+REFUSAL_LOG_BURST = 20  # refusals logged per window; the rest are counted
+REFUSAL_LOG_WINDOW = 10.0
 
 
 class PeerProtocolError(Exception):
@@ -139,6 +143,13 @@ _TLS_REASONS = {
 }
 
 
+def _peer_of(conn: socket.socket) -> str:
+    try:
+        return _fmt_addr(conn.getpeername())
+    except OSError:
+        return "?"
+
+
 def _tls_reason(e: BaseException) -> str:
     if isinstance(e, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {e.verify_message}"
@@ -167,6 +178,7 @@ class _Link(asyncio.Protocol):
         self.handshake: LearnerHandshake | ServerHandshake | None = None
         self._established: asyncio.Future[bool] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._counted = False  # in mesh.pending (an accepted link not yet up)
 
     @property
     def established(self) -> asyncio.Future[bool]:
@@ -188,6 +200,15 @@ class _Link(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.addr = _fmt_addr(transport.get_extra_info("peername"))
+        if not self.dialler:
+            if self.mesh.pending >= MAX_PENDING:
+                self.mesh._refusal("refused peer connection from %s: %d connections are "
+                                   "already in their handshake", self.addr, self.mesh.pending)
+                self.closed = True
+                transport.close()
+                return
+            self.mesh.pending += 1
+            self._counted = True
         if self.dialler:
             # the accepting side answers with its own hello once it accepted ours, so a
             # refused (or unknown) dialler learns nothing, not even the server id
@@ -308,7 +329,13 @@ class _Link(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(encode_frame(payload))
 
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.mesh.pending -= 1
+
     def _up(self) -> None:
+        self._uncount()
         self.state = "up"
         self.reader.max_frame = MAX_FRAME
         if self._timer is not None:
@@ -320,8 +347,7 @@ class _Link(asyncio.Protocol):
             self._established.set_result(True)
 
     def _refuse(self, why: str) -> None:
-        log.warning("%s port: refused peer link %s: %s", self.mesh.name, self._who(), why)
-        self.mesh.refused += 1
+        self.mesh._refusal("refused peer link %s: %s", self._who(), why)
         self.close()
 
     def _handshake_timeout(self) -> None:
@@ -337,6 +363,7 @@ class _Link(asyncio.Protocol):
             self.mesh._detach(self.peer_id, self)
 
     def _finish(self) -> None:
+        self._uncount()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -408,6 +435,10 @@ class PeerMesh:
                                   else DEFAULT_HANDSHAKE_TIMEOUT)
         self.resolved: dict[str, set[str]] = {}  # member host -> addresses
         self.refused = 0  # links refused before they were up
+        self.pending = 0  # accepted connections not yet up (TLS, hello, SASL)
+        self._log_window = 0.0
+        self._logged_in_window = 0
+        self._suppressed = 0
         self._listen_sock: socket.socket | None = None
         self._accept_task: asyncio.Task | None = None
         self._admitting: set[asyncio.Task] = set()
@@ -469,6 +500,22 @@ class PeerMesh:
             self._server.close()
             await self._server.wait_closed()
 
+    def _refusal(self, fmt: str, *args) -> None:
+        """Count and log a refusal; at most REFUSAL_LOG_BURST lines per
+        REFUSAL_LOG_WINDOW seconds, so a flood of intruders cannot fill the log."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._log_window >= REFUSAL_LOG_WINDOW:
+            if self._suppressed:
+                log.warning("%s port: %d more peer connections refused (not logged)",
+                            self.name, self._suppressed)
+            self._log_window, self._logged_in_window, self._suppressed = now, 0, 0
+        if self._logged_in_window < REFUSAL_LOG_BURST:
+            self._logged_in_window += 1
+            log.warning("%s port: " + fmt, self.name, *args)
+        else:
+            self._suppressed += 1
+
     # ------------------------------------------------------------ TLS listener
     async def _accept(self) -> None:
         """Accept, then TLS (or, with portUnification, TLS or plaintext by the first
@@ -489,11 +536,23 @@ class PeerMesh:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            if self.pending >= MAX_PENDING:
+                self._refusal("refused peer connection from %s: %d connections are already "
+                              "in their handshake", _peer_of(conn), self.pending)
+                conn.close()
+                continue
             t = loop.create_task(self._admit(conn))
             self._admitting.add(t)
             t.add_done_callback(self._admitting.discard)
 
     async def _admit(self, conn: socket.socket) -> None:
+        self.pending += 1
+        try:
+            await self._admit_tls(conn)
+        finally:
+            self.pending -= 1
+
+    async def _admit_tls(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         sec = self.security
         assert sec is not None and sec.server_tls is not None
@@ -513,9 +572,8 @@ class PeerMesh:
                 try:
                     await asyncio.wait_for(ready, self.handshake_timeout)
                 except TimeoutError:
-                    log.warning("%s port: refused peer connection from %s: nothing sent "
-                                "within %g s", self.name, addr, self.handshake_timeout)
-                    self.refused += 1
+                    self._refusal("refused peer connection from %s: nothing sent within %g s",
+                                  addr, self.handshake_timeout)
                     return
                 finally:
                     loop.remove_reader(fd)
@@ -536,9 +594,8 @@ class PeerMesh:
         except asyncio.CancelledError:
             raise
         except (OSError, ssl.SSLError) as e:
-            self.refused += 1
-            log.warning("%s port: refused peer connection from %s: TLS handshake failed: %s",
-                        self.name, addr, _tls_reason(e))
+            self._refusal("refused peer connection from %s: TLS handshake failed: %s",
+                          addr, _tls_reason(e))
         except Exception:
             log.exception("%s port: error accepting a connection from %s", self.name, addr)
         finally:
@@ -644,6 +701,6 @@ class PeerMesh:
         """Log a refused dial once per reason (the dialler retries every few seconds)."""
         if self._dial_errors.get(sid) != why:
             self._dial_errors[sid] = why
-            log.warning("%s port: refused server %d at %s:%d: %s", self.name, sid, host, port,
-                        why)
-        self.refused += 1
+            self._refusal("refused server %d at %s:%d: %s", sid, host, port, why)
+        else:
+            self.refused += 1
