@@ -724,6 +724,11 @@ class _Writer:
                 c.close()
 
 
+def _mntr(ens, i) -> dict[str, str]:
+    out = ens.members[i].four_letter_word("mntr")
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
 def _log(ens, i) -> str:
     return ens.members[i].log_path.read_text(errors="replace")
 
@@ -806,6 +811,7 @@ def test_ssl_quorum_ensemble_serves_and_refuses_intruders(tmp_path, member_pki):
         w = next(i for i in ens.members if i != leader)
         r = next(i for i in ens.members if i not in (leader, w))
         writer = _Writer(ens, w, r)
+        epoch = _mntr(ens, leader)["zk_epoch"]
         stranger = (d / "stranger.crt", d / "stranger.key")
         got = {}
         for target in (1, 2):  # both accept links from server 3
@@ -821,7 +827,10 @@ def test_ssl_quorum_ensemble_serves_and_refuses_intruders(tmp_path, member_pki):
         writer.finish()
         for key, data in got.items():
             assert b"ZBPR" not in data and data == b"", key
+        # no election, no extra learner: the intruders never voted nor learnt
         assert ens.leader() == leader
+        after = _mntr(ens, leader)
+        assert after["zk_epoch"] == epoch and after["zk_learners"] == "2"
         for target in (1, 2):
             text = _log(ens, target)
             for kind in ("quorum", "election"):
@@ -847,6 +856,7 @@ def test_quorum_sasl_ensemble_serves_and_refuses_intruders(tmp_path):
         w = next(i for i in ens.members if i != leader)
         r = next(i for i in ens.members if i not in (leader, w))
         writer = _Writer(ens, w, r)
+        epoch = _mntr(ens, leader)["zk_epoch"]
         got = {}
         for target in (1, 2):
             for kind, port in zip(("quorum", "election"), _ports(ens, target), strict=True):
@@ -860,7 +870,10 @@ def test_quorum_sasl_ensemble_serves_and_refuses_intruders(tmp_path):
                 assert data == b"", key
             else:  # hello, challenge, refusal: nothing else
                 assert data.endswith(b"|" + refused) and data.count(b"|") == 2, key
+        # no election, no extra learner: the intruders never voted nor learnt
         assert ens.leader() == leader
+        after = _mntr(ens, leader)
+        assert after["zk_epoch"] == epoch and after["zk_learners"] == "2"
         for target in (1, 2):
             text = _log(ens, target)
             assert "does not do quorum SASL and quorum.auth.serverRequireSasl=true" in text
