@@ -168,6 +168,35 @@ def test_hello_versions():
         struct.unpack(">4sHq", encode_hello(3, True))
 
 
+def test_a_member_without_quorum_security_still_links_with_a_version_1_peer():
+    """An earlier zabby (hello version 1, says hello first either way) dials a member."""
+
+    async def main():
+        ports = _free_ports(2)
+        addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
+        got = []
+        one = PeerMesh(1, addrs, lambda frm, m: got.append((frm, m)))
+        await one.start()
+        try:
+            def old_member():
+                with socket.create_connection(addrs[1], timeout=3) as s:
+                    s.sendall(encode_frame(struct.pack(">4sHq", b"ZBPR", 1, 2)))
+                    reader, frames = FrameReader(), []
+                    while not frames:
+                        frames += reader.feed(s.recv(4096))
+                    s.sendall(encode_frame(b"zab"))
+                    time.sleep(0.3)
+                    return frames[0]
+
+            hello = await asyncio.to_thread(old_member)
+            assert hello == struct.pack(">4sHq", b"ZBPR", 1, 1)
+            await _until(lambda: got == [(2, b"zab")])
+        finally:
+            await one.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_certificate_host_matching():
     ca = CertificateAuthority("match CA")
     cert = ca.issue("m", server=True, hosts=("zk1.example.com", "*.zk.example.com",
