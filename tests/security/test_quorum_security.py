@@ -406,6 +406,27 @@ def test_meshes_link_over_mutual_tls(tmp_path, pki):
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_meshes_link_with_tls_and_sasl_together(tmp_path, pki):
+    jaas = _jaas(tmp_path)
+
+    async def main():
+        q = _security(tmp_path, _lines(_tls_keys(pki)) + "quorum.auth.enableSasl=true\n"
+                      "quorum.auth.serverRequireSasl=true\nquorum.auth.learnerRequireSasl=true\n",
+                      {"java.security.auth.login.config": str(jaas)})
+        got = []
+        one, two, _ = await _pair(q, q, got)
+        try:
+            await _exchange(one, two, got)
+            assert one.links[2].transport.get_extra_info("ssl_object") is not None
+            assert one.links[2].handshake.authenticated
+            assert two.links[1].handshake.authenticated
+        finally:
+            await two.stop()
+            await one.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_tls_member_whose_certificate_names_another_host_is_refused(tmp_path, pki, caplog):
     async def main():
         good = _security(tmp_path, _lines(_tls_keys(pki)))
