@@ -109,13 +109,21 @@ class SaslSettings:
         return (self.users or {}).get(user)
 
 
-def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
+def load_sasl(settings: SecuritySettings, providers: set[str], *,
+              quorum_sasl: bool = False) -> SaslSettings:
     """Take the SASL and policy keys; ConfigError for anything zabby cannot honour.
 
-    `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N)."""
+    `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N).
+    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (server.quorum_auth), so
+    a file without the client section is not a mistake unless the section was named."""
     s = SaslSettings()
     path = settings.take(JAAS_KEY)
-    s.section = settings.take(SECTION_KEY) or DEFAULT_SECTION
+    named_section = settings.take(SECTION_KEY)
+    s.section = named_section or DEFAULT_SECTION
+    if quorum_sasl and path and not named_section and _section_missing(path, s.section):
+        log.info("%s has no %r section: no SASL for clients (the file serves quorum SASL)",
+                 path, s.section)
+        path = None
     for key in _CLIENT_ONLY:
         # ZooKeeper's client reads these (zkEnv.sh's JVMFLAGS reach client and server
         # alike); a server has nothing to do with them
@@ -181,6 +189,13 @@ def load_sasl(settings: SecuritySettings, providers: set[str]) -> SaslSettings:
             raise settings.error(key, settings.take(key),
                                  "is not a Kerberos setting zabby has; refusing to start")
     return s
+
+
+def _section_missing(path: str, section: str) -> bool:
+    try:
+        return load_jaas(path).section(section) is None
+    except JaasError:
+        return False  # load_sasl reports it
 
 
 def _load_kerberos(settings: SecuritySettings, path: str, section: str,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, ServerConfig
+from .quorum_auth import load_quorum_security
 from .sasl import load_sasl
 from .secure_client import load_client_tls
 
@@ -94,8 +95,13 @@ def load_security(config: ServerConfig) -> Security:
     sec = Security()
     _auth_providers(config, sec)
     sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
-    sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()})
+    sec.quorum = load_quorum_security(settings)
+    sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()},
+                         quorum_sasl=sec.quorum is not None and sec.quorum.sasl is not None)
     settings.refuse_leftovers()
+    if sec.quorum is not None and not config.is_distributed:
+        log.warning("quorum security settings given to a standalone server: there are no "
+                    "peer links to secure")
     return sec
 
 
