@@ -104,14 +104,26 @@ def write_ustring(out: bytearray, value: str | None) -> None:
         out += b
 
 
-def _read_vector(buf, pos: int, read_item) -> tuple[list | None, int]:
+def _min_size(t) -> int:
+    """Fewest bytes one encoded value of field type `t` can take."""
+    if isinstance(t, str):
+        return {"int": 4, "long": 8, "bool": 1, "buffer": 4, "ustring": 4}[t]
+    if isinstance(t, tuple):
+        return 4
+    return t._MIN_SIZE
+
+
+def _read_vector(buf, pos: int, read_item, item_size: int = 1) -> tuple[list | None, int]:
     n, pos = read_int(buf, pos)
     if n < 0:
         if n == -1:
             return None, pos
-        raise ProtocolError(f"negative vector length {n}")
-    if n > _MAX_LEN or n > len(buf) - pos:
-        # every item takes at least one byte
+        # Java's BinaryInputArchive makes an index that is done at once: any other
+        # negative count reads as an empty vector (a create then fails INVALIDACL).
+        return [], pos
+    if n > _MAX_LEN or n * item_size > len(buf) - pos:
+        # every item takes at least item_size bytes: a count the rest of the frame
+        # cannot hold fails here, before any list is grown or item read
         raise ProtocolError(f"vector length {n} exceeds frame")
     items = []
     append = items.append
@@ -163,7 +175,8 @@ def _reader_for(t):
         return _PRIM_READ[t]
     if isinstance(t, tuple):
         inner = _reader_for(t[1])
-        return lambda buf, pos: _read_vector(buf, pos, inner)
+        size = max(1, _min_size(t[1]))
+        return lambda buf, pos: _read_vector(buf, pos, inner, size)
     return t.decode_from
 
 
@@ -201,6 +214,7 @@ class Record(metaclass=_RecordMeta):
 
     __slots__ = ()
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    _MIN_SIZE: ClassVar[int] = 0  # fewest bytes an encoding takes (set per subclass)
 
     # generated per subclass: __init__, encode, decode_from
     def encode(self, out: bytearray) -> None:  # pragma: no cover - replaced
@@ -240,6 +254,7 @@ def _hashable(v):
 
 def _build(cls) -> None:
     fields = cls.FIELDS
+    cls._MIN_SIZE = sum(_min_size(t) for _, t in fields)
     names = [n for n, _ in fields]
     ns: dict[str, Any] = {
         "_I": _I, "_Q": _Q, "_B": _B, "ProtocolError": ProtocolError,
