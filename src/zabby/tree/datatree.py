@@ -39,7 +39,7 @@ from .acl import (
     intern_acl,
     redact_acl,
 )
-from .javaorder import grow_cap, java_order, table_size_for
+from .javaorder import children_order, grow_cap, java_order, table_size_for
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -241,7 +241,7 @@ class DataTree:
         ch = node.children
         if not ch:
             return []
-        return java_order(ch, node.child_cap)
+        return children_order(ch, node.child_cap)
 
     def ephemerals_of(self, session_id: int) -> set[str]:
         return set(self._ephemerals.get(session_id, ()))

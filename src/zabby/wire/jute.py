@@ -12,6 +12,7 @@ or ``("vector", T)`` (int count + items, -1 = None) with T any of these.
 from __future__ import annotations
 
 import struct
+from itertools import chain
 from typing import Any, ClassVar
 
 __all__ = ["ProtocolError", "Record", "vector"]
@@ -142,6 +143,26 @@ def _write_vector(out: bytearray, items, write_item) -> None:
         write_item(out, it)
 
 
+def _write_ustring_vector(out: bytearray, items) -> None:
+    """vector<ustring> in C-level passes (getChildren of 200k names, watch lists)."""
+    if items is None:
+        out += b"\xff\xff\xff\xff"
+        return
+    out += _I.pack(len(items))
+    if not items:
+        return
+    if None in items:
+        for it in items:
+            write_ustring(out, it)
+        return
+    try:
+        encs = list(map(str.encode, items))
+    except UnicodeEncodeError:  # a lone surrogate: Java writes it as CESU-ish bytes
+        encs = [s.encode("utf-8", "surrogatepass") for s in items]
+    lens = list(map(_I.pack, map(len, encs)))
+    out += b"".join(chain.from_iterable(zip(lens, encs)))
+
+
 def _write_int(out: bytearray, v: int) -> None:
     out += _I.pack(v)
 
@@ -184,6 +205,8 @@ def _writer_for(t):
     if isinstance(t, str):
         return _PRIM_WRITE[t]
     if isinstance(t, tuple):
+        if t[1] == "ustring":
+            return _write_ustring_vector
         inner = _writer_for(t[1])
         return lambda out, items: _write_vector(out, items, inner)
     return lambda out, rec: rec.encode(out)

@@ -1,0 +1,87 @@
+"""Big single operations: the fast paths give exactly what the simple ones give."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from treeutil import OPEN, Driver
+
+from zabby.tree.javaorder import children_order, grow_cap, java_order
+from zabby.wire.constants import Err, Op
+from zabby.wire.jute import write_ustring
+from zabby.wire.protocol import MultiRequest, MultiResponse, decode_request, encode_request
+from zabby.wire.records import (
+    CheckVersionRequest,
+    CreateRequest,
+    GetChildrenResponse,
+    PathWatchRequest,
+)
+
+NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), NAMES), max_size=60))
+def test_children_order_matches_java_order_through_adds_removes_and_listings(script):
+    ch: dict = {}
+    cap = 0
+    for add, name in script:
+        if add:
+            ch.setdefault(name, None)
+            cap = grow_cap(cap, len(ch))
+        else:
+            ch.pop(name, None)
+        # listing in between caches hashes in the dict; order must not change
+        assert children_order(ch, cap) == java_order(list(ch), cap)
+
+
+def test_get_children_of_many_children_is_hashset_order():
+    d = Driver()
+    d.create("/p")
+    names = [f"c{i}" for i in range(30_000)]
+    for i in range(0, len(names), 5_000):
+        r = d.multi([(Op.CREATE, CreateRequest(f"/p/{n}", b"", OPEN, 0)) for n in names[i:i + 5_000]])
+        assert r.err == Err.OK
+    node = d.tree.get_node("/p")
+    err, resp = d.read(Op.GET_CHILDREN, PathWatchRequest("/p", False))
+    assert err == Err.OK and resp.children == java_order(names, node.child_cap)
+    d.delete("/p/c7")
+    d.create("/p/c7")
+    err, resp = d.read(Op.GET_CHILDREN, PathWatchRequest("/p", False))
+    expect = [n for n in names if n != "c7"] + ["c7"]
+    assert resp.children == java_order(expect, node.child_cap)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=30)))
+def test_string_vector_encoding_matches_item_by_item(items):
+    fast = GetChildrenResponse(items).to_bytes()
+    slow = bytearray()
+    if items is None:
+        slow += b"\xff\xff\xff\xff"
+    else:
+        slow += len(items).to_bytes(4, "big")
+        for it in items:
+            write_ustring(slow, it)
+    assert fast == bytes(slow)
+
+
+def test_string_vector_with_lone_surrogate_encodes_like_write_ustring():
+    items = ["a", "\ud800x", "b"]
+    slow = bytearray(len(items).to_bytes(4, "big"))
+    for it in items:
+        write_ustring(slow, it)
+    assert GetChildrenResponse(items).to_bytes() == bytes(slow)
+
+
+def test_multi_of_many_checks_round_trips_and_applies():
+    n = 58_000
+    req = MultiRequest([(Op.CHECK, CheckVersionRequest("/", -1)) for _ in range(n)])
+    frame = encode_request(3, Op.MULTI, req)[4:]
+    xid, op, body = decode_request(frame)
+    assert (xid, op) == (3, Op.MULTI) and body == req
+    d = Driver()
+    r = d.write(Op.MULTI, body)
+    assert r.err == Err.OK
+    assert isinstance(r.response, MultiResponse) and len(r.response.results) == n
+    assert all(res == (Op.CHECK, 0, None) for res in r.response.results)
