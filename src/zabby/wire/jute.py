@@ -160,7 +160,7 @@ def _write_ustring_vector(out: bytearray, items) -> None:
     except UnicodeEncodeError:  # a lone surrogate: Java writes it as CESU-ish bytes
         encs = [s.encode("utf-8", "surrogatepass") for s in items]
     lens = list(map(_I.pack, map(len, encs)))
-    out += b"".join(chain.from_iterable(zip(lens, encs)))
+    out += b"".join(chain.from_iterable(zip(lens, encs, strict=True)))
 
 
 def _write_int(out: bytearray, v: int) -> None:
