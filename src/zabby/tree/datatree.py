@@ -63,6 +63,7 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
+_CHECK = int(Op.CHECK)
 _TTL_AS_CREATE = -1000  # marker: a create op with TTL flags inside a multi
 _CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 _MULTI_WRITE_OPS = frozenset(
@@ -487,7 +488,7 @@ class DataTree:
             return Txn(hdr, ErrorTxn(e.err))
 
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
-        ops = [_normalize_multi_op(op, req) for op, req in body.ops]
+        ops = [t if t[0] not in _CREATE_OPS else _normalize_multi_op(*t) for t in body.ops]
         for op, _req in ops:
             if op not in _MULTI_WRITE_OPS:
                 # MultiOperationRecord refuses read ops in a write multi ("Mixing
@@ -687,10 +688,17 @@ class DataTree:
         path = req.path
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
-        node = self._record(path)
+        # getRecordForPath without building a ChangeRecord: only acl and version
+        node = self._outstanding_by_path.get(path)
+        if node is None:
+            node = self._nodes.get(path)
+            if node is None:
+                raise _KErr(Err.NONODE)
+        elif not node.exists:
+            raise _KErr(Err.NONODE)
         if not check_perm(node.acl, Perm.READ, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        return int(Op.CHECK), CheckVersionTxn(path, self._version_check(node.version, req.version))
+        return _CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
 
     def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Record]:
         sid = ctx.session_id

@@ -64,7 +64,10 @@ def read_bool(buf, pos: int) -> tuple[bool, int]:
 
 
 def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
-    n, pos = read_int(buf, pos)
+    if pos + 4 > len(buf):
+        raise ProtocolError("truncated int")
+    n = _I.unpack_from(buf, pos)[0]
+    pos += 4
     if n < 0:
         if n == -1:
             return None, pos
@@ -76,7 +79,10 @@ def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
 
 
 def read_ustring(buf, pos: int) -> tuple[str | None, int]:
-    n, pos = read_int(buf, pos)
+    if pos + 4 > len(buf):
+        raise ProtocolError("truncated int")
+    n = _I.unpack_from(buf, pos)[0]
+    pos += 4
     if n < 0:
         if n == -1:
             return None, pos
