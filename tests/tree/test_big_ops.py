@@ -85,3 +85,35 @@ def test_multi_of_many_checks_round_trips_and_applies():
     assert r.err == Err.OK
     assert isinstance(r.response, MultiResponse) and len(r.response.results) == n
     assert all(res == (Op.CHECK, 0, None) for res in r.response.results)
+
+
+# ------------------------------------------------------------ watch reports
+_W = st.sampled_from(["s1", "s2", "s3"])
+_P = st.sampled_from(["/a", "/b", "/a/b", "/c", "/"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["data", "child", "pers", "rec", "rm", "gone"]), _W, _P), max_size=25))
+def test_merged_watch_reports_match_the_simple_ones(script):
+    from zabby.tree.watches import WatchManager
+    from zabby.wire.constants import WatcherType
+
+    wm = WatchManager()
+    for kind, w, p in script:
+        if kind == "data":
+            wm.add_data_watch(p, w)
+        elif kind == "child":
+            wm.add_child_watch(p, w)
+        elif kind in ("pers", "rec"):
+            wm.add_persistent(p, w, kind == "rec")
+        elif kind == "rm":
+            wm.remove(p, w, WatcherType.ANY)
+        else:
+            wm.remove_watcher(w)
+    by_w = {w: ps for w, ps in wm.watches_by_watcher().items() if ps}
+    by_p = {p: ws for p, ws in wm.watches_by_path().items() if ws}
+    assert {w: set(ps) for w, ps in wm.by_watcher_merged().items()} == by_w
+    got = [(p, set(ws)) for p, ws in wm.by_path_sorted() if ws]
+    assert got == sorted(by_p.items())
+    paths = set().union(*by_w.values()) if by_w else set()
+    assert wm.summary_all() == (len(by_w), len(paths), sum(len(v) for v in by_w.values()))

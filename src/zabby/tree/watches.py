@@ -22,6 +22,7 @@ Watchers are any hashable object (the server passes its session/connection).
 from __future__ import annotations
 
 from collections.abc import Hashable
+from operator import itemgetter
 from typing import Any
 
 from ..wire.constants import EventType, WatcherType
@@ -241,6 +242,50 @@ class WatchManager:
             for p, ws in mgr.table.items():
                 out.setdefault(p, set()).update(ws)
         return out
+
+    def by_path_sorted(self) -> list[tuple[str, dict[Any, None]]]:
+        """(path, watchers) for every watched path in path order, data and child
+        watches merged (`wchp`); one sort of the paths, no per-path copies when
+        only one kind of watch is set there."""
+        dt, ct = self.data.table, self.child.table
+        if not ct:
+            return sorted(dt.items(), key=itemgetter(0))
+        if not dt:
+            return sorted(ct.items(), key=itemgetter(0))
+        out = []
+        for p in sorted(dt.keys() | ct.keys()):
+            a = dt.get(p)
+            b = ct.get(p)
+            out.append((p, {**a, **b} if a and b else (a or b)))
+        return out
+
+    def by_watcher_merged(self) -> dict[Any, dict[str, None]]:
+        """Watcher -> its watched paths, data and child merged (`wchc`); the data
+        manager's dicts are shared, not copied, when a watcher has no child watch."""
+        dw, cw = self.data.by_watcher, self.child.by_watcher
+        out: dict[Any, dict[str, None]] = {w: ps for w, ps in dw.items() if ps}
+        for w, ps in cw.items():
+            if ps:
+                mine = out.get(w)
+                out[w] = ps if mine is None else {**mine, **ps}
+        return out
+
+    def summary_all(self) -> tuple[int, int, int]:
+        """(watching connections, watched paths, total watches) over data and
+        child watches merged, one per (watcher, path) (`wchs`)."""
+        dw, cw = self.data.by_watcher, self.child.by_watcher
+        conns = {w for w, ps in dw.items() if ps}
+        conns.update(w for w, ps in cw.items() if ps)
+        paths: set[str] = set()
+        total = 0
+        for ps in dw.values():
+            paths.update(ps)
+            total += len(ps)
+        for w, ps in cw.items():
+            paths.update(ps)
+            mine = dw.get(w)
+            total += len(ps.keys() - mine.keys()) if mine else len(ps)
+        return len(conns), len(paths), total
 
     def counts(self) -> tuple[int, int, int]:
         """`wchs` as ZooKeeper 3.8 prints it: the *data* manager's
