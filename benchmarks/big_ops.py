@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="big-ops-") as d:
         for kind in kinds:
             out[kind] = measure(kind, args, Path(d))
-    keys = list(out[kinds[0]])
+    keys = list(dict.fromkeys(k for kind in kinds for k in out[kind]))
     print(f"{'operation':42} " + " ".join(f"{k:>12}" for k in kinds) +
           ("   zabby/zk" if len(kinds) == 2 else ""))
     for key in keys:
