@@ -524,12 +524,14 @@ def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
     # one "\t0x<sid>\n" string per watcher, made once: a flood of watches comes
     # from few sessions, so a path costs a dict lookup, not a format
     lines: dict[Any, tuple[int, str]] = {}
+    alone: dict[Any, str] = {}  # watcher -> "\n\t0x<sid>\n", for a path only it watches
 
     def line_of(w: Any) -> tuple[int, str]:
         got = lines.get(w)
         if got is None:
             sid = _watcher_sid(w) & _MASK64
             got = lines[w] = (sid, f"\t0x{_hex(sid)}\n")
+            alone[w] = "\n" + got[1]
         return got
 
     out = []
@@ -539,8 +541,12 @@ def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
             continue
         append(path)
         if len(watchers) == 1:
-            for w in watchers:
-                append("\n" + line_of(w)[1])
+            (w,) = watchers
+            s = alone.get(w)
+            if s is None:
+                line_of(w)
+                s = alone[w]
+            append(s)
         else:
             append("\n")
             by_sid = dict(line_of(w) for w in watchers)
