@@ -141,30 +141,6 @@ async def bench(srv, kind: str, args) -> dict:
             times.append(t)
         res[label] = {"s": statistics.median(times[1:]), "err": err, "bytes": size}
 
-    await repeat(f"getChildren {n}", Op.GET_CHILDREN, PathWatchRequest("/big", False))
-    await repeat(f"getChildren2 {n}", Op.GET_CHILDREN2, PathWatchRequest("/big", False))
-
-    # multis as big as a frame allows
-    def check(i):
-        return (Op.CHECK, CheckVersionRequest("/", -1))
-    k = _fits(check)
-    await repeat(f"multi {k} check", Op.MULTI, MultiRequest([check(i) for i in range(k)]))
-
-    def setdata(i):
-        return (Op.SET_DATA, SetDataRequest(names[i % n], b"v", -1))
-    k = _fits(setdata)
-    await repeat(f"multi {k} setData", Op.MULTI, MultiRequest([setdata(i) for i in range(k)]))
-
-    k = _fits(lambda i: (Op.CREATE, CreateRequest(f"/m/r0/c{i:06d}", b"", OPEN, 0)))
-    await s.request(Op.CREATE, CreateRequest("/m", b"", OPEN, 0))
-    times = []
-    for r in range(runs + 1):
-        await s.request(Op.CREATE, CreateRequest(f"/m/r{r}", b"", OPEN, 0))
-        ops = [(Op.CREATE, CreateRequest(f"/m/r{r}/c{i:06d}", b"", OPEN, 0)) for i in range(k)]
-        t, err, size = await timed(s, Op.MULTI, MultiRequest(ops))
-        times.append(t)
-    res[f"multi {k} create"] = {"s": statistics.median(times[1:]), "err": err, "bytes": size}
-
     # watches: W getData watches from one session on W nodes
     w = min(args.watches, n)
     _, ws = await connect(host, port, Session, 30)
@@ -193,17 +169,68 @@ async def bench(srv, kind: str, args) -> dict:
     time.sleep(1)
     res["watch bytes (RSS, 1 node, per request)"] = (rss_bytes(srv.pid) - before) / max(w, 1)
     await ws.close()
+
+    await repeat(f"getChildren {n}", Op.GET_CHILDREN, PathWatchRequest("/big", False))
+    await repeat(f"getChildren2 {n}", Op.GET_CHILDREN2, PathWatchRequest("/big", False))
+
+    # multis as big as a frame allows
+    def check(i):
+        return (Op.CHECK, CheckVersionRequest("/", -1))
+    k = _fits(check)
+    await repeat(f"multi {k} check", Op.MULTI, MultiRequest([check(i) for i in range(k)]))
+
+    def setdata(i):
+        return (Op.SET_DATA, SetDataRequest(names[i % n], b"v", -1))
+    k = _fits(setdata)
+    await repeat(f"multi {k} setData", Op.MULTI, MultiRequest([setdata(i) for i in range(k)]))
+
+    k = _fits(lambda i: (Op.CREATE, CreateRequest(f"/m/r0/c{i:06d}", b"", OPEN, 0)))
+    await s.request(Op.CREATE, CreateRequest("/m", b"", OPEN, 0))
+    times = []
+    for r in range(runs + 1):
+        await s.request(Op.CREATE, CreateRequest(f"/m/r{r}", b"", OPEN, 0))
+        ops = [(Op.CREATE, CreateRequest(f"/m/r{r}/c{i:06d}", b"", OPEN, 0)) for i in range(k)]
+        t, err, size = await timed(s, Op.MULTI, MultiRequest(ops))
+        times.append(t)
+    res[f"multi {k} create"] = {"s": statistics.median(times[1:]), "err": err, "bytes": size}
+
     await s.close()
     return res
+
+
+def watch_manager_bytes(w: int) -> float:
+    """zabby's own bookkeeping per watch, in-process (tracemalloc): one watcher,
+    W distinct paths that already exist as strings (the tree holds them)."""
+    import gc
+    import tracemalloc
+
+    from zabby.tree.watches import WatchManager
+
+    watcher = object()
+    paths = [f"/big/n{i:07d}" for i in range(w)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        wm = WatchManager()
+        before, _ = tracemalloc.get_traced_memory()
+        for p in paths:
+            wm.add_data_watch(p, watcher)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (after - before) / max(w, 1)
 
 
 def measure(kind: str, args, workdir: Path) -> dict:
     cfg = common_cfg(forceSync="no", snapCount=100_000_000)
     srv = make_server(kind, workdir / kind, **cfg)
     try:
-        return asyncio.run(bench(srv, kind, args))
+        res = asyncio.run(bench(srv, kind, args))
     finally:
         srv.stop()
+    if kind == "zabby":
+        res["watch bytes (WatchManager, tracemalloc)"] = watch_manager_bytes(args.watches)
+    return res
 
 
 def main(argv=None) -> int:

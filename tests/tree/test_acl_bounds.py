@@ -272,3 +272,21 @@ def test_memory_returns_after_create_delete_of_distinct_long_acls():
         tracemalloc.stop()
     # 100 lists of 300 entries kept would be several MB (the leak measured +9 MB RSS)
     assert after - before < 256 * 1024, after - before
+
+
+def test_auth_expansion_is_bounded_by_what_a_txn_can_hold():
+    # n "auth" entries (distinct perms) times k digest ids: n*k entries. Within
+    # jute.maxbuffer / 12 it expands as ZooKeeper does; beyond, MARSHALLINGERROR
+    # before the product is built.
+    ids = [Id("digest", f"u{i}:h") for i in range(300)] + [Id("ip", "127.0.0.1")]
+    acl = [ACL(p, Id("auth", "")) for p in range(300)]
+    with pytest.raises(ACLError) as e:
+        fixup_acl(acl, ids, max_entries=(1 << 20) // 12)
+    assert e.value.err == Err.MARSHALLINGERROR
+    small = fixup_acl(acl[:3], ids)
+    assert small == [ACL(p, i) for p in range(3) for i in ids[:300]]
+    d = Driver()
+    r = d.create("/x", acl=acl, auth=ids)
+    assert r.err == Err.MARSHALLINGERROR
+    assert d.create("/y", acl=acl[:2], auth=ids[:5]).err == Err.OK
+    assert d.tree.get_node("/y").acl == [ACL(p, i) for p in range(2) for i in ids[:5]]

@@ -244,13 +244,14 @@ def _dedup_key(a) -> tuple:
     return (a.perms, True, ident.scheme, ident.id)
 
 
-def fixup_acl(acl, auth_ids) -> list[ACL]:
+def fixup_acl(acl, auth_ids, max_entries: int | None = None) -> list[ACL]:
     """Validate an ACL from a create/setACL and expand `auth` ids.
 
     Raises ACLError(INVALIDACL), or ACLError(MARSHALLINGERROR) where ZooKeeper
     hits a NullPointerException (a null id string). Linear in the list: the
     duplicate check (ZooKeeper's removeDuplicates keeps the first of equal
-    entries, in order) uses a dict instead of a list scan.
+    entries, in order) uses a dict instead of a list scan. `max_entries` bounds
+    what `auth` expansion may produce (MARSHALLINGERROR beyond it).
     """
     seen: dict[tuple, ACL] = {}
     for a in acl or ():
@@ -261,6 +262,7 @@ def fixup_acl(acl, auth_ids) -> list[ACL]:
     if not uniq:
         raise ACLError(Err.INVALIDACL)
     out: list[ACL] = []
+    authed: list[tuple[str, str]] | None = None
     for a in uniq:
         ident = a.id
         if ident is None or ident.scheme is None:
@@ -274,13 +276,17 @@ def fixup_acl(acl, auth_ids) -> list[ACL]:
                 continue
             raise ACLError(Err.INVALIDACL)  # no "world" provider for other ids
         if scheme == "auth":
-            valid = False
-            for aid in auth_ids:
-                if _PROVIDERS.get(aid.scheme):
-                    valid = True
-                    out.append(ACL(a.perms, Id(aid.scheme, aid.id)))
-            if not valid:
+            if authed is None:
+                authed = [(aid.scheme, aid.id) for aid in auth_ids if _PROVIDERS.get(aid.scheme)]
+            if not authed:
                 raise ACLError(Err.INVALIDACL)
+            if max_entries is not None and len(out) + len(authed) > max_entries:
+                # n "auth" entries times k authenticated ids: an ACL no txn of
+                # jute.maxbuffer can hold (ZooKeeper would log a txn it cannot
+                # read back); refused like an over-long buffer
+                raise ACLError(Err.MARSHALLINGERROR)
+            perms = a.perms
+            out.extend([ACL(perms, Id(sch, ident_id)) for sch, ident_id in authed])
             continue
         if scheme not in _PROVIDERS:
             raise ACLError(Err.INVALIDACL)

@@ -565,7 +565,8 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         parent_path = path[:i] or "/"
         try:
-            acl = fixup_acl(req.acl, ctx.auth)
+            # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
+            acl = fixup_acl(req.acl, ctx.auth, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         parent = self._record(parent_path)
@@ -669,7 +670,8 @@ class DataTree:
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         try:
-            acl = fixup_acl(req.acl, ctx.auth)
+            # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
+            acl = fixup_acl(req.acl, ctx.auth, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         node = self._record(path)
