@@ -117,3 +117,41 @@ def test_merged_watch_reports_match_the_simple_ones(script):
     assert got == sorted(by_p.items())
     paths = set().union(*by_w.values()) if by_w else set()
     assert wm.summary_all() == (len(by_w), len(paths), sum(len(v) for v in by_w.values()))
+
+
+def test_big_listing_is_kept_until_the_directory_changes():
+    from zabby.wire.jute import EncodedStrings
+
+    d = Driver()
+    d.create("/p")
+    names = [f"k{i}" for i in range(3_000)]
+    d.multi([(Op.CREATE, CreateRequest(f"/p/{n}", b"", OPEN, 0)) for n in names])
+
+    def listing():
+        err, resp = d.read(Op.GET_CHILDREN, PathWatchRequest("/p", False))
+        assert err == Err.OK
+        return resp
+
+    node = d.tree.get_node("/p")
+    first = listing()
+    assert isinstance(first.children, EncodedStrings)
+    assert listing().children is first.children
+    assert first.to_bytes() == GetChildrenResponse(list(first.children)).to_bytes()
+    # every kind of change drops it: create, delete, a multi, session close
+    d.create("/p/new")
+    assert listing().children == java_order(names + ["new"], node.child_cap)
+    d.delete("/p/k5")
+    names.remove("k5")
+    assert listing().children == java_order(names + ["new"], node.child_cap)
+    d.open_session(9)
+    d.multi([(Op.CREATE, CreateRequest("/p/eph", b"", OPEN, 1))], sid=9)
+    assert "eph" in listing().children
+    d.close_session(9)
+    got = listing()
+    assert got.children == java_order(names + ["new"], node.child_cap)
+    assert got.to_bytes() == GetChildrenResponse(list(got.children)).to_bytes()
+    # multiRead and getChildren2 see the same
+    err, resp = d.read(Op.GET_CHILDREN2, PathWatchRequest("/p", False))
+    assert resp.children == got.children
+    err, resp = d.read(Op.MULTI_READ, MultiRequest([(Op.GET_CHILDREN, PathWatchRequest("/p", False))]))
+    assert resp.results[0][2].children == got.children

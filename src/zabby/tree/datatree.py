@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
-from ..wire.jute import Record
+from ..wire.jute import EncodedStrings, Record, encoded_strings
 from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
     Create2Response,
@@ -64,6 +64,9 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
 _CHECK = int(Op.CHECK)
+# A directory with at least this many children keeps its last listing (names in
+# ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
+_LISTING_CACHE_MIN = 1024
 # CreateMode(flags) without an enum construction per create (~3 us each)
 _MODES = {int(m): m for m in CreateMode}
 _TTL_AS_CREATE = -1000  # marker: a create op with TTL flags inside a multi
@@ -189,6 +192,8 @@ class DataTree:
         # pending overlay: outstandingChanges (ordered) and outstandingChangesForPath
         self._outstanding: deque[_Change] = deque()
         self._outstanding_by_path: dict[str, _Change] = {}
+        # listings of big directories (node -> EncodedStrings), dropped on change
+        self._listings: dict[ZNode, EncodedStrings] = {}
         self._init_tree()
 
     # ------------------------------------------------------------ the tree
@@ -208,8 +213,9 @@ class DataTree:
         self._add_child(proc, "quota")
         self._add_child(proc, "config")
 
-    @staticmethod
-    def _add_child(parent: ZNode, name: str) -> None:
+    def _add_child(self, parent: ZNode, name: str) -> None:
+        if self._listings:
+            self._listings.pop(parent, None)
         ch = parent.children
         if ch is None:
             ch = parent.children = {}
@@ -218,8 +224,9 @@ class DataTree:
         if n > (parent.child_cap * 3) // 4 or parent.child_cap == 0:
             parent.child_cap = grow_cap(parent.child_cap, n)
 
-    @staticmethod
-    def _remove_child(parent: ZNode, name: str) -> None:
+    def _remove_child(self, parent: ZNode, name: str) -> None:
+        if self._listings:
+            self._listings.pop(parent, None)
         ch = parent.children
         if ch is not None:
             ch.pop(name, None)
@@ -241,7 +248,15 @@ class DataTree:
         ch = node.children
         if not ch:
             return []
-        return children_order(ch, node.child_cap)
+        got = self._listings.get(node)
+        if got is not None:
+            return got
+        order = children_order(ch, node.child_cap)
+        if len(order) >= _LISTING_CACHE_MIN:
+            # kept, with its wire encoding, until a child is added or removed
+            got = self._listings[node] = encoded_strings(order)
+            return got
+        return order
 
     def ephemerals_of(self, session_id: int) -> set[str]:
         return set(self._ephemerals.get(session_id, ()))

@@ -15,7 +15,7 @@ import struct
 from itertools import chain
 from typing import Any, ClassVar
 
-__all__ = ["ProtocolError", "Record", "vector"]
+__all__ = ["EncodedStrings", "ProtocolError", "Record", "encoded_strings", "vector"]
 
 
 class ProtocolError(ValueError):
@@ -149,8 +149,34 @@ def _write_vector(out: bytearray, items, write_item) -> None:
         write_item(out, it)
 
 
+def _immutable(self, *args, **kwargs):
+    raise TypeError("an EncodedStrings list is immutable")
+
+
+class EncodedStrings(list):
+    """A list of strings that carries its own vector<ustring> encoding, made
+    once (`encoded_strings`): a big directory's listing, answered again and
+    again while the directory does not change, is then copied, not encoded."""
+
+    __slots__ = ("encoded",)
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
+    append = extend = insert = pop = remove = clear = sort = reverse = _immutable
+
+
+def encoded_strings(items) -> EncodedStrings:
+    es = EncodedStrings(items)
+    out = bytearray()
+    _write_ustring_vector(out, list(items))
+    es.encoded = bytes(out)
+    return es
+
+
 def _write_ustring_vector(out: bytearray, items) -> None:
     """vector<ustring> in C-level passes (getChildren of 200k names, watch lists)."""
+    if type(items) is EncodedStrings:
+        out += items.encoded
+        return
     if items is None:
         out += b"\xff\xff\xff\xff"
         return
