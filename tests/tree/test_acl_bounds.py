@@ -82,6 +82,8 @@ def _model_check(acl, perm, auth_ids):
                 return True
             if s == "ip" and x.scheme == "ip" and x.id is not None and ip_matches(x.id, i):
                 return True
+            if s in ("x509", "sasl") and x.scheme == s and x.id == i:
+                return True
     return False
 
 
@@ -110,9 +112,10 @@ def test_fixup_matches_quadratic_model(acl, auth):
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(st.builds(ACL, st.integers(0, 31), st.builds(Id, st.sampled_from(["world", "digest", "ip"]), _ids.filter(lambda x: x is not None))), max_size=10),
+    st.lists(st.builds(ACL, st.integers(0, 31), st.builds(Id, st.sampled_from(["world", "digest", "ip", "x509", "sasl"]), _ids.filter(lambda x: x is not None))), max_size=10),
     st.integers(1, 31),
-    _auth,
+    st.lists(st.builds(Id, st.sampled_from(["ip", "digest", "super", "x509", "sasl"]),
+                       st.sampled_from(["u:x", "10.0.0.1", "1.2.3.4", "CN=a"])), max_size=4),
 )
 def test_check_perm_matches_model(acl, perm, auth):
     assert check_perm(acl, perm, auth) == _model_check(acl, perm, auth)

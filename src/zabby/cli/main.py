@@ -22,8 +22,17 @@ def _serve(args: argparse.Namespace) -> int:
         base = args.dir or tempfile.mkdtemp(prefix="zabby-ensemble-")
         return run_local_ensemble(args.ensemble, base, observers=args.observers)
 
+    from ..server.config import system_properties_from
+
+    props = system_properties_from([f"-D{o}" for o in args.jvm_options])
     try:
-        config = load_config(args.config) if args.config else default_config()
+        if args.config:
+            config = load_config(args.config, props)
+        elif props:
+            print("zabby: -D options need --config zoo.cfg", file=sys.stderr)
+            return 2
+        else:
+            config = default_config()
     except ConfigError as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2
@@ -156,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="start a local ensemble of N voters (ports and data picked for you)")
     p.add_argument("--observers", type=int, default=0, help="with --ensemble: observers")
     p.add_argument("--dir", help="with --ensemble: base directory (default: a new temp dir)")
+    p.add_argument("-D", dest="jvm_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Java system property as ZooKeeper takes it "
+                   "(-Dzookeeper.authProvider.1=..., -Djava.security.auth.login.config=...); "
+                   "also read from $SERVER_JVMFLAGS and $JVMFLAGS as zkServer.sh does")
     p.set_defaults(func=_serve)
     p = sub.add_parser("log", help="print the entries of a txn log segment")
     p.add_argument("file")

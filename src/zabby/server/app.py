@@ -12,6 +12,7 @@ from .config import ConfigError, ServerConfig
 from .core import ZabbyServer
 from .durability import GroupCommitter
 from .fsync_helper import FsyncPool
+from .security import load_security
 
 log = logging.getLogger("zabby")
 
@@ -31,6 +32,12 @@ def build_server(config: ServerConfig) -> ZabbyServer:
     Raises CorruptDataError (the caller refuses to start) if the data directory
     holds corruption that recovery must not paper over.
     """
+    # a security setting that cannot be honoured refuses to start before anything else
+    security = load_security(config)
+    if config.admin_enable_server and config.source is not None:
+        log.warning("admin.enableServer: zabby has no AdminServer yet; nothing listens on "
+                    "%s:%d (use the four-letter words)", config.admin_server_address,
+                    config.admin_server_port)
     log_dir = config.effective_data_log_dir
     os.makedirs(config.data_dir, exist_ok=True)
     os.makedirs(log_dir, exist_ok=True)
@@ -67,9 +74,10 @@ def build_server(config: ServerConfig) -> ZabbyServer:
                               f"write it to {os.path.join(config.data_dir, 'myid')} "
                               f"(one of {sorted(config.servers)})")
         server = EnsembleServer(config, tree=tree, txn_log=txn_log, committer=committer,
-                                my_id=config.server_id, log_last_zxid=report.log_last_zxid)
+                                my_id=config.server_id, log_last_zxid=report.log_last_zxid,
+                                security=security)
     else:
-        server = ZabbyServer(config, committer=committer, tree=tree)
+        server = ZabbyServer(config, committer=committer, tree=tree, security=security)
     return server
 
 

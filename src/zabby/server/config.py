@@ -36,6 +36,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_properties",
+    "system_properties_from",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,12 @@ class ServerConfig:
     max_buffer: int = 0xFFFFF  # jute.maxbuffer
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
+    # Every other security setting (TLS, SASL, x509, quorum authentication, JAAS), as
+    # written, by canonical name (no "zookeeper." prefix).  `server.security` interprets
+    # them and refuses to start on any it does not honour: security fails closed.
+    security: dict[str, str] = field(default_factory=dict)
+    max_cnxns: int = 0  # maxCnxns: connections in all, 0 = unlimited
+    global_outstanding_limit: int = 1000  # globalOutstandingLimit
     snap_count: int = 100000  # snapCount
     # snapshot.compression.method: "" (none) or "gz"; ZooKeeper also knows "snappy",
     # which we accept as our zlib compression too
@@ -175,24 +182,55 @@ def default_config() -> ServerConfig:
     return ServerConfig(four_letter_words=ALL_FOUR_LETTER_WORDS, admin_enable_server=False)
 
 
-def load_config(path: str | os.PathLike[str]) -> ServerConfig:
-    """Read and validate a ``zoo.cfg``."""
+def load_config(
+    path: str | os.PathLike[str], system_properties: dict[str, str] | None = None
+) -> ServerConfig:
+    """Read and validate a ``zoo.cfg`` (and the JVM system properties of the start command)."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read configuration: {e.strerror or e}", source=path) from e
-    return parse_config(_decode(raw), source=path)
+    return parse_config(_decode(raw), source=path, system_properties=system_properties)
 
 
-def parse_config(text: str, source: str | None = None) -> ServerConfig:
+def parse_config(
+    text: str, source: str | None = None, system_properties: dict[str, str] | None = None
+) -> ServerConfig:
     """Parse and validate the text of a ``zoo.cfg``.
 
     ``source`` names the file in error messages, and relative ``dynamicConfigFile`` paths
     are resolved against its directory (against the working directory when None).
+
+    ``system_properties`` are the ``-Dkey=value`` options a ZooKeeper start command gives
+    the JVM (see :func:`system_properties_from`).  As in ZooKeeper, a setting in the file
+    wins over the same setting given as a property, since QuorumPeerConfig writes the
+    file's keys into the system properties after the JVM started.
     """
-    return _Parser(source).parse(text)
+    return _Parser(source).parse(text, system_properties or {})
+
+
+def system_properties_from(args: list[str], env: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``-Dkey=value`` options of a ZooKeeper start command.
+
+    ``zkServer.sh`` passes ``$SERVER_JVMFLAGS`` then ``$JVMFLAGS`` to java; options given
+    to ``zabby serve`` come last.  For a key given twice the last wins, as in java.
+    Other JVM options (``-Xmx1g``, ``-XX:...``) mean nothing to zabby and are skipped.
+    """
+    import shlex
+
+    env = os.environ if env is None else env
+    tokens: list[str] = []
+    for var in ("SERVER_JVMFLAGS", "JVMFLAGS"):
+        tokens += shlex.split(env.get(var, ""))
+    tokens += args
+    props: dict[str, str] = {}
+    for t in tokens:
+        if t.startswith("-D") and len(t) > 2:
+            key, _, value = t[2:].partition("=")
+            props[key] = value
+    return props
 
 
 # --------------------------------------------------------------------------------------
@@ -326,7 +364,7 @@ _STATIC_KEYS = frozenset(
         "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "tickTime",
         "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit",
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
-        "autopurge.purgeInterval", "standaloneEnabled",
+        "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns",
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -336,7 +374,31 @@ _SYSPROP_KEYS = frozenset(
         "4lw.commands.whitelist", "extendedTypesEnabled",
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
-        "snapshot.compression.method",
+        "snapshot.compression.method", "globalOutstandingLimit",
+        "serverCnxnFactory",
+    }
+)
+# Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
+# "zookeeper.<name>" and the JVM's own (JAAS).  They are collected into
+# ServerConfig.security whatever the spelling ("zookeeper."-prefixed or not), never
+# silently ignored: `server.security` honours each or refuses to start.
+_SECURITY_KEYS = frozenset(
+    {
+        "secureClientPort", "secureClientPortAddress", "sslQuorum", "portUnification",
+        "sslQuorumReloadCertFiles", "client.portUnification", "allowSaslFailedClients",
+        "sessionRequireClientSASLAuth", "superUser", "java.security.auth.login.config",
+        "java.security.krb5.conf", "javax.security.auth.useSubjectCredsOnly",
+    }
+)
+_SECURITY_PREFIXES = (
+    "ssl.", "quorum.auth.", "enforce.auth.", "kerberos.", "sasl.",
+    "X509AuthenticationProvider.", "SASLAuthenticationProvider.",
+)
+# Netty and NIO are both "the server's socket layer" to zabby: either class is accepted.
+SERVER_CNXN_FACTORIES = frozenset(
+    {
+        "org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "org.apache.zookeeper.server.NIOServerCnxnFactory",
     }
 )
 _AUTH_PROVIDER = "authProvider."
@@ -347,21 +409,21 @@ _JUTE_MAXBUFFER = "jute.maxbuffer"
 # like any other key we do not know, with a more helpful warning.
 _ZK_UNSUPPORTED = frozenset(
     {
-        "localSessionsEnabled", "localSessionsUpgradingEnabled", "secureClientPort",
-        "secureClientPortAddress", "observerMasterPort", "clientPortListenBacklog",
+        "localSessionsEnabled", "localSessionsUpgradingEnabled",
+        "observerMasterPort", "clientPortListenBacklog",
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
-        "reconfigEnabled", "sslQuorum", "portUnification", "sslQuorumReloadCertFiles",
-        "quorum.auth.enableSasl", "quorum.auth.serverRequireSasl",
-        "quorum.auth.learnerRequireSasl", "quorum.auth.learner.saslLoginContext",
-        "quorum.auth.server.saslLoginContext", "quorum.auth.kerberos.servicePrincipal",
-        "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
+        "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
         "metricsProvider.className", "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-        "oraclePath", "maxCnxns", "admin.commandURL", "admin.idleTimeout",
-        "serverCnxnFactory", "readonlymode.enabled",
+        "oraclePath", "admin.commandURL", "admin.idleTimeout", "readonlymode.enabled",
     }
 )
+
+
+def is_security_key(name: str) -> bool:
+    """Is ``name`` (without the "zookeeper." prefix) a security setting?"""
+    return name in _SECURITY_KEYS or name.startswith(_SECURITY_PREFIXES)
 
 
 def _canonical(key: str) -> str | None:
@@ -369,7 +431,7 @@ def _canonical(key: str) -> str | None:
     if key in _STATIC_KEYS or key == _JUTE_MAXBUFFER:
         return key
     name = key[len(_SYSPROP_PREFIX) :] if key.startswith(_SYSPROP_PREFIX) else key
-    if name in _SYSPROP_KEYS:
+    if name in _SYSPROP_KEYS or is_security_key(name):
         return name
     if name.startswith(_AUTH_PROVIDER) and len(name) > len(_AUTH_PROVIDER):
         return name
@@ -466,7 +528,7 @@ class _Parser:
             props[key] = _java_trim(value)
         return props
 
-    def parse(self, text: str) -> ServerConfig:
+    def parse(self, text: str, system_properties: dict[str, str]) -> ServerConfig:
         props = self.properties(text)
         settings: dict[str, tuple[str, str]] = {}  # canonical name -> (key as written, value)
         server_lines: dict[str, str] = {}
@@ -486,6 +548,7 @@ class _Parser:
                     key, value, f"conflicts with {other}={settings[canon][1]!r} (the same setting)"
                 )
             settings[canon] = (key, value)
+        self.system_properties(system_properties, settings)
 
         for canon, (key, value) in settings.items():
             self.apply(canon, key, value)
@@ -506,6 +569,25 @@ class _Parser:
         self.read_myid()
         self.validate(settings)
         return self.cfg
+
+    def system_properties(
+        self, props: dict[str, str], settings: dict[str, tuple[str, str]]
+    ) -> None:
+        """Fold ``-D`` options into `settings`; the file's own settings win."""
+        for prop, value in props.items():
+            value = _java_trim(value)
+            if prop.startswith(_SYSPROP_PREFIX) or prop == _JUTE_MAXBUFFER:
+                canon = _canonical(prop)
+            elif is_security_key(prop):  # the JVM's own: java.security.auth.login.config
+                canon = prop
+            else:
+                log.debug("system property %s means nothing to zabby; ignored", prop)
+                continue
+            if canon is None or canon in _STATIC_KEYS:
+                # a zoo.cfg key spelled as a property: ZooKeeper never reads it so either
+                self.unknown(f"-D{prop}", value)
+            elif canon not in settings:
+                settings[canon] = (f"-D{prop}", value)
 
     def unknown(self, key: str, value: str) -> None:
         self.cfg.unknown[key] = value
@@ -602,6 +684,16 @@ class _Parser:
             if not value:
                 raise self.error(key, value, "is empty")
             c.auth_providers[canon[len(_AUTH_PROVIDER) :]] = value
+        elif canon == "maxCnxns":
+            c.max_cnxns = self.at_least(key, value, self.int32(key, value), 0)
+        elif canon == "globalOutstandingLimit":
+            c.global_outstanding_limit = self.at_least(key, value, self.int32(key, value), 1)
+        elif canon == "serverCnxnFactory":
+            if value not in SERVER_CNXN_FACTORIES:
+                raise self.error(key, value, "is not a server connection factory zabby knows "
+                                 f"({', '.join(sorted(SERVER_CNXN_FACTORIES))})")
+        elif is_security_key(canon):
+            c.security[canon] = value
         else:  # pragma: no cover - _canonical and this table disagree
             raise AssertionError(canon)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
-from ..tree.acl import digest_id
+from ..tree.acl import check_perm, digest_id
 from ..wire import (
     XID_PING,
     AddWatchMode,
@@ -39,6 +39,7 @@ from ..wire.records import (
 )
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
+from .security import Security, load_security
 from .session import Session, SessionTracker
 
 log = logging.getLogger("zabby.server")
@@ -50,6 +51,7 @@ _TREE_READS = frozenset(
     }
 )
 _CONNECTED = KeeperState.SYNC_CONNECTED
+_READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 
 
@@ -77,9 +79,12 @@ class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
     def __init__(
-        self, config: ServerConfig, *, server_id: int = 1, committer=None, tree: DataTree | None = None
+        self, config: ServerConfig, *, server_id: int = 1, committer=None,
+        tree: DataTree | None = None, security: Security | None = None,
     ) -> None:
         self.config = config
+        # refuses (ConfigError) any security setting that would not be honoured
+        self.security = security if security is not None else load_security(config)
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
@@ -414,8 +419,14 @@ class ZabbyServer:
 
     def _fire(self, events) -> None:
         trigger = self.watches.trigger
-        for etype, path in events:
+        acls = events.acls
+        for i, (etype, path) in enumerate(events):
+            acl = acls[i]
             for watcher, wtype, wpath in trigger(etype, path):
+                # ZooKeeper sends an event only to a connection that may READ the
+                # node it is about (the watch is consumed either way)
+                if acl and not check_perm(acl, _READ, watcher.auth):
+                    continue
                 watcher.send(encode_notification(wtype, _CONNECTED, wpath))
 
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:

@@ -47,6 +47,7 @@ from .connection import MALFORMED, ClientConnection
 from .core import ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .peers import PeerMesh
+from .security import Security
 
 log = logging.getLogger("zabby.server.ensemble")
 
@@ -196,8 +197,10 @@ _EAGER_COMMITS = 2  # see _drain
 
 class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
-                 committer: GroupCommitter, my_id: int, log_last_zxid: int) -> None:
-        super().__init__(config, server_id=my_id, committer=committer, tree=tree)
+                 committer: GroupCommitter, my_id: int, log_last_zxid: int,
+                 security: Security | None = None) -> None:
+        super().__init__(config, server_id=my_id, committer=committer, tree=tree,
+                         security=security)
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)

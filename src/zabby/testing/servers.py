@@ -105,7 +105,13 @@ class _Server:
     kind = "server"
     start_timeout = 30.0
 
-    def __init__(self, tmpdir: str | os.PathLike[str], *, start: bool = True, **cfg: Any) -> None:
+    def __init__(
+        self, tmpdir: str | os.PathLike[str], *, start: bool = True,
+        jvm_flags: list[str] | tuple[str, ...] = (), **cfg: Any,
+    ) -> None:
+        # Java system properties (-Dkey=value), given to ZooKeeper's JVM and to
+        # `zabby serve` alike, the way zkServer.sh passes $SERVER_JVMFLAGS
+        self.jvm_flags = list(jvm_flags)
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
@@ -272,7 +278,17 @@ class ZabbyServer(_Server):
         super().__init__(tmpdir, **cfg)
 
     def command(self) -> list[str]:
-        return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path)]
+        return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path),
+                *self.jvm_flags]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # The server runs in its own directory: a relative PYTHONPATH (`PYTHONPATH=src`
+        # in a worktree) would silently import the editable install's zabby instead.
+        pp = env.get("PYTHONPATH")
+        if pp:
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p for p in pp.split(os.pathsep))
+        return env
 
     def serving(self) -> bool:
         if not any(str(k).startswith("server.") for k in self.cfg):
@@ -322,6 +338,7 @@ class ZooKeeperServer(_Server):
             java,
             *JVM_FLAGS,
             "-Dzookeeper.jmx.log4j.disable=true",
+            *self.jvm_flags,
             "-cp",
             self.classpath(),
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",

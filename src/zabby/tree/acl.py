@@ -34,7 +34,11 @@ __all__ = [
 
 # Authentication providers registered by default and whether their ids count as
 # "authenticated" for the `auth` ACL scheme (ServerAuthenticationProvider.isAuthenticated).
-_PROVIDERS = {"digest": True, "ip": False}
+# A server registers more (x509, sasl) with `DataTree.acl_providers`.
+DEFAULT_PROVIDERS: dict[str, bool] = {"digest": True, "ip": False}
+# Providers zabby knows; their ids are compared exactly (x509: the subject DN, sasl: the
+# authorization id), as X509AuthenticationProvider and SASLAuthenticationProvider do.
+KNOWN_PROVIDERS: dict[str, bool] = {"digest": True, "ip": False, "x509": True, "sasl": True}
 
 
 class ACLError(Exception):
@@ -214,6 +218,7 @@ def check_perm(acl, perm: int, auth_ids) -> bool:
     perm = int(perm)  # plain int: IntFlag's & costs an enum construction per ACL entry
     digests: set | None = None
     ips: list | None = None
+    exact: set | None = None  # x509 / sasl ids, compared exactly
     for a in acl:
         if a.perms & perm:
             ident = a.id
@@ -233,6 +238,12 @@ def check_perm(acl, perm: int, auth_ids) -> bool:
                 for addr in ips:
                     if ip_matches(addr, ident.id):
                         return True
+            elif scheme == "x509" or scheme == "sasl":
+                if exact is None:
+                    exact = {(aid.scheme, aid.id) for aid in auth_ids
+                             if aid.scheme == "x509" or aid.scheme == "sasl"}
+                if (scheme, ident.id) in exact:
+                    return True
     return False
 
 
@@ -244,8 +255,12 @@ def _dedup_key(a) -> tuple:
     return (a.perms, True, ident.scheme, ident.id)
 
 
-def fixup_acl(acl, auth_ids, max_entries: int | None = None) -> list[ACL]:
+def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
+              max_entries: int | None = None) -> list[ACL]:
     """Validate an ACL from a create/setACL and expand `auth` ids.
+
+    `providers` are the registered authentication schemes (scheme -> whether its ids
+    count for the `auth` scheme); an ACL naming another scheme is INVALIDACL.
 
     Raises ACLError(INVALIDACL), or ACLError(MARSHALLINGERROR) where ZooKeeper
     hits a NullPointerException (a null id string). Linear in the list: the
@@ -277,7 +292,7 @@ def fixup_acl(acl, auth_ids, max_entries: int | None = None) -> list[ACL]:
             raise ACLError(Err.INVALIDACL)  # no "world" provider for other ids
         if scheme == "auth":
             if authed is None:
-                authed = [(aid.scheme, aid.id) for aid in auth_ids if _PROVIDERS.get(aid.scheme)]
+                authed = [(aid.scheme, aid.id) for aid in auth_ids if providers.get(aid.scheme)]
             if not authed:
                 raise ACLError(Err.INVALIDACL)
             if max_entries is not None and len(out) + len(authed) > max_entries:
@@ -288,11 +303,16 @@ def fixup_acl(acl, auth_ids, max_entries: int | None = None) -> list[ACL]:
             perms = a.perms
             out.extend([ACL(perms, Id(sch, ident_id)) for sch, ident_id in authed])
             continue
-        if scheme not in _PROVIDERS:
+        if scheme not in providers:
             raise ACLError(Err.INVALIDACL)
         if ident.id is None:
             raise ACLError(Err.MARSHALLINGERROR)
-        ok = _digest_valid(ident.id) if scheme == "digest" else ip_valid(ident.id)
+        if scheme == "digest":
+            ok = _digest_valid(ident.id)
+        elif scheme == "ip":
+            ok = ip_valid(ident.id)
+        else:
+            ok = True  # x509 / sasl: any name (zabby does not parse DNs or principals here)
         if not ok:
             raise ACLError(Err.INVALIDACL)
         out.append(a)

@@ -31,6 +31,7 @@ from ..wire.records import (
 )
 from . import znode as zn
 from .acl import (
+    DEFAULT_PROVIDERS,
     OPEN_ACL_UNSAFE,
     READ_ACL_UNSAFE,
     ACLError,
@@ -93,6 +94,23 @@ class RequestContext:
     auth: list[Id] = field(default_factory=list)
 
 
+class EventList(list):
+    """ApplyResult.events: (event type, path) pairs; ``acls[i]`` is the ACL of the
+    node event i is about, as it was when the change happened (the parent's for
+    NODE_CHILDREN_CHANGED). ZooKeeper delivers an event only to a connection that
+    may READ that node (its fix for CVE-2024-23944, in Debian's 3.8.0 too)."""
+
+    __slots__ = ("acls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acls: list = []
+
+    def add(self, event_type: int, path: str, acl) -> None:
+        self.append((event_type, path))
+        self.acls.append(acl)
+
+
 @dataclass(slots=True)
 class ApplyResult:
     """Outcome of applying one txn.
@@ -105,7 +123,7 @@ class ApplyResult:
 
     err: int
     response: Record | MultiResponse | None
-    events: list[tuple[int, str]]
+    events: EventList  # (event type, path) pairs, with .acls
     path: str | None = None
     multi_err: int = 0
 
@@ -182,6 +200,9 @@ class DataTree:
         self.extended_types = extended_types
         # zookeeper.containerMaxNeverUsedIntervalMs: 0 keeps never-used containers
         self.max_never_used_ms = max_never_used_ms
+        # registered authentication schemes -> "counts for the auth scheme" (acl.py);
+        # the server adds x509 / sasl when they are configured
+        self.acl_providers: dict[str, bool] = dict(DEFAULT_PROVIDERS)
         self.last_zxid = 0
         self.sessions: dict[int, int] = {}
         self.watches = WatchManager()
@@ -581,7 +602,7 @@ class DataTree:
         parent_path = path[:i] or "/"
         try:
             # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
-            acl = fixup_acl(req.acl, ctx.auth, self.max_buffer // 12)
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         parent = self._record(parent_path)
@@ -686,7 +707,7 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         try:
             # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
-            acl = fixup_acl(req.acl, ctx.auth, self.max_buffer // 12)
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         node = self._record(path)
@@ -740,7 +761,7 @@ class DataTree:
                 c = out.popleft()
                 if by_path.get(c.path) is c:
                     del by_path[c.path]
-        events: list[tuple[int, str]] = []
+        events = EventList()
         t = hdr.type
         if t == Op.MULTI:
             result = self._apply_multi(hdr, txn.body, events)
@@ -837,7 +858,7 @@ class DataTree:
             node.mtime = hdr.time
             node.mzxid = hdr.zxid
             node.version = body.version
-            events.append((EventType.NODE_DATA_CHANGED, body.path))
+            events.add(EventType.NODE_DATA_CHANGED, body.path, node.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
         if t == Op.SET_ACL:
             node = self._nodes.get(body.path)
@@ -885,8 +906,8 @@ class DataTree:
                 self._ttls[path] = None
             else:
                 self._ephemerals.setdefault(owner, {})[path] = None
-        events.append((EventType.NODE_CREATED, path))
-        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+        events.add(EventType.NODE_CREATED, path, acl)
+        events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
         return node
 
     def _delete_node(self, path: str, zxid: int, events) -> None:
@@ -912,8 +933,8 @@ class DataTree:
                 es = self._ephemerals.get(owner)
                 if es is not None:
                     es.pop(path, None)
-        events.append((EventType.NODE_DELETED, path))
-        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+        events.add(EventType.NODE_DELETED, path, node.acl)
+        events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
 
     def _kill_session(self, sid: int, zxid: int, paths, events) -> None:
         local = self._ephemerals.pop(sid, None)
