@@ -113,7 +113,7 @@ def test_merged_watch_reports_match_the_simple_ones(script):
     by_w = {w: ps for w, ps in wm.watches_by_watcher().items() if ps}
     by_p = {p: ws for p, ws in wm.watches_by_path().items() if ws}
     assert {w: set(ps) for w, ps in wm.by_watcher_merged().items()} == by_w
-    got = [(p, set(ws)) for p, ws in wm.by_path_sorted() if ws]
+    got = [(p, set(e) if isinstance(e, dict) else {e}) for p, e in wm.by_path_sorted()]
     assert got == sorted(by_p.items())
     paths = set().union(*by_w.values()) if by_w else set()
     assert wm.summary_all() == (len(by_w), len(paths), sum(len(v) for v in by_w.values()))

@@ -536,20 +536,19 @@ def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
 
     out = []
     append = out.append
-    for path, watchers in server.watches.by_path_sorted():
-        if not watchers:
-            continue
-        append(path)
-        if len(watchers) == 1:
-            (w,) = watchers
-            s = alone.get(w)
+    # an entry is a dict of watchers, or the one watcher of that path
+    for path, entry in server.watches.by_path_sorted():
+        if type(entry) is not dict:
+            s = alone.get(entry)
             if s is None:
-                line_of(w)
-                s = alone[w]
+                line_of(entry)
+                s = alone[entry]
+            append(path)
             append(s)
-        else:
+        elif entry:
+            append(path)
             append("\n")
-            by_sid = dict(line_of(w) for w in watchers)
+            by_sid = dict(line_of(w) for w in entry)
             out.extend(by_sid[sid] for sid in sorted(by_sid))
     append("\n")
     return "".join(out)

@@ -22,7 +22,6 @@ Watchers are any hashable object (the server passes its session/connection).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from operator import itemgetter
 from typing import Any
 
 from ..wire.constants import EventType, WatcherType
@@ -277,20 +276,25 @@ class WatchManager:
                 out.setdefault(p, set()).update(e if type(e) is dict else (e,))
         return out
 
-    def by_path_sorted(self) -> list[tuple[str, tuple | dict]]:
-        """(path, watchers) for every watched path in path order, data and child
-        watches merged (`wchp`); one sort of the paths, no per-path copies when
-        only one kind of watch is set there."""
+    def by_path_sorted(self) -> list[tuple[str, Any]]:
+        """(path, entry) for every watched path in path order, data and child
+        watches merged (`wchp`). An entry is a dict of watchers (it may hold just
+        one) or a single watcher itself, as the tables keep them (no per-path
+        object is made for a flood of one session's watches)."""
         dt, ct = self.data.table, self.child.table
         if not ct or not dt:
-            items = sorted((dt or ct).items(), key=itemgetter(0))
-            return [(p, e if type(e) is dict else (e,)) for p, e in items]
+            return sorted((dt or ct).items())  # paths are unique: entries never compared
         out = []
         at_d, at_c = self.data.watchers_at, self.child.watchers_at
         for p in sorted(dt.keys() | ct.keys()):
             a = at_d(p)
             b = at_c(p)
-            out.append((p, dict.fromkeys([*a, *b]) if a and b else (a or b)))
+            if a and b:
+                merged = dict.fromkeys([*a, *b])
+                out.append((p, merged if len(merged) > 1 else next(iter(merged))))
+            else:
+                e = a or b
+                out.append((p, e if type(e) is dict else e[0]))
         return out
 
     def by_watcher_merged(self) -> dict[Any, dict[str, None]]:
