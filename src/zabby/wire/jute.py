@@ -164,10 +164,10 @@ class EncodedStrings(list):
     append = extend = insert = pop = remove = clear = sort = reverse = _immutable
 
 
-def encoded_strings(items) -> EncodedStrings:
-    es = EncodedStrings(items)
+def encoded_strings(items: list) -> EncodedStrings:
     out = bytearray()
-    _write_ustring_vector(out, list(items))
+    _write_ustring_vector(out, items)  # a plain list: encoded item by item
+    es = EncodedStrings(items)
     es.encoded = bytes(out)
     return es
 
