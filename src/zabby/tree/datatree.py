@@ -65,6 +65,23 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
 _CHECK = int(Op.CHECK)
+_CHECK_OK = (_CHECK, 0, None)  # a check's result in a multi reply
+# Opcodes as plain ints for the per-op paths of prepare/apply: comparing an int
+# with an IntEnum member costs ~90 ns (the class attribute lookup), with an int ~12.
+_OP_CHECK = int(Op.CHECK)
+_CHECK_OK = (_CHECK, 0, None)  # a check's result in a multi reply
+_OP_CLOSE_SESSION = int(Op.CLOSE_SESSION)
+_OP_CREATE = int(Op.CREATE)
+_OP_CREATE2 = int(Op.CREATE2)
+_OP_CREATE_CONTAINER = int(Op.CREATE_CONTAINER)
+_OP_CREATE_SESSION = int(Op.CREATE_SESSION)
+_OP_CREATE_TTL = int(Op.CREATE_TTL)
+_OP_DELETE = int(Op.DELETE)
+_OP_DELETE_CONTAINER = int(Op.DELETE_CONTAINER)
+_OP_ERROR = int(Op.ERROR)
+_OP_RECONFIG = int(Op.RECONFIG)
+_OP_SET_ACL = int(Op.SET_ACL)
+_OP_SET_DATA = int(Op.SET_DATA)
 # A directory with at least this many children keeps its last listing (names in
 # ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
 _LISTING_CACHE_MIN = 1024
@@ -534,7 +551,7 @@ class DataTree:
         failed = False
         for op, req in ops:
             if failed:
-                subs.append((int(Op.ERROR), ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
+                subs.append((_OP_ERROR, ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
                 continue
             if op == _TTL_AS_CREATE:
                 # a create op whose flags say TTL becomes a createTTL op without a
@@ -545,26 +562,26 @@ class DataTree:
                 subs.append(self._prep(op, req, ctx))
             except _KErr as e:
                 failed = True
-                subs.append((int(Op.ERROR), ErrorTxn(e.err)))
+                subs.append((_OP_ERROR, ErrorTxn(e.err)))
                 self._rollback(ctx.zxid, saved)
         return MultiTxn.of(subs)
 
     def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
         if op in _CREATE_OPS:
             return self._prep_create(op, req, ctx)
-        if op == Op.DELETE:
+        if op == _OP_DELETE:
             return self._prep_delete(req, ctx)
-        if op == Op.SET_DATA:
+        if op == _OP_SET_DATA:
             return self._prep_set_data(req, ctx)
-        if op == Op.SET_ACL:
+        if op == _OP_SET_ACL:
             return self._prep_set_acl(req, ctx)
-        if op == Op.CHECK:
+        if op == _OP_CHECK:
             return self._prep_check(req, ctx)
-        if op == Op.DELETE_CONTAINER:
+        if op == _OP_DELETE_CONTAINER:
             return self._prep_delete_container(req, ctx)
-        if op == Op.CREATE_SESSION:
-            return int(Op.CREATE_SESSION), CreateSessionTxn(int(req))
-        if op == Op.CLOSE_SESSION:
+        if op == _OP_CREATE_SESSION:
+            return _OP_CREATE_SESSION, CreateSessionTxn(int(req))
+        if op == _OP_CLOSE_SESSION:
             return self._prep_close_session(ctx)
         raise _KErr(Err.UNIMPLEMENTED)
 
@@ -792,65 +809,68 @@ class DataTree:
 
     def _apply_multi(self, hdr: TxnHeader, body: MultiTxn, events) -> ApplyResult:
         subs = body.ops()
-        failed = any(t == Op.ERROR for t, _ in subs)
+        failed = any(t == _OP_ERROR for t, _ in subs)
         post_failed = False
         results: list[tuple[int, int, Record | None]] = []
         first_err = 0
         for t, b in subs:
-            if t == Op.CREATE2:
+            if t == _OP_CREATE2:
                 # ZooKeeper 3.8's multi replay has no case for create2: it stops
                 # here (IOException), keeping what was applied before.
                 break
-            if t == Op.ERROR:
+            if t == _OP_ERROR:
                 post_failed = True
             elif failed:
-                t = int(Op.ERROR)
+                t = _OP_ERROR
                 b = ErrorTxn(int(Err.RUNTIMEINCONSISTENCY) if post_failed else 0)
-            if t == Op.ERROR:
+            if t == _OP_ERROR:
                 err = b.err
-                results.append((int(Op.ERROR), err, ErrorResponse(err)))
+                results.append((_OP_ERROR, err, ErrorResponse(err)))
                 if err and not first_err:
                     first_err = err
+                continue
+            if t == _OP_CHECK:  # nothing to apply
+                results.append(_CHECK_OK)
                 continue
             try:
                 resp, _path = self._apply_one(t, b, hdr, events)
             except _KErr as e:
-                if t == Op.CREATE and e.err == Err.NODEEXISTS:
+                if t == _OP_CREATE and e.err == Err.NODEEXISTS:
                     self._fix_parent_cversion(b, hdr.zxid)
-                results.append((int(Op.ERROR), e.err, ErrorResponse(e.err)))
+                results.append((_OP_ERROR, e.err, ErrorResponse(e.err)))
                 if not first_err:
                     first_err = e.err
                 continue
-            if t == Op.CREATE:
-                results.append((int(Op.CREATE), 0, resp))
-            elif t in (Op.CREATE_TTL, Op.CREATE_CONTAINER):
-                results.append((int(Op.CREATE2), 0, resp))
-            elif t in (Op.DELETE, Op.DELETE_CONTAINER):
-                results.append((int(Op.DELETE), 0, None))
-            elif t == Op.CHECK:
-                results.append((int(Op.CHECK), 0, None))
+            if t == _OP_CREATE:
+                results.append((_OP_CREATE, 0, resp))
+            elif t in (_OP_CREATE_TTL, _OP_CREATE_CONTAINER):
+                results.append((_OP_CREATE2, 0, resp))
+            elif t in (_OP_DELETE, _OP_DELETE_CONTAINER):
+                results.append((_OP_DELETE, 0, None))
+            elif t == _OP_CHECK:
+                results.append((_OP_CHECK, 0, None))
             else:
                 results.append((int(t), 0, resp))
         return ApplyResult(Err.OK, MultiResponse(results), events, None, first_err)
 
     def _apply_one(self, t: int, body, hdr: TxnHeader, events):
         """Apply one (sub)txn; returns (response, path) or raises _KErr."""
-        if t == Op.CREATE or t == Op.CREATE2:
+        if t == _OP_CREATE or t == _OP_CREATE2:
             owner = hdr.clientId if body.ephemeral else 0
             node = self._create_node(body.path, body.data, body.acl, owner,
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
-            if t == Op.CREATE:
+            if t == _OP_CREATE:
                 return PathResponse(body.path), body.path
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
-        if t == Op.CREATE_TTL or t == Op.CREATE_CONTAINER:
-            owner = zn.ttl_owner(body.ttl) if t == Op.CREATE_TTL else zn.CONTAINER_OWNER
+        if t == _OP_CREATE_TTL or t == _OP_CREATE_CONTAINER:
+            owner = zn.ttl_owner(body.ttl) if t == _OP_CREATE_TTL else zn.CONTAINER_OWNER
             node = self._create_node(body.path, body.data, body.acl, owner,
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
-        if t == Op.DELETE or t == Op.DELETE_CONTAINER:
+        if t == _OP_DELETE or t == _OP_DELETE_CONTAINER:
             self._delete_node(body.path, hdr.zxid, events)
             return None, body.path
-        if t == Op.SET_DATA or t == Op.RECONFIG:
+        if t == _OP_SET_DATA or t == _OP_RECONFIG:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
@@ -860,21 +880,21 @@ class DataTree:
             node.version = body.version
             events.add(EventType.NODE_DATA_CHANGED, body.path, node.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == Op.SET_ACL:
+        if t == _OP_SET_ACL:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
             node.aversion = body.version
             node.acl = intern_acl(body.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == Op.CHECK:
+        if t == _OP_CHECK:
             return None, body.path
-        if t == Op.ERROR:
+        if t == _OP_ERROR:
             raise _KErr(body.err)
-        if t == Op.CREATE_SESSION:
+        if t == _OP_CREATE_SESSION:
             self.sessions[hdr.clientId] = body.timeOut
             return None, None
-        if t == Op.CLOSE_SESSION:
+        if t == _OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
         raise _KErr(Err.UNIMPLEMENTED)

@@ -47,6 +47,7 @@ from .records import (
 _REPLY_HDR = struct.Struct(">iiqi")  # length, xid, zxid, err
 _REQ_HDR = struct.Struct(">ii")
 _MULTI_HDR = struct.Struct(">iBi")  # MultiHeader: type, done, err
+_MULTI_DONE = _MULTI_HDR.pack(-1, 1, -1)
 
 
 class MultiRequest:
@@ -58,10 +59,11 @@ class MultiRequest:
         self.ops = ops if ops is not None else []
 
     def encode(self, out: bytearray) -> None:
+        pack = _MULTI_HDR.pack
         for op, rec in self.ops:
-            MultiHeader(op, False, -1).encode(out)
+            out += pack(op, 0, -1)  # MultiHeader(op, False, -1)
             rec.encode(out)
-        MultiHeader(-1, True, -1).encode(out)
+        out += _MULTI_DONE
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiRequest, int]:
@@ -108,11 +110,12 @@ class MultiResponse:
         self.results = results if results is not None else []
 
     def encode(self, out: bytearray) -> None:
+        pack = _MULTI_HDR.pack
         for op, err, body in self.results:
-            MultiHeader(op, False, err).encode(out)
+            out += pack(op, 0, err)  # MultiHeader(op, False, err)
             if body is not None:
                 body.encode(out)
-        MultiHeader(-1, True, -1).encode(out)
+        out += _MULTI_DONE
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiResponse, int]:
