@@ -61,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         self.inflight = 0
         self.pumping = False
         self.auth: list = []  # authenticated ids of this connection
+        self.sasl = None  # this connection's SASL exchange (server.sasl)
         # statistics for `cons` and mntr
         self.established = time.time()
         self.packets_received = 0

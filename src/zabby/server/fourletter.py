@@ -383,7 +383,7 @@ def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
     port = getattr(server, "port", None) or cfg.client_port
     lines = [
         ("clientPort", port),
-        ("secureClientPort", -1),
+        ("secureClientPort", getattr(server, "secure_port", None) or -1),
         ("dataDir", data),
         ("dataDirSize", dir_size(data)),
         ("dataLogDir", logd),

@@ -37,6 +37,11 @@ HOST = "127.0.0.1"
 # its own dependencies (netty, jetty, jackson, ...); we add a logging binding.
 ZK_JAR_DIR = Path(os.environ.get("ZABBY_ZK_JAR_DIR", "/usr/share/java"))
 ZK_LOG_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
+# Netty jars zookeeper.jar's manifest leaves out but its TLS (NettyServerCnxnFactory with
+# an SslHandler, ClientCnxnSocketNetty) needs; Debian's libnetty-java, which the
+# zookeeper package pulls in, ships them.
+ZK_NETTY_JARS = ("netty-codec.jar", "netty-resolver.jar",
+                 "netty-transport-native-unix-common.jar")
 # Flags that make the JVM start quickly and stay small; ZooKeeper start time is most
 # of the differential suite's fixed cost.
 JVM_FLAGS = (
@@ -328,7 +333,8 @@ class ZooKeeperServer(_Server):
         override = os.environ.get("ZABBY_ZK_CLASSPATH")
         if override:
             return f"{override}:{self.dir}"
-        jars = [ZK_JAR_DIR / "zookeeper.jar"] + [ZK_JAR_DIR / j for j in ZK_LOG_JARS]
+        jars = [ZK_JAR_DIR / "zookeeper.jar"] + [
+            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS)]
         return ":".join([*(str(j) for j in jars), str(self.dir)])
 
     def command(self) -> list[str]:

@@ -16,6 +16,7 @@ import weakref
 
 from ..wire.constants import Err, Perm
 from ..wire.records import ACL, Id
+from .x500 import x500_name_valid
 
 __all__ = [
     "ACLError",
@@ -311,8 +312,10 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
             ok = _digest_valid(ident.id)
         elif scheme == "ip":
             ok = ip_valid(ident.id)
+        elif scheme == "x509":
+            ok = x500_name_valid(ident.id)  # X509AuthenticationProvider.isValid
         else:
-            ok = True  # x509 / sasl: any name (zabby does not parse DNs or principals here)
+            ok = True  # sasl: any name
         if not ok:
             raise ACLError(Err.INVALIDACL)
         out.append(a)
