@@ -178,8 +178,9 @@ def _load(tmp_path, jaas_text, extra="", props=None):
 @pytest.mark.parametrize("jaas_text, extra, props, msg", [
     (None, "", {}, "cannot read"),
     ("Server { x required", "", {}, "expected"),
-    ("Client { org.apache.zookeeper.server.auth.DigestLoginModule required; };", "", {},
-     "no section 'Server'"),
+    ("Client { org.apache.zookeeper.server.auth.DigestLoginModule required; };",
+     f"authProvider.1={SASL_PROVIDER}\nsessionRequireClientSASLAuth=true\n", {},
+     "has no 'Server' section, but clients must authenticate"),
     (jaas_server_section({"a": "b"}), "", {"zookeeper.sasl.serverconfig": "Other"},
      "no section 'Other'"),
 
@@ -290,3 +291,13 @@ def test_kazoo_when_sasl_is_required(tmp_path, jaas):
         rc.connect()
         r = rc.request(Op.WHO_AM_I, Empty())
         assert r.err == -124 and rc.wait_closed(2.0)
+
+
+@pytest.mark.parametrize("jaas_text", ["", "Client { org.apache.zookeeper.server.auth."
+                                       "DigestLoginModule required; };"])
+def test_jaas_without_server_section_means_no_client_sasl(tmp_path, jaas_text, caplog):
+    """As ZooKeeper (and kazoo's own test harness, which passes an empty JAAS file):
+    no client SASL, nobody can log in as sasl, and a warning says so."""
+    sec = _load(tmp_path, jaas_text, f"authProvider.1={SASL_PROVIDER}\n")
+    assert sec.sasl.users is None and sec.sasl.kerberos is None
+    assert "no SASL for clients" in caplog.text

@@ -114,16 +114,13 @@ def load_sasl(settings: SecuritySettings, providers: set[str], *,
     """Take the SASL and policy keys; ConfigError for anything zabby cannot honour.
 
     `providers` are the registered ACL schemes (ip, digest, and those of authProvider.N).
-    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (server.quorum_auth), so
-    a file without the client section is not a mistake unless the section was named."""
+    `quorum_sasl`: the JAAS file is (also) there for quorum SASL (server.quorum_auth).
+    A file without the client section means no client SASL (as in ZooKeeper), unless the
+    section was named (sasl.serverconfig) or SASL is required: then it refuses to start."""
     s = SaslSettings()
     path = settings.take(JAAS_KEY)
     named_section = settings.take(SECTION_KEY)
     s.section = named_section or DEFAULT_SECTION
-    if quorum_sasl and path and not named_section and _section_missing(path, s.section):
-        log.info("%s has no %r section: no SASL for clients (the file serves quorum SASL)",
-                 path, s.section)
-        path = None
     for key in _CLIENT_ONLY:
         # ZooKeeper's client reads these (zkEnv.sh's JVMFLAGS reach client and server
         # alike); a server has nothing to do with them
@@ -155,6 +152,20 @@ def load_sasl(settings: SecuritySettings, providers: set[str], *,
                     f"authentication scheme {scheme!r} is not available (register it with "
                     "authProvider.N, e.g. org.apache.zookeeper.server.auth."
                     "SASLAuthenticationProvider for sasl); refusing to start")
+    if path and not named_section and _section_missing(path, s.section):
+        # ZooKeeper runs without client SASL then (kazoo's own test harness gives an empty
+        # JAAS file). Nobody can log in as sasl, so nothing is less secure than configured,
+        # unless a client is required to: then no client could ever get in.
+        if s.enforce and "sasl" in s.enforce_schemes:
+            raise settings.error(JAAS_KEY, path, f"has no {s.section!r} section, but clients "
+                                 "must authenticate with SASL; refusing to start")
+        if quorum_sasl:
+            log.info("%s has no %r section: no SASL for clients (the file serves quorum "
+                     "SASL)", path, s.section)
+        else:
+            log.warning("%s has no %r section: no SASL for clients (a SASL login gets no "
+                        "identity)", path, s.section)
+        path = None
     rules = settings.take("security.auth_to_local")
     if rules is not None and rules.strip() != "DEFAULT":
         raise settings.error("security.auth_to_local", rules,
