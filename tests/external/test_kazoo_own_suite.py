@@ -1,0 +1,71 @@
+"""kazoo's own TLS and SASL tests, run unchanged against zabby.
+
+kazoo's test harness (kazoo.testing) starts "ZooKeeper" as `java ... QuorumPeerMain
+zoo.cfg` with its own zoo.cfg (secureClientPort, JKS key stores it writes with pyjks,
+authProvider.1=SASLAuthenticationProvider, NettyServerCnxnFactory) and its own JAAS file
+through -Djava.security.auth.login.config. kazoo_suite/java stands in for java and runs
+`zabby serve --config zoo.cfg -D...` with the very same arguments, so this checks that an
+existing ZooKeeper start command and configuration work against zabby as they are.
+
+The harness needs an older pyOpenSSL than zabby's cryptography pin allows, so the suite
+runs in a venv of its own (.venv-kazoo-suite, made once from kazoo_suite/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zabby.testing.servers import free_port
+
+pytestmark = pytest.mark.external
+
+HERE = Path(__file__).parent / "kazoo_suite"
+ROOT = Path(__file__).resolve().parents[2]
+VENV = ROOT / ".venv-kazoo-suite"
+
+
+def _suite_python() -> str:
+    py = VENV / "bin" / "python"
+    stamp = VENV / ".installed"
+    req = HERE / "requirements.txt"
+    if not stamp.exists() or stamp.read_text() != req.read_text():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=120)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(req)],
+                       check=True, timeout=600)
+        stamp.write_text(req.read_text())
+    return str(py)
+
+
+@pytest.mark.parametrize("selection, jaas, expect", [
+    (["kazoo.tests.test_sasl"], "digest", "4 passed"),
+    (["kazoo.tests.test_client", "-k", "ssl"], None, "1 passed"),
+])
+def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect):
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{HERE}{os.pathsep}{env.get('PATH', '')}",
+        "ZABBY_PYTHON": sys.executable,
+        "PYTHONPATH": str(ROOT / "src"),  # for the server the shim starts
+        "ZOOKEEPER_VERSION": "3.8.0",
+        "ZOOKEEPER_CLASSPATH": "/usr/share/java",
+        "ZOOKEEPER_CLUSTER_SIZE": "1",
+        # kazoo's harness uses four consecutive ports from the offset
+        "ZOOKEEPER_PORT_OFFSET": str(free_port()),
+    })
+    env.pop("ZOOKEEPER_JAAS_AUTH", None)
+    if jaas:
+        env["ZOOKEEPER_JAAS_AUTH"] = jaas
+    p = subprocess.run(
+        [_suite_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
+         *selection],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    tail = (p.stdout + p.stderr)[-3000:]
+    assert p.returncode == 0, tail
+    assert expect in p.stdout, tail
