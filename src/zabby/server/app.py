@@ -119,6 +119,20 @@ async def _autopurge(config: ServerConfig) -> None:
             log.exception("autopurge failed")
 
 
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit, as the JVM does for ZooKeeper: every
+    client costs a descriptor, and 1024 is easily reached."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover
+        pass
+
+
 def run(config: ServerConfig) -> None:
+    raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config))

@@ -117,6 +117,9 @@ class ServerConfig:
     security: dict[str, str] = field(default_factory=dict)
     max_cnxns: int = 0  # maxCnxns: connections in all, 0 = unlimited
     global_outstanding_limit: int = 1000  # globalOutstandingLimit
+    # zookeeper.nio.sessionlessCnxnTimeout (ms): a connection with no ConnectRequest
+    # after this long is closed
+    sessionless_cnxn_timeout: int = 10000
     snap_count: int = 100000  # snapCount
     # snapshot.compression.method: "" (none) or "gz"; ZooKeeper also knows "snappy",
     # which we accept as our zlib compression too
@@ -375,7 +378,7 @@ _SYSPROP_KEYS = frozenset(
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
         "snapshot.compression.method", "globalOutstandingLimit",
-        "serverCnxnFactory",
+        "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -688,6 +691,8 @@ class _Parser:
             c.max_cnxns = self.at_least(key, value, self.int32(key, value), 0)
         elif canon == "globalOutstandingLimit":
             c.global_outstanding_limit = self.at_least(key, value, self.int32(key, value), 1)
+        elif canon == "nio.sessionlessCnxnTimeout":
+            c.sessionless_cnxn_timeout = self.at_least(key, value, self.int32(key, value), 1)
         elif canon == "serverCnxnFactory":
             if value not in SERVER_CNXN_FACTORIES:
                 raise self.error(key, value, "is not a server connection factory zabby knows "

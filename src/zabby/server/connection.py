@@ -20,6 +20,20 @@ log = logging.getLogger("zabby.server.cnxn")
 
 _REQ_HDR = struct.Struct(">ii")
 
+# Output queued for one connection is capped: the transport's buffer pauses writing
+# above OUTPUT_HIGH, and `pump` stops answering (and the connection stops being read)
+# while the transport is paused or the replies made in this turn reach OUTPUT_HIGH.
+# What one connection can hold is then ~2 * OUTPUT_HIGH plus one reply (<= jute.maxbuffer).
+OUTPUT_HIGH = 256 * 1024
+OUTPUT_LOW = 64 * 1024
+# Requests read but not answered, per connection: above this it is not read.
+MAX_OUTSTANDING = 1000
+
+# why a connection is not being read (bits of ClientConnection.read_paused)
+PAUSE_OUTPUT = 1  # its client does not read its replies
+PAUSE_BACKLOG = 2  # MAX_OUTSTANDING requests of its own are waiting
+PAUSE_GLOBAL = 4  # the server has globalOutstandingLimit writes in flight
+
 
 class _Malformed:
     """Stands for a request body that did not decode."""
@@ -54,13 +68,19 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.closing = False  # close after the pending output is flushed
         self._out: list[bytes | bytearray] = []
+        self._out_bytes = 0  # in _out, not yet given to the transport
         self._flush_scheduled = False
         self._receiving = False
+        # back-pressure: the transport's buffer is above its high-water mark
+        self.write_paused = False
+        self.stalled = False  # pump stopped for output; resume once it drains
+        self.read_paused = 0  # PAUSE_* bits; read only while 0
         # request pipeline state (see ZabbyServer.pump)
         self.backlog: deque = deque()
         self.inflight = 0
         self.pumping = False
-        self.auth: list = []  # authenticated ids of this connection
+        self.auth: list = []  # authenticated ids of this connection, in order
+        self.auth_set: set = set()  # the same ids, for O(1) membership
         # statistics for `cons` and mntr
         self.established = time.time()
         self.packets_received = 0
@@ -83,6 +103,8 @@ class ClientConnection(asyncio.Protocol):
         if not self.server.accept_connection(self):
             self.closed = True
             transport.abort()
+            return
+        transport.set_write_buffer_limits(high=OUTPUT_HIGH, low=OUTPUT_LOW)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
@@ -141,19 +163,49 @@ class ClientConnection(asyncio.Protocol):
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
-        # a client that does not read its replies stops being read
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # a client that does not read its replies stops being read and answered
+        self.write_paused = True
+        self.pause(PAUSE_OUTPUT)
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
+        self.write_paused = False
+        if self.closed:
+            return
+        if self.stalled:
+            self._resume_pump()
+        else:
+            self.resume(PAUSE_OUTPUT)
+
+    @property
+    def output_full(self) -> bool:
+        """Answer no more requests for now: the replies would only pile up."""
+        return self.write_paused or self._out_bytes >= OUTPUT_HIGH
+
+    def _resume_pump(self) -> None:
+        # later in this turn, not from inside a write or a flush
+        self.stalled = False
+        asyncio.get_running_loop().call_soon(self.server.resume_pump, self)
+
+    def pause(self, why: int) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+            self.server.read_paused(self, True)
+        self.read_paused |= why
+
+    def resume(self, why: int) -> None:
+        if not self.read_paused & why:
+            return
+        self.read_paused &= ~why
+        if not self.read_paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+            self.server.read_paused(self, False)
 
     # ------------------------------------------------------------ output
     def send(self, data: bytes | bytearray) -> None:
         if self.closed:
             return
         self._out.append(data)
+        self._out_bytes += len(data)
         self.packets_sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -165,16 +217,21 @@ class ClientConnection(asyncio.Protocol):
         out = self._out
         if not out or self.closed or self.transport is None:
             out.clear()
+            self._out_bytes = 0
             if self.closing:  # close_after_flush with nothing to send
                 self._close_now()
             return
         self._out = []
+        self._out_bytes = 0
         if len(out) == 1:
             self.transport.write(out[0])
         else:
             self.transport.write(b"".join(out))
         if self.closing:
             self._close_now()
+        elif self.stalled and not self.write_paused:
+            # pump stopped at OUTPUT_HIGH of unflushed replies; they are written now
+            self._resume_pump()
 
     def close_after_flush(self) -> None:
         """Send what is queued, then close (used after closeSession, auth failure...)."""
@@ -196,6 +253,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self._out.clear()
+            self._out_bytes = 0
             self.transport.abort()
             self.server.connection_closed(self)
 
