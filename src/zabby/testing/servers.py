@@ -281,6 +281,16 @@ class ZabbyServer(_Server):
         return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path),
                 *self.jvm_flags]
 
+    def env(self) -> dict[str, str]:
+        # The child runs in the server's own directory, so a relative PYTHONPATH
+        # (PYTHONPATH=src) would not resolve there and it would import whichever
+        # zabby is installed: put this process's zabby first.
+        env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[2])
+        rest = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([here, *(p for p in rest if p != here)])
+        return env
+
     def serving(self) -> bool:
         if not any(str(k).startswith("server.") for k in self.cfg):
             return True
