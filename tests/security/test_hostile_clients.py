@@ -377,3 +377,33 @@ def test_watch_flood_memory_is_measured(zabby):
         assert zabby.ruok()
     finally:
         s.close()
+
+
+def test_ensemble_leader_freeze_does_not_expire_sessions(tmp_path):
+    """The leader tracks expiry from the touches members relay. Stopped for 2.5 s
+    (less than syncLimit, so it stays leader) with 1 s sessions on the followers:
+    the touches queued in its sockets meanwhile; no session may expire."""
+    from zabby.testing import ZabbyEnsemble
+
+    with ZabbyEnsemble(tmp_path / "ens", 3, tickTime=200, syncLimit=25, initLimit=25) as ens:
+        leader = ens.leader(timeout=30)
+        followers = [m for i, m in ens.members.items() if i != leader]
+        clients = []
+        try:
+            for i, m in enumerate(followers):
+                c = _kazoo(m.hosts, timeout=1.0)
+                c.create(f"/eph-f{i}", ephemeral=True)
+                clients.append(c)
+            freeze(ens.members[leader].pid, 2.5)
+            time.sleep(2.5)
+            assert ens.leader(timeout=10) == leader
+            check = _kazoo(followers[0].hosts)
+            try:
+                check.sync("/")
+                kids = set(check.get_children("/"))
+            finally:
+                _close(check)
+            assert {f"eph-f{i}" for i in range(len(followers))} <= kids, kids
+        finally:
+            for c in clients:
+                _close(c)

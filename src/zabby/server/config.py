@@ -441,6 +441,12 @@ def _canonical(key: str) -> str | None:
     return None
 
 
+def is_secret_key(key: str) -> bool:
+    """A setting whose value must never be printed or logged."""
+    low = key.lower()
+    return any(w in low for w in ("password", "passwd", "secret", "digest", "credential"))
+
+
 _PARSE_INT = re.compile(r"[+-]?[0-9]+")
 _DECODE_INT = re.compile(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]+)|(0)([0-7]+)|([0-9]+))")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -460,6 +466,9 @@ class _Parser:
             msg = f"{self.where}: {reason}"
         elif value is None:
             msg = f"{self.where}: {key}: {reason}"
+        elif is_secret_key(key):
+            # an error message is printed and logged: never echo a secret
+            msg = f"{self.where}: {key}: (value hidden) {reason}"
         else:
             msg = f"{self.where}: {key}: {value!r} {reason}"
         return ConfigError(msg, source=self.source, key=key, value=value)

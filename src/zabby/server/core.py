@@ -212,21 +212,16 @@ class ZabbyServer:
                     log.warning("event loop stalled for %d ms; session deadlines extended",
                                 late // 1_000_000)
             try:
+                self._expire_handshakes()  # on every server, leader or not
                 self.tick()
             except Exception:
                 log.exception("error in session/container housekeeping")
 
     def tick(self) -> None:
         """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
-        self._expire_handshakes()
         now = self.monotonic_ms()
-        for conn in self._not_read:
-            # the server chose not to read these (back-pressure): what waits in their
-            # sockets may be pings, so their sessions stay alive -- unless the client
-            # itself stopped reading its replies
-            s = conn.session
-            if s is not None and not conn.read_paused & PAUSE_OUTPUT:
-                self.sessions.touch(s, now)
+        for s in self.throttled_sessions():
+            self.sessions.touch(s, now)
         for s in list(self.sessions.expired(now)):
             log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
             self.close_session(s)
@@ -328,6 +323,13 @@ class ZabbyServer:
         self._handshakes[conn] = (
             time.monotonic_ns() + self.config.sessionless_cnxn_timeout * 1_000_000)
         return True
+
+    def throttled_sessions(self) -> list[Session]:
+        """Sessions of connections the server chose not to read (back-pressure): what
+        waits in their sockets may be pings, so they count as alive -- unless their
+        client itself stopped reading its replies."""
+        return [c.session for c in self._not_read
+                if c.session is not None and not c.read_paused & PAUSE_OUTPUT]
 
     def _expire_handshakes(self) -> None:
         """Close connections that sent no ConnectRequest within sessionlessCnxnTimeout
@@ -706,12 +708,15 @@ class ZabbyServer:
         elif body.scheme == "ip":
             ident = Id("ip", conn.peer[0])
         if ident is None:
-            log.warning("No authentication provider for scheme: %s has [ip, digest]", body.scheme)
+            # %r: the scheme is the client's string (no forged log lines); the
+            # credential itself is never logged
+            log.warning("No authentication provider for scheme: %r has [ip, digest]",
+                        body.scheme)
             conn.send(encode_reply(xid, 0, Err.AUTHFAILED))
             conn.close_after_flush()
             return
         _add_auth(conn, ident)
-        log.info("Session 0x%x: auth success for scheme %s and address %s:%d",
+        log.info("Session 0x%x: auth success for scheme %r and address %s:%d",
                  (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
         conn.send(encode_reply(xid, 0, Err.OK))
 
