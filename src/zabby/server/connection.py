@@ -26,6 +26,10 @@ _REQ_HDR = struct.Struct(">ii")
 # What one connection can hold is then ~2 * OUTPUT_HIGH plus one reply (<= jute.maxbuffer).
 OUTPUT_HIGH = 256 * 1024
 OUTPUT_LOW = 64 * 1024
+# Output that is not a reply to a request pump chose to answer (watch notifications,
+# addauth replies) is not throttled that way; a client that lets this much pile up
+# unread is disconnected (its session stays: it may reconnect and set its watches).
+OUTPUT_HARD_LIMIT = 64 * 1024 * 1024
 # Requests read but not answered, per connection: above this it is not read.
 MAX_OUTSTANDING = 1000
 
@@ -229,6 +233,10 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(b"".join(out))
         if self.closing:
             self._close_now()
+        elif self.write_paused and self.transport.get_write_buffer_size() > OUTPUT_HARD_LIMIT:
+            log.warning("closing connection from %s:%d: %d bytes of output unread",
+                        *self.peer, self.transport.get_write_buffer_size())
+            self.abort()
         elif self.stalled and not self.write_paused:
             # pump stopped at OUTPUT_HIGH of unflushed replies; they are written now
             self._resume_pump()
