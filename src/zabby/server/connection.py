@@ -30,6 +30,10 @@ OUTPUT_LOW = 64 * 1024
 # addauth replies) is not throttled that way; a client that lets this much pile up
 # unread is disconnected (its session stays: it may reconnect and set its watches).
 OUTPUT_HARD_LIMIT = 64 * 1024 * 1024
+# Writes of one connection handed to the commit pipeline at once; the rest of its
+# backlog waits for them, so a deep pipeline is prepared in slices between which
+# other clients are served.
+MAX_INFLIGHT_WRITES = 128
 # Requests read but not answered, per connection: above this it is not read.
 MAX_OUTSTANDING = 1000
 

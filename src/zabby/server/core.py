@@ -44,6 +44,7 @@ from ..wire.records import (
 from .config import ServerConfig
 from .connection import (
     MALFORMED,
+    MAX_INFLIGHT_WRITES,
     MAX_OUTSTANDING,
     OUTPUT_HIGH,
     PAUSE_BACKLOG,
@@ -507,6 +508,10 @@ class ZabbyServer:
                     break
                 xid, op, body, t0 = q[0]
                 if op in WRITE_OPS:
+                    if conn.inflight >= MAX_INFLIGHT_WRITES:
+                        # the rest is prepared as these commit (_applied pumps):
+                        # one client's pipeline is taken in slices, not in one go
+                        break
                     q.popleft()
                     self._write(conn, xid, op, body, t0)
                 elif conn.inflight:
