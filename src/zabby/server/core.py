@@ -136,7 +136,7 @@ class ZabbyServer:
         self._to_flush: list[ClientConnection] = []
         self._containers_proposed: set[str] = set()
         self._tick_task: asyncio.Task | None = None
-        self._listen_sock: socket.socket | None = None
+        self._listeners: list[tuple[socket.socket, object]] = []
         self._accepting = False
         self._reserve_fd: int | None = None
         self._accept_error_logged = 0.0
@@ -159,9 +159,10 @@ class ZabbyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self._listen_sock = _listen_socket(cfg.client_port_address, cfg.client_port)
-        self.port = self._listen_sock.getsockname()[1]
+        sock = _listen_socket(cfg.client_port_address, cfg.client_port)
+        self.port = sock.getsockname()[1]
         self._reserve_fd = _reserve_fd()
+        self.add_listener(sock)
         self._start_accepting()
         self._tick_task = loop.create_task(self._ticker())
         log.info(
@@ -173,10 +174,10 @@ class ZabbyServer:
     async def stop(self) -> None:
         if self._tick_task:
             self._tick_task.cancel()
-        if self._listen_sock is not None:
-            self._stop_accepting()
-            self._listen_sock.close()
-            self._listen_sock = None
+        self._stop_accepting()
+        for sock, _ssl in self._listeners:
+            sock.close()
+        self._listeners.clear()
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
@@ -236,20 +237,28 @@ class ZabbyServer:
     # Our own accept loop rather than loop.create_server: uvloop closes a listening
     # server for good on an accept error such as EMFILE, so one moment at the
     # file-descriptor limit would lock every new client out until a restart.
+    # A listener is (socket, ssl context or None); a TLS port adds one with
+    # add_listener(sock, ssl_context).
+    def add_listener(self, sock: socket.socket, ssl=None) -> None:
+        self._listeners.append((sock, ssl))
+        if self._accepting:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready, sock, ssl)
+
     def _start_accepting(self) -> None:
-        if self._listen_sock is not None and not self._accepting:
+        if not self._accepting and self._listeners:
             self._accepting = True
-            asyncio.get_running_loop().add_reader(self._listen_sock.fileno(), self._accept_ready)
+            loop = asyncio.get_running_loop()
+            for sock, ssl in self._listeners:
+                loop.add_reader(sock.fileno(), self._accept_ready, sock, ssl)
 
     def _stop_accepting(self) -> None:
-        if self._accepting and self._listen_sock is not None:
+        if self._accepting:
             self._accepting = False
-            asyncio.get_running_loop().remove_reader(self._listen_sock.fileno())
+            loop = asyncio.get_running_loop()
+            for sock, _ssl in self._listeners:
+                loop.remove_reader(sock.fileno())
 
-    def _accept_ready(self) -> None:
-        lsock = self._listen_sock
-        if lsock is None:
-            return
+    def _accept_ready(self, lsock: socket.socket, ssl) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(64):  # then let the loop serve the clients it already has
             try:
@@ -259,24 +268,24 @@ class ZabbyServer:
             except ConnectionAbortedError:
                 continue
             except OSError as e:
-                self._accept_failed(e)
+                self._accept_failed(lsock, e)
                 return
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            loop.create_task(self._adopt(sock))
+            loop.create_task(self._adopt(sock, ssl))
 
-    async def _adopt(self, sock: socket.socket) -> None:
+    async def _adopt(self, sock: socket.socket, ssl) -> None:
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: ClientConnection(self), sock)
-        except OSError as e:
+                lambda: ClientConnection(self), sock, ssl=ssl)
+        except (TimeoutError, OSError) as e:
             log.warning("could not set up an accepted connection: %s", e)
             sock.close()
 
-    def _accept_failed(self, e: OSError) -> None:
+    def _accept_failed(self, lsock: socket.socket, e: OSError) -> None:
         """Out of file descriptors (or buffers): neither spin nor stop listening.
 
         The connection at the head of the queue is accepted with the reserved
@@ -294,7 +303,7 @@ class ZabbyServer:
             os.close(self._reserve_fd)
             self._reserve_fd = None
             try:
-                shed, _ = self._listen_sock.accept()  # type: ignore[union-attr]
+                shed, _ = lsock.accept()
                 shed.close()
             except OSError:
                 pass
