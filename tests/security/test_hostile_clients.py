@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import resource
+import signal
 import socket
 import struct
 import threading
@@ -156,9 +157,13 @@ def test_pipelined_requests_are_throttled_never_dropped(tmp_path):
 
 
 # ---------------------------------------------------------------------------- 2
-def test_sessions_survive_a_server_freeze_longer_than_their_timeout(tmp_path):
-    """Stop the server for 3 s (a GC pause, a busy loop): sessions with a 1 s timeout
-    whose pings wait in the sockets meanwhile must not expire, ephemerals stay."""
+@pytest.mark.parametrize("how", ["busy-loop", "sigstop"])
+def test_sessions_survive_a_server_freeze_longer_than_their_timeout(tmp_path, monkeypatch, how):
+    """Freeze the server's loop for 3 s -- busy (a test hook: SIGUSR2 makes the loop
+    sleep in a callback, as a huge request would) or stopped (SIGSTOP, a GC pause):
+    sessions with a 1 s timeout whose pings wait in the sockets meanwhile must not
+    expire, and their ephemerals stay."""
+    monkeypatch.setenv("ZABBY_TEST_FREEZE_ON_SIGUSR2", "3.0")
     with ZabbyServer(tmp_path / "z", tickTime=200) as srv:
         clients = []
         raws = []
@@ -187,7 +192,11 @@ def test_sessions_survive_a_server_freeze_longer_than_their_timeout(tmp_path):
 
             t = threading.Thread(target=ping_raws, daemon=True)
             t.start()
-            freeze(srv.pid, 3.0)
+            if how == "sigstop":
+                freeze(srv.pid, 3.0)
+            else:
+                os.kill(srv.pid, signal.SIGUSR2)
+                time.sleep(3.0)
             time.sleep(2.5)  # > the session timeout after the pause, with pings flowing
             stop.set()
             t.join(5)

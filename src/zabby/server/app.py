@@ -96,6 +96,13 @@ async def serve(config: ServerConfig, ready=None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover
             pass
+    freeze_s = os.environ.get("ZABBY_TEST_FREEZE_ON_SIGUSR2")
+    if freeze_s:
+        # tests only: SIGUSR2 makes the event loop busy (not stopped) for that many
+        # seconds, as a huge request would; sockets keep filling meanwhile
+        import time
+
+        loop.add_signal_handler(signal.SIGUSR2, time.sleep, float(freeze_s))
     await stop.wait()
     log.info("shutting down")
     if purger is not None:
