@@ -13,12 +13,21 @@ import re
 import pytest
 
 from zabby.testing import ZabbyServer, ZooKeeperServer
-from zabby.testing.differential import run_scenario
+from zabby.testing.differential import digest_acl, run_scenario
 from zabby.testing.pytest_plugin import require_zookeeper
+
+# The super user (test_acl_matrix): addauth digest SUPER_USER:SUPER_PASSWORD passes
+# every ACL check. ZooKeeper reads unknown zoo.cfg keys as "zookeeper."-prefixed
+# system properties, so the same line configures both servers.
+SUPER_USER, SUPER_PASSWORD = "super", "super-secret"
 
 # Same configuration on both sides. A short tick makes session expiry quick:
 # minSessionTimeout = 2 * tickTime = 1000 ms, maxSessionTimeout = 20 * tickTime = 10000 ms.
-DIFF_CFG = {"tickTime": 500, "extendedTypesEnabled": True}
+DIFF_CFG = {
+    "tickTime": 500,
+    "extendedTypesEnabled": True,
+    "DigestAuthenticationProvider.superDigest": digest_acl(SUPER_USER, SUPER_PASSWORD).id.id,
+}
 
 
 def candidate_kind() -> str:

@@ -100,6 +100,8 @@ class ServerConfig:
     data_dir: str = "./zabby-data"  # dataDir
     data_log_dir: str | None = None  # dataLogDir (None -> data_dir)
     client_port: int = 2181  # clientPort (0 is accepted here only: "any free port")
+    # False when a zoo.cfg sets no clientPort: with secureClientPort, TLS only (as ZooKeeper)
+    client_port_given: bool = True
     # ZooKeeper binds 0.0.0.0 when a zoo.cfg has no clientPortAddress, and so do we for a
     # file; the embedded default (no file) listens on loopback only.
     client_port_address: str = "127.0.0.1"  # clientPortAddress
@@ -391,6 +393,7 @@ _SECURITY_KEYS = frozenset(
         "sslQuorumReloadCertFiles", "client.portUnification", "allowSaslFailedClients",
         "sessionRequireClientSASLAuth", "superUser", "java.security.auth.login.config",
         "java.security.krb5.conf", "javax.security.auth.useSubjectCredsOnly",
+        "security.auth_to_local",
     }
 )
 _SECURITY_PREFIXES = (
@@ -902,6 +905,8 @@ class _Parser:
         elif me is not None:
             me = replace(me, client_host=c.client_port_address, client_port=c.client_port)
             c.servers[me.id] = me
+        c.client_port_given = "clientPort" in settings or (
+            me is not None and me.client_port is not None)
         if me is not None and me.role != c.peer_type:
             log.warning("%s: peerType %s does not match server.%d (%s); using the server list",
                         self.where, c.peer_type, me.id, me.role)

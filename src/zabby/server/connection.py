@@ -89,6 +89,7 @@ class ClientConnection(asyncio.Protocol):
         self.pumping = False
         self.auth: list = []  # authenticated ids of this connection, in order
         self.auth_set: set = set()  # the same ids, for O(1) membership
+        self.sasl = None  # this connection's SASL exchange (server.sasl)
         # statistics for `cons` and mntr
         self.established = time.time()
         self.packets_received = 0

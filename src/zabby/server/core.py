@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
-from ..tree.acl import digest_id
+from ..tree.acl import check_perm, digest_id
 from ..wire import (
     XID_PING,
     AddWatchMode,
@@ -52,6 +52,8 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
+from .sasl import SaslService, SaslSettings
+from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
@@ -64,6 +66,7 @@ _TREE_READS = frozenset(
     }
 )
 _CONNECTED = KeeperState.SYNC_CONNECTED
+_READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 
 
@@ -100,6 +103,13 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
+        # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
+        self.sasl = SaslService(self.security.sasl or SaslSettings())
+        self._enforce_auth = self.sasl.settings.enforce
+        if "sasl" in self.security.providers.values():
+            tree.acl_providers["sasl"] = True
+        if self.security.client_tls is not None:  # TLS for clients registers x509
+            tree.acl_providers["x509"] = True
         self.watches = tree.watches
         # time the loop was too busy to run (see _ticker): never counted against sessions
         self._stalled_ns = 0
@@ -141,6 +151,9 @@ class ZabbyServer:
         self._reserve_fd: int | None = None
         self._accept_error_logged = 0.0
         self.accept_errors = 0
+        self._server: UnifiedListener | None = None  # client.portUnification
+        self._secure: SecureListener | None = None  # secureClientPort
+        self.secure_port: int | None = None
 
     # ------------------------------------------------------------ clocks
     def monotonic_ms(self) -> int:
@@ -159,16 +172,28 @@ class ZabbyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        sock = _listen_socket(cfg.client_port_address, cfg.client_port)
-        self.port = sock.getsockname()[1]
-        self._reserve_fd = _reserve_fd()
-        self.add_listener(sock)
-        self._start_accepting()
+        ctls = self.security.client_tls
+        if ctls is not None and ctls.secure_port is not None and not cfg.client_port_given:
+            self.port = -1  # secureClientPort without clientPort: TLS only, as in ZooKeeper
+        elif ctls is not None and ctls.port_unification:  # plaintext and TLS on one port
+            self._server = UnifiedListener(self, ctls, cfg.client_port_address, cfg.client_port)
+            await self._server.start(lambda: ClientConnection(self))
+            self.port = self._server.port
+        else:
+            sock = _listen_socket(cfg.client_port_address, cfg.client_port)
+            self.port = sock.getsockname()[1]
+            self._reserve_fd = _reserve_fd()
+            self.add_listener(sock)
+            self._start_accepting()
+        if ctls is not None and ctls.secure_port is not None:
+            self._secure = SecureListener(self, ctls)
+            await self._secure.start(lambda: ClientConnection(self))
+            self.secure_port = self._secure.port
         self._tick_task = loop.create_task(self._ticker())
+        where = f"{cfg.client_port_address}:{self.port}" if self.port != -1 else "TLS only"
         log.info(
-            "zabby serving on %s:%d (tickTime=%d, sessions %d..%d ms)",
-            cfg.client_port_address, self.port, cfg.tick_time,
-            self.min_session_timeout, self.max_session_timeout,
+            "zabby serving on %s (tickTime=%d, sessions %d..%d ms)",
+            where, cfg.tick_time, self.min_session_timeout, self.max_session_timeout,
         )
 
     async def stop(self) -> None:
@@ -181,8 +206,16 @@ class ZabbyServer:
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
+        if self._server:
+            self._server.close()
+        if self._secure:
+            self._secure.close()
         for c in list(self.connections):
             c.abort()
+        if self._server:
+            await self._server.wait_closed()
+        if self._secure:
+            await self._secure.wait_closed()
         self.committer.close()
 
     @property
@@ -329,7 +362,8 @@ class ZabbyServer:
         self.connections_by_ip[ip] = n + 1
         self.connections.add(conn)
         conn.auth = [Id("ip", ip)]
-        conn.auth_set = set(conn.auth)
+        if self.security.client_tls is not None:  # a verified client certificate: x509
+            self.security.client_tls.authenticate(conn)
         self._handshakes[conn] = (
             time.monotonic_ns() + self.config.sessionless_cnxn_timeout * 1_000_000)
         return True
@@ -479,6 +513,11 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ requests
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        ex = conn.sasl
+        if ex is not None and ex.held is not None:
+            # a GSSAPI step is running on a worker thread: later packets wait for it
+            ex.held.append((xid, op, body))
+            return
         s = conn.session
         self.packets_received += 1
         if s is not None:
@@ -490,6 +529,11 @@ class ZabbyServer:
                 conn.abort()
                 return
             self._auth(conn, xid, body)
+            return
+        if op == Op.SASL:
+            self._sasl(conn, xid, body)
+            return
+        if self._enforce_auth and not self.sasl.enforce(conn, xid):
             return
         q = conn.backlog
         q.append((xid, op, body, time.monotonic_ns()))
@@ -631,8 +675,14 @@ class ZabbyServer:
 
     def _fire(self, events) -> None:
         trigger = self.watches.trigger
-        for etype, path in events:
+        acls = events.acls
+        for i, (etype, path) in enumerate(events):
+            acl = acls[i]
             for watcher, wtype, wpath in trigger(etype, path):
+                # ZooKeeper sends an event only to a connection that may READ the
+                # node it is about (the watch is consumed either way)
+                if acl and not check_perm(acl, _READ, watcher.auth):
+                    continue
                 watcher.send(encode_notification(wtype, _CONNECTED, wpath))
 
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
@@ -684,11 +734,12 @@ class ZabbyServer:
             self._reply(conn, xid, op, Err.OK if ok else Err.NOWATCHER, None, t0)
             return
         if op == Op.WHO_AM_I:
-            infos = [ClientInfo(i.scheme, _user_of(i)) for i in conn.auth]
+            # a scheme without a registered provider shows no user name (sasl without
+            # SASLAuthenticationProvider), as in ZooKeeper
+            providers = self.tree.acl_providers
+            infos = [ClientInfo(i.scheme, _user_of(i) if i.scheme != "sasl" or "sasl" in
+                                providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
-            return
-        if op == Op.SASL:
-            conn.send(encode_reply(xid, self.last_zxid, Err.AUTHFAILED))
             return
         conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
 
@@ -733,6 +784,22 @@ class ZabbyServer:
         log.info("Session 0x%x: auth success for scheme %r and address %s:%d",
                  (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
         conn.send(encode_reply(xid, 0, Err.OK))
+
+    def _sasl(self, conn: ClientConnection, xid: int, body) -> None:
+        """Opcode 102, answered at once as ZooKeeper does (not in request order)."""
+        if body is MALFORMED:
+            log.warning("closing connection from %s:%d: undecodable SASL packet", *conn.peer)
+            conn.abort()
+            return
+        sid = conn.session.id if conn.session is not None else 0
+        self.sasl.handle(conn, xid, body.token, sid, lambda ident: _add_auth(conn, ident),
+                         self._resume_after_sasl)
+
+    def _resume_after_sasl(self, conn: ClientConnection, held) -> None:
+        """The packets that waited for a GSSAPI step, in order (one may start another
+        step; handle_request then holds the rest again)."""
+        while held and not (conn.closed or conn.closing):
+            self.handle_request(conn, *held.popleft())
 
     def _set_watches(self, conn: ClientConnection, body, v2: bool) -> None:
         """Re-register a reconnecting client's watches, firing those it missed."""

@@ -47,6 +47,7 @@ from .connection import MALFORMED, ClientConnection
 from .core import ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .peers import PeerMesh
+from .quorum_auth import watch_cert_files
 from .security import Security
 
 log = logging.getLogger("zabby.server.ensemble")
@@ -217,13 +218,16 @@ class EnsembleServer(ZabbyServer):
         self.role = "looking"
         self.leader_id: int | None = None
         self.serving = False
+        # TLS / SASL between members (quorum_auth); None: plaintext, anyone may dial
+        self.quorum_security = security.quorum if security is not None else None
         self.quorum_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.quorum_port) for s, spec in config.servers.items()},
             self._on_quorum_message, on_link_change=self._on_link_change,
-            after_read=self._drain)
+            after_read=self._drain, security=self.quorum_security, name="quorum")
         self.election_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
-            self._on_zab_message)
+            self._on_zab_message, security=self.quorum_security, name="election")
+        self._cert_watch: asyncio.Task | None = None
         # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
         self.pending_writes: dict[int, deque] = {}
         self.pending_connects: dict[int, ClientConnection] = {}
@@ -245,12 +249,17 @@ class EnsembleServer(ZabbyServer):
         await super().start()
         await self.election_mesh.start()
         await self.quorum_mesh.start()
+        qs = self.quorum_security
+        if qs is not None and qs.reload_cert_files and qs.server_tls is not None:
+            self._cert_watch = asyncio.get_running_loop().create_task(watch_cert_files(qs))
         self._subtick_task = asyncio.get_running_loop().create_task(self._subticker())
         self._drain()
 
     async def stop(self) -> None:
         if self._subtick_task:
             self._subtick_task.cancel()
+        if self._cert_watch is not None:
+            self._cert_watch.cancel()
         await self.quorum_mesh.stop()
         await self.election_mesh.stop()
         await super().stop()

@@ -220,14 +220,6 @@ def _ephemerals_count(server: ZabbyServer) -> int:
 # ------------------------------------------------------------------------ watches
 # wchs/wchc/wchp show data, exist, child and persistent watches alike, one entry per
 # (connection, path); ZooKeeper 3.8 shows only its data-watch table there.
-def _watches_by_watcher(server: ZabbyServer) -> dict[Any, list[str]]:
-    return {w: sorted(ps) for w, ps in server.watches.watches_by_watcher().items() if ps}
-
-
-def _watches_by_path(server: ZabbyServer) -> dict[str, list[Any]]:
-    return {p: list(ws) for p, ws in sorted(server.watches.watches_by_path().items()) if ws}
-
-
 def _watch_count(server: ZabbyServer) -> int:
     """DataTree.getWatchCount: data plus child watches, counted per path."""
     return server.watches.watch_count
@@ -391,7 +383,7 @@ def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
     port = getattr(server, "port", None) or cfg.client_port
     lines = [
         ("clientPort", port),
-        ("secureClientPort", -1),
+        ("secureClientPort", getattr(server, "secure_port", None) or -1),
         ("dataDir", data),
         ("dataDirSize", dir_size(data)),
         ("dataLogDir", logd),
@@ -503,13 +495,8 @@ def cmd_envi(server: ZabbyServer, conn: ClientConnection) -> str:
 def cmd_wchs(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
-    by_watcher = _watches_by_watcher(server)
-    paths = set()
-    total = 0
-    for ps in by_watcher.values():
-        paths.update(ps)
-        total += len(ps)
-    return f"{len(by_watcher)} connections watching {len(paths)} paths\nTotal watches:{total}\n"
+    conns, paths, total = server.watches.summary_all()
+    return f"{conns} connections watching {paths} paths\nTotal watches:{total}\n"
 
 
 def _watcher_sid(w: Any) -> int:
@@ -521,11 +508,12 @@ def cmd_wchc(server: ZabbyServer, conn: ClientConnection) -> str:
         return ZK_NOT_SERVING + "\n"
     out = []
     items = sorted(
-        _watches_by_watcher(server).items(), key=lambda kv: _watcher_sid(kv[0]) & _MASK64
+        server.watches.by_watcher_merged().items(), key=lambda kv: _watcher_sid(kv[0]) & _MASK64
     )
     for w, paths in items:
-        out.append(f"0x{_hex(_watcher_sid(w))}\n")
-        out.extend(f"\t{p}\n" for p in paths)
+        out.append(f"0x{_hex(_watcher_sid(w))}\n\t")
+        out.append("\n\t".join(sorted(paths)))
+        out.append("\n")
     out.append("\n")
     return "".join(out)
 
@@ -533,12 +521,36 @@ def cmd_wchc(server: ZabbyServer, conn: ClientConnection) -> str:
 def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
+    # one "\t0x<sid>\n" string per watcher, made once: a flood of watches comes
+    # from few sessions, so a path costs a dict lookup, not a format
+    lines: dict[Any, tuple[int, str]] = {}
+    alone: dict[Any, str] = {}  # watcher -> "\n\t0x<sid>\n", for a path only it watches
+
+    def line_of(w: Any) -> tuple[int, str]:
+        got = lines.get(w)
+        if got is None:
+            sid = _watcher_sid(w) & _MASK64
+            got = lines[w] = (sid, f"\t0x{_hex(sid)}\n")
+            alone[w] = "\n" + got[1]
+        return got
+
     out = []
-    for path, watchers in _watches_by_path(server).items():
-        out.append(f"{path}\n")
-        sids = sorted({_watcher_sid(w) & _MASK64 for w in watchers})
-        out.extend(f"\t0x{_hex(s)}\n" for s in sids)
-    out.append("\n")
+    append = out.append
+    # an entry is a dict of watchers, or the one watcher of that path
+    for path, entry in server.watches.by_path_sorted():
+        if type(entry) is not dict:
+            s = alone.get(entry)
+            if s is None:
+                line_of(entry)
+                s = alone[entry]
+            append(path)
+            append(s)
+        elif entry:
+            append(path)
+            append("\n")
+            by_sid = dict(line_of(w) for w in entry)
+            out.extend(by_sid[sid] for sid in sorted(by_sid))
+    append("\n")
     return "".join(out)
 
 

@@ -7,25 +7,60 @@ the connection from the larger id to the smaller, so a pair never holds two.
 A broken link is redialled with capped exponential backoff; messages to a
 peer that is down are dropped (the consensus layer retransmits what matters).
 
-TLS is a later issue: the seam is `PeerMesh._open_connection` /
-`loop.create_server`, which would take an `ssl` context.
+Security (`quorum_auth`): with ``sslQuorum`` both sides of a link speak TLS and verify
+each other's certificate; with quorum SASL the hello is version 2 and carries a flag,
+and when both hellos have it the dialler authenticates (DIGEST-MD5) before the link is
+used.  A link is "up" -- attached to the mesh, its frames delivered, messages sent on it
+-- only once its hello (and SASL exchange) succeeded, and it must get there within the
+handshake timeout; until then a frame may be at most 64 KiB.  A member without quorum
+SASL sends the version 1 hello of earlier zabby releases, so they still link; an
+earlier release refuses a version 2 hello (its size differs), so it never mistakes the
+handshake for Zab traffic.  The dialler says hello first; the accepting member answers
+with its hello only once it accepted the dialler's (id, certificate's host name, SASL
+policy), so a refused dialler is told nothing and the dialler takes the link as up only
+when the other side did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import struct
+import time
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .quorum_auth import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    HandshakeRefused,
+    LearnerHandshake,
+    ServerHandshake,
+    certificate_matches,
+    refusal_reply,
+    resolve_hosts,
+    sasl_negotiation,
+)
+
+if TYPE_CHECKING:
+    from .quorum_auth import QuorumSecurity
 
 log = logging.getLogger("zabby.server.peers")
 
 _HDR = struct.Struct(">II")
-_HELLO = struct.Struct(">4sHq")
+_HELLO = struct.Struct(">4sHq")  # version 1
+_HELLO2 = struct.Struct(">4sHqB")  # version 2: + flags
 _MAGIC = b"ZBPR"
-VERSION = 1
+VERSION = 2
+FLAG_SASL = 0x01  # the sender does quorum SASL
 MAX_FRAME = 1 << 30  # a SNAP sync carries the whole tree in one frame
+PRE_AUTH_MAX_FRAME = 64 << 10  # before a link is up: hello and handshake only
+_TLS_HANDSHAKE = 0x16
+MAX_PENDING = 64  # accepted connections that may be in their handshake at once
+REFUSAL_LOG_BURST = 20  # refusals logged per window; the rest are counted
+REFUSAL_LOG_WINDOW = 10.0
 
 
 class PeerProtocolError(Exception):
@@ -36,23 +71,47 @@ def encode_frame(payload: bytes) -> bytes:
     return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+def encode_hello(sid: int, sasl: bool) -> bytes:
+    """Version 1 without quorum SASL (what earlier members send), else version 2."""
+    if not sasl:
+        return _HELLO.pack(_MAGIC, 1, sid)
+    return _HELLO2.pack(_MAGIC, 2, sid, FLAG_SASL)
+
+
+def decode_hello(f: bytes) -> tuple[int, int, int]:
+    """(version, server id, flags); HandshakeRefused when not a hello we speak."""
+    if len(f) == _HELLO.size:
+        magic, version, sid = _HELLO.unpack(f)
+        flags = 0
+        if magic == _MAGIC and version == 1:
+            return version, sid, flags
+    elif len(f) == _HELLO2.size:
+        magic, version, sid, flags = _HELLO2.unpack(f)
+        if magic == _MAGIC and version == 2:
+            return version, sid, flags
+    raise HandshakeRefused("bad hello (not a zabby peer, or a peer protocol version "
+                           f"other than 1 and {VERSION})")
+
+
 class FrameReader:
     """Sans-IO splitter of checksummed frames."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "max_frame")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
         buf += data
         out = []
         pos = 0
+        limit = self.max_frame
         while len(buf) - pos >= 8:
             n, crc = _HDR.unpack_from(buf, pos)
-            if n > MAX_FRAME:
-                raise PeerProtocolError(f"frame of {n} bytes exceeds {MAX_FRAME}")
+            if n > limit:
+                raise PeerProtocolError(f"frame of {n} bytes exceeds {limit}")
             end = pos + 8 + n
             if end > len(buf):
                 break
@@ -66,77 +125,250 @@ class FrameReader:
         return out
 
 
+def _fmt_addr(peername) -> str:
+    try:
+        host, port = peername[:2]
+    except (TypeError, ValueError):
+        return "?"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the peer does not speak TLS (a plaintext member or intruder?)",
+    "HTTP_REQUEST": "the peer does not speak TLS",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer presented no certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer does not trust our certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer rejected our certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a certificate",
+}
+
+
+def _peer_of(conn: socket.socket) -> str:
+    try:
+        return _fmt_addr(conn.getpeername())
+    except OSError:
+        return "?"
+
+
+def _tls_reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {e.verify_message}"
+    if isinstance(e, ssl.SSLError):
+        reason = e.reason or ""
+        why = _TLS_REASONS.get(reason)
+        return f"{why} ({reason})" if why else (reason or str(e))
+    if isinstance(e, TimeoutError):
+        return "TLS handshake timed out"
+    return str(e) or type(e).__name__
+
+
 class _Link(asyncio.Protocol):
+    """One connection: hello, then (maybe) the SASL exchange, then up."""
+
     def __init__(self, mesh: PeerMesh, peer_id: int | None) -> None:
         self.mesh = mesh
         self.peer_id = peer_id  # None until the hello of an accepted connection
-        self.reader = FrameReader()
+        self.dialler = peer_id is not None
+        self.reader = FrameReader(PRE_AUTH_MAX_FRAME)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.hello_seen = False
+        self.state = "hello"  # -> "auth" -> "up"
         self.out: list[bytes] = []  # frames queued in this loop turn
+        self.addr = "?"
+        self.handshake: LearnerHandshake | ServerHandshake | None = None
+        self._established: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False  # in mesh.pending (an accepted link not yet up)
+
+    @property
+    def established(self) -> asyncio.Future[bool]:
+        """Resolves True when the link is up, False when it closed before."""
+        if self._established is None:
+            self._established = asyncio.get_running_loop().create_future()
+            if self.state == "up" or self.closed:
+                self._established.set_result(self.state == "up")
+        return self._established
+
+    @property
+    def hello_seen(self) -> bool:
+        return self.state != "hello"
+
+    @hello_seen.setter
+    def hello_seen(self, value: bool) -> None:  # tests: a link taken as up
+        self.state = "up" if value else "hello"
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
-        transport.write(encode_frame(_HELLO.pack(_MAGIC, VERSION, self.mesh.my_id)))
-        if self.peer_id is not None:
-            self.mesh._attach(self.peer_id, self)
+        self.addr = _fmt_addr(transport.get_extra_info("peername"))
+        if not self.dialler:
+            if self.mesh.pending >= MAX_PENDING:
+                self.mesh._refusal("refused peer connection from %s: %d connections are "
+                                   "already in their handshake", self.addr, self.mesh.pending)
+                self.closed = True
+                transport.close()
+                return
+            self.mesh.pending += 1
+            self._counted = True
+        if self.dialler:
+            # the accepting side answers with its own hello once it accepted ours, so a
+            # refused (or unknown) dialler learns nothing, not even the server id
+            self._send_hello()
+        self._timer = asyncio.get_running_loop().call_later(
+            self.mesh.handshake_timeout, self._handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
         try:
             frames = self.reader.feed(data)
         except PeerProtocolError as e:
-            log.warning("dropping peer link %s: %s", self._who(), e)
-            self.close()
+            if self.state == "up":
+                log.warning("dropping peer link %s: %s", self._who(), e)
+                self.close()
+            else:
+                self._refuse(str(e))
             return
         delivered = False
         for f in frames:
             if self.closed:
                 break
-            if not self.hello_seen:
-                if not self._hello(f):
-                    return
+            if self.state == "up":
+                self.mesh._deliver(self.peer_id, f)  # type: ignore[arg-type]
+                delivered = True
                 continue
-            self.mesh._deliver(self.peer_id, f)
-            delivered = True
+            try:
+                if self.state == "hello":
+                    self._hello(f)
+                else:
+                    self._auth(f)
+            except HandshakeRefused as e:
+                reply = refusal_reply(e)
+                if reply is not None and self.transport is not None:
+                    self.transport.write(encode_frame(reply))
+                self._refuse(e.args[0])
+                return
         if delivered:
             self.mesh._read_done()
 
-    def _hello(self, f: bytes) -> bool:
-        try:
-            magic, version, sid = _HELLO.unpack(f)
-        except struct.error:
-            magic, version, sid = b"", 0, -1
-        if magic != _MAGIC or version != VERSION:
-            log.warning("dropping peer link %s: bad hello", self._who())
-            self.close()
-            return False
-        if sid not in self.mesh.addresses or sid == self.mesh.my_id:
-            log.warning("dropping peer link from unknown server id %d", sid)
-            self.close()
-            return False
-        if self.peer_id is not None and sid != self.peer_id:
-            log.warning("dropping peer link: dialled %d, answered by %d", self.peer_id, sid)
-            self.close()
-            return False
-        self.hello_seen = True
-        if self.peer_id is None:
-            if sid > self.mesh.my_id:
-                # larger ids dial smaller ones; accept
-                self.peer_id = sid
-                self.mesh._attach(sid, self)
-            else:
+    def _hello(self, f: bytes) -> None:
+        mesh = self.mesh
+        _version, sid, flags = decode_hello(f)
+        if sid not in mesh.addresses or sid == mesh.my_id:
+            raise HandshakeRefused(f"unknown server id {sid}")
+        if self.dialler and sid != self.peer_id:
+            raise HandshakeRefused(f"dialled server {self.peer_id}, answered by {sid}")
+        if not self.dialler:
+            if sid < mesh.my_id:
                 # a smaller id dialled us: drop it and make sure we dial instead
                 log.debug("closing inbound link from smaller id %d; dialling it", sid)
                 self.close()
-                self.mesh._ensure_dialer(sid)
-                return False
-        return True
+                mesh._ensure_dialer(sid)
+                return
+            self.peer_id = sid
+            self._check_client_host(sid)
+        run_sasl = sasl_negotiation(mesh.sasl, bool(flags & FLAG_SASL), self.dialler)
+        if not self.dialler:
+            self._send_hello()
+        if run_sasl:
+            assert mesh.sasl is not None
+            self.state = "auth"
+            if self.dialler:
+                self.handshake = LearnerHandshake(mesh.sasl)
+                self._write(self.handshake.start())
+            else:
+                self.handshake = ServerHandshake(mesh.sasl)
+        else:
+            self._up()
+
+    def _auth(self, f: bytes) -> None:
+        hs = self.handshake
+        assert hs is not None
+        for m in hs.receive(f):
+            self._write(m)
+        if hs.done:
+            self._up()
+            if hs.authenticated:
+                user = f" as {hs.user!r}" if isinstance(hs, ServerHandshake) else ""
+                log.info("%s port: %s authenticated (quorum SASL)%s", self.mesh.name,
+                         self._who(), user)
+            else:
+                req = ("learnerRequireSasl" if self.dialler else "serverRequireSasl")
+                log.warning("%s port: accepting %s without quorum SASL authentication (%s); "
+                            "quorum.auth.%s=false", self.mesh.name, self._who(), hs.failure, req)
+
+    def _check_client_host(self, sid: int) -> None:
+        """ssl.quorum.hostnameVerification on the accepting side: the dialler's
+        certificate must name the address it connects from, or the host of the
+        server.N line it claims when that host resolves to that address."""
+        sec = self.mesh.security
+        if sec is None or sec.server_tls is None or not sec.server_tls.verify_client_hostname:
+            return
+        assert self.transport is not None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return  # plaintext peer on a unified port
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return  # ssl.quorum.clientAuth want/none, no certificate
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        peer = self.transport.get_extra_info("peername")
+        ip = peer[0] if peer else ""
+        if ip and certificate_matches(cert, ip):
+            return
+        host = self.mesh.addresses[sid][0]
+        if ip in self.mesh.resolved.get(host, ()) and certificate_matches(cert, host):
+            return
+        raise HandshakeRefused(
+            f"its certificate ({cert.subject.rfc4514_string()}) names neither {ip} nor "
+            f"{host} (ssl.quorum.hostnameVerification=true)")
+
+    def _send_hello(self) -> None:
+        self._write(encode_hello(self.mesh.my_id, self.mesh.sasl is not None))
+
+    def _write(self, payload: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(encode_frame(payload))
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.mesh.pending -= 1
+
+    def _up(self) -> None:
+        self._uncount()
+        self.state = "up"
+        self.reader.max_frame = MAX_FRAME
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert self.peer_id is not None
+        self.mesh._attach(self.peer_id, self)
+        if self._established is not None and not self._established.done():
+            self._established.set_result(True)
+
+    def _refuse(self, why: str) -> None:
+        self.mesh._refusal("refused peer link %s: %s", self._who(), why)
+        self.close()
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if not self.closed and self.state != "up":
+            what = "hello" if self.state == "hello" else "SASL authentication"
+            self._refuse(f"no {what} within {self.mesh.handshake_timeout:g} s")
 
     def connection_lost(self, exc) -> None:  # type: ignore[override]
         self.closed = True
+        self._finish()
         if self.peer_id is not None:
             self.mesh._detach(self.peer_id, self)
+
+    def _finish(self) -> None:
+        self._uncount()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._established is not None and not self._established.done():
+            self._established.set_result(False)
 
     def send(self, payload: bytes) -> None:
         """Queue a frame; the mesh writes each link's queue once per loop turn
@@ -158,13 +390,19 @@ class _Link(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._finish()
             if self.transport is not None:
                 self.transport.close()
             if self.peer_id is not None:
                 self.mesh._detach(self.peer_id, self)
 
     def _who(self) -> str:
-        return f"server {self.peer_id}" if self.peer_id is not None else "(unidentified)"
+        if self.peer_id is None:
+            return f"from {self.addr}"
+        if self.dialler:
+            return f"to server {self.peer_id} at {self.addr}"
+        claim = "server" if self.state == "up" else "claiming to be server"
+        return f"from {self.addr} ({claim} {self.peer_id})"
 
 
 class PeerMesh:
@@ -186,8 +424,25 @@ class PeerMesh:
         max_backoff: float = 2.0,
         on_link_change: Callable[[int, bool], None] | None = None,
         after_read: Callable[[], None] | None = None,
+        security: QuorumSecurity | None = None,
+        name: str = "peer",
     ) -> None:
         self.my_id = my_id
+        self.name = name
+        self.security = security
+        self.sasl = security.sasl if security is not None else None
+        self.handshake_timeout = (security.handshake_timeout if security is not None
+                                  else DEFAULT_HANDSHAKE_TIMEOUT)
+        self.resolved: dict[str, set[str]] = {}  # member host -> addresses
+        self.refused = 0  # links refused before they were up
+        self.pending = 0  # accepted connections not yet up (TLS, hello, SASL)
+        self._log_window = 0.0
+        self._logged_in_window = 0
+        self._suppressed = 0
+        self._listen_sock: socket.socket | None = None
+        self._accept_task: asyncio.Task | None = None
+        self._admitting: set[asyncio.Task] = set()
+        self._dial_errors: dict[int, str] = {}
         self.after_read = after_read
         self.addresses = addresses
         self.on_message = on_message
@@ -204,9 +459,26 @@ class PeerMesh:
     async def start(self) -> None:
         host, port = self.addresses[self.my_id]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Link(self, None), host=host, port=port, reuse_address=True
-        )
+        sec = self.security
+        if sec is not None and sec.server_tls is not None:
+            if sec.server_tls.verify_client_hostname:
+                self.resolved = await resolve_hosts({h for h, _ in self.addresses.values()})
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                 socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(128)
+                sock.setblocking(False)
+            except BaseException:
+                sock.close()
+                raise
+            self._listen_sock = sock
+            self._accept_task = loop.create_task(self._accept())
+        else:
+            self._server = await loop.create_server(
+                lambda: _Link(self, None), host=host, port=port, reuse_address=True
+            )
         for sid in self.addresses:
             if sid < self.my_id:
                 self._ensure_dialer(sid)
@@ -217,9 +489,118 @@ class PeerMesh:
             t.cancel()
         for link in list(self.links.values()):
             link.close()
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+        for t in list(self._admitting):
+            t.cancel()
+        if self._listen_sock is not None:
+            self._listen_sock.close()
+            self._listen_sock = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    def _refusal(self, fmt: str, *args) -> None:
+        """Count and log a refusal; at most REFUSAL_LOG_BURST lines per
+        REFUSAL_LOG_WINDOW seconds, so a flood of intruders cannot fill the log."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._log_window >= REFUSAL_LOG_WINDOW:
+            if self._suppressed:
+                log.warning("%s port: %d more peer connections refused (not logged)",
+                            self.name, self._suppressed)
+            self._log_window, self._logged_in_window, self._suppressed = now, 0, 0
+        if self._logged_in_window < REFUSAL_LOG_BURST:
+            self._logged_in_window += 1
+            log.warning("%s port: " + fmt, self.name, *args)
+        else:
+            self._suppressed += 1
+
+    # ------------------------------------------------------------ TLS listener
+    async def _accept(self) -> None:
+        """Accept, then TLS (or, with portUnification, TLS or plaintext by the first
+        byte) off the accept loop, each connection in a task of its own."""
+        loop = asyncio.get_running_loop()
+        assert self._listen_sock is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listen_sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as e:  # EMFILE and the like: do not spin
+                log.warning("%s port: accept failed: %s", self.name, e)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if self.pending >= MAX_PENDING:
+                self._refusal("refused peer connection from %s: %d connections are already "
+                              "in their handshake", _peer_of(conn), self.pending)
+                conn.close()
+                continue
+            t = loop.create_task(self._admit(conn))
+            self._admitting.add(t)
+            t.add_done_callback(self._admitting.discard)
+
+    async def _admit(self, conn: socket.socket) -> None:
+        self.pending += 1
+        try:
+            await self._admit_tls(conn)
+        finally:
+            self.pending -= 1
+
+    async def _admit_tls(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        sec = self.security
+        assert sec is not None and sec.server_tls is not None
+        tls = sec.server_tls  # read per connection: sslQuorumReloadCertFiles swaps it
+        try:
+            addr = _fmt_addr(conn.getpeername())
+        except OSError:
+            conn.close()
+            return
+        handed = False
+        try:
+            use_tls = sec.accept_tls
+            if sec.accept_tls and sec.accept_plain:
+                ready = loop.create_future()
+                fd = conn.fileno()
+                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await asyncio.wait_for(ready, self.handshake_timeout)
+                except TimeoutError:
+                    self._refusal("refused peer connection from %s: nothing sent within %g s",
+                                  addr, self.handshake_timeout)
+                    return
+                finally:
+                    loop.remove_reader(fd)
+                try:
+                    first = conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return
+                if not first:
+                    return
+                use_tls = first[0] == _TLS_HANDSHAKE
+            handed = True
+            if use_tls:
+                await loop.connect_accepted_socket(
+                    lambda: _Link(self, None), conn, ssl=tls.context,
+                    ssl_handshake_timeout=tls.handshake_timeout)
+            else:
+                await loop.connect_accepted_socket(lambda: _Link(self, None), conn)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ssl.SSLError) as e:
+            self._refusal("refused peer connection from %s: TLS handshake failed: %s",
+                          addr, _tls_reason(e))
+        except Exception:
+            log.exception("%s port: error accepting a connection from %s", self.name, addr)
+        finally:
+            if not handed:
+                conn.close()
 
     def send(self, to: int, payload: bytes) -> bool:
         link = self.links.get(to)
@@ -290,15 +671,36 @@ class PeerMesh:
             if self.connected(sid):
                 return
             host, port = self.addresses[sid]
+            sec = self.security
+            kw: dict = {}
+            if sec is not None and sec.dial_tls:
+                assert sec.client_tls is not None
+                kw = {"ssl": sec.client_tls.context, "server_hostname": host,
+                      "ssl_handshake_timeout": sec.client_tls.handshake_timeout}
             try:
-                await loop.create_connection(lambda: _Link(self, sid), host, port)
+                _, link = await loop.create_connection(lambda: _Link(self, sid), host, port, **kw)
+            except ssl.SSLError as e:
+                self._dial_failed(sid, host, port, f"TLS handshake failed: {_tls_reason(e)}")
+            except TimeoutError as e:
+                if kw:
+                    self._dial_failed(sid, host, port, _tls_reason(e))
             except OSError:
                 pass
             else:
-                # The link may already be gone (a peer still dying accepted, then
-                # reset): its _detach found this task still running and started no
-                # other dialer, so only this loop can dial again.
-                if self.connected(sid):
+                # Wait for the hello (and SASL): the link bounds that time itself.
+                # It may also be gone already (a peer still dying accepted, then reset):
+                # its _detach found this task still running and started no other
+                # dialer, so only this loop can dial again.
+                if await asyncio.shield(link.established) and self.connected(sid):
+                    self._dial_errors.pop(sid, None)
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
+
+    def _dial_failed(self, sid: int, host: str, port: int, why: str) -> None:
+        """Log a refused dial once per reason (the dialler retries every few seconds)."""
+        if self._dial_errors.get(sid) != why:
+            self._dial_errors[sid] = why
+            self._refusal("refused server %d at %s:%d: %s", sid, host, port, why)
+        else:
+            self.refused += 1

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, ServerConfig
+from .quorum_auth import load_quorum_security
+from .sasl import load_sasl
+from .secure_client import load_client_tls
 
 log = logging.getLogger("zabby.server.security")
 
@@ -25,6 +28,8 @@ _AUTH = "org.apache.zookeeper.server.auth."
 BUILTIN_PROVIDERS = {
     _AUTH + "IPAuthenticationProvider": "ip",
     _AUTH + "DigestAuthenticationProvider": "digest",
+    _AUTH + "X509AuthenticationProvider": "x509",  # server.secure_client
+    _AUTH + "SASLAuthenticationProvider": "sasl",
 }
 
 
@@ -89,7 +94,14 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
+    sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
+    sec.quorum = load_quorum_security(settings)
+    sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()},
+                         quorum_sasl=sec.quorum is not None and sec.quorum.sasl is not None)
     settings.refuse_leftovers()
+    if sec.quorum is not None and not config.is_distributed:
+        log.warning("quorum security settings given to a standalone server: there are no "
+                    "peer links to secure")
     return sec
 
 

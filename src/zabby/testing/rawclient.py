@@ -12,6 +12,7 @@ that arrive while waiting for a reply are kept in ``events`` in arrival order; c
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class RawClient:
     io_timeout: float = 10.0
     events: list[WatcherEvent] = field(default_factory=list)
     connect_response: ConnectResponse | None = None
+    # TLS (a secure client port): the context to wrap the socket with, or None
+    ssl_context: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -129,6 +132,13 @@ class RawClient:
     def open(self) -> None:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.io_timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            try:
+                self.sock = self.ssl_context.wrap_socket(self.sock, server_hostname=self.host)
+            except BaseException:
+                self.sock.close()
+                self.sock = None
+                raise
         self.decoder = FrameDecoder(max_frame=64 * 1024 * 1024)
         self.frames = []
 

@@ -37,6 +37,11 @@ HOST = "127.0.0.1"
 # its own dependencies (netty, jetty, jackson, ...); we add a logging binding.
 ZK_JAR_DIR = Path(os.environ.get("ZABBY_ZK_JAR_DIR", "/usr/share/java"))
 ZK_LOG_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
+# Netty jars zookeeper.jar's manifest leaves out but its TLS (NettyServerCnxnFactory with
+# an SslHandler, ClientCnxnSocketNetty) needs; Debian's libnetty-java, which the
+# zookeeper package pulls in, ships them.
+ZK_NETTY_JARS = ("netty-codec.jar", "netty-resolver.jar",
+                 "netty-transport-native-unix-common.jar")
 # Flags that make the JVM start quickly and stay small; ZooKeeper start time is most
 # of the differential suite's fixed cost.
 JVM_FLAGS = (
@@ -282,13 +287,12 @@ class ZabbyServer(_Server):
                 *self.jvm_flags]
 
     def env(self) -> dict[str, str]:
-        # The child runs in the server's own directory, so a relative PYTHONPATH
-        # (PYTHONPATH=src) would not resolve there and it would import whichever
-        # zabby is installed: put this process's zabby first.
-        env = dict(os.environ)
-        here = str(Path(__file__).resolve().parents[2])
-        rest = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join([here, *(p for p in rest if p != here)])
+        env = super().env()
+        # The server runs in its own directory: a relative PYTHONPATH (`PYTHONPATH=src`
+        # in a worktree) would silently import the editable install's zabby instead.
+        pp = env.get("PYTHONPATH")
+        if pp:
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p for p in pp.split(os.pathsep))
         return env
 
     def serving(self) -> bool:
@@ -329,7 +333,8 @@ class ZooKeeperServer(_Server):
         override = os.environ.get("ZABBY_ZK_CLASSPATH")
         if override:
             return f"{override}:{self.dir}"
-        jars = [ZK_JAR_DIR / "zookeeper.jar"] + [ZK_JAR_DIR / j for j in ZK_LOG_JARS]
+        jars = [ZK_JAR_DIR / "zookeeper.jar"] + [
+            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS)]
         return ":".join([*(str(j) for j in jars), str(self.dir)])
 
     def command(self) -> list[str]:

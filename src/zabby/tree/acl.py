@@ -12,13 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import weakref
 
 from ..wire.constants import Err, Perm
 from ..wire.records import ACL, Id
+from .x500 import x500_name_valid
 
 __all__ = [
     "ACLError",
+    "ACLList",
     "OPEN_ACL_UNSAFE",
+    "acl_cache_size",
     "READ_ACL_UNSAFE",
     "check_perm",
     "digest_id",
@@ -47,17 +51,62 @@ class ACLError(Exception):
 
 
 # --------------------------------------------------------------- interning
-_ACL_CACHE: dict[tuple, tuple[ACL, ...]] = {}
+def _immutable(self, *args, **kwargs):
+    raise TypeError("an interned ACL list is immutable")
 
 
-def intern_acl(acl) -> tuple[ACL, ...]:
-    """A shared, immutable tuple for an ACL list: equal lists share one object."""
-    key = tuple((a.perms, a.id.scheme, a.id.id) for a in acl)
+class ACLList(list):
+    """An interned ACL list, shared by every znode with an equal ACL.
+
+    A list subclass because it must be weakly referenced (a tuple subclass
+    cannot be): the intern table forgets a list once no znode, pending change
+    or snapshot holds it, so its memory comes back when the last node using it
+    goes. Treat it as immutable; the mutators raise. It compares equal to any
+    list or tuple with equal items, and hashes like the tuple of its items.
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __eq__(self, other):
+        if isinstance(other, tuple):
+            other = list(other)
+        return list.__eq__(self, other)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):  # type: ignore[override]
+        return hash(tuple(self))
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
+    append = extend = insert = pop = remove = clear = sort = reverse = _immutable
+
+
+_ACL_CACHE: weakref.WeakValueDictionary[tuple, ACLList] = weakref.WeakValueDictionary()
+
+
+def intern_acl(acl) -> ACLList:
+    """A shared, immutable tuple for an ACL list: equal lists share one object
+    while any holder keeps it alive. Linear in the list's length."""
+    key = _acl_key(acl)
     got = _ACL_CACHE.get(key)
     if got is None:
-        got = tuple(ACL(p, Id(s, i)) for p, s, i in key)
+        if type(acl) is ACLList:
+            got = acl
+        else:
+            got = ACLList([ACL(p, Id(s, i)) for p, s, i in key])
         _ACL_CACHE[key] = got
     return got
+
+
+def _acl_key(acl) -> tuple:
+    return tuple([(a.perms, a.id.scheme, a.id.id) for a in acl])
+
+
+def acl_cache_size() -> int:
+    """How many distinct ACL lists are interned (for tests and gauges)."""
+    return len(_ACL_CACHE)
 
 
 OPEN_ACL_UNSAFE = intern_acl([ACL(int(Perm.ALL), Id("world", "anyone"))])
@@ -156,50 +205,80 @@ def ip_matches(client_ip: str, acl_expr: str) -> bool:
 
 # ------------------------------------------------------------------ checks
 def check_perm(acl, perm: int, auth_ids) -> bool:
-    """ZooKeeperServer.checkACL: may a session with `auth_ids` do `perm` here?"""
+    """ZooKeeperServer.checkACL: may a session with `auth_ids` do `perm` here?
+
+    O(len(acl) + len(auth_ids)): the session's digest ids go into a set and its
+    ip ids are deduplicated before the walk, so a long ACL checked by a session
+    with many ids stays linear.
+    """
     if not acl:
         return True
     for aid in auth_ids:
         if aid.scheme == "super":
             return True
     perm = int(perm)  # plain int: IntFlag's & costs an enum construction per ACL entry
+    digests: set | None = None
+    ips: list | None = None
+    exact: set | None = None  # x509 / sasl ids, compared exactly
     for a in acl:
         if a.perms & perm:
             ident = a.id
             scheme = ident.scheme
-            if scheme == "world" and ident.id == "anyone":
-                return True
-            if scheme == "digest":
-                for aid in auth_ids:
-                    if aid.scheme == "digest" and aid.id == ident.id:
-                        return True
+            if scheme == "world":
+                if ident.id == "anyone":
+                    return True
+            elif scheme == "digest":
+                if digests is None:
+                    digests = {aid.id for aid in auth_ids if aid.scheme == "digest"}
+                if ident.id in digests:
+                    return True
             elif scheme == "ip":
-                for aid in auth_ids:
-                    if aid.scheme == "ip" and aid.id is not None and ip_matches(aid.id, ident.id):
+                if ips is None:
+                    ips = list(dict.fromkeys(
+                        aid.id for aid in auth_ids if aid.scheme == "ip" and aid.id is not None))
+                for addr in ips:
+                    if ip_matches(addr, ident.id):
                         return True
             elif scheme == "x509" or scheme == "sasl":
-                for aid in auth_ids:
-                    if aid.scheme == scheme and aid.id == ident.id:
-                        return True
+                if exact is None:
+                    exact = {(aid.scheme, aid.id) for aid in auth_ids
+                             if aid.scheme == "x509" or aid.scheme == "sasl"}
+                if (scheme, ident.id) in exact:
+                    return True
     return False
 
 
-def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS) -> list[ACL]:
+def _dedup_key(a) -> tuple:
+    """A hashable key equal exactly when two ACL records are equal (ACL.equals)."""
+    ident = a.id
+    if ident is None:
+        return (a.perms, False, None, None)
+    return (a.perms, True, ident.scheme, ident.id)
+
+
+def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
+              max_entries: int | None = None) -> list[ACL]:
     """Validate an ACL from a create/setACL and expand `auth` ids.
 
     `providers` are the registered authentication schemes (scheme -> whether its ids
     count for the `auth` scheme); an ACL naming another scheme is INVALIDACL.
 
     Raises ACLError(INVALIDACL), or ACLError(MARSHALLINGERROR) where ZooKeeper
-    hits a NullPointerException (a null id string).
+    hits a NullPointerException (a null id string). Linear in the list: the
+    duplicate check (ZooKeeper's removeDuplicates keeps the first of equal
+    entries, in order) uses a dict instead of a list scan. `max_entries` bounds
+    what `auth` expansion may produce (MARSHALLINGERROR beyond it).
     """
-    uniq: list[ACL] = []
+    seen: dict[tuple, ACL] = {}
     for a in acl or ():
-        if a not in uniq:
-            uniq.append(a)
+        k = _dedup_key(a)
+        if k not in seen:
+            seen[k] = a
+    uniq = seen.values()
     if not uniq:
         raise ACLError(Err.INVALIDACL)
     out: list[ACL] = []
+    authed: list[tuple[str, str]] | None = None
     for a in uniq:
         ident = a.id
         if ident is None or ident.scheme is None:
@@ -213,13 +292,17 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS) -> 
                 continue
             raise ACLError(Err.INVALIDACL)  # no "world" provider for other ids
         if scheme == "auth":
-            valid = False
-            for aid in auth_ids:
-                if providers.get(aid.scheme):
-                    valid = True
-                    out.append(ACL(a.perms, Id(aid.scheme, aid.id)))
-            if not valid:
+            if authed is None:
+                authed = [(aid.scheme, aid.id) for aid in auth_ids if providers.get(aid.scheme)]
+            if not authed:
                 raise ACLError(Err.INVALIDACL)
+            if max_entries is not None and len(out) + len(authed) > max_entries:
+                # n "auth" entries times k authenticated ids: an ACL no txn of
+                # jute.maxbuffer can hold (ZooKeeper would log a txn it cannot
+                # read back); refused like an over-long buffer
+                raise ACLError(Err.MARSHALLINGERROR)
+            perms = a.perms
+            out.extend([ACL(perms, Id(sch, ident_id)) for sch, ident_id in authed])
             continue
         if scheme not in providers:
             raise ACLError(Err.INVALIDACL)
@@ -229,8 +312,10 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS) -> 
             ok = _digest_valid(ident.id)
         elif scheme == "ip":
             ok = ip_valid(ident.id)
+        elif scheme == "x509":
+            ok = x500_name_valid(ident.id)  # X509AuthenticationProvider.isValid
         else:
-            ok = True  # x509 / sasl: any name (zabby does not parse DNs or principals here)
+            ok = True  # sasl: any name
         if not ok:
             raise ACLError(Err.INVALIDACL)
         out.append(a)

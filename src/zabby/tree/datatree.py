@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
-from ..wire.jute import Record
+from ..wire.jute import EncodedStrings, Record, encoded_strings
 from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
     Create2Response,
@@ -40,7 +40,7 @@ from .acl import (
     intern_acl,
     redact_acl,
 )
-from .javaorder import grow_cap, java_order, table_size_for
+from .javaorder import children_order, grow_cap, java_order, table_size_for
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -64,6 +64,31 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
+_CHECK = int(Op.CHECK)
+_PERM_READ, _PERM_WRITE, _PERM_CREATE, _PERM_DELETE, _PERM_ADMIN = (
+    int(Perm.READ), int(Perm.WRITE), int(Perm.CREATE), int(Perm.DELETE), int(Perm.ADMIN))
+_CHECK_OK = (_CHECK, 0, None)  # a check's result in a multi reply
+# Opcodes as plain ints for the per-op paths of prepare/apply: comparing an int
+# with an IntEnum member costs ~90 ns (the class attribute lookup), with an int ~12.
+_OP_CHECK = int(Op.CHECK)
+_CHECK_OK = (_CHECK, 0, None)  # a check's result in a multi reply
+_OP_CLOSE_SESSION = int(Op.CLOSE_SESSION)
+_OP_CREATE = int(Op.CREATE)
+_OP_CREATE2 = int(Op.CREATE2)
+_OP_CREATE_CONTAINER = int(Op.CREATE_CONTAINER)
+_OP_CREATE_SESSION = int(Op.CREATE_SESSION)
+_OP_CREATE_TTL = int(Op.CREATE_TTL)
+_OP_DELETE = int(Op.DELETE)
+_OP_DELETE_CONTAINER = int(Op.DELETE_CONTAINER)
+_OP_ERROR = int(Op.ERROR)
+_OP_RECONFIG = int(Op.RECONFIG)
+_OP_SET_ACL = int(Op.SET_ACL)
+_OP_SET_DATA = int(Op.SET_DATA)
+# A directory with at least this many children keeps its last listing (names in
+# ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
+_LISTING_CACHE_MIN = 1024
+# CreateMode(flags) without an enum construction per create (~3 us each)
+_MODES = {int(m): m for m in CreateMode}
 _TTL_AS_CREATE = -1000  # marker: a create op with TTL flags inside a multi
 _CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 _MULTI_WRITE_OPS = frozenset(
@@ -88,6 +113,23 @@ class RequestContext:
     auth: list[Id] = field(default_factory=list)
 
 
+class EventList(list):
+    """ApplyResult.events: (event type, path) pairs; ``acls[i]`` is the ACL of the
+    node event i is about, as it was when the change happened (the parent's for
+    NODE_CHILDREN_CHANGED). ZooKeeper delivers an event only to a connection that
+    may READ that node (its fix for CVE-2024-23944, in Debian's 3.8.0 too)."""
+
+    __slots__ = ("acls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acls: list = []
+
+    def add(self, event_type: int, path: str, acl) -> None:
+        self.append((event_type, path))
+        self.acls.append(acl)
+
+
 @dataclass(slots=True)
 class ApplyResult:
     """Outcome of applying one txn.
@@ -100,7 +142,7 @@ class ApplyResult:
 
     err: int
     response: Record | MultiResponse | None
-    events: list[tuple[int, str]]
+    events: EventList  # (event type, path) pairs, with .acls
     path: str | None = None
     multi_err: int = 0
 
@@ -144,10 +186,7 @@ def _normalize_multi_op(op: int, req):
     their flags (create2 becomes create, a container flag makes createContainer,
     createTTL without TTL flags becomes a plain create without its ttl)."""
     if op in (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL):
-        try:
-            mode = CreateMode(req.flags)
-        except ValueError:
-            mode = CreateMode.PERSISTENT
+        mode = _MODES.get(req.flags, CreateMode.PERSISTENT)
         if mode.ttl:
             return (int(Op.CREATE_TTL), req) if op == Op.CREATE_TTL else (_TTL_AS_CREATE, req)
         if op == Op.CREATE_TTL:
@@ -193,6 +232,8 @@ class DataTree:
         # pending overlay: outstandingChanges (ordered) and outstandingChangesForPath
         self._outstanding: deque[_Change] = deque()
         self._outstanding_by_path: dict[str, _Change] = {}
+        # listings of big directories (node -> EncodedStrings), dropped on change
+        self._listings: dict[ZNode, EncodedStrings] = {}
         self._init_tree()
 
     # ------------------------------------------------------------ the tree
@@ -212,8 +253,9 @@ class DataTree:
         self._add_child(proc, "quota")
         self._add_child(proc, "config")
 
-    @staticmethod
-    def _add_child(parent: ZNode, name: str) -> None:
+    def _add_child(self, parent: ZNode, name: str) -> None:
+        if self._listings:
+            self._listings.pop(parent, None)
         ch = parent.children
         if ch is None:
             ch = parent.children = {}
@@ -222,8 +264,9 @@ class DataTree:
         if n > (parent.child_cap * 3) // 4 or parent.child_cap == 0:
             parent.child_cap = grow_cap(parent.child_cap, n)
 
-    @staticmethod
-    def _remove_child(parent: ZNode, name: str) -> None:
+    def _remove_child(self, parent: ZNode, name: str) -> None:
+        if self._listings:
+            self._listings.pop(parent, None)
         ch = parent.children
         if ch is not None:
             ch.pop(name, None)
@@ -245,7 +288,15 @@ class DataTree:
         ch = node.children
         if not ch:
             return []
-        return java_order(ch, node.child_cap)
+        got = self._listings.get(node)
+        if got is not None:
+            return got
+        order = children_order(ch, node.child_cap)
+        if len(order) >= _LISTING_CACHE_MIN:
+            # kept, with its wire encoding, until a child is added or removed
+            got = self._listings[node] = encoded_strings(order)
+            return got
+        return order
 
     def ephemerals_of(self, session_id: int) -> set[str]:
         return set(self._ephemerals.get(session_id, ()))
@@ -320,7 +371,7 @@ class DataTree:
         if op in (Op.GET_DATA, Op.GET_CHILDREN, Op.GET_CHILDREN2):
             path = body.path
             node = self._read_node(path)
-            if not check_perm(node.acl, Perm.READ, auth):
+            if not check_perm(node.acl, _PERM_READ, auth):
                 raise _KErr(Err.NOAUTH)
             watch = watcher is not None and getattr(body, "watch", False)
             if op == Op.GET_DATA:
@@ -335,16 +386,16 @@ class DataTree:
             return Err.OK, GetChildren2Response(children, node.stat(ext))
         if op == Op.GET_ACL:
             node = self._read_node(body.path)
-            if not check_perm(node.acl, Perm.READ | Perm.ADMIN, auth):
+            if not check_perm(node.acl, _PERM_READ | _PERM_ADMIN, auth):
                 raise _KErr(Err.NOAUTH)
             acl = list(node.acl)
-            if not check_perm(node.acl, Perm.ADMIN, auth):
+            if not check_perm(node.acl, _PERM_ADMIN, auth):
                 acl = redact_acl(acl)
             return Err.OK, GetACLResponse(acl, node.stat(ext))
         if op == Op.GET_ALL_CHILDREN_NUMBER:
             path = body.path
             node = self._read_node(path)
-            if not check_perm(node.acl, Perm.READ, auth):
+            if not check_perm(node.acl, _PERM_READ, auth):
                 raise _KErr(Err.NOAUTH)
             return Err.OK, GetAllChildrenNumberResponse(self._all_children_number(path))
         if op == Op.GET_EPHEMERALS:
@@ -398,7 +449,7 @@ class DataTree:
             try:
                 path = req.path
                 node = self._read_node(path)
-                if not check_perm(node.acl, Perm.READ, auth):
+                if not check_perm(node.acl, _PERM_READ, auth):
                     raise _KErr(Err.NOAUTH)
                 if op == Op.GET_DATA:
                     results.append((int(Op.GET_DATA), 0, GetDataResponse(node.data, node.stat(self.extended_types))))
@@ -491,7 +542,7 @@ class DataTree:
             return Txn(hdr, ErrorTxn(e.err))
 
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
-        ops = [_normalize_multi_op(op, req) for op, req in body.ops]
+        ops = [t if t[0] not in _CREATE_OPS else _normalize_multi_op(*t) for t in body.ops]
         for op, _req in ops:
             if op not in _MULTI_WRITE_OPS:
                 # MultiOperationRecord refuses read ops in a write multi ("Mixing
@@ -502,7 +553,7 @@ class DataTree:
         failed = False
         for op, req in ops:
             if failed:
-                subs.append((int(Op.ERROR), ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
+                subs.append((_OP_ERROR, ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
                 continue
             if op == _TTL_AS_CREATE:
                 # a create op whose flags say TTL becomes a createTTL op without a
@@ -513,26 +564,26 @@ class DataTree:
                 subs.append(self._prep(op, req, ctx))
             except _KErr as e:
                 failed = True
-                subs.append((int(Op.ERROR), ErrorTxn(e.err)))
+                subs.append((_OP_ERROR, ErrorTxn(e.err)))
                 self._rollback(ctx.zxid, saved)
         return MultiTxn.of(subs)
 
     def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
         if op in _CREATE_OPS:
             return self._prep_create(op, req, ctx)
-        if op == Op.DELETE:
+        if op == _OP_DELETE:
             return self._prep_delete(req, ctx)
-        if op == Op.SET_DATA:
+        if op == _OP_SET_DATA:
             return self._prep_set_data(req, ctx)
-        if op == Op.SET_ACL:
+        if op == _OP_SET_ACL:
             return self._prep_set_acl(req, ctx)
-        if op == Op.CHECK:
+        if op == _OP_CHECK:
             return self._prep_check(req, ctx)
-        if op == Op.DELETE_CONTAINER:
+        if op == _OP_DELETE_CONTAINER:
             return self._prep_delete_container(req, ctx)
-        if op == Op.CREATE_SESSION:
-            return int(Op.CREATE_SESSION), CreateSessionTxn(int(req))
-        if op == Op.CLOSE_SESSION:
+        if op == _OP_CREATE_SESSION:
+            return _OP_CREATE_SESSION, CreateSessionTxn(int(req))
+        if op == _OP_CLOSE_SESSION:
             return self._prep_close_session(ctx)
         raise _KErr(Err.UNIMPLEMENTED)
 
@@ -550,10 +601,9 @@ class DataTree:
 
     def _prep_create(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
         flags = req.flags
-        try:
-            mode = CreateMode(flags)
-        except ValueError:
-            raise _KErr(Err.BADARGUMENTS) from None
+        mode = _MODES.get(flags)
+        if mode is None:
+            raise _KErr(Err.BADARGUMENTS)
         ttl = req.ttl if op == Op.CREATE_TTL else -1
         if mode.ttl:
             if not self.extended_types:
@@ -570,11 +620,12 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         parent_path = path[:i] or "/"
         try:
-            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers)
+            # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         parent = self._record(parent_path)
-        if not check_perm(parent.acl, Perm.CREATE, ctx.auth):
+        if not check_perm(parent.acl, _PERM_CREATE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         if mode.sequential:
             path = f"{path}{parent.cversion:010d}"
@@ -626,7 +677,7 @@ class DataTree:
         path = req.path
         parent_path = self._parent_for_delete(path)
         parent = self._record(parent_path)
-        if not check_perm(parent.acl, Perm.DELETE, ctx.auth):
+        if not check_perm(parent.acl, _PERM_DELETE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         node = self._record(path)
         self._version_check(node.version, req.version)
@@ -658,7 +709,7 @@ class DataTree:
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         node = self._record(path)
-        if not check_perm(node.acl, Perm.WRITE, ctx.auth):
+        if not check_perm(node.acl, _PERM_WRITE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         new_version = self._version_check(node.version, req.version)
         data = req.data
@@ -674,11 +725,12 @@ class DataTree:
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         try:
-            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers)
+            # an encoded ACL takes 12+ bytes: a txn within jute.maxbuffer holds no more
+            acl = fixup_acl(req.acl, ctx.auth, self.acl_providers, self.max_buffer // 12)
         except ACLError as e:
             raise _KErr(e.err) from None
         node = self._record(path)
-        if not check_perm(node.acl, Perm.ADMIN, ctx.auth):
+        if not check_perm(node.acl, _PERM_ADMIN, ctx.auth):
             raise _KErr(Err.NOAUTH)
         new_version = self._version_check(node.aversion, req.version)
         c = node.duplicate(ctx.zxid)
@@ -691,10 +743,17 @@ class DataTree:
         path = req.path
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
-        node = self._record(path)
-        if not check_perm(node.acl, Perm.READ, ctx.auth):
+        # getRecordForPath without building a ChangeRecord: only acl and version
+        node = self._outstanding_by_path.get(path)
+        if node is None:
+            node = self._nodes.get(path)
+            if node is None:
+                raise _KErr(Err.NONODE)
+        elif not node.exists:
+            raise _KErr(Err.NONODE)
+        if not check_perm(node.acl, _PERM_READ, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        return int(Op.CHECK), CheckVersionTxn(path, self._version_check(node.version, req.version))
+        return _CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
 
     def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Record]:
         sid = ctx.session_id
@@ -721,7 +780,7 @@ class DataTree:
                 c = out.popleft()
                 if by_path.get(c.path) is c:
                     del by_path[c.path]
-        events: list[tuple[int, str]] = []
+        events = EventList()
         t = hdr.type
         if t == Op.MULTI:
             result = self._apply_multi(hdr, txn.body, events)
@@ -752,65 +811,68 @@ class DataTree:
 
     def _apply_multi(self, hdr: TxnHeader, body: MultiTxn, events) -> ApplyResult:
         subs = body.ops()
-        failed = any(t == Op.ERROR for t, _ in subs)
+        failed = any(t == _OP_ERROR for t, _ in subs)
         post_failed = False
         results: list[tuple[int, int, Record | None]] = []
         first_err = 0
         for t, b in subs:
-            if t == Op.CREATE2:
+            if t == _OP_CREATE2:
                 # ZooKeeper 3.8's multi replay has no case for create2: it stops
                 # here (IOException), keeping what was applied before.
                 break
-            if t == Op.ERROR:
+            if t == _OP_ERROR:
                 post_failed = True
             elif failed:
-                t = int(Op.ERROR)
+                t = _OP_ERROR
                 b = ErrorTxn(int(Err.RUNTIMEINCONSISTENCY) if post_failed else 0)
-            if t == Op.ERROR:
+            if t == _OP_ERROR:
                 err = b.err
-                results.append((int(Op.ERROR), err, ErrorResponse(err)))
+                results.append((_OP_ERROR, err, ErrorResponse(err)))
                 if err and not first_err:
                     first_err = err
+                continue
+            if t == _OP_CHECK:  # nothing to apply
+                results.append(_CHECK_OK)
                 continue
             try:
                 resp, _path = self._apply_one(t, b, hdr, events)
             except _KErr as e:
-                if t == Op.CREATE and e.err == Err.NODEEXISTS:
+                if t == _OP_CREATE and e.err == Err.NODEEXISTS:
                     self._fix_parent_cversion(b, hdr.zxid)
-                results.append((int(Op.ERROR), e.err, ErrorResponse(e.err)))
+                results.append((_OP_ERROR, e.err, ErrorResponse(e.err)))
                 if not first_err:
                     first_err = e.err
                 continue
-            if t == Op.CREATE:
-                results.append((int(Op.CREATE), 0, resp))
-            elif t in (Op.CREATE_TTL, Op.CREATE_CONTAINER):
-                results.append((int(Op.CREATE2), 0, resp))
-            elif t in (Op.DELETE, Op.DELETE_CONTAINER):
-                results.append((int(Op.DELETE), 0, None))
-            elif t == Op.CHECK:
-                results.append((int(Op.CHECK), 0, None))
+            if t == _OP_CREATE:
+                results.append((_OP_CREATE, 0, resp))
+            elif t in (_OP_CREATE_TTL, _OP_CREATE_CONTAINER):
+                results.append((_OP_CREATE2, 0, resp))
+            elif t in (_OP_DELETE, _OP_DELETE_CONTAINER):
+                results.append((_OP_DELETE, 0, None))
+            elif t == _OP_CHECK:
+                results.append((_OP_CHECK, 0, None))
             else:
                 results.append((int(t), 0, resp))
         return ApplyResult(Err.OK, MultiResponse(results), events, None, first_err)
 
     def _apply_one(self, t: int, body, hdr: TxnHeader, events):
         """Apply one (sub)txn; returns (response, path) or raises _KErr."""
-        if t == Op.CREATE or t == Op.CREATE2:
+        if t == _OP_CREATE or t == _OP_CREATE2:
             owner = hdr.clientId if body.ephemeral else 0
             node = self._create_node(body.path, body.data, body.acl, owner,
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
-            if t == Op.CREATE:
+            if t == _OP_CREATE:
                 return PathResponse(body.path), body.path
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
-        if t == Op.CREATE_TTL or t == Op.CREATE_CONTAINER:
-            owner = zn.ttl_owner(body.ttl) if t == Op.CREATE_TTL else zn.CONTAINER_OWNER
+        if t == _OP_CREATE_TTL or t == _OP_CREATE_CONTAINER:
+            owner = zn.ttl_owner(body.ttl) if t == _OP_CREATE_TTL else zn.CONTAINER_OWNER
             node = self._create_node(body.path, body.data, body.acl, owner,
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
-        if t == Op.DELETE or t == Op.DELETE_CONTAINER:
+        if t == _OP_DELETE or t == _OP_DELETE_CONTAINER:
             self._delete_node(body.path, hdr.zxid, events)
             return None, body.path
-        if t == Op.SET_DATA or t == Op.RECONFIG:
+        if t == _OP_SET_DATA or t == _OP_RECONFIG:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
@@ -818,23 +880,23 @@ class DataTree:
             node.mtime = hdr.time
             node.mzxid = hdr.zxid
             node.version = body.version
-            events.append((EventType.NODE_DATA_CHANGED, body.path))
+            events.add(EventType.NODE_DATA_CHANGED, body.path, node.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == Op.SET_ACL:
+        if t == _OP_SET_ACL:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
             node.aversion = body.version
             node.acl = intern_acl(body.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == Op.CHECK:
+        if t == _OP_CHECK:
             return None, body.path
-        if t == Op.ERROR:
+        if t == _OP_ERROR:
             raise _KErr(body.err)
-        if t == Op.CREATE_SESSION:
+        if t == _OP_CREATE_SESSION:
             self.sessions[hdr.clientId] = body.timeOut
             return None, None
-        if t == Op.CLOSE_SESSION:
+        if t == _OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
         raise _KErr(Err.UNIMPLEMENTED)
@@ -866,8 +928,8 @@ class DataTree:
                 self._ttls[path] = None
             else:
                 self._ephemerals.setdefault(owner, {})[path] = None
-        events.append((EventType.NODE_CREATED, path))
-        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+        events.add(EventType.NODE_CREATED, path, acl)
+        events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
         return node
 
     def _delete_node(self, path: str, zxid: int, events) -> None:
@@ -893,8 +955,8 @@ class DataTree:
                 es = self._ephemerals.get(owner)
                 if es is not None:
                     es.pop(path, None)
-        events.append((EventType.NODE_DELETED, path))
-        events.append((EventType.NODE_CHILDREN_CHANGED, parent_path))
+        events.add(EventType.NODE_DELETED, path, node.acl)
+        events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
 
     def _kill_session(self, sid: int, zxid: int, paths, events) -> None:
         local = self._ephemerals.pop(sid, None)

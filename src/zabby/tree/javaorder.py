@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from array import array
 
-__all__ = ["grow_cap", "java_hash", "java_order", "table_size_for"]
+__all__ = ["children_order", "grow_cap", "java_hash", "java_order", "spread_hash", "table_size_for"]
 
 _LITTLE = sys.byteorder == "little"
 
@@ -57,3 +57,30 @@ def java_order(names, cap: int) -> list[str]:
         return list(names)
     m = cap - 1
     return sorted(names, key=lambda s: _spread(java_hash(s)) & m)
+
+
+def spread_hash(s: str) -> int:
+    """HashMap's spread(String.hashCode()): what picks the bucket."""
+    h = java_hash(s)
+    return h ^ (h >> 16)
+
+
+def children_order(children: dict, cap: int) -> list[str]:
+    """A znode's child names (dict: name -> spread hash or None, in insertion
+    order) in HashSet iteration order.
+
+    A name's hash is computed the first time its parent is listed and kept as
+    the dict value (Java caches String.hashCode the same way), so listing a
+    parent costs O(n) C-level steps plus a sort of small ints, and a name added
+    since the last listing costs one hash.
+    """
+    if cap <= 1:
+        return list(children)
+    if None in children.values():
+        for name in [k for k, v in children.items() if v is None]:
+            h = java_hash(name)
+            children[name] = h ^ (h >> 16)
+    m = cap - 1
+    keys = [h & m for h in children.values()]
+    names = list(children)
+    return list(map(names.__getitem__, sorted(range(len(names)), key=keys.__getitem__)))

@@ -41,12 +41,17 @@ def _parents_and_self(path: str):
 
 
 class PathWatches:
-    """One of ZooKeeper's two WatchManager instances."""
+    """One of ZooKeeper's two WatchManager instances.
+
+    `table` maps a path to its watcher when only one watches it (a flood of
+    watches is mostly one session's, one per path: a dict per path cost ~180 of
+    the ~300 bytes a watch took) or to a dict of watchers when several do.
+    """
 
     __slots__ = ("table", "by_watcher", "modes", "recursive_qty")
 
     def __init__(self) -> None:
-        self.table: dict[str, dict[Any, None]] = {}
+        self.table: dict[str, Any] = {}
         self.by_watcher: dict[Any, dict[str, None]] = {}
         self.modes: dict[tuple[Any, str], int] = {}
         self.recursive_qty = 0
@@ -62,7 +67,14 @@ class PathWatches:
             self.recursive_qty += 1 if is_rec else -1
 
     def add(self, path: str, watcher: Hashable, mode: int = STANDARD) -> bool:
-        self.table.setdefault(path, {})[watcher] = None
+        table = self.table
+        cur = table.get(path)
+        if cur is None:
+            table[path] = watcher
+        elif type(cur) is dict:
+            cur[watcher] = None
+        elif cur != watcher:
+            table[path] = {cur: None, watcher: None}
         paths = self.by_watcher.setdefault(watcher, {})
         self._set_mode(watcher, path, mode)
         if path in paths:
@@ -81,21 +93,25 @@ class PathWatches:
         iterator = _parents_and_self(path) if self.recursive_qty else (path,)
         at_parent = False
         for local in iterator:
-            watchers = table.get(local)
-            if watchers:
-                for w in list(watchers):
-                    mode = modes.get((w, local), STANDARD)
+            entry = table.get(local)
+            if entry is not None:
+                single = type(entry) is not dict
+                for w in (entry,) if single else list(entry):
+                    mode = modes.get((w, local), STANDARD) if modes else STANDARD
                     if mode == PERSISTENT_RECURSIVE:
                         if event_type != EventType.NODE_CHILDREN_CHANGED:
                             matched[w] = None
                     elif not at_parent:
                         matched[w] = None
                         if mode == STANDARD:
-                            del watchers[w]
+                            if single:
+                                del table[local]
+                            else:
+                                del entry[w]
                             paths = self.by_watcher.get(w)
                             if paths is not None:
                                 paths.pop(local, None)
-                if not watchers:
+                if not single and not entry:
                     del table[local]
             at_parent = True
         if suppress:
@@ -117,12 +133,19 @@ class PathWatches:
         if paths is None or path not in paths:
             return False
         del paths[path]
-        watchers = self.table.get(path)
-        if watchers is None or watcher not in watchers:
+        entry = self.table.get(path)
+        if entry is None:
             return False
-        del watchers[watcher]
-        if not watchers:
+        if type(entry) is dict:
+            if watcher not in entry:
+                return False
+            del entry[watcher]
+            if not entry:
+                del self.table[path]
+        elif entry == watcher:
             del self.table[path]
+        else:
+            return False
         self._set_mode(watcher, path, STANDARD)
         return True
 
@@ -130,17 +153,28 @@ class PathWatches:
         paths = self.by_watcher.pop(watcher, None)
         if paths is None:
             return
+        table = self.table
         for p in paths:
-            watchers = self.table.get(p)
-            if watchers is not None:
-                watchers.pop(watcher, None)
-                if not watchers:
-                    del self.table[p]
+            entry = table.get(p)
+            if entry is not None:
+                if type(entry) is dict:
+                    entry.pop(watcher, None)
+                    if not entry:
+                        del table[p]
+                elif entry == watcher:
+                    del table[p]
             self._set_mode(watcher, p, STANDARD)
 
     def size(self) -> int:
         """Watches counted per path (WatchManager.size)."""
-        return sum(len(w) for w in self.table.values())
+        return sum(len(e) if type(e) is dict else 1 for e in self.table.values())
+
+    def watchers_at(self, path: str) -> tuple | dict:
+        """The watchers of one path (empty when none)."""
+        entry = self.table.get(path)
+        if entry is None:
+            return ()
+        return entry if type(entry) is dict else (entry,)
 
     def summary(self) -> tuple[int, int, int]:
         """(watching connections, watched paths, total watches) for `wchs`."""
@@ -238,9 +272,58 @@ class WatchManager:
         """Path -> watchers, data and child watches merged (`wchp`)."""
         out: dict[str, set[Any]] = {}
         for mgr in (self.data, self.child):
-            for p, ws in mgr.table.items():
-                out.setdefault(p, set()).update(ws)
+            for p, e in mgr.table.items():
+                out.setdefault(p, set()).update(e if type(e) is dict else (e,))
         return out
+
+    def by_path_sorted(self) -> list[tuple[str, Any]]:
+        """(path, entry) for every watched path in path order, data and child
+        watches merged (`wchp`). An entry is a dict of watchers (it may hold just
+        one) or a single watcher itself, as the tables keep them (no per-path
+        object is made for a flood of one session's watches)."""
+        dt, ct = self.data.table, self.child.table
+        if not ct or not dt:
+            return sorted((dt or ct).items())  # paths are unique: entries never compared
+        out = []
+        at_d, at_c = self.data.watchers_at, self.child.watchers_at
+        for p in sorted(dt.keys() | ct.keys()):
+            a = at_d(p)
+            b = at_c(p)
+            if a and b:
+                merged = dict.fromkeys([*a, *b])
+                out.append((p, merged if len(merged) > 1 else next(iter(merged))))
+            else:
+                e = a or b
+                out.append((p, e if type(e) is dict else e[0]))
+        return out
+
+    def by_watcher_merged(self) -> dict[Any, dict[str, None]]:
+        """Watcher -> its watched paths, data and child merged (`wchc`); the data
+        manager's dicts are shared, not copied, when a watcher has no child watch."""
+        dw, cw = self.data.by_watcher, self.child.by_watcher
+        out: dict[Any, dict[str, None]] = {w: ps for w, ps in dw.items() if ps}
+        for w, ps in cw.items():
+            if ps:
+                mine = out.get(w)
+                out[w] = ps if mine is None else {**mine, **ps}
+        return out
+
+    def summary_all(self) -> tuple[int, int, int]:
+        """(watching connections, watched paths, total watches) over data and
+        child watches merged, one per (watcher, path) (`wchs`)."""
+        dw, cw = self.data.by_watcher, self.child.by_watcher
+        conns = {w for w, ps in dw.items() if ps}
+        conns.update(w for w, ps in cw.items() if ps)
+        paths: set[str] = set()
+        total = 0
+        for ps in dw.values():
+            paths.update(ps)
+            total += len(ps)
+        for w, ps in cw.items():
+            paths.update(ps)
+            mine = dw.get(w)
+            total += len(ps.keys() - mine.keys()) if mine else len(ps)
+        return len(conns), len(paths), total
 
     def counts(self) -> tuple[int, int, int]:
         """`wchs` as ZooKeeper 3.8 prints it: the *data* manager's

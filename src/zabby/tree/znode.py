@@ -49,7 +49,8 @@ class ZNode:
     numChildren`` (creations plus deletions), exactly as DataNode.copyStat.
 
     `children` is None for a leaf (most znodes) or a dict of child names in
-    insertion order (used as an ordered set).
+    insertion order (used as an ordered set); a value is None or, once the
+    parent has been listed, the name's spread Java hash (see javaorder).
     """
 
     __slots__ = (
@@ -71,7 +72,7 @@ class ZNode:
     def __init__(self, data, acl, zxid: int, time: int, ephemeral_owner: int = 0) -> None:
         self.data = data
         self.acl = acl
-        self.children: dict[str, None] | None = None
+        self.children: dict[str, int | None] | None = None
         self.czxid = zxid
         self.mzxid = zxid
         self.pzxid = zxid

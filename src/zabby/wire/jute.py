@@ -12,9 +12,10 @@ or ``("vector", T)`` (int count + items, -1 = None) with T any of these.
 from __future__ import annotations
 
 import struct
+from itertools import chain
 from typing import Any, ClassVar
 
-__all__ = ["ProtocolError", "Record", "vector"]
+__all__ = ["EncodedStrings", "ProtocolError", "Record", "encoded_strings", "vector"]
 
 
 class ProtocolError(ValueError):
@@ -63,7 +64,10 @@ def read_bool(buf, pos: int) -> tuple[bool, int]:
 
 
 def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
-    n, pos = read_int(buf, pos)
+    if pos + 4 > len(buf):
+        raise ProtocolError("truncated int")
+    n = _I.unpack_from(buf, pos)[0]
+    pos += 4
     if n < 0:
         if n == -1:
             return None, pos
@@ -75,7 +79,10 @@ def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
 
 
 def read_ustring(buf, pos: int) -> tuple[str | None, int]:
-    n, pos = read_int(buf, pos)
+    if pos + 4 > len(buf):
+        raise ProtocolError("truncated int")
+    n = _I.unpack_from(buf, pos)[0]
+    pos += 4
     if n < 0:
         if n == -1:
             return None, pos
@@ -104,14 +111,26 @@ def write_ustring(out: bytearray, value: str | None) -> None:
         out += b
 
 
-def _read_vector(buf, pos: int, read_item) -> tuple[list | None, int]:
+def _min_size(t) -> int:
+    """Fewest bytes one encoded value of field type `t` can take."""
+    if isinstance(t, str):
+        return {"int": 4, "long": 8, "bool": 1, "buffer": 4, "ustring": 4}[t]
+    if isinstance(t, tuple):
+        return 4
+    return t._MIN_SIZE
+
+
+def _read_vector(buf, pos: int, read_item, item_size: int = 1) -> tuple[list | None, int]:
     n, pos = read_int(buf, pos)
     if n < 0:
         if n == -1:
             return None, pos
-        raise ProtocolError(f"negative vector length {n}")
-    if n > _MAX_LEN or n > len(buf) - pos:
-        # every item takes at least one byte
+        # Java's BinaryInputArchive makes an index that is done at once: any other
+        # negative count reads as an empty vector (a create then fails INVALIDACL).
+        return [], pos
+    if n > _MAX_LEN or n * item_size > len(buf) - pos:
+        # every item takes at least item_size bytes: a count the rest of the frame
+        # cannot hold fails here, before any list is grown or item read
         raise ProtocolError(f"vector length {n} exceeds frame")
     items = []
     append = items.append
@@ -128,6 +147,52 @@ def _write_vector(out: bytearray, items, write_item) -> None:
     out += _I.pack(len(items))
     for it in items:
         write_item(out, it)
+
+
+def _immutable(self, *args, **kwargs):
+    raise TypeError("an EncodedStrings list is immutable")
+
+
+class EncodedStrings(list):
+    """A list of strings that carries its own vector<ustring> encoding, made
+    once (`encoded_strings`): a big directory's listing, answered again and
+    again while the directory does not change, is then copied, not encoded."""
+
+    __slots__ = ("encoded",)
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
+    append = extend = insert = pop = remove = clear = sort = reverse = _immutable
+
+
+def encoded_strings(items: list) -> EncodedStrings:
+    out = bytearray()
+    _write_ustring_vector(out, items)  # a plain list: encoded item by item
+    es = EncodedStrings(items)
+    es.encoded = bytes(out)
+    return es
+
+
+def _write_ustring_vector(out: bytearray, items) -> None:
+    """vector<ustring> in C-level passes (getChildren of 200k names, watch lists)."""
+    if type(items) is EncodedStrings:
+        out += items.encoded
+        return
+    if items is None:
+        out += b"\xff\xff\xff\xff"
+        return
+    out += _I.pack(len(items))
+    if not items:
+        return
+    if None in items:
+        for it in items:
+            write_ustring(out, it)
+        return
+    try:
+        encs = list(map(str.encode, items))
+    except UnicodeEncodeError:  # a lone surrogate: Java writes it as CESU-ish bytes
+        encs = [s.encode("utf-8", "surrogatepass") for s in items]
+    lens = list(map(_I.pack, map(len, encs)))
+    out += b"".join(chain.from_iterable(zip(lens, encs, strict=True)))
 
 
 def _write_int(out: bytearray, v: int) -> None:
@@ -163,7 +228,8 @@ def _reader_for(t):
         return _PRIM_READ[t]
     if isinstance(t, tuple):
         inner = _reader_for(t[1])
-        return lambda buf, pos: _read_vector(buf, pos, inner)
+        size = max(1, _min_size(t[1]))
+        return lambda buf, pos: _read_vector(buf, pos, inner, size)
     return t.decode_from
 
 
@@ -171,6 +237,8 @@ def _writer_for(t):
     if isinstance(t, str):
         return _PRIM_WRITE[t]
     if isinstance(t, tuple):
+        if t[1] == "ustring":
+            return _write_ustring_vector
         inner = _writer_for(t[1])
         return lambda out, items: _write_vector(out, items, inner)
     return lambda out, rec: rec.encode(out)
@@ -201,6 +269,7 @@ class Record(metaclass=_RecordMeta):
 
     __slots__ = ()
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    _MIN_SIZE: ClassVar[int] = 0  # fewest bytes an encoding takes (set per subclass)
 
     # generated per subclass: __init__, encode, decode_from
     def encode(self, out: bytearray) -> None:  # pragma: no cover - replaced
@@ -240,6 +309,7 @@ def _hashable(v):
 
 def _build(cls) -> None:
     fields = cls.FIELDS
+    cls._MIN_SIZE = sum(_min_size(t) for _, t in fields)
     names = [n for n, _ in fields]
     ns: dict[str, Any] = {
         "_I": _I, "_Q": _Q, "_B": _B, "ProtocolError": ProtocolError,

@@ -46,6 +46,8 @@ from .records import (
 
 _REPLY_HDR = struct.Struct(">iiqi")  # length, xid, zxid, err
 _REQ_HDR = struct.Struct(">ii")
+_MULTI_HDR = struct.Struct(">iBi")  # MultiHeader: type, done, err
+_MULTI_DONE = _MULTI_HDR.pack(-1, 1, -1)
 
 
 class MultiRequest:
@@ -57,23 +59,32 @@ class MultiRequest:
         self.ops = ops if ops is not None else []
 
     def encode(self, out: bytearray) -> None:
+        pack = _MULTI_HDR.pack
         for op, rec in self.ops:
-            MultiHeader(op, False, -1).encode(out)
+            out += pack(op, 0, -1)  # MultiHeader(op, False, -1)
             rec.encode(out)
-        MultiHeader(-1, True, -1).encode(out)
+        out += _MULTI_DONE
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiRequest, int]:
         ops: list[tuple[int, Record]] = []
+        append = ops.append
+        n = len(buf)
+        unpack = _MULTI_HDR.unpack_from
+        get = MULTI_OP_BODY.get
         while True:
-            hdr, pos = MultiHeader.decode_from(buf, pos)
-            if hdr.done:
+            # MultiHeader (type, done, err), unpacked in place: no record per op
+            if pos + 9 > n:
+                raise ProtocolError("truncated MultiHeader")
+            op, done, _err = unpack(buf, pos)
+            pos += 9
+            if done:
                 return cls(ops), pos
-            body_type = MULTI_OP_BODY.get(hdr.type)
+            body_type = get(op)
             if body_type is None:
-                raise ProtocolError(f"invalid type of op in multi: {hdr.type}")
+                raise ProtocolError(f"invalid type of op in multi: {op}")
             rec, pos = body_type.decode_from(buf, pos)
-            ops.append((hdr.type, rec))
+            append((op, rec))
 
     @classmethod
     def decode(cls, buf) -> MultiRequest:
@@ -99,11 +110,12 @@ class MultiResponse:
         self.results = results if results is not None else []
 
     def encode(self, out: bytearray) -> None:
+        pack = _MULTI_HDR.pack
         for op, err, body in self.results:
-            MultiHeader(op, False, err).encode(out)
+            out += pack(op, 0, err)  # MultiHeader(op, False, err)
             if body is not None:
                 body.encode(out)
-        MultiHeader(-1, True, -1).encode(out)
+        out += _MULTI_DONE
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiResponse, int]:
