@@ -151,3 +151,34 @@ def test_max_cnxns_counts_every_connection():
         assert [t.closed for t in ts] == [False, False, False, True, True]
 
     asyncio.run(main())
+
+
+def test_a_big_read_is_handled_in_slices_in_order():
+    async def main():
+        server = ZabbyServer(ServerConfig(max_client_cnxns=0))
+        conn, t = _connect(server)
+        await asyncio.sleep(0)
+        replies = []
+        t.write = lambda data: replies.append(bytes(data))
+        n = 3 * cnxn.FRAMES_PER_TURN + 10
+        frames = [encode_request(i + 1, Op.EXISTS, PathWatchRequest("/", False))
+                  for i in range(n)]
+        conn.data_received(b"".join(frames[: n - 5]))
+        assert conn.packets_received - 1 == cnxn.FRAMES_PER_TURN
+        assert not t.reading
+        conn.data_received(b"".join(frames[n - 5:]))  # arrives mid-slice: queued behind
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert conn.packets_received - 1 == n
+        assert t.reading
+        import struct
+
+        blob = b"".join(replies)
+        xids, pos = [], 0
+        while pos < len(blob):
+            (length,) = struct.unpack_from(">i", blob, pos)
+            xids.append(struct.unpack_from(">i", blob, pos + 4)[0])
+            pos += 4 + length
+        assert xids == list(range(1, n + 1))
+
+    asyncio.run(main())

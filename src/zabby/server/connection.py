@@ -37,10 +37,16 @@ MAX_INFLIGHT_WRITES = 128
 # Requests read but not answered, per connection: above this it is not read.
 MAX_OUTSTANDING = 1000
 
+# Frames of one connection handled in one loop turn; the rest of a big read waits for
+# the next turn (the connection is not read meanwhile), so a client that sends
+# thousands of cheap requests in one read (addauth) cannot hold the loop.
+FRAMES_PER_TURN = 256
+
 # why a connection is not being read (bits of ClientConnection.read_paused)
 PAUSE_OUTPUT = 1  # its client does not read its replies
 PAUSE_BACKLOG = 2  # MAX_OUTSTANDING requests of its own are waiting
 PAUSE_GLOBAL = 4  # the server has globalOutstandingLimit writes in flight
+PAUSE_SLICE = 8  # frames of an earlier read still wait for their turn
 
 
 class _Malformed:
@@ -83,6 +89,8 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.stalled = False  # pump stopped for output; resume once it drains
         self.read_paused = 0  # PAUSE_* bits; read only while 0
+        self._frames: list[bytes] | None = None  # decoded, not yet handled (a slice)
+        self._next_frame = 0
         # request pipeline state (see ZabbyServer.pump)
         self.backlog: deque = deque()
         self.inflight = 0
@@ -139,33 +147,70 @@ class ClientConnection(asyncio.Protocol):
                         return
                     self.head_rest = b""
             frames = self.decoder.feed(data)
-            server = self.server
-            for f in frames:
-                self.packets_received += 1
-                if not self.initialized:
-                    req, read_only = decode_connect(f)
-                    self.initialized = True
-                    server.handle_connect(self, req, read_only)
-                    if self.closed or self.closing:
-                        return
-                else:
-                    try:
-                        xid, op, body = decode_request(f)
-                    except ProtocolError:
-                        if len(f) < 8:
-                            raise  # not even a request header: drop the connection
-                        # a header with an undecodable body gets MARSHALLINGERROR
-                        xid, op = _REQ_HDR.unpack_from(f, 0)
-                        body = MALFORMED
-                    server.handle_request(self, xid, op, body)
-                    if self.closed or self.closing:
-                        return
+            if self._frames is not None:  # a read arrived before the last one was done
+                self._frames.extend(frames)
+                return
+            self._handle_frames(frames, 0)
         except ProtocolError as e:
             log.warning("closing connection from %s:%d: malformed frame: %s", *self.peer, e)
             self.abort()
         except Exception:  # a bug must never take the server down
             log.exception("closing connection from %s:%d after internal error", *self.peer)
             self.abort()
+
+    def _more_frames(self) -> None:
+        frames, i = self._frames, self._next_frame
+        self._frames = None
+        if frames is None or self.closed or self.closing:
+            return
+        self._receiving = True
+        try:
+            self._handle_frames(frames, i)
+        except ProtocolError as e:
+            log.warning("closing connection from %s:%d: malformed frame: %s", *self.peer, e)
+            self.abort()
+        except Exception:  # a bug must never take the server down
+            log.exception("closing connection from %s:%d after internal error", *self.peer)
+            self.abort()
+        finally:
+            self._receiving = False
+            if self._flush_scheduled:
+                self.flush()
+        if self._frames is None:
+            self.resume(PAUSE_SLICE)
+
+    def _handle_frames(self, frames: list[bytes], i: int) -> None:
+        server = self.server
+        end = i + FRAMES_PER_TURN
+        n = len(frames)
+        while i < n:
+            if i >= end:
+                # the rest in a later turn: other clients are served in between
+                self._frames, self._next_frame = frames, i
+                self.pause(PAUSE_SLICE)
+                asyncio.get_running_loop().call_soon(self._more_frames)
+                return
+            f = frames[i]
+            i += 1
+            self.packets_received += 1
+            if not self.initialized:
+                req, read_only = decode_connect(f)
+                self.initialized = True
+                server.handle_connect(self, req, read_only)
+                if self.closed or self.closing:
+                    return
+            else:
+                try:
+                    xid, op, body = decode_request(f)
+                except ProtocolError:
+                    if len(f) < 8:
+                        raise  # not even a request header: drop the connection
+                    # a header with an undecodable body gets MARSHALLINGERROR
+                    xid, op = _REQ_HDR.unpack_from(f, 0)
+                    body = MALFORMED
+                server.handle_request(self, xid, op, body)
+                if self.closed or self.closing:
+                    return
 
     def connection_lost(self, exc) -> None:  # type: ignore[override]
         self.closed = True
