@@ -135,6 +135,7 @@ class ZabbyServer:
         self.total_latency = 0
         self.latency_count = 0
         self.outstanding = 0  # writes handed to the commit pipeline, not yet answered
+        self._global_limit = config.global_outstanding_limit
         # connections not read because globalOutstandingLimit writes are in flight
         self._throttled: set[ClientConnection] = set()
         # connections not read for any reason (their sessions: see tick)
@@ -538,12 +539,14 @@ class ZabbyServer:
         q = conn.backlog
         q.append((xid, op, body, time.monotonic_ns()))
         self.pump(conn)
-        # back-pressure by not reading, never by dropping (as ZooKeeper throttles)
-        if len(q) + conn.inflight >= MAX_OUTSTANDING:
-            conn.pause(PAUSE_BACKLOG)
-        if self.outstanding >= self.config.global_outstanding_limit and not conn.closed:
-            self._throttled.add(conn)
-            conn.pause(PAUSE_GLOBAL)
+        # back-pressure by not reading, never by dropping (as ZooKeeper throttles
+        # a connection with requests outstanding); nothing to check when all answered
+        if q or conn.inflight:
+            if len(q) + conn.inflight >= MAX_OUTSTANDING:
+                conn.pause(PAUSE_BACKLOG)
+            if self.outstanding >= self._global_limit and not conn.closed:
+                self._throttled.add(conn)
+                conn.pause(PAUSE_GLOBAL)
 
     def pump(self, conn: ClientConnection) -> None:
         """Process the connection's backlog in order (see module docstring)."""
@@ -577,7 +580,7 @@ class ZabbyServer:
         if (conn.read_paused & PAUSE_BACKLOG
                 and len(conn.backlog) + conn.inflight < MAX_OUTSTANDING // 2):
             conn.resume(PAUSE_BACKLOG)
-        if self._throttled and self.outstanding < self.config.global_outstanding_limit:
+        if self._throttled and self.outstanding < self._global_limit:
             self._release_throttled()
 
     def _prepare(self, op: int, body, session_id: int, cxid: int, auth):
