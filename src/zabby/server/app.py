@@ -96,6 +96,13 @@ async def serve(config: ServerConfig, ready=None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover
             pass
+    freeze_s = os.environ.get("ZABBY_TEST_FREEZE_ON_SIGUSR2")
+    if freeze_s:
+        # tests only: SIGUSR2 makes the event loop busy (not stopped) for that many
+        # seconds, as a huge request would; sockets keep filling meanwhile
+        import time
+
+        loop.add_signal_handler(signal.SIGUSR2, time.sleep, float(freeze_s))
     await stop.wait()
     log.info("shutting down")
     if purger is not None:
@@ -119,6 +126,20 @@ async def _autopurge(config: ServerConfig) -> None:
             log.exception("autopurge failed")
 
 
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit, as the JVM does for ZooKeeper: every
+    client costs a descriptor, and 1024 is easily reached."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover
+        pass
+
+
 def run(config: ServerConfig) -> None:
+    raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config))

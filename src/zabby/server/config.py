@@ -119,6 +119,9 @@ class ServerConfig:
     security: dict[str, str] = field(default_factory=dict)
     max_cnxns: int = 0  # maxCnxns: connections in all, 0 = unlimited
     global_outstanding_limit: int = 1000  # globalOutstandingLimit
+    # zookeeper.nio.sessionlessCnxnTimeout (ms): a connection with no ConnectRequest
+    # after this long is closed
+    sessionless_cnxn_timeout: int = 10000
     snap_count: int = 100000  # snapCount
     # snapshot.compression.method: "" (none) or "gz"; ZooKeeper also knows "snappy",
     # which we accept as our zlib compression too
@@ -377,7 +380,7 @@ _SYSPROP_KEYS = frozenset(
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
         "snapshot.compression.method", "globalOutstandingLimit",
-        "serverCnxnFactory",
+        "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -441,6 +444,12 @@ def _canonical(key: str) -> str | None:
     return None
 
 
+def is_secret_key(key: str) -> bool:
+    """A setting whose value must never be printed or logged."""
+    low = key.lower()
+    return any(w in low for w in ("password", "passwd", "secret", "digest", "credential"))
+
+
 _PARSE_INT = re.compile(r"[+-]?[0-9]+")
 _DECODE_INT = re.compile(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]+)|(0)([0-7]+)|([0-9]+))")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -460,6 +469,9 @@ class _Parser:
             msg = f"{self.where}: {reason}"
         elif value is None:
             msg = f"{self.where}: {key}: {reason}"
+        elif is_secret_key(key):
+            # an error message is printed and logged: never echo a secret
+            msg = f"{self.where}: {key}: (value hidden) {reason}"
         else:
             msg = f"{self.where}: {key}: {value!r} {reason}"
         return ConfigError(msg, source=self.source, key=key, value=value)
@@ -691,6 +703,8 @@ class _Parser:
             c.max_cnxns = self.at_least(key, value, self.int32(key, value), 0)
         elif canon == "globalOutstandingLimit":
             c.global_outstanding_limit = self.at_least(key, value, self.int32(key, value), 1)
+        elif canon == "nio.sessionlessCnxnTimeout":
+            c.sessionless_cnxn_timeout = self.at_least(key, value, self.int32(key, value), 1)
         elif canon == "serverCnxnFactory":
             if value not in SERVER_CNXN_FACTORIES:
                 raise self.error(key, value, "is not a server connection factory zabby knows "

@@ -20,6 +20,34 @@ log = logging.getLogger("zabby.server.cnxn")
 
 _REQ_HDR = struct.Struct(">ii")
 
+# Output queued for one connection is capped: the transport's buffer pauses writing
+# above OUTPUT_HIGH, and `pump` stops answering (and the connection stops being read)
+# while the transport is paused or the replies made in this turn reach OUTPUT_HIGH.
+# What one connection can hold is then ~2 * OUTPUT_HIGH plus one reply (<= jute.maxbuffer).
+OUTPUT_HIGH = 256 * 1024
+OUTPUT_LOW = 64 * 1024
+# Output that is not a reply to a request pump chose to answer (watch notifications,
+# addauth replies) is not throttled that way; a client that lets this much pile up
+# unread is disconnected (its session stays: it may reconnect and set its watches).
+OUTPUT_HARD_LIMIT = 64 * 1024 * 1024
+# Writes of one connection handed to the commit pipeline at once; the rest of its
+# backlog waits for them, so a deep pipeline is prepared in slices between which
+# other clients are served.
+MAX_INFLIGHT_WRITES = 128
+# Requests read but not answered, per connection: above this it is not read.
+MAX_OUTSTANDING = 1000
+
+# Frames of one connection handled in one loop turn; the rest of a big read waits for
+# the next turn (the connection is not read meanwhile), so a client that sends
+# thousands of cheap requests in one read (addauth) cannot hold the loop.
+FRAMES_PER_TURN = 256
+
+# why a connection is not being read (bits of ClientConnection.read_paused)
+PAUSE_OUTPUT = 1  # its client does not read its replies
+PAUSE_BACKLOG = 2  # MAX_OUTSTANDING requests of its own are waiting
+PAUSE_GLOBAL = 4  # the server has globalOutstandingLimit writes in flight
+PAUSE_SLICE = 8  # frames of an earlier read still wait for their turn
+
 
 class _Malformed:
     """Stands for a request body that did not decode."""
@@ -54,13 +82,21 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.closing = False  # close after the pending output is flushed
         self._out: list[bytes | bytearray] = []
+        self._out_bytes = 0  # in _out, not yet given to the transport
         self._flush_scheduled = False
         self._receiving = False
+        # back-pressure: the transport's buffer is above its high-water mark
+        self.write_paused = False
+        self.stalled = False  # pump stopped for output; resume once it drains
+        self.read_paused = 0  # PAUSE_* bits; read only while 0
+        self._frames: list[bytes] | None = None  # decoded, not yet handled (a slice)
+        self._next_frame = 0
         # request pipeline state (see ZabbyServer.pump)
         self.backlog: deque = deque()
         self.inflight = 0
         self.pumping = False
-        self.auth: list = []  # authenticated ids of this connection
+        self.auth: list = []  # authenticated ids of this connection, in order
+        self.auth_set: set = set()  # the same ids, for O(1) membership
         self.sasl = None  # this connection's SASL exchange (server.sasl)
         # statistics for `cons` and mntr
         self.established = time.time()
@@ -84,6 +120,8 @@ class ClientConnection(asyncio.Protocol):
         if not self.server.accept_connection(self):
             self.closed = True
             transport.abort()
+            return
+        transport.set_write_buffer_limits(high=OUTPUT_HIGH, low=OUTPUT_LOW)
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
@@ -109,27 +147,10 @@ class ClientConnection(asyncio.Protocol):
                         return
                     self.head_rest = b""
             frames = self.decoder.feed(data)
-            server = self.server
-            for f in frames:
-                self.packets_received += 1
-                if not self.initialized:
-                    req, read_only = decode_connect(f)
-                    self.initialized = True
-                    server.handle_connect(self, req, read_only)
-                    if self.closed or self.closing:
-                        return
-                else:
-                    try:
-                        xid, op, body = decode_request(f)
-                    except ProtocolError:
-                        if len(f) < 8:
-                            raise  # not even a request header: drop the connection
-                        # a header with an undecodable body gets MARSHALLINGERROR
-                        xid, op = _REQ_HDR.unpack_from(f, 0)
-                        body = MALFORMED
-                    server.handle_request(self, xid, op, body)
-                    if self.closed or self.closing:
-                        return
+            if self._frames is not None:  # a read arrived before the last one was done
+                self._frames.extend(frames)
+                return
+            self._handle_frames(frames, 0)
         except ProtocolError as e:
             log.warning("closing connection from %s:%d: malformed frame: %s", *self.peer, e)
             self.abort()
@@ -137,24 +158,108 @@ class ClientConnection(asyncio.Protocol):
             log.exception("closing connection from %s:%d after internal error", *self.peer)
             self.abort()
 
+    def _more_frames(self) -> None:
+        frames, i = self._frames, self._next_frame
+        self._frames = None
+        if frames is None or self.closed or self.closing:
+            return
+        self._receiving = True
+        try:
+            self._handle_frames(frames, i)
+        except ProtocolError as e:
+            log.warning("closing connection from %s:%d: malformed frame: %s", *self.peer, e)
+            self.abort()
+        except Exception:  # a bug must never take the server down
+            log.exception("closing connection from %s:%d after internal error", *self.peer)
+            self.abort()
+        finally:
+            self._receiving = False
+            if self._flush_scheduled:
+                self.flush()
+        if self._frames is None:
+            self.resume(PAUSE_SLICE)
+
+    def _handle_frames(self, frames: list[bytes], i: int) -> None:
+        server = self.server
+        end = i + FRAMES_PER_TURN
+        n = len(frames)
+        while i < n:
+            if i >= end:
+                # the rest in a later turn: other clients are served in between
+                self._frames, self._next_frame = frames, i
+                self.pause(PAUSE_SLICE)
+                asyncio.get_running_loop().call_soon(self._more_frames)
+                return
+            f = frames[i]
+            i += 1
+            self.packets_received += 1
+            if not self.initialized:
+                req, read_only = decode_connect(f)
+                self.initialized = True
+                server.handle_connect(self, req, read_only)
+                if self.closed or self.closing:
+                    return
+            else:
+                try:
+                    xid, op, body = decode_request(f)
+                except ProtocolError:
+                    if len(f) < 8:
+                        raise  # not even a request header: drop the connection
+                    # a header with an undecodable body gets MARSHALLINGERROR
+                    xid, op = _REQ_HDR.unpack_from(f, 0)
+                    body = MALFORMED
+                server.handle_request(self, xid, op, body)
+                if self.closed or self.closing:
+                    return
+
     def connection_lost(self, exc) -> None:  # type: ignore[override]
         self.closed = True
         self.server.connection_closed(self)
 
     def pause_writing(self) -> None:
-        # a client that does not read its replies stops being read
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # a client that does not read its replies stops being read and answered
+        self.write_paused = True
+        self.pause(PAUSE_OUTPUT)
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
+        self.write_paused = False
+        if self.closed:
+            return
+        if self.stalled:
+            self._resume_pump()
+        else:
+            self.resume(PAUSE_OUTPUT)
+
+    @property
+    def output_full(self) -> bool:
+        """Answer no more requests for now: the replies would only pile up."""
+        return self.write_paused or self._out_bytes >= OUTPUT_HIGH
+
+    def _resume_pump(self) -> None:
+        # later in this turn, not from inside a write or a flush
+        self.stalled = False
+        asyncio.get_running_loop().call_soon(self.server.resume_pump, self)
+
+    def pause(self, why: int) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+            self.server.read_paused(self, True)
+        self.read_paused |= why
+
+    def resume(self, why: int) -> None:
+        if not self.read_paused & why:
+            return
+        self.read_paused &= ~why
+        if not self.read_paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+            self.server.read_paused(self, False)
 
     # ------------------------------------------------------------ output
     def send(self, data: bytes | bytearray) -> None:
         if self.closed:
             return
         self._out.append(data)
+        self._out_bytes += len(data)
         self.packets_sent += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -166,16 +271,25 @@ class ClientConnection(asyncio.Protocol):
         out = self._out
         if not out or self.closed or self.transport is None:
             out.clear()
+            self._out_bytes = 0
             if self.closing:  # close_after_flush with nothing to send
                 self._close_now()
             return
         self._out = []
+        self._out_bytes = 0
         if len(out) == 1:
             self.transport.write(out[0])
         else:
             self.transport.write(b"".join(out))
         if self.closing:
             self._close_now()
+        elif self.write_paused and self.transport.get_write_buffer_size() > OUTPUT_HARD_LIMIT:
+            log.warning("closing connection from %s:%d: %d bytes of output unread",
+                        *self.peer, self.transport.get_write_buffer_size())
+            self.abort()
+        elif self.stalled and not self.write_paused:
+            # pump stopped at OUTPUT_HIGH of unflushed replies; they are written now
+            self._resume_pump()
 
     def close_after_flush(self) -> None:
         """Send what is queued, then close (used after closeSession, auth failure...)."""
@@ -197,6 +311,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self._out.clear()
+            self._out_bytes = 0
             self.transport.abort()
             self.server.connection_closed(self)
 

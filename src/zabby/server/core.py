@@ -13,7 +13,11 @@ are queued before any later reply on every connection) and replies.
 from __future__ import annotations
 
 import asyncio
+import errno
+import hmac
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -38,7 +42,16 @@ from ..wire.records import (
     WhoAmIResponse,
 )
 from .config import ServerConfig
-from .connection import MALFORMED, ClientConnection
+from .connection import (
+    MALFORMED,
+    MAX_INFLIGHT_WRITES,
+    MAX_OUTSTANDING,
+    OUTPUT_HIGH,
+    PAUSE_BACKLOG,
+    PAUSE_GLOBAL,
+    PAUSE_OUTPUT,
+    ClientConnection,
+)
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
@@ -98,6 +111,9 @@ class ZabbyServer:
         if self.security.client_tls is not None:  # TLS for clients registers x509
             tree.acl_providers["x509"] = True
         self.watches = tree.watches
+        # time the loop was too busy to run (see _ticker): never counted against sessions
+        self._stalled_ns = 0
+        self.stalled_ms_total = 0
         self.sessions = SessionTracker(config.tick_time, server_id, self.monotonic_ms())
         # sessions recovered from disk live until they time out, as in ZooKeeper
         now = self.monotonic_ms()
@@ -118,18 +134,36 @@ class ZabbyServer:
         self.max_latency = 0
         self.total_latency = 0
         self.latency_count = 0
-        self.outstanding = 0
+        self.outstanding = 0  # writes handed to the commit pipeline, not yet answered
+        self._global_limit = config.global_outstanding_limit
+        # connections not read because globalOutstandingLimit writes are in flight
+        self._throttled: set[ClientConnection] = set()
+        # connections not read for any reason (their sessions: see tick)
+        self._not_read: set[ClientConnection] = set()
+        # connections with no ConnectRequest yet -> deadline (ns), oldest first
+        self._handshakes: dict[ClientConnection, int] = {}
+        self.handshakes_timed_out = 0
+        self.cnxns_refused = 0
         self._to_flush: list[ClientConnection] = []
         self._containers_proposed: set[str] = set()
         self._tick_task: asyncio.Task | None = None
-        self._server: asyncio.base_events.Server | UnifiedListener | None = None
+        self._listeners: list[tuple[socket.socket, object]] = []
+        self._accepting = False
+        self._reserve_fd: int | None = None
+        self._accept_error_logged = 0.0
+        self.accept_errors = 0
+        self._server: UnifiedListener | None = None  # client.portUnification
         self._secure: SecureListener | None = None  # secureClientPort
         self.secure_port: int | None = None
 
     # ------------------------------------------------------------ clocks
-    @staticmethod
-    def monotonic_ms() -> int:
-        return time.monotonic_ns() // 1_000_000
+    def monotonic_ms(self) -> int:
+        """The session clock: monotonic time minus the time the loop was stalled.
+
+        Session deadlines are on this clock, so a session never expires because the
+        server was too busy (or stopped) to read the pings waiting in its socket.
+        """
+        return (time.monotonic_ns() - self._stalled_ns) // 1_000_000
 
     @property
     def last_zxid(self) -> int:
@@ -147,15 +181,11 @@ class ZabbyServer:
             await self._server.start(lambda: ClientConnection(self))
             self.port = self._server.port
         else:
-            self._server = await loop.create_server(
-                lambda: ClientConnection(self),
-                host=cfg.client_port_address,
-                port=cfg.client_port,
-                reuse_address=True,
-                backlog=1024,
-            )
-            sock = self._server.sockets[0]
+            sock = _listen_socket(cfg.client_port_address, cfg.client_port)
             self.port = sock.getsockname()[1]
+            self._reserve_fd = _reserve_fd()
+            self.add_listener(sock)
+            self._start_accepting()
         if ctls is not None and ctls.secure_port is not None:
             self._secure = SecureListener(self, ctls)
             await self._secure.start(lambda: ClientConnection(self))
@@ -170,6 +200,13 @@ class ZabbyServer:
     async def stop(self) -> None:
         if self._tick_task:
             self._tick_task.cancel()
+        self._stop_accepting()
+        for sock, _ssl in self._listeners:
+            sock.close()
+        self._listeners.clear()
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
         if self._server:
             self._server.close()
         if self._secure:
@@ -191,17 +228,37 @@ class ZabbyServer:
         return self.config.effective_max_session_timeout
 
     async def _ticker(self) -> None:
-        tick = self.config.tick_time / 1000.0
+        period_ns = self.config.tick_time * 1_000_000 // 2
+        # lateness below this is the loop's ordinary jitter, not a stall
+        slack_ns = min(period_ns // 10, 20_000_000)
+        last = time.monotonic_ns()
         while True:
-            await asyncio.sleep(tick / 2)
+            await asyncio.sleep(period_ns / 1e9)
+            now = time.monotonic_ns()
+            late = now - last - period_ns
+            last = now
+            if late > slack_ns:
+                # The loop could not run this task for `late` ns: busy with other
+                # work, or the process was stopped. Pings may be waiting unread in
+                # the sockets, so that time does not count toward any session's
+                # timeout (the session clock moves back by it).
+                self._stalled_ns += late
+                self.stalled_ms_total += late // 1_000_000
+                if late > period_ns:
+                    log.warning("event loop stalled for %d ms; session deadlines extended",
+                                late // 1_000_000)
             try:
+                self._expire_handshakes()  # on every server, leader or not
                 self.tick()
             except Exception:
                 log.exception("error in session/container housekeeping")
 
     def tick(self) -> None:
         """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
-        for s in list(self.sessions.expired(self.monotonic_ms())):
+        now = self.monotonic_ms()
+        for s in self.throttled_sessions():
+            self.sessions.touch(s, now)
+        for s in list(self.sessions.expired(now)):
             log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
             self.close_session(s)
         expired = self.tree.expired_containers(_now_ms())
@@ -210,12 +267,97 @@ class ZabbyServer:
                 self._submit_internal(Op.DELETE_CONTAINER, _PathBody(path), 0)
         self._containers_proposed = set(expired) - self._containers_proposed
 
+    # ------------------------------------------------------------ accepting
+    # Our own accept loop rather than loop.create_server: uvloop closes a listening
+    # server for good on an accept error such as EMFILE, so one moment at the
+    # file-descriptor limit would lock every new client out until a restart.
+    # A listener is (socket, ssl context or None); a TLS port adds one with
+    # add_listener(sock, ssl_context).
+    def add_listener(self, sock: socket.socket, ssl=None) -> None:
+        self._listeners.append((sock, ssl))
+        if self._accepting:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready, sock, ssl)
+
+    def _start_accepting(self) -> None:
+        if not self._accepting and self._listeners:
+            self._accepting = True
+            loop = asyncio.get_running_loop()
+            for sock, ssl in self._listeners:
+                loop.add_reader(sock.fileno(), self._accept_ready, sock, ssl)
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            loop = asyncio.get_running_loop()
+            for sock, _ssl in self._listeners:
+                loop.remove_reader(sock.fileno())
+
+    def _accept_ready(self, lsock: socket.socket, ssl) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(64):  # then let the loop serve the clients it already has
+            try:
+                sock, _addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:
+                self._accept_failed(lsock, e)
+                return
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            loop.create_task(self._adopt(sock, ssl))
+
+    async def _adopt(self, sock: socket.socket, ssl) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: ClientConnection(self), sock, ssl=ssl)
+        except (TimeoutError, OSError) as e:
+            log.warning("could not set up an accepted connection: %s", e)
+            sock.close()
+
+    def _accept_failed(self, lsock: socket.socket, e: OSError) -> None:
+        """Out of file descriptors (or buffers): neither spin nor stop listening.
+
+        The connection at the head of the queue is accepted with the reserved
+        descriptor and closed at once, so its client is told rather than left
+        waiting, and accepting pauses briefly (ZooKeeper pauses 10 ms) while
+        handshake timeouts and closing clients free descriptors.
+        """
+        self.accept_errors += 1
+        now = time.monotonic()
+        if now - self._accept_error_logged > 5.0:
+            self._accept_error_logged = now
+            log.warning("error accepting a client connection: %s (%d open); pausing accepts",
+                        e, len(self.connections))
+        if e.errno in (errno.EMFILE, errno.ENFILE) and self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
+            try:
+                shed, _ = lsock.accept()
+                shed.close()
+            except OSError:
+                pass
+            self._reserve_fd = _reserve_fd()
+        self._stop_accepting()
+        asyncio.get_running_loop().call_later(0.1, self._start_accepting)
+
     # ------------------------------------------------------------ connections
     def accept_connection(self, conn: ClientConnection) -> bool:
         ip = conn.peer[0]
+        total = self.config.max_cnxns
+        if total and len(self.connections) >= total:
+            # maxCnxns counts every open client connection, handshakes included
+            self.cnxns_refused += 1
+            log.warning("Too many connections - max is %d", total)
+            return False
         limit = self.config.max_client_cnxns
         n = self.connections_by_ip.get(ip, 0)
         if limit and n >= limit:
+            self.cnxns_refused += 1
             log.warning("Too many connections from %s - max is %d", ip, limit)
             return False
         self.connections_by_ip[ip] = n + 1
@@ -223,9 +365,40 @@ class ZabbyServer:
         conn.auth = [Id("ip", ip)]
         if self.security.client_tls is not None:  # a verified client certificate: x509
             self.security.client_tls.authenticate(conn)
+        self._handshakes[conn] = (
+            time.monotonic_ns() + self.config.sessionless_cnxn_timeout * 1_000_000)
         return True
 
+    def throttled_sessions(self) -> list[Session]:
+        """Sessions of connections the server chose not to read (back-pressure): what
+        waits in their sockets may be pings, so they count as alive -- unless their
+        client itself stopped reading its replies."""
+        return [c.session for c in self._not_read
+                if c.session is not None and not c.read_paused & PAUSE_OUTPUT]
+
+    def _expire_handshakes(self) -> None:
+        """Close connections that sent no ConnectRequest within sessionlessCnxnTimeout
+        (ZooKeeper 3.8 closes them after 10-20 s; we after 10 s and one tick)."""
+        hs = self._handshakes
+        if not hs:
+            return
+        now = time.monotonic_ns()
+        late = []
+        for conn, deadline in hs.items():  # insertion order: oldest first
+            if deadline > now:
+                break
+            late.append(conn)
+        for conn in late:
+            hs.pop(conn, None)
+            self.handshakes_timed_out += 1
+            log.info("closing connection from %s:%d: no session established within %d ms",
+                     *conn.peer, self.config.sessionless_cnxn_timeout)
+            conn.abort()
+
     def connection_closed(self, conn: ClientConnection) -> None:
+        self._handshakes.pop(conn, None)
+        self._throttled.discard(conn)
+        self._not_read.discard(conn)
         if conn not in self.connections:
             return
         self.connections.discard(conn)
@@ -253,6 +426,26 @@ class ZabbyServer:
             if c._flush_scheduled:
                 c.flush()
 
+    def read_paused(self, conn: ClientConnection, paused: bool) -> None:
+        """A connection stopped (or resumed) being read."""
+        if paused:
+            self._not_read.add(conn)
+        else:
+            self._not_read.discard(conn)
+
+    def resume_pump(self, conn: ClientConnection) -> None:
+        """Its output drained: answer the backlog again, then read again."""
+        if conn.closed:
+            return
+        self.pump(conn)
+        if not conn.stalled:
+            conn.resume(PAUSE_OUTPUT)
+
+    def _release_throttled(self) -> None:
+        conns, self._throttled = self._throttled, set()
+        for c in conns:
+            c.resume(PAUSE_GLOBAL)
+
     def four_letter_word(self, conn: ClientConnection, head: bytes) -> bool:
         from .fourletter import handle_four_letter_word
 
@@ -260,6 +453,7 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ handshake
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
+        self._handshakes.pop(conn, None)
         if req.lastZxidSeen > self.last_zxid:
             log.info(
                 "Refusing session request for client %s:%d as it has seen zxid 0x%x our last "
@@ -280,8 +474,10 @@ class ZabbyServer:
             self._start_session(conn, s, timeout)
             return
         s = self.sessions.get(req.sessionId)
-        if s is None or s.closing or req.passwd != s.passwd:
-            if s is not None and req.passwd != s.passwd:
+        # constant time: the comparison must not tell an attacker how much was right
+        good = s is not None and hmac.compare_digest(bytes(req.passwd or b""), s.passwd)
+        if s is None or s.closing or not good:
+            if s is not None and not good:
                 log.warning("Incorrect password from %s:%d for session 0x%x", *conn.peer,
                             req.sessionId & (2**64 - 1))
             else:
@@ -340,8 +536,17 @@ class ZabbyServer:
             return
         if self._enforce_auth and not self.sasl.enforce(conn, xid):
             return
-        conn.backlog.append((xid, op, body, time.monotonic_ns()))
+        q = conn.backlog
+        q.append((xid, op, body, time.monotonic_ns()))
         self.pump(conn)
+        # back-pressure by not reading, never by dropping (as ZooKeeper throttles
+        # a connection with requests outstanding); nothing to check when all answered
+        if q or conn.inflight:
+            if len(q) + conn.inflight >= MAX_OUTSTANDING:
+                conn.pause(PAUSE_BACKLOG)
+            if self.outstanding >= self._global_limit and not conn.closed:
+                self._throttled.add(conn)
+                conn.pause(PAUSE_GLOBAL)
 
     def pump(self, conn: ClientConnection) -> None:
         """Process the connection's backlog in order (see module docstring)."""
@@ -351,8 +556,18 @@ class ZabbyServer:
         try:
             q = conn.backlog
             while q and not conn.closed:
+                if conn.write_paused or conn._out_bytes >= OUTPUT_HIGH:
+                    # its client is not reading: answer nothing more until the
+                    # replies drain (resume_pump), and read nothing more meanwhile
+                    conn.stalled = True
+                    conn.pause(PAUSE_OUTPUT)
+                    break
                 xid, op, body, t0 = q[0]
                 if op in WRITE_OPS:
+                    if conn.inflight >= MAX_INFLIGHT_WRITES:
+                        # the rest is prepared as these commit (_applied pumps):
+                        # one client's pipeline is taken in slices, not in one go
+                        break
                     q.popleft()
                     self._write(conn, xid, op, body, t0)
                 elif conn.inflight:
@@ -362,6 +577,11 @@ class ZabbyServer:
                     self._read(conn, xid, op, body, t0)
         finally:
             conn.pumping = False
+        if (conn.read_paused & PAUSE_BACKLOG
+                and len(conn.backlog) + conn.inflight < MAX_OUTSTANDING // 2):
+            conn.resume(PAUSE_BACKLOG)
+        if self._throttled and self.outstanding < self._global_limit:
+            self._release_throttled()
 
     def _prepare(self, op: int, body, session_id: int, cxid: int, auth):
         zxid = self.next_zxid
@@ -550,17 +770,21 @@ class ZabbyServer:
         if body.scheme == "digest":
             # any bytes are accepted: the id is user + ":" + base64(sha1(whole credential))
             ident = Id("digest", digest_id((body.auth or b"").decode("utf-8", "replace")))
-            if self.super_digest_id is not None and ident.id == self.super_digest_id:
+            if self.super_digest_id is not None and hmac.compare_digest(
+                    ident.id.encode(), self.super_digest_id.encode()):
                 _add_auth(conn, Id("super", ""))
         elif body.scheme == "ip":
             ident = Id("ip", conn.peer[0])
         if ident is None:
-            log.warning("No authentication provider for scheme: %s has [ip, digest]", body.scheme)
+            # %r: the scheme is the client's string (no forged log lines); the
+            # credential itself is never logged
+            log.warning("No authentication provider for scheme: %r has [ip, digest]",
+                        body.scheme)
             conn.send(encode_reply(xid, 0, Err.AUTHFAILED))
             conn.close_after_flush()
             return
         _add_auth(conn, ident)
-        log.info("Session 0x%x: auth success for scheme %s and address %s:%d",
+        log.info("Session 0x%x: auth success for scheme %r and address %s:%d",
                  (conn.session.id if conn.session else 0) & (2**64 - 1), body.scheme, *conn.peer)
         conn.send(encode_reply(xid, 0, Err.OK))
 
@@ -591,6 +815,29 @@ class ZabbyServer:
             conn.send(encode_notification(etype, _CONNECTED, path))
 
 
+def _listen_socket(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    family, stype, proto, _, addr = infos[0]
+    sock = socket.socket(family, stype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _reserve_fd() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 class _PathBody:
     __slots__ = ("path",)
 
@@ -599,7 +846,13 @@ class _PathBody:
 
 
 def _add_auth(conn: ClientConnection, ident: Id) -> None:
-    if ident not in conn.auth:
+    """Add an id once, keeping the order ids were added in: O(1) per addauth (a set
+    beside the list; a list scan made a flood of addauth quadratic)."""
+    seen = conn.auth_set
+    if len(seen) != len(conn.auth):  # ids added to the list directly elsewhere
+        seen = conn.auth_set = set(conn.auth)
+    if ident not in seen:
+        seen.add(ident)
         conn.auth.append(ident)
 
 

@@ -667,6 +667,8 @@ class EnsembleServer(ZabbyServer):
         self._submit_internal(Op.CLOSE_SESSION, None, s.id)
 
     def _relay_touches(self) -> None:
+        for sess in self.throttled_sessions():  # as the standalone tick does
+            self.touched[sess.id] = sess.timeout
         if not self.touched or self.role == "leading" or self.leader_id is None:
             if self.role == "leading":
                 self.touched.clear()
