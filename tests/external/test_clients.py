@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from zabby.testing.pytest_plugin import in_ci
+from zabby.testing.pytest_plugin import require_tool
 
 pytestmark = pytest.mark.external
 
 ZKCLI = os.environ.get("ZABBY_ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
 CLI_MT = os.environ.get("ZABBY_CLI_MT", "/usr/lib/zookeeper/bin/cli_mt")
-
-
-def need(path: str, package: str) -> None:
-    if os.path.exists(path) or shutil.which(path):
-        return
-    msg = f"{path} is missing (apt-get install {package})"
-    if in_ci():
-        pytest.fail(msg + " (CI=true: missing tools are an error)")
-    pytest.skip(msg)
 
 
 class Ranks:
@@ -111,7 +101,7 @@ def run_zkcli(hosts: str) -> tuple[list[str], list[str]]:
 
 
 def test_zkcli_matches_zookeeper(zk_server, zabby_server):
-    need(ZKCLI, "zookeeper")
+    require_tool(ZKCLI, "zookeeper")
     ref_out, ref_err = run_zkcli(zk_server.hosts)
     # the reference run shows the harness works at all
     assert "world" in ref_out and "[child, eph, seq-<n>]" in ref_out, ref_out
@@ -177,7 +167,7 @@ def run_cli_mt(hosts: str) -> list[str]:
 
 
 def test_cli_mt_matches_zookeeper(zk_server, zabby_server):
-    need(CLI_MT, "zookeeper-bin")
+    require_tool(CLI_MT, "zookeeper-bin")
     ref = run_cli_mt(zk_server.hosts)
     assert any("value_len = 5" in x for x in ref), ref
     assert "<timed out>" not in ref

@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 import zabby
 from zabby.testing import ZabbyServer, ZooKeeperServer
-from zabby.testing.pytest_plugin import in_ci, require_zookeeper
+from zabby.testing.pytest_plugin import in_ci, require_tool, require_zookeeper
 from zabby.testing.sasl import jaas_server_section
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
@@ -28,15 +27,6 @@ getAcl /sasl-zkcli
 get /sasl-zkcli
 quit
 """
-
-
-def need(path: str, package: str) -> None:
-    if os.path.exists(path) or shutil.which(path):
-        return
-    msg = f"{path} is missing (apt-get install {package})"
-    if in_ci():
-        pytest.fail(msg + " (CI=true: missing tools are an error)")
-    pytest.skip(msg)
 
 
 def _client_jaas(tmp: Path, password: str) -> Path:
@@ -74,7 +64,7 @@ def _zkcli(hosts: str, client_jaas: Path) -> list[str]:
 
 
 def test_zkcli_sasl_matches_zookeeper(tmp_path, monkeypatch):
-    need(ZKCLI, "zookeeper")
+    require_tool(ZKCLI, "zookeeper")
     require_zookeeper()
     monkeypatch.setenv("PYTHONPATH", str(Path(zabby.__file__).resolve().parents[1]))
     server_jaas = tmp_path / "server.jaas"
@@ -115,7 +105,7 @@ def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
     authentication) against both servers; a second server run strips the realm."""
     from zabby.testing.kerberos import MiniKdc, find_kdc
 
-    need(ZKCLI, "zookeeper")
+    require_tool(ZKCLI, "zookeeper")
     require_zookeeper()
     why = find_kdc()
     if why:

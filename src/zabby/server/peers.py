@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .listen import accept_forever, first_byte_is_tls, listen_socket
 from .quorum_auth import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     HandshakeRefused,
@@ -57,7 +58,6 @@ VERSION = 2
 FLAG_SASL = 0x01  # the sender does quorum SASL
 MAX_FRAME = 1 << 30  # a SNAP sync carries the whole tree in one frame
 PRE_AUTH_MAX_FRAME = 64 << 10  # before a link is up: hello and handshake only
-_TLS_HANDSHAKE = 0x16
 MAX_PENDING = 64  # accepted connections that may be in their handshake at once
 REFUSAL_LOG_BURST = 20  # refusals logged per window; the rest are counted
 REFUSAL_LOG_WINDOW = 10.0
@@ -463,18 +463,10 @@ class PeerMesh:
         if sec is not None and sec.server_tls is not None:
             if sec.server_tls.verify_client_hostname:
                 self.resolved = await resolve_hosts({h for h, _ in self.addresses.values()})
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                 socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-                sock.listen(128)
-                sock.setblocking(False)
-            except BaseException:
-                sock.close()
-                raise
+            sock = listen_socket(host, port, 128)
             self._listen_sock = sock
-            self._accept_task = loop.create_task(self._accept())
+            self._accept_task = loop.create_task(
+                accept_forever(sock, self._accepted, f"{self.name} port"))
         else:
             self._server = await loop.create_server(
                 lambda: _Link(self, None), host=host, port=port, reuse_address=True
@@ -517,33 +509,17 @@ class PeerMesh:
             self._suppressed += 1
 
     # ------------------------------------------------------------ TLS listener
-    async def _accept(self) -> None:
-        """Accept, then TLS (or, with portUnification, TLS or plaintext by the first
-        byte) off the accept loop, each connection in a task of its own."""
-        loop = asyncio.get_running_loop()
-        assert self._listen_sock is not None
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(self._listen_sock)
-            except asyncio.CancelledError:
-                raise
-            except OSError as e:  # EMFILE and the like: do not spin
-                log.warning("%s port: accept failed: %s", self.name, e)
-                await asyncio.sleep(0.1)
-                continue
-            conn.setblocking(False)
-            try:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            if self.pending >= MAX_PENDING:
-                self._refusal("refused peer connection from %s: %d connections are already "
-                              "in their handshake", _peer_of(conn), self.pending)
-                conn.close()
-                continue
-            t = loop.create_task(self._admit(conn))
-            self._admitting.add(t)
-            t.add_done_callback(self._admitting.discard)
+    def _accepted(self, conn: socket.socket, _addr) -> None:
+        """TLS (or, with portUnification, TLS or plaintext by the first byte) off the
+        accept loop, each connection in a task of its own."""
+        if self.pending >= MAX_PENDING:
+            self._refusal("refused peer connection from %s: %d connections are already "
+                          "in their handshake", _peer_of(conn), self.pending)
+            conn.close()
+            return
+        t = asyncio.get_running_loop().create_task(self._admit(conn))
+        self._admitting.add(t)
+        t.add_done_callback(self._admitting.discard)
 
     async def _admit(self, conn: socket.socket) -> None:
         self.pending += 1
@@ -566,24 +542,12 @@ class PeerMesh:
         try:
             use_tls = sec.accept_tls
             if sec.accept_tls and sec.accept_plain:
-                ready = loop.create_future()
-                fd = conn.fileno()
-                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await asyncio.wait_for(ready, self.handshake_timeout)
-                except TimeoutError:
-                    self._refusal("refused peer connection from %s: nothing sent within %g s",
-                                  addr, self.handshake_timeout)
+                first = await first_byte_is_tls(conn, self.handshake_timeout)
+                if first is None:
+                    self._refusal("refused peer connection from %s: nothing sent within %g s "
+                                  "(or closed)", addr, self.handshake_timeout)
                     return
-                finally:
-                    loop.remove_reader(fd)
-                try:
-                    first = conn.recv(1, socket.MSG_PEEK)
-                except OSError:
-                    return
-                if not first:
-                    return
-                use_tls = first[0] == _TLS_HANDSHAKE
+                use_tls = first
             handed = True
             if use_tls:
                 await loop.connect_accepted_socket(

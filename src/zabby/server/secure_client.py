@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from ..wire import Id
 from .config import ConfigError
+from .listen import accept_forever, first_byte_is_tls, listen_socket
 from .tls import TlsConfig, context_from_settings, peer_identity
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("zabby.server.tls")
 
 X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
-_TLS_HANDSHAKE = 0x16
 
 
 @dataclass
@@ -130,10 +130,6 @@ def _load(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
                      super_user=settings.take("X509AuthenticationProvider.superUser"))
 
 
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 class _Acceptor:
     """Accepts on one socket and hands each connection to asyncio, with TLS or not.
 
@@ -156,48 +152,25 @@ class _Acceptor:
 
     async def start(self, factory) -> None:
         self.factory = factory
-        sock = socket.socket(_family(self.host), socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(1024)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        sock = listen_socket(self.host, self.port, 1024)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self._task = asyncio.get_running_loop().create_task(self._accept())
+        self._task = asyncio.get_running_loop().create_task(
+            accept_forever(sock, self._accepted, f"client port {self.host}:{self.port}"))
         assert self.ctls.tls is not None
         what = ("takes plaintext and TLS (client.portUnification)" if self.sniff
                 else "is the secure client port (TLS only)")
         log.info("%s:%d %s: %s", self.host, self.port, what, self.ctls.tls.describe())
 
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._sock is not None
-        while True:
-            try:
-                conn, addr = await loop.sock_accept(self._sock)
-            except asyncio.CancelledError:
-                raise
-            except OSError as e:  # EMFILE and the like: do not spin
-                log.warning("accept failed on %s:%d: %s", self.host, self.port, e)
-                await asyncio.sleep(0.1)
-                continue
-            ip = addr[0] if isinstance(addr, tuple) else ""
-            if self._over_limit(ip):
-                conn.close()
-                continue
-            conn.setblocking(False)
-            try:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
-            t = loop.create_task(self._hand_over(conn))
-            self._pending.add(t)
-            t.add_done_callback(lambda t, ip=ip: self._done(t, ip))
+    def _accepted(self, conn: socket.socket, addr) -> None:
+        ip = addr[0] if isinstance(addr, tuple) else ""
+        if self._over_limit(ip):
+            conn.close()
+            return
+        self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
+        t = asyncio.get_running_loop().create_task(self._hand_over(conn))
+        self._pending.add(t)
+        t.add_done_callback(lambda t, ip=ip: self._done(t, ip))
 
     def _over_limit(self, ip: str) -> bool:
         """Connections still in their handshake count against maxClientCnxns and
@@ -223,27 +196,15 @@ class _Acceptor:
             self._pending_by_ip[ip] = n
 
     async def _first_byte_is_tls(self, conn: socket.socket) -> bool | None:
-        """Peek (never read) the first byte: True for a TLS handshake record, False for
-        plaintext, None when the client closed or sent nothing in time."""
-        loop = asyncio.get_running_loop()
+        """True for TLS, False for plaintext, None when the client closed or sent
+        nothing within the handshake detection timeout."""
         tls = self.ctls.tls
         assert tls is not None
-        fd = conn.fileno()
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            await asyncio.wait_for(ready, tls.handshake_timeout)
-        except TimeoutError:
+        first = await first_byte_is_tls(conn, tls.handshake_timeout)
+        if first is None:
             log.info("closing connection from %s: nothing sent within %d ms", _peer(conn),
                      int(tls.handshake_timeout * 1000))
-            return None
-        finally:
-            loop.remove_reader(fd)
-        try:
-            first = conn.recv(1, socket.MSG_PEEK)
-        except OSError:
-            return None
-        return first[0] == _TLS_HANDSHAKE if first else None
+        return first
 
     async def _hand_over(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()

@@ -42,6 +42,18 @@ def require_zookeeper() -> None:
     pytest.skip(msg)
 
 
+def require_tool(path: str, package: str) -> None:
+    """Skip (locally) or fail (under CI=true) when a tool a test drives is missing."""
+    import shutil
+
+    if os.path.exists(path) or shutil.which(path):
+        return
+    msg = f"{path} is missing (apt-get install {package})"
+    if in_ci():
+        pytest.fail(msg + " (CI=true: missing tools are an error)")
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def zabby_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZabbyServer]:
     srv = ZabbyServer(tmp_path_factory.mktemp("zabby"))
