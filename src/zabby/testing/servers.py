@@ -325,7 +325,13 @@ class ZooKeeperServer(_Server):
 
     def serving(self) -> bool:
         try:
-            return "Mode:" in four_letter_word(self.host, self.port, "srvr", timeout=1.0)
+            if "Mode:" not in four_letter_word(self.host, self.port, "srvr", timeout=1.0):
+                return False
+            secure = self.cfg.get("secureClientPort")
+            if secure:
+                # ZooKeeper answers on clientPort before its secure port listens
+                socket.create_connection((self.host, int(secure)), timeout=1.0).close()
+            return True
         except OSError:
             return False
 
