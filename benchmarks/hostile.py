@@ -362,6 +362,7 @@ def _mutate(rng: random.Random, frame: bytes) -> bytes:
 
 
 async def _fuzz(n: int, seed: int) -> tuple[int, int, list[str]]:
+    from zabby.ops.fourletter import handle_four_letter_word
     from zabby.server.config import ServerConfig
     from zabby.server.connection import ClientConnection
     from zabby.server.core import ZabbyServer as Core
@@ -379,7 +380,8 @@ async def _fuzz(n: int, seed: int) -> tuple[int, int, list[str]]:
     server = None
     while done < n:
         if server is None or done % 100_000 < 50:
-            server = Core(ServerConfig(max_client_cnxns=0, four_letter_words=frozenset()))
+            server = Core(ServerConfig(max_client_cnxns=0, four_letter_words=frozenset()),
+                          four_letter_handler=handle_four_letter_word)
         conn = ClientConnection(server)
         conn.connection_made(_FakeTransport())
         conn.data_received(connect)

@@ -27,6 +27,7 @@ from kazoo.exceptions import (
     NotReadOnlyCallError,
 )
 
+from zabby.ops.fourletter import handle_four_letter_word
 from zabby.server.config import ServerConfig
 from zabby.server.core import ZabbyServer
 from zabby.server.durability import GroupCommitter
@@ -118,7 +119,8 @@ class InProcessServer:
 
         committer = GroupCommitter(txn_log, snap_dir=DATA, snap_count=1 << 30, tree_getter=None,
                                    syncer=make_syncer if fast else None)
-        self.server = ZabbyServer(self.config, committer=committer, tree=tree)
+        self.server = ZabbyServer(self.config, committer=committer, tree=tree,
+                                  four_letter_handler=handle_four_letter_word)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.error: BaseException | None = None

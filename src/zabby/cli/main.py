@@ -41,10 +41,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.port is not None:
         config.client_port = args.port
+    from ..ops.fourletter import handle_four_letter_word
     from ..storage import CorruptDataError
 
     try:
-        run(config)
+        run(config, four_letter_handler=handle_four_letter_word)
     except ConfigError as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2

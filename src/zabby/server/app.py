@@ -9,7 +9,7 @@ import signal
 
 from ..storage import TxnLog, purge, recover
 from .config import ConfigError, ServerConfig
-from .core import ZabbyServer
+from .core import FourLetterHandler, ZabbyServer
 from .durability import GroupCommitter
 from .fsync_helper import FsyncPool
 from .security import load_security
@@ -26,8 +26,14 @@ def install_uvloop() -> bool:
     return True
 
 
-def build_server(config: ServerConfig) -> ZabbyServer:
+def build_server(
+    config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None
+) -> ZabbyServer:
     """Recover the data directory and make a server that logs before it replies.
+
+    `four_letter_handler` answers four-letter words on the client port (the ``cli``
+    passes ``zabby.ops.fourletter.handle_four_letter_word``; ``server`` does not know
+    ``ops``); without one the server answers none.
 
     Raises CorruptDataError (the caller refuses to start) if the data directory
     holds corruption that recovery must not paper over.
@@ -75,14 +81,17 @@ def build_server(config: ServerConfig) -> ZabbyServer:
                               f"(one of {sorted(config.servers)})")
         server = EnsembleServer(config, tree=tree, txn_log=txn_log, committer=committer,
                                 my_id=config.server_id, log_last_zxid=report.log_last_zxid,
-                                security=security)
+                                security=security, four_letter_handler=four_letter_handler)
     else:
-        server = ZabbyServer(config, committer=committer, tree=tree, security=security)
+        server = ZabbyServer(config, committer=committer, tree=tree, security=security,
+                             four_letter_handler=four_letter_handler)
     return server
 
 
-async def serve(config: ServerConfig, ready=None) -> None:
-    server = build_server(config)
+async def serve(
+    config: ServerConfig, ready=None, *, four_letter_handler: FourLetterHandler | None = None
+) -> None:
+    server = build_server(config, four_letter_handler=four_letter_handler)
     await server.start()
     purger = None
     if config.autopurge_purge_interval > 0:
@@ -139,7 +148,7 @@ def raise_fd_limit() -> None:
         pass
 
 
-def run(config: ServerConfig) -> None:
+def run(config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None) -> None:
     raise_fd_limit()
     install_uvloop()
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, four_letter_handler=four_letter_handler))

@@ -52,12 +52,16 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
+from .metrics import ServerMetrics
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
 from .session import Session, SessionTracker
 
 log = logging.getLogger("zabby.server")
+
+# (server, new connection, its first four bytes) -> answered as a four-letter word?
+FourLetterHandler = Callable[["ZabbyServer", ClientConnection, bytes], bool]
 
 _TREE_READS = frozenset(
     {
@@ -96,6 +100,7 @@ class ZabbyServer:
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
         tree: DataTree | None = None, security: Security | None = None,
+        four_letter_handler: FourLetterHandler | None = None,
     ) -> None:
         self.config = config
         # refuses (ConfigError) any security setting that would not be honoured
@@ -127,13 +132,10 @@ class ZabbyServer:
         self.super_digest_id = None
         if config.super_digest:
             self.super_digest_id = config.super_digest
-        # counters for srvr/stat/mntr
-        self.packets_received = 0
-        self.packets_sent = 0
-        self.min_latency = 0
-        self.max_latency = 0
-        self.total_latency = 0
-        self.latency_count = 0
+        # counters and gauges for srvr/stat/mntr (zabby.ops reads them)
+        self.metrics = ServerMetrics(self)
+        # answers a four-letter word on a new connection (see four_letter_word)
+        self.four_letter_handler = four_letter_handler
         self.outstanding = 0  # writes handed to the commit pipeline, not yet answered
         self._global_limit = config.global_outstanding_limit
         # connections not read because globalOutstandingLimit writes are in flight
@@ -447,9 +449,11 @@ class ZabbyServer:
             c.resume(PAUSE_GLOBAL)
 
     def four_letter_word(self, conn: ClientConnection, head: bytes) -> bool:
-        from .fourletter import handle_four_letter_word
-
-        return handle_four_letter_word(self, conn, head)
+        """The first four bytes of a new connection: True if the handler answered them
+        as a four-letter word (``zabby.ops.fourletter.handle_four_letter_word``, passed
+        in by whoever builds the server), False if they are the first frame's length."""
+        handler = self.four_letter_handler
+        return handler is not None and handler(self, conn, head)
 
     # ------------------------------------------------------------ handshake
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
@@ -520,7 +524,7 @@ class ZabbyServer:
             ex.held.append((xid, op, body))
             return
         s = conn.session
-        self.packets_received += 1
+        self.metrics.packets_received += 1
         if s is not None:
             self.sessions.touch(s, self.monotonic_ms())
         if op == Op.AUTH:
@@ -752,17 +756,12 @@ class ZabbyServer:
         if t0:
             ms = (time.monotonic_ns() - t0) // 1_000_000
             conn.record_latency(ms)
-            if self.latency_count == 0 or ms < self.min_latency:
-                self.min_latency = ms
-            if ms > self.max_latency:
-                self.max_latency = ms
-            self.total_latency += ms
-            self.latency_count += 1
+            self.metrics.record_latency(ms)
         conn.last_cxid = xid
         conn.last_zxid = zxid
         conn.last_op = _OP_NAMES.get(op, "NA")
         conn.last_response = time.time()
-        self.packets_sent += 1
+        self.metrics.packets_sent += 1
 
     def _auth(self, conn: ClientConnection, xid: int, body) -> None:
         """addauth: the digest and ip schemes, as ZooKeeper's built-in providers."""

@@ -44,7 +44,7 @@ from ..wire.protocol import REQUEST_BODY, encode_connect_response
 from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .core import ZabbyServer, _now_ms
+from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .peers import PeerMesh
 from .quorum_auth import watch_cert_files
@@ -199,9 +199,10 @@ _EAGER_COMMITS = 2  # see _drain
 class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
                  committer: GroupCommitter, my_id: int, log_last_zxid: int,
-                 security: Security | None = None) -> None:
+                 security: Security | None = None,
+                 four_letter_handler: FourLetterHandler | None = None) -> None:
         super().__init__(config, server_id=my_id, committer=committer, tree=tree,
-                         security=security)
+                         security=security, four_letter_handler=four_letter_handler)
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)

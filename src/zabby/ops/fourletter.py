@@ -40,14 +40,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
-    from .core import ZabbyServer
+    from ..server.connection import ClientConnection
+    from ..server.core import ZabbyServer
+    from ..server.metrics import ServerMetrics
 
 __all__ = [
     "BUILD_DATE",
@@ -58,6 +58,7 @@ __all__ = [
     "render",
 ]
 
+# the logger keeps the name it had in zabby.server, so log filters keep working
 log = logging.getLogger("zabby.server.fourletter")
 
 # The Apache ZooKeeper release whose client protocol we speak, then our own version.
@@ -130,13 +131,6 @@ def java_double(x: float) -> str:
     return f"{mant}E{int(exp)}"
 
 
-def _avg(total: int, count: int) -> float:
-    """AvgMinMaxCounter.getAvg: total/count rounded half-up to 4 decimals, 0 if empty."""
-    if count <= 0:
-        return 0.0
-    return float(Decimal(total / count).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-
-
 def java_address(peer: Any) -> str:
     """InetSocketAddress.toString for an unresolved peer: ``/127.0.0.1:2181``; IPv6 as
     Java prints it, uncompressed and without brackets (``/0:0:0:0:0:0:0:1:2181``)."""
@@ -197,32 +191,13 @@ def _sessions(server: ZabbyServer) -> dict:
     return getattr(tracker, "sessions", None) or {}
 
 
-def _node_count(server: ZabbyServer) -> int:
-    """ZKDatabase.getNodeCount: ZooKeeper's node map holds the root twice ("" and "/"),
-    so an empty tree counts 5 there; we report the same number."""
-    return server.tree.node_count + 1
-
-
-def _approximate_data_size(server: ZabbyServer) -> int:
-    """DataTree.approximateDataSize: the length of every path plus its data."""
-    return server.tree.approximate_data_size()
-
-
 def _ephemerals(server: ZabbyServer) -> dict[int, list[str]]:
     """Session id -> its ephemeral nodes (sessions that own at least one), sorted."""
     return {sid: sorted(paths) for sid, paths in server.tree.ephemerals().items() if paths}
 
 
-def _ephemerals_count(server: ZabbyServer) -> int:
-    return sum(len(p) for p in server.tree.ephemerals().values())
-
-
-# ------------------------------------------------------------------------ watches
 # wchs/wchc/wchp show data, exist, child and persistent watches alike, one entry per
 # (connection, path); ZooKeeper 3.8 shows only its data-watch table there.
-def _watch_count(server: ZabbyServer) -> int:
-    """DataTree.getWatchCount: data plus child watches, counted per path."""
-    return server.watches.watch_count
 
 
 # --------------------------------------------------------------------- connections
@@ -276,16 +251,16 @@ def _connections(server: ZabbyServer) -> list[ClientConnection]:
 # ------------------------------------------------------------------------ commands
 def _server_stats(server: ZabbyServer) -> str:
     """ServerStats.toString plus the node count, as srvr/stat print them."""
-    avg = _avg(server.total_latency, server.latency_count)
+    m: ServerMetrics = server.metrics
     return (
-        f"Latency min/avg/max: {server.min_latency}/{java_double(avg)}/{server.max_latency}\n"
-        f"Received: {server.packets_received}\n"
-        f"Sent: {server.packets_sent}\n"
-        f"Connections: {len(server.connections)}\n"
-        f"Outstanding: {server.outstanding}\n"
-        f"Zxid: 0x{_hex(server.last_zxid)}\n"
+        f"Latency min/avg/max: {m.min_latency}/{java_double(m.avg_latency)}/{m.max_latency}\n"
+        f"Received: {m.packets_received}\n"
+        f"Sent: {m.packets_sent}\n"
+        f"Connections: {m.connections}\n"
+        f"Outstanding: {m.outstanding}\n"
+        f"Zxid: 0x{_hex(m.last_zxid)}\n"
         f"Mode: {_mode(server)}\n"
-        f"Node count: {_node_count(server)}\n"
+        f"Node count: {m.node_count}\n"
     )
 
 
@@ -339,9 +314,7 @@ def cmd_crst(server: ZabbyServer, conn: ClientConnection) -> str:
 def cmd_srst(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
-    # ServerStats.reset: latency and the packet counters
-    server.min_latency = server.max_latency = server.total_latency = server.latency_count = 0
-    server.packets_received = server.packets_sent = 0
+    server.metrics.reset()
     return "Server stats reset.\n"
 
 
@@ -621,21 +594,22 @@ def _fd_counts() -> tuple[int | None, int | None]:
 def monitor_values(server: ZabbyServer) -> list[tuple[str, Any]]:
     """The (key, value) pairs of mntr, without the ``zk_`` prefix."""
     opened, maxfd = _fd_counts()
-    uptime_ms = int((time.time() - server.start_time) * 1000)
+    m: ServerMetrics = server.metrics
+    uptime_ms = m.uptime_ms
     values: list[tuple[str, Any]] = [
         ("version", FULL_VERSION),
         ("server_state", _mode(server)),
-        ("avg_latency", _avg(server.total_latency, server.latency_count)),
-        ("max_latency", server.max_latency),
-        ("min_latency", server.min_latency),
-        ("packets_received", server.packets_received),
-        ("packets_sent", server.packets_sent),
-        ("num_alive_connections", len(server.connections)),
-        ("outstanding_requests", server.outstanding),
-        ("znode_count", _node_count(server)),
-        ("watch_count", _watch_count(server)),
-        ("ephemerals_count", _ephemerals_count(server)),
-        ("approximate_data_size", _approximate_data_size(server)),
+        ("avg_latency", m.avg_latency),
+        ("max_latency", m.max_latency),
+        ("min_latency", m.min_latency),
+        ("packets_received", m.packets_received),
+        ("packets_sent", m.packets_sent),
+        ("num_alive_connections", m.connections),
+        ("outstanding_requests", m.outstanding),
+        ("znode_count", m.node_count),
+        ("watch_count", m.watch_count),
+        ("ephemerals_count", m.ephemerals_count),
+        ("approximate_data_size", m.approximate_data_size),
     ]
     if opened is not None:
         values.append(("open_file_descriptor_count", opened))
@@ -643,7 +617,7 @@ def monitor_values(server: ZabbyServer) -> list[tuple[str, Any]]:
         values.append(("max_file_descriptor_count", maxfd))
     values += [
         ("uptime", uptime_ms),
-        ("global_sessions", len(_sessions(server))),
+        ("global_sessions", m.global_sessions),
         ("local_sessions", 0),  # we have no local sessions
         ("connection_drop_probability", 0.0),  # no connection throttling
         ("outstanding_tls_handshake", 0),  # no TLS port
@@ -738,7 +712,7 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
     cmd = head.decode("ascii")
     if cmd not in KNOWN_COMMANDS:
         return False
-    server.packets_received += 1
+    server.metrics.packets_received += 1
     conn.packets_received += 1
     # ZooKeeper stops reading a command connection (it cancels its selection key), so
     # it lists itself with interest ops 0; so do we
@@ -763,7 +737,7 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
             answer = None
     if answer:
         conn.send(answer.encode("utf-8"))
-        server.packets_sent += 1
+        server.metrics.packets_sent += 1
     conn.close_after_flush()
     return True
 

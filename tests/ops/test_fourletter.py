@@ -19,9 +19,15 @@ from typing import Any
 import pytest
 
 from zabby import __version__
+from zabby.ops.fourletter import (
+    FULL_VERSION,
+    ZK_VERSION,
+    handle_four_letter_word,
+    java_address,
+    java_double,
+)
 from zabby.server.config import ALL_FOUR_LETTER_WORDS, ServerConfig
 from zabby.server.core import ZabbyServer
-from zabby.server.fourletter import FULL_VERSION, ZK_VERSION, java_address, java_double
 from zabby.wire.protocol import decode_connect_response, encode_connect_request
 from zabby.wire.records import ConnectRequest
 
@@ -43,7 +49,7 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.server = ZabbyServer(self.config)
+            self.server = ZabbyServer(self.config, four_letter_handler=handle_four_letter_word)
             self.loop.run_until_complete(self.server.start())
         except BaseException as e:  # reported to the test thread
             self._error = e

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zabby.server.fourletter import cmd_wchc, cmd_wchp, cmd_wchs
+from zabby.ops.fourletter import cmd_wchc, cmd_wchp, cmd_wchs
 from zabby.tree.watches import WatchManager
 
 _MASK = (1 << 64) - 1
