@@ -1,0 +1,215 @@
+"""A small synchronous ZooKeeper client for `zabby shell`.
+
+One socket, one reader thread (replies, watch notifications, ping replies) and one
+pinger thread. Requests are sent one at a time; ``call`` returns the decoded body or
+raises :class:`KeeperError`. Kept deliberately small and separate from the shell so
+the real client (issue 12, ``zabby.client``) can replace it.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from zabby.testing.rawclient import RESPONSE_BODY
+from zabby.wire import (
+    XID_NOTIFICATION,
+    XID_PING,
+    ConnectRequest,
+    Empty,
+    Err,
+    FrameDecoder,
+    Op,
+    ReplyHeader,
+    WatcherEvent,
+    decode_connect_response,
+    encode_connect_request,
+    encode_request,
+)
+
+__all__ = ["KeeperError", "ShellClient", "parse_hosts"]
+
+
+class KeeperError(Exception):
+    """A request failed: ``code`` is a ``zabby.wire.Err`` value (CONNECTIONLOSS for I/O)."""
+
+    def __init__(self, code: int, path: str = "") -> None:
+        super().__init__(code, path)
+        self.code = code
+        self.path = path
+
+
+def parse_hosts(spec: str) -> list[tuple[str, int]]:
+    """``host:port,host2:port2`` (an optional ``/chroot`` suffix is ignored)."""
+    spec = spec.split("/", 1)[0]
+    hosts = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("["):  # [ipv6]:port
+            host, _, port = part[1:].partition("]")
+            port = port.lstrip(":")
+        else:
+            host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        hosts.append((host, int(port) if port else 2181))
+    if not hosts:
+        raise ValueError(f"no host in {spec!r}")
+    return hosts
+
+
+class ShellClient:
+    def __init__(self, hosts: str, timeout_ms: int = 30000,
+                 on_event: Callable[[WatcherEvent], None] | None = None,
+                 connect_timeout: float = 5.0) -> None:
+        self.hosts = parse_hosts(hosts)
+        self.timeout_ms = timeout_ms
+        self.on_event = on_event
+        self.connect_timeout = connect_timeout
+        self.sock: socket.socket | None = None
+        self.address: tuple[str, int] | None = None
+        self.session_id = 0
+        self.last_zxid = 0
+        self._xid = 0
+        self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending: dict[int, tuple[int, Any]] = {}  # xid -> (err, frame/pos)
+        self._waiting: dict[int, int] = {}  # xid -> op
+        self._closed = threading.Event()
+
+    # ------------------------------------------------------------ connection
+    def connect(self) -> None:
+        """Try the hosts in random order; raise KeeperError(CONNECTIONLOSS) if none answer."""
+        order = list(self.hosts)
+        random.shuffle(order)
+        last: Exception | None = None
+        for host, port in order:
+            try:
+                sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                req = ConnectRequest(0, self.last_zxid, self.timeout_ms, 0, b"\x00" * 16)
+                sock.sendall(encode_connect_request(req))
+                decoder = FrameDecoder(max_frame=64 * 1024 * 1024)
+                frames: list[bytes] = []
+                while not frames:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionError("closed during handshake")
+                    frames.extend(decoder.feed(data))
+                resp, _ro = decode_connect_response(frames.pop(0))
+                if resp.timeOut <= 0:
+                    raise ConnectionError("session refused")
+            except (OSError, ConnectionError, ValueError) as e:
+                last = e
+                continue
+            sock.settimeout(None)
+            self.sock, self.address = sock, (host, port)
+            self.session_id = resp.sessionId
+            self.timeout_ms = resp.timeOut
+            self._decoder, self._frames = decoder, frames
+            threading.Thread(target=self._reader, name="zabby-shell-reader", daemon=True).start()
+            threading.Thread(target=self._pinger, name="zabby-shell-pinger", daemon=True).start()
+            return
+        raise KeeperError(Err.CONNECTIONLOSS, str(last) if last else "")
+
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None and not self._closed.is_set()
+
+    def close(self) -> None:
+        if self.connected:
+            try:
+                self.call(Op.CLOSE_SESSION, Empty(), timeout=2.0)
+            except KeeperError:
+                pass
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._closed.set()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        with self._cond:
+            self._cond.notify_all()
+
+    # --------------------------------------------------------------- threads
+    def _reader(self) -> None:
+        sock = self.sock
+        try:
+            while not self._closed.is_set() and sock is not None:
+                for f in self._frames:
+                    self._dispatch(f)
+                self._frames = []
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                self._frames = self._decoder.feed(data)
+        except Exception:  # noqa: BLE001 - any failure is a lost connection
+            pass
+        self._shutdown()
+
+    def _dispatch(self, f: bytes) -> None:
+        hdr, pos = ReplyHeader.decode_from(f, 0)
+        if hdr.xid == XID_NOTIFICATION:
+            ev, _ = WatcherEvent.decode_from(f, pos)
+            if self.on_event is not None:
+                self.on_event(ev)
+            return
+        if hdr.xid == XID_PING:
+            return
+        if hdr.zxid > 0:
+            self.last_zxid = max(self.last_zxid, hdr.zxid)
+        with self._cond:
+            self._pending[hdr.xid] = (hdr.err, (f, pos))
+            self._cond.notify_all()
+
+    def _pinger(self) -> None:
+        interval = max(self.timeout_ms / 3000.0, 0.5)
+        while not self._closed.wait(interval):
+            try:
+                with self._send_lock:
+                    if self.sock is None:
+                        return
+                    self.sock.sendall(encode_request(XID_PING, Op.PING))
+            except OSError:
+                self._shutdown()
+                return
+
+    # -------------------------------------------------------------- requests
+    def call(self, op: int, body: Any = None, path: str = "", timeout: float = 15.0,
+             xid: int | None = None) -> Any:
+        """Send one request and wait for its reply; raise KeeperError on an error code."""
+        with self._call_lock:
+            if not self.connected:
+                raise KeeperError(Err.CONNECTIONLOSS, path)
+            if xid is None:
+                self._xid += 1
+                xid = self._xid
+            try:
+                with self._send_lock:
+                    self.sock.sendall(encode_request(xid, op, body))  # type: ignore[union-attr]
+            except OSError as e:
+                self._shutdown()
+                raise KeeperError(Err.CONNECTIONLOSS, path) from e
+            with self._cond:
+                ok = self._cond.wait_for(
+                    lambda: xid in self._pending or self._closed.is_set(), timeout)
+                if xid not in self._pending:
+                    if ok:  # closed
+                        raise KeeperError(Err.CONNECTIONLOSS, path)
+                    raise KeeperError(Err.OPERATIONTIMEOUT, path)
+                err, (f, pos) = self._pending.pop(xid)
+        if err:
+            raise KeeperError(err, path)
+        body_type = RESPONSE_BODY.get(op)
+        if body_type is None:
+            return None
+        return body_type.decode_from(f, pos)[0]
