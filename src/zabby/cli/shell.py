@@ -44,7 +44,7 @@ from zabby.wire import (
     WatchTypeRequest,
 )
 
-from .shellclient import KeeperError, ShellClient
+from .shellclient import KeeperError, ShellClient, parse_hosts
 
 __all__ = ["COMMANDS", "Shell", "format_stat", "main"]
 
@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "addauth": "addauth scheme auth",
     "close": "close ",
     "config": "config [-c] [-w] [-s]",
+    "connect": "connect host:port",
     "create": "create [-s] [-e] [-c] [-t ttl] path [data] [acl]",
     "delete": "delete [-v version] path",
     "deleteall": "deleteall path [-b batch size]",
@@ -64,6 +65,7 @@ COMMANDS: dict[str, str] = {
     "getAllChildrenNumber": "getAllChildrenNumber path",
     "getEphemerals": "getEphemerals path",
     "history": "history ",
+    "printwatches": "printwatches on|off",
     "ls": "ls [-s] [-w] [-R] path",
     "quit": "quit ",
     "redo": "redo cmdno",
@@ -72,6 +74,7 @@ COMMANDS: dict[str, str] = {
     "setAcl": "setAcl [-s] [-v version] [-R] path acl",
     "stat": "stat [-w] path",
     "sync": "sync path",
+    "version": "version ",
     "whoami": "whoami ",
 }
 
@@ -109,6 +112,8 @@ _STATE_NAMES = {
 }
 _PERM_CHARS = (("c", 4), ("d", 8), ("r", 1), ("w", 2), ("a", 16))
 OPEN_ACL = [ACL(31, Id("world", "anyone"))]
+# commands that work without a session
+_OFFLINE = {"connect", "history", "redo", "quit", "close", "printwatches", "version"}
 
 
 class ShellError(Exception):
@@ -221,6 +226,7 @@ class Shell:
         self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
         self.history: list[str] = []
         self.quit = False
+        self.print_watches = True
 
     # ------------------------------------------------------------- driver
     def execute(self, line: str, record: bool = True) -> bool:
@@ -240,6 +246,9 @@ class Shell:
         if fn is None:
             self.err(f"Command not found: Command not found {name}")
             self.usage()
+            return False
+        if self.zk.closed and name not in _OFFLINE:
+            self.err("Not connected")
             return False
         try:
             fn(args)
@@ -414,7 +423,7 @@ class Shell:
             try:
                 mode = AddWatchMode[str(o["m"]).upper()]
             except KeyError:
-                raise ShellError(f"Unsupported mode: {o['m']}") from None
+                raise ShellError(COMMANDS["addWatch"]) from None
         from zabby.wire import AddWatchRequest
 
         self.zk.call(Op.ADD_WATCH, AddWatchRequest(path, mode), path)
@@ -488,7 +497,38 @@ class Shell:
         self.quit = True
 
     def cmd_close(self, args: list[str]) -> None:
-        self.zk.close()
+        if not self.zk.closed:
+            self.zk.close()
+            self.event(WatcherEvent(-1, KeeperState.CLOSED, None))
+
+    def cmd_connect(self, args: list[str]) -> None:
+        if not self.zk.closed:
+            self.cmd_close([])
+        if args:
+            try:
+                self.zk.hosts = parse_hosts(args[0])
+            except ValueError:
+                raise ShellError(COMMANDS["connect"]) from None
+        self.zk.connect()
+        self.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+
+    def cmd_printwatches(self, args: list[str]) -> None:
+        if not args:
+            self.out("printwatches is " + ("on" if self.print_watches else "off"))
+        elif args[0] in ("on", "off"):
+            self.print_watches = args[0] == "on"
+        else:
+            raise ShellError(COMMANDS["printwatches"])
+
+    def cmd_version(self, args: list[str]) -> None:
+        from zabby import __version__
+
+        self.out(f"ZooKeeper CLI version: zabby {__version__}")
+
+    def event(self, ev: WatcherEvent) -> None:
+        """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
+        if self.print_watches:
+            self.out(format_event(ev))
 
 
 # ------------------------------------------------------------- completion
@@ -534,10 +574,11 @@ def _interactive(shell: Shell) -> int:
     session: PromptSession = PromptSession(
         history=FileHistory(str(history_file())), completer=_completer(shell),
         complete_while_typing=False)
-    host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
     with patch_stdout(raw=True):
         while not shell.quit:
-            state = "CONNECTED" if shell.zk.connected else "CLOSED"
+            host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
+            state = ("CLOSED" if shell.zk.closed
+                     else "CONNECTED" if shell.zk.connected else "CONNECTING")
             try:
                 line = session.prompt(f"[zk: {host}({state}) {len(shell.history)}] ")
             except KeyboardInterrupt:
@@ -570,8 +611,11 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
         with lock:
             print(s, flush=True)
 
+    shell: Shell | None = None
+
     def on_event(ev: WatcherEvent) -> None:
-        out(format_event(ev))
+        if shell is not None:
+            shell.event(ev)
 
     client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event)
     try:
@@ -590,8 +634,11 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
         if words:
             return _scripted(shell, [shlex.join(words)])
         if interactive:
+            shell.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
             return _interactive(shell)
         return _scripted(shell, sys.stdin)
+    except KeyboardInterrupt:
+        return 130
     finally:
         client.close()
 

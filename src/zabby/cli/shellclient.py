@@ -80,18 +80,30 @@ class ShellClient:
         self._pending: dict[int, tuple[int, Any]] = {}  # xid -> (err, frame/pos)
         self._waiting: dict[int, int] = {}  # xid -> op
         self._closed = threading.Event()
+        self._closed.set()
+        self._passwd = b"\x00" * 16
+        self._user_closed = False
 
     # ------------------------------------------------------------ connection
-    def connect(self) -> None:
-        """Try the hosts in random order; raise KeeperError(CONNECTIONLOSS) if none answer."""
+    def connect(self, resume: bool = False) -> None:
+        """Try the hosts in random order; raise KeeperError(CONNECTIONLOSS) if none answer.
+
+        ``resume`` asks for the current session again (after a lost connection); if it
+        has expired, a new session is made and SESSIONEXPIRED is reported as an event.
+        """
         order = list(self.hosts)
         random.shuffle(order)
         last: Exception | None = None
+        sid, passwd = (self.session_id, self._passwd) if resume else (0, b"\x00" * 16)
         for host, port in order:
             try:
                 sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            except OSError as e:
+                last = e
+                continue
+            try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                req = ConnectRequest(0, self.last_zxid, self.timeout_ms, 0, b"\x00" * 16)
+                req = ConnectRequest(0, self.last_zxid, self.timeout_ms, sid, passwd)
                 sock.sendall(encode_connect_request(req))
                 decoder = FrameDecoder(max_frame=64 * 1024 * 1024)
                 frames: list[bytes] = []
@@ -101,18 +113,26 @@ class ShellClient:
                         raise ConnectionError("closed during handshake")
                     frames.extend(decoder.feed(data))
                 resp, _ro = decode_connect_response(frames.pop(0))
-                if resp.timeOut <= 0:
-                    raise ConnectionError("session refused")
             except (OSError, ConnectionError, ValueError) as e:
+                sock.close()
                 last = e
                 continue
+            if resp.timeOut <= 0:  # the session we asked for has expired
+                sock.close()
+                self._event(WatcherEvent(-1, -112, None))
+                return self.connect(resume=False)
             sock.settimeout(None)
-            self.sock, self.address = sock, (host, port)
-            self.session_id = resp.sessionId
+            closed = threading.Event()
+            self.sock, self.address, self._closed = sock, (host, port), closed
+            self.session_id, self._passwd = resp.sessionId, resp.passwd
             self.timeout_ms = resp.timeOut
-            self._decoder, self._frames = decoder, frames
-            threading.Thread(target=self._reader, name="zabby-shell-reader", daemon=True).start()
-            threading.Thread(target=self._pinger, name="zabby-shell-pinger", daemon=True).start()
+            self._user_closed = False
+            threading.Thread(target=self._reader, args=(sock, closed, decoder, frames),
+                             name="zabby-shell-reader", daemon=True).start()
+            threading.Thread(target=self._pinger, args=(sock, closed),
+                             name="zabby-shell-pinger", daemon=True).start()
+            if resume:
+                self._event(WatcherEvent(-1, 3, None))  # SyncConnected again
             return
         raise KeeperError(Err.CONNECTIONLOSS, str(last) if last else "")
 
@@ -120,41 +140,54 @@ class ShellClient:
     def connected(self) -> bool:
         return self.sock is not None and not self._closed.is_set()
 
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``: no reconnecting until ``connect()``."""
+        return self._user_closed
+
     def close(self) -> None:
+        self._user_closed = True
         if self.connected:
             try:
                 self.call(Op.CLOSE_SESSION, Empty(), timeout=2.0)
             except KeeperError:
                 pass
-        self._shutdown()
+        self._lost(self.sock, self._closed)
 
-    def _shutdown(self) -> None:
-        self._closed.set()
-        sock, self.sock = self.sock, None
+    def _event(self, ev: WatcherEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def _lost(self, sock: socket.socket | None, closed: threading.Event) -> None:
+        first = not closed.is_set()
+        closed.set()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             sock.close()
+        if self.sock is sock:
+            self.sock = None
         with self._cond:
             self._cond.notify_all()
+        if first and not self._user_closed:
+            self._event(WatcherEvent(-1, 0, None))  # Disconnected
 
     # --------------------------------------------------------------- threads
-    def _reader(self) -> None:
-        sock = self.sock
+    def _reader(self, sock: socket.socket, closed: threading.Event,
+                decoder: FrameDecoder, frames: list[bytes]) -> None:
         try:
-            while not self._closed.is_set() and sock is not None:
-                for f in self._frames:
+            while not closed.is_set():
+                for f in frames:
                     self._dispatch(f)
-                self._frames = []
                 data = sock.recv(1 << 20)
                 if not data:
                     break
-                self._frames = self._decoder.feed(data)
+                frames = decoder.feed(data)
         except Exception:  # noqa: BLE001 - any failure is a lost connection
             pass
-        self._shutdown()
+        self._lost(sock, closed)
 
     def _dispatch(self, f: bytes) -> None:
         hdr, pos = ReplyHeader.decode_from(f, 0)
@@ -171,16 +204,14 @@ class ShellClient:
             self._pending[hdr.xid] = (hdr.err, (f, pos))
             self._cond.notify_all()
 
-    def _pinger(self) -> None:
+    def _pinger(self, sock: socket.socket, closed: threading.Event) -> None:
         interval = max(self.timeout_ms / 3000.0, 0.5)
-        while not self._closed.wait(interval):
+        while not closed.wait(interval):
             try:
                 with self._send_lock:
-                    if self.sock is None:
-                        return
-                    self.sock.sendall(encode_request(XID_PING, Op.PING))
+                    sock.sendall(encode_request(XID_PING, Op.PING))
             except OSError:
-                self._shutdown()
+                self._lost(sock, closed)
                 return
 
     # -------------------------------------------------------------- requests
@@ -189,19 +220,25 @@ class ShellClient:
         """Send one request and wait for its reply; raise KeeperError on an error code."""
         with self._call_lock:
             if not self.connected:
-                raise KeeperError(Err.CONNECTIONLOSS, path)
+                if self._user_closed or op == Op.CLOSE_SESSION:
+                    raise KeeperError(Err.CONNECTIONLOSS, path)
+                try:
+                    self.connect(resume=True)  # the connection was lost: try again
+                except KeeperError as e:
+                    raise KeeperError(e.code, path) from None
             if xid is None:
                 self._xid += 1
                 xid = self._xid
+            sock, closed = self.sock, self._closed
             try:
                 with self._send_lock:
-                    self.sock.sendall(encode_request(xid, op, body))  # type: ignore[union-attr]
-            except OSError as e:
-                self._shutdown()
+                    sock.sendall(encode_request(xid, op, body))  # type: ignore[union-attr]
+            except (OSError, AttributeError) as e:
+                self._lost(sock, closed)
                 raise KeeperError(Err.CONNECTIONLOSS, path) from e
             with self._cond:
                 ok = self._cond.wait_for(
-                    lambda: xid in self._pending or self._closed.is_set(), timeout)
+                    lambda: xid in self._pending or closed.is_set(), timeout)
                 if xid not in self._pending:
                     if ok:  # closed
                         raise KeeperError(Err.CONNECTIONLOSS, path)
