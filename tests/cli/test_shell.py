@@ -175,8 +175,8 @@ def test_scripted_c_and_words(server, tmp_path):
     assert r.stdout == ""
     r = _shell(server, "ls", "-s", "/c1", tmp_path=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("[]\ncZxid = 0x")
-    r = _shell(server, "-c", "delete /c1", tmp_path=tmp_path)
-    assert r.returncode == 0
+    r = _shell(server, "-c", "set /c1 'a;b c'; get /c1; delete /c1", tmp_path=tmp_path)
+    assert r.returncode == 0 and r.stdout == "a;b c\n"
 
 
 def test_no_server(tmp_path):
@@ -185,3 +185,27 @@ def test_no_server(tmp_path):
                        env=_env(tmp_path))
     assert r.returncode == 1
     assert "Unable to connect" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_reconnects_after_server_restart(tmp_path):
+    with ZabbyServer(tmp_path / "srv") as srv:
+        child = pexpect.spawn(sys.executable, ["-m", "zabby", "shell", "-server", srv.hosts],
+                              env=_env(tmp_path), encoding="utf-8", timeout=20,
+                              dimensions=(40, 200))
+        try:
+            child.expect(PROMPT)
+            child.sendline("create -e /mine x")
+            child.expect_exact("Created /mine")
+            child.expect(PROMPT)
+            srv.stop()
+            child.expect_exact("WatchedEvent state:Disconnected type:None path:null")
+            srv.start()
+            # the next command reconnects, resuming the session: its ephemeral is still there
+            child.sendline("getEphemerals /")
+            child.expect_exact("WatchedEvent state:SyncConnected type:None path:null")
+            child.expect_exact("[/mine]")
+            child.expect(PROMPT)
+            child.sendline("quit")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)

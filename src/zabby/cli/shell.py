@@ -602,6 +602,24 @@ def _scripted(shell: Shell, lines: Iterable[str]) -> int:
     return status
 
 
+def split_commands(text: str) -> list[str]:
+    """``-c "create /a 'x;y'; get /a"``: split on ``;`` outside quotes."""
+    parts, cur, quote = [], [], ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
 def run(server: str, command: str | None = None, words: list[str] | None = None,
         timeout_ms: int = 30000) -> int:
     lock = threading.Lock()
@@ -630,7 +648,7 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
     shell = Shell(client, out=out)
     try:
         if command is not None:
-            return _scripted(shell, command.split(";"))
+            return _scripted(shell, split_commands(command))
         if words:
             return _scripted(shell, [shlex.join(words)])
         if interactive:
