@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from zabby.testing import RawClient, ZabbyServer
+from zabby.testing import OPEN_ACL_UNSAFE, RawClient, ZabbyServer, find_zookeeper
 from zabby.wire import Op, SetDataRequest
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -209,3 +209,52 @@ def test_reconnects_after_server_restart(tmp_path):
             child.expect(pexpect.EOF)
         finally:
             child.close(force=True)
+
+
+ZKCLI = os.environ.get("ZABBY_ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
+# the same tree state for both shells: read-only commands and commands that fail
+DIFF_COMMANDS = [
+    "ls /d", "ls -s /d", "ls -R /d", "get /d", "get -s /d", "get /e", "stat /d/b",
+    "getAcl /d", "getAcl -s /locked", "getAllChildrenNumber /d", "getEphemerals /d",
+    "sync /d", "whoami", "get /nope", "create /d x", "delete /d", "set -v 9 /d x",
+    "set /locked x", "removewatches /d", "ls /nope", "stat /nope", "create nopath",
+    "create /ephem/x", "delete -v 5 /d/a",
+]
+_NOISE = ("SLF4J:", "Connecting to", "Welcome to ZooKeeper", "JLine", "WATCHER::",
+          "WatchedEvent state:SyncConnected type:None", "WatchedEvent state:Closed")
+
+
+def _clean(text: str) -> list[str]:
+    return [ln.rstrip() for ln in text.splitlines()
+            if ln.strip() and not ln.startswith(_NOISE)]
+
+
+@pytest.mark.differential
+def test_output_matches_zkcli(server, tmp_path):
+    if not os.path.exists(ZKCLI) or find_zookeeper() is not None:
+        pytest.skip("zkCli.sh (Debian zookeeper) is not installed")
+    from zabby.testing.rawclient import READ_ACL_UNSAFE
+    from zabby.wire import CreateMode, CreateRequest
+
+    host, port = server.hosts.split(":")
+    with RawClient(host, int(port)) as c:
+        for path, data, acl, mode in (
+            ("/d", b"hello", OPEN_ACL_UNSAFE, 0), ("/d/a", b"", OPEN_ACL_UNSAFE, 0),
+            ("/d/b", b"bee", OPEN_ACL_UNSAFE, 0), ("/d/b/c", b"see", OPEN_ACL_UNSAFE, 0),
+            ("/e", None, OPEN_ACL_UNSAFE, 0), ("/locked", b"l", READ_ACL_UNSAFE, 0),
+            ("/ephem", b"", OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL),
+        ):
+            assert c.request(Op.CREATE, CreateRequest(path, data, acl, mode)).err == 0
+        zk = subprocess.run([ZKCLI, "-server", server.hosts],
+                            input="\n".join(DIFF_COMMANDS) + "\nquit\n",
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=120)
+        ours = []
+        for cmd in DIFF_COMMANDS:
+            r = subprocess.run(
+                [sys.executable, "-m", "zabby", "shell", "-server", server.hosts, "-c", cmd],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+                env=_env(tmp_path))
+            ours.extend(_clean(r.stdout))
+    theirs = _clean(zk.stdout)
+    assert ours == theirs, "\n".join(f"{a!r:60} {b!r}" for a, b in zip(ours, theirs, strict=False))
