@@ -245,16 +245,17 @@ def test_output_matches_zkcli(server, tmp_path):
             ("/ephem", b"", OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL),
         ):
             assert c.request(Op.CREATE, CreateRequest(path, data, acl, mode)).err == 0
+        # stdout and stderr apart: the JVM's two streams interleave unpredictably in one pipe
         zk = subprocess.run([ZKCLI, "-server", server.hosts],
                             input="\n".join(DIFF_COMMANDS) + "\nquit\n",
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=120)
-        ours = []
+                            capture_output=True, text=True, timeout=120)
+        ours: tuple[list[str], list[str]] = ([], [])
         for cmd in DIFF_COMMANDS:
             r = subprocess.run(
                 [sys.executable, "-m", "zabby", "shell", "-server", server.hosts, "-c", cmd],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
-                env=_env(tmp_path))
-            ours.extend(_clean(r.stdout))
-    theirs = _clean(zk.stdout)
-    assert ours == theirs, "\n".join(f"{a!r:60} {b!r}" for a, b in zip(ours, theirs, strict=False))
+                capture_output=True, text=True, timeout=60, env=_env(tmp_path))
+            ours[0].extend(_clean(r.stdout))
+            ours[1].extend(_clean(r.stderr))
+    theirs = (_clean(zk.stdout), _clean(zk.stderr))
+    for a, b in zip(ours, theirs, strict=True):
+        assert a == b, "\n".join(f"{x!r:60} {y!r}" for x, y in zip(a, b, strict=False))

@@ -257,13 +257,13 @@ class Shell:
             self.err(str(e))
         except KeeperError as e:
             self.err(error_text(e))
-        except UnicodeDecodeError as e:
-            self.err(f"cannot decode data: {e}")
+        except Exception as e:  # noqa: BLE001 - a message, never a traceback
+            self.err(f"{type(e).__name__}: {e}")
         return False
 
     def usage(self) -> None:
         self.err("ZooKeeper -server host:port -client-configuration properties-file cmd args")
-        for name in sorted(COMMANDS, key=str.lower):
+        for name in sorted(COMMANDS):
             self.err(f"\t{COMMANDS[name]}")
 
     def _need(self, args: list[str], n: int, name: str) -> None:
@@ -585,7 +585,10 @@ def _interactive(shell: Shell) -> int:
                 continue
             except EOFError:
                 break
-            shell.execute(line)
+            try:
+                shell.execute(line)
+            except KeyboardInterrupt:
+                continue
     shell.zk.close()
     return 0
 
