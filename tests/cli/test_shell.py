@@ -197,6 +197,8 @@ def test_reconnects_after_server_restart(tmp_path):
             child.sendline("create -e /mine x")
             child.expect_exact("Created /mine")
             child.expect(PROMPT)
+            child.sendline("get -w /mine")
+            child.expect(PROMPT)
             srv.stop()
             child.expect_exact("WatchedEvent state:Disconnected type:None path:null")
             srv.start()
@@ -205,6 +207,9 @@ def test_reconnects_after_server_restart(tmp_path):
             child.expect_exact("WatchedEvent state:SyncConnected type:None path:null")
             child.expect_exact("[/mine]")
             child.expect(PROMPT)
+            # the watch was set again on the resumed session
+            _set(srv, "/mine", b"y")
+            child.expect_exact("type:NodeDataChanged path:/mine")
             child.sendline("quit")
             child.expect(pexpect.EOF)
         finally:

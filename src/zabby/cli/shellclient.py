@@ -18,13 +18,18 @@ from zabby.testing.rawclient import RESPONSE_BODY
 from zabby.wire import (
     XID_NOTIFICATION,
     XID_PING,
+    XID_SET_WATCHES,
+    AddWatchMode,
     ConnectRequest,
     Empty,
     Err,
+    EventType,
     FrameDecoder,
     Op,
     ReplyHeader,
+    SetWatches2,
     WatcherEvent,
+    WatcherType,
     decode_connect_response,
     encode_connect_request,
     encode_request,
@@ -81,6 +86,9 @@ class ShellClient:
         self._waiting: dict[int, int] = {}  # xid -> op
         self._closed = threading.Event()
         self._closed.set()
+        # watches the server holds for us, set again on a resumed session (SetWatches2)
+        self.watches: dict[str, set[str]] = {
+            k: set() for k in ("data", "exist", "child", "persistent", "recursive")}
         self._passwd = b"\x00" * 16
         self._user_closed = False
 
@@ -131,6 +139,11 @@ class ShellClient:
                              name="zabby-shell-reader", daemon=True).start()
             threading.Thread(target=self._pinger, args=(sock, closed),
                              name="zabby-shell-pinger", daemon=True).start()
+            if resume and any(self.watches.values()):
+                w = self.watches
+                sock.sendall(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
+                    self.last_zxid, sorted(w["data"]), sorted(w["exist"]), sorted(w["child"]),
+                    sorted(w["persistent"]), sorted(w["recursive"]))))
             if resume:
                 self._event(WatcherEvent(-1, 3, None))  # SyncConnected again
             return
@@ -193,16 +206,46 @@ class ShellClient:
         hdr, pos = ReplyHeader.decode_from(f, 0)
         if hdr.xid == XID_NOTIFICATION:
             ev, _ = WatcherEvent.decode_from(f, pos)
+            self._fired(ev)
             if self.on_event is not None:
                 self.on_event(ev)
             return
-        if hdr.xid == XID_PING:
+        if hdr.xid in (XID_PING, XID_SET_WATCHES):
             return
         if hdr.zxid > 0:
             self.last_zxid = max(self.last_zxid, hdr.zxid)
         with self._cond:
             self._pending[hdr.xid] = (hdr.err, (f, pos))
             self._cond.notify_all()
+
+    def _track(self, op: int, body: Any, err: int) -> None:
+        """Remember the watches a successful request left on the server."""
+        w = self.watches
+        if op in (Op.GET_DATA, Op.EXISTS) and getattr(body, "watch", False):
+            if err == 0:
+                w["data"].add(body.path)
+            elif op == Op.EXISTS and err == Err.NONODE:
+                w["exist"].add(body.path)
+        elif op in (Op.GET_CHILDREN, Op.GET_CHILDREN2) and getattr(body, "watch", False):
+            if err == 0:
+                w["child"].add(body.path)
+        elif op == Op.ADD_WATCH and err == 0:
+            w["recursive" if body.mode == AddWatchMode.PERSISTENT_RECURSIVE
+              else "persistent"].add(body.path)
+        elif op == Op.REMOVE_WATCHES and err == 0:
+            kinds = {WatcherType.DATA: ("data", "exist"), WatcherType.CHILDREN: ("child",)}.get(
+                body.type, ("data", "exist", "child", "persistent", "recursive"))
+            for k in kinds:
+                w[k].discard(body.path)
+
+    def _fired(self, ev: WatcherEvent) -> None:
+        """One-shot watches are gone once they fire."""
+        if ev.type in (EventType.NODE_CREATED, EventType.NODE_DATA_CHANGED,
+                       EventType.NODE_DELETED):
+            self.watches["data"].discard(ev.path)
+            self.watches["exist"].discard(ev.path)
+        if ev.type in (EventType.NODE_CHILDREN_CHANGED, EventType.NODE_DELETED):
+            self.watches["child"].discard(ev.path)
 
     def _pinger(self, sock: socket.socket, closed: threading.Event) -> None:
         interval = max(self.timeout_ms / 3000.0, 0.5)
@@ -244,6 +287,7 @@ class ShellClient:
                         raise KeeperError(Err.CONNECTIONLOSS, path)
                     raise KeeperError(Err.OPERATIONTIMEOUT, path)
                 err, (f, pos) = self._pending.pop(xid)
+        self._track(op, body, err)
         if err:
             raise KeeperError(err, path)
         body_type = RESPONSE_BODY.get(op)
