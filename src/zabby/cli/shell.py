@@ -5,7 +5,12 @@
     echo "ls /" | zabby shell --server 127.0.0.1:2181
 
 Scripted use (``-c``, a command after the options, or commands on a pipe) stops at
-the first failing command and exits 1.
+the first failing command and exits 1 (zkCli.sh reading a pipe goes on and exits 0).
+Results go to stdout and errors to stderr; unlike zkCli.sh, "Created /path" is a
+result (stdout). Tab completes command names and znode paths (children of the typed
+prefix, asked of the server). History is kept in ~/.zabby_history, or in the file
+$ZABBY_SHELL_HISTORY names. A lost connection is retried, same session and watches,
+at the next command.
 """
 
 from __future__ import annotations
