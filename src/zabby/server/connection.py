@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..wire import ProtocolError
 from ..wire.protocol import FrameDecoder, decode_connect, decode_request
+from .metrics import LatencyCounters
 
 if TYPE_CHECKING:
     from .core import ZabbyServer
@@ -61,7 +62,7 @@ class _Malformed:
 MALFORMED = _Malformed()
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol, LatencyCounters):
     """Speaks the client protocol on one socket.
 
     Before the ConnectRequest the first four bytes may instead be a
@@ -316,18 +317,9 @@ class ClientConnection(asyncio.Protocol):
             self.server.connection_closed(self)
 
     # ------------------------------------------------------------ stats
-    def record_latency(self, ms: int) -> None:
-        self.last_latency = ms
-        if self.latency_count == 0 or ms < self.min_latency:
-            self.min_latency = ms
-        if ms > self.max_latency:
-            self.max_latency = ms
-        self.total_latency += ms
-        self.latency_count += 1
-
     def reset_stats(self) -> None:
         self.packets_received = self.packets_sent = 0
-        self.min_latency = self.max_latency = self.total_latency = self.latency_count = 0
+        self.reset_latency()
         self.last_latency = 0
         self.last_op = "NA"
         self.last_cxid = self.last_zxid = -1

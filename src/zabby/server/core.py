@@ -755,6 +755,7 @@ class ZabbyServer:
         conn.send(encode_reply(xid, zxid, err, resp))
         if t0:
             ms = (time.monotonic_ns() - t0) // 1_000_000
+            conn.last_latency = ms
             conn.record_latency(ms)
             self.metrics.record_latency(ms)
         conn.last_cxid = xid

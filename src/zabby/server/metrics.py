@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .core import ZabbyServer
 
-__all__ = ["ServerMetrics", "avg_latency"]
+__all__ = ["LatencyCounters", "ServerMetrics", "avg_latency"]
 
 
 def avg_latency(total: int, count: int) -> float:
@@ -27,7 +27,29 @@ def avg_latency(total: int, count: int) -> float:
     return float(Decimal(total / count).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
 
 
-class ServerMetrics:
+class LatencyCounters:
+    """min / max / total / count of request latency in ms, as ZooKeeper's
+    AvgMinMaxCounter keeps them: for the server (ServerMetrics) and per connection."""
+
+    __slots__ = ()
+    min_latency: int
+    max_latency: int
+    total_latency: int
+    latency_count: int
+
+    def record_latency(self, ms: int) -> None:
+        if self.latency_count == 0 or ms < self.min_latency:
+            self.min_latency = ms
+        if ms > self.max_latency:
+            self.max_latency = ms
+        self.total_latency += ms
+        self.latency_count += 1
+
+    def reset_latency(self) -> None:
+        self.min_latency = self.max_latency = self.total_latency = self.latency_count = 0
+
+
+class ServerMetrics(LatencyCounters):
     """ZooKeeper's ServerStats for one server, plus the gauges its views print.
 
     Counters (updated by ``server``; ``reset()`` is ``srst``, ServerStats.reset):
@@ -72,17 +94,9 @@ class ServerMetrics:
         self.latency_count = 0
 
     # ------------------------------------------------------------ counters
-    def record_latency(self, ms: int) -> None:
-        if self.latency_count == 0 or ms < self.min_latency:
-            self.min_latency = ms
-        if ms > self.max_latency:
-            self.max_latency = ms
-        self.total_latency += ms
-        self.latency_count += 1
-
     def reset(self) -> None:
         """ServerStats.reset: latency and the packet counters."""
-        self.min_latency = self.max_latency = self.total_latency = self.latency_count = 0
+        self.reset_latency()
         self.packets_received = self.packets_sent = 0
 
     # ------------------------------------------------------------ gauges
