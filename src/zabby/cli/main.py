@@ -41,11 +41,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.port is not None:
         config.client_port = args.port
+    from ..ops import services_for
     from ..ops.fourletter import handle_four_letter_word
     from ..storage import CorruptDataError
 
     try:
-        run(config, four_letter_handler=handle_four_letter_word)
+        run(config, four_letter_handler=handle_four_letter_word,
+            services=services_for(config))
     except ConfigError as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2

@@ -1,8 +1,26 @@
-"""What operators see: the four-letter words (``ops.fourletter``), and later the
-AdminServer, Prometheus metrics and the web console.
+"""What operators see: the four-letter words (``ops.fourletter``), and the services
+started beside a running server (the AdminServer, Prometheus metrics, the web console).
 
 Everything here reads the server's one monitoring model, ``server.metrics``
 (``zabby.server.metrics.ServerMetrics``), and the server's state; ``server`` never
 imports this package: whoever builds a server hands it
-``ops.fourletter.handle_four_letter_word`` (``zabby serve`` does).
+``ops.fourletter.handle_four_letter_word`` and ``services_for(config)`` (``zabby serve``
+does).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..server.app import OpsService
+    from ..server.config import ServerConfig
+
+__all__ = ["services_for"]
+
+
+def services_for(config: ServerConfig) -> list[OpsService]:
+    """The operator services `config` asks for, to start beside the server (each runs
+    in its own thread: see ``zabby.ops.bridge`` for reading the server from there)."""
+    services: list[OpsService] = []
+    return services

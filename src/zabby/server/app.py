@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable, Sequence
 
 from ..storage import TxnLog, purge, recover
 from .config import ConfigError, ServerConfig
@@ -15,6 +16,13 @@ from .fsync_helper import FsyncPool
 from .security import load_security
 
 log = logging.getLogger("zabby")
+
+# An operator-facing service started beside a running server (the AdminServer, the
+# Prometheus endpoint, ...): called with the started server, on its event loop; it
+# starts whatever it needs (its own thread, so the client loop never waits on it)
+# and returns the function that stops it.  ``server`` only calls them; ``zabby.ops``
+# provides them (``zabby.ops.services``).
+OpsService = Callable[[ZabbyServer], Callable[[], None]]
 
 
 def install_uvloop() -> bool:
@@ -89,10 +97,20 @@ def build_server(
 
 
 async def serve(
-    config: ServerConfig, ready=None, *, four_letter_handler: FourLetterHandler | None = None
+    config: ServerConfig, ready=None, *, four_letter_handler: FourLetterHandler | None = None,
+    services: Sequence[OpsService] = (),
 ) -> None:
     server = build_server(config, four_letter_handler=four_letter_handler)
     await server.start()
+    stoppers: list[Callable[[], None]] = []
+    try:
+        for start_service in services:
+            stoppers.append(start_service(server))
+    except BaseException:
+        for stop_service in reversed(stoppers):
+            stop_service()
+        await server.stop()
+        raise
     purger = None
     if config.autopurge_purge_interval > 0:
         purger = asyncio.get_running_loop().create_task(_autopurge(config))
@@ -116,6 +134,11 @@ async def serve(
     log.info("shutting down")
     if purger is not None:
         purger.cancel()
+    for stop_service in reversed(stoppers):
+        try:
+            stop_service()
+        except Exception:
+            log.exception("stopping an operator service failed")
     await server.stop()
 
 
@@ -148,7 +171,10 @@ def raise_fd_limit() -> None:
         pass
 
 
-def run(config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None) -> None:
+def run(
+    config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
+    services: Sequence[OpsService] = (),
+) -> None:
     raise_fd_limit()
     install_uvloop()
-    asyncio.run(serve(config, four_letter_handler=four_letter_handler))
+    asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services))
