@@ -2,8 +2,8 @@
 `zabby bench`.
 
 Bars go to stderr, and only when stderr is a terminal: never into a log file, a pipe
-or CI output. ``--no-progress`` or ``ZABBY_NO_PROGRESS=1`` turns them off on a
-terminal too, and so does ``TERM=dumb``. The layers below (``storage``, ``bench``)
+or CI output (``CI`` set also turns them off). ``--no-progress`` or
+``ZABBY_NO_PROGRESS=1`` turns them off on a terminal too, and so does ``TERM=dumb``. The layers below (``storage``, ``bench``)
 only call a ``progress(phase, done, total)`` function when they are given one; this
 module turns those calls into bars.
 """
@@ -15,6 +15,7 @@ import sys
 from typing import TextIO
 
 ENV = "ZABBY_NO_PROGRESS"
+DELAY_ENV = "ZABBY_PROGRESS_DELAY"
 
 # what recovery's phases count (zabby.storage.Progress)
 _PHASES = {
@@ -32,6 +33,8 @@ def progress_wanted(no_progress: bool = False, stream: TextIO | None = None) -> 
         return False
     if os.environ.get("TERM") == "dumb":
         return False
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"):
+        return False  # CI logs keep every carriage return (some run jobs on a pty)
     stream = sys.stderr if stream is None else stream
     try:
         return stream.isatty()
@@ -83,12 +86,12 @@ class TerminalProgress:
                         mininterval=0.1)
         return self.bar
 
-    def write(self, msg: str) -> None:
-        """A line of text above the bar (the bar is redrawn below it)."""
-        if self.bar is not None:
-            self.bar.write(msg, file=self.file)
-        else:
-            print(msg, file=self.file, flush=True)
+    def write(self, msg: str, file: TextIO | None = None) -> None:
+        """Print a line (to stdout by default) without breaking the bar: the bar is
+        cleared, the line printed, the bar redrawn below it."""
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stdout if file is None else file)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -98,7 +101,12 @@ class TerminalProgress:
 
 
 def terminal_progress(no_progress: bool = False, **kw) -> TerminalProgress | None:
-    """A TerminalProgress on stderr if bars are wanted there, else None (costs nothing)."""
+    """A TerminalProgress on stderr if bars are wanted there, else None (costs nothing).
+    ZABBY_PROGRESS_DELAY (seconds) overrides `delay` (the tests set 0)."""
     if not progress_wanted(no_progress):
         return None
+    try:
+        kw["delay"] = float(os.environ[DELAY_ENV])
+    except (KeyError, ValueError):
+        pass
     return TerminalProgress(**kw)
