@@ -25,11 +25,14 @@ _PHASES = {
 }
 
 
+def progress_off(no_progress: bool = False) -> bool:
+    """Has the user turned progress off (--no-progress or ZABBY_NO_PROGRESS)?"""
+    return no_progress or os.environ.get(ENV, "").strip() not in ("", "0")
+
+
 def progress_wanted(no_progress: bool = False, stream: TextIO | None = None) -> bool:
     """Should bars be drawn on `stream` (default stderr)?"""
-    if no_progress:
-        return False
-    if os.environ.get(ENV, "").strip() not in ("", "0"):
+    if progress_off(no_progress):
         return False
     if os.environ.get("TERM") == "dumb":
         return False
@@ -110,3 +113,75 @@ def terminal_progress(no_progress: bool = False, **kw) -> TerminalProgress | Non
     except (KeyError, ValueError):
         pass
     return TerminalProgress(**kw)
+
+
+class BenchBar:
+    """``zabby bench``'s bar: seconds of warm-up + measurement, with the current
+    throughput (over the last second or so) and errors beside it."""
+
+    def __init__(self, file: TextIO | None = None, desc: str = "bench",
+                 warmup: float = 0.0) -> None:
+        self.file = sys.stderr if file is None else file
+        self.desc = desc
+        self.bar = None
+        self.warmup = warmup
+        self.last = (0.0, 0)  # (elapsed, completed) the rate is measured from
+
+    def __call__(self, elapsed: float, total: float, completed: int, errors: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, file=self.file, leave=False,
+                            dynamic_ncols=True, mininterval=0.2,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                       "{n:.1f}/{total:.1f} s{postfix}")
+        bar = self.bar
+        t0, n0 = self.last
+        if elapsed - t0 >= 1.0 or (not n0 and completed):
+            rate = (completed - n0) / max(elapsed - t0, 1e-3)
+            self.last = (elapsed, completed)
+            post = f"{rate:,.0f} ops/s"
+            if errors:
+                post += f", {errors} errors"
+            if elapsed < self.warmup:
+                post = "warm-up, " + post
+            bar.set_postfix_str(post, refresh=False)
+        bar.update(min(elapsed, total) - bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StepBar:
+    """A bar over a fixed number of steps whose label says what runs now
+    (``zabby bench compare``: server start-ups, priming, each measured run)."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = sys.stderr if file is None else file
+        self.bar = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, file=self.file, leave=False,
+                            dynamic_ncols=True, unit="step", mininterval=0.2,
+                            bar_format="{desc} {n}/{total} |{bar}| {elapsed}<{remaining}")
+        self.bar.set_description_str(label, refresh=False)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        else:
+            self.bar.refresh()
+
+    def write(self, msg: str) -> None:
+        """A line on stderr above the bar."""
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=self.file)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
