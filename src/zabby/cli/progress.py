@@ -66,6 +66,7 @@ class TerminalProgress:
         self.leave = leave
         self.phase: str | None = None
         self.bar = None
+        self._redirect = None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         bar = self.bar
@@ -87,6 +88,12 @@ class TerminalProgress:
         self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, file=self.file,
                         leave=self.leave, delay=self.delay, dynamic_ncols=True,
                         mininterval=0.1)
+        # while a bar is up, log lines on the console (a snapshot found damaged, say)
+        # print above it instead of through it
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect = logging_redirect_tqdm()
+        self._redirect.__enter__()
         return self.bar
 
     def write(self, msg: str, file: TextIO | None = None) -> None:
@@ -97,6 +104,9 @@ class TerminalProgress:
         tqdm.write(msg, file=sys.stdout if file is None else file)
 
     def close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
