@@ -42,6 +42,10 @@ ZK_LOG_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
 # zookeeper package pulls in, ships them.
 ZK_NETTY_JARS = ("netty-codec.jar", "netty-resolver.jar",
                  "netty-transport-native-unix-common.jar")
+# The servlet API its AdminServer (Jetty) needs and the manifest leaves out (Debian's
+# libservlet-api-java); without it ZooKeeper logs "Unable to load jetty" and runs
+# without an AdminServer.
+ZK_ADMIN_JARS = ("servlet-api.jar",)
 # Flags that make the JVM start quickly and stay small; ZooKeeper start time is most
 # of the differential suite's fixed cost.
 JVM_FLAGS = (
@@ -340,7 +344,7 @@ class ZooKeeperServer(_Server):
         if override:
             return f"{override}:{self.dir}"
         jars = [ZK_JAR_DIR / "zookeeper.jar"] + [
-            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS)]
+            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS, *ZK_ADMIN_JARS)]
         return ":".join([*(str(j) for j in jars), str(self.dir)])
 
     def command(self) -> list[str]:
