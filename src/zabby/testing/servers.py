@@ -284,7 +284,19 @@ class ZabbyServer(_Server):
 
     def __init__(self, tmpdir, *, python: str | None = None, **cfg: Any) -> None:
         self.python = python or os.environ.get("ZABBY_PYTHON", sys.executable)
+        # the AdminServer (on by default, port 8080, as in ZooKeeper) only when a test
+        # asks for it, with its own free port: admin.enableServer=True, admin.serverPort
+        cfg.setdefault("admin.enableServer", False)
+        if cfg["admin.enableServer"]:
+            cfg.setdefault("admin.serverAddress", HOST)
+            cfg.setdefault("admin.serverPort", free_port())
         super().__init__(tmpdir, **cfg)
+
+    @property
+    def admin_url(self) -> str:
+        """The AdminServer's command URL (admin.enableServer=True)."""
+        return (f"http://{self.cfg['admin.serverAddress']}:{self.cfg['admin.serverPort']}"
+                f"{self.cfg.get('admin.commandURL', '/commands')}")
 
     def command(self) -> list[str]:
         return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path),
@@ -325,7 +337,12 @@ class ZooKeeperServer(_Server):
         if why is not None:
             raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
         cfg.setdefault("admin.enableServer", False)
+        if cfg["admin.enableServer"]:
+            cfg.setdefault("admin.serverAddress", HOST)
+            cfg.setdefault("admin.serverPort", free_port())
         super().__init__(tmpdir, **cfg)
+
+    admin_url = ZabbyServer.admin_url
 
     def serving(self) -> bool:
         try:
