@@ -3,8 +3,10 @@ snapshot/restore authentication and rate limits, a port already taken."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -28,6 +30,17 @@ ZK38 = {
     "system_properties": ("sysp",), "voting_view": (), "watch_summary": ("wchs",),
     "watches": ("wchc",), "watches_by_path": ("wchp",), "zabstate": (),
 }
+
+
+@contextlib.contextmanager
+def client(hosts: str):
+    c = KazooClient(hosts, timeout=10)
+    c.start(10)
+    try:
+        yield c
+    finally:
+        c.stop()
+        c.close()
 
 
 def get(url: str, headers: dict | None = None, method: str = "GET", data: bytes | None = None):
@@ -204,20 +217,54 @@ def test_snapshot_needs_an_identity_with_all_on_root(tmp_path, zk):
         s.stop()
 
 
-def test_restore_validates_then_refuses(tmp_path):
+def test_restore_replaces_the_data_and_survives_a_restart(tmp_path):
     s = ZabbyServer(tmp_path, **{"admin.enableServer": True,
                                   "admin.rateLimiterIntervalInMS": 0})
+    c = KazooClient(s.hosts, timeout=10)
     try:
+        c.start(10)
+        c.create("/keep", b"before")
+        c.create("/keep/child", b"c")
         auth = {"Authorization": "digest any:one"}  # "/" is open to anyone
-        status, headers, body = get(f"{s.admin_url}/snapshot", headers=auth)
-        assert status == 200
         status, doc = get_json(f"{s.admin_url}/snapshot?streaming=false", headers=auth)
         assert status == 200 and doc == {"command": "snapshot", "error": None}
-        status, doc = get_json(f"{s.admin_url}/restore", method="POST", data=body, headers=auth)
-        assert status == 501, doc
-        assert doc["command"] == "restore" and "not supported" in doc["error"]
-        assert s.ruok()
+        status, headers, snap = get(f"{s.admin_url}/snapshot", headers=auth)
+        assert status == 200
+        # later changes, which the restore must undo
+        c.set("/keep", b"after")
+        c.delete("/keep/child")
+        c.create("/later", b"x")
+        for i in range(50):
+            c.create(f"/later/n{i}", b"y")
+        before_zxid = int(get_json(f"{s.admin_url}/srvr")[1]["server_stats"]["last_processed_zxid"])
+        c.stop()
+
+        status, doc = get_json(f"{s.admin_url}/restore", method="POST", data=snap, headers=auth)
+        assert status == 200, doc
+        assert doc["command"] == "restore" and doc["error"] is None
+        assert doc["last_zxid"] >= before_zxid  # zxids go on past the log's end
+
+        def check(client):
+            assert client.get("/keep")[0] == b"before"
+            assert client.get("/keep/child")[0] == b"c"
+            assert client.exists("/later") is None
+
+        c = KazooClient(s.hosts, timeout=10)
+        c.start(10)
+        check(c)
+        c.create("/after-restore", b"z")  # logged after the restored snapshot
+        c.stop()
+        c.close()
+
+        s.stop()
+        s.start()
+        c = KazooClient(s.hosts, timeout=10)
+        c.start(10)
+        check(c)
+        assert c.get("/after-restore")[0] == b"z"
     finally:
+        c.stop()
+        c.close()
         s.stop()
 
 
@@ -249,4 +296,93 @@ def test_custom_command_url(tmp_path):
         assert get_json(f"{s.admin_url}/ruok")[1] == {"command": "ruok", "error": None}
         assert get(f"http://127.0.0.1:{port}/commands/ruok")[0] == 404
     finally:
+        s.stop()
+
+
+def test_restore_onto_a_fresh_server_with_a_shorter_log(tmp_path):
+    """The snapshot's zxid is past everything the target logged: the log goes on from
+    the snapshot's zxid, and a restart finds the restored data."""
+    auth = {"Authorization": "digest any:one"}
+    a = ZabbyServer(tmp_path / "a", **{"admin.enableServer": True})
+    try:
+        with client(a.hosts) as ca:
+            for i in range(30):
+                ca.create(f"/a{i}", b"from-a")
+            ca.create("/eph", b"", ephemeral=True)
+            status, _, snap = get(f"{a.admin_url}/snapshot", headers=auth)
+            assert status == 200
+    finally:
+        a.stop()
+    b = ZabbyServer(tmp_path / "b", **{"admin.enableServer": True})
+    try:
+        with client(b.hosts) as cb:
+            cb.create("/only-b", b"")
+        status, doc = get_json(f"{b.admin_url}/restore", method="POST", data=snap, headers=auth)
+        assert status == 200, doc
+        # the snapshot's session came along, with its ephemeral node
+        dump = get_json(f"{b.admin_url}/dump")[1]
+        assert ["/eph"] in dump["session_id_to_ephemeral_paths"].values()
+        with client(b.hosts) as cb:
+            cb.create("/after", b"")
+        b.stop()
+        b.start()
+        with client(b.hosts) as cb:
+            assert cb.get("/a29")[0] == b"from-a"
+            assert cb.exists("/only-b") is None
+            assert cb.exists("/after") is not None
+    finally:
+        b.stop()
+
+
+def test_restore_under_writes_keeps_memory_and_disk_the_same(tmp_path):
+    """Writes race the restore; whatever the server shows afterwards is what a restart
+    brings back (no write lands on the old state after the snapshot, none is lost)."""
+    import threading
+
+    auth = {"Authorization": "digest any:one"}
+    s = ZabbyServer(tmp_path, **{"admin.enableServer": True})
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                c = KazooClient(s.hosts, timeout=5)
+                c.start(5)
+                while not stop.is_set():
+                    c.create("/w/n", b"", sequence=True, makepath=True)
+                    n += 1
+            except Exception:
+                time.sleep(0.05)
+            finally:
+                try:
+                    c.stop()
+                    c.close()
+                except Exception:
+                    pass
+
+    try:
+        with client(s.hosts) as c:
+            c.create("/w", b"")
+            c.create("/w/base", b"")
+        status, _, snap = get(f"{s.admin_url}/snapshot", headers=auth)
+        assert status == 200
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        time.sleep(1.0)
+        status, doc = get_json(f"{s.admin_url}/restore", method="POST", data=snap, headers=auth)
+        assert status == 200, doc
+        time.sleep(1.0)
+        stop.set()
+        t.join(30)
+        with client(s.hosts) as c:
+            before = sorted(c.get_children("/w"))
+        assert "base" in before
+        assert len(before) > 1  # the snapshot held only "base": these came after restore
+        s.stop()
+        s.start()
+        with client(s.hosts) as c:
+            assert sorted(c.get_children("/w")) == before
+    finally:
+        stop.set()
         s.stop()

@@ -16,8 +16,8 @@ its periodic snapshots, so the loop pauses only for the fork) and streams that f
 the AdminServer's thread; the stream is zabby's snapshot format (see
 ``zabby.storage.snapshot``), which ``restore`` accepts -- not ZooKeeper's.
 
-``restore`` is refused on every server, after authentication and a full validation of
-the uploaded stream: see :func:`_restore` for why.
+``restore`` (standalone only) validates the whole upload before it touches anything,
+then swaps the tree and makes it durable: see :func:`_restore`.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def authorize(ctx: AdminContext, r: Response, auth_info: str | None,
 
 
 # ------------------------------------------------------------------ snapshot
-def _start_snapshot(server: Any) -> tuple[int, str] | None:
+def _start_snapshot(server: Any) -> tuple[int, str, int] | None:
     """On the loop: fork the snapshot writer unless one is running; (zxid, path)."""
     from ...storage.snapshot import snapshot_path
 
@@ -187,19 +187,119 @@ def _snapshot(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
 
 
 # ------------------------------------------------------------------ restore
-def _restore(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
-    """Validate the uploaded snapshot completely, then refuse to install it.
+RESTORE_QUIESCE_TIMEOUT = 30.0  # seconds to wait for in-flight writes to drain
 
-    Installing it correctly needs more than swapping the tree (what 3.9 does): the
-    transaction log beyond the snapshot's zxid must not be replayed over it after a
-    restart, the zxid sequence must continue past the log's end, in-flight writes and
-    every session must be dropped, and an ensemble would need a new epoch agreed by a
-    quorum.  zabby does none of that yet, and a half-done restore loses data silently;
-    so the command checks the stream (the operator learns whether the file is good)
-    and answers 501 with the reason.  Restore offline instead: stop the server, put
-    the file in ``<dataDir>/version-2/`` with a zxid above every log entry (or move
-    the old data directory away), start it.
-    """
+
+class RestoreRefused(Exception):
+    """This server cannot install a snapshot (the message says why)."""
+
+
+def _restorable(server: Any) -> None:
+    from ...server.durability import GroupCommitter
+
+    if getattr(server.config, "is_distributed", False) or hasattr(server, "peer"):
+        raise RestoreRefused(
+            "restore is refused on an ensemble member: installing a snapshot on one server "
+            "would make it diverge from the quorum (restore a standalone server, or restore "
+            "offline: see docs/OPERATING.md)")
+    if not isinstance(server.committer, GroupCommitter):
+        raise RestoreRefused("restore needs a server with a data directory")
+    if server._server is not None or server._secure is not None:
+        raise RestoreRefused("restore is not supported while TLS client listeners are on")
+    if server.committer.failure is not None:
+        raise RestoreRefused(f"the server refuses writes: {server.committer.failure}")
+    if getattr(server, "_restoring", False):
+        raise RestoreRefused("another restore is in progress")
+
+
+def _quiesce(server: Any) -> None:
+    """On the loop: stop taking clients and drop every connection (their sessions and
+    watches belong to the state being replaced)."""
+    _restorable(server)
+    server._restoring = True
+    server._stop_accepting()
+    for conn in list(server.connections):
+        conn.abort()
+
+
+def _resume(server: Any) -> None:
+    server._restoring = False
+    server._start_accepting()
+
+
+def _swap(server: Any, tree: Any) -> tuple[int, str, int] | None:
+    """On the loop, once nothing is in flight: install `tree` and fork the writer of
+    its snapshot (the zxid continues past the log's end, so recovery from that
+    snapshot replays only what comes after it).  None: writes still in flight."""
+    from ...server.session import SessionTracker
+    from ...storage.snapshot import snapshot_path
+
+    c = server.committer
+    for conn in list(server.connections):  # one that slipped in before accept stopped
+        conn.abort()
+    if server.outstanding or c._pending or c._inflight or c._snap_child is not None:
+        return None
+    old = server.tree
+    zxid = max(old.last_zxid, tree.last_zxid)
+    tree.last_zxid = zxid
+    tree.acl_providers.update(old.acl_providers)
+    server.tree = tree
+    server.watches = tree.watches
+    server.next_zxid = zxid + 1
+    now = server.monotonic_ms()
+    tracker = SessionTracker(server.config.tick_time, 1, now)
+    tracker._next_id = server.sessions._next_id  # new ids never reuse old ones
+    for sid, timeout in tree.sessions.items():
+        tracker.add(sid, timeout, now)
+    server.sessions = tracker
+    server._containers_proposed.clear()
+    taken = c.snapshots_taken
+    c.take_snapshot()
+    return zxid, snapshot_path(c.snap_dir, zxid), taken
+
+
+def restore(ctx: AdminContext, tree: Any) -> int:
+    """Install a validated tree on this standalone server; its zxid once durable."""
+    bridge, server = ctx.bridge, ctx.server
+    bridge.call(_quiesce, server)
+    swapped = None
+    try:
+        deadline = time.monotonic() + RESTORE_QUIESCE_TIMEOUT
+        while swapped is None:
+            swapped = bridge.call(_swap, server, tree)
+            if swapped is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("writes in flight did not drain; nothing was restored")
+                time.sleep(0.02)
+        zxid, path, taken = swapped
+        log.warning("restore: installed a snapshot at zxid 0x%x (%d nodes); writing it",
+                    zxid, tree.node_count)
+        committer = server.committer
+        while committer._snap_child is not None:  # cleared by the reaper thread
+            time.sleep(0.02)
+        if committer.snapshots_taken == taken or not os.path.exists(path):
+            # the restored state is live but not on disk: logging writes on top of it
+            # would mix two histories at the next start, so refuse them
+            def fail() -> None:
+                committer.failure = ("restore could not write its snapshot; restart the "
+                                     "server (it comes back with the state before restore)")
+            bridge.call(fail)
+            raise OSError("writing the restored snapshot failed (see the server log)")
+        return zxid
+    finally:
+        try:
+            bridge.call(_resume, server)
+        except Exception:
+            log.exception("restore: could not resume accepting clients")
+
+
+def _restore(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
+    """POST a snapshot (zabby's format, as ``snapshot`` streams it) to replace this
+    server's data.  The stream is read to a file and validated completely (both
+    checksums, every record decoded into a new tree) before anything changes; then the
+    server stops taking clients, drops every connection, waits for writes in flight,
+    swaps the tree, writes it as a snapshot whose zxid is past the log's end, and takes
+    clients again.  Only a standalone server: an ensemble member is refused."""
     from ...storage import CorruptDataError
     from ...storage.snapshot import load_snapshot
 
@@ -210,6 +310,11 @@ def _restore(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
     body = kw.get("__body__")
     if body is None:
         r.status = 400
+        return
+    try:
+        ctx.bridge.call(_restorable, ctx.server)
+    except RestoreRefused as e:
+        r.status, r.error = 501, str(e)
         return
     if not ctx.restore_limiter.allow():
         log.warning("Restore request was rate limited")
@@ -224,12 +329,13 @@ def _restore(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
     except Exception as e:
         r.status, r.error = 500, f"cannot read the snapshot: {e}"
         return
-    r.data["snapshot_zxid"] = f"0x{tree.last_zxid:x}"
-    r.data["snapshot_node_count"] = tree.node_count
-    del tree
-    r.status = 501
-    r.error = ("restore is not supported by zabby: the snapshot is valid, but it is not "
-               "installed on a running server (see docs/OPERATING.md to restore offline)")
+    try:
+        r.data["last_zxid"] = restore(ctx, tree)
+    except RestoreRefused as e:
+        r.status, r.error = 501, str(e)
+    except Exception as e:
+        log.warning("Exception occurred when restore snapshot via the restore command: %s", e)
+        r.status, r.error = 500, f"restore failed: {e}"
 
 
 def register(command) -> None:
