@@ -338,10 +338,10 @@ def _voting_view(server: Any) -> dict[str, Any]:
         if spec.client_port:
             client = f"{spec.client_host or '0.0.0.0'}:{spec.client_port}"
         view[str(sid)] = {
-            "serverAddresses": [f"{spec.host}:{spec.quorum_port}"],
-            "electionAddresses": [f"{spec.host}:{spec.election_port}"],
-            "clientAddress": client,
-            "learnerType": spec.role,
+            "server_addresses": [f"{spec.host}:{spec.quorum_port}"],
+            "election_addresses": [f"{spec.host}:{spec.election_port}"],
+            "client_address": client,
+            "learner_type": spec.role,
         }
     return view
 
@@ -407,6 +407,23 @@ def _wchp(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
         for p, sids in _chunked(ctx, paths, _watchers_of_paths)}
 
 
+def _multiple_addresses(host: str, port: int) -> dict[str, Any]:
+    """QuorumPeer's MultipleAddresses as Jackson writes the bean (its getters)."""
+    a = f"{host}:{port}"
+    return {
+        "empty": False,
+        "all_addresses": [a],
+        "all_reachable_addresses": [a],
+        "one": a,
+        "reachable_address": a,
+        "wildcard_addresses": [f"0.0.0.0:{port}"],
+        "all_ports": [port],
+        "all_host_strings": [host],
+        "all_reachable_addresses_or_all": [a],
+        "reachable_or_one": a,
+    }
+
+
 def _zab_state(server: Any) -> dict[str, Any]:
     if not _is_ensemble(server):
         return {"voting": False, "zabstate": ""}
@@ -417,8 +434,8 @@ def _zab_state(server: Any) -> dict[str, Any]:
     return {
         "myid": cfg.server_id,
         "is_leader": server.role == "leading",
-        "quorum_address": f"{me.host}:{me.quorum_port}" if me else "",
-        "election_address": f"{me.host}:{me.election_port}" if me else "",
+        "quorum_address": _multiple_addresses(me.host, me.quorum_port) if me else None,
+        "election_address": _multiple_addresses(me.host, me.election_port) if me else None,
         "client_address": f"{cfg.client_port_address}:{getattr(server, 'port', cfg.client_port)}",
         "voting": me is not None and not me.is_observer,
         "last_zxid": f"0x{zxid:x}",
