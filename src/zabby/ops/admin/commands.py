@@ -514,6 +514,10 @@ def run_command(ctx: AdminContext, name: str, kwargs: Kwargs, *, post: bool = Fa
     except fl_errors() as e:  # the server did not answer: say so, do not hang
         r.error = f"the server did not answer: {e}"
         r.status = 503
+    except Exception as e:
+        log.exception("Error in running command %s", cmd.primary)
+        r.error = f"{type(e).__name__}: {e}"
+        r.status = 500
     return r
 
 

@@ -246,16 +246,31 @@ def _swap(server: Any, tree: Any) -> tuple[int, str, int] | None:
     server.tree = tree
     server.watches = tree.watches
     server.next_zxid = zxid + 1
-    now = server.monotonic_ms()
-    tracker = SessionTracker(server.config.tick_time, 1, now)
+    # the snapshot's sessions join the tracker once the snapshot is on disk (_finish):
+    # none may expire, and no txn (a container's deletion...) may be logged, before
+    # it is -- a txn logged on top of a restore that never reached the disk would
+    # land on the old state at the next start
+    tracker = SessionTracker(server.config.tick_time, 1, server.monotonic_ms())
     tracker._next_id = server.sessions._next_id  # new ids never reuse old ones
-    for sid, timeout in tree.sessions.items():
-        tracker.add(sid, timeout, now)
     server.sessions = tracker
-    server._containers_proposed.clear()
+    c.failure = RESTORING
     taken = c.snapshots_taken
     c.take_snapshot()
     return zxid, snapshot_path(c.snap_dir, zxid), taken
+
+
+RESTORING = "a restore is being written; writes wait for it"
+
+
+def _finish(server: Any) -> None:
+    """On the loop, the restored snapshot on disk: writes and sessions resume."""
+    c = server.committer
+    if c.failure == RESTORING:
+        c.failure = None
+    now = server.monotonic_ms()
+    for sid, timeout in server.tree.sessions.items():
+        server.sessions.add(sid, timeout, now)
+    server._containers_proposed.clear()
 
 
 def restore(ctx: AdminContext, tree: Any) -> int:
@@ -285,6 +300,7 @@ def restore(ctx: AdminContext, tree: Any) -> int:
                                      "server (it comes back with the state before restore)")
             bridge.call(fail)
             raise OSError("writing the restored snapshot failed (see the server log)")
+        bridge.call(_finish, server)
         return zxid
     finally:
         try:
