@@ -183,7 +183,8 @@ def _gtmk(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
 
 @command("hash")
 def _hash(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
-    r.data["digests"] = [{"zxid": z, "digest": d}
+    # DataTree.ZxidDigest as Jackson writes the bean
+    r.data["digests"] = [{"zxid": z, "digest_version": 2, "digest": d}
                          for z, d in _call(ctx, fl.digest_history, ctx.server)]
 
 
