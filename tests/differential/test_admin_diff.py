@@ -237,3 +237,17 @@ def test_ensemble_admin_command_matches_zookeeper(ensemble_pair, name, role):
         # a ZooKeeper leader adds its proposal statistics; zabby keeps none yet
         r_doc.pop("proposal_stats", None)
     assert shape_diff(r_doc, c_doc) == []
+
+
+def test_restore_is_refused_on_an_ensemble_member(ensemble_pair):
+    """Not a comparison: zabby cannot make a whole ensemble adopt a snapshot, so a
+    member refuses restore (and changes nothing) rather than diverge from the quorum."""
+    _, cand = ensemble_pair
+    m = _member(cand, "follower")
+    req = urllib.request.Request(f"{m.admin_url}/restore", data=b"not a snapshot",
+                                 method="POST", headers={"Authorization": "digest a:b"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 501
+    doc = json.loads(e.value.read())
+    assert doc["command"] == "restore" and "ensemble" in doc["error"]

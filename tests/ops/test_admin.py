@@ -386,3 +386,20 @@ def test_restore_under_writes_keeps_memory_and_disk_the_same(tmp_path):
     finally:
         stop.set()
         s.stop()
+
+
+def test_idle_connections_close_after_idle_timeout(tmp_path):
+    s = ZabbyServer(tmp_path, **{"admin.enableServer": True, "admin.idleTimeout": 300})
+    try:
+        host, port = s.cfg["admin.serverAddress"], s.cfg["admin.serverPort"]
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"GET /commands/ruok HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b'"error" : null' not in got:
+                got += sock.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200")
+            t0 = time.monotonic()
+            assert sock.recv(65536) == b""  # closed by the server once idle
+            assert time.monotonic() - t0 < 5
+    finally:
+        s.stop()

@@ -131,8 +131,16 @@ def _crst(ctx: AdminContext, r: Response, kw: Kwargs) -> None:
 def _connection_lists(server: Any, brief: bool) -> tuple[list, list]:
     plain, secure = [], []
     for c in fl._connections(server):
-        (secure if getattr(c, "secure", False) else plain).append(fl.connection_stats(c, brief))
+        (secure if _is_tls(c) else plain).append(fl.connection_stats(c, brief))
     return plain, secure
+
+
+def _is_tls(conn: Any) -> bool:
+    t = getattr(conn, "transport", None)
+    try:
+        return t is not None and t.get_extra_info("ssl_object") is not None
+    except Exception:  # a transport being torn down
+        return False
 
 
 @command("connections", "cons")
