@@ -161,6 +161,13 @@ def install_commands(app: web.Application, ctx: AdminContext) -> None:
         loop = asyncio.get_running_loop()
         body_path = None
         if post and known is not None:
+            early = await loop.run_in_executor(
+                None, cmds.refuse_early, ctx, name, request.headers.get("Authorization"),
+                request.remote or "")
+            if early is not None:  # refused before a byte of the upload is stored
+                data = await loop.run_in_executor(None, encode, early.to_map())
+                return web.Response(body=data, status=early.status,
+                                    content_type="application/json")
             body_path = await _save_body(request, loop)
         kwargs = {k: request.query.getone(k) for k in request.query}
         try:

@@ -530,6 +530,24 @@ def run_command(ctx: AdminContext, name: str, kwargs: Kwargs, *, post: bool = Fa
     return r
 
 
+def refuse_early(ctx: AdminContext, name: str, auth_info: str | None,
+                 client_ip: str) -> Response | None:
+    """The refusal a request gets before its body is read (unknown server state,
+    missing or insufficient identity), so no one uploads without the right to."""
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        return None
+    r = Response(cmd.primary)
+    if cmd.server_required and not _serving(ctx):
+        r.error = ZK_NOT_SERVING
+        return r
+    if cmd.auth:
+        from .snapshot import authorize
+
+        return authorize(ctx, r, auth_info, client_ip)
+    return None
+
+
 def fl_errors() -> tuple[type[BaseException], ...]:
     from ..bridge import ServerBusy
 
