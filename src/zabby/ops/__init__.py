@@ -16,11 +16,23 @@ if TYPE_CHECKING:
     from ..server.app import OpsService
     from ..server.config import ServerConfig
 
-__all__ = ["services_for"]
+__all__ = ["admin_installers", "services_for"]
+
+
+def admin_installers() -> list:
+    """What the AdminServer serves: ZooKeeper's commands, then each operator view that
+    hangs its routes on it (the web console adds its installer here)."""
+    from .admin import install_commands
+
+    return [install_commands]
 
 
 def services_for(config: ServerConfig) -> list[OpsService]:
     """The operator services `config` asks for, to start beside the server (each runs
     in its own thread: see ``zabby.ops.bridge`` for reading the server from there)."""
     services: list[OpsService] = []
+    if config.admin_enable_server:
+        from .admin import admin_service
+
+        services.append(admin_service(config, admin_installers()))
     return services

@@ -138,6 +138,13 @@ class ServerConfig:
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
     admin_server_address: str = "0.0.0.0"  # admin.serverAddress
     admin_server_port: int = 8080  # admin.serverPort
+    admin_command_url: str = "/commands"  # admin.commandURL
+    admin_idle_timeout: int = 30000  # admin.idleTimeout (ms an idle HTTP connection stays)
+    # admin.rateLimiterIntervalInMS (ZooKeeper 3.9): at most one snapshot and one restore
+    # command per interval
+    admin_rate_limiter_interval: int = 300000
+    admin_snapshot_enabled: bool = True  # admin.snapshot.enabled (3.9)
+    admin_restore_enabled: bool = True  # admin.restore.enabled (3.9)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
@@ -379,6 +386,8 @@ _SYSPROP_KEYS = frozenset(
         "4lw.commands.whitelist", "extendedTypesEnabled",
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+        "admin.commandURL", "admin.idleTimeout", "admin.rateLimiterIntervalInMS",
+        "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
     }
@@ -422,7 +431,7 @@ _ZK_UNSUPPORTED = frozenset(
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
         "metricsProvider.className", "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-        "oraclePath", "admin.commandURL", "admin.idleTimeout", "readonlymode.enabled",
+        "oraclePath", "readonlymode.enabled",
     }
 )
 
@@ -695,6 +704,20 @@ class _Parser:
             if not value:
                 raise self.error(key, value, "is empty")
             c.admin_server_address = value
+        elif canon == "admin.commandURL":
+            # Jetty's context path: it must start with "/"; a trailing one is dropped
+            if not value.startswith("/"):
+                raise self.error(key, value, "does not start with '/'")
+            c.admin_command_url = value.rstrip("/") or "/"
+        elif canon == "admin.idleTimeout":
+            c.admin_idle_timeout = self.at_least(key, value, self.decoded_int(key, value), 0)
+        elif canon == "admin.rateLimiterIntervalInMS":
+            c.admin_rate_limiter_interval = self.at_least(
+                key, value, self.decoded_int(key, value), 0)
+        elif canon == "admin.snapshot.enabled":
+            c.admin_snapshot_enabled = self.boolean(key, value)
+        elif canon == "admin.restore.enabled":
+            c.admin_restore_enabled = self.boolean(key, value)
         elif canon.startswith(_AUTH_PROVIDER):
             if not value:
                 raise self.error(key, value, "is empty")
