@@ -185,6 +185,11 @@ def norm_path(path: str | None) -> str:
         raise ApiError(400, "BADREQUEST", f"a path starts with '/': {path!r}")
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
+    if path != "/":
+        for part in path[1:].split("/"):
+            if part in ("", ".", "..") or "\x00" in part:
+                raise ApiError(400, "BADREQUEST", f"invalid path {path!r}: empty, '.' or "
+                               "'..' components and NUL characters are not allowed")
     return path
 
 
