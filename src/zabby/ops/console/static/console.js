@@ -110,6 +110,12 @@ async function loadChildren(li, path) {
   li.classList.add("open");
   const t = li.querySelector(":scope > .row > .toggle");
   if (t) t.textContent = data.children.length ? "▾" : "";
+  const row = li.querySelector(":scope > .row");
+  let count = row.querySelector(".count");
+  if (li.dataset.path !== "/") {  // the count as of now, not as of the parent's listing
+    if (!count && data.children.length) { count = el("span", { class: "count" }); row.querySelector(".name").after(count); }
+    if (count) count.textContent = data.children.length ? String(data.children.length) : "";
+  }
   return data;
 }
 
@@ -144,7 +150,7 @@ async function reveal(path) {
 async function reloadTree() {
   const tree = $("tree");
   const openPaths = [...tree.querySelectorAll("li.node.open")].map((li) => li.dataset.path);
-  const root = nodeItem({ name: "/", path: "/", numChildren: 1 });
+  const root = nodeItem({ name: "/", path: "/" });
   tree.replaceChildren(root);
   try {
     await loadChildren(root, "/");
