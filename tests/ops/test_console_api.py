@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from console_support import ConsoleServer, api
+from console_support import ConsoleEnsemble, ConsoleServer, api
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
 from zabby.testing.pytest_plugin import kazoo_client
@@ -197,3 +197,55 @@ def test_overview_and_standalone_ensemble(server, zk):
     assert st == 200 and r["standalone"]
     [m] = r["members"]
     assert m["mode"] == "standalone" and m["port"] == server.port and m["lag"] == 0
+
+
+def test_ensemble_view_through_every_member_and_with_one_down(tmp_path):
+    ens = ConsoleEnsemble(tmp_path, 3)
+    try:
+        leader = ens.leader()
+        client = kazoo_client(ens.hosts)
+        try:
+            for i in range(5):
+                client.create(f"/ens-{i}", b"")
+        finally:
+            client.stop()
+            client.close()
+        for i, member in ens.members.items():
+            st, r = api(member.url, "GET", "/api/console/ensemble")
+            assert st == 200 and not r["standalone"]
+            assert r["leader"] == leader and r["leaders"] == [leader]
+            modes = {m["id"]: m["mode"] for m in r["members"]}
+            assert modes == {j: ("leader" if j == leader else "follower") for j in (1, 2, 3)}
+            assert [m["id"] for m in r["members"] if m["self"]] == [i]
+            for m in r["members"]:
+                assert m["epoch"] == r["members"][leader - 1]["epoch"]
+                assert isinstance(m["lag"], int) and m["lag"] >= 0
+            # the tree through this member's console
+            st, r = api(member.url, "GET", "/api/console/search?prefix=/ens-")
+            assert r["paths"] == [f"/ens-{j}" for j in range(5)]
+        down = next(i for i in ens.members if i != leader)
+        other = next(i for i in ens.members if i not in (leader, down))
+        ens.kill(down)
+        st, r = api(ens.members[other].url, "GET", "/api/console/ensemble")
+        by_id = {m["id"]: m for m in r["members"]}
+        assert r["leader"] == leader
+        assert "no answer" in by_id[down]["error"] and by_id[down]["lag"] is None
+        assert by_id[other]["mode"] == "follower"
+    finally:
+        ens.stop()
+
+
+def test_the_static_files_are_package_data():
+    """A non-editable install ships the page: pyproject's package-data covers static/."""
+    import tomllib
+    from pathlib import Path
+
+    import zabby.ops.console as console
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = cfg["tool"]["setuptools"]["package-data"]["zabby.ops.console"]
+    static = Path(console.__file__).parent
+    shipped = {p for g in globs for p in static.glob(g) if p.is_file()}
+    assert {p for p in (static / "static").rglob("*") if p.is_file()} <= shipped
+    assert (static / "static" / "index.html") in shipped
