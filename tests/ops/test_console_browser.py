@@ -299,7 +299,7 @@ def test_live_charts_fill_from_the_metrics(browser, server, zk):
         "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
     assert drawn > 500
-    assert "received/s" in browser.execute_script("return history.recv.length + ' received/s'")
+    assert "received/s" in browser.execute_script("return samples.recv.length + ' received/s'")
 
 
 def test_ensemble_view_through_a_follower(browser, tmp_path):

@@ -341,11 +341,11 @@ $("search-form").addEventListener("submit", async (ev) => {
 });
 
 // ------------------------------------------------------------------ metrics
-const history = { t: [], recv: [], sent: [], avg: [], max: [], sessions: [], conns: [] };
+const samples = { t: [], recv: [], sent: [], avg: [], max: [], sessions: [], conns: [] };
 let last = null;
 const HISTORY = 120;
 
-function push(key, v) { history[key].push(v); if (history[key].length > HISTORY) history[key].shift(); }
+function push(key, v) { samples[key].push(v); if (samples[key].length > HISTORY) samples[key].shift(); }
 
 function drawChart(canvas, series, unit) {
   const ctx = canvas.getContext("2d");
@@ -397,12 +397,12 @@ async function pollMetrics() {
       push("sessions", Number(v.global_sessions) || 0);
       push("conns", Number(v.num_alive_connections) || 0);
       last = r;
-      drawChart($("chart-throughput"), [{ label: "received/s", color: "#2f6fde", values: history.recv },
-                                        { label: "sent/s", color: "#23864b", values: history.sent }], "pkt/s");
-      drawChart($("chart-latency"), [{ label: "avg", color: "#2f6fde", values: history.avg },
-                                     { label: "max", color: "#c0392b", values: history.max }], "ms");
-      drawChart($("chart-sessions"), [{ label: "sessions", color: "#8e44ad", values: history.sessions },
-                                      { label: "connections", color: "#d68910", values: history.conns }], "count");
+      drawChart($("chart-throughput"), [{ label: "received/s", color: "#2f6fde", values: samples.recv },
+                                        { label: "sent/s", color: "#23864b", values: samples.sent }], "pkt/s");
+      drawChart($("chart-latency"), [{ label: "avg", color: "#2f6fde", values: samples.avg },
+                                     { label: "max", color: "#c0392b", values: samples.max }], "ms");
+      drawChart($("chart-sessions"), [{ label: "sessions", color: "#8e44ad", values: samples.sessions },
+                                      { label: "connections", color: "#d68910", values: samples.conns }], "count");
       $("metric-values").replaceChildren(...Object.entries(v).map(([k, x]) =>
         el("tr", { dataset: { key: k } }, el("td", {}, k), el("td", {}, String(x)))));
     } catch (e) { say(e.message, "error"); }
