@@ -127,21 +127,31 @@ def open_console(driver, url: str, auth: str = "") -> None:
 
 
 def expand(driver, path: str) -> None:
-    """Open every ancestor of path and path itself, clicking the toggles."""
+    """Open every ancestor of path and path itself, clicking the toggles (retried: the
+    page may rebuild the tree meanwhile, e.g. after an identity change)."""
     parts = [p for p in path.split("/") if p]
-    for i in range(1, len(parts) + 1):
+
+    def ensure_open(cur: str) -> bool:
+        li = node_row(driver, cur).find_element("xpath", "..")
+        if "open" in (li.get_attribute("class") or ""):
+            return True
+        li.find_element("css selector", ":scope > .row > .toggle").click()
+        time.sleep(0.3)
+        return False
+
+    for i in range(len(parts) + 1):
         cur = "/" + "/".join(parts[:i])
-        row = wait_for(lambda cur=cur: node_row(driver, cur), f"{cur} in the tree")
-        li = row.find_element("xpath", "..")
-        if "open" not in (li.get_attribute("class") or ""):
-            row.find_element("css selector", ".toggle").click()
-            wait_for(lambda li=li: "open" in li.get_attribute("class"), f"{cur} expanded")
+        wait_for(lambda cur=cur: ensure_open(cur), f"{cur} expanded")
 
 
 def select(driver, path: str) -> None:
     expand(driver, path.rsplit("/", 1)[0] or "/")
-    node_row(driver, path).click()
-    wait_for(lambda: by_id(driver, "detail-path").text == path, f"{path} selected")
+
+    def click() -> bool:
+        node_row(driver, path).click()
+        return by_id(driver, "detail-path").text == path or (time.sleep(0.2) or False)
+
+    wait_for(click, f"{path} selected")
 
 
 def message(driver) -> str:
