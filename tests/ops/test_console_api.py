@@ -249,3 +249,29 @@ def test_the_static_files_are_package_data():
     shipped = {p for g in globs for p in static.glob(g) if p.is_file()}
     assert {p for p in (static / "static").rglob("*") if p.is_file()} <= shipped
     assert (static / "static" / "index.html") in shipped
+
+
+def test_sessions_are_reused_per_identity_and_closed_when_idle(server):
+    import asyncio
+
+    from zabby.ops.console import Sessions
+
+    async def main():
+        async def address():
+            return ("127.0.0.1", server.port)
+
+        sessions = Sessions(address)
+        sessions.IDLE = 0.4
+        a = await sessions.get("alice:x")
+        assert await sessions.get("alice:x") is a
+        b = await sessions.get(None)
+        assert b is not a and b.session_id != a.session_id
+        await asyncio.sleep(1.0)  # idle: the reaper closes both sessions
+        assert a.closed and b.closed and not sessions.clients
+        c = await sessions.get("alice:x")
+        assert c is not a and not c.closed
+        assert (await c.get_data("/"))[0] == b""
+        await sessions.close()
+        assert c.closed
+
+    asyncio.run(main())

@@ -263,8 +263,11 @@ class Console:
         """Where this server listens for clients (read once on the server loop)."""
         if self._address is None:
             server = self.ctx.server
-            port = await asyncio.get_running_loop().run_in_executor(
-                None, self.ctx.bridge.call, lambda: server.port)
+            try:
+                port = await asyncio.get_running_loop().run_in_executor(
+                    None, self.ctx.bridge.call, lambda: server.port)
+            except Exception as e:  # noqa: BLE001 - ServerBusy or a stopping server
+                raise ApiError(503, "BUSY", f"the server did not answer: {e}") from None
             host = self.ctx.config.client_port_address or "127.0.0.1"
             if host in ("0.0.0.0", "::", ""):
                 host = "127.0.0.1"
