@@ -186,6 +186,15 @@ def test_znodes_created_through_the_protocol_appear_on_the_page(browser, server,
     select(browser, "/app/workers/w-1")
     by_id(browser, "view-hex").click()
     assert by_id(browser, "data-view").text.startswith("00000000  00 01 fe")
+    # binary data is edited as hex
+    by_id(browser, "edit-button").click()
+    area = by_id(browser, "edit-area")
+    assert area.get_attribute("value") == "00 01 fe"
+    area.clear()
+    area.send_keys("ca fe 00")
+    by_id(browser, "edit-save").click()
+    wait_for(lambda: "saved /app/workers/w-1" in message(browser), "the hex save")
+    assert zk.get("/app/workers/w-1")[0] == b"\xca\xfe\x00"
     assert "ephemeral" in node_row(browser, "/app/workers/w-2").text
     # a node made after the page loaded shows when its parent is opened again
     zk.create("/app/config/late", b"")

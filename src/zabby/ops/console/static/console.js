@@ -249,9 +249,13 @@ $("refresh-button").addEventListener("click", () => state.node && selectNode(sta
 $("edit-button").addEventListener("click", () => {
   const n = state.node;
   if (!n) return;
-  if (n.data.text == null) { say("binary data cannot be edited as text here", "error"); return; }
-  $("edit-area").value = n.data.text;
-  $("edit-version").textContent = "saving checks version " + n.stat.version;
+  // binary data (or the hex view) is edited as hex digits, anything else as text
+  state.editEncoding = n.data.text == null || state.view === "hex" ? "hex" : "text";
+  $("edit-area").value = state.editEncoding === "hex"
+    ? [...atob(n.data.base64)].map((c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join(" ")
+    : n.data.text;
+  $("edit-version").textContent = (state.editEncoding === "hex" ? "hex bytes; " : "") +
+    "saving checks version " + n.stat.version;
   $("edit-box").classList.remove("hidden");
   $("edit-area").focus();
 });
@@ -259,7 +263,8 @@ $("edit-cancel").addEventListener("click", () => $("edit-box").classList.add("hi
 $("edit-save").addEventListener("click", async () => {
   const n = state.node;
   try {
-    const r = await api("PUT", "/node", { path: n.path, data: $("edit-area").value, version: n.stat.version });
+    const r = await api("PUT", "/node", { path: n.path, data: $("edit-area").value,
+                                          encoding: state.editEncoding, version: n.stat.version });
     say(`saved ${n.path} (version ${r.stat.version})`, "ok");
     await selectNode(n.path, true);
   } catch (e) { say(e.message, "error"); }
