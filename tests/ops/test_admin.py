@@ -403,3 +403,16 @@ def test_idle_connections_close_after_idle_timeout(tmp_path):
             assert time.monotonic() - t0 < 5
     finally:
         s.stop()
+
+
+def test_zabby_serve_serves_the_web_console_beside_the_commands(srv, zk):
+    """`zabby serve` hangs the console on the AdminServer: the page at /, its API answering
+    through the protocol (a znode made by kazoo is listed)."""
+    zk.ensure_path("/console-probe/child")
+    root = srv.admin_url.removesuffix("/commands")
+    status, _, body = get(root + "/")
+    assert status == 200 and b"<html" in body.lower()
+    status, _, body = get(root + "/api/console/children?path=/console-probe",
+                          headers={"X-Zabby-Console": "1"})
+    assert status == 200, body
+    assert '"child"' in body.decode(), body

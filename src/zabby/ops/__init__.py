@@ -23,8 +23,9 @@ def admin_installers() -> list:
     """What the AdminServer serves: ZooKeeper's commands, then each operator view that
     hangs its routes on it (the web console adds its installer here)."""
     from .admin import install_commands
+    from .console import install as install_console
 
-    return [install_commands]
+    return [install_commands, install_console]
 
 
 def services_for(config: ServerConfig) -> list[OpsService]:
