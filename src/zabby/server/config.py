@@ -188,10 +188,13 @@ def default_config() -> ServerConfig:
     127.0.0.1:2181, data under ./zabby-data.  Unlike ZooKeeper (only ``srvr``) every
     four-letter word is enabled -- the whitelist is ``*`` -- so local development tools
     (``echo stat | nc``, ``mntr`` scrapers, zkCli's helpers) work out of the box; this is
-    safe because the default listens on loopback only.  The admin HTTP server is off so
-    that a zero-configuration server opens no port beyond 127.0.0.1:2181.
+    safe because the default listens on loopback only.  The AdminServer (ZooKeeper's
+    HTTP commands and the web console) listens on 127.0.0.1:8080, loopback only too, so
+    ``make serve`` shows the console at http://127.0.0.1:8080/ (if 8080 is taken the
+    server warns and serves clients anyway, as ZooKeeper does).
     """
-    return ServerConfig(four_letter_words=ALL_FOUR_LETTER_WORDS, admin_enable_server=False)
+    return ServerConfig(four_letter_words=ALL_FOUR_LETTER_WORDS, admin_enable_server=True,
+                        admin_server_address="127.0.0.1")
 
 
 def load_config(
