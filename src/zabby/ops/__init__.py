@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..server.config import PROMETHEUS_PROVIDER
+
 if TYPE_CHECKING:
     from ..server.app import OpsService
     from ..server.config import ServerConfig
@@ -23,4 +25,9 @@ def services_for(config: ServerConfig) -> list[OpsService]:
     """The operator services `config` asks for, to start beside the server (each runs
     in its own thread: see ``zabby.ops.bridge`` for reading the server from there)."""
     services: list[OpsService] = []
+    # Prometheus /metrics (metricsProvider.className=...PrometheusMetricsProvider)
+    if config.metrics_provider == PROMETHEUS_PROVIDER:
+        from .prometheus import PrometheusService
+
+        services.append(PrometheusService(config))
     return services

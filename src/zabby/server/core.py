@@ -469,6 +469,7 @@ class ZabbyServer:
             return
         timeout = min(max(req.timeOut, self.min_session_timeout), self.max_session_timeout)
         if req.sessionId == 0:
+            self.metrics.op_counts[Op.CREATE_SESSION] += 1
             sid = self.sessions.new_id()
             s = self.sessions.add(sid, timeout, self.monotonic_ms())
             s.conn = conn
