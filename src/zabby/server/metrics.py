@@ -30,6 +30,8 @@ SUMMARY_BOUNDS: tuple[int, ...] = (
     500000, 610000, 750000, 910000, 1100000, 1350000, 1650000, 1800000,
 )
 _NBUCKETS = len(SUMMARY_BOUNDS) + 1
+_EXACT = 10  # SUMMARY_BOUNDS[i] == i up to here
+assert SUMMARY_BOUNDS[: _EXACT + 1] == tuple(range(_EXACT + 1))
 
 
 def avg_latency(total: int, count: int) -> float:
@@ -61,15 +63,19 @@ class Summary:
         self.buckets = [0] * _NBUCKETS
 
     def add(self, v: int) -> None:
-        if v < 0:
-            return
-        if self.count == 0 or v < self.min:
-            self.min = v
+        if v <= _EXACT:  # the common case: bucket i holds exactly i
+            if v < 0:
+                return
+            self.buckets[v] += 1
+        else:
+            self.buckets[bisect_left(SUMMARY_BOUNDS, v)] += 1
+        n = self.count
+        self.count = n + 1
+        self.total += v
         if v > self.max:
             self.max = v
-        self.count += 1
-        self.total += v
-        self.buckets[bisect_left(SUMMARY_BOUNDS, v)] += 1
+        if v < self.min or n == 0:
+            self.min = v
 
     def reset(self) -> None:
         self.count = self.total = self.min = self.max = 0
@@ -210,9 +216,11 @@ class ServerMetrics(LatencyCounters):
 
     # ------------------------------------------------------------ counters
     def reset(self) -> None:
-        """ServerStats.reset: latency and the packet counters."""
+        """srst: ServerStats.reset (latency and the packet counters) and, as on a
+        ZooKeeper leader, the proposal sizes. Summaries and counters count on."""
         self.reset_latency()
         self.packets_received = self.packets_sent = 0
+        self.last_proposal_size = self.min_proposal_size = self.max_proposal_size = -1
 
     def record_proposal_size(self, n: int) -> None:
         self.last_proposal_size = n
