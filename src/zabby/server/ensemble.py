@@ -374,7 +374,7 @@ class EnsembleServer(ZabbyServer):
                 for to, msg in r.messages:
                     self._send_zab(to, msg)
                 if r.persist:
-                    if r.role in ("following", "observing") and self.serving:
+                    if r.role == "following" and self.serving:  # as Follower only
                         self._proposals_received(r.persist)
                     self._persist(r.persist)
                 if r.commit and len(r.commit) <= _EAGER_COMMITS:

@@ -275,7 +275,7 @@ class ServerMetrics(LatencyCounters):
 
     @property
     def ephemerals_count(self) -> int:
-        return sum(len(p) for p in self._server.tree.ephemerals().values())
+        return self._server.tree.ephemerals_count()
 
     @property
     def approximate_data_size(self) -> int:

@@ -301,6 +301,10 @@ class DataTree:
     def ephemerals_of(self, session_id: int) -> set[str]:
         return set(self._ephemerals.get(session_id, ()))
 
+    def ephemerals_count(self) -> int:
+        """Ephemeral znodes of all sessions (mntr's ephemerals_count), without copying."""
+        return sum(len(p) for p in self._ephemerals.values())
+
     def ephemerals(self) -> dict[int, set[str]]:
         """All sessions' ephemeral paths (for the `dump` four-letter word)."""
         return {s: set(p) for s, p in self._ephemerals.items() if p}
