@@ -177,6 +177,8 @@ def test_metrics_move_with_operations(served) -> None:
         assert v(after, "op_count_total", key="exists") == 1
         assert v(after, "op_count_total", key="createSession") >= 1
         assert v(after, "packets_received") > v(before, "packets_received")
+        assert v(after, "bytes_received_count_total") > v(before, "bytes_received_count_total")
+        assert v(after, "dbinittime_count") == 1  # once, at start-up
     finally:
         zk.stop()
         zk.close()

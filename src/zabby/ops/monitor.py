@@ -38,7 +38,10 @@ Reported with a measured value:
   ``learner_commit_received_count`` (one per txn committed, as ZooKeeper sends one
   COMMIT per txn; zabby's COMMITs are cumulative), ``connection_rejected``
   (maxCnxns / maxClientCnxns refusals and failed accepts),
-  ``sessionless_connections_expired``, ``stale_sessions_expired``.
+  ``sessionless_connections_expired``, ``stale_sessions_expired``,
+  ``bytes_received_count`` (bytes read from client connections).
+* Start-up summaries (one observation each): ``dbinittime`` (ms to recover the data
+  directory) and ``startup_txns_loaded`` (txns replayed from the log).
 * Leader gauges: ``learners``, ``synced_followers``, ``synced_observers``,
   ``synced_non_voting_followers`` (0: zabby has no non-voting followers),
   ``pending_syncs`` (sync barriers in flight), ``leader_uptime``,
@@ -79,10 +82,11 @@ quorum SASL bookkeeping (``ensemble_auth_*``), admin/TLS counters
 ``stale_requests*``, ``stale_replies``, ``revalidate_count``,
 ``connection_revalidate_count``, ``cnxn_closed_without_zk_server_running``,
 ``unrecoverable_error_count``, ``quit_leading_due_to_disloyal_voter``, quotas and
-per-namespace read/write sizes (``*_per_namespace``), byte counters (``bytes_received_count``,
-``response_bytes``, ``watch_bytes``) and client response sizes
+per-namespace read/write sizes (``*_per_namespace``), byte counters (``response_bytes``,
+``watch_bytes``) and client response sizes
 (``last/min/max_client_response_size``), watch fan-out summaries
-(``node_*_watch_count``), start-up figures (``dbinittime``, ``startup_*``), and
+(``node_*_watch_count``), the split of start-up time into snapshot and log
+(``startup_snap_load_time``, ``startup_txns_load_time``: recovery times both as one), and
 ``socket_closing_time`` (an asyncio transport closes in the background; there is no
 blocking close to time): not measured on zabby's request path yet.
 """
@@ -147,11 +151,11 @@ NOT_REPORTED: frozenset[str] = frozenset(
         "stale_requests_dropped", "stale_replies", "revalidate_count",
         "connection_revalidate_count", "cnxn_closed_without_zk_server_running",
         "unrecoverable_error_count", "quit_leading_due_to_disloyal_voter",
-        "read_per_namespace", "write_per_namespace", "bytes_received_count", "response_bytes",
+        "read_per_namespace", "write_per_namespace", "response_bytes",
         "watch_bytes", "last_client_response_size", "min_client_response_size",
         "max_client_response_size", "node_created_watch_count", "node_deleted_watch_count",
-        "node_changed_watch_count", "node_children_watch_count", "dbinittime",
-        "startup_txns_loaded", "startup_txns_load_time", "startup_snap_load_time",
+        "node_changed_watch_count", "node_children_watch_count",
+        "startup_txns_load_time", "startup_snap_load_time",
         "socket_closing_time",
     }
 )
@@ -321,11 +325,14 @@ def figures(server: ZabbyServer) -> Figures:
         ("connection_rejected", m.connection_rejected),
         ("sessionless_connections_expired", m.sessionless_connections_expired),
         ("stale_sessions_expired", m.stale_sessions_expired),
+        ("bytes_received_count", m.bytes_received_count),
     ]
     f.summaries += [
         SummaryFigures.of("fsynctime", m.fsynctime, False),
         SummaryFigures.of("snapshottime", m.snapshottime, False),
         SummaryFigures.of("election_time", m.election_time, False),
+        SummaryFigures.of("dbinittime", m.dbinittime, False),
+        SummaryFigures.of("startup_txns_loaded", m.startup_txns_loaded, False),
         SummaryFigures.of("readlatency", m.readlatency, True),
         SummaryFigures.of("updatelatency", m.updatelatency, True),
         SummaryFigures.of("propagation_latency", m.propagation_latency, True),

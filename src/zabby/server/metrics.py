@@ -137,6 +137,9 @@ class ServerMetrics(LatencyCounters):
       into reads and writes (txns), as ZooKeeper's ServerStats.updateLatency splits them.
     * ``op_counts`` -- requests read, per opcode (pings, auth and sasl included).
     * ``stale_sessions_expired`` -- sessions the server expired for silence.
+    * ``bytes_received_count`` -- bytes read from client connections.
+    * ``dbinittime`` / ``startup_txns_loaded`` -- start-up recovery: ms, and txns
+      replayed from the log (one observation each).
     * ``propagation_latency`` -- per applied txn: wall-clock ms from the txn's creation
       (its header time, set where it was proposed) to its application here.
     * ensemble only (updated by ``server.ensemble``): ``election_time`` (ms from
@@ -189,6 +192,9 @@ class ServerMetrics(LatencyCounters):
         "last_proposal_size",
         "min_proposal_size",
         "max_proposal_size",
+        "bytes_received_count",
+        "dbinittime",
+        "startup_txns_loaded",
     )
 
     def __init__(self, server: ZabbyServer) -> None:
@@ -211,6 +217,11 @@ class ServerMetrics(LatencyCounters):
         self.proposal_count = 0
         self.learner_proposal_received_count = 0
         self.learner_commit_received_count = 0
+        self.bytes_received_count = 0  # bytes read from client connections
+        # start-up: ms to recover the data directory, txns replayed from the log (one
+        # observation each, recorded by whoever recovered it: server.app.build_server)
+        self.dbinittime = Summary()
+        self.startup_txns_loaded = Summary()
         # ZooKeeper's BufferStats: -1 until a proposal was made
         self.last_proposal_size = self.min_proposal_size = self.max_proposal_size = -1
 
