@@ -32,7 +32,8 @@ Reported with a measured value:
   ``quorum_ack_latency`` (leader: creation to commit, which zabby decides and applies
   in one step).  A summary is a ``zabby.server.metrics.Summary``: count, sum, min, max
   and a fixed-bucket histogram whose quantiles are exact to 10 and within ~25% above.
-* Counters: ``commit_count``, ``proposal_count`` (leader), ``diff_count`` (DIFF and
+* Counters: ``commit_count``, ``proposal_count`` (leader; both include the no-op txn
+  each ``sync`` commits on zabby -- see docs/COMPATIBILITY.md), ``diff_count`` (DIFF and
   TRUNC syncs sent to learners, as ZooKeeper counts every non-snapshot sync),
   ``snap_count``, ``looking_count``, ``learner_proposal_received_count``,
   ``learner_commit_received_count`` (one per txn committed, as ZooKeeper sends one
@@ -243,8 +244,11 @@ def _lag(last: int, acked: int) -> int:
     return last & 0xFFFFFFFF
 
 
-def figures(server: ZabbyServer) -> Figures:
-    """Read every figure once (call on the server's loop; see ops.bridge)."""
+def figures(server: ZabbyServer,
+            fds: tuple[int | None, int | None] | None = None) -> Figures:
+    """Read every figure once (call on the server's loop; see ops.bridge).  `fds` is
+    ``fd_counts()`` if the caller took it off the loop (listing /proc/self/fd costs
+    time with many connections, and needs no server state)."""
     from .fourletter import FULL_VERSION  # fourletter imports this module
 
     m = server.metrics
@@ -257,7 +261,7 @@ def figures(server: ZabbyServer) -> Figures:
     if peer is not None:
         f.info.append(("peer_state", f"{role} - {peer.phase or 'election'}"))
 
-    opened, maxfd = fd_counts()
+    opened, maxfd = fds if fds is not None else fd_counts()
     g = f.gauges
     g += [
         ("avg_latency", m.avg_latency),

@@ -47,7 +47,13 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from .bridge import LoopBridge
-from .monitor import PROMETHEUS_BASIC_QUANTILES, PROMETHEUS_QUANTILES, Figures, figures
+from .monitor import (
+    PROMETHEUS_BASIC_QUANTILES,
+    PROMETHEUS_QUANTILES,
+    Figures,
+    fd_counts,
+    figures,
+)
 
 if TYPE_CHECKING:
     from ..server.config import ServerConfig
@@ -89,7 +95,8 @@ class ZabbyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         # ServerBusy propagates: the scrape fails (HTTP 500) rather than show stale data
-        yield from families(self.bridge.call(figures, self.server))
+        # the descriptor count needs no server state: taken here, off the loop
+        yield from families(self.bridge.call(figures, self.server, fd_counts()))
 
 
 def make_registry(server: ZabbyServer, bridge: LoopBridge, *,

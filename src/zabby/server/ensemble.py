@@ -764,6 +764,7 @@ class EnsembleServer(ZabbyServer):
             return
         if got != zxid:  # pragma: no cover - the peer and we agree on numbering
             raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
+        self.metrics.proposal_count += 1  # committed (commit_count) like any txn
         self.sync_barriers.setdefault(zxid, []).append(done)
         self._drain()
 
