@@ -55,6 +55,14 @@ def wait_for(fn, timeout: float = 10.0):
         time.sleep(0.2)
 
 
+def test_one_monitoring_model() -> None:
+    """mntr, the AdminServer's monitor and /metrics share ops.monitor; the older import
+    path (ops.fourletter.monitor_values) still works."""
+    from zabby.ops import fourletter, monitor
+
+    assert fourletter.monitor_values is monitor.monitor_values
+
+
 # ---------------------------------------------------------------- configuration
 BASE = "tickTime=2000\ndataDir=/tmp/zabby-metrics-cfg\nclientPort=2181\n"
 
