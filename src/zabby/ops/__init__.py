@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..server.config import PROMETHEUS_PROVIDER
+
 if TYPE_CHECKING:
     from ..server.app import OpsService
     from ..server.config import ServerConfig
@@ -36,4 +38,9 @@ def services_for(config: ServerConfig) -> list[OpsService]:
         from .admin import admin_service
 
         services.append(admin_service(config, admin_installers()))
+    # Prometheus /metrics (metricsProvider.className=...PrometheusMetricsProvider)
+    if config.metrics_provider == PROMETHEUS_PROVIDER:
+        from .prometheus import PrometheusService
+
+        services.append(PrometheusService(config))
     return services

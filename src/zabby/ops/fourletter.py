@@ -17,7 +17,8 @@ here (none changes a line's format):
   ...), and the ``os.memory.*`` keys describe this process and machine, not a JVM heap.
 * ``mntr`` prints only the values this server really measures; keys for machinery we do
   not have (TLS, JVM pauses, request throttling, per-processor queues...) are left out
-  rather than printed as a misleading 0.
+  rather than printed as a misleading 0.  Its figures come from ``ops.monitor`` (the
+  one monitoring model; the key-by-key decisions are in its docstring).
 * ``hash`` prints nothing: we keep no tree-digest history (ZooKeeper standalone prints
   nothing either until digests accumulate).
 
@@ -43,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from .monitor import monitor_values  # mntr's figures; re-exported for older importers
 
 if TYPE_CHECKING:
     from ..server.connection import ClientConnection
@@ -55,6 +57,7 @@ __all__ = [
     "KNOWN_COMMANDS",
     "ZK_VERSION",
     "handle_four_letter_word",
+    "monitor_values",
     "render",
 ]
 
@@ -673,59 +676,6 @@ def cmd_dump(server: ZabbyServer, conn: ClientConnection) -> str:
             f"\tip: {java_address(c.peer)} sessionId: 0x{_hex(_session_id(c))}\n" for c in group
         )
     return "".join(out)
-
-
-def _fd_counts() -> tuple[int | None, int | None]:
-    opened = None
-    for d in ("/proc/self/fd", "/dev/fd"):
-        try:
-            opened = len(os.listdir(d))
-            break
-        except OSError:
-            continue
-    try:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        maxfd = None if soft == resource.RLIM_INFINITY else soft
-    except (OSError, ValueError):
-        maxfd = None
-    return opened, maxfd
-
-
-def monitor_values(server: ZabbyServer) -> list[tuple[str, Any]]:
-    """The (key, value) pairs of mntr, without the ``zk_`` prefix."""
-    opened, maxfd = _fd_counts()
-    m: ServerMetrics = server.metrics
-    uptime_ms = m.uptime_ms
-    values: list[tuple[str, Any]] = [
-        ("version", FULL_VERSION),
-        ("server_state", _mode(server)),
-        ("avg_latency", m.avg_latency),
-        ("max_latency", m.max_latency),
-        ("min_latency", m.min_latency),
-        ("packets_received", m.packets_received),
-        ("packets_sent", m.packets_sent),
-        ("num_alive_connections", m.connections),
-        ("outstanding_requests", m.outstanding),
-        ("znode_count", m.node_count),
-        ("watch_count", m.watch_count),
-        ("ephemerals_count", m.ephemerals_count),
-        ("approximate_data_size", m.approximate_data_size),
-    ]
-    if opened is not None:
-        values.append(("open_file_descriptor_count", opened))
-    if maxfd is not None:
-        values.append(("max_file_descriptor_count", maxfd))
-    values += [
-        ("uptime", uptime_ms),
-        ("global_sessions", m.global_sessions),
-        ("local_sessions", 0),  # we have no local sessions
-        ("connection_drop_probability", 0.0),  # no connection throttling
-        ("outstanding_tls_handshake", 0),  # no TLS port
-    ]
-    extra = getattr(server, "monitor_values", None)  # an ensemble adds followers etc.
-    if callable(extra):
-        values += list(extra())
-    return values
 
 
 def _mntr_value(v: Any) -> str:

@@ -89,6 +89,8 @@ def build_server(
     else:
         server = ZabbyServer(config, committer=committer, tree=tree, security=security,
                              four_letter_handler=four_letter_handler)
+    server.metrics.dbinittime.add(int(report.seconds * 1000))
+    server.metrics.startup_txns_loaded.add(report.replayed)
     return server
 
 

@@ -145,6 +145,12 @@ class ServerConfig:
     admin_rate_limiter_interval: int = 300000
     admin_snapshot_enabled: bool = True  # admin.snapshot.enabled (3.9)
     admin_restore_enabled: bool = True  # admin.restore.enabled (3.9)
+    # metricsProvider.*: PROMETHEUS_PROVIDER serves /metrics (zabby.ops.prometheus);
+    # None (or ZooKeeper's default/null provider) serves nothing
+    metrics_provider: str | None = None  # metricsProvider.className
+    metrics_http_host: str = "0.0.0.0"  # metricsProvider.httpHost
+    metrics_http_port: int = 7000  # metricsProvider.httpPort
+    metrics_export_jvm_info: bool = True  # metricsProvider.exportJvmInfo (process metrics)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
@@ -423,6 +429,26 @@ _AUTH_PROVIDER = "authProvider."
 _SYSPROP_PREFIX = "zookeeper."
 _JUTE_MAXBUFFER = "jute.maxbuffer"
 
+# metricsProvider.className values. Prometheus: /metrics served; ZooKeeper's default
+# (mntr only) and null providers: nothing served. Any other class is refused.
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+QUIET_METRICS_PROVIDERS = frozenset(
+    {
+        "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider",
+        "org.apache.zookeeper.metrics.impl.NullMetricsProvider",
+    }
+)
+_METRICS_PREFIX = "metricsProvider."
+# PrometheusMetricsProvider's keys; the last three tune its Jetty worker pool, which
+# zabby's one-thread exporter does not have: accepted and ignored
+_METRICS_KEYS = frozenset(
+    {
+        "metricsProvider.className", "metricsProvider.httpHost", "metricsProvider.httpPort",
+        "metricsProvider.exportJvmInfo", "metricsProvider.numWorkerThreads",
+        "metricsProvider.maxQueueSize", "metricsProvider.workerShutdownTimeoutMs",
+    }
+)
+
 # Options ZooKeeper 3.8 understands that zabby does not implement.  Recorded in `unknown`
 # like any other key we do not know, with a more helpful warning.
 _ZK_UNSUPPORTED = frozenset(
@@ -432,7 +458,7 @@ _ZK_UNSUPPORTED = frozenset(
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
         "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
-        "metricsProvider.className", "multiAddress.enabled",
+        "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
         "oraclePath", "readonlymode.enabled",
     }
@@ -446,7 +472,7 @@ def is_security_key(name: str) -> bool:
 
 def _canonical(key: str) -> str | None:
     """The name we handle ``key`` under, or None when it is not one we know."""
-    if key in _STATIC_KEYS or key == _JUTE_MAXBUFFER:
+    if key in _STATIC_KEYS or key == _JUTE_MAXBUFFER or key in _METRICS_KEYS:
         return key
     name = key[len(_SYSPROP_PREFIX) :] if key.startswith(_SYSPROP_PREFIX) else key
     if name in _SYSPROP_KEYS or is_security_key(name):
@@ -735,10 +761,37 @@ class _Parser:
             if value not in SERVER_CNXN_FACTORIES:
                 raise self.error(key, value, "is not a server connection factory zabby knows "
                                  f"({', '.join(sorted(SERVER_CNXN_FACTORIES))})")
+        elif canon.startswith(_METRICS_PREFIX):
+            self.metrics_provider(canon, key, value)
         elif is_security_key(canon):
             c.security[canon] = value
         else:  # pragma: no cover - _canonical and this table disagree
             raise AssertionError(canon)
+
+    def metrics_provider(self, canon: str, key: str, value: str) -> None:
+        c = self.cfg
+        value = value.strip()
+        if canon == "metricsProvider.className":
+            if value == PROMETHEUS_PROVIDER:
+                c.metrics_provider = value
+            elif value in QUIET_METRICS_PROVIDERS:
+                c.metrics_provider = None
+            else:
+                # fail closed: an operator who configured an exporter expects it to run
+                raise self.error(key, value, "is not a metrics provider zabby has (use "
+                                 f"{PROMETHEUS_PROVIDER}, or leave it unset)")
+        elif canon == "metricsProvider.httpHost":
+            if not value:
+                raise self.error(key, value, "is empty")
+            c.metrics_http_host = value
+        elif canon == "metricsProvider.httpPort":
+            c.metrics_http_port = self.port(key, value, self.int32(key, value))
+        elif canon == "metricsProvider.exportJvmInfo":
+            c.metrics_export_jvm_info = self.boolean(key, value)
+        else:  # the Jetty pool's numWorkerThreads / maxQueueSize / workerShutdownTimeoutMs
+            self.int32(key, value)
+            log.info("%s: %s has no effect on zabby (its /metrics server is one thread)",
+                     self.where, key)
 
     def session_timeout(self, key: str, value: str) -> int:
         n = self.int32(key, value)
