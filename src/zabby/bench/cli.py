@@ -19,7 +19,9 @@ write (setData), mixed (--read-pct reads), create (sequential create + delete),
 watch (N sessions watch one znode, one writer; latency = setData to the last
 notification), session (connect + closeSession), multi (4 setData in one multi).
 Keys live under --prefix (default /bench), created before and deleted after.
-Progress goes to stderr once a second; the last line of stdout is one JSON object.
+Progress goes to stderr: a bar when stderr is a terminal, else a line a second
+(--no-progress or ZABBY_NO_PROGRESS=1: neither); the last line of stdout is one
+JSON object.
 
 `zabby bench compare --help`: start Apache ZooKeeper 3.8 and zabby here (standalone
 and 3-member ensembles) and run the workloads against both, in alternation.
@@ -61,7 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
                    help="seconds to wait for a session (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr at all")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on a terminal (also ZABBY_NO_PROGRESS=1)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -114,15 +118,25 @@ def run(args: argparse.Namespace) -> int:
             argv = sys.argv[1:]
             args.argv = argv[argv.index("compare") + 1:] if "compare" in argv else []
         return compare.run(args)
+    from ..cli.progress import BenchBar, progress_off, progress_wanted
+
     cfg = config_from_args(args)
+    bar = None
+    if cfg.progress and progress_wanted(args.no_progress):
+        bar = BenchBar(desc=f"bench {cfg.workload}", warmup=cfg.warmup)
+    elif progress_off(args.no_progress):
+        cfg.progress = False  # not even the once-a-second lines
     try:
-        res = run_bench(cfg)
+        res = run_bench(cfg, bar)
     except BenchError as e:
         print(f"zabby bench: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zabby bench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if bar is not None:
+            bar.close()
     try:
         if not args.json:
             print(summary(res))

@@ -95,6 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="where the servers keep their data (default: a temp dir)")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' directories")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on a terminal (also ZABBY_NO_PROGRESS=1; the "
+                        "timestamped lines stay)")
 
 
 # ------------------------------------------------------------------ servers
@@ -288,13 +291,33 @@ def _median_result(runs: list[dict]) -> dict:
     return out
 
 
-def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
-    """Every (mode, workload, outstanding) against both servers; returns rows and raw runs."""
+def count_steps(opts: dict) -> int:
+    """The steps `run_compare` reports: start-ups, primings and measured runs."""
+    per_mode = len(KINDS) * (1 + (opts.get("prime", 0) > 0)
+                             + len(opts["workloads"]) * len(opts["outstanding"]) * opts["rounds"])
+    return per_mode * len(opts["modes"])
+
+
+def run_compare(opts: dict, workdir: Path, say=_say, progress=None) -> dict:
+    """Every (mode, workload, outstanding) against both servers; returns rows and raw runs.
+
+    `progress(label, steps done, steps)`, if given, hears each step (a server start,
+    a priming, a measured run) before it starts, and (steps, steps) at the end."""
     rows, raw = [], []
+    total = count_steps(opts)
+    done = 0
+
+    def step(label: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(label, done, total)
+        done += 1
+
     for mode in opts["modes"]:
         targets: dict[str, Target] = {}
         try:
             for kind in KINDS:
+                step(f"{mode}: starting {LABEL[kind]}")
                 t0 = time.perf_counter()
                 targets[kind] = start_target(kind, mode, workdir / f"{mode}-{kind}",
                                              opts["members"])
@@ -302,6 +325,7 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
                     f"({time.perf_counter() - t0:.1f} s)")
             for kind in KINDS:
                 if opts.get("prime", 0) > 0:
+                    step(f"{mode}: priming {LABEL[kind]}")
                     prime(targets[kind], opts)
                     say(f"{mode} {LABEL[kind]} primed with {opts['prime']:g} s of mixed load")
             for w in opts["workloads"]:
@@ -309,6 +333,7 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
                     runs: dict[str, list[dict]] = {k: [] for k in KINDS}
                     for r in range(opts["rounds"]):
                         for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
+                            step(f"{mode} {w} {LABEL[kind]} round {r + 1}/{opts['rounds']}")
                             res = measure(targets[kind], w, m, opts)
                             res["round"] = r
                             runs[kind].append(res)
@@ -325,6 +350,8 @@ def run_compare(opts: dict, workdir: Path, say=_say) -> dict:
         finally:
             for t in targets.values():
                 t.stop()
+    if progress is not None:
+        progress("done", total, total)
     return {"rows": rows, "runs": raw}
 
 
@@ -468,9 +495,17 @@ def run(args: argparse.Namespace) -> int:
     info["filesystem"] = filesystem_of(workdir)
     command = "zabby bench compare " + shlex.join(getattr(args, "argv", None) or [])
     _say(f"{info}; servers under {workdir}, results to {out}")
+    from ..cli.progress import StepBar, progress_wanted
+
+    bar = StepBar() if progress_wanted(getattr(args, "no_progress", False)) else None
+    say = _say
+    if bar is not None:
+        def say(msg: str) -> None:
+            bar.write(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
     t0 = time.perf_counter()
     try:
-        result = run_compare(opts, workdir)
+        result = run_compare(opts, workdir, say, bar)
     except (BenchError, ServerStartError) as e:
         print(f"zabby bench compare: {e}", file=sys.stderr)
         return 2
@@ -478,6 +513,8 @@ def run(args: argparse.Namespace) -> int:
         print("zabby bench compare: interrupted", file=sys.stderr)
         return 130
     finally:
+        if bar is not None:
+            bar.close()
         if not args.keep_data:
             shutil.rmtree(workdir, ignore_errors=True)
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

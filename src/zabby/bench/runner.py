@@ -9,6 +9,7 @@ import resource
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 from ..wire import CreateRequest, DeleteRequest, Err, Op, PathWatchRequest, SetDataRequest
 from .client import OPEN_ACL, BenchError, Session, connect, parse_hosts
@@ -136,16 +137,26 @@ def _err_name(err: int) -> str:
 
 
 # --------------------------------------------------------------- progress
+# bar(elapsed s, warm-up + measured s, requests completed, errors): the caller draws
+# it (``zabby bench`` on a terminal); called about four times a second
+BarHook = Callable[[float, float, int, int], None]
+
+
 class _Progress:
-    def __init__(self, cfg: BenchConfig, enabled: bool) -> None:
+    def __init__(self, cfg: BenchConfig, enabled: bool, bar: BarHook | None = None) -> None:
         self.cfg = cfg
         self.enabled = enabled
+        self.bar = bar if enabled else None
         self.last_t = time.perf_counter()
         self.last_n = 0
         self.t0 = self.last_t
 
     def show(self, completed: int, errors: int) -> None:
         now = time.perf_counter()
+        if self.bar is not None:
+            self.bar(max(0.0, now - self.t0), self.cfg.warmup + self.cfg.duration,
+                     completed, errors)
+            return
         if not self.enabled or now - self.last_t < 1.0:
             return
         rate = (completed - self.last_n) / (now - self.last_t)
@@ -234,13 +245,16 @@ def _run_inline(cfg: BenchConfig, progress: _Progress) -> list[dict]:
 
 
 # --------------------------------------------------------------- entry point
-def run_bench(cfg: BenchConfig) -> dict:
-    """Run one benchmark; raises BenchError when the target cannot be used."""
+def run_bench(cfg: BenchConfig, bar: BarHook | None = None) -> dict:
+    """Run one benchmark; raises BenchError when the target cannot be used.
+
+    With cfg.progress, `bar` (if given) hears the progress instead of the
+    once-a-second lines on stderr."""
     validate(cfg)
     if cfg.workload == "watch" and cfg.procs > 1:
         cfg.procs = 1  # one process sees every notification; the rounds are sequential
     cfg.procs = min(cfg.procs, cfg.sessions)
-    progress = _Progress(cfg, cfg.progress)
+    progress = _Progress(cfg, cfg.progress, bar)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     arun(setup(cfg))
     try:

@@ -44,10 +44,13 @@ def _serve(args: argparse.Namespace) -> int:
     from ..ops import services_for
     from ..ops.fourletter import handle_four_letter_word
     from ..storage import CorruptDataError
+    from .progress import terminal_progress
 
+    # loading a big snapshot takes seconds: a bar on a terminal (only if it lasts 0.5 s)
+    bars = terminal_progress(args.no_progress, delay=0.5)
     try:
         run(config, four_letter_handler=handle_four_letter_word,
-            services=services_for(config))
+            services=services_for(config), progress=bars)
     except ConfigError as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2
@@ -59,6 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"zabby: cannot start: {e}", file=sys.stderr)
         return 1
+    finally:
+        if bars is not None:
+            bars.close()
     return 0
 
 
@@ -105,6 +111,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from ..server.config import ConfigError
     from ..storage import check
+    from .progress import terminal_progress
 
     try:
         data_dir, log_dir, cfg = _storage_dirs(args)
@@ -116,11 +123,18 @@ def _check(args: argparse.Namespace) -> int:
         kw = {"max_buffer": cfg.max_buffer, "extended_types": cfg.extended_types_enabled}
     else:
         kw = {"extended_types": True}
+    bars = terminal_progress(args.no_progress)
+    if bars is not None:
+        kw["progress"] = bars
+        kw["say"] = bars.write  # repair's lines above the bar, not through it
     try:
         result = check(data_dir, log_dir, repair=args.repair, **kw)
     except OSError as e:
         print(f"zabby: {e}", file=sys.stderr)
         return 1
+    finally:
+        if bars is not None:
+            bars.close()
     if result.ok:
         print(result.message)
         return 0
@@ -157,6 +171,8 @@ def _add_bench(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import progress
+
     parser = argparse.ArgumentParser(prog="zabby", description=__doc__)
     parser.add_argument("--version", action="version", version=f"zabby {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -172,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a Java system property as ZooKeeper takes it "
                    "(-Dzookeeper.authProvider.1=..., -Djava.security.auth.login.config=...); "
                    "also read from $SERVER_JVMFLAGS and $JVMFLAGS as zkServer.sh does")
+    progress.add_argument(p)
     p.set_defaults(func=_serve)
     p = sub.add_parser("log", help="print the entries of a txn log segment")
     p.add_argument("file")
@@ -191,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "check":
             p.add_argument("--repair", action="store_true",
                            help="truncate the log at the first damaged entry (says what it drops)")
+            progress.add_argument(p)
         else:
             p.add_argument("-n", type=int, help="snapshots to keep (>= 3; default "
                            "autopurge.snapRetainCount or 3)")

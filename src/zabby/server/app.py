@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
-from ..storage import TxnLog, purge, recover
+from ..storage import Progress, TxnLog, purge, recover
 from .config import ConfigError, ServerConfig
 from .core import FourLetterHandler, ZabbyServer
 from .durability import GroupCommitter
@@ -35,13 +35,16 @@ def install_uvloop() -> bool:
 
 
 def build_server(
-    config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None
+    config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
+    progress: Progress | None = None,
 ) -> ZabbyServer:
     """Recover the data directory and make a server that logs before it replies.
 
     `four_letter_handler` answers four-letter words on the client port (the ``cli``
     passes ``zabby.ops.fourletter.handle_four_letter_word``; ``server`` does not know
-    ``ops``); without one the server answers none.
+    ``ops``); without one the server answers none. `progress` hears how far loading
+    the snapshot and replaying the log has come (``zabby.storage.Progress``; the
+    ``cli`` draws it on a terminal).
 
     Raises CorruptDataError (the caller refuses to start) if the data directory
     holds corruption that recovery must not paper over.
@@ -56,7 +59,7 @@ def build_server(
     tree, report = recover(
         config.data_dir, log_dir,
         max_buffer=config.max_buffer, extended_types=config.extended_types_enabled,
-        replay=not config.is_distributed,
+        replay=not config.is_distributed, progress=progress,
     )
     log.info(
         "recovered zxid 0x%x from %s + %d logged txns in %.3f s",
@@ -96,9 +99,9 @@ def build_server(
 
 async def serve(
     config: ServerConfig, ready=None, *, four_letter_handler: FourLetterHandler | None = None,
-    services: Sequence[OpsService] = (),
+    services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
-    server = build_server(config, four_letter_handler=four_letter_handler)
+    server = build_server(config, four_letter_handler=four_letter_handler, progress=progress)
     await server.start()
     stoppers: list[Callable[[], None]] = []
     try:
@@ -171,8 +174,9 @@ def raise_fd_limit() -> None:
 
 def run(
     config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
-    services: Sequence[OpsService] = (),
+    services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
     raise_fd_limit()
     install_uvloop()
-    asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services))
+    asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services,
+                      progress=progress))

@@ -12,13 +12,22 @@ See txnlog.py and snapshot.py for the file formats.
 
 from .errors import CorruptDataError, StorageError
 from .fs import RealFS, SimulatedFS
-from .recovery import CheckReport, RecoveryReport, check, list_snapshots, purge, recover
+from .recovery import (
+    CheckReport,
+    Progress,
+    RecoveryReport,
+    check,
+    list_snapshots,
+    purge,
+    recover,
+)
 from .snapshot import load_snapshot, read_snapshot_info, write_snapshot
 from .txnlog import TxnLog
 
 __all__ = [
     "CheckReport",
     "CorruptDataError",
+    "Progress",
     "RealFS",
     "RecoveryReport",
     "SimulatedFS",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..tree import DataTree, Txn
@@ -26,6 +27,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("zabby.storage")
+
+# progress(phase, done, total): how far recovery has come, for a caller that shows it
+# (the `zabby` command draws terminal bars; storage itself shows nothing). Phases, in
+# order: "snapshot" (znodes restored), "scan" (log bytes validated), "replay" (logged
+# txns read after the snapshot, applied unless replay=False). Within a phase `done`
+# rises from 0 to `total`; a phase starts again at 0 when a damaged snapshot makes
+# recovery fall back to an older one. Called every few thousand items, never per item.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -73,7 +82,7 @@ class _Plan:
         self.truncate: list[tuple[str, int, str, bool]] = []  # (path, offset, reason, whole file)
 
 
-def _scan_log(log_v2: str, fs, snap_zxid: int) -> _Plan:
+def _scan_log(log_v2: str, fs, snap_zxid: int, progress: Progress | None = None) -> _Plan:
     """Validate every segment recovery from snap_zxid needs (raises CorruptDataError)."""
     segs = list_segments(log_v2, fs)
     start = 0
@@ -82,6 +91,15 @@ def _scan_log(log_v2: str, fs, snap_zxid: int) -> _Plan:
             start = i
     plan = _Plan()
     prev = None
+    if progress is not None:
+        sizes = []
+        for _z, path in segs[start:]:
+            try:
+                sizes.append(fs.file_size(path))
+            except OSError:
+                sizes.append(0)  # reading it below says what is wrong
+        total, done = sum(sizes), 0
+        progress("scan", 0, total)
     for i in range(start, len(segs)):
         z, path = segs[i]
         try:
@@ -100,6 +118,9 @@ def _scan_log(log_v2: str, fs, snap_zxid: int) -> _Plan:
         del buf
         if scan.entries:
             prev = scan.entries[-1][0]
+        if progress is not None:
+            done += sizes[i - start]
+            progress("scan", done, total)
     return plan
 
 
@@ -147,14 +168,16 @@ def _apply_truncations(plan: _Plan, fs) -> list[tuple[str, int]]:
     return done
 
 
-def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool):
+def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool,
+          progress: Progress | None = None):
     """Pick a snapshot whose log coverage holds; (tree, snap path, snap zxid, plan, count, skipped)."""
     snaps = list_snapshots(data_dir, fs)
     errors: list[CorruptDataError] = []
     skipped: list[str] = []
     for zxid, path in snaps:
         try:
-            tree = load_snapshot(path, fs=fs, max_buffer=max_buffer, extended_types=extended_types)
+            tree = load_snapshot(path, fs=fs, max_buffer=max_buffer, extended_types=extended_types,
+                                 progress=progress)
         except CorruptDataError as e:
             log.warning("snapshot %s is unusable, trying an older one: %s", path, e)
             errors.append(e)
@@ -167,7 +190,7 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool)
             errors.append(e)
             skipped.append(path)
             continue
-        plan = _scan_log(log_v2, fs, zxid)
+        plan = _scan_log(log_v2, fs, zxid, progress)
         try:
             count = _check_coverage(plan, zxid, f"snapshot {path}")
         except CorruptDataError as e:
@@ -185,14 +208,15 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool)
         raise CorruptDataError(f"{first} (and no older valid snapshot)", path=first.path,
                                offset=first.offset, zxid=first.zxid)
     tree = DataTree(max_buffer=max_buffer, extended_types=extended_types)
-    plan = _scan_log(log_v2, fs, 0)
+    plan = _scan_log(log_v2, fs, 0, progress)
     count = _check_coverage(plan, 0, "an empty tree")
     return tree, None, 0, plan, count, skipped
 
 
 def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
             max_buffer: int = DEFAULT_MAX_BUFFER, extended_types: bool = False,
-            repair_tail: bool = True, replay: bool = True) -> tuple[DataTree, RecoveryReport]:
+            repair_tail: bool = True, replay: bool = True,
+            progress: Progress | None = None) -> tuple[DataTree, RecoveryReport]:
     """The newest valid snapshot plus the log after it.
 
     With replay=False the log is checked (and a torn tail cut) but not applied:
@@ -202,14 +226,20 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
 
     A torn tail of the newest log segment is truncated (durably, with a
     WARNING; not with repair_tail=False, which only reads); any other damage
-    raises CorruptDataError. An empty directory gives a fresh tree."""
+    raises CorruptDataError. An empty directory gives a fresh tree.
+
+    `progress(phase, done, total)`, if given, hears how far recovery has come (see
+    `Progress`); without it recovery does no extra work."""
     t0 = time.perf_counter()
     fs = default_fs(fs)
     log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
-    tree, spath, szxid, plan, _count, skipped = _load(data_dir, log_v2, fs, max_buffer,
-                                                      extended_types)
+    tree, spath, szxid, plan, count, skipped = _load(data_dir, log_v2, fs, max_buffer,
+                                                     extended_types, progress)
     replayed = 0
     log_last = szxid
+    seen = 0  # entries after the snapshot read so far (for progress)
+    if progress is not None:
+        progress("replay", 0, count)
     for scan in plan.scans:
         if not scan.entries or scan.entries[-1][0] <= szxid:
             continue
@@ -235,6 +265,12 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
             if replay:
                 tree.apply(txn)
                 replayed += 1
+            if progress is not None:
+                seen += 1
+                if not seen & 0xFFF:
+                    progress("replay", seen, count)
+    if progress is not None and (seen & 0xFFF or seen != count):
+        progress("replay", count, count)
     truncated: list[tuple[str, int]] = []
     if plan.truncate:
         if repair_tail:
@@ -337,16 +373,18 @@ def _repair_plan(data_dir: str, log_v2: str, fs, err: CorruptDataError) -> list[
 
 def check(data_dir: str, log_dir: str | None = None, *, fs=None, repair: bool = False,
           max_buffer: int = DEFAULT_MAX_BUFFER, extended_types: bool = False,
-          say=print) -> CheckReport:
+          say=print, progress: Progress | None = None) -> CheckReport:
     """Can these directories be recovered? With repair=True, truncate the log
-    at the first damaged entry (saying what is dropped first) until they can."""
+    at the first damaged entry (saying what is dropped first) until they can.
+    `progress` hears each recovery attempt as `recover` describes."""
     fs = default_fs(fs)
     log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
     repaired: list[str] = []
     for _round in range(64):
         try:
             _tree, report = recover(data_dir, log_dir, fs=fs, max_buffer=max_buffer,
-                                    extended_types=extended_types, repair_tail=repair)
+                                    extended_types=extended_types, repair_tail=repair,
+                                    progress=progress)
         except CorruptDataError as e:
             if not repair:
                 return CheckReport(False, str(e))

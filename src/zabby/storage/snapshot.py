@@ -340,14 +340,16 @@ def _decode_str(body, pos: int) -> tuple[str | None, int]:
     return bytes(body[pos:end]).decode("utf-8", "surrogatepass"), end
 
 
-def _iter_nodes(body: bytes, pos: int, acls: list, counter: list[int]):
-    """(path, ZNode) from the chunks at `pos`; counter[0] = nodes, counter[1] = end."""
+def _iter_nodes(body: bytes, pos: int, acls: list, counter: list[int], progress=None,
+                total: int = 0):
+    """(path, ZNode) from the chunks at `pos`; counter[0] = nodes, counter[1] = end.
+    `progress("snapshot", nodes so far, total)` after each chunk (4,096 nodes)."""
     new = ZNode.__new__
     cls = ZNode
     unpack_chunk = _CHUNK.unpack_from
     iter_unpack = _NODE.iter_unpack
     rec = _NODE.size
-    total = 0
+    done = 0
     while True:
         counter[1] = pos
         n_nodes, n_acls, acl_len, path_len, data_len = unpack_chunk(body, pos)
@@ -399,26 +401,36 @@ def _iter_nodes(body: bytes, pos: int, acls: list, counter: list[int]):
             yield path, node
         if dp != end_data:
             raise ValueError("data section length mismatch")
-        total += n_nodes
-        counter[0] = total
+        done += n_nodes
+        counter[0] = done
+        if progress is not None:
+            progress("snapshot", min(done, total), total)
         pos = end_data
 
 
 def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
-                  extended_types: bool = False):
-    """Read a snapshot into a new DataTree; CorruptDataError if it is damaged."""
+                  extended_types: bool = False, progress=None):
+    """Read a snapshot into a new DataTree; CorruptDataError if it is damaged.
+
+    `progress`, if given, is called as ``progress("snapshot", done, total)`` with
+    the znodes restored so far: (0, total) first, then after every chunk, rising,
+    ending at (total, total) when the snapshot is whole. None costs nothing."""
     fs = default_fs(fs)
     try:
         buf = fs.read_file(path)
     except OSError as e:
         raise CorruptDataError(f"{path}: cannot read snapshot: {e}", path=path) from e
-    return snapshot_from_bytes(buf, path, max_buffer=max_buffer, extended_types=extended_types)
+    return snapshot_from_bytes(buf, path, max_buffer=max_buffer, extended_types=extended_types,
+                               progress=progress)
 
 
 def snapshot_from_bytes(buf, path: str = "<snapshot>", *, max_buffer: int = DEFAULT_MAX_BUFFER,
-                        extended_types: bool = False):
-    """A DataTree from a snapshot's bytes (a file's, or a leader's SNAP)."""
+                        extended_types: bool = False, progress=None):
+    """A DataTree from a snapshot's bytes (a file's, or a leader's SNAP); `progress`
+    as for `load_snapshot`."""
     info, raw = _verify(buf, path)
+    if progress is not None:
+        progress("snapshot", 0, max(info.node_count, 0))
     try:
         body = zlib.decompress(raw) if info.compressed else bytes(raw)
     except zlib.error as e:
@@ -435,8 +447,9 @@ def snapshot_from_bytes(buf, path: str = "<snapshot>", *, max_buffer: int = DEFA
             raise ValueError(f"bad session count {ns}")
         sessions = dict(_SESSION.iter_unpack(body[: ns * _SESSION.size]))
         acls: list = []
-        tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter), sessions, info.zxid,
-                       max_buffer=max_buffer, extended_types=extended_types)
+        tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter, progress,
+                                   max(info.node_count, 0)),
+                       sessions, info.zxid, max_buffer=max_buffer, extended_types=extended_types)
         if counter[0] != info.node_count or tree.node_count != info.node_count:
             raise ValueError(f"snapshot holds {counter[0]} nodes, header says {info.node_count}")
     except (ValueError, struct.error, IndexError, UnicodeDecodeError, RestoreError) as e:
