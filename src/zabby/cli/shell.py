@@ -1,0 +1,684 @@
+"""`zabby shell`: an interactive ZooKeeper shell with zkCli.sh 3.8's commands and output.
+
+    zabby shell -server 127.0.0.1:2181            # interactive (prompt_toolkit)
+    zabby shell -server 127.0.0.1:2181 -c "create /a x; get /a"
+    echo "ls /" | zabby shell --server 127.0.0.1:2181
+
+Scripted use (``-c``, a command after the options, or commands on a pipe) stops at
+the first failing command and exits 1 (zkCli.sh reading a pipe goes on and exits 0).
+Results go to stdout and errors to stderr; unlike zkCli.sh, "Created /path" is a
+result (stdout). Tab completes command names and znode paths (children of the typed
+prefix, asked of the server). History is kept in ~/.zabby_history, or in the file
+$ZABBY_SHELL_HISTORY names. A lost connection is retried, same session and watches,
+at the next command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from zabby.wire import (
+    ACL,
+    XID_AUTH,
+    AddWatchMode,
+    AuthPacket,
+    CreateMode,
+    CreateRequest,
+    CreateTTLRequest,
+    DeleteRequest,
+    Empty,
+    Err,
+    EventType,
+    GetEphemeralsRequest,
+    Id,
+    KeeperState,
+    Op,
+    PathRequest,
+    PathWatchRequest,
+    SetACLRequest,
+    SetDataRequest,
+    Stat,
+    WatcherEvent,
+    WatcherType,
+    WatchTypeRequest,
+)
+
+from .shellclient import KeeperError, ShellClient, parse_hosts
+
+__all__ = ["COMMANDS", "Shell", "format_stat", "main"]
+
+HISTORY_ENV = "ZABBY_SHELL_HISTORY"
+
+# name -> usage, as zkCli.sh 3.8 prints them
+COMMANDS: dict[str, str] = {
+    "addWatch": "addWatch [-m mode] path # optional mode is one of [PERSISTENT, PERSISTENT_RECURSIVE] - default is PERSISTENT_RECURSIVE",
+    "addauth": "addauth scheme auth",
+    "close": "close ",
+    "config": "config [-c] [-w] [-s]",
+    "connect": "connect host:port",
+    "create": "create [-s] [-e] [-c] [-t ttl] path [data] [acl]",
+    "delete": "delete [-v version] path",
+    "deleteall": "deleteall path [-b batch size]",
+    "get": "get [-s] [-w] path",
+    "getAcl": "getAcl [-s] path",
+    "getAllChildrenNumber": "getAllChildrenNumber path",
+    "getEphemerals": "getEphemerals path",
+    "history": "history ",
+    "printwatches": "printwatches on|off",
+    "ls": "ls [-s] [-w] [-R] path",
+    "quit": "quit ",
+    "redo": "redo cmdno",
+    "removewatches": "removewatches path [-c|-d|-a] [-l]",
+    "set": "set [-s] [-v version] path data",
+    "setAcl": "setAcl [-s] [-v version] [-R] path acl",
+    "stat": "stat [-w] path",
+    "sync": "sync path",
+    "version": "version ",
+    "whoami": "whoami ",
+}
+
+_ERR_TEXT = {
+    Err.NONODE: "Node does not exist: {}",
+    Err.NODEEXISTS: "Node already exists: {}",
+    Err.NOAUTH: "Insufficient permission : {}",
+    Err.NOTEMPTY: "Node not empty: {}",
+    Err.BADVERSION: "version No is not valid : {}",
+    Err.NOCHILDRENFOREPHEMERALS: "Ephemerals cannot have children: {}",
+    Err.INVALIDACL: "Acl is not valid : {}",
+    Err.NOWATCHER: "KeeperErrorCode = No such watcher for {}",
+    Err.AUTHFAILED: "KeeperErrorCode = AuthFailed for {}",
+    Err.BADARGUMENTS: "KeeperErrorCode = BadArguments for {}",
+    Err.UNIMPLEMENTED: "KeeperErrorCode = Unimplemented for {}",
+    Err.CONNECTIONLOSS: "KeeperErrorCode = ConnectionLoss for {}",
+    Err.OPERATIONTIMEOUT: "KeeperErrorCode = OperationTimeout for {}",
+    Err.SESSIONEXPIRED: "KeeperErrorCode = Session expired for {}",
+    Err.QUOTAEXCEEDED: "KeeperErrorCode = Quota has exceeded for {}",
+}
+
+_EVENT_NAMES = {
+    EventType.NONE: "None", EventType.NODE_CREATED: "NodeCreated",
+    EventType.NODE_DELETED: "NodeDeleted", EventType.NODE_DATA_CHANGED: "NodeDataChanged",
+    EventType.NODE_CHILDREN_CHANGED: "NodeChildrenChanged",
+    EventType.DATA_WATCH_REMOVED: "DataWatchRemoved",
+    EventType.CHILD_WATCH_REMOVED: "ChildWatchRemoved",
+    EventType.PERSISTENT_WATCH_REMOVED: "PersistentWatchRemoved",
+}
+_STATE_NAMES = {
+    KeeperState.DISCONNECTED: "Disconnected", KeeperState.SYNC_CONNECTED: "SyncConnected",
+    KeeperState.AUTH_FAILED: "AuthFailed", KeeperState.CONNECTED_READ_ONLY: "ConnectedReadOnly",
+    KeeperState.SASL_AUTHENTICATED: "SaslAuthenticated", KeeperState.CLOSED: "Closed",
+    KeeperState.EXPIRED: "Expired",
+}
+_PERM_CHARS = (("c", 4), ("d", 8), ("r", 1), ("w", 2), ("a", 16))
+OPEN_ACL = [ACL(31, Id("world", "anyone"))]
+# commands that work without a session
+_OFFLINE = {"connect", "history", "redo", "quit", "close", "printwatches", "version"}
+
+
+class ShellError(Exception):
+    """A command failed; the message is what zkCli would print."""
+
+
+def error_text(e: KeeperError) -> str:
+    tmpl = _ERR_TEXT.get(e.code)
+    if tmpl is None:
+        try:
+            name = Err(e.code).name
+        except ValueError:
+            name = str(e.code)
+        tmpl = f"KeeperErrorCode = {name} for {{}}"
+    return tmpl.format(e.path)
+
+
+def _java_date(ms: int) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
+
+
+def format_stat(st: Stat) -> list[str]:
+    return [
+        f"cZxid = {st.czxid:#x}",
+        f"ctime = {_java_date(st.ctime)}",
+        f"mZxid = {st.mzxid:#x}",
+        f"mtime = {_java_date(st.mtime)}",
+        f"pZxid = {st.pzxid:#x}",
+        f"cversion = {st.cversion}",
+        f"dataVersion = {st.version}",
+        f"aclVersion = {st.aversion}",
+        f"ephemeralOwner = {st.ephemeralOwner & 0xFFFFFFFFFFFFFFFF:#x}",
+        f"dataLength = {st.dataLength}",
+        f"numChildren = {st.numChildren}",
+    ]
+
+
+def perm_string(perms: int) -> str:
+    return "".join(c for c, bit in _PERM_CHARS if perms & bit)
+
+
+def parse_acl(text: str) -> list[ACL]:
+    """zkCli's AclParser: ``scheme:id:perms[,scheme:id:perms...]``."""
+    acls = []
+    for part in text.split(","):
+        first, last = part.find(":"), part.rfind(":")
+        if first < 0 or first == last:
+            raise ShellError(f"{part} does not have the form scheme:id:perm")
+        perms = 0
+        for ch in part[last + 1:]:
+            bits = dict(_PERM_CHARS).get(ch.lower())
+            if bits is None:
+                raise ShellError(f"Unknown perm type: {ch}")
+            perms |= bits
+        acls.append(ACL(perms, Id(part[:first], part[first + 1:last])))
+    return acls
+
+
+def format_event(ev: WatcherEvent) -> str:
+    state = _STATE_NAMES.get(ev.state, str(ev.state))
+    etype = _EVENT_NAMES.get(ev.type, str(ev.type))
+    return f"\nWATCHER::\n\nWatchedEvent state:{state} type:{etype} path:{ev.path or 'null'}"
+
+
+def _check_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ShellError("Path must start with / character")
+    if len(path) > 1 and path.endswith("/"):
+        raise ShellError("Path must not end with / character")
+    return path
+
+
+def _opts(args: list[str], flags: str, valued: str = "") -> tuple[dict[str, str | bool], list[str]]:
+    """Split ``-x`` flags (and ``-v value`` options) from positional arguments."""
+    opts: dict[str, str | bool] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if len(a) == 2 and a[0] == "-" and a[1] in flags + valued:
+            if a[1] in valued:
+                if i + 1 >= len(args):
+                    raise ShellError(f"Missing argument for option {a[1]}")
+                opts[a[1]] = args[i + 1]
+                i += 2
+                continue
+            opts[a[1]] = True
+        elif a.startswith("-") and len(a) == 2 and not rest:
+            raise ShellError(f"Unrecognized option: {a}")
+        else:
+            rest.append(a)
+        i += 1
+    return opts, rest
+
+
+def _int(text: str | bool, what: str) -> int:
+    try:
+        return int(str(text))
+    except ValueError:
+        raise ShellError(f"{what} must be a number: {text}") from None
+
+
+class Shell:
+    """Runs zkCli commands against one ShellClient; ``out`` receives each output line."""
+
+    def __init__(self, client: ShellClient, out: Callable[[str], None] = print,
+                 err: Callable[[str], None] | None = None) -> None:
+        self.zk = client
+        self.out = out
+        self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.history: list[str] = []
+        self.quit = False
+        self.print_watches = True
+
+    # ------------------------------------------------------------- driver
+    def execute(self, line: str, record: bool = True) -> bool:
+        """Run one command line; False when it failed (the error is printed)."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        if record:
+            self.history.append(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            self.err(f"Command parse error: {e}")
+            return False
+        name, args = words[0], words[1:]
+        fn = getattr(self, f"cmd_{name}", None) if name in COMMANDS else None
+        if fn is None:
+            self.err(f"Command not found: Command not found {name}")
+            self.usage()
+            return False
+        if self.zk.closed and name not in _OFFLINE:
+            self.err("Not connected")
+            return False
+        try:
+            fn(args)
+            return True
+        except ShellError as e:
+            self.err(str(e))
+        except KeeperError as e:
+            self.err(error_text(e))
+        except Exception as e:  # noqa: BLE001 - a message, never a traceback
+            self.err(f"{type(e).__name__}: {e}")
+        return False
+
+    def usage(self) -> None:
+        self.err("ZooKeeper -server host:port -client-configuration properties-file cmd args")
+        for name in sorted(COMMANDS):
+            self.err(f"\t{COMMANDS[name]}")
+
+    def _need(self, args: list[str], n: int, name: str) -> None:
+        if len(args) < n:
+            raise ShellError(COMMANDS[name])
+
+    # ------------------------------------------------------------ helpers
+    def children(self, path: str, watch: bool = False) -> list[str]:
+        r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, watch), path)
+        return sorted(r.children)
+
+    def exists(self, path: str, watch: bool = False) -> Stat:
+        return self.zk.call(Op.EXISTS, PathWatchRequest(path, watch), path).stat
+
+    def _subtree(self, path: str) -> list[str]:
+        """Breadth first, the path itself first (ZKUtil.listSubTreeBFS)."""
+        out, queue = [path], [path]
+        while queue:
+            node = queue.pop(0)
+            for c in self.children(node):
+                child = f"{node.rstrip('/')}/{c}"
+                out.append(child)
+                queue.append(child)
+        return out
+
+    def _stat_lines(self, st: Stat) -> None:
+        for s in format_stat(st):
+            self.out(s)
+
+    # ----------------------------------------------------------- commands
+    def cmd_ls(self, args: list[str]) -> None:
+        o, rest = _opts(args, "swR")
+        self._need(rest, 1, "ls")
+        path = _check_path(rest[0])
+        if o.get("R"):
+            for p in self._subtree(path):
+                self.out(p)
+            return
+        if o.get("s"):
+            r = self.zk.call(Op.GET_CHILDREN2, PathWatchRequest(path, bool(o.get("w"))), path)
+            self.out("[" + ", ".join(sorted(r.children)) + "]")
+            self._stat_lines(r.stat)
+            return
+        self.out("[" + ", ".join(self.children(path, bool(o.get("w")))) + "]")
+
+    def cmd_get(self, args: list[str]) -> None:
+        o, rest = _opts(args, "sw")
+        self._need(rest, 1, "get")
+        path = _check_path(rest[0])
+        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path)
+        self.out("null" if r.data is None else bytes(r.data).decode("utf-8", "replace"))
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_set(self, args: list[str]) -> None:
+        o, rest = _opts(args, "s", "v")
+        self._need(rest, 2, "set")
+        path = _check_path(rest[0])
+        version = _int(o["v"], "version") if "v" in o else -1
+        r = self.zk.call(Op.SET_DATA, SetDataRequest(path, rest[1].encode(), version), path)
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_create(self, args: list[str]) -> None:
+        o, rest = _opts(args, "sec", "t")
+        self._need(rest, 1, "create")
+        path = _check_path(rest[0])
+        data = rest[1].encode() if len(rest) > 1 else None
+        acl = parse_acl(rest[2]) if len(rest) > 2 else OPEN_ACL
+        seq, eph, cont = bool(o.get("s")), bool(o.get("e")), bool(o.get("c"))
+        if cont and (seq or eph):
+            raise ShellError("-c cannot be combined with -s or -e. Containers cannot be "
+                             "ephemeral or sequential.")
+        if "t" in o and (eph or cont):
+            raise ShellError("TTLs cannot be used with Ephemeral or Container nodes")
+        if "t" in o:
+            ttl = _int(o["t"], "ttl")
+            mode = (CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL if seq
+                    else CreateMode.PERSISTENT_WITH_TTL)
+            r = self.zk.call(Op.CREATE_TTL, CreateTTLRequest(path, data, acl, mode, ttl), path)
+        elif cont:
+            r = self.zk.call(Op.CREATE_CONTAINER,
+                             CreateRequest(path, data, acl, CreateMode.CONTAINER), path)
+        else:
+            mode = {(False, False): CreateMode.PERSISTENT,
+                    (False, True): CreateMode.EPHEMERAL,
+                    (True, False): CreateMode.PERSISTENT_SEQUENTIAL,
+                    (True, True): CreateMode.EPHEMERAL_SEQUENTIAL}[(seq, eph)]
+            r = self.zk.call(Op.CREATE2, CreateRequest(path, data, acl, mode), path)
+        self.out(f"Created {r.path}")
+
+    def cmd_delete(self, args: list[str]) -> None:
+        o, rest = _opts(args, "", "v")
+        self._need(rest, 1, "delete")
+        path = _check_path(rest[0])
+        version = _int(o["v"], "version") if "v" in o else -1
+        self.zk.call(Op.DELETE, DeleteRequest(path, version), path)
+
+    def cmd_deleteall(self, args: list[str]) -> None:
+        _o, rest = _opts(args, "", "b")
+        self._need(rest, 1, "deleteall")
+        path = _check_path(rest[0])
+        for p in reversed(self._subtree(path)):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(p, -1), p)
+            except KeeperError as e:
+                if e.code != Err.NONODE:
+                    raise
+
+    def cmd_stat(self, args: list[str]) -> None:
+        o, rest = _opts(args, "w")
+        self._need(rest, 1, "stat")
+        path = _check_path(rest[0])
+        self._stat_lines(self.exists(path, bool(o.get("w"))))
+
+    def cmd_getAcl(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "s")
+        self._need(rest, 1, "getAcl")
+        path = _check_path(rest[0])
+        r = self.zk.call(Op.GET_ACL, PathRequest(path), path)
+        for a in r.acl:
+            self.out(f"'{a.id.scheme},'{a.id.id}")
+            self.out(f": {perm_string(a.perms)}")
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_setAcl(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "sR", "v")
+        self._need(rest, 2, "setAcl")
+        path = _check_path(rest[0])
+        acl = parse_acl(rest[1])
+        version = _int(o["v"], "version") if "v" in o else -1
+        paths = self._subtree(path) if o.get("R") else [path]
+        st = None
+        for p in paths:
+            st = self.zk.call(Op.SET_ACL, SetACLRequest(p, acl, version), p).stat
+        if o.get("s") and st is not None:
+            self._stat_lines(st)
+
+    def cmd_addauth(self, args: list[str]) -> None:
+        self._need(args, 1, "addauth")
+        auth = args[1].encode() if len(args) > 1 else b""
+        self.zk.call(Op.AUTH, AuthPacket(0, args[0], auth), xid=XID_AUTH)
+
+    def cmd_sync(self, args: list[str]) -> None:
+        self._need(args, 1, "sync")
+        path = _check_path(args[0])
+        self.zk.call(Op.SYNC, PathRequest(path), path)
+        self.out("Sync is OK")
+
+    def cmd_addWatch(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "", "m")
+        self._need(rest, 1, "addWatch")
+        path = _check_path(rest[0])
+        mode = AddWatchMode.PERSISTENT_RECURSIVE
+        if "m" in o:
+            try:
+                mode = AddWatchMode[str(o["m"]).upper()]
+            except KeyError:
+                raise ShellError(COMMANDS["addWatch"]) from None
+        from zabby.wire import AddWatchRequest
+
+        self.zk.call(Op.ADD_WATCH, AddWatchRequest(path, mode), path)
+
+    def cmd_removewatches(self, args: list[str]) -> None:
+        o, rest = _opts(args, "cdal")
+        self._need(rest, 1, "removewatches")
+        path = _check_path(rest[0])
+        wtype = WatcherType.ANY
+        if o.get("c"):
+            wtype = WatcherType.CHILDREN
+        elif o.get("d"):
+            wtype = WatcherType.DATA
+        try:
+            self.zk.call(Op.REMOVE_WATCHES, WatchTypeRequest(path, wtype), path)
+        except KeeperError as e:
+            if not (o.get("l") and e.code == Err.CONNECTIONLOSS):
+                raise
+
+    def cmd_whoami(self, args: list[str]) -> None:
+        r = self.zk.call(Op.WHO_AM_I, Empty())
+        self.out("Auth scheme: User")
+        for ci in r.clientInfo:
+            self.out(f"{ci.authScheme}: {ci.user}")
+
+    def cmd_getEphemerals(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        path = _check_path(args[0]) if args else "/"
+        r = self.zk.call(Op.GET_EPHEMERALS, GetEphemeralsRequest(path), path)
+        self.out("[" + ", ".join(r.ephemerals) + "]")
+
+    def cmd_getAllChildrenNumber(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        self._need(args, 1, "getAllChildrenNumber")
+        path = _check_path(args[0])
+        r = self.zk.call(Op.GET_ALL_CHILDREN_NUMBER, PathRequest(path), path)
+        self.out(str(r.totalNumber))
+
+    def cmd_config(self, args: list[str]) -> None:
+        o, _rest = _opts(args, "cws")
+        path = "/zookeeper/config"
+        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path)
+        text = bytes(r.data or b"").decode("utf-8", "replace")
+        if o.get("c"):
+            lines = [ln for ln in text.splitlines() if ln.startswith("server.")]
+            version = [ln.split("=", 1)[1] for ln in text.splitlines()
+                       if ln.startswith("version=")]
+            text = ",".join(ln.split("=", 1)[1].split(";")[-1] for ln in lines)
+            if version:
+                text += f"\nversion={version[0]}" if text else f"version={version[0]}"
+        self.out(text)
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_history(self, args: list[str]) -> None:
+        start = max(0, len(self.history) - 11)
+        for i in range(start, len(self.history)):
+            self.out(f"{i} - {self.history[i]}")
+
+    def cmd_redo(self, args: list[str]) -> None:
+        self._need(args, 1, "redo")
+        n = _int(args[0], "cmdno")
+        # `redo N` itself was recorded last; N refers to an earlier command
+        if n < 0 or n >= len(self.history) - 1:
+            raise ShellError("Command index out of range")
+        line = self.history[n]
+        self.history[-1] = line
+        if not self.execute(line, record=False):
+            raise ShellError(f"redo of command {n} failed")
+
+    def cmd_quit(self, args: list[str]) -> None:
+        self.zk.close()
+        self.quit = True
+
+    def cmd_close(self, args: list[str]) -> None:
+        if not self.zk.closed:
+            self.zk.close()
+            self.event(WatcherEvent(-1, KeeperState.CLOSED, None))
+
+    def cmd_connect(self, args: list[str]) -> None:
+        if not self.zk.closed:
+            self.cmd_close([])
+        if args:
+            try:
+                self.zk.hosts = parse_hosts(args[0])
+            except ValueError:
+                raise ShellError(COMMANDS["connect"]) from None
+        self.zk.connect()
+        self.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+
+    def cmd_printwatches(self, args: list[str]) -> None:
+        if not args:
+            self.out("printwatches is " + ("on" if self.print_watches else "off"))
+        elif args[0] in ("on", "off"):
+            self.print_watches = args[0] == "on"
+        else:
+            raise ShellError(COMMANDS["printwatches"])
+
+    def cmd_version(self, args: list[str]) -> None:
+        from zabby import __version__
+
+        self.out(f"ZooKeeper CLI version: zabby {__version__}")
+
+    def event(self, ev: WatcherEvent) -> None:
+        """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
+        if self.print_watches:
+            self.out(format_event(ev))
+
+
+# ------------------------------------------------------------- completion
+def _completer(shell: Shell):
+    from prompt_toolkit.completion import Completer, Completion
+
+    class ShellCompleter(Completer):
+        def get_completions(self, document, complete_event) -> Iterable[Completion]:
+            text = document.text_before_cursor
+            words = text.split(" ")
+            word = words[-1]
+            if len(words) == 1:
+                for name in sorted(COMMANDS):
+                    if name.startswith(word):
+                        yield Completion(name + " ", start_position=-len(word), display=name)
+                return
+            if not word.startswith("/") or not shell.zk.connected:
+                return
+            parent, _, prefix = word.rpartition("/")
+            try:
+                kids = shell.children(parent or "/")
+            except (KeeperError, Exception):  # noqa: BLE001 - no completions on error
+                return
+            for k in kids:
+                if k.startswith(prefix):
+                    full = f"{parent}/{k}"
+                    yield Completion(full, start_position=-len(word), display=k)
+
+    return ShellCompleter()
+
+
+# ------------------------------------------------------------------ main
+def history_file() -> Path:
+    env = os.environ.get(HISTORY_ENV)
+    return Path(env) if env else Path.home() / ".zabby_history"
+
+
+def _interactive(shell: Shell) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    session: PromptSession = PromptSession(
+        history=FileHistory(str(history_file())), completer=_completer(shell),
+        complete_while_typing=False)
+    with patch_stdout(raw=True):
+        while not shell.quit:
+            host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
+            state = ("CLOSED" if shell.zk.closed
+                     else "CONNECTED" if shell.zk.connected else "CONNECTING")
+            try:
+                line = session.prompt(f"[zk: {host}({state}) {len(shell.history)}] ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            try:
+                shell.execute(line)
+            except KeyboardInterrupt:
+                continue
+    shell.zk.close()
+    return 0
+
+
+def _scripted(shell: Shell, lines: Iterable[str]) -> int:
+    status = 0
+    for line in lines:
+        if not shell.execute(line):
+            status = 1
+            break
+        if shell.quit:
+            break
+    shell.zk.close()
+    return status
+
+
+def split_commands(text: str) -> list[str]:
+    """``-c "create /a 'x;y'; get /a"``: split on ``;`` outside quotes."""
+    parts, cur, quote = [], [], ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def run(server: str, command: str | None = None, words: list[str] | None = None,
+        timeout_ms: int = 30000) -> int:
+    lock = threading.Lock()
+    interactive = command is None and not words and sys.stdin.isatty()
+
+    def out(s: str) -> None:
+        with lock:
+            print(s, flush=True)
+
+    shell: Shell | None = None
+
+    def on_event(ev: WatcherEvent) -> None:
+        if shell is not None:
+            shell.event(ev)
+
+    client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event)
+    try:
+        client.connect()
+    except KeeperError as e:
+        print(f"Unable to connect to {server}: {e.path or 'no server answered'}",
+              file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"zabby shell: bad server list: {e}", file=sys.stderr)
+        return 2
+    shell = Shell(client, out=out)
+    try:
+        if command is not None:
+            return _scripted(shell, split_commands(command))
+        if words:
+            return _scripted(shell, [shlex.join(words)])
+        if interactive:
+            shell.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+            return _interactive(shell)
+        return _scripted(shell, sys.stdin)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def add_arguments(p) -> None:
+    import argparse
+
+    p.add_argument("-server", "--server", dest="server", default="127.0.0.1:2181",
+                   help="host:port[,host:port...] (default 127.0.0.1:2181)")
+    p.add_argument("-timeout", "--timeout", dest="timeout", type=int, default=30000,
+                   help="session timeout in ms")
+    p.add_argument("-c", dest="command", help='commands separated by ";" (scripted use)')
+    p.add_argument("words", nargs=argparse.REMAINDER, help="one command to run, as zkCli.sh takes it")
+
+
+def main(args) -> int:
+    return run(args.server, args.command, args.words, args.timeout)
