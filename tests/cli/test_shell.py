@@ -39,6 +39,41 @@ def _shell(server, *args: str, input: str | None = None, tmp_path: Path):
         input=input, capture_output=True, text=True, timeout=60, env=_env(tmp_path))
 
 
+class Pty:
+    """A shell on a pty. Each command waits for the *next* prompt by its number: a
+    prompt is drawn again after every event written above it, so "a prompt" alone
+    may be the one before the command ran."""
+
+    def __init__(self, server_list: str, tmp_path: Path, *args: str) -> None:
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "zabby", "shell", "-server", server_list, *args],
+            env=_env(tmp_path), encoding="utf-8", timeout=20, dimensions=(40, 200))
+        self.child.logfile_read = open(os.environ.get("ZABBY_PTY_LOG", os.devnull), "a")
+        self.child.expect(PROMPT)
+        self.n = int(self.child.match.group(1))
+
+    def expect(self, *texts: str | re.Pattern) -> None:
+        for t in texts:
+            if isinstance(t, re.Pattern):
+                self.child.expect(t)
+            else:
+                self.child.expect_exact(t)
+
+    def prompt(self, state: str = "CONNECTED") -> None:
+        self.child.expect_exact(f"({state}) {self.n}]")
+
+    def run(self, cmd: str, *expect: str | re.Pattern, state: str = "CONNECTED") -> None:
+        """One command: its output, then the prompt numbered one higher."""
+        self.child.sendline(cmd)
+        self.expect(*expect)
+        self.n += 1
+        self.prompt(state)
+
+    def close(self) -> None:
+        self.child.close(force=True)
+        self.child.logfile_read.close()
+
+
 def _set(server, path: str, data: bytes) -> None:
     host, port = server.hosts.split(":")
     with RawClient(host, int(port)) as c:
@@ -47,18 +82,9 @@ def _set(server, path: str, data: bytes) -> None:
 
 def test_interactive_session(server, tmp_path):
     # a second host that refuses connections: hosts are tried in random order
-    dead = "127.0.0.1:1"
-    child = pexpect.spawn(
-        sys.executable, ["-m", "zabby", "shell", "-server", f"{dead},{server.hosts}"],
-        env=_env(tmp_path), encoding="utf-8", timeout=20, dimensions=(40, 200))
+    sh = Pty(f"127.0.0.1:1,{server.hosts}", tmp_path)
+    run = sh.run
     try:
-        def run(cmd: str, *expect: str) -> None:
-            child.sendline(cmd)
-            for e in expect:
-                child.expect_exact(e)
-            child.expect(PROMPT)
-
-        child.expect(PROMPT)
         run("create /sh hello", "Created /sh")
         run("create /sh hello", "Node already exists: /sh")
         run("get -s /sh", "hello", "cZxid = 0x", "dataVersion = 0", "numChildren = 0")
@@ -75,7 +101,7 @@ def test_interactive_session(server, tmp_path):
         run("get /nope", "Node does not exist: /nope")
         run("delete /sh", "Node not empty: /sh")
         run("getEphemerals /", "[/sh/eph]")
-        run("getAllChildrenNumber /sh", "2")
+        run("getAllChildrenNumber /sh", re.compile(r"[^0-9]2\r\n"))
         run("getAcl -s /sh", "'world,'anyone", ": cdrwa", "aclVersion = 0")
         run("whoami", "Auth scheme: User", "ip: 127.0.0.1")
         run("addauth digest bob:secret")
@@ -92,64 +118,58 @@ def test_interactive_session(server, tmp_path):
         # a one-shot watch fires when another client changes the node
         run("get -w /sh", "world")
         _set(server, "/sh", b"changed")
-        child.expect_exact("WATCHER::")
-        child.expect_exact("WatchedEvent state:SyncConnected type:NodeDataChanged path:/sh")
+        sh.expect("WATCHER::", "WatchedEvent state:SyncConnected type:NodeDataChanged path:/sh")
+        sh.prompt()  # drawn again below the event
         run("stat -w /sh", "dataVersion = 2")
         run("removewatches /sh -d")
         run("removewatches /sh", "KeeperErrorCode = No such watcher for /sh")
         run("addWatch -m PERSISTENT /sh")
         _set(server, "/sh", b"again")
-        child.expect_exact("type:NodeDataChanged path:/sh")
+        sh.expect("type:NodeDataChanged path:/sh")
+        sh.prompt()
         run("removewatches /sh -a")
         run("frobnicate", "Command not found")
         # tab completion: a command name, then a znode path asked of the server
         run("create /completeme-node PATHDATA", "Created /completeme-node")
+        child = sh.child
         child.send("getAllCh\t")
         child.expect_exact("getAllChildrenNumber")
         child.sendcontrol("u")
         child.send("get /completem\t")
         child.expect_exact("/completeme-node")
-        child.sendline("")
-        child.expect_exact("PATHDATA")
-        child.expect(PROMPT)
+        run("", "PATHDATA")
         child.sendline("history")
         child.expect(r"(\d+) - get /completeme-node")
         n = child.match.group(1)
-        child.expect(PROMPT)
+        sh.n += 1
+        sh.prompt()
         run(f"redo {n}", "PATHDATA")
         run("printwatches off")
         run("printwatches", "printwatches is off")
         run("printwatches on")
         run("version", "ZooKeeper CLI version: zabby")
-        child.sendline("close")
-        child.expect_exact("WatchedEvent state:Closed type:None path:null")
-        child.expect_exact("(CLOSED)")
-        child.sendline("ls /")
-        child.expect_exact("Not connected")
-        child.sendline(f"connect {server.hosts}")
-        child.expect_exact("WatchedEvent state:SyncConnected type:None path:null")
+        run("close", "WatchedEvent state:Closed type:None path:null", state="CLOSED")
+        run("ls /", "Not connected", state="CLOSED")
+        run(f"connect {server.hosts}", "WatchedEvent state:SyncConnected type:None path:null")
         run("ls /sh", "[seq-0000000001]")  # the old session's ephemeral went with it
         child.sendline("quit")
         child.expect(pexpect.EOF)
     finally:
-        child.close(force=True)
+        sh.close()
     assert child.exitstatus == 0
     hist = (tmp_path / "history").read_text()
     assert "get /completeme-node" in hist and "addauth digest bob:secret" in hist
 
     # the history survives: Up recalls the last command of the previous run
-    child = pexpect.spawn(sys.executable, ["-m", "zabby", "shell", "--server", server.hosts],
-                          env=_env(tmp_path), encoding="utf-8", timeout=20,
-                          dimensions=(40, 200))
+    sh = Pty(server.hosts, tmp_path)
     try:
-        child.expect(PROMPT)
-        child.send("\x1b[A")
-        child.expect_exact("quit")
-        child.send("\r")
-        child.expect(pexpect.EOF)
+        sh.child.send("\x1b[A")
+        sh.expect("quit")
+        sh.child.send("\r")
+        sh.child.expect(pexpect.EOF)
     finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        sh.close()
+    assert sh.child.exitstatus == 0
 
 
 def test_scripted_pipe(server, tmp_path):
@@ -189,31 +209,23 @@ def test_no_server(tmp_path):
 
 def test_reconnects_after_server_restart(tmp_path):
     with ZabbyServer(tmp_path / "srv") as srv:
-        child = pexpect.spawn(sys.executable, ["-m", "zabby", "shell", "-server", srv.hosts],
-                              env=_env(tmp_path), encoding="utf-8", timeout=20,
-                              dimensions=(40, 200))
+        sh = Pty(srv.hosts, tmp_path)
         try:
-            child.expect(PROMPT)
-            child.sendline("create -e /mine x")
-            child.expect_exact("Created /mine")
-            child.expect(PROMPT)
-            child.sendline("get -w /mine")
-            child.expect(PROMPT)
+            sh.run("create -e /mine x", "Created /mine")
+            sh.run("get -w /mine", "x\r\n")
             srv.stop()
-            child.expect_exact("WatchedEvent state:Disconnected type:None path:null")
+            sh.expect("WatchedEvent state:Disconnected type:None path:null")
             srv.start()
             # the next command reconnects, resuming the session: its ephemeral is still there
-            child.sendline("getEphemerals /")
-            child.expect_exact("WatchedEvent state:SyncConnected type:None path:null")
-            child.expect_exact("[/mine]")
-            child.expect(PROMPT)
+            sh.run("getEphemerals /", "WatchedEvent state:SyncConnected type:None path:null",
+                   "[/mine]")
             # the watch was set again on the resumed session
             _set(srv, "/mine", b"y")
-            child.expect_exact("type:NodeDataChanged path:/mine")
-            child.sendline("quit")
-            child.expect(pexpect.EOF)
+            sh.expect("type:NodeDataChanged path:/mine")
+            sh.child.sendline("quit")
+            sh.child.expect(pexpect.EOF)
         finally:
-            child.close(force=True)
+            sh.close()
 
 
 ZKCLI = os.environ.get("ZABBY_ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")

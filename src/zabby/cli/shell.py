@@ -225,10 +225,12 @@ class Shell:
     """Runs zkCli commands against one ShellClient; ``out`` receives each output line."""
 
     def __init__(self, client: ShellClient, out: Callable[[str], None] = print,
-                 err: Callable[[str], None] | None = None) -> None:
+                 err: Callable[[str], None] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.zk = client
         self.out = out
         self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.notify = notify or out  # watch and session events, from any thread
         self.history: list[str] = []
         self.quit = False
         self.print_watches = True
@@ -533,7 +535,7 @@ class Shell:
     def event(self, ev: WatcherEvent) -> None:
         """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
         if self.print_watches:
-            self.out(format_event(ev))
+            self.notify(format_event(ev))
 
 
 # ------------------------------------------------------------- completion
@@ -571,29 +573,113 @@ def history_file() -> Path:
     return Path(env) if env else Path.home() / ".zabby_history"
 
 
-def _interactive(shell: Shell) -> int:
+class Console:
+    """The interactive shell's output: command results in order, watch events as they come.
+
+    Results are written by the main thread while no prompt is up, so they always
+    precede the next prompt. Events come from the client's reader thread at any time:
+    while no prompt is up they are written at once; while one is, they are queued and
+    the prompt's own event loop writes them above it (``in_terminal``), so the prompt
+    is redrawn after them. An event that the prompt did not get to write before it
+    ended is written by the main thread once ``prompt()`` returns; none is lost.
+
+    (prompt_toolkit's ``patch_stdout`` was used before: its flush thread hands text to
+    whichever prompt is running *when it wakes up*, so a command's output could land
+    after the next prompt, or be written while that prompt was starting and never
+    be followed by a redraw.)
+    """
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._queue: list[str] = []
+        self._prompting = False
+        self._loop = None
+        self._wake = None
+
+    def write(self, text: str, stream=None) -> None:
+        with self._lock:
+            stream = stream or self.stream
+            stream.write(text + "\n")
+            stream.flush()
+
+    def error(self, text: str) -> None:
+        self.write(text, sys.stderr)
+
+    def event(self, text: str) -> None:
+        with self._lock:
+            if not self._prompting:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                return
+            self._queue.append(text)
+            loop, wake = self._loop, self._wake
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # that prompt's loop has closed: prompt_done() writes it
+                pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._queue = self._queue, []
+            for text in items:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def prompt(self, session, message: str) -> str:
+        """``session.prompt(message)`` with queued events written above the prompt."""
+        import asyncio
+
+        from prompt_toolkit.application import in_terminal
+
+        async def pump() -> None:
+            wake = asyncio.Event()
+            with self._lock:
+                self._loop, self._wake = asyncio.get_running_loop(), wake
+                pending = bool(self._queue)
+            while True:
+                if not pending:
+                    await wake.wait()
+                wake.clear()
+                async with in_terminal():
+                    self._drain()
+                pending = False
+
+        def pre_run() -> None:
+            session.app.create_background_task(pump())
+
+        with self._lock:
+            self._prompting = True
+        try:
+            return session.prompt(message, pre_run=pre_run)
+        finally:
+            with self._lock:
+                self._prompting, self._loop, self._wake = False, None, None
+            self._drain()
+
+
+def _interactive(shell: Shell, console: Console) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
-    from prompt_toolkit.patch_stdout import patch_stdout
 
     session: PromptSession = PromptSession(
         history=FileHistory(str(history_file())), completer=_completer(shell),
         complete_while_typing=False)
-    with patch_stdout(raw=True):
-        while not shell.quit:
-            host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
-            state = ("CLOSED" if shell.zk.closed
-                     else "CONNECTED" if shell.zk.connected else "CONNECTING")
-            try:
-                line = session.prompt(f"[zk: {host}({state}) {len(shell.history)}] ")
-            except KeyboardInterrupt:
-                continue
-            except EOFError:
-                break
-            try:
-                shell.execute(line)
-            except KeyboardInterrupt:
-                continue
+    while not shell.quit:
+        host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
+        state = ("CLOSED" if shell.zk.closed
+                 else "CONNECTED" if shell.zk.connected else "CONNECTING")
+        try:
+            line = console.prompt(session, f"[zk: {host}({state}) {len(shell.history)}] ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        try:
+            shell.execute(line)
+        except KeyboardInterrupt:
+            continue
     shell.zk.close()
     return 0
 
@@ -653,15 +739,19 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
     except ValueError as e:
         print(f"zabby shell: bad server list: {e}", file=sys.stderr)
         return 2
-    shell = Shell(client, out=out)
+    console = Console() if interactive else None
+    if console is not None:
+        shell = Shell(client, out=console.write, err=console.error, notify=console.event)
+    else:
+        shell = Shell(client, out=out)
     try:
         if command is not None:
             return _scripted(shell, split_commands(command))
         if words:
             return _scripted(shell, [shlex.join(words)])
-        if interactive:
+        if console is not None:
             shell.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
-            return _interactive(shell)
+            return _interactive(shell, console)
         return _scripted(shell, sys.stdin)
     except KeyboardInterrupt:
         return 130

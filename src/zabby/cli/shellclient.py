@@ -132,6 +132,9 @@ class ShellClient:
             sock.settimeout(None)
             closed = threading.Event()
             self.sock, self.address, self._closed = sock, (host, port), closed
+            if not resume:  # a new session holds no watches
+                for kind in self.watches.values():
+                    kind.clear()
             self.session_id, self._passwd = resp.sessionId, resp.passwd
             self.timeout_ms = resp.timeOut
             self._user_closed = False
@@ -140,10 +143,14 @@ class ShellClient:
             threading.Thread(target=self._pinger, args=(sock, closed),
                              name="zabby-shell-pinger", daemon=True).start()
             if resume and any(self.watches.values()):
+                # before any request of ours, as ZooKeeper's client does; the reply is
+                # dropped (_dispatch) and requests after it are served after it
                 w = self.watches
-                sock.sendall(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
-                    self.last_zxid, sorted(w["data"]), sorted(w["exist"]), sorted(w["child"]),
-                    sorted(w["persistent"]), sorted(w["recursive"]))))
+                with self._send_lock:
+                        sock.sendall(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
+                        self.last_zxid, sorted(w["data"]), sorted(w["exist"]),
+                        sorted(w["child"]),
+                        sorted(w["persistent"]), sorted(w["recursive"]))))
             if resume:
                 self._event(WatcherEvent(-1, 3, None))  # SyncConnected again
             return
