@@ -16,6 +16,7 @@ at the next command.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import threading
@@ -49,7 +50,7 @@ from zabby.wire import (
     WatchTypeRequest,
 )
 
-from .shellclient import KeeperError, ShellClient, parse_hosts
+from .shellclient import KeeperError, ShellClient, parse_hosts, split_chroot
 
 __all__ = ["COMMANDS", "Shell", "format_stat", "main"]
 
@@ -65,11 +66,13 @@ COMMANDS: dict[str, str] = {
     "create": "create [-s] [-e] [-c] [-t ttl] path [data] [acl]",
     "delete": "delete [-v version] path",
     "deleteall": "deleteall path [-b batch size]",
+    "delquota": "delquota [-n|-b|-N|-B] path",
     "get": "get [-s] [-w] path",
     "getAcl": "getAcl [-s] path",
     "getAllChildrenNumber": "getAllChildrenNumber path",
     "getEphemerals": "getEphemerals path",
     "history": "history ",
+    "listquota": "listquota path",
     "printwatches": "printwatches on|off",
     "ls": "ls [-s] [-w] [-R] path",
     "quit": "quit ",
@@ -77,6 +80,7 @@ COMMANDS: dict[str, str] = {
     "removewatches": "removewatches path [-c|-d|-a] [-l]",
     "set": "set [-s] [-v version] path data",
     "setAcl": "setAcl [-s] [-v version] [-R] path acl",
+    "setquota": "setquota -n|-b|-N|-B val path",
     "stat": "stat [-w] path",
     "sync": "sync path",
     "version": "version ",
@@ -119,6 +123,37 @@ _PERM_CHARS = (("c", 4), ("d", 8), ("r", 1), ("w", 2), ("a", 16))
 OPEN_ACL = [ACL(31, Id("world", "anyone"))]
 # commands that work without a session
 _OFFLINE = {"connect", "history", "redo", "quit", "close", "printwatches", "version"}
+
+
+# quotas, kept as ZooKeeper keeps them: /zookeeper/quota/<path>/zookeeper_limits and
+# .../zookeeper_stats hold StatsTrack strings (the server's enforcement is its business)
+QUOTA_ROOT = "/zookeeper/quota"
+QUOTA_LIMITS, QUOTA_STATS = "zookeeper_limits", "zookeeper_stats"
+_QUOTA_FLAGS = (("n", "count"), ("b", "bytes"), ("N", "countHardLimit"),
+                ("B", "byteHardLimit"))
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """A StatsTrack string: ``key=value`` pairs split on ``,`` or ``;``."""
+    out: dict[str, int] = {}
+    for pair in re.split("[,;]+", text):
+        parts = pair.split("=")
+        if len(parts) >= 2 and parts[0]:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def format_stats(stats: dict[str, int]) -> str:
+    """StatsTrack's form: count and bytes first, any other key after a stray ``=``
+    and ``;`` separators, which parsers older than ZooKeeper 3.7 skip."""
+    text = f"count={stats.get('count', -1)},bytes={stats.get('bytes', -1)}"
+    extra = sorted(k for k in stats if k not in ("count", "bytes"))
+    if extra:
+        text += "=" + "".join(f";{k}={stats[k]}" for k in extra)
+    return text
 
 
 class ShellError(Exception):
@@ -470,7 +505,8 @@ class Shell:
     def cmd_config(self, args: list[str]) -> None:
         o, _rest = _opts(args, "cws")
         path = "/zookeeper/config"
-        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path)
+        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path,
+                         rooted=False)
         text = bytes(r.data or b"").decode("utf-8", "replace")
         if o.get("c"):
             lines = [ln for ln in text.splitlines() if ln.startswith("server.")]
@@ -482,6 +518,142 @@ class Shell:
         self.out(text)
         if o.get("s"):
             self._stat_lines(r.stat)
+
+    # -------------------------------------------------------------- quotas
+    def _quota_dir(self, path: str) -> str:
+        """The quota node of a path (below the chroot: quotas count real paths)."""
+        return QUOTA_ROOT + self.zk._in(path)
+
+    def _get(self, path: str) -> bytes | None:
+        """The data of a node outside the chroot, None when it does not exist."""
+        try:
+            r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, False), path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                return None
+            raise
+        return bytes(r.data or b"")
+
+    def _create_raw(self, path: str, data: bytes | None) -> bool:
+        """Create a persistent node outside the chroot; False when it was there."""
+        try:
+            self.zk.call(Op.CREATE, CreateRequest(path, data, OPEN_ACL, CreateMode.PERSISTENT),
+                         path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NODEEXISTS:
+                return False
+            raise
+        return True
+
+    def _raw_children(self, path: str) -> list[str]:
+        try:
+            r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, False), path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                return []
+            raise
+        return r.children
+
+    def cmd_setquota(self, args: list[str]) -> None:
+        o, rest = _opts(args, "", "nbNB")
+        if not any(flag in o for flag, _ in _QUOTA_FLAGS):
+            raise ShellError("setquota needs one of -n (count soft quota), -b (bytes soft "
+                             "quota), -N (count hard quota), -B (bytes hard quota)")
+        self._need(rest, 1, "setquota")
+        path = _check_path(rest[0])
+        wanted = {key: _int(o[flag], f"-{flag} value") for flag, key in _QUOTA_FLAGS
+                  if flag in o}
+        real = self.zk._in(path)
+        if real.startswith(QUOTA_ROOT):
+            raise ShellError(f"cannot set a quota under the path: {QUOTA_ROOT}")
+        try:
+            self.exists(path)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                raise ShellError(f"{path} does not exist.") from None
+            raise
+        mine = QUOTA_ROOT + real
+        # one quota per branch: none below this path, none above it
+        queue = [mine]
+        while queue:
+            node = queue.pop(0)
+            kids = self._raw_children(node)
+            if node != mine and QUOTA_LIMITS in kids:
+                below = self.zk._out(node[len(QUOTA_ROOT):])
+                raise ShellError(f"{path} has a child {below} which has a quota")
+            queue.extend(f"{node}/{k}" for k in kids if k not in (QUOTA_LIMITS, QUOTA_STATS))
+        parts = real.strip("/").split("/")
+        for i in range(1, len(parts)):
+            above = "/" + "/".join(parts[:i])
+            if self._get(QUOTA_ROOT + above + "/" + QUOTA_LIMITS) is not None:
+                raise ShellError(f"{path} has a parent {self.zk._out(above)} which has a quota")
+        node = QUOTA_ROOT
+        for part in parts:
+            node += "/" + part
+            self._create_raw(node, None)
+        old = self._get(mine + "/" + QUOTA_LIMITS)
+        if old is None:
+            limits = {k: -1 for _, k in _QUOTA_FLAGS}
+            limits.update(wanted)
+            if self._create_raw(mine + "/" + QUOTA_LIMITS, format_stats(limits).encode()):
+                self._create_raw(mine + "/" + QUOTA_STATS,
+                                 format_stats({"count": 0, "bytes": 0}).encode())
+                return
+            old = self._get(mine + "/" + QUOTA_LIMITS) or b""
+        limits = parse_stats(old.decode("utf-8", "replace"))
+        limits.update(wanted)
+        lp = mine + "/" + QUOTA_LIMITS
+        self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1), lp,
+                     rooted=False)
+
+    def cmd_listquota(self, args: list[str]) -> None:
+        self._need(args, 1, "listquota")
+        path = _check_path(args[0])
+        mine = self._quota_dir(path)
+        self.err(f"absolute path is {mine}/{QUOTA_LIMITS}")
+        limits = self._get(f"{mine}/{QUOTA_LIMITS}")
+        if limits is None:
+            raise ShellError(f"quota for {path} does not exist.")
+        self.out(f"Output quota for {path} "
+                 + format_stats(parse_stats(limits.decode("utf-8", "replace"))))
+        stats = self._get(f"{mine}/{QUOTA_STATS}")
+        if stats is not None:
+            self.out(f"Output stat for {path} "
+                     + format_stats(parse_stats(stats.decode("utf-8", "replace"))))
+
+    def cmd_delquota(self, args: list[str]) -> None:
+        o, rest = _opts(args, "nbNB")
+        self._need(rest, 1, "delquota")
+        path = _check_path(rest[0])
+        mine = self._quota_dir(path)
+        lp = f"{mine}/{QUOTA_LIMITS}"
+        old = self._get(lp)
+        if old is None:
+            self.out(f"Quota does not exist for {path}")
+            return
+        flags = [key for flag, key in _QUOTA_FLAGS if o.get(flag)]
+        if flags:  # only these limits go
+            limits = parse_stats(old.decode("utf-8", "replace"))
+            limits.update(dict.fromkeys(flags, -1))
+            self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1),
+                         lp, rooted=False)
+            return
+        for leaf in (QUOTA_LIMITS, QUOTA_STATS):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(f"{mine}/{leaf}", -1), path,
+                             rooted=False)
+            except KeeperError as e:
+                if e.code != Err.NONODE:
+                    raise
+        node = mine  # and the quota branch, up to the first node still in use
+        while node != QUOTA_ROOT and not self._raw_children(node):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(node, -1), node, rooted=False)
+            except KeeperError as e:
+                if e.code not in (Err.NONODE, Err.NOTEMPTY):
+                    raise
+                break
+            node = node.rsplit("/", 1)[0]
 
     def cmd_history(self, args: list[str]) -> None:
         start = max(0, len(self.history) - 11)
@@ -514,6 +686,7 @@ class Shell:
         if args:
             try:
                 self.zk.hosts = parse_hosts(args[0])
+                self.zk.chroot = split_chroot(args[0])[1]
             except ValueError:
                 raise ShellError(COMMANDS["connect"]) from None
         self.zk.connect()
@@ -729,8 +902,8 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
         if shell is not None:
             shell.event(ev)
 
-    client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event)
     try:
+        client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event)
         client.connect()
     except KeeperError as e:
         print(f"Unable to connect to {server}: {e.path or 'no server answered'}",

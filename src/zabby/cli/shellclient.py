@@ -35,7 +35,7 @@ from zabby.wire import (
     encode_request,
 )
 
-__all__ = ["KeeperError", "ShellClient", "parse_hosts"]
+__all__ = ["KeeperError", "ShellClient", "parse_hosts", "split_chroot"]
 
 
 class KeeperError(Exception):
@@ -47,8 +47,25 @@ class KeeperError(Exception):
         self.path = path
 
 
+def split_chroot(spec: str) -> tuple[str, str]:
+    """``host:port,host2:port2/app/x`` -> (``host:port,host2:port2``, ``/app/x``).
+
+    The chroot is "" when absent or "/"; a malformed one raises ValueError, as
+    ZooKeeper's ConnectStringParser does."""
+    hosts, slash, root = spec.partition("/")
+    if not slash:
+        return spec, ""
+    root = "/" + root
+    if root == "/":
+        return hosts, ""
+    if root.endswith("/") or "//" in root or any(
+            part in (".", "..") for part in root.split("/")):
+        raise ValueError(f"invalid chroot path {root!r}")
+    return hosts, root
+
+
 def parse_hosts(spec: str) -> list[tuple[str, int]]:
-    """``host:port,host2:port2`` (an optional ``/chroot`` suffix is ignored)."""
+    """``host:port,host2:port2`` (a ``/chroot`` suffix is left to split_chroot)."""
     spec = spec.split("/", 1)[0]
     hosts = []
     for part in spec.split(","):
@@ -71,6 +88,9 @@ class ShellClient:
                  on_event: Callable[[WatcherEvent], None] | None = None,
                  connect_timeout: float = 5.0) -> None:
         self.hosts = parse_hosts(hosts)
+        # every path we send is below it and every path we get back is made relative
+        # to it, as ZooKeeper's client does with host:port/chroot
+        self.chroot = split_chroot(hosts)[1]
         self.timeout_ms = timeout_ms
         self.on_event = on_event
         self.connect_timeout = connect_timeout
@@ -213,6 +233,8 @@ class ShellClient:
         hdr, pos = ReplyHeader.decode_from(f, 0)
         if hdr.xid == XID_NOTIFICATION:
             ev, _ = WatcherEvent.decode_from(f, pos)
+            if ev.path is not None:
+                ev.path = self._out(ev.path)
             self._fired(ev)
             if self.on_event is not None:
                 self.on_event(ev)
@@ -264,10 +286,46 @@ class ShellClient:
                 self._lost(sock, closed)
                 return
 
+    # ---------------------------------------------------------------- chroot
+    def _in(self, path: str) -> str:
+        """A path of ours -> the server's."""
+        if not self.chroot:
+            return path
+        return self.chroot if path == "/" else self.chroot + path
+
+    def _out(self, path: str) -> str:
+        """A path from the server -> ours."""
+        root = self.chroot
+        if not root or not path.startswith(root):
+            return path
+        if len(path) == len(root):
+            return "/"
+        return path[len(root):] if path[len(root)] == "/" else path
+
+    def _rooted(self, body: Any) -> Any:
+        names = [n for n, _ in getattr(body, "FIELDS", ())]
+        for name in ("path", "prefixPath"):
+            if name in names:
+                copy = type(body)(*(getattr(body, n) for n in names))
+                setattr(copy, name, self._in(getattr(body, name)))
+                return copy
+        return body
+
+    def _unrooted(self, resp: Any) -> Any:
+        if hasattr(resp, "ephemerals"):
+            resp.ephemerals = [self._out(p) for p in resp.ephemerals]
+        elif isinstance(getattr(resp, "path", None), str):
+            resp.path = self._out(resp.path)
+        return resp
+
     # -------------------------------------------------------------- requests
     def call(self, op: int, body: Any = None, path: str = "", timeout: float = 15.0,
-             xid: int | None = None) -> Any:
-        """Send one request and wait for its reply; raise KeeperError on an error code."""
+             xid: int | None = None, rooted: bool = True) -> Any:
+        """Send one request and wait for its reply; raise KeeperError on an error code.
+
+        Paths in ``body`` and in the reply are relative to the chroot unless
+        ``rooted`` is false (``/zookeeper/config`` is read past the chroot)."""
+        sent = self._rooted(body) if rooted and self.chroot else body
         with self._call_lock:
             if not self.connected:
                 if self._user_closed or op == Op.CLOSE_SESSION:
@@ -282,7 +340,7 @@ class ShellClient:
             sock, closed = self.sock, self._closed
             try:
                 with self._send_lock:
-                    sock.sendall(encode_request(xid, op, body))  # type: ignore[union-attr]
+                    sock.sendall(encode_request(xid, op, sent))  # type: ignore[union-attr]
             except (OSError, AttributeError) as e:
                 self._lost(sock, closed)
                 raise KeeperError(Err.CONNECTIONLOSS, path) from e
@@ -300,4 +358,5 @@ class ShellClient:
         body_type = RESPONSE_BODY.get(op)
         if body_type is None:
             return None
-        return body_type.decode_from(f, pos)[0]
+        resp = body_type.decode_from(f, pos)[0]
+        return self._unrooted(resp) if rooted and self.chroot else resp
