@@ -235,7 +235,8 @@ DIFF_COMMANDS = [
     "getAcl /d", "getAcl -s /locked", "getAllChildrenNumber /d", "getEphemerals /d",
     "sync /d", "whoami", "get /nope", "create /d x", "delete /d", "set -v 9 /d x",
     "set /locked x", "removewatches /d", "ls /nope", "stat /nope", "create nopath",
-    "create /ephem/x", "delete -v 5 /d/a",
+    "create /ephem/x", "delete -v 5 /d/a", "listquota /d", "delquota /nope",
+    "setquota -n 3 /nope", "setquota -n 3 /zookeeper/quota", "stat -w /nope",
 ]
 _NOISE = ("SLF4J:", "Connecting to", "Welcome to ZooKeeper", "JLine", "WATCHER::",
           "WatchedEvent state:SyncConnected type:None", "WatchedEvent state:Closed")

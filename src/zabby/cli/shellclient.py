@@ -264,8 +264,16 @@ class ShellClient:
         elif op == Op.REMOVE_WATCHES and err == 0:
             kinds = {WatcherType.DATA: ("data", "exist"), WatcherType.CHILDREN: ("child",)}.get(
                 body.type, ("data", "exist", "child", "persistent", "recursive"))
+            removed = {k for k in kinds if body.path in w[k]}
             for k in kinds:
                 w[k].discard(body.path)
+            # ZooKeeper's client tells the watcher its watch is gone, one event a kind
+            for ev_type, ks in ((EventType.DATA_WATCH_REMOVED, {"data", "exist"}),
+                                (EventType.CHILD_WATCH_REMOVED, {"child"}),
+                                (EventType.PERSISTENT_WATCH_REMOVED,
+                                 {"persistent", "recursive"})):
+                if removed & ks:
+                    self._event(WatcherEvent(ev_type, 3, body.path))
 
     def _fired(self, ev: WatcherEvent) -> None:
         """One-shot watches are gone once they fire."""
