@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from zabby.testing import OPEN_ACL_UNSAFE, RawClient, ZabbyServer, find_zookeeper
-from zabby.wire import Op, SetDataRequest
+from zabby.wire import CreateRequest, Op, SetDataRequest
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 PROMPT = re.compile(r"\[zk: [0-9.:]+\(CONNECTED\) (\d+)\]")
@@ -33,9 +33,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _shell(server, *args: str, input: str | None = None, tmp_path: Path):
+def _shell(server, *args: str, input: str | None = None, tmp_path: Path, at: str = ""):
     return subprocess.run(
-        [sys.executable, "-m", "zabby", "shell", "-server", server.hosts, *args],
+        [sys.executable, "-m", "zabby", "shell", "-server", server.hosts + at, *args],
         input=input, capture_output=True, text=True, timeout=60, env=_env(tmp_path))
 
 
@@ -72,6 +72,12 @@ class Pty:
     def close(self) -> None:
         self.child.close(force=True)
         self.child.logfile_read.close()
+
+
+def _create(server, path: str) -> None:
+    host, port = server.hosts.split(":")
+    with RawClient(host, int(port)) as c:
+        assert c.request(Op.CREATE, CreateRequest(path, b"", OPEN_ACL_UNSAFE, 0)).err == 0
 
 
 def _set(server, path: str, data: bytes) -> None:
@@ -121,13 +127,45 @@ def test_interactive_session(server, tmp_path):
         sh.expect("WATCHER::", "WatchedEvent state:SyncConnected type:NodeDataChanged path:/sh")
         sh.prompt()  # drawn again below the event
         run("stat -w /sh", "dataVersion = 2")
-        run("removewatches /sh -d")
+        run("removewatches /sh -d", "type:DataWatchRemoved path:/sh")
         run("removewatches /sh", "KeeperErrorCode = No such watcher for /sh")
         run("addWatch -m PERSISTENT /sh")
         _set(server, "/sh", b"again")
         sh.expect("type:NodeDataChanged path:/sh")
         sh.prompt()
-        run("removewatches /sh -a")
+        run("removewatches /sh -a", "type:PersistentWatchRemoved path:/sh")
+        # a child watch, and a recursive one (addWatch's default) seeing a grandchild
+        run("ls -w /sh", "[eph, seq-0000000001]")
+        run("addWatch /shr")  # watches may be set on absent paths
+        _create(server, "/sh/kid")
+        sh.expect("type:NodeChildrenChanged path:/sh")
+        sh.prompt()
+        _create(server, "/shr")
+        sh.expect("type:NodeCreated path:/shr")
+        sh.prompt()
+        _create(server, "/shr/a")
+        _create(server, "/shr/a/b")
+        sh.expect("type:NodeCreated path:/shr/a", "type:NodeCreated path:/shr/a/b")
+        sh.prompt()
+        run("removewatches /shr", "type:PersistentWatchRemoved path:/shr")
+        run("ls -w /shr", "[a]")
+        run("removewatches /shr -c", "type:ChildWatchRemoved path:/shr")
+        # quotas, kept where ZooKeeper keeps them
+        run("setquota -n 5 /shr")
+        run("setquota -B 1000 /shr")
+        run("listquota /shr", "absolute path is /zookeeper/quota/shr/zookeeper_limits",
+            "Output quota for /shr count=5,bytes=-1=;byteHardLimit=1000;countHardLimit=-1",
+            "Output stat for /shr count=0,bytes=0")
+        run("setquota -n 2 /shr/a", "/shr/a has a parent /shr which has a quota")
+        run("delquota -n /shr")
+        run("listquota /shr", "count=-1,bytes=-1=;byteHardLimit=1000;countHardLimit=-1")
+        run("delquota /shr")
+        run("listquota /shr", "quota for /shr does not exist.")
+        run("ls /zookeeper/quota", "[]")
+        run("getEphemerals /sh", "[/sh/eph]")
+        run("deleteall /shr")
+        run("stat /shr", "Node does not exist: /shr")
+        run("config -c")
         run("frobnicate", "Command not found")
         # tab completion: a command name, then a znode path asked of the server
         run("create /completeme-node PATHDATA", "Created /completeme-node")
@@ -151,7 +189,7 @@ def test_interactive_session(server, tmp_path):
         run("close", "WatchedEvent state:Closed type:None path:null", state="CLOSED")
         run("ls /", "Not connected", state="CLOSED")
         run(f"connect {server.hosts}", "WatchedEvent state:SyncConnected type:None path:null")
-        run("ls /sh", "[seq-0000000001]")  # the old session's ephemeral went with it
+        run("ls /sh", "[kid, seq-0000000001]")  # the old session's ephemeral went with it
         child.sendline("quit")
         child.expect(pexpect.EOF)
     finally:
@@ -197,6 +235,26 @@ def test_scripted_c_and_words(server, tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("[]\ncZxid = 0x")
     r = _shell(server, "-c", "set /c1 'a;b c'; get /c1; delete /c1", tmp_path=tmp_path)
     assert r.returncode == 0 and r.stdout == "a;b c\n"
+
+
+def test_chroot(server, tmp_path):
+    r = _shell(server, "-c", "create /app", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _shell(server, "-c", "create /x one; create -s /x/s- ; create -e /x/e; ls /; ls -R /; "
+               "getEphemerals /; get /x; sync /x; setquota -n 3 /x; listquota /x",
+               tmp_path=tmp_path, at="/app")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "Created /x", "Created /x/s-0000000000", "Created /x/e", "[x]",
+        "/", "/x", "/x/e", "/x/s-0000000000", "[/x/e]", "one", "Sync is OK",
+        # quotas are for real paths: ZooKeeper counts below /app/x
+        "Output quota for /x count=3,bytes=-1=;byteHardLimit=-1;countHardLimit=-1",
+        "Output stat for /x count=0,bytes=0"]
+    assert "absolute path is /zookeeper/quota/app/x/zookeeper_limits" in r.stderr
+    r = _shell(server, "-c", "ls -R /app; ls /zookeeper/quota/app", tmp_path=tmp_path)
+    assert r.stdout.splitlines() == ["/app", "/app/x", "/app/x/s-0000000000", "[x]"]
+    r = _shell(server, "-c", "ls /", tmp_path=tmp_path, at="/bad//root")
+    assert r.returncode == 2 and "invalid chroot" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_no_server(tmp_path):
