@@ -3,6 +3,7 @@
     zabby shell -server 127.0.0.1:2181            # interactive (prompt_toolkit)
     zabby shell -server 127.0.0.1:2181 -c "create /a x; get /a"
     echo "ls /" | zabby shell --server 127.0.0.1:2181
+    zabby shell -server h1:2181,h2:2181/app       # every path below /app
 
 Scripted use (``-c``, a command after the options, or commands on a pipe) stops at
 the first failing command and exits 1 (zkCli.sh reading a pipe goes on and exits 0).
@@ -10,7 +11,13 @@ Results go to stdout and errors to stderr; unlike zkCli.sh, "Created /path" is a
 result (stdout). Tab completes command names and znode paths (children of the typed
 prefix, asked of the server). History is kept in ~/.zabby_history, or in the file
 $ZABBY_SHELL_HISTORY names. A lost connection is retried, same session and watches,
-at the next command.
+at the next command. Watch events are printed above the prompt as they arrive.
+
+setquota / listquota / delquota write and read ZooKeeper's quota nodes
+(/zookeeper/quota/<path>/zookeeper_limits and zookeeper_stats) in ZooKeeper 3.8's
+format; with a chroot they name the real path (zkCli would put them below the
+chroot). ZooKeeper's server keeps zookeeper_stats current and logs (or, for hard
+limits, refuses) what exceeds them; zabby's server does neither yet. Not here: TLS and SASL (zkCli's -client-configuration), reconfig.
 """
 
 from __future__ import annotations
