@@ -257,6 +257,50 @@ def test_chroot(server, tmp_path):
     assert r.returncode == 2 and "invalid chroot" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_tls_client_configuration(tmp_path):
+    from zabby.testing.certs import CertificateAuthority
+    from zabby.testing.servers import free_port
+
+    ca = CertificateAuthority("shell test CA")
+    pw = "shell-Pw-1"
+    ca.issue("localhost", server=True).write(tmp_path / "server.p12", pw)
+    ca.write_truststore(tmp_path / "trust.p12", pw)
+    ca.issue("shell", ou="test").write(tmp_path / "client.pem", pw)
+    ca.write_truststore(tmp_path / "trust.pem", "")
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "# as zkCli.sh -client-configuration takes it\n"
+        "zookeeper.client.secure=true\n"
+        "zookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty\n"
+        f"zookeeper.ssl.keyStore.location={tmp_path / 'client.pem'}\n"
+        f"zookeeper.ssl.keyStore.password={pw}\n"
+        f"zookeeper.ssl.trustStore.location={tmp_path / 'trust.pem'}\n")
+    port = free_port()
+    cfg = {"ssl.keyStore.location": tmp_path / "server.p12", "ssl.keyStore.password": pw,
+           "ssl.trustStore.location": tmp_path / "trust.p12", "ssl.trustStore.password": pw}
+    with ZabbyServer(tmp_path / "srv", secureClientPort=port, **cfg):
+        def shell(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "zabby", "shell", "-server", f"127.0.0.1:{port}",
+                 *args], capture_output=True, text=True, timeout=60, env=_env(tmp_path))
+
+        r = shell("-client-configuration", str(props), "-c", "create /tls x; get /tls; whoami")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[:3] == ["Created /tls", "x", "Auth scheme: User"]
+        assert "x509: CN=shell,OU=test,O=zabby" in r.stdout
+        # plain TCP to the secure port: no session, said in words
+        r = shell("-c", "ls /")
+        assert r.returncode == 1 and "Unable to connect" in r.stderr
+        assert "Traceback" not in r.stderr
+        # a configuration that cannot be used
+        bad = tmp_path / "bad.properties"
+        bad.write_text("zookeeper.client.secure=true\n"
+                       f"zookeeper.ssl.trustStore.location={tmp_path / 'nope.jks'}\n")
+        r = shell("-client-configuration", str(bad), "-c", "ls /")
+        assert r.returncode == 2 and "cannot use the client configuration" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
 def test_no_server(tmp_path):
     r = subprocess.run([sys.executable, "-m", "zabby", "shell", "-server", "127.0.0.1:1",
                         "-c", "ls /"], capture_output=True, text=True, timeout=60,

@@ -17,7 +17,11 @@ setquota / listquota / delquota write and read ZooKeeper's quota nodes
 (/zookeeper/quota/<path>/zookeeper_limits and zookeeper_stats) in ZooKeeper 3.8's
 format; with a chroot they name the real path (zkCli would put them below the
 chroot). ZooKeeper's server keeps zookeeper_stats current and logs (or, for hard
-limits, refuses) what exceeds them; zabby's server does neither yet. Not here: TLS and SASL (zkCli's -client-configuration), reconfig.
+limits, refuses) what exceeds them; zabby's server does neither yet.
+
+TLS: ``-client-configuration FILE`` with ZooKeeper's client keys
+(zookeeper.client.secure=true, zookeeper.ssl.keyStore.* and trustStore.* as JKS,
+PKCS12 or PEM, zookeeper.ssl.hostnameVerification). Not here: SASL, reconfig.
 """
 
 from __future__ import annotations
@@ -876,6 +880,58 @@ def _scripted(shell: Shell, lines: Iterable[str]) -> int:
     return status
 
 
+def read_properties(path: str) -> dict[str, str]:
+    """A Java properties file, as far as client configurations need: ``key=value``,
+    ``key: value`` or ``key value`` lines, ``#`` and ``!`` comments."""
+    props: dict[str, str] = {}
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if m:
+            props[m.group(1)] = m.group(2).strip()
+        else:
+            props[line] = ""
+    return props
+
+
+def tls_context(props: dict[str, str]):
+    """The client's SSLContext from ZooKeeper's client keys, or None without
+    ``zookeeper.client.secure=true``. Key and trust stores may be JKS, PKCS12 or PEM."""
+    import ssl
+
+    from cryptography.hazmat.primitives import serialization
+
+    from zabby.server.tls import (
+        load_cert_chain,
+        load_key_store,
+        load_trust_store,
+        store_type_of,
+    )
+
+    if props.get("zookeeper.client.secure", "false").strip().lower() != "true":
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    p = "zookeeper.ssl."
+    trust = props.get(p + "trustStore.location")
+    if trust:
+        certs = load_trust_store(trust, props.get(p + "trustStore.password", ""),
+                                 store_type_of(props.get(p + "trustStore.type"), trust))
+        ctx.load_verify_locations(cadata="".join(
+            c.public_bytes(serialization.Encoding.PEM).decode() for c in certs))
+    else:
+        ctx.load_default_certs()
+    keys = props.get(p + "keyStore.location")
+    if keys:
+        load_cert_chain(ctx, load_key_store(
+            keys, props.get(p + "keyStore.password", ""),
+            store_type_of(props.get(p + "keyStore.type"), keys)))
+    if props.get(p + "hostnameVerification", "true").strip().lower() == "false":
+        ctx.check_hostname = False
+    return ctx
+
+
 def split_commands(text: str) -> list[str]:
     """``-c "create /a 'x;y'; get /a"``: split on ``;`` outside quotes."""
     parts, cur, quote = [], [], ""
@@ -895,7 +951,7 @@ def split_commands(text: str) -> list[str]:
 
 
 def run(server: str, command: str | None = None, words: list[str] | None = None,
-        timeout_ms: int = 30000) -> int:
+        timeout_ms: int = 30000, client_config: str | None = None) -> int:
     lock = threading.Lock()
     interactive = command is None and not words and sys.stdin.isatty()
 
@@ -910,7 +966,14 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
             shell.event(ev)
 
     try:
-        client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event)
+        context = tls_context(read_properties(client_config)) if client_config else None
+    except Exception as e:  # noqa: BLE001 - a message, never a traceback
+        print(f"zabby shell: cannot use the client configuration {client_config}: {e}",
+              file=sys.stderr)
+        return 2
+    try:
+        client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event,
+                             ssl_context=context)
         client.connect()
     except KeeperError as e:
         print(f"Unable to connect to {server}: {e.path or 'no server answered'}",
@@ -946,9 +1009,13 @@ def add_arguments(p) -> None:
                    help="host:port[,host:port...] (default 127.0.0.1:2181)")
     p.add_argument("-timeout", "--timeout", dest="timeout", type=int, default=30000,
                    help="session timeout in ms")
+    p.add_argument("-client-configuration", "--client-configuration", dest="client_config",
+                   metavar="FILE", help="ZooKeeper client properties: zookeeper.client.secure, "
+                   "zookeeper.ssl.keyStore.* / trustStore.* (JKS, PKCS12, PEM), "
+                   "zookeeper.ssl.hostnameVerification")
     p.add_argument("-c", dest="command", help='commands separated by ";" (scripted use)')
     p.add_argument("words", nargs=argparse.REMAINDER, help="one command to run, as zkCli.sh takes it")
 
 
 def main(args) -> int:
-    return run(args.server, args.command, args.words, args.timeout)
+    return run(args.server, args.command, args.words, args.timeout, args.client_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -83,11 +84,75 @@ def parse_hosts(spec: str) -> list[tuple[str, int]]:
     return hosts
 
 
+class TlsSocket:
+    """TLS over a connected socket, safe for one reading and one writing thread.
+
+    An SSL object must not be used by two threads at once, and TLS 1.3 may write
+    while reading, so the SSL object works on memory buffers under a lock and the
+    socket I/O happens here: the reader waits on the socket without the lock."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, host: str) -> None:
+        self.sock = sock
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._in, self._out, server_hostname=host)
+        self._lock = threading.Lock()
+        while True:  # the handshake (the socket's timeout bounds it)
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed during the TLS handshake") from None
+                self._in.write(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._tls.write(data)
+            self._flush()
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            with self._lock:
+                try:
+                    data = self._tls.read(n)
+                    self._flush()
+                    return data  # b"": the server closed the TLS session
+                except ssl.SSLWantReadError:
+                    self._flush()
+            raw = self.sock.recv(max(n, 65536))
+            if not raw:
+                return b""
+            with self._lock:
+                self._in.write(raw)
+
+    def settimeout(self, t: float | None) -> None:
+        self.sock.settimeout(t)
+
+    def setsockopt(self, *args: Any) -> None:
+        self.sock.setsockopt(*args)
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class ShellClient:
     def __init__(self, hosts: str, timeout_ms: int = 30000,
                  on_event: Callable[[WatcherEvent], None] | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.hosts = parse_hosts(hosts)
+        self.ssl_context = ssl_context  # TLS to every host (zookeeper.client.secure)
         # every path we send is below it and every path we get back is made relative
         # to it, as ZooKeeper's client does with host:port/chroot
         self.chroot = split_chroot(hosts)[1]
@@ -131,6 +196,8 @@ class ShellClient:
                 continue
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ssl_context is not None:
+                    sock = TlsSocket(sock, self.ssl_context, host)  # type: ignore[assignment]
                 req = ConnectRequest(0, self.last_zxid, self.timeout_ms, sid, passwd)
                 sock.sendall(encode_connect_request(req))
                 decoder = FrameDecoder(max_frame=64 * 1024 * 1024)
@@ -141,7 +208,7 @@ class ShellClient:
                         raise ConnectionError("closed during handshake")
                     frames.extend(decoder.feed(data))
                 resp, _ro = decode_connect_response(frames.pop(0))
-            except (OSError, ConnectionError, ValueError) as e:
+            except (OSError, ConnectionError, ValueError) as e:  # ssl.SSLError is an OSError
                 sock.close()
                 last = e
                 continue
