@@ -769,8 +769,9 @@ class Console:
 
     (prompt_toolkit's ``patch_stdout`` was used before: its flush thread hands text to
     whichever prompt is running *when it wakes up*, so a command's output could land
-    after the next prompt, or be written while that prompt was starting and never
-    be followed by a redraw.)
+    after the next prompt was drawn, or be written while that prompt was starting and
+    never be followed by a redraw; a script driving the shell then took the prompt for
+    "the command is done" too early.)
     """
 
     def __init__(self, stream=None) -> None:
@@ -801,7 +802,7 @@ class Console:
         if loop is not None:
             try:
                 loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # that prompt's loop has closed: prompt_done() writes it
+            except RuntimeError:  # that prompt's loop has closed: prompt() writes it
                 pass
 
     def _drain(self) -> None:
