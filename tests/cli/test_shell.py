@@ -257,6 +257,25 @@ def test_chroot(server, tmp_path):
     assert r.returncode == 2 and "invalid chroot" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_chroot_interactive(server, tmp_path):
+    """Event paths and completions are relative to the chroot, as the commands are."""
+    assert _shell(server, "-c", "create /app2", tmp_path=tmp_path).returncode == 0
+    sh = Pty(f"{server.hosts}/app2", tmp_path)
+    try:
+        sh.run("create /watched x", "Created /watched")
+        sh.run("get -w /watched", "x\r\n")
+        _set(server, "/app2/watched", b"y")
+        sh.expect("type:NodeDataChanged path:/watched\r\n")
+        sh.prompt()
+        sh.child.send("get /watc\t")
+        sh.expect("/watched")
+        sh.run("", "y\r\n")
+        sh.child.sendline("quit")
+        sh.child.expect(pexpect.EOF)
+    finally:
+        sh.close()
+
+
 def test_tls_client_configuration(tmp_path):
     from zabby.testing.certs import CertificateAuthority
     from zabby.testing.servers import free_port
