@@ -320,6 +320,44 @@ def test_tls_client_configuration(tmp_path):
         assert "Traceback" not in r.stderr
 
 
+def test_sasl_digest_client_configuration(tmp_path):
+    from zabby.testing.sasl import jaas_server_section
+
+    jaas = tmp_path / "jaas.conf"
+    jaas.write_text(jaas_server_section({"bob": "bob-Pw-1"}) + """
+Client {
+  org.apache.zookeeper.server.auth.DigestLoginModule required
+  username="bob"
+  password="bob-Pw-1";
+};
+Wrong {
+  org.apache.zookeeper.server.auth.DigestLoginModule required
+  username="bob"
+  password="not-it";
+};
+""")
+    props = tmp_path / "client.properties"
+    props.write_text(f"java.security.auth.login.config={jaas}\n")
+    wrong = tmp_path / "wrong.properties"
+    wrong.write_text(f"java.security.auth.login.config={jaas}\n"
+                     "zookeeper.sasl.clientconfig=Wrong\n")
+    sasl_provider = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+    with ZabbyServer(tmp_path / "srv", **{"authProvider.1": sasl_provider},
+                     jvm_flags=[f"-Djava.security.auth.login.config={jaas}"]) as srv:
+        def shell(*args: str) -> subprocess.CompletedProcess:
+            return _shell(srv, *args, tmp_path=tmp_path)
+
+        r = shell("-client-configuration", str(props), "-c",
+                  "whoami; create /bobs x sasl:bob:cdrwa; get /bobs")
+        assert r.returncode == 0, r.stderr
+        assert "sasl: bob" in r.stdout.splitlines() and r.stdout.endswith("Created /bobs\nx\n")
+        r = shell("-c", "get /bobs")  # no login: the ACL says no
+        assert r.returncode == 1 and r.stderr.strip() == "Insufficient permission : /bobs"
+        r = shell("-client-configuration", str(wrong), "-c", "ls /")
+        assert r.returncode == 1 and "authentication failed" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
 def test_no_server(tmp_path):
     r = subprocess.run([sys.executable, "-m", "zabby", "shell", "-server", "127.0.0.1:1",
                         "-c", "ls /"], capture_output=True, text=True, timeout=60,

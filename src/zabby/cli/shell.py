@@ -19,9 +19,12 @@ format; with a chroot they name the real path (zkCli would put them below the
 chroot). ZooKeeper's server keeps zookeeper_stats current and logs (or, for hard
 limits, refuses) what exceeds them; zabby's server does neither yet.
 
-TLS: ``-client-configuration FILE`` with ZooKeeper's client keys
+TLS and SASL: ``-client-configuration FILE`` with ZooKeeper's client keys
 (zookeeper.client.secure=true, zookeeper.ssl.keyStore.* and trustStore.* as JKS,
-PKCS12 or PEM, zookeeper.ssl.hostnameVerification). Not here: SASL, reconfig.
+PKCS12 or PEM, zookeeper.ssl.hostnameVerification; java.security.auth.login.config
+naming a JAAS file whose section -- zookeeper.sasl.clientconfig, default Client --
+holds username and password for DIGEST-MD5, redone on every connection).
+Not here: Kerberos (GSSAPI), reconfig.
 """
 
 from __future__ import annotations
@@ -933,6 +936,24 @@ def tls_context(props: dict[str, str]):
     return ctx
 
 
+def sasl_login(props: dict[str, str]) -> tuple[str, str] | None:
+    """(user, password) for SASL DIGEST-MD5, from the JAAS file the configuration
+    names (``java.security.auth.login.config``) and its section
+    (``zookeeper.sasl.clientconfig``, default Client); None without a JAAS file or
+    with ``zookeeper.sasl.client=false``, as ZooKeeper's client."""
+    from zabby.server.jaas import load_jaas
+
+    path = props.get("java.security.auth.login.config")
+    if not path or props.get("zookeeper.sasl.client", "true").strip().lower() == "false":
+        return None
+    section = load_jaas(path).require(props.get("zookeeper.sasl.clientconfig", "Client"))
+    opts = section.options()
+    if "username" not in opts or "password" not in opts:
+        raise ValueError(f"JAAS section {section.name} has no username and password "
+                         "(only DIGEST-MD5 is supported)")
+    return opts["username"], opts["password"]
+
+
 def split_commands(text: str) -> list[str]:
     """``-c "create /a 'x;y'; get /a"``: split on ``;`` outside quotes."""
     parts, cur, quote = [], [], ""
@@ -967,18 +988,21 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
             shell.event(ev)
 
     try:
-        context = tls_context(read_properties(client_config)) if client_config else None
+        props = read_properties(client_config) if client_config else {}
+        context, sasl = tls_context(props), sasl_login(props)
     except Exception as e:  # noqa: BLE001 - a message, never a traceback
         print(f"zabby shell: cannot use the client configuration {client_config}: {e}",
               file=sys.stderr)
         return 2
     try:
         client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event,
-                             ssl_context=context)
+                             ssl_context=context, sasl=sasl)
         client.connect()
     except KeeperError as e:
-        print(f"Unable to connect to {server}: {e.path or 'no server answered'}",
-              file=sys.stderr)
+        why = e.path or "no server answered"
+        if e.code == Err.AUTHFAILED:
+            why = f"authentication failed ({why})"
+        print(f"Unable to connect to {server}: {why}", file=sys.stderr)
         return 1
     except ValueError as e:
         print(f"zabby shell: bad server list: {e}", file=sys.stderr)
@@ -1013,7 +1037,8 @@ def add_arguments(p) -> None:
     p.add_argument("-client-configuration", "--client-configuration", dest="client_config",
                    metavar="FILE", help="ZooKeeper client properties: zookeeper.client.secure, "
                    "zookeeper.ssl.keyStore.* / trustStore.* (JKS, PKCS12, PEM), "
-                   "zookeeper.ssl.hostnameVerification")
+                   "zookeeper.ssl.hostnameVerification; java.security.auth.login.config "
+                   "(a JAAS file), zookeeper.sasl.clientconfig, zookeeper.sasl.client")
     p.add_argument("-c", dest="command", help='commands separated by ";" (scripted use)')
     p.add_argument("words", nargs=argparse.REMAINDER, help="one command to run, as zkCli.sh takes it")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +27,10 @@ from zabby.wire import (
     Err,
     EventType,
     FrameDecoder,
+    KeeperState,
     Op,
     ReplyHeader,
+    SaslToken,
     SetWatches2,
     WatcherEvent,
     WatcherType,
@@ -150,9 +153,11 @@ class ShellClient:
     def __init__(self, hosts: str, timeout_ms: int = 30000,
                  on_event: Callable[[WatcherEvent], None] | None = None,
                  connect_timeout: float = 5.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 sasl: tuple[str, str] | None = None) -> None:
         self.hosts = parse_hosts(hosts)
         self.ssl_context = ssl_context  # TLS to every host (zookeeper.client.secure)
+        self.sasl = sasl  # (user, password): DIGEST-MD5 on every connection
         # every path we send is below it and every path we get back is made relative
         # to it, as ZooKeeper's client does with host:port/chroot
         self.chroot = split_chroot(hosts)[1]
@@ -238,6 +243,13 @@ class ShellClient:
                         self.last_zxid, sorted(w["data"]), sorted(w["exist"]),
                         sorted(w["child"]),
                         sorted(w["persistent"]), sorted(w["recursive"]))))
+            if self.sasl is not None:
+                try:
+                    self._sasl_login()
+                except KeeperError:
+                    self._event(WatcherEvent(-1, KeeperState.AUTH_FAILED, None))
+                    self._lost(self.sock, closed)
+                    raise
             if resume:
                 self._event(WatcherEvent(-1, 3, None))  # SyncConnected again
             return
@@ -394,6 +406,53 @@ class ShellClient:
         return resp
 
     # -------------------------------------------------------------- requests
+    def _exchange(self, op: int, body: Any, path: str, timeout: float,
+                  xid: int | None = None) -> tuple[int, bytes, int]:
+        """One request on the current connection: (error code, reply frame, body offset).
+        The caller holds _call_lock, or is connect() making the connection usable."""
+        if xid is None:
+            self._xid += 1
+            xid = self._xid
+        sock, closed = self.sock, self._closed
+        try:
+            with self._send_lock:
+                sock.sendall(encode_request(xid, op, body))  # type: ignore[union-attr]
+        except (OSError, AttributeError) as e:
+            self._lost(sock, closed)
+            raise KeeperError(Err.CONNECTIONLOSS, path) from e
+        with self._cond:
+            ok = self._cond.wait_for(lambda: xid in self._pending or closed.is_set(), timeout)
+            if xid not in self._pending:
+                if ok:  # closed
+                    raise KeeperError(Err.CONNECTIONLOSS, path)
+                raise KeeperError(Err.OPERATIONTIMEOUT, path)
+            err, (f, pos) = self._pending.pop(xid)
+        return err, f, pos
+
+    def _sasl_login(self) -> None:
+        """SASL DIGEST-MD5 on a new connection, before any request of ours (ZooKeeper's
+        client does it on every connection). AUTHFAILED when the server refuses."""
+        from zabby.server.digest_md5 import DigestMD5Client, SaslError
+
+        assert self.sasl is not None
+        user, password = self.sasl
+        cli = DigestMD5Client(user, password)
+        token = cli.initial()
+        for _ in range(3):
+            err, f, pos = self._exchange(Op.SASL, SaslToken(token), "", 15.0)
+            if err:
+                raise KeeperError(err, "SASL login")
+            n = struct.unpack_from(">i", f, pos)[0] if len(f) >= pos + 4 else -1
+            if n < 0:  # the server has no SASL: nothing to do
+                return
+            try:
+                token = cli.step(bytes(f[pos + 4:pos + 4 + n]))
+            except SaslError as e:
+                raise KeeperError(Err.AUTHFAILED, str(e)) from None
+            if cli.complete:
+                return
+        raise KeeperError(Err.AUTHFAILED, "SASL login did not complete")
+
     def call(self, op: int, body: Any = None, path: str = "", timeout: float = 15.0,
              xid: int | None = None, rooted: bool = True) -> Any:
         """Send one request and wait for its reply; raise KeeperError on an error code.
@@ -409,24 +468,7 @@ class ShellClient:
                     self.connect(resume=True)  # the connection was lost: try again
                 except KeeperError as e:
                     raise KeeperError(e.code, path) from None
-            if xid is None:
-                self._xid += 1
-                xid = self._xid
-            sock, closed = self.sock, self._closed
-            try:
-                with self._send_lock:
-                    sock.sendall(encode_request(xid, op, sent))  # type: ignore[union-attr]
-            except (OSError, AttributeError) as e:
-                self._lost(sock, closed)
-                raise KeeperError(Err.CONNECTIONLOSS, path) from e
-            with self._cond:
-                ok = self._cond.wait_for(
-                    lambda: xid in self._pending or closed.is_set(), timeout)
-                if xid not in self._pending:
-                    if ok:  # closed
-                        raise KeeperError(Err.CONNECTIONLOSS, path)
-                    raise KeeperError(Err.OPERATIONTIMEOUT, path)
-                err, (f, pos) = self._pending.pop(xid)
+            err, f, pos = self._exchange(op, sent, path, timeout, xid)
         self._track(op, body, err)
         if err:
             raise KeeperError(err, path)
