@@ -366,9 +366,12 @@ def test_no_server(tmp_path):
     assert "Unable to connect" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_reconnects_after_server_restart(tmp_path):
+@pytest.mark.parametrize("chroot", ["", "/rt"])
+def test_reconnects_after_server_restart(tmp_path, chroot):
     with ZabbyServer(tmp_path / "srv") as srv:
-        sh = Pty(srv.hosts, tmp_path)
+        if chroot:
+            _create(srv, chroot)
+        sh = Pty(srv.hosts + chroot, tmp_path)
         try:
             sh.run("create -e /mine x", "Created /mine")
             sh.run("get -w /mine", "x\r\n")
@@ -379,8 +382,8 @@ def test_reconnects_after_server_restart(tmp_path):
             sh.run("getEphemerals /", "WatchedEvent state:SyncConnected type:None path:null",
                    "[/mine]")
             # the watch was set again on the resumed session
-            _set(srv, "/mine", b"y")
-            sh.expect("type:NodeDataChanged path:/mine")
+            _set(srv, chroot + "/mine", b"y")
+            sh.expect("type:NodeDataChanged path:/mine\r\n")
             sh.child.sendline("quit")
             sh.child.expect(pexpect.EOF)
         finally:

@@ -234,15 +234,6 @@ class ShellClient:
                              name="zabby-shell-reader", daemon=True).start()
             threading.Thread(target=self._pinger, args=(sock, closed),
                              name="zabby-shell-pinger", daemon=True).start()
-            if resume and any(self.watches.values()):
-                # before any request of ours, as ZooKeeper's client does; the reply is
-                # dropped (_dispatch) and requests after it are served after it
-                w = self.watches
-                with self._send_lock:
-                        sock.sendall(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
-                        self.last_zxid, sorted(w["data"]), sorted(w["exist"]),
-                        sorted(w["child"]),
-                        sorted(w["persistent"]), sorted(w["recursive"]))))
             if self.sasl is not None:
                 try:
                     self._sasl_login()
@@ -250,6 +241,14 @@ class ShellClient:
                     self._event(WatcherEvent(-1, KeeperState.AUTH_FAILED, None))
                     self._lost(self.sock, closed)
                     raise
+            if resume and any(self.watches.values()):
+                # before any request of ours, as ZooKeeper's client does; the reply is
+                # dropped (_dispatch) and requests after it are served after it
+                w = {k: sorted(map(self._in, v)) for k, v in self.watches.items()}
+                with self._send_lock:
+                    sock.sendall(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
+                        self.last_zxid, w["data"], w["exist"], w["child"],
+                        w["persistent"], w["recursive"])))
             if resume:
                 self._event(WatcherEvent(-1, 3, None))  # SyncConnected again
             return
