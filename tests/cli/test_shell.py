@@ -375,8 +375,13 @@ def test_reconnects_after_server_restart(tmp_path, chroot):
         try:
             sh.run("create -e /mine x", "Created /mine")
             sh.run("get -w /mine", "x\r\n")
+            sh.run("ls -w /", "[mine")
             srv.stop()
             sh.expect("WatchedEvent state:Disconnected type:None path:null")
+            # with no server, -l removes a watch here (it is not set again later)
+            sh.run("removewatches / -c -l", "type:ChildWatchRemoved path:/\r\n",
+                   state="CONNECTING")
+            sh.run("removewatches / -c -l", "No such watcher for /", state="CONNECTING")
             srv.start()
             # the next command reconnects, resuming the session: its ephemeral is still there
             sh.run("getEphemerals /", "WatchedEvent state:SyncConnected type:None path:null",

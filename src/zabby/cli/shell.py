@@ -498,6 +498,9 @@ class Shell:
         except KeeperError as e:
             if not (o.get("l") and e.code == Err.CONNECTIONLOSS):
                 raise
+            # -l: no server to ask, so remove them here (not set again on reconnect)
+            if not self.zk.forget_watches(path, wtype):
+                raise KeeperError(Err.NOWATCHER, path) from None
 
     def cmd_whoami(self, args: list[str]) -> None:
         r = self.zk.call(Op.WHO_AM_I, Empty())

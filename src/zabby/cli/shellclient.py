@@ -340,18 +340,24 @@ class ShellClient:
             w["recursive" if body.mode == AddWatchMode.PERSISTENT_RECURSIVE
               else "persistent"].add(body.path)
         elif op == Op.REMOVE_WATCHES and err == 0:
-            kinds = {WatcherType.DATA: ("data", "exist"), WatcherType.CHILDREN: ("child",)}.get(
-                body.type, ("data", "exist", "child", "persistent", "recursive"))
-            removed = {k for k in kinds if body.path in w[k]}
-            for k in kinds:
-                w[k].discard(body.path)
-            # ZooKeeper's client tells the watcher its watch is gone, one event a kind
-            for ev_type, ks in ((EventType.DATA_WATCH_REMOVED, {"data", "exist"}),
-                                (EventType.CHILD_WATCH_REMOVED, {"child"}),
-                                (EventType.PERSISTENT_WATCH_REMOVED,
-                                 {"persistent", "recursive"})):
-                if removed & ks:
-                    self._event(WatcherEvent(ev_type, 3, body.path))
+            self.forget_watches(body.path, body.type)
+
+    def forget_watches(self, path: str, watcher_type: int) -> bool:
+        """Drop our record of the watches of one type on `path` (the server removed
+        them, or ``removewatches -l`` without a server); False if there were none."""
+        w = self.watches
+        kinds = {WatcherType.DATA: ("data", "exist"), WatcherType.CHILDREN: ("child",)}.get(
+            watcher_type, ("data", "exist", "child", "persistent", "recursive"))
+        removed = {k for k in kinds if path in w[k]}
+        for k in kinds:
+            w[k].discard(path)
+        # ZooKeeper's client tells the watcher its watch is gone, one event a kind
+        for ev_type, ks in ((EventType.DATA_WATCH_REMOVED, {"data", "exist"}),
+                            (EventType.CHILD_WATCH_REMOVED, {"child"}),
+                            (EventType.PERSISTENT_WATCH_REMOVED, {"persistent", "recursive"})):
+            if removed & ks:
+                self._event(WatcherEvent(ev_type, KeeperState.SYNC_CONNECTED, path))
+        return bool(removed)
 
     def _fired(self, ev: WatcherEvent) -> None:
         """One-shot watches are gone once they fire."""
