@@ -1,9 +1,12 @@
 """A small synchronous ZooKeeper client for `zabby shell`.
 
-One socket, one reader thread (replies, watch notifications, ping replies) and one
-pinger thread. Requests are sent one at a time; ``call`` returns the decoded body or
-raises :class:`KeeperError`. Kept deliberately small and separate from the shell so
-the real client (issue 12, ``zabby.client``) can replace it.
+One socket (plain or TLS), one reader thread (replies, watch notifications, ping
+replies) and one pinger thread. Requests are sent one at a time; ``call`` returns the
+decoded body or raises :class:`KeeperError`. A lost connection is made again at the
+next call with the same session: SASL DIGEST-MD5 login again, then SetWatches2 for
+the watches it held. A chroot (``host:port/app``) is added to every path sent and
+taken off every path received. Kept small and separate from the shell so the real
+client (issue 12, ``zabby.client``) can replace it.
 """
 
 from __future__ import annotations
