@@ -42,14 +42,18 @@ def _shell(server, *args: str, input: str | None = None, tmp_path: Path, at: str
 class Pty:
     """A shell on a pty. Each command waits for the *next* prompt by its number: a
     prompt is drawn again after every event written above it, so "a prompt" alone
-    may be the one before the command ran."""
+    may be the one before the command ran. ZABBY_PTY_LOG=file keeps what it printed."""
 
     def __init__(self, server_list: str, tmp_path: Path, *args: str) -> None:
         self.child = pexpect.spawn(
             sys.executable, ["-m", "zabby", "shell", "-server", server_list, *args],
             env=_env(tmp_path), encoding="utf-8", timeout=20, dimensions=(40, 200))
         self.child.logfile_read = open(os.environ.get("ZABBY_PTY_LOG", os.devnull), "a")
-        self.child.expect(PROMPT)
+        try:
+            self.child.expect(PROMPT)
+        except BaseException:
+            self.close()
+            raise
         self.n = int(self.child.match.group(1))
 
     def expect(self, *texts: str | re.Pattern) -> None:
