@@ -1034,7 +1034,7 @@ def add_arguments(p) -> None:
     import argparse
 
     p.add_argument("-server", "--server", dest="server", default="127.0.0.1:2181",
-                   help="host:port[,host:port...] (default 127.0.0.1:2181)")
+                   help="host:port[,host:port...][/chroot] (default 127.0.0.1:2181)")
     p.add_argument("-timeout", "--timeout", dest="timeout", type=int, default=30000,
                    help="session timeout in ms")
     p.add_argument("-client-configuration", "--client-configuration", dest="client_config",
