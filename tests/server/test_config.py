@@ -80,7 +80,9 @@ def test_default_config_is_local_and_open_to_tools():
     assert c.data_dir == "./zabby-data"
     assert c.four_letter_words == ALL_FOUR_LETTER_WORDS
     assert {"ruok", "stat", "mntr", "conf", "srvr"} <= c.four_letter_words
-    assert c.admin_enable_server is False
+    # the AdminServer and console, on loopback only
+    assert (c.admin_enable_server, c.admin_server_address) == (True, "127.0.0.1")
+    assert c.admin_server_port == 8080
     assert c.source is None
 
 

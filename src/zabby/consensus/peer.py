@@ -236,6 +236,10 @@ class Peer:
         self._budget_since = 0
         self._nl_zxid: int | None = None
 
+        # figures for operators (plain counters; the server reads them)
+        self.looking_count = 0                   # times this peer started looking
+        self.syncs_sent = {"DIFF": 0, "TRUNC": 0, "SNAP": 0}  # leader: learner syncs by kind
+
         self._become_looking("starting")
 
     # ------------------------------------------------------------ introspection
@@ -280,6 +284,10 @@ class Peer:
     def learner_acks(self) -> dict[int, int]:
         """Leader only: synced learners -> highest zxid they acknowledged (lag for mntr)."""
         return {h.sid: h.acked for h in self._handlers.values() if h.stage == "synced"}
+
+    def learner_count(self) -> int:
+        """Leader only: learners connected, synced or not (ZooKeeper's `learners`)."""
+        return len(self._handlers)
 
     # ------------------------------------------------------------ inputs
     def tick(self) -> None:
@@ -512,6 +520,7 @@ class Peer:
     def _become_looking(self, why: str, vote: tuple[int, int, int] | None = None) -> None:
         if self.role != LOOKING or why == "starting":
             self._events.append(f"looking: {why}")
+            self.looking_count += 1
         self._reset_role_state()
         self.role = LOOKING
         self.leader_id = None
@@ -806,6 +815,7 @@ class Peer:
         h.nl_zxid = upto
         h.sent_upto = upto
         name = {m.SYNC_DIFF: "DIFF", m.SYNC_TRUNC: "TRUNC", m.SYNC_SNAP: "SNAP"}[mode]
+        self.syncs_sent[name] += 1
         self._events.append(
             f"sync {h.sid}: {name} {fmt_zxid(arg)} (+{len(entries)} entries to {fmt_zxid(upto)})")
 

@@ -17,7 +17,8 @@ here (none changes a line's format):
   ...), and the ``os.memory.*`` keys describe this process and machine, not a JVM heap.
 * ``mntr`` prints only the values this server really measures; keys for machinery we do
   not have (TLS, JVM pauses, request throttling, per-processor queues...) are left out
-  rather than printed as a misleading 0.
+  rather than printed as a misleading 0.  Its figures come from ``ops.monitor`` (the
+  one monitoring model; the key-by-key decisions are in its docstring).
 * ``hash`` prints nothing: we keep no tree-digest history (ZooKeeper standalone prints
   nothing either until digests accumulate).
 
@@ -43,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from .monitor import monitor_values  # mntr's figures; re-exported for older importers
 
 if TYPE_CHECKING:
     from ..server.connection import ClientConnection
@@ -55,6 +57,7 @@ __all__ = [
     "KNOWN_COMMANDS",
     "ZK_VERSION",
     "handle_four_letter_word",
+    "monitor_values",
     "render",
 ]
 
@@ -221,24 +224,53 @@ def _queued(conn: ClientConnection) -> int:
     return len(getattr(conn, "backlog", ())) + int(getattr(conn, "inflight", 0))
 
 
+def connection_stats(conn: ClientConnection, brief: bool) -> dict[str, Any]:
+    """ServerCnxn.getConnectionInfo: one connection's figures under the AdminServer's
+    JSON names; ``cons``/``stat`` print the same figures (:func:`connection_info`)."""
+    peer = conn.peer
+    info: dict[str, Any] = {
+        # the AdminServer prints "host:port"; the text form is java_address(peer)
+        "remote_socket_address": java_address(peer)[1:] if peer else None,
+        "interest_ops": _interest_ops(conn),
+        "outstanding_requests": _queued(conn),
+        "packets_received": conn.packets_received,
+        "packets_sent": conn.packets_sent,
+    }
+    if not brief:
+        s = getattr(conn, "session", None)
+        info.update(
+            session_id=_session_id(conn),
+            last_operation=conn.last_op,
+            established=int(conn.established * 1000),
+            session_timeout=getattr(s, "timeout", 0) if s is not None else 0,
+            last_cxid=conn.last_cxid,
+            last_zxid=conn.last_zxid,
+            last_response_time=int(conn.last_response * 1000),
+            last_latency=conn.last_latency,
+            min_latency=conn.min_latency,
+            avg_latency=conn.total_latency // conn.latency_count if conn.latency_count else 0,
+            max_latency=conn.max_latency,
+        )
+    return info
+
+
 def connection_info(conn: ClientConnection, brief: bool) -> str:
     """ServerCnxn.dumpConnectionInfo (no trailing newline)."""
-    ops = _interest_ops(conn)
+    i = connection_stats(conn, brief)
     parts = [
-        f" {java_address(conn.peer)}[{ops:x}](queued={_queued(conn)},"
-        f"recved={conn.packets_received},sent={conn.packets_sent}"
+        f" {java_address(conn.peer)}[{i['interest_ops']:x}](queued={i['outstanding_requests']},"
+        f"recved={i['packets_received']},sent={i['packets_sent']}"
     ]
     sid = _session_id(conn)
     if not brief and sid != 0:
-        s = conn.session
-        parts.append(f",sid=0x{_hex(sid)},lop={conn.last_op},est={int(conn.established * 1000)}")
-        parts.append(f",to={getattr(s, 'timeout', 0)}")
-        if conn.last_cxid >= 0:
-            parts.append(f",lcxid=0x{_hex(conn.last_cxid)}")
-        parts.append(f",lzxid=0x{_hex(conn.last_zxid)},lresp={int(conn.last_response * 1000)}")
-        avg = conn.total_latency // conn.latency_count if conn.latency_count else 0
+        parts.append(f",sid=0x{_hex(sid)},lop={i['last_operation']},est={i['established']}")
+        parts.append(f",to={i['session_timeout']}")
+        if i["last_cxid"] >= 0:
+            parts.append(f",lcxid=0x{_hex(i['last_cxid'])}")
+        parts.append(f",lzxid=0x{_hex(i['last_zxid'])},lresp={i['last_response_time']}")
         parts.append(
-            f",llat={conn.last_latency},minlat={conn.min_latency},avglat={avg},maxlat={conn.max_latency}"
+            f",llat={i['last_latency']},minlat={i['min_latency']},avglat={i['avg_latency']},"
+            f"maxlat={i['max_latency']}"
         )
     parts.append(")")
     return "".join(parts)
@@ -249,17 +281,60 @@ def _connections(server: ZabbyServer) -> list[ClientConnection]:
 
 
 # ------------------------------------------------------------------------ commands
+def server_stats(server: ZabbyServer, *, dir_sizes: bool = True) -> dict[str, Any]:
+    """ServerStats as the AdminServer's ``server_stats`` prints it; srvr/stat print the
+    same figures (:func:`_server_stats`).  `dir_sizes=False` leaves the directory sizes
+    (a walk of the data directory) for the caller to add off the server's loop."""
+    m: ServerMetrics = server.metrics
+    out: dict[str, Any] = {
+        "packets_sent": m.packets_sent,
+        "packets_received": m.packets_received,
+        "fsync_threshold_exceed_count": getattr(m, "fsync_threshold_exceed_count", 0),
+        # we do not measure response sizes: ZooKeeper's "none yet" value
+        "client_response_stats": client_response_stats(server),
+        "data_dir_size": 0,
+        "log_dir_size": 0,
+        "provider_null": False,
+        "server_state": _mode(server),
+        "last_processed_zxid": m.last_zxid,
+        "outstanding_requests": m.outstanding,
+        "avg_latency": float(m.avg_latency),
+        "max_latency": m.max_latency,
+        "min_latency": m.min_latency,
+        "num_alive_client_connections": m.connections,
+        "uptime": m.uptime_ms,
+        "auth_failed_count": getattr(m, "auth_failed_count", 0),
+        "non_mtlsremote_conn_count": 0,
+        "non_mtlslocal_conn_count": 0,
+    }
+    if dir_sizes:
+        out["data_dir_size"], out["log_dir_size"] = dir_sizes_of(server)
+    return out
+
+
+def client_response_stats(server: ZabbyServer) -> dict[str, int]:
+    """BufferStats of the responses (last/min/max size); -1 until measured."""
+    m = server.metrics
+    return {
+        "last_buffer_size": getattr(m, "last_client_response_size", -1),
+        "min_buffer_size": getattr(m, "min_client_response_size", -1),
+        "max_buffer_size": getattr(m, "max_client_response_size", -1),
+    }
+
+
 def _server_stats(server: ZabbyServer) -> str:
     """ServerStats.toString plus the node count, as srvr/stat print them."""
     m: ServerMetrics = server.metrics
+    st = server_stats(server, dir_sizes=False)
     return (
-        f"Latency min/avg/max: {m.min_latency}/{java_double(m.avg_latency)}/{m.max_latency}\n"
-        f"Received: {m.packets_received}\n"
-        f"Sent: {m.packets_sent}\n"
-        f"Connections: {m.connections}\n"
-        f"Outstanding: {m.outstanding}\n"
-        f"Zxid: 0x{_hex(m.last_zxid)}\n"
-        f"Mode: {_mode(server)}\n"
+        f"Latency min/avg/max: {st['min_latency']}/{java_double(st['avg_latency'])}/"
+        f"{st['max_latency']}\n"
+        f"Received: {st['packets_received']}\n"
+        f"Sent: {st['packets_sent']}\n"
+        f"Connections: {st['num_alive_client_connections']}\n"
+        f"Outstanding: {st['outstanding_requests']}\n"
+        f"Zxid: 0x{_hex(st['last_processed_zxid'])}\n"
+        f"Mode: {st['server_state']}\n"
         f"Node count: {m.node_count}\n"
     )
 
@@ -347,26 +422,48 @@ def dir_size(path: str) -> int:
     return total
 
 
+def dir_sizes_of(server: ZabbyServer) -> tuple[int, int]:
+    """(data dir size, log dir size): what dirs, conf and server_stats report."""
+    data, logd = _dirs(server)
+    return dir_size(data), dir_size(logd)
+
+
+def configuration(server: ZabbyServer) -> dict[str, Any]:
+    """ZooKeeperServer.getConf (ZooKeeperServerConf) under the AdminServer's JSON names;
+    conf prints the same figures plus the directory sizes and the secure port."""
+    cfg = server.config
+    data, logd = _dirs(server)
+    return {
+        "client_port": getattr(server, "port", None) or cfg.client_port,
+        "data_dir": data,
+        "data_log_dir": logd,
+        "tick_time": cfg.tick_time,
+        "max_client_cnxns": cfg.max_client_cnxns,
+        "min_session_timeout": cfg.effective_min_session_timeout,
+        "max_session_timeout": cfg.effective_max_session_timeout,
+        "server_id": getattr(cfg, "server_id", None) or 0,
+        "client_port_listen_backlog": getattr(server, "listen_backlog", -1),
+    }
+
+
 def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
-    cfg = server.config
-    data, logd = _dirs(server)
-    server_id = getattr(cfg, "server_id", None) or 0
-    port = getattr(server, "port", None) or cfg.client_port
+    c = configuration(server)
+    data_size, log_size = dir_sizes_of(server)
     lines = [
-        ("clientPort", port),
+        ("clientPort", c["client_port"]),
         ("secureClientPort", getattr(server, "secure_port", None) or -1),
-        ("dataDir", data),
-        ("dataDirSize", dir_size(data)),
-        ("dataLogDir", logd),
-        ("dataLogSize", dir_size(logd)),
-        ("tickTime", cfg.tick_time),
-        ("maxClientCnxns", cfg.max_client_cnxns),
-        ("minSessionTimeout", cfg.effective_min_session_timeout),
-        ("maxSessionTimeout", cfg.effective_max_session_timeout),
-        ("clientPortListenBacklog", getattr(server, "listen_backlog", -1)),
-        ("serverId", server_id),
+        ("dataDir", c["data_dir"]),
+        ("dataDirSize", data_size),
+        ("dataLogDir", c["data_log_dir"]),
+        ("dataLogSize", log_size),
+        ("tickTime", c["tick_time"]),
+        ("maxClientCnxns", c["max_client_cnxns"]),
+        ("minSessionTimeout", c["min_session_timeout"]),
+        ("maxSessionTimeout", c["max_session_timeout"]),
+        ("clientPortListenBacklog", c["client_port_listen_backlog"]),
+        ("serverId", c["server_id"]),
     ]
     return "".join(f"{k}={v}\n" for k, v in lines)
 
@@ -374,8 +471,8 @@ def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
 def cmd_dirs(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
-    data, logd = _dirs(server)
-    return f"datadir_size: {dir_size(data)}\nlogdir_size: {dir_size(logd)}\n"
+    data_size, log_size = dir_sizes_of(server)
+    return f"datadir_size: {data_size}\nlogdir_size: {log_size}\n"
 
 
 def _meminfo() -> dict[str, int]:
@@ -527,6 +624,16 @@ def cmd_wchp(server: ZabbyServer, conn: ClientConnection) -> str:
     return "".join(out)
 
 
+def session_sets(server: ZabbyServer) -> dict[int, list[int]]:
+    """The session tracker's expiry queue: deadline (server-monotonic ms) -> session ids,
+    both in order.  dump prints it; the AdminServer's dump is
+    ``expiry_time_to_session_ids``."""
+    buckets: dict[int, list[int]] = {}
+    for s in _sessions(server).values():
+        buckets.setdefault(s.expire_at, []).append(s.id)
+    return {t: sorted(buckets[t], key=lambda sid: sid & _MASK64) for t in sorted(buckets)}
+
+
 def _wall_ms_of_monotonic(server: ZabbyServer, mono_ms: int) -> float:
     """Time.elapsedTimeToDate: a monotonic deadline as wall-clock seconds."""
     return (time.time() * 1000 - server.monotonic_ms() + mono_ms) / 1000.0
@@ -536,15 +643,11 @@ def cmd_dump(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING + "\n"
     out = ["SessionTracker dump:\n"]
-    sessions = list(_sessions(server).values())
-    buckets: dict[int, list] = {}
-    for s in sessions:
-        buckets.setdefault(s.expire_at, []).append(s)
-    out.append(f"Session Sets ({len(buckets)})/({len(sessions)}):\n")
-    for t in sorted(buckets):
-        group = sorted(buckets[t], key=lambda s: s.id & _MASK64)
+    buckets = session_sets(server)
+    out.append(f"Session Sets ({len(buckets)})/({sum(map(len, buckets.values()))}):\n")
+    for t, group in buckets.items():
         out.append(f"{len(group)} expire at {java_date(_wall_ms_of_monotonic(server, t))}:\n")
-        out.extend(f"\t0x{_hex(s.id)}\n" for s in group)
+        out.extend(f"\t0x{_hex(sid)}\n" for sid in group)
     out.append("ephemeral nodes dump:\n")
     eph = _ephemerals(server)
     out.append(f"Sessions with Ephemerals ({len(eph)}):\n")
@@ -575,59 +678,6 @@ def cmd_dump(server: ZabbyServer, conn: ClientConnection) -> str:
     return "".join(out)
 
 
-def _fd_counts() -> tuple[int | None, int | None]:
-    opened = None
-    for d in ("/proc/self/fd", "/dev/fd"):
-        try:
-            opened = len(os.listdir(d))
-            break
-        except OSError:
-            continue
-    try:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        maxfd = None if soft == resource.RLIM_INFINITY else soft
-    except (OSError, ValueError):
-        maxfd = None
-    return opened, maxfd
-
-
-def monitor_values(server: ZabbyServer) -> list[tuple[str, Any]]:
-    """The (key, value) pairs of mntr, without the ``zk_`` prefix."""
-    opened, maxfd = _fd_counts()
-    m: ServerMetrics = server.metrics
-    uptime_ms = m.uptime_ms
-    values: list[tuple[str, Any]] = [
-        ("version", FULL_VERSION),
-        ("server_state", _mode(server)),
-        ("avg_latency", m.avg_latency),
-        ("max_latency", m.max_latency),
-        ("min_latency", m.min_latency),
-        ("packets_received", m.packets_received),
-        ("packets_sent", m.packets_sent),
-        ("num_alive_connections", m.connections),
-        ("outstanding_requests", m.outstanding),
-        ("znode_count", m.node_count),
-        ("watch_count", m.watch_count),
-        ("ephemerals_count", m.ephemerals_count),
-        ("approximate_data_size", m.approximate_data_size),
-    ]
-    if opened is not None:
-        values.append(("open_file_descriptor_count", opened))
-    if maxfd is not None:
-        values.append(("max_file_descriptor_count", maxfd))
-    values += [
-        ("uptime", uptime_ms),
-        ("global_sessions", m.global_sessions),
-        ("local_sessions", 0),  # we have no local sessions
-        ("connection_drop_probability", 0.0),  # no connection throttling
-        ("outstanding_tls_handshake", 0),  # no TLS port
-    ]
-    extra = getattr(server, "monitor_values", None)  # an ensemble adds followers etc.
-    if callable(extra):
-        values += list(extra())
-    return values
-
-
 def _mntr_value(v: Any) -> str:
     if v is None:
         return "null"
@@ -646,8 +696,17 @@ def cmd_mntr(server: ZabbyServer, conn: ClientConnection) -> str:
     return "".join(f"zk_{k}\t{_mntr_value(v)}\n" for k, v in monitor_values(server))
 
 
-def _trace_mask(server: ZabbyServer) -> int:
+def trace_mask(server: ZabbyServer) -> int:
+    """ZooTrace's text trace mask: gtmk answers it, stmk sets it."""
     return getattr(server, "trace_mask", DEFAULT_TRACE_MASK)
+
+
+def set_trace_mask(server: ZabbyServer, mask: int) -> int:
+    server.trace_mask = mask
+    return mask
+
+
+_trace_mask = trace_mask
 
 
 def cmd_gtmk(server: ZabbyServer, conn: ClientConnection) -> str:
@@ -658,9 +717,13 @@ def cmd_hash(server: ZabbyServer, conn: ClientConnection) -> str:
     if not _serving(server):
         return ZK_NOT_SERVING
     # DigestCommand: "<hex zxid>: <digest>" per entry of the digest history
+    return "".join(f"{_hex(z)}: {d}\n" for z, d in digest_history(server))
+
+
+def digest_history(server: ZabbyServer) -> list[tuple[int, int]]:
+    """(zxid, tree digest) pairs the server remembers (hash); we keep none."""
     log_ = getattr(server.tree, "digest_log", None)
-    entries = log_() if callable(log_) else (log_ or ())
-    return "".join(f"{_hex(z)}: {d}\n" for z, d in entries)
+    return list(log_() if callable(log_) else (log_ or ()))
 
 
 COMMANDS: dict[str, Callable[[Any, Any], str]] = {
@@ -750,5 +813,4 @@ def _stmk(server: ZabbyServer, conn: ClientConnection) -> str | None:
         log.warning("stmk from %s without its 8-byte mask; closing", java_address(conn.peer))
         return None
     (mask,) = _LONG.unpack_from(rest)
-    server.trace_mask = mask
-    return str(mask)
+    return str(set_trace_mask(server, mask))

@@ -48,10 +48,6 @@ def build_server(
     """
     # a security setting that cannot be honoured refuses to start before anything else
     security = load_security(config)
-    if config.admin_enable_server and config.source is not None:
-        log.warning("admin.enableServer: zabby has no AdminServer yet; nothing listens on "
-                    "%s:%d (use the four-letter words)", config.admin_server_address,
-                    config.admin_server_port)
     log_dir = config.effective_data_log_dir
     os.makedirs(config.data_dir, exist_ok=True)
     os.makedirs(log_dir, exist_ok=True)
@@ -93,6 +89,8 @@ def build_server(
     else:
         server = ZabbyServer(config, committer=committer, tree=tree, security=security,
                              four_letter_handler=four_letter_handler)
+    server.metrics.dbinittime.add(int(report.seconds * 1000))
+    server.metrics.startup_txns_loaded.add(report.replayed)
     return server
 
 

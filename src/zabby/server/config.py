@@ -138,6 +138,19 @@ class ServerConfig:
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
     admin_server_address: str = "0.0.0.0"  # admin.serverAddress
     admin_server_port: int = 8080  # admin.serverPort
+    admin_command_url: str = "/commands"  # admin.commandURL
+    admin_idle_timeout: int = 30000  # admin.idleTimeout (ms an idle HTTP connection stays)
+    # admin.rateLimiterIntervalInMS (ZooKeeper 3.9): at most one snapshot and one restore
+    # command per interval
+    admin_rate_limiter_interval: int = 300000
+    admin_snapshot_enabled: bool = True  # admin.snapshot.enabled (3.9)
+    admin_restore_enabled: bool = True  # admin.restore.enabled (3.9)
+    # metricsProvider.*: PROMETHEUS_PROVIDER serves /metrics (zabby.ops.prometheus);
+    # None (or ZooKeeper's default/null provider) serves nothing
+    metrics_provider: str | None = None  # metricsProvider.className
+    metrics_http_host: str = "0.0.0.0"  # metricsProvider.httpHost
+    metrics_http_port: int = 7000  # metricsProvider.httpPort
+    metrics_export_jvm_info: bool = True  # metricsProvider.exportJvmInfo (process metrics)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
@@ -181,10 +194,13 @@ def default_config() -> ServerConfig:
     127.0.0.1:2181, data under ./zabby-data.  Unlike ZooKeeper (only ``srvr``) every
     four-letter word is enabled -- the whitelist is ``*`` -- so local development tools
     (``echo stat | nc``, ``mntr`` scrapers, zkCli's helpers) work out of the box; this is
-    safe because the default listens on loopback only.  The admin HTTP server is off so
-    that a zero-configuration server opens no port beyond 127.0.0.1:2181.
+    safe because the default listens on loopback only.  The AdminServer (ZooKeeper's
+    HTTP commands and the web console) listens on 127.0.0.1:8080, loopback only too, so
+    ``make serve`` shows the console at http://127.0.0.1:8080/ (if 8080 is taken the
+    server warns and serves clients anyway, as ZooKeeper does).
     """
-    return ServerConfig(four_letter_words=ALL_FOUR_LETTER_WORDS, admin_enable_server=False)
+    return ServerConfig(four_letter_words=ALL_FOUR_LETTER_WORDS, admin_enable_server=True,
+                        admin_server_address="127.0.0.1")
 
 
 def load_config(
@@ -379,6 +395,8 @@ _SYSPROP_KEYS = frozenset(
         "4lw.commands.whitelist", "extendedTypesEnabled",
         "DigestAuthenticationProvider.superDigest", "snapCount", "forceSync",
         "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+        "admin.commandURL", "admin.idleTimeout", "admin.rateLimiterIntervalInMS",
+        "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
     }
@@ -411,6 +429,26 @@ _AUTH_PROVIDER = "authProvider."
 _SYSPROP_PREFIX = "zookeeper."
 _JUTE_MAXBUFFER = "jute.maxbuffer"
 
+# metricsProvider.className values. Prometheus: /metrics served; ZooKeeper's default
+# (mntr only) and null providers: nothing served. Any other class is refused.
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+QUIET_METRICS_PROVIDERS = frozenset(
+    {
+        "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider",
+        "org.apache.zookeeper.metrics.impl.NullMetricsProvider",
+    }
+)
+_METRICS_PREFIX = "metricsProvider."
+# PrometheusMetricsProvider's keys; the last three tune its Jetty worker pool, which
+# zabby's one-thread exporter does not have: accepted and ignored
+_METRICS_KEYS = frozenset(
+    {
+        "metricsProvider.className", "metricsProvider.httpHost", "metricsProvider.httpPort",
+        "metricsProvider.exportJvmInfo", "metricsProvider.numWorkerThreads",
+        "metricsProvider.maxQueueSize", "metricsProvider.workerShutdownTimeoutMs",
+    }
+)
+
 # Options ZooKeeper 3.8 understands that zabby does not implement.  Recorded in `unknown`
 # like any other key we do not know, with a more helpful warning.
 _ZK_UNSUPPORTED = frozenset(
@@ -420,9 +458,9 @@ _ZK_UNSUPPORTED = frozenset(
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
         "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
-        "metricsProvider.className", "multiAddress.enabled",
+        "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-        "oraclePath", "admin.commandURL", "admin.idleTimeout", "readonlymode.enabled",
+        "oraclePath", "readonlymode.enabled",
     }
 )
 
@@ -434,7 +472,7 @@ def is_security_key(name: str) -> bool:
 
 def _canonical(key: str) -> str | None:
     """The name we handle ``key`` under, or None when it is not one we know."""
-    if key in _STATIC_KEYS or key == _JUTE_MAXBUFFER:
+    if key in _STATIC_KEYS or key == _JUTE_MAXBUFFER or key in _METRICS_KEYS:
         return key
     name = key[len(_SYSPROP_PREFIX) :] if key.startswith(_SYSPROP_PREFIX) else key
     if name in _SYSPROP_KEYS or is_security_key(name):
@@ -695,6 +733,20 @@ class _Parser:
             if not value:
                 raise self.error(key, value, "is empty")
             c.admin_server_address = value
+        elif canon == "admin.commandURL":
+            # Jetty's context path: it must start with "/"; a trailing one is dropped
+            if not value.startswith("/"):
+                raise self.error(key, value, "does not start with '/'")
+            c.admin_command_url = value.rstrip("/") or "/"
+        elif canon == "admin.idleTimeout":
+            c.admin_idle_timeout = self.at_least(key, value, self.decoded_int(key, value), 0)
+        elif canon == "admin.rateLimiterIntervalInMS":
+            c.admin_rate_limiter_interval = self.at_least(
+                key, value, self.decoded_int(key, value), 0)
+        elif canon == "admin.snapshot.enabled":
+            c.admin_snapshot_enabled = self.boolean(key, value)
+        elif canon == "admin.restore.enabled":
+            c.admin_restore_enabled = self.boolean(key, value)
         elif canon.startswith(_AUTH_PROVIDER):
             if not value:
                 raise self.error(key, value, "is empty")
@@ -709,10 +761,37 @@ class _Parser:
             if value not in SERVER_CNXN_FACTORIES:
                 raise self.error(key, value, "is not a server connection factory zabby knows "
                                  f"({', '.join(sorted(SERVER_CNXN_FACTORIES))})")
+        elif canon.startswith(_METRICS_PREFIX):
+            self.metrics_provider(canon, key, value)
         elif is_security_key(canon):
             c.security[canon] = value
         else:  # pragma: no cover - _canonical and this table disagree
             raise AssertionError(canon)
+
+    def metrics_provider(self, canon: str, key: str, value: str) -> None:
+        c = self.cfg
+        value = value.strip()
+        if canon == "metricsProvider.className":
+            if value == PROMETHEUS_PROVIDER:
+                c.metrics_provider = value
+            elif value in QUIET_METRICS_PROVIDERS:
+                c.metrics_provider = None
+            else:
+                # fail closed: an operator who configured an exporter expects it to run
+                raise self.error(key, value, "is not a metrics provider zabby has (use "
+                                 f"{PROMETHEUS_PROVIDER}, or leave it unset)")
+        elif canon == "metricsProvider.httpHost":
+            if not value:
+                raise self.error(key, value, "is empty")
+            c.metrics_http_host = value
+        elif canon == "metricsProvider.httpPort":
+            c.metrics_http_port = self.port(key, value, self.int32(key, value))
+        elif canon == "metricsProvider.exportJvmInfo":
+            c.metrics_export_jvm_info = self.boolean(key, value)
+        else:  # the Jetty pool's numWorkerThreads / maxQueueSize / workerShutdownTimeoutMs
+            self.int32(key, value)
+            log.info("%s: %s has no effect on zabby (its /metrics server is one thread)",
+                     self.where, key)
 
     def session_timeout(self, key: str, value: str) -> int:
         n = self.int32(key, value)

@@ -127,6 +127,7 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.closing:
             return
+        self.server.metrics.bytes_received_count += len(data)
         # replies made while handling this read go out in one write at the end
         self._receiving = True
         try:

@@ -262,6 +262,7 @@ class ZabbyServer:
             self.sessions.touch(s, now)
         for s in list(self.sessions.expired(now)):
             log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
+            self.metrics.stale_sessions_expired += 1
             self.close_session(s)
         expired = self.tree.expired_containers(_now_ms())
         for path in expired:
@@ -468,6 +469,7 @@ class ZabbyServer:
             return
         timeout = min(max(req.timeOut, self.min_session_timeout), self.max_session_timeout)
         if req.sessionId == 0:
+            self.metrics.op_counts[Op.CREATE_SESSION] += 1
             sid = self.sessions.new_id()
             s = self.sessions.add(sid, timeout, self.monotonic_ms())
             s.conn = conn
@@ -524,7 +526,9 @@ class ZabbyServer:
             ex.held.append((xid, op, body))
             return
         s = conn.session
-        self.metrics.packets_received += 1
+        m = self.metrics
+        m.packets_received += 1
+        m.op_counts[op] += 1
         if s is not None:
             self.sessions.touch(s, self.monotonic_ms())
         if op == Op.AUTH:
@@ -645,6 +649,7 @@ class ZabbyServer:
 
     def _applied(self, conn: ClientConnection | None, xid: int, op: int, txn, t0: int) -> None:
         res = self.tree.apply(txn)
+        self.metrics.propagation_latency.add(_now_ms() - txn.header.time)
         self._fire(res.events)
         if op == Op.CLOSE_SESSION:
             sid = txn.header.clientId
@@ -757,7 +762,9 @@ class ZabbyServer:
             ms = (time.monotonic_ns() - t0) // 1_000_000
             conn.last_latency = ms
             conn.record_latency(ms)
-            self.metrics.record_latency(ms)
+            m = self.metrics
+            m.record_latency(ms)
+            (m.updatelatency if op in WRITE_OPS else m.readlatency).add(ms)
         conn.last_cxid = xid
         conn.last_zxid = zxid
         conn.last_op = _OP_NAMES.get(op, "NA")

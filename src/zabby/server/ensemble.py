@@ -56,6 +56,10 @@ log = logging.getLogger("zabby.server.ensemble")
 K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
+# a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
+_TIME = struct.Struct(">q")
+_HDR_TIME_AT = 20
+_HDR_TIME_END = _HDR_TIME_AT + 8
 MODES = {"leading": "leader", "following": "follower", "observing": "observer",
          "looking": "looking"}
 
@@ -239,6 +243,9 @@ class EnsembleServer(ZabbyServer):
         self._draining = False
         self._drain_scheduled = False
         self._durable_upto: int | None = None  # see _written
+        # for election_time and leader_uptime (monotonic seconds)
+        self.looking_since: float | None = time.monotonic()
+        self.leading_since: float | None = None
         committer.after_batch = self._log_batch_durable
 
     @property
@@ -367,6 +374,8 @@ class EnsembleServer(ZabbyServer):
                 for to, msg in r.messages:
                     self._send_zab(to, msg)
                 if r.persist:
+                    if r.role == "following" and self.serving:  # as Follower only
+                        self._proposals_received(r.persist)
                     self._persist(r.persist)
                 if r.commit and len(r.commit) <= _EAGER_COMMITS:
                     # few commits: little load, so send the COMMITs now rather than
@@ -383,6 +392,17 @@ class EnsembleServer(ZabbyServer):
                     break
         finally:
             self._draining = False
+
+    def _proposals_received(self, entries: list[tuple[int, bytes]]) -> None:
+        """A serving learner got proposals: ZooKeeper's proposal_latency (txn creation
+        on the leader to arrival here, wall clock) and learner_proposal_received_count."""
+        m = self.metrics
+        m.learner_proposal_received_count += len(entries)
+        now = _now_ms()
+        add = m.proposal_latency.add
+        for _, payload in entries:
+            if len(payload) >= _HDR_TIME_END:
+                add(now - _TIME.unpack_from(payload, _HDR_TIME_AT)[0])
 
     def _persist(self, entries: list[tuple[int, bytes]]) -> None:
         view = self.view
@@ -447,6 +467,15 @@ class EnsembleServer(ZabbyServer):
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
         if role == self.role and leader_id == self.leader_id and serving == self.serving:
             return
+        if role != self.role:
+            now = time.monotonic()
+            if role == "looking":
+                self.looking_since = now
+            elif self.looking_since is not None:
+                # ZooKeeper's election_time: from looking to knowing whom to follow or lead
+                self.metrics.election_time.add(int((now - self.looking_since) * 1000))
+                self.looking_since = None
+            self.leading_since = now if role == "leading" else None
         was_serving, was_leading = self.serving, self.role == "leading"
         self.role, self.leader_id, self.serving = role, leader_id, serving
         log.info("now %s (leader %s, epoch %d, %s)", self.mode, leader_id, self.peer.epoch,
@@ -594,12 +623,16 @@ class EnsembleServer(ZabbyServer):
                 self.sessions.add(session_id, body, self.monotonic_ms())
         else:
             txn = self.tree.prepare(op, body, ctx)
+        payload = txn.encode()
         try:
-            got = self.peer.propose(txn.encode())
+            got = self.peer.propose(payload)
         except NotLeader:
             self.tree.discard_pending()
             self._abandon(session_id)
             return False
+        m = self.metrics
+        m.proposal_count += 1
+        m.record_proposal_size(len(payload))
         if got != zxid:  # pragma: no cover - the peer and we agree on numbering
             raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
         self._drain_soon()
@@ -614,6 +647,16 @@ class EnsembleServer(ZabbyServer):
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
         txn = Txn.decode(payload)
         res = self.tree.apply(txn)
+        if self.serving:  # not while catching up: those txns are old
+            m = self.metrics
+            age = _now_ms() - txn.header.time
+            m.propagation_latency.add(age)
+            if self.role == "leading":
+                # committed once a quorum acked: the leader applies it in the same step
+                m.commit_count += 1
+                m.quorum_ack_latency.add(age)
+            else:
+                m.learner_commit_received_count += 1
         self._fire(res.events)
         if self.sync_barriers:
             for done in self.sync_barriers.pop(zxid, ()):
@@ -721,6 +764,7 @@ class EnsembleServer(ZabbyServer):
             return
         if got != zxid:  # pragma: no cover - the peer and we agree on numbering
             raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
+        self.metrics.proposal_count += 1  # committed (commit_count) like any txn
         self.sync_barriers.setdefault(zxid, []).append(done)
         self._drain()
 
@@ -760,35 +804,6 @@ class EnsembleServer(ZabbyServer):
             if not conn.closed:
                 self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
                 self.pump(conn)
-
-    # ------------------------------------------------------------ 4lw / mntr
-    def monitor_values(self) -> list[tuple[str, object]]:
-        """Ensemble keys for mntr (without the zk_ prefix), as ZooKeeper names them,
-        plus each learner's lag in txns."""
-        peer = self.peer
-        v: list[tuple[str, object]] = [
-            ("peer_state", f"{self.role} - {peer.phase or 'election'}"),
-            ("quorum_size", peer.quorum),
-            ("epoch", peer.epoch),
-            ("last_proposed_zxid", peer.last_zxid),
-            ("committed_zxid", peer.committed_zxid),
-        ]
-        if self.role == "leading":
-            acks = peer.learner_acks()
-            voters = [s for s in acks if s in peer.voters]
-            v += [("learners", len(acks)), ("followers", len(voters)),
-                  ("synced_followers", len(voters)),
-                  ("synced_observers", len(acks) - len(voters))]
-            last = peer.last_zxid
-            v += [(f"learner_{s}_lag", _lag(last, z)) for s, z in sorted(acks.items())]
-        return v
-
-
-def _lag(last: int, acked: int) -> int:
-    """Txns between a learner's acknowledged zxid and the leader's last."""
-    if last >> 32 == acked >> 32:
-        return max(0, (last & 0xFFFFFFFF) - (acked & 0xFFFFFFFF))
-    return last & 0xFFFFFFFF
 
 
 def _encode_body(body) -> bytes:

@@ -10,13 +10,28 @@ are shown.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .core import ZabbyServer
 
-__all__ = ["LatencyCounters", "ServerMetrics", "avg_latency"]
+__all__ = ["SUMMARY_BOUNDS", "LatencyCounters", "ServerMetrics", "Summary", "avg_latency"]
+
+# Upper bounds (inclusive, ms or a count) of a Summary's buckets: exact up to 10, then
+# steps of about 25%, up to 30 minutes; the last bucket holds everything larger.
+SUMMARY_BOUNDS: tuple[int, ...] = (
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 75, 90, 110, 135,
+    165, 200, 250, 300, 375, 450, 550, 675, 825, 1000, 1250, 1500, 1850, 2250, 2750, 3350,
+    4100, 5000, 6100, 7500, 9100, 11000, 13500, 16500, 20000, 25000, 30000, 37500, 45000,
+    55000, 67500, 82500, 100000, 125000, 150000, 185000, 225000, 275000, 335000, 410000,
+    500000, 610000, 750000, 910000, 1100000, 1350000, 1650000, 1800000,
+)
+_NBUCKETS = len(SUMMARY_BOUNDS) + 1
+_EXACT = 10  # SUMMARY_BOUNDS[i] == i up to here
+assert SUMMARY_BOUNDS[: _EXACT + 1] == tuple(range(_EXACT + 1))
 
 
 def avg_latency(total: int, count: int) -> float:
@@ -25,6 +40,65 @@ def avg_latency(total: int, count: int) -> float:
     if count <= 0:
         return 0.0
     return float(Decimal(total / count).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+class Summary:
+    """count / sum / min / max of integer observations (ms, or sizes), plus a fixed-bucket
+    histogram for quantiles: ZooKeeper's AvgMinMaxCounter, and with ``percentiles`` its
+    AvgMinMaxPercentileCounter (mntr's ``p50_``..``p999_``, Prometheus' 0.5/0.9/0.99).
+
+    Recording costs a few attribute updates and one ``bisect`` over SUMMARY_BOUNDS: no
+    allocation, no sorting, bounded memory.  Quantiles are exact for values up to 10 and
+    within one bucket (about 25%) above, never outside [min, max] (ZooKeeper samples a
+    reservoir of 1028 values instead, which is exact for what it keeps and forgets the
+    rest).  Values are ints; negative ones (a clock stepping back) are dropped, as
+    ZooKeeper drops negative latencies.
+    """
+
+    __slots__ = ("count", "total", "min", "max", "buckets", "percentiles")
+
+    def __init__(self, percentiles: bool = False) -> None:
+        self.percentiles = percentiles
+        self.count = self.total = self.min = self.max = 0
+        self.buckets = [0] * _NBUCKETS
+
+    def add(self, v: int) -> None:
+        if v <= _EXACT:  # the common case: bucket i holds exactly i
+            if v < 0:
+                return
+            self.buckets[v] += 1
+        else:
+            self.buckets[bisect_left(SUMMARY_BOUNDS, v)] += 1
+        n = self.count
+        self.count = n + 1
+        self.total += v
+        if v > self.max:
+            self.max = v
+        if v < self.min or n == 0:
+            self.min = v
+
+    def reset(self) -> None:
+        self.count = self.total = self.min = self.max = 0
+        self.buckets = [0] * _NBUCKETS
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def quantile(self, q: float) -> int:
+        """The q-quantile (0 < q <= 1): the upper bound of the bucket holding the
+        observation of rank ceil(q * count), clamped to [min, max]; 0 when empty."""
+        n = self.count
+        if n == 0:
+            return 0
+        rank = max(1, -int(-q * n // 1))
+        seen = 0
+        for i, c in enumerate(self.buckets):
+            seen += c
+            if seen >= rank:
+                bound = SUMMARY_BOUNDS[i] if i < len(SUMMARY_BOUNDS) else self.max
+                return min(max(bound, self.min), self.max)
+        return self.max  # pragma: no cover - the buckets hold `count` observations
 
 
 class LatencyCounters:
@@ -59,6 +133,27 @@ class ServerMetrics(LatencyCounters):
     * ``packets_sent`` -- replies and four-letter answers written.
     * ``min_latency`` / ``max_latency`` / ``total_latency`` / ``latency_count`` --
       request latency in ms (received to replied), over every timed reply.
+    * ``readlatency`` / ``updatelatency`` -- the same latencies as Summaries, split
+      into reads and writes (txns), as ZooKeeper's ServerStats.updateLatency splits them.
+    * ``op_counts`` -- requests read, per opcode (pings, auth and sasl included).
+    * ``stale_sessions_expired`` -- sessions the server expired for silence.
+    * ``bytes_received_count`` -- bytes read from client connections.
+    * ``dbinittime`` / ``startup_txns_loaded`` -- start-up recovery: ms, and txns
+      replayed from the log (one observation each).
+    * ``propagation_latency`` -- per applied txn: wall-clock ms from the txn's creation
+      (its header time, set where it was proposed) to its application here.
+    * ensemble only (updated by ``server.ensemble``): ``election_time`` (ms from
+      leaving a role to deciding the next), ``proposal_latency`` (follower: txn
+      creation to its arrival here), ``quorum_ack_latency`` (leader: txn creation to
+      its commit), ``commit_count`` (leader: txns committed), ``proposal_count``
+      (leader: txns proposed), ``learner_proposal_received_count`` /
+      ``learner_commit_received_count`` (learner: txns received / committed), and the
+      proposal sizes (leader: ``last/min/max_proposal_size``, bytes).
+
+    Figures kept elsewhere and read here: ``fsynctime`` / ``snapshottime`` (Summaries
+    of the durable committer, ``server.durability``; empty without a data directory),
+    ``connection_rejected`` (connections refused by maxCnxns / maxClientCnxns plus
+    failed accepts), ``sessionless_connections_expired`` (handshake timeouts).
 
     Gauges (read live from the server, never stored here):
 
@@ -82,6 +177,24 @@ class ServerMetrics(LatencyCounters):
         "max_latency",
         "total_latency",
         "latency_count",
+        "readlatency",
+        "updatelatency",
+        "propagation_latency",
+        "proposal_latency",
+        "quorum_ack_latency",
+        "election_time",
+        "op_counts",
+        "stale_sessions_expired",
+        "commit_count",
+        "proposal_count",
+        "learner_proposal_received_count",
+        "learner_commit_received_count",
+        "last_proposal_size",
+        "min_proposal_size",
+        "max_proposal_size",
+        "bytes_received_count",
+        "dbinittime",
+        "startup_txns_loaded",
     )
 
     def __init__(self, server: ZabbyServer) -> None:
@@ -92,12 +205,57 @@ class ServerMetrics(LatencyCounters):
         self.max_latency = 0
         self.total_latency = 0
         self.latency_count = 0
+        self.readlatency = Summary(percentiles=True)
+        self.updatelatency = Summary(percentiles=True)
+        self.propagation_latency = Summary(percentiles=True)
+        self.proposal_latency = Summary(percentiles=True)
+        self.quorum_ack_latency = Summary(percentiles=True)
+        self.election_time = Summary()
+        self.op_counts: defaultdict[int, int] = defaultdict(int)
+        self.stale_sessions_expired = 0
+        self.commit_count = 0
+        self.proposal_count = 0
+        self.learner_proposal_received_count = 0
+        self.learner_commit_received_count = 0
+        self.bytes_received_count = 0  # bytes read from client connections
+        # start-up: ms to recover the data directory, txns replayed from the log (one
+        # observation each, recorded by whoever recovered it: server.app.build_server)
+        self.dbinittime = Summary()
+        self.startup_txns_loaded = Summary()
+        # ZooKeeper's BufferStats: -1 until a proposal was made
+        self.last_proposal_size = self.min_proposal_size = self.max_proposal_size = -1
 
     # ------------------------------------------------------------ counters
     def reset(self) -> None:
-        """ServerStats.reset: latency and the packet counters."""
+        """srst: ServerStats.reset (latency and the packet counters) and, as on a
+        ZooKeeper leader, the proposal sizes. Summaries and counters count on."""
         self.reset_latency()
         self.packets_received = self.packets_sent = 0
+        self.last_proposal_size = self.min_proposal_size = self.max_proposal_size = -1
+
+    def record_proposal_size(self, n: int) -> None:
+        self.last_proposal_size = n
+        if self.min_proposal_size < 0 or n < self.min_proposal_size:
+            self.min_proposal_size = n
+        if n > self.max_proposal_size:
+            self.max_proposal_size = n
+
+    @property
+    def fsynctime(self) -> Summary | None:
+        return getattr(self._server.committer, "fsync_time", None)
+
+    @property
+    def snapshottime(self) -> Summary | None:
+        return getattr(self._server.committer, "snapshot_time", None)
+
+    @property
+    def connection_rejected(self) -> int:
+        s = self._server
+        return s.cnxns_refused + s.accept_errors
+
+    @property
+    def sessionless_connections_expired(self) -> int:
+        return self._server.handshakes_timed_out
 
     # ------------------------------------------------------------ gauges
     @property
@@ -128,7 +286,7 @@ class ServerMetrics(LatencyCounters):
 
     @property
     def ephemerals_count(self) -> int:
-        return sum(len(p) for p in self._server.tree.ephemerals().values())
+        return self._server.tree.ephemerals_count()
 
     @property
     def approximate_data_size(self) -> int:

@@ -42,6 +42,10 @@ ZK_LOG_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
 # zookeeper package pulls in, ships them.
 ZK_NETTY_JARS = ("netty-codec.jar", "netty-resolver.jar",
                  "netty-transport-native-unix-common.jar")
+# The servlet API its AdminServer (Jetty) needs and the manifest leaves out (Debian's
+# libservlet-api-java); without it ZooKeeper logs "Unable to load jetty" and runs
+# without an AdminServer.
+ZK_ADMIN_JARS = ("servlet-api.jar",)
 # Flags that make the JVM start quickly and stay small; ZooKeeper start time is most
 # of the differential suite's fixed cost.
 JVM_FLAGS = (
@@ -280,7 +284,19 @@ class ZabbyServer(_Server):
 
     def __init__(self, tmpdir, *, python: str | None = None, **cfg: Any) -> None:
         self.python = python or os.environ.get("ZABBY_PYTHON", sys.executable)
+        # the AdminServer (on by default, port 8080, as in ZooKeeper) only when a test
+        # asks for it, with its own free port: admin.enableServer=True, admin.serverPort
+        cfg.setdefault("admin.enableServer", False)
+        if cfg["admin.enableServer"]:
+            cfg.setdefault("admin.serverAddress", HOST)
+            cfg.setdefault("admin.serverPort", free_port())
         super().__init__(tmpdir, **cfg)
+
+    @property
+    def admin_url(self) -> str:
+        """The AdminServer's command URL (admin.enableServer=True)."""
+        return (f"http://{self.cfg['admin.serverAddress']}:{self.cfg['admin.serverPort']}"
+                f"{self.cfg.get('admin.commandURL', '/commands')}")
 
     def command(self) -> list[str]:
         return [self.python, "-m", "zabby.cli.main", "serve", "--config", str(self.cfg_path),
@@ -321,7 +337,12 @@ class ZooKeeperServer(_Server):
         if why is not None:
             raise ServerStartError(f"cannot start Apache ZooKeeper: {why}")
         cfg.setdefault("admin.enableServer", False)
+        if cfg["admin.enableServer"]:
+            cfg.setdefault("admin.serverAddress", HOST)
+            cfg.setdefault("admin.serverPort", free_port())
         super().__init__(tmpdir, **cfg)
+
+    admin_url = ZabbyServer.admin_url
 
     def serving(self) -> bool:
         try:
@@ -340,7 +361,7 @@ class ZooKeeperServer(_Server):
         if override:
             return f"{override}:{self.dir}"
         jars = [ZK_JAR_DIR / "zookeeper.jar"] + [
-            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS)]
+            ZK_JAR_DIR / j for j in (*ZK_LOG_JARS, *ZK_NETTY_JARS, *ZK_ADMIN_JARS)]
         return ":".join([*(str(j) for j in jars), str(self.dir)])
 
     def command(self) -> list[str]:

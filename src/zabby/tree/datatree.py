@@ -226,6 +226,9 @@ class DataTree:
         self.sessions: dict[int, int] = {}
         self.watches = WatchManager()
         self._nodes: dict[str, ZNode] = {}
+        # sum of len(path) + data length over _nodes, kept up to date once computed
+        # (approximate_data_size; None: not computed since _nodes was replaced)
+        self._approx_size: int | None = None
         self._ephemerals: dict[int, dict[str, None]] = {}
         self._containers: dict[str, None] = {}
         self._ttls: dict[str, None] = {}
@@ -301,6 +304,10 @@ class DataTree:
     def ephemerals_of(self, session_id: int) -> set[str]:
         return set(self._ephemerals.get(session_id, ()))
 
+    def ephemerals_count(self) -> int:
+        """Ephemeral znodes of all sessions (mntr's ephemerals_count), without copying."""
+        return sum(len(p) for p in self._ephemerals.values())
+
     def ephemerals(self) -> dict[int, set[str]]:
         """All sessions' ephemeral paths (for the `dump` four-letter word)."""
         return {s: set(p) for s, p in self._ephemerals.items() if p}
@@ -327,10 +334,16 @@ class DataTree:
                 stack.extend(prefix + name for name in reversed(list(ch)))
 
     def approximate_data_size(self) -> int:
-        """Sum of path lengths and data lengths (ZooKeeper's approximateDataSize)."""
-        total = 0
-        for path, node in self._nodes.items():
-            total += len(path) + node.data_length
+        """Sum of path lengths and data lengths (ZooKeeper's approximateDataSize).
+
+        Walked once, then kept up to date as nodes are created, deleted and set (as
+        ZooKeeper caches it): mntr and every metrics scrape read it."""
+        total = self._approx_size
+        if total is None:
+            total = 0
+            for path, node in self._nodes.items():
+                total += len(path) + node.data_length
+            self._approx_size = total
         # ZooKeeper also counts the "" alias of the root (length 0 + root data)
         return total + self._nodes["/"].data_length
 
@@ -876,6 +889,8 @@ class DataTree:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
+            if self._approx_size is not None:
+                self._approx_size += len(body.data or b"") - node.data_length
             node.data = body.data
             node.mtime = hdr.time
             node.mzxid = hdr.zxid
@@ -920,6 +935,8 @@ class DataTree:
         node = ZNode(data, acl, zxid, time, owner)
         self._add_child(parent, name)
         self._nodes[path] = node
+        if self._approx_size is not None:
+            self._approx_size += len(path) + node.data_length
         if owner:
             kind = zn.ephemeral_kind(owner, self.extended_types)
             if kind == zn.CONTAINER:
@@ -944,6 +961,8 @@ class DataTree:
         node = self._nodes.pop(path, None)
         if node is None:
             raise _KErr(Err.NONODE)
+        if self._approx_size is not None:
+            self._approx_size -= len(path) + node.data_length
         owner = node.ephemeral_owner
         if owner:
             kind = zn.ephemeral_kind(owner, self.extended_types)

@@ -85,6 +85,7 @@ def restore(
                     es = ephemerals[owner] = {}
                 es[path] = None
     tree._nodes = nodes
+    tree._approx_size = None  # recomputed on first use
     tree._ephemerals = ephemerals
     tree._containers = containers
     tree._ttls = ttls

@@ -6,17 +6,19 @@ hostile HTTP client never holds up the client port; it reads the server only thr
 ``ctx.bridge`` (``zabby.ops.bridge``).
 
 Others add routes with an *installer*: ``installer(app, ctx)`` is called once, before
-the server listens (``zabby.ops.console.install`` is one).
+the server listens.  ``install_commands`` (ZooKeeper's command URL, ``admin.commandURL``)
+is the first; ``zabby.ops.INSTALLERS`` lists what ``zabby serve`` installs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ...server.config import ServerConfig
     from ...server.core import ZabbyServer
 
-__all__ = ["AdminContext", "AdminServer", "Installer"]
+__all__ = ["AdminContext", "AdminServer", "Installer", "admin_service", "install_commands"]
 
 log = logging.getLogger("zabby.ops.admin")
 
@@ -39,6 +41,26 @@ class AdminContext:
     server: ZabbyServer
     config: ServerConfig
     bridge: LoopBridge
+    # read once at start, as ZooKeeper keeps them: the config file's text (icfg) and
+    # the zookeeper.* properties it sets (sysp)
+    initial_configuration: str | None = None
+    zookeeper_properties: dict[str, str] = field(default_factory=dict)
+    snapshot_limiter: Any = None
+    restore_limiter: Any = None
+
+    def __post_init__(self) -> None:
+        from .commands import initial_configuration, zookeeper_properties
+        from .snapshot import RateLimiter
+
+        if self.initial_configuration is None:
+            self.initial_configuration = initial_configuration(self.config)
+        if not self.zookeeper_properties:
+            self.zookeeper_properties = zookeeper_properties(self.config)
+        interval = getattr(self.config, "admin_rate_limiter_interval", 300000)
+        if self.snapshot_limiter is None:
+            self.snapshot_limiter = RateLimiter(1, interval)
+        if self.restore_limiter is None:
+            self.restore_limiter = RateLimiter(1, interval)
 
 
 Installer = Callable[[web.Application, AdminContext], None]
@@ -90,7 +112,9 @@ class AdminServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        idle_ms = getattr(self.ctx.config, "admin_idle_timeout", 30000)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                               keepalive_timeout=max(idle_ms, 1) / 1000.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
@@ -112,3 +136,100 @@ class AdminServer:
                 pass
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+# --------------------------------------------------------------------- commands
+def install_commands(app: web.Application, ctx: AdminContext) -> None:
+    """ZooKeeper's command servlet at ``admin.commandURL``: ``GET <url>`` lists the
+    commands, ``GET <url>/<name>?k=v`` runs one (JSON), ``POST <url>/restore``."""
+    from . import commands as cmds
+    from .jsonout import encode
+
+    url = getattr(ctx.config, "admin_command_url", "/commands").rstrip("/")
+
+    async def links(request: web.Request) -> web.Response:
+        names = sorted(cmds.PRIMARY_NAMES)
+        body = "".join(cmds.iter_links(url, names))
+        return web.Response(text=body, content_type="text/html")
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        known = cmds.COMMANDS.get(name)
+        post = request.method == "POST"
+        if known is not None and known.post != post:
+            raise web.HTTPMethodNotAllowed(request.method, ["POST" if known.post else "GET"])
+        loop = asyncio.get_running_loop()
+        body_path = None
+        if post and known is not None:
+            early = await loop.run_in_executor(
+                None, cmds.refuse_early, ctx, name, request.headers.get("Authorization"),
+                request.remote or "")
+            if early is not None:  # refused before a byte of the upload is stored
+                data = await loop.run_in_executor(None, encode, early.to_map())
+                return web.Response(body=data, status=early.status,
+                                    content_type="application/json")
+            body_path = await _save_body(request, loop)
+        kwargs = {k: request.query.getone(k) for k in request.query}
+        try:
+            r = await loop.run_in_executor(
+                None, lambda: cmds.run_command(
+                    ctx, name, kwargs, post=post,
+                    auth_info=request.headers.get("Authorization"),
+                    client_ip=request.remote or "", body=body_path))
+        finally:
+            if body_path is not None:
+                try:
+                    os.unlink(body_path)
+                except OSError:
+                    pass
+        if r.file is not None:
+            resp = web.FileResponse(r.file, status=r.status, headers={
+                **r.headers, "Content-Type": "application/octet-stream"})
+            return resp
+        data = await loop.run_in_executor(None, encode, r.to_map())
+        return web.Response(body=data, status=r.status, headers=r.headers,
+                            content_type="application/json")
+
+    app.router.add_get(url, links)
+    app.router.add_get(url + "/", links)
+    app.router.add_route("GET", url + "/{name:.+}", run)
+    app.router.add_route("POST", url + "/{name:.+}", run)
+
+
+async def _save_body(request: web.Request, loop: asyncio.AbstractEventLoop) -> str:
+    """Stream a POST body into a temporary file (written from a worker thread)."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="zabby-restore-")
+    f = os.fdopen(fd, "wb")
+    try:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            await loop.run_in_executor(None, f.write, chunk)
+    except BaseException:
+        f.close()
+        os.unlink(path)
+        raise
+    f.close()
+    return path
+
+
+def admin_service(config: ServerConfig, installers: Sequence[Installer] = ()):
+    """The OpsService that runs an AdminServer beside the server: it listens on
+    ``admin.serverAddress:admin.serverPort``; if it cannot (the port is taken), it logs
+    a warning and the server goes on without it, as ZooKeeper does."""
+
+    def start(server: ZabbyServer) -> Callable[[], None]:
+        admin = AdminServer(server, config, host=config.admin_server_address,
+                            port=config.admin_server_port, installers=installers)
+        try:
+            admin.start()
+        except OSError as e:
+            log.warning("Problem starting AdminServer on %s:%d (%s); the server goes on "
+                        "without it", config.admin_server_address, config.admin_server_port, e)
+            admin.stop()
+            return lambda: None
+        log.info("Started AdminServer on address %s, port %d and command URL %s",
+                 config.admin_server_address, admin.port, config.admin_command_url)
+        return admin.stop
+
+    return start
