@@ -1,5 +1,5 @@
 """`zabby` command line: `zabby serve [--config zoo.cfg]`, and for the data directory
-`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`."""
+`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`; `zabby shell -server host:port`."""
 
 from __future__ import annotations
 
@@ -170,6 +170,16 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=bench_cli.run)
 
 
+def _add_shell(sub) -> None:
+    from . import shell
+
+    p = sub.add_parser("shell", help="interactive ZooKeeper shell (zkCli.sh's commands)",
+                       description=shell.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    shell.add_arguments(p)
+    p.set_defaults(func=shell.main)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import progress
 
@@ -214,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                            "autopurge.snapRetainCount or 3)")
         p.set_defaults(func=fn)
     _add_bench(sub)
+    _add_shell(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -75,6 +75,7 @@ __all__ = [
     "TlsConfig",
     "context_from_settings",
     "java_dn",
+    "load_cert_chain",
     "load_key_store",
     "load_trust_store",
     "peer_identity",
@@ -353,6 +354,11 @@ def _load_into(ctx: ssl.SSLContext, material: KeyMaterial) -> None:
         ctx.load_cert_chain(chain_path, key_path, password=pw)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def load_cert_chain(ctx: ssl.SSLContext, material: KeyMaterial) -> None:
+    """Give `ctx` the key and chain of a loaded key store (``zabby shell`` uses it too)."""
+    _load_into(ctx, material)
 
 
 # ------------------------------------------------------------------ settings

@@ -1,0 +1,1050 @@
+"""`zabby shell`: an interactive ZooKeeper shell with zkCli.sh 3.8's commands and output.
+
+    zabby shell -server 127.0.0.1:2181            # interactive (prompt_toolkit)
+    zabby shell -server 127.0.0.1:2181 -c "create /a x; get /a"
+    echo "ls /" | zabby shell --server 127.0.0.1:2181
+    zabby shell -server h1:2181,h2:2181/app       # every path below /app
+
+Scripted use (``-c``, a command after the options, or commands on a pipe) stops at
+the first failing command and exits 1 (zkCli.sh reading a pipe goes on and exits 0).
+Results go to stdout and errors to stderr; unlike zkCli.sh, "Created /path" is a
+result (stdout). Tab completes command names and znode paths (children of the typed
+prefix, asked of the server). History is kept in ~/.zabby_history, or in the file
+$ZABBY_SHELL_HISTORY names. A lost connection is retried, same session and watches,
+at the next command. Watch events are printed above the prompt as they arrive.
+
+setquota / listquota / delquota write and read ZooKeeper's quota nodes
+(/zookeeper/quota/<path>/zookeeper_limits and zookeeper_stats) in ZooKeeper 3.8's
+format; with a chroot they name the real path (zkCli would put them below the
+chroot). ZooKeeper's server keeps zookeeper_stats current and logs (or, for hard
+limits, refuses) what exceeds them; zabby's server does neither yet.
+
+TLS and SASL: ``-client-configuration FILE`` with ZooKeeper's client keys
+(zookeeper.client.secure=true, zookeeper.ssl.keyStore.* and trustStore.* as JKS,
+PKCS12 or PEM, zookeeper.ssl.hostnameVerification; java.security.auth.login.config
+naming a JAAS file whose section -- zookeeper.sasl.clientconfig, default Client --
+holds username and password for DIGEST-MD5, redone on every connection).
+Not here: Kerberos (GSSAPI), reconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from zabby.wire import (
+    ACL,
+    XID_AUTH,
+    AddWatchMode,
+    AuthPacket,
+    CreateMode,
+    CreateRequest,
+    CreateTTLRequest,
+    DeleteRequest,
+    Empty,
+    Err,
+    EventType,
+    GetEphemeralsRequest,
+    Id,
+    KeeperState,
+    Op,
+    PathRequest,
+    PathWatchRequest,
+    SetACLRequest,
+    SetDataRequest,
+    Stat,
+    WatcherEvent,
+    WatcherType,
+    WatchTypeRequest,
+)
+
+from .shellclient import KeeperError, ShellClient, parse_hosts, split_chroot
+
+__all__ = ["COMMANDS", "Shell", "format_stat", "main"]
+
+HISTORY_ENV = "ZABBY_SHELL_HISTORY"
+
+# name -> usage, as zkCli.sh 3.8 prints them
+COMMANDS: dict[str, str] = {
+    "addWatch": "addWatch [-m mode] path # optional mode is one of [PERSISTENT, PERSISTENT_RECURSIVE] - default is PERSISTENT_RECURSIVE",
+    "addauth": "addauth scheme auth",
+    "close": "close ",
+    "config": "config [-c] [-w] [-s]",
+    "connect": "connect host:port",
+    "create": "create [-s] [-e] [-c] [-t ttl] path [data] [acl]",
+    "delete": "delete [-v version] path",
+    "deleteall": "deleteall path [-b batch size]",
+    "delquota": "delquota [-n|-b|-N|-B] path",
+    "get": "get [-s] [-w] path",
+    "getAcl": "getAcl [-s] path",
+    "getAllChildrenNumber": "getAllChildrenNumber path",
+    "getEphemerals": "getEphemerals path",
+    "history": "history ",
+    "listquota": "listquota path",
+    "printwatches": "printwatches on|off",
+    "ls": "ls [-s] [-w] [-R] path",
+    "quit": "quit ",
+    "redo": "redo cmdno",
+    "removewatches": "removewatches path [-c|-d|-a] [-l]",
+    "set": "set [-s] [-v version] path data",
+    "setAcl": "setAcl [-s] [-v version] [-R] path acl",
+    "setquota": "setquota -n|-b|-N|-B val path",
+    "stat": "stat [-w] path",
+    "sync": "sync path",
+    "version": "version ",
+    "whoami": "whoami ",
+}
+
+_ERR_TEXT = {
+    Err.NONODE: "Node does not exist: {}",
+    Err.NODEEXISTS: "Node already exists: {}",
+    Err.NOAUTH: "Insufficient permission : {}",
+    Err.NOTEMPTY: "Node not empty: {}",
+    Err.BADVERSION: "version No is not valid : {}",
+    Err.NOCHILDRENFOREPHEMERALS: "Ephemerals cannot have children: {}",
+    Err.INVALIDACL: "Acl is not valid : {}",
+    Err.NOWATCHER: "KeeperErrorCode = No such watcher for {}",
+    Err.AUTHFAILED: "KeeperErrorCode = AuthFailed for {}",
+    Err.BADARGUMENTS: "KeeperErrorCode = BadArguments for {}",
+    Err.UNIMPLEMENTED: "KeeperErrorCode = Unimplemented for {}",
+    Err.CONNECTIONLOSS: "KeeperErrorCode = ConnectionLoss for {}",
+    Err.OPERATIONTIMEOUT: "KeeperErrorCode = OperationTimeout for {}",
+    Err.SESSIONEXPIRED: "KeeperErrorCode = Session expired for {}",
+    Err.QUOTAEXCEEDED: "KeeperErrorCode = Quota has exceeded for {}",
+}
+
+_EVENT_NAMES = {
+    EventType.NONE: "None", EventType.NODE_CREATED: "NodeCreated",
+    EventType.NODE_DELETED: "NodeDeleted", EventType.NODE_DATA_CHANGED: "NodeDataChanged",
+    EventType.NODE_CHILDREN_CHANGED: "NodeChildrenChanged",
+    EventType.DATA_WATCH_REMOVED: "DataWatchRemoved",
+    EventType.CHILD_WATCH_REMOVED: "ChildWatchRemoved",
+    EventType.PERSISTENT_WATCH_REMOVED: "PersistentWatchRemoved",
+}
+_STATE_NAMES = {
+    KeeperState.DISCONNECTED: "Disconnected", KeeperState.SYNC_CONNECTED: "SyncConnected",
+    KeeperState.AUTH_FAILED: "AuthFailed", KeeperState.CONNECTED_READ_ONLY: "ConnectedReadOnly",
+    KeeperState.SASL_AUTHENTICATED: "SaslAuthenticated", KeeperState.CLOSED: "Closed",
+    KeeperState.EXPIRED: "Expired",
+}
+_PERM_CHARS = (("c", 4), ("d", 8), ("r", 1), ("w", 2), ("a", 16))
+OPEN_ACL = [ACL(31, Id("world", "anyone"))]
+# commands that work without a session
+_OFFLINE = {"connect", "history", "redo", "quit", "close", "printwatches", "version"}
+
+
+# quotas, kept as ZooKeeper keeps them: /zookeeper/quota/<path>/zookeeper_limits and
+# .../zookeeper_stats hold StatsTrack strings (the server's enforcement is its business)
+QUOTA_ROOT = "/zookeeper/quota"
+QUOTA_LIMITS, QUOTA_STATS = "zookeeper_limits", "zookeeper_stats"
+_QUOTA_FLAGS = (("n", "count"), ("b", "bytes"), ("N", "countHardLimit"),
+                ("B", "byteHardLimit"))
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """A StatsTrack string: ``key=value`` pairs split on ``,`` or ``;``."""
+    out: dict[str, int] = {}
+    for pair in re.split("[,;]+", text):
+        parts = pair.split("=")
+        if len(parts) >= 2 and parts[0]:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def format_stats(stats: dict[str, int]) -> str:
+    """StatsTrack's form: count and bytes first, any other key after a stray ``=``
+    and ``;`` separators, which parsers older than ZooKeeper 3.7 skip."""
+    text = f"count={stats.get('count', -1)},bytes={stats.get('bytes', -1)}"
+    extra = sorted(k for k in stats if k not in ("count", "bytes"))
+    if extra:
+        text += "=" + "".join(f";{k}={stats[k]}" for k in extra)
+    return text
+
+
+class ShellError(Exception):
+    """A command failed; the message is what zkCli would print."""
+
+
+def error_text(e: KeeperError) -> str:
+    tmpl = _ERR_TEXT.get(e.code)
+    if tmpl is None:
+        try:
+            name = Err(e.code).name
+        except ValueError:
+            name = str(e.code)
+        tmpl = f"KeeperErrorCode = {name} for {{}}"
+    return tmpl.format(e.path)
+
+
+def _java_date(ms: int) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
+
+
+def format_stat(st: Stat) -> list[str]:
+    return [
+        f"cZxid = {st.czxid:#x}",
+        f"ctime = {_java_date(st.ctime)}",
+        f"mZxid = {st.mzxid:#x}",
+        f"mtime = {_java_date(st.mtime)}",
+        f"pZxid = {st.pzxid:#x}",
+        f"cversion = {st.cversion}",
+        f"dataVersion = {st.version}",
+        f"aclVersion = {st.aversion}",
+        f"ephemeralOwner = {st.ephemeralOwner & 0xFFFFFFFFFFFFFFFF:#x}",
+        f"dataLength = {st.dataLength}",
+        f"numChildren = {st.numChildren}",
+    ]
+
+
+def perm_string(perms: int) -> str:
+    return "".join(c for c, bit in _PERM_CHARS if perms & bit)
+
+
+def parse_acl(text: str) -> list[ACL]:
+    """zkCli's AclParser: ``scheme:id:perms[,scheme:id:perms...]``."""
+    acls = []
+    for part in text.split(","):
+        first, last = part.find(":"), part.rfind(":")
+        if first < 0 or first == last:
+            raise ShellError(f"{part} does not have the form scheme:id:perm")
+        perms = 0
+        for ch in part[last + 1:]:
+            bits = dict(_PERM_CHARS).get(ch.lower())
+            if bits is None:
+                raise ShellError(f"Unknown perm type: {ch}")
+            perms |= bits
+        acls.append(ACL(perms, Id(part[:first], part[first + 1:last])))
+    return acls
+
+
+def format_event(ev: WatcherEvent) -> str:
+    state = _STATE_NAMES.get(ev.state, str(ev.state))
+    etype = _EVENT_NAMES.get(ev.type, str(ev.type))
+    return f"\nWATCHER::\n\nWatchedEvent state:{state} type:{etype} path:{ev.path or 'null'}"
+
+
+def _check_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ShellError("Path must start with / character")
+    if len(path) > 1 and path.endswith("/"):
+        raise ShellError("Path must not end with / character")
+    return path
+
+
+def _opts(args: list[str], flags: str, valued: str = "") -> tuple[dict[str, str | bool], list[str]]:
+    """Split ``-x`` flags (and ``-v value`` options) from positional arguments."""
+    opts: dict[str, str | bool] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if len(a) == 2 and a[0] == "-" and a[1] in flags + valued:
+            if a[1] in valued:
+                if i + 1 >= len(args):
+                    raise ShellError(f"Missing argument for option {a[1]}")
+                opts[a[1]] = args[i + 1]
+                i += 2
+                continue
+            opts[a[1]] = True
+        elif a.startswith("-") and len(a) == 2 and not rest:
+            raise ShellError(f"Unrecognized option: {a}")
+        else:
+            rest.append(a)
+        i += 1
+    return opts, rest
+
+
+def _int(text: str | bool, what: str) -> int:
+    try:
+        return int(str(text))
+    except ValueError:
+        raise ShellError(f"{what} must be a number: {text}") from None
+
+
+class Shell:
+    """Runs zkCli commands against one ShellClient; ``out`` receives each output line."""
+
+    def __init__(self, client: ShellClient, out: Callable[[str], None] = print,
+                 err: Callable[[str], None] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.zk = client
+        self.out = out
+        self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.notify = notify or out  # watch and session events, from any thread
+        self.history: list[str] = []
+        self.quit = False
+        self.print_watches = True
+
+    # ------------------------------------------------------------- driver
+    def execute(self, line: str, record: bool = True) -> bool:
+        """Run one command line; False when it failed (the error is printed)."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        if record:
+            self.history.append(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            self.err(f"Command parse error: {e}")
+            return False
+        name, args = words[0], words[1:]
+        fn = getattr(self, f"cmd_{name}", None) if name in COMMANDS else None
+        if fn is None:
+            self.err(f"Command not found: Command not found {name}")
+            self.usage()
+            return False
+        if self.zk.closed and name not in _OFFLINE:
+            self.err("Not connected")
+            return False
+        try:
+            fn(args)
+            return True
+        except ShellError as e:
+            self.err(str(e))
+        except KeeperError as e:
+            self.err(error_text(e))
+        except Exception as e:  # noqa: BLE001 - a message, never a traceback
+            self.err(f"{type(e).__name__}: {e}")
+        return False
+
+    def usage(self) -> None:
+        self.err("ZooKeeper -server host:port -client-configuration properties-file cmd args")
+        for name in sorted(COMMANDS):
+            self.err(f"\t{COMMANDS[name]}")
+
+    def _need(self, args: list[str], n: int, name: str) -> None:
+        if len(args) < n:
+            raise ShellError(COMMANDS[name])
+
+    # ------------------------------------------------------------ helpers
+    def children(self, path: str, watch: bool = False) -> list[str]:
+        r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, watch), path)
+        return sorted(r.children)
+
+    def exists(self, path: str, watch: bool = False) -> Stat:
+        return self.zk.call(Op.EXISTS, PathWatchRequest(path, watch), path).stat
+
+    def _subtree(self, path: str) -> list[str]:
+        """Breadth first, the path itself first (ZKUtil.listSubTreeBFS)."""
+        out, queue = [path], [path]
+        while queue:
+            node = queue.pop(0)
+            for c in self.children(node):
+                child = f"{node.rstrip('/')}/{c}"
+                out.append(child)
+                queue.append(child)
+        return out
+
+    def _stat_lines(self, st: Stat) -> None:
+        for s in format_stat(st):
+            self.out(s)
+
+    # ----------------------------------------------------------- commands
+    def cmd_ls(self, args: list[str]) -> None:
+        o, rest = _opts(args, "swR")
+        self._need(rest, 1, "ls")
+        path = _check_path(rest[0])
+        if o.get("R"):
+            for p in self._subtree(path):
+                self.out(p)
+            return
+        if o.get("s"):
+            r = self.zk.call(Op.GET_CHILDREN2, PathWatchRequest(path, bool(o.get("w"))), path)
+            self.out("[" + ", ".join(sorted(r.children)) + "]")
+            self._stat_lines(r.stat)
+            return
+        self.out("[" + ", ".join(self.children(path, bool(o.get("w")))) + "]")
+
+    def cmd_get(self, args: list[str]) -> None:
+        o, rest = _opts(args, "sw")
+        self._need(rest, 1, "get")
+        path = _check_path(rest[0])
+        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path)
+        self.out("null" if r.data is None else bytes(r.data).decode("utf-8", "replace"))
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_set(self, args: list[str]) -> None:
+        o, rest = _opts(args, "s", "v")
+        self._need(rest, 2, "set")
+        path = _check_path(rest[0])
+        version = _int(o["v"], "version") if "v" in o else -1
+        r = self.zk.call(Op.SET_DATA, SetDataRequest(path, rest[1].encode(), version), path)
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_create(self, args: list[str]) -> None:
+        o, rest = _opts(args, "sec", "t")
+        self._need(rest, 1, "create")
+        path = _check_path(rest[0])
+        data = rest[1].encode() if len(rest) > 1 else None
+        acl = parse_acl(rest[2]) if len(rest) > 2 else OPEN_ACL
+        seq, eph, cont = bool(o.get("s")), bool(o.get("e")), bool(o.get("c"))
+        if cont and (seq or eph):
+            raise ShellError("-c cannot be combined with -s or -e. Containers cannot be "
+                             "ephemeral or sequential.")
+        if "t" in o and (eph or cont):
+            raise ShellError("TTLs cannot be used with Ephemeral or Container nodes")
+        if "t" in o:
+            ttl = _int(o["t"], "ttl")
+            mode = (CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL if seq
+                    else CreateMode.PERSISTENT_WITH_TTL)
+            r = self.zk.call(Op.CREATE_TTL, CreateTTLRequest(path, data, acl, mode, ttl), path)
+        elif cont:
+            r = self.zk.call(Op.CREATE_CONTAINER,
+                             CreateRequest(path, data, acl, CreateMode.CONTAINER), path)
+        else:
+            mode = {(False, False): CreateMode.PERSISTENT,
+                    (False, True): CreateMode.EPHEMERAL,
+                    (True, False): CreateMode.PERSISTENT_SEQUENTIAL,
+                    (True, True): CreateMode.EPHEMERAL_SEQUENTIAL}[(seq, eph)]
+            r = self.zk.call(Op.CREATE2, CreateRequest(path, data, acl, mode), path)
+        self.out(f"Created {r.path}")
+
+    def cmd_delete(self, args: list[str]) -> None:
+        o, rest = _opts(args, "", "v")
+        self._need(rest, 1, "delete")
+        path = _check_path(rest[0])
+        version = _int(o["v"], "version") if "v" in o else -1
+        self.zk.call(Op.DELETE, DeleteRequest(path, version), path)
+
+    def cmd_deleteall(self, args: list[str]) -> None:
+        _o, rest = _opts(args, "", "b")
+        self._need(rest, 1, "deleteall")
+        path = _check_path(rest[0])
+        for p in reversed(self._subtree(path)):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(p, -1), p)
+            except KeeperError as e:
+                if e.code != Err.NONODE:
+                    raise
+
+    def cmd_stat(self, args: list[str]) -> None:
+        o, rest = _opts(args, "w")
+        self._need(rest, 1, "stat")
+        path = _check_path(rest[0])
+        self._stat_lines(self.exists(path, bool(o.get("w"))))
+
+    def cmd_getAcl(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "s")
+        self._need(rest, 1, "getAcl")
+        path = _check_path(rest[0])
+        r = self.zk.call(Op.GET_ACL, PathRequest(path), path)
+        for a in r.acl:
+            self.out(f"'{a.id.scheme},'{a.id.id}")
+            self.out(f": {perm_string(a.perms)}")
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    def cmd_setAcl(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "sR", "v")
+        self._need(rest, 2, "setAcl")
+        path = _check_path(rest[0])
+        acl = parse_acl(rest[1])
+        version = _int(o["v"], "version") if "v" in o else -1
+        paths = self._subtree(path) if o.get("R") else [path]
+        st = None
+        for p in paths:
+            st = self.zk.call(Op.SET_ACL, SetACLRequest(p, acl, version), p).stat
+        if o.get("s") and st is not None:
+            self._stat_lines(st)
+
+    def cmd_addauth(self, args: list[str]) -> None:
+        self._need(args, 1, "addauth")
+        auth = args[1].encode() if len(args) > 1 else b""
+        self.zk.call(Op.AUTH, AuthPacket(0, args[0], auth), xid=XID_AUTH)
+
+    def cmd_sync(self, args: list[str]) -> None:
+        self._need(args, 1, "sync")
+        path = _check_path(args[0])
+        self.zk.call(Op.SYNC, PathRequest(path), path)
+        self.out("Sync is OK")
+
+    def cmd_addWatch(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        o, rest = _opts(args, "", "m")
+        self._need(rest, 1, "addWatch")
+        path = _check_path(rest[0])
+        mode = AddWatchMode.PERSISTENT_RECURSIVE
+        if "m" in o:
+            try:
+                mode = AddWatchMode[str(o["m"]).upper()]
+            except KeyError:
+                raise ShellError(COMMANDS["addWatch"]) from None
+        from zabby.wire import AddWatchRequest
+
+        self.zk.call(Op.ADD_WATCH, AddWatchRequest(path, mode), path)
+
+    def cmd_removewatches(self, args: list[str]) -> None:
+        o, rest = _opts(args, "cdal")
+        self._need(rest, 1, "removewatches")
+        path = _check_path(rest[0])
+        wtype = WatcherType.ANY
+        if o.get("c"):
+            wtype = WatcherType.CHILDREN
+        elif o.get("d"):
+            wtype = WatcherType.DATA
+        try:
+            self.zk.call(Op.REMOVE_WATCHES, WatchTypeRequest(path, wtype), path)
+        except KeeperError as e:
+            if not (o.get("l") and e.code == Err.CONNECTIONLOSS):
+                raise
+            # -l: no server to ask, so remove them here (not set again on reconnect)
+            if not self.zk.forget_watches(path, wtype):
+                raise KeeperError(Err.NOWATCHER, path) from None
+
+    def cmd_whoami(self, args: list[str]) -> None:
+        r = self.zk.call(Op.WHO_AM_I, Empty())
+        self.out("Auth scheme: User")
+        for ci in r.clientInfo:
+            self.out(f"{ci.authScheme}: {ci.user}")
+
+    def cmd_getEphemerals(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        path = _check_path(args[0]) if args else "/"
+        r = self.zk.call(Op.GET_EPHEMERALS, GetEphemeralsRequest(path), path)
+        self.out("[" + ", ".join(r.ephemerals) + "]")
+
+    def cmd_getAllChildrenNumber(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
+        self._need(args, 1, "getAllChildrenNumber")
+        path = _check_path(args[0])
+        r = self.zk.call(Op.GET_ALL_CHILDREN_NUMBER, PathRequest(path), path)
+        self.out(str(r.totalNumber))
+
+    def cmd_config(self, args: list[str]) -> None:
+        o, _rest = _opts(args, "cws")
+        path = "/zookeeper/config"
+        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path,
+                         rooted=False)
+        text = bytes(r.data or b"").decode("utf-8", "replace")
+        if o.get("c"):
+            lines = [ln for ln in text.splitlines() if ln.startswith("server.")]
+            version = [ln.split("=", 1)[1] for ln in text.splitlines()
+                       if ln.startswith("version=")]
+            text = ",".join(ln.split("=", 1)[1].split(";")[-1] for ln in lines)
+            if version:
+                text += f"\nversion={version[0]}" if text else f"version={version[0]}"
+        self.out(text)
+        if o.get("s"):
+            self._stat_lines(r.stat)
+
+    # -------------------------------------------------------------- quotas
+    def _quota_dir(self, path: str) -> str:
+        """The quota node of a path (below the chroot: quotas count real paths)."""
+        return QUOTA_ROOT + self.zk._in(path)
+
+    def _get(self, path: str) -> bytes | None:
+        """The data of a node outside the chroot, None when it does not exist."""
+        try:
+            r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, False), path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                return None
+            raise
+        return bytes(r.data or b"")
+
+    def _create_raw(self, path: str, data: bytes | None) -> bool:
+        """Create a persistent node outside the chroot; False when it was there."""
+        try:
+            self.zk.call(Op.CREATE, CreateRequest(path, data, OPEN_ACL, CreateMode.PERSISTENT),
+                         path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NODEEXISTS:
+                return False
+            raise
+        return True
+
+    def _raw_children(self, path: str) -> list[str]:
+        try:
+            r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, False), path, rooted=False)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                return []
+            raise
+        return r.children
+
+    def cmd_setquota(self, args: list[str]) -> None:
+        o, rest = _opts(args, "", "nbNB")
+        if not any(flag in o for flag, _ in _QUOTA_FLAGS):
+            raise ShellError("setquota needs one of -n (count soft quota), -b (bytes soft "
+                             "quota), -N (count hard quota), -B (bytes hard quota)")
+        self._need(rest, 1, "setquota")
+        path = _check_path(rest[0])
+        wanted = {key: _int(o[flag], f"-{flag} value") for flag, key in _QUOTA_FLAGS
+                  if flag in o}
+        real = self.zk._in(path)
+        if real.startswith(QUOTA_ROOT):
+            raise ShellError(f"cannot set a quota under the path: {QUOTA_ROOT}")
+        try:
+            self.exists(path)
+        except KeeperError as e:
+            if e.code == Err.NONODE:
+                raise ShellError(f"{path} does not exist.") from None
+            raise
+        mine = QUOTA_ROOT + real
+        # one quota per branch: none below this path, none above it
+        queue = [mine]
+        while queue:
+            node = queue.pop(0)
+            kids = self._raw_children(node)
+            if node != mine and QUOTA_LIMITS in kids:
+                below = self.zk._out(node[len(QUOTA_ROOT):])
+                raise ShellError(f"{path} has a child {below} which has a quota")
+            queue.extend(f"{node}/{k}" for k in kids if k not in (QUOTA_LIMITS, QUOTA_STATS))
+        parts = real.strip("/").split("/")
+        for i in range(1, len(parts)):
+            above = "/" + "/".join(parts[:i])
+            if self._get(QUOTA_ROOT + above + "/" + QUOTA_LIMITS) is not None:
+                raise ShellError(f"{path} has a parent {self.zk._out(above)} which has a quota")
+        node = QUOTA_ROOT
+        for part in parts:
+            node += "/" + part
+            self._create_raw(node, None)
+        old = self._get(mine + "/" + QUOTA_LIMITS)
+        if old is None:
+            limits = {k: -1 for _, k in _QUOTA_FLAGS}
+            limits.update(wanted)
+            if self._create_raw(mine + "/" + QUOTA_LIMITS, format_stats(limits).encode()):
+                self._create_raw(mine + "/" + QUOTA_STATS,
+                                 format_stats({"count": 0, "bytes": 0}).encode())
+                return
+            old = self._get(mine + "/" + QUOTA_LIMITS) or b""
+        limits = parse_stats(old.decode("utf-8", "replace"))
+        limits.update(wanted)
+        lp = mine + "/" + QUOTA_LIMITS
+        self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1), lp,
+                     rooted=False)
+
+    def cmd_listquota(self, args: list[str]) -> None:
+        self._need(args, 1, "listquota")
+        path = _check_path(args[0])
+        mine = self._quota_dir(path)
+        self.err(f"absolute path is {mine}/{QUOTA_LIMITS}")
+        limits = self._get(f"{mine}/{QUOTA_LIMITS}")
+        if limits is None:
+            raise ShellError(f"quota for {path} does not exist.")
+        self.out(f"Output quota for {path} "
+                 + format_stats(parse_stats(limits.decode("utf-8", "replace"))))
+        stats = self._get(f"{mine}/{QUOTA_STATS}")
+        if stats is not None:
+            self.out(f"Output stat for {path} "
+                     + format_stats(parse_stats(stats.decode("utf-8", "replace"))))
+
+    def cmd_delquota(self, args: list[str]) -> None:
+        o, rest = _opts(args, "nbNB")
+        self._need(rest, 1, "delquota")
+        path = _check_path(rest[0])
+        mine = self._quota_dir(path)
+        lp = f"{mine}/{QUOTA_LIMITS}"
+        old = self._get(lp)
+        if old is None:
+            self.out(f"Quota does not exist for {path}")
+            return
+        flags = [key for flag, key in _QUOTA_FLAGS if o.get(flag)]
+        if flags:  # only these limits go
+            limits = parse_stats(old.decode("utf-8", "replace"))
+            limits.update(dict.fromkeys(flags, -1))
+            self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1),
+                         lp, rooted=False)
+            return
+        for leaf in (QUOTA_LIMITS, QUOTA_STATS):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(f"{mine}/{leaf}", -1), path,
+                             rooted=False)
+            except KeeperError as e:
+                if e.code != Err.NONODE:
+                    raise
+        node = mine  # and the quota branch, up to the first node still in use
+        while node != QUOTA_ROOT and not self._raw_children(node):
+            try:
+                self.zk.call(Op.DELETE, DeleteRequest(node, -1), node, rooted=False)
+            except KeeperError as e:
+                if e.code not in (Err.NONODE, Err.NOTEMPTY):
+                    raise
+                break
+            node = node.rsplit("/", 1)[0]
+
+    def cmd_history(self, args: list[str]) -> None:
+        start = max(0, len(self.history) - 11)
+        for i in range(start, len(self.history)):
+            self.out(f"{i} - {self.history[i]}")
+
+    def cmd_redo(self, args: list[str]) -> None:
+        self._need(args, 1, "redo")
+        n = _int(args[0], "cmdno")
+        # `redo N` itself was recorded last; N refers to an earlier command
+        if n < 0 or n >= len(self.history) - 1:
+            raise ShellError("Command index out of range")
+        line = self.history[n]
+        self.history[-1] = line
+        if not self.execute(line, record=False):
+            raise ShellError(f"redo of command {n} failed")
+
+    def cmd_quit(self, args: list[str]) -> None:
+        self.zk.close()
+        self.quit = True
+
+    def cmd_close(self, args: list[str]) -> None:
+        if not self.zk.closed:
+            self.zk.close()
+            self.event(WatcherEvent(-1, KeeperState.CLOSED, None))
+
+    def cmd_connect(self, args: list[str]) -> None:
+        if not self.zk.closed:
+            self.cmd_close([])
+        if args:
+            try:
+                self.zk.hosts = parse_hosts(args[0])
+                self.zk.chroot = split_chroot(args[0])[1]
+            except ValueError:
+                raise ShellError(COMMANDS["connect"]) from None
+        self.zk.connect()
+        self.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+
+    def cmd_printwatches(self, args: list[str]) -> None:
+        if not args:
+            self.out("printwatches is " + ("on" if self.print_watches else "off"))
+        elif args[0] in ("on", "off"):
+            self.print_watches = args[0] == "on"
+        else:
+            raise ShellError(COMMANDS["printwatches"])
+
+    def cmd_version(self, args: list[str]) -> None:
+        from zabby import __version__
+
+        self.out(f"ZooKeeper CLI version: zabby {__version__}")
+
+    def event(self, ev: WatcherEvent) -> None:
+        """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
+        if self.print_watches:
+            self.notify(format_event(ev))
+
+
+# ------------------------------------------------------------- completion
+def _completer(shell: Shell):
+    from prompt_toolkit.completion import Completer, Completion
+
+    class ShellCompleter(Completer):
+        def get_completions(self, document, complete_event) -> Iterable[Completion]:
+            text = document.text_before_cursor
+            words = text.split(" ")
+            word = words[-1]
+            if len(words) == 1:
+                for name in sorted(COMMANDS):
+                    if name.startswith(word):
+                        yield Completion(name + " ", start_position=-len(word), display=name)
+                return
+            if not word.startswith("/") or not shell.zk.connected:
+                return
+            parent, _, prefix = word.rpartition("/")
+            try:
+                kids = shell.children(parent or "/")
+            except (KeeperError, Exception):  # noqa: BLE001 - no completions on error
+                return
+            for k in kids:
+                if k.startswith(prefix):
+                    full = f"{parent}/{k}"
+                    yield Completion(full, start_position=-len(word), display=k)
+
+    return ShellCompleter()
+
+
+# ------------------------------------------------------------------ main
+def history_file() -> Path:
+    env = os.environ.get(HISTORY_ENV)
+    return Path(env) if env else Path.home() / ".zabby_history"
+
+
+class Console:
+    """The interactive shell's output: command results in order, watch events as they come.
+
+    Results are written by the main thread while no prompt is up, so they always
+    precede the next prompt. Events come from the client's reader thread at any time:
+    while no prompt is up they are written at once; while one is, they are queued and
+    the prompt's own event loop writes them above it (``in_terminal``), so the prompt
+    is redrawn after them. An event that the prompt did not get to write before it
+    ended is written by the main thread once ``prompt()`` returns; none is lost.
+
+    (prompt_toolkit's ``patch_stdout`` was used before: its flush thread hands text to
+    whichever prompt is running *when it wakes up*, so a command's output could land
+    after the next prompt was drawn, or be written while that prompt was starting and
+    never be followed by a redraw; a script driving the shell then took the prompt for
+    "the command is done" too early.)
+    """
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._queue: list[str] = []
+        self._prompting = False
+        self._loop = None
+        self._wake = None
+
+    def write(self, text: str, stream=None) -> None:
+        with self._lock:
+            stream = stream or self.stream
+            stream.write(text + "\n")
+            stream.flush()
+
+    def error(self, text: str) -> None:
+        self.write(text, sys.stderr)
+
+    def event(self, text: str) -> None:
+        with self._lock:
+            if not self._prompting:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                return
+            self._queue.append(text)
+            loop, wake = self._loop, self._wake
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # that prompt's loop has closed: prompt() writes it
+                pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._queue = self._queue, []
+            for text in items:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def prompt(self, session, message: str) -> str:
+        """``session.prompt(message)`` with queued events written above the prompt."""
+        import asyncio
+
+        from prompt_toolkit.application import in_terminal
+
+        async def pump() -> None:
+            wake = asyncio.Event()
+            with self._lock:
+                self._loop, self._wake = asyncio.get_running_loop(), wake
+                pending = bool(self._queue)
+            while True:
+                if not pending:
+                    await wake.wait()
+                wake.clear()
+                async with in_terminal():
+                    self._drain()
+                pending = False
+
+        def pre_run() -> None:
+            session.app.create_background_task(pump())
+
+        with self._lock:
+            self._prompting = True
+        try:
+            return session.prompt(message, pre_run=pre_run)
+        finally:
+            with self._lock:
+                self._prompting, self._loop, self._wake = False, None, None
+            self._drain()
+
+
+def _interactive(shell: Shell, console: Console) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    session: PromptSession = PromptSession(
+        history=FileHistory(str(history_file())), completer=_completer(shell),
+        complete_while_typing=False)
+    while not shell.quit:
+        host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
+        state = ("CLOSED" if shell.zk.closed
+                 else "CONNECTED" if shell.zk.connected else "CONNECTING")
+        try:
+            line = console.prompt(session, f"[zk: {host}({state}) {len(shell.history)}] ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        try:
+            shell.execute(line)
+        except KeyboardInterrupt:
+            continue
+    shell.zk.close()
+    return 0
+
+
+def _scripted(shell: Shell, lines: Iterable[str]) -> int:
+    status = 0
+    for line in lines:
+        if not shell.execute(line):
+            status = 1
+            break
+        if shell.quit:
+            break
+    shell.zk.close()
+    return status
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """A Java properties file, as far as client configurations need: ``key=value``,
+    ``key: value`` or ``key value`` lines, ``#`` and ``!`` comments."""
+    props: dict[str, str] = {}
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if m:
+            props[m.group(1)] = m.group(2).strip()
+        else:
+            props[line] = ""
+    return props
+
+
+def tls_context(props: dict[str, str]):
+    """The client's SSLContext from ZooKeeper's client keys, or None without
+    ``zookeeper.client.secure=true``. Key and trust stores may be JKS, PKCS12 or PEM."""
+    import ssl
+
+    from cryptography.hazmat.primitives import serialization
+
+    from zabby.server.tls import (
+        load_cert_chain,
+        load_key_store,
+        load_trust_store,
+        store_type_of,
+    )
+
+    if props.get("zookeeper.client.secure", "false").strip().lower() != "true":
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    p = "zookeeper.ssl."
+    trust = props.get(p + "trustStore.location")
+    if trust:
+        certs = load_trust_store(trust, props.get(p + "trustStore.password", ""),
+                                 store_type_of(props.get(p + "trustStore.type"), trust))
+        ctx.load_verify_locations(cadata="".join(
+            c.public_bytes(serialization.Encoding.PEM).decode() for c in certs))
+    else:
+        ctx.load_default_certs()
+    keys = props.get(p + "keyStore.location")
+    if keys:
+        load_cert_chain(ctx, load_key_store(
+            keys, props.get(p + "keyStore.password", ""),
+            store_type_of(props.get(p + "keyStore.type"), keys)))
+    if props.get(p + "hostnameVerification", "true").strip().lower() == "false":
+        ctx.check_hostname = False
+    return ctx
+
+
+def sasl_login(props: dict[str, str]) -> tuple[str, str] | None:
+    """(user, password) for SASL DIGEST-MD5, from the JAAS file the configuration
+    names (``java.security.auth.login.config``) and its section
+    (``zookeeper.sasl.clientconfig``, default Client); None without a JAAS file or
+    with ``zookeeper.sasl.client=false``, as ZooKeeper's client."""
+    from zabby.server.jaas import load_jaas
+
+    path = props.get("java.security.auth.login.config")
+    if not path or props.get("zookeeper.sasl.client", "true").strip().lower() == "false":
+        return None
+    section = load_jaas(path).require(props.get("zookeeper.sasl.clientconfig", "Client"))
+    opts = section.options()
+    if "username" not in opts or "password" not in opts:
+        raise ValueError(f"JAAS section {section.name} has no username and password "
+                         "(only DIGEST-MD5 is supported)")
+    return opts["username"], opts["password"]
+
+
+def split_commands(text: str) -> list[str]:
+    """``-c "create /a 'x;y'; get /a"``: split on ``;`` outside quotes."""
+    parts, cur, quote = [], [], ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def run(server: str, command: str | None = None, words: list[str] | None = None,
+        timeout_ms: int = 30000, client_config: str | None = None) -> int:
+    lock = threading.Lock()
+    interactive = command is None and not words and sys.stdin.isatty()
+
+    def out(s: str) -> None:
+        with lock:
+            print(s, flush=True)
+
+    shell: Shell | None = None
+
+    def on_event(ev: WatcherEvent) -> None:
+        if shell is not None:
+            shell.event(ev)
+
+    try:
+        props = read_properties(client_config) if client_config else {}
+        context, sasl = tls_context(props), sasl_login(props)
+    except Exception as e:  # noqa: BLE001 - a message, never a traceback
+        print(f"zabby shell: cannot use the client configuration {client_config}: {e}",
+              file=sys.stderr)
+        return 2
+    try:
+        client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event,
+                             ssl_context=context, sasl=sasl)
+        client.connect()
+    except KeeperError as e:
+        why = e.path or "no server answered"
+        if e.code == Err.AUTHFAILED:
+            why = f"authentication failed ({why})"
+        print(f"Unable to connect to {server}: {why}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"zabby shell: bad server list: {e}", file=sys.stderr)
+        return 2
+    console = Console() if interactive else None
+    if console is not None:
+        shell = Shell(client, out=console.write, err=console.error, notify=console.event)
+    else:
+        shell = Shell(client, out=out)
+    try:
+        if command is not None:
+            return _scripted(shell, split_commands(command))
+        if words:
+            return _scripted(shell, [shlex.join(words)])
+        if console is not None:
+            shell.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+            return _interactive(shell, console)
+        return _scripted(shell, sys.stdin)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def add_arguments(p) -> None:
+    import argparse
+
+    p.add_argument("-server", "--server", dest="server", default="127.0.0.1:2181",
+                   help="host:port[,host:port...][/chroot] (default 127.0.0.1:2181)")
+    p.add_argument("-timeout", "--timeout", dest="timeout", type=int, default=30000,
+                   help="session timeout in ms")
+    p.add_argument("-client-configuration", "--client-configuration", dest="client_config",
+                   metavar="FILE", help="ZooKeeper client properties: zookeeper.client.secure, "
+                   "zookeeper.ssl.keyStore.* / trustStore.* (JKS, PKCS12, PEM), "
+                   "zookeeper.ssl.hostnameVerification; java.security.auth.login.config "
+                   "(a JAAS file), zookeeper.sasl.clientconfig, zookeeper.sasl.client")
+    p.add_argument("-c", dest="command", help='commands separated by ";" (scripted use)')
+    p.add_argument("words", nargs=argparse.REMAINDER, help="one command to run, as zkCli.sh takes it")
+
+
+def main(args) -> int:
+    return run(args.server, args.command, args.words, args.timeout, args.client_config)
