@@ -412,6 +412,9 @@ _SECURITY_KEYS = frozenset(
         "sessionRequireClientSASLAuth", "superUser", "java.security.auth.login.config",
         "java.security.krb5.conf", "javax.security.auth.useSubjectCredsOnly",
         "security.auth_to_local",
+        # the AdminServer's HTTPS (server.admin_tls): 3.8's forceHttps/portUnification,
+        # 3.9's needClientAuth
+        "admin.forceHttps", "admin.portUnification", "admin.needClientAuth",
     }
 )
 _SECURITY_PREFIXES = (

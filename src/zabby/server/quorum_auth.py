@@ -162,10 +162,12 @@ def load_quorum_security(settings: SecuritySettings) -> QuorumSecurity | None:
             log.warning("portUnification=true: the quorum and election ports also accept "
                         "plaintext peers; turn it off once every member uses sslQuorum")
     else:
-        if quorum_ssl_keys:
-            raise settings.error(quorum_ssl_keys[0], None, "is set but neither sslQuorum nor "
-                                 "portUnification is: no peer link would use TLS; refusing "
-                                 "to start")
+        # keys the AdminServer's HTTPS took are honoured (server.admin_tls)
+        unused = [k for k in quorum_ssl_keys if k not in settings.taken]
+        if unused:
+            raise settings.error(unused[0], None, "is set but neither sslQuorum nor "
+                                 "portUnification is (and the AdminServer's HTTPS does not "
+                                 "use it): no peer link would use TLS; refusing to start")
         if reload_certs:
             raise settings.error("sslQuorumReloadCertFiles", "true", "is set but sslQuorum "
                                  "is not: there are no quorum certificates to reload")

@@ -68,7 +68,8 @@ class ClientTls:
 
 def load_client_tls(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
     """Client TLS from `settings` (None when off). `x509_provider`: an authProvider.N
-    names X509AuthenticationProvider.  ConfigError when it cannot be honoured."""
+    names X509AuthenticationProvider, or the AdminServer verifies client certificates
+    (``admin.needClientAuth``: `admin_tls`).  ConfigError when it cannot be honoured."""
     try:
         return _load(settings, x509_provider)
     except ConfigError as e:
@@ -117,7 +118,8 @@ def _load(settings: SecuritySettings, x509_provider: bool) -> ClientTls | None:
                 settings.take("X509AuthenticationProvider.superUser")
                 raise settings.error("X509AuthenticationProvider.superUser", None,
                                      "is set but x509 authentication is not on (set "
-                                     "secureClientPort or client.portUnification)")
+                                     "secureClientPort, client.portUnification or "
+                                     "admin.needClientAuth)")
             return None
         return ClientTls(None, super_user=settings.take("X509AuthenticationProvider.superUser"))
     if not (settings.values.get("ssl.keyStore.location") or "").strip():

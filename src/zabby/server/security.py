@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from .admin_tls import load_admin_tls
 from .config import ConfigError, ServerConfig
 from .quorum_auth import load_quorum_security
 from .sasl import load_sasl
@@ -87,6 +88,7 @@ class Security:
     client_tls: Any = None  # server.tls: the secure client port's TLS settings
     sasl: Any = None  # server.sasl: SASL for clients
     quorum: Any = None  # server.quorum_auth: TLS / SASL between ensemble members
+    admin_tls: Any = None  # server.admin_tls: the AdminServer's HTTPS (None: plain HTTP)
 
 
 def load_security(config: ServerConfig) -> Security:
@@ -94,7 +96,11 @@ def load_security(config: ServerConfig) -> Security:
     settings = SecuritySettings(config)
     sec = Security()
     _auth_providers(config, sec)
-    sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values())
+    # before quorum TLS: the AdminServer's HTTPS uses (takes) the ssl.quorum.* stores
+    sec.admin_tls = load_admin_tls(settings)
+    # a verified admin client certificate is an x509 identity: the scheme is registered
+    admin_x509 = sec.admin_tls is not None and sec.admin_tls.need_client_auth
+    sec.client_tls = load_client_tls(settings, "x509" in sec.providers.values() or admin_x509)
     sec.quorum = load_quorum_security(settings)
     sec.sasl = load_sasl(settings, {"ip", "digest", *sec.providers.values()},
                          quorum_sasl=sec.quorum is not None and sec.quorum.sasl is not None)

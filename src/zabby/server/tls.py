@@ -452,17 +452,26 @@ def _revocation(settings: SecuritySettings, p: str) -> None:
 
 
 def context_from_settings(settings: SecuritySettings, prefix: str = "ssl.", *,
-                          server_side: bool = True) -> TlsConfig:
-    """Build a `TlsConfig` from the ``prefix`` keys of `settings` (ConfigError if unusable)."""
+                          server_side: bool = True,
+                          client_auth: str | None = None) -> TlsConfig:
+    """Build a `TlsConfig` from the ``prefix`` keys of `settings` (ConfigError if unusable).
+
+    `client_auth` ("need" / "want" / "none"), server side only: the caller decides
+    client authentication itself (the AdminServer's ``admin.needClientAuth``), so
+    ``P clientAuth`` and ``P hostnameVerification`` are neither read nor taken."""
     p = prefix
     _revocation(settings, p)
     protocols = _protocols(settings, p)
     suites, protocols = _ciphers(settings, p, protocols)
-    client_auth = (settings.take(p + "clientAuth") or "need").strip()
-    if client_auth.lower() not in _CLIENT_AUTH:
-        raise settings.error(p + "clientAuth", client_auth, "is not need, want or none")
-    client_auth = client_auth.lower()
-    verify_hostname = settings.take_bool(p + "hostnameVerification", True)
+    if client_auth is not None:
+        assert server_side and client_auth in _CLIENT_AUTH, client_auth
+        verify_hostname = False
+    else:
+        client_auth = (settings.take(p + "clientAuth") or "need").strip()
+        if client_auth.lower() not in _CLIENT_AUTH:
+            raise settings.error(p + "clientAuth", client_auth, "is not need, want or none")
+        client_auth = client_auth.lower()
+        verify_hostname = settings.take_bool(p + "hostnameVerification", True)
     timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS
     raw = settings.take(p + "handshakeDetectionTimeoutMillis")
     if raw is not None:

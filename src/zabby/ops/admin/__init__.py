@@ -5,6 +5,12 @@ It runs an aiohttp application on its own event loop in its own thread, so a slo
 hostile HTTP client never holds up the client port; it reads the server only through
 ``ctx.bridge`` (``zabby.ops.bridge``).
 
+HTTPS (``admin.forceHttps``, ``admin.portUnification``, ``admin.needClientAuth``) comes
+from the server's security settings (``server.admin_tls``): `admin_service` passes
+``server.security.admin_tls`` in.  With port unification the AdminServer accepts on its
+own socket and peeks each connection's first byte (0x16: TLS) before handing it to
+aiohttp, with or without TLS.
+
 Others add routes with an *installer*: ``installer(app, ctx)`` is called once, before
 the server listens.  ``install_commands`` (ZooKeeper's command URL, ``admin.commandURL``)
 is the first; ``zabby.ops.INSTALLERS`` lists what ``zabby serve`` installs.
@@ -15,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +33,7 @@ from aiohttp import web
 from ..bridge import LoopBridge
 
 if TYPE_CHECKING:
+    from ...server.admin_tls import AdminTls
     from ...server.config import ServerConfig
     from ...server.core import ZabbyServer
 
@@ -47,6 +56,8 @@ class AdminContext:
     zookeeper_properties: dict[str, str] = field(default_factory=dict)
     snapshot_limiter: Any = None
     restore_limiter: Any = None
+    # X509AuthenticationProvider.superUser: the client certificate DN that is also super
+    x509_super_user: str | None = None
 
     def __post_init__(self) -> None:
         from .commands import initial_configuration, zookeeper_properties
@@ -72,12 +83,15 @@ class AdminServer:
 
     def __init__(self, server: ZabbyServer, config: ServerConfig, *, host: str, port: int,
                  installers: Sequence[Installer] = (), bridge: LoopBridge | None = None,
-                 ) -> None:
+                 tls: AdminTls | None = None) -> None:
         self.host = host
         self.port = port  # the bound port once started (port 0 picks a free one)
+        self.tls = tls  # None: plain HTTP
+        ctls = getattr(getattr(server, "security", None), "client_tls", None)
         self.ctx = AdminContext(
             server=server, config=config,
             bridge=bridge or LoopBridge(asyncio.get_running_loop()),
+            x509_super_user=getattr(ctls, "super_user", None),
         )
         self.app = web.Application()
         for install in installers:
@@ -117,7 +131,12 @@ class AdminServer:
                                keepalive_timeout=max(idle_ms, 1) / 1000.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            if self.tls is not None and self.tls.port_unification:
+                await self._serve_unified(runner)
+                return
+            ctx = self.tls.tls.context if self.tls is not None else None
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True,
+                               ssl_context=ctx)
             await site.start()
             server = site._server  # aiohttp keeps the asyncio server here
             if server is not None and server.sockets:
@@ -126,6 +145,49 @@ class AdminServer:
             await self._stopping.wait()
         finally:
             await runner.cleanup()
+
+    async def _serve_unified(self, runner: web.AppRunner) -> None:
+        """admin.portUnification: HTTP and HTTPS on one port, told apart by the first
+        byte each client sends (a client silent for the handshake timeout is dropped)."""
+        from ...server.listen import accept_forever, first_byte_is_tls, listen_socket
+
+        assert self.tls is not None and self._stopping is not None
+        tls = self.tls.tls
+        loop = asyncio.get_running_loop()
+        factory = runner.server  # aiohttp's protocol factory
+        assert factory is not None
+        pending: set[asyncio.Task] = set()
+
+        async def hand_over(conn: socket.socket) -> None:
+            try:
+                is_tls = await first_byte_is_tls(conn, tls.handshake_timeout)
+                if is_tls is None:
+                    conn.close()
+                    return
+                ctx: ssl.SSLContext | None = tls.context if is_tls else None
+                await loop.connect_accepted_socket(
+                    factory, conn, ssl=ctx,
+                    ssl_handshake_timeout=tls.handshake_timeout if is_tls else None)
+            except (OSError, ssl.SSLError, TimeoutError) as e:
+                log.info("AdminServer: unsuccessful handshake: %s", e)
+                conn.close()
+
+        def on_accept(conn: socket.socket, _addr: object) -> None:
+            task = loop.create_task(hand_over(conn))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        sock = listen_socket(self.host, self.port, 128)
+        self.port = sock.getsockname()[1]
+        acceptor = loop.create_task(accept_forever(sock, on_accept, "AdminServer"))
+        self._started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            acceptor.cancel()
+            for task in list(pending):
+                task.cancel()
+            sock.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         loop, stopping = self._loop, self._stopping
@@ -163,7 +225,7 @@ def install_commands(app: web.Application, ctx: AdminContext) -> None:
         if post and known is not None:
             early = await loop.run_in_executor(
                 None, cmds.refuse_early, ctx, name, request.headers.get("Authorization"),
-                request.remote or "")
+                request.remote or "", _peer_dn(request))
             if early is not None:  # refused before a byte of the upload is stored
                 data = await loop.run_in_executor(None, encode, early.to_map())
                 return web.Response(body=data, status=early.status,
@@ -175,7 +237,8 @@ def install_commands(app: web.Application, ctx: AdminContext) -> None:
                 None, lambda: cmds.run_command(
                     ctx, name, kwargs, post=post,
                     auth_info=request.headers.get("Authorization"),
-                    client_ip=request.remote or "", body=body_path))
+                    client_ip=request.remote or "", body=body_path,
+                    peer_dn=_peer_dn(request)))
         finally:
             if body_path is not None:
                 try:
@@ -194,6 +257,21 @@ def install_commands(app: web.Application, ctx: AdminContext) -> None:
     app.router.add_get(url + "/", links)
     app.router.add_route("GET", url + "/{name:.+}", run)
     app.router.add_route("POST", url + "/{name:.+}", run)
+
+
+def _peer_dn(request: web.Request) -> str | None:
+    """The x509 id (Java's subject DN) of the client certificate the AdminServer's TLS
+    verified (``admin.needClientAuth``), or None (plain HTTP, or no certificate)."""
+    from ...server.tls import peer_identity
+
+    transport = request.transport
+    if transport is None:
+        return None
+    try:
+        return peer_identity(transport.get_extra_info("ssl_object"))
+    except Exception:  # an unparsable certificate is no identity
+        log.warning("AdminServer: cannot read the client certificate", exc_info=True)
+        return None
 
 
 async def _save_body(request: web.Request, loop: asyncio.AbstractEventLoop) -> str:
@@ -220,7 +298,8 @@ def admin_service(config: ServerConfig, installers: Sequence[Installer] = ()):
 
     def start(server: ZabbyServer) -> Callable[[], None]:
         admin = AdminServer(server, config, host=config.admin_server_address,
-                            port=config.admin_server_port, installers=installers)
+                            port=config.admin_server_port, installers=installers,
+                            tls=getattr(server.security, "admin_tls", None))
         try:
             admin.start()
         except OSError as e:
@@ -228,8 +307,10 @@ def admin_service(config: ServerConfig, installers: Sequence[Installer] = ()):
                         "without it", config.admin_server_address, config.admin_server_port, e)
             admin.stop()
             return lambda: None
-        log.info("Started AdminServer on address %s, port %d and command URL %s",
-                 config.admin_server_address, admin.port, config.admin_command_url)
+        log.info("Started AdminServer on address %s, port %d and command URL %s (%s)",
+                 config.admin_server_address, admin.port, config.admin_command_url,
+                 "HTTP" if admin.tls is None else "HTTPS only" if admin.tls.force_https
+                 else "HTTP and HTTPS")
         return admin.stop
 
     return start

@@ -499,7 +499,7 @@ _register_snapshot(command)
 # ------------------------------------------------------------------ dispatch
 def run_command(ctx: AdminContext, name: str, kwargs: Kwargs, *, post: bool = False,
                 auth_info: str | None = None, client_ip: str = "",
-                body: Any = None) -> Response:
+                body: Any = None, peer_dn: str | None = None) -> Response:
     """Commands.runCommand: the command's answer (in the calling thread)."""
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -512,7 +512,7 @@ def run_command(ctx: AdminContext, name: str, kwargs: Kwargs, *, post: bool = Fa
     if cmd.auth:
         from .snapshot import authorize
 
-        denied = authorize(ctx, r, auth_info, client_ip)
+        denied = authorize(ctx, r, auth_info, client_ip, peer_dn)
         if denied is not None:
             return denied
     try:
@@ -531,7 +531,7 @@ def run_command(ctx: AdminContext, name: str, kwargs: Kwargs, *, post: bool = Fa
 
 
 def refuse_early(ctx: AdminContext, name: str, auth_info: str | None,
-                 client_ip: str) -> Response | None:
+                 client_ip: str, peer_dn: str | None = None) -> Response | None:
     """The refusal a request gets before its body is read (unknown server state,
     missing or insufficient identity), so no one uploads without the right to."""
     cmd = COMMANDS.get(name)
@@ -544,7 +544,7 @@ def refuse_early(ctx: AdminContext, name: str, auth_info: str | None,
     if cmd.auth:
         from .snapshot import authorize
 
-        return authorize(ctx, r, auth_info, client_ip)
+        return authorize(ctx, r, auth_info, client_ip, peer_dn)
     return None
 
 

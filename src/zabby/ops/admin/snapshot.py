@@ -3,8 +3,10 @@ and authorization they need (3.9's ``AuthRequest``: ALL permission on ``/``).
 
 Identity: the HTTP ``Authorization`` header holds ``<scheme> <auth>``, as 3.9 reads it:
 ``digest user:password`` (the id ``addauth digest user:password`` would give, or
-``super`` when it matches ``DigestAuthenticationProvider.superDigest``) or ``ip`` (the
-client's address).  The ids must be granted every permission bit on ``/`` by its ACL.
+``super`` when it matches ``DigestAuthenticationProvider.superDigest``), ``ip`` (the
+client's address) or ``x509`` (the subject DN of the client certificate the AdminServer's
+HTTPS verified -- ``admin.needClientAuth=true`` -- in Java's ``X500Principal.getName()``
+form, plus ``super`` when it is ``X509AuthenticationProvider.superUser``).  The ids must be granted every permission bit on ``/`` by its ACL.
 
 Rate limits: at most one snapshot and one restore per
 ``admin.rateLimiterIntervalInMS`` (default 5 minutes), each with its own limiter, as in
@@ -66,7 +68,8 @@ class RateLimiter:
             return False
 
 
-def _identities(ctx: AdminContext, auth_info: str, client_ip: str) -> list[Id] | None:
+def _identities(ctx: AdminContext, auth_info: str, client_ip: str,
+                peer_dn: str | None = None) -> list[Id] | None:
     """handleAuthentication: the ids the header proves, or None (not authenticated)."""
     parts = auth_info.split(" ")
     while parts and parts[-1] == "":  # Java's split drops trailing empty strings
@@ -85,17 +88,22 @@ def _identities(ctx: AdminContext, auth_info: str, client_ip: str) -> list[Id] |
         return [Id("digest", ident)]
     if scheme == "ip" and client_ip:
         return [Id("ip", client_ip)]
-    return None  # no such provider here (x509 needs the admin port on TLS)
+    if scheme == "x509" and peer_dn is not None:  # as 3.9: the id comes from the request
+        ids = [Id("x509", peer_dn)]
+        if ctx.x509_super_user is not None and peer_dn == ctx.x509_super_user:
+            ids.insert(0, Id("super", peer_dn))
+        return ids
+    return None  # no such provider, or x509 without a verified client certificate
 
 
 def authorize(ctx: AdminContext, r: Response, auth_info: str | None,
-              client_ip: str) -> Response | None:
+              client_ip: str, peer_dn: str | None = None) -> Response | None:
     """None when the request may run the command; else the answer that refuses it."""
     if auth_info is None:
         log.warning("Auth info is missing for command %s", r.command)
         r.error, r.status = "Auth info is missing for the command", 401
         return r
-    ids = _identities(ctx, auth_info, client_ip)
+    ids = _identities(ctx, auth_info, client_ip, peer_dn)
     if not ids:
         r.error, r.status = "Not authenticated", 401
         return r
