@@ -248,8 +248,10 @@ def test_ensemble_metrics(tmp_path) -> None:
         finally:
             zk.stop()
             zk.close()
-        lead = scrape(ports[leader])
-        assert v(lead, "commit_count_total") - before >= 4
+        # the follower answers once it has committed; the leader may count its own commit
+        # a moment later (a quorum of followers can ack before the leader's own fsync)
+        lead = wait_for(lambda: (s := scrape(ports[leader]))
+                        and v(s, "commit_count_total") - before >= 4 and s)
         assert v(lead, "quorum_ack_latency_count") >= 4
         fol = wait_for(lambda: (s := scrape(ports[followers[0]]))
                        and v(s, "proposal_latency_count") >= 4 and s)
