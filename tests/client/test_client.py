@@ -419,7 +419,7 @@ def test_session_expiry(server, base):
     arun(body())
 
 
-def test_no_server_is_bounded(server):
+def test_no_server_is_bounded():
     async def body():
         from zabby.testing import free_port
         zk = Client(f"127.0.0.1:{free_port()}", timeout=2.0)
