@@ -74,6 +74,7 @@ from zabby.wire import (
 )
 
 from .exceptions import (
+    AuthFailedError,
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLoss,
@@ -389,6 +390,9 @@ class Client:
                 return
             except SessionExpiredError:  # the client_id we were given: a new session follows
                 continue
+            except AuthFailedError:
+                await self.stop()
+                raise
             except ConnectionLoss:
                 await self.stop()
                 raise KazooTimeoutError(f"no connection to {self.hosts} in {timeout}s") from None
@@ -567,6 +571,14 @@ class Client:
         if self._sasl is not None:
             try:
                 await self._sasl_login()
+            except (ZookeeperError, SASLException) as e:
+                conn.abort()
+                failed = AuthFailedError(f"SASL login refused: {e}")
+                waiters, self._ready_waiters = self._ready_waiters, []
+                for f in waiters:
+                    if not f.done():
+                        f.set_exception(failed)
+                raise failed from None
             except BaseException:
                 conn.abort()
                 raise
