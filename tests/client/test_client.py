@@ -426,3 +426,19 @@ def test_no_server_is_bounded():
         with pytest.raises(TimeoutError):
             await zk.start(timeout=1.0)
     arun(body(), timeout=20)
+
+
+def test_set_watches_split_in_batches():
+    """Thousands of watches are set again in SetWatches2 frames a server accepts."""
+    zk = Client("127.0.0.1:1/root")
+    for i in range(3000):
+        zk._add_watch("data", f"/some/rather/long/path/to/a/node/number/{i:06d}", print)
+    zk._add_watch("recursive", "/r", print)
+    batches = zk._set_watches_batches()
+    assert len(batches) > 1
+    assert sum(len(b.dataWatches) for b in batches) == 3000
+    assert [p for b in batches for p in b.persistentRecursiveWatches] == ["/root/r"]
+    for b in batches:
+        out = bytearray()
+        b.encode(out)
+        assert len(out) < 140 * 1024

@@ -554,9 +554,8 @@ class Client:
         self.connected_read_only = read_only
         # before any request of ours: the server's watches again, then our auth
         if resumed and any(self._watches.values()):
-            w = {k: sorted(self._server_path(p) for p in v) for k, v in self._watches.items()}
-            conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
-                self.last_zxid, w[_DATA], w[_EXIST], w[_CHILD], w[_PERSISTENT], w[_RECURSIVE])))
+            for batch in self._set_watches_batches():
+                conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, batch))
         for scheme, cred in self._auth:
             self._auth_waiters.append(None)
             conn.write(encode_request(XID_AUTH, Op.AUTH, AuthPacket(0, scheme, cred)))
@@ -594,6 +593,28 @@ class Client:
         self._had_session = True
         return conn
 
+    def _set_watches_batches(self) -> list[SetWatches2]:
+        """SetWatches2 records for every watch we hold, each under ~128 KiB (a server
+        refuses a frame above its jute.maxbuffer), as ZooKeeper's client splits them."""
+        batches: list[SetWatches2] = []
+        cur: dict[str, list[str]] = {k: [] for k in _KINDS}
+        size = 0
+        for kind in _KINDS:
+            for p in sorted(self._watches[kind]):
+                sp = self._server_path(p)
+                if size and size + len(sp) + 4 > 128 * 1024:
+                    batches.append(self._set_watches(cur))
+                    cur, size = {k: [] for k in _KINDS}, 0
+                cur[kind].append(sp)
+                size += len(sp.encode()) + 4
+        if size:
+            batches.append(self._set_watches(cur))
+        return batches
+
+    def _set_watches(self, w: dict[str, list[str]]) -> SetWatches2:
+        return SetWatches2(self.last_zxid, w[_DATA], w[_EXIST], w[_CHILD], w[_PERSISTENT],
+                           w[_RECURSIVE])
+
     async def _sasl_login(self) -> None:
         from zabby.server.digest_md5 import DigestMD5Client, SaslError
 
@@ -624,7 +645,7 @@ class Client:
                          *conn.address, read_timeout)
                 conn.abort()
                 return
-            if now - self._last_send >= interval / 2:
+            if now - self._last_send >= interval:
                 conn.write(ping)
 
     def _on_conn_lost(self, conn: _Conn) -> None:
@@ -758,11 +779,11 @@ class Client:
         if not targets:
             return
         event = WatchedEvent(EVENT_NAMES.get(t, str(t)), KeeperState.CONNECTED, path)
-        seen: set[int] = set()
-        for watcher in targets:
-            if id(watcher) in seen:
+        called: list = []
+        for watcher in targets:  # one call per watcher, however many watches matched
+            if watcher in called:
                 continue
-            seen.add(id(watcher))
+            called.append(watcher)
             _call_watcher(watcher, event)
 
     # =============================================================== paths
@@ -1133,7 +1154,7 @@ class Client:
                 await writer.wait_closed()
         return data.decode("utf-8", "replace")
 
-    async def server_version(self) -> tuple[int, ...]:
+    async def server_version(self, retries: int = 3) -> tuple[int, ...]:
         """The version of the server we are connected to, e.g. (3, 8, 4)."""
         out = await self.command(b"envi")
         for line in out.splitlines():
