@@ -400,8 +400,13 @@ def test_session_expiry(server, base):
             from zabby.testing import free_port
             order, zk._order = zk._order, [("127.0.0.1", free_port())]
             await asyncio.to_thread(_close_session, host, port, old, zk.client_id[1])
-            zk._order = order
             seen = [await asyncio.wait_for(first, 10)]
+            assert seen == [ConnectionState.SUSPENDED]
+            waiting = asyncio.ensure_future(zk.exists(base))  # waits for a connection
+            await asyncio.sleep(0.05)
+            zk._order = order
+            with pytest.raises(SessionExpiredError):  # not a hang, not a new session's reply
+                await asyncio.wait_for(waiting, 10)
             while seen[-1] != ConnectionState.CONNECTED:
                 seen.append(await asyncio.wait_for(stream.__anext__(), 10))
             assert ConnectionState.LOST in seen

@@ -506,7 +506,7 @@ class Client:
     # ========================================================== connection
     async def _run(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not (self._stopping or self._closing):
             host, port = self._order[self._host_index % len(self._order)]
             self._host_index += 1
             try:
