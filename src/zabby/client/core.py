@@ -547,6 +547,9 @@ class Client:
             conn.abort()
             self._expire()
             return None
+        if resumed and resp.sessionId != self._session_id:  # not ours: a new session
+            self._expire()
+            resumed = False
         self._session_timeout_ms = resp.timeOut
         self._session_id, self._passwd = resp.sessionId, resp.passwd
         self._last_recv = time.monotonic()
@@ -943,7 +946,9 @@ class Client:
         sp = self._server_path(prefix) if prefix.startswith("/") else prefix
         resp = await self._call(Op.GET_EPHEMERALS, GetEphemeralsRequest(sp),
                                 GetEphemeralsResponse, path=prefix)
-        return [self._client_path(p) for p in resp.ephemerals or ()]
+        root = self.chroot
+        return [self._client_path(p) for p in resp.ephemerals or ()
+                if not root or p == root or p.startswith(root + "/")]
 
     async def whoami(self) -> list[tuple[str, str]]:
         """The identities this session has: [(scheme, user)]."""
