@@ -21,7 +21,7 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from zabby.wire import (
@@ -98,7 +98,8 @@ from .states import (
     ZnodeStat,
 )
 
-__all__ = ["OPEN_ACL_UNSAFE", "Client", "Transaction", "WatchStream", "parse_hosts"]
+__all__ = ["OPEN_ACL_UNSAFE", "AddWatch", "Client", "StateStream", "Transaction", "WatchStream",
+           "parse_hosts"]
 
 log = logging.getLogger("zabby.client")
 
@@ -473,19 +474,10 @@ class Client:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    async def states(self) -> AsyncIterator[ConnectionState]:
-        """Every state change from now on, until the client stops."""
-        q: asyncio.Queue[ConnectionState | None] = asyncio.Queue()
-        self._state_streams.append(q)
-        try:
-            while True:
-                s = await q.get()
-                if s is None:
-                    return
-                yield s
-        finally:
-            with contextlib.suppress(ValueError):
-                self._state_streams.remove(q)
+    def states(self) -> StateStream:
+        """Every state change from this call on, as an async iterator (it ends when the
+        client stops): ``async for state in zk.states(): ...``."""
+        return StateStream(self)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state == self.state and state != ConnectionState.RECONNECTED:
@@ -1173,6 +1165,41 @@ class Client:
                     parts.append(int(digits))
                 return tuple(parts)
         raise ZookeeperError("the server did not report its version")
+
+
+class StateStream:
+    """Connection states as an async iterator; registered when made, so no change
+    between making it and iterating it is missed. ``close()`` stops it."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._q: asyncio.Queue[ConnectionState | None] = asyncio.Queue()
+        self._ended = False
+        client._state_streams.append(self._q)
+
+    def __aiter__(self) -> StateStream:
+        return self
+
+    async def __anext__(self) -> ConnectionState:
+        if self._ended:
+            raise StopAsyncIteration
+        s = await self._q.get()
+        if s is None:
+            self.close()
+            raise StopAsyncIteration
+        return s
+
+    async def next(self, timeout: float | None = None) -> ConnectionState:
+        """The next state; TimeoutError after ``timeout`` seconds."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    def close(self) -> None:
+        self._ended = True
+        with contextlib.suppress(ValueError):
+            self._client._state_streams.remove(self._q)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class AddWatch:
