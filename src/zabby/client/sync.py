@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .core import Client, Transaction, WatchStream
+from .core import Client, Transaction
 from .exceptions import ConnectionClosedError, KazooTimeoutError
 from .states import ConnectionState, WatchedEvent
 
@@ -384,7 +384,3 @@ class SyncTransaction:
     def __exit__(self, exc_type, *exc: object) -> None:
         if exc_type is None:
             self.commit()
-
-
-# a WatchStream is for the loop side; SyncClient users get SyncWatch
-del WatchStream
