@@ -41,6 +41,19 @@ class SyncClient:
         self._handler_q: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
 
+    def __getattr__(self, name: str) -> Any:
+        """Recipe factories by kazoo's names (``zk.Lock(path, identifier)``, ``zk.Election``,
+        ...) come from ``zabby.recipes``, imported on first use: this layer imports no
+        upper one."""
+        if name[:1].isupper():
+            try:
+                from zabby.recipes.methods import recipe_method
+            except ImportError:
+                pass
+            else:
+                return recipe_method(self, name, sync=True)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # ---------------------------------------------------------------- threads
     def _ensure_threads(self) -> asyncio.AbstractEventLoop:
         with self._lock:
