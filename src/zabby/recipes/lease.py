@@ -1,0 +1,110 @@
+"""Lease and MultiLease: a time-bounded claim that needs no live session (kazoo's
+NonBlockingLease / MultiNonBlockingLease layout).
+
+The lease node holds JSON ``{"version": 1, "holder": ident, "end": "%Y-%m-%dT%H:%M:%S"}``
+(UTC). Obtaining reads it; if it is free, expired, or already ours, it is rewritten
+with a new end by compare-and-set on the znode version (create if absent), so of two
+contenders racing for an expired lease exactly one wins.
+
+Guarantee: at most one holder per lease node at any instant *as measured by the
+clocks of the contenders* (a lease is a time promise: clocks that disagree by more
+than the margin you leave can break it). Holding needs no session, so connection
+loss and session expiry do not end a lease; only time does. Renew by obtaining again
+before ``end``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ._util import BadVersionError, NodeExistsError, NoNodeError, retrying
+
+__all__ = ["Lease", "MultiLease"]
+
+_FMT = "%Y-%m-%dT%H:%M:%S"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Lease:
+    """``lease = zk.Lease(path, duration, ident); if await lease.obtain(): ...``."""
+
+    _version = 1
+
+    def __init__(self, client: Any, path: str, duration: dt.timedelta | float,
+                 identifier: str | None = None,
+                 utcnow: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.client = client
+        self.path = path
+        self.duration = (duration if isinstance(duration, dt.timedelta)
+                         else dt.timedelta(seconds=duration))
+        self.identifier = identifier or ""
+        self.utcnow = utcnow
+        self.obtained = False
+        self.end: dt.datetime | None = None
+
+    async def obtain(self) -> bool:
+        async def attempt() -> bool:
+            now = self.utcnow()
+            try:
+                raw, stat = await self.client.get(self.path)
+                version: int | None = stat.version
+            except NoNodeError:
+                raw, version = b"", None
+            if raw:
+                try:
+                    cur = json.loads(raw.decode("utf-8"))
+                    end = dt.datetime.strptime(cur["end"], _FMT)
+                    holder = cur["holder"]
+                except (ValueError, KeyError, TypeError):
+                    return False  # not a lease node we understand: never take it
+                if cur.get("version") != self._version:
+                    return False
+                if holder != self.identifier and end >= now:
+                    return False
+            new_end = now + self.duration
+            body = json.dumps({"version": self._version, "holder": self.identifier,
+                               "end": new_end.strftime(_FMT)}).encode("utf-8")
+            try:
+                if version is None:
+                    await self.client.create(self.path, body, makepath=True)
+                else:
+                    await self.client.set(self.path, body, version=version)
+            except (BadVersionError, NodeExistsError):
+                return False  # someone else wrote first
+            self.end = new_end
+            return True
+
+        self.obtained = await retrying(attempt)
+        return self.obtained
+
+    def __bool__(self) -> bool:
+        return self.obtained
+
+
+class MultiLease:
+    """One of ``count`` leases at ``path/0`` .. ``path/count-1``; truthy if obtained."""
+
+    def __init__(self, client: Any, count: int, path: str, duration: dt.timedelta | float,
+                 identifier: str | None = None,
+                 utcnow: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.leases = [Lease(client, f"{path.rstrip('/')}/{i}", duration, identifier, utcnow)
+                       for i in range(count)]
+        self.obtained = False
+        self.lease: Lease | None = None
+
+    async def obtain(self) -> bool:
+        for lease in self.leases:
+            if await lease.obtain():
+                self.obtained, self.lease = True, lease
+                return True
+        self.obtained, self.lease = False, None
+        return False
+
+    def __bool__(self) -> bool:
+        return self.obtained
