@@ -115,11 +115,14 @@ class Task:
         """Complete the task; True exactly once over all workers."""
         done = f"{self.wf.path}/done/{self.id}"
         record = self.wf.token + b"\n" + result
+        sent = False
 
         async def attempt() -> bool:
+            nonlocal sent
             try:
                 data, _ = await self.wf.client.get(done)
-                return data.split(b"\n", 1)[0] == self.wf.token  # a retry of ours?
+                # done already: by us only if this is the retry of our own commit
+                return sent and data.split(b"\n", 1)[0] == self.wf.token
             except NoNodeError:
                 pass
             version = await self._claim_version()
@@ -129,6 +132,7 @@ class Task:
             txn.check(self._claim, version)
             txn.create(done, record)
             txn.delete(self._claim)
+            sent = True
             try:
                 await commit(txn)
             except (NoNodeError, NodeExistsError, SessionExpiredError):
