@@ -74,6 +74,7 @@ from zabby.wire import (
 )
 
 from .exceptions import (
+    AuthFailedError,
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLoss,
@@ -81,6 +82,7 @@ from .exceptions import (
     NodeExistsError,
     NoNodeError,
     NoWatcherError,
+    OperationTimeoutError,
     RolledBackError,
     SASLException,
     SessionExpiredError,
@@ -323,12 +325,14 @@ class Client:
                  ssl_context: ssl.SSLContext | None = None,
                  sasl_options: dict[str, str] | None = None,
                  default_acl: list[ACL] | None = None,
-                 connection_timeout: float | None = None) -> None:
+                 connection_timeout: float | None = None,
+                 randomize_hosts: bool = True) -> None:
         self._hosts, self.chroot = parse_hosts(hosts)
         self.hosts = hosts
         self._timeout = float(timeout)
         self._session_timeout_ms = int(timeout * 1000)
         self._connect_timeout = connection_timeout
+        self.randomize_hosts = randomize_hosts
         self.read_only = read_only
         self._ssl = ssl_context
         self._sasl = dict(sasl_options) if sasl_options else None
@@ -375,14 +379,23 @@ class Client:
             self._closing = False
             self._started = True
             self._order = list(self._hosts)
-            random.shuffle(self._order)
+            if self.randomize_hosts:
+                random.shuffle(self._order)
             self._host_index = 0
             self._run_task = asyncio.ensure_future(self._run())
-        try:
-            await self._ready(timeout)
-        except (ConnectionLoss, SessionExpiredError):
-            await self.stop()
-            raise KazooTimeoutError(f"no connection to {self.hosts} in {timeout}s") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self._ready(max(deadline - time.monotonic(), 0.001))
+                return
+            except SessionExpiredError:  # the client_id we were given: a new session follows
+                continue
+            except AuthFailedError:
+                await self.stop()
+                raise
+            except ConnectionLoss:
+                await self.stop()
+                raise KazooTimeoutError(f"no connection to {self.hosts} in {timeout}s") from None
 
     async def stop(self) -> None:
         """Close the session (its ephemeral nodes go) and the connection."""
@@ -558,6 +571,14 @@ class Client:
         if self._sasl is not None:
             try:
                 await self._sasl_login()
+            except (ZookeeperError, SASLException) as e:
+                conn.abort()
+                failed = AuthFailedError(f"SASL login refused: {e}")
+                waiters, self._ready_waiters = self._ready_waiters, []
+                for f in waiters:
+                    if not f.done():
+                        f.set_exception(failed)
+                raise failed from None
             except BaseException:
                 conn.abort()
                 raise
@@ -789,6 +810,22 @@ class Client:
         if not callable(watch):
             raise TypeError("watch must be callable")
         return {"watch": watch, "kind": kind, "wpath": path}
+
+    async def retry(self, func: Callable[..., Any], *args: Any, max_tries: int = 20,
+                    **kwargs: Any) -> Any:
+        """``await func(*args, **kwargs)``, again after ConnectionLoss or
+        OperationTimeoutError (the client reconnects meanwhile), at most ``max_tries``
+        times. SessionExpiredError is not retried: the session's state is gone."""
+        delay = 0.05
+        for attempt in range(max_tries):
+            try:
+                return await func(*args, **kwargs)
+            except (ConnectionLoss, OperationTimeoutError):
+                if attempt == max_tries - 1:
+                    raise
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
 
     def watcher(self) -> WatchStream:
         """A watcher to pass as ``watch=`` that is also an async iterator of its events."""
@@ -1041,10 +1078,14 @@ class Client:
         others_left = watch is not None and any(
             w != watch for k in kinds for w in self._watches[k].get(path, ()))
         if not local and not others_left:
-            await self._call(Op.REMOVE_WATCHES, WatchTypeRequest(self._p(path), wire_type),
-                             None, path=path)
-        elif local is False and watch is None and not found:
-            raise NoWatcherError(path=path)
+            try:
+                await self._call(Op.REMOVE_WATCHES, WatchTypeRequest(self._p(path), wire_type),
+                                 None, path=path)
+            except NoWatcherError:
+                if not found:
+                    raise
+        elif watch is None and not found:
+            raise NoWatcherError(f"no watcher on {path}", path=path)
         removed_events = {_DATA: EventType.DATA_WATCH_REMOVED, _EXIST: EventType.DATA_WATCH_REMOVED,
                           _CHILD: EventType.CHILD_WATCH_REMOVED,
                           _PERSISTENT: EventType.PERSISTENT_WATCH_REMOVED,
@@ -1117,9 +1158,10 @@ class AddWatch:
         self.stream = WatchStream() if watch is None else None
         self.watcher = watch if watch is not None else self.stream
         self.registered = False
+        self.removed = False
 
     async def _register(self) -> AddWatch:
-        if not self.registered:
+        if not self.registered and not self.removed:
             await self.client._add_watch_request(self.path, self.watcher, self.mode)
             self.registered = True
         return self
@@ -1148,6 +1190,7 @@ class AddWatch:
             with contextlib.suppress(NoWatcherError):
                 await self.client.remove_watches(self.path, self.watcher)
             self.registered = False
+        self.removed = True
         if self.stream is not None:
             self.stream._finish(None)
 

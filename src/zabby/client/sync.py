@@ -288,6 +288,25 @@ class SyncClient:
         self._run(self._client.add_watch(path, sw._put, mode)._register())
         return sw
 
+    def retry(self, func: Callable[..., Any], *args: Any, max_tries: int = 20,
+              **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)``, again after ConnectionLoss or OperationTimeoutError."""
+        import random
+        import time
+
+        from .exceptions import ConnectionLoss, OperationTimeoutError
+
+        delay = 0.05
+        for attempt in range(max_tries):
+            try:
+                return func(*args, **kwargs)
+            except (ConnectionLoss, OperationTimeoutError):
+                if attempt == max_tries - 1:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
     def watched_paths(self) -> dict[str, list[str]]:
         return self._client.watched_paths()
 

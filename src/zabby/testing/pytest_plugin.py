@@ -12,6 +12,17 @@ Function-scoped clients (connected kazoo KazooClient; the tree is emptied, all b
   ``zabby_client``, ``zk_client``
 Factories for more clients on the same server (closed at the end of the test):
   ``zabby_client_factory``, ``zk_client_factory``
+
+zabby's own client (``zabby.client``), same servers:
+  ``zabby_sync_client``, ``zk_sync_client``  -- a connected ``SyncClient`` (tree emptied
+                        before the test, closed after it)
+  ``zabby_sync_client_factory``, ``zk_sync_client_factory`` -- ``make(**kwargs)`` more
+                        connected SyncClients (``chroot="/app"`` appends a chroot)
+  ``zabby_async_client_factory``, ``zk_async_client_factory`` -- ``make(**kwargs)`` an
+                        asyncio ``Client`` for the server, not yet started: in an async
+                        test, ``async with make() as zk: ...``
+  ``zabby_async_client``, ``zk_async_client`` -- a connected asyncio ``Client`` (only
+                        when pytest-asyncio is installed: an async fixture needs it)
 """
 
 from __future__ import annotations
@@ -148,3 +159,132 @@ def zabby_client_factory(zabby_server: ZabbyServer) -> Iterator[Callable[..., An
 @pytest.fixture
 def zk_client_factory(zk_server: ZooKeeperServer) -> Iterator[Callable[..., Any]]:
     yield from _factory_fixture(zk_server)
+
+
+# ------------------------------------------------------------ zabby.client fixtures
+def _hosts(server, chroot: str = "") -> str:
+    return server.hosts + chroot
+
+
+def sync_client(hosts: str, **kwargs: Any):
+    """A started zabby.client.SyncClient."""
+    from zabby.client import SyncClient
+
+    kwargs.setdefault("timeout", 10.0)
+    client = SyncClient(hosts, **kwargs)
+    try:
+        client.start(timeout=KAZOO_TIMEOUT)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def clean_tree_sync(client) -> None:
+    """clean_tree for a zabby SyncClient."""
+    from zabby.client import NoAuthError, NoNodeError
+
+    for child in client.get_children("/"):
+        if child == "zookeeper":
+            continue
+        try:
+            client.delete("/" + child, recursive=True)
+        except (NoNodeError, NoAuthError):
+            pass
+
+
+def _sync_client_fixture(server) -> Iterator[Any]:
+    client = sync_client(server.hosts)
+    try:
+        clean_tree_sync(client)
+        yield client
+    finally:
+        client.close()
+
+
+def _sync_factory_fixture(server) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(chroot: str = "", **kwargs: Any):
+        c = sync_client(_hosts(server, chroot), **kwargs)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - teardown is best effort
+                pass
+
+
+def _async_factory(server) -> Callable[..., Any]:
+    def make(chroot: str = "", **kwargs: Any):
+        from zabby.client import Client
+
+        kwargs.setdefault("timeout", 10.0)
+        return Client(_hosts(server, chroot), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def zabby_sync_client(zabby_server: ZabbyServer) -> Iterator[Any]:
+    yield from _sync_client_fixture(zabby_server)
+
+
+@pytest.fixture
+def zk_sync_client(zk_server: ZooKeeperServer) -> Iterator[Any]:
+    yield from _sync_client_fixture(zk_server)
+
+
+@pytest.fixture
+def zabby_sync_client_factory(zabby_server: ZabbyServer) -> Iterator[Callable[..., Any]]:
+    yield from _sync_factory_fixture(zabby_server)
+
+
+@pytest.fixture
+def zk_sync_client_factory(zk_server: ZooKeeperServer) -> Iterator[Callable[..., Any]]:
+    yield from _sync_factory_fixture(zk_server)
+
+
+@pytest.fixture
+def zabby_async_client_factory(zabby_server: ZabbyServer) -> Callable[..., Any]:
+    return _async_factory(zabby_server)
+
+
+@pytest.fixture
+def zk_async_client_factory(zk_server: ZooKeeperServer) -> Callable[..., Any]:
+    return _async_factory(zk_server)
+
+
+try:  # an async fixture needs pytest-asyncio; without it these two are not defined
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - depends on what the user installed
+    pytest_asyncio = None
+
+if pytest_asyncio is not None:  # pragma: no cover - pytest-asyncio is not ours
+    async def _async_client(server):
+        from zabby.client import Client
+
+        client = Client(server.hosts, timeout=10.0)
+        await client.start(timeout=KAZOO_TIMEOUT)
+        try:
+            for child in await client.get_children("/"):
+                if child != "zookeeper":
+                    await client.delete("/" + child, recursive=True)
+            yield client
+        finally:
+            await client.stop()
+
+    @pytest_asyncio.fixture
+    async def zabby_async_client(zabby_server: ZabbyServer):
+        async for c in _async_client(zabby_server):
+            yield c
+
+    @pytest_asyncio.fixture
+    async def zk_async_client(zk_server: ZooKeeperServer):
+        async for c in _async_client(zk_server):
+            yield c
