@@ -106,9 +106,12 @@ class Config:
                     return cur  # our write landed before its reply was lost
                 new = dict(await call(fn, dict(cur)))
                 try:
-                    await self.set(new, version, _tag=tag)
+                    written = await self.set(new, version, _tag=tag)
                 except BadVersionError:
                     continue
+                if self._task is not None and written > self.version:
+                    # our own write: visible in ``value`` at once (the watch confirms)
+                    self.value, self.version = dict(new), written
                 return new
         return await retrying(attempt)
 
