@@ -52,6 +52,7 @@ class Config:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watching = False
+        self._notified: int | None = None
         self._changed = asyncio.Condition()
 
     def listen(self, fn: Callable[[dict[str, Any], int], Any]) -> None:
@@ -109,9 +110,9 @@ class Config:
                     written = await self.set(new, version, _tag=tag)
                 except BadVersionError:
                     continue
-                if self._task is not None and written > self.version:
+                if self._task is not None:
                     # our own write: visible in ``value`` at once (the watch confirms)
-                    self.value, self.version = dict(new), written
+                    await self._publish(dict(new), written)
                 return new
         return await retrying(attempt)
 
@@ -134,6 +135,21 @@ class Config:
                                    timeout)
         return self.value
 
+    async def _publish(self, value: dict[str, Any], version: int, fresh: bool = False) -> None:
+        """Take a newer (or, re-read from the server, any) version; tell the listeners
+        once per version."""
+        if not fresh and version <= self.version:
+            return
+        self.value, self.version = value, version
+        if fresh:
+            self.stale = False
+        async with self._changed:
+            self._changed.notify_all()
+        if version != self._notified:
+            self._notified = version
+            for fn in list(self._listeners):
+                await call(fn, dict(value), version)
+
     def _on_state(self, state: str) -> None:
         if state != "CONNECTED":
             self.stale = True
@@ -155,14 +171,7 @@ class Config:
             except (*RETRYABLE, SessionExpiredError):
                 await asyncio.sleep(0.1)
                 continue
-            changed = version != self.version or self.stale
-            self.value, self.version = value, version
-            self.stale = False
-            async with self._changed:
-                self._changed.notify_all()
-            if changed:
-                for fn in list(self._listeners):
-                    await call(fn, dict(value), version)
+            await self._publish(value, version, fresh=True)
             await self._kick.wait()
 
     async def close(self) -> None:
