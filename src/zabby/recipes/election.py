@@ -127,6 +127,8 @@ class LeaderLatch:
                 await lock.acquire()
             except LockTimeout:  # pragma: no cover - no timeout given
                 continue
+            if self._closed:
+                break
             await self._set(True)
             await lock.lost.wait()  # held until our session expires (or close())
             await self._set(False)
@@ -148,6 +150,7 @@ class LeaderLatch:
 
     async def close(self) -> None:
         self._closed = True
+        await self._set(False)  # we stop leading before anyone else can start
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

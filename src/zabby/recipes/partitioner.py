@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._util import LockTimeout, StateWatcher, call, new_id, waker
+from ._util import RETRYABLE, LockTimeout, SessionExpiredError, StateWatcher, call, new_id, waker
 from .lock import Lock
 from .party import Party
 
@@ -148,7 +148,7 @@ class SetPartitioner:
         return None
 
     async def _fail(self) -> None:
-        if self._task is not None:
+        if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         self._locks = []
         self._set = []
@@ -163,12 +163,32 @@ class SetPartitioner:
             except Exception:  # best effort: ephemeral nodes go with the session
                 pass
 
+    @staticmethod
+    async def _let_go(locks: list[Lock]) -> None:
+        for lock in locks:
+            try:
+                await lock.release()
+            except Exception:  # best effort: ephemeral nodes go with the session
+                pass
+
     async def _members(self) -> list[str]:
         self._changed = ev = asyncio.Event()
         await self.client.get_children(self._party.path, watch=waker(ev))
         return await self._party.members()
 
     async def _allocate(self) -> None:
+        while True:
+            try:
+                await self._divide()
+                return
+            except RETRYABLE:
+                await self._release_locks()
+                await asyncio.sleep(0.2)  # the client is reconnecting: divide again
+            except SessionExpiredError:
+                await self._fail()
+                return
+
+    async def _divide(self) -> None:
         # wait for membership to be still for time_boundary seconds
         while True:
             members = await self._members()
@@ -187,10 +207,11 @@ class SetPartitioner:
                         raise _Restart
                 locks.append(lock)
         except _Restart:
-            for lock in locks:
-                await lock.release()
-            self._task = asyncio.ensure_future(self._allocate())
-            return
+            await self._let_go(locks)
+            return await self._divide()
+        except BaseException:
+            await self._let_go(locks)
+            raise
         self._locks, self._set = locks, mine
         await self._set_state(PartitionState.ACQUIRED)
         await self._changed.wait()

@@ -131,7 +131,6 @@ class LockingQueue(Queue):
         super().__init__(client, path)
         self.id = new_id().encode("ascii")
         self.processing_element: tuple[str, bytes] | None = None
-        self._session: int | None = None
         self._lock_path = self.path + self.lock
         self._entries_path = self.path + self.entries
 
@@ -206,11 +205,13 @@ class LockingQueue(Queue):
         try:
             await self.client.create(lock_path, self.id, ephemeral=True)
         except NodeExistsError:
-            data, _ = await self.client.get(lock_path)
+            try:
+                data, _ = await self.client.get(lock_path)
+            except NoNodeError:
+                return None  # released meanwhile: the next listing sees it again
             if data != self.id:
                 return None  # someone else holds it
             # ours: a create whose reply was lost
-        self._session = session_id(self.client)
         try:
             value, _ = await self.client.get(f"{self._entries_path}/{name}")
         except NoNodeError:

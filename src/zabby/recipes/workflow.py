@@ -214,7 +214,10 @@ class Workflow:
         try:
             await self.client.create(claim, self.token, ephemeral=True)
         except NodeExistsError:
-            data, stat = await self.client.get(claim)
+            try:
+                data, stat = await self.client.get(claim)
+            except NoNodeError:
+                return None  # released meanwhile: the next listing sees it again
             if data != self.token or stat.ephemeralOwner != session_id(self.client):
                 return None
         except NoNodeError:
