@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from zabby import recipes
-from zabby.client import Client, SyncClient
+from zabby.client import Client, ConnectionLoss, SyncClient
 from zabby.recipes import LockTimeout
 
 _n = itertools.count()
@@ -567,3 +567,85 @@ def test_factories_and_sync_client(zabby_server):
         party.leave()
     finally:
         zk.stop()
+
+
+# -------------------------------------------------------------- lost replies
+class LosesReplies:
+    """A Client whose next N writes of a kind take effect but lose their reply
+    (ConnectionLoss), as when the connection drops between request and reply."""
+
+    def __init__(self, zk: Client) -> None:
+        self._zk = zk
+        self.lose: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._zk, name)
+        if name not in ("create", "set", "delete", "transaction"):
+            return attr
+        if name == "transaction":
+            def txn() -> Any:
+                t = attr()
+                real_commit = t.commit
+
+                async def commit() -> Any:
+                    res = await real_commit()
+                    if self.lose.get("commit"):
+                        self.lose["commit"] -= 1
+                        raise ConnectionLoss("reply lost")
+                    return res
+                t.commit = commit
+                return t
+            return txn
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            res = await attr(*args, **kwargs)
+            if self.lose.get(name):
+                self.lose[name] -= 1
+                raise ConnectionLoss("reply lost")
+            return res
+        return call
+
+
+def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
+    path = unique("lost-replies")
+
+    async def body(real, other):
+        zk = LosesReplies(real)
+        # Lock: the contender node created by a lost create is found, not duplicated
+        zk.lose["create"] = 1
+        lock = recipes.Lock(zk, path + "/lock", "me")
+        assert await lock.acquire(timeout=5)
+        assert len(await real.get_children(path + "/lock")) == 1
+        await lock.release()
+        # Semaphore: the same for the lease
+        zk.lose["create"] = 1
+        sem = recipes.Semaphore(zk, path + "/sem", "me", max_leases=1)
+        assert await sem.acquire(timeout=5)
+        assert await sem.lease_holders() == ["me"]
+        await sem.release()
+        # Counter: an add whose reply was lost is not applied twice
+        counter = recipes.Counter(zk, path + "/counter")
+        await counter.get()
+        zk.lose["set"] = 1
+        assert await counter.add(5, exactly_once=True) == 5
+        assert await recipes.Counter(other, path + "/counter").get() == 5
+        # LockingQueue: an item taken by a lost create is ours, not stuck
+        q = recipes.LockingQueue(zk, path + "/q")
+        await q.put(b"only")
+        zk.lose["create"] = 1
+        assert await q.get(5) == b"only"
+        zk.lose["commit"] = 1
+        assert await q.consume()
+        assert await q.length() == 0
+        # Workflow: a claim made by a lost create is ours; a completion whose reply
+        # was lost is recognised as ours (and only once)
+        wf = recipes.Workflow(zk, path + "/wf", "me")
+        await wf.submit(b"p", task_id="t")
+        zk.lose["create"] = 1
+        task = await wf.claim(5)
+        assert task is not None and task.id == "t"
+        zk.lose["commit"] = 1
+        assert await task.complete(b"r")
+        assert await wf.result("t") == b"r"
+        assert await recipes.Workflow(other, path + "/wf").pending() == []
+    run(zabby_server, body, clients=2)

@@ -15,7 +15,11 @@ Guarantee: an item is handed to one consumer at a time and is removed exactly on
 by the consumer that holds it; a consumer that dies or whose session expires hands
 the item back (its ephemeral lock vanishes) and ``consume`` then returns False.
 Connection loss: ``holds_lock()`` tells whether the item is still ours (SUSPENDED
-means it may not be); operations are retried after reconnecting.
+means it may not be); operations are retried after reconnecting, and a take whose
+reply was lost is recognised (its lock holds our id). One window stays: if the
+session expires while ``consume``'s reply is in flight, the item may be gone yet
+``consume`` report False (kazoo's LockingQueue has the same window; the Workflow
+recipe closes it with a completion record).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncio
 from typing import Any
 
 from ._util import (
+    RETRYABLE,
     Deadline,
     LockTimeout,
     NodeExistsError,
@@ -131,6 +136,7 @@ class LockingQueue(Queue):
         super().__init__(client, path)
         self.id = new_id().encode("ascii")
         self.processing_element: tuple[str, bytes] | None = None
+        self._uncertain: set[str] = set()  # locks whose create reply was lost
         self._lock_path = self.path + self.lock
         self._entries_path = self.path + self.entries
 
@@ -180,6 +186,12 @@ class LockingQueue(Queue):
         deadline = Deadline(timeout)
 
         async def attempt() -> bytes | None:
+            while self._uncertain:
+                name = self._uncertain.pop()
+                got = await self._take(name)
+                if got is not None:
+                    self.processing_element = (name, got)
+                    return got
             while True:
                 ev = asyncio.Event()
                 values = await self.client.get_children(self._entries_path,
@@ -204,6 +216,11 @@ class LockingQueue(Queue):
         lock_path = f"{self._lock_path}/{name}"
         try:
             await self.client.create(lock_path, self.id, ephemeral=True)
+        except RETRYABLE:
+            # the lock may exist without our knowing: listings skip taken items, so
+            # look at this one again first, or it stays taken by nobody
+            self._uncertain.add(name)
+            raise
         except NodeExistsError:
             try:
                 data, _ = await self.client.get(lock_path)

@@ -27,6 +27,8 @@ import asyncio
 from typing import Any
 
 from ._util import (
+    RETRYABLE,
+    ConnectionClosedError,
     Deadline,
     LockTimeout,
     NodeExistsError,
@@ -135,10 +137,25 @@ class Task:
             sent = True
             try:
                 await commit(txn)
-            except (NoNodeError, NodeExistsError, SessionExpiredError):
+            except (NoNodeError, NodeExistsError):
                 return False
             return True
-        self.completed = await retrying(attempt)
+
+        async def ours() -> bool:
+            try:
+                data, _ = await self.wf.client.get(done)
+            except NoNodeError:
+                return False
+            return data.split(b"\n", 1)[0] == self.wf.token
+
+        try:
+            self.completed = await retrying(attempt)
+        except SessionExpiredError as exc:
+            if isinstance(exc, ConnectionClosedError):
+                raise
+            # our session ended under us: the record (on the new session) tells
+            # whether our commit landed first
+            self.completed = sent and await retrying(ours)
         return self.completed
 
     async def abandon(self) -> None:
@@ -162,6 +179,7 @@ class Workflow:
         self.worker = worker or ""
         self.token = f"{new_id()}:{self.worker}".encode()
         self._ensured = False
+        self._uncertain: set[str] = set()  # claims whose create reply was lost
 
     async def _ensure(self) -> None:
         if not self._ensured:
@@ -191,6 +209,10 @@ class Workflow:
         deadline = Deadline(timeout)
 
         async def attempt() -> Task | None:
+            while self._uncertain:
+                task = await self._try_claim(self._uncertain.pop())
+                if task is not None:
+                    return task
             while True:
                 ev = asyncio.Event()
                 tasks = await self.client.get_children(f"{self.path}/tasks",
@@ -213,6 +235,11 @@ class Workflow:
         claim = f"{self.path}/claims/{tid}"
         try:
             await self.client.create(claim, self.token, ephemeral=True)
+        except RETRYABLE:
+            # the claim may exist without our knowing: listings skip claimed tasks,
+            # so look at this one again first, or it stays claimed by nobody
+            self._uncertain.add(tid)
+            raise
         except NodeExistsError:
             try:
                 data, stat = await self.client.get(claim)
