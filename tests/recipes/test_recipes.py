@@ -561,6 +561,16 @@ def test_factories_and_sync_client(zabby_server):
         assert seen[-1] == b"x"
         election = zk.Election(path + "/elect", "me")
         assert election.run(lambda: zk.exists(path) is not None)
+        import datetime as dt
+        lease = zk.NonBlockingLease(path + "/lease", 10.0, "me",
+                                    utcnow=lambda: dt.datetime(2030, 1, 1))
+        assert lease  # tried when made, as kazoo's
+        assert not zk.NonBlockingLease(path + "/lease", 10.0, "other",
+                                       utcnow=lambda: dt.datetime(2030, 1, 1))
+        part = zk.SetPartitioner(path + "/part", set=[1, 2, 3], time_boundary=0.1,
+                                 partition_func=lambda me, members, items: items[:2])
+        assert part.wait_for_acquire(10) == "ACQUIRED" and sorted(part) == [1, 2]
+        part.finish()
         party = zk.ShallowParty(path + "/party", "me")
         party.join()
         assert list(party) == ["me"] and len(party) == 1

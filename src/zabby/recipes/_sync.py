@@ -38,6 +38,8 @@ class SyncRecipe:
         object.__setattr__(self, "_r", recipe)
         if getattr(recipe, "_func", None) is not None and hasattr(recipe, "wait_started"):
             self._run(recipe.wait_started())  # kazoo calls the function before returning
+        if getattr(recipe, "_obtain_on_create", False):
+            self._run(recipe.obtain())  # kazoo's leases try when made: ``if lease:``
 
     # -------------------------------------------------------------- plumbing
     def _run(self, coro: Any) -> Any:
@@ -102,7 +104,9 @@ class SyncRecipe:
     def __len__(self) -> int:
         if hasattr(self._r, "members"):
             return len(self._run(self._r.members()))
-        return self._run(self._r.length())
+        if hasattr(self._r, "length"):
+            return self._run(self._r.length())
+        raise TypeError(f"{type(self._r).__name__} has no length")
 
     def __bool__(self) -> bool:
         return bool(self._r)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._util import BadVersionError, NodeExistsError, NoNodeError, retrying
+from ._util import BadVersionError, NodeExistsError, NoNodeError, call, retrying
 
 __all__ = ["Lease", "MultiLease"]
 
@@ -35,6 +35,8 @@ class Lease:
     """``lease = zk.Lease(path, duration, ident); if await lease.obtain(): ...``."""
 
     _version = 1
+    # SyncClient's zk.NonBlockingLease(...) tries at once, as kazoo's does
+    _obtain_on_create = True
 
     def __init__(self, client: Any, path: str, duration: dt.timedelta | float,
                  identifier: str | None = None,
@@ -50,7 +52,7 @@ class Lease:
 
     async def obtain(self) -> bool:
         async def attempt() -> bool:
-            now = self.utcnow()
+            now = await call(self.utcnow)  # sync or async (SyncClient wraps it)
             try:
                 raw, stat = await self.client.get(self.path)
                 version: int | None = stat.version
@@ -97,6 +99,8 @@ class MultiLease:
                        for i in range(count)]
         self.obtained = False
         self.lease: Lease | None = None
+
+    _obtain_on_create = True
 
     async def obtain(self) -> bool:
         for lease in self.leases:

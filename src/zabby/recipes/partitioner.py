@@ -196,7 +196,7 @@ class SetPartitioner:
                 await asyncio.wait_for(self._changed.wait(), self.time_boundary)
             except TimeoutError:
                 break
-        mine = list(self.partition_func(self.identifier, members, self.items))
+        mine = list(await call(self.partition_func, self.identifier, members, self.items))
         locks = []
         try:
             for item in mine:
