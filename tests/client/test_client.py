@@ -400,8 +400,13 @@ def test_session_expiry(server, base):
             from zabby.testing import free_port
             order, zk._order = zk._order, [("127.0.0.1", free_port())]
             await asyncio.to_thread(_close_session, host, port, old, zk.client_id[1])
-            zk._order = order
             seen = [await asyncio.wait_for(first, 10)]
+            assert seen == [ConnectionState.SUSPENDED]
+            waiting = asyncio.ensure_future(zk.exists(base))  # waits for a connection
+            await asyncio.sleep(0.05)
+            zk._order = order
+            with pytest.raises(SessionExpiredError):  # not a hang, not a new session's reply
+                await asyncio.wait_for(waiting, 10)
             while seen[-1] != ConnectionState.CONNECTED:
                 seen.append(await asyncio.wait_for(stream.__anext__(), 10))
             assert ConnectionState.LOST in seen
@@ -426,3 +431,19 @@ def test_no_server_is_bounded():
         with pytest.raises(TimeoutError):
             await zk.start(timeout=1.0)
     arun(body(), timeout=20)
+
+
+def test_set_watches_split_in_batches():
+    """Thousands of watches are set again in SetWatches2 frames a server accepts."""
+    zk = Client("127.0.0.1:1/root")
+    for i in range(3000):
+        zk._add_watch("data", f"/some/rather/long/path/to/a/node/number/{i:06d}", print)
+    zk._add_watch("recursive", "/r", print)
+    batches = zk._set_watches_batches()
+    assert len(batches) > 1
+    assert sum(len(b.dataWatches) for b in batches) == 3000
+    assert [p for b in batches for p in b.persistentRecursiveWatches] == ["/root/r"]
+    for b in batches:
+        out = bytearray()
+        b.encode(out)
+        assert len(out) < 140 * 1024

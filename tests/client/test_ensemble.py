@@ -8,6 +8,9 @@ made after the move reach every kind of watch, and its ephemeral node lives on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 
 import pytest
 
@@ -32,17 +35,25 @@ def ensemble(request, tmp_path):
     try:
         yield ens
     finally:
+        for m in ens.members.values():  # a paused member must go on to be stopped
+            if m.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(m.pid, signal.SIGCONT)
         ens.stop()
 
 
-def test_failover_keeps_session_and_watches(ensemble):
+@pytest.mark.parametrize("how", ["kill", "pause"])
+def test_failover_keeps_session_and_watches(ensemble, how):
+    """kill: the member dies (SIGKILL, the connection closes); pause: it stops
+    answering (SIGSTOP): the client notices by its read timeout."""
     leader = ensemble.leader()
     first, second = [i for i in ensemble.members if i != leader]
     order = [first, second, leader]
     hosts = ",".join(ensemble.members[i].hosts for i in order)
 
     async def body():
-        zk = Client(hosts, timeout=10.0, randomize_hosts=False)
+        # a short session: a silent server is left after 2/3 of it
+        zk = Client(hosts, timeout=3.0 if how == "pause" else 10.0, randomize_hosts=False)
         await zk.start(timeout=20)
         other = Client(ensemble.members[second].hosts, timeout=10.0)
         await other.start(timeout=20)
@@ -64,7 +75,10 @@ def test_failover_keeps_session_and_watches(ensemble):
             nxt = asyncio.ensure_future(states.__anext__())
             await asyncio.sleep(0)
 
-            ensemble.kill(first)
+            if how == "kill":
+                ensemble.kill(first)
+            else:
+                os.kill(ensemble.members[first].pid, signal.SIGSTOP)
             assert await asyncio.wait_for(nxt, 20) == ConnectionState.SUSPENDED
             assert await asyncio.wait_for(states.__anext__(), 30) == ConnectionState.RECONNECTED
             assert zk.session_id == sid

@@ -10,7 +10,15 @@ feel at home; what kazoo lacks (persistent and recursive watches, TTL and contai
 nodes, multi_read, get_ephemerals, whoami, watch re-registration) is here too.
 """
 
-from .core import OPEN_ACL_UNSAFE, AddWatch, Client, Transaction, WatchStream, parse_hosts
+from .core import (
+    OPEN_ACL_UNSAFE,
+    AddWatch,
+    Client,
+    StateStream,
+    Transaction,
+    WatchStream,
+    parse_hosts,
+)
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exc_all
 from .security import (
@@ -34,7 +42,7 @@ from .sync import SyncClient, SyncTransaction
 
 __all__ = [
     "ACL", "AddWatch", "CREATOR_ALL_ACL", "Client", "ConnectionState", "EventType", "Id",
-    "KazooState", "KeeperState", "OPEN_ACL_UNSAFE", "READ_ACL_UNSAFE", "SyncClient",
+    "KazooState", "KeeperState", "OPEN_ACL_UNSAFE", "READ_ACL_UNSAFE", "StateStream", "SyncClient",
     "SyncTransaction", "Transaction", "WatchStream", "WatchedEvent", "ZnodeStat",
     "make_acl", "make_digest_acl", "make_digest_acl_credential", "parse_hosts",
     *_exc_all,

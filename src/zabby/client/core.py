@@ -21,7 +21,7 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from zabby.wire import (
@@ -98,7 +98,8 @@ from .states import (
     ZnodeStat,
 )
 
-__all__ = ["OPEN_ACL_UNSAFE", "Client", "Transaction", "WatchStream", "parse_hosts"]
+__all__ = ["OPEN_ACL_UNSAFE", "AddWatch", "Client", "StateStream", "Transaction", "WatchStream",
+           "parse_hosts"]
 
 log = logging.getLogger("zabby.client")
 
@@ -473,19 +474,10 @@ class Client:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    async def states(self) -> AsyncIterator[ConnectionState]:
-        """Every state change from now on, until the client stops."""
-        q: asyncio.Queue[ConnectionState | None] = asyncio.Queue()
-        self._state_streams.append(q)
-        try:
-            while True:
-                s = await q.get()
-                if s is None:
-                    return
-                yield s
-        finally:
-            with contextlib.suppress(ValueError):
-                self._state_streams.remove(q)
+    def states(self) -> StateStream:
+        """Every state change from this call on, as an async iterator (it ends when the
+        client stops): ``async for state in zk.states(): ...``."""
+        return StateStream(self)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state == self.state and state != ConnectionState.RECONNECTED:
@@ -506,7 +498,7 @@ class Client:
     # ========================================================== connection
     async def _run(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not (self._stopping or self._closing):
             host, port = self._order[self._host_index % len(self._order)]
             self._host_index += 1
             try:
@@ -547,6 +539,9 @@ class Client:
             conn.abort()
             self._expire()
             return None
+        if resumed and resp.sessionId != self._session_id:  # not ours: a new session
+            self._expire()
+            resumed = False
         self._session_timeout_ms = resp.timeOut
         self._session_id, self._passwd = resp.sessionId, resp.passwd
         self._last_recv = time.monotonic()
@@ -554,9 +549,8 @@ class Client:
         self.connected_read_only = read_only
         # before any request of ours: the server's watches again, then our auth
         if resumed and any(self._watches.values()):
-            w = {k: sorted(self._server_path(p) for p in v) for k, v in self._watches.items()}
-            conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, SetWatches2(
-                self.last_zxid, w[_DATA], w[_EXIST], w[_CHILD], w[_PERSISTENT], w[_RECURSIVE])))
+            for batch in self._set_watches_batches():
+                conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, batch))
         for scheme, cred in self._auth:
             self._auth_waiters.append(None)
             conn.write(encode_request(XID_AUTH, Op.AUTH, AuthPacket(0, scheme, cred)))
@@ -594,6 +588,28 @@ class Client:
         self._had_session = True
         return conn
 
+    def _set_watches_batches(self) -> list[SetWatches2]:
+        """SetWatches2 records for every watch we hold, each under ~128 KiB (a server
+        refuses a frame above its jute.maxbuffer), as ZooKeeper's client splits them."""
+        batches: list[SetWatches2] = []
+        cur: dict[str, list[str]] = {k: [] for k in _KINDS}
+        size = 0
+        for kind in _KINDS:
+            for p in sorted(self._watches[kind]):
+                sp = self._server_path(p)
+                if size and size + len(sp) + 4 > 128 * 1024:
+                    batches.append(self._set_watches(cur))
+                    cur, size = {k: [] for k in _KINDS}, 0
+                cur[kind].append(sp)
+                size += len(sp.encode()) + 4
+        if size:
+            batches.append(self._set_watches(cur))
+        return batches
+
+    def _set_watches(self, w: dict[str, list[str]]) -> SetWatches2:
+        return SetWatches2(self.last_zxid, w[_DATA], w[_EXIST], w[_CHILD], w[_PERSISTENT],
+                           w[_RECURSIVE])
+
     async def _sasl_login(self) -> None:
         from zabby.server.digest_md5 import DigestMD5Client, SaslError
 
@@ -624,7 +640,7 @@ class Client:
                          *conn.address, read_timeout)
                 conn.abort()
                 return
-            if now - self._last_send >= interval / 2:
+            if now - self._last_send >= interval:
                 conn.write(ping)
 
     def _on_conn_lost(self, conn: _Conn) -> None:
@@ -758,11 +774,11 @@ class Client:
         if not targets:
             return
         event = WatchedEvent(EVENT_NAMES.get(t, str(t)), KeeperState.CONNECTED, path)
-        seen: set[int] = set()
-        for watcher in targets:
-            if id(watcher) in seen:
+        called: list = []
+        for watcher in targets:  # one call per watcher, however many watches matched
+            if watcher in called:
                 continue
-            seen.add(id(watcher))
+            called.append(watcher)
             _call_watcher(watcher, event)
 
     # =============================================================== paths
@@ -922,7 +938,9 @@ class Client:
         sp = self._server_path(prefix) if prefix.startswith("/") else prefix
         resp = await self._call(Op.GET_EPHEMERALS, GetEphemeralsRequest(sp),
                                 GetEphemeralsResponse, path=prefix)
-        return [self._client_path(p) for p in resp.ephemerals or ()]
+        root = self.chroot
+        return [self._client_path(p) for p in resp.ephemerals or ()
+                if not root or p == root or p.startswith(root + "/")]
 
     async def whoami(self) -> list[tuple[str, str]]:
         """The identities this session has: [(scheme, user)]."""
@@ -1133,7 +1151,7 @@ class Client:
                 await writer.wait_closed()
         return data.decode("utf-8", "replace")
 
-    async def server_version(self) -> tuple[int, ...]:
+    async def server_version(self, retries: int = 3) -> tuple[int, ...]:
         """The version of the server we are connected to, e.g. (3, 8, 4)."""
         out = await self.command(b"envi")
         for line in out.splitlines():
@@ -1147,6 +1165,41 @@ class Client:
                     parts.append(int(digits))
                 return tuple(parts)
         raise ZookeeperError("the server did not report its version")
+
+
+class StateStream:
+    """Connection states as an async iterator; registered when made, so no change
+    between making it and iterating it is missed. ``close()`` stops it."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._q: asyncio.Queue[ConnectionState | None] = asyncio.Queue()
+        self._ended = False
+        client._state_streams.append(self._q)
+
+    def __aiter__(self) -> StateStream:
+        return self
+
+    async def __anext__(self) -> ConnectionState:
+        if self._ended:
+            raise StopAsyncIteration
+        s = await self._q.get()
+        if s is None:
+            self.close()
+            raise StopAsyncIteration
+        return s
+
+    async def next(self, timeout: float | None = None) -> ConnectionState:
+        """The next state; TimeoutError after ``timeout`` seconds."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    def close(self) -> None:
+        self._ended = True
+        with contextlib.suppress(ValueError):
+            self._client._state_streams.remove(self._q)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class AddWatch:

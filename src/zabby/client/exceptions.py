@@ -253,11 +253,37 @@ def error_for(code: int, path: str | None = None) -> ZookeeperError:
     return cls(f"{cls.__name__} ({code}){': ' + path if path else ''}", path=path)
 
 
+class WriterNotClosedException(KazooException):
+    """A writer of a lock-protected resource did not close (kazoo's recipes)."""
+
+
 # kazoo's older aliases
 ConnectionLossException = ConnectionLoss
+MarshallingErrorException = MarshallingError
+SystemErrorException = SystemZookeeperError
+RuntimeInconsistencyException = RuntimeInconsistency
+DataInconsistencyException = DataInconsistency
+UnimplementedException = UnimplementedError
+OperationTimeoutException = OperationTimeoutError
+BadArgumentsException = BadArgumentsError
+ApiErrorException = APIError
 NoNodeException = NoNodeError
-NodeExistsException = NodeExistsError
-BadVersionException = BadVersionError
-NotEmptyException = NotEmptyError
 NoAuthException = NoAuthError
+BadVersionException = BadVersionError
+NoChildrenForEphemeralsException = NoChildrenForEphemeralsError
+NodeExistsException = NodeExistsError
+InvalidACLException = InvalidACLError
+AuthFailedException = AuthFailedError
+NotEmptyException = NotEmptyError
 SessionExpiredException = SessionExpiredError
+InvalidCallbackException = InvalidCallbackError
+
+__all__ += [
+    "WriterNotClosedException", "ConnectionLossException", "MarshallingErrorException",
+    "SystemErrorException", "RuntimeInconsistencyException", "DataInconsistencyException",
+    "UnimplementedException", "OperationTimeoutException", "BadArgumentsException",
+    "ApiErrorException", "NoNodeException", "NoAuthException", "BadVersionException",
+    "NoChildrenForEphemeralsException", "NodeExistsException", "InvalidACLException",
+    "AuthFailedException", "NotEmptyException", "SessionExpiredException",
+    "InvalidCallbackException",
+]

@@ -39,7 +39,6 @@ class SyncClient:
         self._loop_thread: threading.Thread | None = None
         self._handler_thread: threading.Thread | None = None
         self._handler_q: queue.Queue[Any] = queue.Queue()
-        self._wrappers: dict[Any, Callable[..., Any]] = {}
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- threads
@@ -94,21 +93,14 @@ class SyncClient:
             raise KazooTimeoutError("no result in time") from None
 
     def _wrap(self, fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
-        """The loop-side stand-in of a user's callback: queues the call for the handler
-        thread. The same callback gets the same stand-in (so watches dedupe)."""
+        """The loop-side stand-in of a user's callback: it queues the call for the
+        handler thread, and equals any other stand-in of the same callback (so the
+        client dedupes watches and finds them again for remove_watches)."""
         if fn is None:
             return None
         if not callable(fn):
             raise TypeError("watch must be callable")
-        with self._lock:
-            w = self._wrappers.get(fn)
-            if w is None:
-                q = self._handler_q
-
-                def w(*args: Any, _fn=fn) -> None:
-                    q.put((_fn, args))
-                self._wrappers[fn] = w
-            return w
+        return _OnHandler(fn, self._handler_q)
 
     # -------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 15.0) -> None:
@@ -137,7 +129,6 @@ class SyncClient:
             if h is not threading.current_thread():
                 h.join(5)
         self._handler_thread = None
-        self._wrappers.clear()
 
     def restart(self) -> None:
         self.stop()
@@ -200,9 +191,8 @@ class SyncClient:
         self._loop.call_soon_threadsafe(self._client.add_listener, w)
 
     def remove_listener(self, listener: Callable[[ConnectionState], Any]) -> None:
-        w = self._wrappers.get(listener)
-        if w is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._client.remove_listener, w)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._client.remove_listener, self._wrap(listener))
 
     # --------------------------------------------------------------- requests
     def create(self, path: str, value: bytes = b"", acl=None, ephemeral: bool = False,
@@ -272,10 +262,8 @@ class SyncClient:
 
     def remove_watches(self, path: str, watch=None, watcher_type: str = "any",
                        local: bool = False) -> bool:
-        w = None
-        if watch is not None:
-            w = self._wrappers.get(watch, watch)
-        return self._run(self._client.remove_watches(path, w, watcher_type, local))
+        return self._run(self._client.remove_watches(path, self._wrap(watch), watcher_type,
+                                                     local))
 
     def add_watch(self, path: str, watch=None, mode: str | int = "persistent") -> SyncWatch | None:
         """A persistent (or ``"persistent_recursive"``) watch: ``add_watch(path, fn)``
@@ -309,6 +297,27 @@ class SyncClient:
 
     def watched_paths(self) -> dict[str, list[str]]:
         return self._client.watched_paths()
+
+
+class _OnHandler:
+    """Calls ``fn(*args)`` on the handler thread; equal to another for the same fn."""
+
+    __slots__ = ("fn", "q")
+
+    def __init__(self, fn: Callable[..., Any], q: queue.Queue[Any]) -> None:
+        self.fn, self.q = fn, q
+
+    def __call__(self, *args: Any) -> None:
+        self.q.put((self.fn, args))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _OnHandler) and other.fn == self.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+    def __repr__(self) -> str:
+        return f"<on handler thread: {self.fn!r}>"
 
 
 class SyncWatch:
