@@ -511,10 +511,12 @@ def test_factories_and_sync_client(zabby_server):
 
     # the client classes inherit the recipe methods (until zabby.client takes the
     # mixins in, the test adds them itself)
-    AClient = Client if hasattr(Client, "Lock") else type(
-        "AClient", (recipes.RecipeMethods, Client), {})
-    SClient = SyncClient if hasattr(SyncClient, "Lock") else type(
-        "SClient", (recipes.SyncRecipeMethods, SyncClient), {})
+    def lazy(sync: bool) -> Any:  # what the clients' __getattr__ would be
+        def __getattr__(self: Any, name: str) -> Any:
+            return recipes.recipe_method(self, name, sync=sync)
+        return __getattr__
+    AClient = type("AClient", (Client,), {"__getattr__": lazy(False)})
+    SClient = type("SClient", (SyncClient,), {"__getattr__": lazy(True)})
 
     async def body(_zk):
         zk = AClient(zabby_server.hosts)
@@ -523,6 +525,10 @@ def test_factories_and_sync_client(zabby_server):
             async with zk.Lock(path + "/lock", "async") as lock:
                 assert lock.is_acquired
             assert isinstance(zk.Counter(path + "/c"), recipes.Counter)
+            with pytest.raises(AttributeError):
+                zk.NoSuchRecipe  # noqa: B018
+            mixed = type("M", (recipes.RecipeMethods, Client), {})(zabby_server.hosts)
+            assert isinstance(mixed.Lock("/x"), recipes.Lock)  # the mixin way
         finally:
             await zk.stop()
     run(zabby_server, body)

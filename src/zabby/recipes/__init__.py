@@ -23,7 +23,7 @@ from .counter import Counter
 from .election import Election, LeaderLatch
 from .lease import Lease, MultiLease
 from .lock import Lock, ReadLock, Semaphore, WriteLock
-from .methods import RECIPE_NAMES, RecipeMethods, SyncRecipeMethods
+from .methods import RECIPE_NAMES, RecipeMethods, SyncRecipeMethods, recipe_method
 from .partitioner import PartitionState, SetPartitioner
 from .party import Party, ShallowParty
 from .queue import LockingQueue, Queue
@@ -36,7 +36,7 @@ __all__ = [
     "LockTimeout", "LockingQueue", "MultiLease", "NodeData", "PartitionState", "Party",
     "Queue", "ReadLock", "RecipeMethods", "Semaphore", "SetPartitioner", "ShallowParty",
     "SyncRecipe", "SyncRecipeMethods", "Task", "TaskLost", "TreeCache", "TreeEvent",
-    "Workflow", "WriteLock", "sync_recipe",
+    "Workflow", "WriteLock", "recipe_method", "sync_recipe",
 ]
 
 def sync_recipe(sync_client: Any, cls: type, *args: Any, **kwargs: Any) -> SyncRecipe:
