@@ -188,3 +188,37 @@ def test_mixed_queues(zabby_server):
         assert zq.get(1) == b"k2" and zq.consume()
     finally:
         fleet.close()
+
+
+def test_mixed_party_counter_and_lease(zabby_server):
+    import datetime as dt
+    fleet = Fleet(zabby_server.hosts)
+    base = unique("misc")
+    try:
+        kz, zb = fleet.kazoo(), fleet.zabby()
+        kp, zp = kz.Party(base + "/party", "kazoo"), zb.Party(base + "/party", "zabby")
+        kp.join()
+        zp.join()
+        assert sorted(kz.Party(base + "/party")) == ["kazoo", "zabby"]
+        assert sorted(zb.Party(base + "/party")) == ["kazoo", "zabby"]
+        ks, zs = kz.ShallowParty(base + "/sp", "k-1"), zb.ShallowParty(base + "/sp", "z-1")
+        ks.join()
+        zs.join()
+        assert sorted(kz.ShallowParty(base + "/sp")) == ["k-1", "z-1"]
+        assert sorted(zb.ShallowParty(base + "/sp")) == ["k-1", "z-1"]
+
+        kc, zc = kz.Counter(base + "/count"), zb.Counter(base + "/count")
+        kc += 3
+        zc += 4
+        assert kc.value == 7 and zc.value == 7
+
+        when = dt.datetime(2031, 1, 1)
+        assert kz.NonBlockingLease(base + "/lease", dt.timedelta(seconds=30), "kazoo",
+                                   utcnow=lambda: when)
+        assert not zb.NonBlockingLease(base + "/lease", 30.0, "zabby", utcnow=lambda: when)
+        later = when + dt.timedelta(seconds=31)
+        assert zb.NonBlockingLease(base + "/lease", 30.0, "zabby", utcnow=lambda: later)
+        assert not kz.NonBlockingLease(base + "/lease", dt.timedelta(seconds=30), "kazoo",
+                                       utcnow=lambda: later)
+    finally:
+        fleet.close()

@@ -437,8 +437,9 @@ def test_lease(zabby_server):
         now[0] += dt.timedelta(seconds=11)
         b = mk("b")
         assert await b.obtain() and bool(b)
-        data, _ = await zk.get(path)
+        data, _ = await zk.get(path + "/lease_holder")  # kazoo's layout
         assert json.loads(data)["holder"] == "b"
+        assert await zk.get_children(path) == ["lease_holder"]  # its lock is let go
         multi = recipes.MultiLease(zk, 2, path + "m", 10.0, "x")
         assert await multi.obtain()
         assert await recipes.MultiLease(zk, 2, path + "m", 10.0, "y").obtain()
