@@ -13,6 +13,7 @@ from zabby.client import (
     BadArgumentsError,
     BadVersionError,
     Client,
+    ConnectionLoss,
     ConnectionState,
     EventType,
     Id,
@@ -23,9 +24,11 @@ from zabby.client import (
     NoNodeError,
     NotEmptyError,
     NoWatcherError,
+    ReconfigDisabledError,
     RolledBackError,
     RuntimeInconsistency,
     SessionExpiredError,
+    UnimplementedError,
     ZnodeStat,
     ZookeeperError,
     make_digest_acl,
@@ -128,8 +131,16 @@ def test_every_error(server, base):
                 await zk.remove_watches(base)
             with pytest.raises(NoNodeError):
                 await zk.create(base + "/no/parent")
-            with pytest.raises(ZookeeperError):  # standalone: reconfig is refused
+            with pytest.raises(ZookeeperError) as ei:  # standalone: reconfig is refused
                 await zk.reconfig(None, None, "server.9=127.0.0.1:1:2;3")
+            assert type(ei.value) in (ReconfigDisabledError, UnimplementedError), ei.value
+            # a request in flight when the connection drops: ConnectionLoss
+            inflight = asyncio.ensure_future(zk.get(base))
+            await asyncio.sleep(0)
+            zk._conn.abort()
+            with pytest.raises(ConnectionLoss):
+                await inflight
+            assert (await zk.retry(zk.get, base))[1].version == 0
             assert isinstance(NoNodeError(), ZookeeperError)
     arun(body())
 

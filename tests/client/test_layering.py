@@ -15,3 +15,17 @@ def test_client_imports_no_upper_layer() -> None:
                          timeout=60, check=True).stdout
     loaded = set(ast.literal_eval(out))
     assert not loaded & {"ops", "recipes", "cli", "testing", "bench"}, loaded
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """Recipe names are looked up in zabby.recipes on first use; anything else is an
+    AttributeError, as usual."""
+    import pytest
+
+    from zabby.client import Client, SyncClient
+
+    for cls in (Client, SyncClient):
+        zk = cls("127.0.0.1:1")
+        with pytest.raises(AttributeError):
+            zk.no_such_method  # noqa: B018
+        assert not hasattr(zk, "NoSuchRecipe")

@@ -369,6 +369,19 @@ class Client:
         self.current_host: tuple[str, int] | None = None
         self.connected_read_only = False
 
+    def __getattr__(self, name: str) -> Any:
+        """Recipe factories by kazoo's names (``zk.Lock(path, identifier)``, ``zk.Election``,
+        ...) come from ``zabby.recipes``, imported on first use: this layer imports no
+        upper one."""
+        if name[:1].isupper():
+            try:
+                from zabby.recipes.methods import recipe_method
+            except ImportError:
+                pass
+            else:
+                return recipe_method(self, name, sync=False)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # ============================================================ lifecycle
     async def start(self, timeout: float = 15.0) -> None:
         """Connect (a session with one server of the list) within ``timeout`` seconds."""

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .core import Client, Transaction, WatchStream
+from .core import Client, Transaction
 from .exceptions import ConnectionClosedError, KazooTimeoutError
 from .states import ConnectionState, WatchedEvent
 
@@ -40,6 +40,19 @@ class SyncClient:
         self._handler_thread: threading.Thread | None = None
         self._handler_q: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        """Recipe factories by kazoo's names (``zk.Lock(path, identifier)``, ``zk.Election``,
+        ...) come from ``zabby.recipes``, imported on first use: this layer imports no
+        upper one."""
+        if name[:1].isupper():
+            try:
+                from zabby.recipes.methods import recipe_method
+            except ImportError:
+                pass
+            else:
+                return recipe_method(self, name, sync=True)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---------------------------------------------------------------- threads
     def _ensure_threads(self) -> asyncio.AbstractEventLoop:
@@ -384,7 +397,3 @@ class SyncTransaction:
     def __exit__(self, exc_type, *exc: object) -> None:
         if exc_type is None:
             self.commit()
-
-
-# a WatchStream is for the loop side; SyncClient users get SyncWatch
-del WatchStream
