@@ -1,0 +1,200 @@
+"""What every recipe shares: error names, retry on connection loss, state listeners.
+
+Recipes talk to :class:`zabby.client.Client` only through its public, kazoo-shaped
+coroutines. The few points where a recipe depends on the client's shape (its
+exception classes, connection-state listeners, the session id) are kept here, so
+the recipes themselves read as the algorithm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from zabby.client.exceptions import (  # noqa: F401  (re-exported for the recipes)
+    BadVersionError,
+    CancelledError,
+    ConnectionClosedError,
+    ConnectionDropped,
+    ConnectionLoss,
+    LockTimeout,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+
+__all__ = [
+    "BadVersionError",
+    "CancelledError",
+    "ConnectionLoss",
+    "Deadline",
+    "LockTimeout",
+    "NoNodeError",
+    "NodeExistsError",
+    "NotEmptyError",
+    "RETRYABLE",
+    "SessionExpiredError",
+    "StateWatcher",
+    "call",
+    "commit",
+    "join",
+    "new_id",
+    "retrying",
+    "session_id",
+    "state_name",
+    "waker",
+]
+
+# Retry pauses while the client looks for another server; bounded by the caller's
+# deadline (or forever without one, the way kazoo's recipes retry).
+_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+# Errors after which the same request may simply be sent again once reconnected.
+RETRYABLE = (ConnectionLoss, ConnectionDropped, OperationTimeoutError)
+
+
+def waker(event: asyncio.Event) -> Callable[[Any], None]:
+    """A watch callback that sets ``event`` (a fresh one per wait)."""
+    def wake(_watched: Any = None) -> None:
+        event.set()
+    return wake
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def join(*parts: str) -> str:
+    path = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + path
+
+
+class Deadline:
+    """Seconds left until a timeout (None: wait forever)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.end = None if timeout is None else time.monotonic() + timeout
+
+    def left(self) -> float | None:
+        if self.end is None:
+            return None
+        return max(0.0, self.end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+
+async def call(fn: Callable[..., Any] | None, *args: Any) -> Any:
+    """Call a user callback, sync or async; await its result if it is awaitable."""
+    if fn is None:
+        return None
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def retrying(op: Callable[[], Awaitable[Any]], deadline: Deadline | None = None,
+                   *, on_expired: Callable[[], Any] | None = None) -> Any:
+    """Run ``op`` until it gets an answer, retrying on connection loss.
+
+    A lost connection says nothing about whether the request took effect, so ``op``
+    must be idempotent (recipes make it so: they look for what they may have
+    created before creating it again). A session expiry is retried only when
+    ``on_expired`` is given (it resets the recipe's state); otherwise it propagates.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except RETRYABLE:
+            pass
+        except SessionExpiredError as exc:
+            if on_expired is None or isinstance(exc, ConnectionClosedError):
+                raise
+            await call(on_expired)
+        pause = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+        attempt += 1
+        if deadline is not None and deadline.end is not None:
+            left = deadline.left()
+            if not left:
+                raise LockTimeout("timed out while the connection was lost")
+            pause = min(pause, left)
+        await asyncio.sleep(pause)
+
+
+async def commit(txn: Any) -> list[Any]:
+    """Commit a transaction; raise the error of the op that failed (if one did).
+
+    Like kazoo, ``commit`` reports failures as exception instances in its results;
+    the ops after the failing one come back as RolledBackError.
+    """
+    results = await txn.commit()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for err in errors:
+        if type(err).__name__ != "RolledBackError":
+            raise err
+    if errors:
+        raise errors[0]
+    return results
+
+
+def state_name(state: Any) -> str:
+    """A connection state as one of CONNECTED, SUSPENDED, LOST (kazoo's names).
+
+    zabby's client reports more states (reconnected, read-only, expired); for a
+    recipe they reduce to these three: usable, maybe usable again soon, gone.
+    """
+    name = str(getattr(state, "name", state)).upper()
+    if "SUSPEND" in name or "DISCONNECT" in name:
+        return "SUSPENDED"
+    if "LOST" in name or "EXPIRE" in name or "CLOSED" in name or "AUTH_FAILED" in name:
+        return "LOST"
+    return "CONNECTED"
+
+
+def session_id(client: Any) -> int | None:
+    """The client's current session id (None before the first connect)."""
+    cid = getattr(client, "client_id", None)
+    if callable(cid):
+        cid = cid()
+    if isinstance(cid, tuple):
+        cid = cid[0]
+    if cid is None:
+        cid = getattr(client, "session_id", None)
+    return cid
+
+
+class StateWatcher:
+    """Forwards the client's connection states to a recipe while it is registered."""
+
+    def __init__(self, client: Any, fn: Callable[[str], Any]) -> None:
+        self.client = client
+        self.fn = fn
+        self.registered = False
+
+    def _listener(self, state: Any) -> None:
+        res = self.fn(state_name(state))
+        if inspect.isawaitable(res):
+            asyncio.ensure_future(res)
+
+    def add(self) -> None:
+        if not self.registered:
+            self.client.add_listener(self._listener)
+            self.registered = True
+
+    def remove(self) -> None:
+        if self.registered:
+            self.registered = False
+            try:
+                self.client.remove_listener(self._listener)
+            except (KeyError, ValueError):
+                pass
