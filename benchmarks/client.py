@@ -2,7 +2,8 @@
 """Client throughput and lock contention (issue 12): zabby.client against kazoo and aiozk,
 on zabby and on Apache ZooKeeper 3.8, side by side in one run on this machine.
 
-    python benchmarks/client.py [--duration 3] [--window 100] [--size 100] [--contenders 8]
+    python benchmarks/client.py [--duration 3] [--warmup 5] [--window 100] [--size 100]
+                                [--contenders 8] [--servers zabby,zookeeper] [--no-locks]
 
 Request workloads: getData and setData of one node of --size bytes. Clients:
   Client pipelined   -- zabby.client.Client, --window requests in flight
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
-    p.add_argument("--warmup", type=float, default=2.0,
+    p.add_argument("--warmup", type=float, default=5.0,
                    help="seconds of pipelined get and set before measuring (ZooKeeper's JIT)")
     p.add_argument("--window", type=int, default=100, help="requests in flight (pipelined)")
     p.add_argument("--size", type=int, default=100, help="bytes of the node's data")
