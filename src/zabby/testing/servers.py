@@ -270,6 +270,24 @@ class _Server:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+        self.paused = False
+        self._wait_group_gone(proc.pid, timeout)
+
+    @staticmethod
+    def _wait_group_gone(pgid: int, timeout: float) -> bool:
+        """Until no process of the group is left (zabby's fsync helpers outlive the
+        server by a moment, until init reaps them), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:  # pragma: no cover - not ours
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash)."""
