@@ -158,3 +158,20 @@ def test_zookeeper_ensemble_fixture(zk_ensemble):
             reader.close()
     finally:
         zk.close()
+
+
+def test_readme_example(zabby_ensemble):
+    """The example in README.md's zabby.testing section, as it is written there."""
+    ens = zabby_ensemble
+    old = ens.leader()
+    with SyncClient(ens.hosts, timeout=4.0) as zk:
+        zk.create("/config", b"v1")
+        ens.kill(old)                             # SIGKILL the leader
+        assert ens.leader(timeout=15) != old      # a new one is elected...
+        assert zk.get("/config")[0] == b"v1"      # ...and the data is there
+    ens.restart(old, wait=True)                   # back, as a follower
+    f1, f2 = ens.followers()
+    ens.pause(f2)                                 # hung; leader + f1 are a quorum
+    with SyncClient(ens.member_hosts(ens.leader(), f1), timeout=4.0) as zk:
+        zk.set("/config", b"v2")
+    ens.resume(f2)
