@@ -706,17 +706,24 @@ class Client:
                 r.fut.set_exception(exc)
 
     async def _ready(self, timeout: float | None = None) -> _Conn:
-        if self._stopping or self._run_task is None:
-            raise ConnectionClosedError("the client is not started" if not self._started
-                                        else "the client was stopped")
-        if self._conn is not None:
-            return self._conn
-        fut: asyncio.Future[_Conn] = asyncio.get_running_loop().create_future()
-        self._ready_waiters.append(fut)
-        try:
-            return await asyncio.wait_for(fut, timeout if timeout is not None else self._timeout)
-        except TimeoutError:
-            raise ConnectionLoss("no server could be reached in time") from None
+        deadline = time.monotonic() + (timeout if timeout is not None else self._timeout)
+        while True:
+            if self._stopping or self._run_task is None:
+                raise ConnectionClosedError("the client is not started" if not self._started
+                                            else "the client was stopped")
+            if self._conn is not None:
+                return self._conn
+            fut: asyncio.Future[_Conn] = asyncio.get_running_loop().create_future()
+            self._ready_waiters.append(fut)
+            try:
+                conn = await asyncio.wait_for(fut, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise ConnectionLoss("no server could be reached in time") from None
+            if conn is self._conn:
+                return conn
+            # Lost between waking us and our turn to run: a request written on it would
+            # stay pending with no reply, and the next reply would not match its xid.
+            # Wait for the next connection instead.
 
     # ============================================================== frames
     def _on_frame(self, conn: _Conn, f: bytes) -> None:

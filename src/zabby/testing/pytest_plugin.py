@@ -23,6 +23,17 @@ zabby's own client (``zabby.client``), same servers:
                         test, ``async with make() as zk: ...``
   ``zabby_async_client``, ``zk_async_client`` -- a connected asyncio ``Client`` (only
                         when pytest-asyncio is installed: an async fixture needs it)
+
+Ensembles, for failover tests (function-scoped: see ``zabby_ensemble``):
+  ``zabby_ensemble``    -- a started 3-member ``ZabbyEnsemble`` on 127.0.0.1 (free ports,
+                        tickTime 200 ms so elections take well under a second); members
+                        can be killed, paused, resumed, restarted; every member is
+                        stopped after the test, paused ones resumed first
+  ``zk_ensemble``       -- the same with Apache ZooKeeper 3.8 (``ZooKeeperEnsemble``),
+                        skipped like ``zk_server``
+  ``zabby_ensemble_factory``, ``zk_ensemble_factory`` -- ``make(size=3, observers=0,
+                        **cfg)`` more ensembles (any zoo.cfg key in ``cfg``), all stopped
+                        after the test
 """
 
 from __future__ import annotations
@@ -33,7 +44,13 @@ from typing import Any
 
 import pytest
 
-from .servers import ZabbyServer, ZooKeeperServer, find_zookeeper
+from .servers import (
+    ZabbyEnsemble,
+    ZabbyServer,
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+    find_zookeeper,
+)
 
 KAZOO_TIMEOUT = 15.0
 
@@ -258,6 +275,68 @@ def zabby_async_client_factory(zabby_server: ZabbyServer) -> Callable[..., Any]:
 @pytest.fixture
 def zk_async_client_factory(zk_server: ZooKeeperServer) -> Callable[..., Any]:
     return _async_factory(zk_server)
+
+
+# ------------------------------------------------------------------ ensembles
+# A small tick: followers notice a paused leader after syncLimit (5) ticks, elections
+# take a fraction of a tick, and session timeouts are capped at 20 ticks (4 s).
+ENSEMBLE_DEFAULTS: dict[str, Any] = {"tickTime": 200}
+
+
+def _ensemble_factory(cls, tmp_path_factory: pytest.TempPathFactory,
+                      name: str) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(size: int = 3, observers: int = 0, **cfg: Any):
+        for k, v in ENSEMBLE_DEFAULTS.items():
+            cfg.setdefault(k, v)
+        # the constructor stops what it started when the ensemble does not come up
+        ens = cls(tmp_path_factory.mktemp(name), size, observers=observers, **cfg)
+        made.append(ens)
+        return ens
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for ens in reversed(made):
+            try:
+                ens.stop()  # resumes paused members, then SIGTERM / SIGKILL
+            except Exception as e:  # noqa: BLE001 - stop the others too
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def zabby_ensemble_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """``make(size=3, observers=0, **cfg)``: a started ZabbyEnsemble; all stopped after
+    the test."""
+    yield from _ensemble_factory(ZabbyEnsemble, tmp_path_factory, "zabby-ensemble")
+
+
+@pytest.fixture
+def zk_ensemble_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """``make(size=3, observers=0, **cfg)``: a started ZooKeeperEnsemble (skipped, or
+    an error under CI=true, when ZooKeeper is not installed)."""
+    require_zookeeper()
+    yield from _ensemble_factory(ZooKeeperEnsemble, tmp_path_factory, "zk-ensemble")
+
+
+# Function-scoped on purpose: a test that kills, pauses or restarts members (what the
+# fixture is for) would otherwise hand the next test a dead or paused member, another
+# leader and its data. A zabby ensemble starts in about a second. For a shared one,
+# make a module-scoped fixture around ZabbyEnsemble(tmp_path_factory.mktemp(...)).
+@pytest.fixture
+def zabby_ensemble(zabby_ensemble_factory: Callable[..., Any]) -> ZabbyEnsemble:
+    """A started 3-member ZabbyEnsemble (tickTime 200 ms), stopped after the test."""
+    return zabby_ensemble_factory()
+
+
+@pytest.fixture
+def zk_ensemble(zk_ensemble_factory: Callable[..., Any]) -> ZooKeeperEnsemble:
+    """A started 3-member Apache ZooKeeper 3.8 ensemble, stopped after the test."""
+    return zk_ensemble_factory()
 
 
 try:  # an async fixture needs pytest-asyncio; without it these two are not defined

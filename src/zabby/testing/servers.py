@@ -138,6 +138,7 @@ class _Server:
         self.cfg_path = self.dir / "zoo.cfg"
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
         if start:
             self.start()
 
@@ -230,12 +231,34 @@ class _Server:
         tail = text.splitlines()[-lines:]
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
+    @property
+    def running(self) -> bool:
+        """The process was started and has not exited (paused counts as running)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def pause(self) -> None:
+        """SIGSTOP the process group: the server stops answering but keeps its sockets
+        open (a hung server, a long GC pause), unlike ``kill``."""
+        if self.running:
+            assert self.proc is not None
+            self._signal(self.proc.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT what ``pause`` stopped."""
+        if self.proc is not None:
+            self._signal(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the process group (its id is the child's pid), then SIGKILL."""
+        """SIGTERM the process group (its id is the child's pid), then SIGKILL.
+        A paused process is resumed first (SIGCONT), so SIGTERM is not left pending."""
         proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
+            # whether or not pause() stopped it: a test may have SIGSTOPped it itself
+            self.resume()
             self._signal(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout)
@@ -247,12 +270,31 @@ class _Server:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+        self.paused = False
+        self._wait_group_gone(proc.pid, timeout)
+
+    @staticmethod
+    def _wait_group_gone(pgid: int, timeout: float) -> bool:
+        """Until no process of the group is left (zabby's fsync helpers outlive the
+        server by a moment, until init reaps them), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:  # pragma: no cover - not ours
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash)."""
         if self.proc is not None:
             self._signal(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+            self.paused = False
 
     @staticmethod
     def _signal(pid: int, sig: int) -> None:
@@ -394,7 +436,27 @@ def _mode_of(member: _Server) -> str:
 class _Ensemble:
     """N voters (+ observers) on loopback: each member a ``member_cls`` process with
     its own directory, ``myid`` and the same ``server.N=host:quorum:election:role;
-    host:client`` lines (initLimit 10, syncLimit 5 unless given)."""
+    host:client`` lines (initLimit 10, syncLimit 5 unless given).
+
+    Members are numbered 1..n (voters), then n+1..n+observers (observers), as in
+    ``server.N`` and ``myid``; ``members[i]`` is the member's server object (its
+    ``pid``, ``port``, ``log_path``, ...). Controlling them, for failure tests:
+
+    ``kill(i)``          SIGKILL the member (a crash: its connections close at once)
+    ``pause(i)``         SIGSTOP it (hung: its sockets stay open, nothing answers,
+                         like a long GC pause or a frozen VM); ``resume(i)`` SIGCONTs it
+    ``restart(i)``       stop it (resumed first if paused) and start it again on the
+                         same ports and data directory
+    ``leader()``         the leader's id, waiting (bounded) for an election
+    ``followers()``      the ids of the members following it
+    ``hosts``            connection string of every member; ``member_hosts(i, ...)``
+                         of the given ones
+    ``stop()``           every member, paused ones resumed first: nothing is left running
+
+    Signals go to the member's process group (its id is the member's pid). The
+    ensemble is a context manager: ``with ZabbyEnsemble(tmp_path) as ens: ...``
+    stops every member on the way out.
+    """
 
     member_cls: type[_Server]
     start_timeout = 30.0
@@ -422,10 +484,18 @@ class _Ensemble:
                 # free ports are picked before the members bind them; another socket
                 # can take one in between: pick again, once
                 if "address already in use" not in str(e).lower():
+                    self.stop()
                     raise
                 self.stop()
                 self._assign_ports()
-                self.start()
+                try:
+                    self.start()
+                except BaseException:
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
 
     def _assign_ports(self) -> None:
         """Fresh client/quorum/election ports for every member, and the server lines."""
@@ -439,21 +509,49 @@ class _Ensemble:
             m.cfg["clientPort"] = m.port
             m.cfg.update(lines)
 
+    # ------------------------------------------------------------ addresses
     @property
     def hosts(self) -> str:
+        """``host:port,host:port,...`` of every member (a client connection string)."""
         return ",".join(m.hosts for m in self.members.values())
 
+    def member_hosts(self, *ids: int) -> str:
+        """``host:port`` of member ``i``; of several, comma-separated in the order given."""
+        if not ids:
+            raise TypeError("member_hosts() needs at least one member id")
+        return ",".join(self.members[i].hosts for i in ids)
+
+    @property
+    def voters(self) -> list[int]:
+        """The participants' ids (1..n)."""
+        return [i for i, m in self.members.items() if m.cfg.get("peerType") != "observer"]
+
+    @property
+    def observers(self) -> list[int]:
+        """The observers' ids (n+1..)."""
+        return [i for i, m in self.members.items() if m.cfg.get("peerType") == "observer"]
+
+    @property
+    def pids(self) -> dict[int, int]:
+        """{id: pid} of the members whose process is running (paused ones included)."""
+        return {i: m.pid for i, m in self.members.items() if m.running}
+
+    def _up(self, i: int) -> bool:
+        """Running and not paused: it can answer."""
+        m = self.members[i]
+        return m.running and not m.paused
+
+    # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float | None = None) -> None:
         for m in self.members.values():
             m.start(wait=False)
         self.wait_serving(timeout=timeout)
 
     def wait_serving(self, ids=None, timeout: float | None = None) -> None:
-        """Until every given (default: running) member serves clients."""
+        """Until every given (default: running, not paused) member serves clients."""
         timeout = timeout or self.start_timeout
         deadline = time.monotonic() + timeout
-        ids = list(ids) if ids is not None else [
-            i for i, m in self.members.items() if m.proc is not None and m.proc.poll() is None]
+        ids = list(ids) if ids is not None else [i for i in self.members if self._up(i)]
         while True:
             for i in ids:
                 m = self.members[i]
@@ -469,36 +567,82 @@ class _Ensemble:
             time.sleep(0.05)
 
     def mode(self, i: int) -> str:
+        """leader / follower / observer as member ``i`` reports it, "" while it does not
+        serve (down, paused, electing)."""
+        if not self._up(i):
+            return ""
         return _mode_of(self.members[i])
 
     def leader(self, timeout: float | None = None) -> int:
+        """The id of the member that is leader now; waits for one (an election after
+        a kill or pause) up to ``timeout`` seconds (default ``start_timeout``), then
+        raises ServerStartError. Paused and dead members are not asked."""
         timeout = timeout or self.start_timeout
         deadline = time.monotonic() + timeout
         while True:
-            for i, m in self.members.items():
-                if m.proc is not None and m.proc.poll() is None and _mode_of(m) == "leader":
+            for i in self.members:
+                if self.mode(i) == "leader":
                     return i
             if time.monotonic() > deadline:
-                raise ServerStartError(f"no leader after {timeout}s")
+                modes = {i: self.mode(i) or "-" for i in self.members}
+                raise ServerStartError(f"no leader after {timeout}s (modes: {modes})")
+            time.sleep(0.05)
+
+    def followers(self, timeout: float | None = None) -> list[int]:
+        """The ids of the members following the leader. Waits (bounded by ``timeout``)
+        for a leader, then until every running, unpaused voter but the leader follows
+        it (a restarted member takes a moment to sync); returns those that do."""
+        timeout = timeout or self.start_timeout
+        deadline = time.monotonic() + timeout
+        lead = self.leader(timeout)
+        while True:
+            want = [i for i in self.voters if i != lead and self._up(i)]
+            got = [i for i in want if self.mode(i) == "follower"]
+            if len(got) == len(want) or time.monotonic() > deadline:
+                return got
             time.sleep(0.05)
 
     def kill(self, i: int) -> None:
+        """SIGKILL member ``i`` (a crash). ``restart(i)`` brings it back."""
         self.members[i].kill()
 
+    def pause(self, i: int) -> None:
+        """SIGSTOP member ``i``: it stops answering, its connections stay open, until
+        ``resume(i)``. ``stop()`` resumes it before stopping it."""
+        self.members[i].pause()
+
+    def resume(self, i: int) -> None:
+        """SIGCONT member ``i`` after ``pause(i)``."""
+        self.members[i].resume()
+
     def restart(self, i: int, wait: bool = False) -> None:
+        """Stop member ``i`` (resumed first if paused; SIGTERM, then SIGKILL) and start
+        it again with the same ports and data. ``wait=True``: until it serves again
+        (needs a quorum of the others up)."""
         m = self.members[i]
         m.stop()
         m.start(wait=wait)
 
     def stop(self) -> None:
+        """Stop every member: SIGCONT and SIGTERM to all at once (paused ones resumed,
+        so none is left behind stopped), then each is waited for and SIGKILLed."""
+        for m in self.members.values():
+            if m.running:
+                m.resume()
+                m._signal(m.pid, signal.SIGTERM)
         for m in self.members.values():
             m.stop()
 
     def __enter__(self):
+        if not any(m.proc is not None for m in self.members.values()):
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hosts}, dir={str(self.dir)!r})"
 
 
 class ZabbyEnsemble(_Ensemble):
