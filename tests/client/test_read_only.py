@@ -5,6 +5,7 @@ ZooKeeper only). The client reports READ_ONLY; a write fails with NotReadOnlyCal
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -117,3 +118,56 @@ def test_read_only_client_moves_to_read_write(tmp_path):
         arun(body())
     finally:
         ens.stop()
+
+
+def test_read_only_client_probes_for_read_write(tmp_path, caplog):
+    """The background probe on its own: the read-only survivor stays read-only (its
+    peers stay dead), and the client's list also names a read-write server of another
+    deployment (a 1-member quorum-mode ensemble, written to enough that its zxid is
+    ahead of ours). The client finds it with ``isro`` and moves there by itself."""
+    require_zookeeper()
+    caplog.set_level(logging.INFO, logger="zabby.client")
+    ens = ZooKeeperEnsemble(tmp_path / "e", 3, tickTime=500, localSessionsEnabled=True,
+                            jvm_flags=["-Dreadonlymode.enabled=true"])
+    rw = None
+    try:
+        rw = ZooKeeperEnsemble(tmp_path / "rw", 1, tickTime=500,
+                               **{"4lw.commands.whitelist": "*"})
+
+        async def setup():
+            async with Client(ens.hosts) as zk:
+                await zk.create("/ro", b"kept")
+                await zk.sync("/ro")
+            async with Client(rw.hosts) as zk:
+                for i in range(50):
+                    await zk.create(f"/w{i}")
+        arun(setup())
+        for i in (2, 3):
+            ens.kill(i)
+        _wait_read_only(ens.members[1])
+
+        async def body():
+            zk = Client(f"{ens.members[1].hosts},{rw.hosts}", timeout=4.0, read_only=True,
+                        randomize_hosts=False)
+            await zk.start(timeout=30)
+            try:
+                assert zk.state == ConnectionState.READ_ONLY
+                assert zk.current_host[1] == ens.members[1].port
+                ro_sid = zk.session_id
+                states = zk.states()
+
+                async def until_rw():
+                    while await states.next() != ConnectionState.CONNECTED:
+                        pass
+                await asyncio.wait_for(until_rw(), 30)
+                assert zk.current_host[1] == rw.members[1].port
+                assert zk.session_id not in (0, ro_sid)
+                assert await zk.create("/moved", b"w") == "/moved"
+                assert any("read-write server" in r.getMessage() for r in caplog.records)
+            finally:
+                await zk.stop()
+        arun(body())
+    finally:
+        ens.stop()
+        if rw is not None:
+            rw.stop()
