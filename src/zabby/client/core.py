@@ -105,6 +105,7 @@ log = logging.getLogger("zabby.client")
 
 OPEN_ACL_UNSAFE = [ACL(31, Id("world", "anyone"))]
 _NO_PASSWD = b"\x00" * 16
+_RW_PROBE_FIRST, _RW_PROBE_MAX = 0.1, 60.0  # seconds between isro rounds, read-only
 _MAX_FRAME = 64 * 1024 * 1024
 _INT = struct.Struct(">i")
 
@@ -368,6 +369,11 @@ class Client:
         self._order: list[tuple[str, int]] = []
         self.current_host: tuple[str, int] | None = None
         self.connected_read_only = False
+        # read-only mode: our session was made by a read-only server (a local session
+        # the quorum does not know), and a read-write server found in the background
+        self._ro_session = False
+        self._rw_task: asyncio.Task[None] | None = None
+        self._rw_next: tuple[str, int] | None = None
 
     def __getattr__(self, name: str) -> Any:
         """Recipe factories by kazoo's names (``zk.Lock(path, identifier)``, ``zk.Election``,
@@ -426,6 +432,9 @@ class Client:
         if self._ping_task is not None:
             self._ping_task.cancel()
             self._ping_task = None
+        if self._rw_task is not None:
+            self._rw_task.cancel()
+            self._rw_task = None
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         if self._conn is not None:
@@ -439,6 +448,7 @@ class Client:
                         w._finish(None)
             kind.clear()
         self._session_id, self._passwd = 0, _NO_PASSWD
+        self._ro_session, self._rw_next = False, None
         self._set_state(ConnectionState.LOST)
         for q in self._state_streams:
             q.put_nowait(None)
@@ -512,8 +522,11 @@ class Client:
     async def _run(self) -> None:
         failures = 0
         while not (self._stopping or self._closing):
-            host, port = self._order[self._host_index % len(self._order)]
-            self._host_index += 1
+            if self._rw_next is not None:  # found while we were read-only: go there
+                (host, port), self._rw_next = self._rw_next, None
+            else:
+                host, port = self._order[self._host_index % len(self._order)]
+                self._host_index += 1
             try:
                 conn = await self._connect_one(host, port)
             except asyncio.CancelledError:
@@ -538,10 +551,15 @@ class Client:
             lambda: _Conn(self), host, port, ssl=self._ssl,
             server_hostname=host if self._ssl is not None else None), timeout)
         conn.address = (host, port)
+        # A session made by a read-only server is local to it: like ZooKeeper's Java
+        # client (which sends session 0 until it has seen a read-write server), ask any
+        # other server for a new session rather than resume one it would call expired.
+        from_ro = self._ro_session
+        sid, passwd = (0, _NO_PASSWD) if from_ro else (self._session_id, self._passwd)
         try:
-            resumed = self._session_id != 0
+            resumed = sid != 0
             conn.write(encode_connect_request(ConnectRequest(
-                0, self.last_zxid, self._session_timeout_ms, self._session_id, self._passwd),
+                0, self.last_zxid, self._session_timeout_ms, sid, passwd),
                 self.read_only))
             first = await asyncio.wait_for(asyncio.shield(conn.handshake), timeout)
             resp, read_only = decode_connect_response(first)
@@ -560,8 +578,12 @@ class Client:
         self._last_recv = time.monotonic()
         self.current_host = (host, port)
         self.connected_read_only = read_only
+        if not read_only:
+            self._ro_session = False
+        elif not resumed:
+            self._ro_session = True
         # before any request of ours: the server's watches again, then our auth
-        if resumed and any(self._watches.values()):
+        if (resumed or from_ro) and any(self._watches.values()):
             for batch in self._set_watches_batches():
                 conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, batch))
         for scheme, cred in self._auth:
@@ -594,6 +616,10 @@ class Client:
         self._wake(conn)
         if read_only:
             self._set_state(ConnectionState.READ_ONLY)
+            if self._rw_task is not None:
+                self._rw_task.cancel()
+            if len(self._order) > 1:
+                self._rw_task = asyncio.ensure_future(self._seek_rw(conn))
         elif resumed:
             self._set_state(ConnectionState.RECONNECTED)
         else:
@@ -640,6 +666,37 @@ class Client:
             if cli.complete:
                 return
         raise SASLException("SASL login did not complete")
+
+    async def _seek_rw(self, conn: _Conn) -> None:
+        """While ``conn`` is to a read-only server: probe the other servers with the
+        ``isro`` four-letter word, backing off from 0.1 s to 60 s between rounds (as
+        ZooKeeper's Java client does); on one answering ``rw``, drop ``conn`` and
+        connect there next."""
+        delay = _RW_PROBE_FIRST
+        while not conn.lost.done():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RW_PROBE_MAX)
+            for addr in [a for a in self._order if a != conn.address]:
+                if conn.lost.done():
+                    return
+                if await self._probe_rw(addr):
+                    log.info("read-write server %s:%s found; leaving read-only %s:%s",
+                             *addr, *conn.address)
+                    self._rw_next = addr
+                    conn.abort()
+                    return
+
+    async def _probe_rw(self, addr: tuple[str, int]) -> bool:
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 1.0)
+            writer.write(b"isro")
+            return (await asyncio.wait_for(reader.read(16), 1.0)).startswith(b"rw")
+        except (TimeoutError, OSError):
+            return False
+        finally:
+            if writer is not None:
+                writer.close()
 
     async def _pinger(self, conn: _Conn) -> None:
         read_timeout = self._session_timeout_ms / 1000.0 * 2 / 3
