@@ -198,3 +198,34 @@ class StateWatcher:
                 self.client.remove_listener(self._listener)
             except (KeyError, ValueError):
                 pass
+
+
+async def claim_ephemeral(client: Any, path: str, token: bytes, uncertain: set[str],
+                          key: str) -> bool:
+    """Claim an item by creating the ephemeral `path` holding `token`: True when we hold
+    it, including when an earlier create of ours took effect but its reply was lost (the
+    node holds our token and belongs to our session).  On a retryable error `key` goes to
+    `uncertain` before the error propagates: listings skip claimed items, so the caller
+    must look at this one again first, or it stays claimed by nobody."""
+    try:
+        await client.create(path, token, ephemeral=True)
+        return True
+    except RETRYABLE:
+        uncertain.add(key)
+        raise
+    except NoNodeError:
+        return False
+    except NodeExistsError:
+        try:
+            data, stat = await client.get(path)
+        except NoNodeError:
+            return False  # released meanwhile: the next listing sees it again
+        return data == token and stat.ephemeralOwner == session_id(client)
+
+
+async def delete_quietly(client: Any, path: str) -> None:
+    """Delete `path`; already gone is fine."""
+    try:
+        await client.delete(path)
+    except NoNodeError:
+        pass

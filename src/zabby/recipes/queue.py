@@ -28,13 +28,13 @@ import asyncio
 from typing import Any
 
 from ._util import (
-    RETRYABLE,
     Deadline,
     LockTimeout,
-    NodeExistsError,
     NoNodeError,
     SessionExpiredError,
+    claim_ephemeral,
     commit,
+    delete_quietly,
     new_id,
     retrying,
     session_id,
@@ -214,29 +214,13 @@ class LockingQueue(Queue):
 
     async def _take(self, name: str) -> bytes | None:
         lock_path = f"{self._lock_path}/{name}"
-        try:
-            await self.client.create(lock_path, self.id, ephemeral=True)
-        except RETRYABLE:
-            # the lock may exist without our knowing: listings skip taken items, so
-            # look at this one again first, or it stays taken by nobody
-            self._uncertain.add(name)
-            raise
-        except NodeExistsError:
-            try:
-                data, _ = await self.client.get(lock_path)
-            except NoNodeError:
-                return None  # released meanwhile: the next listing sees it again
-            if data != self.id:
-                return None  # someone else holds it
-            # ours: a create whose reply was lost
+        if not await claim_ephemeral(self.client, lock_path, self.id, self._uncertain, name):
+            return None
         try:
             value, _ = await self.client.get(f"{self._entries_path}/{name}")
         except NoNodeError:
             # consumed meanwhile by the previous holder: drop our lock, skip it
-            try:
-                await self.client.delete(lock_path)
-            except NoNodeError:
-                pass
+            await delete_quietly(self.client, lock_path)
             return None
         return value
 

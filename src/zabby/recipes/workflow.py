@@ -27,14 +27,15 @@ import asyncio
 from typing import Any
 
 from ._util import (
-    RETRYABLE,
     ConnectionClosedError,
     Deadline,
     LockTimeout,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
+    claim_ephemeral,
     commit,
+    delete_quietly,
     new_id,
     retrying,
     session_id,
@@ -233,35 +234,16 @@ class Workflow:
 
     async def _try_claim(self, tid: str) -> Task | None:
         claim = f"{self.path}/claims/{tid}"
-        try:
-            await self.client.create(claim, self.token, ephemeral=True)
-        except RETRYABLE:
-            # the claim may exist without our knowing: listings skip claimed tasks,
-            # so look at this one again first, or it stays claimed by nobody
-            self._uncertain.add(tid)
-            raise
-        except NodeExistsError:
-            try:
-                data, stat = await self.client.get(claim)
-            except NoNodeError:
-                return None  # released meanwhile: the next listing sees it again
-            if data != self.token or stat.ephemeralOwner != session_id(self.client):
-                return None
-        except NoNodeError:
+        if not await claim_ephemeral(self.client, claim, self.token, self._uncertain, tid):
             return None
         if await self.client.exists(f"{self.path}/done/{tid}") is not None:
-            try:  # completed between our listing and our claim
-                await self.client.delete(claim)
-            except NoNodeError:
-                pass
+            # completed between our listing and our claim
+            await delete_quietly(self.client, claim)
             return None
         try:
             payload, _ = await self.client.get(f"{self.path}/tasks/{tid}")
         except NoNodeError:
-            try:
-                await self.client.delete(claim)
-            except NoNodeError:
-                pass
+            await delete_quietly(self.client, claim)
             return None
         try:
             progress, _ = await self.client.get(f"{self.path}/progress/{tid}")
