@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .monitor import monitor_values  # mntr's figures; re-exported for older importers
+from .monitor import monitor_values  # mntr's figures (also re-exported)
 
 if TYPE_CHECKING:
     from ..server.connection import ClientConnection

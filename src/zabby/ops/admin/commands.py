@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import fourletter as fl
-from ..fourletter import FULL_VERSION, monitor_values
+from ..fourletter import FULL_VERSION
+from ..monitor import monitor_values
 
 if TYPE_CHECKING:
     from . import AdminContext

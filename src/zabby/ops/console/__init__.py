@@ -8,7 +8,7 @@ API under ``/api/console/``:
   to this server's client port (``client.ConsoleClient``, on the AdminServer's loop),
   adds the digest identity the browser sends, and maps error codes to plain messages,
   so ACLs apply exactly as they would to any other client;
-* ``overview`` is mntr's values (``fourletter.monitor_values``, read on the server loop
+* ``overview`` is mntr's values (``ops.monitor.monitor_values``, read on the server loop
   through ``ctx.bridge``), which the page turns into live charts;
 * ``ensemble`` asks every member listed in ``server.N`` lines for ``srvr`` on its client
   port (mode and zxid), so any member shows who leads and each one's lag.
@@ -558,7 +558,7 @@ class Console:
 
     # ---------------------------------------------------------- metrics
     async def overview(self, request: web.Request) -> web.Response:
-        from ..fourletter import monitor_values
+        from ..monitor import monitor_values
 
         loop = asyncio.get_running_loop()
         server = self.ctx.server
