@@ -666,3 +666,74 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
         assert await wf.result("t") == b"r"
         assert await recipes.Workflow(other, path + "/wf").pending() == []
     run(zabby_server, body, clients=2)
+
+
+class GoesDown:
+    """A client whose connection is down (every request: ConnectionLoss) while
+    ``down`` is set; listeners and everything else go to the real client."""
+
+    def __init__(self, zk: Client) -> None:
+        self._zk = zk
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._zk, name)
+        if name not in ("create", "get", "set", "delete", "exists", "get_children",
+                        "ensure_path"):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise ConnectionLoss("connection down")
+            return await attr(*args, **kwargs)
+        return call
+
+
+def test_a_waiter_that_gives_up_while_disconnected_leaves_no_node(zabby_server):
+    """A contender that times out while its connection is down cannot delete its
+    node then; its session lives on, so a node left behind would block everyone
+    queued after it. It is deleted once the connection is back."""
+    path = unique("orphan")
+
+    async def body(real, holder_zk, third_zk):
+        zk = GoesDown(real)
+        holder = recipes.Lock(holder_zk, path, "holder")
+        assert await holder.acquire(timeout=5)
+        for kind in ("lock", "semaphore"):
+            if kind == "lock":
+                waiter = recipes.Lock(zk, path, "waiter")
+            else:
+                waiter = recipes.Semaphore(zk, path + "-sem", "waiter", max_leases=1)
+                sem_holder = recipes.Semaphore(holder_zk, path + "-sem", "h", max_leases=1)
+                assert await sem_holder.acquire(timeout=5)
+            task = asyncio.ensure_future(waiter.acquire(timeout=1.0))
+            await asyncio.sleep(0.3)  # queued behind the holder
+            zk.down = True
+            with pytest.raises(LockTimeout):
+                await task
+            zk.down = False
+            if kind == "lock":
+                # the waiter's node goes once the connection is back ...
+                for _ in range(50):
+                    if len(await real.get_children(path)) == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                assert len(await real.get_children(path)) == 1
+                # ... so the next contender gets the lock when the holder leaves
+                third = recipes.Lock(third_zk, path, "third")
+                pending = asyncio.ensure_future(third.acquire(timeout=5))
+                await asyncio.sleep(0.2)
+                await holder.release()
+                assert await pending
+                await third.release()
+            else:
+                for _ in range(50):
+                    if await real.get_children(path + "-sem-__lock__") == []:
+                        break
+                    await asyncio.sleep(0.1)
+                assert await real.get_children(path + "-sem-__lock__") == []
+                await sem_holder.release()
+                third = recipes.Semaphore(third_zk, path + "-sem", "third", max_leases=1)
+                assert await third.acquire(timeout=5)
+                await third.release()
+    run(zabby_server, body, clients=3)

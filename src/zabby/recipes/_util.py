@@ -9,6 +9,7 @@ the recipes themselves read as the algorithm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -229,3 +230,39 @@ async def delete_quietly(client: Any, path: str) -> None:
         await client.delete(path)
     except NoNodeError:
         pass
+
+
+_ORPHANS: set[asyncio.Task[Any]] = set()
+
+
+async def remove_orphan(find: Callable[[], Awaitable[str | None]], client: Any) -> None:
+    """Delete the node ``find()`` names, now if the connection allows, else later.
+
+    A contender that gives up (timeout, cancel) while the connection is down cannot
+    delete its ephemeral node then, and the node would outlive the attempt for as
+    long as the session lives, blocking every contender queued behind it. So a
+    failed delete is finished by a background task once the client reconnects;
+    it ends when the node is gone, the session expired (the server removed the
+    node) or the client was closed. ``find`` must name a node no later attempt
+    reuses (recipes give each attempt its own name prefix).
+    """
+    async def remove() -> None:
+        node = await find()
+        if node is not None:
+            await delete_quietly(client, node)
+
+    try:
+        await remove()
+        return
+    except RETRYABLE:
+        pass
+    except Exception:  # noqa: BLE001 - expired or closed: the node dies with the session
+        return
+
+    async def later() -> None:
+        with contextlib.suppress(Exception):
+            await retrying(remove)
+
+    task = asyncio.ensure_future(later())
+    _ORPHANS.add(task)
+    task.add_done_callback(_ORPHANS.discard)

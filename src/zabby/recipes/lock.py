@@ -42,6 +42,7 @@ from ._util import (
     StateWatcher,
     call,
     new_id,
+    remove_orphan,
     retrying,
     waker,
 )
@@ -231,14 +232,31 @@ class Lock(_Holder):
         return None if best is None else best[1]
 
     async def _cleanup(self) -> None:
-        try:
-            node = self.node or (await self._find_node() if self._create_tried else None)
-            if node:
-                await self.client.delete(self._child(node))
-        except Exception:  # best effort: an ephemeral node dies with its session anyway
-            pass
+        """Remove the node of an attempt that gave up (now, or once reconnected)."""
+        node, tried, prefix = self.node, self._create_tried, self.prefix
         self.node = None
         self._create_tried = False
+        if node is None and not tried:
+            return
+        # the next attempt gets a prefix of its own, so a late cleanup of this one
+        # can never find (and delete) the node of the next
+        self.prefix = new_id() + self._NODE_NAME
+
+        async def find() -> str | None:
+            if node is not None:
+                return self._child(node)
+            for child in await self.client.get_children(self.path):
+                if child.startswith(prefix):
+                    return self._child(child)
+            return None
+
+        await remove_orphan(find, self.client)
+
+    async def _abandon(self) -> None:
+        """Give the lock up without waiting for a lost connection to come back."""
+        self._states.remove()
+        self.is_acquired = False
+        await self._cleanup()
 
     async def release(self) -> bool:
         """Give the lock up (delete our node). False if it was not held."""
@@ -391,13 +409,16 @@ class Semaphore(_Holder):
                     self._states.remove()
                     self._wake = None
         finally:
-            await lock.release()
+            await lock._abandon()  # never outwaits the caller's timeout
 
     async def _best_effort_delete(self) -> None:
-        try:
-            await self.client.delete(self.create_path)
-        except Exception:
-            pass
+        path = self.create_path
+        self.create_path = f"{self.path}/{new_id()}"  # a late delete never hits the next lease
+
+        async def find() -> str:
+            return path
+
+        await remove_orphan(find, self.client)
 
     async def release(self) -> bool:
         self._states.remove()
