@@ -1,5 +1,6 @@
 """`zabby` command line: `zabby serve [--config zoo.cfg]`, and for the data directory
-`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`; `zabby shell -server host:port`."""
+`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`; `zabby shell -server host:port`;
+`zabby import` / `zabby export` to move data from and to Apache ZooKeeper."""
 
 from __future__ import annotations
 
@@ -225,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=fn)
     _add_bench(sub)
     _add_shell(sub)
+    from . import migrate
+
+    migrate.add_arguments(sub)  # `zabby import` / `zabby export`
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
