@@ -288,6 +288,68 @@ class _Reader:
             raise self.fail(f"bad checksum trailer {end!r} (expected '/')", at + 8)
 
 
+_NODE_TAIL = struct.Struct(">qqqqqiiiqq")  # ACL key, then StatPersisted
+
+
+def _quick_nodes(buf: bytes, pos: int, acls: dict, nodes: list, progress) -> int:
+    """Nodes from `pos` while each is whole and well-formed; returns where it stopped:
+    at the end marker (the path "/"), or at a node the careful reader must look at."""
+    new = ZNode.__new__
+    cls = ZNode
+    unpack_i = _I.unpack_from
+    unpack_tail = _NODE_TAIL.unpack_from
+    tail = _NODE_TAIL.size
+    n = len(buf)
+    append = nodes.append
+    get_acl = acls.get
+    while True:
+        start = pos
+        try:
+            (ln,) = unpack_i(buf, pos)
+            pos += 4
+            if ln < 0 or pos + ln > n:
+                return start
+            pb = buf[pos : pos + ln]
+            pos += ln
+            if ln == 1 and pb == b"/":
+                return start
+            p = pb.decode("utf-8", "surrogatepass") if ln else "/"
+            (dl,) = unpack_i(buf, pos)
+            pos += 4
+            if dl < 0:
+                data = None
+            else:
+                if pos + dl > n:
+                    return start
+                data = buf[pos : pos + dl]
+                pos += dl
+            (key, czxid, mzxid, ctime, mtime, ver, cver, aver, owner,
+             pzxid) = unpack_tail(buf, pos)
+            pos += tail
+        except (struct.error, UnicodeDecodeError):
+            return start
+        acl = get_acl(key)
+        if acl is None:
+            return start
+        node = new(cls)
+        node.data = data
+        node.acl = acl
+        node.children = None
+        node.czxid = czxid
+        node.mzxid = mzxid
+        node.ctime = ctime
+        node.mtime = mtime
+        node.version = ver
+        node.cversion = cver
+        node.aversion = aver
+        node.ephemeral_owner = owner
+        node.pzxid = pzxid
+        node.child_cap = 0
+        append((p, node))
+        if progress is not None and not len(nodes) & 0x3FFF:
+            progress("reading ZooKeeper snapshot", pos, n)
+
+
 def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapshot:
     """Parse one ZooKeeper snapshot file (checksums verified)."""
     zxid = _zxid_of(os.path.basename(path), "snapshot.")
@@ -322,8 +384,10 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
             ident = r.string("ACL id")
             items.append(ACL(perms, Id(scheme, ident)))
         acls[key] = intern_acl(items)
-    # the nodes
+    # the nodes: a quick pass, then (at the end marker, or at the first thing the
+    # quick pass cannot take) the careful one, which names what is wrong and where
     nodes: list[tuple[str, ZNode]] = []
+    r.pos = _quick_nodes(buf, r.pos, acls, nodes, progress)
     new = ZNode.__new__
     unpack_stat = _STAT.unpack_from
     stat_size = _STAT.size
@@ -358,8 +422,6 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
         node.pzxid = pzxid
         node.child_cap = 0
         nodes.append((p or "/", node))
-        if progress is not None and not len(nodes) & 0x3FFF:
-            progress("reading ZooKeeper snapshot", r.pos, r.n)
     r.seal()
     digest = None
     if r.pos < r.n:
@@ -427,7 +489,7 @@ def _decode_txn(b: bytes) -> tuple[Txn, tuple[int, int] | None]:
 
 
 def _zeros_from(buf: bytes, pos: int) -> bool:
-    return not buf[pos:].strip(b"\0")
+    return buf.count(0, pos) == len(buf) - pos
 
 
 def read_zk_log(path: str, *, after_zxid: int = -1) -> ZkLog:
@@ -600,7 +662,7 @@ def load_zookeeper(data_dir: str, log_dir: str | None = None, *,
         except CorruptDataError as e:
             if spath is not None and e.path == spath and not isinstance(e, DigestMismatchError):
                 errors.append(e)
-                skipped.append(f"{spath}: {e}")
+                skipped.append(str(e))
                 continue  # a damaged snapshot: try the one before it
             if errors:
                 raise CorruptDataError(f"{errors[0]}; the older snapshot {spath} cannot be "
