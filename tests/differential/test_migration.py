@@ -243,3 +243,61 @@ def test_round_trip_zookeeper_zabby_zookeeper(tmp_path):
             live.close()
         for s in reversed(servers):
             s.stop()
+
+
+SNAPPY_JAR = "/usr/share/java/snappy-java.jar"
+
+
+class _CompressingZooKeeper(ZooKeeperServer):
+    """ZooKeeper with snappy-java on its classpath (for .snappy snapshots)."""
+
+    def classpath(self) -> str:
+        return super().classpath() + ":" + SNAPPY_JAR
+
+
+@pytest.mark.parametrize("method", ["gz", "snappy"])
+def test_compressed_snapshots_both_ways(tmp_path, method):
+    """ZooKeeper 3.6+'s snapshot.compression.method: its .gz / .snappy snapshots are
+    imported, and an export with the same compression is what it starts from."""
+    require_zookeeper()
+    if method == "snappy" and not os.path.exists(SNAPPY_JAR):
+        pytest.skip(f"{SNAPPY_JAR} (Debian's libsnappy-java) is not installed")
+    cfg = dict(CFG, snapCount=10, **{"snapshot.compression.method": method})
+    flags = ["-Djava.library.path=/usr/lib/x86_64-linux-gnu/jni:/usr/lib/jni"]
+    servers: list = []
+    try:
+        zk = _CompressingZooKeeper(tmp_path / "zk", jvm_flags=flags, **cfg)
+        servers.append(zk)
+        c = _client(zk.hosts)
+        for i in range(30):
+            c.create(f"/c{i}", b"%d" % i, acl=[make_acl("world", "anyone", read=True)]
+                     if i % 3 == 0 else None)
+        c.delete("/c1")
+        c.stop()
+        c.close()
+        expected = walk(zk.hosts)
+        zk.stop()
+        assert any(n.endswith("." + method) for n in os.listdir(zk.data_dir / "version-2"))
+        zb = ZabbyServer(tmp_path / "zabby", start=False, **cfg)
+        servers.append(zb)
+        zb.write_config()
+        r = zabby_cli("import", "--config", str(zb.cfg_path), "--from-zookeeper",
+                      str(zk.data_dir))
+        assert r.returncode == 0, r.stderr
+        assert f".{method} (zxid" in r.stdout and "matches ZooKeeper's" in r.stdout, r.stdout
+        zb.start()
+        got = walk(zb.hosts)
+        assert got == expected, diff(expected, got)
+        zb.stop()
+        export = tmp_path / "export"
+        r = zabby_cli("export", "--config", str(zb.cfg_path), "--to-zookeeper", str(export),
+                      "--compression", method)
+        assert r.returncode == 0, r.stderr
+        zk2 = _CompressingZooKeeper(tmp_path / "zk2", jvm_flags=flags, dataDir=str(export), **cfg)
+        servers.append(zk2)
+        got = walk(zk2.hosts)
+        assert got == expected, diff(expected, got)
+        assert re.search(r"zk_digest_mismatches_count\s+0\b", zk2.four_letter_word("mntr"))
+    finally:
+        for s in reversed(servers):
+            s.stop()
