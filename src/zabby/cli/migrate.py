@@ -21,6 +21,7 @@ import time
 
 from . import progress as progress_mod
 
+# an ensemble member's dataDir holds its myid before anything is imported
 _ALLOWED_IN_TARGET = {"myid", "version-2"}
 
 
@@ -102,6 +103,8 @@ def run_import(args: argparse.Namespace) -> int:
         os.makedirs(data_dir, exist_ok=True)
         os.makedirs(log_dir, exist_ok=True)
         path = write_snapshot(tree, data_dir, compress=bool(cfg.snapshot_compression))
+        if cfg.is_distributed:
+            epoch = _write_epochs(data_dir, src[0], tree.last_zxid)
     except CorruptDataError as e:
         print(f"zabby: refusing to import: {e}", file=sys.stderr)
         return 1
@@ -127,7 +130,31 @@ def run_import(args: argparse.Namespace) -> int:
     print(f"znodes: {rep.znodes}  sessions: {rep.sessions}  ephemerals: {rep.ephemerals}  "
           f"last zxid: {rep.last_zxid:#x}")
     print(f"wrote {path} in {took:.2f} s (reading {t_read:.2f} s)")
+    if cfg.is_distributed:
+        print(f"  ensemble member {cfg.server_id}: epoch {epoch} (new epochs start above it)")
     return 0
+
+
+def _zk_epoch(zk_data_dir: str, name: str) -> int:
+    """ZooKeeper's currentEpoch / acceptedEpoch file (in dataDir, or version-2)."""
+    for d in (zk_data_dir, os.path.join(zk_data_dir, "version-2")):
+        try:
+            with open(os.path.join(d, name)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _write_epochs(data_dir: str, zk_data_dir: str, last_zxid: int) -> int:
+    """An ensemble member's epochs, so the first election after the import picks an
+    epoch above every imported zxid's (ZooKeeper's currentEpoch / acceptedEpoch)."""
+    from ..server.ensemble import EpochFile
+
+    epoch = max(last_zxid >> 32, _zk_epoch(zk_data_dir, "currentEpoch"))
+    accepted = max(epoch, _zk_epoch(zk_data_dir, "acceptedEpoch"))
+    EpochFile(data_dir).save(accepted, epoch, -1)
+    return epoch
 
 
 def run_export(args: argparse.Namespace) -> int:
