@@ -8,6 +8,7 @@ import gzip
 import os
 import re
 import struct
+import sys
 import zlib
 
 import pytest
@@ -63,7 +64,8 @@ def _record(txn: Txn, digest: int | None) -> bytes:
 LOG_HDR = struct.pack(">iiq", 0x5A4B4C47, 2, 0)
 
 
-def make_zk(tmp_path, *, snaps=(20,), n=40, compression="", prealloc=4096, digests=True):
+def make_zk(tmp_path, *, snaps=(20,), n=40, compression="", prealloc=4096, digests=True,
+            snap_digest=True):
     """A ZooKeeper dataDir: snapshots at the zxids in `snaps`, one log of txns 1..n.
     Returns (data dir, the final tree, record offsets in the log)."""
     d = tmp_path / "zkdata"
@@ -77,7 +79,7 @@ def make_zk(tmp_path, *, snaps=(20,), n=40, compression="", prealloc=4096, diges
         offsets.append(len(log))
         log += _record(t, tree_digest(tree) if digests else None)
         if tree.last_zxid in snaps:
-            write_zk_snapshot(tree, str(d), compression=compression)
+            write_zk_snapshot(tree, str(d), compression=compression, digest=snap_digest)
     log += b"\0" * prealloc
     (v2 / "log.1").write_bytes(bytes(log))
     return d, tree, offsets
@@ -295,3 +297,42 @@ def test_snapshot_bytes_layout():
     assert gzip.decompress(gzip.compress(b)) == b
     assert _snappy_stream_compress(b)[:8] == b"\x82SNAPPY\x00"
 
+
+
+def test_no_digest_as_zookeeper_35_writes(tmp_path, capsys):
+    """3.4 / 3.5 (or digest.enabled=false): no digest after the snapshot or the txns."""
+    d, tree, _ = make_zk(tmp_path, digests=False, snap_digest=False)
+    assert main(["import", "--config", _cfg(tmp_path), "--from-zookeeper", str(d)]) == 0
+    assert "digest: not in the input" in capsys.readouterr().out
+    got, _ = recover(str(tmp_path / "zabby"), extended_types=True)
+    assert _state(got) == _state(tree)
+
+
+def test_ephemerals_of_unknown_sessions_go_as_zookeeper_loads(tmp_path, capsys):
+    tree = DataTree(extended_types=True)
+    for z, (path, owner) in enumerate([("/a", 0), ("/a/e1", 77), ("/a/e2", 77), ("/b", 0)], 1):
+        tree.apply(Txn(TxnHeader(owner or SID, z, z, 5000 + z, int(Op.CREATE)),
+                       CreateTxn(path, b"", list(OPEN_ACL_UNSAFE), bool(owner), -1)))
+    assert tree.sessions == {}  # session 77 was never created: ZooKeeper lost track of it
+    d = tmp_path / "zkdata"
+    write_zk_snapshot(tree, str(d))
+    assert main(["import", "--config", _cfg(tmp_path), "--from-zookeeper", str(d)]) == 0
+    assert "dropped the ephemerals of 1 session(s)" in capsys.readouterr().out
+    got, _ = recover(str(tmp_path / "zabby"), extended_types=True)
+    assert got.get_node("/a/e1") is None and got.get_node("/a").pzxid == 4
+    assert got.get_node("/a").stat().cversion == 2 * 2 - 0
+
+
+def test_import_draws_progress_on_a_terminal(tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    d, _tree, _ = make_zk(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("ZABBY_NO_PROGRESS", "CI")}
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    env.update(PYTHONPATH=os.path.abspath(src), TERM="xterm", COLUMNS="100",
+               ZABBY_PROGRESS_DELAY="0")
+    out, rc = pexpect.run(f"{sys.executable} -m zabby.cli.main import --config "
+                          f"{_cfg(tmp_path)} --from-zookeeper {d}", env=env, timeout=60,
+                          withexitstatus=True)
+    out = out.decode()
+    assert rc == 0, out
+    assert "reading ZooKeeper snapshot" in out and "replaying ZooKeeper txn logs" in out

@@ -94,6 +94,9 @@ _DIGEST_STAT = struct.Struct(">qqqqqiiiq")  # czxid mzxid pzxid ctime mtime vers
 _ZXID_DIGEST = struct.Struct(">qiq")
 _TXN_DIGEST = struct.Struct(">iq")
 
+# progress(phase, done, total), as zabby.storage.Progress: "zk-snapshot" (bytes of the
+# snapshot parsed), "zk-logs" (bytes of log files read and replayed), "zk-export"
+# (znodes written); called every 16k znodes or once a file, never per item
 Progress = Callable[[str, int, int], None]
 
 
@@ -347,7 +350,7 @@ def _quick_nodes(buf: bytes, pos: int, acls: dict, nodes: list, progress) -> int
         node.child_cap = 0
         append((p, node))
         if progress is not None and not len(nodes) & 0x3FFF:
-            progress("reading ZooKeeper snapshot", pos, n)
+            progress("zk-snapshot", pos, n)
 
 
 def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapshot:
@@ -441,7 +444,7 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
     if r.pos != r.n:
         raise r.fail(f"{r.n - r.pos} unexpected bytes after the snapshot's end")
     if progress is not None:
-        progress("reading ZooKeeper snapshot", r.n, r.n)
+        progress("zk-snapshot", r.n, r.n)
     return ZkSnapshot(path, zxid, sessions, nodes, digest)
 
 
@@ -727,7 +730,7 @@ def _replay(tree: DataTree, snap: ZkSnapshot | None, szxid: int, logs, report: I
                 expect = (zxid, e.digest[0], e.digest[1])
         done += os.path.getsize(lpath)
         if progress is not None:
-            progress("replaying ZooKeeper txn logs", done, total)
+            progress("zk-logs", done, total)
     report.last_zxid = tree.last_zxid
     if expect is not None and expect[0] == tree.last_zxid and expect[1] == DIGEST_VERSION:
         got = tree_digest(tree)
@@ -786,7 +789,7 @@ def zk_snapshot_bytes(tree: DataTree, *, digest: bool = True,
         if digest:
             dsum += node_digest(path, node)
         if progress is not None and not (k + 1) & 0x3FFF:
-            progress("writing ZooKeeper snapshot", k + 1, total)
+            progress("zk-export", k + 1, total)
     out += _I.pack(len(keys))
     out += acl_part
     out += node_part
@@ -796,7 +799,7 @@ def zk_snapshot_bytes(tree: DataTree, *, digest: bool = True,
         out += _ZXID_DIGEST.pack(tree.last_zxid, DIGEST_VERSION, _s64(dsum))
         _seal(out)
     if progress is not None:
-        progress("writing ZooKeeper snapshot", total, total)
+        progress("zk-export", total, total)
     return bytes(out)
 
 
