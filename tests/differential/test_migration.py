@@ -1,6 +1,6 @@
 """Migration round trip: Apache ZooKeeper 3.8 -> `zabby import` -> zabby -> `zabby export`
 -> Apache ZooKeeper 3.8, every znode's data, Stat, ACL and children compared with
-what ZooKeeper served; a live session (and its ephemeral) survives both moves.
+what ZooKeeper served (getChildren order included); a live session (and its ephemeral) survives both moves.
 
 A low snapCount makes ZooKeeper write several snapshots and logs, and writes after the
 last snapshot make the log replay matter. A copy taken after SIGKILL is imported too.
@@ -44,7 +44,8 @@ def _client(hosts: str, **kw) -> KazooClient:
 
 
 def walk(hosts: str) -> dict[str, tuple]:
-    """path -> (data, Stat tuple, ACL tuples, sorted children), level by level with
+    """path -> (data, Stat tuple, ACL tuples, children in the order served: zabby lists
+    them as ZooKeeper does after loading the same data), level by level with
     kazoo's async calls (as the super user: every ACL passes)."""
     c = _client(hosts)
     try:
@@ -57,7 +58,7 @@ def walk(hosts: str) -> dict[str, tuple]:
             for p, g, a, ch in calls:
                 data, stat = g.get(timeout=30)
                 acls, _ = a.get(timeout=30)
-                kids = sorted(ch.get(timeout=30))
+                kids = ch.get(timeout=30)
                 out[p] = (data, tuple(stat), tuple((x.perms, x.id.scheme, x.id.id) for x in acls),
                           tuple(kids))
                 nxt += [("/" if p == "/" else p + "/") + k for k in kids]
