@@ -125,14 +125,16 @@ def load(zk: ZooKeeperServer, live: KazooClient) -> None:
         c.close()
 
 
-def after_restart_writes(hosts: str) -> None:
+def after_restart_writes(hosts: str) -> str:
+    """A few writes; returns the name of the sequential node created first."""
     c = _client(hosts)
     try:
+        seq = c.create("/app/seq-", b"after", sequence=True)
         for i in range(20, 28):
             c.delete(f"/app/d4/n{i}")
             c.set(f"/app/d5/n{i}", b"after restart")
-        c.create("/app/seq-", b"after", sequence=True)
         c.set_acls("/acl/ro", [make_acl("world", "anyone", read=True, admin=True)])
+        return seq
     finally:
         c.stop()
         c.close()
@@ -174,6 +176,10 @@ def test_round_trip_zookeeper_zabby_zookeeper(tmp_path):
         zb_k.start()
         got = walk(zb_k.hosts)
         assert got == expected, diff(expected, got)
+        c = _client(zb_k.hosts)
+        seq_in_zabby = c.create("/app/seq-", b"after", sequence=True)  # the next counter
+        c.stop()
+        c.close()
         zb_k.stop()
 
         # 2. ZooKeeper again (it recovers the same), more writes, a clean stop (SIGTERM)
@@ -181,7 +187,7 @@ def test_round_trip_zookeeper_zabby_zookeeper(tmp_path):
         deadline = time.monotonic() + 30
         while live.state != KazooState.CONNECTED and time.monotonic() < deadline:
             time.sleep(0.1)
-        after_restart_writes(zk.hosts)
+        assert after_restart_writes(zk.hosts) == seq_in_zabby  # same sequence counter
         expected = walk(zk.hosts)
         zk.stop()
         zb = ZabbyServer(tmp_path / "zabby", start=False, clientPort=port, **CFG)
