@@ -336,3 +336,16 @@ def test_import_draws_progress_on_a_terminal(tmp_path):
     out = out.decode()
     assert rc == 0, out
     assert "reading ZooKeeper snapshot" in out and "replaying ZooKeeper txn logs" in out
+
+
+def test_a_34_snapshot_gets_the_config_node(tmp_path):
+    """ZooKeeper 3.4 had no /zookeeper/config; 3.5+ adds it when it loads such data."""
+    tree = DataTree()
+    tree.apply(Txn(TxnHeader(SID, 1, 1, 1, int(Op.DELETE)), DeleteTxn("/zookeeper/config")))
+    assert tree.get_node("/zookeeper/config") is None
+    write_zk_snapshot(tree, str(tmp_path / "zk34"), digest=False)
+    got, rep = load_zookeeper(str(tmp_path / "zk34"))
+    node = got.get_node("/zookeeper/config")
+    assert node is not None and node.aversion == -1
+    assert [(a.perms, a.id.scheme, a.id.id) for a in node.acl] == [(1, "world", "anyone")]
+    assert rep.znodes == DataTree().node_count

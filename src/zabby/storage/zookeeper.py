@@ -603,30 +603,31 @@ class ImportReport:
 
 
 def _tree_from_snapshot(snap: ZkSnapshot, max_buffer: int, extended: bool) -> DataTree:
+    items = snap.nodes + _missing_system_nodes(snap.nodes)
     try:
-        tree = restore(iter(snap.nodes), snap.sessions, snap.zxid, max_buffer=max_buffer,
+        tree = restore(iter(items), snap.sessions, snap.zxid, max_buffer=max_buffer,
                        extended_types=extended)
     except RestoreError as e:
         raise CorruptDataError(f"{snap.path}: the snapshot's nodes do not form a tree: {e}",
                                path=snap.path) from e
-    for _p, node in tree.iter_nodes():
+    for _p, node in items:
         if node.children:
             node.child_cap = grow_cap(0, len(node.children))  # HashSet(8), as loaded
-    _add_missing_system_nodes(tree)
     return tree
 
 
-def _add_missing_system_nodes(tree: DataTree) -> None:
+def _missing_system_nodes(nodes: list[tuple[str, ZNode]]) -> list[tuple[str, ZNode]]:
     """A 3.4 snapshot has no /zookeeper/config (3.5+ adds it when loading one)."""
+    have = {p for p, _n in nodes if p.startswith("/zookeeper")}
+    out = []
     for path, acl in (("/zookeeper", OPEN_ACL_UNSAFE), ("/zookeeper/quota", OPEN_ACL_UNSAFE),
                       ("/zookeeper/config", READ_ACL_UNSAFE)):
-        if tree.get_node(path) is None:
+        if path not in have:
             node = ZNode(b"", acl, 0, 0)
             if path == "/zookeeper/config":
-                node.aversion = -1
-            parent = tree.get_node(path[: path.rfind("/")] or "/")
-            tree._add_child(parent, path[path.rfind("/") + 1 :])
-            tree._nodes[path] = node
+                node.aversion = -1  # as DataTree's constructor leaves it
+            out.append((path, node))
+    return out
 
 
 def _follows(prev: int, zxid: int) -> bool:
@@ -678,8 +679,8 @@ def load_zookeeper(data_dir: str, log_dir: str | None = None, *,
         raise CorruptDataError(f"{first} (and no older valid snapshot)", path=first.path,
                                offset=first.offset, zxid=first.zxid)
     # ZooKeeperServer.loadData: ephemerals of sessions it no longer knows go away
-    dead = [sid for sid in list(tree._ephemerals) if sid not in tree.sessions
-            and tree._ephemerals[sid]]
+    dead = [sid for sid, paths in tree.ephemerals().items() if sid not in tree.sessions
+            and paths]
     for sid in dead:
         tree.apply(Txn(TxnHeader(sid, 0, tree.last_zxid, 0, int(Op.CLOSE_SESSION)),
                        CloseSessionTxn(None)))
