@@ -349,3 +349,13 @@ def test_a_34_snapshot_gets_the_config_node(tmp_path):
     assert node is not None and node.aversion == -1
     assert [(a.perms, a.id.scheme, a.id.id) for a in node.acl] == [(1, "world", "anyone")]
     assert rep.znodes == DataTree().node_count
+
+
+def test_damaged_record_length_is_refused_not_taken_for_a_torn_tail(tmp_path, capsys):
+    d, _t, offs = make_zk(tmp_path)
+    log = d / "version-2" / "log.1"
+    b = bytearray(log.read_bytes())
+    b[offs[10] + 8 : offs[10] + 12] = struct.pack(">i", 50_000_000)  # past the end
+    log.write_bytes(bytes(b))
+    err = refuse(tmp_path, capsys, d)
+    assert f"{log}: offset {offs[10]}: unreasonable record length 50000000" in err

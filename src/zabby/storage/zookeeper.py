@@ -495,7 +495,8 @@ def _zeros_from(buf: bytes, pos: int) -> bool:
     return buf.count(0, pos) == len(buf) - pos
 
 
-def read_zk_log(path: str, *, after_zxid: int = -1) -> ZkLog:
+def read_zk_log(path: str, *, after_zxid: int = -1,
+                max_buffer: int = DEFAULT_MAX_BUFFER) -> ZkLog:
     """Parse one txn log file: every record's checksum verified, the txns with zxid >
     `after_zxid` decoded. A torn last record (see the module docstring) ends it."""
     with open(path, "rb") as f:
@@ -518,6 +519,7 @@ def read_zk_log(path: str, *, after_zxid: int = -1) -> ZkLog:
                                path=path, offset=4)
     pos = _HDR.size
     adler = zlib.adler32
+    max_record = max_buffer + 1024  # as BinaryInputArchive.readBuffer allows
     while True:
         if pos + _REC.size > n:
             if not _zeros_from(buf, pos):
@@ -531,9 +533,14 @@ def read_zk_log(path: str, *, after_zxid: int = -1) -> ZkLog:
                     path=path, offset=pos)
             break  # preallocated space: the end of the log
         end = pos + _REC.size + ln
-        if ln <= 0:
-            raise CorruptDataError(f"{path}: offset {pos}: bad record length {ln}",
-                                   path=path, offset=pos)
+        if ln == 0 and _zeros_from(buf, pos + _REC.size):
+            out.torn = (pos, "record header without its length (a partial write)")
+            break
+        if ln <= 0 or ln > max_record:
+            raise CorruptDataError(
+                f"{path}: offset {pos}: unreasonable record length {ln} (jute.maxbuffer is "
+                f"{max_buffer}: raise it in zoo.cfg if ZooKeeper ran with a bigger one)",
+                path=path, offset=pos)
         if end + 1 > n:
             out.torn = (pos, f"record of {ln} bytes cut off by the end of the file")
             break
@@ -711,7 +718,7 @@ def _replay(tree: DataTree, snap: ZkSnapshot | None, szxid: int, logs, report: I
     total = sum(os.path.getsize(p) for _z, p in chosen)
     done = 0
     for _z, lpath in chosen:
-        zlog = read_zk_log(lpath, after_zxid=szxid)
+        zlog = read_zk_log(lpath, after_zxid=szxid, max_buffer=tree.max_buffer)
         report.logs.append(lpath)
         if zlog.torn is not None:
             report.torn.append((lpath, *zlog.torn))
