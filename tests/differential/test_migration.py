@@ -1,6 +1,7 @@
 """Migration round trip: Apache ZooKeeper 3.8 -> `zabby import` -> zabby -> `zabby export`
 -> Apache ZooKeeper 3.8, every znode's data, Stat, ACL and children compared with
-what ZooKeeper served (getChildren order included); a live session (and its ephemeral) survives both moves.
+what ZooKeeper served (getChildren order included); a live session (and its ephemeral)
+survives both moves.
 
 A low snapCount makes ZooKeeper write several snapshots and logs, and writes after the
 last snapshot make the log replay matter. A copy taken after SIGKILL is imported too.
