@@ -19,6 +19,10 @@ connections stall, nothing is refused). Then:
   come back read-write by themselves (kazoo: CONNECTED, zabby: CONNECTED), writes
   work, and the majority's write made during the partition is visible.
 
+The same scenario runs against Apache ZooKeeper 3.8 (``-Dreadonlymode.enabled=true``
+and, as kazoo's harness does, ``localSessionsEnabled``: a ZooKeeper read-only server
+makes no other sessions), with the same assertions.
+
 Skips only when network namespaces cannot be made here (EPERM) and CI is not "true";
 the namespaces are deleted at the end whatever happens.
 """
@@ -34,6 +38,7 @@ import time
 
 import pytest
 
+from zabby.testing.pytest_plugin import require_zookeeper
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE
 from zabby.wire import Op as Opcode
 from zabby.wire.protocol import decode_connect_response
@@ -43,6 +48,7 @@ from .faults import (
     NetLab,
     NetnsEnsemble,
     NetnsUnavailable,
+    NetnsZooKeeperServer,
     NsRawClient,
     four_letter_word_in,
     running,
@@ -111,13 +117,26 @@ def _state_log(client):
     return seen
 
 
-def test_read_only_member_in_a_partition(tmp_path):
+def _ensemble(kind: str, tmp_path, lab: NetLab) -> NetnsEnsemble:
+    common = {"tickTime": TICK_MS, "maxSessionTimeout": 30000}
+    if kind == "zookeeper":
+        return NetnsEnsemble(tmp_path, lab, member_cls=NetnsZooKeeperServer,
+                             jvm_flags=["-Dreadonlymode.enabled=true"],
+                             localSessionsEnabled="true", localSessionsUpgradingEnabled="true",
+                             **common)
+    return NetnsEnsemble(tmp_path, lab, **{"readonlymode.enabled": "true"}, **common)
+
+
+@pytest.mark.parametrize("kind", ["zabby", pytest.param("zookeeper", marks=pytest.mark.differential)])
+def test_read_only_member_in_a_partition(tmp_path, kind):
     from kazoo.client import KazooClient
     from kazoo.exceptions import NotReadOnlyCallError as KazooNotReadOnly
     from kazoo.protocol.states import KazooState, KeeperState
 
     from zabby.client import ConnectionState, NotReadOnlyCallError, SyncClient
 
+    if kind == "zookeeper":
+        require_zookeeper()
     lab = NetLab(3)
     try:
         lab.setup()
@@ -126,9 +145,8 @@ def test_read_only_member_in_a_partition(tmp_path):
         pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
     ens = None
     try:
-        ens = NetnsEnsemble(tmp_path, lab, tickTime=TICK_MS, maxSessionTimeout=30000,
-                            **{"readonlymode.enabled": "true"})
-        ens.start(timeout=30)
+        ens = _ensemble(kind, tmp_path, lab)
+        ens.start(timeout=60)
         leader = ens.leader(timeout=20)
         a = next(i for i in ens.members if i != leader)
         others = [i for i in ens.members if i != a]
@@ -142,10 +160,13 @@ def test_read_only_member_in_a_partition(tmp_path):
             except OSError:
                 return ""
 
-        # a global session on A, left open (its client vanishes with the partition)
+        # a global session on A, left open (its client vanishes with the partition); its
+        # ephemeral makes it global where sessions start local (ZooKeeper's upgrade)
         c = NsRawClient(ma.host, ma.port, timeout_ms=20000, io_timeout=5, ns=lab.br)
         c.connect()
         assert c.request(Opcode.CREATE2, CreateRequest("/ro", b"before", OPEN_ACL_UNSAFE, 0)
+                         ).err == 0
+        assert c.request(Opcode.CREATE2, CreateRequest("/eph", b"", OPEN_ACL_UNSAFE, 1)
                          ).err == 0
         assert c.request(Opcode.SYNC, PathRequest("/ro")).err == 0
         global_sid, global_pw = c.session_id, c.passwd
@@ -229,7 +250,7 @@ def test_read_only_member_in_a_partition(tmp_path):
             zz.stop()
         run_in_netns(lab.br, after_heal, 80)
         wait_for(lambda: word("isro") == "rw", 30, f"member {a} read-write again")
-        assert ma.mode in ("follower", "leader")
+        assert ens.mode(a) in ("follower", "leader")
         print(f"read-write again {time.monotonic() - t_heal:.1f}s after the heal; kazoo "
               f"states {kz_states}, zabby states {[str(s) for s in zz_states]}")
         assert KazooState.SUSPENDED in kz_states or KazooState.LOST in kz_states
