@@ -1,6 +1,9 @@
-"""read_only=True: a member cut off from its quorum serves reads (read-only mode,
-``-Dreadonlymode.enabled=true``), on zabby and on Apache ZooKeeper 3.8 alike. The client
-reports READ_ONLY; a write fails with NotReadOnlyCallError."""
+"""read_only=True: a member cut off from its quorum serves reads (Apache ZooKeeper's
+read-only mode, ``readonlymode.enabled``). The client reports READ_ONLY; a write fails
+with NotReadOnlyCallError. These run on ZooKeeper (the client against the reference);
+zabby's read-only server, with this client and kazoo, is in
+tests/ensemble/test_read_only_partition.py and kazoo's own TestReadOnlyMode
+(tests/external/test_kazoo_own_suite.py)."""
 
 from __future__ import annotations
 
@@ -12,28 +15,17 @@ import time
 import pytest
 
 from zabby.client import Client, ConnectionState, NotReadOnlyCallError
-from zabby.testing import ZabbyEnsemble, ZooKeeperEnsemble
+from zabby.testing import ZooKeeperEnsemble
 from zabby.testing.pytest_plugin import require_zookeeper
 
 from .conftest import arun
 
-SERVERS = pytest.mark.parametrize("kind", ["zabby", "zookeeper"])
 
-
-def _ensemble(kind: str, tmp_path, n: int = 3):
-    """``n`` members with read-only mode on, as kazoo's harness starts them (a
-    ZooKeeper read-only server makes local sessions only: localSessionsEnabled)."""
-    if kind == "zookeeper":
-        require_zookeeper()
-        return ZooKeeperEnsemble(tmp_path, n, tickTime=500, localSessionsEnabled=True,
-                                 jvm_flags=["-Dreadonlymode.enabled=true"])
-    return ZabbyEnsemble(tmp_path, n, tickTime=500, jvm_flags=["-Dreadonlymode.enabled=true"])
-
-
-@SERVERS
-def test_read_only_member(tmp_path, kind):
+def test_read_only_member(tmp_path):
+    require_zookeeper()
     # a read-only server makes local sessions only (a global one is a write)
-    ens = _ensemble(kind, tmp_path)
+    ens = ZooKeeperEnsemble(tmp_path, 3, tickTime=500, localSessionsEnabled=True,
+                            jvm_flags=["-Dreadonlymode.enabled=true"])
     try:
         async def setup():
             async with Client(ens.hosts) as zk:
@@ -74,8 +66,7 @@ def _wait_read_only(member, timeout: float = 20.0) -> None:
     raise AssertionError(f"{member} did not go read-only in {timeout}s")
 
 
-@SERVERS
-def test_read_only_client_moves_to_read_write(tmp_path, kind):
+def test_read_only_client_moves_to_read_write(tmp_path):
     """With 2 of 3 members down the client gets a read-only session; once the members
     are back it is on a read-write server by itself (it probes the others with
     ``isro``; the survivor, rejoining the quorum, also drops its read-only clients).
@@ -85,7 +76,9 @@ def test_read_only_client_moves_to_read_write(tmp_path, kind):
     ZooKeeper's Java client does until it has seen a read-write server, the client
     asks for a new session. The state goes READ_ONLY -> SUSPENDED -> CONNECTED (not
     LOST: nothing of the read-only session was global), and watches are set again."""
-    ens = _ensemble(kind, tmp_path)
+    require_zookeeper()
+    ens = ZooKeeperEnsemble(tmp_path, 3, tickTime=500, localSessionsEnabled=True,
+                            jvm_flags=["-Dreadonlymode.enabled=true"])
     try:
         async def setup():
             async with Client(ens.hosts) as zk:
