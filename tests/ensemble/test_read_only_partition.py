@@ -39,10 +39,19 @@ import time
 import pytest
 
 from zabby.testing.pytest_plugin import require_zookeeper
-from zabby.testing.rawclient import OPEN_ACL_UNSAFE
+from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
+from zabby.wire import Err
 from zabby.wire import Op as Opcode
 from zabby.wire.protocol import decode_connect_response
-from zabby.wire.records import ConnectRequest, CreateRequest, PathRequest
+from zabby.wire.records import (
+    CheckVersionRequest,
+    ConnectRequest,
+    CreateRequest,
+    DeleteRequest,
+    PathRequest,
+    PathWatchRequest,
+    SetDataRequest,
+)
 
 from .faults import (
     NetLab,
@@ -190,6 +199,23 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
             # canBeReadOnly: a local session, readOnly=true
             resp, ro = _handshake(ma.host, ma.port, 0, bytes(16), b"\x01")
             assert ro is True and resp.timeOut > 0 and resp.sessionId != 0
+            # a local session: reads and watches; writes, check and sync refused;
+            # it can be resumed, and once closed it is gone
+            r = RawClient(ma.host, ma.port, timeout_ms=10000, read_only=True, io_timeout=5)
+            r.connect()
+            sid = r.session_id
+            assert r.request(Opcode.EXISTS, PathWatchRequest("/ro", True)).err == Err.OK
+            for op, body in ((Opcode.SET_DATA, SetDataRequest("/ro", b"x", -1)),
+                             (Opcode.CREATE2, CreateRequest("/x", b"", OPEN_ACL_UNSAFE, 0)),
+                             (Opcode.DELETE, DeleteRequest("/ro", -1)),
+                             (Opcode.CHECK, CheckVersionRequest("/ro", 0)),
+                             (Opcode.SYNC, PathRequest("/ro"))):
+                assert r.request(op, body).err == Err.NOTREADONLY, op
+            r.drop()
+            assert r.connect().timeOut > 0 and r.session_id == sid  # resumed
+            assert r.request(Opcode.GET_DATA, PathWatchRequest("/ro", False)).err == Err.OK
+            assert r.close().err == Err.OK
+            assert _handshake(ma.host, ma.port, sid, r.passwd, b"\x01")[0].timeOut == 0
         run_in_netns(lab.br, raw_checks, 30)
 
         # the majority side has a leader and commits a write during the partition
