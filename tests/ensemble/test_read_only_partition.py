@@ -153,10 +153,17 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
         lab.cleanup()
         pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
     ens = None
+    t0 = time.monotonic()
+    timeline: list[str] = []
+
+    def note(what: str) -> None:
+        timeline.append(f"{time.monotonic() - t0:6.2f}s {what}")
+
     try:
         ens = _ensemble(kind, tmp_path, lab)
         ens.start(timeout=60)
         leader = ens.leader(timeout=20)
+        note(f"started, leader {leader}")
         a = next(i for i in ens.members if i != leader)
         others = [i for i in ens.members if i != a]
         ma = ens.members[a]
@@ -183,14 +190,20 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
         assert word("isro") == "rw"
 
         lab.partition([a, "C"], others)
+        note(f"partition: {a} and the clients | {others}")
         t_cut = time.monotonic()
         wait_for(lambda: word("isro") == "ro", 20, f"member {a} to go read-only")
+        note(f"{a} is read-only")
         assert time.monotonic() - t_cut >= 2.0  # ZooKeeper's delay: max(2 s, tickTime)
         assert "Mode: read-only" in word("srvr")
         assert "READ-ONLY mode; serving only read-only clients" in word("stat")
         assert "zk_server_state\tread-only" in word("mntr")
 
         def raw_checks():
+            # a local session that is left to expire (checked later: it lives 400 ms)
+            short = RawClient(ma.host, ma.port, timeout_ms=400, read_only=True, io_timeout=5)
+            short.connect()
+            short.drop()
             # a client that cannot be read-only: disconnected without an answer
             assert _handshake(ma.host, ma.port, 0, bytes(16), b"\x00") is None
             assert _handshake(ma.host, ma.port, 0, bytes(16), b"") is None
@@ -216,7 +229,8 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
             assert r.request(Opcode.GET_DATA, PathWatchRequest("/ro", False)).err == Err.OK
             assert r.close().err == Err.OK
             assert _handshake(ma.host, ma.port, sid, r.passwd, b"\x01")[0].timeOut == 0
-        run_in_netns(lab.br, raw_checks, 30)
+            return short, time.monotonic()
+        short, dropped = run_in_netns(lab.br, raw_checks, 30)
 
         # the majority side has a leader and commits a write during the partition
         mb = ens.members[others[0]]
@@ -233,6 +247,7 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
                 c.drop()
                 return False
         wait_for(majority_write, 20, "a write on the majority side")
+        note("the majority committed a write")
 
         kz = KazooClient(hosts=hosts, timeout=10, read_only=True, randomize_hosts=False)
         zz = SyncClient(hosts, timeout=6.0, read_only=True, randomize_hosts=False)
@@ -258,14 +273,23 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
             return kz_states, zz_states
         kz_states, zz_states = run_in_netns(lab.br, in_partition, 60)
 
+        def expired() -> None:
+            time.sleep(max(0.0, dropped + 1.5 - time.monotonic()))
+            resp = _handshake(ma.host, ma.port, short.session_id, short.passwd, b"\x01")
+            assert resp is not None and resp[0].timeOut == 0, resp
+        note("clients read-only")
+        run_in_netns(lab.br, expired, 10)
+
         lab.heal()
-        t_heal = time.monotonic()
+        note("healed")
 
         def after_heal():
             wait_for(lambda: kz.client_state == KeeperState.CONNECTED, 30,
                      "kazoo back on a read-write server")
+            note("kazoo read-write")
             wait_for(lambda: zz.state == ConnectionState.CONNECTED, 30,
                      "zabby's client back on a read-write server")
+            note("zabby's client read-write")
             for c, path in ((kz, "/kazoo-rw"), (zz, "/zabby-rw")):
                 c.sync("/")
                 assert c.get("/during")[0] == b"majority"
@@ -275,10 +299,11 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
             kz.close()
             zz.stop()
         run_in_netns(lab.br, after_heal, 80)
+        note("both clients read-write again")
         wait_for(lambda: word("isro") == "rw", 30, f"member {a} read-write again")
         assert ens.mode(a) in ("follower", "leader")
-        print(f"read-write again {time.monotonic() - t_heal:.1f}s after the heal; kazoo "
-              f"states {kz_states}, zabby states {[str(s) for s in zz_states]}")
+        print("\n".join(timeline) + f"\nkazoo states {kz_states}, zabby states "
+              f"{[str(s) for s in zz_states]}")
         assert KazooState.SUSPENDED in kz_states or KazooState.LOST in kz_states
         assert ConnectionState.READ_ONLY in zz_states
     finally:

@@ -30,7 +30,7 @@ from ..wire import Err, Op
 from ..wire.records import ConnectRequest, ConnectResponse
 from .connection import ClientConnection
 from .core import ZabbyServer
-from .ensemble import EnsembleServer
+from .ensemble import MODES, EnsembleServer
 
 log = logging.getLogger("zabby.server.readonly")
 
@@ -74,13 +74,13 @@ class ReadOnlyEnsembleServer(EnsembleServer):
             self._ro_timer = None
 
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
+        if role != "looking":
+            self._disarm()
+            if self.read_only:
+                self._leave_read_only(role)
         super()._role_change(role, leader_id, serving)
         if self.role == "looking":
             self._arm()
-        else:
-            self._disarm()
-            if self.read_only:
-                self._leave_read_only()
 
     def _enter_read_only(self) -> None:
         self._ro_timer = None
@@ -89,11 +89,12 @@ class ReadOnlyEnsembleServer(EnsembleServer):
         self.read_only = True
         log.info("no quorum for %d ms: serving read-only clients", self.read_only_delay_ms)
 
-    def _leave_read_only(self) -> None:
+    def _leave_read_only(self, role: str) -> None:
         """The election is over: ZooKeeper shuts its read-only server down, closing
         every client connection; the local sessions end with it."""
         self.read_only = False
-        log.info("leaving read-only mode (now %s); closing its client connections", self.mode)
+        log.info("leaving read-only mode (%s now); closing its client connections",
+                 MODES.get(role, role))
         for conn in list(self.connections):
             conn.abort()
         for sid in self._ro_sessions:
