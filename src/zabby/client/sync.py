@@ -198,8 +198,8 @@ class SyncClient:
 
     def add_listener(self, listener: Callable[[ConnectionState], Any]) -> None:
         """``listener(state)`` on every state change, called on the handler thread."""
+        self._ensure_threads()  # first: it may make the handler queue _wrap binds
         w = self._wrap(listener)
-        self._ensure_threads()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._client.add_listener, w)
 

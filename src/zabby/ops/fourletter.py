@@ -176,8 +176,9 @@ def _mode(server: ZabbyServer) -> str:
 
 
 def _serving(server: ZabbyServer) -> bool:
-    """ZooKeeperServer.isRunning(): an ensemble member that is electing a leader is not."""
-    return bool(getattr(server, "serving", True))
+    """ZooKeeperServer.isRunning(): an ensemble member that is electing a leader is not
+    (unless it serves read-only clients meanwhile)."""
+    return bool(getattr(server, "serving", True)) or _read_only(server)
 
 
 def _read_only(server: ZabbyServer) -> bool:

@@ -82,6 +82,8 @@ def build_server(
     if config.is_distributed:
         from .ensemble import EnsembleServer
 
+        if config.readonly_mode:
+            from .readonly import ReadOnlyEnsembleServer as EnsembleServer  # noqa: N814
         if config.server_id is None or config.server_id not in config.servers:
             raise ConfigError(f"{config.source or '<config>'}: this server's id is unknown: "
                               f"write it to {os.path.join(config.data_dir, 'myid')} "

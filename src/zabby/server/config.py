@@ -110,6 +110,11 @@ class ServerConfig:
     max_session_timeout: int = -1  # maxSessionTimeout ms; -1 -> 20 * tickTime
     four_letter_words: frozenset[str] = DEFAULT_FOUR_LETTER_WORDS  # 4lw.commands.whitelist
     extended_types_enabled: bool = False  # zookeeper.extendedTypesEnabled
+    # readonlymode.enabled: a member cut off from its quorum serves reads to clients
+    # that allow it (server.readonly). ZooKeeper reads only the JVM property
+    # -Dreadonlymode.enabled; zabby also takes it from zoo.cfg, with or without the
+    # "zookeeper." prefix
+    readonly_mode: bool = False
     max_buffer: int = 0xFFFFF  # jute.maxbuffer
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
@@ -398,7 +403,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.commandURL", "admin.idleTimeout", "admin.rateLimiterIntervalInMS",
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
-        "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
+        "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "readonlymode.enabled",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -431,6 +436,7 @@ SERVER_CNXN_FACTORIES = frozenset(
 _AUTH_PROVIDER = "authProvider."
 _SYSPROP_PREFIX = "zookeeper."
 _JUTE_MAXBUFFER = "jute.maxbuffer"
+_READONLY_MODE = "readonlymode.enabled"  # ZooKeeper's JVM property, without a prefix
 
 # metricsProvider.className values. Prometheus: /metrics served; ZooKeeper's default
 # (mntr only) and null providers: nothing served. Any other class is refused.
@@ -463,7 +469,7 @@ _ZK_UNSUPPORTED = frozenset(
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
         "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-        "oraclePath", "readonlymode.enabled",
+        "oraclePath",
     }
 )
 
@@ -632,7 +638,7 @@ class _Parser:
         """Fold ``-D`` options into `settings`; the file's own settings win."""
         for prop, value in props.items():
             value = _java_trim(value)
-            if prop.startswith(_SYSPROP_PREFIX) or prop == _JUTE_MAXBUFFER:
+            if prop.startswith(_SYSPROP_PREFIX) or prop in (_JUTE_MAXBUFFER, _READONLY_MODE):
                 canon = _canonical(prop)
             elif is_security_key(prop):  # the JVM's own: java.security.auth.login.config
                 canon = prop
@@ -705,6 +711,8 @@ class _Parser:
             c.four_letter_words = self.whitelist(key, value)
         elif canon == "extendedTypesEnabled":
             c.extended_types_enabled = self.boolean(key, value)
+        elif canon == _READONLY_MODE:
+            c.readonly_mode = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
         elif canon == "snapshot.compression.method":

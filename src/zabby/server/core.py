@@ -97,6 +97,9 @@ class InMemoryCommitter:
 class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
+    # serving read-only clients only (readonlymode.enabled: server.readonly)
+    read_only = False
+
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
         tree: DataTree | None = None, security: Security | None = None,
@@ -489,7 +492,7 @@ class ZabbyServer:
             else:
                 log.info("Invalid session 0x%x for client %s:%d, probably expired",
                          req.sessionId & (2**64 - 1), *conn.peer)
-            conn.send(encode_connect_response(ConnectResponse(0, 0, 0, bytes(16))))
+            conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
             conn.close_after_flush()
             return
         old = s.conn
@@ -499,7 +502,12 @@ class ZabbyServer:
         s.conn = conn
         conn.session = s
         s.auth = conn.auth
-        conn.send(encode_connect_response(ConnectResponse(0, timeout, s.id, s.passwd)))
+        conn.send(self.connect_response(conn, ConnectResponse(0, timeout, s.id, s.passwd)))
+
+    def connect_response(self, conn: ClientConnection, resp: ConnectResponse) -> bytes:
+        """The connect response frame; its readOnly byte only for a client that sent
+        one (as ZooKeeper 3.8 does; ZOOKEEPER-4814)."""
+        return encode_connect_response(resp, self.read_only if conn.sent_read_only else None)
 
     def _start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
         if self.committer.failure is not None:
@@ -507,7 +515,7 @@ class ZabbyServer:
             # no zxid a client could see and then miss after a restart. Reads work;
             # writes (ephemerals included) are refused.
             conn.inflight -= 1
-            conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
             return
         txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
         self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
@@ -515,7 +523,7 @@ class ZabbyServer:
     def _session_created(self, conn: ClientConnection, s: Session, txn) -> None:
         self.tree.apply(txn)
         conn.inflight -= 1
-        conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+        conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
         self.pump(conn)
 
     # ------------------------------------------------------------ requests

@@ -40,7 +40,7 @@ from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapsh
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.jute import ProtocolError, Record, vector
-from ..wire.protocol import REQUEST_BODY, encode_connect_response
+from ..wire.protocol import REQUEST_BODY
 from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
@@ -672,7 +672,7 @@ class EnsembleServer(ZabbyServer):
             if conn is not None and not conn.closed and conn.session is not None:
                 conn.inflight -= 1
                 s = conn.session
-                conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+                conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
                 self.pump(conn)
             return
         if hdr.type == Op.CLOSE_SESSION:

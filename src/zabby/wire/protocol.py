@@ -256,8 +256,16 @@ def frame(payload: bytes | bytearray) -> bytes:
 # ------------------------------------------------------------ connect handshake
 def decode_connect(frame_bytes) -> tuple[ConnectRequest, bool]:
     """Decode the first frame of a session; returns (request, readOnly)."""
+    req, read_only = decode_connect_request(frame_bytes)
+    return req, bool(read_only)
+
+
+def decode_connect_request(frame_bytes) -> tuple[ConnectRequest, bool | None]:
+    """Like `decode_connect`, but readOnly is None when the client did not send the
+    byte at all (a client older than ZooKeeper 3.4's read-only mode, or one that leaves
+    it out): such a client must not get the byte back in the connect response."""
     req, pos = ConnectRequest.decode_from(frame_bytes, 0)
-    read_only = False
+    read_only = None
     if pos < len(frame_bytes):
         read_only, pos = read_bool(frame_bytes, pos)
     return req, read_only
@@ -271,10 +279,13 @@ def encode_connect_request(req: ConnectRequest, read_only: bool = False) -> byte
     return bytes(out)
 
 
-def encode_connect_response(resp: ConnectResponse, read_only: bool = False) -> bytes:
+def encode_connect_response(resp: ConnectResponse, read_only: bool | None = False) -> bytes:
+    """read_only None: no readOnly byte at all (for a client that sent none, as
+    ZooKeeper answers it: ZOOKEEPER-4814)."""
     out = bytearray(4)
     resp.encode(out)
-    out += b"\x01" if read_only else b"\x00"
+    if read_only is not None:
+        out += b"\x01" if read_only else b"\x00"
     INT.pack_into(out, 0, len(out) - 4)
     return bytes(out)
 
@@ -344,6 +355,7 @@ __all__ = [
     "REQUEST_BODY",
     "WRITE_OPS",
     "decode_connect",
+    "decode_connect_request",
     "decode_connect_response",
     "decode_reply_header",
     "decode_request",
