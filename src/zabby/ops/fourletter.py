@@ -89,6 +89,8 @@ ZK_NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
 # The control sequence telnet sends when it closes: ZooKeeper knows it so as not to log
 # it as a bad length; we just close.
 _TELNET_CLOSE = b"\xff\xf4\xff\xfd"
+# ClickHouse Keeper's words: known only to a server with zabby.keeperExtensions=true
+_KEEPER_WORDS = frozenset({"apiv", "ftfl"})
 
 # ZooTrace's default text trace mask (CLIENT_REQUEST | SERVER_PACKET | CLIENT_PING ...),
 # what gtmk answers until stmk changes it.
@@ -774,7 +776,8 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
     if not head.isascii():
         return False
     cmd = head.decode("ascii")
-    if cmd not in KNOWN_COMMANDS:
+    if cmd not in KNOWN_COMMANDS and (
+            cmd not in _KEEPER_WORDS or getattr(server, "keeper", None) is None):
         return False
     server.metrics.packets_received += 1
     conn.packets_received += 1
@@ -794,6 +797,8 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
         try:
             if cmd == "stmk":
                 answer = _stmk(server, conn)
+            elif cmd in _KEEPER_WORDS:  # ClickHouse Keeper's apiv / ftfl
+                answer = server.keeper.four_letter_word(cmd)
             else:
                 answer = render(server, conn, cmd)
         except Exception:

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # Every four-letter word ZooKeeper 3.8 knows (FourLetterCommands).  "*" in the whitelist
 # enables all of them.
+# ClickHouse Keeper's words, answered with zabby.keeperExtensions=true (server/keeper.py)
+KEEPER_FOUR_LETTER_WORDS: frozenset[str] = frozenset({"apiv", "ftfl"})
 ALL_FOUR_LETTER_WORDS: frozenset[str] = frozenset(
     {
         "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst",
@@ -138,6 +140,12 @@ class ServerConfig:
     init_limit: int = 10  # initLimit (ticks)
     sync_limit: int = 5  # syncLimit (ticks)
     servers: dict[int, ServerSpec] = field(default_factory=dict)  # server.N
+    # zabby.keeperExtensions: answer ClickHouse Keeper's extension opcodes (500-507),
+    # /keeper/api_version, /keeper/feature_flags, apiv and ftfl (server/keeper.py)
+    keeper_extensions: bool = False
+    # snapshot.trust.empty (zookeeper.snapshot.trust.empty): start from a data
+    # directory that has txn logs but no snapshot (ZooKeeper refuses it otherwise)
+    snapshot_trust_empty: bool = False
     peer_type: str = PARTICIPANT  # peerType
     standalone_enabled: bool = True  # standaloneEnabled
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
@@ -391,6 +399,7 @@ _STATIC_KEYS = frozenset(
         "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit",
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
         "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns",
+        "zabby.keeperExtensions",  # zabby's own (ClickHouse Keeper's opcodes)
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -404,6 +413,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "readonlymode.enabled",
+        "snapshot.trust.empty",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -713,6 +723,10 @@ class _Parser:
             c.extended_types_enabled = self.boolean(key, value)
         elif canon == _READONLY_MODE:
             c.readonly_mode = self.boolean(key, value)
+        elif canon == "zabby.keeperExtensions":
+            c.keeper_extensions = self.boolean(key, value)
+        elif canon == "snapshot.trust.empty":
+            c.snapshot_trust_empty = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
         elif canon == "snapshot.compression.method":
@@ -817,8 +831,8 @@ class _Parser:
             if not word:
                 continue
             if word == "*":
-                words |= ALL_FOUR_LETTER_WORDS
-            elif word in ALL_FOUR_LETTER_WORDS:
+                words |= ALL_FOUR_LETTER_WORDS | KEEPER_FOUR_LETTER_WORDS
+            elif word in ALL_FOUR_LETTER_WORDS or word in KEEPER_FOUR_LETTER_WORDS:
                 words.add(word)
             else:
                 # ZooKeeper accepts any name silently; a name it does not know can never

@@ -32,6 +32,7 @@ from ..wire import (
     Op,
     WatcherType,
 )
+from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import WRITE_OPS, encode_connect_response, encode_notification, encode_reply
 from ..wire.records import (
     ClientInfo,
@@ -52,6 +53,7 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
+from .keeper import KeeperExtensions, keeper_reply
 from .metrics import ServerMetrics
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
@@ -72,6 +74,8 @@ _TREE_READS = frozenset(
 _CONNECTED = KeeperState.SYNC_CONNECTED
 _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
+_NONODE = int(Err.NONODE)
+_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
 
 
 def _now_ms() -> int:
@@ -119,6 +123,9 @@ class ZabbyServer:
         if self.security.client_tls is not None:  # TLS for clients registers x509
             tree.acl_providers["x509"] = True
         self.watches = tree.watches
+        # ClickHouse Keeper's extension opcodes (zabby.keeperExtensions), None when off
+        self.keeper = KeeperExtensions(self) if config.keeper_extensions else None
+        tree.keeper_extensions = config.keeper_extensions
         # time the loop was too busy to run (see _ticker): never counted against sessions
         self._stalled_ns = 0
         self.stalled_ms_total = 0
@@ -668,7 +675,10 @@ class ZabbyServer:
             return
         self.outstanding -= 1
         conn.inflight -= 1
-        self._reply(conn, xid, op, res.err, res.response, t0)
+        err, resp = res.err, res.response
+        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
+            err, resp = keeper_reply(op, res)
+        self._reply(conn, xid, op, err, resp, t0)
         if op == Op.CLOSE_SESSION:
             conn.close_after_flush()
             return
@@ -710,18 +720,20 @@ class ZabbyServer:
         if s is None:
             return
         if body is None:
-            # unknown opcode: ZooKeeper answers UNIMPLEMENTED (zxid -1) and hangs up
-            log.warning("Received packet at server of unknown type %d", op)
-            conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
-            conn.close_after_flush()
+            self._unknown_op(conn, xid, op)
             return
         if body is MALFORMED:
+            if op in KEEPER_OPS and self.keeper is None:
+                self._unknown_op(conn, xid, op)
+                return
             log.warning("Failed to decode request of type %d from %s:%d", op, *conn.peer)
             self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
         if op in _TREE_READS:
             # the tree registers the watch exactly when ZooKeeper would
             err, resp = self.tree.read(op, body, conn.auth, s.id, conn)
+            if err == _NONODE and self.keeper is not None:  # Keeper's /keeper nodes
+                err, resp = self.keeper.system_read(op, body)
             self._reply(conn, xid, op, err, resp, t0)
             return
         if op == Op.PING:
@@ -761,7 +773,19 @@ class ZabbyServer:
                                 providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
             return
+        if op in KEEPER_OPS:
+            if self.keeper is not None:
+                self.keeper.handle(conn, xid, op, body, t0)
+            else:  # not enabled: unknown to us, as to ZooKeeper
+                self._unknown_op(conn, xid, op)
+            return
         conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+
+    def _unknown_op(self, conn: ClientConnection, xid: int, op: int) -> None:
+        # unknown opcode: ZooKeeper answers UNIMPLEMENTED (zxid -1) and hangs up
+        log.warning("Received packet at server of unknown type %d", op)
+        conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+        conn.close_after_flush()
 
     def _reply(self, conn: ClientConnection, xid: int, op: int, err: int, resp, t0: int) -> None:
         zxid = self.last_zxid

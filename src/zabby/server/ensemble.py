@@ -44,8 +44,9 @@ from ..wire.protocol import REQUEST_BODY
 from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .core import FourLetterHandler, ZabbyServer, _now_ms
+from .core import _KEEPER_MIN, FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
+from .keeper import keeper_reply
 from .peers import PeerMesh
 from .quorum_auth import watch_cert_files
 from .security import Security
@@ -462,6 +463,7 @@ class EnsembleServer(ZabbyServer):
             conn.abort()  # watches and reads of the old state end here
         self.tree = tree
         self.watches = tree.watches
+        tree.keeper_extensions = self.config.keeper_extensions
 
     # ------------------------------------------------------------ roles
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
@@ -690,7 +692,10 @@ class EnsembleServer(ZabbyServer):
         conn.inflight -= 1
         if conn.closed:
             return
-        self._reply(conn, xid, op, res.err, res.response, t0)
+        err, resp = res.err, res.response
+        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
+            err, resp = keeper_reply(op, res)
+        self._reply(conn, xid, op, err, resp, t0)
         if op == Op.CLOSE_SESSION:
             conn.close_after_flush()
             return

@@ -41,6 +41,7 @@ from .acl import (
     redact_acl,
 )
 from .javaorder import children_order, grow_cap, java_order, table_size_for
+from .keeper import KEEPER_PREP
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -84,6 +85,7 @@ _OP_ERROR = int(Op.ERROR)
 _OP_RECONFIG = int(Op.RECONFIG)
 _OP_SET_ACL = int(Op.SET_ACL)
 _OP_SET_DATA = int(Op.SET_DATA)
+_OP_CHECK_NOT_EXISTS = 501  # ClickHouse Keeper's checkNotExists (tree/keeper.py)
 # A directory with at least this many children keeps its last listing (names in
 # ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
 _LISTING_CACHE_MIN = 1024
@@ -207,6 +209,13 @@ def _java_trim(s: str) -> str:
 
 class DataTree:
     """Znodes by path, with ZooKeeper 3.8's write validation and application."""
+
+    # for tree/keeper.py (ClickHouse Keeper's extension opcodes)
+    KErr = _KErr
+    Change = _Change
+    # zabby.keeperExtensions: prepare Keeper's opcodes (the server sets it); applying
+    # their txns needs nothing new, so replay never depends on it
+    keeper_extensions = False
 
     def __init__(
         self,
@@ -557,7 +566,8 @@ class DataTree:
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
         ops = [t if t[0] not in _CREATE_OPS else _normalize_multi_op(*t) for t in body.ops]
         for op, _req in ops:
-            if op not in _MULTI_WRITE_OPS:
+            if op not in _MULTI_WRITE_OPS and not (
+                    op == _OP_CHECK_NOT_EXISTS and self.keeper_extensions):
                 # MultiOperationRecord refuses read ops in a write multi ("Mixing
                 # different kind of ops"): the request fails whole
                 raise _KErr(Err.MARSHALLINGERROR)
@@ -598,6 +608,9 @@ class DataTree:
             return _OP_CREATE_SESSION, CreateSessionTxn(int(req))
         if op == _OP_CLOSE_SESSION:
             return self._prep_close_session(ctx)
+        keeper = KEEPER_PREP.get(op)
+        if keeper is not None and self.keeper_extensions:
+            return keeper(self, req, ctx)
         raise _KErr(Err.UNIMPLEMENTED)
 
     def _check_data(self, data) -> None:
@@ -914,6 +927,8 @@ class DataTree:
         if t == _OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
+        if t == _OP_CHECK_NOT_EXISTS:  # Keeper's, in a multi: nothing to apply
+            return None, body.path
         raise _KErr(Err.UNIMPLEMENTED)
 
     def _create_node(self, path, data, acl, owner, parent_cversion, zxid, time, events) -> ZNode:

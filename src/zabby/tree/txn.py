@@ -168,6 +168,7 @@ MULTI_SUB_BODY: dict[int, Any] = {
     Op.SET_DATA: SetDataTxn,
     Op.CHECK: CheckVersionTxn,
     Op.ERROR: ErrorTxn,
+    501: CheckVersionTxn,  # ClickHouse Keeper's checkNotExists (zabby.keeperExtensions)
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from . import keeper as _keeper
 from .constants import DEFAULT_MAX_BUFFER, XID_NOTIFICATION, Err, Op
 from .jute import INT, ProtocolError, Record, read_bool, read_int
 from .records import (
@@ -171,6 +172,13 @@ REQUEST_BODY: dict[int, Any] = {
     Op.ADD_WATCH: AddWatchRequest,
     Op.WHO_AM_I: Empty,
     Op.CLOSE_SESSION: Empty,
+    # ClickHouse Keeper's extensions: always decoded, answered only when the server
+    # enables them (zabby.keeperExtensions), else treated as unknown opcodes
+    _keeper.FILTERED_LIST: _keeper.FilteredListRequest,
+    _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
+    _keeper.CREATE_IF_NOT_EXISTS: CreateRequest,
+    _keeper.REMOVE_RECURSIVE: _keeper.RemoveRecursiveRequest,
+    _keeper.LIST_RECURSIVE: _keeper.ListRecursiveRequest,
 }
 
 # Ops allowed inside a multi / multiRead body.
@@ -185,6 +193,8 @@ MULTI_OP_BODY: dict[int, Any] = {
     # MultiOperationRecord sends GetChildrenRequest / GetDataRequest (path + watch)
     Op.GET_CHILDREN: PathWatchRequest,
     Op.GET_DATA: PathWatchRequest,
+    # Keeper's checkNotExists (a write multi with it fails whole unless enabled)
+    _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
 }
 
 # Body of each result in a MultiResponse (None: no body).
@@ -199,6 +209,7 @@ MULTI_RESULT_BODY: dict[int, Any] = {
     Op.GET_CHILDREN: GetChildrenResponse,
     Op.GET_DATA: GetDataResponse,
     Op.ERROR: ErrorResponse,
+    _keeper.CHECK_NOT_EXISTS: None,
 }
 
 WRITE_OPS = frozenset(

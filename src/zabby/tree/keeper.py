@@ -1,0 +1,248 @@
+"""ClickHouse Keeper's extension opcodes against the DataTree (prepare and reads).
+
+How the writes are logged (so snapshots, log replay and followers need nothing new):
+
+* CreateIfNotExists: a plain ``create`` txn when it creates; when the node is already
+  there, a ``check`` txn of the path (applies nothing, as Keeper changes nothing).
+* RemoveRecursive: one ``multi`` txn of ``delete`` sub-txns, children before parents,
+  so the whole subtree goes in one atomic txn (an empty multi when there is nothing
+  to remove).
+* CheckNotExists inside a multi: a sub-txn of type 501 with a check body (it applies
+  nothing; its place in the multi reply says 501, as Keeper's).
+
+Error codes and ACL checks are Keeper's (``KeeperStorage``): RemoveRecursive needs
+DELETE on the parent and on every node it removes, answers NOTEMPTY when the subtree
+holds more nodes than its limit, and OK when the node does not exist; CreateIfNotExists
+refuses sequential flags (BADARGUMENTS); CheckNotExists answers NODEEXISTS when the
+node exists (with the given version, or any with -1), NOAUTH when it exists without
+READ; FilteredList needs READ on the node and, when it filters, on every child
+(NOAUTH otherwise); ListRecursive lists, breadth first, the descendants the caller
+may READ, at most its limit of them.
+"""
+
+from __future__ import annotations
+
+from ..wire.constants import CreateMode, Err, Op, Perm
+from ..wire.keeper import (
+    CHECK_NOT_EXISTS,
+    CREATE_IF_NOT_EXISTS,
+    FILTERED_LIST,
+    LIST_ALL,
+    LIST_EPHEMERAL_ONLY,
+    LIST_PERSISTENT_ONLY,
+    LIST_RECURSIVE,
+    REMOVE_RECURSIVE,
+    ListRecursiveResponse,
+)
+from ..wire.records import GetChildren2Response
+from . import znode as zn
+from .acl import check_perm
+from .paths import is_valid_path
+from .txn import CheckVersionTxn, DeleteTxn, MultiTxn
+
+__all__ = ["KEEPER_PREP", "SYSTEM_PATH", "keeper_read"]
+
+SYSTEM_PATH = "/keeper"  # Keeper's own subtree: virtual here, never written by clients
+_READ, _DELETE = int(Perm.READ), int(Perm.DELETE)
+_OK, _NONODE, _NOAUTH, _BADARGS = int(Err.OK), int(Err.NONODE), int(Err.NOAUTH), int(Err.BADARGUMENTS)
+_SPECIAL = frozenset({"/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+_PLAIN_MODES = (int(CreateMode.PERSISTENT), int(CreateMode.EPHEMERAL))
+
+
+def _err(tree, code):
+    return tree.KErr(code)
+
+
+def _is_system(path: str) -> bool:
+    return path == SYSTEM_PATH or path.startswith(SYSTEM_PATH + "/")
+
+
+# ------------------------------------------------------------------ writes
+def prep_create_if_not_exists(tree, req, ctx):
+    """A create, or a no-op check txn when the node exists."""
+    if req.flags not in _PLAIN_MODES:
+        # Keeper refuses sequential nodes here; other node kinds it does not have
+        raise _err(tree, Err.BADARGUMENTS)
+    if req.path is not None and _is_system(req.path):
+        raise _err(tree, Err.BADARGUMENTS)
+    try:
+        return tree._prep_create(int(Op.CREATE), req, ctx)
+    except tree.KErr as e:
+        if e.err != Err.NODEEXISTS:
+            raise
+    return int(Op.CHECK), CheckVersionTxn(req.path, -1)
+
+
+def prep_remove_recursive(tree, req, ctx):
+    """The subtree at req.path as one multi of deletes (children first)."""
+    path = req.path
+    if path is None:
+        raise _err(tree, Err.MARSHALLINGERROR)
+    if not is_valid_path(path) or path == "/" or _is_system(path):
+        raise _err(tree, Err.BADARGUMENTS)
+    parent_path = tree._parent_for_delete(path)  # refuses /zookeeper and its nodes
+    try:
+        parent = tree._record(parent_path)
+    except tree.KErr:
+        return int(Op.MULTI), MultiTxn.of([])  # no parent: nothing to do (Keeper: OK)
+    if not check_perm(parent.acl, _DELETE, ctx.auth):
+        raise _err(tree, Err.NOAUTH)
+    try:
+        tree._record(path)
+    except tree.KErr:
+        return int(Op.MULTI), MultiTxn.of([])  # no node: OK, the parent unchanged
+    order = _subtree(tree, path)  # parents before children
+    if len(order) > req.limit:
+        raise _err(tree, Err.NOTEMPTY)
+    for p in order:
+        if p in _SPECIAL:
+            raise _err(tree, Err.BADARGUMENTS)
+        if not check_perm(tree._record(p).acl, _DELETE, ctx.auth):
+            raise _err(tree, Err.NOAUTH)
+    zxid = ctx.zxid
+    subs = []
+    for p in reversed(order):
+        if p == path:
+            tree._record_delete(parent, p, zxid)
+        else:
+            tree._add_change(tree.Change(zxid, p, False, child_count=-1))
+        subs.append((int(Op.DELETE), DeleteTxn(p)))
+    return int(Op.MULTI), MultiTxn.of(subs)
+
+
+def _subtree(tree, path: str) -> list[str]:
+    """Every path of the subtree at `path` as prepared (applied tree plus pending
+    creates and deletes), parents before children."""
+    nodes = tree._nodes
+    pending = tree._outstanding_by_path
+    prefix = path + "/"
+    extra: dict[str, list[str]] = {}  # parent -> pending-created children
+    gone: set[str] = set()
+    if pending:
+        for p, c in pending.items():
+            if p.startswith(prefix):
+                if c.exists:
+                    if p not in nodes:
+                        i = p.rfind("/")
+                        extra.setdefault(p[:i], []).append(p)
+                else:
+                    gone.add(p)
+    out = [path]
+    i = 0
+    while i < len(out):
+        p = out[i]
+        i += 1
+        node = nodes.get(p)
+        ch = node.children if node is not None else None
+        if ch:
+            for name in ch:
+                cp = p + "/" + name
+                if cp not in gone:
+                    out.append(cp)
+        for cp in extra.get(p, ()):
+            if cp not in gone:
+                out.append(cp)
+    return out
+
+
+def prep_check_not_exists(tree, req, ctx):
+    """checkNotExists as a multi op: NODEEXISTS if the node exists (at that version)."""
+    path = req.path
+    if path is None:
+        raise _err(tree, Err.MARSHALLINGERROR)
+    if not is_valid_path(path):
+        raise _err(tree, Err.BADARGUMENTS)
+    c = tree._outstanding_by_path.get(path)
+    node = (c if c.exists else None) if c is not None else tree._nodes.get(path)
+    if node is not None:
+        if not check_perm(node.acl, _READ, ctx.auth):
+            raise _err(tree, Err.NOAUTH)
+        if req.version == -1 or req.version == node.version:
+            raise _err(tree, Err.NODEEXISTS)
+    return CHECK_NOT_EXISTS, CheckVersionTxn(path, req.version)
+
+
+KEEPER_PREP = {
+    CREATE_IF_NOT_EXISTS: prep_create_if_not_exists,
+    REMOVE_RECURSIVE: prep_remove_recursive,
+    CHECK_NOT_EXISTS: prep_check_not_exists,
+}
+
+
+# ------------------------------------------------------------------- reads
+def keeper_read(tree, op: int, body, auth, watcher=None):
+    """(err, response) for FilteredList, CheckNotExists and ListRecursive."""
+    path = body.path
+    if path is None:
+        return int(Err.MARSHALLINGERROR), None
+    if op == CHECK_NOT_EXISTS:
+        node = tree.get_node(path)
+        if node is None:
+            return _OK, None
+        if not check_perm(node.acl, _READ, auth):
+            return _NOAUTH, None
+        if body.version == -1 or body.version == node.version:
+            return int(Err.NODEEXISTS), None
+        return _OK, None
+    node = tree.get_node(path)
+    if node is None:
+        return _NONODE, None
+    if not check_perm(node.acl, _READ, auth):
+        return _NOAUTH, None
+    if op == FILTERED_LIST:
+        return _filtered_list(tree, path, node, body, auth, watcher)
+    if op == LIST_RECURSIVE:
+        return _OK, ListRecursiveResponse(_list_recursive(tree, path, body.limit, auth))
+    return int(Err.UNIMPLEMENTED), None
+
+
+def _filtered_list(tree, path, node, body, auth, watcher):
+    names = tree.children_of(node)
+    kind = body.listType
+    if kind != LIST_ALL:
+        ext = tree.extended_types
+        nodes = tree._nodes
+        prefix = "/" if path == "/" else path + "/"
+        kept = []
+        for name in names:
+            child = nodes[prefix + name]
+            if not check_perm(child.acl, _READ, auth):
+                return _NOAUTH, None  # the ephemeral flag is not for unreaders
+            ephemeral = zn.ephemeral_kind(child.ephemeral_owner, ext) == zn.NORMAL
+            if ephemeral and kind == LIST_PERSISTENT_ONLY:
+                continue
+            if not ephemeral and kind == LIST_EPHEMERAL_ONLY:
+                continue
+            kept.append(name)
+        names = kept
+    if watcher is not None and body.watch:
+        tree.watches.add_child_watch(path, watcher)
+    return _OK, GetChildren2Response(list(names), node.stat(tree.extended_types))
+
+
+def _list_recursive(tree, path: str, limit: int, auth) -> list[str]:
+    nodes = tree._nodes
+    out = [path]
+    i = 0
+    while i < len(out):
+        p = out[i]
+        i += 1
+        node = nodes.get(p)
+        ch = node.children if node is not None else None
+        if not ch:
+            continue
+        prefix = "/" if p == "/" else p + "/"
+        for name in tree.children_of(node):
+            cp = prefix + name
+            if not check_perm(nodes[cp].acl, _READ, auth):
+                continue
+            if len(out) - 1 >= limit:
+                return out[1:]
+            out.append(cp)
+    return out[1:]
+
+
+# keep the module's names in one place for the server
+KEEPER_READS = frozenset({FILTERED_LIST, CHECK_NOT_EXISTS, LIST_RECURSIVE})
+KEEPER_WRITES = frozenset({CREATE_IF_NOT_EXISTS, REMOVE_RECURSIVE})
+LIST_FILTERS = (LIST_ALL, LIST_PERSISTENT_ONLY, LIST_EPHEMERAL_ONLY)
