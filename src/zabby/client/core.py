@@ -72,6 +72,7 @@ from zabby.wire import (
     encode_connect_request,
     encode_request,
 )
+from zabby.wire import keeper as _keeper
 
 from .exceptions import (
     AuthFailedError,
@@ -1131,6 +1132,58 @@ class Client:
                 out.append(True)
         return out
 
+    # ------------------------------------------- ClickHouse Keeper's extensions
+    # Answered by ClickHouse Keeper and by zabby with zabby.keeperExtensions=true;
+    # ZooKeeper answers them UNIMPLEMENTED and closes the connection.
+    async def create_if_not_exists(self, path: str, value: bytes = b"",
+                                   acl: list[ACL] | None = None,
+                                   ephemeral: bool = False) -> str:
+        """Create the node unless it exists (then nothing changes); its path either way."""
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError("value must be bytes")
+        acl = list(acl) if acl else self.default_acl
+        body = CreateRequest(self._p(path), bytes(value), acl, 1 if ephemeral else 0)
+        resp = await self._call(_keeper.CREATE_IF_NOT_EXISTS, body, PathResponse, path=path)
+        return self._client_path(resp.path)
+
+    async def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> bool:
+        """Delete the node and its whole subtree in one atomic write (nothing if the
+        node does not exist); NotEmptyError when the subtree holds more than ``limit``
+        nodes."""
+        await self._call(_keeper.REMOVE_RECURSIVE,
+                         _keeper.RemoveRecursiveRequest(self._p(path), limit), None, path=path)
+        return True
+
+    async def check_not_exists(self, path: str, version: int = -1) -> bool:
+        """True when the node does not exist (or not at ``version``); NodeExistsError
+        otherwise."""
+        await self._call(_keeper.CHECK_NOT_EXISTS, CheckVersionRequest(self._p(path), version),
+                         None, path=path)
+        return True
+
+    async def filtered_list(self, path: str, list_type: str = "all", watch=None,
+                            include_data: bool = False) -> Any:
+        """The children that are ``"ephemeral"`` (or ``"persistent"``, or ``"all"``);
+        with ``include_data``, (children, the node's stat)."""
+        kinds = {"all": _keeper.LIST_ALL, "persistent": _keeper.LIST_PERSISTENT_ONLY,
+                 "ephemeral": _keeper.LIST_EPHEMERAL_ONLY}
+        if list_type not in kinds:
+            raise ValueError(f"list_type must be one of {sorted(kinds)}: {list_type!r}")
+        body = _keeper.FilteredListRequest(self._p(path), watch is not None, kinds[list_type])
+        resp = await self._call(_keeper.FILTERED_LIST, body, GetChildren2Response, path=path,
+                                **self._watch_args(watch, _CHILD, path))
+        children = list(resp.children or ())
+        if include_data:
+            return children, ZnodeStat.from_wire(resp.stat)
+        return children
+
+    async def list_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> list[str]:
+        """Every descendant's path, breadth first (at most ``limit`` of them)."""
+        resp = await self._call(_keeper.LIST_RECURSIVE,
+                                _keeper.ListRecursiveRequest(self._p(path), limit),
+                                _keeper.ListRecursiveResponse, path=path)
+        return [self._client_path(p) for p in resp.children or ()]
+
     # ---------------------------------------------------------- watches (3.6+)
     def add_watch(self, path: str, watch=None, mode: str | int = "persistent") -> AddWatch:
         """A persistent watch (``mode="persistent"``: the node's events) or a recursive
@@ -1363,6 +1416,11 @@ class Transaction:
 
     def check(self, path: str, version: int) -> None:
         self.operations.append((Op.CHECK, CheckVersionRequest(self.client._p(path), version)))
+
+    def check_not_exists(self, path: str, version: int = -1) -> None:
+        """ClickHouse Keeper's: the transaction fails (NodeExistsError) if the node exists."""
+        self.operations.append((_keeper.CHECK_NOT_EXISTS,
+                                CheckVersionRequest(self.client._p(path), version)))
 
     async def commit(self) -> list[Any]:
         """Apply every operation or none. Results in order: a created path, True for

@@ -241,6 +241,25 @@ class SyncClient:
     def sync(self, path: str) -> str:
         return self._run(self._client.sync(path))
 
+    # ClickHouse Keeper's extension opcodes (see Client)
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl=None,
+                             ephemeral: bool = False) -> str:
+        return self._run(self._client.create_if_not_exists(path, value, acl, ephemeral))
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> bool:
+        return self._run(self._client.remove_recursive(path, limit))
+
+    def check_not_exists(self, path: str, version: int = -1) -> bool:
+        return self._run(self._client.check_not_exists(path, version))
+
+    def filtered_list(self, path: str, list_type: str = "all", watch=None,
+                      include_data: bool = False) -> Any:
+        return self._run(self._client.filtered_list(path, list_type, self._wrap(watch),
+                                                    include_data))
+
+    def list_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> list[str]:
+        return self._run(self._client.list_recursive(path, limit))
+
     def multi_read(self, ops) -> list[Any]:
         return self._run(self._client.multi_read(list(ops)))
 
@@ -383,6 +402,9 @@ class SyncTransaction:
 
     def check(self, path: str, version: int) -> None:
         self._t.check(path, version)
+
+    def check_not_exists(self, path: str, version: int = -1) -> None:
+        self._t.check_not_exists(path, version)
 
     @property
     def operations(self) -> list[Any]:
