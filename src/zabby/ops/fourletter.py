@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..server.config import ALL_FOUR_LETTER_WORDS
 from .monitor import monitor_values  # mntr's figures (also re-exported)
 
 if TYPE_CHECKING:
@@ -759,6 +760,8 @@ def render(server: ZabbyServer, conn: ClientConnection, cmd: str) -> str:
 
 def _enabled(server: ZabbyServer, cmd: str) -> bool:
     words = server.config.four_letter_words
+    if cmd in _KEEPER_WORDS and words >= ALL_FOUR_LETTER_WORDS:
+        return True  # "*" enables ClickHouse Keeper's words as well
     # zkServer.sh depends on srvr: ZooKeeper always enables it
     return cmd == "srvr" or cmd in words or "*" in words
 

@@ -831,7 +831,7 @@ class _Parser:
             if not word:
                 continue
             if word == "*":
-                words |= ALL_FOUR_LETTER_WORDS | KEEPER_FOUR_LETTER_WORDS
+                words |= ALL_FOUR_LETTER_WORDS  # (Keeper's words too: ops/fourletter)
             elif word in ALL_FOUR_LETTER_WORDS or word in KEEPER_FOUR_LETTER_WORDS:
                 words.add(word)
             else:

@@ -16,6 +16,7 @@ unknown opcodes, exactly as Apache ZooKeeper 3.8 treats them.
 
 from __future__ import annotations
 
+from .constants import Op
 from .jute import (
     INT,
     ProtocolError,
@@ -43,11 +44,11 @@ __all__ = [
     "RemoveRecursiveRequest",
 ]
 
-FILTERED_LIST = 500
-CHECK_NOT_EXISTS = 501
-CREATE_IF_NOT_EXISTS = 502
-REMOVE_RECURSIVE = 503
-LIST_RECURSIVE = 507
+FILTERED_LIST = Op.FILTERED_LIST
+CHECK_NOT_EXISTS = Op.CHECK_NOT_EXISTS
+CREATE_IF_NOT_EXISTS = Op.CREATE_IF_NOT_EXISTS
+REMOVE_RECURSIVE = Op.REMOVE_RECURSIVE
+LIST_RECURSIVE = Op.LIST_RECURSIVE
 KEEPER_OPS = frozenset({FILTERED_LIST, CHECK_NOT_EXISTS, CREATE_IF_NOT_EXISTS,
                         REMOVE_RECURSIVE, LIST_RECURSIVE})
 
