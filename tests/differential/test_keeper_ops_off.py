@@ -57,14 +57,20 @@ def test_keeper_opcode_is_unknown_as_in_zookeeper(diff_pair, name):
     assert want[:2] == (-6, True) and want[3]  # UNIMPLEMENTED, zxid -1, closed
 
 
-def _multi_outcome(srv):
+MULTI_OPS = {
+    "CheckNotExists": (CHECK_NOT_EXISTS, CheckVersionRequest("/koff-m", -1)),
+    "CreateIfNotExists": (CREATE_IF_NOT_EXISTS, CreateRequest("/koff-c", b"", OPEN_ACL_UNSAFE, 0)),
+    "RemoveRecursive": (REMOVE_RECURSIVE, RemoveRecursiveRequest("/koff-r", 10)),
+}
+
+
+def _multi_outcome(srv, op, body):
     c = RawClient(srv.host, srv.port, io_timeout=10)
     c.open()
     try:
         c.connect()
         r = c.request(Op.MULTI, MultiRequest([
-            (CHECK_NOT_EXISTS, CheckVersionRequest("/koff-m", -1)),
-            (Op.CREATE, CreateRequest("/koff-m", b"", OPEN_ACL_UNSAFE, 0))]))
+            (op, body), (Op.CREATE, CreateRequest("/koff-m", b"", OPEN_ACL_UNSAFE, 0))]))
         still_open = c.request(Op.EXISTS, PathWatchRequest("/koff-m", False))
         return r.err, r.raw, still_open.err
     except ConnectionClosed:
@@ -73,10 +79,11 @@ def _multi_outcome(srv):
         c.drop()
 
 
-def test_multi_with_check_not_exists_fails_as_in_zookeeper(diff_pair):
+@pytest.mark.parametrize("name", sorted(MULTI_OPS))
+def test_multi_with_a_keeper_op_fails_as_in_zookeeper(diff_pair, name):
     ref, cand = diff_pair
-    want = _multi_outcome(ref)
-    assert _multi_outcome(cand) == want
+    want = _multi_outcome(ref, *MULTI_OPS[name])
+    assert _multi_outcome(cand, *MULTI_OPS[name]) == want
 
 
 def _word(srv, word: bytes) -> bytes:

@@ -173,6 +173,34 @@ def test_check_not_exists_alone_and_in_multi(raw):
     assert c.request(Op.EXISTS, PathWatchRequest("/cne-other", False)).err == Err.NONODE
 
 
+def test_create_if_not_exists_and_remove_recursive_in_a_multi(raw):
+    c, w = raw(), raw()
+    for p in ("/mm", "/mm/a", "/mm/a/b"):
+        _create(c, p)
+    assert w.request(Op.EXISTS, PathWatchRequest("/mm/a/b", True)).err == 0
+    r = c.request(Op.MULTI, MultiRequest([
+        (CREATE_IF_NOT_EXISTS, CreateRequest("/mm2", b"", OPEN_ACL_UNSAFE, 0)),
+        (CREATE_IF_NOT_EXISTS, CreateRequest("/mm", b"", OPEN_ACL_UNSAFE, 0)),
+        (REMOVE_RECURSIVE, RemoveRecursiveRequest("/mm", 3))]))
+    assert r.err == 0
+    # Keeper's result headers: 502 with the path, 503 without a body
+    assert r.raw == (struct.pack(">iBi", 502, 0, 0) + _ustring("/mm2")
+                     + struct.pack(">iBi", 502, 0, 0) + _ustring("/mm")
+                     + struct.pack(">iBi", 503, 0, 0) + struct.pack(">iBi", -1, 1, -1))
+    assert c.request(Op.EXISTS, PathWatchRequest("/mm", False)).err == Err.NONODE
+    w.ping()
+    assert [(e.type, e.path) for e in w.events] == [(EventType.NODE_DELETED, "/mm/a/b")]
+    # over its limit the RemoveRecursive fails the whole multi
+    _create(c, "/mm3")
+    _create(c, "/mm3/x")
+    r = c.request(Op.MULTI, MultiRequest([
+        (CREATE_IF_NOT_EXISTS, CreateRequest("/mm4", b"", OPEN_ACL_UNSAFE, 0)),
+        (REMOVE_RECURSIVE, RemoveRecursiveRequest("/mm3", 1))]))
+    assert [(op, err) for op, err, _ in r.body.results] == [
+        (Op.ERROR, 0), (Op.ERROR, Err.NOTEMPTY)]
+    assert c.request(Op.EXISTS, PathWatchRequest("/mm4", False)).err == Err.NONODE
+
+
 def test_filtered_list(raw):
     c, other = raw(), raw()
     _create(c, "/fl")
@@ -256,7 +284,13 @@ def test_client_methods(keeper_server):
         t = zk.transaction()
         t.check_not_exists("/cm/flag")
         t.create("/cm/flag")
-        assert t.commit() == [True, "/cm/flag"]
+        t.create_if_not_exists("/cm/flag2")
+        t.create_if_not_exists("/cm")
+        assert t.commit() == [True, "/cm/flag", "/cm/flag2", "/cm"]
+        t = zk.transaction()
+        t.remove_recursive("/cm/x")
+        t.check_not_exists("/cm/x/y")
+        assert t.commit() == [True, True]
         with pytest.raises(NotEmptyError):
             zk.remove_recursive("/cm", limit=2)
         assert zk.remove_recursive("/cm")

@@ -116,3 +116,40 @@ def test_errors_and_disabled():
         assert (t.type, t.body.err) == (Op.ERROR, Err.UNIMPLEMENTED)
     t = off.prepare(Op.MULTI, MultiRequest([(501, CheckVersionRequest("/z", -1))]))
     assert (t.type, t.body.err) == (Op.ERROR, Err.MARSHALLINGERROR)
+
+
+def test_create_if_not_exists_and_remove_recursive_inside_a_multi():
+    r = Run()
+    for p in ("/m", "/m/a", "/m/a/b"):
+        r.do(Op.CREATE, CreateRequest(p, b"", OPEN, 0))
+    pending = r.prepare(Op.CREATE, CreateRequest("/m/c", b"", OPEN, 0))  # not applied yet
+    multi = r.prepare(Op.MULTI, MultiRequest([
+        (502, CreateRequest("/n", b"1", OPEN, 0)),
+        (502, CreateRequest("/m", b"2", OPEN, 0)),   # there already: nothing changes
+        (503, RemoveRecursiveRequest("/m", 10)),
+        (501, CheckVersionRequest("/m", -1))]))
+    assert [t for t, _ in multi.body.ops()] == [502, 502, 503, 501]
+    r.apply(pending)
+    res = r.apply(multi)
+    assert [(op, err) for op, err, _ in res.response.results] == [
+        (502, 0), (502, 0), (503, 0), (501, 0)]
+    assert [getattr(b, "path", None) for _, _, b in res.response.results[:2]] == ["/n", "/m"]
+    assert r.tree.get_node("/m") is None and r.tree.get_node("/n").data == b"1"
+    assert _dump(_replayed(r.log)) == _dump(r.tree)
+
+
+def test_failed_multi_with_remove_recursive_restores_pending_state():
+    r = Run()
+    r.do(Op.CREATE, CreateRequest("/f", b"", OPEN, 0))
+    first = r.prepare(Op.CREATE, CreateRequest("/f/new", b"", OPEN, 0))  # pending
+    failed = r.prepare(Op.MULTI, MultiRequest([
+        (503, RemoveRecursiveRequest("/f", 10)),
+        (Op.SET_DATA, SetDataRequest("/nowhere", b"", -1))]))
+    assert [t for t, _ in failed.body.ops()][-1] == Op.ERROR
+    # /f/new is still pending: creating it again is refused at prepare
+    again = r.prepare(Op.CREATE, CreateRequest("/f/new", b"", OPEN, 0))
+    assert again.type == Op.ERROR and again.body.err == Err.NODEEXISTS
+    r.apply(first)
+    assert {op for op, _, _ in r.apply(failed).response.results} == {Op.ERROR}
+    r.apply(again)
+    assert r.tree.get_node("/f/new") is not None

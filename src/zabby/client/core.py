@@ -1124,7 +1124,8 @@ class Client:
             return out
         out = []
         for op, _err, body in results:
-            if op in (Op.CREATE, Op.CREATE2, Op.CREATE_TTL, Op.CREATE_CONTAINER):
+            if op in (Op.CREATE, Op.CREATE2, Op.CREATE_TTL, Op.CREATE_CONTAINER,
+                      Op.CREATE_IF_NOT_EXISTS):
                 out.append(self._client_path(body.path))
             elif op == Op.SET_DATA:
                 out.append(ZnodeStat.from_wire(body.stat))
@@ -1417,10 +1418,24 @@ class Transaction:
     def check(self, path: str, version: int) -> None:
         self.operations.append((Op.CHECK, CheckVersionRequest(self.client._p(path), version)))
 
+    # ClickHouse Keeper's multi ops (a server with zabby.keeperExtensions, or Keeper)
     def check_not_exists(self, path: str, version: int = -1) -> None:
-        """ClickHouse Keeper's: the transaction fails (NodeExistsError) if the node exists."""
+        """The transaction fails (NodeExistsError) if the node exists."""
         self.operations.append((_keeper.CHECK_NOT_EXISTS,
                                 CheckVersionRequest(self.client._p(path), version)))
+
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl: list[ACL] | None = None,
+                             ephemeral: bool = False) -> None:
+        """Creates the node unless it exists; its result is the path either way."""
+        acl = list(acl) if acl else self.client.default_acl
+        self.operations.append((_keeper.CREATE_IF_NOT_EXISTS,
+                                CreateRequest(self.client._p(path), bytes(value), acl,
+                                              1 if ephemeral else 0)))
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> None:
+        """Deletes the node and its subtree (nothing if it does not exist)."""
+        self.operations.append((_keeper.REMOVE_RECURSIVE,
+                                _keeper.RemoveRecursiveRequest(self.client._p(path), limit)))
 
     async def commit(self) -> list[Any]:
         """Apply every operation or none. Results in order: a created path, True for

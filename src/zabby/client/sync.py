@@ -406,6 +406,13 @@ class SyncTransaction:
     def check_not_exists(self, path: str, version: int = -1) -> None:
         self._t.check_not_exists(path, version)
 
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl=None,
+                             ephemeral: bool = False) -> None:
+        self._t.create_if_not_exists(path, value, acl, ephemeral)
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> None:
+        self._t.remove_recursive(path, limit)
+
     @property
     def operations(self) -> list[Any]:
         return self._t.operations

@@ -41,7 +41,7 @@ from .acl import (
     redact_acl,
 )
 from .javaorder import children_order, grow_cap, java_order, table_size_for
-from .keeper import KEEPER_PREP
+from .keeper import KEEPER_MULTI_OPS, KEEPER_PREP, keeper_apply, keeper_multi_prep
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -85,7 +85,7 @@ _OP_ERROR = int(Op.ERROR)
 _OP_RECONFIG = int(Op.RECONFIG)
 _OP_SET_ACL = int(Op.SET_ACL)
 _OP_SET_DATA = int(Op.SET_DATA)
-_OP_CHECK_NOT_EXISTS = 501  # ClickHouse Keeper's checkNotExists (tree/keeper.py)
+_KEEPER_MULTI_MIN = 500  # ClickHouse Keeper's multi ops are above (tree/keeper.py)
 # A directory with at least this many children keeps its last listing (names in
 # ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
 _LISTING_CACHE_MIN = 1024
@@ -567,11 +567,11 @@ class DataTree:
         ops = [t if t[0] not in _CREATE_OPS else _normalize_multi_op(*t) for t in body.ops]
         for op, _req in ops:
             if op not in _MULTI_WRITE_OPS and not (
-                    op == _OP_CHECK_NOT_EXISTS and self.keeper_extensions):
+                    op in KEEPER_MULTI_OPS and self.keeper_extensions):
                 # MultiOperationRecord refuses read ops in a write multi ("Mixing
                 # different kind of ops"): the request fails whole
                 raise _KErr(Err.MARSHALLINGERROR)
-        saved = self._pending_for_multi(ops)
+        saved = self._multi_saved = self._pending_for_multi(ops)
         subs: list[tuple[int, Record]] = []
         failed = False
         for op, req in ops:
@@ -584,7 +584,10 @@ class DataTree:
                 self._rollback(ctx.zxid, saved)
                 raise _KErr(Err.MARSHALLINGERROR)
             try:
-                subs.append(self._prep(op, req, ctx))
+                if op > _KEEPER_MULTI_MIN:  # ClickHouse Keeper's ops (tree/keeper.py)
+                    subs.append(keeper_multi_prep(self, op, req, ctx))
+                else:
+                    subs.append(self._prep(op, req, ctx))
             except _KErr as e:
                 failed = True
                 subs.append((_OP_ERROR, ErrorTxn(e.err)))
@@ -927,8 +930,8 @@ class DataTree:
         if t == _OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
-        if t == _OP_CHECK_NOT_EXISTS:  # Keeper's, in a multi: nothing to apply
-            return None, body.path
+        if t > _KEEPER_MULTI_MIN:  # Keeper's sub-txns of a multi (tree/keeper.py)
+            return keeper_apply(self, t, body, hdr, events)
         raise _KErr(Err.UNIMPLEMENTED)
 
     def _create_node(self, path, data, acl, owner, parent_cversion, zxid, time, events) -> ZNode:

@@ -7,8 +7,10 @@ How the writes are logged (so snapshots, log replay and followers need nothing n
 * RemoveRecursive: one ``multi`` txn of ``delete`` sub-txns, children before parents,
   so the whole subtree goes in one atomic txn (an empty multi when there is nothing
   to remove).
-* CheckNotExists inside a multi: a sub-txn of type 501 with a check body (it applies
-  nothing; its place in the multi reply says 501, as Keeper's).
+* Inside a multi (as Keeper allows) each is a sub-txn of its own opcode, so the multi's
+  reply names it as Keeper's does: CheckNotExists 501 (a check body, applies nothing),
+  CreateIfNotExists 502 (a create's fields and whether it created), RemoveRecursive 503
+  (the paths it deletes, children first).
 
 Error codes and ACL checks are Keeper's (``KeeperStorage``): RemoveRecursive needs
 DELETE on the parent and on every node it removes, answers NOTEMPTY when the subtree
@@ -34,13 +36,20 @@ from ..wire.keeper import (
     REMOVE_RECURSIVE,
     ListRecursiveResponse,
 )
-from ..wire.records import GetChildren2Response
+from ..wire.records import GetChildren2Response, PathResponse
 from . import znode as zn
 from .acl import check_perm
 from .paths import is_valid_path
-from .txn import CheckVersionTxn, DeleteTxn, MultiTxn
+from .txn import (
+    CheckVersionTxn,
+    CreateIfNotExistsTxn,
+    DeleteTxn,
+    MultiTxn,
+    RemoveRecursiveTxn,
+)
 
-__all__ = ["KEEPER_PREP", "SYSTEM_PATH", "keeper_read"]
+__all__ = ["KEEPER_MULTI_OPS", "KEEPER_PREP", "SYSTEM_PATH", "keeper_apply",
+           "keeper_multi_prep", "keeper_read"]
 
 SYSTEM_PATH = "/keeper"  # Keeper's own subtree: virtual here, never written by clients
 _READ, _DELETE = int(Perm.READ), int(Perm.DELETE)
@@ -73,8 +82,9 @@ def prep_create_if_not_exists(tree, req, ctx):
     return int(Op.CHECK), CheckVersionTxn(req.path, -1)
 
 
-def prep_remove_recursive(tree, req, ctx):
-    """The subtree at req.path as one multi of deletes (children first)."""
+def _plan_remove(tree, req, ctx):
+    """(the subtree's paths parents first, the parent's pending record), or None when
+    there is nothing to remove; raises Keeper's errors before changing anything."""
     path = req.path
     if path is None:
         raise _err(tree, Err.MARSHALLINGERROR)
@@ -84,13 +94,13 @@ def prep_remove_recursive(tree, req, ctx):
     try:
         parent = tree._record(parent_path)
     except tree.KErr:
-        return int(Op.MULTI), MultiTxn.of([])  # no parent: nothing to do (Keeper: OK)
+        return None  # no parent: nothing to do (Keeper: OK)
     if not check_perm(parent.acl, _DELETE, ctx.auth):
         raise _err(tree, Err.NOAUTH)
     try:
         tree._record(path)
     except tree.KErr:
-        return int(Op.MULTI), MultiTxn.of([])  # no node: OK, the parent unchanged
+        return None  # no node: OK, the parent unchanged
     order = _subtree(tree, path)  # parents before children
     if len(order) > req.limit:
         raise _err(tree, Err.NOTEMPTY)
@@ -99,15 +109,29 @@ def prep_remove_recursive(tree, req, ctx):
             raise _err(tree, Err.BADARGUMENTS)
         if not check_perm(tree._record(p).acl, _DELETE, ctx.auth):
             raise _err(tree, Err.NOAUTH)
-    zxid = ctx.zxid
-    subs = []
+    return order, parent
+
+
+def _record_removal(tree, order, parent, zxid) -> list[str]:
+    """Pending deletes of the subtree; its paths, children first."""
+    root = order[0]
+    out = []
     for p in reversed(order):
-        if p == path:
+        if p == root:
             tree._record_delete(parent, p, zxid)
         else:
             tree._add_change(tree.Change(zxid, p, False, child_count=-1))
-        subs.append((int(Op.DELETE), DeleteTxn(p)))
-    return int(Op.MULTI), MultiTxn.of(subs)
+        out.append(p)
+    return out
+
+
+def prep_remove_recursive(tree, req, ctx):
+    """The subtree at req.path as one multi of deletes (children first)."""
+    plan = _plan_remove(tree, req, ctx)
+    if plan is None:
+        return int(Op.MULTI), MultiTxn.of([])
+    paths = _record_removal(tree, *plan, ctx.zxid)
+    return int(Op.MULTI), MultiTxn.of([(int(Op.DELETE), DeleteTxn(p)) for p in paths])
 
 
 def _subtree(tree, path: str) -> list[str]:
@@ -162,11 +186,56 @@ def prep_check_not_exists(tree, req, ctx):
     return CHECK_NOT_EXISTS, CheckVersionTxn(path, req.version)
 
 
+# on their own (DataTree._prep)
 KEEPER_PREP = {
     CREATE_IF_NOT_EXISTS: prep_create_if_not_exists,
     REMOVE_RECURSIVE: prep_remove_recursive,
-    CHECK_NOT_EXISTS: prep_check_not_exists,
 }
+KEEPER_MULTI_OPS = frozenset({CHECK_NOT_EXISTS, CREATE_IF_NOT_EXISTS, REMOVE_RECURSIVE})
+
+
+def keeper_multi_prep(tree, op: int, req, ctx):
+    """A Keeper op inside a write multi: its sub-txn (types 501-503)."""
+    if op == CHECK_NOT_EXISTS:
+        return prep_check_not_exists(tree, req, ctx)
+    if op == CREATE_IF_NOT_EXISTS:
+        t, txn = prep_create_if_not_exists(tree, req, ctx)
+        if t == Op.CHECK:  # there already
+            return CREATE_IF_NOT_EXISTS, CreateIfNotExistsTxn(req.path, None, [], False, -1, False)
+        return CREATE_IF_NOT_EXISTS, CreateIfNotExistsTxn(
+            txn.path, txn.data, txn.acl, txn.ephemeral, txn.parentCVersion, True)
+    if op == REMOVE_RECURSIVE:
+        plan = _plan_remove(tree, req, ctx)
+        if plan is None:
+            return REMOVE_RECURSIVE, RemoveRecursiveTxn([])
+        # a later op of the multi may fail: the rollback must restore what was pending
+        # for every node of the subtree, not only for the path and its parent
+        saved = getattr(tree, "_multi_saved", None)
+        if saved is not None:
+            pending = tree._outstanding_by_path
+            for p in plan[0]:
+                c = pending.get(p)
+                if c is not None:
+                    saved.setdefault(p, c)
+        return REMOVE_RECURSIVE, RemoveRecursiveTxn(_record_removal(tree, *plan, ctx.zxid))
+    raise _err(tree, Err.UNIMPLEMENTED)
+
+
+def keeper_apply(tree, t: int, body, hdr, events):
+    """Apply a Keeper sub-txn of a multi: (response, path), as DataTree._apply_one."""
+    if t == CHECK_NOT_EXISTS:
+        return None, body.path
+    if t == CREATE_IF_NOT_EXISTS:
+        if body.created:
+            owner = hdr.clientId if body.ephemeral else 0
+            tree._create_node(body.path, body.data, body.acl, owner, body.parentCVersion,
+                              hdr.zxid, hdr.time, events)
+        return PathResponse(body.path), body.path
+    if t == REMOVE_RECURSIVE:
+        for p in body.paths or ():
+            tree._delete_node(p, hdr.zxid, events)
+        return None, None
+    raise _err(tree, Err.UNIMPLEMENTED)
 
 
 # ------------------------------------------------------------------- reads

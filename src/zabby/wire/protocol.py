@@ -193,8 +193,10 @@ MULTI_OP_BODY: dict[int, Any] = {
     # MultiOperationRecord sends GetChildrenRequest / GetDataRequest (path + watch)
     Op.GET_CHILDREN: PathWatchRequest,
     Op.GET_DATA: PathWatchRequest,
-    # Keeper's checkNotExists (a write multi with it fails whole unless enabled)
+    # Keeper's multi ops (a write multi with one fails whole unless enabled)
     _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
+    _keeper.CREATE_IF_NOT_EXISTS: CreateRequest,
+    _keeper.REMOVE_RECURSIVE: _keeper.RemoveRecursiveRequest,
 }
 
 # Body of each result in a MultiResponse (None: no body).
@@ -210,6 +212,8 @@ MULTI_RESULT_BODY: dict[int, Any] = {
     Op.GET_DATA: GetDataResponse,
     Op.ERROR: ErrorResponse,
     _keeper.CHECK_NOT_EXISTS: None,
+    _keeper.CREATE_IF_NOT_EXISTS: PathResponse,
+    _keeper.REMOVE_RECURSIVE: None,
 }
 
 WRITE_OPS = frozenset(
