@@ -102,3 +102,22 @@ def _word(srv, word: bytes) -> bytes:
 def test_keeper_words_are_not_commands(diff_pair, word):
     ref, cand = diff_pair
     assert _word(cand, word) == _word(ref, word)
+
+
+def test_multi_read_with_filtered_list_fails_as_in_zookeeper(diff_pair):
+    def outcome(srv):
+        c = RawClient(srv.host, srv.port, io_timeout=10)
+        c.open()
+        try:
+            c.connect()
+            r = c.request(Op.MULTI_READ, MultiRequest([
+                (FILTERED_LIST, FilteredListRequest("/", False, 0)),
+                (Op.GET_DATA, PathWatchRequest("/", False))]))
+            return r.err, r.raw, c.request(Op.EXISTS, PathWatchRequest("/", False)).err
+        except ConnectionClosed:
+            return "closed"
+        finally:
+            c.drop()
+
+    ref, cand = diff_pair
+    assert outcome(cand) == outcome(ref)

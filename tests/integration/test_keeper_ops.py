@@ -295,3 +295,20 @@ def test_client_methods(keeper_server):
             zk.remove_recursive("/cm", limit=2)
         assert zk.remove_recursive("/cm")
         assert zk.exists("/cm") is None
+
+
+def test_filtered_list_in_a_multi_read(raw):
+    c, other = raw(), raw()
+    _create(c, "/mr")
+    _create(c, "/mr/p")
+    other.request(Op.CREATE, CreateRequest("/mr/e", b"", OPEN_ACL_UNSAFE, 1))
+    r = c.request(Op.MULTI_READ, MultiRequest([
+        (FILTERED_LIST, FilteredListRequest("/mr", False, 2)),
+        (Op.GET_DATA, PathWatchRequest("/mr/p", False)),
+        (FILTERED_LIST, FilteredListRequest("/mr-none", False, 0))]))
+    assert r.err == 0
+    res = r.body.results
+    # Keeper answers a filtered list in a multiRead as a List (12): names and Stat
+    assert res[0][:2] == (Op.GET_CHILDREN2, 0) and res[0][2].children == ["e"]
+    assert res[1][:2] == (Op.GET_DATA, 0)
+    assert res[2][:2] == (Op.ERROR, Err.NONODE)

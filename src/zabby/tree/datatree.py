@@ -41,7 +41,13 @@ from .acl import (
     redact_acl,
 )
 from .javaorder import children_order, grow_cap, java_order, table_size_for
-from .keeper import KEEPER_MULTI_OPS, KEEPER_PREP, keeper_apply, keeper_multi_prep
+from .keeper import (
+    KEEPER_MULTI_OPS,
+    KEEPER_PREP,
+    keeper_apply,
+    keeper_multi_prep,
+    keeper_multi_read,
+)
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -466,6 +472,9 @@ class DataTree:
         results = []
         for op, req in body.ops:
             if op not in (Op.GET_CHILDREN, Op.GET_DATA):
+                if op == Op.FILTERED_LIST and self.keeper_extensions:
+                    results.append(keeper_multi_read(self, req, auth))  # tree/keeper.py
+                    continue
                 # "Invalid type of readOp": the whole request fails
                 return Err.MARSHALLINGERROR, None
             try:

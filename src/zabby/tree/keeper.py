@@ -36,7 +36,7 @@ from ..wire.keeper import (
     REMOVE_RECURSIVE,
     ListRecursiveResponse,
 )
-from ..wire.records import GetChildren2Response, PathResponse
+from ..wire.records import ErrorResponse, GetChildren2Response, PathResponse
 from . import znode as zn
 from .acl import check_perm
 from .paths import is_valid_path
@@ -49,7 +49,7 @@ from .txn import (
 )
 
 __all__ = ["KEEPER_MULTI_OPS", "KEEPER_PREP", "SYSTEM_PATH", "keeper_apply",
-           "keeper_multi_prep", "keeper_read"]
+           "keeper_multi_prep", "keeper_multi_read", "keeper_read"]
 
 SYSTEM_PATH = "/keeper"  # Keeper's own subtree: virtual here, never written by clients
 _READ, _DELETE = int(Perm.READ), int(Perm.DELETE)
@@ -263,6 +263,14 @@ def keeper_read(tree, op: int, body, auth, watcher=None):
     if op == LIST_RECURSIVE:
         return _OK, ListRecursiveResponse(_list_recursive(tree, path, body.limit, auth))
     return int(Err.UNIMPLEMENTED), None
+
+
+def keeper_multi_read(tree, req, auth):
+    """FilteredList inside a multiRead: its result, as Keeper's a List (12) one."""
+    err, resp = keeper_read(tree, FILTERED_LIST, req, auth)  # no watch in a multiRead
+    if err:
+        return int(Op.ERROR), err, ErrorResponse(err)
+    return int(Op.GET_CHILDREN2), 0, resp
 
 
 def _filtered_list(tree, path, node, body, auth, watcher):

@@ -26,6 +26,7 @@ from .records import (
     DeleteRequest,
     Empty,
     ErrorResponse,
+    GetChildren2Response,
     GetChildrenResponse,
     GetDataResponse,
     GetEphemeralsRequest,
@@ -193,10 +194,13 @@ MULTI_OP_BODY: dict[int, Any] = {
     # MultiOperationRecord sends GetChildrenRequest / GetDataRequest (path + watch)
     Op.GET_CHILDREN: PathWatchRequest,
     Op.GET_DATA: PathWatchRequest,
-    # Keeper's multi ops (a write multi with one fails whole unless enabled)
+    # ClickHouse Keeper's: checkNotExists, createIfNotExists, removeRecursive in a
+    # write multi, filteredList in a multiRead (its result is a List, 12); unless the
+    # server enables them, a multi holding one fails whole, as in ZooKeeper
     _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
     _keeper.CREATE_IF_NOT_EXISTS: CreateRequest,
     _keeper.REMOVE_RECURSIVE: _keeper.RemoveRecursiveRequest,
+    _keeper.FILTERED_LIST: _keeper.FilteredListRequest,
 }
 
 # Body of each result in a MultiResponse (None: no body).
@@ -212,6 +216,7 @@ MULTI_RESULT_BODY: dict[int, Any] = {
     Op.GET_DATA: GetDataResponse,
     Op.ERROR: ErrorResponse,
     _keeper.CHECK_NOT_EXISTS: None,
+    Op.GET_CHILDREN2: GetChildren2Response,  # Keeper's filteredList in a multiRead
     _keeper.CREATE_IF_NOT_EXISTS: PathResponse,
     _keeper.REMOVE_RECURSIVE: None,
 }
