@@ -98,6 +98,8 @@ def test_create_if_not_exists(raw):
     assert (r.err, r.raw) == (Err.BADARGUMENTS, b"")
     r = c.request(CREATE_IF_NOT_EXISTS, CreateRequest("/nope/x", b"", OPEN_ACL_UNSAFE, 0))
     assert r.err == Err.NONODE
+    r = c.request(CREATE_IF_NOT_EXISTS, CreateRequest("/nope/x", b"", OPEN_ACL_UNSAFE, 2))
+    assert r.err == Err.NONODE  # Keeper looks at the parent before the flags
     _create(c, "/cine-ro", acl=READ_ACL_UNSAFE)
     r = c.request(CREATE_IF_NOT_EXISTS, CreateRequest("/cine-ro/x", b"", OPEN_ACL_UNSAFE, 0))
     assert r.err == Err.NOAUTH

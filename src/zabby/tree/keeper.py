@@ -52,7 +52,7 @@ __all__ = ["KEEPER_MULTI_OPS", "KEEPER_PREP", "SYSTEM_PATH", "keeper_apply",
            "keeper_multi_prep", "keeper_multi_read", "keeper_read"]
 
 SYSTEM_PATH = "/keeper"  # Keeper's own subtree: virtual here, never written by clients
-_READ, _DELETE = int(Perm.READ), int(Perm.DELETE)
+_READ, _CREATE, _DELETE = int(Perm.READ), int(Perm.CREATE), int(Perm.DELETE)
 _OK, _NONODE, _NOAUTH, _BADARGS = int(Err.OK), int(Err.NONODE), int(Err.NOAUTH), int(Err.BADARGUMENTS)
 _SPECIAL = frozenset({"/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 _PLAIN_MODES = (int(CreateMode.PERSISTENT), int(CreateMode.EPHEMERAL))
@@ -70,7 +70,16 @@ def _is_system(path: str) -> bool:
 def prep_create_if_not_exists(tree, req, ctx):
     """A create, or a no-op check txn when the node exists."""
     if req.flags not in _PLAIN_MODES:
-        # Keeper refuses sequential nodes here; other node kinds it does not have
+        # Keeper refuses sequential nodes here (other kinds too), after it has checked
+        # the parent: that it exists, may be created in, and is not ephemeral
+        path = req.path or ""
+        i = path.rfind("/")
+        if i >= 0 and "\0" not in path:
+            parent = tree._record(path[:i] or "/")
+            if not check_perm(parent.acl, _CREATE, ctx.auth):
+                raise _err(tree, Err.NOAUTH)
+            if zn.ephemeral_kind(parent.ephemeral_owner, tree.extended_types) == zn.NORMAL:
+                raise _err(tree, Err.NOCHILDRENFOREPHEMERALS)
         raise _err(tree, Err.BADARGUMENTS)
     if req.path is not None and _is_system(req.path):
         raise _err(tree, Err.BADARGUMENTS)
