@@ -77,6 +77,9 @@ def test_request_layouts_are_keepers():
     assert encode_request(7, FILTERED_LIST, FilteredListRequest("/a", True, 2)) == (
         struct.pack(">iii", 4 + 4 + 4 + 2 + 2, 7, 500) + _ustring("/a") + b"\x01\x02")
     assert RemoveRecursiveRequest("/a", 0xFFFFFFFF).to_bytes() == _ustring("/a") + b"\xff" * 4
+    # older ClickHouse clients sent the list type as a 4-byte int
+    old_layout = _ustring("/a") + b"\x00" + struct.pack(">i", 2)
+    assert FilteredListRequest.decode(old_layout) == FilteredListRequest("/a", False, 2)
     assert ListRecursiveRequest.decode(_ustring("/x") + b"\x00\x00\x00\x05").limit == 5
     assert RemoveRecursiveRequest.decode(RemoveRecursiveRequest("/a", 3).to_bytes()).limit == 3
 

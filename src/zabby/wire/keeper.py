@@ -3,7 +3,8 @@
 Layouts as ClickHouse Keeper puts them on the wire (``ZooKeeperCommon``):
 
 * FilteredList (500): path, watch (bool), list type (one byte: 0 all, 1 persistent
-  only, 2 ephemeral only); answered with getChildren2's body (names, Stat).
+  only, 2 ephemeral only; older clients sent a 4-byte int, also read); answered with
+  getChildren2's body (names, Stat).
 * CheckNotExists (501): check's body (path, version); no reply body. Also a multi op.
 * CreateIfNotExists (502): create's body (path, data, acl, flags); reply: the path.
 * RemoveRecursive (503): path, remove_nodes_limit (uint32); no reply body.
@@ -78,8 +79,12 @@ class FilteredListRequest(Record):
     def decode_from(cls, buf, pos: int):
         path, pos = read_ustring(buf, pos)
         watch, pos = read_bool(buf, pos)
-        if pos >= len(buf):
+        n = len(buf)
+        if pos >= n:
             raise ProtocolError("truncated FilteredListRequest")
+        if n - pos == 4 and buf[pos] == 0 and buf[pos + 1] == 0 and buf[pos + 2] == 0:
+            # older ClickHouse clients wrote the type as a jute int (4 bytes)
+            return cls(path, watch, buf[pos + 3]), n
         return cls(path, watch, buf[pos]), pos + 1
 
     def __eq__(self, other: object) -> bool:
