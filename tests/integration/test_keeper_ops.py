@@ -4,6 +4,8 @@ Keeper's feature discovery (/keeper/api_version, /keeper/feature_flags, apiv, ft
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import struct
 
@@ -11,6 +13,7 @@ import pytest
 
 from zabby.client import NodeExistsError, NotEmptyError, SyncClient
 from zabby.testing import ZabbyServer
+from zabby.testing.hostile import handshake
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, RawClient
 from zabby.wire import ACL, Err, EventType, Id, MultiRequest, MultiResponse, Op
 from zabby.wire.keeper import (
@@ -317,3 +320,28 @@ def test_filtered_list_in_a_multi_read(raw):
     assert res[0][:2] == (Op.GET_CHILDREN2, 0) and res[0][2].children == ["e"]
     assert res[1][:2] == (Op.GET_DATA, 0)
     assert res[2][:2] == (Op.ERROR, Err.NONODE)
+
+
+def test_garbage_keeper_requests_never_hurt_the_server(keeper_server, raw):
+    """Well-framed random bodies for Keeper's opcodes (alone and in multis)."""
+    rng = random.Random(507)
+    ops = [FILTERED_LIST, CHECK_NOT_EXISTS, CREATE_IF_NOT_EXISTS, REMOVE_RECURSIVE,
+           LIST_RECURSIVE, Op.MULTI, Op.MULTI_READ]
+    for _ in range(20):
+        s = handshake(keeper_server.host, keeper_server.port)
+        out = bytearray()
+        for _ in range(100):
+            op = rng.choice(ops)
+            body = rng.randbytes(rng.randrange(0, 40))
+            if op in (Op.MULTI, Op.MULTI_READ):  # a Keeper op header, then garbage
+                body = struct.pack(">iBi", rng.choice(ops[:5]), 0, -1) + body
+            hdr = struct.pack(">ii", rng.randrange(1, 1 << 20), op)
+            out += struct.pack(">i", len(hdr) + len(body)) + hdr + body
+        with contextlib.suppress(OSError):
+            s.sendall(out)
+        s.close()
+    assert keeper_server.ruok()
+    assert "Traceback" not in keeper_server.log_path.read_text()
+    c = raw()
+    assert c.request(CREATE_IF_NOT_EXISTS, CreateRequest("/fine", b"", OPEN_ACL_UNSAFE, 0)).err == 0
+    assert c.request(REMOVE_RECURSIVE, RemoveRecursiveRequest("/fine", 9)).err == 0
