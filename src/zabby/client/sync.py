@@ -217,8 +217,8 @@ class SyncClient:
     def ensure_path(self, path: str, acl=None) -> bool:
         return self._run(self._client.ensure_path(path, acl))
 
-    def get(self, path: str, watch=None) -> tuple[bytes, Any]:
-        return self._run(self._client.get(path, self._wrap(watch)))
+    def get(self, path: str, watch=None, *, null: Any = b"") -> tuple[Any, Any]:
+        return self._run(self._client.get(path, self._wrap(watch), null=null))
 
     def exists(self, path: str, watch=None) -> Any:
         return self._run(self._client.exists(path, self._wrap(watch)))
