@@ -141,3 +141,8 @@ def test_reserved_keys_are_refused(tmp_path):
         [sys.executable, "-m", "zabby", "serve", "--ensemble", "3", "--dir", str(tmp_path),
          "--set", "noequals"], capture_output=True, text=True, timeout=30, env=env)
     assert r.returncode == 2 and "--set wants key=value" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "zabby", "serve", "--ensemble", "3", "--dir", str(tmp_path),
+         "--set", "tickTime=soon"], capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 2 and "invalid configuration" in r.stderr and "tickTime" in r.stderr
+    assert "pid" not in r.stdout  # no member was started

@@ -112,6 +112,13 @@ def run_local_ensemble(n: int, base_dir: str, *, observers: int = 0, tick_time: 
     members = write_ensemble(base_dir, n, observers=observers, tick_time=tick_time,
                              extra=extra)
     flags = [f"-D{o}" for o in jvm_options or ()]
+    from .config import ConfigError, load_config, system_properties_from
+
+    try:  # a bad --set value: one message now, not one from each member as it dies
+        load_config(members[0]["config"], system_properties_from(flags, env={}))
+    except ConfigError as e:
+        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+        return 2
     print(f"zabby: starting a local ensemble of {n} voters"
           + (f" and {observers} observers" if observers else "") + f" in {base_dir}",
           flush=True)
