@@ -816,7 +816,7 @@ class Console:
     """The interactive shell's output: command results in order, watch events as they come.
 
     Results are written by the main thread while no prompt is up, so they always
-    precede the next prompt. Events come from the client's reader thread at any time:
+    precede the next prompt. Events come from the client's handler thread at any time:
     while no prompt is up they are written at once; while one is, they are queued and
     the prompt's own event loop writes them above it (``in_terminal``), so the prompt
     is redrawn after them. An event that the prompt did not get to write before it
