@@ -284,8 +284,8 @@ class Shell:
                  notify: Callable[[str], None] | None = None) -> None:
         self._connect = connect
         self.hosts, self.chroot = hosts, chroot
-        self.out = out
-        self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+        self._out_line = out
+        self._err_line = err or (lambda s: print(s, file=sys.stderr, flush=True))
         self.notify = notify or out  # watch and session events, from the client's thread
         self.history: list[str] = []
         self.quit = False
@@ -293,6 +293,22 @@ class Shell:
         self.zk: SyncClient | None = None
         self.closed = True  # no session until open()
         self._address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------ output
+    def _in_order(self) -> None:
+        """Events that came before the reply a command is about to print are printed
+        first: the client queues them for its handler thread before it hands over the
+        reply, so wait for that thread to get to them."""
+        if self.zk is not None:
+            self.zk.flush_callbacks(5.0)
+
+    def out(self, line: str) -> None:
+        self._in_order()
+        self._out_line(line)
+
+    def err(self, line: str) -> None:
+        self._in_order()
+        self._err_line(line)
 
     # ------------------------------------------------------------ session
     def open(self) -> None:
