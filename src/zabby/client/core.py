@@ -319,7 +319,10 @@ class Client:
     (session id, password) to resume a session; ``auth_data``: [(scheme, credential)]
     sent on every connection; ``ssl_context``: TLS to every host; ``sasl_options``:
     ``{"mechanism": "DIGEST-MD5", "username": .., "password": ..}``; ``read_only``:
-    accept read-only servers; ``default_acl``: the ACL of created nodes when none given.
+    accept read-only servers; ``default_acl``: the ACL of created nodes when none given;
+    ``connect_wait``: how long a request made while there is no connection waits for
+    one before it fails with ConnectionLoss, seconds (default: the session timeout; an
+    interactive tool wants a short one).
     """
 
     def __init__(self, hosts: str = "127.0.0.1:2181", timeout: float = 10.0,
@@ -329,12 +332,14 @@ class Client:
                  sasl_options: dict[str, str] | None = None,
                  default_acl: list[ACL] | None = None,
                  connection_timeout: float | None = None,
-                 randomize_hosts: bool = True) -> None:
+                 randomize_hosts: bool = True,
+                 connect_wait: float | None = None) -> None:
         self._hosts, self.chroot = parse_hosts(hosts)
         self.hosts = hosts
         self._timeout = float(timeout)
         self._session_timeout_ms = int(timeout * 1000)
         self._connect_timeout = connection_timeout
+        self._connect_wait = connect_wait
         self.randomize_hosts = randomize_hosts
         self.read_only = read_only
         self._ssl = ssl_context
@@ -764,7 +769,9 @@ class Client:
                 r.fut.set_exception(exc)
 
     async def _ready(self, timeout: float | None = None) -> _Conn:
-        deadline = time.monotonic() + (timeout if timeout is not None else self._timeout)
+        if timeout is None:
+            timeout = self._connect_wait if self._connect_wait is not None else self._timeout
+        deadline = time.monotonic() + timeout
         while True:
             if self._stopping or self._run_task is None:
                 raise ConnectionClosedError("the client is not started" if not self._started
@@ -930,17 +937,18 @@ class Client:
                      ephemeral: bool = False, sequence: bool = False, makepath: bool = False,
                      container: bool = False, ttl: int = 0, include_data: bool = False) -> Any:
         """Create a node; the path created (with its sequence number), or (path, stat)
-        when ``include_data``. ``ttl`` in milliseconds (a TTL node)."""
-        if value is None:
-            value = b""
-        if not isinstance(value, bytes | bytearray):
+        when ``include_data``. ``ttl`` in milliseconds (a TTL node). ``value=None``
+        creates a node whose data is null (as ZooKeeper's Java client does with null):
+        ``get`` reads it as b"" unless asked for ``null=None``."""
+        if value is not None and not isinstance(value, bytes | bytearray):
             raise TypeError("value must be bytes")
         flags = _mode_flags(ephemeral, sequence, container, ttl)
         op = _create_op(flags)
         acl = list(acl) if acl else self.default_acl
         sp = self._p(path)
-        body = (CreateTTLRequest(sp, bytes(value), acl, flags, int(ttl)) if op == Op.CREATE_TTL
-                else CreateRequest(sp, bytes(value), acl, flags))
+        data = None if value is None else bytes(value)
+        body = (CreateTTLRequest(sp, data, acl, flags, int(ttl)) if op == Op.CREATE_TTL
+                else CreateRequest(sp, data, acl, flags))
         try:
             resp = await self._call(op, body, Create2Response, path=path)
         except NoNodeError:
@@ -974,11 +982,15 @@ class Client:
         return True
 
     # ------------------------------------------------------------------ reads
-    async def get(self, path: str, watch=None) -> tuple[bytes, ZnodeStat]:
+    async def get(self, path: str, watch=None, *, null: Any = b"") -> tuple[Any, ZnodeStat]:
+        """(data, stat). ZooKeeper tells null data (a node created with none, as zkCli's
+        ``create /x`` makes) from empty data; ``get`` returns ``null`` for it: b"" by
+        default, ``null=None`` to see the difference (kazoo returns None)."""
         sp = self._p(path)
         resp = await self._call(Op.GET_DATA, PathWatchRequest(sp, watch is not None),
                                 GetDataResponse, path=path, **self._watch_args(watch, _DATA, path))
-        return (resp.data or b""), ZnodeStat.from_wire(resp.stat)
+        data = null if resp.data is None else resp.data
+        return data, ZnodeStat.from_wire(resp.stat)
 
     async def exists(self, path: str, watch=None) -> ZnodeStat | None:
         sp = self._p(path)

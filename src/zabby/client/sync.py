@@ -105,6 +105,22 @@ class SyncClient:
             fut.cancel()
             raise KazooTimeoutError("no result in time") from None
 
+    def flush_callbacks(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the watch callbacks and state listeners queued so far have run.
+
+        The client queues a watch event, or a state change, for the handler thread
+        before it hands over the result of any later request, so after a call returns,
+        ``flush_callbacks()`` makes sure every event that came before its reply has
+        been seen: a tool printing both (``zabby shell``) shows them in order. False
+        when ``timeout`` ran out; on the handler thread itself (a callback) it returns
+        at once."""
+        h = self._handler_thread
+        if h is None or not h.is_alive() or threading.current_thread() is h:
+            return True
+        done = threading.Event()
+        self._handler_q.put((done.set, ()))
+        return done.wait(timeout)
+
     def _wrap(self, fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
         """The loop-side stand-in of a user's callback: it queues the call for the
         handler thread, and equals any other stand-in of the same callback (so the
@@ -217,8 +233,8 @@ class SyncClient:
     def ensure_path(self, path: str, acl=None) -> bool:
         return self._run(self._client.ensure_path(path, acl))
 
-    def get(self, path: str, watch=None) -> tuple[bytes, Any]:
-        return self._run(self._client.get(path, self._wrap(watch)))
+    def get(self, path: str, watch=None, *, null: Any = b"") -> tuple[Any, Any]:
+        return self._run(self._client.get(path, self._wrap(watch), null=null))
 
     def exists(self, path: str, watch=None) -> Any:
         return self._run(self._client.exists(path, self._wrap(watch)))
