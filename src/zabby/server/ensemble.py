@@ -55,6 +55,8 @@ log = logging.getLogger("zabby.server.ensemble")
 
 # kinds of quorum-port messages
 K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
+# a member took a client's session over (reconnect): the leader makes it the owner
+K_OWNER = 16
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
@@ -240,6 +242,8 @@ class EnsembleServer(ZabbyServer):
         self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
         self.touched: dict[int, int] = {}
         self.sync_barriers: dict[int, list] = {}  # no-op zxid -> callbacks (leader)
+        # leader: session id -> the member that last (re)validated it (see _fence)
+        self.session_owner: dict[int, int] = {}
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -313,6 +317,8 @@ class EnsembleServer(ZabbyServer):
                 self._on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
                 self._on_sync_ok(SyncMsg.decode(body))
+            elif kind == K_OWNER:
+                self._on_owner(frm, Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
@@ -484,6 +490,7 @@ class EnsembleServer(ZabbyServer):
                  "serving" if serving else "not serving")
         if was_leading and role != "leading":
             self.tree.discard_pending()
+            self.session_owner.clear()
         if was_serving and not serving or role != "leading" and was_leading:
             # in-flight writes have an unknown outcome: their clients reconnect
             for conn in list(self.connections):
@@ -521,6 +528,8 @@ class EnsembleServer(ZabbyServer):
         s = conn.session
         if s is not None:
             self.touched[s.id] = s.timeout
+            if sid != 0 and s.conn is conn:
+                self._claim_session(s)
 
     def connection_closed(self, conn: ClientConnection) -> None:
         super().connection_closed(conn)
@@ -567,7 +576,8 @@ class EnsembleServer(ZabbyServer):
     def _route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
         """Leader: prepare and propose. Learner: forward to the leader."""
         if self.role == "leading":
-            self._lead_write(session_id, cxid, op, body, auth)
+            if not self._fence(session_id, cxid, op, body, self.my_id):
+                self._lead_write(session_id, cxid, op, body, auth)
             return
         if op == Op.CREATE_SESSION:
             raw = _INT.pack(body)
@@ -605,7 +615,8 @@ class EnsembleServer(ZabbyServer):
             except ProtocolError:
                 body = None
         try:
-            ok = self._lead_write(f.session, f.cxid, f.op, body, f.auth or [])
+            ok = self._fence(f.session, f.cxid, f.op, body, frm) or self._lead_write(
+                f.session, f.cxid, f.op, body, f.auth or [])
         except Exception:
             log.exception("failed to process a request forwarded by server %d", frm)
             ok = False
@@ -680,10 +691,14 @@ class EnsembleServer(ZabbyServer):
         if hdr.type == Op.CLOSE_SESSION:
             s = self.sessions.remove(sid)
             self.touched.pop(sid, None)
+            self.session_owner.pop(sid, None)
         q = self.pending_writes.get(sid)
         if not q or q[0][0] != hdr.cxid:
             if hdr.type == Op.CLOSE_SESSION and s is not None and s.conn is not None:
                 s.conn.abort()
+            return
+        if hdr.type == Op.ERROR and txn.body.err == Err.SESSIONMOVED:
+            self._moved_away(q, sid)
             return
         _, conn, xid, op, t0 = q.popleft()
         if not q:
@@ -736,6 +751,89 @@ class EnsembleServer(ZabbyServer):
                     self.sessions.add(sid, timeout, now)
             else:
                 self.sessions.touch(s, now)
+
+    # ------------------------------------------------------------ session owners
+    # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
+    # that created it or last took it over (a client reconnecting there: K_OWNER, sent
+    # before anything the client asks on its new connection). A write forwarded by any
+    # other member -- a connection the session has left and that its member does not
+    # know to be stale -- becomes an error txn SESSIONMOVED; that member closes the
+    # connection without a reply (FinalRequestProcessor's sendCloseSession), so the
+    # client reconnects and nothing is applied. As ZooKeeper's checkSession it also
+    # answers SESSIONEXPIRED to writes of a session the leader no longer tracks or is
+    # closing. createSession, closeSession and reconfig are not checked (nor are they in
+    # ZooKeeper: an expiry's close has no owner; reconfig is checked after its own
+    # checks). On one member a re-opened session's older connection is simply closed
+    # (core.handle_connect).
+    def _claim_session(self, s) -> None:
+        """A client re-attached session `s` here: tell the leader we own it now."""
+        if self.role == "leading":
+            if self.sessions.get(s.id) is not None:
+                self.session_owner[s.id] = self.my_id
+        elif self.leader_id is not None:
+            self._send(self.leader_id, K_OWNER, Touches([s.id], [s.timeout]))
+
+    def _on_owner(self, frm: int, t: Touches) -> None:
+        if self.role != "leading":
+            return
+        now = self.monotonic_ms()
+        for sid in t.sessions or ():
+            s = self.sessions.get(sid)
+            if s is not None and not s.closing:
+                self.sessions.touch(s, now)
+                self.session_owner[sid] = frm
+
+    def _session_error(self, session_id: int, origin: int) -> int:
+        """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
+        s = self.sessions.get(session_id)
+        if s is None:
+            return 0 if self._foreign_local_session(session_id) else Err.SESSIONEXPIRED
+        if s.closing:
+            return Err.SESSIONEXPIRED
+        owner = self.session_owner.setdefault(session_id, origin)
+        return 0 if owner == origin else Err.SESSIONMOVED
+
+    def _foreign_local_session(self, session_id: int) -> bool:
+        """Might an unknown session be another member's local session? (local_sessions)"""
+        return False
+
+    def _fence(self, session_id: int, cxid: int, op: int, body, origin: int) -> bool:
+        """Leader: check a client write's session; True if it was answered with an
+        error txn instead of being prepared."""
+        if op == Op.CREATE_SESSION:
+            self.session_owner[session_id] = origin
+            return False
+        if (op in _UNCHECKED or body is None
+                or op == Op.MULTI and not getattr(body, "ops", None)):
+            return False
+        err = self._session_error(session_id, origin)
+        if not err:
+            return False
+        if err == Err.SESSIONMOVED:
+            log.info("session 0x%x moved away from server %d: refusing its write",
+                     session_id & (2**64 - 1), origin)
+        zxid = self._next_zxid()
+        txn = Txn(TxnHeader(session_id, cxid, zxid, _now_ms(), Op.ERROR), ErrorTxn(err))
+        payload = txn.encode()
+        try:
+            self.peer.propose(payload)
+        except NotLeader:
+            self._abandon(session_id)
+            return True
+        self.metrics.proposal_count += 1
+        self.metrics.record_proposal_size(len(payload))
+        self._drain_soon()
+        return True
+
+    def _moved_away(self, q: deque, session_id: int) -> None:
+        """A write of ours was refused SESSIONMOVED: close its connection, no reply."""
+        _, conn, _xid, _op, _t0 = q.popleft()
+        if not q:
+            del self.pending_writes[session_id]
+        self.outstanding -= 1
+        conn.inflight -= 1
+        if not conn.closed:
+            conn.close_after_flush()
 
     # ------------------------------------------------------------ sync
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
@@ -809,6 +907,10 @@ class EnsembleServer(ZabbyServer):
             if not conn.closed:
                 self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
                 self.pump(conn)
+
+
+# writes the leader does not check the session of (see _fence)
+_UNCHECKED = frozenset({Op.CLOSE_SESSION, Op.DELETE_CONTAINER, Op.RECONFIG})
 
 
 def _encode_body(body) -> bytes:
