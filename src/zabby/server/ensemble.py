@@ -55,8 +55,9 @@ log = logging.getLogger("zabby.server.ensemble")
 
 # kinds of quorum-port messages
 K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
-# a member took a client's session over (reconnect): the leader makes it the owner
-K_OWNER = 16
+# a member re-attaches a client's session (reconnect): the leader makes it the owner
+# and answers whether the session is still valid (ZooKeeper's REVALIDATE)
+K_OWNER, K_OWNER_OK = 16, 17
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
@@ -319,6 +320,8 @@ class EnsembleServer(ZabbyServer):
                 self._on_sync_ok(SyncMsg.decode(body))
             elif kind == K_OWNER:
                 self._on_owner(frm, Touches.decode(body))
+            elif kind == K_OWNER_OK:
+                self._on_owner_ok(Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
@@ -528,8 +531,6 @@ class EnsembleServer(ZabbyServer):
         s = conn.session
         if s is not None:
             self.touched[s.id] = s.timeout
-            if sid != 0 and s.conn is conn:
-                self._claim_session(s)
 
     def connection_closed(self, conn: ClientConnection) -> None:
         super().connection_closed(conn)
@@ -754,10 +755,11 @@ class EnsembleServer(ZabbyServer):
 
     # ------------------------------------------------------------ session owners
     # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
-    # that created it or last took it over (a client reconnecting there: K_OWNER, sent
-    # before anything the client asks on its new connection). A write forwarded by any
-    # other member -- a connection the session has left and that its member does not
-    # know to be stale -- becomes an error txn SESSIONMOVED; that member closes the
+    # that created it or last took it over (a client reconnecting there: K_OWNER; the
+    # member answers the client once the leader has said K_OWNER_OK, as ZooKeeper's
+    # REVALIDATE, so nothing sent afterwards elsewhere gets in first). A write
+    # forwarded by any other member -- a connection the session has left and that its
+    # member does not know to be stale -- becomes an error txn SESSIONMOVED; it closes the
     # connection without a reply (FinalRequestProcessor's sendCloseSession), so the
     # client reconnects and nothing is applied. As ZooKeeper's checkSession it also
     # answers SESSIONEXPIRED to writes of a session the leader no longer tracks or is
@@ -765,23 +767,53 @@ class EnsembleServer(ZabbyServer):
     # ZooKeeper: an expiry's close has no owner; reconfig is checked after its own
     # checks). On one member a re-opened session's older connection is simply closed
     # (core.handle_connect).
-    def _claim_session(self, s) -> None:
-        """A client re-attached session `s` here: tell the leader we own it now."""
-        if self.role == "leading":
-            if self.sessions.get(s.id) is not None:
-                self.session_owner[s.id] = self.my_id
-        elif self.leader_id is not None:
-            self._send(self.leader_id, K_OWNER, Touches([s.id], [s.timeout]))
+    def _reopen(self, conn: ClientConnection, s) -> None:
+        """A client re-attached session `s` here. The leader records us as its owner
+        before the client hears it is connected (so nothing it sends afterwards on
+        an older connection elsewhere can get in first); a learner waits for that."""
+        if self.read_only:
+            super()._reopen(conn, s)
+        elif self.role == "leading":
+            self.session_owner[s.id] = self.my_id
+            super()._reopen(conn, s)
+        else:
+            conn.inflight += 1
+            self.pending_connects[s.id] = conn
+            if self.leader_id is None or not self._send(
+                    self.leader_id, K_OWNER, Touches([s.id], [s.timeout])):
+                self._abandon(s.id)
 
     def _on_owner(self, frm: int, t: Touches) -> None:
         if self.role != "leading":
+            for sid in t.sessions or ():
+                self._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
             return
         now = self.monotonic_ms()
-        for sid in t.sessions or ():
+        valid: list[int] = []
+        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
             s = self.sessions.get(sid)
-            if s is not None and not s.closing:
-                self.sessions.touch(s, now)
+            ok = s is not None and not s.closing
+            if ok:
+                self.sessions.touch(s, now, timeout)  # the newly agreed timeout
                 self.session_owner[sid] = frm
+            valid.append(1 if ok else 0)
+        self._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
+
+    def _on_owner_ok(self, t: Touches) -> None:
+        for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
+            conn = self.pending_connects.pop(sid, None)
+            if conn is None or conn.closed:
+                continue
+            conn.inflight -= 1
+            s = conn.session
+            if not valid or s is None:
+                log.info("the leader says session 0x%x is no longer valid",
+                         sid & (2**64 - 1))
+                conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
+                conn.close_after_flush()
+                continue
+            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
+            self.pump(conn)
 
     def _session_error(self, session_id: int, origin: int) -> int:
         """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
