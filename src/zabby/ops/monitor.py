@@ -22,7 +22,8 @@ Reported with a measured value:
   ``packets_received/sent``, ``num_alive_connections``, ``outstanding_requests``,
   ``znode_count``, ``watch_count``, ``ephemerals_count``, ``approximate_data_size``,
   ``open/max_file_descriptor_count`` (where /proc and RLIMIT_NOFILE tell), ``uptime``,
-  ``global_sessions``.
+  ``global_sessions`` (the sessions in the database, as ZooKeeper: every global
+  session of the ensemble), ``local_sessions`` (this member's, localSessionsEnabled).
 * Summaries: ``readlatency``, ``updatelatency`` (request latency split as ZooKeeper's
   ServerStats splits it: txns vs the rest), ``propagation_latency`` (txn creation to
   application here, while serving), ``fsynctime`` (ms per durable log batch: zabby
@@ -48,8 +49,7 @@ Reported with a measured value:
   ``pending_syncs`` (sync barriers in flight), ``leader_uptime``,
   ``last/min/max_proposal_size``; every member: ``quorum_size`` (voting members).
 
-Reported as a constant because it is the true value here: ``local_sessions`` (zabby
-has no local sessions), ``connection_drop_probability`` (no connection throttling),
+Reported as a constant because it is the true value here: ``connection_drop_probability`` (no connection throttling),
 ``outstanding_tls_handshake`` (TLS handshakes are not counted separately; 0 while none
 is tracked).
 
@@ -284,7 +284,7 @@ def figures(server: ZabbyServer,
     g += [
         ("uptime", m.uptime_ms),
         ("global_sessions", m.global_sessions),
-        ("local_sessions", 0),  # we have no local sessions
+        ("local_sessions", m.local_sessions),
         ("connection_drop_probability", 0.0),  # no connection throttling
         ("outstanding_tls_handshake", 0),
     ]

@@ -146,6 +146,11 @@ class ServerConfig:
     # snapshot.trust.empty (zookeeper.snapshot.trust.empty): start from a data
     # directory that has txn logs but no snapshot (ZooKeeper refuses it otherwise)
     snapshot_trust_empty: bool = False
+    # localSessionsEnabled: an ensemble member makes new sessions local to itself (no
+    # txn); localSessionsUpgradingEnabled: one becomes global on its first ephemeral
+    # create (server.local_sessions). Standalone servers ignore both, as ZooKeeper
+    local_sessions: bool = False
+    local_sessions_upgrading: bool = False
     peer_type: str = PARTICIPANT  # peerType
     standalone_enabled: bool = True  # standaloneEnabled
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
@@ -400,6 +405,7 @@ _STATIC_KEYS = frozenset(
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
         "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns",
         "zabby.keeperExtensions",  # zabby's own (ClickHouse Keeper's opcodes)
+        "localSessionsEnabled", "localSessionsUpgradingEnabled",
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -472,7 +478,6 @@ _METRICS_KEYS = frozenset(
 # like any other key we do not know, with a more helpful warning.
 _ZK_UNSUPPORTED = frozenset(
     {
-        "localSessionsEnabled", "localSessionsUpgradingEnabled",
         "observerMasterPort", "clientPortListenBacklog",
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
         "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
@@ -725,6 +730,10 @@ class _Parser:
             c.readonly_mode = self.boolean(key, value)
         elif canon == "zabby.keeperExtensions":
             c.keeper_extensions = self.boolean(key, value)
+        elif canon == "localSessionsEnabled":
+            c.local_sessions = self.boolean(key, value)
+        elif canon == "localSessionsUpgradingEnabled":
+            c.local_sessions_upgrading = self.boolean(key, value)
         elif canon == "snapshot.trust.empty":
             c.snapshot_trust_empty = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":

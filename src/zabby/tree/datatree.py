@@ -222,6 +222,10 @@ class DataTree:
     # zabby.keeperExtensions: prepare Keeper's opcodes (the server sets it); applying
     # their txns needs nothing new, so replay never depends on it
     keeper_extensions = False
+    # (session id) -> 0 or the error an ephemeral create of that session gets, checked
+    # where ZooKeeper's validateCreateRequest checks the session (a leader with
+    # localSessionsEnabled sets it: server.local_sessions); None: no check
+    ephemeral_session_check = None
 
     def __init__(
         self,
@@ -650,6 +654,10 @@ class DataTree:
                 raise _KErr(Err.BADARGUMENTS)
         elif ttl >= 0:
             raise _KErr(Err.BADARGUMENTS)
+        if self.ephemeral_session_check is not None and mode.ephemeral:
+            err = self.ephemeral_session_check(ctx.session_id)
+            if err:
+                raise _KErr(err)
         path = req.path
         if path is None:
             raise _KErr(Err.MARSHALLINGERROR)
