@@ -1,8 +1,8 @@
 """localSessionsEnabled / localSessionsUpgradingEnabled on a 3-member ensemble: the same
 steps on Apache ZooKeeper 3.8 and on zabby, with the same expected answers.
 
-Members 1 and 2 run with upgrading off, member 3 with it on (ZooKeeper decides on the
-member the client is connected to). Checked:
+Members 2 and 3 run with upgrading off, member 1 with it on (ZooKeeper decides on the
+member the client is connected to; the leader is usually 3). Checked:
 
 * a new session makes no txn (the ensemble's zxid, read after a sync on another
   member, does not move), and neither does closing it;
@@ -30,6 +30,7 @@ from zabby.wire.protocol import MultiRequest, MultiResponse
 from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, SetDataRequest
 
 EPHEMERAL = 1
+UPGRADING = 1  # the member with localSessionsUpgradingEnabled
 
 
 @pytest.fixture(params=["zabby", "zookeeper"])
@@ -40,7 +41,7 @@ def ensemble(request, tmp_path):
     else:
         cls = ZabbyEnsemble
     ens = cls(tmp_path, 3, tickTime=500, start=False, localSessionsEnabled=True)
-    ens.members[3].cfg["localSessionsUpgradingEnabled"] = True
+    ens.members[UPGRADING].cfg["localSessionsUpgradingEnabled"] = True
     try:
         ens.start()
     except ServerStartError as e:  # pragma: no cover - reported with the logs
@@ -91,11 +92,21 @@ def _zxid_after_sync(c: RawClient) -> int:
 
 
 def _leader_zxid(ens, leader: int) -> int:
-    """The leader's last zxid (srvr): every txn is applied there before anyone hears of
-    it. (Not a sync: zabby's sync commits a no-op txn.)"""
-    line = next(ln for ln in ens.members[leader].four_letter_word("srvr").splitlines()
-                if ln.startswith("Zxid:"))
-    return int(line.split()[1], 16)
+    """The leader's last zxid (srvr) once it stops moving: every txn reaches the leader,
+    which may apply it a moment after the followers. (Not a sync: zabby's sync commits
+    a no-op txn.)"""
+    def srvr() -> int:
+        line = next(ln for ln in ens.members[leader].four_letter_word("srvr").splitlines()
+                    if ln.startswith("Zxid:"))
+        return int(line.split()[1], 16)
+
+    seen = [srvr()]
+    deadline = time.monotonic() + 5.0
+    while len(seen) < 3 or len(set(seen[-3:])) > 1:
+        assert time.monotonic() < deadline, f"the leader's zxid kept moving: {seen}"
+        time.sleep(0.1)
+        seen.append(srvr())
+    return seen[-1]
 
 
 def _create(c: RawClient, path: str, flags: int = 0) -> int:
@@ -119,7 +130,7 @@ def _expired(c: RawClient) -> bool:
 
 def test_local_sessions(ensemble):
     leader = ensemble.leader()
-    follower = 1 if leader != 1 else 2  # a follower with upgrading off
+    follower = 2 if leader != 2 else 3  # a follower with upgrading off
     other = next(i for i in (1, 2, 3) if i not in (leader, follower))
     clients = Clients(ensemble)
     try:
@@ -167,11 +178,19 @@ def test_local_sessions(ensemble):
         z1 = _leader_zxid(ensemble, leader)
         closed = back.close()
         assert closed is not None and closed.err == 0
-        time.sleep(0.2)
         assert _leader_zxid(ensemble, leader) == z1, "closing a local session made a txn"
 
-        # with upgrading (member 3): the first ephemeral makes the session global
-        up = clients(3)
+        # on the leader (upgrading off there) the refusal is its own, in a multi too
+        if leader != UPGRADING:
+            on_leader = clients(leader)
+            assert _create(on_leader, "/ls/leph", EPHEMERAL) == Err.EPHEMERALONLOCALSESSION
+            r = on_leader.request(Op.MULTI, multi)
+            body = r.body if r.err == 0 else MultiResponse.decode_from(r.raw, 0)[0]
+            assert [e for _, e, _ in body.results] == [Err.OK, Err.EPHEMERALONLOCALSESSION]
+            on_leader.close()
+
+        # with upgrading: the first ephemeral makes the session global
+        up = clients(UPGRADING)
         assert _create(up, "/ls/up", EPHEMERAL) == 0
         assert _exists_everywhere(clients, "/ls/up") == [True, True, True]
         elsewhere = clients(follower, like=up)
