@@ -12,7 +12,10 @@ client always reads its own writes.
 Sessions are global: the leader tracks expiry from the touches each member
 relays every tick and proposes closeSession when one lapses. A client may
 reconnect to any member that has applied its session; a member refuses a
-client whose last seen zxid is ahead of its own.
+client whose last seen zxid is ahead of its own, and otherwise asks the leader,
+which records it as the session's owner: a write forwarded for the session by
+any other member is refused SESSIONMOVED (see "session owners" below). With
+localSessionsEnabled new sessions are local to their member (local_sessions.py).
 
 `sync` from a follower asks the leader, which answers on the same link after
 every commit it has sent so far; when the answer arrives those commits are
