@@ -24,6 +24,7 @@ from zabby.testing import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
 from zabby.testing.pytest_plugin import require_zookeeper
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.wire import Err, Op
+from zabby.wire.protocol import MultiRequest
 from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, SetDataRequest
 
 
@@ -67,9 +68,14 @@ def _take_over(ens, i: int, old: RawClient) -> RawClient:
     return c
 
 
-def _write_is_fenced(old: RawClient, path: str) -> None:
+def _write_is_fenced(old: RawClient, path: str, *, multi: bool = False) -> None:
     """A write on the connection the session left: no reply, the connection closes."""
-    xid = old.send_request(Op.SET_DATA, SetDataRequest(path, b"stale", -1))
+    if multi:
+        xid = old.send_request(Op.MULTI, MultiRequest(
+            [(Op.SET_DATA, SetDataRequest(path, b"stale", -1)),
+             (Op.CREATE, CreateRequest(path + "/stale", b"", OPEN_ACL_UNSAFE, 0))]))
+    else:
+        xid = old.send_request(Op.SET_DATA, SetDataRequest(path, b"stale", -1))
     assert old.wait_closed(8.0), "the old connection stayed open after a write"
     for f in old.frames:  # anything the server sent before closing
         assert int.from_bytes(f[:4], "big", signed=True) != xid, "the fenced write was answered"
@@ -101,7 +107,7 @@ def test_write_from_a_connection_the_session_left_is_fenced(ensemble):
         # and on to the leader: B's connection is fenced in its turn
         on_l = _take_over(ensemble, leader, on_b)
         clients.append(on_l)
-        _write_is_fenced(on_b, "/moved")
+        _write_is_fenced(on_b, "/moved", multi=True)
         assert on_l.request(Op.SET_DATA, SetDataRequest("/moved", b"v3", -1)).err == 0
 
         # back to B from the leader: the leader's own old connection is fenced too
@@ -125,6 +131,8 @@ def test_write_from_a_connection_the_session_left_is_fenced(ensemble):
         assert other.request(Op.SYNC, PathRequest("/")).err == 0
         gone = other.request(Op.EXISTS, PathWatchRequest("/moved/eph", False))
         assert gone.err == Err.NONODE
+        stale = other.request(Op.EXISTS, PathWatchRequest("/moved/stale", False))
+        assert stale.err == Err.NONODE, "a fenced multi was applied"
     finally:
         for c in clients:
             with contextlib.suppress(ConnectionClosed, OSError):
