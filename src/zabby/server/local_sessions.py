@@ -71,6 +71,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
         # connection -> xids of ephemeral creates refused here (answered -120)
         self._refused: dict[ClientConnection, set[int]] = {}
         self._local_closes: set[int] = set()  # sessions with a _LOCAL_CLOSE queued
+        self._upgrading: set[int] = set()  # createSession sent, not yet applied here
         self._hook(self.tree)
 
     @property
@@ -156,10 +157,16 @@ class LocalSessionsEnsembleServer(EnsembleServer):
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
         was_serving = self.serving
         super()._role_change(role, leader_id, serving)
-        if was_serving and not self.serving and self.local_ids:
-            # ZooKeeper rebuilds its server after an election: local sessions end
+        if was_serving and not self.serving:
+            # ZooKeeper rebuilds its server after an election: local sessions end, and
+            # so does one whose upgrade never committed (its client reconnects and is
+            # told it expired)
             for sid in list(self.local_ids):
                 self._end_local(sid)
+            for sid in self._upgrading:
+                if sid not in self.tree.sessions:
+                    self._end_local(sid)
+            self._upgrading.clear()
 
     # ------------------------------------------------------------ writes
     def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
@@ -176,6 +183,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
                 # knows the session global before it prepares the create
                 log.info("Upgrading session 0x%x", s.id & (2**64 - 1))
                 self.local_ids.discard(s.id)
+                self._upgrading.add(s.id)
                 self._route(s.id, 0, Op.CREATE_SESSION, s.timeout, conn.auth)
             elif op != Op.MULTI:
                 # ZooKeeper's learner answers its own EPHEMERALONLOCALSESSION whatever
@@ -200,6 +208,9 @@ class LocalSessionsEnsembleServer(EnsembleServer):
 
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
         super()._apply_committed(zxid, payload)
+        if self._upgrading:
+            self._upgrading.difference_update(
+                [sid for sid in self._upgrading if sid in self.tree.sessions])
         if self._local_closes:
             for sid in list(self._local_closes):
                 q = self.pending_writes.get(sid)
