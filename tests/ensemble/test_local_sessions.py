@@ -33,7 +33,7 @@ EPHEMERAL = 1
 UPGRADING = 1  # the member with localSessionsUpgradingEnabled
 
 
-@pytest.fixture(params=["zabby", "zookeeper"])
+@pytest.fixture(params=["zabby", pytest.param("zookeeper", marks=pytest.mark.differential)])
 def ensemble(request, tmp_path):
     if request.param == "zookeeper":
         require_zookeeper()

@@ -28,7 +28,7 @@ from zabby.wire.protocol import MultiRequest
 from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, SetDataRequest
 
 
-@pytest.fixture(params=["zabby", "zookeeper"])
+@pytest.fixture(params=["zabby", pytest.param("zookeeper", marks=pytest.mark.differential)])
 def ensemble(request, tmp_path):
     if request.param == "zookeeper":
         require_zookeeper()
