@@ -787,7 +787,7 @@ class EnsembleServer(ZabbyServer):
                 self._abandon(s.id)
 
     def _on_owner(self, frm: int, t: Touches) -> None:
-        if self.role != "leading":
+        if self.role != "leading" or not self.serving:  # not "expired": try elsewhere
             for sid in t.sessions or ():
                 self._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
             return
