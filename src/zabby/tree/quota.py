@@ -77,9 +77,24 @@ def _java_long(s: str) -> int:
     return v
 
 
+_parsed: dict[bytes, dict[str, int]] = {}  # recent parses (a quota's nodes, rewritten)
+
+
 def parse_stats(data) -> dict[str, int]:
-    """StatsTrack(byte[]): key -> value; a missing key reads as -1 (``.get(k, -1)``)."""
-    s = bytes(data or b"").decode("utf-8", "replace")
+    """StatsTrack(byte[]): key -> value; a missing key reads as -1 (``.get(k, -1)``).
+    Returns a fresh dict (callers change it)."""
+    key = bytes(data or b"")
+    got = _parsed.get(key)
+    if got is None:
+        got = _parse(key)
+        if len(_parsed) >= 256:
+            _parsed.clear()
+        _parsed[key] = got
+    return dict(got)
+
+
+def _parse(raw: bytes) -> dict[str, int]:
+    s = raw.decode("utf-8", "replace")
     out: dict[str, int] = {}
     if not s:
         return out
