@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -100,7 +102,8 @@ def test_quota_stats(differential):
 
 @pytest.fixture(scope="module")
 def enforce_pair(tmp_path_factory):
-    ref, cand = start_pair(tmp_path_factory, "quota-enforce", **dict(DIFF_CFG, enforceQuota=True))
+    ref, cand = start_pair(tmp_path_factory, "quota-enforce",
+                           **dict(DIFF_CFG, enforceQuota=True, **{"admin.enableServer": True}))
     try:
         yield ref, cand
     finally:
@@ -239,6 +242,11 @@ def _digest_at_boundary(server) -> tuple[int, int, int]:
         computed = _tree_digest(c)
         lines = server.four_letter_word("hash").splitlines()
     got = dict((int(z, 16), int(d)) for z, d in (ln.split(": ") for ln in lines))
+    # the AdminServer's hash: the same history as ZxidDigest beans
+    with urllib.request.urlopen(f"{server.admin_url}/hash", timeout=30) as resp:
+        admin = json.loads(resp.read())
+    assert admin["digests"] == [{"zxid": z, "digest_version": 2, "digest": d}
+                                for z, d in got.items()], admin
     return r.zxid, got.get(r.zxid), computed
 
 
