@@ -27,7 +27,7 @@ from zabby.tree.digest import signed, stat_digest
 from zabby.wire import CreateRequest, Op
 from zabby.wire.records import PathWatchRequest, SetDataRequest
 
-from .conftest import DIFF_CFG, _check, start_pair
+from .conftest import DIFF_CFG, SUPER_PASSWORD, SUPER_USER, _check, start_pair
 
 pytestmark = pytest.mark.differential
 
@@ -96,7 +96,26 @@ def scenario_quota_stats(r: Runner) -> None:
     r.children("b", Q)
 
 
-def test_quota_stats(differential):
+@pytest.fixture
+def open_quota_root(diff_pair):
+    """/zookeeper/quota world-writable again on the shared pair (test_scenarios makes it
+    read-only), set by the super user outside the compared transcripts."""
+    from kazoo.client import KazooClient
+    from kazoo.security import OPEN_ACL_UNSAFE as KAZOO_OPEN
+
+    for srv in diff_pair:
+        zk = KazooClient(hosts=srv.hosts, timeout=10.0,
+                         auth_data=[("digest", f"{SUPER_USER}:{SUPER_PASSWORD}")])
+        zk.start(timeout=15)
+        try:
+            zk.set_acls(Q, KAZOO_OPEN)
+        finally:
+            zk.stop()
+            zk.close()
+    return diff_pair
+
+
+def test_quota_stats(open_quota_root, differential):
     differential(scenario_quota_stats)
 
 
@@ -193,9 +212,9 @@ def _zkcli(hosts: str) -> tuple[list[str], list[str]]:
     return clean(p.stdout), clean(p.stderr)
 
 
-def test_zkcli_quota_commands(diff_pair):
+def test_zkcli_quota_commands(open_quota_root):
     require_tool(ZKCLI, "zookeeper")
-    ref, cand = diff_pair
+    ref, cand = open_quota_root
     ref_out, ref_err = _zkcli(ref.hosts)
     assert "Output stat for /zq-cli count=2,bytes=5" in ref_out, ref_out
     out, err = _zkcli(cand.hosts)
