@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 _QUOTA_ROOT, _LIMIT_NODE, _STAT_NODE = qt.QUOTA_ROOT, qt.LIMIT_NODE, qt.STAT_NODE
 _QROOT_LEN = qt.QUOTA_ROOT_LEN
 _DIGEST_LOG_MASK = DIGEST_LOG_INTERVAL - 1
+_KNOWN_DIGESTS_MAX = 1 << 16  # ~6 MB at most
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
@@ -273,6 +274,9 @@ class DataTree:
         self._digest_on = True
         self._digest: int | None = None
         self._dirty: dict[str, None] = {}
+        # digests computed at recent flushes, by path (valid while the node is clean):
+        # a node changed again later is not hashed a second time for its old state
+        self._known: dict[str, int] = {}
         self._digest_log: deque[tuple[int, int]] = deque(maxlen=DIGEST_LOG_LIMIT)
         self._init_tree()
         self.reset_digest()
@@ -403,6 +407,7 @@ class DataTree:
     def reset_digest(self) -> None:
         """Recompute the digest from every node (after the nodes were replaced)."""
         self._dirty.clear()
+        self._known.clear()
         if not self._digest_on:
             self._digest = None
             return
@@ -418,10 +423,14 @@ class DataTree:
         dirty = self._dirty
         if dirty:
             nodes = self._nodes
+            known = self._known
+            if len(known) > _KNOWN_DIGESTS_MAX:
+                known.clear()
             for path in dirty:
                 node = nodes.get(path)
                 if node is not None:
-                    dg += node_digest(path, node)
+                    d = known[path] = node_digest(path, node)
+                    dg += d
             dirty.clear()
         dg &= MASK
         self._digest = dg
@@ -1210,7 +1219,8 @@ class DataTree:
             if path in self._dirty:
                 del self._dirty[path]
             else:
-                self._digest -= node_digest(path, node)
+                d = self._known.pop(path, None)
+                self._digest -= node_digest(path, node) if d is None else d
         if self._quotas or name == _LIMIT_NODE:
             self._quota_deleted(path, parent_path, name, node.data_length)
         if self._approx_size is not None:
@@ -1233,7 +1243,8 @@ class DataTree:
         """NodeHashMap.preChange: take the node's digest out until the next flush."""
         dirty = self._dirty
         if path not in dirty:
-            self._digest -= node_digest(path, node)
+            d = self._known.pop(path, None)
+            self._digest -= node_digest(path, node) if d is None else d
             dirty[path] = None
 
     def _quota_created(self, path: str, parent_path: str, name: str, size: int) -> None:
