@@ -174,6 +174,25 @@ def test_quota_enforced(enforce_pair):
     _check(enforce_pair, scenario_quota_enforced, "/quota_enforced")
 
 
+def test_quota_metrics_in_mntr(enforce_pair):
+    """QuotaMetricsUtils' gauge sets and the QUOTAEXCEEDED counter set, in mntr."""
+    got = []
+    for srv in enforce_pair:
+        with RawClient(srv.host, srv.port) as c:
+            for path, data in (("/qm", b"abc"), ("/qm/x", b"12"), (f"{Q}/qm", b""),
+                               (f"{Q}/qm/zookeeper_limits", b"count=5,bytes=-1=;byteHardLimit=9"),
+                               (f"{Q}/qm/zookeeper_stats", b"count=0,bytes=0"),
+                               ("/qm/y", b"12345"), ("/qm/z", b"")):
+                c.request(Op.CREATE, CreateRequest(path, data, OPEN_ACL_UNSAFE, 0))
+        got.append(sorted(ln for ln in srv.four_letter_word("mntr").splitlines()
+                          if ln.startswith("zk_qm_")))
+    assert got[0] == [
+        "zk_qm_quota_bytes_limit_per_namespace\t9", "zk_qm_quota_bytes_usage_per_namespace\t5",
+        "zk_qm_quota_count_limit_per_namespace\t5", "zk_qm_quota_count_usage_per_namespace\t3",
+        "zk_qm_quota_exceeded_error_per_namespace\t1"], got[0]
+    assert got[1] == got[0]
+
+
 # ------------------------------------------------------------------ zkCli.sh
 ZKCLI_QUOTA = """\
 create /zq-cli

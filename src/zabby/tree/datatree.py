@@ -271,6 +271,8 @@ class DataTree:
         self.enforce_quota = False
         self._quotas: set[str] = set()
         self._quota_log: qt.RateLog | None = None
+        # quota_exceeded_error_per_namespace (mntr): refusals by the path's top name
+        self.quota_exceeded: dict[str, int] = {}
         self._digest_on = True
         self._digest: int | None = None
         self._dirty: dict[str, None] = {}
@@ -454,6 +456,49 @@ class DataTree:
             return None
         return qt.max_prefix(self._quotas, path)
 
+    def quota_metrics(self) -> list[tuple[str, dict[str, int]]]:
+        """QuotaMetricsUtils' gauge sets: limits (a hard limit if set, else the soft
+        one) and usage (zookeeper_stats) summed by top namespace, from every leaf
+        zookeeper_limits / zookeeper_stats node below /zookeeper/quota."""
+        count_limit: dict[str, int] = {}
+        bytes_limit: dict[str, int] = {}
+        count_usage: dict[str, int] = {}
+        bytes_usage: dict[str, int] = {}
+        nodes = self._nodes
+        root = nodes.get(_QUOTA_ROOT)
+        if root is not None and root.children:
+            limit_end, stat_end = "/" + _LIMIT_NODE, "/" + _STAT_NODE
+            stack = [_QUOTA_ROOT]
+            while stack:
+                path = stack.pop()
+                node = nodes[path]
+                if node.children:
+                    stack.extend(f"{path}/{c}" for c in node.children)
+                    continue
+                is_limit = path.endswith(limit_end)
+                if not is_limit and not path.endswith(stat_end):
+                    continue
+                ns = qt.top_namespace(path[_QROOT_LEN:])
+                if ns is None or node.data is None:
+                    continue
+                try:
+                    st = qt.parse_stats(node.data)
+                except qt.StatsError:
+                    continue
+                get = st.get
+                if is_limit:
+                    hard = get("countHardLimit", -1)
+                    count_limit[ns] = count_limit.get(ns, 0) + (hard if hard > -1 else get("count", -1))
+                    hard = get("byteHardLimit", -1)
+                    bytes_limit[ns] = bytes_limit.get(ns, 0) + (hard if hard > -1 else get("bytes", -1))
+                else:
+                    count_usage[ns] = count_usage.get(ns, 0) + get("count", -1)
+                    bytes_usage[ns] = bytes_usage.get(ns, 0) + get("bytes", -1)
+        return [("quota_count_limit_per_namespace", count_limit),
+                ("quota_bytes_limit_per_namespace", bytes_limit),
+                ("quota_count_usage_per_namespace", count_usage),
+                ("quota_bytes_usage_per_namespace", bytes_usage)]
+
     def _setup_quotas(self) -> None:
         """setupQuota: find every .../zookeeper_limits leaf below /zookeeper/quota,
         and recount its path's zookeeper_stats (after a snapshot was loaded)."""
@@ -559,6 +604,9 @@ class DataTree:
                 self._quota_log(f"Quota exceeded: {prefix} [current {kind}={new}, "
                                 f"{'hard' if hard else 'soft'}{word}Limit={limit}]")
                 if hard:
+                    ns = qt.top_namespace(path)
+                    if ns is not None:
+                        self.quota_exceeded[ns] = self.quota_exceeded.get(ns, 0) + 1
                     raise _KErr(Err.QUOTAEXCEEDED)
 
     # --------------------------------------------------------------- reads

@@ -21,7 +21,7 @@ import time
 
 __all__ = [
     "LIMIT_NODE", "QUOTA_ROOT", "RateLog", "STAT_NODE", "StatsError", "format_stats",
-    "limit_path", "normalize", "parse_stats", "stat_path",
+    "limit_path", "normalize", "parse_stats", "stat_path", "top_namespace",
 ]
 
 log = logging.getLogger("zabby.quota")
@@ -39,6 +39,14 @@ _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 
 class StatsError(ValueError):
     """Data StatsTrack cannot parse (ZooKeeper throws a RuntimeException there)."""
+
+
+def top_namespace(path: str) -> str | None:
+    """PathUtils.getTopNamespace: the first component ("/a/b" -> "a"), None for "/"."""
+    parts = path.split("/")
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts[1] if len(parts) > 1 else None
 
 
 def limit_path(prefix: str) -> str:
