@@ -168,6 +168,11 @@ def scenario_quota_enforced(r: Runner) -> None:
     delquota(r, "a", f"{b}/h")
     r.create("a", f"{b}/h/8", b"123456789")
     r.get("a", f"{b}/h/8")
+    # limits StatsTrack cannot parse: the write fails as ZooKeeper's prep fails
+    r.set("a", f"{Q}{b}/s/zookeeper_limits", b"count=two")
+    r.create("a", f"{b}/s/2")
+    r.set("a", f"{b}/s", b"")
+    r.get("a", f"{Q}{b}/s/zookeeper_stats")
 
 
 def test_quota_enforced(enforce_pair):

@@ -180,3 +180,36 @@ def test_digest_ignores_the_zookeeper_subtree_and_can_be_off():
     assert d.tree.digest() == 0
     d.tree.digest_enabled = True
     assert d.tree.digest() == full_digest(d.tree)
+
+
+def test_statstrack_text_as_zookeeper_reads_and_writes_it():
+    from zabby.tree import quota as qt
+
+    st = qt.parse_stats(b"count=1,bytes=2=;countHardLimit=-1;byteHardLimit=3")
+    assert st == {"count": 1, "bytes": 2, "countHardLimit": -1, "byteHardLimit": 3}
+    assert qt.format_stats(st) == b"count=1,bytes=2=;byteHardLimit=3;countHardLimit=-1"
+    assert qt.format_stats({"count": 0, "bytes": 0}) == b"count=0,bytes=0"
+    assert qt.parse_stats(b"") == {} and qt.parse_stats(None) == {}
+    assert qt.parse_stats(b"count=4,,;bytes=5") == {"count": 4, "bytes": 5}
+    for bad in (b"count=", b"count=x", b"count=1,bytes", b"count= 1"):
+        try:
+            qt.parse_stats(bad)
+        except qt.StatsError:
+            continue
+        raise AssertionError(bad)
+    assert qt.top_namespace("/a/b") == "a" and qt.top_namespace("/") is None
+    assert qt.normalize("/a/ /b") == "/a/b"
+    assert qt.max_prefix({"/a", "/a/b"}, "/a/b/c") == "/a/b"
+    assert qt.max_prefix({"/a", "/a/b"}, "/a/bc") == "/a"
+    assert qt.max_prefix({"/a"}, "/b") is None
+
+
+def test_malformed_limits_refuse_the_write_when_enforced():
+    d = Driver()
+    d.create("/a")
+    setquota(d, "/a", b"count=2,bytes=-1")
+    d.tree.get_node(LIMITS).data = b"count=two"
+    d.tree.enforce_quota = True
+    assert d.create("/a/x").err == Err.MARSHALLINGERROR  # ZooKeeper: "Failed to process"
+    d.tree.enforce_quota = False
+    assert d.create("/a/x").err == 0
