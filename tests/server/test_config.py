@@ -152,6 +152,8 @@ SYSPROP_CASES = [
     ("admin.enableServer", "false", "admin_enable_server", False),
     ("admin.serverPort", "9090", "admin_server_port", 9090),
     ("admin.serverAddress", "127.0.0.1", "admin_server_address", "127.0.0.1"),
+    ("enforceQuota", "true", "enforce_quota", True),
+    ("digest.enabled", "false", "digest_enabled", False),
 ]
 
 

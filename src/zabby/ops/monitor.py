@@ -57,6 +57,10 @@ zabby's own additions (not in ZooKeeper; extra keys break no mntr parser):
 ``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``followers``,
 ``learner_<id>_lag``, and ``<op>_op_count`` per opcode (ZooKeeper's spelling of a
 counter set: ``<key>_<name>``; the op names are ZooKeeper's ``Request.op2String``).
+ZooKeeper's quota gauge and counter sets go with them (mntr only, not Prometheus):
+``<namespace>_quota_{count,bytes}_{limit,usage}_per_namespace`` for every top-level
+namespace holding a quota, ``<namespace>_quota_exceeded_error_per_namespace`` once a
+write there was refused.
 
 Left out, because zabby lacks the machinery (a 0 would claim a measurement):
 JVM pauses (``jvm_pause_time_ms``); the request throttler and connection token bucket
@@ -82,8 +86,8 @@ quorum SASL bookkeeping (``ensemble_auth_*``), admin/TLS counters
 ``non_mtls_*_conn_count``, ``auth_failed_count``), digests (``digest_mismatches_count``),
 ``stale_requests*``, ``stale_replies``, ``revalidate_count``,
 ``connection_revalidate_count``, ``cnxn_closed_without_zk_server_running``,
-``unrecoverable_error_count``, ``quit_leading_due_to_disloyal_voter``, quotas and
-per-namespace read/write sizes (``*_per_namespace``), byte counters (``response_bytes``,
+``unrecoverable_error_count``, ``quit_leading_due_to_disloyal_voter``,
+per-namespace read/write sizes (``read/write_per_namespace``), byte counters (``response_bytes``,
 ``watch_bytes``) and client response sizes
 (``last/min/max_client_response_size``), watch fan-out summaries
 (``node_*_watch_count``), the split of start-up time into snapshot and log
@@ -344,6 +348,14 @@ def figures(server: ZabbyServer,
         SummaryFigures.of("proposal_latency", m.proposal_latency, True),
         SummaryFigures.of("quorum_ack_latency", m.quorum_ack_latency, True),
     ]
+    # QuotaMetricsUtils' gauge sets and the QUOTAEXCEEDED counter set, as
+    # "<namespace>_<name>" (only namespaces that have a quota, or a refusal)
+    tree = getattr(server, "tree", None)
+    if tree is not None and hasattr(tree, "quota_metrics"):
+        for name, values in tree.quota_metrics():
+            f.extra += [(f"{ns}_{name}", v) for ns, v in values.items()]
+        f.extra += [(f"{ns}_quota_exceeded_error_per_namespace", n)
+                    for ns, n in tree.quota_exceeded.items()]
     ops: dict[str, int] = {}
     for op, n in m.op_counts.items():
         name = OP_NAMES.get(op, f"unknown_{op}")

@@ -117,6 +117,8 @@ class ServerConfig:
     # -Dreadonlymode.enabled; zabby also takes it from zoo.cfg, with or without the
     # "zookeeper." prefix
     readonly_mode: bool = False
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quota limits refuse writes
+    digest_enabled: bool = True  # zookeeper.digest.enabled: the data-tree digest (hash)
     max_buffer: int = 0xFFFFF  # jute.maxbuffer
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
@@ -419,7 +421,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "readonlymode.enabled",
-        "snapshot.trust.empty",
+        "snapshot.trust.empty", "enforceQuota", "digest.enabled",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -736,6 +738,10 @@ class _Parser:
             c.local_sessions_upgrading = self.boolean(key, value)
         elif canon == "snapshot.trust.empty":
             c.snapshot_trust_empty = self.boolean(key, value)
+        elif canon == "enforceQuota":
+            c.enforce_quota = self.boolean(key, value)
+        elif canon == "digest.enabled":
+            c.digest_enabled = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
         elif canon == "snapshot.compression.method":

@@ -115,6 +115,8 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
+        tree.enforce_quota = config.enforce_quota
+        tree.digest_enabled = config.digest_enabled
         # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
         self.sasl = SaslService(self.security.sasl or SaslSettings())
         self._enforce_auth = self.sasl.settings.enforce
