@@ -114,20 +114,12 @@ class ZabbyServer:
         self.security = security if security is not None else load_security(config)
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
-        self.tree = tree
-        tree.enforce_quota = config.enforce_quota
-        tree.digest_enabled = config.digest_enabled
         # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
         self.sasl = SaslService(self.security.sasl or SaslSettings())
         self._enforce_auth = self.sasl.settings.enforce
-        if "sasl" in self.security.providers.values():
-            tree.acl_providers["sasl"] = True
-        if self.security.client_tls is not None:  # TLS for clients registers x509
-            tree.acl_providers["x509"] = True
-        self.watches = tree.watches
+        self.adopt_tree(tree)
         # ClickHouse Keeper's extension opcodes (zabby.keeperExtensions), None when off
         self.keeper = KeeperExtensions(self) if config.keeper_extensions else None
-        tree.keeper_extensions = config.keeper_extensions
         # time the loop was too busy to run (see _ticker): never counted against sessions
         self._stalled_ns = 0
         self.stalled_ms_total = 0
@@ -169,6 +161,20 @@ class ZabbyServer:
         self._server: UnifiedListener | None = None  # client.portUnification
         self._secure: SecureListener | None = None  # secureClientPort
         self.secure_port: int | None = None
+
+    def adopt_tree(self, tree: DataTree) -> None:
+        """Serve ``tree``, with this server's settings (also a tree that came from
+        a leader's snapshot or a restore: settings live here, not in the data)."""
+        config = self.config
+        tree.enforce_quota = config.enforce_quota
+        tree.digest_enabled = config.digest_enabled
+        tree.keeper_extensions = config.keeper_extensions
+        if "sasl" in self.security.providers.values():
+            tree.acl_providers["sasl"] = True
+        if self.security.client_tls is not None:  # TLS for clients registers x509
+            tree.acl_providers["x509"] = True
+        self.tree = tree
+        self.watches = tree.watches
 
     # ------------------------------------------------------------ clocks
     def monotonic_ms(self) -> int:

@@ -473,11 +473,7 @@ class EnsembleServer(ZabbyServer):
     def _replace_tree(self, tree: DataTree) -> None:
         for conn in list(self.connections):
             conn.abort()  # watches and reads of the old state end here
-        tree.enforce_quota = self.config.enforce_quota
-        tree.digest_enabled = self.config.digest_enabled
-        self.tree = tree
-        self.watches = tree.watches
-        tree.keeper_extensions = self.config.keeper_extensions
+        self.adopt_tree(tree)
 
     # ------------------------------------------------------------ roles
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:

@@ -250,9 +250,7 @@ def _swap(server: Any, tree: Any) -> tuple[int, str, int] | None:
     old = server.tree
     zxid = max(old.last_zxid, tree.last_zxid)
     tree.last_zxid = zxid
-    tree.acl_providers.update(old.acl_providers)
-    server.tree = tree
-    server.watches = tree.watches
+    server.adopt_tree(tree)  # the server's settings: ACL providers, quotas, digest
     server.next_zxid = zxid + 1
     # the snapshot's sessions join the tracker once the snapshot is on disk (_finish):
     # none may expire, and no txn (a container's deletion...) may be logged, before
