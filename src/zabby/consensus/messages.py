@@ -35,6 +35,10 @@ class Notification(Record):
     FIELDS = (
         ("leader", "long"), ("zxid", "long"), ("peer_epoch", "long"),
         ("election_epoch", "long"), ("state", "int"),
+        # the sender's configuration (version, opaque description): a server that
+        # sees a newer one while looking adopts it (a joiner or a laggard learns the
+        # membership this way, as ZooKeeper's notifications carry the config)
+        ("config_version", "long"), ("config", "buffer"),
     )
 
 

@@ -152,6 +152,11 @@ class ServerConfig:
     metrics_http_port: int = 7000  # metricsProvider.httpPort
     metrics_export_jvm_info: bool = True  # metricsProvider.exportJvmInfo (process metrics)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
+    reconfig_enabled: bool = False  # reconfigEnabled
+    # the membership's version: from the dynamic file's name (zoo.cfg.dynamic.<hex>), else 0
+    config_version: int = 0
+    # servers whose client address came from clientPort, not their server.N line
+    static_client_ids: frozenset[int] = frozenset()
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
     source: str | None = None  # file path, or None for the embedded default
@@ -385,7 +390,7 @@ _STATIC_KEYS = frozenset(
         "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "tickTime",
         "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit",
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
-        "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns",
+        "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns", "reconfigEnabled",
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -459,7 +464,7 @@ _ZK_UNSUPPORTED = frozenset(
         "localSessionsEnabled", "localSessionsUpgradingEnabled",
         "observerMasterPort", "clientPortListenBacklog",
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
-        "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
+        "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
         "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
@@ -502,6 +507,8 @@ class _Parser:
         self.where = source if source is not None else "<config>"
         self.cfg = ServerConfig(source=source, client_port_address="0.0.0.0")
         self.servers_source: str | None = None  # the dynamic config file, once read
+        # a reconfig may name any id, as in ZooKeeper (such a server cannot be zabby)
+        self.any_server_id = False
 
     # ---- errors and value parsers ----
 
@@ -688,6 +695,8 @@ class _Parser:
             c.peer_type = low
         elif canon == "standaloneEnabled":
             c.standalone_enabled = self.boolean(key, value)
+        elif canon == "reconfigEnabled":
+            c.reconfig_enabled = self.boolean(key, value)
         elif canon == "dynamicConfigFile":
             if not value:
                 raise self.error(key, value, "is empty")
@@ -844,6 +853,9 @@ class _Parser:
         except OSError as e:
             raise self.error(key, value, f"cannot be read: {e.strerror or e}") from e
         self.cfg.dynamic_config_file = path
+        from .dynconfig import version_from_filename
+
+        self.cfg.config_version = version_from_filename(path)
         sub = _Parser(path)
         lines: dict[str, str] = {}
         for k, v in sub.properties(text).items():
@@ -867,7 +879,7 @@ class _Parser:
         # Session ids carry the server id in their top byte; with extended types (TTL
         # nodes) the value 255 is reserved.
         limit = 254 if self.cfg.extended_types_enabled else 255
-        if sid > limit:
+        if sid > limit and not self.any_server_id:
             raise p.error(key, value, f"has server id {sid}; ids must be 0..{limit}")
         fmt = ("is not host:quorumPort:electionPort[:participant|observer]"
                "[;[clientHost:]clientPort]")
@@ -987,6 +999,7 @@ class _Parser:
         elif me is not None:
             me = replace(me, client_host=c.client_port_address, client_port=c.client_port)
             c.servers[me.id] = me
+            c.static_client_ids = frozenset({me.id})
         c.client_port_given = "clientPort" in settings or (
             me is not None and me.client_port is not None)
         if me is not None and me.role != c.peer_type:
