@@ -135,6 +135,7 @@ def test_config_node_errors_and_an_observer_added_and_removed(ensemble):
         data, st = c.reconfig(joining=joining, leaving=None, new_members=None)
         assert joining.encode() in data
         assert data.endswith(f"version={st.mzxid:x}".encode()) and st.version == -1
+        anon.sync("/zookeeper/config")
         assert anon.get("/zookeeper/config")[0] == data  # committed on every member
 
         data, _ = c.reconfig(joining=None, leaving="100", new_members=None)
@@ -149,10 +150,9 @@ def test_config_node_errors_and_an_observer_added_and_removed(ensemble):
         m = ensemble.members[2]
         _, version = _config(c)
         dyn = m.dir / f"zoo.cfg.dynamic.{version:x}"
-        _wait(dyn.exists, what=str(dyn))
+        _wait(lambda: f"dynamicConfigFile={dyn}" in m.cfg_path.read_text(), what=str(dyn))
         assert dyn.read_text() == "\n".join(sorted(f"{k}={v}" for k, v in
                                                    _server_lines(ensemble).items()))
-        assert f"dynamicConfigFile={dyn}" in m.cfg_path.read_text()
         assert "server.1=" not in m.cfg_path.read_text()
     finally:
         anon.stop()

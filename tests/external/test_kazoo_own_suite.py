@@ -41,11 +41,13 @@ def _suite_python() -> str:
     return str(py)
 
 
-@pytest.mark.parametrize("selection, jaas, expect", [
-    (["kazoo.tests.test_sasl"], "digest", "4 passed"),
-    (["kazoo.tests.test_client", "-k", "ssl"], None, "1 passed"),
+@pytest.mark.parametrize("selection, jaas, expect, size", [
+    (["kazoo.tests.test_sasl"], "digest", "4 passed", 1),
+    (["kazoo.tests.test_client", "-k", "ssl"], None, "1 passed", 1),
+    # dynamic reconfiguration: kazoo's harness runs a 3-member ensemble for it
+    (["kazoo.tests.test_client", "-k", "TestReconfig"], None, "3 passed", 3),
 ])
-def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect):
+def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect, size):
     env = dict(os.environ)
     env.update({
         "PATH": f"{HERE}{os.pathsep}{env.get('PATH', '')}",
@@ -53,7 +55,7 @@ def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect):
         "PYTHONPATH": str(ROOT / "src"),  # for the server the shim starts
         "ZOOKEEPER_VERSION": "3.8.0",
         "ZOOKEEPER_CLASSPATH": "/usr/share/java",
-        "ZOOKEEPER_CLUSTER_SIZE": "1",
+        "ZOOKEEPER_CLUSTER_SIZE": str(size),
         # kazoo's harness uses four consecutive ports from the offset
         "ZOOKEEPER_PORT_OFFSET": str(free_port()),
     })

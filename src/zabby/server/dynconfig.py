@@ -146,20 +146,6 @@ def parse_membership(data: bytes) -> Membership | None:
     return Membership(servers, version, static)
 
 
-def check_addresses(servers: dict[int, ServerSpec]) -> None:
-    """Two servers may not share a quorum, election or client address."""
-    seen: dict[tuple[str, int], int] = {}
-    for sid in sorted(servers):
-        spec = servers[sid]
-        addrs = [(spec.host, spec.quorum_port), (spec.host, spec.election_port)]
-        for a in addrs:
-            other = seen.get(a)
-            if other is not None and other != sid:
-                raise ReconfigError(f"server.{sid} and server.{other} share the address "
-                                    f"{a[0]}:{a[1]}")
-            seen[a] = sid
-
-
 def write_dynamic_config(static_path: str, m: Membership) -> str:
     """Write ``<zoo.cfg>.dynamic.<version>`` and point ``dynamicConfigFile`` in the
     static file at it (its server lines and client port address moved out), as

@@ -51,7 +51,6 @@ from .durability import GroupCommitter
 from .dynconfig import (
     Membership,
     ReconfigError,
-    check_addresses,
     dynamic_file_lines,
     parse_membership,
     parse_server_entries,
@@ -589,7 +588,6 @@ class EnsembleServer(ZabbyServer):
                     joining = parse_server_entries(body.joiningServers, need_client=True)
                     for sid, spec in joining.items():
                         servers[sid] = spec
-            check_addresses(servers)
         except ReconfigError as e:
             return fail(Err.BADARGUMENTS, str(e))
         new = Membership(servers, ctx.zxid, cur.static_client & frozenset(

@@ -649,6 +649,13 @@ class PeerMesh:
         t = self._dialers.get(sid)
         if self._stopped or (t is not None and not t.done()):
             return
+        addr = self.addresses.get(sid)
+        if addr is not None and any(a == addr for s, a in self.addresses.items() if s != sid):
+            # a configuration may name one address twice (ZooKeeper accepts it in a
+            # reconfig): dialling it would reach the other member and replace our link
+            log.warning("%s port: server %d shares %s:%d with another member; not dialling "
+                        "it", self.name, sid, *addr)
+            return
         self._dialers[sid] = asyncio.get_running_loop().create_task(self._dial(sid))
 
     async def _dial(self, sid: int) -> None:
