@@ -216,7 +216,7 @@ class Peer:
         if config_of_entry is not None:
             for z, p in storage.entries_after(storage.snap_zxid):
                 cfg = config_of_entry(p)
-                if cfg is not None:
+                if cfg is not None and cfg.version > config_version:
                     self._cfg_pending.append((z, cfg))
         self.limits = tick_limits or Limits()
         self._rng = rng
