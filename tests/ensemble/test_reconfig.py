@@ -261,3 +261,30 @@ def test_zabby_client_reconfig(ensemble):
 
     asyncio.run(asyncio.wait_for(go(), 60))
     assert os.path.exists(ensemble.members[1].dir / "zoo.cfg")
+
+
+def test_non_incremental_reconfig_adds_and_removes_an_observer(ensemble):
+    c = _client(ensemble.hosts)
+    j, line = _joiner(ensemble, 5, role="observer")
+    try:
+        j.start(wait=False)
+        _wait(lambda: j.mode == "observer", what="the observer to sync")
+        members = [f"{k}={v}" for k, v in sorted(_server_lines(ensemble).items())]
+        data, _ = c.reconfig(joining=None, leaving=None, new_members=",".join([*members, line]))
+        assert line.encode() in data
+        c.create("/o", b"1")
+        c5 = _client(j.hosts, auth=False)
+        try:
+            c5.sync("/o")
+            assert c5.get("/o")[0] == b"1"
+            with pytest.raises(BadArgumentsError):
+                c.reconfig(joining=None, leaving=None, new_members="server.1=nonsense")
+            # newline-separated works too; the observer left stops serving
+            data, _ = c.reconfig(joining=None, leaving=None, new_members="\n".join(members))
+            assert b"server.5" not in data
+            _wait(lambda: j.mode == "", what="the removed observer to stop serving")
+        finally:
+            c5.stop()
+    finally:
+        c.stop()
+        j.stop()
