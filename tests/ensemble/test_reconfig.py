@@ -288,3 +288,41 @@ def test_non_incremental_reconfig_adds_and_removes_an_observer(ensemble):
     finally:
         c.stop()
         j.stop()
+
+
+def test_hierarchical_quorums_decide_by_group_majorities(tmp_path):
+    # group 1 = {1, 2}; server 3 alone in a group of weight 0, which does not count:
+    # every decision needs both 1 and 2 (a plain majority would take {2, 3})
+    ens = ZabbyEnsemble(tmp_path, 3, tickTime=200, **{"group.1": "1:2", "group.2": "3",
+                                                      "weight.3": 0})
+    try:
+        c = _client(ens.hosts, auth=False)
+        try:
+            servers, _ = _config(c)
+            data = c.get("/zookeeper/config")[0].decode()
+            assert "group.1=1:2\ngroup.2=3\nweight.1=1\nweight.2=1\nweight.3=0\nversion=" in data
+            c.create("/h", b"1")
+        finally:
+            c.stop()
+        ens.kill(3)
+        c = _client(ens.member_hosts(1, 2), auth=False)
+        try:
+            c.set("/h", b"2")  # {1, 2} is a quorum
+        finally:
+            c.stop()
+        ens.members[3].start(wait=False)
+        ens.wait_serving(timeout=20)
+        ens.kill(1)
+        # {2, 3} is not: nobody may serve
+        time.sleep(2.0)
+        assert ens.mode(2) == "" and ens.mode(3) == ""
+        ens.members[1].start(wait=False)
+        ens.wait_serving(timeout=20)
+        c = _client(ens.hosts, auth=False)
+        try:
+            c.sync("/h")
+            assert c.get("/h")[0] == b"2"
+        finally:
+            c.stop()
+    finally:
+        ens.stop()

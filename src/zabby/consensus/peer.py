@@ -58,13 +58,44 @@ class Config:
     voters: frozenset[int]
     observers: frozenset[int]
     data: bytes = b""
+    # hierarchical quorums (ZooKeeper's group.N / weight.N): ((group id, its voters),
+    # ...) and ((server id, weight), ...); empty: a plain majority of the voters
+    groups: tuple[tuple[int, frozenset[int]], ...] = ()
+    weights: tuple[tuple[int, int], ...] = ()
 
     @property
     def members(self) -> frozenset[int]:
         return self.voters | self.observers
 
     def has_quorum(self, ids) -> bool:
-        return len(self.voters.intersection(ids)) * 2 > len(self.voters)
+        if not self.groups:
+            return len(self.voters.intersection(ids)) * 2 > len(self.voters)
+        # more than half the weight of a group, in more than half of the groups whose
+        # weight is not zero (QuorumHierarchical.containsQuorum)
+        w = dict(self.weights)
+        ids = set(ids)
+        if not ids:
+            return False
+        counted = won = 0
+        for _, members in self.groups:
+            total = sum(w.get(s, 1) for s in members)
+            if total == 0:
+                continue
+            counted += 1
+            if sum(w.get(s, 1) for s in members if s in ids) > total // 2:
+                won += 1
+        return won > counted // 2
+
+    def agreed(self, acked: dict[int, int]) -> int:
+        """The highest value a quorum has reached in `acked` (server -> value); -1: none."""
+        if not self.groups:
+            acks = sorted((acked[s] for s in self.voters if s in acked), reverse=True)
+            q = len(self.voters) // 2 + 1
+            return acks[q - 1] if len(acks) >= q else -1
+        for z in sorted(set(acked.values()), reverse=True):
+            if self.has_quorum([s for s, a in acked.items() if a >= z]):
+                return z
+        return -1
 
 
 @dataclass(frozen=True)
@@ -193,6 +224,8 @@ class Peer:
         config_of_entry: Callable[[bytes], Config | None] | None = None,
         config_of_data: Callable[[int, bytes], Config | None] | None = None,
         observer_type: bool | None = None,
+        config_groups: tuple[tuple[int, frozenset[int]], ...] | None = None,
+        config_weights: tuple[tuple[int, int], ...] = (),
     ):
         """`config_of_entry(payload)`: the Config a log entry installs (a reconfig txn),
         else None; `config_of_data(version, data)`: a Config from a notification's
@@ -202,13 +235,16 @@ class Peer:
         observers = frozenset(observers)
         if not voters or voters & observers:
             raise ValueError("voters must be non-empty and disjoint from observers")
+        if config_groups is None:
+            config_groups, config_weights = (), ()
         if my_id not in voters and my_id not in observers and observer_type is None:
             raise ValueError(f"server {my_id} is not a member")
         self.id = my_id
         self._observer_type = bool(observer_type)
         self._config_of_entry = config_of_entry
         self._config_of_data = config_of_data
-        self._set_config(Config(config_version, voters, observers, config_data))
+        self._set_config(Config(config_version, voters, observers, config_data,
+                                config_groups, tuple(config_weights)))
         # config entries in the log beyond the commit point (zxid, config), ascending
         self._cfg_pending: list[tuple[int, Config]] = []
         self._p_config: Config | None = None
@@ -369,7 +405,8 @@ class Peer:
         that it wins over the partial view of a server trying to join."""
         if self.config.version == 0:
             c = self.config
-            self.config = Config(make_zxid(self._epoch, 0), c.voters, c.observers, c.data)
+            self.config = Config(make_zxid(self._epoch, 0), c.voters, c.observers, c.data,
+                                 c.groups, c.weights)
             self._p_config = self.config
 
     def _flush_outboxes(self) -> None:
@@ -694,21 +731,21 @@ class Peer:
             return
         if self._finalize:
             self._finalize = False
-            if self._vote_count() >= self.quorum:
+            if self.config.has_quorum(self._vote_ids()):
                 self._decide(self._vote[2])
                 return
         if self._now - self._last_sent_votes >= self.limits.election_timeout:
             self._send_votes()
 
-    def _vote_count(self) -> int:
+    def _vote_ids(self) -> set[int]:
         v = self._vote
-        return 1 + sum(1 for s, w in self._recv.items() if w == v and s in self.voters)
+        return {self.id} | {s for s, w in self._recv.items() if w == v and s in self.voters}
 
     def _check_votes(self) -> None:
-        n = self._vote_count()
-        if n >= len(self.voters):
+        ids = self._vote_ids()
+        if ids >= self.voters:
             self._decide(self._vote[2])
-        elif n >= self.quorum:
+        elif self.config.has_quorum(ids):
             # like FLE's finalizeWait: give better votes one tick to arrive
             self._finalize = True
 
@@ -775,9 +812,9 @@ class Peer:
         if lv is None or lv[2] != _STATE_CODE[LEADING] or lv[1] != n.peer_epoch \
                 or lv[0] != leader:
             return
-        agree = sum(1 for s, (ld, pe, _, _) in self._ooe.items()
-                    if ld == leader and pe == n.peer_epoch and s in self.voters)
-        if agree >= self.quorum and not self.removed:
+        agree = {s for s, (ld, pe, _, _) in self._ooe.items()
+                 if ld == leader and pe == n.peer_epoch and s in self.voters}
+        if self.config.has_quorum(agree) and not self.removed:
             self._clock = max(self._clock, n.election_epoch)
             self._vote = (n.peer_epoch, n.zxid, leader)
             self._decide(leader, lv[3])
@@ -828,10 +865,11 @@ class Peer:
             if h.stage != "info":
                 self._send(h, m.PING, m.Zxid(self._commit))
         if self._phase == "broadcast":
-            alive = 1 + sum(1 for h in self._handlers.values()
-                            if h.stage == "synced" and h.sid in self.voters)
-            if alive < self.quorum:
-                self._step_down(f"lost quorum ({alive} of {len(self.voters)} voters in sync)")
+            alive = {self.id} | {h.sid for h in self._handlers.values()
+                                 if h.stage == "synced" and h.sid in self.voters}
+            if not self.config.has_quorum(alive):
+                self._step_down(
+                    f"lost quorum ({len(alive)} of {len(self.voters)} voters in sync)")
 
     def _send(self, h: _Handler, t: int, body) -> None:
         h.outbox.append([t, body])
@@ -1041,12 +1079,6 @@ class Peer:
         self._advance_commit()
         self._emit_commits()
 
-    def _agreed(self, cfg: Config, acked: dict[int, int]) -> int:
-        """The highest zxid a quorum of `cfg` has acknowledged (-1: none)."""
-        acks = sorted((acked[s] for s in cfg.voters if s in acked), reverse=True)
-        q = len(cfg.voters) // 2 + 1
-        return acks[q - 1] if len(acks) >= q else -1
-
     def _activate_committed(self) -> None:
         """Leader: a configuration is in force once committed (applied or not yet), as
         ZooKeeper's leader activates on commit, so the next reconfig builds on it."""
@@ -1061,12 +1093,12 @@ class Peer:
         acked = {h.sid: h.acked for h in self._handlers.values()
                  if h.stage == "synced" and not h.observer}
         acked[self.id] = self._eff_durable()
-        c = self._agreed(self.config, acked)
+        c = self.config.agreed(acked)
         for z, cfg in self._cfg_pending:
             # from a reconfig on, the new configuration must agree too (both quorums)
             if c < z:
                 break
-            c = max(z - 1, min(c, self._agreed(cfg, acked)))
+            c = max(z - 1, min(c, cfg.agreed(acked)))
             if c < z:
                 break
         if c <= self._commit:

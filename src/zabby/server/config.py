@@ -157,6 +157,9 @@ class ServerConfig:
     config_version: int = 0
     # servers whose client address came from clientPort, not their server.N line
     static_client_ids: frozenset[int] = frozenset()
+    # hierarchical quorums: group.N=a:b:c (group -> its servers), weight.N (default 1)
+    groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    weights: dict[int, int] = field(default_factory=dict)
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
     source: str | None = None  # file path, or None for the embedded default
@@ -507,6 +510,7 @@ class _Parser:
         self.where = source if source is not None else "<config>"
         self.cfg = ServerConfig(source=source, client_port_address="0.0.0.0")
         self.servers_source: str | None = None  # the dynamic config file, once read
+        self.dynamic_quorum_lines: dict[str, str] = {}  # its group.N / weight.N lines
         # a reconfig may name any id, as in ZooKeeper (such a server cannot be zabby)
         self.any_server_id = False
 
@@ -595,12 +599,14 @@ class _Parser:
         props = self.properties(text)
         settings: dict[str, tuple[str, str]] = {}  # canonical name -> (key as written, value)
         server_lines: dict[str, str] = {}
+        quorum_lines: dict[str, str] = {}
         for key, value in props.items():
             if key.startswith("server."):
                 server_lines[key] = value
                 continue
             if key.startswith(("group.", "weight.")):
-                raise self.error(key, value, "hierarchical quorums are not supported by zabby")
+                quorum_lines[key] = value
+                continue
             canon = _canonical(key)
             if canon is None:
                 self.unknown(key, value)
@@ -620,14 +626,16 @@ class _Parser:
             raise self.error(None, None, "dataDir is not set")
 
         if "dynamicConfigFile" in settings:
-            if server_lines:
-                first = next(iter(server_lines))
+            if server_lines or quorum_lines:
+                first = next(iter(server_lines or quorum_lines))
                 raise self.error(first, None, "must be in the separate dynamic config file")
             server_lines = self.read_dynamic(*settings["dynamicConfigFile"])
+            quorum_lines = self.dynamic_quorum_lines
 
         for key, value in server_lines.items():
             spec = self.server_spec(key, value)
             self.cfg.servers[spec.id] = spec
+        self.quorum_system(quorum_lines)
 
         self.read_myid()
         self.validate(settings)
@@ -864,11 +872,48 @@ class _Parser:
             elif k == "version":
                 raise sub.error(k, v, "must not be in the dynamic config file")
             elif k.startswith(("group.", "weight.")):
-                raise sub.error(k, v, "hierarchical quorums are not supported by zabby")
+                self.dynamic_quorum_lines[k] = v
             else:
                 raise sub.error(k, v, "is not allowed in a dynamic config file (only server.N)")
         self.servers_source = path  # errors in server lines name the dynamic file
         return lines
+
+    def quorum_system(self, lines: dict[str, str]) -> None:
+        """group.N / weight.N: hierarchical quorums, checked as QuorumHierarchical does."""
+        p = self if self.servers_source is None else _Parser(self.servers_source)
+        c = self.cfg
+        in_group: dict[int, int] = {}
+        for key, value in lines.items():
+            kind, _, num = key.partition(".")
+            if kind not in ("group", "weight") or not _PARSE_INT.fullmatch(num):
+                raise p.error(key, value, "is not group.N or weight.N with a numeric N")
+            n = int(num)
+            if kind == "group":
+                ids = []
+                for part in value.split(":"):
+                    if not _PARSE_INT.fullmatch(part.strip()):
+                        raise p.error(key, value, "is not a list of server ids (a:b:c)")
+                    sid = int(part)
+                    if sid in in_group:
+                        raise p.error(key, value, f"server {sid} is in several groups")
+                    in_group[sid] = n
+                    ids.append(sid)
+                c.groups[n] = tuple(ids)
+            else:
+                w = self.int64(key, value)
+                if w < 0:
+                    raise p.error(key, value, "must not be negative")
+                c.weights[n] = w
+        if not c.groups:
+            if c.weights:
+                log.warning("%s: weight.N without group.N has no effect", p.where)
+                c.weights = {}
+            return
+        for sid, spec in sorted(c.servers.items()):
+            if spec.role == PARTICIPANT:
+                if sid not in in_group:
+                    raise p.error(f"server.{sid}", None, "is not in any group.N")
+                c.weights.setdefault(sid, 1)
 
     def server_spec(self, key: str, value: str) -> ServerSpec:
         p = self if self.servers_source is None else _Parser(self.servers_source)

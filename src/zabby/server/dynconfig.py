@@ -56,6 +56,9 @@ class Membership:
     version: int = 0
     # ids whose client address came from the static clientPort (left out of the text)
     static_client: frozenset[int] = field(default_factory=frozenset)
+    # hierarchical quorums (group id -> server ids; server id -> weight); empty: majority
+    groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    weights: dict[int, int] = field(default_factory=dict)
 
     @property
     def voters(self) -> frozenset[int]:
@@ -66,15 +69,21 @@ class Membership:
         return frozenset(s for s, spec in self.servers.items() if spec.is_observer)
 
     def lines(self) -> list[str]:
-        return [f"server.{sid}={format_spec(self.servers[sid], sid not in self.static_client)}"
-                for sid in sorted(self.servers)]
+        out = [f"server.{sid}={format_spec(self.servers[sid], sid not in self.static_client)}"
+               for sid in sorted(self.servers)]
+        if self.groups:
+            out += [f"group.{g}={':'.join(map(str, sorted(ids)))}"
+                    for g, ids in sorted(self.groups.items())]
+            out += [f"weight.{sid}={w}" for sid, w in sorted(self.weights.items())]
+        return out
 
     def text(self) -> bytes:
         """What /zookeeper/config holds (QuorumMaj.toString)."""
         return ("\n".join([*self.lines(), f"version={self.version:x}"])).encode()
 
     def with_version(self, version: int) -> Membership:
-        return Membership(dict(self.servers), version, self.static_client)
+        return Membership(dict(self.servers), version, self.static_client, dict(self.groups),
+                          dict(self.weights))
 
 
 def dynamic_file_lines(m: Membership) -> str:
@@ -98,9 +107,11 @@ def _spec(key: str, value: str) -> ServerSpec:
         raise ReconfigError(str(e)) from None
 
 
-def parse_server_entries(text: str, *, need_client: bool) -> dict[int, ServerSpec]:
+def parse_server_entries(text: str, *, need_client: bool,
+                         quorum: dict[str, str] | None = None) -> dict[int, ServerSpec]:
     """``server.N=spec`` entries separated by commas or newlines (a reconfig's joining
-    or new members). ``need_client``: each must name a client port (incremental)."""
+    or new members). ``need_client``: each must name a client port (incremental).
+    ``quorum``: where group.N / weight.N entries go (else they are refused)."""
     out: dict[int, ServerSpec] = {}
     for item in re.split(r"[,\n]", text):
         item = item.strip()
@@ -110,6 +121,9 @@ def parse_server_entries(text: str, *, need_client: bool) -> dict[int, ServerSpe
         if len(parts) != 2:
             raise ReconfigError("Wrong format of server string")
         key, value = parts[0].strip(), parts[1].strip()
+        if quorum is not None and key.startswith(("group.", "weight.")):
+            quorum[key] = value
+            continue
         if not key.startswith("server."):
             raise ReconfigError(f"{key} is not a server.N entry")
         spec = _spec(key, value)
@@ -126,6 +140,7 @@ def parse_membership(data: bytes) -> Membership | None:
     if not data:
         return None
     servers: dict[int, ServerSpec] = {}
+    quorum: dict[str, str] = {}
     version = 0
     try:
         for line in data.decode().split("\n"):
@@ -138,12 +153,29 @@ def parse_membership(data: bytes) -> Membership | None:
             elif key.startswith("server."):
                 spec = _spec(key, value)
                 servers[spec.id] = spec
+            elif key.startswith(("group.", "weight.")):
+                quorum[key] = value
+        groups, weights = quorum_system(servers, quorum)
     except (ReconfigError, ValueError, UnicodeDecodeError):
         return None
     if not servers:
         return None
     static = frozenset(s for s, spec in servers.items() if spec.client_port is None)
-    return Membership(servers, version, static)
+    return Membership(servers, version, static, groups, weights)
+
+
+def quorum_system(servers: dict[int, ServerSpec], lines: dict[str, str]
+                  ) -> tuple[dict[int, tuple[int, ...]], dict[int, int]]:
+    """group.N / weight.N lines checked as zoo.cfg's are (ReconfigError if bad)."""
+    if not lines:
+        return {}, {}
+    p = _Parser("<reconfig>")
+    p.cfg.servers = dict(servers)
+    try:
+        p.quorum_system(lines)
+    except ConfigError as e:
+        raise ReconfigError(str(e)) from None
+    return p.cfg.groups, p.cfg.weights
 
 
 def write_dynamic_config(static_path: str, m: Membership) -> str:

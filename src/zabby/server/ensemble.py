@@ -54,6 +54,7 @@ from .dynconfig import (
     dynamic_file_lines,
     parse_membership,
     parse_server_entries,
+    quorum_system,
     write_dynamic_config,
 )
 from .peers import PeerMesh
@@ -75,7 +76,9 @@ _CONFIG_NODE = "/zookeeper/config"
 
 
 def _config_of(m: Membership) -> Config:
-    return Config(m.version, m.voters, m.observers, dynamic_file_lines(m).encode())
+    groups = tuple((g, frozenset(ids)) for g, ids in sorted(m.groups.items()))
+    return Config(m.version, m.voters, m.observers, dynamic_file_lines(m).encode(), groups,
+                  tuple(sorted(m.weights.items())))
 
 
 def config_of_entry(payload: bytes) -> Config | None:
@@ -245,7 +248,9 @@ class EnsembleServer(ZabbyServer):
         self.epochs = EpochFile(config.data_dir)
         self.view = LogView(txn_log, self.epochs, self, log_last_zxid)
         self.membership = Membership(dict(config.servers), config.config_version,
-                                     config.static_client_ids)
+                                     config.static_client_ids, dict(config.groups),
+                                     dict(config.weights))
+        initial = _config_of(self.membership)
         voters, observers = self.membership.voters, self.membership.observers
         me = config.servers.get(my_id)
         # the peer ticks ten times per tickTime, so elections take a fraction of a tick
@@ -258,7 +263,8 @@ class EnsembleServer(ZabbyServer):
                          config_version=self.membership.version,
                          config_data=dynamic_file_lines(self.membership).encode(),
                          config_of_entry=config_of_entry, config_of_data=config_of_data,
-                         observer_type=me is not None and me.is_observer)
+                         observer_type=me is not None and me.is_observer,
+                         config_groups=initial.groups, config_weights=initial.weights)
         self._show_config()
         self.role = "looking"
         self.leader_id: int | None = None
@@ -533,7 +539,7 @@ class EnsembleServer(ZabbyServer):
             return
         static = self.membership.static_client & frozenset(
             s for s, spec in m.servers.items() if spec.client_port is None)
-        self.membership = Membership(m.servers, cfg.version, static)
+        self.membership = Membership(m.servers, cfg.version, static, m.groups, m.weights)
         log.info("configuration 0x%x: %s", cfg.version, "; ".join(self.membership.lines()))
         self._show_config()
         for mesh, port in ((self.quorum_mesh, "quorum_port"),
@@ -572,9 +578,17 @@ class EnsembleServer(ZabbyServer):
         if body.curConfigId != -1 and body.curConfigId != cur.version:
             return fail(Err.BADVERSION, f"from version {body.curConfigId:x}, last seen is "
                         f"{cur.version:x}")
+        groups: dict[int, tuple[int, ...]] = {}
+        weights: dict[int, int] = {}
         try:
             if body.newMembers is not None:
-                servers = parse_server_entries(body.newMembers, need_client=False)
+                quorum: dict[str, str] = {}
+                servers = parse_server_entries(body.newMembers, need_client=False,
+                                               quorum=quorum)
+                groups, weights = quorum_system(servers, quorum)
+            elif cur.groups:
+                raise ReconfigError("Incremental reconfiguration requested but last "
+                                    "configuration seen has a non-majority quorum system")
             else:
                 servers = dict(cur.servers)
                 for item in (body.leavingServers or "").split(","):
@@ -591,7 +605,7 @@ class EnsembleServer(ZabbyServer):
         except ReconfigError as e:
             return fail(Err.BADARGUMENTS, str(e))
         new = Membership(servers, ctx.zxid, cur.static_client & frozenset(
-            s for s, spec in servers.items() if spec.client_port is None))
+            s for s, spec in servers.items() if spec.client_port is None), groups, weights)
         n_voters = len(new.voters)
         if self.config.standalone_enabled and n_voters < 2:
             return fail(Err.BADARGUMENTS, "the new configuration must include at least 2 "
