@@ -226,6 +226,7 @@ class Peer:
         observer_type: bool | None = None,
         config_groups: tuple[tuple[int, frozenset[int]], ...] | None = None,
         config_weights: tuple[tuple[int, int], ...] = (),
+        version_initial_config: bool = True,
     ):
         """`config_of_entry(payload)`: the Config a log entry installs (a reconfig txn),
         else None; `config_of_data(version, data)`: a Config from a notification's
@@ -241,6 +242,7 @@ class Peer:
             raise ValueError(f"server {my_id} is not a member")
         self.id = my_id
         self._observer_type = bool(observer_type)
+        self._version_initial = version_initial_config
         self._config_of_entry = config_of_entry
         self._config_of_data = config_of_data
         self._set_config(Config(config_version, voters, observers, config_data,
@@ -403,7 +405,7 @@ class Peer:
         """The initial configuration (version 0) takes the version of the first
         leader's NEWLEADER once established, as ZooKeeper does (ZOOKEEPER-1783), so
         that it wins over the partial view of a server trying to join."""
-        if self.config.version == 0:
+        if self.config.version == 0 and self._version_initial:
             c = self.config
             self.config = Config(make_zxid(self._epoch, 0), c.voters, c.observers, c.data,
                                  c.groups, c.weights)

@@ -88,6 +88,8 @@ class ServerSpec:
     role: str = PARTICIPANT  # "participant" or "observer"
     client_host: str | None = None  # "0.0.0.0" when only a client port is given
     client_port: int | None = None
+    # further (host, quorumPort, electionPort) of a multi-address line (a|b|c)
+    more: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def is_observer(self) -> bool:
@@ -153,6 +155,7 @@ class ServerConfig:
     metrics_export_jvm_info: bool = True  # metricsProvider.exportJvmInfo (process metrics)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
     reconfig_enabled: bool = False  # reconfigEnabled
+    multi_address_enabled: bool = False  # multiAddress.enabled (server.N=a:p:e|b:p:e)
     # the membership's version: from the dynamic file's name (zoo.cfg.dynamic.<hex>), else 0
     config_version: int = 0
     # servers whose client address came from clientPort, not their server.N line
@@ -406,7 +409,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.commandURL", "admin.idleTimeout", "admin.rateLimiterIntervalInMS",
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
-        "serverCnxnFactory", "nio.sessionlessCnxnTimeout",
+        "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "multiAddress.enabled",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -469,7 +472,6 @@ _ZK_UNSUPPORTED = frozenset(
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
         "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
-        "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
         "oraclePath", "readonlymode.enabled",
     }
@@ -705,6 +707,8 @@ class _Parser:
             c.standalone_enabled = self.boolean(key, value)
         elif canon == "reconfigEnabled":
             c.reconfig_enabled = self.boolean(key, value)
+        elif canon == "multiAddress.enabled":
+            c.multi_address_enabled = self.boolean(key, value)
         elif canon == "dynamicConfigFile":
             if not value:
                 raise self.error(key, value, "is empty")
@@ -931,21 +935,26 @@ class _Parser:
         halves = value.split(";")
         if len(halves) > 2:
             raise p.error(key, value, fmt)
-        if "|" in halves[0]:
-            raise p.error(key, value, "lists several addresses; zabby does not support that")
-        parts = p.host_and_port(key, value, halves[0])
-        if len(parts) not in (3, 4) or not parts[0]:
-            raise p.error(key, value, fmt)
-        host = parts[0]
-        quorum_port = p.port(key, value, p.server_int(key, value, parts[1]))
-        election_port = p.port(key, value, p.server_int(key, value, parts[2]))
-        if quorum_port == election_port:
-            raise p.error(key, value, "uses the same port for quorum and election")
+        addresses = halves[0].split("|")
+        if len(addresses) > 1 and not self.cfg.multi_address_enabled:
+            raise p.error(key, value, "lists several addresses, but multiAddress.enabled is "
+                          "not true")
         role = PARTICIPANT
-        if len(parts) == 4:
-            role = parts[3].strip().lower()
-            if role not in (PARTICIPANT, OBSERVER):
-                raise p.error(key, value, f"{parts[3]!r} is not 'participant' or 'observer'")
+        found: list[tuple[str, int, int]] = []
+        for address in addresses:
+            parts = p.host_and_port(key, value, address)
+            if len(parts) not in (3, 4) or not parts[0]:
+                raise p.error(key, value, fmt)
+            quorum_port = p.port(key, value, p.server_int(key, value, parts[1]))
+            election_port = p.port(key, value, p.server_int(key, value, parts[2]))
+            if quorum_port == election_port:
+                raise p.error(key, value, "uses the same port for quorum and election")
+            if len(parts) == 4:
+                role = parts[3].strip().lower()
+                if role not in (PARTICIPANT, OBSERVER):
+                    raise p.error(key, value, f"{parts[3]!r} is not 'participant' or 'observer'")
+            found.append((parts[0], quorum_port, election_port))
+        host, quorum_port, election_port = found[0]
         client_host = client_port = None
         if len(halves) == 2:
             cparts = p.host_and_port(key, value, halves[1])
@@ -956,7 +965,8 @@ class _Parser:
             else:
                 raise p.error(key, value, fmt)
             client_port = p.port(key, value, p.server_int(key, value, cport))
-        return ServerSpec(sid, host, quorum_port, election_port, role, client_host, client_port)
+        return ServerSpec(sid, host, quorum_port, election_port, role, client_host, client_port,
+                          tuple(found[1:]))
 
     def server_int(self, key: str, value: str, text: str) -> int:
         if not _PARSE_INT.fullmatch(text):

@@ -41,8 +41,11 @@ def _host(h: str) -> str:
 
 
 def format_spec(spec: ServerSpec, with_client: bool = True) -> str:
-    out = (f"{_host(spec.host)}:{spec.quorum_port}:{spec.election_port}:"
-           f"{OBSERVER if spec.is_observer else PARTICIPANT}")
+    # several addresses: sorted by host, joined with "|" (QuorumServer.toString)
+    addrs = sorted([(spec.host, spec.quorum_port, spec.election_port), *spec.more],
+                   key=lambda a: a[0])
+    out = "|".join(f"{_host(h)}:{q}:{e}" for h, q, e in addrs)
+    out += f":{OBSERVER if spec.is_observer else PARTICIPANT}"
     if with_client and spec.client_port is not None:
         out += f";{_host(spec.client_host or '0.0.0.0')}:{spec.client_port}"
     return out
@@ -101,6 +104,7 @@ def version_from_filename(path: str | None) -> int:
 def _spec(key: str, value: str) -> ServerSpec:
     p = _Parser("<reconfig>")
     p.any_server_id = True
+    p.cfg.multi_address_enabled = True
     try:
         return p.server_spec(key.strip(), value.strip())
     except ConfigError as e:

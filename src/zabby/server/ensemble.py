@@ -264,7 +264,10 @@ class EnsembleServer(ZabbyServer):
                          config_data=dynamic_file_lines(self.membership).encode(),
                          config_of_entry=config_of_entry, config_of_data=config_of_data,
                          observer_type=me is not None and me.is_observer,
-                         config_groups=initial.groups, config_weights=initial.weights)
+                         config_groups=initial.groups, config_weights=initial.weights,
+                         # ZooKeeper versions the initial configuration only when
+                         # reconfig is enabled (version=0 otherwise)
+                         version_initial_config=config.reconfig_enabled)
         self._show_config()
         self.role = "looking"
         self.leader_id: int | None = None
@@ -278,6 +281,10 @@ class EnsembleServer(ZabbyServer):
         self.election_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
             self._on_zab_message, security=self.quorum_security, name="election")
+        self.quorum_mesh.alternates = {s: [(h, q) for h, q, _ in spec.more]
+                                       for s, spec in config.servers.items() if spec.more}
+        self.election_mesh.alternates = {s: [(h, e) for h, _, e in spec.more]
+                                         for s, spec in config.servers.items() if spec.more}
         if config.reconfig_enabled:
             # servers outside the configuration may link (a joiner, before the reconfig
             # that adds it), and we dial every member (one that does not know us yet
@@ -542,10 +549,12 @@ class EnsembleServer(ZabbyServer):
         self.membership = Membership(m.servers, cfg.version, static, m.groups, m.weights)
         log.info("configuration 0x%x: %s", cfg.version, "; ".join(self.membership.lines()))
         self._show_config()
-        for mesh, port in ((self.quorum_mesh, "quorum_port"),
-                           (self.election_mesh, "election_port")):
+        for mesh, port, k in ((self.quorum_mesh, "quorum_port", 1),
+                              (self.election_mesh, "election_port", 2)):
             addrs = {sid: (spec.host, getattr(spec, port)) for sid, spec in m.servers.items()}
-            mesh.update_addresses(addrs)
+            more = {sid: [(a[0], a[k]) for a in spec.more]
+                    for sid, spec in m.servers.items() if spec.more}
+            mesh.update_addresses(addrs, more)
         cfg_file = self.config.source
         if self.config.reconfig_enabled and cfg_file and os.path.isfile(cfg_file):
             try:

@@ -456,6 +456,10 @@ class PeerMesh:
         # does not know us yet never dials us; one that does closes our link and dials)
         self.accept_unknown = False
         self.dial_all = False
+        # further addresses of a member (multi-address server lines): we also listen on
+        # ours, and a dial that fails moves on to the next address
+        self.alternates: dict[int, list[tuple[str, int]]] = {}
+        self._extra_servers: list[asyncio.base_events.Server] = []
         self._to_flush: list[_Link] = []
         self._dialers: dict[int, asyncio.Task] = {}
         self._server: asyncio.base_events.Server | None = None
@@ -477,13 +481,22 @@ class PeerMesh:
             self._server = await loop.create_server(
                 lambda: _Link(self, None), host=host, port=port, reuse_address=True
             )
+            for h, p in self.alternates.get(self.my_id, ()):
+                self._extra_servers.append(await loop.create_server(
+                    lambda: _Link(self, None), host=h, port=p, reuse_address=True))
         for sid in self.addresses:
             if sid < self.my_id or (self.dial_all and sid != self.my_id):
                 self._ensure_dialer(sid)
 
-    def update_addresses(self, addresses: dict[int, tuple[str, int]]) -> None:
+    def update_addresses(self, addresses: dict[int, tuple[str, int]],
+                         alternates: dict[int, list[tuple[str, int]]] | None = None) -> None:
         """A new configuration: dial the members we should and did not know; links to
         servers that left stay until they close (a removed server stops by itself)."""
+        if alternates is not None:
+            mine_more = self.alternates.get(self.my_id)
+            self.alternates = dict(alternates)
+            if mine_more is not None:
+                self.alternates[self.my_id] = mine_more
         mine = self.addresses.get(self.my_id)
         new = dict(addresses)
         if mine is not None:
@@ -513,6 +526,9 @@ class PeerMesh:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for srv in self._extra_servers:
+            srv.close()
+            await srv.wait_closed()
 
     def _refusal(self, fmt: str, *args) -> None:
         """Count and log a refusal; at most REFUSAL_LOG_BURST lines per
@@ -661,10 +677,13 @@ class PeerMesh:
     async def _dial(self, sid: int) -> None:
         delay = self.min_backoff
         loop = asyncio.get_running_loop()
+        attempt = 0
         while not self._stopped:
             if self.connected(sid) or sid not in self.addresses:
                 return
-            host, port = self.addresses[sid]
+            candidates = [self.addresses[sid], *self.alternates.get(sid, ())]
+            host, port = candidates[attempt % len(candidates)]
+            attempt += 1
             sec = self.security
             kw: dict = {}
             if sec is not None and sec.dial_tls:
