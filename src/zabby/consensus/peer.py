@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from . import messages as m
@@ -228,8 +228,8 @@ class Peer:
         config_weights: tuple[tuple[int, int], ...] = (),
         version_initial_config: bool = True,
     ):
-        """`config_of_entry(payload)`: the Config a log entry installs (a reconfig txn),
-        else None; `config_of_data(version, data)`: a Config from a notification's
+        """`config_of_entry(payload)`: the Config a log entry installs (a reconfig txn;
+        its version is the entry's zxid, whatever the function says), else None; `config_of_data(version, data)`: a Config from a notification's
         description. Without them the membership never changes. `observer_type`:
         whether this server learns as an observer when it is not a member (a joiner)."""
         voters = frozenset(voters)
@@ -250,12 +250,16 @@ class Peer:
         # config entries in the log beyond the commit point (zxid, config), ascending
         self._cfg_pending: list[tuple[int, Config]] = []
         self._p_config: Config | None = None
-        self.removed = False   # a committed configuration dropped this server
+        # a committed configuration dropped this server: it goes on learning as a
+        # non-voter (so that a later reconfig can name it again, and a change proposed
+        # while it was still a member can count its ack), but the caller must not let
+        # it serve clients; cleared when a configuration names it again
+        self.removed = False
         if config_of_entry is not None:
             for z, p in storage.entries_after(storage.snap_zxid):
                 cfg = config_of_entry(p)
-                if cfg is not None and cfg.version > config_version:
-                    self._cfg_pending.append((z, cfg))
+                if cfg is not None and z > config_version:
+                    self._cfg_pending.append((z, replace(cfg, version=z)))
         self.limits = tick_limits or Limits()
         self._rng = rng
         self._store = storage
@@ -363,7 +367,8 @@ class Peer:
             return
         cfg = self._config_of_entry(payload)
         if cfg is not None:
-            self._cfg_pending.append((zxid, cfg))
+            # a configuration made by a txn is named by the txn's zxid
+            self._cfg_pending.append((zxid, replace(cfg, version=zxid)))
 
     def _activate(self, cfg: Config, committed: bool) -> None:
         """Put `cfg` in force. `committed`: through the log (a member it drops is
@@ -646,21 +651,28 @@ class Peer:
         self._p_epochs = True
 
     def _emit_commits(self) -> None:
-        target = min(self._commit, self._eff_durable(), self._last)
-        if target <= self._applied:
-            return
-        for z, p in self._read_after(self._applied):
-            if z > target:
-                break
-            self._p_commit.append((z, p))
-            self._applied = z
-            if self._cfg_pending and self._cfg_pending[0][0] <= z:
-                while self._cfg_pending and self._cfg_pending[0][0] < z:
-                    self._cfg_pending.pop(0)  # not in the log any more
-                if self._cfg_pending and self._cfg_pending[0][0] == z:
-                    _, cfg = self._cfg_pending.pop(0)
-                    # a leader that steps down here still applies what is committed
-                    self._activate(cfg, committed=True)
+        while True:
+            target = min(self._commit, self._eff_durable(), self._last)
+            if target <= self._applied:
+                return
+            activate: Config | None = None
+            for z, p in self._read_after(self._applied):
+                if z > target:
+                    break
+                self._p_commit.append((z, p))
+                self._applied = z
+                if self._cfg_pending and self._cfg_pending[0][0] <= z:
+                    while self._cfg_pending and self._cfg_pending[0][0] < z:
+                        self._cfg_pending.pop(0)  # not in the log any more
+                    if self._cfg_pending and self._cfg_pending[0][0] == z:
+                        activate = self._cfg_pending.pop(0)[1]
+                        break
+            if activate is None:
+                return
+            # outside the loop: the activation may change our role (and emit commits
+            # itself, e.g. as a new leader); then go on from wherever that left us.
+            # A leader that steps down here still applies what is committed.
+            self._activate(activate, committed=True)
 
     def _on_durable(self) -> None:
         if self.role == LEADING:
@@ -727,10 +739,6 @@ class Peer:
             self._check_votes()
 
     def _tick_looking(self) -> None:
-        if self.removed:
-            if self._now - self._last_sent_votes >= self.limits.election_timeout * 10:
-                self._send_votes()  # slowly: a newer configuration may re-add us
-            return
         if self._finalize:
             self._finalize = False
             if self.config.has_quorum(self._vote_ids()):
@@ -757,6 +765,7 @@ class Peer:
                 and self._config_of_data is not None and n.config is not None):
             cfg = self._config_of_data(n.config_version, n.config)
             if cfg is not None:
+                cfg = replace(cfg, version=n.config_version)
                 # a newer configuration than ours is in force: ours is out of date
                 # (we were down during a reconfig, or we are joining)
                 self._events.append(f"adopting configuration 0x{cfg.version:x} from {frm}")
@@ -780,6 +789,10 @@ class Peer:
                     self._out.append((frm, self._notification()))
                 return
         if frm not in self.voters:
+            if n.config_version < self.config.version:
+                # it knows an older configuration (it was away, or it is outside
+                # ours): our reply carries the newer one, as ZooKeeper's does
+                self._out.append((frm, self._notification()))
             return  # a looking observer: its vote never counts
         nvote = (n.peer_epoch, n.zxid, n.leader)
         if looking_sender:
@@ -816,7 +829,7 @@ class Peer:
             return
         agree = {s for s, (ld, pe, _, _) in self._ooe.items()
                  if ld == leader and pe == n.peer_epoch and s in self.voters}
-        if self.config.has_quorum(agree) and not self.removed:
+        if self.config.has_quorum(agree):
             self._clock = max(self._clock, n.election_epoch)
             self._vote = (n.peer_epoch, n.zxid, leader)
             self._decide(leader, lv[3])

@@ -449,7 +449,9 @@ class EnsembleServer(ZabbyServer):
                     self._config_changed(r.config)
                 for ev in r.events:
                     log.info("zab: %s", ev)
-                self._role_change(r.role, r.leader_id, r.serving)
+                # a removed member still learns (it may be named again) but serves
+                # no client
+                self._role_change(r.role, r.leader_id, r.serving and not self.peer.removed)
                 if not r:
                     break
         finally:
