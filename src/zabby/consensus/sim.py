@@ -46,16 +46,23 @@ def _ids(s: str) -> frozenset[int]:
     return frozenset(int(x) for x in s.split(",") if x)
 
 
-def _cfg_payload(voters, observers) -> bytes:
-    return b"cfg:%s:%s" % (",".join(map(str, sorted(voters))).encode(),
-                           ",".join(map(str, sorted(observers))).encode())
+def _cfg_payload(voters, observers, groups=(), weights=()) -> bytes:
+    """b"cfg:<voters>:<observers>:<groups>:<weights>": groups ';'-separated id lists,
+    weights sid=w pairs (hierarchical quorums when groups are given)."""
+    g = ";".join(",".join(map(str, sorted(ids))) for _, ids in groups)
+    w = ",".join(f"{sid}={x}" for sid, x in weights)
+    return b"cfg:%s:%s:%s:%s" % (",".join(map(str, sorted(voters))).encode(),
+                                 ",".join(map(str, sorted(observers))).encode(),
+                                 g.encode(), w.encode())
 
 
 def _cfg_of(version: int, data: bytes) -> Config | None:
     if not data.startswith(b"cfg:"):
         return None
-    _, vs, os_ = data.decode().split(":")
-    return Config(version, _ids(vs), _ids(os_), data)
+    _, vs, os_, gs, ws = data.decode().split(":")
+    groups = tuple((i, _ids(g)) for i, g in enumerate(gs.split(";"), 1) if g)
+    weights = tuple((int(a), int(b)) for a, b in (x.split("=") for x in ws.split(",") if x))
+    return Config(version, _ids(vs), _ids(os_), data, groups, weights)
 
 
 def encode_state(entries: list[tuple[int, bytes]]) -> bytes:
@@ -272,7 +279,8 @@ class Simulation:
                           rng=random.Random(self.rng.getrandbits(64)), tick_limits=self.limits,
                           config_version=cfg.version, config_data=cfg.data,
                           config_of_entry=lambda p: _cfg_of(0, p), config_of_data=_cfg_of,
-                          observer_type=False)
+                          observer_type=False, config_groups=cfg.groups,
+                          config_weights=cfg.weights)
         else:
             n.peer = Peer(n.sid, self.voters, self.observers, n.store,
                           rng=random.Random(self.rng.getrandbits(64)), tick_limits=self.limits)
@@ -496,12 +504,21 @@ class Simulation:
             pool = list(self.ids)
             voters = frozenset(r.sample(pool, r.randint(1, min(5, len(pool)))))
             observers = frozenset(i for i in pool if i not in voters and r.random() < 0.3)
-            cfg = Config(0, voters, observers)
+            groups: tuple = ()
+            weights: tuple = ()
+            if len(voters) >= 2 and r.random() < 0.3:
+                # hierarchical quorums: the voters split into groups, random weights
+                k = r.randint(2, min(3, len(voters)))
+                order = r.sample(sorted(voters), len(voters))
+                groups = tuple((i + 1, frozenset(order[i::k])) for i in range(k))
+                weights = tuple((sid, r.choice((0, 1, 1, 2))) for sid in sorted(voters))
+            cfg = Config(0, voters, observers, b"", groups, weights)
             if n.peer.reconfig_pending or not n.peer.synced_quorum(cfg):
                 return
-            payload = _cfg_payload(voters, observers)
+            payload = _cfg_payload(voters, observers, groups, weights)
             self.reconfigs += 1
-            self.log(f"RECONFIG by {n.sid}: voters {sorted(voters)} observers {sorted(observers)}")
+            self.log(f"RECONFIG by {n.sid}: voters {sorted(voters)} observers {sorted(observers)}"
+                     f" groups {[sorted(g) for _, g in groups]} weights {weights}")
         try:
             z = n.peer.propose(payload)
         except NotLeader:
