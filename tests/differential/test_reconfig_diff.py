@@ -54,7 +54,7 @@ def _run(ens) -> list[str]:
     def norm(data: bytes | str) -> str:
         text = data.decode() if isinstance(data, bytes) else data
         for port, name in names.items():
-            text = text.replace(f":{port}", f":{name}")
+            text = text.replace(f":{port}", f":{name}").replace(f"={port}\n", f"={name}\n")
         out = []
         for line in text.split("\n"):
             if line.startswith("version="):
@@ -97,6 +97,8 @@ def _run(ens) -> list[str]:
         data, st = anon.get("/zookeeper/config")
         lines += [norm(data), stat(st)]
         m = ens.members[1]
+        # `conf` on an ensemble member ends with the quorum settings and membership
+        lines.append(norm(m.four_letter_word("conf").split("serverId=")[1]))
         dyn = sorted(p.name for p in m.dir.glob("zoo.cfg.dynamic.*"))
         lines.append(f"{len(dyn)} dynamic files")
         if not dyn:

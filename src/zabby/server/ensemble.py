@@ -540,6 +540,18 @@ class EnsembleServer(ZabbyServer):
         if node is not None and node.data != data:
             self.tree.set_config_data(data, self.membership.version, _now_ms())
 
+    def conf_extra(self) -> str:
+        """What ZooKeeper's `conf` adds on an ensemble member, membership included."""
+        me = self.membership.servers.get(self.my_id)
+        cfg = self.config
+        spec = me or cfg.servers.get(self.my_id)
+        addrs = [(spec.host, spec.quorum_port, spec.election_port), *spec.more] if spec else []
+        return (f"initLimit={cfg.init_limit}\nsyncLimit={cfg.sync_limit}\nelectionAlg=3\n"
+                f"electionPort={'|'.join(str(a[2]) for a in addrs)}\n"
+                f"quorumPort={'|'.join(str(a[1]) for a in addrs)}\n"
+                f"peerType={1 if self.peer.is_observer else 0}\nmembership: \n"
+                + self.membership.text().decode())
+
     def _config_changed(self, cfg: Config) -> None:
         """A configuration came into force here (committed, adopted or versioned)."""
         m = parse_membership(cfg.data)
