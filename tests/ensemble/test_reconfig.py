@@ -166,8 +166,13 @@ def test_a_participant_joins_changes_role_and_the_leader_removes_itself(ensemble
         j.start(wait=False)
         # it syncs from the leader as a non-voting learner before the reconfig
         _wait(lambda: j.mode == "follower", what="the joiner to sync")
+        leader = ensemble.members[ensemble.leader()]
+        _wait(lambda: "zk_synced_non_voting_followers\t1" in leader.four_letter_word("mntr"),
+              what="the leader to count a non-voting follower")
         data, _ = c.reconfig(joining=line, leaving=None, new_members=None)
         assert line.encode() in data
+        _wait(lambda: "zk_synced_followers\t3" in leader.four_letter_word("mntr"),
+              what="the leader to count server 4 as a voter")
         c.create("/r", b"1")
         c4 = _client(j.hosts, auth=False)
         try:

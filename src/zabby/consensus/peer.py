@@ -468,6 +468,14 @@ class Peer:
         """Leader only: synced learners -> highest zxid they acknowledged (lag for mntr)."""
         return {h.sid: h.acked for h in self._handlers.values() if h.stage == "synced"}
 
+    def synced_learner_kinds(self) -> tuple[int, int, int]:
+        """Leader only: synced (voting followers, non-voting followers, observers);
+        a non-voting follower is a participant outside the configuration (a joiner)."""
+        hs = [h for h in self._handlers.values() if h.stage == "synced"]
+        voting = sum(1 for h in hs if h.sid in self.voters)
+        observers = sum(1 for h in hs if h.observer)
+        return voting, len(hs) - voting - observers, observers
+
     def learner_count(self) -> int:
         """Leader only: learners connected, synced or not (ZooKeeper's `learners`)."""
         return len(self._handlers)
