@@ -132,7 +132,11 @@ def test_config_node_errors_and_an_observer_added_and_removed(ensemble):
                        "server.9=127.0.0.1:7:8;9", leaving=None, new_members=None)
 
         joining = "server.100=0.0.0.0:1234:2345:observer;0.0.0.0:3456"
+        fired = []
+        anon.get("/zookeeper/config", watch=fired.append)  # Curator's EnsembleTracker
         data, st = c.reconfig(joining=joining, leaving=None, new_members=None)
+        _wait(lambda: fired, what="the data watch on /zookeeper/config")
+        assert fired[0].type == "CHANGED"
         assert joining.encode() in data
         assert data.endswith(f"version={st.mzxid:x}".encode()) and st.version == -1
         anon.sync("/zookeeper/config")
