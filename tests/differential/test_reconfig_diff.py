@@ -4,7 +4,7 @@ digest), transcripts compared: /zookeeper/config's data and Stat, the error code
 each bad reconfig, the replies of good ones, and the dynamic config files written.
 
 Ports differ between the two runs, so each member's address is replaced by its name
-(``M1`` ...) and versions are shown relative to the first one.
+(``M1`` ...) and versions and zxids by their order of first appearance.
 """
 
 from __future__ import annotations
@@ -49,7 +49,14 @@ def _run(ens) -> list[str]:
         ep = rest.split(":")[0]
         names[ep] = f"EP{i}"
         names[str(m.port)] = f"CP{i}"
-    base: list[int] = []
+    seen: dict[int, str] = {}
+
+    def rank(v: int) -> str:
+        """A version or zxid by order of first appearance (0 kept): other txns (a
+        session, a sync) may take zxids in between, on either server."""
+        if v == 0:
+            return "0"
+        return seen.setdefault(v, f"V{len(seen) + 1}")
 
     def norm(data: bytes | str) -> str:
         text = data.decode() if isinstance(data, bytes) else data
@@ -58,15 +65,13 @@ def _run(ens) -> list[str]:
         out = []
         for line in text.split("\n"):
             if line.startswith("version="):
-                v = int(line.split("=")[1], 16)
-                base.append(v) if not base else None
-                line = f"version=base+{v - base[0]}" if v else "version=0"
+                line = f"version={rank(int(line.split('=')[1], 16))}"
             out.append(line)
         return "\n".join(sorted(out[:-1]) + out[-1:]) if out[-1].startswith("version") \
             else "\n".join(sorted(out))
 
     def stat(st) -> str:
-        return (f"mzxid=base+{st.mzxid - base[0]} version={st.version} aversion={st.aversion}"
+        return (f"mzxid={rank(st.mzxid)} version={st.version} aversion={st.aversion}"
                 f" czxid={st.czxid} ctime={st.ctime} ephemeralOwner={st.ephemeralOwner}")
 
     lines: list[str] = []
