@@ -34,6 +34,10 @@ BAD = [
     ("everyone leaves", dict(leaving="1,2,3"), True),
     ("one voter left", dict(leaving="1,2"), True),
     ("future version", dict(joining=OBSERVER, from_config=5), True),
+    ("leaving not a number", dict(leaving="x"), True),
+    ("joining id not a number", dict(joining="server.x=127.0.0.1:1:2;3"), True),
+    ("joining and leaving", dict(joining=OBSERVER, leaving="100"), True),
+    ("new members without participants", dict(new_members=OBSERVER), True),
     ("no synced quorum", dict(joining="server.7=127.0.0.1:1:2;3,server.8=127.0.0.1:4:5;6,"
                                       "server.9=127.0.0.1:7:8;9"), True),
     # ZooKeeper 3.8 lets a joiner reuse a member's quorum address (so do we)

@@ -36,6 +36,11 @@ class ReconfigError(ValueError):
     """Bad reconfig input (the client gets BADARGUMENTS)."""
 
 
+class ParseCrash(ReconfigError):
+    """Input on which ZooKeeper's parsing throws outside its checks (a server id that
+    is not a number; new members without a participant): MARSHALLINGERROR."""
+
+
 def _host(h: str) -> str:
     return f"[{h}]" if ":" in h else h
 
@@ -130,6 +135,8 @@ def parse_server_entries(text: str, *, need_client: bool,
             continue
         if not key.startswith("server."):
             raise ReconfigError(f"{key} is not a server.N entry")
+        if not re.fullmatch(r"[+-]?[0-9]+", key[key.rfind(".") + 1:]):
+            raise ParseCrash(f"{key}: the server id is not a number")
         spec = _spec(key, value)
         if need_client and spec.client_port is None:
             raise ReconfigError(

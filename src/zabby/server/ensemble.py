@@ -50,6 +50,7 @@ from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
     Membership,
+    ParseCrash,
     ReconfigError,
     dynamic_file_lines,
     parse_membership,
@@ -609,6 +610,8 @@ class EnsembleServer(ZabbyServer):
                 servers = parse_server_entries(body.newMembers, need_client=False,
                                                quorum=quorum)
                 groups, weights = quorum_system(servers, quorum)
+                if not any(not spec.is_observer for spec in servers.values()):
+                    raise ParseCrash("observers without participants")
             elif cur.groups:
                 raise ReconfigError("Incremental reconfiguration requested but last "
                                     "configuration seen has a non-majority quorum system")
@@ -620,11 +623,13 @@ class EnsembleServer(ZabbyServer):
                         try:
                             servers.pop(int(item), None)
                         except ValueError:
-                            raise ReconfigError(f"{item!r} is not a server id") from None
+                            raise ParseCrash(f"{item!r} is not a server id") from None
                 if body.joiningServers is not None:
                     joining = parse_server_entries(body.joiningServers, need_client=True)
                     for sid, spec in joining.items():
                         servers[sid] = spec
+        except ParseCrash as e:
+            return fail(Err.MARSHALLINGERROR, str(e))
         except ReconfigError as e:
             return fail(Err.BADARGUMENTS, str(e))
         new = Membership(servers, ctx.zxid, cur.static_client & frozenset(
