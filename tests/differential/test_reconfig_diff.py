@@ -9,6 +9,8 @@ Ports differ between the two runs, so each member's address is replaced by its n
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kazoo.client import KazooClient
 
@@ -43,6 +45,10 @@ BAD = [
     # ZooKeeper 3.8 lets a joiner reuse a member's quorum address (so do we)
     ("address taken", dict(joining="server.9=127.0.0.1:QP1:4444;5555"), True),
 ]
+
+
+def enabled(ens) -> bool:
+    return bool(ens.members[1].cfg.get("reconfigEnabled"))
 
 
 def _run(ens) -> list[str]:
@@ -96,13 +102,32 @@ def _run(ens) -> list[str]:
                 lines.append(f"{label}: OK")
             except Exception as e:  # noqa: BLE001 - the error is what we compare
                 lines.append(f"{label}: {type(e).__name__}")
-        for kw in (dict(joining=OBSERVER), dict(leaving="100"), dict(leaving="77")):
+        for kw in (dict(joining=OBSERVER), dict(leaving="100"), dict(leaving="77"),
+                   dict(leaving="9")):
             kw = {"joining": None, "leaving": None, "new_members": None, **kw}
             try:
                 data, st = su.reconfig(**kw)
                 lines += [f"reconfig {kw}", norm(data), stat(st)]
             except Exception as e:  # noqa: BLE001 - the error is what we compare
                 lines.append(f"reconfig {kw}: {type(e).__name__}")
+        if enabled(ens):
+            # a follower becomes an observer and a participant again
+            f = min(i for i in ens.members if i != ens.leader())
+            line = f"server.{f}={ens.members[f].cfg[f'server.{f}']}"
+            for role in ("observer", "participant"):
+                try:
+                    data, st = su.reconfig(joining=line.replace(":participant;", f":{role};"),
+                                           leaving=None, new_members=None)
+                except Exception as e:  # noqa: BLE001 - the error is what we compare
+                    lines.append(f"server {f} -> {role}: {type(e).__name__}")
+                    continue
+                lines += [f"server {f} -> {role}", norm(data),
+                          stat(st)]
+                want = "observer" if role == "observer" else "follower"
+                deadline = time.monotonic() + 30
+                while ens.mode(f) != want and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                lines.append(f"mode {ens.mode(f)}")
         data, st = anon.get("/zookeeper/config")
         lines += [norm(data), stat(st)]
         m = ens.members[1]
@@ -135,5 +160,6 @@ def test_reconfig_against_zookeeper(tmp_path, enabled):
     if enabled:
         assert "no auth: NoAuthError" in ref and "future version: BadVersionError" in ref
         assert "no synced quorum: NewConfigNoQuorumError" in ref
+        assert "mode observer" in ref and "mode follower" in ref
     else:
         assert "no auth: ReconfigDisabledError" in ref and "version=0" in ref[0]
