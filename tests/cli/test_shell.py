@@ -448,3 +448,27 @@ def test_output_matches_zkcli(server, tmp_path):
     theirs = (_clean(zk.stdout), _clean(zk.stderr))
     for a, b in zip(ours, theirs, strict=True):
         assert a == b, "\n".join(f"{x!r:60} {y!r}" for x, y in zip(a, b, strict=False))
+
+
+def test_session_expiry_is_shown(tmp_path):
+    """A session that expires while the shell is stopped: Expired, then a new session
+    (SyncConnected) without the old one's ephemerals."""
+    import signal
+    import time
+
+    with ZabbyServer(tmp_path / "srv", tickTime=500) as srv:
+        sh = Pty(srv.hosts, tmp_path, "-timeout", "2000")
+        try:
+            sh.run("create -e /mine x", "Created /mine")
+            os.kill(sh.child.pid, signal.SIGSTOP)
+            try:
+                time.sleep(5)  # the 2 s session expires at the server
+            finally:
+                os.kill(sh.child.pid, signal.SIGCONT)
+            sh.expect("WatchedEvent state:Expired type:None path:null",
+                      "WatchedEvent state:SyncConnected type:None path:null")
+            sh.run("ls /", "[zookeeper]")
+            sh.child.sendline("quit")
+            sh.child.expect(pexpect.EOF)
+        finally:
+            sh.close()

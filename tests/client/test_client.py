@@ -458,3 +458,48 @@ def test_set_watches_split_in_batches():
         out = bytearray()
         b.encode(out)
         assert len(out) < 140 * 1024
+
+
+def test_null_data(server, base):
+    """A node made with value=None has null data (zkCli's ``create /x``): ``get``
+    reads it as b"" unless asked for ``null=None``; empty data stays b""."""
+    async def body():
+        async with Client(server.hosts) as zk:
+            await zk.create(base, None)
+            await zk.create(base + "/empty", b"")
+            data, stat = await zk.get(base)
+            assert data == b"" and stat.dataLength == 0
+            assert (await zk.get(base, null=None))[0] is None
+            assert (await zk.get(base + "/empty", null=None))[0] == b""
+            assert (await zk.get(base, null=b"-"))[0] == b"-"
+    arun(body())
+    from zabby.client import SyncClient
+    with SyncClient(server.hosts) as zk:
+        assert zk.get(base, null=None)[0] is None and zk.get(base)[0] == b""
+        zk.delete(base, recursive=True)
+
+
+def test_connect_wait(server, base):
+    """``connect_wait``: a request made while there is no connection fails with
+    ConnectionLoss after that long, not after the session timeout; once a server is
+    back the same session serves requests again."""
+    async def body():
+        from zabby.testing import free_port
+        zk = Client(server.hosts, timeout=30.0, connect_wait=0.5)
+        await zk.start()
+        try:
+            sid = zk.session_id
+            await zk.create(base)
+            stream = zk.states()
+            order, zk._order = zk._order, [("127.0.0.1", free_port())]
+            zk._conn.abort()
+            assert await stream.next(5) == ConnectionState.SUSPENDED
+            with pytest.raises(ConnectionLoss):  # bounded well below the 30 s session
+                await asyncio.wait_for(zk.exists(base), 10)
+            zk._order = order
+            assert await stream.next(10) == ConnectionState.RECONNECTED
+            assert zk.session_id == sid and await zk.exists(base) is not None
+            await zk.delete(base)
+        finally:
+            await zk.stop()
+    arun(body())

@@ -1,6 +1,9 @@
 """read_only=True: a member cut off from its quorum serves reads (Apache ZooKeeper's
-read-only mode, ``readonlymode.enabled``; zabby has no read-only mode, so this runs on
-ZooKeeper only). The client reports READ_ONLY; a write fails with NotReadOnlyCallError."""
+read-only mode, ``readonlymode.enabled``). The client reports READ_ONLY; a write fails
+with NotReadOnlyCallError. These run on ZooKeeper (the client against the reference);
+zabby's read-only server, with this client and kazoo, is in
+tests/ensemble/test_read_only_partition.py and kazoo's own TestReadOnlyMode
+(tests/external/test_kazoo_own_suite.py)."""
 
 from __future__ import annotations
 

@@ -98,3 +98,36 @@ def test_sync_not_started():
     with pytest.raises(Exception, match="not started"):
         zk.get("/")
     zk.close()
+
+
+def test_sync_flush_callbacks(server, base):
+    """After a request returns, flush_callbacks() has run every callback of an event
+    that came before its reply (here a slow one, on our own change)."""
+    import time
+
+    with SyncClient(server.hosts) as zk:
+        zk.create(base)
+        seen: list = []
+        states: list = []
+
+        def slow(event):
+            time.sleep(0.3)
+            seen.append(event.type)
+
+        zk.add_listener(states.append)
+        zk.get(base, watch=slow)
+        zk.set(base, b"1")  # the CHANGED event arrives before this reply
+        assert zk.flush_callbacks(5) is True
+        assert seen == [EventType.CHANGED]
+        zk.loop.call_soon_threadsafe(zk.client._conn.abort)
+        zk.exists(base)  # served on the next connection: RECONNECTED came first
+        assert zk.flush_callbacks(5) is True
+        assert states[-2:] == [ConnectionState.SUSPENDED, ConnectionState.RECONNECTED]
+
+        def calls_flush(event):  # from a callback it does not wait for itself
+            seen.append(zk.flush_callbacks(5))
+
+        zk.get(base, watch=calls_flush)
+        zk.set(base, b"2")
+        assert zk.flush_callbacks(5) and seen[-1] is True
+        zk.delete(base)

@@ -41,7 +41,7 @@ from pathlib import Path
 from zabby.testing.linearizability import CheckResult, HistoryRecorder, Op, check_history
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.testing.seeds import seeds_from_env
-from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZabbyServer
+from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZabbyServer, ZooKeeperServer
 from zabby.wire import Err
 from zabby.wire import Op as Opcode
 from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, SetDataRequest
@@ -228,10 +228,27 @@ class NetnsServer(ZabbyServer):
         return "Mode: " in out and "not currently serving" not in out
 
 
-class NetnsEnsemble(ZabbyEnsemble):
-    """Like ZabbyEnsemble, each member in its NetLab namespace (same ports everywhere)."""
+class NetnsZooKeeperServer(ZooKeeperServer):
+    """An Apache ZooKeeper 3.8 member run with ``ip netns exec`` (differential tests)."""
 
-    def __init__(self, tmpdir, lab: NetLab, **cfg) -> None:
+    def __init__(self, tmpdir, *, netns: str, host: str, client_ns: str, **cfg) -> None:
+        self.netns = netns
+        self.client_ns = client_ns
+        super().__init__(tmpdir, start=False, clientPortAddress=host, **cfg)
+        self.host = host
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *super().command()]
+
+    four_letter_word = NetnsServer.four_letter_word
+    serving = NetnsServer.serving
+
+
+class NetnsEnsemble(ZabbyEnsemble):
+    """Like ZabbyEnsemble, each member in its NetLab namespace (same ports everywhere);
+    ``member_cls=NetnsZooKeeperServer`` makes it an Apache ZooKeeper ensemble."""
+
+    def __init__(self, tmpdir, lab: NetLab, *, member_cls: type = NetnsServer, **cfg) -> None:
         self.dir = Path(tmpdir)
         self.lab = lab
         cp, qp, ep = 2181, 2888, 3888
@@ -239,7 +256,7 @@ class NetnsEnsemble(ZabbyEnsemble):
                  for i in lab.ns}
         self.members = {}
         for i, ns in lab.ns.items():
-            m = NetnsServer(self.dir / f"server{i}", netns=ns, host=lab.addr(i),
+            m = member_cls(self.dir / f"server{i}", netns=ns, host=lab.addr(i),
                             client_ns=lab.br, clientPort=cp, initLimit=10, syncLimit=5,
                             **lines, **cfg)
             (m.data_dir / "myid").write_text(f"{i}\n")

@@ -654,3 +654,20 @@ def test_snapshot_compression_method():
 
     with pytest.raises(ConfigError, match="snapshot.compression.method"):
         parse_config("dataDir=/tmp/x\nsnapshot.compression.method=lz4\n")
+
+
+def test_readonly_mode_in_every_spelling():
+    """ZooKeeper reads only -Dreadonlymode.enabled; zabby also takes zoo.cfg, with or
+    without the zookeeper. prefix, and -Dzookeeper.readonlymode.enabled."""
+    assert cfg().readonly_mode is False
+    assert cfg("readonlymode.enabled=true\n").readonly_mode is True
+    assert cfg("zookeeper.readonlymode.enabled=TRUE\n").readonly_mode is True
+    assert cfg("readonlymode.enabled=false\n").readonly_mode is False
+    for prop in ("readonlymode.enabled", "zookeeper.readonlymode.enabled"):
+        c = parse_config(BASE, source="zoo.cfg", system_properties={prop: "true"})
+        assert c.readonly_mode is True and not c.unknown
+    # the file wins over the property, as for every setting
+    c = parse_config(BASE + "readonlymode.enabled=false\n", source="zoo.cfg",
+                     system_properties={"readonlymode.enabled": "true"})
+    assert c.readonly_mode is False
+    refuse("readonlymode.enabled=yes\n", "readonlymode.enabled", "yes")

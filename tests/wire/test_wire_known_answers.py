@@ -16,6 +16,7 @@ from zabby.wire.protocol import (
     MultiRequest,
     MultiResponse,
     decode_connect,
+    decode_connect_request,
     decode_connect_response,
     decode_reply_header,
     decode_request,
@@ -131,6 +132,16 @@ def test_connect_response():
     assert decode_connect_response(ro[4:]) == (resp, True)
     # a 3.4-style response without readOnly
     assert decode_connect_response(expected[4:-1]) == (resp, False)
+    # for a client that sent no readOnly byte: none back (ZooKeeper 3.8, ZOOKEEPER-4814)
+    legacy = encode_connect_response(resp, None)
+    assert legacy == h("00000024") + expected[4:-1]
+
+
+def test_connect_request_says_whether_read_only_was_sent():
+    assert decode_connect_request(JAVA_NEW_SESSION[4:])[1] is False
+    assert decode_connect_request(JAVA_RECONNECT_RO[4:])[1] is True
+    assert decode_connect_request(JAVA_NEW_SESSION[4:-1]) == (
+        ConnectRequest(0, 0, 30000, 0, bytes(16)), None)
 
 
 # -------------------------------------------------------------- requests

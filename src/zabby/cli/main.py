@@ -1,5 +1,6 @@
 """`zabby` command line: `zabby serve [--config zoo.cfg]`, and for the data directory
-`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`; `zabby shell -server host:port`."""
+`zabby log FILE`, `zabby snapshot FILE`, `zabby check [--repair]`, `zabby purge`; `zabby shell -server host:port`;
+`zabby import` / `zabby export` to move data from and to Apache ZooKeeper."""
 
 from __future__ import annotations
 
@@ -12,28 +13,45 @@ from .. import __version__
 
 def _serve(args: argparse.Namespace) -> int:
     from ..server.app import run
-    from ..server.config import ConfigError, default_config, load_config
+    from ..server.config import ConfigError, default_config, load_config, parse_config
 
     if args.ensemble:
         import tempfile
 
         from ..server.local_ensemble import run_local_ensemble
 
+        try:
+            extra = _settings(args.set)
+        except ValueError as e:
+            print(f"zabby: {e}", file=sys.stderr)
+            return 2
         base = args.dir or tempfile.mkdtemp(prefix="zabby-ensemble-")
-        return run_local_ensemble(args.ensemble, base, observers=args.observers)
+        try:
+            return run_local_ensemble(args.ensemble, base, observers=args.observers,
+                                      extra=extra, jvm_options=args.jvm_options)
+        except ValueError as e:
+            print(f"zabby: {e}", file=sys.stderr)
+            return 2
 
     from ..server.config import system_properties_from
 
     props = system_properties_from([f"-D{o}" for o in args.jvm_options])
     try:
-        if args.config:
+        extra = _settings(args.set)
+        if args.config and extra:  # the file's keys, then these (the last one wins)
+            with open(args.config, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            text += "\n" + "".join(f"{k}={v}\n" for k, v in extra.items())
+            config = parse_config(text, source=args.config, system_properties=props)
+        elif args.config:
             config = load_config(args.config, props)
-        elif props:
-            print("zabby: -D options need --config zoo.cfg", file=sys.stderr)
+        elif props or extra:
+            print("zabby: -D and --set options need --config zoo.cfg (or --ensemble)",
+                  file=sys.stderr)
             return 2
         else:
             config = default_config()
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2
     except OSError as e:
@@ -66,6 +84,17 @@ def _serve(args: argparse.Namespace) -> int:
         if bars is not None:
             bars.close()
     return 0
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    """``--set key=value`` options: zoo.cfg keys (a repeated key: the last one wins)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set wants key=value, not {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _storage_dirs(args: argparse.Namespace):
@@ -194,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="start a local ensemble of N voters (ports and data picked for you)")
     p.add_argument("--observers", type=int, default=0, help="with --ensemble: observers")
     p.add_argument("--dir", help="with --ensemble: base directory (default: a new temp dir)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a zoo.cfg key, after the --config file's (with --ensemble: in "
+                   "every member's zoo.cfg); repeat for more")
     p.add_argument("-D", dest="jvm_options", action="append", default=[], metavar="KEY=VALUE",
                    help="a Java system property as ZooKeeper takes it "
                    "(-Dzookeeper.authProvider.1=..., -Djava.security.auth.login.config=...); "
@@ -225,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=fn)
     _add_bench(sub)
     _add_shell(sub)
+    from . import migrate
+
+    migrate.add_arguments(sub)  # `zabby import` / `zabby export`
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

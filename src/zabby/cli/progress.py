@@ -22,6 +22,10 @@ _PHASES = {
     "snapshot": ("loading snapshot", "znodes", False),
     "scan": ("checking txn log", "B", True),
     "replay": ("replaying txn log", "txns", False),
+    # `zabby import` / `export` (zabby.storage.zookeeper)
+    "zk-snapshot": ("reading ZooKeeper snapshot", "B", True),
+    "zk-logs": ("replaying ZooKeeper txn logs", "B", True),
+    "zk-export": ("writing ZooKeeper snapshot", "znodes", False),
 }
 
 

@@ -10,14 +10,19 @@ the first failing command and exits 1 (zkCli.sh reading a pipe goes on and exits
 Results go to stdout and errors to stderr; unlike zkCli.sh, "Created /path" is a
 result (stdout). Tab completes command names and znode paths (children of the typed
 prefix, asked of the server). History is kept in ~/.zabby_history, or in the file
-$ZABBY_SHELL_HISTORY names. A lost connection is retried, same session and watches,
-at the next command. Watch events are printed above the prompt as they arrive.
+$ZABBY_SHELL_HISTORY names. Watch events and connection changes are printed above the
+prompt as they arrive.
+
+The client is `zabby.client.SyncClient`: a lost connection is made again in the
+background, with the same session, its watches and its auth; a command given while
+there is none waits a few seconds for it (CONNECT_WAIT) and then fails with
+ConnectionLoss. The shell applies the chroot itself (the client gets the bare host
+list): quota and config commands must reach /zookeeper past it on the same session.
 
 setquota / listquota / delquota write and read ZooKeeper's quota nodes
 (/zookeeper/quota/<path>/zookeeper_limits and zookeeper_stats) in ZooKeeper 3.8's
 format; with a chroot they name the real path (zkCli would put them below the
-chroot). ZooKeeper's server keeps zookeeper_stats current and logs (or, for hard
-limits, refuses) what exceeds them; zabby's server does neither yet.
+chroot).
 
 TLS and SASL: ``-client-configuration FILE`` with ZooKeeper's client keys
 (zookeeper.client.secure=true, zookeeper.ssl.keyStore.* and trustStore.* as JKS,
@@ -37,38 +42,35 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from zabby.wire import (
-    ACL,
-    XID_AUTH,
-    AddWatchMode,
-    AuthPacket,
-    CreateMode,
-    CreateRequest,
-    CreateTTLRequest,
-    DeleteRequest,
-    Empty,
-    Err,
+from zabby.client import (
+    AuthFailedError,
+    BadArgumentsError,
+    ConfigurationError,
+    ConnectionLoss,
+    ConnectionState,
     EventType,
-    GetEphemeralsRequest,
-    Id,
-    KeeperState,
-    Op,
-    PathRequest,
-    PathWatchRequest,
-    SetACLRequest,
-    SetDataRequest,
-    Stat,
-    WatcherEvent,
-    WatcherType,
-    WatchTypeRequest,
+    KazooTimeoutError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    SyncClient,
+    WatchedEvent,
+    ZnodeStat,
+    ZookeeperError,
+    parse_hosts,
 )
-
-from .shellclient import KeeperError, ShellClient, parse_hosts, split_chroot
+from zabby.wire import ACL, AddWatchMode, Err, Id
 
 __all__ = ["COMMANDS", "Shell", "format_stat", "main"]
 
 HISTORY_ENV = "ZABBY_SHELL_HISTORY"
+# seconds a command waits for a lost connection to come back before ConnectionLoss
+CONNECT_WAIT = 3.0
+# seconds the first connection may take (every host tried, again and again)
+START_TIMEOUT = 5.0
+
 
 # name -> usage, as zkCli.sh 3.8 prints them
 COMMANDS: dict[str, str] = {
@@ -119,19 +121,19 @@ _ERR_TEXT = {
     Err.QUOTAEXCEEDED: "KeeperErrorCode = Quota has exceeded for {}",
 }
 
+# zabby.client's event types and states -> zkCli's words
 _EVENT_NAMES = {
-    EventType.NONE: "None", EventType.NODE_CREATED: "NodeCreated",
-    EventType.NODE_DELETED: "NodeDeleted", EventType.NODE_DATA_CHANGED: "NodeDataChanged",
-    EventType.NODE_CHILDREN_CHANGED: "NodeChildrenChanged",
+    EventType.NONE: "None", EventType.CREATED: "NodeCreated",
+    EventType.DELETED: "NodeDeleted", EventType.CHANGED: "NodeDataChanged",
+    EventType.CHILD: "NodeChildrenChanged",
     EventType.DATA_WATCH_REMOVED: "DataWatchRemoved",
     EventType.CHILD_WATCH_REMOVED: "ChildWatchRemoved",
     EventType.PERSISTENT_WATCH_REMOVED: "PersistentWatchRemoved",
 }
-_STATE_NAMES = {
-    KeeperState.DISCONNECTED: "Disconnected", KeeperState.SYNC_CONNECTED: "SyncConnected",
-    KeeperState.AUTH_FAILED: "AuthFailed", KeeperState.CONNECTED_READ_ONLY: "ConnectedReadOnly",
-    KeeperState.SASL_AUTHENTICATED: "SaslAuthenticated", KeeperState.CLOSED: "Closed",
-    KeeperState.EXPIRED: "Expired",
+_CONNECTION_STATES = {
+    ConnectionState.CONNECTED: "SyncConnected", ConnectionState.RECONNECTED: "SyncConnected",
+    ConnectionState.SUSPENDED: "Disconnected", ConnectionState.READ_ONLY: "ConnectedReadOnly",
+    ConnectionState.LOST: "Expired",
 }
 _PERM_CHARS = (("c", 4), ("d", 8), ("r", 1), ("w", 2), ("a", 16))
 OPEN_ACL = [ACL(31, Id("world", "anyone"))]
@@ -174,22 +176,22 @@ class ShellError(Exception):
     """A command failed; the message is what zkCli would print."""
 
 
-def error_text(e: KeeperError) -> str:
-    tmpl = _ERR_TEXT.get(e.code)
+def error_text(code: int, path: str) -> str:
+    tmpl = _ERR_TEXT.get(code)
     if tmpl is None:
         try:
-            name = Err(e.code).name
+            name = Err(code).name
         except ValueError:
-            name = str(e.code)
+            name = str(code)
         tmpl = f"KeeperErrorCode = {name} for {{}}"
-    return tmpl.format(e.path)
+    return tmpl.format(path)
 
 
 def _java_date(ms: int) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
 
 
-def format_stat(st: Stat) -> list[str]:
+def format_stat(st: ZnodeStat) -> list[str]:
     return [
         f"cZxid = {st.czxid:#x}",
         f"ctime = {_java_date(st.ctime)}",
@@ -226,10 +228,9 @@ def parse_acl(text: str) -> list[ACL]:
     return acls
 
 
-def format_event(ev: WatcherEvent) -> str:
-    state = _STATE_NAMES.get(ev.state, str(ev.state))
-    etype = _EVENT_NAMES.get(ev.type, str(ev.type))
-    return f"\nWATCHER::\n\nWatchedEvent state:{state} type:{etype} path:{ev.path or 'null'}"
+def format_event(state: str, etype: str = "None", path: str | None = None) -> str:
+    """A watch or session event as zkCli prints it (state and type in zkCli's words)."""
+    return f"\nWATCHER::\n\nWatchedEvent state:{state} type:{etype} path:{path or 'null'}"
 
 
 def _check_path(path: str) -> str:
@@ -271,18 +272,101 @@ def _int(text: str | bool, what: str) -> int:
 
 
 class Shell:
-    """Runs zkCli commands against one ShellClient; ``out`` receives each output line."""
+    """Runs zkCli commands on one session of a `zabby.client.SyncClient`; ``out``
+    receives each output line, ``notify`` each watch and connection event.
 
-    def __init__(self, client: ShellClient, out: Callable[[str], None] = print,
+    ``connect(hosts)`` makes a started client for a host list (no chroot: the shell
+    adds ``chroot`` to every path it sends and takes it off every path it shows)."""
+
+    def __init__(self, connect: Callable[[str], SyncClient], hosts: str, chroot: str = "",
+                 out: Callable[[str], None] = print,
                  err: Callable[[str], None] | None = None,
                  notify: Callable[[str], None] | None = None) -> None:
-        self.zk = client
-        self.out = out
-        self.err = err or (lambda s: print(s, file=sys.stderr, flush=True))
-        self.notify = notify or out  # watch and session events, from any thread
+        self._connect = connect
+        self.hosts, self.chroot = hosts, chroot
+        self._out_line = out
+        self._err_line = err or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.notify = notify or out  # watch and session events, from the client's thread
         self.history: list[str] = []
         self.quit = False
         self.print_watches = True
+        self.zk: SyncClient | None = None
+        self.closed = True  # no session until open()
+        self._address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------ output
+    def _in_order(self) -> None:
+        """Events that came before the reply a command is about to print are printed
+        first: the client queues them for its handler thread before it hands over the
+        reply, so wait for that thread to get to them."""
+        if self.zk is not None:
+            self.zk.flush_callbacks(5.0)
+
+    def out(self, line: str) -> None:
+        self._in_order()
+        self._out_line(line)
+
+    def err(self, line: str) -> None:
+        self._in_order()
+        self._err_line(line)
+
+    # ------------------------------------------------------------ session
+    def open(self) -> None:
+        """A new session (the client raises when no server takes it)."""
+        zk = self._connect(self.hosts)
+        self.zk, self.closed = zk, False
+        zk.add_listener(self._on_state)
+
+    def close(self) -> None:
+        """End the session (its ephemerals go) and the client's threads."""
+        zk, self.zk = self.zk, None
+        self.closed = True
+        if zk is not None:
+            zk.close()
+
+    @property
+    def connected(self) -> bool:
+        return not self.closed and self.zk is not None and self.zk.connected
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The server of the session (the last one while there is none)."""
+        if self.zk is not None and self.zk.current_host is not None:
+            self._address = self.zk.current_host
+        return self._address
+
+    def _on_state(self, state: ConnectionState) -> None:
+        if self.closed:  # our own close: "Closed" is printed by the command
+            return
+        self.event(_CONNECTION_STATES.get(state, str(state)))
+
+    def _on_watch(self, ev: WatchedEvent) -> None:
+        self.event("SyncConnected", _EVENT_NAMES.get(ev.type, str(ev.type)),
+                   self._out(ev.path) if ev.path else None)
+
+    def _watch(self, on: Any) -> Callable[[WatchedEvent], None] | None:
+        return self._on_watch if on else None
+
+    def event(self, state: str, etype: str = "None", path: str | None = None) -> None:
+        """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
+        if self.print_watches:
+            self.notify(format_event(state, etype, path))
+
+    # ------------------------------------------------------------- chroot
+    def _in(self, path: str) -> str:
+        """A path of ours -> the server's."""
+        if not self.chroot:
+            return path
+        return self.chroot if path == "/" else self.chroot + path
+
+    def _out(self, path: str) -> str:
+        """A path from the server -> ours (one outside the chroot stays as it is)."""
+        root = self.chroot
+        if not root or not path.startswith(root):
+            return path
+        if len(path) == len(root):
+            return "/"
+        return path[len(root):] if path[len(root)] == "/" else path
 
     # ------------------------------------------------------------- driver
     def execute(self, line: str, record: bool = True) -> bool:
@@ -303,7 +387,7 @@ class Shell:
             self.err(f"Command not found: Command not found {name}")
             self.usage()
             return False
-        if self.zk.closed and name not in _OFFLINE:
+        if self.closed and name not in _OFFLINE:
             self.err("Not connected")
             return False
         try:
@@ -311,8 +395,10 @@ class Shell:
             return True
         except ShellError as e:
             self.err(str(e))
-        except KeeperError as e:
-            self.err(error_text(e))
+        except ZookeeperError as e:
+            # the error names the path the command was about (ours, not the server's)
+            path = e.path if e.path else next((a for a in args if a.startswith("/")), "")
+            self.err(error_text(e.code, self._out(path)))
         except Exception as e:  # noqa: BLE001 - a message, never a traceback
             self.err(f"{type(e).__name__}: {e}")
         return False
@@ -326,13 +412,22 @@ class Shell:
         if len(args) < n:
             raise ShellError(COMMANDS[name])
 
+    @property
+    def _zk(self) -> SyncClient:
+        if self.zk is None:
+            raise ConnectionLoss("not connected")
+        return self.zk
+
     # ------------------------------------------------------------ helpers
     def children(self, path: str, watch: bool = False) -> list[str]:
-        r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, watch), path)
-        return sorted(r.children)
+        return sorted(self._zk.get_children(self._in(path), self._watch(watch)))
 
-    def exists(self, path: str, watch: bool = False) -> Stat:
-        return self.zk.call(Op.EXISTS, PathWatchRequest(path, watch), path).stat
+    def exists(self, path: str, watch: bool = False) -> ZnodeStat:
+        real = self._in(path)
+        st = self._zk.exists(real, self._watch(watch))
+        if st is None:
+            raise NoNodeError(path=real)
+        return st
 
     def _subtree(self, path: str) -> list[str]:
         """Breadth first, the path itself first (ZKUtil.listSubTreeBFS)."""
@@ -345,7 +440,7 @@ class Shell:
                 queue.append(child)
         return out
 
-    def _stat_lines(self, st: Stat) -> None:
+    def _stat_lines(self, st: ZnodeStat) -> None:
         for s in format_stat(st):
             self.out(s)
 
@@ -359,9 +454,10 @@ class Shell:
                 self.out(p)
             return
         if o.get("s"):
-            r = self.zk.call(Op.GET_CHILDREN2, PathWatchRequest(path, bool(o.get("w"))), path)
-            self.out("[" + ", ".join(sorted(r.children)) + "]")
-            self._stat_lines(r.stat)
+            kids, st = self._zk.get_children(self._in(path), self._watch(o.get("w")),
+                                             include_data=True)
+            self.out("[" + ", ".join(sorted(kids)) + "]")
+            self._stat_lines(st)
             return
         self.out("[" + ", ".join(self.children(path, bool(o.get("w")))) + "]")
 
@@ -369,25 +465,25 @@ class Shell:
         o, rest = _opts(args, "sw")
         self._need(rest, 1, "get")
         path = _check_path(rest[0])
-        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path)
-        self.out("null" if r.data is None else bytes(r.data).decode("utf-8", "replace"))
+        data, st = self._zk.get(self._in(path), self._watch(o.get("w")), null=None)
+        self.out("null" if data is None else bytes(data).decode("utf-8", "replace"))
         if o.get("s"):
-            self._stat_lines(r.stat)
+            self._stat_lines(st)
 
     def cmd_set(self, args: list[str]) -> None:
         o, rest = _opts(args, "s", "v")
         self._need(rest, 2, "set")
         path = _check_path(rest[0])
         version = _int(o["v"], "version") if "v" in o else -1
-        r = self.zk.call(Op.SET_DATA, SetDataRequest(path, rest[1].encode(), version), path)
+        st = self._zk.set(self._in(path), rest[1].encode(), version)
         if o.get("s"):
-            self._stat_lines(r.stat)
+            self._stat_lines(st)
 
     def cmd_create(self, args: list[str]) -> None:
         o, rest = _opts(args, "sec", "t")
         self._need(rest, 1, "create")
         path = _check_path(rest[0])
-        data = rest[1].encode() if len(rest) > 1 else None
+        data = rest[1].encode() if len(rest) > 1 else None  # null data, as zkCli
         acl = parse_acl(rest[2]) if len(rest) > 2 else OPEN_ACL
         seq, eph, cont = bool(o.get("s")), bool(o.get("e")), bool(o.get("c"))
         if cont and (seq or eph):
@@ -395,28 +491,22 @@ class Shell:
                              "ephemeral or sequential.")
         if "t" in o and (eph or cont):
             raise ShellError("TTLs cannot be used with Ephemeral or Container nodes")
+        real = self._in(path)
+        ttl = 0
         if "t" in o:
             ttl = _int(o["t"], "ttl")
-            mode = (CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL if seq
-                    else CreateMode.PERSISTENT_WITH_TTL)
-            r = self.zk.call(Op.CREATE_TTL, CreateTTLRequest(path, data, acl, mode, ttl), path)
-        elif cont:
-            r = self.zk.call(Op.CREATE_CONTAINER,
-                             CreateRequest(path, data, acl, CreateMode.CONTAINER), path)
-        else:
-            mode = {(False, False): CreateMode.PERSISTENT,
-                    (False, True): CreateMode.EPHEMERAL,
-                    (True, False): CreateMode.PERSISTENT_SEQUENTIAL,
-                    (True, True): CreateMode.EPHEMERAL_SEQUENTIAL}[(seq, eph)]
-            r = self.zk.call(Op.CREATE2, CreateRequest(path, data, acl, mode), path)
-        self.out(f"Created {r.path}")
+            if ttl <= 0:  # the server's answer to a TTL create without a TTL
+                raise BadArgumentsError(path=real)
+        created = self._zk.create(real, data, acl, ephemeral=eph, sequence=seq,
+                                  container=cont, ttl=ttl)
+        self.out(f"Created {self._out(created)}")
 
     def cmd_delete(self, args: list[str]) -> None:
         o, rest = _opts(args, "", "v")
         self._need(rest, 1, "delete")
         path = _check_path(rest[0])
         version = _int(o["v"], "version") if "v" in o else -1
-        self.zk.call(Op.DELETE, DeleteRequest(path, version), path)
+        self._zk.delete(self._in(path), version)
 
     def cmd_deleteall(self, args: list[str]) -> None:
         _o, rest = _opts(args, "", "b")
@@ -424,10 +514,9 @@ class Shell:
         path = _check_path(rest[0])
         for p in reversed(self._subtree(path)):
             try:
-                self.zk.call(Op.DELETE, DeleteRequest(p, -1), p)
-            except KeeperError as e:
-                if e.code != Err.NONODE:
-                    raise
+                self._zk.delete(self._in(p))
+            except NoNodeError:
+                pass
 
     def cmd_stat(self, args: list[str]) -> None:
         o, rest = _opts(args, "w")
@@ -439,12 +528,12 @@ class Shell:
         o, rest = _opts(args, "s")
         self._need(rest, 1, "getAcl")
         path = _check_path(rest[0])
-        r = self.zk.call(Op.GET_ACL, PathRequest(path), path)
-        for a in r.acl:
+        acls, st = self._zk.get_acls(self._in(path))
+        for a in acls:
             self.out(f"'{a.id.scheme},'{a.id.id}")
             self.out(f": {perm_string(a.perms)}")
         if o.get("s"):
-            self._stat_lines(r.stat)
+            self._stat_lines(st)
 
     def cmd_setAcl(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
         o, rest = _opts(args, "sR", "v")
@@ -455,19 +544,19 @@ class Shell:
         paths = self._subtree(path) if o.get("R") else [path]
         st = None
         for p in paths:
-            st = self.zk.call(Op.SET_ACL, SetACLRequest(p, acl, version), p).stat
+            st = self._zk.set_acls(self._in(p), acl, version)
         if o.get("s") and st is not None:
             self._stat_lines(st)
 
     def cmd_addauth(self, args: list[str]) -> None:
         self._need(args, 1, "addauth")
         auth = args[1].encode() if len(args) > 1 else b""
-        self.zk.call(Op.AUTH, AuthPacket(0, args[0], auth), xid=XID_AUTH)
+        self._zk.add_auth(args[0], auth)
 
     def cmd_sync(self, args: list[str]) -> None:
         self._need(args, 1, "sync")
         path = _check_path(args[0])
-        self.zk.call(Op.SYNC, PathRequest(path), path)
+        self._zk.sync(self._in(path))
         self.out("Sync is OK")
 
     def cmd_addWatch(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
@@ -480,51 +569,45 @@ class Shell:
                 mode = AddWatchMode[str(o["m"]).upper()]
             except KeyError:
                 raise ShellError(COMMANDS["addWatch"]) from None
-        from zabby.wire import AddWatchRequest
-
-        self.zk.call(Op.ADD_WATCH, AddWatchRequest(path, mode), path)
+        self._zk.add_watch(self._in(path), self._on_watch, mode=int(mode))
 
     def cmd_removewatches(self, args: list[str]) -> None:
         o, rest = _opts(args, "cdal")
         self._need(rest, 1, "removewatches")
         path = _check_path(rest[0])
-        wtype = WatcherType.ANY
-        if o.get("c"):
-            wtype = WatcherType.CHILDREN
-        elif o.get("d"):
-            wtype = WatcherType.DATA
+        wtype = "children" if o.get("c") else "data" if o.get("d") else "any"
+        real = self._in(path)
         try:
-            self.zk.call(Op.REMOVE_WATCHES, WatchTypeRequest(path, wtype), path)
-        except KeeperError as e:
-            if not (o.get("l") and e.code == Err.CONNECTIONLOSS):
+            self._zk.remove_watches(real, None, wtype)
+        except ConnectionLoss:
+            if not o.get("l"):
                 raise
             # -l: no server to ask, so remove them here (not set again on reconnect)
-            if not self.zk.forget_watches(path, wtype):
-                raise KeeperError(Err.NOWATCHER, path) from None
+            self._zk.remove_watches(real, None, wtype, local=True)
 
     def cmd_whoami(self, args: list[str]) -> None:
-        r = self.zk.call(Op.WHO_AM_I, Empty())
+        ids = self._zk.whoami()
         self.out("Auth scheme: User")
-        for ci in r.clientInfo:
-            self.out(f"{ci.authScheme}: {ci.user}")
+        for scheme, user in ids:
+            self.out(f"{scheme}: {user}")
 
     def cmd_getEphemerals(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
         path = _check_path(args[0]) if args else "/"
-        r = self.zk.call(Op.GET_EPHEMERALS, GetEphemeralsRequest(path), path)
-        self.out("[" + ", ".join(r.ephemerals) + "]")
+        root = self.chroot
+        paths = [self._out(p) for p in self._zk.get_ephemerals(self._in(path))
+                 if not root or p == root or p.startswith(root + "/")]
+        self.out("[" + ", ".join(paths) + "]")
 
     def cmd_getAllChildrenNumber(self, args: list[str]) -> None:  # noqa: N802 - zkCli's name
         self._need(args, 1, "getAllChildrenNumber")
         path = _check_path(args[0])
-        r = self.zk.call(Op.GET_ALL_CHILDREN_NUMBER, PathRequest(path), path)
-        self.out(str(r.totalNumber))
+        self.out(str(self._zk.get_all_children_number(self._in(path))))
 
     def cmd_config(self, args: list[str]) -> None:
         o, _rest = _opts(args, "cws")
-        path = "/zookeeper/config"
-        r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, bool(o.get("w"))), path,
-                         rooted=False)
-        text = bytes(r.data or b"").decode("utf-8", "replace")
+        # /zookeeper/config is read past the chroot, as ZooKeeper's getConfig does
+        data, st = self._zk.get("/zookeeper/config", self._watch(o.get("w")))
+        text = bytes(data).decode("utf-8", "replace")
         if o.get("c"):
             lines = [ln for ln in text.splitlines() if ln.startswith("server.")]
             version = [ln.split("=", 1)[1] for ln in text.splitlines()
@@ -534,42 +617,34 @@ class Shell:
                 text += f"\nversion={version[0]}" if text else f"version={version[0]}"
         self.out(text)
         if o.get("s"):
-            self._stat_lines(r.stat)
+            self._stat_lines(st)
 
     # -------------------------------------------------------------- quotas
+    # (quota nodes are named by real paths: they are read and written past the chroot)
     def _quota_dir(self, path: str) -> str:
         """The quota node of a path (below the chroot: quotas count real paths)."""
-        return QUOTA_ROOT + self.zk._in(path)
+        return QUOTA_ROOT + self._in(path)
 
     def _get(self, path: str) -> bytes | None:
         """The data of a node outside the chroot, None when it does not exist."""
         try:
-            r = self.zk.call(Op.GET_DATA, PathWatchRequest(path, False), path, rooted=False)
-        except KeeperError as e:
-            if e.code == Err.NONODE:
-                return None
-            raise
-        return bytes(r.data or b"")
+            return bytes(self._zk.get(path)[0])
+        except NoNodeError:
+            return None
 
     def _create_raw(self, path: str, data: bytes | None) -> bool:
         """Create a persistent node outside the chroot; False when it was there."""
         try:
-            self.zk.call(Op.CREATE, CreateRequest(path, data, OPEN_ACL, CreateMode.PERSISTENT),
-                         path, rooted=False)
-        except KeeperError as e:
-            if e.code == Err.NODEEXISTS:
-                return False
-            raise
+            self._zk.create(path, data, OPEN_ACL)
+        except NodeExistsError:
+            return False
         return True
 
     def _raw_children(self, path: str) -> list[str]:
         try:
-            r = self.zk.call(Op.GET_CHILDREN, PathWatchRequest(path, False), path, rooted=False)
-        except KeeperError as e:
-            if e.code == Err.NONODE:
-                return []
-            raise
-        return r.children
+            return self._zk.get_children(path)
+        except NoNodeError:
+            return []
 
     def cmd_setquota(self, args: list[str]) -> None:
         o, rest = _opts(args, "", "nbNB")
@@ -580,15 +655,13 @@ class Shell:
         path = _check_path(rest[0])
         wanted = {key: _int(o[flag], f"-{flag} value") for flag, key in _QUOTA_FLAGS
                   if flag in o}
-        real = self.zk._in(path)
+        real = self._in(path)
         if real.startswith(QUOTA_ROOT):
             raise ShellError(f"cannot set a quota under the path: {QUOTA_ROOT}")
         try:
             self.exists(path)
-        except KeeperError as e:
-            if e.code == Err.NONODE:
-                raise ShellError(f"{path} does not exist.") from None
-            raise
+        except NoNodeError:
+            raise ShellError(f"{path} does not exist.") from None
         mine = QUOTA_ROOT + real
         # one quota per branch: none below this path, none above it
         queue = [mine]
@@ -596,14 +669,14 @@ class Shell:
             node = queue.pop(0)
             kids = self._raw_children(node)
             if node != mine and QUOTA_LIMITS in kids:
-                below = self.zk._out(node[len(QUOTA_ROOT):])
+                below = self._out(node[len(QUOTA_ROOT):])
                 raise ShellError(f"{path} has a child {below} which has a quota")
             queue.extend(f"{node}/{k}" for k in kids if k not in (QUOTA_LIMITS, QUOTA_STATS))
         parts = real.strip("/").split("/")
         for i in range(1, len(parts)):
             above = "/" + "/".join(parts[:i])
             if self._get(QUOTA_ROOT + above + "/" + QUOTA_LIMITS) is not None:
-                raise ShellError(f"{path} has a parent {self.zk._out(above)} which has a quota")
+                raise ShellError(f"{path} has a parent {self._out(above)} which has a quota")
         node = QUOTA_ROOT
         for part in parts:
             node += "/" + part
@@ -619,9 +692,7 @@ class Shell:
             old = self._get(mine + "/" + QUOTA_LIMITS) or b""
         limits = parse_stats(old.decode("utf-8", "replace"))
         limits.update(wanted)
-        lp = mine + "/" + QUOTA_LIMITS
-        self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1), lp,
-                     rooted=False)
+        self._zk.set(mine + "/" + QUOTA_LIMITS, format_stats(limits).encode())
 
     def cmd_listquota(self, args: list[str]) -> None:
         self._need(args, 1, "listquota")
@@ -652,23 +723,18 @@ class Shell:
         if flags:  # only these limits go
             limits = parse_stats(old.decode("utf-8", "replace"))
             limits.update(dict.fromkeys(flags, -1))
-            self.zk.call(Op.SET_DATA, SetDataRequest(lp, format_stats(limits).encode(), -1),
-                         lp, rooted=False)
+            self._zk.set(lp, format_stats(limits).encode())
             return
         for leaf in (QUOTA_LIMITS, QUOTA_STATS):
             try:
-                self.zk.call(Op.DELETE, DeleteRequest(f"{mine}/{leaf}", -1), path,
-                             rooted=False)
-            except KeeperError as e:
-                if e.code != Err.NONODE:
-                    raise
+                self._zk.delete(f"{mine}/{leaf}")
+            except NoNodeError:
+                pass
         node = mine  # and the quota branch, up to the first node still in use
         while node != QUOTA_ROOT and not self._raw_children(node):
             try:
-                self.zk.call(Op.DELETE, DeleteRequest(node, -1), node, rooted=False)
-            except KeeperError as e:
-                if e.code not in (Err.NONODE, Err.NOTEMPTY):
-                    raise
+                self._zk.delete(node)
+            except (NoNodeError, NotEmptyError):
                 break
             node = node.rsplit("/", 1)[0]
 
@@ -689,25 +755,29 @@ class Shell:
             raise ShellError(f"redo of command {n} failed")
 
     def cmd_quit(self, args: list[str]) -> None:
-        self.zk.close()
+        self.close()
         self.quit = True
 
     def cmd_close(self, args: list[str]) -> None:
-        if not self.zk.closed:
-            self.zk.close()
-            self.event(WatcherEvent(-1, KeeperState.CLOSED, None))
+        if not self.closed:
+            self.close()
+            self.event("Closed")
 
     def cmd_connect(self, args: list[str]) -> None:
-        if not self.zk.closed:
+        if not self.closed:
             self.cmd_close([])
         if args:
             try:
-                self.zk.hosts = parse_hosts(args[0])
-                self.zk.chroot = split_chroot(args[0])[1]
-            except ValueError:
+                parse_hosts(args[0])
+            except ConfigurationError:
                 raise ShellError(COMMANDS["connect"]) from None
-        self.zk.connect()
-        self.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+            self.hosts = args[0].partition("/")[0]
+            self.chroot = parse_hosts(args[0])[1]
+        try:
+            self.open()
+        except (KazooTimeoutError, AuthFailedError) as e:
+            raise ConnectionLoss(str(e), path="") from None
+        self.event("SyncConnected")
 
     def cmd_printwatches(self, args: list[str]) -> None:
         if not args:
@@ -721,11 +791,6 @@ class Shell:
         from zabby import __version__
 
         self.out(f"ZooKeeper CLI version: zabby {__version__}")
-
-    def event(self, ev: WatcherEvent) -> None:
-        """A watch or session event, printed as zkCli prints it (unless printwatches off)."""
-        if self.print_watches:
-            self.notify(format_event(ev))
 
 
 # ------------------------------------------------------------- completion
@@ -742,12 +807,12 @@ def _completer(shell: Shell):
                     if name.startswith(word):
                         yield Completion(name + " ", start_position=-len(word), display=name)
                 return
-            if not word.startswith("/") or not shell.zk.connected:
+            if not word.startswith("/") or not shell.connected:
                 return
             parent, _, prefix = word.rpartition("/")
             try:
                 kids = shell.children(parent or "/")
-            except (KeeperError, Exception):  # noqa: BLE001 - no completions on error
+            except Exception:  # noqa: BLE001 - no completions on error
                 return
             for k in kids:
                 if k.startswith(prefix):
@@ -767,7 +832,7 @@ class Console:
     """The interactive shell's output: command results in order, watch events as they come.
 
     Results are written by the main thread while no prompt is up, so they always
-    precede the next prompt. Events come from the client's reader thread at any time:
+    precede the next prompt. Events come from the client's handler thread at any time:
     while no prompt is up they are written at once; while one is, they are queued and
     the prompt's own event loop writes them above it (``in_terminal``), so the prompt
     is redrawn after them. An event that the prompt did not get to write before it
@@ -858,9 +923,9 @@ def _interactive(shell: Shell, console: Console) -> int:
         history=FileHistory(str(history_file())), completer=_completer(shell),
         complete_while_typing=False)
     while not shell.quit:
-        host = "{}:{}".format(*shell.zk.address) if shell.zk.address else "?"
-        state = ("CLOSED" if shell.zk.closed
-                 else "CONNECTED" if shell.zk.connected else "CONNECTING")
+        host = "{}:{}".format(*shell.address) if shell.address else "?"
+        state = ("CLOSED" if shell.closed
+                 else "CONNECTED" if shell.connected else "CONNECTING")
         try:
             line = console.prompt(session, f"[zk: {host}({state}) {len(shell.history)}] ")
         except KeyboardInterrupt:
@@ -871,7 +936,7 @@ def _interactive(shell: Shell, console: Console) -> int:
             shell.execute(line)
         except KeyboardInterrupt:
             continue
-    shell.zk.close()
+    shell.close()
     return 0
 
 
@@ -883,7 +948,7 @@ def _scripted(shell: Shell, lines: Iterable[str]) -> int:
             break
         if shell.quit:
             break
-    shell.zk.close()
+    shell.close()
     return status
 
 
@@ -984,12 +1049,6 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
         with lock:
             print(s, flush=True)
 
-    shell: Shell | None = None
-
-    def on_event(ev: WatcherEvent) -> None:
-        if shell is not None:
-            shell.event(ev)
-
     try:
         props = read_properties(client_config) if client_config else {}
         context, sasl = tls_context(props), sasl_login(props)
@@ -998,36 +1057,50 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
               file=sys.stderr)
         return 2
     try:
-        client = ShellClient(server, timeout_ms=timeout_ms, on_event=on_event,
-                             ssl_context=context, sasl=sasl)
-        client.connect()
-    except KeeperError as e:
-        why = e.path or "no server answered"
-        if e.code == Err.AUTHFAILED:
-            why = f"authentication failed ({why})"
-        print(f"Unable to connect to {server}: {why}", file=sys.stderr)
-        return 1
-    except ValueError as e:
+        chroot = parse_hosts(server)[1]
+    except ConfigurationError as e:
         print(f"zabby shell: bad server list: {e}", file=sys.stderr)
         return 2
+    sasl_options = (None if sasl is None else
+                    {"mechanism": "DIGEST-MD5", "username": sasl[0], "password": sasl[1]})
+
+    def connect(hosts: str) -> SyncClient:
+        zk = SyncClient(hosts, timeout=timeout_ms / 1000.0, ssl_context=context,
+                        sasl_options=sasl_options, connect_wait=CONNECT_WAIT)
+        try:
+            zk.start(timeout=START_TIMEOUT)
+        except BaseException:
+            zk.close()
+            raise
+        return zk
+
     console = Console() if interactive else None
     if console is not None:
-        shell = Shell(client, out=console.write, err=console.error, notify=console.event)
+        shell = Shell(connect, server.partition("/")[0], chroot, out=console.write,
+                      err=console.error, notify=console.event)
     else:
-        shell = Shell(client, out=out)
+        shell = Shell(connect, server.partition("/")[0], chroot, out=out)
+    try:
+        shell.open()
+    except AuthFailedError as e:
+        print(f"Unable to connect to {server}: authentication failed ({e})", file=sys.stderr)
+        return 1
+    except (KazooTimeoutError, ZookeeperError):
+        print(f"Unable to connect to {server}: no server answered", file=sys.stderr)
+        return 1
     try:
         if command is not None:
             return _scripted(shell, split_commands(command))
         if words:
             return _scripted(shell, [shlex.join(words)])
         if console is not None:
-            shell.event(WatcherEvent(-1, KeeperState.SYNC_CONNECTED, None))
+            shell.event("SyncConnected")
             return _interactive(shell, console)
         return _scripted(shell, sys.stdin)
     except KeyboardInterrupt:
         return 130
     finally:
-        client.close()
+        shell.close()
 
 
 def add_arguments(p) -> None:

@@ -72,6 +72,7 @@ from zabby.wire import (
     encode_connect_request,
     encode_request,
 )
+from zabby.wire import keeper as _keeper
 
 from .exceptions import (
     AuthFailedError,
@@ -318,7 +319,10 @@ class Client:
     (session id, password) to resume a session; ``auth_data``: [(scheme, credential)]
     sent on every connection; ``ssl_context``: TLS to every host; ``sasl_options``:
     ``{"mechanism": "DIGEST-MD5", "username": .., "password": ..}``; ``read_only``:
-    accept read-only servers; ``default_acl``: the ACL of created nodes when none given.
+    accept read-only servers; ``default_acl``: the ACL of created nodes when none given;
+    ``connect_wait``: how long a request made while there is no connection waits for
+    one before it fails with ConnectionLoss, seconds (default: the session timeout; an
+    interactive tool wants a short one).
     """
 
     def __init__(self, hosts: str = "127.0.0.1:2181", timeout: float = 10.0,
@@ -328,12 +332,14 @@ class Client:
                  sasl_options: dict[str, str] | None = None,
                  default_acl: list[ACL] | None = None,
                  connection_timeout: float | None = None,
-                 randomize_hosts: bool = True) -> None:
+                 randomize_hosts: bool = True,
+                 connect_wait: float | None = None) -> None:
         self._hosts, self.chroot = parse_hosts(hosts)
         self.hosts = hosts
         self._timeout = float(timeout)
         self._session_timeout_ms = int(timeout * 1000)
         self._connect_timeout = connection_timeout
+        self._connect_wait = connect_wait
         self.randomize_hosts = randomize_hosts
         self.read_only = read_only
         self._ssl = ssl_context
@@ -763,7 +769,9 @@ class Client:
                 r.fut.set_exception(exc)
 
     async def _ready(self, timeout: float | None = None) -> _Conn:
-        deadline = time.monotonic() + (timeout if timeout is not None else self._timeout)
+        if timeout is None:
+            timeout = self._connect_wait if self._connect_wait is not None else self._timeout
+        deadline = time.monotonic() + timeout
         while True:
             if self._stopping or self._run_task is None:
                 raise ConnectionClosedError("the client is not started" if not self._started
@@ -929,17 +937,18 @@ class Client:
                      ephemeral: bool = False, sequence: bool = False, makepath: bool = False,
                      container: bool = False, ttl: int = 0, include_data: bool = False) -> Any:
         """Create a node; the path created (with its sequence number), or (path, stat)
-        when ``include_data``. ``ttl`` in milliseconds (a TTL node)."""
-        if value is None:
-            value = b""
-        if not isinstance(value, bytes | bytearray):
+        when ``include_data``. ``ttl`` in milliseconds (a TTL node). ``value=None``
+        creates a node whose data is null (as ZooKeeper's Java client does with null):
+        ``get`` reads it as b"" unless asked for ``null=None``."""
+        if value is not None and not isinstance(value, bytes | bytearray):
             raise TypeError("value must be bytes")
         flags = _mode_flags(ephemeral, sequence, container, ttl)
         op = _create_op(flags)
         acl = list(acl) if acl else self.default_acl
         sp = self._p(path)
-        body = (CreateTTLRequest(sp, bytes(value), acl, flags, int(ttl)) if op == Op.CREATE_TTL
-                else CreateRequest(sp, bytes(value), acl, flags))
+        data = None if value is None else bytes(value)
+        body = (CreateTTLRequest(sp, data, acl, flags, int(ttl)) if op == Op.CREATE_TTL
+                else CreateRequest(sp, data, acl, flags))
         try:
             resp = await self._call(op, body, Create2Response, path=path)
         except NoNodeError:
@@ -973,11 +982,15 @@ class Client:
         return True
 
     # ------------------------------------------------------------------ reads
-    async def get(self, path: str, watch=None) -> tuple[bytes, ZnodeStat]:
+    async def get(self, path: str, watch=None, *, null: Any = b"") -> tuple[Any, ZnodeStat]:
+        """(data, stat). ZooKeeper tells null data (a node created with none, as zkCli's
+        ``create /x`` makes) from empty data; ``get`` returns ``null`` for it: b"" by
+        default, ``null=None`` to see the difference (kazoo returns None)."""
         sp = self._p(path)
         resp = await self._call(Op.GET_DATA, PathWatchRequest(sp, watch is not None),
                                 GetDataResponse, path=path, **self._watch_args(watch, _DATA, path))
-        return (resp.data or b""), ZnodeStat.from_wire(resp.stat)
+        data = null if resp.data is None else resp.data
+        return data, ZnodeStat.from_wire(resp.stat)
 
     async def exists(self, path: str, watch=None) -> ZnodeStat | None:
         sp = self._p(path)
@@ -1123,13 +1136,66 @@ class Client:
             return out
         out = []
         for op, _err, body in results:
-            if op in (Op.CREATE, Op.CREATE2, Op.CREATE_TTL, Op.CREATE_CONTAINER):
+            if op in (Op.CREATE, Op.CREATE2, Op.CREATE_TTL, Op.CREATE_CONTAINER,
+                      Op.CREATE_IF_NOT_EXISTS):
                 out.append(self._client_path(body.path))
             elif op == Op.SET_DATA:
                 out.append(ZnodeStat.from_wire(body.stat))
             else:
                 out.append(True)
         return out
+
+    # ------------------------------------------- ClickHouse Keeper's extensions
+    # Answered by ClickHouse Keeper and by zabby with zabby.keeperExtensions=true;
+    # ZooKeeper answers them UNIMPLEMENTED and closes the connection.
+    async def create_if_not_exists(self, path: str, value: bytes = b"",
+                                   acl: list[ACL] | None = None,
+                                   ephemeral: bool = False) -> str:
+        """Create the node unless it exists (then nothing changes); its path either way."""
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError("value must be bytes")
+        acl = list(acl) if acl else self.default_acl
+        body = CreateRequest(self._p(path), bytes(value), acl, 1 if ephemeral else 0)
+        resp = await self._call(_keeper.CREATE_IF_NOT_EXISTS, body, PathResponse, path=path)
+        return self._client_path(resp.path)
+
+    async def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> bool:
+        """Delete the node and its whole subtree in one atomic write (nothing if the
+        node does not exist); NotEmptyError when the subtree holds more than ``limit``
+        nodes."""
+        await self._call(_keeper.REMOVE_RECURSIVE,
+                         _keeper.RemoveRecursiveRequest(self._p(path), limit), None, path=path)
+        return True
+
+    async def check_not_exists(self, path: str, version: int = -1) -> bool:
+        """True when the node does not exist (or not at ``version``); NodeExistsError
+        otherwise."""
+        await self._call(_keeper.CHECK_NOT_EXISTS, CheckVersionRequest(self._p(path), version),
+                         None, path=path)
+        return True
+
+    async def filtered_list(self, path: str, list_type: str = "all", watch=None,
+                            include_data: bool = False) -> Any:
+        """The children that are ``"ephemeral"`` (or ``"persistent"``, or ``"all"``);
+        with ``include_data``, (children, the node's stat)."""
+        kinds = {"all": _keeper.LIST_ALL, "persistent": _keeper.LIST_PERSISTENT_ONLY,
+                 "ephemeral": _keeper.LIST_EPHEMERAL_ONLY}
+        if list_type not in kinds:
+            raise ValueError(f"list_type must be one of {sorted(kinds)}: {list_type!r}")
+        body = _keeper.FilteredListRequest(self._p(path), watch is not None, kinds[list_type])
+        resp = await self._call(_keeper.FILTERED_LIST, body, GetChildren2Response, path=path,
+                                **self._watch_args(watch, _CHILD, path))
+        children = list(resp.children or ())
+        if include_data:
+            return children, ZnodeStat.from_wire(resp.stat)
+        return children
+
+    async def list_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> list[str]:
+        """Every descendant's path, breadth first (at most ``limit`` of them)."""
+        resp = await self._call(_keeper.LIST_RECURSIVE,
+                                _keeper.ListRecursiveRequest(self._p(path), limit),
+                                _keeper.ListRecursiveResponse, path=path)
+        return [self._client_path(p) for p in resp.children or ()]
 
     # ---------------------------------------------------------- watches (3.6+)
     def add_watch(self, path: str, watch=None, mode: str | int = "persistent") -> AddWatch:
@@ -1363,6 +1429,25 @@ class Transaction:
 
     def check(self, path: str, version: int) -> None:
         self.operations.append((Op.CHECK, CheckVersionRequest(self.client._p(path), version)))
+
+    # ClickHouse Keeper's multi ops (a server with zabby.keeperExtensions, or Keeper)
+    def check_not_exists(self, path: str, version: int = -1) -> None:
+        """The transaction fails (NodeExistsError) if the node exists."""
+        self.operations.append((_keeper.CHECK_NOT_EXISTS,
+                                CheckVersionRequest(self.client._p(path), version)))
+
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl: list[ACL] | None = None,
+                             ephemeral: bool = False) -> None:
+        """Creates the node unless it exists; its result is the path either way."""
+        acl = list(acl) if acl else self.client.default_acl
+        self.operations.append((_keeper.CREATE_IF_NOT_EXISTS,
+                                CreateRequest(self.client._p(path), bytes(value), acl,
+                                              1 if ephemeral else 0)))
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> None:
+        """Deletes the node and its subtree (nothing if it does not exist)."""
+        self.operations.append((_keeper.REMOVE_RECURSIVE,
+                                _keeper.RemoveRecursiveRequest(self.client._p(path), limit)))
 
     async def commit(self) -> list[Any]:
         """Apply every operation or none. Results in order: a created path, True for

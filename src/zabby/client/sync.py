@@ -105,6 +105,22 @@ class SyncClient:
             fut.cancel()
             raise KazooTimeoutError("no result in time") from None
 
+    def flush_callbacks(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the watch callbacks and state listeners queued so far have run.
+
+        The client queues a watch event, or a state change, for the handler thread
+        before it hands over the result of any later request, so after a call returns,
+        ``flush_callbacks()`` makes sure every event that came before its reply has
+        been seen: a tool printing both (``zabby shell``) shows them in order. False
+        when ``timeout`` ran out; on the handler thread itself (a callback) it returns
+        at once."""
+        h = self._handler_thread
+        if h is None or not h.is_alive() or threading.current_thread() is h:
+            return True
+        done = threading.Event()
+        self._handler_q.put((done.set, ()))
+        return done.wait(timeout)
+
     def _wrap(self, fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
         """The loop-side stand-in of a user's callback: it queues the call for the
         handler thread, and equals any other stand-in of the same callback (so the
@@ -198,8 +214,8 @@ class SyncClient:
 
     def add_listener(self, listener: Callable[[ConnectionState], Any]) -> None:
         """``listener(state)`` on every state change, called on the handler thread."""
+        self._ensure_threads()  # first: it may make the handler queue _wrap binds
         w = self._wrap(listener)
-        self._ensure_threads()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._client.add_listener, w)
 
@@ -217,8 +233,8 @@ class SyncClient:
     def ensure_path(self, path: str, acl=None) -> bool:
         return self._run(self._client.ensure_path(path, acl))
 
-    def get(self, path: str, watch=None) -> tuple[bytes, Any]:
-        return self._run(self._client.get(path, self._wrap(watch)))
+    def get(self, path: str, watch=None, *, null: Any = b"") -> tuple[Any, Any]:
+        return self._run(self._client.get(path, self._wrap(watch), null=null))
 
     def exists(self, path: str, watch=None) -> Any:
         return self._run(self._client.exists(path, self._wrap(watch)))
@@ -240,6 +256,25 @@ class SyncClient:
 
     def sync(self, path: str) -> str:
         return self._run(self._client.sync(path))
+
+    # ClickHouse Keeper's extension opcodes (see Client)
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl=None,
+                             ephemeral: bool = False) -> str:
+        return self._run(self._client.create_if_not_exists(path, value, acl, ephemeral))
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> bool:
+        return self._run(self._client.remove_recursive(path, limit))
+
+    def check_not_exists(self, path: str, version: int = -1) -> bool:
+        return self._run(self._client.check_not_exists(path, version))
+
+    def filtered_list(self, path: str, list_type: str = "all", watch=None,
+                      include_data: bool = False) -> Any:
+        return self._run(self._client.filtered_list(path, list_type, self._wrap(watch),
+                                                    include_data))
+
+    def list_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> list[str]:
+        return self._run(self._client.list_recursive(path, limit))
 
     def multi_read(self, ops) -> list[Any]:
         return self._run(self._client.multi_read(list(ops)))
@@ -383,6 +418,16 @@ class SyncTransaction:
 
     def check(self, path: str, version: int) -> None:
         self._t.check(path, version)
+
+    def check_not_exists(self, path: str, version: int = -1) -> None:
+        self._t.check_not_exists(path, version)
+
+    def create_if_not_exists(self, path: str, value: bytes = b"", acl=None,
+                             ephemeral: bool = False) -> None:
+        self._t.create_if_not_exists(path, value, acl, ephemeral)
+
+    def remove_recursive(self, path: str, limit: int = 0xFFFFFFFF) -> None:
+        self._t.remove_recursive(path, limit)
 
     @property
     def operations(self) -> list[Any]:

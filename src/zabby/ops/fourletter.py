@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..server.config import ALL_FOUR_LETTER_WORDS
 from .monitor import monitor_values  # mntr's figures (also re-exported)
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ ZK_NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
 # The control sequence telnet sends when it closes: ZooKeeper knows it so as not to log
 # it as a bad length; we just close.
 _TELNET_CLOSE = b"\xff\xf4\xff\xfd"
+# ClickHouse Keeper's words: known only to a server with zabby.keeperExtensions=true
+_KEEPER_WORDS = frozenset({"apiv", "ftfl"})
 
 # ZooTrace's default text trace mask (CLIENT_REQUEST | SERVER_PACKET | CLIENT_PING ...),
 # what gtmk answers until stmk changes it.
@@ -176,8 +179,9 @@ def _mode(server: ZabbyServer) -> str:
 
 
 def _serving(server: ZabbyServer) -> bool:
-    """ZooKeeperServer.isRunning(): an ensemble member that is electing a leader is not."""
-    return bool(getattr(server, "serving", True))
+    """ZooKeeperServer.isRunning(): an ensemble member that is electing a leader is not
+    (unless it serves read-only clients meanwhile)."""
+    return bool(getattr(server, "serving", True)) or _read_only(server)
 
 
 def _read_only(server: ZabbyServer) -> bool:
@@ -758,6 +762,8 @@ def render(server: ZabbyServer, conn: ClientConnection, cmd: str) -> str:
 
 def _enabled(server: ZabbyServer, cmd: str) -> bool:
     words = server.config.four_letter_words
+    if cmd in _KEEPER_WORDS and words >= ALL_FOUR_LETTER_WORDS:
+        return True  # "*" enables ClickHouse Keeper's words as well
     # zkServer.sh depends on srvr: ZooKeeper always enables it
     return cmd == "srvr" or cmd in words or "*" in words
 
@@ -775,7 +781,8 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
     if not head.isascii():
         return False
     cmd = head.decode("ascii")
-    if cmd not in KNOWN_COMMANDS:
+    if cmd not in KNOWN_COMMANDS and (
+            cmd not in _KEEPER_WORDS or getattr(server, "keeper", None) is None):
         return False
     server.metrics.packets_received += 1
     conn.packets_received += 1
@@ -795,6 +802,8 @@ def handle_four_letter_word(server: ZabbyServer, conn: ClientConnection, head: b
         try:
             if cmd == "stmk":
                 answer = _stmk(server, conn)
+            elif cmd in _KEEPER_WORDS:  # ClickHouse Keeper's apiv / ftfl
+                answer = server.keeper.four_letter_word(cmd)
             else:
                 answer = render(server, conn, cmd)
         except Exception:

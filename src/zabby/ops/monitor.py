@@ -254,7 +254,8 @@ def figures(server: ZabbyServer,
     m = server.metrics
     peer = getattr(server, "peer", None)
     mode = getattr(server, "mode", None) or "standalone"
-    f = Figures(serving=bool(getattr(server, "serving", True)))
+    f = Figures(serving=bool(getattr(server, "serving", True))
+                or bool(getattr(server, "read_only", False)))
     f.info.append(("version", FULL_VERSION))
     f.info.append(("server_state", mode))
     role = getattr(server, "role", None)

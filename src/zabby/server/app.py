@@ -8,7 +8,8 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
-from ..storage import Progress, TxnLog, purge, recover
+from ..storage import CorruptDataError, Progress, TxnLog, purge, recover
+from ..storage.snapshot import write_snapshot
 from .config import ConfigError, ServerConfig
 from .core import FourLetterHandler, ZabbyServer
 from .durability import GroupCommitter
@@ -66,6 +67,8 @@ def build_server(
         report.last_zxid, report.snapshot or "an empty data directory", report.replayed,
         report.seconds,
     )
+    if report.snapshot is None:
+        _no_snapshot(config, tree, report, log_dir)
     txn_log = TxnLog(
         log_dir, prealloc_bytes=config.pre_alloc_size_kb * 1024, force_sync=config.force_sync
     )
@@ -82,6 +85,8 @@ def build_server(
     if config.is_distributed:
         from .ensemble import EnsembleServer
 
+        if config.readonly_mode:
+            from .readonly import ReadOnlyEnsembleServer as EnsembleServer  # noqa: N814
         if config.server_id is None or config.server_id not in config.servers:
             raise ConfigError(f"{config.source or '<config>'}: this server's id is unknown: "
                               f"write it to {os.path.join(config.data_dir, 'myid')} "
@@ -95,6 +100,28 @@ def build_server(
     server.metrics.dbinittime.add(int(report.seconds * 1000))
     server.metrics.startup_txns_loaded.add(report.replayed)
     return server
+
+
+EMPTY_SNAPSHOT_WARNING = "No snapshot found, but there are log entries. "
+
+
+def _no_snapshot(config: ServerConfig, tree, report, log_dir: str) -> None:
+    """A data directory without a snapshot, as ZooKeeper 3.8's FileTxnSnapLog.restore:
+    with txn logs it refuses to start (the snapshot they follow is missing) unless
+    snapshot.trust.empty=true, which replays the logs from an empty tree (meant for
+    upgrades from versions that wrote no snapshot at start); either way -- a brand-new
+    directory too -- a snapshot is taken at once, as ZooKeeper does when it loads its
+    database, so the next start finds one."""
+    if report.log_last_zxid:
+        if not config.snapshot_trust_empty:
+            where = os.path.join(log_dir, "version-2")
+            raise CorruptDataError(
+                f"{where}: {EMPTY_SNAPSHOT_WARNING}Something is broken! (the txn logs run to "
+                f"zxid 0x{report.log_last_zxid:x}; to start from them alone, as when "
+                "upgrading from a version that wrote no snapshot, set "
+                "snapshot.trust.empty=true)", path=where)
+        log.warning("%sThis should only be allowed during upgrading.", EMPTY_SNAPSHOT_WARNING)
+    write_snapshot(tree, config.data_dir, compress=bool(config.snapshot_compression))
 
 
 async def serve(

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # Every four-letter word ZooKeeper 3.8 knows (FourLetterCommands).  "*" in the whitelist
 # enables all of them.
+# ClickHouse Keeper's words, answered with zabby.keeperExtensions=true (server/keeper.py)
+KEEPER_FOUR_LETTER_WORDS: frozenset[str] = frozenset({"apiv", "ftfl"})
 ALL_FOUR_LETTER_WORDS: frozenset[str] = frozenset(
     {
         "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst",
@@ -112,6 +114,11 @@ class ServerConfig:
     max_session_timeout: int = -1  # maxSessionTimeout ms; -1 -> 20 * tickTime
     four_letter_words: frozenset[str] = DEFAULT_FOUR_LETTER_WORDS  # 4lw.commands.whitelist
     extended_types_enabled: bool = False  # zookeeper.extendedTypesEnabled
+    # readonlymode.enabled: a member cut off from its quorum serves reads to clients
+    # that allow it (server.readonly). ZooKeeper reads only the JVM property
+    # -Dreadonlymode.enabled; zabby also takes it from zoo.cfg, with or without the
+    # "zookeeper." prefix
+    readonly_mode: bool = False
     max_buffer: int = 0xFFFFF  # jute.maxbuffer
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
@@ -135,6 +142,12 @@ class ServerConfig:
     init_limit: int = 10  # initLimit (ticks)
     sync_limit: int = 5  # syncLimit (ticks)
     servers: dict[int, ServerSpec] = field(default_factory=dict)  # server.N
+    # zabby.keeperExtensions: answer ClickHouse Keeper's extension opcodes (500-507),
+    # /keeper/api_version, /keeper/feature_flags, apiv and ftfl (server/keeper.py)
+    keeper_extensions: bool = False
+    # snapshot.trust.empty (zookeeper.snapshot.trust.empty): start from a data
+    # directory that has txn logs but no snapshot (ZooKeeper refuses it otherwise)
+    snapshot_trust_empty: bool = False
     peer_type: str = PARTICIPANT  # peerType
     standalone_enabled: bool = True  # standaloneEnabled
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
@@ -397,6 +410,7 @@ _STATIC_KEYS = frozenset(
         "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit",
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
         "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns", "reconfigEnabled",
+        "zabby.keeperExtensions",  # zabby's own (ClickHouse Keeper's opcodes)
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -410,6 +424,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "multiAddress.enabled",
+        "readonlymode.enabled", "snapshot.trust.empty",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -442,6 +457,7 @@ SERVER_CNXN_FACTORIES = frozenset(
 _AUTH_PROVIDER = "authProvider."
 _SYSPROP_PREFIX = "zookeeper."
 _JUTE_MAXBUFFER = "jute.maxbuffer"
+_READONLY_MODE = "readonlymode.enabled"  # ZooKeeper's JVM property, without a prefix
 
 # metricsProvider.className values. Prometheus: /metrics served; ZooKeeper's default
 # (mntr only) and null providers: nothing served. Any other class is refused.
@@ -473,7 +489,7 @@ _ZK_UNSUPPORTED = frozenset(
         "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-        "oraclePath", "readonlymode.enabled",
+        "oraclePath",
     }
 )
 
@@ -649,7 +665,7 @@ class _Parser:
         """Fold ``-D`` options into `settings`; the file's own settings win."""
         for prop, value in props.items():
             value = _java_trim(value)
-            if prop.startswith(_SYSPROP_PREFIX) or prop == _JUTE_MAXBUFFER:
+            if prop.startswith(_SYSPROP_PREFIX) or prop in (_JUTE_MAXBUFFER, _READONLY_MODE):
                 canon = _canonical(prop)
             elif is_security_key(prop):  # the JVM's own: java.security.auth.login.config
                 canon = prop
@@ -726,6 +742,12 @@ class _Parser:
             c.four_letter_words = self.whitelist(key, value)
         elif canon == "extendedTypesEnabled":
             c.extended_types_enabled = self.boolean(key, value)
+        elif canon == _READONLY_MODE:
+            c.readonly_mode = self.boolean(key, value)
+        elif canon == "zabby.keeperExtensions":
+            c.keeper_extensions = self.boolean(key, value)
+        elif canon == "snapshot.trust.empty":
+            c.snapshot_trust_empty = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
         elif canon == "snapshot.compression.method":
@@ -830,8 +852,8 @@ class _Parser:
             if not word:
                 continue
             if word == "*":
-                words |= ALL_FOUR_LETTER_WORDS
-            elif word in ALL_FOUR_LETTER_WORDS:
+                words |= ALL_FOUR_LETTER_WORDS  # (Keeper's words too: ops/fourletter)
+            elif word in ALL_FOUR_LETTER_WORDS or word in KEEPER_FOUR_LETTER_WORDS:
                 words.add(word)
             else:
                 # ZooKeeper accepts any name silently; a name it does not know can never

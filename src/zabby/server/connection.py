@@ -10,7 +10,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..wire import ProtocolError
-from ..wire.protocol import FrameDecoder, decode_connect, decode_request
+from ..wire.protocol import FrameDecoder, decode_connect_request, decode_request
 from .metrics import LatencyCounters
 
 if TYPE_CHECKING:
@@ -78,6 +78,9 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.session: Session | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.initialized = False  # ConnectRequest seen
+        # its ConnectRequest ended with the readOnly byte: only then does the connect
+        # response carry one (an older client would read it as the next frame's length)
+        self.sent_read_only = True
         self._head = b""
         self.head_rest = b""  # bytes after the first four in the same read
         self.closed = False
@@ -196,9 +199,10 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
             i += 1
             self.packets_received += 1
             if not self.initialized:
-                req, read_only = decode_connect(f)
+                req, read_only = decode_connect_request(f)
                 self.initialized = True
-                server.handle_connect(self, req, read_only)
+                self.sent_read_only = read_only is not None
+                server.handle_connect(self, req, bool(read_only))
                 if self.closed or self.closing:
                     return
             else:

@@ -32,6 +32,7 @@ from ..wire import (
     Op,
     WatcherType,
 )
+from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import WRITE_OPS, encode_connect_response, encode_notification, encode_reply
 from ..wire.records import (
     ClientInfo,
@@ -52,6 +53,7 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
+from .keeper import KeeperExtensions, keeper_reply
 from .metrics import ServerMetrics
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
@@ -72,6 +74,8 @@ _TREE_READS = frozenset(
 _CONNECTED = KeeperState.SYNC_CONNECTED
 _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
+_NONODE = int(Err.NONODE)
+_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
 
 
 def _now_ms() -> int:
@@ -97,6 +101,9 @@ class InMemoryCommitter:
 class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
+    # serving read-only clients only (readonlymode.enabled: server.readonly)
+    read_only = False
+
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
         tree: DataTree | None = None, security: Security | None = None,
@@ -116,6 +123,9 @@ class ZabbyServer:
         if self.security.client_tls is not None:  # TLS for clients registers x509
             tree.acl_providers["x509"] = True
         self.watches = tree.watches
+        # ClickHouse Keeper's extension opcodes (zabby.keeperExtensions), None when off
+        self.keeper = KeeperExtensions(self) if config.keeper_extensions else None
+        tree.keeper_extensions = config.keeper_extensions
         # time the loop was too busy to run (see _ticker): never counted against sessions
         self._stalled_ns = 0
         self.stalled_ms_total = 0
@@ -489,7 +499,7 @@ class ZabbyServer:
             else:
                 log.info("Invalid session 0x%x for client %s:%d, probably expired",
                          req.sessionId & (2**64 - 1), *conn.peer)
-            conn.send(encode_connect_response(ConnectResponse(0, 0, 0, bytes(16))))
+            conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
             conn.close_after_flush()
             return
         old = s.conn
@@ -499,7 +509,12 @@ class ZabbyServer:
         s.conn = conn
         conn.session = s
         s.auth = conn.auth
-        conn.send(encode_connect_response(ConnectResponse(0, timeout, s.id, s.passwd)))
+        conn.send(self.connect_response(conn, ConnectResponse(0, timeout, s.id, s.passwd)))
+
+    def connect_response(self, conn: ClientConnection, resp: ConnectResponse) -> bytes:
+        """The connect response frame; its readOnly byte only for a client that sent
+        one (as ZooKeeper 3.8 does; ZOOKEEPER-4814)."""
+        return encode_connect_response(resp, self.read_only if conn.sent_read_only else None)
 
     def _start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
         if self.committer.failure is not None:
@@ -507,7 +522,7 @@ class ZabbyServer:
             # no zxid a client could see and then miss after a restart. Reads work;
             # writes (ephemerals included) are refused.
             conn.inflight -= 1
-            conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
             return
         txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
         self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
@@ -515,7 +530,7 @@ class ZabbyServer:
     def _session_created(self, conn: ClientConnection, s: Session, txn) -> None:
         self.tree.apply(txn)
         conn.inflight -= 1
-        conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+        conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
         self.pump(conn)
 
     # ------------------------------------------------------------ requests
@@ -662,7 +677,10 @@ class ZabbyServer:
             return
         self.outstanding -= 1
         conn.inflight -= 1
-        self._reply(conn, xid, op, res.err, res.response, t0)
+        err, resp = res.err, res.response
+        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
+            err, resp = keeper_reply(op, res)
+        self._reply(conn, xid, op, err, resp, t0)
         if op == Op.CLOSE_SESSION:
             conn.close_after_flush()
             return
@@ -704,18 +722,20 @@ class ZabbyServer:
         if s is None:
             return
         if body is None:
-            # unknown opcode: ZooKeeper answers UNIMPLEMENTED (zxid -1) and hangs up
-            log.warning("Received packet at server of unknown type %d", op)
-            conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
-            conn.close_after_flush()
+            self._unknown_op(conn, xid, op)
             return
         if body is MALFORMED:
+            if op in KEEPER_OPS and self.keeper is None:
+                self._unknown_op(conn, xid, op)
+                return
             log.warning("Failed to decode request of type %d from %s:%d", op, *conn.peer)
             self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
         if op in _TREE_READS:
             # the tree registers the watch exactly when ZooKeeper would
             err, resp = self.tree.read(op, body, conn.auth, s.id, conn)
+            if err == _NONODE and self.keeper is not None:  # Keeper's /keeper nodes
+                err, resp = self.keeper.system_read(op, body)
             self._reply(conn, xid, op, err, resp, t0)
             return
         if op == Op.PING:
@@ -755,7 +775,19 @@ class ZabbyServer:
                                 providers else "") for i in conn.auth]
             self._reply(conn, xid, op, Err.OK, WhoAmIResponse(infos), t0)
             return
+        if op in KEEPER_OPS:
+            if self.keeper is not None:
+                self.keeper.handle(conn, xid, op, body, t0)
+            else:  # not enabled: unknown to us, as to ZooKeeper
+                self._unknown_op(conn, xid, op)
+            return
         conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+
+    def _unknown_op(self, conn: ClientConnection, xid: int, op: int) -> None:
+        # unknown opcode: ZooKeeper answers UNIMPLEMENTED (zxid -1) and hangs up
+        log.warning("Received packet at server of unknown type %d", op)
+        conn.send(encode_reply(xid, -1, Err.UNIMPLEMENTED))
+        conn.close_after_flush()
 
     def _reply(self, conn: ClientConnection, xid: int, op: int, err: int, resp, t0: int) -> None:
         zxid = self.last_zxid

@@ -42,11 +42,11 @@ from ..tree.acl import check_perm
 from ..tree.txn import SetDataTxn
 from ..wire import Err, Id, Op, Perm
 from ..wire.jute import ProtocolError, Record, vector
-from ..wire.protocol import REQUEST_BODY, encode_connect_response
+from ..wire.protocol import REQUEST_BODY
 from ..wire.records import ConnectRequest, ConnectResponse, GetDataResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .core import FourLetterHandler, ZabbyServer, _now_ms
+from .core import _KEEPER_MIN, FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
     Membership,
@@ -58,6 +58,7 @@ from .dynconfig import (
     quorum_system,
     write_dynamic_config,
 )
+from .keeper import keeper_reply
 from .peers import PeerMesh
 from .quorum_auth import watch_cert_files
 from .security import Security
@@ -532,6 +533,7 @@ class EnsembleServer(ZabbyServer):
             conn.abort()  # watches and reads of the old state end here
         self.tree = tree
         self.watches = tree.watches
+        tree.keeper_extensions = self.config.keeper_extensions
 
     # ------------------------------------------------------------ membership
     def _show_config(self) -> None:
@@ -857,7 +859,7 @@ class EnsembleServer(ZabbyServer):
             if conn is not None and not conn.closed and conn.session is not None:
                 conn.inflight -= 1
                 s = conn.session
-                conn.send(encode_connect_response(ConnectResponse(0, s.timeout, s.id, s.passwd)))
+                conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
                 self.pump(conn)
             return
         if hdr.type == Op.CLOSE_SESSION:
@@ -875,10 +877,12 @@ class EnsembleServer(ZabbyServer):
         conn.inflight -= 1
         if conn.closed:
             return
-        resp = res.response
-        if op == Op.RECONFIG and res.err == Err.OK and resp is not None:
+        err, resp = res.err, res.response
+        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
+            err, resp = keeper_reply(op, res)
+        elif op == Op.RECONFIG and err == Err.OK and resp is not None:
             resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
-        self._reply(conn, xid, op, res.err, resp, t0)
+        self._reply(conn, xid, op, err, resp, t0)
         if op == Op.CLOSE_SESSION:
             conn.close_after_flush()
             return

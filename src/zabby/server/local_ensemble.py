@@ -2,8 +2,14 @@
 
 Each member gets a directory under the base directory (zoo.cfg, myid, data),
 free loopback ports for clients, quorum and election, and its own process;
-their log lines are relayed prefixed with ``[server.N]``. SIGINT/SIGTERM
-stops every member (SIGTERM, then SIGKILL after a grace period).
+their log lines are relayed prefixed with ``[server.N]``. Extra zoo.cfg keys
+(``zabby serve --ensemble 3 --set key=value ...``) go into every member's zoo.cfg,
+and ``-D`` options onto every member's command line.
+
+A member that dies (kill -9 it to try failover) is reported with its id, pid and
+exit status and the others keep running; the ensemble ends when every member has
+died, or on SIGINT/SIGTERM, which stops every member (SIGTERM, then SIGKILL after a
+grace period).
 """
 
 from __future__ import annotations
@@ -28,6 +34,21 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+# keys each member must have its own value of: the ensemble writes them
+RESERVED_KEYS = frozenset({
+    "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "secureClientPort",
+    "secureClientPortAddress", "peerType", "dynamicConfigFile", "myid",
+})
+
+
+def check_extra(extra: dict[str, str]) -> None:
+    """ValueError for an extra key the ensemble writes itself (one value per member)."""
+    for key in extra:
+        if key in RESERVED_KEYS or key.startswith(("server.", "group.", "weight.")):
+            raise ValueError(f"{key} is set by the local ensemble for each member; "
+                             "it cannot be passed through")
 
 
 def write_ensemble(base_dir: str, n: int, *, tick_time: int = 2000, observers: int = 0,
@@ -71,21 +92,50 @@ def _relay(proc: subprocess.Popen, label: str) -> None:
         sys.stdout.flush()
 
 
-def run_local_ensemble(n: int, base_dir: str, *, observers: int = 0, tick_time: int = 2000) -> int:
-    members = write_ensemble(base_dir, n, observers=observers, tick_time=tick_time)
-    procs: list[subprocess.Popen] = []
+def exit_status(returncode: int) -> str:
+    """A process's end in words: ``exited with status 1``, ``was killed by SIGKILL``."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
+
+
+def run_local_ensemble(n: int, base_dir: str, *, observers: int = 0, tick_time: int = 2000,
+                       extra: dict[str, str] | None = None,
+                       jvm_options: list[str] | None = None) -> int:
+    """Run the members until SIGINT/SIGTERM (status 0) or until all have died (1)."""
+    extra = dict(extra or {})
+    check_extra(extra)
+    members = write_ensemble(base_dir, n, observers=observers, tick_time=tick_time,
+                             extra=extra)
+    flags = [f"-D{o}" for o in jvm_options or ()]
+    from .config import ConfigError, load_config, system_properties_from
+
+    try:  # a bad --set value: one message now, not one from each member as it dies
+        load_config(members[0]["config"], system_properties_from(flags, env={}))
+    except ConfigError as e:
+        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+        return 2
     print(f"zabby: starting a local ensemble of {n} voters"
-          + (f" and {observers} observers" if observers else "") + f" in {base_dir}")
+          + (f" and {observers} observers" if observers else "") + f" in {base_dir}",
+          flush=True)
+    alive: dict[int, tuple[dict, subprocess.Popen]] = {}
     for m in members:
         p = subprocess.Popen(
-            [sys.executable, "-m", "zabby", "serve", "--config", m["config"]],
+            [sys.executable, "-m", "zabby", "serve", "--config", m["config"], *flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True,
         )
-        procs.append(p)
+        m["pid"] = p.pid
+        alive[m["id"]] = (m, p)
+        print(f"zabby: server.{m['id']} pid {p.pid} client port {m['client_port']}"
+              + (" (observer)" if m["observer"] else ""), flush=True)
         threading.Thread(target=_relay, args=(p, f"server.{m['id']}"), daemon=True).start()
     conn = ",".join(f"127.0.0.1:{m['client_port']}" for m in members)
-    print(f"zabby: connect with hosts={conn}")
+    print(f"zabby: connect with hosts={conn}", flush=True)
     stop = threading.Event()
 
     def _stop(*_a) -> None:
@@ -95,11 +145,24 @@ def run_local_ensemble(n: int, base_dir: str, *, observers: int = 0, tick_time: 
     signal.signal(signal.SIGTERM, _stop)
     status = 0
     while not stop.is_set():
-        if any(p.poll() is not None for p in procs):
+        for mid, (m, p) in list(alive.items()):
+            rc = p.poll()
+            if rc is None:
+                continue
+            del alive[mid]
+            print(f"zabby: server.{mid} (pid {p.pid}) {exit_status(rc)}; "
+                  f"{len(alive)} of {len(members)} members still running", file=sys.stderr,
+                  flush=True)
+            if alive:
+                print(f"zabby: to start it again by hand: {sys.executable} -m zabby serve "
+                      f"--config {m['config']}", file=sys.stderr, flush=True)
+        if not alive:
+            print("zabby: every member has exited; the local ensemble is over",
+                  file=sys.stderr, flush=True)
             status = 1
-            print("zabby: a member exited; stopping the ensemble", file=sys.stderr)
             break
-        stop.wait(0.5)
+        stop.wait(0.2)
+    procs = [p for _m, p in alive.values()]
     for p in procs:
         if p.poll() is None:
             p.terminate()

@@ -22,7 +22,9 @@ zabby's own client (``zabby.client``), same servers:
                         asyncio ``Client`` for the server, not yet started: in an async
                         test, ``async with make() as zk: ...``
   ``zabby_async_client``, ``zk_async_client`` -- a connected asyncio ``Client`` (only
-                        when pytest-asyncio is installed: an async fixture needs it)
+                        when pytest-asyncio is installed: an async fixture needs it; the
+                        tree emptied first). In pytest-asyncio's strict mode mark the
+                        test: ``@pytest.mark.asyncio async def test_x(zabby_async_client)``
 
 Ensembles, for failover tests (function-scoped: see ``zabby_ensemble``):
   ``zabby_ensemble``    -- a started 3-member ``ZabbyEnsemble`` on 127.0.0.1 (free ports,

@@ -41,6 +41,13 @@ from .acl import (
     redact_acl,
 )
 from .javaorder import children_order, grow_cap, java_order, table_size_for
+from .keeper import (
+    KEEPER_MULTI_OPS,
+    KEEPER_PREP,
+    keeper_apply,
+    keeper_multi_prep,
+    keeper_multi_read,
+)
 from .paths import is_valid_path
 from .txn import (
     CheckVersionTxn,
@@ -84,6 +91,7 @@ _OP_ERROR = int(Op.ERROR)
 _OP_RECONFIG = int(Op.RECONFIG)
 _OP_SET_ACL = int(Op.SET_ACL)
 _OP_SET_DATA = int(Op.SET_DATA)
+_KEEPER_MULTI_MIN = 500  # ClickHouse Keeper's multi ops are above (tree/keeper.py)
 # A directory with at least this many children keeps its last listing (names in
 # ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
 _LISTING_CACHE_MIN = 1024
@@ -207,6 +215,13 @@ def _java_trim(s: str) -> str:
 
 class DataTree:
     """Znodes by path, with ZooKeeper 3.8's write validation and application."""
+
+    # for tree/keeper.py (ClickHouse Keeper's extension opcodes)
+    KErr = _KErr
+    Change = _Change
+    # zabby.keeperExtensions: prepare Keeper's opcodes (the server sets it); applying
+    # their txns needs nothing new, so replay never depends on it
+    keeper_extensions = False
 
     def __init__(
         self,
@@ -457,6 +472,9 @@ class DataTree:
         results = []
         for op, req in body.ops:
             if op not in (Op.GET_CHILDREN, Op.GET_DATA):
+                if op == Op.FILTERED_LIST and self.keeper_extensions:
+                    results.append(keeper_multi_read(self, req, auth))  # tree/keeper.py
+                    continue
                 # "Invalid type of readOp": the whole request fails
                 return Err.MARSHALLINGERROR, None
             try:
@@ -569,11 +587,12 @@ class DataTree:
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
         ops = [t if t[0] not in _CREATE_OPS else _normalize_multi_op(*t) for t in body.ops]
         for op, _req in ops:
-            if op not in _MULTI_WRITE_OPS:
+            if op not in _MULTI_WRITE_OPS and not (
+                    op in KEEPER_MULTI_OPS and self.keeper_extensions):
                 # MultiOperationRecord refuses read ops in a write multi ("Mixing
                 # different kind of ops"): the request fails whole
                 raise _KErr(Err.MARSHALLINGERROR)
-        saved = self._pending_for_multi(ops)
+        saved = self._multi_saved = self._pending_for_multi(ops)
         subs: list[tuple[int, Record]] = []
         failed = False
         for op, req in ops:
@@ -586,7 +605,10 @@ class DataTree:
                 self._rollback(ctx.zxid, saved)
                 raise _KErr(Err.MARSHALLINGERROR)
             try:
-                subs.append(self._prep(op, req, ctx))
+                if op > _KEEPER_MULTI_MIN:  # ClickHouse Keeper's ops (tree/keeper.py)
+                    subs.append(keeper_multi_prep(self, op, req, ctx))
+                else:
+                    subs.append(self._prep(op, req, ctx))
             except _KErr as e:
                 failed = True
                 subs.append((_OP_ERROR, ErrorTxn(e.err)))
@@ -610,6 +632,9 @@ class DataTree:
             return _OP_CREATE_SESSION, CreateSessionTxn(int(req))
         if op == _OP_CLOSE_SESSION:
             return self._prep_close_session(ctx)
+        keeper = KEEPER_PREP.get(op)
+        if keeper is not None and self.keeper_extensions:
+            return keeper(self, req, ctx)
         raise _KErr(Err.UNIMPLEMENTED)
 
     def _check_data(self, data) -> None:
@@ -926,6 +951,8 @@ class DataTree:
         if t == _OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
+        if t > _KEEPER_MULTI_MIN:  # Keeper's sub-txns of a multi (tree/keeper.py)
+            return keeper_apply(self, t, body, hdr, events)
         raise _KErr(Err.UNIMPLEMENTED)
 
     def _create_node(self, path, data, acl, owner, parent_cversion, zxid, time, events) -> ZNode:

@@ -20,12 +20,14 @@ __all__ = [
     "CheckVersionTxn",
     "CloseSessionTxn",
     "CreateContainerTxn",
+    "CreateIfNotExistsTxn",
     "CreateSessionTxn",
     "CreateTTLTxn",
     "CreateTxn",
     "DeleteTxn",
     "ErrorTxn",
     "MultiTxn",
+    "RemoveRecursiveTxn",
     "SetACLTxn",
     "SetDataTxn",
     "SubTxn",
@@ -98,6 +100,27 @@ class CloseSessionTxn(Record):
     FIELDS = (("paths2Delete", vector("ustring")),)
 
 
+class CreateIfNotExistsTxn(Record):
+    """ClickHouse Keeper's createIfNotExists inside a multi (sub-txn 502): a create's
+    fields, and whether it created (False: the node was there, nothing applies)."""
+
+    FIELDS = (
+        ("path", "ustring"),
+        ("data", "buffer"),
+        ("acl", vector(ACL)),
+        ("ephemeral", "bool"),
+        ("parentCVersion", "int"),
+        ("created", "bool"),
+    )
+
+
+class RemoveRecursiveTxn(Record):
+    """ClickHouse Keeper's removeRecursive inside a multi (sub-txn 503): the paths to
+    delete, children before parents. (On its own it is logged as a multi of deletes.)"""
+
+    FIELDS = (("paths", vector("ustring")),)
+
+
 class ErrorTxn(Record):
     FIELDS = (("err", "int"),)
 
@@ -168,6 +191,11 @@ MULTI_SUB_BODY: dict[int, Any] = {
     Op.SET_DATA: SetDataTxn,
     Op.CHECK: CheckVersionTxn,
     Op.ERROR: ErrorTxn,
+    # ClickHouse Keeper's multi ops (zabby.keeperExtensions): checkNotExists,
+    # createIfNotExists, removeRecursive
+    501: CheckVersionTxn,
+    502: CreateIfNotExistsTxn,
+    503: RemoveRecursiveTxn,
 }
 
 

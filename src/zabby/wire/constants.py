@@ -40,6 +40,12 @@ class Op(IntEnum):
     SET_WATCHES2 = 105
     ADD_WATCH = 106
     WHO_AM_I = 107
+    # ClickHouse Keeper's extensions (wire/keeper.py; zabby.keeperExtensions)
+    FILTERED_LIST = 500
+    CHECK_NOT_EXISTS = 501
+    CREATE_IF_NOT_EXISTS = 502
+    REMOVE_RECURSIVE = 503
+    LIST_RECURSIVE = 507
     CREATE_SESSION = -10
     CLOSE_SESSION = -11
     ERROR = -1

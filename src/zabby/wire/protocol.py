@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from . import keeper as _keeper
 from .constants import DEFAULT_MAX_BUFFER, XID_NOTIFICATION, Err, Op
 from .jute import INT, ProtocolError, Record, read_bool, read_int
 from .records import (
@@ -25,6 +26,7 @@ from .records import (
     DeleteRequest,
     Empty,
     ErrorResponse,
+    GetChildren2Response,
     GetChildrenResponse,
     GetDataResponse,
     GetEphemeralsRequest,
@@ -171,6 +173,13 @@ REQUEST_BODY: dict[int, Any] = {
     Op.ADD_WATCH: AddWatchRequest,
     Op.WHO_AM_I: Empty,
     Op.CLOSE_SESSION: Empty,
+    # ClickHouse Keeper's extensions: always decoded, answered only when the server
+    # enables them (zabby.keeperExtensions), else treated as unknown opcodes
+    _keeper.FILTERED_LIST: _keeper.FilteredListRequest,
+    _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
+    _keeper.CREATE_IF_NOT_EXISTS: CreateRequest,
+    _keeper.REMOVE_RECURSIVE: _keeper.RemoveRecursiveRequest,
+    _keeper.LIST_RECURSIVE: _keeper.ListRecursiveRequest,
 }
 
 # Ops allowed inside a multi / multiRead body.
@@ -185,6 +194,13 @@ MULTI_OP_BODY: dict[int, Any] = {
     # MultiOperationRecord sends GetChildrenRequest / GetDataRequest (path + watch)
     Op.GET_CHILDREN: PathWatchRequest,
     Op.GET_DATA: PathWatchRequest,
+    # ClickHouse Keeper's: checkNotExists, createIfNotExists, removeRecursive in a
+    # write multi, filteredList in a multiRead (its result is a List, 12); unless the
+    # server enables them, a multi holding one fails whole, as in ZooKeeper
+    _keeper.CHECK_NOT_EXISTS: CheckVersionRequest,
+    _keeper.CREATE_IF_NOT_EXISTS: CreateRequest,
+    _keeper.REMOVE_RECURSIVE: _keeper.RemoveRecursiveRequest,
+    _keeper.FILTERED_LIST: _keeper.FilteredListRequest,
 }
 
 # Body of each result in a MultiResponse (None: no body).
@@ -199,6 +215,10 @@ MULTI_RESULT_BODY: dict[int, Any] = {
     Op.GET_CHILDREN: GetChildrenResponse,
     Op.GET_DATA: GetDataResponse,
     Op.ERROR: ErrorResponse,
+    _keeper.CHECK_NOT_EXISTS: None,
+    Op.GET_CHILDREN2: GetChildren2Response,  # Keeper's filteredList in a multiRead
+    _keeper.CREATE_IF_NOT_EXISTS: PathResponse,
+    _keeper.REMOVE_RECURSIVE: None,
 }
 
 WRITE_OPS = frozenset(
@@ -256,8 +276,16 @@ def frame(payload: bytes | bytearray) -> bytes:
 # ------------------------------------------------------------ connect handshake
 def decode_connect(frame_bytes) -> tuple[ConnectRequest, bool]:
     """Decode the first frame of a session; returns (request, readOnly)."""
+    req, read_only = decode_connect_request(frame_bytes)
+    return req, bool(read_only)
+
+
+def decode_connect_request(frame_bytes) -> tuple[ConnectRequest, bool | None]:
+    """Like `decode_connect`, but readOnly is None when the client did not send the
+    byte at all (a client older than ZooKeeper 3.4's read-only mode, or one that leaves
+    it out): such a client must not get the byte back in the connect response."""
     req, pos = ConnectRequest.decode_from(frame_bytes, 0)
-    read_only = False
+    read_only = None
     if pos < len(frame_bytes):
         read_only, pos = read_bool(frame_bytes, pos)
     return req, read_only
@@ -271,10 +299,13 @@ def encode_connect_request(req: ConnectRequest, read_only: bool = False) -> byte
     return bytes(out)
 
 
-def encode_connect_response(resp: ConnectResponse, read_only: bool = False) -> bytes:
+def encode_connect_response(resp: ConnectResponse, read_only: bool | None = False) -> bytes:
+    """read_only None: no readOnly byte at all (for a client that sent none, as
+    ZooKeeper answers it: ZOOKEEPER-4814)."""
     out = bytearray(4)
     resp.encode(out)
-    out += b"\x01" if read_only else b"\x00"
+    if read_only is not None:
+        out += b"\x01" if read_only else b"\x00"
     INT.pack_into(out, 0, len(out) - 4)
     return bytes(out)
 
@@ -344,6 +375,7 @@ __all__ = [
     "REQUEST_BODY",
     "WRITE_OPS",
     "decode_connect",
+    "decode_connect_request",
     "decode_connect_response",
     "decode_reply_header",
     "decode_request",
