@@ -388,7 +388,8 @@ class EnsembleServer(ZabbyServer):
         # so a read holding N proposals is persisted as one batch and acked once
 
     def _send_zab(self, to: int, msg: bytes) -> None:
-        if len(msg) >= 4 and _INT.unpack_from(msg, 0)[0] == zmsg.NOTIFICATION:
+        if len(msg) >= 4 and _INT.unpack_from(msg, 0)[0] in (zmsg.NOTIFICATION,
+                                                           zmsg.NOTIFICATION_CFG):
             self.election_mesh.send(to, msg)
         else:
             self.quorum_mesh.send(to, _KIND.pack(K_ZAB) + msg)
