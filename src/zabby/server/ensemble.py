@@ -672,10 +672,12 @@ class EnsembleServer(ZabbyServer):
         if was_leading and role != "leading":
             self.tree.discard_pending()
         if was_serving and not serving or role != "leading" and was_leading:
-            # in-flight writes have an unknown outcome: their clients reconnect
+            # in-flight writes have an unknown outcome: their clients reconnect (after
+            # the replies already queued, e.g. that of the reconfig which made this
+            # member change role, as ZooKeeper answers it before it restarts)
             for conn in list(self.connections):
                 if conn.inflight:
-                    conn.abort()
+                    conn.close_after_flush()
             self.pending_writes.clear()
             self.pending_syncs.clear()
             self.sync_barriers.clear()
@@ -684,7 +686,7 @@ class EnsembleServer(ZabbyServer):
             self.pending_connects.clear()
         if not serving:
             for conn in list(self.connections):
-                conn.abort()
+                conn.close_after_flush()
         if role == "leading" and serving:
             # the leader tracks every session, each with a fresh timeout
             now = self.monotonic_ms()
