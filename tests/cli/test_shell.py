@@ -159,7 +159,7 @@ def test_interactive_session(server, tmp_path):
         run("setquota -B 1000 /shr")
         run("listquota /shr", "absolute path is /zookeeper/quota/shr/zookeeper_limits",
             "Output quota for /shr count=5,bytes=-1=;byteHardLimit=1000;countHardLimit=-1",
-            "Output stat for /shr count=0,bytes=0")
+            "Output stat for /shr count=3,bytes=0")  # /shr, /shr/a, /shr/a/b
         run("setquota -n 2 /shr/a", "/shr/a has a parent /shr which has a quota")
         run("delquota -n /shr")
         run("listquota /shr", "count=-1,bytes=-1=;byteHardLimit=1000;countHardLimit=-1")
@@ -253,7 +253,7 @@ def test_chroot(server, tmp_path):
         "/", "/x", "/x/e", "/x/s-0000000000", "[/x/e]", "one", "Sync is OK",
         # quotas are for real paths: ZooKeeper counts below /app/x
         "Output quota for /x count=3,bytes=-1=;byteHardLimit=-1;countHardLimit=-1",
-        "Output stat for /x count=0,bytes=0"]
+        "Output stat for /x count=3,bytes=3"]
     assert "absolute path is /zookeeper/quota/app/x/zookeeper_limits" in r.stderr
     r = _shell(server, "-c", "ls -R /app; ls /zookeeper/quota/app", tmp_path=tmp_path)
     assert r.stdout.splitlines() == ["/app", "/app/x", "/app/x/s-0000000000", "[x]"]

@@ -17,7 +17,7 @@ import pytest
 
 from zabby.client import Client, ZookeeperError
 from zabby.client.exceptions import QuotaExceededError, SessionMovedError, ThrottledOpError
-from zabby.testing import ZooKeeperServer
+from zabby.testing import ZabbyServer, ZooKeeperServer
 from zabby.testing.pytest_plugin import require_zookeeper
 from zabby.wire import FrameDecoder
 from zabby.wire.constants import Err
@@ -80,12 +80,10 @@ def test_error_code_mapping_through_codec(err, cls):
 
 @pytest.mark.parametrize("kind", ["zabby", "zookeeper"])
 def test_quota_exceeded(kind, tmp_path):
-    if kind == "zabby":
-        pytest.skip("zabby does not enforce quotas (zookeeper.enforceQuota has no "
-                    "counterpart); QUOTAEXCEEDED comes only from ZooKeeper here")
-    require_zookeeper()
-    srv = ZooKeeperServer(tmp_path, tickTime=500,
-                          jvm_flags=["-Dzookeeper.enforceQuota=true"])
+    if kind == "zookeeper":
+        require_zookeeper()
+    cls = ZooKeeperServer if kind == "zookeeper" else ZabbyServer
+    srv = cls(tmp_path, tickTime=500, jvm_flags=["-Dzookeeper.enforceQuota=true"])
     try:
         async def body():
             async with Client(srv.hosts, timeout=10.0) as zk:

@@ -420,8 +420,15 @@ def test_trace_mask(zs: ServerThread) -> None:
         send_raw(zs.port, b"stmk" + struct.pack(">q", 306))
 
 
-def test_hash_answers_and_closes(zs: ServerThread) -> None:
-    assert flw(zs.port, "hash") == ""
+def test_hash_answers_and_closes(zs: ServerThread, kazoo) -> None:
+    # DigestCommand: "<hex zxid>: <digest>" for every 128th zxid (digest.enabled)
+    kazoo.ensure_path("/hash-test")
+    for _ in range(130):
+        kazoo.set("/hash-test", b"x")
+    lines = flw(zs.port, "hash").splitlines()
+    assert lines and all(re.fullmatch(r"[0-9a-f]+: -?[0-9]+", ln) for ln in lines)
+    zxids = [int(ln.split(":")[0], 16) for ln in lines]
+    assert all(z % 128 == 0 for z in zxids) and zxids == sorted(zxids)
 
 
 def test_reset_commands(zs: ServerThread, kazoo) -> None:

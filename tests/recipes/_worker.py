@@ -107,13 +107,23 @@ async def produce(hosts: str, base: str) -> None:
     await zk.stop()
 
 
+async def drained(left, end: float) -> bool:
+    """Nothing left to take, or long past the end. A dead holder's item comes back
+    only when its session expires, and every leader change during the faults gives
+    each session a fresh timeout: the victim's may outlast the faults by TIMEOUT."""
+    if time.monotonic() > end + 6 * TIMEOUT:
+        return True
+    n = await left()
+    return not (n if isinstance(n, int) else len(n))
+
+
 async def queue_role(rec: Recorder, zk: Client, base: str, wid: str, end: float) -> None:
     q = recipes.LockingQueue(zk, f"{base}/queue")
     idle_until = None
     while True:
         item = await q.get(timeout=0.5)
         if item is None:
-            if time.monotonic() > end:
+            if time.monotonic() > end and await drained(q.length, end):
                 idle_until = idle_until or time.monotonic() + 3.0
                 if time.monotonic() > idle_until:
                     return
@@ -133,7 +143,7 @@ async def workflow_role(rec: Recorder, zk: Client, base: str, wid: str, end: flo
     while True:
         task = await wf.claim(timeout=0.5)
         if task is None:
-            if time.monotonic() > end:
+            if time.monotonic() > end and await drained(wf.pending, end):
                 idle_until = idle_until or time.monotonic() + 3.0
                 if time.monotonic() > idle_until:
                     return

@@ -152,6 +152,8 @@ SYSPROP_CASES = [
     ("admin.enableServer", "false", "admin_enable_server", False),
     ("admin.serverPort", "9090", "admin_server_port", 9090),
     ("admin.serverAddress", "127.0.0.1", "admin_server_address", "127.0.0.1"),
+    ("enforceQuota", "true", "enforce_quota", True),
+    ("digest.enabled", "false", "digest_enabled", False),
 ]
 
 
@@ -412,16 +414,23 @@ def test_client_port_address_without_client_port_refused():
 
 def test_unknown_keys_recorded_and_logged_once(caplog):
     with caplog.at_level(logging.WARNING, logger="zabby.server.config"):
-        c = cfg("fooBar=1\nfooBar=2\nzookeeper.tickTime=5\nlocalSessionsEnabled=true\n")
-    assert c.unknown == {"fooBar": "2", "zookeeper.tickTime": "5", "localSessionsEnabled": "true"}
+        c = cfg("fooBar=1\nfooBar=2\nzookeeper.tickTime=5\nobserverMasterPort=2191\n")
+    assert c.unknown == {"fooBar": "2", "zookeeper.tickTime": "5", "observerMasterPort": "2191"}
     assert c.tick_time == 2000
     records = [r for r in caplog.records if r.levelno == logging.WARNING]
     foo = [r for r in records if "fooBar" in r.getMessage()]
     assert len(foo) == 1
     assert "zoo.cfg" in foo[0].getMessage()
     assert "not a valid key" in foo[0].getMessage()
-    assert any("localSessionsEnabled" in r.getMessage() for r in records)
+    assert any("observerMasterPort" in r.getMessage() for r in records)
     assert any("zookeeper.tickTime" in r.getMessage() for r in records)
+
+
+def test_local_sessions_keys():
+    c = cfg("localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n")
+    assert c.local_sessions and c.local_sessions_upgrading and not c.unknown
+    c = cfg("")
+    assert not c.local_sessions and not c.local_sessions_upgrading
 
 
 # -------------------------------------------------------------------------- server.N

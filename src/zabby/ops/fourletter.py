@@ -19,8 +19,8 @@ here (none changes a line's format):
   not have (TLS, JVM pauses, request throttling, per-processor queues...) are left out
   rather than printed as a misleading 0.  Its figures come from ``ops.monitor`` (the
   one monitoring model; the key-by-key decisions are in its docstring).
-* ``hash`` prints nothing: we keep no tree-digest history (ZooKeeper standalone prints
-  nothing either until digests accumulate).
+* ``hash`` prints the tree-digest history as ZooKeeper (``digest.enabled``): a line
+  ``<hex zxid>: <digest>`` for every 128th zxid applied since the start, the last 1024.
 
 The version string lives here: :data:`ZK_VERSION` (``3.8.0-zabby-<version>``).  It must
 start with ``3.8.0`` -- kazoo's ``server_version()`` and Curator parse the leading
@@ -727,7 +727,7 @@ def cmd_hash(server: ZabbyServer, conn: ClientConnection) -> str:
 
 
 def digest_history(server: ZabbyServer) -> list[tuple[int, int]]:
-    """(zxid, tree digest) pairs the server remembers (hash); we keep none."""
+    """(zxid, tree digest) pairs the server remembers (hash): DataTree.digest_log."""
     log_ = getattr(server.tree, "digest_log", None)
     return list(log_() if callable(log_) else (log_ or ()))
 

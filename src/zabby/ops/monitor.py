@@ -22,7 +22,8 @@ Reported with a measured value:
   ``packets_received/sent``, ``num_alive_connections``, ``outstanding_requests``,
   ``znode_count``, ``watch_count``, ``ephemerals_count``, ``approximate_data_size``,
   ``open/max_file_descriptor_count`` (where /proc and RLIMIT_NOFILE tell), ``uptime``,
-  ``global_sessions``.
+  ``global_sessions`` (the sessions in the database, as ZooKeeper: every global
+  session of the ensemble), ``local_sessions`` (this member's, localSessionsEnabled).
 * Summaries: ``readlatency``, ``updatelatency`` (request latency split as ZooKeeper's
   ServerStats splits it: txns vs the rest), ``propagation_latency`` (txn creation to
   application here, while serving), ``fsynctime`` (ms per durable log batch: zabby
@@ -48,8 +49,7 @@ Reported with a measured value:
   ``pending_syncs`` (sync barriers in flight), ``leader_uptime``,
   ``last/min/max_proposal_size``; every member: ``quorum_size`` (voting members).
 
-Reported as a constant because it is the true value here: ``local_sessions`` (zabby
-has no local sessions), ``connection_drop_probability`` (no connection throttling),
+Reported as a constant because it is the true value here: ``connection_drop_probability`` (no connection throttling),
 ``outstanding_tls_handshake`` (TLS handshakes are not counted separately; 0 while none
 is tracked).
 
@@ -57,6 +57,10 @@ zabby's own additions (not in ZooKeeper; extra keys break no mntr parser):
 ``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``followers``,
 ``learner_<id>_lag``, and ``<op>_op_count`` per opcode (ZooKeeper's spelling of a
 counter set: ``<key>_<name>``; the op names are ZooKeeper's ``Request.op2String``).
+ZooKeeper's quota gauge and counter sets go with them (mntr only, not Prometheus):
+``<namespace>_quota_{count,bytes}_{limit,usage}_per_namespace`` for every top-level
+namespace holding a quota, ``<namespace>_quota_exceeded_error_per_namespace`` once a
+write there was refused.
 
 Left out, because zabby lacks the machinery (a 0 would claim a measurement):
 JVM pauses (``jvm_pause_time_ms``); the request throttler and connection token bucket
@@ -82,8 +86,8 @@ quorum SASL bookkeeping (``ensemble_auth_*``), admin/TLS counters
 ``non_mtls_*_conn_count``, ``auth_failed_count``), digests (``digest_mismatches_count``),
 ``stale_requests*``, ``stale_replies``, ``revalidate_count``,
 ``connection_revalidate_count``, ``cnxn_closed_without_zk_server_running``,
-``unrecoverable_error_count``, ``quit_leading_due_to_disloyal_voter``, quotas and
-per-namespace read/write sizes (``*_per_namespace``), byte counters (``response_bytes``,
+``unrecoverable_error_count``, ``quit_leading_due_to_disloyal_voter``,
+per-namespace read/write sizes (``read/write_per_namespace``), byte counters (``response_bytes``,
 ``watch_bytes``) and client response sizes
 (``last/min/max_client_response_size``), watch fan-out summaries
 (``node_*_watch_count``), the split of start-up time into snapshot and log
@@ -284,7 +288,7 @@ def figures(server: ZabbyServer,
     g += [
         ("uptime", m.uptime_ms),
         ("global_sessions", m.global_sessions),
-        ("local_sessions", 0),  # we have no local sessions
+        ("local_sessions", m.local_sessions),
         ("connection_drop_probability", 0.0),  # no connection throttling
         ("outstanding_tls_handshake", 0),
     ]
@@ -344,6 +348,14 @@ def figures(server: ZabbyServer,
         SummaryFigures.of("proposal_latency", m.proposal_latency, True),
         SummaryFigures.of("quorum_ack_latency", m.quorum_ack_latency, True),
     ]
+    # QuotaMetricsUtils' gauge sets and the QUOTAEXCEEDED counter set, as
+    # "<namespace>_<name>" (only namespaces that have a quota, or a refusal)
+    tree = getattr(server, "tree", None)
+    if tree is not None and hasattr(tree, "quota_metrics"):
+        for name, values in tree.quota_metrics():
+            f.extra += [(f"{ns}_{name}", v) for ns, v in values.items()]
+        f.extra += [(f"{ns}_quota_exceeded_error_per_namespace", n)
+                    for ns, n in tree.quota_exceeded.items()]
     ops: dict[str, int] = {}
     for op, n in m.op_counts.items():
         name = OP_NAMES.get(op, f"unknown_{op}")

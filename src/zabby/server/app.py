@@ -83,10 +83,9 @@ def build_server(
         max_inflight=2,
     )
     if config.is_distributed:
-        from .ensemble import EnsembleServer
+        from .local_sessions import server_class
 
-        if config.readonly_mode:
-            from .readonly import ReadOnlyEnsembleServer as EnsembleServer  # noqa: N814
+        EnsembleServer = server_class(config)  # noqa: N806 - readonly / local sessions
         if config.server_id is None or config.server_id not in config.servers:
             raise ConfigError(f"{config.source or '<config>'}: this server's id is unknown: "
                               f"write it to {os.path.join(config.data_dir, 'myid')} "

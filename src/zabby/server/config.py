@@ -119,6 +119,8 @@ class ServerConfig:
     # -Dreadonlymode.enabled; zabby also takes it from zoo.cfg, with or without the
     # "zookeeper." prefix
     readonly_mode: bool = False
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quota limits refuse writes
+    digest_enabled: bool = True  # zookeeper.digest.enabled: the data-tree digest (hash)
     max_buffer: int = 0xFFFFF  # jute.maxbuffer
     super_digest: str | None = None  # DigestAuthenticationProvider.superDigest
     auth_providers: dict[str, str] = field(default_factory=dict)  # authProvider.N -> class
@@ -148,6 +150,11 @@ class ServerConfig:
     # snapshot.trust.empty (zookeeper.snapshot.trust.empty): start from a data
     # directory that has txn logs but no snapshot (ZooKeeper refuses it otherwise)
     snapshot_trust_empty: bool = False
+    # localSessionsEnabled: an ensemble member makes new sessions local to itself (no
+    # txn); localSessionsUpgradingEnabled: one becomes global on its first ephemeral
+    # create (server.local_sessions). Standalone servers ignore both, as ZooKeeper
+    local_sessions: bool = False
+    local_sessions_upgrading: bool = False
     peer_type: str = PARTICIPANT  # peerType
     standalone_enabled: bool = True  # standaloneEnabled
     admin_enable_server: bool = True  # admin.enableServer (ZooKeeper's default: on)
@@ -411,6 +418,7 @@ _STATIC_KEYS = frozenset(
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
         "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns", "reconfigEnabled",
         "zabby.keeperExtensions",  # zabby's own (ClickHouse Keeper's opcodes)
+        "localSessionsEnabled", "localSessionsUpgradingEnabled",
     }
 )
 # Read by ZooKeeper as Java system properties "zookeeper.<name>"; a zoo.cfg may give them
@@ -424,7 +432,7 @@ _SYSPROP_KEYS = frozenset(
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "multiAddress.enabled",
-        "readonlymode.enabled", "snapshot.trust.empty",
+        "readonlymode.enabled", "snapshot.trust.empty", "enforceQuota", "digest.enabled",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -483,7 +491,6 @@ _METRICS_KEYS = frozenset(
 # like any other key we do not know, with a more helpful warning.
 _ZK_UNSUPPORTED = frozenset(
     {
-        "localSessionsEnabled", "localSessionsUpgradingEnabled",
         "observerMasterPort", "clientPortListenBacklog",
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
         "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
@@ -746,8 +753,16 @@ class _Parser:
             c.readonly_mode = self.boolean(key, value)
         elif canon == "zabby.keeperExtensions":
             c.keeper_extensions = self.boolean(key, value)
+        elif canon == "localSessionsEnabled":
+            c.local_sessions = self.boolean(key, value)
+        elif canon == "localSessionsUpgradingEnabled":
+            c.local_sessions_upgrading = self.boolean(key, value)
         elif canon == "snapshot.trust.empty":
             c.snapshot_trust_empty = self.boolean(key, value)
+        elif canon == "enforceQuota":
+            c.enforce_quota = self.boolean(key, value)
+        elif canon == "digest.enabled":
+            c.digest_enabled = self.boolean(key, value)
         elif canon == "DigestAuthenticationProvider.superDigest":
             c.super_digest = self.super_digest(key, value)
         elif canon == "snapshot.compression.method":

@@ -115,6 +115,8 @@ class ZabbyServer:
         if tree is None:
             tree = DataTree(max_buffer=config.max_buffer, extended_types=config.extended_types_enabled)
         self.tree = tree
+        tree.enforce_quota = config.enforce_quota
+        tree.digest_enabled = config.digest_enabled
         # client SASL and enforce.auth (server.sasl); "sasl" ACLs need the provider
         self.sasl = SaslService(self.security.sasl or SaslSettings())
         self._enforce_auth = self.sasl.settings.enforce
@@ -509,7 +511,12 @@ class ZabbyServer:
         s.conn = conn
         conn.session = s
         s.auth = conn.auth
-        conn.send(self.connect_response(conn, ConnectResponse(0, timeout, s.id, s.passwd)))
+        self._reopen(conn, s)
+
+    def _reopen(self, conn: ClientConnection, s: Session) -> None:
+        """Answer a connect that resumed session `s` (an ensemble member first asks the
+        leader, which records the session's new owner: ensemble._reopen)."""
+        conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
 
     def connect_response(self, conn: ClientConnection, resp: ConnectResponse) -> bytes:
         """The connect response frame; its readOnly byte only for a client that sent

@@ -12,7 +12,10 @@ client always reads its own writes.
 Sessions are global: the leader tracks expiry from the touches each member
 relays every tick and proposes closeSession when one lapses. A client may
 reconnect to any member that has applied its session; a member refuses a
-client whose last seen zxid is ahead of its own.
+client whose last seen zxid is ahead of its own, and otherwise asks the leader,
+which records it as the session's owner: a write forwarded for the session by
+any other member is refused SESSIONMOVED (see "session owners" below). With
+localSessionsEnabled new sessions are local to their member (local_sessions.py).
 
 `sync` from a follower asks the leader, which answers on the same link after
 every commit it has sent so far; when the answer arrives those commits are
@@ -67,6 +70,9 @@ log = logging.getLogger("zabby.server.ensemble")
 
 # kinds of quorum-port messages
 K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
+# a member re-attaches a client's session (reconnect): the leader makes it the owner
+# and answers whether the session is still valid (ZooKeeper's REVALIDATE)
+K_OWNER, K_OWNER_OK = 16, 17
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
@@ -301,6 +307,8 @@ class EnsembleServer(ZabbyServer):
         self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
         self.touched: dict[int, int] = {}
         self.sync_barriers: dict[int, list] = {}  # no-op zxid -> callbacks (leader)
+        # leader: session id -> the member that last (re)validated it (see _fence)
+        self.session_owner: dict[int, int] = {}
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -374,6 +382,10 @@ class EnsembleServer(ZabbyServer):
                 self._on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
                 self._on_sync_ok(SyncMsg.decode(body))
+            elif kind == K_OWNER:
+                self._on_owner(frm, Touches.decode(body))
+            elif kind == K_OWNER_OK:
+                self._on_owner_ok(Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
@@ -532,6 +544,8 @@ class EnsembleServer(ZabbyServer):
     def _replace_tree(self, tree: DataTree) -> None:
         for conn in list(self.connections):
             conn.abort()  # watches and reads of the old state end here
+        tree.enforce_quota = self.config.enforce_quota
+        tree.digest_enabled = self.config.digest_enabled
         self.tree = tree
         self.watches = tree.watches
         tree.keeper_extensions = self.config.keeper_extensions
@@ -671,6 +685,7 @@ class EnsembleServer(ZabbyServer):
                  "serving" if serving else "not serving")
         if was_leading and role != "leading":
             self.tree.discard_pending()
+            self.session_owner.clear()
         if was_serving and not serving or role != "leading" and was_leading:
             # in-flight writes have an unknown outcome: their clients reconnect (after
             # the replies already queued, e.g. that of the reconfig which made this
@@ -756,7 +771,8 @@ class EnsembleServer(ZabbyServer):
     def _route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
         """Leader: prepare and propose. Learner: forward to the leader."""
         if self.role == "leading":
-            self._lead_write(session_id, cxid, op, body, auth)
+            if not self._fence(session_id, cxid, op, body, self.my_id):
+                self._lead_write(session_id, cxid, op, body, auth)
             return
         if op == Op.CREATE_SESSION:
             raw = _INT.pack(body)
@@ -794,7 +810,8 @@ class EnsembleServer(ZabbyServer):
             except ProtocolError:
                 body = None
         try:
-            ok = self._lead_write(f.session, f.cxid, f.op, body, f.auth or [])
+            ok = self._fence(f.session, f.cxid, f.op, body, frm) or self._lead_write(
+                f.session, f.cxid, f.op, body, f.auth or [])
         except Exception:
             log.exception("failed to process a request forwarded by server %d", frm)
             ok = False
@@ -868,10 +885,14 @@ class EnsembleServer(ZabbyServer):
         if hdr.type == Op.CLOSE_SESSION:
             s = self.sessions.remove(sid)
             self.touched.pop(sid, None)
+            self.session_owner.pop(sid, None)
         q = self.pending_writes.get(sid)
         if not q or q[0][0] != hdr.cxid:
             if hdr.type == Op.CLOSE_SESSION and s is not None and s.conn is not None:
                 s.conn.abort()
+            return
+        if hdr.type == Op.ERROR and txn.body.err == Err.SESSIONMOVED:
+            self._moved_away(q, sid)
             return
         _, conn, xid, op, t0 = q.popleft()
         if not q:
@@ -926,6 +947,120 @@ class EnsembleServer(ZabbyServer):
                     self.sessions.add(sid, timeout, now)
             else:
                 self.sessions.touch(s, now)
+
+    # ------------------------------------------------------------ session owners
+    # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
+    # that created it or last took it over (a client reconnecting there: K_OWNER; the
+    # member answers the client once the leader has said K_OWNER_OK, as ZooKeeper's
+    # REVALIDATE, so nothing sent afterwards elsewhere gets in first). A write
+    # forwarded by any other member -- a connection the session has left and that its
+    # member does not know to be stale -- becomes an error txn SESSIONMOVED; it closes the
+    # connection without a reply (FinalRequestProcessor's sendCloseSession), so the
+    # client reconnects and nothing is applied. As ZooKeeper's checkSession it also
+    # answers SESSIONEXPIRED to writes of a session the leader no longer tracks or is
+    # closing. createSession, closeSession and reconfig are not checked (nor are they in
+    # ZooKeeper: an expiry's close has no owner; reconfig is checked after its own
+    # checks). On one member a re-opened session's older connection is simply closed
+    # (core.handle_connect).
+    def _reopen(self, conn: ClientConnection, s) -> None:
+        """A client re-attached session `s` here. The leader records us as its owner
+        before the client hears it is connected (so nothing it sends afterwards on
+        an older connection elsewhere can get in first); a learner waits for that."""
+        if self.read_only:
+            super()._reopen(conn, s)
+        elif self.role == "leading":
+            self.session_owner[s.id] = self.my_id
+            super()._reopen(conn, s)
+        else:
+            conn.inflight += 1
+            self.pending_connects[s.id] = conn
+            if self.leader_id is None or not self._send(
+                    self.leader_id, K_OWNER, Touches([s.id], [s.timeout])):
+                self._abandon(s.id)
+
+    def _on_owner(self, frm: int, t: Touches) -> None:
+        if self.role != "leading" or not self.serving:  # not "expired": try elsewhere
+            for sid in t.sessions or ():
+                self._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
+            return
+        now = self.monotonic_ms()
+        valid: list[int] = []
+        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
+            s = self.sessions.get(sid)
+            ok = s is not None and not s.closing
+            if ok:
+                self.sessions.touch(s, now, timeout)  # the newly agreed timeout
+                self.session_owner[sid] = frm
+            valid.append(1 if ok else 0)
+        self._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
+
+    def _on_owner_ok(self, t: Touches) -> None:
+        for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
+            conn = self.pending_connects.pop(sid, None)
+            if conn is None or conn.closed:
+                continue
+            conn.inflight -= 1
+            s = conn.session
+            if not valid or s is None:
+                log.info("the leader says session 0x%x is no longer valid",
+                         sid & (2**64 - 1))
+                conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
+                conn.close_after_flush()
+                continue
+            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
+            self.pump(conn)
+
+    def _session_error(self, session_id: int, origin: int) -> int:
+        """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
+        s = self.sessions.get(session_id)
+        if s is None:
+            return 0 if self._foreign_local_session(session_id) else Err.SESSIONEXPIRED
+        if s.closing:
+            return Err.SESSIONEXPIRED
+        owner = self.session_owner.setdefault(session_id, origin)
+        return 0 if owner == origin else Err.SESSIONMOVED
+
+    def _foreign_local_session(self, session_id: int) -> bool:
+        """Might an unknown session be another member's local session? (local_sessions)"""
+        return False
+
+    def _fence(self, session_id: int, cxid: int, op: int, body, origin: int) -> bool:
+        """Leader: check a client write's session; True if it was answered with an
+        error txn instead of being prepared."""
+        if op == Op.CREATE_SESSION:
+            self.session_owner[session_id] = origin
+            return False
+        if (op in _UNCHECKED or body is None
+                or op == Op.MULTI and not getattr(body, "ops", None)):
+            return False
+        err = self._session_error(session_id, origin)
+        if not err:
+            return False
+        if err == Err.SESSIONMOVED:
+            log.info("session 0x%x moved away from server %d: refusing its write",
+                     session_id & (2**64 - 1), origin)
+        zxid = self._next_zxid()
+        txn = Txn(TxnHeader(session_id, cxid, zxid, _now_ms(), Op.ERROR), ErrorTxn(err))
+        payload = txn.encode()
+        try:
+            self.peer.propose(payload)
+        except NotLeader:
+            self._abandon(session_id)
+            return True
+        self.metrics.proposal_count += 1
+        self.metrics.record_proposal_size(len(payload))
+        self._drain_soon()
+        return True
+
+    def _moved_away(self, q: deque, session_id: int) -> None:
+        """A write of ours was refused SESSIONMOVED: close its connection, no reply."""
+        _, conn, _xid, _op, _t0 = q.popleft()
+        if not q:
+            del self.pending_writes[session_id]
+        self.outstanding -= 1
+        conn.inflight -= 1
+        if not conn.closed:
+            conn.close_after_flush()
 
     # ------------------------------------------------------------ sync
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
@@ -999,6 +1134,10 @@ class EnsembleServer(ZabbyServer):
             if not conn.closed:
                 self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
                 self.pump(conn)
+
+
+# writes the leader does not check the session of (see _fence)
+_UNCHECKED = frozenset({Op.CLOSE_SESSION, Op.DELETE_CONTAINER, Op.RECONFIG})
 
 
 def _encode_body(body) -> bytes:

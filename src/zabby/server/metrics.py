@@ -165,7 +165,8 @@ class ServerMetrics(LatencyCounters):
     * ``watch_count`` -- data plus child watches, counted per path.
     * ``ephemerals_count`` -- ephemeral znodes of all sessions.
     * ``approximate_data_size`` -- the length of every path plus its data.
-    * ``global_sessions`` -- live sessions.
+    * ``global_sessions`` -- sessions in the database (every global session).
+    * ``local_sessions`` -- this member's local sessions (localSessionsEnabled).
     * ``uptime_ms`` -- wall-clock ms since the server was made.
     """
 
@@ -294,8 +295,14 @@ class ServerMetrics(LatencyCounters):
 
     @property
     def global_sessions(self) -> int:
-        tracker = self._server.sessions
-        return len(getattr(tracker, "sessions", None) or {})
+        # ZooKeeper's figure is its database's session count: on an ensemble member every
+        # global session, not only those connected here
+        return len(self._server.tree.sessions)
+
+    @property
+    def local_sessions(self) -> int:
+        """This member's local sessions (localSessionsEnabled: server.local_sessions)."""
+        return getattr(self._server, "local_session_count", 0)
 
     @property
     def uptime_ms(self) -> int:

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from ..tree import DataTree, Txn, TxnHeader
 from ..tree import znode as zn
 from ..tree.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, intern_acl
+from ..tree.digest import node_digest
 from ..tree.javaorder import grow_cap
 from ..tree.snapshot import RestoreError, restore
 from ..tree.txn import TXN_BODY, CloseSessionTxn
@@ -90,7 +91,6 @@ _HDR = struct.Struct(">iiq")
 _SESSION = struct.Struct(">qi")
 _STAT = struct.Struct(">qqqqiiiqq")
 _REC = struct.Struct(">qi")  # crc, length
-_DIGEST_STAT = struct.Struct(">qqqqqiiiq")  # czxid mzxid pzxid ctime mtime version cversion aversion owner
 _ZXID_DIGEST = struct.Struct(">qiq")
 _TXN_DIGEST = struct.Struct(">iq")
 
@@ -572,20 +572,6 @@ def read_zk_log(path: str, *, after_zxid: int = -1,
 
 
 # -------------------------------------------------------------------- digest
-def node_digest(path: str, node: ZNode) -> int:
-    """DigestCalculator.calculateDigest of one znode (0 under /zookeeper/)."""
-    if path.startswith("/zookeeper/"):
-        return 0
-    if path == "/":
-        path = ""
-    crc = zlib.crc32(path.encode("utf-8", "surrogatepass"))
-    if node.data:
-        crc = zlib.crc32(node.data, crc)
-    return zlib.crc32(_DIGEST_STAT.pack(node.czxid, node.mzxid, node.pzxid, node.ctime,
-                                        node.mtime, node.version, node.cversion,
-                                        node.aversion, node.ephemeral_owner), crc)
-
-
 def tree_digest(tree: DataTree) -> int:
     """ZooKeeper's tree digest (unsigned 64-bit) of the whole tree."""
     return _u64(sum(node_digest(p, n) for p, n in tree.iter_nodes()))

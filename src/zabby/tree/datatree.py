@@ -8,6 +8,7 @@ Reads go straight to the applied tree, never to pending changes, as ZooKeeper.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ..wire.records import (
     PathResponse,
     StatResponse,
 )
+from . import quota as qt
 from . import znode as zn
 from .acl import (
     DEFAULT_PROVIDERS,
@@ -40,6 +42,7 @@ from .acl import (
     intern_acl,
     redact_acl,
 )
+from .digest import DIGEST_LOG_INTERVAL, DIGEST_LOG_LIMIT, MASK, node_digest, signed
 from .javaorder import children_order, grow_cap, java_order, table_size_for
 from .keeper import (
     KEEPER_MULTI_OPS,
@@ -68,6 +71,12 @@ from .watches import WatchManager
 from .znode import ZNode
 
 __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
+
+log = logging.getLogger(__name__)
+_QUOTA_ROOT, _LIMIT_NODE, _STAT_NODE = qt.QUOTA_ROOT, qt.LIMIT_NODE, qt.STAT_NODE
+_QROOT_LEN = qt.QUOTA_ROOT_LEN
+_DIGEST_LOG_MASK = DIGEST_LOG_INTERVAL - 1
+_KNOWN_DIGESTS_MAX = 1 << 16  # ~6 MB at most
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
@@ -222,6 +231,10 @@ class DataTree:
     # zabby.keeperExtensions: prepare Keeper's opcodes (the server sets it); applying
     # their txns needs nothing new, so replay never depends on it
     keeper_extensions = False
+    # (session id) -> 0 or the error an ephemeral create of that session gets, checked
+    # where ZooKeeper's validateCreateRequest checks the session (a leader with
+    # localSessionsEnabled sets it: server.local_sessions); None: no check
+    ephemeral_session_check = None
 
     def __init__(
         self,
@@ -252,7 +265,23 @@ class DataTree:
         self._outstanding_by_path: dict[str, _Change] = {}
         # listings of big directories (node -> EncodedStrings), dropped on change
         self._listings: dict[ZNode, EncodedStrings] = {}
+        # quotas (zookeeper.enforceQuota; the quota'd paths, PathTrie's content) and
+        # the tree digest (digest.enabled): None while not kept; changed nodes whose
+        # digest is not in the sum yet; the (zxid, digest) history `hash` answers
+        self.enforce_quota = False
+        self._quotas: set[str] = set()
+        self._quota_log: qt.RateLog | None = None
+        # quota_exceeded_error_per_namespace (mntr): refusals by the path's top name
+        self.quota_exceeded: dict[str, int] = {}
+        self._digest_on = True
+        self._digest: int | None = None
+        self._dirty: dict[str, None] = {}
+        # digests computed at recent flushes, by path (valid while the node is clean):
+        # a node changed again later is not hashed a second time for its old state
+        self._known: dict[str, int] = {}
+        self._digest_log: deque[tuple[int, int]] = deque(maxlen=DIGEST_LOG_LIMIT)
         self._init_tree()
+        self.reset_digest()
 
     # ------------------------------------------------------------ the tree
     def _init_tree(self) -> None:
@@ -365,6 +394,220 @@ class DataTree:
     def stat(self, path: str):
         node = self.get_node(path)
         return None if node is None else node.stat(self.extended_types)
+
+    # --------------------------------------------------------------- digest
+    @property
+    def digest_enabled(self) -> bool:
+        return self._digest_on
+
+    @digest_enabled.setter
+    def digest_enabled(self, on: bool) -> None:
+        if bool(on) != self._digest_on:
+            self._digest_on = bool(on)
+            self.reset_digest()
+
+    def reset_digest(self) -> None:
+        """Recompute the digest from every node (after the nodes were replaced)."""
+        self._dirty.clear()
+        self._known.clear()
+        if not self._digest_on:
+            self._digest = None
+            return
+        total = 0
+        for path, node in self._nodes.items():
+            total += node_digest(path, node)
+        self._digest = total & MASK
+
+    def _flush_digest(self) -> int:
+        dg = self._digest
+        if dg is None:
+            return 0
+        dirty = self._dirty
+        if dirty:
+            nodes = self._nodes
+            known = self._known
+            if len(known) > _KNOWN_DIGESTS_MAX:
+                known.clear()
+            for path in dirty:
+                node = nodes.get(path)
+                if node is not None:
+                    d = known[path] = node_digest(path, node)
+                    dg += d
+            dirty.clear()
+        dg &= MASK
+        self._digest = dg
+        return dg
+
+    def digest(self) -> int:
+        """The tree's digest now, as ZooKeeper's getTreeDigest (0 when disabled)."""
+        return signed(self._flush_digest())
+
+    def digest_log(self) -> list[tuple[int, int]]:
+        """(zxid, digest) every 128th zxid, the last 1024 (the `hash` command)."""
+        return list(self._digest_log)
+
+    # --------------------------------------------------------------- quotas
+    def quota_paths(self) -> set[str]:
+        return set(self._quotas)
+
+    def max_prefix_with_quota(self, path: str) -> str | None:
+        """getMaxPrefixWithQuota: the deepest quota'd path above or at `path`."""
+        if not self._quotas:
+            return None
+        return qt.max_prefix(self._quotas, path)
+
+    def quota_metrics(self) -> list[tuple[str, dict[str, int]]]:
+        """QuotaMetricsUtils' gauge sets: limits (a hard limit if set, else the soft
+        one) and usage (zookeeper_stats) summed by top namespace, from every leaf
+        zookeeper_limits / zookeeper_stats node below /zookeeper/quota."""
+        count_limit: dict[str, int] = {}
+        bytes_limit: dict[str, int] = {}
+        count_usage: dict[str, int] = {}
+        bytes_usage: dict[str, int] = {}
+        nodes = self._nodes
+        root = nodes.get(_QUOTA_ROOT)
+        if root is not None and root.children:
+            limit_end, stat_end = "/" + _LIMIT_NODE, "/" + _STAT_NODE
+            stack = [_QUOTA_ROOT]
+            while stack:
+                path = stack.pop()
+                node = nodes[path]
+                if node.children:
+                    stack.extend(f"{path}/{c}" for c in node.children)
+                    continue
+                is_limit = path.endswith(limit_end)
+                if not is_limit and not path.endswith(stat_end):
+                    continue
+                ns = qt.top_namespace(path[_QROOT_LEN:])
+                if ns is None or node.data is None:
+                    continue
+                try:
+                    st = qt.parse_stats(node.data)
+                except qt.StatsError:
+                    continue
+                get = st.get
+                if is_limit:
+                    hard = get("countHardLimit", -1)
+                    count_limit[ns] = count_limit.get(ns, 0) + (hard if hard > -1 else get("count", -1))
+                    hard = get("byteHardLimit", -1)
+                    bytes_limit[ns] = bytes_limit.get(ns, 0) + (hard if hard > -1 else get("bytes", -1))
+                else:
+                    count_usage[ns] = count_usage.get(ns, 0) + get("count", -1)
+                    bytes_usage[ns] = bytes_usage.get(ns, 0) + get("bytes", -1)
+        return [("quota_count_limit_per_namespace", count_limit),
+                ("quota_bytes_limit_per_namespace", bytes_limit),
+                ("quota_count_usage_per_namespace", count_usage),
+                ("quota_bytes_usage_per_namespace", bytes_usage)]
+
+    def _setup_quotas(self) -> None:
+        """setupQuota: find every .../zookeeper_limits leaf below /zookeeper/quota,
+        and recount its path's zookeeper_stats (after a snapshot was loaded)."""
+        self._quotas.clear()
+        nodes = self._nodes
+        if _QUOTA_ROOT not in nodes:
+            return
+        end = "/" + _LIMIT_NODE
+        stack = [_QUOTA_ROOT]
+        while stack:
+            path = stack.pop()
+            ch = nodes[path].children
+            if ch:
+                stack.extend(f"{path}/{c}" for c in ch)
+            elif path.endswith(end):
+                real = path[_QROOT_LEN:path.index(end)]
+                self._quota_recount(real)
+                self._quota_add(real)
+
+    def _quota_add(self, real: str) -> None:
+        norm = qt.normalize(real)
+        if norm != "/":
+            self._quotas.add(norm)
+
+    def _quota_recount(self, real: str) -> None:
+        """updateQuotaForPath: zookeeper_stats of `real` := its subtree's count, bytes."""
+        count = size = 0
+        nodes = self._nodes
+        if real in nodes:
+            stack = [real]
+            while stack:
+                p = stack.pop()
+                node = nodes[p]
+                count += 1
+                size += node.data_length
+                ch = node.children
+                if ch:
+                    stack.extend(f"{p}/{c}" for c in ch)
+        stat = nodes.get(qt.stat_path(real))
+        if stat is None:
+            log.warning("Missing quota stat node %s", qt.stat_path(real))
+            return
+        stat.data = qt.format_stats({"count": count, "bytes": size})
+
+    def _quota_update(self, prefix: str, bytes_diff: int, count_diff: int) -> None:
+        """updateQuotaStat: add the diffs to prefix's zookeeper_stats (its data only:
+        no version, mzxid, watch or digest change, as ZooKeeper)."""
+        sp = qt.stat_path(prefix)
+        node = self._nodes.get(sp)
+        if node is None:
+            log.error("Missing node for stat %s", sp)
+            return
+        try:
+            st = qt.parse_stats(node.data)
+        except qt.StatsError as e:
+            log.error("Unreadable quota stats %s: %s", sp, e)
+            return
+        st["count"] = st.get("count", -1) + count_diff
+        st["bytes"] = st.get("bytes", -1) + bytes_diff
+        node.data = qt.format_stats(st)
+
+    def _check_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        """ZooKeeperServer.checkQuota (enforceQuota): the applied tree's stats plus
+        this write against the deepest quota's limits; a hard limit refuses the write
+        (QUOTAEXCEEDED), a soft one is logged."""
+        prefix = qt.max_prefix(self._quotas, path)
+        if prefix is None:
+            return
+        nodes = self._nodes
+        lp = qt.limit_path(prefix)
+        node = nodes.get(lp)
+        if node is None:
+            log.error("Missing limit node for quota %s", lp)
+            return
+        try:
+            limits = qt.parse_stats(node.data)
+            get = limits.get
+            check_count = count_diff != 0 and (get("count", -1) > -1 or get("countHardLimit", -1) > -1)
+            check_bytes = bytes_diff != 0 and (get("bytes", -1) > -1 or get("byteHardLimit", -1) > -1)
+            if not check_count and not check_bytes:
+                return
+            sp = qt.stat_path(prefix)
+            node = nodes.get(sp)
+            if node is None:
+                log.error("Missing node for stat %s", sp)
+                return
+            current = qt.parse_stats(node.data)
+        except qt.StatsError:
+            # ZooKeeper's StatsTrack throws; PrepRequestProcessor answers that so
+            raise _KErr(Err.MARSHALLINGERROR) from None
+        for kind, diff, soft_key, hard_key, check in (
+                ("count", count_diff, "count", "countHardLimit", check_count),
+                ("bytes", bytes_diff, "bytes", "byteHardLimit", check_bytes)):
+            if not check:
+                continue
+            new = current.get(kind, -1) + diff
+            hard = get(hard_key, -1) > -1
+            limit = get(hard_key, -1) if hard else get(soft_key, -1)
+            if new > limit:
+                if self._quota_log is None:
+                    self._quota_log = qt.RateLog()
+                word = "Count" if kind == "count" else "Byte"
+                self._quota_log(f"Quota exceeded: {prefix} [current {kind}={new}, "
+                                f"{'hard' if hard else 'soft'}{word}Limit={limit}]")
+                if hard:
+                    ns = qt.top_namespace(path)
+                    if ns is not None:
+                        self.quota_exceeded[ns] = self.quota_exceeded.get(ns, 0) + 1
+                    raise _KErr(Err.QUOTAEXCEEDED)
 
     # --------------------------------------------------------------- reads
     def read(self, op: int, body, auth: list[Id], session_id: int, watcher=None):
@@ -662,6 +905,10 @@ class DataTree:
                 raise _KErr(Err.BADARGUMENTS)
         elif ttl >= 0:
             raise _KErr(Err.BADARGUMENTS)
+        if self.ephemeral_session_check is not None and mode.ephemeral:
+            err = self.ephemeral_session_check(ctx.session_id)
+            if err:
+                raise _KErr(err)
         path = req.path
         if path is None:
             raise _KErr(Err.MARSHALLINGERROR)
@@ -692,6 +939,8 @@ class DataTree:
         new_cversion = _i32(parent.cversion + 1)
         data = req.data
         self._check_data(data)
+        if self.enforce_quota and self._quotas:
+            self._check_quota(path, len(data) if data else 0, 1)
         if op == Op.CREATE_CONTAINER:
             txn: Record = CreateContainerTxn(path, data, acl, new_cversion)
         elif op == Op.CREATE_TTL:
@@ -761,9 +1010,11 @@ class DataTree:
         node = self._record(path)
         if not check_perm(node.acl, _PERM_WRITE, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        new_version = self._version_check(node.version, req.version)
         data = req.data
         self._check_data(data)
+        if self.enforce_quota and self._quotas:
+            self._check_quota(path, (len(data) if data else 0) - len(node.data or b""), 0)
+        new_version = self._version_check(node.version, req.version)
         c = node.duplicate(ctx.zxid)
         c.version = new_version
         c.data = data
@@ -844,18 +1095,24 @@ class DataTree:
                     self._fix_parent_cversion(txn.body, zxid)
         if zxid > self.last_zxid:
             self.last_zxid = zxid
+        if not zxid & _DIGEST_LOG_MASK:
+            # DataTree.logZxidDigest: the history keeps every 128th zxid's digest
+            self._digest_log.append((zxid, signed(self._flush_digest())))
         return result
 
     def _fix_parent_cversion(self, body: CreateTxn, zxid: int) -> None:
         """After a NODEEXISTS replaying a create: setCversionPzxid on the parent."""
         path = body.path
-        parent = self._nodes.get(path[: path.rfind("/")] or "/")
+        parent_path = path[: path.rfind("/")] or "/"
+        parent = self._nodes.get(parent_path)
         if parent is None:
             return
         new = body.parentCVersion
         if new == -1:
             new = _i32(parent.cversion + 1)
         if new > parent.cversion:
+            if self._digest is not None:
+                self._digest_touch(parent_path, parent)
             parent.cversion = new
             parent.pzxid = zxid
 
@@ -923,11 +1180,19 @@ class DataTree:
             self._delete_node(body.path, hdr.zxid, events)
             return None, body.path
         if t == _OP_SET_DATA or t == _OP_RECONFIG:
-            node = self._nodes.get(body.path)
+            path = body.path
+            node = self._nodes.get(path)
             if node is None:
                 raise _KErr(Err.NONODE)
+            if self._digest is not None:
+                self._digest_touch(path, node)
+            old_len = node.data_length
             if self._approx_size is not None:
-                self._approx_size += len(body.data or b"") - node.data_length
+                self._approx_size += len(body.data or b"") - old_len
+            if self._quotas:
+                prefix = qt.max_prefix(self._quotas, path)
+                if prefix is not None:
+                    self._quota_update(prefix, len(body.data or b"") - old_len, 0)
             node.data = body.data
             node.mtime = hdr.time
             node.mzxid = hdr.zxid
@@ -938,6 +1203,8 @@ class DataTree:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
+            if self._digest is not None:
+                self._digest_touch(body.path, node)
             node.aversion = body.version
             node.acl = intern_acl(body.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
@@ -966,6 +1233,9 @@ class DataTree:
         ch = parent.children
         if ch is not None and name in ch:
             raise _KErr(Err.NODEEXISTS)
+        if self._digest is not None:
+            self._digest_touch(parent_path, parent)
+            self._dirty[path] = None
         if parent_cversion == -1:
             parent_cversion = _i32(parent.cversion + 1)
         if parent_cversion > parent.cversion:
@@ -984,6 +1254,8 @@ class DataTree:
                 self._ttls[path] = None
             else:
                 self._ephemerals.setdefault(owner, {})[path] = None
+        if self._quotas or parent_path.startswith(_QUOTA_ROOT):
+            self._quota_created(path, parent_path, name, node.data_length)
         events.add(EventType.NODE_CREATED, path, acl)
         events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
         return node
@@ -994,12 +1266,23 @@ class DataTree:
         parent = self._nodes.get(parent_path)
         if parent is None:
             raise _KErr(Err.NONODE)
-        self._remove_child(parent, path[i + 1 :])
+        if self._digest is not None and zxid > parent.pzxid:
+            self._digest_touch(parent_path, parent)
+        name = path[i + 1 :]
+        self._remove_child(parent, name)
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         node = self._nodes.pop(path, None)
         if node is None:
             raise _KErr(Err.NONODE)
+        if self._digest is not None:
+            if path in self._dirty:
+                del self._dirty[path]
+            else:
+                d = self._known.pop(path, None)
+                self._digest -= node_digest(path, node) if d is None else d
+        if self._quotas or name == _LIMIT_NODE:
+            self._quota_deleted(path, parent_path, name, node.data_length)
         if self._approx_size is not None:
             self._approx_size -= len(path) + node.data_length
         owner = node.ephemeral_owner
@@ -1015,6 +1298,36 @@ class DataTree:
                     es.pop(path, None)
         events.add(EventType.NODE_DELETED, path, node.acl)
         events.add(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl)
+
+    def _digest_touch(self, path: str, node: ZNode) -> None:
+        """NodeHashMap.preChange: take the node's digest out until the next flush."""
+        dirty = self._dirty
+        if path not in dirty:
+            d = self._known.pop(path, None)
+            self._digest -= node_digest(path, node) if d is None else d
+            dirty[path] = None
+
+    def _quota_created(self, path: str, parent_path: str, name: str, size: int) -> None:
+        # DataTree.createNode's quota part
+        if parent_path.startswith(_QUOTA_ROOT):
+            if name == _LIMIT_NODE:
+                self._quota_add(parent_path[_QROOT_LEN:])
+            if name == _STAT_NODE:
+                self._quota_recount(parent_path[_QROOT_LEN:])
+        if self._quotas:
+            prefix = qt.max_prefix(self._quotas, path)
+            if prefix is not None:
+                self._quota_update(prefix, size, 1)
+
+    def _quota_deleted(self, path: str, parent_path: str, name: str, size: int) -> None:
+        # DataTree.deleteNode's quota part
+        if (name == _LIMIT_NODE and parent_path.startswith("/zookeeper")
+                and len(parent_path) >= _QROOT_LEN):
+            self._quotas.discard(qt.normalize(parent_path[_QROOT_LEN:]))
+        if self._quotas:
+            prefix = qt.max_prefix(self._quotas, path)
+            if prefix is not None:
+                self._quota_update(prefix, -size, -1)
 
     def _kill_session(self, sid: int, zxid: int, paths, events) -> None:
         local = self._ephemerals.pop(sid, None)

@@ -91,4 +91,8 @@ def restore(
     tree._ttls = ttls
     tree.sessions = dict(sessions)
     tree.last_zxid = last_zxid
+    # DataTree.deserialize: the digest of every node, then setupQuota (the quota'd
+    # paths, and each zookeeper_stats recounted from the tree)
+    tree.reset_digest()
+    tree._setup_quotas()
     return tree
