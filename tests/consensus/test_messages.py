@@ -56,3 +56,21 @@ def test_random_bytes_decode_or_raise_malformed(data):
         m.decode(data)
     except m.MalformedMessage:
         pass
+
+
+def test_a_notification_of_a_release_before_reconfiguration_is_understood():
+    from zabby.consensus.messages import NotificationV1
+
+    old = m.Header(m.NOTIFICATION, 0, 0, 0).to_bytes() + NotificationV1(3, 7, 1, 2, 0).to_bytes()
+    head, body = m.decode(old)
+    assert head.type == m.NOTIFICATION
+    assert (body.leader, body.zxid, body.peer_epoch, body.election_epoch, body.state) == (
+        3, 7, 1, 2, 0)
+    assert body.config_version == 0 and body.config is None
+    new = m.encode(m.NOTIFICATION, m.Notification(3, 7, 1, 2, 0, 5, b"cfg"))
+    assert int.from_bytes(new[:4], "big") == m.NOTIFICATION_CFG  # an old release drops it
+    head, body = m.decode(new)
+    assert head.type == m.NOTIFICATION and body.config == b"cfg"
+    for i in range(len(old)):
+        with pytest.raises(m.MalformedMessage):
+            m.decode(old[:i])

@@ -90,3 +90,21 @@ def test_injected_bug_is_caught():
     finally:
         peer_mod.Peer._advance_commit = orig
     assert caught > 0
+
+
+# membership changes: two more servers start outside the configuration and client
+# writes are now and then reconfigs among all of them (ZABBY_SIM_RECONFIG_SEEDS)
+N_RECONFIG_SEEDS = int(os.environ.get("ZABBY_SIM_RECONFIG_SEEDS", "150"))
+RECONFIG_REGRESSIONS = [6, 56, 122]
+
+
+@pytest.mark.timeout(0)
+def test_seeds_with_reconfig():
+    failures = []
+    for s in [*RECONFIG_REGRESSIONS, *range(1000, 1000 + N_RECONFIG_SEEDS)]:
+        try:
+            run_seed(s, reconfig=True)
+        except SimulationFailure as e:
+            failures.append(f"{e}\n  replay: python -m zabby.consensus.sim --seed {s} -v "
+                            "--reconfig")
+    assert not failures, "\n".join(failures)

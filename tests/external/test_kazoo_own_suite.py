@@ -47,7 +47,9 @@ def _suite_python() -> str:
     # three members started with -Dreadonlymode.enabled=true; two are stopped and the
     # survivor must serve a read_only client (CONNECTED_RO, NotReadOnlyCallError)
     (["kazoo.tests.test_connection", "-k", "TestReadOnlyMode"], None, "1 passed", 3),
-], ids=["sasl", "ssl", "read_only"])
+    # dynamic reconfiguration: kazoo's harness runs a 3-member ensemble for it
+    (["kazoo.tests.test_client", "-k", "TestReconfig"], None, "3 passed", 3),
+], ids=["sasl", "ssl", "read_only", "reconfig"])
 def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect, members):
     env = dict(os.environ)
     env.update({

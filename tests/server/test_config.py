@@ -518,9 +518,27 @@ def test_ensemble_needs_limits():
     assert cfg("initLimit=0\nsyncLimit=0\n").init_limit == 0
 
 
-def test_hierarchical_quorums_refused():
-    refuse("group.1=1:2:3\n", "group.1", "1:2:3")
-    refuse("weight.1=1\n", "weight.1", "1")
+def test_hierarchical_quorums():
+    five = "".join(f"server.{i}=h{i}:1:2\n" for i in range(1, 6))
+    c = cfg(five + "group.1=1:2:3\ngroup.2=4:5\nweight.4=0\n")
+    assert c.groups == {1: (1, 2, 3), 2: (4, 5)}
+    assert c.weights == {1: 1, 2: 1, 3: 1, 4: 0, 5: 1}
+    refuse(five + "group.1=1:2:3\ngroup.2=3:4:5\n", "group.2", "3:4:5")  # 3 twice
+    refuse(five + "group.1=1:2:3\n", "server.4")  # not in a group
+    refuse(five + "group.1=1:x\n", "group.1", "1:x")
+    refuse(five + "group.1=1:2:3:4:5\nweight.1=-1\n", "weight.1", "-1")
+    # weights alone mean nothing (a majority quorum)
+    assert cfg(five + "weight.1=3\n").weights == {}
+
+
+def test_reconfig_enabled_and_the_version_of_a_dynamic_file(tmp_path):
+    (tmp_path / "zoo.cfg.dynamic.10000000a").write_text(
+        "server.1=a:1:2;2181\nserver.2=b:1:2;2181\ngroup.1=1:2\n")
+    p = tmp_path / "zoo.cfg"
+    p.write_text("dataDir=/d\nreconfigEnabled=true\ndynamicConfigFile=zoo.cfg.dynamic.10000000a\n")
+    c = load_config(p)
+    assert c.reconfig_enabled and c.config_version == 0x10000000A and c.unknown == {}
+    assert c.groups == {1: (1, 2)}
 
 
 # ----------------------------------------------------------------- myid and client port

@@ -135,3 +135,34 @@ def test_after_read_runs_once_after_all_messages_of_a_read():
     assert events == []
     link.data_received(encode_frame(b"tail")[7:])
     assert events == [(2, b"tail"), "after"]
+
+
+def test_mesh_for_reconfiguration_alternates_unknown_joiners_and_new_members():
+    async def main():
+        p1, p1b, dead, p2, p5 = _free_ports(5)
+        # server 1 listens on two addresses; 2 knows the first as dead and reaches it
+        # through the alternate (a multi-address server line)
+        one = PeerMesh(1, {1: ("127.0.0.1", p1)}, lambda frm, m: None, min_backoff=0.01)
+        one.alternates = {1: [("127.0.0.1", p1b)]}
+        one.accept_unknown = True
+        two = PeerMesh(2, {1: ("127.0.0.1", dead), 2: ("127.0.0.1", p2)},
+                       lambda frm, m: None, min_backoff=0.01)
+        two.alternates = {1: [("127.0.0.1", p1b)]}
+        # 5 is not in 1's configuration (a joiner): 1 accepts its link
+        five = PeerMesh(5, {1: ("127.0.0.1", p1), 5: ("127.0.0.1", p5)},
+                        lambda frm, m: None, min_backoff=0.01)
+        for m in (one, two, five):
+            await m.start()
+        try:
+            await _until(lambda: two.connected(1) and five.connected(1) and one.connected(2)
+                         and one.connected(5))
+            # a new configuration names 7 at an address of nobody: dialled, never linked
+            one.update_addresses({1: ("127.0.0.1", p1), 2: ("127.0.0.1", p2),
+                                  5: ("127.0.0.1", p5), 7: ("127.0.0.1", dead)})
+            await asyncio.sleep(0.1)
+            assert one.connected(5) and not one.connected(7)
+        finally:
+            for m in (one, two, five):
+                await m.stop()
+
+    asyncio.run(main())

@@ -76,6 +76,7 @@ from .peer import (
     LEADING,
     LOOKING,
     OBSERVING,
+    Config,
     EpochState,
     Limits,
     LogReader,
@@ -88,6 +89,6 @@ from .peer import (
 )
 
 __all__ = [
-    "FOLLOWING", "LEADING", "LOOKING", "OBSERVING", "EpochState", "Limits", "LogReader",
+    "FOLLOWING", "LEADING", "LOOKING", "OBSERVING", "Config", "EpochState", "Limits", "LogReader",
     "MalformedMessage", "NotLeader", "Peer", "Ready", "make_zxid", "zxid_counter", "zxid_epoch",
 ]

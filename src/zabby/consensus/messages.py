@@ -16,7 +16,8 @@ from zabby.wire.jute import ProtocolError, Record, vector
 
 __all__ = [
     "ACK", "ACKEPOCH", "COMMIT", "ENTRIES", "FOLLOWERINFO", "LEADERINFO", "NEWLEADER",
-    "NOTIFICATION", "PING", "SYNC", "UPTODATE", "MalformedMessage", "decode", "encode",
+    "NOTIFICATION", "NOTIFICATION_CFG", "PING", "SYNC", "UPTODATE", "MalformedMessage",
+    "decode", "encode",
     "SYNC_DIFF", "SYNC_TRUNC", "SYNC_SNAP",
 ]
 
@@ -35,7 +36,18 @@ class Notification(Record):
     FIELDS = (
         ("leader", "long"), ("zxid", "long"), ("peer_epoch", "long"),
         ("election_epoch", "long"), ("state", "int"),
+        # the sender's configuration (version, opaque description): a server that
+        # sees a newer one while looking adopts it (a joiner or a laggard learns the
+        # membership this way, as ZooKeeper's notifications carry the config)
+        ("config_version", "long"), ("config", "buffer"),
     )
+
+
+class NotificationV1(Record):
+    """A notification of a release before reconfiguration (no configuration): still
+    understood, as version 0 with no description, so that a rolling upgrade works."""
+
+    FIELDS = Notification.FIELDS[:5]
 
 
 class FollowerInfo(Record):
@@ -84,11 +96,16 @@ NEWLEADER = 8
 UPTODATE = 9
 COMMIT = 10
 PING = 11
+# a notification with the sender's configuration, sent for NOTIFICATION since
+# reconfiguration; type 1 (without it) is still understood, so members of an earlier
+# release are heard during a rolling upgrade (they drop this type as unknown)
+NOTIFICATION_CFG = 12
 
 SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
 
 BODY: dict[int, type[Record]] = {
     NOTIFICATION: Notification,
+    NOTIFICATION_CFG: Notification,
     FOLLOWERINFO: FollowerInfo,
     ACKEPOCH: AckEpoch,
     ACK: Ack,
@@ -105,12 +122,15 @@ NAMES = {
     NOTIFICATION: "NOTIFICATION", FOLLOWERINFO: "FOLLOWERINFO", ACKEPOCH: "ACKEPOCH",
     ACK: "ACK", LEADERINFO: "LEADERINFO", SYNC: "SYNC", ENTRIES: "ENTRIES",
     NEWLEADER: "NEWLEADER", UPTODATE: "UPTODATE", COMMIT: "COMMIT", PING: "PING",
+    NOTIFICATION_CFG: "NOTIFICATION",
 }
 
 _ZXID_MAX = (1 << 63) - 1
 
 
 def encode(mtype: int, body: Record, *, epoch: int = 0, session: int = 0, seq: int = 0) -> bytes:
+    if mtype == NOTIFICATION:
+        mtype = NOTIFICATION_CFG
     out = bytearray()
     Header(mtype, epoch, session, seq).encode(out)
     body.encode(out)
@@ -124,7 +144,14 @@ def decode(data: bytes) -> tuple[Header, Record]:
         cls = BODY.get(head.type)
         if cls is None:
             raise MalformedMessage(f"unknown message type {head.type}")
-        body, pos = cls.decode_from(data, pos)
+        if head.type == NOTIFICATION:
+            # a release before reconfiguration: no configuration in it
+            old, pos = NotificationV1.decode_from(data, pos)
+            body = Notification(*(getattr(old, n) for n, _ in NotificationV1.FIELDS))
+        else:
+            body, pos = cls.decode_from(data, pos)
+            if head.type == NOTIFICATION_CFG:
+                head.type = NOTIFICATION  # one kind of vote for the peer
     except ProtocolError as e:
         raise MalformedMessage(str(e)) from None
     if pos != len(data):
@@ -139,7 +166,8 @@ def decode(data: bytes) -> tuple[Header, Record]:
 
 def _validate(mtype: int, body) -> None:
     if mtype == NOTIFICATION:
-        if body.state not in (0, 1, 2, 3) or body.election_epoch < 0 or body.peer_epoch < 0:
+        if body.state not in (0, 1, 2, 3) or body.election_epoch < 0 or body.peer_epoch < 0 \
+                or body.config_version < 0:
             raise MalformedMessage("bad notification")
     elif mtype == SYNC:
         if body.mode not in (SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP) or body.zxid < 0:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from . import messages as m
 
 __all__ = [
-    "FOLLOWING", "LEADING", "LOOKING", "OBSERVING", "EpochState", "Limits", "LogReader",
+    "FOLLOWING", "LEADING", "LOOKING", "OBSERVING", "Config", "EpochState", "Limits", "LogReader",
     "NotLeader", "Peer", "Ready", "make_zxid", "zxid_counter", "zxid_epoch",
 ]
 
@@ -45,6 +45,57 @@ class Limits:
     init_limit: int = 10        # a leader must be established / a learner synced within this
     sync_limit: int = 5         # a synced learner or leader silent this long is gone
     election_timeout: int = 2   # a LOOKING peer re-sends its vote this often
+
+
+@dataclass(frozen=True)
+class Config:
+    """A membership: voters, observers and the version that names it (0: the initial
+    configuration, never established; else the zxid of the txn that made it, or of
+    the first leader's NEWLEADER). `data` is the caller's description of it (server
+    addresses), opaque here: carried in notifications and handed back in Ready."""
+
+    version: int
+    voters: frozenset[int]
+    observers: frozenset[int]
+    data: bytes = b""
+    # hierarchical quorums (ZooKeeper's group.N / weight.N): ((group id, its voters),
+    # ...) and ((server id, weight), ...); empty: a plain majority of the voters
+    groups: tuple[tuple[int, frozenset[int]], ...] = ()
+    weights: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def members(self) -> frozenset[int]:
+        return self.voters | self.observers
+
+    def has_quorum(self, ids) -> bool:
+        if not self.groups:
+            return len(self.voters.intersection(ids)) * 2 > len(self.voters)
+        # more than half the weight of a group, in more than half of the groups whose
+        # weight is not zero (QuorumHierarchical.containsQuorum)
+        w = dict(self.weights)
+        ids = set(ids)
+        if not ids:
+            return False
+        counted = won = 0
+        for _, members in self.groups:
+            total = sum(w.get(s, 1) for s in members)
+            if total == 0:
+                continue
+            counted += 1
+            if sum(w.get(s, 1) for s in members if s in ids) > total // 2:
+                won += 1
+        return won > counted // 2
+
+    def agreed(self, acked: dict[int, int]) -> int:
+        """The highest value a quorum has reached in `acked` (server -> value); -1: none."""
+        if not self.groups:
+            acks = sorted((acked[s] for s in self.voters if s in acked), reverse=True)
+            q = len(self.voters) // 2 + 1
+            return acks[q - 1] if len(acks) >= q else -1
+        for z in sorted(set(acked.values()), reverse=True):
+            if self.has_quorum([s for s, a in acked.items() if a >= z]):
+                return z
+        return -1
 
 
 @dataclass(frozen=True)
@@ -116,11 +167,15 @@ class Ready:
     epoch: int = 0
     serving: bool = False
     events: list[str] = field(default_factory=list)
+    # the configuration now in force, when it changed in this step (after `commit`:
+    # a reconfig txn committed, or a newer one adopted from a notification)
+    config: Config | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.messages or self.persist_epochs or self.install_snapshot
             or self.truncate_to is not None or self.persist or self.commit or self.events
+            or self.config is not None
         )
 
 
@@ -164,19 +219,47 @@ class Peer:
         *,
         rng: random.Random,
         tick_limits: Limits | None = None,
+        config_version: int = 0,
+        config_data: bytes = b"",
+        config_of_entry: Callable[[bytes], Config | None] | None = None,
+        config_of_data: Callable[[int, bytes], Config | None] | None = None,
+        observer_type: bool | None = None,
+        config_groups: tuple[tuple[int, frozenset[int]], ...] | None = None,
+        config_weights: tuple[tuple[int, int], ...] = (),
+        version_initial_config: bool = True,
     ):
+        """`config_of_entry(payload)`: the Config a log entry installs (a reconfig txn;
+        its version is the entry's zxid, whatever the function says), else None; `config_of_data(version, data)`: a Config from a notification's
+        description. Without them the membership never changes. `observer_type`:
+        whether this server learns as an observer when it is not a member (a joiner)."""
         voters = frozenset(voters)
         observers = frozenset(observers)
         if not voters or voters & observers:
             raise ValueError("voters must be non-empty and disjoint from observers")
-        if my_id not in voters and my_id not in observers:
+        if config_groups is None:
+            config_groups, config_weights = (), ()
+        if my_id not in voters and my_id not in observers and observer_type is None:
             raise ValueError(f"server {my_id} is not a member")
         self.id = my_id
-        self.voters = voters
-        self.observers = observers
-        self.members = voters | observers
-        self.is_observer = my_id in observers
-        self.quorum = len(voters) // 2 + 1
+        self._observer_type = bool(observer_type)
+        self._version_initial = version_initial_config
+        self._config_of_entry = config_of_entry
+        self._config_of_data = config_of_data
+        self._set_config(Config(config_version, voters, observers, config_data,
+                                config_groups, tuple(config_weights)))
+        # config entries in the log beyond the commit point (zxid, config), ascending
+        self._cfg_pending: list[tuple[int, Config]] = []
+        self._p_config: Config | None = None
+        # a committed configuration dropped this server: it goes on learning as a
+        # non-voter (so that a later reconfig can name it again, and a change proposed
+        # while it was still a member can count its ack), but the caller must not let
+        # it serve clients; cleared when a configuration names it again
+        self.removed = False
+        if config_of_entry is not None:
+            for z, p in storage.entries_after(storage.snap_zxid):
+                cfg = config_of_entry(p)
+                if cfg is not None and z > config_version:
+                    self._cfg_pending.append((z, replace(cfg, version=z)))
         self.limits = tick_limits or Limits()
         self._rng = rng
         self._store = storage
@@ -242,6 +325,106 @@ class Peer:
 
         self._become_looking("starting")
 
+    # ------------------------------------------------------------ membership
+    def _set_config(self, cfg: Config) -> None:
+        self.config = cfg
+        self.voters = cfg.voters
+        self.observers = cfg.observers
+        self.members = cfg.members
+        self.is_voter = self.id in cfg.voters
+        self.is_observer = self.id in cfg.observers or (
+            self.id not in cfg.members and self._observer_type)
+        self.quorum = len(cfg.voters) // 2 + 1
+
+    @property
+    def reconfig_pending(self) -> bool:
+        """A configuration is proposed (in the log) but not yet committed."""
+        return bool(self._cfg_pending)
+
+    def _joint_ok(self, ids) -> bool:
+        """`ids` hold a quorum of the configuration in force and of every one pending."""
+        if not self.config.has_quorum(ids):
+            return False
+        return all(c.has_quorum(ids) for _, c in self._cfg_pending)
+
+    def synced_quorum(self, cfg: Config) -> bool:
+        """Leader: this server and the learners in sync hold a quorum of `cfg`
+        (ZooKeeper's isQuorumSynced, checked before proposing a reconfig)."""
+        if self.role != LEADING or self._phase != "broadcast":
+            return False
+        ids = {self.id} | {h.sid for h in self._handlers.values()
+                           if h.stage == "synced" and not h.observer
+                           and self._now - h.last_heard <= self.limits.sync_limit}
+        return cfg.has_quorum(ids)
+
+    def adopt_config(self, cfg: Config) -> None:
+        """The caller installed state holding a newer configuration (a snapshot)."""
+        if cfg.version > self.config.version:
+            self._activate(cfg, committed=True)
+
+    def _note_entry(self, zxid: int, payload: bytes) -> None:
+        if self._config_of_entry is None:
+            return
+        cfg = self._config_of_entry(payload)
+        if cfg is not None:
+            # a configuration made by a txn is named by the txn's zxid
+            self._cfg_pending.append((zxid, replace(cfg, version=zxid)))
+
+    def _activate(self, cfg: Config, committed: bool) -> None:
+        """Put `cfg` in force. `committed`: through the log (a member it drops is
+        removed); else adopted from a notification while looking."""
+        was_member = self.id in self.members
+        old = self.config
+        self._set_config(cfg)
+        self._p_config = cfg
+        self._events.append(
+            f"configuration 0x{cfg.version:x} in force: voters {sorted(cfg.voters)}, "
+            f"observers {sorted(cfg.observers)}")
+        if committed and was_member and self.id not in cfg.members:
+            self.removed = True
+            self._events.append("this server was removed from the configuration")
+        elif self.id in cfg.members:
+            self.removed = False
+        if self.role == LEADING:
+            if not self.is_voter:
+                self._flush_outboxes()  # the COMMIT of this configuration goes out
+                self._step_down("no longer a voter in the configuration in force")
+                return
+            for sid in list(self._handlers):
+                h = self._handlers[sid]
+                kind_changed = sid in cfg.members and h.observer != (sid in cfg.observers)
+                if kind_changed or (sid in old.members and sid not in cfg.members):
+                    # a learner that changed role (or left) reconnects as what it is now
+                    self._flush_outboxes()
+                    del self._handlers[sid]
+        elif self.role in (FOLLOWING, OBSERVING):
+            want = OBSERVING if self.is_observer else FOLLOWING
+            if self.removed:
+                self._become_looking("removed from the configuration")
+            elif want != self.role:
+                self._become_looking(f"now an {'observer' if self.is_observer else 'participant'}")
+            elif self.leader_id not in cfg.voters:
+                self._become_looking(f"leader {self.leader_id} is no longer a voter")
+
+    def _version_initial_config(self) -> None:
+        """The initial configuration (version 0) takes the version of the first
+        leader's NEWLEADER once established, as ZooKeeper does (ZOOKEEPER-1783), so
+        that it wins over the partial view of a server trying to join."""
+        if self.config.version == 0 and self._version_initial:
+            c = self.config
+            self.config = Config(make_zxid(self._epoch, 0), c.voters, c.observers, c.data,
+                                 c.groups, c.weights)
+            self._p_config = self.config
+
+    def _flush_outboxes(self) -> None:
+        for h in self._handlers.values():
+            if h.outbox:
+                for t, body in h.outbox:
+                    self._out.append((h.sid, m.encode(
+                        t, body, epoch=self._epoch, session=h.session, seq=h.seq_next)))
+                    h.seq_next += 1
+                h.outbox = []
+
     # ------------------------------------------------------------ introspection
     @property
     def epoch(self) -> int:
@@ -285,6 +468,14 @@ class Peer:
         """Leader only: synced learners -> highest zxid they acknowledged (lag for mntr)."""
         return {h.sid: h.acked for h in self._handlers.values() if h.stage == "synced"}
 
+    def synced_learner_kinds(self) -> tuple[int, int, int]:
+        """Leader only: synced (voting followers, non-voting followers, observers);
+        a non-voting follower is a participant outside the configuration (a joiner)."""
+        hs = [h for h in self._handlers.values() if h.stage == "synced"]
+        voting = sum(1 for h in hs if h.sid in self.voters)
+        observers = sum(1 for h in hs if h.observer)
+        return voting, len(hs) - voting - observers, observers
+
     def learner_count(self) -> int:
         """Leader only: learners connected, synced or not (ZooKeeper's `learners`)."""
         return len(self._handlers)
@@ -300,7 +491,9 @@ class Peer:
             self._tick_learner()
 
     def receive(self, frm: int, msg: bytes) -> None:
-        if frm not in self.members or frm == self.id:
+        # servers outside the configuration are heard too: a joiner syncs as a
+        # non-voting learner before the reconfig that adds it commits
+        if frm == self.id or (frm not in self.members and self._config_of_entry is None):
             self._events.append(f"dropped message from unknown server {frm}")
             return
         try:
@@ -375,13 +568,7 @@ class Peer:
 
     # ------------------------------------------------------------ output
     def ready(self) -> Ready:
-        for h in self._handlers.values():
-            if h.outbox:
-                for t, body in h.outbox:
-                    self._out.append((h.sid, m.encode(
-                        t, body, epoch=self._epoch, session=h.session, seq=h.seq_next)))
-                    h.seq_next += 1
-                h.outbox = []
+        self._flush_outboxes()
         r = Ready(
             messages=self._out,
             persist_epochs=(EpochState(self._accepted, self._current, self._accepted_leader)
@@ -395,7 +582,9 @@ class Peer:
             epoch=self.epoch,
             serving=self.serving,
             events=self._events,
+            config=self._p_config,
         )
+        self._p_config = None
         self._out = []
         self._ack_slot = None
         self._p_epochs = False
@@ -410,8 +599,11 @@ class Peer:
     def _append(self, zxid: int, payload: bytes) -> None:
         self._p_entries.append((zxid, payload))
         self._last = zxid
+        if self._config_of_entry is not None:
+            self._note_entry(zxid, payload)
 
     def _truncate(self, zxid: int) -> None:
+        self._cfg_pending = [c for c in self._cfg_pending if c[0] <= zxid]
         self._p_entries = [e for e in self._p_entries if e[0] <= zxid]
         if self._p_snapshot is None:
             self._p_trunc = zxid if self._p_trunc is None else min(self._p_trunc, zxid)
@@ -420,6 +612,7 @@ class Peer:
         self._commit = min(self._commit, zxid)
 
     def _install(self, zxid: int, data: bytes) -> None:
+        self._cfg_pending = []  # the caller adopts the snapshot's configuration
         self._p_snapshot = (zxid, data)
         self._p_trunc = None
         self._p_entries = []
@@ -466,14 +659,28 @@ class Peer:
         self._p_epochs = True
 
     def _emit_commits(self) -> None:
-        target = min(self._commit, self._eff_durable(), self._last)
-        if target <= self._applied:
-            return
-        for z, p in self._read_after(self._applied):
-            if z > target:
-                break
-            self._p_commit.append((z, p))
-            self._applied = z
+        while True:
+            target = min(self._commit, self._eff_durable(), self._last)
+            if target <= self._applied:
+                return
+            activate: Config | None = None
+            for z, p in self._read_after(self._applied):
+                if z > target:
+                    break
+                self._p_commit.append((z, p))
+                self._applied = z
+                if self._cfg_pending and self._cfg_pending[0][0] <= z:
+                    while self._cfg_pending and self._cfg_pending[0][0] < z:
+                        self._cfg_pending.pop(0)  # not in the log any more
+                    if self._cfg_pending and self._cfg_pending[0][0] == z:
+                        activate = self._cfg_pending.pop(0)[1]
+                        break
+            if activate is None:
+                return
+            # outside the loop: the activation may change our role (and emit commits
+            # itself, e.g. as a new leader); then go on from wherever that left us.
+            # A leader that steps down here still applies what is committed.
+            self._activate(activate, committed=True)
 
     def _on_durable(self) -> None:
         if self.role == LEADING:
@@ -487,7 +694,7 @@ class Peer:
 
     # ------------------------------------------------------------ election
     def _self_vote(self) -> tuple[int, int, int]:
-        if self.is_observer:
+        if not self.is_voter:
             return (0, 0, -1)
         return (self._current, self._last, self.id)
 
@@ -497,8 +704,9 @@ class Peer:
             # out of election we report whom we follow and in which Zab epoch (0 while
             # it is still being discovered): a LOOKING server joins when these agree
             pe, leader = self._epoch, self.leader_id
+        cfg = self.config
         return m.encode(m.NOTIFICATION, m.Notification(
-            leader, z, pe, self._clock, _STATE_CODE[self.role]))
+            leader, z, pe, self._clock, _STATE_CODE[self.role], cfg.version, cfg.data))
 
     def _send_votes(self) -> None:
         msg = self._notification()
@@ -527,7 +735,7 @@ class Peer:
         self._epoch = 0
         self._clock += 1
         self._vote = self._self_vote()
-        if vote is not None and not self.is_observer:
+        if vote is not None and self.is_voter:
             # we know a better candidate (a follower that was ahead of us): vote for it
             self._vote = max(self._vote, vote)
         self._recv = {}
@@ -535,32 +743,42 @@ class Peer:
         self._early_infos = {}
         self._finalize = False
         self._send_votes()
-        if not self.is_observer:
+        if self.is_voter:
             self._check_votes()
 
     def _tick_looking(self) -> None:
         if self._finalize:
             self._finalize = False
-            if self._vote_count() >= self.quorum:
+            if self.config.has_quorum(self._vote_ids()):
                 self._decide(self._vote[2])
                 return
         if self._now - self._last_sent_votes >= self.limits.election_timeout:
             self._send_votes()
 
-    def _vote_count(self) -> int:
+    def _vote_ids(self) -> set[int]:
         v = self._vote
-        return 1 + sum(1 for s, w in self._recv.items() if w == v and s in self.voters)
+        return {self.id} | {s for s, w in self._recv.items() if w == v and s in self.voters}
 
     def _check_votes(self) -> None:
-        n = self._vote_count()
-        if n >= len(self.voters):
+        ids = self._vote_ids()
+        if ids >= self.voters:
             self._decide(self._vote[2])
-        elif n >= self.quorum:
+        elif self.config.has_quorum(ids):
             # like FLE's finalizeWait: give better votes one tick to arrive
             self._finalize = True
 
     def _on_notification(self, frm: int, n) -> None:
         looking_sender = n.state == 0
+        if (n.config_version > self.config.version and self.role == LOOKING
+                and self._config_of_data is not None and n.config is not None):
+            cfg = self._config_of_data(n.config_version, n.config)
+            if cfg is not None:
+                cfg = replace(cfg, version=n.config_version)
+                # a newer configuration than ours is in force: ours is out of date
+                # (we were down during a reconfig, or we are joining)
+                self._events.append(f"adopting configuration 0x{cfg.version:x} from {frm}")
+                self._activate(cfg, committed=False)
+                self._become_looking("adopted a newer configuration")
         if self.role != LOOKING:
             if (looking_sender and frm == self.leader_id and self.role != LEADING
                     and n.election_epoch > self._leader_round):
@@ -579,10 +797,14 @@ class Peer:
                     self._out.append((frm, self._notification()))
                 return
         if frm not in self.voters:
+            if n.config_version < self.config.version:
+                # it knows an older configuration (it was away, or it is outside
+                # ours): our reply carries the newer one, as ZooKeeper's does
+                self._out.append((frm, self._notification()))
             return  # a looking observer: its vote never counts
         nvote = (n.peer_epoch, n.zxid, n.leader)
         if looking_sender:
-            if self.is_observer:
+            if not self.is_voter or self.removed:
                 return
             if n.election_epoch > self._clock:
                 self._clock = n.election_epoch
@@ -613,9 +835,9 @@ class Peer:
         if lv is None or lv[2] != _STATE_CODE[LEADING] or lv[1] != n.peer_epoch \
                 or lv[0] != leader:
             return
-        agree = sum(1 for s, (ld, pe, _, _) in self._ooe.items()
-                    if ld == leader and pe == n.peer_epoch and s in self.voters)
-        if agree >= self.quorum:
+        agree = {s for s, (ld, pe, _, _) in self._ooe.items()
+                 if ld == leader and pe == n.peer_epoch and s in self.voters}
+        if self.config.has_quorum(agree):
             self._clock = max(self._clock, n.election_epoch)
             self._vote = (n.peer_epoch, n.zxid, leader)
             self._decide(leader, lv[3])
@@ -666,10 +888,11 @@ class Peer:
             if h.stage != "info":
                 self._send(h, m.PING, m.Zxid(self._commit))
         if self._phase == "broadcast":
-            alive = 1 + sum(1 for h in self._handlers.values()
-                            if h.stage == "synced" and not h.observer)
-            if alive < self.quorum:
-                self._step_down(f"lost quorum ({alive} of {len(self.voters)} voters in sync)")
+            alive = {self.id} | {h.sid for h in self._handlers.values()
+                                 if h.stage == "synced" and h.sid in self.voters}
+            if not self.config.has_quorum(alive):
+                self._step_down(
+                    f"lost quorum ({len(alive)} of {len(self.voters)} voters in sync)")
 
     def _send(self, h: _Handler, t: int, body) -> None:
         h.outbox.append([t, body])
@@ -687,7 +910,9 @@ class Peer:
                 recs = recs[_MAX_BATCH:]
 
     def _on_followerinfo(self, frm: int, head, body) -> None:
-        observer = frm in self.observers
+        # a server outside the configuration learns as what it says it is, voting
+        # nowhere until a reconfig adds it
+        observer = frm in self.observers if frm in self.members else bool(body.observer)
         if body.observer != observer:
             self._events.append(f"dropped FOLLOWERINFO from {frm}: wrong learner type")
             return
@@ -705,7 +930,7 @@ class Peer:
                 self._maybe_fix_epoch()
             return
         a = body.accepted_epoch
-        if not observer and (a > self._epoch or (a == self._epoch and body.accepted_leader != self.id)):
+        if frm in self.voters and (a > self._epoch or (a == self._epoch and body.accepted_leader != self.id)):
             # this voter promised a newer epoch (to a leader that never got going) and
             # can never follow us; ZooKeeper leaves it out until the next election, we
             # start that election now so that no voter stays locked out
@@ -715,7 +940,7 @@ class Peer:
         self._send_leaderinfo(h)
 
     def _maybe_fix_epoch(self) -> None:
-        if len(self._connected) < self.quorum:
+        if not self._joint_ok(self._connected):
             return
         e = max(max(self._connected.values()), self._epoch_floor) + 1
         self._epoch = e
@@ -758,7 +983,8 @@ class Peer:
         if self._phase == "epoch":
             if h.observer:
                 return
-            if (body.current_epoch, body.last_zxid) > (self._current, self._last):
+            if frm in self.voters and (
+                    body.current_epoch, body.last_zxid) > (self._current, self._last):
                 self._step_down(
                     f"follower {frm} is ahead (epoch {body.current_epoch}, zxid "
                     f"{fmt_zxid(body.last_zxid)} > {self._current}, {fmt_zxid(self._last)})",
@@ -773,7 +999,7 @@ class Peer:
             self._start_sync(h)
 
     def _maybe_epoch_quorum(self) -> None:
-        if self._phase != "epoch" or len(self._epoch_acks) < self.quorum:
+        if self._phase != "epoch" or not self._joint_ok(self._epoch_acks):
             return
         self._current = self._epoch
         self._persist_epochs()
@@ -849,12 +1075,15 @@ class Peer:
     def _maybe_establish(self) -> None:
         if self._phase != "sync":
             return
-        n = (1 if self._eff_durable() >= self._initial else 0) + sum(
-            1 for h in self._handlers.values() if h.stage == "synced" and not h.observer)
-        if n < self.quorum:
+        ids = {h.sid for h in self._handlers.values() if h.stage == "synced" and not h.observer}
+        if self._eff_durable() >= self._initial:
+            ids.add(self.id)
+        if not self._joint_ok(ids):
             return
+        n = len(ids & self.voters)
         self._phase = "broadcast"
         self.serving = True
+        self._version_initial_config()
         self._events.append(
             f"leading epoch {self._epoch}: established with {n} voters in sync")
         old = self._commit
@@ -863,25 +1092,44 @@ class Peer:
             if h.stage == "synced":
                 self._send(h, m.UPTODATE, m.Zxid(self._commit))
         self._commit_to_learners(old)
+        self._activate_committed()
+        if self.role != LEADING:
+            self._emit_commits()
+            return
         for h in list(self._handlers.values()):
             if h.observer and h.stage == "acked":
                 self._start_sync(h)
         self._advance_commit()
         self._emit_commits()
 
+    def _activate_committed(self) -> None:
+        """Leader: a configuration is in force once committed (applied or not yet), as
+        ZooKeeper's leader activates on commit, so the next reconfig builds on it."""
+        while self.role == LEADING and self._cfg_pending and \
+                self._cfg_pending[0][0] <= self._commit:
+            _, cfg = self._cfg_pending.pop(0)
+            self._activate(cfg, committed=True)
+
     def _advance_commit(self) -> None:
-        acks = [self._eff_durable()]
-        acks.extend(h.acked for h in self._handlers.values()
-                    if h.stage == "synced" and not h.observer)
-        if len(acks) < self.quorum:
+        if self.role != LEADING:
             return
-        acks.sort(reverse=True)
-        c = acks[self.quorum - 1]
+        acked = {h.sid: h.acked for h in self._handlers.values()
+                 if h.stage == "synced" and not h.observer}
+        acked[self.id] = self._eff_durable()
+        c = self.config.agreed(acked)
+        for z, cfg in self._cfg_pending:
+            # from a reconfig on, the new configuration must agree too (both quorums)
+            if c < z:
+                break
+            c = max(z - 1, min(c, cfg.agreed(acked)))
+            if c < z:
+                break
         if c <= self._commit:
             return
         old = self._commit
         self._commit = c
         self._commit_to_learners(old)
+        self._activate_committed()
         self._emit_commits()
 
     def _commit_to_learners(self, old: int) -> None:
@@ -1026,6 +1274,7 @@ class Peer:
                     return
                 if not self.serving:
                     self.serving = True
+                    self._version_initial_config()
                     self._events.append(
                         f"in sync with leader {frm} in epoch {self._epoch}; serving")
             elif t == m.PING and self._fstage == "broadcast":
@@ -1035,7 +1284,7 @@ class Peer:
 
     def _on_leaderinfo(self, frm: int, e: int) -> None:
         # observers never count in a quorum, so their promise protects nothing
-        if self.is_observer or e > self._accepted or (
+        if not self.is_voter or e > self._accepted or (
                 e == self._accepted and self._accepted_leader == frm):
             if e != self._accepted or self._accepted_leader != frm:
                 self._accepted = e

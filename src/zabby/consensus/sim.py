@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterator
 
 from . import messages as m
-from .peer import LEADING, Limits, NotLeader, Peer
+from .peer import LEADING, Config, Limits, NotLeader, Peer
 
 _EVENT_KINDS = (
     ": DIFF", ": TRUNC", ": SNAP", "stepped down", "malformed", "unknown server", "old-epoch",
@@ -37,6 +37,32 @@ _EVENT_KINDS = (
 
 class SimulationFailure(AssertionError):
     pass
+
+
+# reconfiguration (Simulation(reconfig=True)): a config txn is b"cfg:<voters>:<observers>"
+# (comma-separated ids); its version is its zxid, which the payload cannot know, so the
+# log reader passes it in and a notification carries it beside the description
+def _ids(s: str) -> frozenset[int]:
+    return frozenset(int(x) for x in s.split(",") if x)
+
+
+def _cfg_payload(voters, observers, groups=(), weights=()) -> bytes:
+    """b"cfg:<voters>:<observers>:<groups>:<weights>": groups ';'-separated id lists,
+    weights sid=w pairs (hierarchical quorums when groups are given)."""
+    g = ";".join(",".join(map(str, sorted(ids))) for _, ids in groups)
+    w = ",".join(f"{sid}={x}" for sid, x in weights)
+    return b"cfg:%s:%s:%s:%s" % (",".join(map(str, sorted(voters))).encode(),
+                                 ",".join(map(str, sorted(observers))).encode(),
+                                 g.encode(), w.encode())
+
+
+def _cfg_of(version: int, data: bytes) -> Config | None:
+    if not data.startswith(b"cfg:"):
+        return None
+    _, vs, os_, gs, ws = data.decode().split(":")
+    groups = tuple((i, _ids(g)) for i, g in enumerate(gs.split(";"), 1) if g)
+    weights = tuple((int(a), int(b)) for a, b in (x.split("=") for x in ws.split(",") if x))
+    return Config(version, _ids(vs), _ids(os_), data, groups, weights)
 
 
 def encode_state(entries: list[tuple[int, bytes]]) -> bytes:
@@ -173,11 +199,12 @@ class Node:
         self.proposed: dict[int, tuple[int, bytes]] = {}   # zxid -> (epoch, payload)
         self.fsync_done_at = 0
         self.was_established = False
+        self.config: Config | None = None  # reconfig: the newest in force (its "file")
 
 
 class Simulation:
     def __init__(self, seed: int, *, verbose: bool = False, n_voters: int | None = None,
-                 observer: bool | None = None) -> None:
+                 observer: bool | None = None, reconfig: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         r = self.rng
@@ -187,6 +214,13 @@ class Simulation:
         self.voters = frozenset(range(1, nv + 1))
         self.observers = frozenset({nv + 1}) if obs else frozenset()
         self.ids = sorted(self.voters | self.observers)
+        # reconfig: two more servers start outside the configuration; client writes are
+        # now and then membership changes among them all
+        self.reconfig = reconfig
+        if reconfig:
+            self.ids += [max(self.ids) + 1, max(self.ids) + 2]
+        self.p_reconfig = r.choice((0.05, 0.2, 0.4)) if reconfig else 0.0
+        self.reconfigs = 0
         self.limits = Limits(init_limit=10, sync_limit=5, election_timeout=2)
         self.nodes = {i: Node(i) for i in self.ids}
         self.now = 0
@@ -236,8 +270,20 @@ class Simulation:
 
     def _start(self, n: Node) -> None:
         n.store.crash()  # state machine from snapshot, unsynced tail gone
-        n.peer = Peer(n.sid, self.voters, self.observers, n.store,
-                      rng=random.Random(self.rng.getrandbits(64)), tick_limits=self.limits)
+        if self.reconfig:
+            # like the server's dynamic config file: the newest configuration in force
+            # here before the crash
+            cfg = n.config or Config(0, self.voters, self.observers,
+                                     _cfg_payload(self.voters, self.observers))
+            n.peer = Peer(n.sid, cfg.voters, cfg.observers, n.store,
+                          rng=random.Random(self.rng.getrandbits(64)), tick_limits=self.limits,
+                          config_version=cfg.version, config_data=cfg.data,
+                          config_of_entry=lambda p: _cfg_of(0, p), config_of_data=_cfg_of,
+                          observer_type=False, config_groups=cfg.groups,
+                          config_weights=cfg.weights)
+        else:
+            n.peer = Peer(n.sid, self.voters, self.observers, n.store,
+                          rng=random.Random(self.rng.getrandbits(64)), tick_limits=self.limits)
         n.up = True
         n.proposed = {}
         n.was_established = False
@@ -310,6 +356,8 @@ class Simulation:
                             and peer.epoch == prop[0]:
                         self.acked[z] = p
                         self.stats["acked"] += 1
+            if rd.config is not None:
+                n.config = rd.config
             for ev in rd.events:
                 self.stats["events"] += 1
                 for key in _EVENT_KINDS:
@@ -449,6 +497,28 @@ class Simulation:
         n = self.rng.choice(leaders)
         self.writes += 1
         payload = b"w%d" % self.writes
+        if self.reconfig and self.rng.random() < self.p_reconfig:
+            # a membership change, checked as the server checks one: none in progress,
+            # and the new configuration has a quorum in sync (NEWCONFIGNOQUORUM)
+            r = self.rng
+            pool = list(self.ids)
+            voters = frozenset(r.sample(pool, r.randint(1, min(5, len(pool)))))
+            observers = frozenset(i for i in pool if i not in voters and r.random() < 0.3)
+            groups: tuple = ()
+            weights: tuple = ()
+            if len(voters) >= 2 and r.random() < 0.3:
+                # hierarchical quorums: the voters split into groups, random weights
+                k = r.randint(2, min(3, len(voters)))
+                order = r.sample(sorted(voters), len(voters))
+                groups = tuple((i + 1, frozenset(order[i::k])) for i in range(k))
+                weights = tuple((sid, r.choice((0, 1, 1, 2))) for sid in sorted(voters))
+            cfg = Config(0, voters, observers, b"", groups, weights)
+            if n.peer.reconfig_pending or not n.peer.synced_quorum(cfg):
+                return
+            payload = _cfg_payload(voters, observers, groups, weights)
+            self.reconfigs += 1
+            self.log(f"RECONFIG by {n.sid}: voters {sorted(voters)} observers {sorted(observers)}"
+                     f" groups {[sorted(g) for _, g in groups]} weights {weights}")
         try:
             z = n.peer.propose(payload)
         except NotLeader:
@@ -472,7 +542,7 @@ class Simulation:
     def run(self) -> dict:
         for _ in range(self.chaos_steps):
             self.step()
-        if self.rng.random() < 0.5:
+        if not self.reconfig and self.rng.random() < 0.5:
             # the network heals but a minority of voters (maybe the leader) stays
             # down: writes must go on after at most one election
             f = (len(self.voters) - 1) // 2
@@ -519,29 +589,43 @@ class Simulation:
                     probe = (z, payload)
                     probe_at = (n, n.peer.epoch)
                     self._drain(n)
-            elif all(probe in n.store.applied for n in self.nodes.values() if n.up):
+            elif all(probe in n.store.applied for n in self.nodes.values()
+                     if n.up and not n.peer.removed and self._in_final_config(n)):
                 return
+
+    def _in_final_config(self, n: Node) -> bool:
+        """Reconfig: servers outside the configuration the leader runs are not part of
+        the ensemble (removed, or stale and never told): they need not converge; nor
+        need a removed server that a later change named again (it waits to be told)."""
+        if not self.reconfig:
+            return True
+        leaders = [x for x in self.nodes.values() if x.up and x.peer.established]
+        return not leaders or n.sid in leaders[0].peer.config.members
 
     def _final_checks(self) -> dict:
         # convergence: everyone holds the canonical sequence up to the probe
         for n in self.nodes.values():
             if n.store.applied != self.canonical[:len(n.store.applied)]:
                 self.fail(f"server {n.sid} diverged")
+        members = [n for n in self.nodes.values() if self._in_final_config(n)
+                   and not (n.peer is not None and n.peer.removed)]
         for z, p in self.acked.items():
             if (z, p) not in set(self.canonical):
                 self.fail(f"acknowledged write {p!r} at {z:x} lost")
-        applied_sets = [set(n.store.applied) for n in self.nodes.values()]
+        applied_sets = [set(n.store.applied) for n in members]
         for z, p in self.acked.items():
             for s in applied_sets:
                 if (z, p) not in s:
                     self.fail(f"acknowledged write {p!r} at {z:x} missing after heal")
         self.stats.update(steps=self.now, committed=len(self.canonical), writes=self.writes,
                           n=len(self.voters), observers=len(self.observers))
+        if self.reconfig:
+            self.stats["reconfigs"] = self.reconfigs
         return self.stats
 
 
-def run_seed(seed: int, verbose: bool = False) -> dict:
-    sim = Simulation(seed, verbose=verbose)
+def run_seed(seed: int, verbose: bool = False, reconfig: bool = False) -> dict:
+    sim = Simulation(seed, verbose=verbose, reconfig=reconfig)
     try:
         return sim.run()
     except SimulationFailure:
@@ -556,14 +640,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=100, help="run seeds START..START+N-1")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--reconfig", action="store_true", help="with membership changes")
     a = ap.parse_args(argv)
     seeds = [a.seed] if a.seed is not None else range(a.start, a.start + a.seeds)
     for s in seeds:
         try:
-            st = run_seed(s, verbose=a.verbose)
+            st = run_seed(s, verbose=a.verbose, reconfig=a.reconfig)
         except SimulationFailure as e:
             print(f"FAIL {e}")
-            print(f"replay: python -m zabby.consensus.sim --seed {s} -v")
+            print(f"replay: python -m zabby.consensus.sim --seed {s} -v"
+                  + (" --reconfig" if a.reconfig else ""))
             return 1
         if a.seed is not None or a.verbose:
             print(f"seed {s}: ok {st}")

@@ -469,7 +469,9 @@ def cmd_conf(server: ZabbyServer, conn: ClientConnection) -> str:
         ("clientPortListenBacklog", c["client_port_listen_backlog"]),
         ("serverId", c["server_id"]),
     ]
-    return "".join(f"{k}={v}\n" for k, v in lines)
+    # an ensemble member adds its quorum settings and membership (QuorumZooKeeperServer)
+    extra = getattr(server, "conf_extra", None)
+    return "".join(f"{k}={v}\n" for k, v in lines) + (extra() if extra is not None else "")
 
 
 def cmd_dirs(server: ZabbyServer, conn: ClientConnection) -> str:

@@ -45,7 +45,7 @@ Reported with a measured value:
 * Start-up summaries (one observation each): ``dbinittime`` (ms to recover the data
   directory) and ``startup_txns_loaded`` (txns replayed from the log).
 * Leader gauges: ``learners``, ``synced_followers``, ``synced_observers``,
-  ``synced_non_voting_followers`` (0: zabby has no non-voting followers),
+  ``synced_non_voting_followers`` (participants syncing before a reconfig adds them),
   ``pending_syncs`` (sync barriers in flight), ``leader_uptime``,
   ``last/min/max_proposal_size``; every member: ``quorum_size`` (voting members).
 
@@ -299,15 +299,14 @@ def figures(server: ZabbyServer,
         looking = peer.looking_count
         g.append(("quorum_size", len(peer.voters)))
         if role == "leading":
-            acks = peer.learner_acks()
-            voters = sum(1 for s in acks if s in peer.voters)
+            voters, non_voting, observers = peer.synced_learner_kinds()
             since = getattr(server, "leading_since", None)
             barriers = getattr(server, "sync_barriers", {})
             g += [
                 ("learners", peer.learner_count()),
                 ("synced_followers", voters),
-                ("synced_non_voting_followers", 0),
-                ("synced_observers", len(acks) - voters),
+                ("synced_non_voting_followers", non_voting),
+                ("synced_observers", observers),
                 ("pending_syncs", sum(len(v) for v in barriers.values())),
                 ("leader_uptime", int((time.monotonic() - since) * 1000) if since else 0),
                 ("last_proposal_size", m.last_proposal_size),
@@ -316,7 +315,8 @@ def figures(server: ZabbyServer,
             ]
             last = peer.last_zxid
             f.extra += [("followers", voters)]
-            f.extra += [(f"learner_{s}_lag", _lag(last, z)) for s, z in sorted(acks.items())]
+            f.extra += [(f"learner_{s}_lag", _lag(last, z))
+                        for s, z in sorted(peer.learner_acks().items())]
         f.extra[:0] = [
             ("epoch", peer.epoch),
             ("last_proposed_zxid", peer.last_zxid),

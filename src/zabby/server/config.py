@@ -90,6 +90,8 @@ class ServerSpec:
     role: str = PARTICIPANT  # "participant" or "observer"
     client_host: str | None = None  # "0.0.0.0" when only a client port is given
     client_port: int | None = None
+    # further (host, quorumPort, electionPort) of a multi-address line (a|b|c)
+    more: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def is_observer(self) -> bool:
@@ -172,6 +174,15 @@ class ServerConfig:
     metrics_http_port: int = 7000  # metricsProvider.httpPort
     metrics_export_jvm_info: bool = True  # metricsProvider.exportJvmInfo (process metrics)
     dynamic_config_file: str | None = None  # dynamicConfigFile, resolved path
+    reconfig_enabled: bool = False  # reconfigEnabled
+    multi_address_enabled: bool = False  # multiAddress.enabled (server.N=a:p:e|b:p:e)
+    # the membership's version: from the dynamic file's name (zoo.cfg.dynamic.<hex>), else 0
+    config_version: int = 0
+    # servers whose client address came from clientPort, not their server.N line
+    static_client_ids: frozenset[int] = frozenset()
+    # hierarchical quorums: group.N=a:b:c (group -> its servers), weight.N (default 1)
+    groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    weights: dict[int, int] = field(default_factory=dict)
     server_id: int | None = None  # from <dataDir>/myid when that file exists
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not know
     source: str | None = None  # file path, or None for the embedded default
@@ -405,7 +416,7 @@ _STATIC_KEYS = frozenset(
         "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "tickTime",
         "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit",
         "syncLimit", "peerType", "dynamicConfigFile", "autopurge.snapRetainCount",
-        "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns",
+        "autopurge.purgeInterval", "standaloneEnabled", "maxCnxns", "reconfigEnabled",
         "zabby.keeperExtensions",  # zabby's own (ClickHouse Keeper's opcodes)
         "localSessionsEnabled", "localSessionsUpgradingEnabled",
     }
@@ -420,8 +431,8 @@ _SYSPROP_KEYS = frozenset(
         "admin.commandURL", "admin.idleTimeout", "admin.rateLimiterIntervalInMS",
         "admin.snapshot.enabled", "admin.restore.enabled",
         "snapshot.compression.method", "globalOutstandingLimit",
-        "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "readonlymode.enabled",
-        "snapshot.trust.empty", "enforceQuota", "digest.enabled",
+        "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "multiAddress.enabled",
+        "readonlymode.enabled", "snapshot.trust.empty", "enforceQuota", "digest.enabled",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -482,9 +493,8 @@ _ZK_UNSUPPORTED = frozenset(
     {
         "observerMasterPort", "clientPortListenBacklog",
         "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "syncEnabled",
-        "reconfigEnabled", "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
+        "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms",
         "jvm.pause.warn-threshold.ms", "jvm.pause.sleep.time.ms", "jvm.pause.monitor",
-        "multiAddress.enabled",
         "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
         "oraclePath",
     }
@@ -525,6 +535,9 @@ class _Parser:
         self.where = source if source is not None else "<config>"
         self.cfg = ServerConfig(source=source, client_port_address="0.0.0.0")
         self.servers_source: str | None = None  # the dynamic config file, once read
+        self.dynamic_quorum_lines: dict[str, str] = {}  # its group.N / weight.N lines
+        # a reconfig may name any id, as in ZooKeeper (such a server cannot be zabby)
+        self.any_server_id = False
 
     # ---- errors and value parsers ----
 
@@ -611,12 +624,14 @@ class _Parser:
         props = self.properties(text)
         settings: dict[str, tuple[str, str]] = {}  # canonical name -> (key as written, value)
         server_lines: dict[str, str] = {}
+        quorum_lines: dict[str, str] = {}
         for key, value in props.items():
             if key.startswith("server."):
                 server_lines[key] = value
                 continue
             if key.startswith(("group.", "weight.")):
-                raise self.error(key, value, "hierarchical quorums are not supported by zabby")
+                quorum_lines[key] = value
+                continue
             canon = _canonical(key)
             if canon is None:
                 self.unknown(key, value)
@@ -636,14 +651,16 @@ class _Parser:
             raise self.error(None, None, "dataDir is not set")
 
         if "dynamicConfigFile" in settings:
-            if server_lines:
-                first = next(iter(server_lines))
+            if server_lines or quorum_lines:
+                first = next(iter(server_lines or quorum_lines))
                 raise self.error(first, None, "must be in the separate dynamic config file")
             server_lines = self.read_dynamic(*settings["dynamicConfigFile"])
+            quorum_lines = self.dynamic_quorum_lines
 
         for key, value in server_lines.items():
             spec = self.server_spec(key, value)
             self.cfg.servers[spec.id] = spec
+        self.quorum_system(quorum_lines)
 
         self.read_myid()
         self.validate(settings)
@@ -711,6 +728,10 @@ class _Parser:
             c.peer_type = low
         elif canon == "standaloneEnabled":
             c.standalone_enabled = self.boolean(key, value)
+        elif canon == "reconfigEnabled":
+            c.reconfig_enabled = self.boolean(key, value)
+        elif canon == "multiAddress.enabled":
+            c.multi_address_enabled = self.boolean(key, value)
         elif canon == "dynamicConfigFile":
             if not value:
                 raise self.error(key, value, "is empty")
@@ -881,6 +902,9 @@ class _Parser:
         except OSError as e:
             raise self.error(key, value, f"cannot be read: {e.strerror or e}") from e
         self.cfg.dynamic_config_file = path
+        from .dynconfig import version_from_filename
+
+        self.cfg.config_version = version_from_filename(path)
         sub = _Parser(path)
         lines: dict[str, str] = {}
         for k, v in sub.properties(text).items():
@@ -889,11 +913,48 @@ class _Parser:
             elif k == "version":
                 raise sub.error(k, v, "must not be in the dynamic config file")
             elif k.startswith(("group.", "weight.")):
-                raise sub.error(k, v, "hierarchical quorums are not supported by zabby")
+                self.dynamic_quorum_lines[k] = v
             else:
                 raise sub.error(k, v, "is not allowed in a dynamic config file (only server.N)")
         self.servers_source = path  # errors in server lines name the dynamic file
         return lines
+
+    def quorum_system(self, lines: dict[str, str]) -> None:
+        """group.N / weight.N: hierarchical quorums, checked as QuorumHierarchical does."""
+        p = self if self.servers_source is None else _Parser(self.servers_source)
+        c = self.cfg
+        in_group: dict[int, int] = {}
+        for key, value in lines.items():
+            kind, _, num = key.partition(".")
+            if kind not in ("group", "weight") or not _PARSE_INT.fullmatch(num):
+                raise p.error(key, value, "is not group.N or weight.N with a numeric N")
+            n = int(num)
+            if kind == "group":
+                ids = []
+                for part in value.split(":"):
+                    if not _PARSE_INT.fullmatch(part.strip()):
+                        raise p.error(key, value, "is not a list of server ids (a:b:c)")
+                    sid = int(part)
+                    if sid in in_group:
+                        raise p.error(key, value, f"server {sid} is in several groups")
+                    in_group[sid] = n
+                    ids.append(sid)
+                c.groups[n] = tuple(ids)
+            else:
+                w = self.int64(key, value)
+                if w < 0:
+                    raise p.error(key, value, "must not be negative")
+                c.weights[n] = w
+        if not c.groups:
+            if c.weights:
+                log.warning("%s: weight.N without group.N has no effect", p.where)
+                c.weights = {}
+            return
+        for sid, spec in sorted(c.servers.items()):
+            if spec.role == PARTICIPANT:
+                if sid not in in_group:
+                    raise p.error(f"server.{sid}", None, "is not in any group.N")
+                c.weights.setdefault(sid, 1)
 
     def server_spec(self, key: str, value: str) -> ServerSpec:
         p = self if self.servers_source is None else _Parser(self.servers_source)
@@ -904,28 +965,33 @@ class _Parser:
         # Session ids carry the server id in their top byte; with extended types (TTL
         # nodes) the value 255 is reserved.
         limit = 254 if self.cfg.extended_types_enabled else 255
-        if sid > limit:
+        if sid > limit and not self.any_server_id:
             raise p.error(key, value, f"has server id {sid}; ids must be 0..{limit}")
         fmt = ("is not host:quorumPort:electionPort[:participant|observer]"
                "[;[clientHost:]clientPort]")
         halves = value.split(";")
         if len(halves) > 2:
             raise p.error(key, value, fmt)
-        if "|" in halves[0]:
-            raise p.error(key, value, "lists several addresses; zabby does not support that")
-        parts = p.host_and_port(key, value, halves[0])
-        if len(parts) not in (3, 4) or not parts[0]:
-            raise p.error(key, value, fmt)
-        host = parts[0]
-        quorum_port = p.port(key, value, p.server_int(key, value, parts[1]))
-        election_port = p.port(key, value, p.server_int(key, value, parts[2]))
-        if quorum_port == election_port:
-            raise p.error(key, value, "uses the same port for quorum and election")
+        addresses = halves[0].split("|")
+        if len(addresses) > 1 and not self.cfg.multi_address_enabled:
+            raise p.error(key, value, "lists several addresses, but multiAddress.enabled is "
+                          "not true")
         role = PARTICIPANT
-        if len(parts) == 4:
-            role = parts[3].strip().lower()
-            if role not in (PARTICIPANT, OBSERVER):
-                raise p.error(key, value, f"{parts[3]!r} is not 'participant' or 'observer'")
+        found: list[tuple[str, int, int]] = []
+        for address in addresses:
+            parts = p.host_and_port(key, value, address)
+            if len(parts) not in (3, 4) or not parts[0]:
+                raise p.error(key, value, fmt)
+            quorum_port = p.port(key, value, p.server_int(key, value, parts[1]))
+            election_port = p.port(key, value, p.server_int(key, value, parts[2]))
+            if quorum_port == election_port:
+                raise p.error(key, value, "uses the same port for quorum and election")
+            if len(parts) == 4:
+                role = parts[3].strip().lower()
+                if role not in (PARTICIPANT, OBSERVER):
+                    raise p.error(key, value, f"{parts[3]!r} is not 'participant' or 'observer'")
+            found.append((parts[0], quorum_port, election_port))
+        host, quorum_port, election_port = found[0]
         client_host = client_port = None
         if len(halves) == 2:
             cparts = p.host_and_port(key, value, halves[1])
@@ -936,7 +1002,8 @@ class _Parser:
             else:
                 raise p.error(key, value, fmt)
             client_port = p.port(key, value, p.server_int(key, value, cport))
-        return ServerSpec(sid, host, quorum_port, election_port, role, client_host, client_port)
+        return ServerSpec(sid, host, quorum_port, election_port, role, client_host, client_port,
+                          tuple(found[1:]))
 
     def server_int(self, key: str, value: str, text: str) -> int:
         if not _PARSE_INT.fullmatch(text):
@@ -1024,6 +1091,7 @@ class _Parser:
         elif me is not None:
             me = replace(me, client_host=c.client_port_address, client_port=c.client_port)
             c.servers[me.id] = me
+            c.static_client_ids = frozenset({me.id})
         c.client_port_given = "clientPort" in settings or (
             me is not None and me.client_port is not None)
         if me is not None and me.role != c.peer_type:

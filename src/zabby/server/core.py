@@ -664,8 +664,10 @@ class ZabbyServer:
                 # ZooKeeper decodes reconfig before taking a zxid
                 self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
                 return
-            # reconfig is disabled on a standalone server: an error txn, as ZooKeeper
-            txn = self._error_txn(Err.RECONFIGDISABLED, s.id, xid)
+            # a standalone server: ZooKeeper answers with an error txn, RECONFIGDISABLED
+            # or (reconfigEnabled) UNIMPLEMENTED
+            txn = self._error_txn(Err.UNIMPLEMENTED if self.config.reconfig_enabled
+                                  else Err.RECONFIGDISABLED, s.id, xid)
         else:
             # an undecodable write body still takes a zxid (MARSHALLINGERROR txn)
             txn = self._prepare(op, None if body is MALFORMED else body, s.id, xid, conn.auth)

@@ -36,19 +36,31 @@ import time
 from bisect import bisect_right
 from collections import deque
 
-from ..consensus import Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
+from ..consensus import Config, Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
 from ..consensus import messages as zmsg
 from ..storage import TxnLog
 from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
-from ..wire import Err, Id, Op
+from ..tree.acl import check_perm
+from ..tree.txn import SetDataTxn
+from ..wire import Err, Id, Op, Perm
 from ..wire.jute import ProtocolError, Record, vector
 from ..wire.protocol import REQUEST_BODY
-from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
+from ..wire.records import ConnectRequest, ConnectResponse, GetDataResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
 from .core import _KEEPER_MIN, FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
+from .dynconfig import (
+    Membership,
+    ParseCrash,
+    ReconfigError,
+    dynamic_file_lines,
+    parse_membership,
+    parse_server_entries,
+    quorum_system,
+    write_dynamic_config,
+)
 from .keeper import keeper_reply
 from .peers import PeerMesh
 from .quorum_auth import watch_cert_files
@@ -67,6 +79,31 @@ _INT = struct.Struct(">i")
 _TIME = struct.Struct(">q")
 _HDR_TIME_AT = 20
 _HDR_TIME_END = _HDR_TIME_AT + 8
+_HDR_TYPE_AT = _HDR_TIME_END
+_CONFIG_NODE = "/zookeeper/config"
+
+
+def _config_of(m: Membership) -> Config:
+    groups = tuple((g, frozenset(ids)) for g, ids in sorted(m.groups.items()))
+    return Config(m.version, m.voters, m.observers, dynamic_file_lines(m).encode(), groups,
+                  tuple(sorted(m.weights.items())))
+
+
+def config_of_entry(payload: bytes) -> Config | None:
+    """The configuration a log entry installs: a reconfig txn's, else None."""
+    if len(payload) < _HDR_TYPE_AT + 4 or _INT.unpack_from(payload, _HDR_TYPE_AT)[0] != Op.RECONFIG:
+        return None
+    try:
+        txn = Txn.decode(payload)
+    except (ProtocolError, ValueError):
+        return None
+    m = parse_membership(txn.body.data or b"")
+    return None if m is None else _config_of(m.with_version(txn.header.zxid))
+
+
+def config_of_data(version: int, data: bytes) -> Config | None:
+    m = parse_membership(data)
+    return None if m is None else _config_of(m.with_version(version))
 MODES = {"leading": "leader", "following": "follower", "observing": "observer",
          "looking": "looking"}
 
@@ -218,15 +255,28 @@ class EnsembleServer(ZabbyServer):
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)
         self.view = LogView(txn_log, self.epochs, self, log_last_zxid)
-        voters = frozenset(s for s, spec in config.servers.items() if not spec.is_observer)
-        observers = frozenset(s for s, spec in config.servers.items() if spec.is_observer)
+        self.membership = Membership(dict(config.servers), config.config_version,
+                                     config.static_client_ids, dict(config.groups),
+                                     dict(config.weights))
+        initial = _config_of(self.membership)
+        voters, observers = self.membership.voters, self.membership.observers
+        me = config.servers.get(my_id)
         # the peer ticks ten times per tickTime, so elections take a fraction of a tick
         self.subticks = max(1, config.tick_time // 100)
         k = self.subticks
         limits = Limits(init_limit=config.init_limit * k, sync_limit=config.sync_limit * k,
                         election_timeout=2)
         self.peer = Peer(my_id, voters, observers, self.view,
-                         rng=random.Random(my_id * 7919 + time.time_ns()), tick_limits=limits)
+                         rng=random.Random(my_id * 7919 + time.time_ns()), tick_limits=limits,
+                         config_version=self.membership.version,
+                         config_data=dynamic_file_lines(self.membership).encode(),
+                         config_of_entry=config_of_entry, config_of_data=config_of_data,
+                         observer_type=me is not None and me.is_observer,
+                         config_groups=initial.groups, config_weights=initial.weights,
+                         # ZooKeeper versions the initial configuration only when
+                         # reconfig is enabled (version=0 otherwise)
+                         version_initial_config=config.reconfig_enabled)
+        self._show_config()
         self.role = "looking"
         self.leader_id: int | None = None
         self.serving = False
@@ -239,6 +289,17 @@ class EnsembleServer(ZabbyServer):
         self.election_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
             self._on_zab_message, security=self.quorum_security, name="election")
+        self.quorum_mesh.alternates = {s: [(h, q) for h, q, _ in spec.more]
+                                       for s, spec in config.servers.items() if spec.more}
+        self.election_mesh.alternates = {s: [(h, e) for h, _, e in spec.more]
+                                         for s, spec in config.servers.items() if spec.more}
+        if config.reconfig_enabled:
+            # servers outside the configuration may link (a joiner, before the reconfig
+            # that adds it), and we dial every member (one that does not know us yet
+            # would never dial us)
+            for mesh in (self.quorum_mesh, self.election_mesh):
+                mesh.accept_unknown = True
+                mesh.dial_all = True
         self._cert_watch: asyncio.Task | None = None
         # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
         self.pending_writes: dict[int, deque] = {}
@@ -339,7 +400,8 @@ class EnsembleServer(ZabbyServer):
         # so a read holding N proposals is persisted as one batch and acked once
 
     def _send_zab(self, to: int, msg: bytes) -> None:
-        if len(msg) >= 4 and _INT.unpack_from(msg, 0)[0] == zmsg.NOTIFICATION:
+        if len(msg) >= 4 and _INT.unpack_from(msg, 0)[0] in (zmsg.NOTIFICATION,
+                                                           zmsg.NOTIFICATION_CFG):
             self.election_mesh.send(to, msg)
         else:
             self.quorum_mesh.send(to, _KIND.pack(K_ZAB) + msg)
@@ -398,9 +460,13 @@ class EnsembleServer(ZabbyServer):
                     self._apply_committed(zxid, payload)
                 if r.commit and self.pending_syncs:
                     self._answer_syncs()
+                if r.config is not None:
+                    self._config_changed(r.config)
                 for ev in r.events:
                     log.info("zab: %s", ev)
-                self._role_change(r.role, r.leader_id, r.serving)
+                # a removed member still learns (it may be named again) but serves
+                # no client
+                self._role_change(r.role, r.leader_id, r.serving and not self.peer.removed)
                 if not r:
                     break
         finally:
@@ -468,12 +534,133 @@ class EnsembleServer(ZabbyServer):
 
     def _snapshot_installed(self, zxid: int) -> None:
         self.peer.snapshot_installed(zxid)
+        node = self.tree.get_node(_CONFIG_NODE)
+        m = parse_membership(node.data or b"") if node is not None else None
+        version = m.version or node.mzxid if m is not None else 0
+        if m is not None and version > self.peer.config.version:
+            self.peer.adopt_config(_config_of(m.with_version(version)))
         self._drain()
 
     def _replace_tree(self, tree: DataTree) -> None:
         for conn in list(self.connections):
             conn.abort()  # watches and reads of the old state end here
         self.adopt_tree(tree)
+
+    # ------------------------------------------------------------ membership
+    def _show_config(self) -> None:
+        """/zookeeper/config shows this server's configuration (unless a txn wrote it)."""
+        data = self.membership.text()
+        node = self.tree.get_node(_CONFIG_NODE)
+        if node is not None and node.data != data:
+            self.tree.set_config_data(data, self.membership.version, _now_ms())
+
+    def conf_extra(self) -> str:
+        """What ZooKeeper's `conf` adds on an ensemble member, membership included."""
+        me = self.membership.servers.get(self.my_id)
+        cfg = self.config
+        spec = me or cfg.servers.get(self.my_id)
+        addrs = [(spec.host, spec.quorum_port, spec.election_port), *spec.more] if spec else []
+        return (f"initLimit={cfg.init_limit}\nsyncLimit={cfg.sync_limit}\nelectionAlg=3\n"
+                f"electionPort={'|'.join(str(a[2]) for a in addrs)}\n"
+                f"quorumPort={'|'.join(str(a[1]) for a in addrs)}\n"
+                f"peerType={1 if self.peer.is_observer else 0}\nmembership: \n"
+                + self.membership.text().decode())
+
+    def _config_changed(self, cfg: Config) -> None:
+        """A configuration came into force here (committed, adopted or versioned)."""
+        m = parse_membership(cfg.data)
+        if m is None:  # pragma: no cover - we wrote it
+            log.error("unreadable configuration 0x%x", cfg.version)
+            return
+        static = self.membership.static_client & frozenset(
+            s for s, spec in m.servers.items() if spec.client_port is None)
+        self.membership = Membership(m.servers, cfg.version, static, m.groups, m.weights)
+        log.info("configuration 0x%x: %s", cfg.version, "; ".join(self.membership.lines()))
+        self._show_config()
+        for mesh, port, k in ((self.quorum_mesh, "quorum_port", 1),
+                              (self.election_mesh, "election_port", 2)):
+            addrs = {sid: (spec.host, getattr(spec, port)) for sid, spec in m.servers.items()}
+            more = {sid: [(a[0], a[k]) for a in spec.more]
+                    for sid, spec in m.servers.items() if spec.more}
+            mesh.update_addresses(addrs, more)
+        cfg_file = self.config.source
+        if self.config.reconfig_enabled and cfg_file and os.path.isfile(cfg_file):
+            try:
+                path = write_dynamic_config(cfg_file, self.membership)
+                self.config.dynamic_config_file = path
+            except OSError as e:
+                log.error("could not write the dynamic configuration file: %s", e)
+        if self.peer.removed:
+            log.warning("this server is not in configuration 0x%x: it serves no more",
+                        cfg.version)
+
+    def _prepare_reconfig(self, body, ctx: RequestContext) -> Txn:
+        """The leader's checks of a reconfig, in ZooKeeper's order; an error txn or the
+        SetData of /zookeeper/config that carries the new configuration."""
+        hdr = TxnHeader(ctx.session_id, ctx.cxid, ctx.zxid, ctx.time, Op.ERROR)
+
+        def fail(err: int, why: str = "") -> Txn:
+            if why:
+                log.info("reconfig refused (%s): %s", Err(err).name, why)
+            return Txn(hdr, ErrorTxn(err))
+
+        if not self.config.reconfig_enabled:
+            return fail(Err.RECONFIGDISABLED)
+        if body is None:
+            return fail(Err.MARSHALLINGERROR)
+        peer = self.peer
+        if peer.reconfig_pending:
+            return fail(Err.RECONFIGINPROGRESS)
+        cur = self.membership
+        if body.curConfigId != -1 and body.curConfigId != cur.version:
+            return fail(Err.BADVERSION, f"from version {body.curConfigId:x}, last seen is "
+                        f"{cur.version:x}")
+        groups: dict[int, tuple[int, ...]] = {}
+        weights: dict[int, int] = {}
+        try:
+            if body.newMembers is not None:
+                quorum: dict[str, str] = {}
+                servers = parse_server_entries(body.newMembers, need_client=False,
+                                               quorum=quorum)
+                groups, weights = quorum_system(servers, quorum)
+                if not any(not spec.is_observer for spec in servers.values()):
+                    raise ParseCrash("observers without participants")
+            elif cur.groups:
+                raise ReconfigError("Incremental reconfiguration requested but last "
+                                    "configuration seen has a non-majority quorum system")
+            else:
+                servers = dict(cur.servers)
+                for item in (body.leavingServers or "").split(","):
+                    item = item.strip()
+                    if item:
+                        try:
+                            servers.pop(int(item), None)
+                        except ValueError:
+                            raise ParseCrash(f"{item!r} is not a server id") from None
+                if body.joiningServers is not None:
+                    joining = parse_server_entries(body.joiningServers, need_client=True)
+                    for sid, spec in joining.items():
+                        servers[sid] = spec
+        except ParseCrash as e:
+            return fail(Err.MARSHALLINGERROR, str(e))
+        except ReconfigError as e:
+            return fail(Err.BADARGUMENTS, str(e))
+        new = Membership(servers, ctx.zxid, cur.static_client & frozenset(
+            s for s, spec in servers.items() if spec.client_port is None), groups, weights)
+        n_voters = len(new.voters)
+        if self.config.standalone_enabled and n_voters < 2:
+            return fail(Err.BADARGUMENTS, "the new configuration must include at least 2 "
+                        "participants (standaloneEnabled=true)")
+        if n_voters < 1:
+            return fail(Err.BADARGUMENTS, "the new configuration must include a participant")
+        if not peer.synced_quorum(_config_of(new)):
+            return fail(Err.NEWCONFIGNOQUORUM, "no quorum of the new configuration is "
+                        "connected and in sync")
+        node = self.tree.get_node(_CONFIG_NODE)
+        if node is not None and not check_perm(node.acl, Perm.WRITE, ctx.auth):
+            return fail(Err.NOAUTH)
+        hdr.type = Op.RECONFIG
+        return Txn(hdr, SetDataTxn(_CONFIG_NODE, new.text(), -1))
 
     # ------------------------------------------------------------ roles
     def _role_change(self, role: str, leader_id: int | None, serving: bool) -> None:
@@ -496,10 +683,12 @@ class EnsembleServer(ZabbyServer):
             self.tree.discard_pending()
             self.session_owner.clear()
         if was_serving and not serving or role != "leading" and was_leading:
-            # in-flight writes have an unknown outcome: their clients reconnect
+            # in-flight writes have an unknown outcome: their clients reconnect (after
+            # the replies already queued, e.g. that of the reconfig which made this
+            # member change role, as ZooKeeper answers it before it restarts)
             for conn in list(self.connections):
                 if conn.inflight:
-                    conn.abort()
+                    conn.close_after_flush()
             self.pending_writes.clear()
             self.pending_syncs.clear()
             self.sync_barriers.clear()
@@ -508,7 +697,7 @@ class EnsembleServer(ZabbyServer):
             self.pending_connects.clear()
         if not serving:
             for conn in list(self.connections):
-                conn.abort()
+                conn.close_after_flush()
         if role == "leading" and serving:
             # the leader tracks every session, each with a fresh timeout
             now = self.monotonic_ms()
@@ -630,8 +819,7 @@ class EnsembleServer(ZabbyServer):
         zxid = self._next_zxid()
         ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
         if op == Op.RECONFIG:
-            txn = Txn(TxnHeader(session_id, cxid, zxid, ctx.time, Op.ERROR),
-                      ErrorTxn(Err.RECONFIGDISABLED))
+            txn = self._prepare_reconfig(body, ctx)
         elif op == Op.CREATE_SESSION:
             txn = self.tree.prepare(op, body, ctx)
             if body is not None:
@@ -712,6 +900,8 @@ class EnsembleServer(ZabbyServer):
         err, resp = res.err, res.response
         if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
             err, resp = keeper_reply(op, res)
+        elif op == Op.RECONFIG and err == Err.OK and resp is not None:
+            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
         self._reply(conn, xid, op, err, resp, t0)
         if op == Op.CLOSE_SESSION:
             conn.close_after_flush()

@@ -251,12 +251,13 @@ class _Link(asyncio.Protocol):
     def _hello(self, f: bytes) -> None:
         mesh = self.mesh
         _version, sid, flags = decode_hello(f)
-        if sid not in mesh.addresses or sid == mesh.my_id:
+        known = sid in mesh.addresses
+        if sid == mesh.my_id or not (known or (mesh.accept_unknown and not self.dialler)):
             raise HandshakeRefused(f"unknown server id {sid}")
         if self.dialler and sid != self.peer_id:
             raise HandshakeRefused(f"dialled server {self.peer_id}, answered by {sid}")
         if not self.dialler:
-            if sid < mesh.my_id:
+            if sid < mesh.my_id and known:
                 # a smaller id dialled us: drop it and make sure we dial instead
                 log.debug("closing inbound link from smaller id %d; dialling it", sid)
                 self.close()
@@ -315,8 +316,8 @@ class _Link(asyncio.Protocol):
         ip = peer[0] if peer else ""
         if ip and certificate_matches(cert, ip):
             return
-        host = self.mesh.addresses[sid][0]
-        if ip in self.mesh.resolved.get(host, ()) and certificate_matches(cert, host):
+        host = self.mesh.addresses[sid][0] if sid in self.mesh.addresses else ""
+        if host and ip in self.mesh.resolved.get(host, ()) and certificate_matches(cert, host):
             return
         raise HandshakeRefused(
             f"its certificate ({cert.subject.rfc4514_string()}) names neither {ip} nor "
@@ -450,6 +451,15 @@ class PeerMesh:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.links: dict[int, _Link] = {}
+        # dynamic reconfiguration: links from servers not in `addresses` are accepted
+        # (a joiner), and every member is dialled, not only smaller ids (a member that
+        # does not know us yet never dials us; one that does closes our link and dials)
+        self.accept_unknown = False
+        self.dial_all = False
+        # further addresses of a member (multi-address server lines): we also listen on
+        # ours, and a dial that fails moves on to the next address
+        self.alternates: dict[int, list[tuple[str, int]]] = {}
+        self._extra_servers: list[asyncio.base_events.Server] = []
         self._to_flush: list[_Link] = []
         self._dialers: dict[int, asyncio.Task] = {}
         self._server: asyncio.base_events.Server | None = None
@@ -471,8 +481,33 @@ class PeerMesh:
             self._server = await loop.create_server(
                 lambda: _Link(self, None), host=host, port=port, reuse_address=True
             )
+            for h, p in self.alternates.get(self.my_id, ()):
+                self._extra_servers.append(await loop.create_server(
+                    lambda: _Link(self, None), host=h, port=p, reuse_address=True))
         for sid in self.addresses:
-            if sid < self.my_id:
+            if sid < self.my_id or (self.dial_all and sid != self.my_id):
+                self._ensure_dialer(sid)
+
+    def update_addresses(self, addresses: dict[int, tuple[str, int]],
+                         alternates: dict[int, list[tuple[str, int]]] | None = None) -> None:
+        """A new configuration: dial the members we should and did not know; links to
+        servers that left stay until they close (a removed server stops by itself)."""
+        if alternates is not None:
+            mine_more = self.alternates.get(self.my_id)
+            self.alternates = dict(alternates)
+            if mine_more is not None:
+                self.alternates[self.my_id] = mine_more
+        mine = self.addresses.get(self.my_id)
+        new = dict(addresses)
+        if mine is not None:
+            new[self.my_id] = mine  # we keep listening where we are
+        old, self.addresses = self.addresses, new
+        if self._stopped:
+            return
+        for sid, addr in new.items():
+            if sid == self.my_id or (old.get(sid) == addr and self.connected(sid)):
+                continue
+            if sid < self.my_id or self.dial_all:
                 self._ensure_dialer(sid)
 
     async def stop(self) -> None:
@@ -491,6 +526,9 @@ class PeerMesh:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for srv in self._extra_servers:
+            srv.close()
+            await srv.wait_closed()
 
     def _refusal(self, fmt: str, *args) -> None:
         """Count and log a refusal; at most REFUSAL_LOG_BURST lines per
@@ -619,22 +657,33 @@ class PeerMesh:
             del self.links[sid]
             if self.on_link_change:
                 self.on_link_change(sid, False)
-            if sid < self.my_id and not self._stopped:
+            if (sid < self.my_id or self.dial_all) and sid in self.addresses \
+                    and not self._stopped:
                 self._ensure_dialer(sid)
 
     def _ensure_dialer(self, sid: int) -> None:
         t = self._dialers.get(sid)
         if self._stopped or (t is not None and not t.done()):
             return
+        addr = self.addresses.get(sid)
+        if addr is not None and any(a == addr for s, a in self.addresses.items() if s != sid):
+            # a configuration may name one address twice (ZooKeeper accepts it in a
+            # reconfig): dialling it would reach the other member and replace our link
+            log.warning("%s port: server %d shares %s:%d with another member; not dialling "
+                        "it", self.name, sid, *addr)
+            return
         self._dialers[sid] = asyncio.get_running_loop().create_task(self._dial(sid))
 
     async def _dial(self, sid: int) -> None:
         delay = self.min_backoff
         loop = asyncio.get_running_loop()
+        attempt = 0
         while not self._stopped:
-            if self.connected(sid):
+            if self.connected(sid) or sid not in self.addresses:
                 return
-            host, port = self.addresses[sid]
+            candidates = [self.addresses[sid], *self.alternates.get(sid, ())]
+            host, port = candidates[attempt % len(candidates)]
+            attempt += 1
             sec = self.security
             kw: dict = {}
             if sec is not None and sec.dial_tls:

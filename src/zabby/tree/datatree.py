@@ -751,6 +751,18 @@ class DataTree:
         self._outstanding.append(c)
         self._outstanding_by_path[c.path] = c
 
+    def set_config_data(self, data: bytes, zxid: int, time: int) -> None:
+        """Put this server's view of the membership into /zookeeper/config (not a txn:
+        every member does it itself, as ZooKeeper's initConfigInZKDatabase): data,
+        mzxid = the configuration's version, mtime, and dataVersion -1."""
+        node = self._nodes["/zookeeper/config"]
+        if self._approx_size is not None:
+            self._approx_size += len(data) - node.data_length
+        node.data = data
+        node.mzxid = zxid
+        node.mtime = time
+        node.version = -1
+
     def discard_pending(self) -> None:
         """Forget every prepared-but-unapplied change."""
         self._outstanding.clear()
