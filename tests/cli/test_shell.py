@@ -472,3 +472,67 @@ def test_session_expiry_is_shown(tmp_path):
             sh.child.expect(pexpect.EOF)
         finally:
             sh.close()
+
+
+RECONFIG_COMMANDS = [
+    "reconfig -remove 3", "reconfig", "reconfig -v zz -remove 3",
+    "reconfig -members server.1=127.0.0.1:1:2 -add server.4=127.0.0.1:1:2",
+    "reconfig -file /nonexistent/dyn.cfg -members server.1=127.0.0.1:1:2",
+    "addauth digest super:test", "reconfig -v 1 -remove 3", "reconfig -remove 1,2,3",
+]
+
+
+@pytest.mark.differential
+def test_reconfig_matches_zkcli(tmp_path):
+    """reconfig's option checks and error messages are zkCli's (same ensemble, zkCli
+    first); then the shell really removes a member and adds it back."""
+    if not os.path.exists(ZKCLI) or find_zookeeper() is not None:
+        pytest.skip("zkCli.sh (Debian zookeeper) is not installed")
+    from zabby.testing import ZabbyEnsemble
+    from zabby.testing.differential import digest_acl
+
+    ens = ZabbyEnsemble(tmp_path / "ens", 3, tickTime=200, reconfigEnabled=True,
+                        **{"DigestAuthenticationProvider.superDigest":
+                           digest_acl("super", "test").id.id})
+    try:
+        hosts = ens.members[1].hosts
+        script = "\n".join(RECONFIG_COMMANDS) + "\nquit\n"
+        zk = subprocess.run([ZKCLI, "-server", hosts], input=script, capture_output=True,
+                            text=True, timeout=120)
+        # a script stops at its first failure here (zkCli goes on): one run per command
+        ours: tuple[list[str], list[str]] = ([], [])
+        authed = ""
+        for cmd in RECONFIG_COMMANDS:
+            if cmd.startswith("addauth"):
+                authed = cmd + "\n"
+                continue
+            r = subprocess.run(
+                [sys.executable, "-m", "zabby", "shell", "-server", hosts],
+                input=authed + cmd + "\nquit\n", capture_output=True, text=True, timeout=60,
+                env=_env(tmp_path))
+            ours[0].extend(_clean(r.stdout))
+            ours[1].extend(_clean(r.stderr))
+        for a, b in zip(ours, (_clean(zk.stdout), _clean(zk.stderr)), strict=True):
+            assert a == b, "\n".join(f"{x!r:60} {y!r}" for x, y in zip(a, b, strict=False))
+        assert len(ours[1]) == len(RECONFIG_COMMANDS) - 1  # every one refused, as by zkCli
+
+        def shell(script: str) -> list[str]:
+            r = subprocess.run(
+                [sys.executable, "-m", "zabby", "shell", "-server", hosts],
+                input="addauth digest super:test\n" + script + "quit\n",
+                capture_output=True, text=True, timeout=60, env=_env(tmp_path))
+            assert not _clean(r.stderr), r.stderr
+            # removing the leader makes every member elect again: clients reconnect
+            return [ln for ln in _clean(r.stdout) if not ln.startswith("WatchedEvent")]
+
+        line3 = next(ln for ln in shell("config\n") if ln.startswith("server.3="))
+        out = shell("reconfig -s -remove 3\n")
+        assert out[0] == "Committed new configuration:", out
+        assert any(ln.startswith("server.1=") for ln in out)
+        assert not any(ln.startswith("server.3=") for ln in out)
+        assert any(ln.startswith("version=") for ln in out)
+        assert any(ln.startswith("mZxid = ") for ln in out)  # -s
+        out = shell(f"reconfig -add {line3}\n")
+        assert out[0] == "Committed new configuration:" and line3 in out, out
+    finally:
+        ens.stop()

@@ -29,7 +29,9 @@ TLS and SASL: ``-client-configuration FILE`` with ZooKeeper's client keys
 PKCS12 or PEM, zookeeper.ssl.hostnameVerification; java.security.auth.login.config
 naming a JAAS file whose section -- zookeeper.sasl.clientconfig, default Client --
 holds username and password for DIGEST-MD5, redone on every connection).
-Not here: Kerberos (GSSAPI), reconfig.
+reconfig: zkCli's options (-add / -remove incremental, -members / -file
+non-incremental, -v the hex version the change applies to, -s the stat).
+Not here: Kerberos (GSSAPI).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ COMMANDS: dict[str, str] = {
     "printwatches": "printwatches on|off",
     "ls": "ls [-s] [-w] [-R] path",
     "quit": "quit ",
+    "reconfig": "reconfig [-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]",
     "redo": "redo cmdno",
     "removewatches": "removewatches path [-c|-d|-a] [-l]",
     "set": "set [-s] [-v version] path data",
@@ -185,6 +188,34 @@ def error_text(code: int, path: str) -> str:
             name = str(code)
         tmpl = f"KeeperErrorCode = {name} for {{}}"
     return tmpl.format(path)
+
+
+# what zkCli prints for the errors a reconfig gets (no path to name)
+_RECONFIG_ERRORS = {
+    Err.NOAUTH: "Insufficient permission : ",
+    Err.BADARGUMENTS: "Arguments are not valid : ",
+    Err.BADVERSION: "version No is not valid : ",
+    Err.RECONFIGINPROGRESS: "Another reconfiguration is in progress -- concurrent reconfigs "
+                            "not supported (yet)",
+    Err.NEWCONFIGNOQUORUM: "No quorum of new config is connected and up-to-date with the "
+                           "leader of last committed config - try invoking reconfiguration "
+                           "after new servers are connected and synced",
+}
+
+
+def _membership_file(path: str) -> str:
+    """The membership lines (server.N, group.N, weight.N) of a dynamic config file,
+    comma-separated as ``-members`` takes them."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f]
+    except OSError as e:
+        raise ShellError(f"Error processing {path}{e.strerror}") from None
+    keep = [ln.replace(" ", "") for ln in lines
+            if ln.startswith(("server.", "group.", "weight."))]
+    if not keep:
+        raise ShellError(f"Error processing {path}: no server lines")
+    return ",".join(keep).lower()
 
 
 def _java_date(ms: int) -> str:
@@ -584,6 +615,51 @@ class Shell:
                 raise
             # -l: no server to ask, so remove them here (not set again on reconnect)
             self._zk.remove_watches(real, None, wtype, local=True)
+
+    def cmd_reconfig(self, args: list[str]) -> None:
+        usage = "reconfig " + COMMANDS["reconfig"].split(" ", 1)[1]
+        opts: dict[str, str | bool] = {}
+        i = 0
+        while i < len(args):
+            name = args[i][1:] if args[i].startswith("-") else ""
+            if name == "s":
+                opts["s"] = True
+            elif name in ("v", "file", "members", "add", "remove"):
+                if i + 1 >= len(args):
+                    raise ShellError(f"Missing argument for option: {name}")
+                opts[name] = args[i + 1]
+                i += 1
+            elif name:
+                raise ShellError(f"Unrecognized option: {args[i]}")
+            i += 1
+        whole = "file" in opts or "members" in opts
+        if not whole and "add" not in opts and "remove" not in opts:
+            raise ShellError(usage)
+        version = -1
+        if "v" in opts:
+            try:
+                version = int(str(opts["v"]), 16)
+            except ValueError:
+                raise ShellError("-v must be followed by a long (configuration version)") from None
+        if whole and ("add" in opts or "remove" in opts):
+            raise ShellError("Can't use -file or -members together with -add or -remove "
+                             "(mixing incremental and non-incremental modes is not allowed)")
+        if "file" in opts and "members" in opts:
+            raise ShellError("Can't use -file and -members together "
+                             "(conflicting non-incremental modes)")
+        members = str(opts["members"]).lower() if "members" in opts else None
+        if "file" in opts:
+            members = _membership_file(str(opts["file"]))
+
+        def low(key: str) -> str | None:
+            return str(opts[key]).lower() if key in opts else None
+        try:
+            data, st = self._zk.reconfig(low("add"), low("remove"), members, version)
+        except ZookeeperError as e:
+            raise ShellError(_RECONFIG_ERRORS.get(e.code) or error_text(e.code, "")) from None
+        self.out("Committed new configuration:\n" + bytes(data).decode("utf-8", "replace"))
+        if opts.get("s"):
+            self._stat_lines(st)
 
     def cmd_whoami(self, args: list[str]) -> None:
         ids = self._zk.whoami()

@@ -277,6 +277,9 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.handshake.done():
             self.handshake.set_exception(ConnectionError("connection closed"))
+            # whoever waited may have given up (a timed-out connect): marked as seen,
+            # so asyncio does not log "Future exception was never retrieved"
+            self.handshake.exception()
         if not self.lost.done():
             self.lost.set_result(None)
         self.client._on_conn_lost(self)
