@@ -6,7 +6,6 @@ one-line replay command: python -m zabby.consensus.sim --seed S -v
 """
 
 import os
-import time
 
 import pytest
 
@@ -52,7 +51,6 @@ def test_same_seed_same_run():
 
 def test_simulation_exercises_the_faults():
     kinds: dict[str, int] = {}
-    t = time.monotonic()
     for s in range(40):
         sim = Simulation(s)
         sim.run()
@@ -61,7 +59,6 @@ def test_simulation_exercises_the_faults():
     for k in (": DIFF", ": SNAP", ": TRUNC", "stepped down", "malformed", "unknown server",
               "resyncing"):
         assert kinds.get(k, 0) > 0, (k, kinds)
-    assert time.monotonic() - t < 60
 
 
 def test_injected_bug_is_caught():

@@ -102,8 +102,12 @@ def _read_base(srv: ZabbyServer) -> tuple[dict, int]:
 
 
 def run_load_and_kill(srv: ZabbyServer, base: Base, rng: random.Random, tag: str,
-                      delay: float | None = None) -> tuple[list[Worker], str, float]:
-    """Start the workers, kill the server at a random moment, join the workers."""
+                      delay: float | None = None,
+                      min_acked: int = 0) -> tuple[list[Worker], str, float]:
+    """Start the workers, kill the server at a random moment, join the workers.
+
+    ``min_acked``: kill only once that many writes were acknowledged (after ``delay``),
+    a count, not a rate; the wait is bounded only against a hang."""
     workers = [
         Worker(cid=c, seed=rng.randrange(1 << 30), host=srv.host, port=srv.port,
                base_own=base.own[c], round_tag=tag)
@@ -117,6 +121,11 @@ def run_load_and_kill(srv: ZabbyServer, base: Base, rng: random.Random, tag: str
             delay = rng.choice((rng.uniform(0.0, 0.05), rng.uniform(0.05, 0.6), rng.uniform(0.05, 0.6)))
         mode = rng.choice(("group", "group", "pid"))
         time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while sum(op.status == "ok" for w in workers for op in list(w.ops)) < min_acked:
+            assert time.monotonic() < deadline, f"fewer than {min_acked} writes acked in 60 s"
+            assert all(t.is_alive() for t in threads), "a load thread ended before the kill"
+            time.sleep(0.02)
         _crash(srv, mode)
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
@@ -208,7 +217,8 @@ def test_kill9_during_startup_and_recovery(tmp_path):
         setup.close()
         tree, _ = _read_base(srv)
         base = base_from_tree(tree, CLIENTS)
-        workers, _mode, _ = run_load_and_kill(srv, base, rng, "startup", delay=1.5)
+        workers, _mode, _ = run_load_and_kill(srv, base, rng, "startup", delay=0.0,
+                                              min_acked=600)
         acked = sum(op.status == "ok" for w in workers for op in w.ops)
         assert acked > 500, f"too little load before the crash ({acked} acked writes)"
 
