@@ -493,7 +493,9 @@ def _events_for(ref, session: str, etype: str, path_end: str) -> int:
     tail = f"{path_end}'"
     return sum(
         1 for line in ref.lines
-        if line.startswith(f"   event {session}: {etype} ") and line.endswith(tail)
+        if (line.startswith(f"   event {session}: {etype} ")
+            or line.startswith(f"   event {session} (before reply): {etype} "))
+        and line.endswith(tail)
     )
 
 

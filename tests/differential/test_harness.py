@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from zabby.testing.differential import Normaliser, Runner, Transcript, compare, run_scenario
 from zabby.testing.pytest_plugin import require_zookeeper
+from zabby.testing.rawclient import RawClient
 from zabby.testing.servers import ZooKeeperServer
-from zabby.wire import Stat
+from zabby.wire import (
+    Create2Response,
+    EventType,
+    GetChildren2Response,
+    GetChildrenResponse,
+    Op,
+    PathResponse,
+    Stat,
+    StatResponse,
+    encode_notification,
+    encode_reply,
+)
 
 from .conftest import DIFF_CFG
 from .test_scenarios import scenario_create_modes, scenario_watches
@@ -78,3 +92,90 @@ def test_a_deliberately_different_run_is_reported(own_reference):
     _, _, diff = run_scenario(scenario, ref, ref, base="/harness_broken")
     assert "NODEEXISTS" in diff
     assert diff.count("\n+") >= 1
+
+
+# ------------------------------------------------ negative controls, no server needed
+class _Scripted(RawClient):
+    """A session whose server is a script: each request is answered by the frames a
+    function of (xid, op) returns (notifications first, then the reply)."""
+
+    def __init__(self, answer) -> None:
+        super().__init__("127.0.0.1", 0)
+        self.answer = answer
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def send_bytes(self, data: bytes) -> None:
+        _, xid, op = struct.unpack_from(">iii", data, 0)
+        self.frames.extend(bytes(f[4:]) for f in self.answer(xid, op))
+
+
+def _scripted_runner(label: str, answer) -> Runner:
+    r = Runner.__new__(Runner)
+    r.norm, r.transcript, r.step_no, r.base = Normaliser(), Transcript(label), 0, None
+    r.sessions = {"a": _Scripted(answer)}
+    return r
+
+
+_STAT = Stat(czxid=5, mzxid=5, ctime=1, mtime=1, version=0, cversion=1, aversion=0,
+             ephemeralOwner=0, dataLength=0, numChildren=1, pzxid=6)
+
+
+def _honest(xid: int, op: int):
+    if op == Op.GET_CHILDREN:
+        return [encode_reply(xid, 7, 0, GetChildrenResponse(["c"]))]
+    if op == Op.CREATE:
+        return [encode_reply(xid, 8, 0, PathResponse("/n"))]
+    if op == Op.SET_DATA:  # the session's own watch fires before the reply
+        return [encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n"),
+                encode_reply(xid, 9, 0, StatResponse(_STAT))]
+    return [encode_reply(xid, 0, 0)]  # ping
+
+
+def _scenario(r: Runner) -> None:
+    r.children("a", "/")
+    r.create("a", "/n", op=Op.CREATE)
+    r.set("a", "/n", b"x")
+
+
+def _run(answer) -> Transcript:
+    r = _scripted_runner("x", answer)
+    _scenario(r)
+    return r.transcript
+
+
+def test_scripted_honest_server_gives_no_diff():
+    assert compare(_run(_honest), _run(_honest)) == ""
+
+
+@pytest.mark.parametrize("op,wrong", [
+    (Op.GET_CHILDREN, lambda xid: GetChildren2Response(["c"], _STAT)),
+    (Op.CREATE, lambda xid: Create2Response("/n", _STAT)),
+])
+def test_trailing_bytes_fail_even_when_both_servers_send_them(op, wrong):
+    """A GetChildren2 body for getChildren (a Create2 body for create) decodes as the
+    right record with bytes left over: the harness fails, whoever sent it."""
+    def sloppy(xid, got):
+        return [encode_reply(xid, 7, 0, wrong(xid))] if got == op else _honest(xid, got)
+
+    diff = compare(_run(_honest), _run(sloppy))
+    assert "byte(s) after the" in diff and '"trailing"' in diff, diff
+    both = compare(_run(sloppy), _run(sloppy))  # equal transcripts, still a failure
+    assert f"after the {Op(op).name} reply body" in both, both
+
+
+def test_event_after_the_reply_differs_from_event_before():
+    """The same event, once before and once after the write's reply: a diff."""
+    def late(xid, op):
+        if op == Op.SET_DATA:
+            return [encode_reply(xid, 9, 0, StatResponse(_STAT)),
+                    encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n")]
+        return _honest(xid, op)
+
+    a, b = _run(_honest), _run(late)
+    assert any("event a (before reply): NODE_DATA_CHANGED" in line for line in a.lines), a.text()
+    diff = compare(a, b)
+    assert "-   event a (before reply): NODE_DATA_CHANGED" in diff, diff
+    assert "+   event a: NODE_DATA_CHANGED" in diff, diff

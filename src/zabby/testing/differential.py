@@ -4,6 +4,16 @@ A scenario is a function ``scenario(r: Runner)`` that drives named sessions thro
 ``r``'s methods. Every step is recorded as one line: the request, the reply's error
 code (or the connection closing), the decoded body, the reply header's zxid, and then
 the watch events every session received (in arrival order) before the step's flush.
+Events that reached the calling session *before* the step's reply are recorded apart
+(``event a (before reply): ...``), so the order a server gives events and replies on one
+connection is compared: ZooKeeper delivers the event for a change before the reply to
+the session's own request that made or reflects it.
+
+Every successful reply must be consumed whole by the decoder of the request's response
+type. Bytes left after it (a GetChildren2 body sent for getChildren, a Create2 body for
+create) are a protocol error, whichever server sent them: they are recorded in the
+transcript *and* listed as a problem, and ``compare`` reports problems even when both
+transcripts are equal.
 
 Values that legitimately differ between two servers are normalised so that equal
 behaviour gives equal transcripts:
@@ -176,21 +186,26 @@ class Transcript:
     def __init__(self, label: str) -> None:
         self.label = label
         self.lines: list[str] = []
+        # harness-level failures that hold whatever the other server did
+        self.problems: list[str] = []
 
     def add(self, line: str) -> None:
         self.lines.append(line)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
 
     def text(self) -> str:
         return "\n".join(self.lines)
 
 
 def compare(a: Transcript, b: Transcript) -> str:
-    """Unified diff of two transcripts; the empty string when they are equal."""
-    if a.lines == b.lines:
-        return ""
-    return "\n".join(
-        difflib.unified_diff(a.lines, b.lines, a.label, b.label, n=4, lineterm="")
-    )
+    """Unified diff of two transcripts, then each one's problems; the empty string
+    when they are equal and neither has a problem."""
+    out = [f"!! {t.label}: {p}" for t in (a, b) for p in t.problems]
+    if a.lines != b.lines:
+        out += difflib.unified_diff(a.lines, b.lines, a.label, b.label, n=4, lineterm="")
+    return "\n".join(out)
 
 
 def _dumps(v: Any) -> str:
@@ -293,12 +308,14 @@ class Runner:
                     pass
                 except (TimeoutError, OSError) as e:
                     self._record(f"   {name}: ping failed: {type(e).__name__}")
-            evs = c.take_events()
-            for ev in evs:
-                self._record(
-                    f"   event {name}: {_enum_name(EventType, ev.type)} "
-                    f"{_enum_name(KeeperState, ev.state)} {ev.path!r}"
-                )
+            self._record_events(name, c.take_events())
+
+    def _record_events(self, name: str, evs: list, when: str = "") -> None:
+        for ev in evs:
+            self._record(
+                f"   event {name}{when}: {_enum_name(EventType, ev.type)} "
+                f"{_enum_name(KeeperState, ev.state)} {ev.path!r}"
+            )
 
     def _reply_repr(self, op: int, reply: Reply) -> dict[str, Any]:
         out: dict[str, Any] = {"err": err_name(reply.err), "zxid": self.norm.zxid(reply.zxid)}
@@ -306,10 +323,11 @@ class Runner:
             if reply.decode_error:
                 out["decode_error"] = reply.decode_error
                 out["raw"] = reply.raw.hex()
-            elif reply.body is not None and not isinstance(reply.body, Empty):
-                out["body"] = self.norm.value(reply.body)
-            elif isinstance(reply.body, Empty) and reply.raw:
-                out["trailing"] = reply.raw.hex()
+            else:
+                if reply.body is not None and not isinstance(reply.body, Empty):
+                    out["body"] = self.norm.value(reply.body)
+                if reply.trailing:
+                    out["trailing"] = reply.trailing.hex()
         elif reply.raw:
             out["error_body"] = reply.raw.hex()
         return out
@@ -363,10 +381,17 @@ class Runner:
         self.step_no += 1
         head = f"#{self.step_no} {name} {label or op_name(op)}{_describe(body, self.norm)}"
         reply: Reply | None = None
+        self._record_events(name, c.take_events())  # left over (none after a flush)
+        early: list = []
         try:
             sent_xid = c.send_request(op, body, xid=xid)
             reply = c.wait_reply(sent_xid, op)
             res: dict[str, Any] = self._reply_repr(op, reply)
+            if reply.trailing:
+                self.transcript.problem(
+                    f"step #{self.step_no}: {len(reply.trailing)} byte(s) after the "
+                    f"{op_name(op)} reply body: {reply.trailing[:32].hex()}")
+            early = c.take_events()  # arrived between the request and its reply
         except ConnectionClosed:
             res = {"connection": "closed"}
         except TimeoutError:
@@ -375,6 +400,7 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - a garbled reply is a difference, not a crash
             res = {"client_error": f"{type(e).__name__}: {e}"}
             c.drop()
+        self._record_events(name, early, " (before reply)")
         self._record(f"{head} -> {_dumps(res)}")
         self.flush()
         return reply

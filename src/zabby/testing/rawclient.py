@@ -26,6 +26,7 @@ from zabby.wire import (
     ConnectResponse,
     Create2Response,
     Empty,
+    ErrorResponse,
     FrameDecoder,
     GetACLResponse,
     GetAllChildrenNumberResponse,
@@ -85,7 +86,7 @@ RESPONSE_BODY: dict[int, Any] = {
     Op.SET_WATCHES2: Empty,
     Op.GET_EPHEMERALS: GetEphemeralsResponse,
     Op.GET_ALL_CHILDREN_NUMBER: GetAllChildrenNumberResponse,
-    Op.ADD_WATCH: Empty,
+    Op.ADD_WATCH: ErrorResponse,  # ZooKeeper answers addWatch with ErrorResponse(0)
     Op.WHO_AM_I: WhoAmIResponse,
     Op.CLOSE_SESSION: Empty,
 }
@@ -105,6 +106,11 @@ class Reply:
     body: Any = None  # decoded record when err == 0 and the opcode is known
     raw: bytes = b""  # bytes after the reply header
     decode_error: str | None = None
+    # bytes after the decoded body (the opcode's response type must consume them all:
+    # a GetChildren2 body sent for getChildren, or Create2 for create, leaves some)
+    trailing: bytes = b""
+    # notifications that arrived on this connection between the request and its reply
+    events_before: int = 0
 
 
 @dataclass
@@ -231,26 +237,26 @@ class RawClient:
 
     def wait_reply(self, xid: int, op: int, timeout: float | None = None) -> Reply:
         """Read frames until the reply for xid; notifications go to ``events``."""
+        before = 0
         while True:
             f = self.read_frame(timeout)
             hdr, pos = ReplyHeader.decode_from(f, 0)
             if hdr.xid == XID_NOTIFICATION:
                 ev, _ = WatcherEvent.decode_from(f, pos)
                 self.events.append(ev)
+                before += 1
                 continue
             if hdr.zxid > 0:
                 self.last_zxid = max(self.last_zxid, hdr.zxid)
             if hdr.xid != xid:
                 raise AssertionError(f"reply for xid {hdr.xid} while waiting for {xid} (op {op})")
-            reply = Reply(hdr.xid, hdr.zxid, hdr.err, raw=bytes(f[pos:]))
+            reply = Reply(hdr.xid, hdr.zxid, hdr.err, raw=bytes(f[pos:]), events_before=before)
             if hdr.err == 0:
                 body_type = RESPONSE_BODY.get(op)
                 if body_type is not None:
                     try:
-                        if body_type is MultiResponse:
-                            reply.body = MultiResponse.decode_from(f, pos)[0]
-                        else:
-                            reply.body = body_type.decode_from(f, pos)[0]
+                        reply.body, end = body_type.decode_from(f, pos)
+                        reply.trailing = bytes(f[end:])
                     except Exception as e:  # noqa: BLE001 - reported, compared
                         reply.decode_error = f"{type(e).__name__}: {e}"
             return reply
