@@ -54,7 +54,8 @@ Reported as a constant because it is the true value here: ``connection_drop_prob
 is tracked).
 
 zabby's own additions (not in ZooKeeper; extra keys break no mntr parser):
-``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``followers``,
+``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``followers`` (as ZooKeeper
+3.4 had it: learners connected to the leader, synced or not),
 ``learner_<id>_lag``, and ``<op>_op_count`` per opcode (ZooKeeper's spelling of a
 counter set: ``<key>_<name>``; the op names are ZooKeeper's ``Request.op2String``).
 ZooKeeper's quota gauge and counter sets go with them (mntr only, not Prometheus):
@@ -314,7 +315,9 @@ def figures(server: ZabbyServer,
                 ("min_proposal_size", m.min_proposal_size),
             ]
             last = peer.last_zxid
-            f.extra += [("followers", voters)]
+            # ZooKeeper's zk_followers: learners connected (leader.getLearners()), synced
+            # or not -- beside zk_synced_followers, the ones that finished syncing
+            f.extra += [("followers", peer.learner_count())]
             f.extra += [(f"learner_{s}_lag", _lag(last, z))
                         for s, z in sorted(peer.learner_acks().items())]
         f.extra[:0] = [
