@@ -68,7 +68,7 @@ from zabby.wire import (
     WatcherType,
 )
 
-from .conftest import DIFF_CFG, SUPER_PASSWORD, SUPER_USER, candidate_kind, start_pair
+from .conftest import DIFF_CFG, SUPER_PASSWORD, SUPER_USER, start_pair
 
 pytestmark = pytest.mark.differential
 
@@ -536,12 +536,6 @@ def scenario_reconfig_enabled(r: Runner) -> None:
     r.set_acl(admin, "/zookeeper/config", [ACL(R, Id("world", "anyone"))])
 
 
-@pytest.mark.xfail(
-    candidate_kind() == "zabby",
-    strict=True,
-    reason="zabby ignores reconfigEnabled: a standalone server answers RECONFIGDISABLED "
-    "where ZooKeeper answers UNIMPLEMENTED (server/core.py, server/config.py)",
-)
 def test_reconfig_enabled_standalone(tmp_path_factory):
     ref, cand = start_pair(tmp_path_factory, "reconfig", **dict(DIFF_CFG, reconfigEnabled=True))
     try:
