@@ -413,7 +413,7 @@ class Worker:
                         h.fail()
                         continue
                     v = r.body.stat.version
-                    h.ok((r.body.data.decode(), v))
+                    h.ok((r.body.data.decode(), v), zxid=r.body.stat.mzxid)
                     seen[key] = max(seen[key], v)
                 else:
                     ev = seen[key] if kind == "cas" else -1
@@ -426,7 +426,7 @@ class Worker:
                         h.unknown()
                         raise
                     if r.err == Err.OK:
-                        h.ok(r.body.stat.version)
+                        h.ok(r.body.stat.version, zxid=r.body.stat.mzxid)
                         seen[key] = max(seen[key], r.body.stat.version)
                     elif r.err == Err.BADVERSION and kind == "cas":
                         h.fail()
@@ -500,7 +500,7 @@ class QueuedOps:
                 if r.err != Err.OK:
                     h.fail()
                     return False
-                h.ok((r.body.data.decode(), r.body.stat.version))
+                h.ok((r.body.data.decode(), r.body.stat.version), zxid=r.body.stat.mzxid)
                 self.versions[k] = r.body.stat.version
         except (ConnectionClosed, OSError, TimeoutError):
             c.drop()
@@ -538,7 +538,7 @@ class QueuedOps:
                         self.outcomes.append("unknown")
                     break
                 if r.err == Err.OK:
-                    h.ok(r.body.stat.version)
+                    h.ok(r.body.stat.version, zxid=r.body.stat.mzxid)
                     self.outcomes.append("ok")
                 elif r.err == Err.BADVERSION and kind == "cas":
                     h.fail()
@@ -623,7 +623,7 @@ def final_reads(ens: ZabbyEnsemble, rec: HistoryRecorder, ns: str | None) -> dic
                 r = c.request(Opcode.GET_DATA, PathWatchRequest(k, False))
                 assert r.err == Err.OK, f"final read on member {i}: err {r.err}"
                 res = (r.body.data.decode(), r.body.stat.version)
-                h.ok(res)
+                h.ok(res, zxid=r.body.stat.mzxid)
                 out[i][k] = res
         finally:
             c.close()
@@ -674,6 +674,8 @@ def check_run(history: list[Op], initial, finals: dict, deposed=()
         problems_note = f"{n} sync+reads at a woken deposed leader checked as plain reads"
         print(problems_note)
     res = check_history(history, initial)
+    if not any(o.zxid is not None for o in history if o.outcome == "ok"):
+        problems.append("no op recorded a zxid: the session-prefix check saw nothing")
     members = sorted(finals)
     for k in KEYS:
         vals = {i: finals[i][k] for i in members}
@@ -700,7 +702,7 @@ def dump_history(history: list[Op], path) -> None:
                                 "invoke": o.invoke, "complete": o.complete,
                                 "outcome": o.outcome, "value": o.value,
                                 "expected_version": o.expected_version,
-                                "result": o.result}) + "\n")
+                                "result": o.result, "zxid": o.zxid}) + "\n")
 
 
 def load_history(path) -> list[Op]:

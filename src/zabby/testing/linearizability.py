@@ -15,7 +15,16 @@ one ZooKeeper is allowed to produce:
   never a write that definitely failed); the ``(value, version)`` pair agrees
   with every other observation of that version; and no session ever sees a
   key go back to an older version than one it already saw -- counting the
-  versions its own acknowledged writes returned (read your writes).
+  versions its own acknowledged writes returned (read your writes);
+* **the session prefix** (when ops carry zxids: a read's is the ``mzxid`` of the
+  value it read, an acknowledged write's the ``mzxid`` its reply's Stat gave):
+  everything a session reads -- across keys -- reflects one prefix of the committed
+  order that never shrinks. A read of key k with mzxid m says the session's prefix
+  ends at some Z with m <= Z < (the next known write of k after m); its own
+  acknowledged writes and its earlier reads give lower bounds on Z. So "p1 writes a,
+  then b; p2 reads the new b, then the old a" is rejected although each key alone
+  is fine. Writes whose zxid is unknown (no reply, never read) can only hide a
+  violation, never invent one.
 
 An operation's ``outcome`` is ``"ok"`` (acknowledged, with its ``result``),
 ``"fail"`` (a definite error: a write that did not happen; a cas that got
@@ -63,6 +72,7 @@ __all__ = [
     "check_history",
     "check_key_linearizable",
     "check_plain_reads",
+    "check_session_prefix",
 ]
 
 KINDS = ("read", "sread", "write", "cas")
@@ -90,6 +100,9 @@ class Op:
     expected_version: int | None = None
     result: Any = None
     index: int = -1  # position in the history (set by check_history)
+    # ok read/sread: the mzxid of the value read; ok write/cas: the mzxid its reply's
+    # Stat gave (the write's place in the committed order). None: not recorded.
+    zxid: int | None = None
     meta: Any = None  # free for the harness (e.g. which server answered); not checked
 
     def describe(self) -> str:
@@ -152,10 +165,11 @@ class _Handle:
         self.op = op
         self._clock = clock
 
-    def ok(self, result: Any = None) -> None:
+    def ok(self, result: Any = None, zxid: int | None = None) -> None:
         self.op.complete = self._clock()
         self.op.outcome = "ok"
         self.op.result = result
+        self.op.zxid = zxid
 
     def fail(self) -> None:
         self.op.complete = self._clock()
@@ -419,6 +433,63 @@ def check_plain_reads(ops: list[Op], initial: Mapping[str, State]) -> list[str]:
     return problems
 
 
+def check_session_prefix(ops: list[Op]) -> list[str]:
+    """Every session reads a non-decreasing prefix of the committed order (see the
+    module docstring); only ok ops that carry a zxid take part."""
+    problems: list[str] = []
+    # Known places of committed writes, per key: acknowledged writes, and the mzxid
+    # of every value some read returned (an unknown write that did commit shows here).
+    known: dict[str, set[int]] = defaultdict(set)
+    value_at: dict[tuple[str, int], tuple[Any, Op]] = {}
+    for op in ops:
+        if op.outcome != "ok" or op.zxid is None:
+            continue
+        if op.kind in ("write", "cas"):
+            known[op.key].add(op.zxid)
+            value = op.value
+        else:
+            known[op.key].add(op.zxid)
+            value = op.result[0]
+        prev = value_at.setdefault((op.key, op.zxid), (value, op))
+        if prev[0] != value:
+            problems.append(f"{op.key} zxid {op.zxid:#x} has two values: "
+                            f"{prev[1].describe()} / {op.describe()}")
+    order = {k: sorted(z) for k, z in known.items()}
+
+    def next_write(key: str, m: int) -> int | None:
+        zs = order[key]
+        lo, hi = 0, len(zs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if zs[mid] <= m:
+                lo = mid + 1
+            else:
+                hi = mid
+        return zs[lo] if lo < len(zs) else None
+
+    by_proc: dict[Hashable, list[Op]] = defaultdict(list)
+    for op in ops:
+        if op.outcome == "ok" and op.zxid is not None:
+            by_proc[op.process].append(op)
+    for proc, pops in by_proc.items():
+        pops.sort(key=lambda o: (o.invoke, o.index))
+        floor, why = 0, None  # the least end of the session's prefix so far, and its op
+        for op in pops:
+            if op.kind in ("read", "sread"):
+                nxt = next_write(op.key, op.zxid)
+                if nxt is not None and floor >= nxt:
+                    problems.append(
+                        f"session {proc} went back in the committed order: it had seen "
+                        f"up to zxid {floor:#x} ({why.describe() if why else '?'}), then "
+                        f"read {op.key} at mzxid {op.zxid:#x}, overwritten at zxid "
+                        f"{nxt:#x} ({value_at[(op.key, nxt)][1].describe()}): "
+                        f"{op.describe()}")
+                    continue
+            if op.zxid > floor:
+                floor, why = op.zxid, op
+    return problems
+
+
 def check_history(history: Iterable[Op], initial: Mapping[str, State], *,
                   max_steps: int = 2_000_000) -> CheckResult:
     """Check a whole history; see the module docstring for what is checked."""
@@ -452,6 +523,7 @@ def check_history(history: Iterable[Op], initial: Mapping[str, State], *,
         elif verdict is None:
             result.undecided.append(f"{key}: {why}")
     result.problems += check_plain_reads(ops, initial)
+    result.problems += check_session_prefix(ops)
     if result.problems:
         result.valid = False
     elif result.undecided:
