@@ -639,40 +639,10 @@ def _try_connect(c: RawClient) -> bool:
         return False
 
 
-# zabby bug (test_faults_sync.py::test_sync_then_read_at_a_deposed_leader_...): a
-# leader woken from a pause longer than syncLimit answers sync + read from its stale
-# tree before it notices it was deposed. While it stands, the tests pass the windows
-# in which a woken leader may do that (`deposed`: member, from, to), and the sreads it
-# answered then are checked as plain reads; everything else is checked in full. Set
-# to False when that xfail passes.
-DEPOSED_LEADER_SYNC_BUG = False
-
-
-def demote_sreads(history: list[Op], deposed) -> tuple[list[Op], int]:
-    """The history with sreads answered by a deposed leader (member, t0, t1) demoted to
-    plain reads, and how many were."""
-    import dataclasses
-
-    out, n = [], 0
-    for o in history:
-        if o.kind == "sread" and o.meta and any(
-                str(o.meta).split()[0] == f"m{m}" and t0 <= o.invoke <= t1
-                for m, t0, t1 in deposed):
-            o = dataclasses.replace(o, kind="read")
-            n += 1
-        out.append(o)
-    return out, n
-
-
-def check_run(history: list[Op], initial, finals: dict, deposed=()
-              ) -> tuple[CheckResult, list[str]]:
+def check_run(history: list[Op], initial, finals: dict) -> tuple[CheckResult, list[str]]:
     """The linearizability verdict, plus: members agree, and no acknowledged write
     is missing from the final state (the explicit form of "nothing lost")."""
     problems: list[str] = []
-    if DEPOSED_LEADER_SYNC_BUG and deposed:
-        history, n = demote_sreads(history, deposed)
-        problems_note = f"{n} sync+reads at a woken deposed leader checked as plain reads"
-        print(problems_note)
     res = check_history(history, initial)
     if not any(o.zxid is not None for o in history if o.outcome == "ok"):
         problems.append("no op recorded a zxid: the session-prefix check saw nothing")

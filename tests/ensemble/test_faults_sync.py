@@ -10,7 +10,8 @@ Shrunk reproductions of what the fault tests found, each with one fault or none:
   79510e8; kept as a regression test).
 - a pause: the leader is SIGSTOPped for longer than syncLimit, the others elect a
   new leader, which acknowledges a write; a sync + getData sent to the old leader
-  after that ack is answered, on SIGCONT, from its stale tree (xfail below).
+  after that ack was answered, on SIGCONT, from its stale tree (fixed in 0087236:
+  sync goes through a committed no-op; kept as a regression test).
 """
 
 from __future__ import annotations
