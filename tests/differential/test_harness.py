@@ -115,6 +115,7 @@ class _Scripted(RawClient):
 def _scripted_runner(label: str, answer) -> Runner:
     r = Runner.__new__(Runner)
     r.norm, r.transcript, r.step_no, r.base = Normaliser(), Transcript(label), 0, None
+    r.zxid_seen = {}
     r.sessions = {"a": _Scripted(answer)}
     return r
 
@@ -179,3 +180,13 @@ def test_event_after_the_reply_differs_from_event_before():
     diff = compare(a, b)
     assert "-   event a (before reply): NODE_DATA_CHANGED" in diff, diff
     assert "+   event a: NODE_DATA_CHANGED" in diff, diff
+
+
+def test_a_reply_zxid_going_back_fails():
+    def back(xid, op):
+        if op == Op.SET_DATA:
+            return [encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n"),
+                    encode_reply(xid, 6, 0, StatResponse(_STAT))]  # after 0x8 for create
+        return _honest(xid, op)
+
+    assert "reply zxid 0x6 is below one it already saw, 0x8" in compare(_run(_honest), _run(back))

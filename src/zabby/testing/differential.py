@@ -13,7 +13,8 @@ Every successful reply must be consumed whole by the decoder of the request's re
 type. Bytes left after it (a GetChildren2 body sent for getChildren, a Create2 body for
 create) are a protocol error, whichever server sent them: they are recorded in the
 transcript *and* listed as a problem, and ``compare`` reports problems even when both
-transcripts are equal.
+transcripts are equal. So is a reply-header zxid below one the same session already
+saw (a session's view of the committed order never goes back).
 
 Values that legitimately differ between two servers are normalised so that equal
 behaviour gives equal transcripts:
@@ -278,6 +279,7 @@ class Runner:
         self.sessions: dict[str, RawClient] = {}
         self.step_no = 0
         self.base = base
+        self.zxid_seen: dict[str, int] = {}  # per session: the highest reply zxid
         self.probe = RawClient(self.host, self.port, timeout_ms=SESSION_TIMEOUT_MS)
         self.probe.connect()
         self.norm.sessions[self.probe.session_id] = "@probe"
@@ -387,6 +389,12 @@ class Runner:
             sent_xid = c.send_request(op, body, xid=xid)
             reply = c.wait_reply(sent_xid, op)
             res: dict[str, Any] = self._reply_repr(op, reply)
+            top = self.zxid_seen.get(name, 0)
+            if 0 < reply.zxid < top:
+                self.transcript.problem(
+                    f"step #{self.step_no}: session {name}'s reply zxid {reply.zxid:#x} is "
+                    f"below one it already saw, {top:#x}")
+            self.zxid_seen[name] = max(top, reply.zxid)
             if reply.trailing:
                 self.transcript.problem(
                     f"step #{self.step_no}: {len(reply.trailing)} byte(s) after the "
