@@ -80,6 +80,8 @@ _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 _NONODE = int(Err.NONODE)
 _KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
+_CLOSE_SESSION = int(Op.CLOSE_SESSION)  # plain ints for the hot path (no enum lookup)
+_RECONFIG = int(Op.RECONFIG)
 
 
 __all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
@@ -624,10 +626,10 @@ class ZabbyServer:
         err, resp = res.err, res.response
         if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
             err, resp = keeper_reply(op, res)
-        elif op == Op.RECONFIG and err == Err.OK and resp is not None:
+        elif op == _RECONFIG and err == 0 and resp is not None:
             resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
         self._reply(conn, xid, op, err, resp, t0)
-        if op == Op.CLOSE_SESSION:
+        if op == _CLOSE_SESSION:
             conn.close_after_flush()
             return
         self.pump(conn)
