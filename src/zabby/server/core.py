@@ -2,12 +2,13 @@
 
 Request path (see DESIGN.md): a connection decodes frames and hands each
 request to `handle_request`, which appends it to the connection's backlog.
-`pump` drains the backlog in order: a write is prepared against the tree
-(plus pending changes) and handed to the commit pipeline; a read waits until
+`pump` drains the backlog in order: a write passes the session checks in
+`_write` and goes to the commit stage (`self.commit_stage`, see pipeline.py:
+`LocalCommit` here, `ZabCommit` in an ensemble member); a read waits until
 every earlier write of the same connection has been applied, so a session
 always reads its own writes and gets its replies in request order. When a
-txn commits, `_applied` applies it to the tree, fires watches (notifications
-are queued before any later reply on every connection) and replies.
+txn commits it is applied to the tree, watches fire (notifications are queued
+before any later reply on every connection) and `_write_done` replies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
+from ..tree import DataTree
 from ..tree.acl import check_perm, digest_id
 from ..wire import (
     XID_PING,
@@ -39,6 +40,7 @@ from ..wire.records import (
     ConnectRequest,
     ConnectResponse,
     ErrorResponse,
+    GetDataResponse,
     PathResponse,
     WhoAmIResponse,
 )
@@ -55,6 +57,8 @@ from .connection import (
 )
 from .keeper import KeeperExtensions, keeper_reply
 from .metrics import ServerMetrics
+from .pipeline import InMemoryCommitter, LocalCommit
+from .pipeline import now_ms as _now_ms
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
@@ -76,26 +80,11 @@ _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 _NONODE = int(Err.NONODE)
 _KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
+_CLOSE_SESSION = int(Op.CLOSE_SESSION)  # plain ints for the hot path (no enum lookup)
+_RECONFIG = int(Op.RECONFIG)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class InMemoryCommitter:
-    """Commits every txn at once (a server without a data directory).
-
-    `durability.GroupCommitter` has the same interface and calls `done` once
-    the txn is on disk, or `failed(reason)` if it never will be.
-    """
-
-    failure: str | None = None
-
-    def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
-        done()
-
-    def close(self) -> None:
-        pass
+__all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
 
 
 class ZabbyServer:
@@ -103,6 +92,8 @@ class ZabbyServer:
 
     # serving read-only clients only (readonlymode.enabled: server.readonly)
     read_only = False
+    # the commit stage, the one seam of the request path (pipeline.py)
+    commit_stage_class: type = LocalCommit
 
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
@@ -129,6 +120,7 @@ class ZabbyServer:
         for sid, timeout in tree.sessions.items():
             self.sessions.add(sid, timeout, now)
         self.committer = committer or InMemoryCommitter()
+        self.commit_stage = self.commit_stage_class(self)
         self.connections: set[ClientConnection] = set()
         self.connections_by_ip: dict[str, int] = {}
         self.next_zxid = self.tree.last_zxid + 1
@@ -530,21 +522,16 @@ class ZabbyServer:
         return encode_connect_response(resp, self.read_only if conn.sent_read_only else None)
 
     def _start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
-        if self.committer.failure is not None:
-            # The log is broken: a session local to this server, with no txn and so
-            # no zxid a client could see and then miss after a restart. Reads work;
-            # writes (ephemerals included) are refused.
-            conn.inflight -= 1
-            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
-            return
-        txn = self._prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
-        self._commit(txn, lambda: self._session_created(conn, s, txn), conn)
+        """A new session: its createSession goes to the commit stage; the client
+        hears it is connected once that is applied (`_session_ready`)."""
+        self.commit_stage.start_session(conn, s, timeout)
 
-    def _session_created(self, conn: ClientConnection, s: Session, txn) -> None:
-        self.tree.apply(txn)
+    def _session_ready(self, conn: ClientConnection, s: Session, pump: bool = True) -> None:
+        """Final stage of a connect: answer it, then the requests that waited for it."""
         conn.inflight -= 1
         conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
-        self.pump(conn)
+        if pump:
+            self.pump(conn)
 
     # ------------------------------------------------------------ requests
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
@@ -619,90 +606,37 @@ class ZabbyServer:
         if self._throttled and self.outstanding < self._global_limit:
             self._release_throttled()
 
-    def _prepare(self, op: int, body, session_id: int, cxid: int, auth):
-        zxid = self.next_zxid
-        self.next_zxid += 1
-        ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
-        return self.tree.prepare(op, body, ctx)
-
-    def _commit(self, txn, done: Callable[[], None], conn: ClientConnection | None) -> None:
-        """Hand a prepared txn to the committer; `done` applies it once durable."""
-        committer = self.committer
-        committer.submit(txn, done, lambda why: self._commit_failed(conn, why))
-
-    def _commit_failed(self, conn: ClientConnection | None, why: str) -> None:
-        # nothing prepared after the failure point will be applied
-        self.tree.discard_pending()
-        self.next_zxid = self.tree.last_zxid + 1
-        if conn is not None and not conn.closed:
-            # the outcome of an in-flight write is unknown to the client, exactly
-            # as when a connection breaks: it reconnects and finds writes refused
-            conn.abort()
-
-    def _error_txn(self, err: int, session_id: int, cxid: int) -> Txn:
-        zxid = self.next_zxid
-        self.next_zxid += 1
-        return Txn(TxnHeader(session_id, cxid, zxid, _now_ms(), Op.ERROR), ErrorTxn(err))
-
+    # ------------------------------------------------------------ writes
     def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
+        """Prep stage of a client write, the same on every server: then the commit
+        stage (the seam: local log or Zab) takes it."""
         s = conn.session
         if s is None or s.closing:
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
-        if self.committer.failure is not None:
-            if op == Op.CLOSE_SESSION:
-                # see close_session: no txn while the log is broken
-                self.sessions.remove(s.id)
-                s.closing = True
-                self._reply(conn, xid, op, Err.OK, None, t0)
-                conn.close_after_flush()
-                return
-            self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
-            return
-        if op == Op.RECONFIG:
-            if body is MALFORMED:
-                # ZooKeeper decodes reconfig before taking a zxid
-                self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
-                return
-            # a standalone server: ZooKeeper answers with an error txn, RECONFIGDISABLED
-            # or (reconfigEnabled) UNIMPLEMENTED
-            txn = self._error_txn(Err.UNIMPLEMENTED if self.config.reconfig_enabled
-                                  else Err.RECONFIGDISABLED, s.id, xid)
-        else:
-            # an undecodable write body still takes a zxid (MARSHALLINGERROR txn)
-            txn = self._prepare(op, None if body is MALFORMED else body, s.id, xid, conn.auth)
-        conn.inflight += 1
-        self.outstanding += 1
-        if op == Op.CLOSE_SESSION:
-            s.closing = True
-        self._commit(txn, lambda: self._applied(conn, xid, op, txn, t0), conn)
+        self.commit_stage.write(conn, s, xid, op, body, t0)
 
-    def _applied(self, conn: ClientConnection | None, xid: int, op: int, txn, t0: int) -> None:
-        res = self.tree.apply(txn)
-        self.metrics.propagation_latency.add(_now_ms() - txn.header.time)
-        self._fire(res.events)
-        if op == Op.CLOSE_SESSION:
-            sid = txn.header.clientId
-            s = self.sessions.remove(sid)
-            if s is not None and s.conn is not None and s.conn is not conn:
-                s.conn.abort()
-        if conn is None:
-            return
+    def _write_done(self, conn: ClientConnection, xid: int, op: int, res, txn, t0: int) -> None:
+        """Final stage of a client write, once its txn is applied here: answer it
+        in the op's shape, then go on with the connection's backlog."""
         self.outstanding -= 1
         conn.inflight -= 1
+        if conn.closed:
+            return
         err, resp = res.err, res.response
         if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
             err, resp = keeper_reply(op, res)
+        elif op == _RECONFIG and err == 0 and resp is not None:
+            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
         self._reply(conn, xid, op, err, resp, t0)
-        if op == Op.CLOSE_SESSION:
+        if op == _CLOSE_SESSION:
             conn.close_after_flush()
             return
         self.pump(conn)
 
     def _submit_internal(self, op: int, body, session_id: int) -> None:
         """A write the server makes itself (session expiry, container cleanup)."""
-        txn = self._prepare(op, body, session_id, 0, [Id("super", "")])
-        self._commit(txn, lambda: self._applied(None, 0, op, txn, 0), None)
+        self.commit_stage.internal(op, body, session_id)
 
     def close_session(self, s: Session) -> None:
         s.closing = True

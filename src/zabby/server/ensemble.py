@@ -46,10 +46,10 @@ from ..tree.txn import SetDataTxn
 from ..wire import Err, Id, Op, Perm
 from ..wire.jute import ProtocolError, Record, vector
 from ..wire.protocol import REQUEST_BODY
-from ..wire.records import ConnectRequest, ConnectResponse, GetDataResponse, PathResponse
+from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
 from .config import ServerConfig
 from .connection import MALFORMED, ClientConnection
-from .core import _KEEPER_MIN, FourLetterHandler, ZabbyServer, _now_ms
+from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
     Membership,
@@ -61,8 +61,8 @@ from .dynconfig import (
     quorum_system,
     write_dynamic_config,
 )
-from .keeper import keeper_reply
 from .peers import PeerMesh
+from .pipeline import ZabCommit
 from .quorum_auth import watch_cert_files
 from .security import Security
 
@@ -245,6 +245,9 @@ _EAGER_COMMITS = 2  # see _drain
 
 
 class EnsembleServer(ZabbyServer):
+    # writes go through Zab: the leader prepares and proposes, a learner forwards
+    commit_stage_class = ZabCommit
+
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
                  committer: GroupCommitter, my_id: int, log_last_zxid: int,
                  security: Security | None = None,
@@ -742,28 +745,6 @@ class EnsembleServer(ZabbyServer):
             self.touched[s.id] = s.timeout
         super().handle_request(conn, xid, op, body)
 
-    def _commit(self, txn, done, conn) -> None:  # pragma: no cover - not used in an ensemble
-        raise AssertionError("ensemble writes go through consensus")
-
-    def _start_session(self, conn: ClientConnection, s, timeout: int) -> None:
-        self.pending_connects[s.id] = conn
-        self._route(s.id, 0, Op.CREATE_SESSION, timeout, conn.auth)
-
-    def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        s = conn.session
-        if s is None or s.closing:
-            self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
-            return
-        if op == Op.RECONFIG and body is MALFORMED:
-            self._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
-            return
-        if op == Op.CLOSE_SESSION:
-            s.closing = True
-        conn.inflight += 1
-        self.outstanding += 1
-        self.pending_writes.setdefault(s.id, deque()).append((xid, conn, xid, op, t0))
-        self._route(s.id, xid, op, None if body is MALFORMED else body, conn.auth)
-
     def _route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
         """Leader: prepare and propose. Learner: forward to the leader."""
         if self.role == "leading":
@@ -873,10 +854,7 @@ class EnsembleServer(ZabbyServer):
                 self.sessions.add(sid, timeout, self.monotonic_ms())
             conn = self.pending_connects.pop(sid, None)
             if conn is not None and not conn.closed and conn.session is not None:
-                conn.inflight -= 1
-                s = conn.session
-                conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
-                self.pump(conn)
+                self._session_ready(conn, conn.session)
             return
         if hdr.type == Op.CLOSE_SESSION:
             s = self.sessions.remove(sid)
@@ -893,30 +871,13 @@ class EnsembleServer(ZabbyServer):
         _, conn, xid, op, t0 = q.popleft()
         if not q:
             del self.pending_writes[sid]
-        self.outstanding -= 1
-        conn.inflight -= 1
-        if conn.closed:
-            return
-        err, resp = res.err, res.response
-        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
-            err, resp = keeper_reply(op, res)
-        elif op == Op.RECONFIG and err == Err.OK and resp is not None:
-            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
-        self._reply(conn, xid, op, err, resp, t0)
-        if op == Op.CLOSE_SESSION:
-            conn.close_after_flush()
-            return
-        self.pump(conn)
+        self._write_done(conn, xid, op, res, txn, t0)  # the shared final stage
 
     # ------------------------------------------------------------ sessions
     def tick(self) -> None:
         if self.role != "leading" or not self.serving:
             return
         super().tick()
-
-    def _submit_internal(self, op: int, body, session_id: int) -> None:
-        if self.role == "leading":
-            self._lead_write(session_id, 0, op, body, [Id("super", "")])
 
     def close_session(self, s) -> None:
         s.closing = True
@@ -995,16 +956,15 @@ class EnsembleServer(ZabbyServer):
             conn = self.pending_connects.pop(sid, None)
             if conn is None or conn.closed:
                 continue
-            conn.inflight -= 1
             s = conn.session
             if not valid or s is None:
+                conn.inflight -= 1
                 log.info("the leader says session 0x%x is no longer valid",
                          sid & (2**64 - 1))
                 conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
                 conn.close_after_flush()
                 continue
-            conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
-            self.pump(conn)
+            self._session_ready(conn, s)
 
     def _session_error(self, session_id: int, origin: int) -> int:
         """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
