@@ -155,6 +155,23 @@ def parse_hosts(spec: str) -> tuple[list[tuple[str, int]], str]:
     return hosts, chroot
 
 
+def chroot_in(root: str, path: str) -> str:
+    """A client's path -> the server's, under the chroot `root` ("" for none)."""
+    if not root:
+        return path
+    return root if path == "/" else root + path
+
+
+def chroot_out(root: str, path: str) -> str:
+    """A server's path -> the client's under the chroot `root` (a path outside the
+    chroot, as a persistent watch above it may report, stays as it is)."""
+    if not root or not path.startswith(root):
+        return path
+    if len(path) == len(root):
+        return "/"
+    return path[len(root):] if path[len(root)] == "/" else path
+
+
 def _check_path(path: str) -> None:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ValueError(f"path must be a string starting with '/': {path!r}")
@@ -871,17 +888,10 @@ class Client:
 
     # =============================================================== paths
     def _server_path(self, path: str) -> str:
-        if not self.chroot:
-            return path
-        return self.chroot if path == "/" else self.chroot + path
+        return chroot_in(self.chroot, path)
 
     def _client_path(self, path: str) -> str:
-        root = self.chroot
-        if not root or not path.startswith(root):
-            return path
-        if len(path) == len(root):
-            return "/"
-        return path[len(root):] if path[len(root)] == "/" else path
+        return chroot_out(self.chroot, path)
 
     def _p(self, path: str) -> str:
         _check_path(path)
