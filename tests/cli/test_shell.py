@@ -440,6 +440,7 @@ def test_output_matches_zkcli(server, tmp_path):
                             capture_output=True, text=True, timeout=120)
         ours: tuple[list[str], list[str]] = ([], [])
         for cmd in DIFF_COMMANDS:
+            c.ping()  # /ephem is this session's: it must outlive a slow machine's run
             r = subprocess.run(
                 [sys.executable, "-m", "zabby", "shell", "-server", server.hosts, "-c", cmd],
                 capture_output=True, text=True, timeout=60, env=_env(tmp_path))
