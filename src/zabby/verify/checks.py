@@ -284,7 +284,7 @@ def check_watch(hist: History, report: Report) -> None:
     for e in evs:
         if e.kind in ("arm", "event", "read", "segment", "final"):
             by_proc[e.process].append(e)
-    n_events = 0
+    n_events = n_ordered = n_created = n_resumed = n_catchup = 0
     for proc, lst in by_proc.items():
         lst.sort(key=lambda e: e.index)
         armed: dict[str, Event] = {}
@@ -295,6 +295,7 @@ def check_watch(hist: History, report: Report) -> None:
             d = e.data
             seg = d.get("seg")
             if e.kind == "segment":
+                n_resumed += bool(d.get("resumed"))
                 segs[seg] = [d["reg"], d["reg"]]
                 last = None
                 continue
@@ -314,6 +315,7 @@ def check_watch(hist: History, report: Report) -> None:
                     armed.pop(d["path"])  # one report per watch
             elif e.kind == "event":
                 n_events += 1
+                n_catchup += bool(d.get("catchup"))
                 path, etype = d["path"], d["type"]
                 z = None
                 if etype == EventType.NODE_DATA_CHANGED:
@@ -332,9 +334,11 @@ def check_watch(hist: History, report: Report) -> None:
                             e.invoke))
                         continue
                     seen_created[path] = e
+                    n_created += 1
                     z = czxid.get(path)
                 if z is None or d.get("catchup"):
                     continue
+                n_ordered += 1
                 if last is not None and z < last[0]:
                     report.anomalies.append(Anomaly(
                         "watch", "out-of-order", f"{proc} got {e.describe()} (zxid {z:#x}) "
@@ -351,7 +355,9 @@ def check_watch(hist: History, report: Report) -> None:
                         f"creation of {path} (zxid {c:#x}), committed while it was registered "
                         f"on connection {seg} (from {reg:#x}, replies seen up to {high:#x})"))
                     break
-    report.stats["watch_events"] = n_events
+    report.stats.update(watch_events=n_events, watch_events_ordered=n_ordered,
+                        watch_recursive_events=n_created, watch_resumed_connections=n_resumed,
+                        watch_catchup_events=n_catchup)
 
 
 def check_all(hist: History, initial: dict[str, tuple[Any, int]], *,
