@@ -282,15 +282,20 @@ def check_watch(hist: History, report: Report) -> None:
             czxid.setdefault(e.data["path"], e.data["zxid"])
     by_proc: dict[str, list[Event]] = defaultdict(list)
     for e in evs:
-        if e.kind in ("arm", "event", "read", "segment", "final"):
+        if e.kind in ("arm", "event", "read", "pread", "segment", "final"):
             by_proc[e.process].append(e)
     n_events = n_ordered = n_created = n_resumed = n_catchup = 0
+    n_persistent = n_persistent_checked = 0
     for proc, lst in by_proc.items():
         lst.sort(key=lambda e: e.index)
         armed: dict[str, Event] = {}
         seen_created: dict[str, Event] = {}
         last: tuple[int, Event] | None = None  # last known event zxid in this segment
         segs: dict[int, list[int]] = {}  # seg -> [registered at, highest zxid seen]
+        # persistent watch on <root>/wp: per segment, events so far and the version the
+        # segment started from (the first read's version less the events before it)
+        p_count: dict[int, int] = defaultdict(int)
+        p_base: dict[int, int] = {}
         for e in lst:
             d = e.data
             seg = d.get("seg")
@@ -299,9 +304,23 @@ def check_watch(hist: History, report: Report) -> None:
                 segs[seg] = [d["reg"], d["reg"]]
                 last = None
                 continue
-            if e.kind in ("arm", "read", "final") and seg in segs:
+            if e.kind in ("arm", "read", "pread", "final") and seg in segs:
                 segs[seg][1] = max(segs[seg][1], d.get("hzxid") or 0)
-            if e.kind == "arm":
+            if e.kind == "pread":
+                if seg not in p_base:
+                    p_base[seg] = d["version"] - p_count[seg]
+                    continue
+                want = d["version"] - p_base[seg]
+                got = p_count[seg]
+                if got != want:
+                    name = "missing-event" if got < want else "duplicate-event"
+                    report.anomalies.append(Anomaly(
+                        "watch", name, f"{proc}'s persistent watch on {d['path']} delivered "
+                        f"{got} events on connection {seg} for the {want} changes from version "
+                        f"{p_base[seg]} to {d['version']} it read: {e.describe()}", e.invoke))
+                    p_base[seg] = d["version"] - got  # report each discrepancy once
+                n_persistent_checked += 1
+            elif e.kind == "arm":
                 armed[d["path"]] = e
             elif e.kind == "read":
                 a = armed.get(d["path"])
@@ -318,6 +337,10 @@ def check_watch(hist: History, report: Report) -> None:
                 n_catchup += bool(d.get("catchup"))
                 path, etype = d["path"], d["type"]
                 z = None
+                if etype == EventType.NODE_DATA_CHANGED and path.endswith("/wp"):
+                    p_count[seg] += 1
+                    n_persistent += 1
+                    continue
                 if etype == EventType.NODE_DATA_CHANGED:
                     a = armed.pop(path, None)
                     if a is None:
@@ -357,7 +380,8 @@ def check_watch(hist: History, report: Report) -> None:
                     break
     report.stats.update(watch_events=n_events, watch_events_ordered=n_ordered,
                         watch_recursive_events=n_created, watch_resumed_connections=n_resumed,
-                        watch_catchup_events=n_catchup)
+                        watch_catchup_events=n_catchup, watch_persistent_events=n_persistent,
+                        watch_persistent_reads_checked=n_persistent_checked)
 
 
 def check_all(hist: History, initial: dict[str, tuple[Any, int]], *,

@@ -184,7 +184,7 @@ class Run:
                  (f"{r}/seq", b""), (f"{r}/ctr", b"0"), (f"{r}/ctrlog", b""), (f"{r}/q", b""),
                  (f"{r}/lock", b""), (f"{r}/lockreg", b""), (f"{r}/eph", b""),
                  (f"{r}/w", b""), *((f"{r}/w/{k}", b"") for k in W.WATCH_KEYS),
-                 (f"{r}/wr", b"")]
+                 (f"{r}/wr", b""), (f"{r}/wp", b"")]
 
         def make(c: W.Conn):
             for path, data in nodes:

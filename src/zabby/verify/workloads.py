@@ -542,8 +542,9 @@ class WatchWriter(Worker):
     wl = "wwrite"
 
     def step(self) -> None:
-        if self.rng.random() < 0.5:
-            key = self.path("w", self.rng.choice(WATCH_KEYS))
+        x = self.rng.random()
+        if x < 0.6:
+            key = self.path("w", self.rng.choice(WATCH_KEYS)) if x < 0.4 else self.path("wp")
             e = self.hist.begin("watch", self.conn.process, "set", path=key)
             try:
                 r = self.conn.call(Opcode.SET_DATA, SetDataRequest(key, b"x", -1))
@@ -570,8 +571,9 @@ class WatchWriter(Worker):
 
 class Watcher(Worker):
     """One session that keeps a one-shot data watch on every <root>/w/k* (set again by
-    getData after each event) and a persistent recursive watch on <root>/wr, and reads
-    the keys without a watch in between. It records, in arrival order on its
+    getData after each event), a persistent watch on <root>/wp and a persistent
+    recursive watch on <root>/wr, and reads the keys and <root>/wp without a watch in
+    between. It records, in arrival order on its
     connection: each watch it arms (path, base version), each event, each read
     (version, mzxid, reply-header zxid), and each connection segment (the zxid of the
     reply that registered the watches there: addWatch, or SetWatches2 on a resumed
@@ -621,17 +623,34 @@ class Watcher(Worker):
                           AddWatchRequest(rec, AddWatchMode.PERSISTENT_RECURSIVE))
             if r.err != Err.OK:
                 raise OSError(f"addWatch: err {r.err}")
+            r2 = self._req(c, Opcode.ADD_WATCH,
+                           AddWatchRequest(self.path("wp"), AddWatchMode.PERSISTENT))
+            if r2.err != Err.OK:
+                raise OSError(f"addWatch: err {r2.err}")
             self.hist.note("watch", self.conn.process, "segment", seg=self.segment,
                            reg=r.zxid, resumed=False)
+            self._pread(c)
             for k in WATCH_KEYS:
                 self._arm(c, self.path("w", k))
             return
-        body = SetWatches2(self.conn.last_zxid, sorted(self.armed), [], [], [], [rec])
+        body = SetWatches2(self.conn.last_zxid, sorted(self.armed), [], [],
+                           [self.path("wp")], [rec])
         c.send_request(Opcode.SET_WATCHES2, body, xid=XID_SET_WATCHES)
         r = c.wait_reply(XID_SET_WATCHES, Opcode.SET_WATCHES2)
         self._events(c, catchup=True)
         self.hist.note("watch", self.conn.process, "segment", seg=self.segment, reg=r.zxid,
                        resumed=True, relative=self.conn.last_zxid)
+        self._pread(c)
+
+    def _pread(self, c, final: bool = False) -> None:
+        """A plain read of <root>/wp (its persistent watch's events are counted
+        against the versions these reads see)."""
+        wp = self.path("wp")
+        r = self._req(c, Opcode.GET_DATA, PathWatchRequest(wp, False))
+        if r.err == Err.OK:
+            self.hist.note("watch", self.conn.process, "pread", path=wp,
+                           version=r.body.stat.version, mzxid=r.body.stat.mzxid,
+                           hzxid=r.zxid, seg=self.segment, final=final)
 
     def step(self) -> None:
         c = self.conn.client
@@ -640,6 +659,9 @@ class Watcher(Worker):
                 key = self.path("w", k)
                 if key not in self.armed:
                     self._arm(c, key)
+            if self.rng.random() < 0.3:
+                self._pread(c)
+                return
             key = self.path("w", self.rng.choice(WATCH_KEYS))
             r = self._req(c, Opcode.GET_DATA, PathWatchRequest(key, False))
         except LOST as e:
@@ -673,6 +695,8 @@ class Watcher(Worker):
                         self.hist.note("watch", self.conn.process, "read", path=key,
                                        version=r.body.stat.version, mzxid=r.body.stat.mzxid,
                                        hzxid=r.zxid, seg=self.segment, final=True)
+                self._req(c, Opcode.SYNC, PathRequest(self.path("wp")))
+                self._pread(c, final=True)
                 r = self._req(c, Opcode.SYNC, PathRequest(self.path("wr")))
                 self.hist.note("watch", self.conn.process, "final", seg=self.segment,
                                hzxid=r.zxid)
