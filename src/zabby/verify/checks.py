@@ -289,6 +289,7 @@ def check_watch(hist: History, report: Report) -> None:
     for proc, lst in by_proc.items():
         lst.sort(key=lambda e: e.index)
         armed: dict[str, Event] = {}
+        told: set[int] = set()
         seen_created: dict[str, Event] = {}
         last: tuple[int, Event] | None = None  # last known event zxid in this segment
         segs: dict[int, list[int]] = {}  # seg -> [registered at, highest zxid seen]
@@ -324,14 +325,14 @@ def check_watch(hist: History, report: Report) -> None:
                 armed[d["path"]] = e
             elif e.kind == "read":
                 a = armed.get(d["path"])
-                if a is not None and d["version"] > a.data["version"]:
+                if a is not None and d["version"] > a.data["version"] and a.index not in told:
                     name = "missing-event" if d.get("final") else "read-before-event"
                     report.anomalies.append(Anomaly(
                         "watch", name, f"{proc} read {d['path']} at version {d['version']} "
                         f"(mzxid {d['mzxid']:#x}) with no event for the change from version "
                         f"{a.data['version']} its watch was set on ({a.describe()}): "
                         f"{e.describe()}", e.invoke))
-                    armed.pop(d["path"])  # one report per watch
+                    told.add(a.index)  # one report per watch
             elif e.kind == "event":
                 n_events += 1
                 n_catchup += bool(d.get("catchup"))

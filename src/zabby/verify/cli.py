@@ -44,16 +44,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="linearizability search budget per key (beyond it: UNKNOWN)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a zoo.cfg key for the members it starts; repeat for more")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to wait for a first session (default 30)")
+    p.add_argument("--check", metavar="HISTORY",
+                   help="only check a recorded history.jsonl again (no run)")
     p.add_argument("--drop-watch-events", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from .runner import FAULTS, Options, parse_hosts, run
+    from .runner import FAULTS, Options, parse_hosts, recheck, run
 
     def err(msg: str) -> int:
         print(f"verify: ERROR {msg}")
         return 3
 
+    if args.check:
+        outcome = recheck(Path(args.check), args.max_steps)
+        if outcome.report is not None:
+            for a in outcome.report.anomalies[:20]:
+                print(f"ANOMALY {a}", file=sys.stderr)
+        print(outcome.line, flush=True)
+        return outcome.exit_code
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     bad = [f for f in faults if f not in FAULTS]
     if bad:
@@ -81,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     opts = Options(nodes=args.nodes, faults=faults, duration=args.duration, seed=args.seed,
                    server=args.server, hosts=hosts, out=Path(args.out) if args.out else None,
                    max_steps=args.max_steps, drop_watch_events=args.drop_watch_events,
-                   server_config=extra, log=log)
+                   server_config=extra, connect_timeout=args.connect_timeout, log=log)
     outcome = run(opts)
     print(outcome.line, flush=True)
     return outcome.exit_code

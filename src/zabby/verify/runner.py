@@ -45,6 +45,7 @@ class Options:
     drop_watch_events: int = 0
     # extra zoo.cfg keys for the members it starts (e.g. test-only hooks)
     server_config: dict[str, Any] = field(default_factory=dict)
+    connect_timeout: float = 30.0  # for the first session (setup) and the final reads
     log: Any = print  # progress lines (stderr in the CLI)
 
 
@@ -192,7 +193,7 @@ class Run:
                 if res.err not in (Err.OK, Err.NODEEXISTS):
                     raise ServerStartError(f"create {path}: err {res.err}")
 
-        self._retry(make, "creating the workload's znodes")
+        self._retry(make, "creating the workload's znodes", timeout=self.o.connect_timeout)
         return {f"{r}/{k}": ("init", 0) for k in W.REGISTER_KEYS}
 
     # ------------------------------------------------------------ workloads
@@ -445,3 +446,27 @@ class Run:
 
 def run(opts: Options) -> Outcome:
     return Run(opts).execute()
+
+
+def recheck(path: Path, max_steps: int = 2_000_000) -> Outcome:
+    """Check a history.jsonl again (a run's, or one written by hand): the verdict line,
+    without faults or figures of the run."""
+    from .history import load
+
+    try:
+        hist = load(path)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        return Outcome("ERROR", f"verify: ERROR cannot read {path}: {e}")
+    initial = {o.key: ("init", 0) for o in hist.ops()}
+    report = check_all(hist, initial, max_steps=max_steps)
+    names = sorted({f"{a.workload}/{a.name}" for a in report.anomalies})
+    ops = hist.ops()
+    evs = [e for e in hist.events() if e.outcome != "info"]
+    ok = sum(1 for x in ops if x.outcome == "ok") + sum(1 for e in evs if e.outcome == "ok")
+    line = (f"verify: {report.verdict} ops={len(ops) + len(evs)} ok={ok} "
+            f"anomalies={len(report.anomalies)}")
+    if names:
+        line += f" anomaly={','.join(names)}"
+    if report.undecided:
+        line += f" undecided={len(report.undecided)}"
+    return Outcome(report.verdict, line + f" history={path}", report)
