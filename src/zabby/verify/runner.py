@@ -365,6 +365,26 @@ class Run:
 
         self._retry(others, "reading the final state", timeout=RECOVER_BOUND * 2)
 
+    def delete_tree(self) -> None:
+        """Remove the run's znodes (against an ensemble it does not manage). Ephemerals
+        of abandoned sessions go when those expire, so it retries for a while."""
+        from zabby.wire.records import DeleteRequest
+
+        def walk(c: W.Conn, path: str) -> None:
+            res = c.call(Opcode.GET_CHILDREN, PathWatchRequest(path, False))
+            if res.err == Err.OK:
+                for name in res.body.children:
+                    walk(c, f"{path}/{name}")
+            res = c.call(Opcode.DELETE, DeleteRequest(path, -1))
+            if res.err not in (Err.OK, Err.NONODE):
+                raise W.Lost(f"delete {path}: err {res.err}")
+
+        try:
+            self._retry(lambda c: walk(c, self.root), f"deleting {self.root}",
+                        timeout=W.SESSION_TIMEOUT_MS / 1000 * 4)
+        except ServerStartError as e:
+            self.notes.append(f"left {self.root} behind: {e}")
+
     # ------------------------------------------------------------ the run
     def execute(self) -> Outcome:
         o = self.o
@@ -383,6 +403,8 @@ class Run:
             if self.ens is not None and "kill" in self.faults:
                 self.restart_all()
             self.collect_final()
+            if self.ens is None:
+                self.delete_tree()
         except BaseException as e:  # noqa: BLE001 - the verdict is ERROR
             self.log(traceback.format_exc())
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
