@@ -417,6 +417,11 @@ class Run:
         self.stop_ensemble()
         self.log("checking the history")
         report = check_all(self.hist, initial, max_steps=o.max_steps)
+        if report.verdict == "VALID" and self.ens is not None:
+            # the members' data (preallocated logs: tens of MB each) is only worth
+            # keeping to look into a failure; their zoo.cfg and server.log stay
+            for m in self.ens.members.values():
+                shutil.rmtree(m.data_dir, ignore_errors=True)
         return self.finish(report)
 
     def _stop_all_threads(self) -> None:
