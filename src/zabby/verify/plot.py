@@ -35,21 +35,21 @@ def write_timeline(hist: History, report: Report, path: Path, title: str) -> Non
     t_end = max(times, default=t0 + 1)
     width, left, rh = 1400, 190, 12
     scale = (width - left - 10) / max(t_end - t0, 1e-3)
-    height = 40 + rh * len(rows) + 30
+    height = 50 + rh * len(rows) + 30
 
     def x(t: float) -> float:
         return left + (t - t0) * scale
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="monospace" font-size="10">']
-    for f in faults:
+    for n, f in enumerate(faults):
         x0, x1 = x(f.invoke), x(f.data.get("end", f.invoke + 0.1))
         label = html.escape(f"{f.kind} {f.data.get('what', '')}")
         out.append(f'<rect x="{x0:.1f}" y="20" width="{max(x1 - x0, 1):.1f}" '
                    f'height="{height - 40}" fill="#ffd6d6" opacity="0.6"><title>{label}'
-                   f'</title></rect><text x="{x0:.1f}" y="14" fill="#b00">{label}</text>')
+                   f'</title></rect><text x="{x0:.1f}" y="{9 + 9 * (n % 2)}" fill="#b00">{label}</text>')
     for i, (name, ops) in enumerate(sorted(rows.items())):
-        y = 30 + i * rh
+        y = 40 + i * rh
         out.append(f'<text x="2" y="{y + 9}">{html.escape(name[:30])}</text>')
         for a, b, outcome, desc in ops:
             out.append(f'<rect x="{x(a):.1f}" y="{y + 1}" width="{max(x(b) - x(a), 1):.1f}" '
