@@ -447,6 +447,8 @@ class Run:
         summary = {"verdict": verdict, "seed": self.seed, "server": self.o.server,
                    "nodes": len(self.endpoints), "faults": self.n_faults,
                    "fault_kinds": self.faults, "ops": n, "ok": ok, "unknown": unknown,
+                   "anomaly_counts": {k: sum(1 for a in report.anomalies
+                                             if f"{a.workload}/{a.name}" == k) for k in names},
                    "anomalies": [str(a) for a in report.anomalies[:100]],
                    "undecided": report.undecided, "notes": self.notes,
                    "stats": report.stats, "unrecovered": self.unrecovered}
