@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_mutually_exclusive_group()
     g.add_argument("--nodes", type=int, default=3,
-                   help="start an ensemble of N members on 127.0.0.1 (default 3)")
+                   help="start an ensemble of N members on 127.0.0.1, or each in its own "
+                   "network namespace when --faults has partition (default 3)")
     g.add_argument("--hosts", help="host:port,... of an ensemble it does not manage (no faults)")
     p.add_argument("--faults", default="",
                    help=f"comma-separated, of: {','.join(FAULTS)} (default: none)")
