@@ -315,3 +315,19 @@ def test_history_round_trips_through_json_lines(tmp_path):
     again = load(tmp_path / "history.jsonl")
     assert names(again) == names(h) >= {"register/lost-write", "watch/duplicate-event"}
     assert verdict(again) == "INVALID"
+
+
+@pytest.mark.parametrize("create", ["ok", "unknown"])
+def test_own_ephemeral_missing_in_a_live_session(create):
+    """NONODE for its own ephemeral, then the session answers again: INVALID when the
+    create was acknowledged; after a create without a reply (it may never have
+    happened) that is no anomaly (found by a seeded run, seed 20)."""
+    h = new()
+    node = f"{R}/eph/o-1"
+    e = h.begin("eph", "o", "create", node=node)
+    h.done(e, create)
+    e = h.begin("eph", "o", "touch", node=node)
+    h.done(e, "fail", err=-101)
+    e = h.begin("eph", "o", "close", node=node)
+    h.done(e, "ok")
+    assert names(h) == ({"eph/vanished-early"} if create == "ok" else set())

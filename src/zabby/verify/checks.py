@@ -229,6 +229,11 @@ def check_lock(hist: History, report: Report) -> None:
 
 
 # ------------------------------------------------------------------ ephemerals
+def t_after(e: Event, made: dict[str, float | None]) -> bool:
+    t = made.get(e.process)
+    return t is not None and e.invoke > t
+
+
 def check_eph(hist: History, report: Report) -> None:
     evs = hist.events("eph")
     by_node: dict[str, list[Event]] = defaultdict(list)
@@ -247,7 +252,12 @@ def check_eph(hist: History, report: Report) -> None:
                     "eph", "vanished-early", f"{node} was seen gone ({g.describe()}) while its "
                     f"session still changed it ({t.describe()})", t.complete))
                 break
-        for t in (e for e in lst if e.kind == "touch" and e.outcome == "fail"):
+        # a session's own NONODE counts only once its create was acknowledged (or the
+        # node was found owned by it after a create without a reply)
+        made = {e.process: e.complete for e in lst
+                if (e.kind == "create" and e.outcome == "ok") or e.kind == "adopt"}
+        for t in (e for e in lst if e.kind == "touch" and e.outcome == "fail"
+                  and t_after(e, made)):
             later = next((o for o in by_proc[t.process]
                           if o.outcome == "ok" and o.invoke > t.complete), None)
             if later is not None:

@@ -483,20 +483,29 @@ class EphemeralWorker(Worker):
         if self.observer:
             return self._observe()
         if self.node is None or self.node_gen != self.conn.generation:
-            self.node = self.path("eph", f"{self.conn.name}-{self.conn.generation}")
-            self.node_gen = self.conn.generation
-            e = self.hist.begin("eph", self.conn.process, "create", node=self.node)
+            node = self.path("eph", f"{self.conn.name}-{self.conn.generation}")
+            e = self.hist.begin("eph", self.conn.process, "create", node=node)
             try:
                 r = self.conn.call(Opcode.CREATE, CreateRequest(
-                    self.node, b"0", OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL))
+                    node, b"0", OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL))
             except Lost:
                 self.hist.done(e, "unknown")
                 raise
-            self.hist.done(e, "ok" if r.err == Err.OK else "fail", err=r.err)
-            if r.err != Err.OK:
-                self.node = None
+            if r.err == Err.NODEEXISTS:
+                # an earlier create of this session got no reply but happened: the node
+                # is ours if this session owns it
+                self.hist.done(e, "fail", err=r.err)
+                r = self.conn.call(Opcode.EXISTS, PathWatchRequest(node, False))
+                if r.err != Err.OK or r.body.stat.ephemeralOwner != self.conn.session[0]:
+                    return
+                self.hist.note("eph", self.conn.process, "adopt", node=node)
+            elif r.err != Err.OK:
+                self.hist.done(e, "fail", err=r.err)
                 return
-            self.registry.append(self.node)
+            else:
+                self.hist.done(e, "ok", err=r.err)
+            self.node, self.node_gen = node, self.conn.generation
+            self.registry.append(node)
             return
         if self.rng.random() < 0.05:
             e = self.hist.begin("eph", self.conn.process, "close", node=self.node)
