@@ -29,7 +29,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_short_run_with_kill_and_pause_is_valid(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runner, "netns_unavailable", lambda: "pretend: no namespaces here")
     rc, last, err = _run(capsys, "--nodes", "3", "--faults", "kill,pause,partition",
-                         "--duration", "7", "--seed", "11", "--out", str(tmp_path))
+                         "--duration", "5", "--seed", "11", "--out", str(tmp_path))
     assert last.startswith("verify: VALID "), (last, err[-3000:])
     assert rc == 0
     assert "partition fault skipped" in err and "pretend: no namespaces here" in err
@@ -51,7 +51,7 @@ def test_short_run_with_kill_and_pause_is_valid(tmp_path, capsys, monkeypatch):
 
 
 def test_a_server_that_drops_a_watch_event_is_invalid(tmp_path, capsys):
-    rc, last, err = _run(capsys, "--nodes", "3", "--duration", "3", "--seed", "12",
+    rc, last, err = _run(capsys, "--nodes", "3", "--duration", "2", "--seed", "12",
                          "--out", str(tmp_path), "--set", "zabby.test.dropWatchEvent=25")
     assert last.startswith("verify: INVALID "), (last, err[-3000:])
     assert rc == 1
