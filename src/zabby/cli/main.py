@@ -188,6 +188,16 @@ def _add_shell(sub) -> None:
     p.set_defaults(func=shell.main)
 
 
+def _add_verify(sub) -> None:
+    from ..verify import cli as verify_cli
+
+    p = sub.add_parser("verify", help="check that an ensemble keeps ZooKeeper's guarantees",
+                       description=verify_cli.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify_cli.add_arguments(p)
+    p.set_defaults(func=verify_cli.main)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import progress
 
@@ -236,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=fn)
     _add_bench(sub)
     _add_shell(sub)
+    _add_verify(sub)
     from . import migrate
 
     migrate.add_arguments(sub)  # `zabby import` / `zabby export`

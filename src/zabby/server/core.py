@@ -101,6 +101,9 @@ class ZabbyServer:
         four_letter_handler: FourLetterHandler | None = None,
     ) -> None:
         self.config = config
+        # test-only (zabby verify's negative control): zabby.test.dropWatchEvent=N loses
+        # the Nth watch event this server would send (the watch is consumed all the same)
+        self._test_drop_event = int(config.unknown.get("zabby.test.dropWatchEvent", 0) or 0)
         # refuses (ConfigError) any security setting that would not be honoured
         self.security = security if security is not None else load_security(config)
         if tree is None:
@@ -662,6 +665,10 @@ class ZabbyServer:
                 # node it is about (the watch is consumed either way)
                 if acl and not check_perm(acl, _READ, watcher.auth):
                     continue
+                if self._test_drop_event:
+                    self._test_drop_event -= 1
+                    if not self._test_drop_event:
+                        continue
                 watcher.send(encode_notification(wtype, _CONNECTED, wpath))
 
     def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:

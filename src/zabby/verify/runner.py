@@ -1,0 +1,501 @@
+"""One ``zabby verify`` run: ensemble (started here, or given), workloads, faults,
+final state, checks, output files and the verdict line."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
+from zabby.wire import Err
+from zabby.wire import Op as Opcode
+from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest
+
+from . import workloads as W
+from .checks import Report, check_all
+from .history import History
+from .netlab import NetLab, NetnsEnsemble, NetnsServer, NetnsZooKeeperServer, netns_unavailable
+from .plot import write_timeline
+
+FAULTS = ("kill", "pause", "leader-kill", "partition")
+TICK_MS = 200
+RECOVER_BOUND = 30.0
+EXIT = {"VALID": 0, "INVALID": 1, "UNKNOWN": 2, "ERROR": 3}
+
+
+@dataclass
+class Options:
+    nodes: int = 3
+    faults: list[str] = field(default_factory=list)
+    duration: float = 60.0
+    seed: int | None = None
+    server: str = "zabby"
+    hosts: list[tuple[str, int]] | None = None
+    out: Path | None = None
+    max_steps: int = 2_000_000
+    # negative control: the watcher pretends to lose this many data-change events
+    drop_watch_events: int = 0
+    # extra zoo.cfg keys for the members it starts (e.g. test-only hooks)
+    server_config: dict[str, Any] = field(default_factory=dict)
+    connect_timeout: float = 30.0  # for the first session (setup) and the final reads
+    log: Any = print  # progress lines (stderr in the CLI)
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    line: str
+    report: Report | None = None
+    out: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT[self.verdict]
+
+
+def parse_hosts(text: str) -> list[tuple[str, int]]:
+    out = []
+    for part in text.split("/", 1)[0].split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        if not host:
+            host, port = part, "2181"
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ValueError("no host:port in --hosts")
+    return out
+
+
+class Run:
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
+        self.rng = random.Random(self.seed)
+        self.out = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="zabby-verify-"))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.hist = History()
+        self.root = f"/zabby-verify-{int(time.time())}-{self.seed}"
+        self.ens = None
+        self.lab: NetLab | None = None
+        self.ns: str | None = None
+        self.endpoints: list[tuple[str, int]] = []
+        self.faults = list(opts.faults)
+        self.notes: list[str] = []
+        self.n_faults = 0
+        self.unrecovered = 0
+        self.workers: list[W.Worker] = []
+        self.watchers: list[W.Worker] = []
+
+    def log(self, msg: str) -> None:
+        t = time.monotonic() - self.hist.t0
+        self.o.log(f"[{t:7.2f}s] {msg}")
+
+    # ------------------------------------------------------------ ensemble
+    def start_ensemble(self) -> None:
+        o = self.o
+        if o.hosts:
+            self.endpoints = list(o.hosts)
+            return
+        cfg = {"tickTime": TICK_MS, **o.server_config}
+        data = self.out / "ensemble"
+        if data.exists():
+            shutil.rmtree(data)
+        if "partition" in self.faults:
+            why = netns_unavailable()
+            if why is None:
+                lab = NetLab(o.nodes)
+                try:
+                    lab.setup()
+                    self.lab = lab
+                except Exception as e:  # noqa: BLE001 - reported, the fault skipped
+                    why = f"{e}"
+                    lab.cleanup()
+            if why is not None:
+                self.notes.append(f"partition fault skipped: {why}")
+                self.log(f"partition fault skipped: cannot make network namespaces ({why})")
+                self.faults.remove("partition")
+        if self.lab is not None:
+            cls = NetnsZooKeeperServer if o.server == "zookeeper" else NetnsServer
+            self.ens = NetnsEnsemble(data, self.lab, member_cls=cls, **cfg)
+            self.ns = self.lab.br
+            self.ens.start(timeout=90 if o.server == "zookeeper" else 30)
+        elif o.server == "zookeeper":
+            self.ens = ZooKeeperEnsemble(data, o.nodes, **cfg)
+        else:
+            self.ens = ZabbyEnsemble(data, o.nodes, **cfg)
+        self.endpoints = [(m.host, m.port) for m in self.ens.members.values()]
+
+    def stop_ensemble(self) -> None:
+        if self.ens is not None:
+            for m in self.ens.members.values():
+                try:
+                    m.stop()
+                except Exception:  # noqa: BLE001 - best effort, keep cleaning up
+                    pass
+        if self.lab is not None:
+            errs = self.lab.cleanup()
+            if errs:
+                self.log(f"could not delete namespaces: {errs}")
+
+    # ------------------------------------------------------------ setup
+    def _session(self, endpoint=None, timeout: float = 30.0) -> W.Conn:
+        eps = [endpoint] if endpoint else self.endpoints
+        c = W.Conn("setup", eps, self.ns, random.Random(0), threading.Event())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stop = threading.Event()
+            timer = threading.Timer(max(0.1, deadline - time.monotonic()), stop.set)
+            c.stop = stop
+            timer.start()
+            try:
+                if c.ensure():
+                    return c
+            finally:
+                timer.cancel()
+        raise ServerStartError(f"no session on {eps} within {timeout}s")
+
+    def _retry(self, fn, what: str, timeout: float = RECOVER_BOUND):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                c = self._session(timeout=max(1.0, deadline - time.monotonic()))
+                try:
+                    return fn(c)
+                finally:
+                    c.lose()
+            except (W.Lost, ServerStartError, *W.LOST) as e:
+                last = e
+                time.sleep(0.2)
+        raise ServerStartError(f"{what}: no answer within {timeout}s ({last!r})")
+
+    def setup_tree(self) -> dict[str, tuple[Any, int]]:
+        r = self.root
+        nodes = [(r, b""), *((f"{r}/{k}", b"init") for k in W.REGISTER_KEYS),
+                 (f"{r}/seq", b""), (f"{r}/ctr", b"0"), (f"{r}/ctrlog", b""), (f"{r}/q", b""),
+                 (f"{r}/lock", b""), (f"{r}/lockreg", b""), (f"{r}/eph", b""),
+                 (f"{r}/w", b""), *((f"{r}/w/{k}", b"") for k in W.WATCH_KEYS),
+                 (f"{r}/wr", b""), (f"{r}/wp", b"")]
+
+        def make(c: W.Conn):
+            for path, data in nodes:
+                res = c.call(Opcode.CREATE, CreateRequest(path, data, W.OPEN_ACL_UNSAFE, 0))
+                if res.err not in (Err.OK, Err.NODEEXISTS):
+                    raise ServerStartError(f"create {path}: err {res.err}")
+
+        self._retry(make, "creating the workload's znodes", timeout=self.o.connect_timeout)
+        return {f"{r}/{k}": ("init", 0) for k in W.REGISTER_KEYS}
+
+    # ------------------------------------------------------------ workloads
+    def start_workloads(self) -> None:
+        stop, wstop = threading.Event(), threading.Event()
+        self.stop_main, self.stop_watch = stop, wstop
+        s = self.seed * 1000
+        args = (self.root, self.endpoints, self.ns, self.hist)
+        ws: list[W.Worker] = []
+        ws += [W.RegisterWorker(i, *args, stop, s + i) for i in range(4)]
+        ws += [W.SeqWorker(i, *args, stop, s + 10 + i, pace=0.05) for i in range(1)]
+        ws += [W.CounterWorker(i, *args, stop, s + 20 + i) for i in range(2)]
+        ws += [W.QueueWorker(i, *args, stop, s + 30 + i) for i in range(2)]
+        ws += [W.LockWorker(i, *args, stop, s + 40 + i) for i in range(3)]
+        registry: list[str] = []
+        ws += [W.EphemeralWorker(i, *args, stop, s + 50 + i, registry=registry, pace=0.1)
+               for i in range(2)]
+        ws.append(W.EphemeralWorker(9, *args, stop, s + 59, observer=True, registry=registry,
+                                    pace=0.1))
+        ws += [W.WatchWriter(i, *args, stop, s + 60 + i, pace=0.05) for i in range(1)]
+        self.workers = ws
+        self.watchers = [W.Watcher(i, *args, wstop, s + 70 + i,
+                                   drop_events=self.o.drop_watch_events if i == 0 else 0)
+                         for i in range(2)]
+        for w in self.watchers + ws:
+            w.start()
+
+    def stop_workloads(self) -> list[str]:
+        errors = []
+        for group, ev in ((self.workers, self.stop_main), (self.watchers, self.stop_watch)):
+            ev.set()
+            deadline = time.monotonic() + W.IO_TIMEOUT * 3 + 25
+            for w in group:
+                w.thread.join(max(0.0, deadline - time.monotonic()))
+                if w.thread.is_alive():
+                    errors.append(f"{w.conn.name} still running")
+                if w.error is not None:
+                    errors.append(f"{w.conn.name}: {''.join(traceback.format_exception(w.error))}")
+        return errors
+
+    # ------------------------------------------------------------ faults
+    def nemesis(self, until: float) -> None:
+        ens, rng = self.ens, self.rng
+        while True:
+            time.sleep(rng.uniform(1.0, 2.5))
+            if time.monotonic() >= until:
+                return
+            if not self.faults or ens is None:
+                continue
+            kind = rng.choice(self.faults)
+            ev = self.hist.begin("fault", "nemesis", kind)
+            hold = rng.uniform(1.5, 3.5)
+            ids = list(ens.members)
+            if kind in ("kill", "leader-kill"):
+                i = self._leader() if kind == "leader-kill" else rng.choice(ids)
+                if i is None:
+                    i = rng.choice(ids)
+                ens.members[i].kill()
+                what = f"kill -9 member {i}"
+                time.sleep(hold)
+                ens.members[i].start(wait=False)
+            elif kind == "pause":
+                i = self._leader() if rng.random() < 0.5 else None
+                i = i if i is not None else rng.choice(ids)
+                what = f"SIGSTOP member {i} for {hold:.1f}s"
+                ens.members[i].pause()
+                time.sleep(hold)
+                ens.members[i].resume()
+            else:
+                assert self.lab is not None
+                i = self._leader() if rng.random() < 0.5 else None
+                i = i if i is not None else rng.choice(ids)
+                others = [j for j in ids if j != i]
+                what = f"isolate member {i} from {others} for {hold:.1f}s"
+                self.lab.partition([i], others)
+                time.sleep(hold)
+                self.lab.heal()
+            self.n_faults += 1
+            self.hist.done(ev, "info", what=what, end=self.hist.clock())
+            self.log(f"fault {kind}: {what}")
+            self.recover()
+
+    def _leader(self) -> int | None:
+        try:
+            return self.ens.leader(timeout=10)
+        except ServerStartError:
+            return None
+
+    def recover(self) -> None:
+        t = time.monotonic()
+        try:
+            self.ens.wait_serving(timeout=RECOVER_BOUND)
+            self.ens.leader(timeout=RECOVER_BOUND)
+        except ServerStartError as e:
+            self.unrecovered += 1
+            first = str(e).splitlines()[0]
+            self.notes.append(f"not serving {RECOVER_BOUND}s after a fault: {first}")
+            self.log(f"ensemble did not recover within {RECOVER_BOUND}s: {first}")
+            return
+        self.log(f"serving again after {time.monotonic() - t:.1f}s")
+
+    def restart_all(self) -> None:
+        """kill -9 every member and start them again: acknowledged data must survive."""
+        ev = self.hist.begin("fault", "nemesis", "restart-all")
+        for m in self.ens.members.values():
+            m.kill()
+        for m in self.ens.members.values():
+            m.start(wait=False)
+        self.hist.done(ev, "info", what="kill -9 every member, start them again",
+                       end=self.hist.clock())
+        self.n_faults += 1
+        self.log("fault restart-all: kill -9 every member, start them again")
+        self.recover()
+
+    # ------------------------------------------------------------ final state
+    def collect_final(self) -> None:
+        rec, r = self.hist.registers, self.root
+        keys = [f"{r}/{k}" for k in W.REGISTER_KEYS]
+        for i, ep in enumerate(self.endpoints, 1):
+            def reads(c: W.Conn, i=i):
+                got = []
+                for k in keys:
+                    res = c.call(Opcode.SYNC, PathRequest(k))
+                    res = c.call(Opcode.GET_DATA, PathWatchRequest(k, False))
+                    if res.err != Err.OK:
+                        raise W.Lost(f"final read {k}: err {res.err}")
+                    got.append((k, res))
+                return got
+
+            try:
+                c = self._session(ep, timeout=RECOVER_BOUND)
+                try:
+                    got = reads(c)
+                finally:
+                    c.lose()
+            except (W.Lost, ServerStartError) as e:
+                self.notes.append(f"final reads on member {i} failed: {e}")
+                continue
+            for k, res in got:
+                h = rec.invoke(f"final-m{i}", "sread", k)
+                h.ok((res.body.data.decode(), res.body.stat.version), zxid=res.body.stat.mzxid)
+
+        def children(c: W.Conn, path: str) -> list[str]:
+            c.call(Opcode.SYNC, PathRequest(path))
+            res = c.call(Opcode.GET_CHILDREN, PathWatchRequest(path, False))
+            if res.err != Err.OK:
+                raise W.Lost(f"getChildren {path}: err {res.err}")
+            return list(res.body.children)
+
+        def others(c: W.Conn) -> None:
+            seq = {}
+            for name in children(c, f"{r}/seq"):
+                res = c.call(Opcode.GET_DATA, PathWatchRequest(f"{r}/seq/{name}", False))
+                if res.err == Err.OK:
+                    seq[name] = res.body.data.decode()
+            res = c.call(Opcode.GET_DATA, PathWatchRequest(f"{r}/ctr", False))
+            ctr = int(res.body.data)
+            log = children(c, f"{r}/ctrlog")
+            q = children(c, f"{r}/q")
+            wr = {}
+            for name in children(c, f"{r}/wr"):
+                res = c.call(Opcode.EXISTS, PathWatchRequest(f"{r}/wr/{name}", False))
+                if res.err == Err.OK:
+                    wr[f"{r}/wr/{name}"] = res.body.stat.czxid
+            self.hist.note("final", "collector", "seq", children=seq)
+            self.hist.note("final", "collector", "counter", value=ctr, log=log)
+            self.hist.note("final", "collector", "queue", children=q)
+            self.hist.note("final", "collector", "watch", children=wr)
+
+        self._retry(others, "reading the final state", timeout=RECOVER_BOUND * 2)
+
+    def delete_tree(self) -> None:
+        """Remove the run's znodes (against an ensemble it does not manage). Ephemerals
+        of abandoned sessions go when those expire, so it retries for a while."""
+        from zabby.wire.records import DeleteRequest
+
+        def walk(c: W.Conn, path: str) -> None:
+            res = c.call(Opcode.GET_CHILDREN, PathWatchRequest(path, False))
+            if res.err == Err.OK:
+                for name in res.body.children:
+                    walk(c, f"{path}/{name}")
+            res = c.call(Opcode.DELETE, DeleteRequest(path, -1))
+            if res.err not in (Err.OK, Err.NONODE):
+                raise W.Lost(f"delete {path}: err {res.err}")
+
+        try:
+            self._retry(lambda c: walk(c, self.root), f"deleting {self.root}",
+                        timeout=W.SESSION_TIMEOUT_MS / 1000 * 4)
+        except ServerStartError as e:
+            self.notes.append(f"left {self.root} behind: {e}")
+
+    # ------------------------------------------------------------ the run
+    def execute(self) -> Outcome:
+        o = self.o
+        self.log(f"seed {self.seed}; output in {self.out}")
+        try:
+            self.start_ensemble()
+            where = (f"{len(self.endpoints)} {o.server} members it started"
+                     if self.ens else f"hosts {o.hosts}")
+            self.log(f"ensemble: {where}; faults: {','.join(self.faults) or 'none'}")
+            initial = self.setup_tree()
+            self.start_workloads()
+            self.nemesis(time.monotonic() + o.duration)
+            errors = self.stop_workloads()
+            if errors:
+                raise RuntimeError("workload failed: " + "; ".join(errors))
+            if self.ens is not None and "kill" in self.faults:
+                self.restart_all()
+            self.collect_final()
+            if self.ens is None:
+                self.delete_tree()
+        except BaseException as e:  # noqa: BLE001 - the verdict is ERROR
+            self.log(traceback.format_exc())
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self._stop_all_threads()
+            self.stop_ensemble()
+            line = f"verify: ERROR {reason} seed={self.seed} out={self.out}"
+            if not isinstance(e, Exception):
+                raise
+            return Outcome("ERROR", line, out=self.out)
+        self.stop_ensemble()
+        self.log("checking the history")
+        report = check_all(self.hist, initial, max_steps=o.max_steps)
+        if report.verdict == "VALID" and self.ens is not None:
+            # the members' data (preallocated logs: tens of MB each) is only worth
+            # keeping to look into a failure; their zoo.cfg and server.log stay
+            for m in self.ens.members.values():
+                shutil.rmtree(m.data_dir, ignore_errors=True)
+        return self.finish(report)
+
+    def _stop_all_threads(self) -> None:
+        for ev in (getattr(self, "stop_main", None), getattr(self, "stop_watch", None)):
+            if ev is not None:
+                ev.set()
+        for w in self.workers + self.watchers:
+            if w.thread is not None:
+                w.thread.join(W.IO_TIMEOUT + 2)
+
+    def finish(self, report: Report) -> Outcome:
+        ops = self.hist.ops()
+        evs = [e for e in self.hist.events() if e.outcome != "info"]
+        n = len(ops) + len(evs)
+        ok = sum(1 for x in ops if x.outcome == "ok") + sum(1 for e in evs if e.outcome == "ok")
+        unknown = sum(1 for x in ops if x.outcome == "unknown") + sum(
+            1 for e in evs if e.outcome == "unknown")
+        verdict = report.verdict
+        self.hist.dump(self.out / "history.jsonl")
+        title = f"zabby verify seed {self.seed}: {verdict}"
+        write_timeline(self.hist, report, self.out / "timeline.html", title)
+        names = sorted({f"{a.workload}/{a.name}" for a in report.anomalies})
+        summary = {"verdict": verdict, "seed": self.seed, "server": self.o.server,
+                   "nodes": len(self.endpoints), "faults": self.n_faults,
+                   "fault_kinds": self.faults, "ops": n, "ok": ok, "unknown": unknown,
+                   "anomaly_counts": {k: sum(1 for a in report.anomalies
+                                             if f"{a.workload}/{a.name}" == k) for k in names},
+                   "anomalies": [str(a) for a in report.anomalies[:100]],
+                   "undecided": report.undecided, "notes": self.notes,
+                   "stats": report.stats, "unrecovered": self.unrecovered}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        for a in report.anomalies[:20]:
+            self.log(f"ANOMALY {a}")
+        for u in report.undecided:
+            self.log(f"UNDECIDED {u}")
+        for note in self.notes:
+            self.log(f"note: {note}")
+        line = (f"verify: {verdict} ops={n} ok={ok} unknown={unknown} faults={self.n_faults} "
+                f"watch-events={report.stats.get('watch_events', 0)} "
+                f"lock-tenures={report.stats.get('lock_tenures', 0)} "
+                f"anomalies={len(report.anomalies)}")
+        if names:
+            line += f" anomaly={','.join(names)}"
+        if report.undecided:
+            line += f" undecided={len(report.undecided)}"
+        if self.unrecovered:
+            line += f" unrecovered={self.unrecovered}"
+        line += f" seed={self.seed} out={self.out}"
+        return Outcome(verdict, line, report, self.out)
+
+
+def run(opts: Options) -> Outcome:
+    return Run(opts).execute()
+
+
+def recheck(path: Path, max_steps: int = 2_000_000) -> Outcome:
+    """Check a history.jsonl again (a run's, or one written by hand): the verdict line,
+    without faults or figures of the run."""
+    from .history import load
+
+    try:
+        hist = load(path)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        return Outcome("ERROR", f"verify: ERROR cannot read {path}: {e}")
+    initial = {o.key: ("init", 0) for o in hist.ops()}
+    report = check_all(hist, initial, max_steps=max_steps)
+    names = sorted({f"{a.workload}/{a.name}" for a in report.anomalies})
+    ops = hist.ops()
+    evs = [e for e in hist.events() if e.outcome != "info"]
+    ok = sum(1 for x in ops if x.outcome == "ok") + sum(1 for e in evs if e.outcome == "ok")
+    line = (f"verify: {report.verdict} ops={len(ops) + len(evs)} ok={ok} "
+            f"anomalies={len(report.anomalies)}")
+    if names:
+        line += f" anomaly={','.join(names)}"
+    if report.undecided:
+        line += f" undecided={len(report.undecided)}"
+    return Outcome(report.verdict, line + f" history={path}", report)
