@@ -198,10 +198,29 @@ def raise_fd_limit() -> None:
         pass
 
 
+def _test_clock_offset() -> None:
+    """Tests only (zabby.testing.diskfaults): ZABBY_TEST_CLOCK_OFFSET_MS=N makes this
+    process's wall and monotonic clocks read N ms ahead of the machine's, as after a
+    restart on a host whose clock jumped. Installed before the event loop exists."""
+    raw = os.environ.get("ZABBY_TEST_CLOCK_OFFSET_MS")
+    if not raw:
+        return
+    import time
+
+    ms = int(raw)
+    t, tn, m, mn = time.time, time.time_ns, time.monotonic, time.monotonic_ns
+    time.time = lambda: t() + ms / 1000
+    time.time_ns = lambda: tn() + ms * 1_000_000
+    time.monotonic = lambda: m() + ms / 1000
+    time.monotonic_ns = lambda: mn() + ms * 1_000_000
+    log.warning("ZABBY_TEST_CLOCK_OFFSET_MS: this server's clocks read %d ms ahead", ms)
+
+
 def run(
     config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
     services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
+    _test_clock_offset()
     raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services,
