@@ -145,7 +145,9 @@ def _looks_torn(buf, pos: int) -> bool:
     (the payload's, or the header checksum's) in place, and dropping it could drop a
     txn that was fsynced and acknowledged: that is refused (as ZooKeeper refuses a
     record whose end-of-record byte is there but whose CRC fails). The one ambiguity
-    is an entry whose own last byte is 0 (some closeSession txns): it reads as torn."""
+    is an entry whose own last byte is 0 (a closeSession that deleted no ephemerals
+    ends in four): a small one is tried with each single bit flipped back, and if one
+    makes the checksum match it was a flipped bit; otherwise it reads as torn."""
     n = len(buf)
     if pos + ENTRY_HEADER > n:
         return True
@@ -155,7 +157,25 @@ def _looks_torn(buf, pos: int) -> bool:
     end = pos + ENTRY_HEADER + length
     if length == 0 or end > n:
         return True
-    return buf[end - 1] == 0
+    if buf[end - 1] != 0:
+        return False
+    return not _one_bit_off(buf[pos + ENTRY_HEADER : end],
+                            int.from_bytes(buf[pos + 12 : pos + 16], "little"))
+
+
+def _one_bit_off(payload, want: int, limit: int = 512) -> bool:
+    """Does flipping one bit of `payload` (at most `limit` bytes) give crc `want`?"""
+    if len(payload) > limit:
+        return False
+    b = bytearray(payload)
+    for i in range(len(b)):
+        old = b[i]
+        for bit in range(8):
+            b[i] = old ^ (1 << bit)
+            if _zcrc(b) == want:
+                return True
+        b[i] = old
+    return False
 
 
 def _check_coverage(plan: _Plan, snap_zxid: int, snap_desc: str) -> int:

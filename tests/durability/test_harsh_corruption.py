@@ -1,0 +1,152 @@
+"""Corruption at rest of a standalone server's data directory (issue 15, item 3a).
+
+A real server writes znodes (each acknowledged), is stopped, and one file is damaged
+(a bit flipped, or the file cut short) in the txn log's last entry, in an entry in the
+middle of the log, or in the newest snapshot. On restart the server either refuses to
+start with a message naming the file and the offset, or -- where no acknowledged txn
+can be lost -- recovers and serves exactly the tree it had (compared znode by znode).
+What each case does is in docs/OPERATING.md ("Damaged data directories").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from zabby.testing.diskfaults import (
+    flip_bit,
+    log_entries,
+    newest_segment,
+    segments,
+    snapshots,
+    tree_diff,
+    tree_dump,
+    truncate,
+)
+from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
+from zabby.testing.servers import ServerStartError, ZabbyServer
+from zabby.wire import Err, Op
+from zabby.wire.records import CreateRequest, SetDataRequest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _server(tmp_path) -> ZabbyServer:
+    # a small snapCount: several snapshots and log segments after a few hundred writes
+    return ZabbyServer(tmp_path, start=False, snapCount=40, preAllocSize=16, tickTime=500)
+
+
+def _write(srv: ZabbyServer, n: int, tag: str) -> None:
+    with RawClient(srv.host, srv.port, timeout_ms=10000) as c:
+        for i in range(n):
+            r = c.request(Op.CREATE2, CreateRequest(f"/{tag}{i}", f"{tag}-{i}".encode(),
+                                                    OPEN_ACL_UNSAFE, 0))
+            assert r.err == Err.OK, r
+        # the last txn a setData (its encoding does not end in a zero byte)
+        r = c.request(Op.SET_DATA, SetDataRequest(f"/{tag}0", b"last", -1))
+        assert r.err == Err.OK, r
+
+
+def _refused(srv: ZabbyServer, path: str, offset: int | None) -> str:
+    with pytest.raises(ServerStartError):
+        srv.start()
+    text = srv.log_path.read_text(errors="replace")
+    assert "refusing to start" in text, text[-2000:]
+    want = f"{path}: offset {offset}" if offset is not None else path
+    assert want in text, f"expected {want!r} in the refusal:\n{text[-2000:]}"
+    return text
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """One data directory written by a real server (several snapshots and segments),
+    copied for each test."""
+    d = tmp_path_factory.mktemp("template")
+    srv = _server(d)
+    srv.start()
+    try:
+        _write(srv, 120, "n")
+        before = tree_dump(srv.host, srv.port)
+    finally:
+        srv.stop()
+    assert len(snapshots(srv.data_dir)) >= 3 and len(segments(srv.data_dir)) >= 3
+    return srv.data_dir, before
+
+
+@pytest.fixture
+def populated(tmp_path, template):
+    data, before = template
+    shutil.copytree(data, tmp_path / "data")
+    srv = _server(tmp_path)
+    yield srv, before
+    srv.stop()
+
+
+def _restarts_with(srv: ZabbyServer, before: dict) -> str:
+    srv.start()
+    after = tree_dump(srv.host, srv.port)
+    assert not tree_diff(before, after), tree_diff(before, after)
+    return srv.log_path.read_text(errors="replace")
+
+
+def test_bit_flip_in_the_last_log_entry_is_refused(populated):
+    """The last txn was fsynced and acknowledged: cutting it would lose it."""
+    srv, _before = populated
+    seg = newest_segment(srv.data_dir)
+    zxid, off, length = log_entries(seg)[-1]
+    flip_bit(seg, off + length - 5, 3)  # in the payload, its last byte left in place
+    text = _refused(srv, seg, off)
+    assert "not a torn write" in text and "zabby check --repair" in text
+
+
+def test_unfinished_last_write_is_truncated_and_nothing_acknowledged_is_lost(populated):
+    """A write that stopped part-way (the rest of its entry still the preallocated
+    zeros) was never fsynced, so never acknowledged: cut with a warning."""
+    srv, before = populated
+    seg = newest_segment(srv.data_dir)
+    _zxid, off, length = log_entries(seg)[-1]
+    # append the start of one more entry, as a crash mid-append leaves it
+    with open(seg, "r+b") as f:
+        f.seek(off)
+        entry = f.read(length)
+        f.seek(off + length)
+        f.write(entry[: length // 2])
+    text = _restarts_with(srv, before)
+    assert f"txn log {seg}: torn write at offset {off + length}" in text, text[-2000:]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damage_in_the_middle_of_the_log_is_refused(populated, damage):
+    srv, _before = populated
+    seg = segments(srv.data_dir)[-2]  # a segment that is not the newest
+    entries = log_entries(seg)
+    assert len(entries) >= 3
+    _zxid, off, length = entries[len(entries) // 2]
+    if damage == "flip":
+        flip_bit(seg, off + length // 2, 0)
+    else:
+        truncate(seg, off + length // 2)
+    _refused(srv, seg, off)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_newest_snapshot_falls_back_to_an_older_one(populated, damage):
+    srv, before = populated
+    snap = snapshots(srv.data_dir)[0]
+    size = os.path.getsize(snap)
+    if damage == "flip":
+        flip_bit(snap, size // 2, 5)
+    else:
+        truncate(snap, size // 2)
+    text = _restarts_with(srv, before)
+    assert f"snapshot {snap} is unusable" in text, text[-2000:]
+
+
+def test_damaged_snapshots_with_no_usable_older_one_are_refused(populated):
+    srv, _before = populated
+    snaps = snapshots(srv.data_dir)
+    for s in snaps:
+        flip_bit(s, os.path.getsize(s) // 2, 1)
+    _refused(srv, snaps[0], None)
