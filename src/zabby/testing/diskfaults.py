@@ -202,10 +202,18 @@ def tree_dump(host: str, port: int, *, timeout: float = 10.0) -> dict[str, tuple
         c.close()
 
 
+# written by each member itself when it loads its configuration (its mtime is that
+# member's clock), as in ZooKeeper: not part of the replicated state
+LOCAL_ZNODES = ("/zookeeper/config",)
+
+
 def tree_diff(a: dict, b: dict, limit: int = 10) -> list[str]:
-    """What differs between two tree_dump results (empty: the same tree)."""
+    """What differs between two tree_dump results (empty: the same tree), the
+    member-local LOCAL_ZNODES aside."""
     out = []
     for p in sorted(set(a) | set(b)):
+        if p in LOCAL_ZNODES:
+            continue
         if a.get(p) != b.get(p):
             out.append(f"{p}: {a.get(p)!r} != {b.get(p)!r}")
             if len(out) >= limit:
