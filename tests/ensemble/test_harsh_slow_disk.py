@@ -16,15 +16,14 @@ Checked:
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from zabby.testing.diskfaults import SlowDiskServer
-from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
+from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
 from zabby.testing.servers import ZabbyEnsemble
-from zabby.wire import CreateMode, Err, Op
+from zabby.wire import Err, Op
 from zabby.wire.records import CreateRequest, PathWatchRequest, SetDataRequest
 
 from .faults import (
@@ -38,45 +37,11 @@ from .faults import (
     summary,
     wait_for,
 )
+from .harsh import Bystander
 
 pytestmark = pytest.mark.timeout(180)
 
 SESSION_MS = 4000
-
-
-class Bystander:
-    """A session on one member that pings every 0.5 s and owns an ephemeral node."""
-
-    def __init__(self, member: int, m) -> None:
-        self.member = member
-        self.path = f"/bystander{member}"
-        self.c = RawClient(m.host, m.port, timeout_ms=SESSION_MS, io_timeout=10)
-        self.c.connect()
-        r = self.c.request(Op.CREATE2, CreateRequest(self.path, b"x", OPEN_ACL_UNSAFE,
-                                                     int(CreateMode.EPHEMERAL)))
-        assert r.err == Err.OK, r
-        self.owner = self.c.session_id
-        self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.pings = 0
-        self.t = threading.Thread(target=self._run, daemon=True, name=f"bystander{member}")
-        self.t.start()
-
-    def _run(self) -> None:
-        while not self.stop.wait(0.5):
-            try:
-                r = self.c.ping()
-                if r.err != Err.OK:
-                    self.failures.append(f"ping err {r.err}")
-                self.pings += 1
-            except (ConnectionClosed, OSError, TimeoutError) as e:
-                self.failures.append(f"ping failed: {e!r}")
-                return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.t.join(15)
-        self.c.drop()
 
 
 def _max_fsync_ms(m) -> int:
@@ -99,7 +64,8 @@ def test_fsync_stalls_keep_guarantees_and_sessions(tmp_path):
     try:
         endpoints = loopback_endpoints(ens)
         initial = setup_keys(endpoints, None)
-        bystanders = [Bystander(i, m) for i, m in ens.members.items()]
+        bystanders = [Bystander(f"m{i}", endpoints, i - 1, timeout_ms=SESSION_MS)
+                      for i in ens.members]
         wl = Workload(endpoints, workers=3, seed=3)
         t0 = time.monotonic()
         wl.start()
@@ -151,14 +117,11 @@ def test_fsync_stalls_keep_guarantees_and_sessions(tmp_path):
 
         # sessions on every member survived every stall
         for b in bystanders:
-            assert not b.failures, f"bystander on member {b.member}: {b.failures}"
-            assert b.pings > 0
-        for i, m in ens.members.items():
-            with RawClient(m.host, m.port, timeout_ms=SESSION_MS) as c:
-                for b in bystanders:
-                    r = c.request(Op.GET_DATA, PathWatchRequest(b.path, False))
-                    assert r.err == Err.OK and r.body.stat.ephemeralOwner == b.owner, \
-                        f"member {i}: {b.path} of session {b.owner:#x}: {r}"
+            assert not b.expired, f"{b.path}: {b.expired}"
+            assert b.pings > 0, b.path
+        for host, port in endpoints:
+            for b in bystanders:
+                assert b.owns_its_node(host, port), f"{b.path} lost on {port}"
 
         finals = final_reads(ens, wl.rec, None)
         history = wl.rec.history()
