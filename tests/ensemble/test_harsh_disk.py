@@ -106,7 +106,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
     ens = ZabbyEnsemble(tmp_path, 3, tickTime=200, snapCount=40, preAllocSize=16)
     try:
         w = Writer(ens)
-        w.write(120)
+        w.write(80)
         _agree(ens, w)
         timeline = []
 
@@ -115,7 +115,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         f = [i for i in ens.members if i != leader][0]
         m = ens.members[f]
         m.stop()
-        w.write(30)
+        w.write(20)
         seg = newest_segment(m.data_dir)
         _zxid, off, length = log_entries(seg)[-1]
         flip_bit(seg, off + ENTRY_PAYLOAD_MID(length), 2)
@@ -124,7 +124,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         assert f"truncating {seg} at offset {off}" in out, out
         m.start()
         ens.wait_serving()
-        w.write(20)
+        w.write(10)
         _agree(ens, w)
         timeline.append(f"tail flip on follower {f}: refused, repaired, rejoined")
 
@@ -133,7 +133,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         m = ens.members[leader]
         m.stop()
         ens.leader(timeout=30)  # the other two elect one
-        w.write(30)
+        w.write(20)
         seg = newest_segment(m.data_dir)
         entries = log_entries(seg)
         assert len(entries) >= 3, entries
@@ -144,7 +144,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         _check_repair(m)
         m.start()
         ens.wait_serving()
-        w.write(20)
+        w.write(10)
         _agree(ens, w)
         timeline.append(f"middle flip on leader {leader}: refused, repaired, rejoined")
 
@@ -153,7 +153,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         f = [i for i in ens.members if i != leader][-1]
         m = ens.members[f]
         m.stop()
-        w.write(30)
+        w.write(20)
         snaps = snapshots(m.data_dir)
         assert len(snaps) >= 2, snaps
         flip_bit(snaps[0], os.path.getsize(snaps[0]) // 2, 4)
@@ -161,7 +161,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         ens.wait_serving()
         text = m.log_path.read_text(errors="replace")
         assert f"snapshot {snaps[0]} is unusable" in text, text[-3000:]
-        w.write(20)
+        w.write(10)
         _agree(ens, w)
         timeline.append(f"newest snapshot of follower {f} flipped: older one used, rejoined")
 
@@ -169,11 +169,11 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         f = [i for i in ens.members if i != ens.leader()][0]
         m = ens.members[f]
         m.stop()
-        w.write(30)
+        w.write(20)
         shutil.rmtree(m.data_dir / "version-2")
         m.start()
         ens.wait_serving()
-        w.write(20)
+        w.write(10)
         _agree(ens, w)
         timeline.append(f"follower {f} wiped: rejoined by SNAP")
 

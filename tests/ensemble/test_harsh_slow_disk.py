@@ -74,11 +74,11 @@ def test_fsync_stalls_keep_guarantees_and_sessions(tmp_path):
         # the leader's disk slow for a while, then a follower's
         leader = ens.leader()
         follower = [i for i in ens.members if i != leader][0]
-        for who, secs in ((leader, 2.0), (follower, 3.0)):
+        for who, secs in ((leader, 1.5), (follower, 2.0)):
             m = ens.members[who]
             before = sum(w.ops for w in wl.workers)
             _stall(m, secs, f"member {who}", timeline, t0)
-            time.sleep(secs + 1.5)
+            time.sleep(secs + 1.0)
             m.stall.clear()
             wait_for(lambda m=m: _max_fsync_ms(m) >= 1000, 15, f"member {who}'s fsynctime")
             wait_for(lambda b=before: sum(w.ops for w in wl.workers) > b + 20, 20,
