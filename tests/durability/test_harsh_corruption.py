@@ -144,3 +144,48 @@ def test_damaged_newest_snapshot_falls_back_to_an_older_one(populated, damage):
         truncate(snap, size // 2)
     text = _restarts_with(srv, before)
     assert f"snapshot {snap} is unusable" in text, text[-2000:]
+
+
+# ---------------------------------------------------------------- the ambiguous tail
+def _one_entry_log(payload: bytes):
+    from zabby.storage.fs import SimulatedFS
+    from zabby.storage.txnlog import encode_entries, encode_header
+
+    fs = SimulatedFS()
+    fs.makedirs("/d/version-2")
+    buf = bytearray(encode_header(1))
+    encode_entries([(1, payload)], buf)
+    h = fs.open("/d/version-2/log.1", create=True)
+    fs.write(h, bytes(buf) + bytes(4096), 0)
+    fs.fsync(h)
+    fs.close(h)
+    fs.fsync_dir("/d/version-2")
+    return fs, len(buf)
+
+
+# a txn payload ending in zero bytes, as a closeSession that deleted no ephemerals does
+ENDS_IN_ZEROS = bytes(range(1, 40)) + b"\x00\x00\x00\x00"
+
+
+def test_a_flipped_bit_in_a_last_entry_ending_in_zeros_is_refused():
+    from zabby.storage import CorruptDataError, recover
+
+    fs, end = _one_entry_log(ENDS_IN_ZEROS)
+    h = fs.open("/d/version-2/log.1")
+    off = end - 10
+    fs.write(h, bytes([fs.read(h, off, 1)[0] ^ 0x08]), off)
+    fs.fsync(h)
+    with pytest.raises(CorruptDataError, match="not a torn write"):
+        recover("/d", fs=fs)
+
+
+def test_a_last_entry_ending_in_zeros_cut_short_is_a_torn_tail():
+    from zabby.storage import recover
+    from zabby.storage.txnlog import SEGMENT_HEADER
+
+    fs, end = _one_entry_log(ENDS_IN_ZEROS)
+    h = fs.open("/d/version-2/log.1")
+    fs.write(h, bytes(12), end - 16)  # the last 16 bytes never reached the disk
+    fs.fsync(h)
+    _tree, report = recover("/d", fs=fs)
+    assert report.truncated == [("/d/version-2/log.1", SEGMENT_HEADER)]
