@@ -8,38 +8,21 @@ made after the move reach every kind of watch, and its ephemeral node lives on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 
 import pytest
 
 from zabby.client import Client, ConnectionState, EventType
-from zabby.testing import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
-from zabby.testing.pytest_plugin import require_zookeeper
+from zabby.testing.pytest_plugin import started_ensemble
 
 from .conftest import arun
 
 
 @pytest.fixture(params=["zabby", "zookeeper"])
 def ensemble(request, tmp_path):
-    if request.param == "zookeeper":
-        require_zookeeper()
-        cls = ZooKeeperEnsemble
-    else:
-        cls = ZabbyEnsemble
-    try:
-        ens = cls(tmp_path, 3, tickTime=500)
-    except ServerStartError as e:  # pragma: no cover - reported with the logs
-        pytest.fail(f"the ensemble did not start: {e}")
-    try:
+    with started_ensemble(request.param, tmp_path, tickTime=500) as ens:
         yield ens
-    finally:
-        for m in ens.members.values():  # a paused member must go on to be stopped
-            if m.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(m.pid, signal.SIGCONT)
-        ens.stop()
 
 
 @pytest.mark.parametrize("how", ["kill", "pause"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 
@@ -124,6 +125,14 @@ _STAT = Stat(czxid=5, mzxid=5, ctime=1, mtime=1, version=0, cversion=1, aversion
              ephemeralOwner=0, dataLength=0, numChildren=1, pzxid=6)
 
 
+def _now_stat(mtime: int | None = None) -> Stat:
+    """_STAT as a setData made now leaves it (mtime: wall-clock ms, unless given)."""
+    now = int(time.time() * 1000)
+    fields = {name: getattr(_STAT, name) for name, _ in Stat.FIELDS}
+    fields.update(ctime=now - 5000, version=1, mtime=now if mtime is None else mtime)
+    return Stat(**fields)
+
+
 def _honest(xid: int, op: int):
     if op == Op.GET_CHILDREN:
         return [encode_reply(xid, 7, 0, GetChildrenResponse(["c"]))]
@@ -131,7 +140,7 @@ def _honest(xid: int, op: int):
         return [encode_reply(xid, 8, 0, PathResponse("/n"))]
     if op == Op.SET_DATA:  # the session's own watch fires before the reply
         return [encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n"),
-                encode_reply(xid, 9, 0, StatResponse(_STAT))]
+                encode_reply(xid, 9, 0, StatResponse(_now_stat()))]
     return [encode_reply(xid, 0, 0)]  # ping
 
 
@@ -171,7 +180,7 @@ def test_event_after_the_reply_differs_from_event_before():
     """The same event, once before and once after the write's reply: a diff."""
     def late(xid, op):
         if op == Op.SET_DATA:
-            return [encode_reply(xid, 9, 0, StatResponse(_STAT)),
+            return [encode_reply(xid, 9, 0, StatResponse(_now_stat())),
                     encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n")]
         return _honest(xid, op)
 
@@ -186,7 +195,27 @@ def test_a_reply_zxid_going_back_fails():
     def back(xid, op):
         if op == Op.SET_DATA:
             return [encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n"),
-                    encode_reply(xid, 6, 0, StatResponse(_STAT))]  # after 0x8 for create
+                    encode_reply(xid, 6, 0, StatResponse(_now_stat()))]  # after 0x8 for create
         return _honest(xid, op)
 
     assert "reply zxid 0x6 is below one it already saw, 0x8" in compare(_run(_honest), _run(back))
+
+
+@pytest.mark.parametrize("mtime,why", [
+    (lambda now: now // 1000, "outside the request's round trip"),  # seconds, not ms
+    (lambda now: now - 60_000, "outside the request's round trip"),  # a stale stamp
+    (lambda now: now + 60_000, "ms after the reply arrived"),  # from the future
+])
+def test_stat_times_must_be_the_writes_wall_clock_milliseconds(mtime, why):
+    """The transcript says only "set" for a time; the values are checked apart, and
+    fail whoever sent them (equal transcripts included)."""
+    def clock(xid, op):
+        if op == Op.SET_DATA:
+            return [encode_notification(EventType.NODE_DATA_CHANGED, 3, "/n"),
+                    encode_reply(xid, 9, 0,
+                                 StatResponse(_now_stat(mtime(int(time.time() * 1000)))))]
+        return _honest(xid, op)
+
+    assert compare(_run(_honest), _run(_honest)) == ""
+    both = compare(_run(clock), _run(clock))
+    assert why in both and "mtime" in both, both

@@ -336,6 +336,14 @@ def check_after_restart(base: Base, workers: list[Worker], tree, last_zxid: int)
             problems.append(f"acknowledged zxid {op.zxid:#x} is beyond the restarted server's "
                             f"last zxid {last_zxid:#x}: {op.describe()}")
 
+    # 0. the tree is a state of the log up to last_zxid: no node was made or changed
+    # by a txn after it (a torn or mixed recovery would show one)
+    for p, (_data, st) in sorted(tree.items()):
+        newest = max(st.czxid, st.mzxid, st.pzxid)
+        if newest > last_zxid:
+            problems.append(f"{p}: zxid {newest:#x} (czxid/mzxid/pzxid) is beyond the "
+                            f"restarted server's last zxid {last_zxid:#x}")
+
     # 1. exactly the expected nodes
     expected_fixed = {"/", "/own", "/shared"} | {own_parent(c) for c in range(clients)} | {
         shared_path(k) for k in range(SHARED_KEYS)}

@@ -128,3 +128,13 @@ def test_unexpected_and_missing_nodes_are_caught():
     problems = check_after_restart(_base(), [w], tree, 20)
     assert any("unexpected node /stray" in p for p in problems)
     assert any("/shared is missing" in p for p in problems)
+
+
+def test_a_node_newer_than_the_recovered_log_is_caught():
+    """The unknown set applied, but its node says zxid 0x19 while the server reports
+    it recovered up to 0x14: the tree is not a state of the log it claims."""
+    w = _worker(_history())
+    shared = {0: (b"S1", 1, 13)}
+    assert check_after_restart(_base(), [w], _tree({K0: (b"C", 2, 0x14)}, shared), 0x14) == []
+    problems = check_after_restart(_base(), [w], _tree({K0: (b"C", 2, 0x19)}, shared), 0x14)
+    assert any("0x19 (czxid/mzxid/pzxid) is beyond" in p for p in problems), problems

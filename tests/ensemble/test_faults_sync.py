@@ -87,6 +87,21 @@ def _connect_retry(m, timeout: float = 15.0) -> RawClient:
             time.sleep(0.05)
 
 
+def _resume_retry(m, c: RawClient, timeout: float = 15.0) -> RawClient:
+    """Resume `c`'s session at member `m` (it may still be rejoining)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            resp = c.connect()
+            if resp.sessionId:
+                return c
+        except (ConnectionClosed, OSError):
+            pass
+        c.drop()
+        assert time.monotonic() < deadline, f"the session could not resume at {m.port}"
+        time.sleep(0.05)
+
+
 def _write_through_new_leader(ens: ZabbyEnsemble, old: int, value: bytes, timeout: float = 15.0):
     """Wait for a leader other than ``old``; write through it; the acknowledged reply."""
     deadline = time.monotonic() + timeout
@@ -118,17 +133,27 @@ def _stale_sync_read_at_deposed_leader(ens: ZabbyEnsemble, attempt: int) -> str 
             xg = a.send_request(Op.GET_DATA, PathWatchRequest("/x", False))
         finally:
             os.killpg(om.pid, signal.SIGCONT)
+        how = "answered the queued requests"
         try:
             rs = a.wait_reply(xs, Op.SYNC)
             rg = a.wait_reply(xg, Op.GET_DATA)
         except (ConnectionClosed, OSError, TimeoutError):
-            return None  # refused: fine
-        if rs.err == Err.OK and rg.err == Err.OK and rg.body.stat.version < ack.body.stat.version:
+            # refused (it closed the connection): legitimate, but then the same session
+            # resumes at the same member once it has rejoined, and a sync + read there
+            # must see the write too -- so every attempt checks a sync at `old`
+            how = "closed the connection; the session resumed there, then sync + getData"
+            a.drop()
+            a = _resume_retry(om, a)
+            rs = a.request(Op.SYNC, PathRequest("/x"))
+            rg = a.request(Op.GET_DATA, PathWatchRequest("/x", False))
+        if rs.err != Err.OK or rg.err != Err.OK:
+            return (f"attempt {attempt}: sync/getData at deposed leader {old} failed "
+                    f"({Err(rs.err).name}, {Err(rg.err).name}) after it {how}")
+        if rg.body.stat.version < ack.body.stat.version:
             return (f"attempt {attempt}: leader {old} SIGSTOPped (> syncLimit); member {new} "
                     f"became leader and acknowledged version {ack.body.stat.version} of /x "
-                    f"(zxid {ack.zxid:#x}); then sync + getData sent to {old}, which, on "
-                    f"SIGCONT, answered OK with version {rg.body.stat.version} "
-                    f"{rg.body.data!r} (reply zxid {rg.zxid:#x})")
+                    f"(zxid {ack.zxid:#x}); then sync + getData at {old}, which {how}: "
+                    f"version {rg.body.stat.version} {rg.body.data!r} (reply zxid {rg.zxid:#x})")
         return None
     finally:
         a.drop()

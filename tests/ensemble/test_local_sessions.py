@@ -22,8 +22,7 @@ import time
 
 import pytest
 
-from zabby.testing import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
-from zabby.testing.pytest_plugin import require_zookeeper
+from zabby.testing.pytest_plugin import started_ensemble
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.wire import Empty, Err, Op
 from zabby.wire.protocol import MultiRequest, MultiResponse
@@ -35,23 +34,13 @@ UPGRADING = 1  # the member with localSessionsUpgradingEnabled
 
 @pytest.fixture(params=["zabby", pytest.param("zookeeper", marks=pytest.mark.differential)])
 def ensemble(request, tmp_path):
-    if request.param == "zookeeper":
-        require_zookeeper()
-        cls = ZooKeeperEnsemble
-    else:
-        cls = ZabbyEnsemble
-    ens = cls(tmp_path, 3, tickTime=500, start=False, localSessionsEnabled=True)
-    ens.members[UPGRADING].cfg["localSessionsUpgradingEnabled"] = True
-    try:
-        ens.start()
-    except ServerStartError as e:  # pragma: no cover - reported with the logs
-        ens.stop()
-        pytest.fail(f"the ensemble did not start: {e}")
-    ens.kind = request.param
-    try:
+    def upgrading(ens):
+        ens.members[UPGRADING].cfg["localSessionsUpgradingEnabled"] = True
+
+    with started_ensemble(request.param, tmp_path, prepare=upgrading, tickTime=500,
+                          localSessionsEnabled=True) as ens:
+        ens.kind = request.param
         yield ens
-    finally:
-        ens.stop()
 
 
 class Clients:

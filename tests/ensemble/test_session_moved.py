@@ -20,8 +20,7 @@ import time
 
 import pytest
 
-from zabby.testing import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
-from zabby.testing.pytest_plugin import require_zookeeper
+from zabby.testing.pytest_plugin import started_ensemble
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.wire import Err, Op
 from zabby.wire.protocol import MultiRequest
@@ -30,19 +29,8 @@ from zabby.wire.records import CreateRequest, PathRequest, PathWatchRequest, Set
 
 @pytest.fixture(params=["zabby", pytest.param("zookeeper", marks=pytest.mark.differential)])
 def ensemble(request, tmp_path):
-    if request.param == "zookeeper":
-        require_zookeeper()
-        cls = ZooKeeperEnsemble
-    else:
-        cls = ZabbyEnsemble
-    try:
-        ens = cls(tmp_path, 3, tickTime=500)
-    except ServerStartError as e:  # pragma: no cover - reported with the logs
-        pytest.fail(f"the ensemble did not start: {e}")
-    try:
+    with started_ensemble(request.param, tmp_path, tickTime=500) as ens:
         yield ens
-    finally:
-        ens.stop()
 
 
 def _client(ens, i: int, **kw) -> RawClient:

@@ -25,11 +25,8 @@ OPCODES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = target_server(tmp_path_factory.mktemp("kazoo-garbage"), tickTime=200, maxClientCnxns=0)
-    try:
+    with target_server(tmp_path_factory.mktemp("kazoo-garbage"), tickTime=200, maxClientCnxns=0) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -57,25 +57,19 @@ SUPER_DIGEST = make_digest_acl_credential("super", SUPER_PASSWORD)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = _server(
-        tmp_path_factory.mktemp("kazoo-ops"),
-        tickTime=200,
-        extendedTypesEnabled=True,
-        **{"DigestAuthenticationProvider.superDigest": SUPER_DIGEST},
-    )
-    try:
+    with _server(
+            tmp_path_factory.mktemp("kazoo-ops"),
+            tickTime=200,
+            extendedTypesEnabled=True,
+            **{"DigestAuthenticationProvider.superDigest": SUPER_DIGEST},
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
 def no_ttl_server(tmp_path_factory):
-    srv = _server(tmp_path_factory.mktemp("kazoo-ops-nottl"), tickTime=200)
-    try:
+    with _server(tmp_path_factory.mktemp("kazoo-ops-nottl"), tickTime=200) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _connect(srv, **kw):

@@ -17,11 +17,8 @@ from kazoo_common import TIMEOUT, client_factory, empty_tree, target_server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = target_server(tmp_path_factory.mktemp("kazoo-recipes"), tickTime=200)
-    try:
+    with target_server(tmp_path_factory.mktemp("kazoo-recipes"), tickTime=200) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -42,11 +42,8 @@ FAST_RETRY = {"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.3}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = _server(tmp_path_factory.mktemp("kazoo-sessions"), tickTime=200)
-    try:
+    with _server(tmp_path_factory.mktemp("kazoo-sessions"), tickTime=200) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -40,11 +40,8 @@ CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = target_server(tmp_path_factory.mktemp("kazoo-watches"), tickTime=200)
-    try:
+    with target_server(tmp_path_factory.mktemp("kazoo-watches"), tickTime=200) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

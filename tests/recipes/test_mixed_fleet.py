@@ -222,3 +222,52 @@ def test_mixed_party_counter_and_lease(zabby_server):
                                        utcnow=lambda: later)
     finally:
         fleet.close()
+
+
+def test_mixed_set_partitioner_and_double_barrier(zabby_server):
+    """A kazoo SetPartitioner and a zabby one on one path see each other (kazoo's
+    ShallowParty layout) and divide the set as kazoo does; a DoubleBarrier for four
+    lets two kazoo and two zabby members in together and out together."""
+    fleet = Fleet(zabby_server.hosts)
+    base = unique("partition")
+    items = list(range(12))  # numbers: kazoo orders them as numbers, not as strings
+    try:
+        kz, zb = fleet.kazoo(), fleet.zabby()
+        kp = kz.SetPartitioner(base + "/p", set=items, identifier="k", time_boundary=0.3)
+        zp = zb.SetPartitioner(base + "/p", set=items, identifier="z", time_boundary=0.3)
+        deadline = time.monotonic() + 30
+        while not (kp.acquired and zp.acquired):
+            assert time.monotonic() < deadline, (kp.state, zp.state)
+            for p in (kp, zp):
+                if p.release:
+                    p.release_set()
+            kp.wait_for_acquire(0.5)
+            zp.wait_for_acquire(0.5)
+        assert list(kp) == items[0::2] and list(zp) == items[1::2], (list(kp), list(zp))
+        kp.finish()
+        zp.finish()
+
+        path = base + "/db"
+        inside: list[str] = []
+        out_together = threading.Barrier(4, timeout=30)
+
+        def member(kind: str) -> Callable[[], None]:
+            def body() -> None:
+                zk = fleet.kazoo() if kind == "kazoo" else fleet.zabby()
+                db = zk.DoubleBarrier(path, 4)
+                db.enter()
+                # in only once all four are: nobody leaves before out_together, so
+                # all four nodes are there the moment any enter() returns
+                present = [c for c in zk.get_children(path) if c != "ready"]
+                assert len(present) == 4, present
+                with fleet.lock:
+                    inside.append(kind)
+                out_together.wait()
+                db.leave()
+            return body
+
+        fleet.run([member("kazoo"), member("kazoo"), member("zabby"), member("zabby")])
+        assert sorted(inside) == ["kazoo", "kazoo", "zabby", "zabby"]
+        assert zb.get_children(path) == []  # the last one out re-armed the barrier
+    finally:
+        fleet.close()

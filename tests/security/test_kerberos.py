@@ -233,3 +233,42 @@ def test_requests_behind_a_gssapi_step_wait_for_it(realm, tmp_path):
             got[cls.kind] = _pipelined(srv, keytabs)
     assert got["zookeeper"][1] == f"whoami: [('ip', '127.0.0.1'), ('sasl', 'client@{REALM}')]"
     assert got["zabby"] == got["zookeeper"]
+
+
+# ------------------------------------------------- zabby's own client, as the initiator
+@pytest.mark.differential
+@pytest.mark.parametrize("kind", ["zookeeper", "zabby"])
+def test_zabby_client_logs_in_with_gssapi(kind, realm, tmp_path, monkeypatch):
+    """zabby.client with sasl_options GSSAPI against both servers: the login from a
+    keytab, from the default credentials (MIT's client keytab), sasl ACLs, the
+    identity in whoAmI, and refusals (a service the server has no key for, no
+    credentials at all) as AuthFailedError."""
+    from zabby.client import AuthFailedError, NoAuthError, SyncClient
+
+    if kind == "zookeeper":
+        require_zookeeper()
+    kdc, keytabs, jaas = realm
+    flags = [f"-Djava.security.auth.login.config={jaas}",
+             f"-Djava.security.krb5.conf={kdc.krb5_conf}"]
+    cls = ZooKeeperServer if kind == "zookeeper" else ZabbyServer
+    client_opts = {"mechanism": "GSSAPI", "principal": f"client@{REALM}",
+                   "keytab": str(keytabs["client"])}
+    with cls(tmp_path / kind, jvm_flags=flags, **{"authProvider.1": SASL_PROVIDER}) as srv:
+        with SyncClient(srv.hosts, sasl_options=client_opts) as zk:
+            who = sorted(zk.whoami())
+            assert ("sasl", f"client@{REALM}") in who, who
+            zk.create("/krb", b"k", acl=[ACL(31, Id("sasl", f"client@{REALM}"))])
+            assert zk.get("/krb")[0] == b"k"
+        # the default credentials: MIT krb5's client keytab, no principal named
+        monkeypatch.setenv("KRB5_CLIENT_KTNAME", str(keytabs["svc"]))
+        monkeypatch.setenv("KRB5CCNAME", f"MEMORY:zabby-test-{kind}")
+        with SyncClient(srv.hosts, sasl_options={"mechanism": "GSSAPI"}) as zk:
+            who = sorted(zk.whoami())
+            assert ("sasl", f"svc/worker@{REALM}") in who, who
+            with pytest.raises(NoAuthError):
+                zk.get("/krb")
+        # a service principal the server holds no key for: refused, not hung
+        bad = SyncClient(srv.hosts, sasl_options={**client_opts, "host": "otherhost"})
+        with pytest.raises(AuthFailedError):
+            bad.start(timeout=15)
+        bad.close()

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from zabby.cli.main import main
 from zabby.storage import TxnLog, recover, write_snapshot
 from zabby.storage.txnlog import ENTRY_HEADER, SEGMENT_HEADER
@@ -128,3 +130,16 @@ def test_repair_does_not_touch_a_corrupt_snapshot(tmp_path, capsys):
     err = capsys.readouterr().err
     assert snap in err and "not repairable" in err
     assert os.path.getsize(snap) == size and len(_segments(d)) == 2
+
+
+@pytest.mark.parametrize("command", ["check", "purge"])
+def test_data_dir_commands_refuse_without_a_directory_or_a_readable_config(
+        tmp_path, capsys, command):
+    assert main([command]) == 2
+    assert "give --config zoo.cfg or --data-dir DIR" in capsys.readouterr().err
+    bad = tmp_path / "zoo.cfg"
+    bad.write_text("tickTime=nope\n")
+    assert main([command, "--config", str(bad)]) == 2
+    assert "invalid configuration" in capsys.readouterr().err
+    assert main([command, "--config", str(tmp_path / "missing.cfg")]) == 2
+    assert "invalid configuration" in capsys.readouterr().err

@@ -62,13 +62,13 @@ def _serve(args: argparse.Namespace) -> int:
     from ..ops import services_for
     from ..ops.fourletter import handle_four_letter_word
     from ..storage import CorruptDataError
-    from .progress import terminal_progress
+    from .progress import progress_bars
 
     # loading a big snapshot takes seconds: a bar on a terminal (only if it lasts 0.5 s)
-    bars = terminal_progress(args.no_progress, delay=0.5)
     try:
-        run(config, four_letter_handler=handle_four_letter_word,
-            services=services_for(config), progress=bars)
+        with progress_bars(args.no_progress, delay=0.5) as bars:
+            run(config, four_letter_handler=handle_four_letter_word,
+                services=services_for(config), progress=bars)
     except ConfigError as e:
         print(f"zabby: invalid configuration: {e}", file=sys.stderr)
         return 2
@@ -80,9 +80,6 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"zabby: cannot start: {e}", file=sys.stderr)
         return 1
-    finally:
-        if bars is not None:
-            bars.close()
     return 0
 
 
@@ -95,18 +92,6 @@ def _settings(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--set wants key=value, not {pair!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-def _storage_dirs(args: argparse.Namespace):
-    """(data_dir, log_dir, config or None) from --config or --data-dir/--log-dir."""
-    if args.config:
-        from ..server.config import load_config
-
-        cfg = load_config(args.config)
-        return cfg.data_dir, cfg.effective_data_log_dir, cfg
-    if not args.data_dir:
-        raise SystemExit("zabby: give --config zoo.cfg or --data-dir DIR")
-    return args.data_dir, args.log_dir, None
 
 
 def _print_lines(render, path: str) -> int:
@@ -138,32 +123,27 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..server.config import ConfigError
     from ..storage import check
-    from .progress import terminal_progress
+    from .common import storage_dirs
+    from .progress import progress_bars
 
-    try:
-        data_dir, log_dir, cfg = _storage_dirs(args)
-    except (ConfigError, OSError) as e:
-        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+    dirs = storage_dirs(args)
+    if dirs is None:
         return 2
-    kw = {}
+    data_dir, log_dir, cfg = dirs
     if cfg is not None:
         kw = {"max_buffer": cfg.max_buffer, "extended_types": cfg.extended_types_enabled}
     else:
         kw = {"extended_types": True}
-    bars = terminal_progress(args.no_progress)
-    if bars is not None:
-        kw["progress"] = bars
-        kw["say"] = bars.write  # repair's lines above the bar, not through it
     try:
-        result = check(data_dir, log_dir, repair=args.repair, **kw)
+        with progress_bars(args.no_progress) as bars:
+            if bars is not None:
+                kw["progress"] = bars
+                kw["say"] = bars.write  # repair's lines above the bar, not through it
+            result = check(data_dir, log_dir, repair=args.repair, **kw)
     except OSError as e:
         print(f"zabby: {e}", file=sys.stderr)
         return 1
-    finally:
-        if bars is not None:
-            bars.close()
     if result.ok:
         print(result.message)
         return 0
@@ -172,14 +152,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    from ..server.config import ConfigError
     from ..storage import purge
+    from .common import storage_dirs
 
-    try:
-        data_dir, log_dir, cfg = _storage_dirs(args)
-    except (ConfigError, OSError) as e:
-        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
+    dirs = storage_dirs(args)
+    if dirs is None:
         return 2
+    data_dir, log_dir, cfg = dirs
     n = args.n if args.n is not None else (cfg.autopurge_snap_retain_count if cfg else 3)
     if n < 3:
         print("zabby: -n must be at least 3", file=sys.stderr)

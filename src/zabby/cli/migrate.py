@@ -20,6 +20,8 @@ import sys
 import time
 
 from . import progress as progress_mod
+from .common import load_config_or_report
+from .progress import progress_bars
 
 # an ensemble member's dataDir holds its myid before anything is imported
 _ALLOWED_IN_TARGET = {"myid", "version-2"}
@@ -48,16 +50,6 @@ def add_arguments(sub) -> None:
     p.set_defaults(func=run_export)
 
 
-def _load_config(path: str):
-    from ..server.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except (ConfigError, OSError) as e:
-        print(f"zabby: invalid configuration: {e}", file=sys.stderr)
-        return None
-
-
 def _not_empty(d: str) -> str | None:
     """What makes `d` unfit as an import target (None: empty or missing)."""
     if not os.path.exists(d):
@@ -76,13 +68,12 @@ def _not_empty(d: str) -> str | None:
 def run_import(args: argparse.Namespace) -> int:
     from ..storage import CorruptDataError, write_snapshot
     from ..storage.zookeeper import load_zookeeper
-    from .progress import terminal_progress
 
     src = args.from_zookeeper
     if len(src) > 2:
         print("zabby: --from-zookeeper takes ZK_DATADIR [ZK_DATALOGDIR]", file=sys.stderr)
         return 2
-    cfg = _load_config(args.config)
+    cfg = load_config_or_report(args.config)
     if cfg is None:
         return 2
     data_dir, log_dir = cfg.data_dir, cfg.effective_data_log_dir
@@ -93,12 +84,12 @@ def run_import(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     t0 = time.perf_counter()
-    bars = terminal_progress(args.no_progress, delay=0.5)
     try:
-        tree, rep = load_zookeeper(src[0], src[1] if len(src) > 1 else None,
-                                   max_buffer=cfg.max_buffer,
-                                   extended_types=cfg.extended_types_enabled,
-                                   progress=bars, check_digest=not args.ignore_digest)
+        with progress_bars(args.no_progress, delay=0.5) as bars:
+            tree, rep = load_zookeeper(src[0], src[1] if len(src) > 1 else None,
+                                       max_buffer=cfg.max_buffer,
+                                       extended_types=cfg.extended_types_enabled,
+                                       progress=bars, check_digest=not args.ignore_digest)
         t_read = time.perf_counter() - t0
         os.makedirs(data_dir, exist_ok=True)
         os.makedirs(log_dir, exist_ok=True)
@@ -111,9 +102,6 @@ def run_import(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"zabby: cannot import: {e}", file=sys.stderr)
         return 1
-    finally:
-        if bars is not None:
-            bars.close()
     took = time.perf_counter() - t0
     print(f"imported from {rep.snapshot or 'no snapshot'} (zxid {rep.snapshot_zxid:#x}) "
           f"+ {rep.replayed} txns from {len(rep.logs)} log file(s)")
@@ -160,9 +148,8 @@ def _write_epochs(data_dir: str, zk_data_dir: str, last_zxid: int) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..storage import CorruptDataError, recover
     from ..storage.zookeeper import write_zk_snapshot
-    from .progress import terminal_progress
 
-    cfg = _load_config(args.config)
+    cfg = load_config_or_report(args.config)
     if cfg is None:
         return 2
     target = args.to_zookeeper
@@ -175,23 +162,21 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"zabby: refusing to export: {cfg.data_dir} holds no zabby data", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    bars = terminal_progress(args.no_progress, delay=0.5)
     try:
-        tree, rep = recover(cfg.data_dir, cfg.effective_data_log_dir, max_buffer=cfg.max_buffer,
-                            extended_types=cfg.extended_types_enabled, repair_tail=False,
-                            progress=bars)
-        path = write_zk_snapshot(tree, target, progress=bars,
-                                 compression="" if args.compression == "none"
-                                 else args.compression)
+        with progress_bars(args.no_progress, delay=0.5) as bars:
+            tree, rep = recover(cfg.data_dir, cfg.effective_data_log_dir,
+                                max_buffer=cfg.max_buffer,
+                                extended_types=cfg.extended_types_enabled, repair_tail=False,
+                                progress=bars)
+            path = write_zk_snapshot(tree, target, progress=bars,
+                                     compression="" if args.compression == "none"
+                                     else args.compression)
     except CorruptDataError as e:
         print(f"zabby: refusing to export: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"zabby: cannot export: {e}", file=sys.stderr)
         return 1
-    finally:
-        if bars is not None:
-            bars.close()
     took = time.perf_counter() - t0
     print(f"exported {rep.snapshot or 'an empty data directory'} + {rep.replayed} logged txns")
     print(f"znodes: {tree.node_count}  sessions: {len(tree.sessions)}  "

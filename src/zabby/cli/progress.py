@@ -10,8 +10,10 @@ module turns those calls into bars.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 ENV = "ZABBY_NO_PROGRESS"
@@ -127,6 +129,17 @@ def terminal_progress(no_progress: bool = False, **kw) -> TerminalProgress | Non
     except (KeyError, ValueError):
         pass
     return TerminalProgress(**kw)
+
+
+@contextlib.contextmanager
+def progress_bars(no_progress: bool = False, **kw) -> Iterator[TerminalProgress | None]:
+    """terminal_progress(...) for the length of a `with` block, closed at its end."""
+    bars = terminal_progress(no_progress, **kw)
+    try:
+        yield bars
+    finally:
+        if bars is not None:
+            bars.close()
 
 
 class BenchBar:

@@ -63,6 +63,7 @@ from zabby.client import (
     ZookeeperError,
     parse_hosts,
 )
+from zabby.client.core import chroot_in, chroot_out
 from zabby.wire import ACL, AddWatchMode, Err, Id
 
 __all__ = ["COMMANDS", "Shell", "format_stat", "main"]
@@ -386,18 +387,11 @@ class Shell:
     # ------------------------------------------------------------- chroot
     def _in(self, path: str) -> str:
         """A path of ours -> the server's."""
-        if not self.chroot:
-            return path
-        return self.chroot if path == "/" else self.chroot + path
+        return chroot_in(self.chroot, path)
 
     def _out(self, path: str) -> str:
         """A path from the server -> ours (one outside the chroot stays as it is)."""
-        root = self.chroot
-        if not root or not path.startswith(root):
-            return path
-        if len(path) == len(root):
-            return "/"
-        return path[len(root):] if path[len(root)] == "/" else path
+        return chroot_out(self.chroot, path)
 
     # ------------------------------------------------------------- driver
     def execute(self, line: str, record: bool = True) -> bool:

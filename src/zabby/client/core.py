@@ -155,6 +155,23 @@ def parse_hosts(spec: str) -> tuple[list[tuple[str, int]], str]:
     return hosts, chroot
 
 
+def chroot_in(root: str, path: str) -> str:
+    """A client's path -> the server's, under the chroot `root` ("" for none)."""
+    if not root:
+        return path
+    return root if path == "/" else root + path
+
+
+def chroot_out(root: str, path: str) -> str:
+    """A server's path -> the client's under the chroot `root` (a path outside the
+    chroot, as a persistent watch above it may report, stays as it is)."""
+    if not root or not path.startswith(root):
+        return path
+    if len(path) == len(root):
+        return "/"
+    return path[len(root):] if path[len(root)] == "/" else path
+
+
 def _check_path(path: str) -> None:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ValueError(f"path must be a string starting with '/': {path!r}")
@@ -321,7 +338,8 @@ class Client:
     the session timeout asked for, seconds (the server may change it); ``client_id``:
     (session id, password) to resume a session; ``auth_data``: [(scheme, credential)]
     sent on every connection; ``ssl_context``: TLS to every host; ``sasl_options``:
-    ``{"mechanism": "DIGEST-MD5", "username": .., "password": ..}``; ``read_only``:
+    ``{"mechanism": "DIGEST-MD5", "username": .., "password": ..}`` or
+    ``{"mechanism": "GSSAPI"}`` (Kerberos; options in zabby.client.gssapi_sasl); ``read_only``:
     accept read-only servers; ``default_acl``: the ACL of created nodes when none given;
     ``connect_wait``: how long a request made while there is no connection waits for
     one before it fails with ConnectionLoss, seconds (default: the session timeout; an
@@ -347,8 +365,12 @@ class Client:
         self.read_only = read_only
         self._ssl = ssl_context
         self._sasl = dict(sasl_options) if sasl_options else None
-        if self._sasl and self._sasl.get("mechanism", "DIGEST-MD5").upper() != "DIGEST-MD5":
-            raise ConfigurationError("only SASL DIGEST-MD5 is supported")
+        if self._sasl:
+            mech = self._sasl.setdefault("mechanism", "DIGEST-MD5").upper()
+            if mech not in ("DIGEST-MD5", "GSSAPI"):
+                raise ConfigurationError(f"SASL mechanism {mech} is not supported "
+                                         "(DIGEST-MD5, GSSAPI)")
+            self._sasl["mechanism"] = mech
         self.default_acl = list(default_acl) if default_acl else OPEN_ACL_UNSAFE
         self._auth: list[tuple[str, bytes]] = [
             (s, c.encode() if isinstance(c, str) else bytes(c)) for s, c in (auth_data or ())]
@@ -659,9 +681,12 @@ class Client:
                            w[_RECURSIVE])
 
     async def _sasl_login(self) -> None:
+        assert self._sasl is not None
+        if self._sasl["mechanism"] == "GSSAPI":
+            await self._gssapi_login()
+            return
         from zabby.server.digest_md5 import DigestMD5Client, SaslError
 
-        assert self._sasl is not None
         cli = DigestMD5Client(self._sasl["username"], self._sasl["password"])
         token = cli.initial()
         for _ in range(4):
@@ -675,6 +700,23 @@ class Client:
             if cli.complete:
                 return
         raise SASLException("SASL login did not complete")
+
+    async def _gssapi_login(self) -> None:
+        """SASL GSSAPI (zabby.client.gssapi_sasl); gssapi calls may reach the KDC, so
+        they run in a thread, not on this loop."""
+        from .gssapi_sasl import GssapiInitiator
+
+        assert self._sasl is not None and self.current_host is not None
+        loop = asyncio.get_running_loop()
+        cli = await loop.run_in_executor(None, GssapiInitiator, self._sasl,
+                                         self.current_host[0])
+        token = await loop.run_in_executor(None, cli.initial)
+        for _ in range(8):
+            data = await self._call(Op.SASL, SaslToken(token or b""), None, raw=True)
+            token = await loop.run_in_executor(None, cli.step, data)
+            if cli.complete:
+                return
+        raise SASLException("SASL GSSAPI login did not complete")
 
     async def _seek_rw(self, conn: _Conn) -> None:
         """While ``conn`` is to a read-only server: probe the other servers with the
@@ -871,17 +913,10 @@ class Client:
 
     # =============================================================== paths
     def _server_path(self, path: str) -> str:
-        if not self.chroot:
-            return path
-        return self.chroot if path == "/" else self.chroot + path
+        return chroot_in(self.chroot, path)
 
     def _client_path(self, path: str) -> str:
-        root = self.chroot
-        if not root or not path.startswith(root):
-            return path
-        if len(path) == len(root):
-            return "/"
-        return path[len(root):] if path[len(root)] == "/" else path
+        return chroot_out(self.chroot, path)
 
     def _p(self, path: str) -> str:
         _check_path(path)

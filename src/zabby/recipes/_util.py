@@ -68,6 +68,24 @@ def waker(event: asyncio.Event) -> Callable[[Any], None]:
     return wake
 
 
+async def wait_change(client: Any, ev: asyncio.Event, deadline: Deadline) -> bool:
+    """Until `ev` is set (a watch fired) or the connection changes state (a watch may
+    have been lost with it): True, or False when `deadline` passes first."""
+    def listener(_s: Any) -> None:
+        ev.set()
+    client.add_listener(listener)
+    try:
+        await asyncio.wait_for(ev.wait(), deadline.left())
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        try:
+            client.remove_listener(listener)
+        except (KeyError, ValueError):
+            pass
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

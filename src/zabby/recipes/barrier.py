@@ -34,6 +34,7 @@ from ._util import (
     NoNodeError,
     new_id,
     retrying,
+    wait_change,
     waker,
 )
 
@@ -46,20 +47,6 @@ async def _wait(event: asyncio.Event, deadline: Deadline) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-async def _wait_listener(client: Any, event: asyncio.Event, deadline: Deadline) -> bool:
-    """Wait for ``event`` or a connection state change (to re-check after reconnect)."""
-    def listener(_state: Any) -> None:
-        event.set()
-    client.add_listener(listener)
-    try:
-        return await _wait(event, deadline)
-    finally:
-        try:
-            client.remove_listener(listener)
-        except (KeyError, ValueError):
-            pass
 
 
 class Barrier:
@@ -90,7 +77,7 @@ class Barrier:
                 ev = asyncio.Event()
                 if await self.client.exists(self.path, watch=waker(ev)) is None:
                     return True
-                if not await _wait_listener(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     return False
         try:
             return await retrying(attempt, deadline)
@@ -134,7 +121,7 @@ class DoubleBarrier:
                     except NodeExistsError:
                         pass
                     return
-                if not await _wait_listener(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     raise LockTimeout(f"double barrier {self.path}: too few entered")
 
         await retrying(attempt, deadline, on_expired=lambda: None)
@@ -163,7 +150,7 @@ class DoubleBarrier:
                                                 watch=waker(ev))
                 if stat is None:
                     continue
-                if not await _wait_listener(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     raise LockTimeout(f"double barrier {self.path}: others still inside")
 
         await retrying(attempt, deadline, on_expired=lambda: None)
@@ -242,7 +229,7 @@ class CountDownLatch:
                 children = await self.client.get_children(self.path, watch=waker(ev))
                 if len(children) >= self.count:
                     return True
-                if not await _wait_listener(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     return False
         try:
             return await retrying(attempt, deadline)

@@ -1,6 +1,7 @@
 """SetPartitioner: divide a set of items among the live members of a group.
 
-Members join a Party at ``<path>/party``. When membership has been still for
+Members join a ShallowParty at ``<path>/party`` (kazoo's layout: a kazoo
+SetPartitioner and this one on the same path divide the set between them). When membership has been still for
 ``time_boundary`` seconds, each member computes its share with ``partition_func
 (identifier, members, items)`` (default: items sorted, dealt round-robin over the
 sorted members) and takes a Lock ``<path>/locks/<item>`` per item; then its state
@@ -25,7 +26,7 @@ from typing import Any
 
 from ._util import RETRYABLE, LockTimeout, SessionExpiredError, StateWatcher, call, new_id, waker
 from .lock import Lock
-from .party import Party
+from .party import ShallowParty
 
 __all__ = ["PartitionState", "SetPartitioner"]
 
@@ -38,11 +39,16 @@ class PartitionState:
 
 
 def _round_robin(identifier: str, members: list[str], items: list[Any]) -> list[Any]:
+    """kazoo's division: the items in their natural order (by str only when they do
+    not compare, as a mix of types), dealt over the sorted members."""
     members = sorted(members)
     if identifier not in members:
         return []
-    i, n = members.index(identifier), len(members)
-    return [item for k, item in enumerate(sorted(items, key=str)) if k % n == i]
+    try:
+        ordered = sorted(items)
+    except TypeError:
+        ordered = sorted(items, key=str)
+    return ordered[members.index(identifier)::len(members)]
 
 
 class SetPartitioner:
@@ -60,7 +66,7 @@ class SetPartitioner:
         self.max_reaction_time = max_reaction_time
         self.state_change_event = state_change_event
         self.state = PartitionState.ALLOCATING
-        self._party = Party(client, f"{self.path}/party", self.identifier)
+        self._party = ShallowParty(client, f"{self.path}/party", self.identifier)
         self._locks: list[Lock] = []
         self._set: list[Any] = []
         self._changed = asyncio.Event()

@@ -38,6 +38,7 @@ from ._util import (
     new_id,
     retrying,
     session_id,
+    wait_change,
     waker,
 )
 
@@ -54,22 +55,6 @@ def _check_priority(priority: int) -> None:
 def _check_value(value: Any) -> None:
     if not isinstance(value, bytes):
         raise TypeError("value must be a byte string")
-
-
-async def _wait_change(client: Any, ev: asyncio.Event, deadline: Deadline) -> bool:
-    def listener(_s: Any) -> None:
-        ev.set()
-    client.add_listener(listener)
-    try:
-        await asyncio.wait_for(ev.wait(), deadline.left())
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        try:
-            client.remove_listener(listener)
-        except (KeyError, ValueError):
-            pass
 
 
 class Queue:
@@ -117,7 +102,7 @@ class Queue:
                     except NoNodeError:
                         continue  # another consumer took it
                     return data
-                if timeout == 0 or not await _wait_change(self.client, ev, deadline):
+                if timeout == 0 or not await wait_change(self.client, ev, deadline):
                     return None
         try:
             return await retrying(attempt, deadline)
@@ -205,7 +190,7 @@ class LockingQueue(Queue):
                     if got is not None:
                         self.processing_element = (name, got)
                         return got
-                if not await _wait_change(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     return None
         try:
             return await retrying(attempt, deadline, on_expired=lambda: None)

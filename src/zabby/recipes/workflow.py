@@ -39,6 +39,7 @@ from ._util import (
     new_id,
     retrying,
     session_id,
+    wait_change,
     waker,
 )
 
@@ -47,22 +48,6 @@ __all__ = ["Task", "TaskLost", "Workflow"]
 
 class TaskLost(Exception):
     """The worker's claim on the task is gone (its session expired, or abandoned)."""
-
-
-async def _wait_change(client: Any, ev: asyncio.Event, deadline: Deadline) -> bool:
-    def listener(_s: Any) -> None:
-        ev.set()
-    client.add_listener(listener)
-    try:
-        await asyncio.wait_for(ev.wait(), deadline.left())
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        try:
-            client.remove_listener(listener)
-        except (KeyError, ValueError):
-            pass
 
 
 class Task:
@@ -225,7 +210,7 @@ class Workflow:
                     task = await self._try_claim(tid)
                     if task is not None:
                         return task
-                if not await _wait_change(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     return None
         try:
             return await retrying(attempt, deadline, on_expired=lambda: None)
@@ -286,7 +271,7 @@ class Workflow:
                 tasks = await self.client.get_children(f"{self.path}/tasks")
                 if not set(tasks) - set(done):
                     return True
-                if not await _wait_change(self.client, ev, deadline):
+                if not await wait_change(self.client, ev, deadline):
                     return False
         try:
             return await retrying(attempt, deadline)

@@ -294,11 +294,31 @@ class _Reader:
 _NODE_TAIL = struct.Struct(">qqqqqiiiqq")  # ACL key, then StatPersisted
 
 
+def _znode(data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
+           pzxid) -> ZNode:
+    """A ZNode from a snapshot record's fields, built without __init__'s defaults
+    (children are attached once the whole tree is read)."""
+    node = ZNode.__new__(ZNode)
+    node.data = data
+    node.acl = acl
+    node.children = None
+    node.czxid = czxid
+    node.mzxid = mzxid
+    node.ctime = ctime
+    node.mtime = mtime
+    node.version = version
+    node.cversion = cversion
+    node.aversion = aversion
+    node.ephemeral_owner = owner
+    node.pzxid = pzxid
+    node.child_cap = 0
+    return node
+
+
 def _quick_nodes(buf: bytes, pos: int, acls: dict, nodes: list, progress) -> int:
     """Nodes from `pos` while each is whole and well-formed; returns where it stopped:
     at the end marker (the path "/"), or at a node the careful reader must look at."""
-    new = ZNode.__new__
-    cls = ZNode
+    make = _znode
     unpack_i = _I.unpack_from
     unpack_tail = _NODE_TAIL.unpack_from
     tail = _NODE_TAIL.size
@@ -334,21 +354,8 @@ def _quick_nodes(buf: bytes, pos: int, acls: dict, nodes: list, progress) -> int
         acl = get_acl(key)
         if acl is None:
             return start
-        node = new(cls)
-        node.data = data
-        node.acl = acl
-        node.children = None
-        node.czxid = czxid
-        node.mzxid = mzxid
-        node.ctime = ctime
-        node.mtime = mtime
-        node.version = ver
-        node.cversion = cver
-        node.aversion = aver
-        node.ephemeral_owner = owner
-        node.pzxid = pzxid
-        node.child_cap = 0
-        append((p, node))
+        append((p, make(data, acl, czxid, mzxid, ctime, mtime, ver, cver, aver, owner,
+                         pzxid)))
         if progress is not None and not len(nodes) & 0x3FFF:
             progress("zk-snapshot", pos, n)
 
@@ -391,7 +398,6 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
     # quick pass cannot take) the careful one, which names what is wrong and where
     nodes: list[tuple[str, ZNode]] = []
     r.pos = _quick_nodes(buf, r.pos, acls, nodes, progress)
-    new = ZNode.__new__
     unpack_stat = _STAT.unpack_from
     stat_size = _STAT.size
     while True:
@@ -410,21 +416,8 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
         if acl is None:
             raise r.fail(f"node {p or '/'!r} refers to ACL {key}, which the ACL cache "
                          "does not hold", at)
-        node = new(ZNode)
-        node.data = data
-        node.acl = acl
-        node.children = None
-        node.czxid = czxid
-        node.mzxid = mzxid
-        node.ctime = ctime
-        node.mtime = mtime
-        node.version = ver
-        node.cversion = cver
-        node.aversion = aver
-        node.ephemeral_owner = owner
-        node.pzxid = pzxid
-        node.child_cap = 0
-        nodes.append((p or "/", node))
+        nodes.append((p or "/", _znode(data, acl, czxid, mzxid, ctime, mtime, ver, cver,
+                                       aver, owner, pzxid)))
     r.seal()
     digest = None
     if r.pos < r.n:

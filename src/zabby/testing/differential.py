@@ -21,7 +21,9 @@ behaviour gives equal transcripts:
   * zxids -> ``z<N>``, N the rank of the zxid's first appearance in this run
     (0 and negative values kept literally);
   * times -> ``"set"`` when nonzero, plus ``mtime_vs_ctime`` (eq/ne when version is 0,
-    ge/lt otherwise);
+    ge/lt otherwise); the values themselves are checked apart, as problems: wall-clock
+    milliseconds, none in the future, and a create's ctime / a setData's mtime within
+    the request's round trip;
   * session ids -> the scenario's name for the session (``@a``), or ``@probe`` for the
     runner's helper, ``@other`` for one it does not know; 0 stays 0. Stat's
     ephemeralOwner for containers/TTL nodes are special values and are kept (hex);
@@ -170,6 +172,29 @@ class Normaliser:
         if len(b) <= 48:
             return repr(b)
         return f"<{len(b)} bytes sha1={hashlib.sha1(b).hexdigest()[:12]}>"
+
+
+# both servers run on this machine's clock; a millisecond field is wall-clock time
+# within this much of the client's view of the round trip
+CLOCK_SLACK_MS = 1000.0
+# the Stat a write returns for the node it made or changed, and its time field
+_WRITE_TIME_FIELD = {Op.CREATE2: "ctime", Op.CREATE_TTL: "ctime",
+                     Op.CREATE_CONTAINER: "ctime", Op.SET_DATA: "mtime"}
+
+
+def _stats(v: Any) -> Iterable[Stat]:
+    """Every Stat in a decoded reply body (nested records and multi results too)."""
+    if isinstance(v, Stat):
+        yield v
+    elif isinstance(v, MultiResponse):
+        for _op, _err, body in v.results:
+            yield from _stats(body)
+    elif isinstance(v, Record):
+        for name, _ in v.FIELDS:
+            yield from _stats(getattr(v, name))
+    elif isinstance(v, list | tuple):
+        for x in v:
+            yield from _stats(x)
 
 
 def _time_relation(st: Stat) -> str:
@@ -386,6 +411,7 @@ class Runner:
         self._record_events(name, c.take_events())  # left over (none after a flush)
         early: list = []
         try:
+            t_sent = time.time() * 1000
             sent_xid = c.send_request(op, body, xid=xid)
             reply = c.wait_reply(sent_xid, op)
             res: dict[str, Any] = self._reply_repr(op, reply)
@@ -395,6 +421,8 @@ class Runner:
                     f"step #{self.step_no}: session {name}'s reply zxid {reply.zxid:#x} is "
                     f"below one it already saw, {top:#x}")
             self.zxid_seen[name] = max(top, reply.zxid)
+            if reply.err == 0 and not reply.decode_error:
+                self._check_times(op, reply.body, t_sent, time.time() * 1000)
             if reply.trailing:
                 self.transcript.problem(
                     f"step #{self.step_no}: {len(reply.trailing)} byte(s) after the "
@@ -412,6 +440,26 @@ class Runner:
         self._record(f"{head} -> {_dumps(res)}")
         self.flush()
         return reply
+
+    def _check_times(self, op: int, body: Any, t_sent: float, t_reply: float) -> None:
+        """Stat times are wall-clock milliseconds (the transcript only says "set"): none
+        may lie in the future, and a write's own Stat carries the time it was made
+        (ctime of a create, mtime of a setData), within this request's round trip."""
+        for st in _stats(body):
+            for field in ("ctime", "mtime"):
+                t = getattr(st, field)
+                if t > t_reply + CLOCK_SLACK_MS:
+                    self.transcript.problem(
+                        f"step #{self.step_no}: {field} {t} is {t - t_reply:.0f} ms after "
+                        f"the reply arrived (not wall-clock milliseconds?)")
+        written = _WRITE_TIME_FIELD.get(op)
+        if written is not None:
+            for st in _stats(body):
+                t = getattr(st, written)
+                if not t_sent - CLOCK_SLACK_MS <= t <= t_reply + CLOCK_SLACK_MS:
+                    self.transcript.problem(
+                        f"step #{self.step_no}: {op_name(op)} stamped {written} {t}, outside "
+                        f"the request's round trip [{t_sent:.0f}, {t_reply:.0f}] ms")
 
     def send_raw(self, name: str, data: bytes, label: str, wait: float = 3.0) -> None:
         """Send arbitrary bytes; record frames received and whether the server closed."""

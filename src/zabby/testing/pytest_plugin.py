@@ -40,6 +40,7 @@ Ensembles, for failover tests (function-scoped: see ``zabby_ensemble``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -47,6 +48,7 @@ from typing import Any
 import pytest
 
 from .servers import (
+    ServerStartError,
     ZabbyEnsemble,
     ZabbyServer,
     ZooKeeperEnsemble,
@@ -142,11 +144,13 @@ def _client_fixture(server) -> Iterator[Any]:
         _stop(client)
 
 
-def _factory_fixture(server) -> Iterator[Callable[..., Any]]:
+def _made(create: Callable[..., Any], close: Callable[[Any], None]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: yields ``make`` (``create`` and remember), then closes
+    everything made (best effort: one failing close does not keep the others open)."""
     made: list[Any] = []
 
-    def make(**kwargs: Any):
-        c = kazoo_client(server.hosts, **kwargs)
+    def make(*args: Any, **kwargs: Any):
+        c = create(*args, **kwargs)
         made.append(c)
         return c
 
@@ -155,9 +159,13 @@ def _factory_fixture(server) -> Iterator[Callable[..., Any]]:
     finally:
         for c in made:
             try:
-                _stop(c)
+                close(c)
             except Exception:  # noqa: BLE001 - teardown is best effort
                 pass
+
+
+def _factory_fixture(server) -> Iterator[Callable[..., Any]]:
+    yield from _made(lambda **kw: kazoo_client(server.hosts, **kw), _stop)
 
 
 @pytest.fixture
@@ -222,21 +230,10 @@ def _sync_client_fixture(server) -> Iterator[Any]:
 
 
 def _sync_factory_fixture(server) -> Iterator[Callable[..., Any]]:
-    made: list[Any] = []
+    def create(chroot: str = "", **kwargs: Any):
+        return sync_client(_hosts(server, chroot), **kwargs)
 
-    def make(chroot: str = "", **kwargs: Any):
-        c = sync_client(_hosts(server, chroot), **kwargs)
-        made.append(c)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 - teardown is best effort
-                pass
+    yield from _made(create, lambda c: c.close())
 
 
 def _async_factory(server) -> Callable[..., Any]:
@@ -323,6 +320,35 @@ def zk_ensemble_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
     an error under CI=true, when ZooKeeper is not installed)."""
     require_zookeeper()
     yield from _ensemble_factory(ZooKeeperEnsemble, tmp_path_factory, "zk-ensemble")
+
+
+@contextlib.contextmanager
+def started_ensemble(kind: str, tmpdir, size: int = 3, *,
+                     prepare: Callable[[Any], None] | None = None,
+                     **cfg: Any) -> Iterator[Any]:
+    """A started 3-member ensemble of ``kind`` ("zabby" or "zookeeper": skipped, or an
+    error under CI=true, when ZooKeeper is missing) for a test's own fixture; a start
+    that fails fails the test with the members' logs; every member is stopped on the
+    way out (paused ones resumed first). ``prepare(ens)`` runs before the start (to
+    give one member its own settings)."""
+    if kind == "zookeeper":
+        require_zookeeper()
+        cls = ZooKeeperEnsemble
+    elif kind == "zabby":
+        cls = ZabbyEnsemble
+    else:
+        raise ValueError(f"unknown server kind {kind!r}")
+    ens = cls(tmpdir, size, start=False, **cfg)
+    try:
+        if prepare is not None:
+            prepare(ens)
+        try:
+            ens.start_or_stop()
+        except ServerStartError as e:
+            pytest.fail(f"the {kind} ensemble did not start: {e}")
+        yield ens
+    finally:
+        ens.stop()
 
 
 # Function-scoped on purpose: a test that kills, pauses or restarts members (what the

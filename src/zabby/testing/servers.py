@@ -478,24 +478,27 @@ class _Ensemble:
             self.members[i] = m
         self._assign_ports()
         if start:
+            self.start_or_stop()
+
+    def start_or_stop(self) -> None:
+        """Start every member; when they do not all come up, stop what started and
+        raise ServerStartError. Free ports are picked before the members bind them and
+        another socket can take one in between: then the ports are picked again, once."""
+        try:
+            self.start()
+        except ServerStartError as e:
+            self.stop()
+            if "address already in use" not in str(e).lower():
+                raise
+            self._assign_ports()
             try:
                 self.start()
-            except ServerStartError as e:
-                # free ports are picked before the members bind them; another socket
-                # can take one in between: pick again, once
-                if "address already in use" not in str(e).lower():
-                    self.stop()
-                    raise
-                self.stop()
-                self._assign_ports()
-                try:
-                    self.start()
-                except BaseException:
-                    self.stop()
-                    raise
             except BaseException:
                 self.stop()
                 raise
+        except BaseException:
+            self.stop()
+            raise
 
     def _assign_ports(self) -> None:
         """Fresh client/quorum/election ports for every member, and the server lines."""
