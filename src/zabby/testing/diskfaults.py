@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..storage.fs import default_fs
 from ..storage.snapshot import PREFIX as SNAP_PREFIX
 from ..storage.snapshot import TMP_SUFFIX
 from ..storage.txnlog import ENTRY_HEADER, list_segments, parse_name, scan_segment
@@ -39,7 +40,9 @@ __all__ = [
     "flip_bit",
     "log_entries",
     "newest_segment",
+    "segments",
     "snapshots",
+    "tree_diff",
     "tree_dump",
     "truncate",
 ]
@@ -77,7 +80,7 @@ def _v2(data_dir) -> str:
 
 def newest_segment(data_dir) -> str:
     """Path of the newest txn log segment of a data directory."""
-    segs = list_segments(_v2(data_dir), _RealFS())
+    segs = list_segments(_v2(data_dir), default_fs(None))
     if not segs:
         raise FileNotFoundError(f"no txn log segment in {_v2(data_dir)}")
     return segs[-1][1]
@@ -85,7 +88,7 @@ def newest_segment(data_dir) -> str:
 
 def segments(data_dir) -> list[str]:
     """Every txn log segment, oldest first."""
-    return [p for _z, p in list_segments(_v2(data_dir), _RealFS())]
+    return [p for _z, p in list_segments(_v2(data_dir), default_fs(None))]
 
 
 def log_entries(path) -> list[tuple[int, int, int]]:
@@ -109,19 +112,6 @@ def snapshots(data_dir) -> list[str]:
         if z is not None:
             out.append((z, os.path.join(d, name)))
     return [p for _z, p in sorted(out, reverse=True)]
-
-
-class _RealFS:
-    """Just what list_segments needs (listdir/exists), without importing RealFS's
-    stall hook state into a test process."""
-
-    @staticmethod
-    def listdir(p):
-        return os.listdir(p)
-
-    @staticmethod
-    def exists(p):
-        return os.path.exists(p)
 
 
 # ------------------------------------------------------------------ slow disk
