@@ -119,9 +119,8 @@ def _scan_log(log_v2: str, fs, snap_zxid: int, progress: Progress | None = None)
                 raise CorruptDataError(
                     f"{path}: offset {scan.torn_at}: {scan.torn_reason} in the last entry of the "
                     f"log{last}, and the entry is complete (its last byte reached the disk), so "
-                    f"this is damage to a logged txn, not a torn write; refusing to start. "
-                    f"`zabby check --repair` drops it and anything after it (an ensemble member "
-                    f"then gets them back from the leader)",
+                    f"this is damage to a logged txn, not a torn write (`zabby check --repair` "
+                    f"drops it; an ensemble member then gets it back from the leader)",
                     path=path, offset=scan.torn_at, zxid=scan.last_zxid)
             plan.truncate.append((path, scan.torn_at, scan.torn_reason, not scan.header_valid))
         plan.scans.append(scan)
