@@ -120,7 +120,7 @@ def test_fsync_stalls_keep_guarantees_and_sessions(tmp_path, seed):
         assert r.body.data == b"1"
         probe.close()
         timeline.append(f"{time.monotonic() - t0:6.2f}s stalls cleared: the write is acknowledged")
-        time.sleep(1.0)
+        time.sleep(0.5)
         wl.stop()
 
         # sessions on every member survived every stall
