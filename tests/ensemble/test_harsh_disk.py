@@ -8,8 +8,9 @@ stopped and its data directory damaged; the other two go on taking writes. Then:
                   log there and the member rejoins (the leader sends what it lacks)
   middle flip     the same in an entry with valid entries after it, on the member that
                   was the leader (the others elect a new one meanwhile)
-  snapshot flip   the newest snapshot of a follower: it starts from an older snapshot
-                  and the log, and rejoins
+  snapshot flip   the newest snapshot of a follower, and its log cut short inside the
+                  last entry: it starts from an older snapshot and the log (the cut
+                  entry dropped as a torn write), and rejoins
   wiped           a member's data directory emptied (myid kept): it rejoins by SNAP
   wiped + laggard (db.autocreate=false) a follower falls behind, the other is wiped,
                   the leader stops: the two must not elect a leader; once the leader
@@ -40,6 +41,7 @@ from zabby.testing.diskfaults import (
     snapshots,
     tree_diff,
     tree_dump,
+    truncate,
 )
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.testing.servers import ServerStartError, ZabbyEnsemble
@@ -205,13 +207,20 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         snaps = snapshots(m.data_dir)
         assert len(snaps) >= 2, snaps
         flip_bit(snaps[0], os.path.getsize(snaps[0]) // 2, 4)
+        # and its log file cut short inside the last entry (indistinguishable from a
+        # crash mid-append: cut there; the leader sends the txn again)
+        seg = newest_segment(m.data_dir)
+        _zxid, off, length = log_entries(seg)[-1]
+        truncate(seg, off + length // 2)
         m.start()
         ens.wait_serving()
         text = m.log_path.read_text(errors="replace")
         assert f"snapshot {snaps[0]} is unusable" in text, text[-3000:]
+        assert f"txn log {seg}: torn write at offset {off}" in text, text[-3000:]
         w.write(10)
         _agree(ens, w)
-        timeline.append(f"newest snapshot of follower {f} flipped: older one used, rejoined")
+        timeline.append(f"follower {f}: newest snapshot flipped and log cut inside its last "
+                        f"entry: older snapshot used, tail cut, rejoined")
 
         # 4. a member's data directory deleted (myid kept)
         f = [i for i in ens.members if i != ens.leader()][0]
