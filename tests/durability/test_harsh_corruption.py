@@ -18,6 +18,7 @@ import pytest
 from zabby.testing.diskfaults import (
     flip_bit,
     log_entries,
+    middle_entry,
     newest_segment,
     segments,
     snapshots,
@@ -65,12 +66,20 @@ def template(tmp_path_factory):
     copied for each test."""
     d = tmp_path_factory.mktemp("template")
     srv = _server(d)
-    srv.start()
-    try:
-        _write(srv, 120, "n")
-        before = tree_dump(srv.host, srv.port)
-    finally:
-        srv.stop()
+    for i in range(4):
+        srv.start()
+        try:
+            _write(srv, 120 if i == 0 else 3, f"n{i}-")
+            before = tree_dump(srv.host, srv.port)
+        finally:
+            srv.stop()
+        # a segment before the newest that recovery reads (not so when the last txn
+        # triggered a snapshot: the log rolls at the next write)
+        try:
+            middle_entry(srv.data_dir, not_newest=True)
+            break
+        except LookupError:
+            continue
     assert len(snapshots(srv.data_dir)) >= 3 and len(segments(srv.data_dir)) >= 3
     return srv.data_dir, before
 
@@ -122,10 +131,7 @@ def test_damage_in_the_middle_of_the_log_is_refused(populated, damage):
     """(a segment cut short that is not the newest: refused too, the log after it
     would not follow on)"""
     srv, _before = populated
-    seg = segments(srv.data_dir)[-2]  # a segment that is not the newest
-    entries = log_entries(seg)
-    assert len(entries) >= 3
-    _zxid, off, length = entries[len(entries) // 2]
+    seg, (_zxid, off, length) = middle_entry(srv.data_dir, not_newest=True)
     if damage == "flip":
         flip_bit(seg, off + length // 2, 0)
     else:

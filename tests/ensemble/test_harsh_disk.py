@@ -36,8 +36,8 @@ import pytest
 from zabby.testing.diskfaults import (
     flip_bit,
     log_entries,
+    middle_entry,
     newest_segment,
-    segments,
     snapshots,
     tree_diff,
     tree_dump,
@@ -101,21 +101,6 @@ def _check_repair(m) -> str:
                        capture_output=True, text=True, timeout=60, env=m.env())
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout + p.stderr
-
-
-def _entry_with_entries_after(data_dir) -> tuple[str, tuple[int, int, int]]:
-    """(segment, entry) of an entry in the middle of the log that recovery reads: in
-    the newest segment that has two entries or more, from the one holding the newest
-    snapshot's zxid on (segments roll at every snapshot, so the newest may hold one)."""
-    snap_zxid = int(os.path.basename(snapshots(data_dir)[0]).split(".")[1], 16)
-    segs = segments(data_dir)
-    firsts = [int(os.path.basename(p).split(".")[1], 16) for p in segs]
-    start = max(i for i, z in enumerate(firsts) if z <= snap_zxid)
-    for seg in reversed(segs[start:]):
-        entries = log_entries(seg)
-        if len(entries) >= 2:
-            return seg, entries[(len(entries) - 1) // 2]
-    raise AssertionError(f"no segment with two entries in {segs[start:]}")
 
 
 def _refuses(m, path: str, offset: int) -> None:
@@ -187,7 +172,7 @@ def test_damaged_or_wiped_member_rejoins_with_the_same_tree(tmp_path):
         m.stop()
         ens.leader(timeout=30)  # the other two elect one
         w.write(20)
-        seg, (_zxid, off, length) = _entry_with_entries_after(m.data_dir)
+        seg, (_zxid, off, length) = middle_entry(m.data_dir)
         flip_bit(seg, off + ENTRY_PAYLOAD_MID(length), 6)
         _refuses(m, seg, off)
         assert "with valid-looking data after it" in m.log_path.read_text(errors="replace")

@@ -39,7 +39,9 @@ __all__ = [
     "SlowDiskServer",
     "flip_bit",
     "log_entries",
+    "middle_entry",
     "newest_segment",
+    "read_segments",
     "segments",
     "snapshots",
     "tree_diff",
@@ -99,6 +101,36 @@ def log_entries(path) -> list[tuple[int, int, int]]:
         buf = f.read()
     scan = scan_segment(buf, str(path), z if z is not None else 0)
     return [(zxid, s - ENTRY_HEADER, e - s + ENTRY_HEADER) for zxid, s, e in scan.entries]
+
+
+def read_segments(data_dir) -> list[str]:
+    """The segments recovery reads: from the one holding the newest snapshot's zxid on
+    (older ones are never read, so damage there is harmless until a fallback)."""
+    snaps = snapshots(data_dir)
+    snap_zxid = parse_name(os.path.basename(snaps[0]), SNAP_PREFIX) if snaps else 0
+    segs = list_segments(_v2(data_dir), default_fs(None))
+    start = 0
+    for i, (z, _p) in enumerate(segs):
+        if z <= snap_zxid:
+            start = i
+    return [p for _z, p in segs[start:]]
+
+
+def middle_entry(data_dir, *, not_newest: bool = False) -> tuple[str, tuple[int, int, int]]:
+    """(segment, (zxid, offset, length)) of an entry with valid entries after it in a
+    segment recovery reads -- damage there is "the middle of the log". With
+    `not_newest`, in a segment other than the newest (so even cutting the file there
+    leaves data after it). Raises LookupError when there is none."""
+    segs = read_segments(data_dir)
+    if not_newest:
+        segs = segs[:-1]
+    for seg in reversed(segs):
+        entries = log_entries(seg)
+        if not_newest and entries:
+            return seg, entries[len(entries) // 2]
+        if len(entries) >= 2:
+            return seg, entries[(len(entries) - 1) // 2]
+    raise LookupError(f"no entry with entries after it in {segs}")
 
 
 def snapshots(data_dir) -> list[str]:
