@@ -10,9 +10,9 @@ Members in network namespaces (faults.NetLab), one-way cuts from harsh_net:
                   sees both (the leader keeps a quorum through it)
 Each cut is proved (a UDP datagram is lost one way and delivered the other). The
 followers must elect a new leader when the old one is mute or deaf, and a write must
-commit during the bridge partition. After each heal a write commits; at the end the
-whole ensemble is restarted and the history is checked (linearizable, nothing
-acknowledged lost, members agree). Writes queued at a cut-off leader may only be
+commit during the bridge partition. After each heal a write commits; at the end
+(after a whole restart with ZABBY_FAULT_SEEDS) the history is checked (linearizable,
+nothing acknowledged lost, members agree). Writes queued at a cut-off leader may only be
 acknowledged if the new quorum has them -- the history checker decides.
 
 Default: one seed, leader_deaf only (the default suite's time is tight; the two-way
@@ -144,12 +144,14 @@ def test_one_way_and_bridge_partitions_keep_history_linearizable(tmp_path, seed)
             note(f"leader {new}; a write committed {time.monotonic() - start:.2f}s after the heal")
             time.sleep(rng.uniform(0.5, 1.0))
         wl.stop()
-        for m in ens.members.values():
-            m.kill()
-        for m in ens.members.values():
-            m.start(wait=False)
-        ens.wait_serving(timeout=HEAL_BOUND)
-        ens.leader(timeout=HEAL_BOUND)
+        if os.environ.get("ZABBY_FAULT_SEEDS"):
+            # and a whole restart (the default run leaves it to test_faults_partition)
+            for m in ens.members.values():
+                m.kill()
+            for m in ens.members.values():
+                m.start(wait=False)
+            ens.wait_serving(timeout=HEAL_BOUND)
+            ens.leader(timeout=HEAL_BOUND)
         finals = final_reads(ens, wl.rec, lab.br)
         history = wl.rec.history()
         dump_history(history, tmp_path / "history.jsonl")
