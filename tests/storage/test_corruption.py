@@ -76,15 +76,34 @@ def test_zeroed_length_in_the_middle_is_not_an_end_of_log():
         recover("/d", fs=fs, extended_types=True)
 
 
-def test_damage_in_the_last_entry_with_nothing_after_is_a_torn_tail(caplog):
+def test_unfinished_last_entry_with_nothing_after_is_a_torn_tail(caplog):
     fs, _w, txns = _setup()
     path = V2 + "/log.1"
     off = _offset_of(fs, path, len(txns) - 1)
-    _poke(fs, path, off + ENTRY_HEADER + 3)
+    end = _offset_of(fs, path, len(txns))
+    for o in range(off + ENTRY_HEADER + 3, end):  # the write stopped there: zeros after
+        _poke(fs, path, o, 0)
     with caplog.at_level(logging.WARNING, logger="zabby.storage"):
         _tree, report = recover("/d", fs=fs, extended_types=True)
     assert report.truncated == [(path, off)] and report.last_zxid == len(txns) - 1
     assert any(path in r.getMessage() and f"offset {off}" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("where", ["payload", "length", "header_crc"])
+def test_damage_to_a_complete_last_entry_is_refused(where):
+    """A flipped bit in the last entry (its last byte in place: it was written in
+    full, maybe fsynced and acknowledged) is not a torn write: refused, not cut."""
+    fs, _w, txns = _setup()
+    path = V2 + "/log.1"
+    off = _offset_of(fs, path, len(txns) - 1)
+    delta = {"payload": ENTRY_HEADER + 3, "length": 0, "header_crc": 16}[where]
+    _poke(fs, path, off + delta)
+    with pytest.raises(CorruptDataError) as exc:
+        recover("/d", fs=fs, extended_types=True)
+    assert exc.value.path == path and exc.value.offset == off
+    assert f"{path}: offset {off}" in str(exc.value)
+    if where == "payload":  # (a damaged header shows the payload as data after it)
+        assert "not a torn write" in str(exc.value)
 
 
 def _write_segment(fs, first_zxid, items):

@@ -322,8 +322,23 @@ class Peer:
         # figures for operators (plain counters; the server reads them)
         self.looking_count = 0                   # times this peer started looking
         self.syncs_sent = {"DIFF": 0, "TRUNC": 0, "SNAP": 0}  # leader: learner syncs by kind
+        # an empty database we may not trust (distrust_empty_db): no part in elections
+        self.untrusted_empty = False
 
         self._become_looking("starting")
+
+    def distrust_empty_db(self) -> None:
+        """ZooKeeper's zookeeper.db.autocreate=false: this server started with an
+        empty data directory that may have been wiped (it may once have acknowledged
+        txns it no longer has). Until a leader has synced it, it takes no part in
+        elections: its vote carries zxid -1, which every peer ignores, and it ignores
+        the votes of looking peers; it joins a leader that a quorum already follows.
+        Call it right after construction, before the first `ready()`."""
+        self.untrusted_empty = True
+        if self.role == LOOKING:
+            self._out.clear()  # the starting votes, not yet sent
+            self._vote = self._self_vote()
+            self._send_votes()
 
     # ------------------------------------------------------------ membership
     def _set_config(self, cfg: Config) -> None:
@@ -696,7 +711,7 @@ class Peer:
     def _self_vote(self) -> tuple[int, int, int]:
         if not self.is_voter:
             return (0, 0, -1)
-        return (self._current, self._last, self.id)
+        return (self._current, -1 if self.untrusted_empty else self._last, self.id)
 
     def _notification(self) -> bytes:
         pe, z, leader = self._vote
@@ -806,6 +821,8 @@ class Peer:
         if looking_sender:
             if not self.is_voter or self.removed:
                 return
+            if self.untrusted_empty or n.zxid == -1:
+                return  # an empty database that may have been wiped (distrust_empty_db)
             if n.election_epoch > self._clock:
                 self._clock = n.election_epoch
                 self._recv = {}
@@ -1274,6 +1291,7 @@ class Peer:
                     return
                 if not self.serving:
                     self.serving = True
+                    self.untrusted_empty = False  # synced: it holds what the quorum holds
                     self._version_initial_config()
                     self._events.append(
                         f"in sync with leader {frm} in epoch {self._epoch}; serving")

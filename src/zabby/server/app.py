@@ -67,8 +67,11 @@ def build_server(
         report.last_zxid, report.snapshot or "an empty data directory", report.replayed,
         report.seconds,
     )
+    trusted = True
     if report.snapshot is None:
-        _no_snapshot(config, tree, report, log_dir)
+        trusted = _trust_empty_db(config, report, log_dir)
+        if trusted:
+            _no_snapshot(config, tree, report, log_dir)
     txn_log = TxnLog(
         log_dir, prealloc_bytes=config.pre_alloc_size_kb * 1024, force_sync=config.force_sync
     )
@@ -93,6 +96,17 @@ def build_server(
         server = EnsembleServer(config, tree=tree, txn_log=txn_log, committer=committer,
                                 my_id=config.server_id, log_last_zxid=report.log_last_zxid,
                                 security=security, four_letter_handler=four_letter_handler)
+        if not trusted:
+            server.peer.distrust_empty_db()
+
+            def synced() -> None:
+                # in sync with a leader: a snapshot, so that a restart finds this data
+                # directory no longer empty (a DIFF sync writes only log entries)
+                server.on_serving = None
+                log.info("synced with the leader: taking a snapshot of the tree")
+                committer.take_snapshot()
+
+            server.on_serving = synced
     else:
         server = ZabbyServer(config, committer=committer, tree=tree, security=security,
                              four_letter_handler=four_letter_handler)
@@ -102,6 +116,31 @@ def build_server(
 
 
 EMPTY_SNAPSHOT_WARNING = "No snapshot found, but there are log entries. "
+
+
+def _trust_empty_db(config: ServerConfig, report, log_dir: str) -> bool:
+    """May an ensemble member that found no snapshot take part in elections? As
+    ZooKeeper 3.8's FileTxnSnapLog.restore: a directory with txn logs is not empty
+    (`_no_snapshot` decides); an empty one is trusted once if `<dataLogDir>/initialize`
+    exists (deleted now: a new ensemble's members), else if db.autocreate (the
+    default). An untrusted one may have been wiped and so lack txns it acknowledged:
+    it takes no snapshot (a restart finds it empty again) and follows a leader that a
+    quorum elected without it (consensus.Peer.distrust_empty_db)."""
+    if report.log_last_zxid or not config.is_distributed:
+        return True
+    marker = os.path.join(log_dir, "initialize")
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        pass
+    else:
+        log.info("%s found: an empty database will not block voting participation", marker)
+        return True
+    if config.db_autocreate:
+        return True
+    log.warning("empty data directory and db.autocreate=false: taking no part in leader "
+                "election until a leader has synced this server (it may have been wiped)")
+    return False
 
 
 def _no_snapshot(config: ServerConfig, tree, report, log_dir: str) -> None:
@@ -198,10 +237,29 @@ def raise_fd_limit() -> None:
         pass
 
 
+def _test_clock_offset() -> None:
+    """Tests only (zabby.testing.diskfaults): ZABBY_TEST_CLOCK_OFFSET_MS=N makes this
+    process's wall and monotonic clocks read N ms ahead of the machine's, as after a
+    restart on a host whose clock jumped. Installed before the event loop exists."""
+    raw = os.environ.get("ZABBY_TEST_CLOCK_OFFSET_MS")
+    if not raw:
+        return
+    import time
+
+    ms = int(raw)
+    t, tn, m, mn = time.time, time.time_ns, time.monotonic, time.monotonic_ns
+    time.time = lambda: t() + ms / 1000
+    time.time_ns = lambda: tn() + ms * 1_000_000
+    time.monotonic = lambda: m() + ms / 1000
+    time.monotonic_ns = lambda: mn() + ms * 1_000_000
+    log.warning("ZABBY_TEST_CLOCK_OFFSET_MS: this server's clocks read %d ms ahead", ms)
+
+
 def run(
     config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
     services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
+    _test_clock_offset()
     raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services,

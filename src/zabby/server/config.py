@@ -150,6 +150,10 @@ class ServerConfig:
     # snapshot.trust.empty (zookeeper.snapshot.trust.empty): start from a data
     # directory that has txn logs but no snapshot (ZooKeeper refuses it otherwise)
     snapshot_trust_empty: bool = False
+    # db.autocreate (zookeeper.db.autocreate): false = an ensemble member that starts on
+    # an empty data directory takes no part in elections until a leader syncs it,
+    # unless <dataDir>/initialize exists (deleted when used); docs/OPERATING.md
+    db_autocreate: bool = True
     # localSessionsEnabled: an ensemble member makes new sessions local to itself (no
     # txn); localSessionsUpgradingEnabled: one becomes global on its first ephemeral
     # create (server.local_sessions). Standalone servers ignore both, as ZooKeeper
@@ -433,6 +437,7 @@ _SYSPROP_KEYS = frozenset(
         "snapshot.compression.method", "globalOutstandingLimit",
         "serverCnxnFactory", "nio.sessionlessCnxnTimeout", "multiAddress.enabled",
         "readonlymode.enabled", "snapshot.trust.empty", "enforceQuota", "digest.enabled",
+        "db.autocreate",
     }
 )
 # Security settings, by canonical name: zoo.cfg keys of QuorumPeerConfig, system properties
@@ -759,6 +764,8 @@ class _Parser:
             c.local_sessions_upgrading = self.boolean(key, value)
         elif canon == "snapshot.trust.empty":
             c.snapshot_trust_empty = self.boolean(key, value)
+        elif canon == "db.autocreate":
+            c.db_autocreate = self.boolean(key, value)
         elif canon == "enforceQuota":
             c.enforce_quota = self.boolean(key, value)
         elif canon == "digest.enabled":

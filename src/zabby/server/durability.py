@@ -45,6 +45,8 @@ from .metrics import Summary
 
 log = logging.getLogger("zabby.server.storage")
 
+FSYNC_WARNING_MS = 1000  # a durable batch slower than this is logged (a slow disk)
+
 
 def _errno_of(fut) -> int:
     e = fut.exception()
@@ -224,6 +226,9 @@ class GroupCommitter:
     def _acknowledge(self, batch, t0: float) -> None:
         self.last_fsync_ms = ms = (time.perf_counter() - t0) * 1000
         self.fsync_time.add(int(ms))
+        if ms >= FSYNC_WARNING_MS:  # ZooKeeper's fsync.warningthresholdms (1000)
+            log.warning("fsync-ing the txn log took %d ms (zxids %#x..%#x), which delays "
+                        "every write", ms, batch[0][0], batch[-1][0])
         self.batches += 1
         self.txns += len(batch)
         if len(batch) > self.max_batch:

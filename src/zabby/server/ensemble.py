@@ -283,6 +283,7 @@ class EnsembleServer(ZabbyServer):
         self.role = "looking"
         self.leader_id: int | None = None
         self.serving = False
+        self.on_serving = None  # a callable, called when this member starts serving
         # TLS / SASL between members (quorum_auth); None: plaintext, anyone may dial
         self.quorum_security = security.quorum if security is not None else None
         self.quorum_mesh = PeerMesh(
@@ -682,6 +683,8 @@ class EnsembleServer(ZabbyServer):
         self.role, self.leader_id, self.serving = role, leader_id, serving
         log.info("now %s (leader %s, epoch %d, %s)", self.mode, leader_id, self.peer.epoch,
                  "serving" if serving else "not serving")
+        if serving and not was_serving and self.on_serving is not None:
+            self.on_serving()  # (app.py: the first sync of an untrusted empty data dir)
         if was_leading and role != "leading":
             self.tree.discard_pending()
             self.session_owner.clear()

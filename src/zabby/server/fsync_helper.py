@@ -33,6 +33,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 _REPLY = struct.Struct("<i")
 
@@ -161,9 +162,22 @@ class FsyncPool:
             h.close()
 
 
+def _stall(path: str) -> None:
+    """Tests only: zabby.storage.fs.FSYNC_STALL_ENV (a slow disk); this program
+    imports nothing of zabby, so the few lines of fs.fsync_stall are repeated."""
+    try:
+        with open(path) as f:
+            s = float(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if s > 0:
+        time.sleep(s)
+
+
 def _child_main(sock_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
+    stall_file = os.environ.get("ZABBY_TEST_FSYNC_STALL_FILE") or None
     held = None  # the descriptor of the last request that carried one
     while True:
         try:
@@ -180,6 +194,8 @@ def _child_main(sock_fd: int) -> None:
                 os.close(extra)
         err = 0
         try:
+            if stall_file is not None:
+                _stall(stall_file)
             if held is None:
                 err = errno.EBADF
             elif msg in (b"D", b"d"):

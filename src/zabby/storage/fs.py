@@ -28,10 +28,34 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["FS", "RealFS", "SimulatedFS", "default_fs"]
+__all__ = ["FS", "FSYNC_STALL_ENV", "RealFS", "SimulatedFS", "default_fs", "fsync_stall"]
+
+# Tests only -- a slow disk (zabby.testing.diskfaults.FsyncStall). When the server's
+# environment names a file here, every fsync of RealFS (and of the fsync helper
+# processes, server/fsync_helper.py, which read the same variable) first sleeps for
+# the seconds written in that file (nothing, 0 or a missing file: no stall). Unset,
+# the only cost is one comparison per fsync.
+FSYNC_STALL_ENV = "ZABBY_TEST_FSYNC_STALL_FILE"
+_STALL_FILE = os.environ.get(FSYNC_STALL_ENV) or None
+
+
+def fsync_stall(path: str | None = None) -> float:
+    """Sleep as the stall file says (see FSYNC_STALL_ENV); the seconds slept."""
+    path = path or _STALL_FILE
+    if path is None:
+        return 0.0
+    try:
+        with open(path) as f:
+            s = float(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0.0
+    if s > 0:
+        time.sleep(s)
+    return max(s, 0.0)
 
 
 class FS:
@@ -81,6 +105,8 @@ class RealFS(FS):
         os.ftruncate(h, size)
 
     def fsync(self, h: int, data_only: bool = False) -> None:
+        if _STALL_FILE is not None:
+            fsync_stall()
         if data_only and hasattr(os, "fdatasync"):
             os.fdatasync(h)
         else:

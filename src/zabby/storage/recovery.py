@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from zlib import crc32 as _zcrc
 
 from ..tree import DataTree, Txn
 from ..wire.constants import DEFAULT_MAX_BUFFER
@@ -113,6 +114,14 @@ def _scan_log(log_v2: str, fs, snap_zxid: int, progress: Progress | None = None)
                     f"{path}: offset {scan.torn_at}: {scan.torn_reason} (a torn tail) in a segment "
                     f"that is not the newest ({segs[-1][1]} follows)",
                     path=path, offset=scan.torn_at, zxid=scan.last_zxid)
+            if scan.header_valid and not _looks_torn(buf, scan.torn_at):
+                last = f" (last good zxid {scan.last_zxid:#x})" if scan.entries else ""
+                raise CorruptDataError(
+                    f"{path}: offset {scan.torn_at}: {scan.torn_reason} in the last entry of the "
+                    f"log{last}, and the entry is complete (its last byte reached the disk), so "
+                    f"this is damage to a logged txn, not a torn write (`zabby check --repair` "
+                    f"drops it; an ensemble member then gets it back from the leader)",
+                    path=path, offset=scan.torn_at, zxid=scan.last_zxid)
             plan.truncate.append((path, scan.torn_at, scan.torn_reason, not scan.header_valid))
         plan.scans.append(scan)
         del buf
@@ -122,6 +131,50 @@ def _scan_log(log_v2: str, fs, snap_zxid: int, progress: Progress | None = None)
             done += sizes[i - start]
             progress("scan", done, total)
     return plan
+
+
+def _looks_torn(buf, pos: int) -> bool:
+    """Is the damaged entry at `pos` (with nothing but zeros after it) a write that
+    stopped part-way, rather than damage to a complete entry?
+
+    The log is preallocated with zeros and an entry is written in one go, so a write
+    cut short leaves the end of the entry still zero (or the file ends first: a log
+    on a filesystem without preallocation, or a file cut short). A complete entry
+    whose checksum fails -- a flipped bit, a bad sector read back -- has its last byte
+    (the payload's, or the header checksum's) in place, and dropping it could drop a
+    txn that was fsynced and acknowledged: that is refused (as ZooKeeper refuses a
+    record whose end-of-record byte is there but whose CRC fails). The one ambiguity
+    is an entry whose own last byte is 0 (a closeSession that deleted no ephemerals
+    ends in four): a small one is tried with each single bit flipped back, and if one
+    makes the checksum match it was a flipped bit; otherwise it reads as torn."""
+    n = len(buf)
+    if pos + ENTRY_HEADER > n:
+        return True
+    if _zcrc(buf[pos : pos + 16]) != int.from_bytes(buf[pos + 16 : pos + 20], "little"):
+        return buf[pos + ENTRY_HEADER - 1] == 0  # the header itself is incomplete
+    length = int.from_bytes(buf[pos : pos + 4], "little")
+    end = pos + ENTRY_HEADER + length
+    if length == 0 or end > n:
+        return True
+    if buf[end - 1] != 0:
+        return False
+    return not _one_bit_off(buf[pos + ENTRY_HEADER : end],
+                            int.from_bytes(buf[pos + 12 : pos + 16], "little"))
+
+
+def _one_bit_off(payload, want: int, limit: int = 512) -> bool:
+    """Does flipping one bit of `payload` (at most `limit` bytes) give crc `want`?"""
+    if len(payload) > limit:
+        return False
+    b = bytearray(payload)
+    for i in range(len(b)):
+        old = b[i]
+        for bit in range(8):
+            b[i] = old ^ (1 << bit)
+            if _zcrc(b) == want:
+                return True
+        b[i] = old
+    return False
 
 
 def _check_coverage(plan: _Plan, snap_zxid: int, snap_desc: str) -> int:

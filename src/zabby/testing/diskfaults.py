@@ -1,0 +1,243 @@
+"""Disk and clock faults for tests (and, later, `zabby verify`).
+
+Corruption at rest (the server is stopped): `flip_bit` and `truncate` act on a file;
+`log_entries` and `newest_segment` / `snapshots` say where things are in a data
+directory, so a test can aim at "the last txn", "a txn in the middle" or "the newest
+snapshot".
+
+A slow disk: `FsyncStall` controls the test-only hook of zabby.storage.fs
+(``ZABBY_TEST_FSYNC_STALL_FILE``): while its file holds N > 0, every fsync of that
+server -- in its fsync helper processes and on its log thread -- first sleeps N
+seconds. `SlowDiskServer` is a ZabbyServer started with that variable pointing at a
+file of its own (``<server dir>/fsync-stall``), so ``ZabbyEnsemble(...,
+member_cls=SlowDiskServer)`` gives every member a disk a test can slow down.
+
+A clock jumped forward: `SlowDiskServer(..., clock_offset_ms=N)` starts the server
+with ``ZABBY_TEST_CLOCK_OFFSET_MS=N``: its wall clock and its monotonic clock read N ms
+ahead of the machine's (server/app.py installs the offset before anything reads
+the time).
+
+`tree_dump` reads a member's whole tree through the client protocol (sync first),
+so two members can be compared znode by znode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..storage.fs import default_fs
+from ..storage.snapshot import PREFIX as SNAP_PREFIX
+from ..storage.snapshot import TMP_SUFFIX
+from ..storage.txnlog import ENTRY_HEADER, list_segments, parse_name, scan_segment
+from .servers import ZabbyServer
+
+__all__ = [
+    "CLOCK_OFFSET_ENV",
+    "FSYNC_STALL_ENV",
+    "FsyncStall",
+    "SlowDiskServer",
+    "flip_bit",
+    "log_entries",
+    "middle_entry",
+    "newest_segment",
+    "read_segments",
+    "segments",
+    "snapshots",
+    "tree_diff",
+    "tree_dump",
+    "truncate",
+]
+
+FSYNC_STALL_ENV = "ZABBY_TEST_FSYNC_STALL_FILE"  # = zabby.storage.fs.FSYNC_STALL_ENV
+CLOCK_OFFSET_ENV = "ZABBY_TEST_CLOCK_OFFSET_MS"  # read by zabby.server.app
+
+
+# ------------------------------------------------------------------ corruption
+def flip_bit(path: str | os.PathLike[str], offset: int, bit: int = 0) -> int:
+    """Flip one bit of the byte at `offset` (fsynced); returns the byte's old value."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        old = f.read(1)
+        if len(old) != 1:
+            raise ValueError(f"{path}: no byte at offset {offset}")
+        f.seek(offset)
+        f.write(bytes([old[0] ^ (1 << bit)]))
+        f.flush()
+        os.fsync(f.fileno())
+    return old[0]
+
+
+def truncate(path: str | os.PathLike[str], size: int) -> None:
+    """Cut the file to `size` bytes (fsynced)."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _v2(data_dir) -> str:
+    return os.path.join(str(data_dir), "version-2")
+
+
+def newest_segment(data_dir) -> str:
+    """Path of the newest txn log segment of a data directory."""
+    segs = list_segments(_v2(data_dir), default_fs(None))
+    if not segs:
+        raise FileNotFoundError(f"no txn log segment in {_v2(data_dir)}")
+    return segs[-1][1]
+
+
+def segments(data_dir) -> list[str]:
+    """Every txn log segment, oldest first."""
+    return [p for _z, p in list_segments(_v2(data_dir), default_fs(None))]
+
+
+def log_entries(path) -> list[tuple[int, int, int]]:
+    """(zxid, entry offset, entry length incl. header) of each valid entry of a segment."""
+    name = os.path.basename(str(path))
+    z = parse_name(name, "log.")
+    with open(path, "rb") as f:
+        buf = f.read()
+    scan = scan_segment(buf, str(path), z if z is not None else 0)
+    return [(zxid, s - ENTRY_HEADER, e - s + ENTRY_HEADER) for zxid, s, e in scan.entries]
+
+
+def read_segments(data_dir) -> list[str]:
+    """The segments recovery reads: from the one holding the newest snapshot's zxid on
+    (older ones are never read, so damage there is harmless until a fallback)."""
+    snaps = snapshots(data_dir)
+    snap_zxid = parse_name(os.path.basename(snaps[0]), SNAP_PREFIX) if snaps else 0
+    segs = list_segments(_v2(data_dir), default_fs(None))
+    start = 0
+    for i, (z, _p) in enumerate(segs):
+        if z <= snap_zxid:
+            start = i
+    return [p for _z, p in segs[start:]]
+
+
+def middle_entry(data_dir, *, not_newest: bool = False) -> tuple[str, tuple[int, int, int]]:
+    """(segment, (zxid, offset, length)) of an entry with valid entries after it in a
+    segment recovery reads -- damage there is "the middle of the log". With
+    `not_newest`, in a segment other than the newest (so even cutting the file there
+    leaves data after it). Raises LookupError when there is none."""
+    segs = read_segments(data_dir)
+    if not_newest:
+        segs = segs[:-1]
+    for seg in reversed(segs):
+        entries = log_entries(seg)
+        if not_newest and entries:
+            return seg, entries[len(entries) // 2]
+        if len(entries) >= 2:
+            return seg, entries[(len(entries) - 1) // 2]
+    raise LookupError(f"no entry with entries after it in {segs}")
+
+
+def snapshots(data_dir) -> list[str]:
+    """Snapshot files, newest first."""
+    d = _v2(data_dir)
+    out = []
+    for name in os.listdir(d) if os.path.isdir(d) else ():
+        if name.endswith(TMP_SUFFIX):
+            continue
+        z = parse_name(name, SNAP_PREFIX)
+        if z is not None:
+            out.append((z, os.path.join(d, name)))
+    return [p for _z, p in sorted(out, reverse=True)]
+
+
+# ------------------------------------------------------------------ slow disk
+class FsyncStall:
+    """Control of one server's fsync stall file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def set(self, seconds: float) -> None:
+        """From now on every fsync first sleeps `seconds` (an fsync already
+        sleeping finishes its own stall)."""
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(f"{seconds}\n")
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        self.set(0)
+
+
+class SlowDiskServer(ZabbyServer):
+    """A zabby server with the fsync-stall hook armed (a file of its own, empty: no
+    stall until `stall.set(...)`), and optionally a clock `clock_offset_ms` ahead."""
+
+    def __init__(self, tmpdir, *, clock_offset_ms: int = 0, **cfg) -> None:
+        self.stall = FsyncStall(Path(tmpdir) / "fsync-stall")
+        self.clock_offset_ms = clock_offset_ms
+        Path(tmpdir).mkdir(parents=True, exist_ok=True)
+        self.stall.clear()
+        super().__init__(tmpdir, **cfg)
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env[FSYNC_STALL_ENV] = str(self.stall.path)
+        if self.clock_offset_ms:
+            env[CLOCK_OFFSET_ENV] = str(int(self.clock_offset_ms))
+        else:
+            env.pop(CLOCK_OFFSET_ENV, None)
+        return env
+
+
+# ------------------------------------------------------------------ comparing trees
+def tree_dump(host: str, port: int, *, timeout: float = 10.0) -> dict[str, tuple[bytes, tuple]]:
+    """path -> (data, Stat fields but dataLength) of every znode a member
+    holds, read after a sync (so it has applied everything committed before)."""
+    from ..wire import Err, Op
+    from ..wire.records import PathRequest, PathWatchRequest
+    from .rawclient import RawClient
+
+    c = RawClient(host, port, timeout_ms=10000, io_timeout=timeout)
+    c.connect()
+    try:
+        r = c.request(Op.SYNC, PathRequest("/"))
+        if r.err != Err.OK:
+            raise RuntimeError(f"sync on {host}:{port}: err {r.err}")
+        out: dict[str, tuple[bytes, tuple]] = {}
+        todo = ["/"]
+        while todo:
+            path = todo.pop()
+            r = c.request(Op.GET_DATA, PathWatchRequest(path, False))
+            if r.err == Err.NONODE:
+                continue
+            if r.err != Err.OK:
+                raise RuntimeError(f"getData {path} on {host}:{port}: err {r.err}")
+            st = r.body.stat
+            out[path] = (bytes(r.body.data), (st.czxid, st.mzxid, st.ctime, st.mtime, st.version,
+                                              st.cversion, st.aversion, st.ephemeralOwner,
+                                              st.numChildren, st.pzxid))
+            r = c.request(Op.GET_CHILDREN, PathWatchRequest(path, False))
+            if r.err == Err.NONODE:
+                continue
+            if r.err != Err.OK:
+                raise RuntimeError(f"getChildren {path} on {host}:{port}: err {r.err}")
+            for ch in r.body.children:
+                todo.append(("/" if path == "/" else path + "/") + ch)
+        return out
+    finally:
+        c.close()
+
+
+# written by each member itself when it loads its configuration (its mtime is that
+# member's clock), as in ZooKeeper: not part of the replicated state
+LOCAL_ZNODES = ("/zookeeper/config",)
+
+
+def tree_diff(a: dict, b: dict, limit: int = 10) -> list[str]:
+    """What differs between two tree_dump results (empty: the same tree), the
+    member-local LOCAL_ZNODES aside."""
+    out = []
+    for p in sorted(set(a) | set(b)):
+        if p in LOCAL_ZNODES:
+            continue
+        if a.get(p) != b.get(p):
+            out.append(f"{p}: {a.get(p)!r} != {b.get(p)!r}")
+            if len(out) >= limit:
+                break
+    return out
