@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from .faults import BOGUS_MAC, NetLab, _ip, in_netns
+from zabby.verify.netlab import BOGUS_MAC, NetLab, _ip, in_netns
 
 
 class OneWayNetLab(NetLab):
