@@ -71,15 +71,24 @@ def _hashes() -> dict[str, str]:
     }
 
 
+# why there is nothing to compile, for _build.json (zabby --version shows it)
+_not_compiled = ""
+
+
+def _skip(reason: str) -> list:
+    global _not_compiled
+    _not_compiled = reason
+    _say(f"{reason}: installing pure Python")
+    return []
+
+
 def _mypyc_extensions() -> list:
     if os.environ.get("ZABBY_NO_COMPILE", "") not in ("", "0"):
-        _say("ZABBY_NO_COMPILE is set: installing pure Python")
-        return []
+        return _skip("ZABBY_NO_COMPILE is set")
     try:
         from mypyc.build import mypycify
     except ImportError as e:
-        _say(f"mypyc is not available ({e}): installing pure Python")
-        return []
+        return _skip(f"mypyc is not available ({e})")
     old = os.getcwd()
     os.chdir(SRC)  # module names follow the paths given, so give them from src/
     try:
@@ -90,8 +99,7 @@ def _mypyc_extensions() -> list:
             target_dir=str(HERE / "build" / "mypyc"),
         )
     except BaseException as e:  # mypyc exits (SystemExit) on a type error
-        _say(f"mypyc could not compile the modules ({e!r}): installing pure Python")
-        return []
+        return _skip(f"mypyc could not compile the modules ({e!r})")
     finally:
         os.chdir(old)
 
@@ -101,18 +109,29 @@ class BuildExt(build_ext):
 
     def run(self) -> None:
         if not self.extensions:
-            self._write_manifest(None)
+            if self.inplace:  # an earlier build's extensions would be stale now
+                for old in [*SRC.glob("zabby__mypyc.*"), *self._extension_files()]:
+                    old.unlink()
+            self._write_manifest(None, _not_compiled or "nothing to compile")
             return
         hashes = _hashes()
         try:
             super().run()
         except Exception as e:  # no compiler, no headers, a link error...
-            _say(f"compiling the mypyc modules failed ({e!r}): installing pure Python")
+            reason = f"compiling the mypyc modules failed ({e!r})"
+            _say(f"{reason}: installing pure Python")
             self._remove_outputs()
-            self._write_manifest(None)
+            self._write_manifest(None, reason)
             return
         _say("compiled with mypyc: " + ", ".join(hashes))
         self._write_manifest(hashes)
+
+    def _extension_files(self) -> list[Path]:
+        out = []
+        for rel in COMPILED:
+            src = SRC / rel
+            out += [p for p in src.parent.glob(src.stem + ".*") if p.suffix in (".so", ".pyd")]
+        return out
 
     def get_outputs(self) -> list[str]:
         return [*super().get_outputs(), self._manifest_path()]
@@ -130,12 +149,11 @@ class BuildExt(build_ext):
                 path.unlink()
         self.extensions = []
 
-    def _write_manifest(self, hashes: dict[str, str] | None) -> None:
+    def _write_manifest(self, hashes: dict[str, str] | None, failed: str = "") -> None:
         path = Path(self._manifest_path())
         path.parent.mkdir(parents=True, exist_ok=True)
-        if hashes is None:
-            if path.exists():
-                path.unlink()  # no build: nothing compiled to vouch for
+        if hashes is None:  # no build: nothing compiled to vouch for, only why
+            path.write_text(json.dumps({"failed": failed, "modules": {}}, indent=1) + "\n")
             return
         try:
             import mypy.version

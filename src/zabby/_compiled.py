@@ -101,6 +101,15 @@ def stale_modules(
     return built, stale, compiler
 
 
+def _build_failure() -> str:
+    """Why setup.py installed pure Python, as it recorded it ("" if it did not)."""
+    try:
+        failed = json.loads(MANIFEST.read_text()).get("failed", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f"not compiled: {failed}" if failed else ""
+
+
 def _pure_requested() -> bool:
     return os.environ.get(ENV_PURE, "").strip() not in ("", "0")
 
@@ -115,7 +124,7 @@ def select() -> None:
     else:
         built, stale, compiler = stale_modules()
         if not built:
-            _reason = "not compiled"
+            _reason = _build_failure() or "not compiled"
             return
         if not stale:
             _compiler = compiler

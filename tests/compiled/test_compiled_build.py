@@ -194,3 +194,15 @@ def test_edited_source_falls_back_to_pure_python_with_one_warning(tmp_path):
         assert f == str(_compiled.source_path(name, dst / "zabby")), (name, f)
     assert p.stderr.count("RuntimeWarning") == 1, p.stderr
     assert "older than their sources" in p.stderr
+
+
+def test_makefile_rebuilds_when_a_compiled_source_changes():
+    """The install stamp depends on every compiled module's source (and the list)."""
+    text = (SRC.parent / "Makefile").read_text().replace("\\\n", " ")
+    listed = next(line for line in text.splitlines() if line.startswith("COMPILED_SRC :="))
+    listed = listed.split(":=", 1)[1].split()
+    assert listed == [f"src/{_compiled.source_path(n, Path('zabby'))}"
+                      for n in _compiled.COMPILED_MODULES]
+    stamp_rule = next(line for line in text.splitlines() if line.startswith("$(STAMP):"))
+    for dep in ("pyproject.toml", "setup.py", "src/zabby/_compiled.py", "$(COMPILED_SRC)"):
+        assert dep in stamp_rule.split()
