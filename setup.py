@@ -108,23 +108,38 @@ class BuildExt(build_ext):
     """build_ext that falls back to pure Python instead of failing the install."""
 
     def run(self) -> None:
+        # setuptools clears `inplace` while it builds (editable installs set it) and
+        # copies the results into src/ afterwards; a failed build never restores it
+        inplace = self.inplace
         if not self.extensions:
-            if self.inplace:  # an earlier build's extensions would be stale now
-                for old in [*SRC.glob("zabby__mypyc.*"), *self._extension_files()]:
-                    old.unlink()
-            self._write_manifest(None, _not_compiled or "nothing to compile")
+            self._finish(inplace, None, _not_compiled or "nothing to compile")
             return
         hashes = _hashes()
         try:
             super().run()
         except Exception as e:  # no compiler, no headers, a link error...
+            self.inplace = inplace
             reason = f"compiling the mypyc modules failed ({e!r})"
             _say(f"{reason}: installing pure Python")
-            self._remove_outputs()
-            self._write_manifest(None, reason)
+            self._finish(inplace, None, reason)
             return
+        self.inplace = inplace
         _say("compiled with mypyc: " + ", ".join(hashes))
-        self._write_manifest(hashes)
+        self._finish(inplace, hashes)
+
+    def _finish(self, inplace: bool, hashes: dict[str, str] | None, failed: str = "") -> None:
+        if hashes is None:
+            # nothing compiled: an earlier build's extensions would be stale now
+            if inplace:
+                for old in [*SRC.glob("zabby__mypyc.*"), *self._extension_files()]:
+                    old.unlink()
+            else:
+                for ext in self.extensions:
+                    path = Path(self.get_ext_fullpath(ext.name))
+                    if path.exists():
+                        path.unlink()
+            self.extensions = []
+        self._write_manifest(hashes, failed)
 
     def _extension_files(self) -> list[Path]:
         out = []
@@ -141,13 +156,6 @@ class BuildExt(build_ext):
 
     def _manifest_path(self) -> str:
         return str(self._root() / MANIFEST)
-
-    def _remove_outputs(self) -> None:
-        for ext in self.extensions:
-            path = Path(self.get_ext_fullpath(ext.name))
-            if path.exists():
-                path.unlink()
-        self.extensions = []
 
     def _write_manifest(self, hashes: dict[str, str] | None, failed: str = "") -> None:
         path = Path(self._manifest_path())
