@@ -119,9 +119,11 @@ class BuildExt(build_ext):
             super().run()
         except Exception as e:  # no compiler, no headers, a link error...
             self.inplace = inplace
-            reason = f"compiling the mypyc modules failed ({e!r})"
-            _say(f"{reason}: installing pure Python")
-            self._finish(inplace, None, reason)
+            _say(f"compiling the mypyc modules failed ({e!r}): installing pure Python")
+            brief = f"{type(e).__name__}: {e}"
+            if len(brief) > 120:
+                brief = brief[:117] + "..."
+            self._finish(inplace, None, f"compiling failed ({brief})")
             return
         self.inplace = inplace
         _say("compiled with mypyc: " + ", ".join(hashes))
