@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -238,7 +238,8 @@ class DataTree:
     # (session id) -> 0 or the error an ephemeral create of that session gets, checked
     # where ZooKeeper's validateCreateRequest checks the session (a leader with
     # localSessionsEnabled sets it: server.local_sessions); None: no check
-    ephemeral_session_check = None
+    # (annotated: a compiled DataTree would otherwise only ever accept None here)
+    ephemeral_session_check: Callable[[int], int] | None = None
 
     def __init__(
         self,
