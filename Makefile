@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The modules setup.py compiles with mypyc (zabby._compiled.COMPILED_MODULES; a test
+# keeps the two lists equal): editing one reinstalls, which rebuilds its extension.
+COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
+	src/zabby/tree/datatree.py
 
 .PHONY: serve test lint clean venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/zabby/_compiled.py $(COMPILED_SRC)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'
+	@$(BIN)/python -c "import zabby; print('zabby:', zabby.build_info())"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,4 +29,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) zabby-data build src/*.egg-info
+	rm -rf $(VENV) zabby-data build src/*.egg-info src/zabby/_build.json
+	find src -name '*.so' -delete

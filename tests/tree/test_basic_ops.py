@@ -9,7 +9,7 @@ import pytest
 from treeutil import OPEN, Driver
 
 from zabby.tree import DataTree
-from zabby.wire.constants import Err, EventType, Op
+from zabby.wire.constants import CreateMode, Err, EventType, Op
 from zabby.wire.records import (
     ACL,
     CheckVersionRequest,
@@ -420,3 +420,23 @@ def test_delete_request_record_roundtrip_sanity():
     # the driver sends wire records; make sure the records used are those of the wire layer
     assert DeleteRequest("/a", 1).to_bytes() == DeleteRequest.decode(DeleteRequest("/a", 1).to_bytes()).to_bytes()
     assert CreateRequest("/a", b"", OPEN, 0).path == "/a"
+
+
+def test_ephemeral_session_check_hook():
+    """server/local_sessions.py sets DataTree.ephemeral_session_check on the instance
+    (a leader with local sessions): an ephemeral create of a session it refuses fails
+    with its error, other creates go on. (A compiled DataTree once accepted only None.)"""
+    d = Driver()
+    asked = []
+
+    def check(sid: int) -> int:
+        asked.append(sid)
+        return Err.SESSIONEXPIRED if sid == 7 else 0
+
+    d.tree.ephemeral_session_check = check
+    assert d.create("/e7", flags=CreateMode.EPHEMERAL, sid=7).err == Err.SESSIONEXPIRED
+    assert d.create("/p7", sid=7).err == Err.OK
+    assert d.create("/e8", flags=CreateMode.EPHEMERAL, sid=8).err == Err.OK
+    assert asked == [7, 8]
+    d.tree.ephemeral_session_check = None
+    assert d.create("/e7", flags=CreateMode.EPHEMERAL, sid=7).err == Err.OK

@@ -11,6 +11,22 @@ import sys
 from .. import __version__
 
 
+class _Version(argparse.Action):
+    """`zabby --version`: the version, then whether the request path runs compiled
+    (mypyc) or pure Python and why (zabby/_compiled.py). Worked out only when asked:
+    it imports the compiled modules."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version and whether the request path is compiled, and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import build_info
+
+        print(f"zabby {__version__}\n{build_info()}")
+        parser.exit()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ..server.app import run
     from ..server.config import ConfigError, default_config, load_config, parse_config
@@ -59,11 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.port is not None:
         config.client_port = args.port
+    from .. import build_info
     from ..ops import services_for
     from ..ops.fourletter import handle_four_letter_word
     from ..storage import CorruptDataError
     from .progress import progress_bars
 
+    logging.getLogger("zabby.cli").info("zabby %s, %s", __version__, build_info())
     # loading a big snapshot takes seconds: a bar on a terminal (only if it lasts 0.5 s)
     try:
         with progress_bars(args.no_progress, delay=0.5) as bars:
@@ -202,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import progress
 
     parser = argparse.ArgumentParser(prog="zabby", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"zabby {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run a server (embedded default without --config)")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
 from ..wire.jute import EncodedStrings, Record, encoded_strings
@@ -130,6 +133,7 @@ class RequestContext:
     auth: list[Id] = field(default_factory=list)
 
 
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class EventList(list):
     """ApplyResult.events: (event type, path) pairs; ``acls[i]`` is the ACL of the
     node event i is about, as it was when the change happened (the parent's for
@@ -226,15 +230,16 @@ class DataTree:
     """Znodes by path, with ZooKeeper 3.8's write validation and application."""
 
     # for tree/keeper.py (ClickHouse Keeper's extension opcodes)
-    KErr = _KErr
-    Change = _Change
+    KErr: ClassVar[type[_KErr]] = _KErr
+    Change: ClassVar[type[_Change]] = _Change
     # zabby.keeperExtensions: prepare Keeper's opcodes (the server sets it); applying
     # their txns needs nothing new, so replay never depends on it
     keeper_extensions = False
     # (session id) -> 0 or the error an ephemeral create of that session gets, checked
     # where ZooKeeper's validateCreateRequest checks the session (a leader with
     # localSessionsEnabled sets it: server.local_sessions); None: no check
-    ephemeral_session_check = None
+    # (annotated: a compiled DataTree would otherwise only ever accept None here)
+    ephemeral_session_check: Callable[[int], int] | None = None
 
     def __init__(
         self,
@@ -1045,13 +1050,16 @@ class DataTree:
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         # getRecordForPath without building a ChangeRecord: only acl and version
-        node = self._outstanding_by_path.get(path)
-        if node is None:
+        node: _Change | ZNode | None
+        change = self._outstanding_by_path.get(path)
+        if change is None:
             node = self._nodes.get(path)
             if node is None:
                 raise _KErr(Err.NONODE)
-        elif not node.exists:
+        elif not change.exists:
             raise _KErr(Err.NONODE)
+        else:
+            node = change
         if not check_perm(node.acl, _PERM_READ, ctx.auth):
             raise _KErr(Err.NOAUTH)
         return _CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
@@ -1100,7 +1108,7 @@ class DataTree:
             self._digest_log.append((zxid, signed(self._flush_digest())))
         return result
 
-    def _fix_parent_cversion(self, body: CreateTxn, zxid: int) -> None:
+    def _fix_parent_cversion(self, body: Any, zxid: int) -> None:
         """After a NODEEXISTS replaying a create: setCversionPzxid on the parent."""
         path = body.path
         parent_path = path[: path.rfind("/")] or "/"
@@ -1116,7 +1124,7 @@ class DataTree:
             parent.cversion = new
             parent.pzxid = zxid
 
-    def _apply_multi(self, hdr: TxnHeader, body: MultiTxn, events) -> ApplyResult:
+    def _apply_multi(self, hdr: TxnHeader, body: Any, events) -> ApplyResult:
         subs = body.ops()
         failed = any(t == _OP_ERROR for t, _ in subs)
         post_failed = False
@@ -1164,6 +1172,7 @@ class DataTree:
 
     def _apply_one(self, t: int, body, hdr: TxnHeader, events):
         """Apply one (sub)txn; returns (response, path) or raises _KErr."""
+        node: ZNode | None
         if t == _OP_CREATE or t == _OP_CREATE2:
             owner = hdr.clientId if body.ephemeral else 0
             node = self._create_node(body.path, body.data, body.acl, owner,
@@ -1280,7 +1289,7 @@ class DataTree:
                 del self._dirty[path]
             else:
                 d = self._known.pop(path, None)
-                self._digest -= node_digest(path, node) if d is None else d
+                self._digest -= node_digest(path, node) if d is None else d  # type: ignore[operator]
         if self._quotas or name == _LIMIT_NODE:
             self._quota_deleted(path, parent_path, name, node.data_length)
         if self._approx_size is not None:
@@ -1304,7 +1313,7 @@ class DataTree:
         dirty = self._dirty
         if path not in dirty:
             d = self._known.pop(path, None)
-            self._digest -= node_digest(path, node) if d is None else d
+            self._digest -= node_digest(path, node) if d is None else d  # type: ignore[operator]
             dirty[path] = None
 
     def _quota_created(self, path: str, parent_path: str, name: str, size: int) -> None:

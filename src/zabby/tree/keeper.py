@@ -24,7 +24,10 @@ may READ, at most its limit of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..wire.constants import CreateMode, Err, Op, Perm
+from ..wire.jute import Record
 from ..wire.keeper import (
     CHECK_NOT_EXISTS,
     CREATE_IF_NOT_EXISTS,
@@ -196,7 +199,7 @@ def prep_check_not_exists(tree, req, ctx):
 
 
 # on their own (DataTree._prep)
-KEEPER_PREP = {
+KEEPER_PREP: dict[int, Callable[..., tuple[int, Record]]] = {
     CREATE_IF_NOT_EXISTS: prep_create_if_not_exists,
     REMOVE_RECURSIVE: prep_remove_recursive,
 }
@@ -226,7 +229,8 @@ def keeper_multi_prep(tree, op: int, req, ctx):
                 c = pending.get(p)
                 if c is not None:
                     saved.setdefault(p, c)
-        return REMOVE_RECURSIVE, RemoveRecursiveTxn(_record_removal(tree, *plan, ctx.zxid))
+        order, parent = plan
+        return REMOVE_RECURSIVE, RemoveRecursiveTxn(_record_removal(tree, order, parent, ctx.zxid))
     raise _err(tree, Err.UNIMPLEMENTED)
 
 

@@ -137,6 +137,7 @@ class MultiTxn(Record):
     # applying it locally does not decode every body again (a 58k-op multi spent
     # a third of its apply there). Txns read from a log or a peer decode as before.
     __slots__ = ("txns", "_ops")
+    _ops: list[tuple[int, Record]]
 
     @classmethod
     def of(cls, ops: list[tuple[int, Record]]) -> MultiTxn:

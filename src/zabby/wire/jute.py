@@ -7,108 +7,47 @@ path pays no per-field interpretation.
 Field types: ``int`` (4 bytes), ``long`` (8), ``bool`` (1), ``buffer`` (int length
 + bytes, -1 = None), ``ustring`` (int length + UTF-8, -1 = None), a record class,
 or ``("vector", T)`` (int count + items, -1 = None) with T any of these.
+
+The primitives the generated code calls live in `primitives` (compiled with mypyc
+when the build could; see setup.py) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import struct
-from itertools import chain
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .primitives import (
+    _B,
+    _I,
+    _Q,
+    EncodedStrings,
+    ProtocolError,
+    _read_vector,
+    _write_bool,
+    _write_int,
+    _write_long,
+    _write_ustring_vector,
+    _write_vector,
+    encoded_strings,
+    read_bool,
+    read_buffer,
+    read_int,
+    read_long,
+    read_ustring,
+    write_buffer,
+    write_ustring,
+)
+
+# the fixed-width structs, taken from here by protocol.py and wire/keeper.py
+from .primitives import INT as INT
+from .primitives import LONG as LONG
 
 __all__ = ["EncodedStrings", "ProtocolError", "Record", "encoded_strings", "vector"]
 
 
-class ProtocolError(ValueError):
-    """Bytes that are not a valid encoding of what was expected."""
-
-
-_I = struct.Struct(">i")
-_Q = struct.Struct(">q")
-_B = struct.Struct(">?")
-INT = _I
-LONG = _Q
-
-# Largest length prefix we will ever honour for a buffer/string/vector; callers
-# bound whole frames by jute.maxbuffer before decoding, this only guards against
-# absurd counts within a frame.
-_MAX_LEN = 1 << 30
-
-
 def vector(item: Any) -> tuple[str, Any]:
     return ("vector", item)
-
-
-# ---------------------------------------------------------------- primitives
-# Each reader takes (buf, pos) and returns (value, newpos); buf is bytes or
-# memoryview. Truncation or a bad length raises ProtocolError.
-
-
-def read_int(buf, pos: int) -> tuple[int, int]:
-    end = pos + 4
-    if end > len(buf):
-        raise ProtocolError("truncated int")
-    return _I.unpack_from(buf, pos)[0], end
-
-
-def read_long(buf, pos: int) -> tuple[int, int]:
-    end = pos + 8
-    if end > len(buf):
-        raise ProtocolError("truncated long")
-    return _Q.unpack_from(buf, pos)[0], end
-
-
-def read_bool(buf, pos: int) -> tuple[bool, int]:
-    if pos >= len(buf):
-        raise ProtocolError("truncated bool")
-    return buf[pos] != 0, pos + 1
-
-
-def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
-    if pos + 4 > len(buf):
-        raise ProtocolError("truncated int")
-    n = _I.unpack_from(buf, pos)[0]
-    pos += 4
-    if n < 0:
-        if n == -1:
-            return None, pos
-        raise ProtocolError(f"negative length {n}")
-    end = pos + n
-    if end > len(buf):
-        raise ProtocolError("truncated buffer")
-    return bytes(buf[pos:end]), end
-
-
-def read_ustring(buf, pos: int) -> tuple[str | None, int]:
-    if pos + 4 > len(buf):
-        raise ProtocolError("truncated int")
-    n = _I.unpack_from(buf, pos)[0]
-    pos += 4
-    if n < 0:
-        if n == -1:
-            return None, pos
-        raise ProtocolError(f"negative length {n}")
-    end = pos + n
-    if end > len(buf):
-        raise ProtocolError("truncated string")
-    # Java decodes malformed UTF-8 with replacement characters; so do we.
-    return bytes(buf[pos:end]).decode("utf-8", "replace"), end
-
-
-def write_buffer(out: bytearray, value: bytes | None) -> None:
-    if value is None:
-        out += b"\xff\xff\xff\xff"
-    else:
-        out += _I.pack(len(value))
-        out += value
-
-
-def write_ustring(out: bytearray, value: str | None) -> None:
-    if value is None:
-        out += b"\xff\xff\xff\xff"
-    else:
-        b = value.encode("utf-8", "surrogatepass")
-        out += _I.pack(len(b))
-        out += b
 
 
 def _min_size(t) -> int:
@@ -118,93 +57,6 @@ def _min_size(t) -> int:
     if isinstance(t, tuple):
         return 4
     return t._MIN_SIZE
-
-
-def _read_vector(buf, pos: int, read_item, item_size: int = 1) -> tuple[list | None, int]:
-    n, pos = read_int(buf, pos)
-    if n < 0:
-        if n == -1:
-            return None, pos
-        # Java's BinaryInputArchive makes an index that is done at once: any other
-        # negative count reads as an empty vector (a create then fails INVALIDACL).
-        return [], pos
-    if n > _MAX_LEN or n * item_size > len(buf) - pos:
-        # every item takes at least item_size bytes: a count the rest of the frame
-        # cannot hold fails here, before any list is grown or item read
-        raise ProtocolError(f"vector length {n} exceeds frame")
-    items = []
-    append = items.append
-    for _ in range(n):
-        v, pos = read_item(buf, pos)
-        append(v)
-    return items, pos
-
-
-def _write_vector(out: bytearray, items, write_item) -> None:
-    if items is None:
-        out += b"\xff\xff\xff\xff"
-        return
-    out += _I.pack(len(items))
-    for it in items:
-        write_item(out, it)
-
-
-def _immutable(self, *args, **kwargs):
-    raise TypeError("an EncodedStrings list is immutable")
-
-
-class EncodedStrings(list):
-    """A list of strings that carries its own vector<ustring> encoding, made
-    once (`encoded_strings`): a big directory's listing, answered again and
-    again while the directory does not change, is then copied, not encoded."""
-
-    __slots__ = ("encoded",)
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
-    append = extend = insert = pop = remove = clear = sort = reverse = _immutable
-
-
-def encoded_strings(items: list) -> EncodedStrings:
-    out = bytearray()
-    _write_ustring_vector(out, items)  # a plain list: encoded item by item
-    es = EncodedStrings(items)
-    es.encoded = bytes(out)
-    return es
-
-
-def _write_ustring_vector(out: bytearray, items) -> None:
-    """vector<ustring> in C-level passes (getChildren of 200k names, watch lists)."""
-    if type(items) is EncodedStrings:
-        out += items.encoded
-        return
-    if items is None:
-        out += b"\xff\xff\xff\xff"
-        return
-    out += _I.pack(len(items))
-    if not items:
-        return
-    if None in items:
-        for it in items:
-            write_ustring(out, it)
-        return
-    try:
-        encs = list(map(str.encode, items))
-    except UnicodeEncodeError:  # a lone surrogate: Java writes it as CESU-ish bytes
-        encs = [s.encode("utf-8", "surrogatepass") for s in items]
-    lens = list(map(_I.pack, map(len, encs)))
-    out += b"".join(chain.from_iterable(zip(lens, encs, strict=True)))
-
-
-def _write_int(out: bytearray, v: int) -> None:
-    out += _I.pack(v)
-
-
-def _write_long(out: bytearray, v: int) -> None:
-    out += _Q.pack(v)
-
-
-def _write_bool(out: bytearray, v: bool) -> None:
-    out += b"\x01" if v else b"\x00"
 
 
 _PRIM_READ = {
@@ -270,6 +122,16 @@ class Record(metaclass=_RecordMeta):
     __slots__ = ()
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = ()
     _MIN_SIZE: ClassVar[int] = 0  # fewest bytes an encoding takes (set per subclass)
+
+    if TYPE_CHECKING:
+        # What the generated code gives each subclass, told to the type checker (and so
+        # to mypyc, which compiles code that uses records): an __init__ taking the
+        # fields, and the fields as attributes. Nothing here exists at run time.
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     # generated per subclass: __init__, encode, decode_from
     def encode(self, out: bytearray) -> None:  # pragma: no cover - replaced

@@ -1,0 +1,178 @@
+"""Build hook: compile the request path's modules with mypyc, or install pure Python.
+
+Everything else about the package is declared in pyproject.toml. `pip install -e .`
+(what `make test` / `make serve` run) and `pip install .` both come through here:
+
+- mypyc (pinned in pyproject.toml's [build-system].requires) compiles COMPILED below
+  into C extensions that sit next to the .py files (in editable mode, in src/zabby/).
+- `src/zabby/_build.json` records the sha256 of each module's source as compiled, so
+  `zabby/_compiled.py` can tell at import time that a .py was edited after the build
+  and load the pure-Python modules instead of a stale .so.
+- If mypyc or the C compiler fails (no gcc, no Python headers, a type error), or
+  ZABBY_NO_COMPILE=1 is set, the install still succeeds with pure Python and says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+
+
+
+def _compiled_list() -> list[str]:
+    """COMPILED_MODULES from src/zabby/_compiled.py (the one list), as paths under src/.
+
+    The request path, as the issue-5/14 profiles found it: jute's primitives, the
+    request/reply framing and dispatch, the tree's prepare/apply. Not jute.py,
+    records.py or txn.py: a record class is built by a metaclass from generated code,
+    which mypyc cannot compile (they would stay Python classes; the generated code
+    calls the compiled primitives), and mypyc compiles `==` between two values of a
+    record class declared in a compiled module as `is` (it cannot see the __eq__ the
+    Python base gives them): compiling txn.py broke Txn equality.
+    """
+    tree = ast.parse((SRC / "zabby" / "_compiled.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED_MODULES":
+            names = ast.literal_eval(node.value)
+            return [n.replace(".", "/") + ".py" for n in names]
+    raise RuntimeError("COMPILED_MODULES not found in src/zabby/_compiled.py")
+
+
+# One mypyc group: the modules call each other natively, so they are used (or not)
+# all together (zabby/_compiled.py falls back for all of them).
+COMPILED = _compiled_list()
+MANIFEST = "zabby/_build.json"
+
+
+def _say(msg: str) -> None:
+    # pip shows a build backend's output only with -v; stderr of a failed step is kept
+    print(f"zabby setup: {msg}", file=sys.stderr, flush=True)
+
+
+def _module_name(rel: str) -> str:
+    return rel[: -len(".py")].replace("/", ".")
+
+
+def _hashes() -> dict[str, str]:
+    return {
+        _module_name(rel): hashlib.sha256((SRC / rel).read_bytes()).hexdigest()
+        for rel in COMPILED
+    }
+
+
+# why there is nothing to compile, for _build.json (zabby --version shows it)
+_not_compiled = ""
+
+
+def _skip(reason: str) -> list:
+    global _not_compiled
+    _not_compiled = reason
+    _say(f"{reason}: installing pure Python")
+    return []
+
+
+def _mypyc_extensions() -> list:
+    if os.environ.get("ZABBY_NO_COMPILE", "") not in ("", "0"):
+        return _skip("ZABBY_NO_COMPILE is set")
+    try:
+        from mypyc.build import mypycify
+    except ImportError as e:
+        return _skip(f"mypyc is not available ({e})")
+    old = os.getcwd()
+    os.chdir(SRC)  # module names follow the paths given, so give them from src/
+    try:
+        return mypycify(
+            COMPILED + ["--ignore-missing-imports", "--follow-imports=silent"],
+            opt_level="3",
+            group_name="zabby",  # the shared library: zabby__mypyc.*.so
+            target_dir=str(HERE / "build" / "mypyc"),
+        )
+    except BaseException as e:  # mypyc exits (SystemExit) on a type error
+        return _skip(f"mypyc could not compile the modules ({e!r})")
+    finally:
+        os.chdir(old)
+
+
+class BuildExt(build_ext):
+    """build_ext that falls back to pure Python instead of failing the install."""
+
+    def run(self) -> None:
+        # setuptools clears `inplace` while it builds (editable installs set it) and
+        # copies the results into src/ afterwards; a failed build never restores it
+        inplace = self.inplace
+        if not self.extensions:
+            self._finish(inplace, None, _not_compiled or "nothing to compile")
+            return
+        hashes = _hashes()
+        try:
+            super().run()
+        except Exception as e:  # no compiler, no headers, a link error...
+            self.inplace = inplace
+            _say(f"compiling the mypyc modules failed ({e!r}): installing pure Python")
+            brief = f"{type(e).__name__}: {e}"
+            if len(brief) > 120:
+                brief = brief[:117] + "..."
+            self._finish(inplace, None, f"compiling failed ({brief})")
+            return
+        self.inplace = inplace
+        _say("compiled with mypyc: " + ", ".join(hashes))
+        self._finish(inplace, hashes)
+
+    def _finish(self, inplace: bool, hashes: dict[str, str] | None, failed: str = "") -> None:
+        if hashes is None:
+            # nothing compiled: an earlier build's extensions would be stale now
+            if inplace:
+                for old in [*SRC.glob("zabby__mypyc.*"), *self._extension_files()]:
+                    old.unlink()
+            else:
+                for ext in self.extensions:
+                    path = Path(self.get_ext_fullpath(ext.name))
+                    if path.exists():
+                        path.unlink()
+            self.extensions = []
+        self._write_manifest(hashes, failed)
+
+    def _extension_files(self) -> list[Path]:
+        out = []
+        for rel in COMPILED:
+            src = SRC / rel
+            out += [p for p in src.parent.glob(src.stem + ".*") if p.suffix in (".so", ".pyd")]
+        return out
+
+    def get_outputs(self) -> list[str]:
+        return [*super().get_outputs(), self._manifest_path()]
+
+    def _root(self) -> Path:
+        return SRC if self.inplace else Path(self.build_lib)
+
+    def _manifest_path(self) -> str:
+        return str(self._root() / MANIFEST)
+
+    def _write_manifest(self, hashes: dict[str, str] | None, failed: str = "") -> None:
+        path = Path(self._manifest_path())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if hashes is None:  # no build: nothing compiled to vouch for, only why
+            path.write_text(json.dumps({"failed": failed, "modules": {}}, indent=1) + "\n")
+            return
+        try:
+            import mypy.version
+
+            version = mypy.version.__version__
+        except ImportError:  # pragma: no cover - mypyc imports it
+            version = "?"
+        info = {"compiler": f"mypyc {version}", "built": int(time.time()), "modules": hashes}
+        path.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+setup(ext_modules=_mypyc_extensions(), cmdclass={"build_ext": BuildExt})

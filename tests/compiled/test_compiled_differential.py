@@ -1,0 +1,246 @@
+"""Compiled (mypyc) modules against their own pure-Python source, on the same inputs.
+
+Each compiled module also gets a pure twin in this process, loaded from its .py under
+another name (its relative imports resolve to the real package, so only the module
+under test differs). Hypothesis drives both: jute primitives, frame splitting and
+request decoding, and the data tree's prepare/apply/read over random operation
+sequences; every result (bytes, exceptions, events, digests) must be identical.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wire.wire_strategies import encoded, request_strategy  # tests/ is on sys.path
+
+import zabby
+from zabby import _compiled
+from zabby.tree import RequestContext
+from zabby.wire import records as R
+from zabby.wire.constants import CreateMode, Op
+from zabby.wire.protocol import MultiRequest, encode_request
+
+REQUIRE = os.environ.get("ZABBY_REQUIRE_COMPILED", "") not in ("", "0")
+if not zabby.compiled_modules() and not REQUIRE:
+    pytest.skip("zabby is not compiled here: nothing to compare", allow_module_level=True)
+
+EXAMPLES = int(os.environ.get("ZABBY_DIFF_EXAMPLES", "150"))
+
+
+def pure_twin(name: str):
+    package, _, leaf = name.rpartition(".")
+    alias = f"{package}._pure_twin_{leaf}"
+    if alias in sys.modules:
+        return sys.modules[alias]
+    spec = importlib.util.spec_from_file_location(alias, _compiled.source_path(name))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compiled(name: str):
+    mod = importlib.import_module(name)
+    assert isinstance(mod.__loader__, importlib.machinery.ExtensionFileLoader), mod.__file__
+    return mod
+
+
+def outcome(fn, *args):
+    """(value, None) or (None, (exception type name, message))."""
+    try:
+        return fn(*args), None
+    except Exception as e:  # noqa: BLE001 - the exception is the result compared
+        return None, (type(e).__name__, str(e))
+
+
+def test_twins_are_what_they_claim():
+    for name in _compiled.COMPILED_MODULES:
+        assert compiled(name).__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+        assert pure_twin(name).__file__ == str(_compiled.source_path(name))
+
+
+# ------------------------------------------------------------------------ wire
+
+P_C = compiled("zabby.wire.primitives")
+P_P = pure_twin("zabby.wire.primitives")
+READERS = ("read_int", "read_long", "read_bool", "read_buffer", "read_ustring")
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, 70))
+def test_primitive_readers(buf, pos):
+    for fn in READERS:
+        a = outcome(getattr(P_C, fn), buf, pos)
+        b = outcome(getattr(P_P, fn), buf, pos)
+        assert a == b, fn
+        a = outcome(getattr(P_C, fn), memoryview(buf), pos)
+        assert a == b, fn + " on a memoryview"
+    a = outcome(P_C._read_vector, buf, pos, P_C.read_ustring, 4)
+    b = outcome(P_P._read_vector, buf, pos, P_P.read_ustring, 4)
+    assert a == b
+
+
+STRS = st.lists(st.none() | st.text(max_size=12) | st.just("\ud800x"), max_size=8)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(STRS, st.none() | st.binary(max_size=20), st.integers(-(2**31), 2**31 - 1))
+def test_primitive_writers(items, blob, n):
+    for fn, arg in (("_write_ustring_vector", items), ("write_buffer", blob), ("_write_int", n),
+                    ("_write_long", n), ("_write_bool", bool(n & 1))):
+        outs = []
+        for mod in (P_C, P_P):
+            out = bytearray(b"head")
+            outs.append((outcome(getattr(mod, fn), out, arg)[1], bytes(out)))
+        assert outs[0] == outs[1], fn
+    for s in items:
+        a, b = bytearray(), bytearray()
+        assert outcome(P_C.write_ustring, a, s) == outcome(P_P.write_ustring, b, s)
+        assert a == b
+    clean = [s for s in items if s is not None and "\ud800" not in s]
+    ec, ep = P_C.encoded_strings(clean), P_P.encoded_strings(clean)
+    assert (list(ec), ec.encoded) == (list(ep), ep.encoded)
+
+
+PR_C = compiled("zabby.wire.protocol")
+PR_P = pure_twin("zabby.wire.protocol")
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(request_strategy(), st.integers(-(2**31), 2**31 - 1), st.integers(0, 40),
+       st.lists(st.integers(0, 400), max_size=4))
+def test_requests_decode_alike(op_body, xid, cut, chunks):
+    op, body = op_body
+    frame = encode_request(xid, op, body)
+    payload = frame[4:]
+    results = []
+    for mod in (PR_C, PR_P):
+        # whole frames through the frame splitter, fed in pieces
+        dec = mod.FrameDecoder()
+        frames = []
+        prev = 0
+        for c in sorted(x % (len(frame) + 1) for x in chunks) + [len(frame)]:
+            frames += dec.feed(frame[prev:c])
+            prev = c
+        got = [mod.decode_request(f) for f in frames]
+        got = [(x, o, None if b is None else encoded(b)) for x, o, b in got]
+        # and a truncated body: the same error or the same value
+        t = outcome(mod.decode_request, payload[: max(0, len(payload) - cut)])
+        t = (t[0] and (t[0][0], t[0][1], t[0][2] is not None and encoded(t[0][2])), t[1])
+        results.append((got, dec.pending, t, bytes(mod.encode_request(xid, op, body)),
+                        bytes(mod.encode_reply(xid, 7, 0, None if op in (Op.MULTI, Op.MULTI_READ)
+                                               else body))))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=80))
+def test_garbage_decodes_alike(data):
+    for fn in ("decode_request", "decode_connect_request", "decode_connect_response"):
+        a = outcome(getattr(PR_C, fn), data)
+        b = outcome(getattr(PR_P, fn), data)
+        if a[0] is not None:
+            a = (repr(a[0]), None)
+            b = (repr(b[0]) if b[0] is not None else None, b[1])
+        assert a == b, fn
+    a = outcome(PR_C.FrameDecoder(max_frame=64).feed, data)
+    b = outcome(PR_P.FrameDecoder(max_frame=64).feed, data)
+    assert a == b
+
+
+# ------------------------------------------------------------------------ tree
+
+DT_C = compiled("zabby.tree.datatree")
+DT_P = pure_twin("zabby.tree.datatree")
+
+PATHS = ["/a", "/a/b", "/a/b/c", "/c", "/c/d", "/zookeeper/x", "/e", "bad"]
+OPEN = [R.ACL(31, R.Id("world", "anyone"))]
+READ_ONLY = [R.ACL(1, R.Id("world", "anyone"))]
+DIGEST = [R.ACL(31, R.Id("digest", "u:x"))]
+acls = st.sampled_from([OPEN, READ_ONLY, DIGEST, []])
+paths = st.sampled_from(PATHS)
+data = st.none() | st.binary(max_size=12)
+version = st.sampled_from([-1, 0, 1, 2])
+flags = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 99])
+
+create = st.builds(R.CreateRequest, paths, data, acls, flags)
+sub_ops = st.one_of(
+    st.tuples(st.just(int(Op.CREATE)), create),
+    st.tuples(st.just(int(Op.DELETE)), st.builds(R.DeleteRequest, paths, version)),
+    st.tuples(st.just(int(Op.SET_DATA)), st.builds(R.SetDataRequest, paths, data, version)),
+    st.tuples(st.just(int(Op.CHECK)), st.builds(R.CheckVersionRequest, paths, version)),
+)
+ops = st.one_of(
+    st.tuples(st.sampled_from([int(Op.CREATE), int(Op.CREATE2), int(Op.CREATE_CONTAINER)]),
+              create),
+    st.tuples(st.just(int(Op.CREATE_TTL)),
+              st.builds(R.CreateTTLRequest, paths, data, acls,
+                        st.sampled_from([int(CreateMode.PERSISTENT_WITH_TTL), 0]),
+                        st.sampled_from([1, 1000, 0, -1]))),
+    st.tuples(st.just(int(Op.DELETE)), st.builds(R.DeleteRequest, paths, version)),
+    st.tuples(st.just(int(Op.SET_DATA)), st.builds(R.SetDataRequest, paths, data, version)),
+    st.tuples(st.just(int(Op.SET_ACL)), st.builds(R.SetACLRequest, paths, acls, version)),
+    st.tuples(st.just(int(Op.CHECK)), st.builds(R.CheckVersionRequest, paths, version)),
+    st.tuples(st.just(int(Op.MULTI)), st.builds(MultiRequest, st.lists(sub_ops, max_size=4))),
+    st.tuples(st.just(int(Op.CLOSE_SESSION)), st.none()),
+    st.tuples(st.just(int(Op.CREATE_SESSION)), st.just(30_000)),
+    st.tuples(st.just(int(Op.DELETE)), st.none()),  # an undecodable body
+)
+step = st.tuples(ops, st.sampled_from([1, 2]), st.booleans(), st.booleans())
+
+READS = [(Op.GET_DATA, R.PathWatchRequest), (Op.GET_CHILDREN2, R.PathWatchRequest),
+         (Op.EXISTS, R.PathWatchRequest), (Op.GET_ACL, R.PathRequest)]
+
+
+def _enc(x):
+    if x is None or isinstance(x, (int, str, bytes)):
+        return x
+    return encoded(x)
+
+
+def _run(mod, steps):
+    tree = mod.DataTree()
+    tree.digest_enabled = True
+    log = []
+    zxid = 0
+    pending = []
+    for (op, body), sid, auth_digest, batch in steps:
+        zxid += 1
+        auth = [R.Id("ip", "127.0.0.1")] + ([R.Id("digest", "u:x")] if auth_digest else [])
+        ctx = RequestContext(sid, zxid, zxid, 1000 + zxid, auth)
+        txn = tree.prepare(op, body, ctx)
+        log.append(("txn", txn.encode()))
+        pending.append(txn)
+        if batch and len(pending) < 3:
+            continue  # prepare more before applying: pending changes in play
+        for t in pending:
+            r = tree.apply(t)
+            log.append(("apply", int(r.err), _enc(r.response), list(r.events), list(r.events.acls),
+                        r.path, int(r.multi_err)))
+        pending.clear()
+        for p in ("/", "/a", "/a/b", "/c", "/e"):
+            for rop, rcls in READS:
+                req = rcls(p) if rcls is R.PathRequest else rcls(p, False)
+                (err, resp), exc = outcome(tree.read, rop, req, auth, sid)
+                log.append(("read", int(rop), p, exc, int(err), _enc(resp)))
+    for t in pending:
+        r = tree.apply(t)
+        log.append(("apply", int(r.err), _enc(r.response), list(r.events), r.path))
+    log.append(("digest", tree.digest(), tree.digest_log(), tree.last_zxid, tree.node_count))
+    return log
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(step, min_size=1, max_size=25))
+def test_tree_prepare_apply_alike(steps):
+    a = _run(DT_C, steps)
+    b = _run(DT_P, steps)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x == y, f"step {i}"
