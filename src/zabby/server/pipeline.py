@@ -25,17 +25,26 @@ write the server makes itself: expiry, container cleanup).
 
 from __future__ import annotations
 
+import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
 
+from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
+from ..wire.jute import ProtocolError, Record, vector
+from ..wire.protocol import REQUEST_BODY
 from .connection import MALFORMED
+
+log = logging.getLogger("zabby.server.ensemble")
 
 # plain ints: an IntEnum attribute costs ~60 ns a lookup on the hot path
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _RECONFIG = int(Op.RECONFIG)
+_CREATE_SESSION = int(Op.CREATE_SESSION)
+_MULTI = int(Op.MULTI)
 
 
 def now_ms() -> int:
@@ -162,16 +171,68 @@ class LocalCommit:
             conn.abort()
 
 
-class ZabCommit:
-    """Ensemble member: a write goes through Zab. The leader prepares and proposes;
-    a learner forwards it. The answer comes from ``EnsembleServer._apply_committed``
-    once the txn commits, matched by (session, cxid) against ``pending_writes``."""
+# ------------------------------------------------------------------ Zab
+# Kinds of quorum-port messages (the first byte; ensemble.py carries them).
+K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
+# a member re-attaches a client's session (reconnect): the leader makes it the owner
+# and answers whether the session is still valid (ZooKeeper's REVALIDATE)
+K_OWNER, K_OWNER_OK = 16, 17
+_INT = struct.Struct(">i")
 
-    __slots__ = ("server",)
+
+class Forwarded(Record):
+    """A client write a learner passes to the leader."""
+
+    FIELDS = (("session", "long"), ("cxid", "int"), ("op", "int"),
+              ("auth", vector(Id)), ("body", "buffer"))
+
+
+class Touches(Record):
+    FIELDS = (("sessions", vector("long")), ("timeouts", vector("int")))
+
+
+class SyncMsg(Record):
+    """sync: the request names the session and xid; the answer adds the leader's
+    commit point, which the learner applies before it answers the client."""
+
+    FIELDS = (("session", "long"), ("xid", "int"), ("zxid", "long"))
+
+
+# writes the leader does not check the session of (see ZabCommit.fence)
+_UNCHECKED = frozenset({_CLOSE_SESSION, int(Op.DELETE_CONTAINER), _RECONFIG})
+
+
+def _encode_body(body) -> bytes:
+    out = bytearray()
+    body.encode(out)
+    return bytes(out)
+
+
+class ZabCommit:
+    """Ensemble member: a write goes through Zab (ProposalRequestProcessor on the
+    leader, FollowerRequestProcessor on a learner). The leader fences the session
+    (SESSIONMOVED / SESSIONEXPIRED), prepares the txn against its tree plus pending
+    changes and proposes it; a learner forwards the request to the leader. The
+    answer comes once the txn commits and is applied here
+    (``EnsembleServer._apply_committed``), matched by (session, cxid) against the
+    head of ``pending_writes``, so a session's replies keep their order.
+
+    Uses the server's ``peer`` (propose, numbering), ``role`` / ``leader_id``,
+    ``_send`` (the quorum mesh) and ``_drain_soon`` (one consensus step per loop
+    turn)."""
+
+    __slots__ = ("server", "pending_writes", "pending_connects", "session_owner")
 
     def __init__(self, server) -> None:
         self.server = server
+        # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
+        self.pending_writes: dict[int, deque] = {}
+        # session id -> connection waiting for its createSession / owner change
+        self.pending_connects: dict = {}
+        # leader: session id -> the member that last (re)validated it (see fence)
+        self.session_owner: dict[int, int] = {}
 
+    # ------------------------------------------------------------ entry points
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         srv = self.server
         if op == _RECONFIG and body is MALFORMED:
@@ -181,18 +242,193 @@ class ZabCommit:
             s.closing = True
         conn.inflight += 1
         srv.outstanding += 1
-        q = srv.pending_writes.get(s.id)
+        q = self.pending_writes.get(s.id)
         if q is None:
-            q = srv.pending_writes[s.id] = deque()
+            q = self.pending_writes[s.id] = deque()
         q.append((xid, conn, xid, op, t0))
-        srv._route(s.id, xid, op, None if body is MALFORMED else body, conn.auth)
+        self.route(s.id, xid, op, None if body is MALFORMED else body, conn.auth)
 
     def start_session(self, conn, s, timeout: int) -> None:
-        srv = self.server
-        srv.pending_connects[s.id] = conn
-        srv._route(s.id, 0, Op.CREATE_SESSION, timeout, conn.auth)
+        self.pending_connects[s.id] = conn
+        self.route(s.id, 0, _CREATE_SESSION, timeout, conn.auth)
 
     def internal(self, op: int, body, session_id: int) -> None:
+        if self.server.role == "leading":
+            self.lead_write(session_id, 0, op, body, [Id("super", "")])
+
+    # ------------------------------------------------------------ routing
+    def route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
+        """Leader: fence, prepare and propose. Learner: forward to the leader."""
         srv = self.server
         if srv.role == "leading":
-            srv._lead_write(session_id, 0, op, body, [Id("super", "")])
+            if not self.fence(session_id, cxid, op, body, srv.my_id):
+                self.lead_write(session_id, cxid, op, body, auth)
+            return
+        if op == _CREATE_SESSION:
+            raw = _INT.pack(body)
+        elif body is None:
+            raw = None
+        else:
+            raw = body.to_bytes() if hasattr(body, "to_bytes") else _encode_body(body)
+        if srv.leader_id is None or not srv._send(
+                srv.leader_id, K_FORWARD, Forwarded(session_id, cxid, op, list(auth), raw)):
+            log.info("no link to the leader; dropping the connection of session 0x%x",
+                     session_id & (2**64 - 1))
+            self.abandon(session_id)
+
+    def on_forward(self, frm: int, f: Forwarded) -> None:
+        """Leader: a learner's client write (or createSession)."""
+        srv = self.server
+        if srv.role != "leading" or not srv.serving:
+            log.info("dropped a request forwarded by %d: not leading", frm)
+            srv._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
+            return
+        if f.op == _CREATE_SESSION:
+            body = _INT.unpack(f.body)[0] if f.body and len(f.body) == 4 else None
+        elif f.body is None:
+            body = None
+        else:
+            body_type = REQUEST_BODY.get(f.op)
+            try:
+                body = body_type.decode(f.body) if body_type is not None else None
+            except ProtocolError:
+                body = None
+        try:
+            ok = self.fence(f.session, f.cxid, f.op, body, frm) or self.lead_write(
+                f.session, f.cxid, f.op, body, f.auth or [])
+        except Exception:
+            log.exception("failed to process a request forwarded by server %d", frm)
+            ok = False
+        if not ok:
+            # the learner's client would otherwise wait forever: it reconnects instead
+            srv._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
+
+    def lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> bool:
+        """Leader: prepare against the tree plus pending changes, then propose."""
+        srv = self.server
+        zxid = self.next_zxid()
+        ctx = RequestContext(session_id, cxid, zxid, now_ms(), auth)
+        if op == _RECONFIG:
+            txn = srv._prepare_reconfig(body, ctx)
+        elif op == _CREATE_SESSION:
+            txn = srv.tree.prepare(op, body, ctx)
+            if body is not None:
+                srv.sessions.add(session_id, body, srv.monotonic_ms())
+        else:
+            txn = srv.tree.prepare(op, body, ctx)
+        payload = txn.encode()
+        try:
+            got = srv.peer.propose(payload)
+        except NotLeader:
+            srv.tree.discard_pending()
+            self.abandon(session_id)
+            return False
+        m = srv.metrics
+        m.proposal_count += 1
+        m.record_proposal_size(len(payload))
+        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
+            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
+        srv._drain_soon()
+        return True
+
+    def next_zxid(self) -> int:
+        """The zxid the peer's next proposal gets (as Peer.propose numbers them)."""
+        peer = self.server.peer
+        last, epoch = peer.last_zxid, peer.epoch
+        counter = zxid_counter(last) if zxid_epoch(last) == epoch else 0
+        return make_zxid(epoch, counter + 1)
+
+    def abandon(self, session_id: int) -> None:
+        """A request of this session will never be answered (no leader, dropped):
+        close the connection waiting for it; the client reconnects."""
+        conn = self.pending_connects.pop(session_id, None)
+        q = self.pending_writes.pop(session_id, None)
+        if q:
+            conn = q[0][1]
+        if conn is not None:
+            conn.abort()
+
+    def drop_pending(self) -> None:
+        """This member stopped serving or leading: outstanding requests have an
+        unknown outcome (their connections are closed by the caller)."""
+        self.pending_writes.clear()
+        for conn in self.pending_connects.values():
+            conn.abort()
+        self.pending_connects.clear()
+
+    def connection_closed(self, conn, s) -> None:
+        """The client learns nothing more on ``conn``; should the session come back
+        here, its new writes must not queue behind these."""
+        q = self.pending_writes.get(s.id)
+        if q:
+            kept = deque(e for e in q if e[1] is not conn)
+            self.server.outstanding -= len(q) - len(kept)
+            if kept:
+                self.pending_writes[s.id] = kept
+            else:
+                del self.pending_writes[s.id]
+
+    # ------------------------------------------------------------ session owners
+    # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
+    # that created it or last took it over (a client reconnecting there: K_OWNER; the
+    # member answers the client once the leader has said K_OWNER_OK, as ZooKeeper's
+    # REVALIDATE, so nothing sent afterwards elsewhere gets in first). A write
+    # forwarded by any other member -- a connection the session has left and that its
+    # member does not know to be stale -- becomes an error txn SESSIONMOVED; it closes the
+    # connection without a reply (FinalRequestProcessor's sendCloseSession), so the
+    # client reconnects and nothing is applied. As ZooKeeper's checkSession it also
+    # answers SESSIONEXPIRED to writes of a session the leader no longer tracks or is
+    # closing. createSession, closeSession and reconfig are not checked (nor are they in
+    # ZooKeeper: an expiry's close has no owner; reconfig is checked after its own
+    # checks). On one member a re-opened session's older connection is simply closed
+    # (core.handle_connect).
+    def session_error(self, session_id: int, origin: int) -> int:
+        """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
+        srv = self.server
+        s = srv.sessions.get(session_id)
+        if s is None:
+            return 0 if srv._foreign_local_session(session_id) else Err.SESSIONEXPIRED
+        if s.closing:
+            return Err.SESSIONEXPIRED
+        owner = self.session_owner.setdefault(session_id, origin)
+        return 0 if owner == origin else Err.SESSIONMOVED
+
+    def fence(self, session_id: int, cxid: int, op: int, body, origin: int) -> bool:
+        """Leader: check a client write's session; True if it was answered with an
+        error txn instead of being prepared."""
+        if op == _CREATE_SESSION:
+            self.session_owner[session_id] = origin
+            return False
+        if (op in _UNCHECKED or body is None
+                or op == _MULTI and not getattr(body, "ops", None)):
+            return False
+        err = self.session_error(session_id, origin)
+        if not err:
+            return False
+        if err == Err.SESSIONMOVED:
+            log.info("session 0x%x moved away from server %d: refusing its write",
+                     session_id & (2**64 - 1), origin)
+        srv = self.server
+        zxid = self.next_zxid()
+        txn = Txn(TxnHeader(session_id, cxid, zxid, now_ms(), Op.ERROR), ErrorTxn(err))
+        payload = txn.encode()
+        try:
+            srv.peer.propose(payload)
+        except NotLeader:
+            self.abandon(session_id)
+            return True
+        srv.metrics.proposal_count += 1
+        srv.metrics.record_proposal_size(len(payload))
+        srv._drain_soon()
+        return True
+
+    def moved_away(self, q: deque, session_id: int) -> None:
+        """A write of ours was refused SESSIONMOVED: close its connection, no reply."""
+        _, conn, _xid, _op, _t0 = q.popleft()
+        if not q:
+            del self.pending_writes[session_id]
+        srv = self.server
+        srv.outstanding -= 1
+        conn.inflight -= 1
+        if not conn.closed:
+            conn.close_after_flush()
