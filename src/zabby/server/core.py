@@ -412,6 +412,9 @@ class ZabbyServer:
         self._handshakes.pop(conn, None)
         self._throttled.discard(conn)
         self._not_read.discard(conn)
+        s = conn.session
+        if s is not None and self.commit_stage.pending_writes:
+            self.commit_stage.connection_closed(conn, s)
         if conn not in self.connections:
             return
         self.connections.discard(conn)
@@ -422,7 +425,6 @@ class ZabbyServer:
         else:
             self.connections_by_ip[ip] = n
         self.watches.remove_watcher(conn)
-        s = conn.session
         if s is not None and s.conn is conn:
             s.conn = None
 

@@ -296,7 +296,6 @@ class EnsembleServer(ZabbyServer):
         self._cert_watch: asyncio.Task | None = None
         self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
         self.touched: dict[int, int] = {}
-        self.sync_barriers: dict[int, list] = {}  # no-op zxid -> callbacks (leader)
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -305,6 +304,11 @@ class EnsembleServer(ZabbyServer):
         self.looking_since: float | None = time.monotonic()
         self.leading_since: float | None = None
         committer.after_batch = self._log_batch_durable
+
+    @property
+    def sync_barriers(self) -> dict[int, list]:
+        """Leader: no-op zxid -> callbacks once it is applied (see _sync_barrier)."""
+        return self.commit_stage.sync_barriers
 
     @property
     def mode(self) -> str:
@@ -707,12 +711,6 @@ class EnsembleServer(ZabbyServer):
         if s is not None:
             self.touched[s.id] = s.timeout
 
-    def connection_closed(self, conn: ClientConnection) -> None:
-        super().connection_closed(conn)
-        s = conn.session
-        if s is not None:
-            self.commit_stage.connection_closed(conn, s)
-
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
         s = conn.session
         if s is not None:
@@ -720,50 +718,8 @@ class EnsembleServer(ZabbyServer):
         super().handle_request(conn, xid, op, body)
 
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
-        txn = Txn.decode(payload)
-        res = self.tree.apply(txn)
-        if self.serving:  # not while catching up: those txns are old
-            m = self.metrics
-            age = _now_ms() - txn.header.time
-            m.propagation_latency.add(age)
-            if self.role == "leading":
-                # committed once a quorum acked: the leader applies it in the same step
-                m.commit_count += 1
-                m.quorum_ack_latency.add(age)
-            else:
-                m.learner_commit_received_count += 1
-        self._fire(res.events)
-        if self.sync_barriers:
-            for done in self.sync_barriers.pop(zxid, ()):
-                done(zxid)
-        hdr = txn.header
-        sid = hdr.clientId
-        stage = self.commit_stage
-        if hdr.type == Op.CREATE_SESSION:
-            timeout = txn.body.timeOut
-            s = self.sessions.get(sid)
-            if s is None and self.role == "leading":
-                self.sessions.add(sid, timeout, self.monotonic_ms())
-            conn = stage.pending_connects.pop(sid, None)
-            if conn is not None and not conn.closed and conn.session is not None:
-                self._session_ready(conn, conn.session)
-            return
-        if hdr.type == Op.CLOSE_SESSION:
-            s = self.sessions.remove(sid)
-            self.touched.pop(sid, None)
-            stage.session_owner.pop(sid, None)
-        q = stage.pending_writes.get(sid)
-        if not q or q[0][0] != hdr.cxid:
-            if hdr.type == Op.CLOSE_SESSION and s is not None and s.conn is not None:
-                s.conn.abort()
-            return
-        if hdr.type == Op.ERROR and txn.body.err == Err.SESSIONMOVED:
-            stage.moved_away(q, sid)
-            return
-        _, conn, xid, op, t0 = q.popleft()
-        if not q:
-            del stage.pending_writes[sid]
-        self._write_done(conn, xid, op, res, txn, t0)  # the shared final stage
+        # the final stage, shared with the standalone server (pipeline.CommitStage)
+        self.commit_stage.apply(Txn.decode(payload))
 
     # ------------------------------------------------------------ sessions
     def tick(self) -> None:

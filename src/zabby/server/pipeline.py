@@ -30,6 +30,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
@@ -44,6 +45,8 @@ log = logging.getLogger("zabby.server.ensemble")
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _RECONFIG = int(Op.RECONFIG)
 _CREATE_SESSION = int(Op.CREATE_SESSION)
+_ERROR = int(Op.ERROR)
+_SESSIONMOVED = int(Err.SESSIONMOVED)
 _MULTI = int(Op.MULTI)
 
 
@@ -67,16 +70,104 @@ class InMemoryCommitter:
         pass
 
 
-class LocalCommit:
-    """Standalone: prepare here, group-commit to the local log, apply, answer.
+class CommitStage:
+    """What both commit stages share: the per-session queue of outstanding writes
+    and the final stage, ``apply``, that every committed txn goes through on every
+    server (ZooKeeper's CommitProcessor matching a committed request to the
+    session's oldest outstanding one, then FinalRequestProcessor).
+
+    A client write is queued in ``pending_writes[session]`` as (cxid, conn, client
+    xid, op, t0) when the stage takes it; a new session's connection waits in
+    ``pending_connects[session]``. Txns of one session commit in the order the
+    session sent them, so the committed txn, if it is this server's client's at
+    all, is the one at the head of its session's queue."""
+
+    __slots__ = ("server", "pending_writes", "pending_connects", "sync_barriers")
+
+    def __init__(self, server) -> None:
+        self.server = server
+        # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
+        self.pending_writes: dict[int, deque] = {}
+        # session id -> connection waiting for its createSession (or owner change)
+        self.pending_connects: dict = {}
+        # zxid of a no-op txn -> callbacks once it is applied (an ensemble leader's sync)
+        self.sync_barriers: dict[int, list] = {}
+
+    def apply(self, txn) -> None:
+        """The txn is committed (durable here / at a quorum): apply it, fire
+        watches, and answer the client of this server that sent it, if any."""
+        srv = self.server
+        res = srv.tree.apply(txn)
+        hdr = txn.header
+        self.account(hdr.time)
+        srv._fire(res.events)
+        if self.sync_barriers:
+            for done in self.sync_barriers.pop(hdr.zxid, ()):
+                done(hdr.zxid)
+        sid = hdr.clientId
+        htype = hdr.type
+        if htype == _CREATE_SESSION:
+            if self.tracks_sessions and srv.sessions.get(sid) is None:
+                srv.sessions.add(sid, txn.body.timeOut, srv.monotonic_ms())
+            conn = self.pending_connects.pop(sid, None)
+            if conn is not None and not conn.closed and conn.session is not None:
+                srv._session_ready(conn, conn.session)
+            return
+        closed = None
+        if htype == _CLOSE_SESSION:
+            closed = srv.sessions.remove(sid)
+            self.session_closed(sid)
+            if closed is not None:
+                closed = closed.conn
+        q = self.pending_writes.get(sid)
+        if not q or q[0][0] != hdr.cxid:
+            if closed is not None:
+                closed.abort()  # the session expired, or closed through another member
+            return
+        if htype == _ERROR and txn.body.err == _SESSIONMOVED:
+            self.moved_away(q, sid)
+            return
+        _, conn, xid, op, t0 = q.popleft()
+        if not q:
+            del self.pending_writes[sid]
+        if closed is not None and closed is not conn:
+            closed.abort()
+        srv._write_done(conn, xid, op, res, txn, t0)
+
+    def connection_closed(self, conn, s) -> None:
+        """The client learns nothing more on ``conn``; should the session come back
+        here, its new writes must not queue behind these."""
+        q = self.pending_writes.get(s.id)
+        if q:
+            kept = deque(e for e in q if e[1] is not conn)
+            self.server.outstanding -= len(q) - len(kept)
+            if kept:
+                self.pending_writes[s.id] = kept
+            else:
+                del self.pending_writes[s.id]
+
+    # ------------------------------------------------------------ hooks
+    tracks_sessions = True  # this server expires sessions (an ensemble: the leader)
+
+    def account(self, created_ms: int) -> None:
+        """Metrics of a committed txn (made at ``created_ms``, wall clock)."""
+        self.server.metrics.propagation_latency.add(now_ms() - created_ms)
+
+    def session_closed(self, session_id: int) -> None:
+        """A closeSession was applied here."""
+
+    def moved_away(self, q: deque, session_id: int) -> None:
+        """A write of ours was refused SESSIONMOVED (the ensemble's fencing)."""
+        raise NotImplementedError
+
+
+class LocalCommit(CommitStage):
+    """Standalone: prepare here, group-commit to the local log, then ``apply``.
 
     Reads ``server.tree``, ``server.committer`` and ``server.next_zxid`` on every
     call (a restore replaces the tree and renumbers)."""
 
-    __slots__ = ("server",)
-
-    def __init__(self, server) -> None:
-        self.server = server
+    __slots__ = ()
 
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         srv = self.server
@@ -110,8 +201,11 @@ class LocalCommit:
         srv.outstanding += 1
         if op == _CLOSE_SESSION:
             s.closing = True
-        committer.submit(txn, lambda: self.applied(conn, xid, op, txn, t0),
-                         lambda why: self.failed(conn, why))
+        q = self.pending_writes.get(s.id)
+        if q is None:
+            q = self.pending_writes[s.id] = deque()
+        q.append((xid, conn, xid, op, t0))
+        committer.submit(txn, partial(self.apply, txn), self.failed)
 
     def start_session(self, conn, s, timeout: int) -> None:
         srv = self.server
@@ -122,17 +216,12 @@ class LocalCommit:
             srv._session_ready(conn, s, pump=False)
             return
         txn = self.prepare(Op.CREATE_SESSION, timeout, s.id, 0, conn.auth)
-
-        def created() -> None:
-            srv.tree.apply(txn)
-            srv._session_ready(conn, s)
-
-        srv.committer.submit(txn, created, lambda why: self.failed(conn, why))
+        self.pending_connects[s.id] = conn
+        srv.committer.submit(txn, partial(self.apply, txn), self.failed)
 
     def internal(self, op: int, body, session_id: int) -> None:
         txn = self.prepare(op, body, session_id, 0, [Id("super", "")])
-        self.server.committer.submit(txn, lambda: self.applied(None, 0, op, txn, 0),
-                                     lambda why: self.failed(None, why))
+        self.server.committer.submit(txn, partial(self.apply, txn), self.failed)
 
     # ------------------------------------------------------------ helpers
     def prepare(self, op: int, body, session_id: int, cxid: int, auth):
@@ -147,28 +236,22 @@ class LocalCommit:
         srv.next_zxid = zxid + 1
         return Txn(TxnHeader(session_id, cxid, zxid, now_ms(), Op.ERROR), ErrorTxn(err))
 
-    def applied(self, conn, xid: int, op: int, txn, t0: int) -> None:
-        """The txn is durable: apply it, fire watches, answer (the final stage)."""
-        srv = self.server
-        res = srv.tree.apply(txn)
-        srv.metrics.propagation_latency.add(now_ms() - txn.header.time)
-        srv._fire(res.events)
-        if op == _CLOSE_SESSION:
-            s = srv.sessions.remove(txn.header.clientId)
-            if s is not None and s.conn is not None and s.conn is not conn:
-                s.conn.abort()
-        if conn is not None:
-            srv._write_done(conn, xid, op, res, txn, t0)
-
-    def failed(self, conn, why: str) -> None:
+    def failed(self, why: str) -> None:
+        """The log failed: this txn, and every one submitted after it, will never
+        be applied (the committer fails them all, in order)."""
         srv = self.server
         # nothing prepared after the failure point will be applied
         srv.tree.discard_pending()
         srv.next_zxid = srv.tree.last_zxid + 1
-        if conn is not None and not conn.closed:
-            # the outcome of an in-flight write is unknown to the client, exactly
-            # as when a connection breaks: it reconnects and finds writes refused
-            conn.abort()
+        # the outcome of an in-flight write is unknown to its client, exactly as
+        # when a connection breaks: it reconnects and finds writes refused
+        conns = list(self.pending_connects.values())
+        self.pending_connects.clear()
+        for q in self.pending_writes.values():
+            conns.extend(e[1] for e in q)
+        for conn in conns:
+            if not conn.closed:
+                conn.abort()
 
 
 # ------------------------------------------------------------------ Zab
@@ -208,7 +291,7 @@ def _encode_body(body) -> bytes:
     return bytes(out)
 
 
-class ZabCommit:
+class ZabCommit(CommitStage):
     """Ensemble member: a write goes through Zab (ProposalRequestProcessor on the
     leader, FollowerRequestProcessor on a learner). The leader fences the session
     (SESSIONMOVED / SESSIONEXPIRED), prepares the txn against its tree plus pending
@@ -221,16 +304,34 @@ class ZabCommit:
     ``_send`` (the quorum mesh) and ``_drain_soon`` (one consensus step per loop
     turn)."""
 
-    __slots__ = ("server", "pending_writes", "pending_connects", "session_owner")
+    __slots__ = ("session_owner",)
 
     def __init__(self, server) -> None:
-        self.server = server
-        # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
-        self.pending_writes: dict[int, deque] = {}
-        # session id -> connection waiting for its createSession / owner change
-        self.pending_connects: dict = {}
+        super().__init__(server)
         # leader: session id -> the member that last (re)validated it (see fence)
         self.session_owner: dict[int, int] = {}
+
+    # ------------------------------------------------------------ apply hooks
+    @property
+    def tracks_sessions(self) -> bool:  # type: ignore[override]
+        return self.server.role == "leading"
+
+    def account(self, created_ms: int) -> None:
+        srv = self.server
+        if srv.serving:  # not while catching up: those txns are old
+            m = srv.metrics
+            age = now_ms() - created_ms
+            m.propagation_latency.add(age)
+            if srv.role == "leading":
+                # committed once a quorum acked: the leader applies it in the same step
+                m.commit_count += 1
+                m.quorum_ack_latency.add(age)
+            else:
+                m.learner_commit_received_count += 1
+
+    def session_closed(self, session_id: int) -> None:
+        self.server.touched.pop(session_id, None)
+        self.session_owner.pop(session_id, None)
 
     # ------------------------------------------------------------ entry points
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
@@ -355,18 +456,6 @@ class ZabCommit:
         for conn in self.pending_connects.values():
             conn.abort()
         self.pending_connects.clear()
-
-    def connection_closed(self, conn, s) -> None:
-        """The client learns nothing more on ``conn``; should the session come back
-        here, its new writes must not queue behind these."""
-        q = self.pending_writes.get(s.id)
-        if q:
-            kept = deque(e for e in q if e[1] is not conn)
-            self.server.outstanding -= len(q) - len(kept)
-            if kept:
-                self.pending_writes[s.id] = kept
-            else:
-                del self.pending_writes[s.id]
 
     # ------------------------------------------------------------ session owners
     # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
