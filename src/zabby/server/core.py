@@ -41,7 +41,6 @@ from ..wire.records import (
     ConnectResponse,
     ErrorResponse,
     GetDataResponse,
-    PathResponse,
     WhoAmIResponse,
 )
 from .config import ServerConfig
@@ -690,8 +689,8 @@ class ZabbyServer:
         if op == Op.PING:
             conn.send(encode_reply(XID_PING, self.last_zxid, 0))
             return
-        if op == Op.SYNC:
-            self._reply(conn, xid, op, Err.OK, PathResponse(body.path), t0)
+        if op == Op.SYNC:  # the commit stage knows when every earlier write is applied
+            self.commit_stage.sync(conn, s, xid, body.path, t0)
             return
         if op in (Op.SET_WATCHES, Op.SET_WATCHES2):
             self._set_watches(conn, body, op == Op.SET_WATCHES2)

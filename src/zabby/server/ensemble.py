@@ -19,7 +19,7 @@ routing, fencing and the queue of outstanding writes are the commit stage's,
 `pipeline.ZabCommit`). With
 localSessionsEnabled new sessions are local to their member (local_sessions.py).
 
-`sync` from a follower asks the leader, which answers on the same link after
+`sync` (pipeline.ZabCommit.sync) from a follower asks the leader, which answers on the same link after
 every commit it has sent so far; when the answer arrives those commits are
 applied, so a read after sync sees every write acknowledged before the sync.
 
@@ -37,7 +37,7 @@ import struct
 import time
 from bisect import bisect_right
 
-from ..consensus import Config, Limits, NotLeader, Peer
+from ..consensus import Config, Limits, Peer
 from ..consensus import messages as zmsg
 from ..storage import TxnLog
 from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
@@ -46,9 +46,9 @@ from ..tree.acl import check_perm
 from ..tree.txn import SetDataTxn
 from ..wire import Err, Op, Perm
 from ..wire.jute import ProtocolError, Record
-from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
+from ..wire.records import ConnectRequest, ConnectResponse
 from .config import ServerConfig
-from .connection import MALFORMED, ClientConnection
+from .connection import ClientConnection
 from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
@@ -294,7 +294,6 @@ class EnsembleServer(ZabbyServer):
                 mesh.accept_unknown = True
                 mesh.dial_all = True
         self._cert_watch: asyncio.Task | None = None
-        self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
         self.touched: dict[int, int] = {}
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
@@ -307,7 +306,7 @@ class EnsembleServer(ZabbyServer):
 
     @property
     def sync_barriers(self) -> dict[int, list]:
-        """Leader: no-op zxid -> callbacks once it is applied (see _sync_barrier)."""
+        """Leader: no-op zxid -> callbacks once it is applied (ZabCommit.barrier)."""
         return self.commit_stage.sync_barriers
 
     @property
@@ -371,9 +370,9 @@ class EnsembleServer(ZabbyServer):
             elif kind == K_TOUCH:
                 self._on_touches(Touches.decode(body))
             elif kind == K_SYNC:
-                self._on_sync_request(frm, SyncMsg.decode(body))
+                self.commit_stage.on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
-                self._on_sync_ok(SyncMsg.decode(body))
+                self.commit_stage.on_sync_ok(SyncMsg.decode(body))
             elif kind == K_OWNER:
                 self._on_owner(frm, Touches.decode(body))
             elif kind == K_OWNER_OK:
@@ -382,7 +381,7 @@ class EnsembleServer(ZabbyServer):
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
                          m.session & (2**64 - 1))
-                self._sync_failed((m.session, m.xid))
+                self.commit_stage.sync_failed((m.session, m.xid))
                 self.commit_stage.abandon(m.session)
             else:
                 log.warning("dropped message of unknown kind %d from server %d", kind, frm)
@@ -450,8 +449,8 @@ class EnsembleServer(ZabbyServer):
                     self.quorum_mesh.flush()
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
-                if r.commit and self.pending_syncs:
-                    self._answer_syncs()
+                if r.commit and self.commit_stage.pending_syncs:
+                    self.commit_stage.answer_syncs()
                 if r.config is not None:
                     self._config_changed(r.config)
                 for ev in r.events:
@@ -682,8 +681,8 @@ class EnsembleServer(ZabbyServer):
                 if conn.inflight:
                     conn.close_after_flush()
             self.commit_stage.drop_pending()
-            self.pending_syncs.clear()
-            self.sync_barriers.clear()
+            self.commit_stage.pending_syncs.clear()
+            self.commit_stage.sync_barriers.clear()
         if not serving:
             for conn in list(self.connections):
                 conn.close_after_flush()
@@ -803,76 +802,3 @@ class EnsembleServer(ZabbyServer):
     def _foreign_local_session(self, session_id: int) -> bool:
         """Might an unknown session be another member's local session? (local_sessions)"""
         return False
-
-    # ------------------------------------------------------------ sync
-    def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        if op == Op.SYNC and body is not MALFORMED:
-            s = conn.session
-            if s is None:
-                return
-            conn.inflight += 1
-            self.pending_syncs[(s.id, xid)] = (conn, body.path, t0)
-            if self.role == "leading":
-                self._sync_barrier(lambda z, key=(s.id, xid): self._sync_point(key, z),
-                                   lambda key=(s.id, xid): self._sync_failed(key))
-            elif self.leader_id is None or not self._send(
-                    self.leader_id, K_SYNC, SyncMsg(s.id, xid, 0)):
-                self._sync_failed((s.id, xid))
-            return
-        super()._read(conn, xid, op, body, t0)
-
-    def _sync_barrier(self, done, failed) -> None:
-        """Leader: commit a no-op txn, then call done(its zxid).
-
-        A deposed leader that has not noticed yet cannot commit anything, so a
-        sync answered through this barrier is never stale (ZooKeeper's sync on
-        the leader skips the quorum round and can be)."""
-        zxid = self.commit_stage.next_zxid()
-        txn = Txn(TxnHeader(0, 0, zxid, _now_ms(), Op.ERROR), ErrorTxn(Err.OK))
-        try:
-            got = self.peer.propose(txn.encode())
-        except NotLeader:
-            failed()
-            return
-        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
-            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
-        self.metrics.proposal_count += 1  # committed (commit_count) like any txn
-        self.sync_barriers.setdefault(zxid, []).append(done)
-        self._drain()
-
-    def _sync_point(self, key: tuple[int, int], zxid: int) -> None:
-        entry = self.pending_syncs.get(key)
-        if entry is not None:
-            self.pending_syncs[key] = (*entry[:3], zxid)
-            self._answer_syncs()
-
-    def _sync_failed(self, key: tuple[int, int]) -> None:
-        entry = self.pending_syncs.pop(key, None)
-        if entry is not None:
-            entry[0].abort()  # the client reconnects and syncs elsewhere
-
-    def _on_sync_request(self, frm: int, m: SyncMsg) -> None:
-        if self.role != "leading":
-            self._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0))
-            return
-        self._sync_barrier(
-            lambda z: self._send(frm, K_SYNC_OK, SyncMsg(m.session, m.xid, z)),
-            lambda: self._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0)))
-
-    def _on_sync_ok(self, m: SyncMsg) -> None:
-        entry = self.pending_syncs.get((m.session, m.xid))
-        if entry is None:
-            return
-        # answer once everything the leader had committed is applied here
-        self.pending_syncs[(m.session, m.xid)] = (*entry[:3], m.zxid)
-        self._answer_syncs()
-
-    def _answer_syncs(self) -> None:
-        applied = self.tree.last_zxid
-        done = [k for k, v in self.pending_syncs.items() if len(v) == 4 and v[3] <= applied]
-        for key in done:
-            conn, path, t0, _ = self.pending_syncs.pop(key)
-            conn.inflight -= 1
-            if not conn.closed:
-                self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
-                self.pump(conn)

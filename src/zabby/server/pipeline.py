@@ -37,6 +37,7 @@ from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.jute import ProtocolError, Record, vector
 from ..wire.protocol import REQUEST_BODY
+from ..wire.records import PathResponse
 from .connection import MALFORMED
 
 log = logging.getLogger("zabby.server.ensemble")
@@ -46,6 +47,7 @@ _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _RECONFIG = int(Op.RECONFIG)
 _CREATE_SESSION = int(Op.CREATE_SESSION)
 _ERROR = int(Op.ERROR)
+_SYNC = int(Op.SYNC)
 _SESSIONMOVED = int(Err.SESSIONMOVED)
 _MULTI = int(Op.MULTI)
 
@@ -133,6 +135,11 @@ class CommitStage:
         if closed is not None and closed is not conn:
             closed.abort()
         srv._write_done(conn, xid, op, res, txn, t0)
+
+    def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
+        """``sync``: answer once every write committed before it is applied here.
+        On a standalone server every committed write already is."""
+        self.server._reply(conn, xid, _SYNC, Err.OK, PathResponse(path), t0)
 
     def connection_closed(self, conn, s) -> None:
         """The client learns nothing more on ``conn``; should the session come back
@@ -304,12 +311,14 @@ class ZabCommit(CommitStage):
     ``_send`` (the quorum mesh) and ``_drain_soon`` (one consensus step per loop
     turn)."""
 
-    __slots__ = ("session_owner",)
+    __slots__ = ("session_owner", "pending_syncs")
 
     def __init__(self, server) -> None:
         super().__init__(server)
         # leader: session id -> the member that last (re)validated it (see fence)
         self.session_owner: dict[int, int] = {}
+        # (session, xid) -> (conn, path, t0[, zxid to have applied before answering])
+        self.pending_syncs: dict[tuple[int, int], tuple] = {}
 
     # ------------------------------------------------------------ apply hooks
     @property
@@ -521,3 +530,76 @@ class ZabCommit(CommitStage):
         conn.inflight -= 1
         if not conn.closed:
             conn.close_after_flush()
+
+    # ------------------------------------------------------------ sync
+    # A member answers sync once it has applied everything the leader had committed
+    # when the sync reached it. The leader commits a no-op txn first (barrier), so a
+    # deposed leader that has not noticed yet answers nothing stale.
+    def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
+        srv = self.server
+        conn.inflight += 1
+        key = (s.id, xid)
+        self.pending_syncs[key] = (conn, path, t0)
+        if srv.role == "leading":
+            self.barrier(lambda z: self.sync_point(key, z), lambda: self.sync_failed(key))
+        elif srv.leader_id is None or not srv._send(
+                srv.leader_id, K_SYNC, SyncMsg(s.id, xid, 0)):
+            self.sync_failed(key)
+
+    def barrier(self, done, failed) -> None:
+        """Leader: commit a no-op txn, then call done(its zxid).
+
+        A deposed leader that has not noticed yet cannot commit anything, so a
+        sync answered through this barrier is never stale (ZooKeeper's sync on
+        the leader skips the quorum round and can be)."""
+        srv = self.server
+        zxid = self.next_zxid()
+        txn = Txn(TxnHeader(0, 0, zxid, now_ms(), Op.ERROR), ErrorTxn(Err.OK))
+        try:
+            got = srv.peer.propose(txn.encode())
+        except NotLeader:
+            failed()
+            return
+        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
+            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
+        srv.metrics.proposal_count += 1  # committed (commit_count) like any txn
+        self.sync_barriers.setdefault(zxid, []).append(done)
+        srv._drain()
+
+    def sync_point(self, key: tuple[int, int], zxid: int) -> None:
+        """The leader's commit point for this sync: answer once it is applied here."""
+        entry = self.pending_syncs.get(key)
+        if entry is not None:
+            self.pending_syncs[key] = (*entry[:3], zxid)
+            self.answer_syncs()
+
+    def sync_failed(self, key: tuple[int, int]) -> None:
+        entry = self.pending_syncs.pop(key, None)
+        if entry is not None:
+            entry[0].abort()  # the client reconnects and syncs elsewhere
+
+    def on_sync_request(self, frm: int, m: SyncMsg) -> None:
+        """Leader: a learner's client synced."""
+        srv = self.server
+        if srv.role != "leading":
+            srv._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0))
+            return
+        self.barrier(
+            lambda z: srv._send(frm, K_SYNC_OK, SyncMsg(m.session, m.xid, z)),
+            lambda: srv._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0)))
+
+    def on_sync_ok(self, m: SyncMsg) -> None:
+        """Learner: the leader's answer, with its commit point."""
+        if (m.session, m.xid) in self.pending_syncs:
+            self.sync_point((m.session, m.xid), m.zxid)
+
+    def answer_syncs(self) -> None:
+        srv = self.server
+        applied = srv.tree.last_zxid
+        done = [k for k, v in self.pending_syncs.items() if len(v) == 4 and v[3] <= applied]
+        for key in done:
+            conn, path, t0, _ = self.pending_syncs.pop(key)
+            conn.inflight -= 1
+            if not conn.closed:
+                srv._reply(conn, key[1], _SYNC, Err.OK, PathResponse(path), t0)
+                srv.pump(conn)
