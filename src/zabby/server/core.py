@@ -266,6 +266,8 @@ class ZabbyServer:
 
     def tick(self) -> None:
         """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
+        if not self.commit_stage.housekeeping:  # an ensemble: the serving leader does
+            return
         now = self.monotonic_ms()
         for s in self.throttled_sessions():
             self.sessions.touch(s, now)
@@ -469,6 +471,9 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ handshake
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
+        stage = self.commit_stage
+        if not stage.admit(conn, req):  # an ensemble member not serving
+            return
         self._handshakes.pop(conn, None)
         if req.lastZxidSeen > self.last_zxid:
             log.info(
@@ -486,6 +491,8 @@ class ZabbyServer:
             s.conn = conn
             conn.session = s
             s.auth = conn.auth
+            if stage.touched is not None:
+                stage.touched[sid] = s.timeout
             # the session exists once its createSession txn is applied
             conn.inflight += 1
             self._start_session(conn, s, timeout)
@@ -510,11 +517,17 @@ class ZabbyServer:
         s.conn = conn
         conn.session = s
         s.auth = conn.auth
+        if stage.touched is not None:
+            stage.touched[s.id] = s.timeout
         self._reopen(conn, s)
 
     def _reopen(self, conn: ClientConnection, s: Session) -> None:
-        """Answer a connect that resumed session `s` (an ensemble member first asks the
-        leader, which records the session's new owner: ensemble._reopen)."""
+        """A connect resumed session `s`: the commit stage answers it (an ensemble
+        member first asks the leader, which records the session's new owner)."""
+        self.commit_stage.reopen(conn, s)
+
+    def _reopened(self, conn: ClientConnection, s: Session) -> None:
+        """Final stage of a connect that resumed session `s`: answer it."""
         conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
 
     def connect_response(self, conn: ClientConnection, resp: ConnectResponse) -> bytes:
@@ -536,12 +549,16 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ requests
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        s = conn.session
+        if s is not None:
+            touched = self.commit_stage.touched
+            if touched is not None:  # relayed to whoever expires sessions
+                touched[s.id] = s.timeout
         ex = conn.sasl
         if ex is not None and ex.held is not None:
             # a GSSAPI step is running on a worker thread: later packets wait for it
             ex.held.append((xid, op, body))
             return
-        s = conn.session
         m = self.metrics
         m.packets_received += 1
         m.op_counts[op] += 1
@@ -640,18 +657,8 @@ class ZabbyServer:
         self.commit_stage.internal(op, body, session_id)
 
     def close_session(self, s: Session) -> None:
-        s.closing = True
-        conn = s.conn
-        if conn is not None:
-            s.conn = None
-            conn.session = None
-            conn.abort()
-        if self.committer.failure is not None:
-            # no txn while the log is broken: a durable session's ephemerals stay
-            # until it expires again after the restart
-            self.sessions.remove(s.id)
-            return
-        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
+        """Session `s` expired: the commit stage ends it."""
+        self.commit_stage.close_session(s)
 
     def _fire(self, events) -> None:
         trigger = self.watches.trigger

@@ -46,9 +46,7 @@ from ..tree.acl import check_perm
 from ..tree.txn import SetDataTxn
 from ..wire import Err, Op, Perm
 from ..wire.jute import ProtocolError, Record
-from ..wire.records import ConnectRequest, ConnectResponse
 from .config import ServerConfig
-from .connection import ClientConnection
 from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
@@ -294,7 +292,9 @@ class EnsembleServer(ZabbyServer):
                 mesh.accept_unknown = True
                 mesh.dial_all = True
         self._cert_watch: asyncio.Task | None = None
-        self.touched: dict[int, int] = {}
+        # session id -> timeout, touched here since the last relay to the leader
+        # (recorded by core.handle_request / handle_connect: the stage's `touched`)
+        self.touched: dict[int, int] = self.commit_stage.touched
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -374,9 +374,9 @@ class EnsembleServer(ZabbyServer):
             elif kind == K_SYNC_OK:
                 self.commit_stage.on_sync_ok(SyncMsg.decode(body))
             elif kind == K_OWNER:
-                self._on_owner(frm, Touches.decode(body))
+                self.commit_stage.on_owner(frm, Touches.decode(body))
             elif kind == K_OWNER_OK:
-                self._on_owner_ok(Touches.decode(body))
+                self.commit_stage.on_owner_ok(Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
@@ -695,41 +695,11 @@ class EnsembleServer(ZabbyServer):
                 else:
                     self.sessions.touch(self.sessions.get(sid), now)
 
-    # ------------------------------------------------------------ clients
-    def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
-        if not self.serving:
-            # "ZooKeeperServer not running": the client tries another member
-            conn.abort()
-            return
-        sid = req.sessionId
-        if sid != 0 and sid in self.tree.sessions and self.sessions.get(sid) is None:
-            # a session created through another member: we know it from its txn
-            self.sessions.add(sid, self.tree.sessions[sid], self.monotonic_ms())
-        super().handle_connect(conn, req, read_only)
-        s = conn.session
-        if s is not None:
-            self.touched[s.id] = s.timeout
-
-    def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
-        s = conn.session
-        if s is not None:
-            self.touched[s.id] = s.timeout
-        super().handle_request(conn, xid, op, body)
-
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
         # the final stage, shared with the standalone server (pipeline.CommitStage)
         self.commit_stage.apply(Txn.decode(payload))
 
     # ------------------------------------------------------------ sessions
-    def tick(self) -> None:
-        if self.role != "leading" or not self.serving:
-            return
-        super().tick()
-
-    def close_session(self, s) -> None:
-        s.closing = True
-        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
-
     def _relay_touches(self) -> None:
         for sess in self.throttled_sessions():  # as the standalone tick does
             self.touched[sess.id] = sess.timeout
@@ -737,8 +707,10 @@ class EnsembleServer(ZabbyServer):
             if self.role == "leading":
                 self.touched.clear()
             return
-        t, self.touched = self.touched, {}
-        self._send(self.leader_id, K_TOUCH, Touches(list(t), list(t.values())))
+        t = self.touched
+        sessions, timeouts = list(t), list(t.values())
+        t.clear()  # the same dict: the stage records into it
+        self._send(self.leader_id, K_TOUCH, Touches(sessions, timeouts))
 
     def _on_touches(self, t: Touches) -> None:
         if self.role != "leading":
@@ -751,53 +723,6 @@ class EnsembleServer(ZabbyServer):
                     self.sessions.add(sid, timeout, now)
             else:
                 self.sessions.touch(s, now)
-
-    def _reopen(self, conn: ClientConnection, s) -> None:
-        """A client re-attached session `s` here. The leader records us as its owner
-        before the client hears it is connected (so nothing it sends afterwards on
-        an older connection elsewhere can get in first); a learner waits for that."""
-        if self.read_only:
-            super()._reopen(conn, s)
-        elif self.role == "leading":
-            self.commit_stage.session_owner[s.id] = self.my_id
-            super()._reopen(conn, s)
-        else:
-            conn.inflight += 1
-            self.commit_stage.pending_connects[s.id] = conn
-            if self.leader_id is None or not self._send(
-                    self.leader_id, K_OWNER, Touches([s.id], [s.timeout])):
-                self.commit_stage.abandon(s.id)
-
-    def _on_owner(self, frm: int, t: Touches) -> None:
-        if self.role != "leading" or not self.serving:  # not "expired": try elsewhere
-            for sid in t.sessions or ():
-                self._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
-            return
-        now = self.monotonic_ms()
-        valid: list[int] = []
-        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
-            s = self.sessions.get(sid)
-            ok = s is not None and not s.closing
-            if ok:
-                self.sessions.touch(s, now, timeout)  # the newly agreed timeout
-                self.commit_stage.session_owner[sid] = frm
-            valid.append(1 if ok else 0)
-        self._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
-
-    def _on_owner_ok(self, t: Touches) -> None:
-        for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
-            conn = self.commit_stage.pending_connects.pop(sid, None)
-            if conn is None or conn.closed:
-                continue
-            s = conn.session
-            if not valid or s is None:
-                conn.inflight -= 1
-                log.info("the leader says session 0x%x is no longer valid",
-                         sid & (2**64 - 1))
-                conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
-                conn.close_after_flush()
-                continue
-            self._session_ready(conn, s)
 
     def _foreign_local_session(self, session_id: int) -> bool:
         """Might an unknown session be another member's local session? (local_sessions)"""

@@ -38,7 +38,6 @@ from ..tree import DataTree
 from ..wire import CreateMode, Err, Op
 from ..wire.records import ConnectResponse
 from .connection import MALFORMED, ClientConnection
-from .core import ZabbyServer
 from .ensemble import EnsembleServer
 
 log = logging.getLogger("zabby.server.local_sessions")
@@ -108,7 +107,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
 
     def _reopen(self, conn: ClientConnection, s) -> None:
         if s.id in self.local_ids:  # the leader does not know it: nothing to ask
-            ZabbyServer._reopen(self, conn, s)
+            self._reopened(conn, s)
         else:
             super()._reopen(conn, s)
 

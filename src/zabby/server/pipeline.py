@@ -37,7 +37,7 @@ from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.jute import ProtocolError, Record, vector
 from ..wire.protocol import REQUEST_BODY
-from ..wire.records import PathResponse
+from ..wire.records import ConnectResponse, PathResponse
 from .connection import MALFORMED
 
 log = logging.getLogger("zabby.server.ensemble")
@@ -155,6 +155,38 @@ class CommitStage:
 
     # ------------------------------------------------------------ hooks
     tracks_sessions = True  # this server expires sessions (an ensemble: the leader)
+    # session id -> timeout of the sessions touched here since the last relay to
+    # whoever expires them (core.handle_request records into it); None: this server
+    touched: dict[int, int] | None = None
+
+    @property
+    def housekeeping(self) -> bool:
+        """Does this server expire sessions and remove containers / TTL nodes now?"""
+        return True
+
+    def admit(self, conn, req) -> bool:
+        """May this server take a client's ConnectRequest now? (else it answered)"""
+        return True
+
+    def reopen(self, conn, s) -> None:
+        """A client re-attached session ``s`` on ``conn``: answer it."""
+        self.server._reopened(conn, s)
+
+    def close_session(self, s) -> None:
+        """End session ``s`` (it expired): close its connection, write its closeSession."""
+        srv = self.server
+        s.closing = True
+        conn = s.conn
+        if conn is not None:
+            s.conn = None
+            conn.session = None
+            conn.abort()
+        if srv.committer.failure is not None:
+            # no txn while the log is broken: a durable session's ephemerals stay
+            # until it expires again after the restart
+            srv.sessions.remove(s.id)
+            return
+        self.internal(_CLOSE_SESSION, None, s.id)
 
     def account(self, created_ms: int) -> None:
         """Metrics of a committed txn (made at ``created_ms``, wall clock)."""
@@ -311,10 +343,13 @@ class ZabCommit(CommitStage):
     ``_send`` (the quorum mesh) and ``_drain_soon`` (one consensus step per loop
     turn)."""
 
-    __slots__ = ("session_owner", "pending_syncs")
+    __slots__ = ("session_owner", "pending_syncs", "touched")
 
     def __init__(self, server) -> None:
         super().__init__(server)
+        # touches of sessions here, relayed to the leader every tick (the leader
+        # expires sessions: EnsembleServer._relay_touches)
+        self.touched: dict[int, int] = {}
         # leader: session id -> the member that last (re)validated it (see fence)
         self.session_owner: dict[int, int] = {}
         # (session, xid) -> (conn, path, t0[, zxid to have applied before answering])
@@ -339,8 +374,86 @@ class ZabCommit(CommitStage):
                 m.learner_commit_received_count += 1
 
     def session_closed(self, session_id: int) -> None:
-        self.server.touched.pop(session_id, None)
+        self.touched.pop(session_id, None)
         self.session_owner.pop(session_id, None)
+
+    # ------------------------------------------------------------ session hooks
+    @property
+    def housekeeping(self) -> bool:
+        srv = self.server
+        return srv.role == "leading" and srv.serving
+
+    def admit(self, conn, req) -> bool:
+        srv = self.server
+        if srv.read_only:  # readonly.py took the connect: a session local to here
+            return True
+        if not srv.serving:
+            # "ZooKeeperServer not running": the client tries another member
+            conn.abort()
+            return False
+        sid = req.sessionId
+        if sid != 0 and sid in srv.tree.sessions and srv.sessions.get(sid) is None:
+            # a session created through another member: we know it from its txn
+            srv.sessions.add(sid, srv.tree.sessions[sid], srv.monotonic_ms())
+        return True
+
+    def close_session(self, s) -> None:
+        # the leader expires it; its connection (on whichever member) closes when
+        # the closeSession is applied there
+        s.closing = True
+        self.internal(_CLOSE_SESSION, None, s.id)
+
+    def reopen(self, conn, s) -> None:
+        """A client re-attached session `s` here. The leader records us as its owner
+        before the client hears it is connected (so nothing it sends afterwards on
+        an older connection elsewhere can get in first); a learner waits for that."""
+        srv = self.server
+        if srv.read_only:
+            srv._reopened(conn, s)
+        elif srv.role == "leading":
+            self.session_owner[s.id] = srv.my_id
+            srv._reopened(conn, s)
+        else:
+            conn.inflight += 1
+            self.pending_connects[s.id] = conn
+            if srv.leader_id is None or not srv._send(
+                    srv.leader_id, K_OWNER, Touches([s.id], [s.timeout])):
+                self.abandon(s.id)
+
+    def on_owner(self, frm: int, t: Touches) -> None:
+        """Leader: member ``frm`` re-attached these sessions: it owns them now."""
+        srv = self.server
+        if srv.role != "leading" or not srv.serving:  # not "expired": try elsewhere
+            for sid in t.sessions or ():
+                srv._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
+            return
+        now = srv.monotonic_ms()
+        valid: list[int] = []
+        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
+            s = srv.sessions.get(sid)
+            ok = s is not None and not s.closing
+            if ok:
+                srv.sessions.touch(s, now, timeout)  # the newly agreed timeout
+                self.session_owner[sid] = frm
+            valid.append(1 if ok else 0)
+        srv._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
+
+    def on_owner_ok(self, t: Touches) -> None:
+        """Learner: the leader's answer to ``reopen``."""
+        srv = self.server
+        for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
+            conn = self.pending_connects.pop(sid, None)
+            if conn is None or conn.closed:
+                continue
+            s = conn.session
+            if not valid or s is None:
+                conn.inflight -= 1
+                log.info("the leader says session 0x%x is no longer valid",
+                         sid & (2**64 - 1))
+                conn.send(srv.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
+                conn.close_after_flush()
+                continue
+            srv._session_ready(conn, s)
 
     # ------------------------------------------------------------ entry points
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
