@@ -81,6 +81,7 @@ _NONODE = int(Err.NONODE)
 _KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)  # plain ints for the hot path (no enum lookup)
 _RECONFIG = int(Op.RECONFIG)
+_SYNC = int(Op.SYNC)
 
 
 __all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
@@ -266,7 +267,7 @@ class ZabbyServer:
 
     def tick(self) -> None:
         """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
-        if not self.commit_stage.housekeeping:  # an ensemble: the serving leader does
+        if not self.commit_stage.housekeeping():  # an ensemble: the serving leader does
             return
         now = self.monotonic_ms()
         for s in self.throttled_sessions():
@@ -472,7 +473,7 @@ class ZabbyServer:
     # ------------------------------------------------------------ handshake
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
         stage = self.commit_stage
-        if not stage.admit(conn, req):  # an ensemble member not serving
+        if not stage.admit(conn, req, read_only):  # e.g. an ensemble member not serving
             return
         self._handshakes.pop(conn, None)
         if req.lastZxidSeen > self.last_zxid:
@@ -629,7 +630,8 @@ class ZabbyServer:
         """Prep stage of a client write, the same on every server: then the commit
         stage (the seam: local log or Zab) takes it."""
         s = conn.session
-        if s is None or s.closing:
+        if (s is None or s.closing) and not self.read_only:
+            # (read-only mode answers every write first: ReadOnlyRequestProcessor)
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
         self.commit_stage.write(conn, s, xid, op, body, t0)
@@ -680,6 +682,9 @@ class ZabbyServer:
             self._unknown_op(conn, xid, op)
             return
         if body is MALFORMED:
+            if op == _SYNC and self.read_only:  # answered before it is decoded
+                self.commit_stage.sync(conn, s, xid, "", t0)
+                return
             if op in KEEPER_OPS and self.keeper is None:
                 self._unknown_op(conn, xid, op)
                 return

@@ -242,6 +242,9 @@ class EnsembleServer(ZabbyServer):
                  four_letter_handler: FourLetterHandler | None = None) -> None:
         super().__init__(config, server_id=my_id, committer=committer, tree=tree,
                          security=security, four_letter_handler=four_letter_handler)
+        # the Zab commit stage; `commit_stage` is it too, except in read-only mode
+        # (readonly.py puts its own stage in front while the member has no quorum)
+        self.zab: ZabCommit = self.commit_stage
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)
@@ -294,7 +297,7 @@ class EnsembleServer(ZabbyServer):
         self._cert_watch: asyncio.Task | None = None
         # session id -> timeout, touched here since the last relay to the leader
         # (recorded by core.handle_request / handle_connect: the stage's `touched`)
-        self.touched: dict[int, int] = self.commit_stage.touched
+        self.touched: dict[int, int] = self.zab.touched
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -307,7 +310,7 @@ class EnsembleServer(ZabbyServer):
     @property
     def sync_barriers(self) -> dict[int, list]:
         """Leader: no-op zxid -> callbacks once it is applied (ZabCommit.barrier)."""
-        return self.commit_stage.sync_barriers
+        return self.zab.sync_barriers
 
     @property
     def mode(self) -> str:
@@ -366,23 +369,23 @@ class EnsembleServer(ZabbyServer):
             if kind == K_ZAB:
                 self.peer.receive(frm, body)
             elif kind == K_FORWARD:
-                self.commit_stage.on_forward(frm, Forwarded.decode(body))
+                self.zab.on_forward(frm, Forwarded.decode(body))
             elif kind == K_TOUCH:
                 self._on_touches(Touches.decode(body))
             elif kind == K_SYNC:
-                self.commit_stage.on_sync_request(frm, SyncMsg.decode(body))
+                self.zab.on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
-                self.commit_stage.on_sync_ok(SyncMsg.decode(body))
+                self.zab.on_sync_ok(SyncMsg.decode(body))
             elif kind == K_OWNER:
-                self.commit_stage.on_owner(frm, Touches.decode(body))
+                self.zab.on_owner(frm, Touches.decode(body))
             elif kind == K_OWNER_OK:
-                self.commit_stage.on_owner_ok(Touches.decode(body))
+                self.zab.on_owner_ok(Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
                          m.session & (2**64 - 1))
-                self.commit_stage.sync_failed((m.session, m.xid))
-                self.commit_stage.abandon(m.session)
+                self.zab.sync_failed((m.session, m.xid))
+                self.zab.abandon(m.session)
             else:
                 log.warning("dropped message of unknown kind %d from server %d", kind, frm)
         except ProtocolError as e:
@@ -449,8 +452,8 @@ class EnsembleServer(ZabbyServer):
                     self.quorum_mesh.flush()
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
-                if r.commit and self.commit_stage.pending_syncs:
-                    self.commit_stage.answer_syncs()
+                if r.commit and self.zab.pending_syncs:
+                    self.zab.answer_syncs()
                 if r.config is not None:
                     self._config_changed(r.config)
                 for ev in r.events:
@@ -672,7 +675,7 @@ class EnsembleServer(ZabbyServer):
                  "serving" if serving else "not serving")
         if was_leading and role != "leading":
             self.tree.discard_pending()
-            self.commit_stage.session_owner.clear()
+            self.zab.session_owner.clear()
         if was_serving and not serving or role != "leading" and was_leading:
             # in-flight writes have an unknown outcome: their clients reconnect (after
             # the replies already queued, e.g. that of the reconfig which made this
@@ -680,9 +683,9 @@ class EnsembleServer(ZabbyServer):
             for conn in list(self.connections):
                 if conn.inflight:
                     conn.close_after_flush()
-            self.commit_stage.drop_pending()
-            self.commit_stage.pending_syncs.clear()
-            self.commit_stage.sync_barriers.clear()
+            self.zab.drop_pending()
+            self.zab.pending_syncs.clear()
+            self.zab.sync_barriers.clear()
         if not serving:
             for conn in list(self.connections):
                 conn.close_after_flush()
@@ -697,7 +700,7 @@ class EnsembleServer(ZabbyServer):
 
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
         # the final stage, shared with the standalone server (pipeline.CommitStage)
-        self.commit_stage.apply(Txn.decode(payload))
+        self.zab.apply(Txn.decode(payload))
 
     # ------------------------------------------------------------ sessions
     def _relay_touches(self) -> None:

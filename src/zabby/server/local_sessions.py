@@ -145,7 +145,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
     def _end_local(self, sid: int) -> None:
         """A local session ends here: nothing to tell anyone, no txn."""
         self.local_ids.discard(sid)
-        self.commit_stage.session_owner.pop(sid, None)
+        self.zab.session_owner.pop(sid, None)
         self.touched.pop(sid, None)
         s = self.sessions.remove(sid)
         if s is not None:
@@ -183,7 +183,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
                 log.info("Upgrading session 0x%x", s.id & (2**64 - 1))
                 self.local_ids.discard(s.id)
                 self._upgrading.add(s.id)
-                self.commit_stage.route(s.id, 0, Op.CREATE_SESSION, s.timeout, conn.auth)
+                self.zab.route(s.id, 0, Op.CREATE_SESSION, s.timeout, conn.auth)
             elif op != Op.MULTI:
                 # ZooKeeper's learner answers its own EPHEMERALONLOCALSESSION whatever
                 # error txn the leader makes of it; a multi gets the leader's results
@@ -196,7 +196,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
             # answered after the writes before it (FIFO): see _apply_committed
             conn.inflight += 1
             self.outstanding += 1
-            self.commit_stage.pending_writes.setdefault(s.id, deque()).append(
+            self.zab.pending_writes.setdefault(s.id, deque()).append(
                 (_LOCAL_CLOSE, conn, xid, op, t0))
             self._local_closes.add(s.id)
             return
@@ -212,7 +212,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
                 [sid for sid in self._upgrading if sid in self.tree.sessions])
         if self._local_closes:
             for sid in list(self._local_closes):
-                q = self.commit_stage.pending_writes.get(sid)
+                q = self.zab.pending_writes.get(sid)
                 if q and q[0][0] is not _LOCAL_CLOSE:
                     continue
                 self._local_closes.discard(sid)
@@ -220,7 +220,7 @@ class LocalSessionsEnsembleServer(EnsembleServer):
                     continue  # its connection closed meanwhile
                 _, conn, xid, op, t0 = q.popleft()
                 if not q:
-                    del self.commit_stage.pending_writes[sid]
+                    del self.zab.pending_writes[sid]
                 self.outstanding -= 1
                 conn.inflight -= 1
                 if conn.session is not None:

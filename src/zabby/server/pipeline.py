@@ -159,13 +159,14 @@ class CommitStage:
     # whoever expires them (core.handle_request records into it); None: this server
     touched: dict[int, int] | None = None
 
-    @property
     def housekeeping(self) -> bool:
-        """Does this server expire sessions and remove containers / TTL nodes now?"""
+        """The stage's part of a tick: True if this server expires sessions and
+        removes containers / TTL nodes now (core.tick)."""
         return True
 
-    def admit(self, conn, req) -> bool:
-        """May this server take a client's ConnectRequest now? (else it answered)"""
+    def admit(self, conn, req, read_only: bool) -> bool:
+        """May this server take a client's ConnectRequest now? (else it answered;
+        ``read_only``: the client can live with a read-only server)"""
         return True
 
     def reopen(self, conn, s) -> None:
@@ -378,15 +379,12 @@ class ZabCommit(CommitStage):
         self.session_owner.pop(session_id, None)
 
     # ------------------------------------------------------------ session hooks
-    @property
     def housekeeping(self) -> bool:
         srv = self.server
         return srv.role == "leading" and srv.serving
 
-    def admit(self, conn, req) -> bool:
+    def admit(self, conn, req, read_only: bool) -> bool:
         srv = self.server
-        if srv.read_only:  # readonly.py took the connect: a session local to here
-            return True
         if not srv.serving:
             # "ZooKeeperServer not running": the client tries another member
             conn.abort()
@@ -408,9 +406,7 @@ class ZabCommit(CommitStage):
         before the client hears it is connected (so nothing it sends afterwards on
         an older connection elsewhere can get in first); a learner waits for that."""
         srv = self.server
-        if srv.read_only:
-            srv._reopened(conn, s)
-        elif srv.role == "leading":
+        if srv.role == "leading":
             self.session_owner[s.id] = srv.my_id
             srv._reopened(conn, s)
         else:
