@@ -415,8 +415,7 @@ class ZabbyServer:
         self._throttled.discard(conn)
         self._not_read.discard(conn)
         s = conn.session
-        if s is not None and self.commit_stage.pending_writes:
-            self.commit_stage.connection_closed(conn, s)
+        self.commit_stage.connection_closed(conn, s)
         if conn not in self.connections:
             return
         self.connections.discard(conn)

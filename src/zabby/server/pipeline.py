@@ -142,8 +142,11 @@ class CommitStage:
         self.server._reply(conn, xid, _SYNC, Err.OK, PathResponse(path), t0)
 
     def connection_closed(self, conn, s) -> None:
-        """The client learns nothing more on ``conn``; should the session come back
-        here, its new writes must not queue behind these."""
+        """``conn`` (of session ``s``, or None) closed. The client learns nothing more
+        on it; should the session come back here, its new writes must not queue
+        behind these."""
+        if s is None or not self.pending_writes:
+            return
         q = self.pending_writes.get(s.id)
         if q:
             kept = deque(e for e in q if e[1] is not conn)
