@@ -7,8 +7,11 @@ request to `handle_request`, which appends it to the connection's backlog.
 `LocalCommit` here, `ZabCommit` in an ensemble member); a read waits until
 every earlier write of the same connection has been applied, so a session
 always reads its own writes and gets its replies in request order. When a
-txn commits it is applied to the tree, watches fire (notifications are queued
-before any later reply on every connection) and `_write_done` replies.
+txn commits, `CommitStage.apply` applies it to the tree, fires watches
+(notifications are queued before any later reply on every connection) and,
+for this server's client, `_write_done` replies. The session path (connect,
+re-attach, expiry, the tick) calls the stage's hooks; an ensemble member
+overrides none of this module's request-path methods.
 """
 
 from __future__ import annotations

@@ -1,26 +1,32 @@
-"""The commit stage of the request pipeline: the one seam between a standalone
-server and an ensemble member.
+"""The request pipeline's commit stage and final stage: the one seam between a
+standalone server and an ensemble member.
 
-The request path, in ZooKeeper's processor-chain terms (docs/ARCHITECTURE.md,
+A client write, in ZooKeeper's processor-chain terms (docs/ARCHITECTURE.md,
 "One request path"):
 
-- front (``ZabbyServer.handle_request`` / ``pump``): FIFO backlog per connection,
-  reads answered in order once the connection's writes are applied -- shared.
-- prep (``ZabbyServer._write``, ``_start_session``, ``_submit_internal``): the
-  session checks every server makes, then hand-off to ``server.commit_stage`` --
-  shared.
-- commit (this module, the seam): ``LocalCommit`` prepares the txn here and
-  group-commits it to the local log (PrepRequestProcessor + SyncRequestProcessor);
-  ``ZabCommit`` sends it through Zab: the leader prepares and proposes, a learner
-  forwards it (ProposalRequestProcessor / FollowerRequestProcessor).
-- final (``ZabbyServer._write_done``, ``_session_ready``): account, answer in the
-  shape of the op, go on with the connection's backlog -- shared. An ensemble
-  member reaches it from ``EnsembleServer._apply_committed`` when the committed
-  txn heads its session's queue of outstanding writes.
+1. front (``ZabbyServer.handle_request`` / ``pump``, core.py): FIFO backlog per
+   connection; a read waits until the connection's writes are applied.
+2. prep (``ZabbyServer._write``, core.py): the session check every server makes.
+3. commit (``server.commit_stage``, this module): the stage queues the write in
+   ``pending_writes[session]``, then
+   - ``LocalCommit`` (standalone) prepares the txn here and group-commits it to
+     the local log (PrepRequestProcessor + SyncRequestProcessor);
+   - ``ZabCommit`` (ensemble member) sends it through Zab: the leader fences the
+     session (SESSIONMOVED), prepares and proposes it; a learner forwards it to
+     the leader (ProposalRequestProcessor / FollowerRequestProcessor).
+4. apply (``CommitStage.apply``, here, on every server): the committed txn is
+   applied to the tree, watches fire, and if it heads its session's queue of
+   outstanding writes it is this server's client's (CommitProcessor) ...
+5. reply (``ZabbyServer._write_done``, core.py): ... answered in the op's shape,
+   then the connection's backlog goes on (FinalRequestProcessor).
 
-A stage has three entry points: ``write`` (a client write that passed the prep
-checks), ``start_session`` (a new session's createSession) and ``internal`` (a
-write the server makes itself: expiry, container cleanup).
+A stage's entry points: ``write``, ``start_session`` (createSession of a new
+session), ``internal`` (a write the server makes itself: expiry, container
+cleanup), ``sync``; its hooks on the session path: ``admit`` (connect),
+``reopen`` (a session re-attached), ``close_session`` (expiry), ``housekeeping``
+(its part of a tick), ``touched`` (touches to relay), ``connection_closed``.
+Read-only mode (readonly.ReadOnlyStage) and local sessions
+(local_sessions.LocalSessionsStage) are stages too.
 """
 
 from __future__ import annotations
@@ -101,7 +107,10 @@ class CommitStage:
         srv = self.server
         res = srv.tree.apply(txn)
         hdr = txn.header
-        self.account(hdr.time)
+        if self.quorum:
+            self.account(hdr.time)
+        else:  # inline: the standalone write path saves a call
+            srv.metrics.propagation_latency.add(now_ms() - hdr.time)
         srv._fire(res.events)
         if self.sync_barriers:
             for done in self.sync_barriers.pop(hdr.zxid, ()):
@@ -158,6 +167,7 @@ class CommitStage:
 
     # ------------------------------------------------------------ hooks
     tracks_sessions = True  # this server expires sessions (an ensemble: the leader)
+    quorum = False  # txns commit at a quorum: `account` counts them as Zab does
     # session id -> timeout of the sessions touched here since the last relay to
     # whoever expires them (core.handle_request records into it); None: this server
     touched: dict[int, int] | None = None
@@ -193,7 +203,8 @@ class CommitStage:
         self.internal(_CLOSE_SESSION, None, s.id)
 
     def account(self, created_ms: int) -> None:
-        """Metrics of a committed txn (made at ``created_ms``, wall clock)."""
+        """Metrics of a committed txn (made at ``created_ms``, wall clock), when
+        ``quorum`` (else ``apply`` counts its propagation latency itself)."""
         self.server.metrics.propagation_latency.add(now_ms() - created_ms)
 
     def session_closed(self, session_id: int) -> None:
@@ -360,6 +371,8 @@ class ZabCommit(CommitStage):
         self.pending_syncs: dict[tuple[int, int], tuple] = {}
 
     # ------------------------------------------------------------ apply hooks
+    quorum = True
+
     @property
     def tracks_sessions(self) -> bool:  # type: ignore[override]
         return self.server.role == "leading"
