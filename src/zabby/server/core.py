@@ -9,7 +9,7 @@ every earlier write of the same connection has been applied, so a session
 always reads its own writes and gets its replies in request order. When a
 txn commits, `CommitStage.apply` applies it to the tree, fires watches
 (notifications are queued before any later reply on every connection) and,
-for this server's client, `_write_done` replies. The session path (connect,
+for this server's client, `CommitStage.write_done` replies. The session path (connect,
 re-attach, expiry, the tick) calls the stage's hooks; an ensemble member
 overrides none of this module's request-path methods.
 """
@@ -43,7 +43,6 @@ from ..wire.records import (
     ConnectRequest,
     ConnectResponse,
     ErrorResponse,
-    GetDataResponse,
     WhoAmIResponse,
 )
 from .config import ServerConfig
@@ -57,7 +56,7 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
-from .keeper import KeeperExtensions, keeper_reply
+from .keeper import KeeperExtensions
 from .metrics import ServerMetrics
 from .pipeline import InMemoryCommitter, LocalCommit
 from .pipeline import now_ms as _now_ms
@@ -81,9 +80,6 @@ _CONNECTED = KeeperState.SYNC_CONNECTED
 _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 _NONODE = int(Err.NONODE)
-_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
-_CLOSE_SESSION = int(Op.CLOSE_SESSION)  # plain ints for the hot path (no enum lookup)
-_RECONFIG = int(Op.RECONFIG)
 _SYNC = int(Op.SYNC)
 
 
@@ -637,24 +633,6 @@ class ZabbyServer:
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
         self.commit_stage.write(conn, s, xid, op, body, t0)
-
-    def _write_done(self, conn: ClientConnection, xid: int, op: int, res, txn, t0: int) -> None:
-        """Final stage of a client write, once its txn is applied here: answer it
-        in the op's shape, then go on with the connection's backlog."""
-        self.outstanding -= 1
-        conn.inflight -= 1
-        if conn.closed:
-            return
-        err, resp = res.err, res.response
-        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
-            err, resp = keeper_reply(op, res)
-        elif op == _RECONFIG and err == 0 and resp is not None:
-            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
-        self._reply(conn, xid, op, err, resp, t0)
-        if op == _CLOSE_SESSION:
-            conn.close_after_flush()
-            return
-        self.pump(conn)
 
     def _submit_internal(self, op: int, body, session_id: int) -> None:
         """A write the server makes itself (session expiry, container cleanup)."""

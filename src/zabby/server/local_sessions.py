@@ -203,7 +203,7 @@ class LocalSessionsStage(ZabCommit):
         super().apply(txn)
         if refused is not None:
             _, conn, xid, op, t0 = refused
-            self.server._write_done(conn, xid, op, _Refused, txn, t0)
+            self.write_done(conn, xid, op, _Refused, txn, t0)
         if self.upgrading:
             self.upgrading.difference_update(
                 [sid for sid in self.upgrading if sid in self.server.tree.sessions])

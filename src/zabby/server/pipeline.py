@@ -17,7 +17,7 @@ A client write, in ZooKeeper's processor-chain terms (docs/ARCHITECTURE.md,
 4. apply (``CommitStage.apply``, here, on every server): the committed txn is
    applied to the tree, watches fire, and if it heads its session's queue of
    outstanding writes it is this server's client's (CommitProcessor) ...
-5. reply (``ZabbyServer._write_done``, core.py): ... answered in the op's shape,
+5. reply (``CommitStage.write_done``, here): ... answered in the op's shape,
    then the connection's backlog goes on (FinalRequestProcessor).
 
 A stage's entry points: ``write``, ``start_session`` (createSession of a new
@@ -42,9 +42,11 @@ from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.jute import ProtocolError, Record, vector
+from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import REQUEST_BODY
-from ..wire.records import ConnectResponse, PathResponse
+from ..wire.records import ConnectResponse, GetDataResponse, PathResponse
 from .connection import MALFORMED
+from .keeper import keeper_reply
 
 log = logging.getLogger("zabby.server.ensemble")
 
@@ -54,6 +56,7 @@ _RECONFIG = int(Op.RECONFIG)
 _CREATE_SESSION = int(Op.CREATE_SESSION)
 _ERROR = int(Op.ERROR)
 _SYNC = int(Op.SYNC)
+_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
 _SESSIONMOVED = int(Err.SESSIONMOVED)
 _MULTI = int(Op.MULTI)
 
@@ -143,7 +146,26 @@ class CommitStage:
             del self.pending_writes[sid]
         if closed is not None and closed is not conn:
             closed.abort()
-        srv._write_done(conn, xid, op, res, txn, t0)
+        self.write_done(conn, xid, op, res, txn, t0)
+
+    def write_done(self, conn, xid: int, op: int, res, txn, t0: int) -> None:
+        """The reply to a client write, once its txn is applied here: answer it
+        in the op's shape, then go on with the connection's backlog."""
+        srv = self.server
+        srv.outstanding -= 1
+        conn.inflight -= 1
+        if conn.closed:
+            return
+        err, resp = res.err, res.response
+        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
+            err, resp = keeper_reply(op, res)
+        elif op == _RECONFIG and err == 0 and resp is not None:
+            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
+        srv._reply(conn, xid, op, err, resp, t0)
+        if op == _CLOSE_SESSION:
+            conn.close_after_flush()
+            return
+        srv.pump(conn)
 
     def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
         """``sync``: answer once every write committed before it is applied here.
