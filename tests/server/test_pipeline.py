@@ -168,6 +168,7 @@ def test_a_log_failure_drops_every_pending_request_and_refuses_writes():
         assert server.tree.get_node("/x") is None
         assert server.commit_stage.pending_writes == {}
         assert server.commit_stage.pending_connects == {}
+        assert server.outstanding == 0
         # a new session still connects (no txn) and its writes are refused
         fresh, t3 = _connect(server)
         await asyncio.sleep(0)

@@ -325,6 +325,8 @@ class LocalCommit(CommitStage):
         self.pending_connects.clear()
         for q in self.pending_writes.values():
             conns.extend(e[1] for e in q)
+            srv.outstanding -= len(q)
+        self.pending_writes.clear()
         for conn in conns:
             if not conn.closed:
                 conn.abort()
