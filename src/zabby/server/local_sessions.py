@@ -129,6 +129,8 @@ class LocalSessionsStage(ZabCommit):
         self.local_ids.discard(sid)
         self.session_owner.pop(sid, None)
         self.touched.pop(sid, None)
+        if not self.pending_writes.get(sid, True):
+            del self.pending_writes[sid]  # its emptied queue (see CommitStage.apply)
         s = srv.sessions.remove(sid)
         if s is not None:
             s.closing = True

@@ -95,6 +95,9 @@ class CommitStage:
 
     __slots__ = ("server", "pending_writes", "pending_connects", "sync_barriers")
 
+    # ``pending_writes[session]`` may be an empty deque: it is dropped when the
+    # session closes (or its connection does, or the member stops serving)
+
     def __init__(self, server) -> None:
         self.server = server
         # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
@@ -135,17 +138,23 @@ class CommitStage:
                 closed = closed.conn
         q = self.pending_writes.get(sid)
         if not q or q[0][0] != hdr.cxid:
-            if closed is not None:
-                closed.abort()  # the session expired, or closed through another member
+            if htype == _CLOSE_SESSION:
+                if closed is not None:
+                    closed.abort()  # the session expired, or closed through another member
+                if q is not None and not q:
+                    del self.pending_writes[sid]
             return
         if htype == _ERROR and txn.body.err == _SESSIONMOVED:
             self.moved_away(q, sid)
             return
         _, conn, xid, op, t0 = q.popleft()
-        if not q:
-            del self.pending_writes[sid]
-        if closed is not None and closed is not conn:
-            closed.abort()
+        # an emptied queue stays until the session closes: a session with one write
+        # outstanding at a time would otherwise make and drop a deque per write
+        if htype == _CLOSE_SESSION:
+            if not q:
+                del self.pending_writes[sid]
+            if closed is not None and closed is not conn:
+                closed.abort()
         self.write_done(conn, xid, op, res, txn, t0)
 
     def write_done(self, conn, xid: int, op: int, res, txn, t0: int) -> None:
