@@ -96,7 +96,8 @@ class CommitStage:
     __slots__ = ("server", "pending_writes", "pending_connects", "sync_barriers")
 
     # ``pending_writes[session]`` may be an empty deque: it is dropped when the
-    # session closes (or its connection does, or the member stops serving)
+    # session's closeSession is applied (or it ends locally, or the member stops
+    # serving)
 
     def __init__(self, server) -> None:
         self.server = server
