@@ -7,8 +7,11 @@ request to `handle_request`, which appends it to the connection's backlog.
 `LocalCommit` here, `ZabCommit` in an ensemble member); a read waits until
 every earlier write of the same connection has been applied, so a session
 always reads its own writes and gets its replies in request order. When a
-txn commits it is applied to the tree, watches fire (notifications are queued
-before any later reply on every connection) and `_write_done` replies.
+txn commits, `CommitStage.apply` applies it to the tree, fires watches
+(notifications are queued before any later reply on every connection) and,
+for this server's client, `CommitStage.write_done` replies. The session path (connect,
+re-attach, expiry, the tick) calls the stage's hooks; an ensemble member
+overrides none of this module's request-path methods.
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ from ..wire.records import (
     ConnectRequest,
     ConnectResponse,
     ErrorResponse,
-    GetDataResponse,
-    PathResponse,
     WhoAmIResponse,
 )
 from .config import ServerConfig
@@ -55,7 +56,7 @@ from .connection import (
     PAUSE_OUTPUT,
     ClientConnection,
 )
-from .keeper import KeeperExtensions, keeper_reply
+from .keeper import KeeperExtensions
 from .metrics import ServerMetrics
 from .pipeline import InMemoryCommitter, LocalCommit
 from .pipeline import now_ms as _now_ms
@@ -79,9 +80,7 @@ _CONNECTED = KeeperState.SYNC_CONNECTED
 _READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 _NONODE = int(Err.NONODE)
-_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
-_CLOSE_SESSION = int(Op.CLOSE_SESSION)  # plain ints for the hot path (no enum lookup)
-_RECONFIG = int(Op.RECONFIG)
+_SYNC = int(Op.SYNC)
 
 
 __all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
@@ -270,6 +269,8 @@ class ZabbyServer:
 
     def tick(self) -> None:
         """Expire sessions whose deadline passed; remove empty containers and expired TTL nodes."""
+        if not self.commit_stage.housekeeping():  # an ensemble: the serving leader does
+            return
         now = self.monotonic_ms()
         for s in self.throttled_sessions():
             self.sessions.touch(s, now)
@@ -415,6 +416,8 @@ class ZabbyServer:
         self._handshakes.pop(conn, None)
         self._throttled.discard(conn)
         self._not_read.discard(conn)
+        s = conn.session
+        self.commit_stage.connection_closed(conn, s)
         if conn not in self.connections:
             return
         self.connections.discard(conn)
@@ -425,7 +428,6 @@ class ZabbyServer:
         else:
             self.connections_by_ip[ip] = n
         self.watches.remove_watcher(conn)
-        s = conn.session
         if s is not None and s.conn is conn:
             s.conn = None
 
@@ -471,6 +473,9 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ handshake
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
+        stage = self.commit_stage
+        if not stage.admit(conn, req, read_only):  # e.g. an ensemble member not serving
+            return
         self._handshakes.pop(conn, None)
         if req.lastZxidSeen > self.last_zxid:
             log.info(
@@ -488,6 +493,8 @@ class ZabbyServer:
             s.conn = conn
             conn.session = s
             s.auth = conn.auth
+            if stage.touched is not None:
+                stage.touched[sid] = s.timeout
             # the session exists once its createSession txn is applied
             conn.inflight += 1
             self._start_session(conn, s, timeout)
@@ -512,11 +519,17 @@ class ZabbyServer:
         s.conn = conn
         conn.session = s
         s.auth = conn.auth
+        if stage.touched is not None:
+            stage.touched[s.id] = s.timeout
         self._reopen(conn, s)
 
     def _reopen(self, conn: ClientConnection, s: Session) -> None:
-        """Answer a connect that resumed session `s` (an ensemble member first asks the
-        leader, which records the session's new owner: ensemble._reopen)."""
+        """A connect resumed session `s`: the commit stage answers it (an ensemble
+        member first asks the leader, which records the session's new owner)."""
+        self.commit_stage.reopen(conn, s)
+
+    def _reopened(self, conn: ClientConnection, s: Session) -> None:
+        """Final stage of a connect that resumed session `s`: answer it."""
         conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
 
     def connect_response(self, conn: ClientConnection, resp: ConnectResponse) -> bytes:
@@ -538,12 +551,16 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ requests
     def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
+        s = conn.session
+        if s is not None:
+            touched = self.commit_stage.touched
+            if touched is not None:  # relayed to whoever expires sessions
+                touched[s.id] = s.timeout
         ex = conn.sasl
         if ex is not None and ex.held is not None:
             # a GSSAPI step is running on a worker thread: later packets wait for it
             ex.held.append((xid, op, body))
             return
-        s = conn.session
         m = self.metrics
         m.packets_received += 1
         m.op_counts[op] += 1
@@ -614,46 +631,19 @@ class ZabbyServer:
         """Prep stage of a client write, the same on every server: then the commit
         stage (the seam: local log or Zab) takes it."""
         s = conn.session
-        if s is None or s.closing:
+        if (s is None or s.closing) and not self.read_only:
+            # (read-only mode answers every write first: ReadOnlyRequestProcessor)
             self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
             return
         self.commit_stage.write(conn, s, xid, op, body, t0)
-
-    def _write_done(self, conn: ClientConnection, xid: int, op: int, res, txn, t0: int) -> None:
-        """Final stage of a client write, once its txn is applied here: answer it
-        in the op's shape, then go on with the connection's backlog."""
-        self.outstanding -= 1
-        conn.inflight -= 1
-        if conn.closed:
-            return
-        err, resp = res.err, res.response
-        if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
-            err, resp = keeper_reply(op, res)
-        elif op == _RECONFIG and err == 0 and resp is not None:
-            resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
-        self._reply(conn, xid, op, err, resp, t0)
-        if op == _CLOSE_SESSION:
-            conn.close_after_flush()
-            return
-        self.pump(conn)
 
     def _submit_internal(self, op: int, body, session_id: int) -> None:
         """A write the server makes itself (session expiry, container cleanup)."""
         self.commit_stage.internal(op, body, session_id)
 
     def close_session(self, s: Session) -> None:
-        s.closing = True
-        conn = s.conn
-        if conn is not None:
-            s.conn = None
-            conn.session = None
-            conn.abort()
-        if self.committer.failure is not None:
-            # no txn while the log is broken: a durable session's ephemerals stay
-            # until it expires again after the restart
-            self.sessions.remove(s.id)
-            return
-        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
+        """Session `s` expired: the commit stage ends it."""
+        self.commit_stage.close_session(s)
 
     def _fire(self, events) -> None:
         trigger = self.watches.trigger
@@ -679,6 +669,9 @@ class ZabbyServer:
             self._unknown_op(conn, xid, op)
             return
         if body is MALFORMED:
+            if op == _SYNC and self.read_only:  # answered before it is decoded
+                self.commit_stage.sync(conn, s, xid, "", t0)
+                return
             if op in KEEPER_OPS and self.keeper is None:
                 self._unknown_op(conn, xid, op)
                 return
@@ -695,8 +688,8 @@ class ZabbyServer:
         if op == Op.PING:
             conn.send(encode_reply(XID_PING, self.last_zxid, 0))
             return
-        if op == Op.SYNC:
-            self._reply(conn, xid, op, Err.OK, PathResponse(body.path), t0)
+        if op == Op.SYNC:  # the commit stage knows when every earlier write is applied
+            self.commit_stage.sync(conn, s, xid, body.path, t0)
             return
         if op in (Op.SET_WATCHES, Op.SET_WATCHES2):
             self._set_watches(conn, body, op == Op.SET_WATCHES2)

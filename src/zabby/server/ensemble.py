@@ -14,10 +14,12 @@ relays every tick and proposes closeSession when one lapses. A client may
 reconnect to any member that has applied its session; a member refuses a
 client whose last seen zxid is ahead of its own, and otherwise asks the leader,
 which records it as the session's owner: a write forwarded for the session by
-any other member is refused SESSIONMOVED (see "session owners" below). With
+any other member is refused SESSIONMOVED (see "session owners" in pipeline.py:
+routing, fencing and the queue of outstanding writes are the commit stage's,
+`pipeline.ZabCommit`). With
 localSessionsEnabled new sessions are local to their member (local_sessions.py).
 
-`sync` from a follower asks the leader, which answers on the same link after
+`sync` (pipeline.ZabCommit.sync) from a follower asks the leader, which answers on the same link after
 every commit it has sent so far; when the answer arrives those commits are
 applied, so a read after sync sees every write acknowledged before the sync.
 
@@ -34,21 +36,17 @@ import random
 import struct
 import time
 from bisect import bisect_right
-from collections import deque
 
-from ..consensus import Config, Limits, NotLeader, Peer, make_zxid, zxid_counter, zxid_epoch
+from ..consensus import Config, Limits, Peer
 from ..consensus import messages as zmsg
 from ..storage import TxnLog
 from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
 from ..tree.acl import check_perm
 from ..tree.txn import SetDataTxn
-from ..wire import Err, Id, Op, Perm
-from ..wire.jute import ProtocolError, Record, vector
-from ..wire.protocol import REQUEST_BODY
-from ..wire.records import ConnectRequest, ConnectResponse, PathResponse
+from ..wire import Err, Op, Perm
+from ..wire.jute import ProtocolError, Record
 from .config import ServerConfig
-from .connection import MALFORMED, ClientConnection
 from .core import FourLetterHandler, ZabbyServer, _now_ms
 from .durability import GroupCommitter
 from .dynconfig import (
@@ -62,17 +60,25 @@ from .dynconfig import (
     write_dynamic_config,
 )
 from .peers import PeerMesh
-from .pipeline import ZabCommit
+from .pipeline import (
+    K_DROPPED,
+    K_FORWARD,
+    K_OWNER,
+    K_OWNER_OK,
+    K_SYNC,
+    K_SYNC_OK,
+    K_TOUCH,
+    K_ZAB,
+    Forwarded,
+    SyncMsg,
+    Touches,
+    ZabCommit,
+)
 from .quorum_auth import watch_cert_files
 from .security import Security
 
 log = logging.getLogger("zabby.server.ensemble")
 
-# kinds of quorum-port messages
-K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
-# a member re-attaches a client's session (reconnect): the leader makes it the owner
-# and answers whether the session is still valid (ZooKeeper's REVALIDATE)
-K_OWNER, K_OWNER_OK = 16, 17
 _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
@@ -106,24 +112,6 @@ def config_of_data(version: int, data: bytes) -> Config | None:
     return None if m is None else _config_of(m.with_version(version))
 MODES = {"leading": "leader", "following": "follower", "observing": "observer",
          "looking": "looking"}
-
-
-class Forwarded(Record):
-    """A client write a learner passes to the leader."""
-
-    FIELDS = (("session", "long"), ("cxid", "int"), ("op", "int"),
-              ("auth", vector(Id)), ("body", "buffer"))
-
-
-class Touches(Record):
-    FIELDS = (("sessions", vector("long")), ("timeouts", vector("int")))
-
-
-class SyncMsg(Record):
-    """sync: the request names the session and xid; the answer adds the leader's
-    commit point, which the learner applies before it answers the client."""
-
-    FIELDS = (("session", "long"), ("xid", "int"), ("zxid", "long"))
 
 
 # ------------------------------------------------------------------ durable view
@@ -254,6 +242,9 @@ class EnsembleServer(ZabbyServer):
                  four_letter_handler: FourLetterHandler | None = None) -> None:
         super().__init__(config, server_id=my_id, committer=committer, tree=tree,
                          security=security, four_letter_handler=four_letter_handler)
+        # the Zab commit stage; `commit_stage` is it too, except in read-only mode
+        # (readonly.py puts its own stage in front while the member has no quorum)
+        self.zab: ZabCommit = self.commit_stage
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir)
@@ -305,14 +296,9 @@ class EnsembleServer(ZabbyServer):
                 mesh.accept_unknown = True
                 mesh.dial_all = True
         self._cert_watch: asyncio.Task | None = None
-        # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
-        self.pending_writes: dict[int, deque] = {}
-        self.pending_connects: dict[int, ClientConnection] = {}
-        self.pending_syncs: dict[tuple[int, int], tuple[ClientConnection, str, int]] = {}
-        self.touched: dict[int, int] = {}
-        self.sync_barriers: dict[int, list] = {}  # no-op zxid -> callbacks (leader)
-        # leader: session id -> the member that last (re)validated it (see _fence)
-        self.session_owner: dict[int, int] = {}
+        # session id -> timeout, touched here since the last relay to the leader
+        # (recorded by core.handle_request / handle_connect: the stage's `touched`)
+        self.touched: dict[int, int] = self.zab.touched
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -321,6 +307,11 @@ class EnsembleServer(ZabbyServer):
         self.looking_since: float | None = time.monotonic()
         self.leading_since: float | None = None
         committer.after_batch = self._log_batch_durable
+
+    @property
+    def sync_barriers(self) -> dict[int, list]:
+        """Leader: no-op zxid -> callbacks once it is applied (ZabCommit.barrier)."""
+        return self.zab.sync_barriers
 
     @property
     def mode(self) -> str:
@@ -379,23 +370,23 @@ class EnsembleServer(ZabbyServer):
             if kind == K_ZAB:
                 self.peer.receive(frm, body)
             elif kind == K_FORWARD:
-                self._on_forward(frm, Forwarded.decode(body))
+                self.zab.on_forward(frm, Forwarded.decode(body))
             elif kind == K_TOUCH:
                 self._on_touches(Touches.decode(body))
             elif kind == K_SYNC:
-                self._on_sync_request(frm, SyncMsg.decode(body))
+                self.zab.on_sync_request(frm, SyncMsg.decode(body))
             elif kind == K_SYNC_OK:
-                self._on_sync_ok(SyncMsg.decode(body))
+                self.zab.on_sync_ok(SyncMsg.decode(body))
             elif kind == K_OWNER:
-                self._on_owner(frm, Touches.decode(body))
+                self.zab.on_owner(frm, Touches.decode(body))
             elif kind == K_OWNER_OK:
-                self._on_owner_ok(Touches.decode(body))
+                self.zab.on_owner_ok(Touches.decode(body))
             elif kind == K_DROPPED:
                 m = SyncMsg.decode(body)
                 log.info("the leader dropped a request of session 0x%x; closing its connection",
                          m.session & (2**64 - 1))
-                self._sync_failed((m.session, m.xid))
-                self._abandon(m.session)
+                self.zab.sync_failed((m.session, m.xid))
+                self.zab.abandon(m.session)
             else:
                 log.warning("dropped message of unknown kind %d from server %d", kind, frm)
         except ProtocolError as e:
@@ -462,8 +453,8 @@ class EnsembleServer(ZabbyServer):
                     self.quorum_mesh.flush()
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
-                if r.commit and self.pending_syncs:
-                    self._answer_syncs()
+                if r.commit and self.zab.pending_syncs:
+                    self.zab.answer_syncs()
                 if r.config is not None:
                     self._config_changed(r.config)
                 for ev in r.events:
@@ -687,7 +678,7 @@ class EnsembleServer(ZabbyServer):
             self.on_serving()  # (app.py: the first sync of an untrusted empty data dir)
         if was_leading and role != "leading":
             self.tree.discard_pending()
-            self.session_owner.clear()
+            self.zab.session_owner.clear()
         if was_serving and not serving or role != "leading" and was_leading:
             # in-flight writes have an unknown outcome: their clients reconnect (after
             # the replies already queued, e.g. that of the reconfig which made this
@@ -695,12 +686,9 @@ class EnsembleServer(ZabbyServer):
             for conn in list(self.connections):
                 if conn.inflight:
                     conn.close_after_flush()
-            self.pending_writes.clear()
-            self.pending_syncs.clear()
-            self.sync_barriers.clear()
-            for conn in self.pending_connects.values():
-                conn.abort()
-            self.pending_connects.clear()
+            self.zab.drop_pending()
+            self.zab.pending_syncs.clear()
+            self.zab.sync_barriers.clear()
         if not serving:
             for conn in list(self.connections):
                 conn.close_after_flush()
@@ -713,179 +701,11 @@ class EnsembleServer(ZabbyServer):
                 else:
                     self.sessions.touch(self.sessions.get(sid), now)
 
-    # ------------------------------------------------------------ clients
-    def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
-        if not self.serving:
-            # "ZooKeeperServer not running": the client tries another member
-            conn.abort()
-            return
-        sid = req.sessionId
-        if sid != 0 and sid in self.tree.sessions and self.sessions.get(sid) is None:
-            # a session created through another member: we know it from its txn
-            self.sessions.add(sid, self.tree.sessions[sid], self.monotonic_ms())
-        super().handle_connect(conn, req, read_only)
-        s = conn.session
-        if s is not None:
-            self.touched[s.id] = s.timeout
-
-    def connection_closed(self, conn: ClientConnection) -> None:
-        super().connection_closed(conn)
-        s = conn.session
-        q = self.pending_writes.get(s.id) if s is not None else None
-        if q:
-            # the client will learn nothing more on this connection; should the
-            # session come back here, its new writes must not queue behind these
-            kept = deque(e for e in q if e[1] is not conn)
-            self.outstanding -= len(q) - len(kept)
-            if kept:
-                self.pending_writes[s.id] = kept
-            else:
-                del self.pending_writes[s.id]
-
-    def handle_request(self, conn: ClientConnection, xid: int, op: int, body) -> None:
-        s = conn.session
-        if s is not None:
-            self.touched[s.id] = s.timeout
-        super().handle_request(conn, xid, op, body)
-
-    def _route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
-        """Leader: prepare and propose. Learner: forward to the leader."""
-        if self.role == "leading":
-            if not self._fence(session_id, cxid, op, body, self.my_id):
-                self._lead_write(session_id, cxid, op, body, auth)
-            return
-        if op == Op.CREATE_SESSION:
-            raw = _INT.pack(body)
-        elif body is None:
-            raw = None
-        else:
-            raw = body.to_bytes() if hasattr(body, "to_bytes") else _encode_body(body)
-        if self.leader_id is None or not self._send(
-                self.leader_id, K_FORWARD, Forwarded(session_id, cxid, op, list(auth), raw)):
-            log.info("no link to the leader; dropping the connection of session 0x%x",
-                     session_id & (2**64 - 1))
-            self._abandon(session_id)
-
-    def _abandon(self, session_id: int) -> None:
-        conn = self.pending_connects.pop(session_id, None)
-        q = self.pending_writes.pop(session_id, None)
-        if q:
-            conn = q[0][1]
-        if conn is not None:
-            conn.abort()
-
-    def _on_forward(self, frm: int, f: Forwarded) -> None:
-        if self.role != "leading" or not self.serving:
-            log.info("dropped a request forwarded by %d: not leading", frm)
-            self._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
-            return
-        if f.op == Op.CREATE_SESSION:
-            body = _INT.unpack(f.body)[0] if f.body and len(f.body) == 4 else None
-        elif f.body is None:
-            body = None
-        else:
-            body_type = REQUEST_BODY.get(f.op)
-            try:
-                body = body_type.decode(f.body) if body_type is not None else None
-            except ProtocolError:
-                body = None
-        try:
-            ok = self._fence(f.session, f.cxid, f.op, body, frm) or self._lead_write(
-                f.session, f.cxid, f.op, body, f.auth or [])
-        except Exception:
-            log.exception("failed to process a request forwarded by server %d", frm)
-            ok = False
-        if not ok:
-            # the learner's client would otherwise wait forever: it reconnects instead
-            self._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
-
-    def _lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> bool:
-        zxid = self._next_zxid()
-        ctx = RequestContext(session_id, cxid, zxid, _now_ms(), auth)
-        if op == Op.RECONFIG:
-            txn = self._prepare_reconfig(body, ctx)
-        elif op == Op.CREATE_SESSION:
-            txn = self.tree.prepare(op, body, ctx)
-            if body is not None:
-                self.sessions.add(session_id, body, self.monotonic_ms())
-        else:
-            txn = self.tree.prepare(op, body, ctx)
-        payload = txn.encode()
-        try:
-            got = self.peer.propose(payload)
-        except NotLeader:
-            self.tree.discard_pending()
-            self._abandon(session_id)
-            return False
-        m = self.metrics
-        m.proposal_count += 1
-        m.record_proposal_size(len(payload))
-        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
-            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
-        self._drain_soon()
-        return True
-
-    def _next_zxid(self) -> int:
-        """The zxid the peer's next proposal gets (as Peer.propose numbers them)."""
-        last, epoch = self.peer.last_zxid, self.peer.epoch
-        counter = zxid_counter(last) if zxid_epoch(last) == epoch else 0
-        return make_zxid(epoch, counter + 1)
-
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
-        txn = Txn.decode(payload)
-        res = self.tree.apply(txn)
-        if self.serving:  # not while catching up: those txns are old
-            m = self.metrics
-            age = _now_ms() - txn.header.time
-            m.propagation_latency.add(age)
-            if self.role == "leading":
-                # committed once a quorum acked: the leader applies it in the same step
-                m.commit_count += 1
-                m.quorum_ack_latency.add(age)
-            else:
-                m.learner_commit_received_count += 1
-        self._fire(res.events)
-        if self.sync_barriers:
-            for done in self.sync_barriers.pop(zxid, ()):
-                done(zxid)
-        hdr = txn.header
-        sid = hdr.clientId
-        if hdr.type == Op.CREATE_SESSION:
-            timeout = txn.body.timeOut
-            s = self.sessions.get(sid)
-            if s is None and self.role == "leading":
-                self.sessions.add(sid, timeout, self.monotonic_ms())
-            conn = self.pending_connects.pop(sid, None)
-            if conn is not None and not conn.closed and conn.session is not None:
-                self._session_ready(conn, conn.session)
-            return
-        if hdr.type == Op.CLOSE_SESSION:
-            s = self.sessions.remove(sid)
-            self.touched.pop(sid, None)
-            self.session_owner.pop(sid, None)
-        q = self.pending_writes.get(sid)
-        if not q or q[0][0] != hdr.cxid:
-            if hdr.type == Op.CLOSE_SESSION and s is not None and s.conn is not None:
-                s.conn.abort()
-            return
-        if hdr.type == Op.ERROR and txn.body.err == Err.SESSIONMOVED:
-            self._moved_away(q, sid)
-            return
-        _, conn, xid, op, t0 = q.popleft()
-        if not q:
-            del self.pending_writes[sid]
-        self._write_done(conn, xid, op, res, txn, t0)  # the shared final stage
+        # the final stage, shared with the standalone server (pipeline.CommitStage)
+        self.zab.apply(Txn.decode(payload))
 
     # ------------------------------------------------------------ sessions
-    def tick(self) -> None:
-        if self.role != "leading" or not self.serving:
-            return
-        super().tick()
-
-    def close_session(self, s) -> None:
-        s.closing = True
-        self._submit_internal(Op.CLOSE_SESSION, None, s.id)
-
     def _relay_touches(self) -> None:
         for sess in self.throttled_sessions():  # as the standalone tick does
             self.touched[sess.id] = sess.timeout
@@ -893,8 +713,10 @@ class EnsembleServer(ZabbyServer):
             if self.role == "leading":
                 self.touched.clear()
             return
-        t, self.touched = self.touched, {}
-        self._send(self.leader_id, K_TOUCH, Touches(list(t), list(t.values())))
+        t = self.touched
+        sessions, timeouts = list(t), list(t.values())
+        t.clear()  # the same dict: the stage records into it
+        self._send(self.leader_id, K_TOUCH, Touches(sessions, timeouts))
 
     def _on_touches(self, t: Touches) -> None:
         if self.role != "leading":
@@ -908,198 +730,6 @@ class EnsembleServer(ZabbyServer):
             else:
                 self.sessions.touch(s, now)
 
-    # ------------------------------------------------------------ session owners
-    # ZooKeeper's SESSIONMOVED fencing. The leader records, for each session, the member
-    # that created it or last took it over (a client reconnecting there: K_OWNER; the
-    # member answers the client once the leader has said K_OWNER_OK, as ZooKeeper's
-    # REVALIDATE, so nothing sent afterwards elsewhere gets in first). A write
-    # forwarded by any other member -- a connection the session has left and that its
-    # member does not know to be stale -- becomes an error txn SESSIONMOVED; it closes the
-    # connection without a reply (FinalRequestProcessor's sendCloseSession), so the
-    # client reconnects and nothing is applied. As ZooKeeper's checkSession it also
-    # answers SESSIONEXPIRED to writes of a session the leader no longer tracks or is
-    # closing. createSession, closeSession and reconfig are not checked (nor are they in
-    # ZooKeeper: an expiry's close has no owner; reconfig is checked after its own
-    # checks). On one member a re-opened session's older connection is simply closed
-    # (core.handle_connect).
-    def _reopen(self, conn: ClientConnection, s) -> None:
-        """A client re-attached session `s` here. The leader records us as its owner
-        before the client hears it is connected (so nothing it sends afterwards on
-        an older connection elsewhere can get in first); a learner waits for that."""
-        if self.read_only:
-            super()._reopen(conn, s)
-        elif self.role == "leading":
-            self.session_owner[s.id] = self.my_id
-            super()._reopen(conn, s)
-        else:
-            conn.inflight += 1
-            self.pending_connects[s.id] = conn
-            if self.leader_id is None or not self._send(
-                    self.leader_id, K_OWNER, Touches([s.id], [s.timeout])):
-                self._abandon(s.id)
-
-    def _on_owner(self, frm: int, t: Touches) -> None:
-        if self.role != "leading" or not self.serving:  # not "expired": try elsewhere
-            for sid in t.sessions or ():
-                self._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
-            return
-        now = self.monotonic_ms()
-        valid: list[int] = []
-        for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
-            s = self.sessions.get(sid)
-            ok = s is not None and not s.closing
-            if ok:
-                self.sessions.touch(s, now, timeout)  # the newly agreed timeout
-                self.session_owner[sid] = frm
-            valid.append(1 if ok else 0)
-        self._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
-
-    def _on_owner_ok(self, t: Touches) -> None:
-        for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
-            conn = self.pending_connects.pop(sid, None)
-            if conn is None or conn.closed:
-                continue
-            s = conn.session
-            if not valid or s is None:
-                conn.inflight -= 1
-                log.info("the leader says session 0x%x is no longer valid",
-                         sid & (2**64 - 1))
-                conn.send(self.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
-                conn.close_after_flush()
-                continue
-            self._session_ready(conn, s)
-
-    def _session_error(self, session_id: int, origin: int) -> int:
-        """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
-        s = self.sessions.get(session_id)
-        if s is None:
-            return 0 if self._foreign_local_session(session_id) else Err.SESSIONEXPIRED
-        if s.closing:
-            return Err.SESSIONEXPIRED
-        owner = self.session_owner.setdefault(session_id, origin)
-        return 0 if owner == origin else Err.SESSIONMOVED
-
     def _foreign_local_session(self, session_id: int) -> bool:
         """Might an unknown session be another member's local session? (local_sessions)"""
         return False
-
-    def _fence(self, session_id: int, cxid: int, op: int, body, origin: int) -> bool:
-        """Leader: check a client write's session; True if it was answered with an
-        error txn instead of being prepared."""
-        if op == Op.CREATE_SESSION:
-            self.session_owner[session_id] = origin
-            return False
-        if (op in _UNCHECKED or body is None
-                or op == Op.MULTI and not getattr(body, "ops", None)):
-            return False
-        err = self._session_error(session_id, origin)
-        if not err:
-            return False
-        if err == Err.SESSIONMOVED:
-            log.info("session 0x%x moved away from server %d: refusing its write",
-                     session_id & (2**64 - 1), origin)
-        zxid = self._next_zxid()
-        txn = Txn(TxnHeader(session_id, cxid, zxid, _now_ms(), Op.ERROR), ErrorTxn(err))
-        payload = txn.encode()
-        try:
-            self.peer.propose(payload)
-        except NotLeader:
-            self._abandon(session_id)
-            return True
-        self.metrics.proposal_count += 1
-        self.metrics.record_proposal_size(len(payload))
-        self._drain_soon()
-        return True
-
-    def _moved_away(self, q: deque, session_id: int) -> None:
-        """A write of ours was refused SESSIONMOVED: close its connection, no reply."""
-        _, conn, _xid, _op, _t0 = q.popleft()
-        if not q:
-            del self.pending_writes[session_id]
-        self.outstanding -= 1
-        conn.inflight -= 1
-        if not conn.closed:
-            conn.close_after_flush()
-
-    # ------------------------------------------------------------ sync
-    def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        if op == Op.SYNC and body is not MALFORMED:
-            s = conn.session
-            if s is None:
-                return
-            conn.inflight += 1
-            self.pending_syncs[(s.id, xid)] = (conn, body.path, t0)
-            if self.role == "leading":
-                self._sync_barrier(lambda z, key=(s.id, xid): self._sync_point(key, z),
-                                   lambda key=(s.id, xid): self._sync_failed(key))
-            elif self.leader_id is None or not self._send(
-                    self.leader_id, K_SYNC, SyncMsg(s.id, xid, 0)):
-                self._sync_failed((s.id, xid))
-            return
-        super()._read(conn, xid, op, body, t0)
-
-    def _sync_barrier(self, done, failed) -> None:
-        """Leader: commit a no-op txn, then call done(its zxid).
-
-        A deposed leader that has not noticed yet cannot commit anything, so a
-        sync answered through this barrier is never stale (ZooKeeper's sync on
-        the leader skips the quorum round and can be)."""
-        zxid = self._next_zxid()
-        txn = Txn(TxnHeader(0, 0, zxid, _now_ms(), Op.ERROR), ErrorTxn(Err.OK))
-        try:
-            got = self.peer.propose(txn.encode())
-        except NotLeader:
-            failed()
-            return
-        if got != zxid:  # pragma: no cover - the peer and we agree on numbering
-            raise AssertionError(f"proposed 0x{got:x}, prepared 0x{zxid:x}")
-        self.metrics.proposal_count += 1  # committed (commit_count) like any txn
-        self.sync_barriers.setdefault(zxid, []).append(done)
-        self._drain()
-
-    def _sync_point(self, key: tuple[int, int], zxid: int) -> None:
-        entry = self.pending_syncs.get(key)
-        if entry is not None:
-            self.pending_syncs[key] = (*entry[:3], zxid)
-            self._answer_syncs()
-
-    def _sync_failed(self, key: tuple[int, int]) -> None:
-        entry = self.pending_syncs.pop(key, None)
-        if entry is not None:
-            entry[0].abort()  # the client reconnects and syncs elsewhere
-
-    def _on_sync_request(self, frm: int, m: SyncMsg) -> None:
-        if self.role != "leading":
-            self._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0))
-            return
-        self._sync_barrier(
-            lambda z: self._send(frm, K_SYNC_OK, SyncMsg(m.session, m.xid, z)),
-            lambda: self._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0)))
-
-    def _on_sync_ok(self, m: SyncMsg) -> None:
-        entry = self.pending_syncs.get((m.session, m.xid))
-        if entry is None:
-            return
-        # answer once everything the leader had committed is applied here
-        self.pending_syncs[(m.session, m.xid)] = (*entry[:3], m.zxid)
-        self._answer_syncs()
-
-    def _answer_syncs(self) -> None:
-        applied = self.tree.last_zxid
-        done = [k for k, v in self.pending_syncs.items() if len(v) == 4 and v[3] <= applied]
-        for key in done:
-            conn, path, t0, _ = self.pending_syncs.pop(key)
-            conn.inflight -= 1
-            if not conn.closed:
-                self._reply(conn, key[1], Op.SYNC, Err.OK, PathResponse(path), t0)
-                self.pump(conn)
-
-
-# writes the leader does not check the session of (see _fence)
-_UNCHECKED = frozenset({Op.CLOSE_SESSION, Op.DELETE_CONTAINER, Op.RECONFIG})
-
-
-def _encode_body(body) -> bytes:
-    out = bytearray()
-    body.encode(out)
-    return bytes(out)

@@ -18,6 +18,12 @@ it follows or leads again, so its clients reconnect read-write. While read-only:
   NOTREADONLY; closeSession of a local session closes it.
 * ``isro`` answers ``ro``; srvr / stat / mntr report the mode ``read-only``.
 
+In the pipeline (docs/ARCHITECTURE.md, "One request path") read-only mode is a commit
+stage, ``ReadOnlyStage``, that the member puts in front while it has no quorum and takes
+away when the election ends: it answers writes and ``sync`` (as ZooKeeper's
+ReadOnlyRequestProcessor, before any session check), makes local sessions and expires
+them; reads are the shared path's.
+
 Without the setting nothing here is used (server.app builds a plain EnsembleServer).
 """
 
@@ -27,16 +33,84 @@ import asyncio
 import logging
 
 from ..wire import Err, Op
-from ..wire.records import ConnectRequest, ConnectResponse
-from .connection import ClientConnection
-from .core import ZabbyServer
 from .ensemble import MODES, EnsembleServer
+from .pipeline import CommitStage
 
 log = logging.getLogger("zabby.server.readonly")
 
 # ZooKeeper starts its read-only server this long after it began looking (or tickTime
 # when longer), so that an ordinary election does not flap clients into read-only mode
 READ_ONLY_DELAY_MS = 2000
+_CLOSE_SESSION = int(Op.CLOSE_SESSION)
+
+
+class ReadOnlyStage(CommitStage):
+    """The commit stage while read-only: nothing is committed. Writes and sync are
+    answered NOTREADONLY; new sessions are local to this member (``local``)."""
+
+    __slots__ = ("local",)
+
+    def __init__(self, server) -> None:
+        super().__init__(server)
+        self.local: set[int] = set()  # local sessions made while read-only
+
+    def admit(self, conn, req, read_only: bool) -> bool:
+        srv = self.server
+        if not read_only:
+            srv._handshakes.pop(conn, None)
+            log.info("Refusing session request for not-read-only client %s:%d", *conn.peer)
+            conn.abort()
+            return False
+        sid = req.sessionId
+        if sid != 0 and sid not in self.local and (
+                sid in srv.tree.sessions or srv.sessions.get(sid) is not None):
+            srv._handshakes.pop(conn, None)
+            log.info("Refusing global session reconnection in read-only mode from %s:%d",
+                     *conn.peer)
+            conn.abort()
+            return False
+        # then the standalone handshake: password check, expired answer, new session
+        return True
+
+    def start_session(self, conn, s, timeout: int) -> None:
+        self.local.add(s.id)
+        self.server._session_ready(conn, s, pump=False)
+
+    def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
+        srv = self.server
+        if op == _CLOSE_SESSION and s is not None and s.id in self.local:
+            self.local.discard(s.id)
+            srv.sessions.remove(s.id)
+            s.closing = True
+            srv._reply(conn, xid, op, Err.OK, None, t0)
+            conn.close_after_flush()
+            return
+        srv._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
+
+    def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
+        self.server._reply(conn, xid, Op.SYNC, Err.NOTREADONLY, None, t0)
+
+    def internal(self, op: int, body, session_id: int) -> None:
+        """Nothing is written while read-only (housekeeping does not run)."""
+
+    def housekeeping(self) -> bool:
+        # local sessions only: the global ones are the quorum's to expire
+        srv = self.server
+        now = srv.monotonic_ms()
+        for s in srv.throttled_sessions():
+            if s.id in self.local:
+                srv.sessions.touch(s, now)
+        for sid in [sid for sid in self.local
+                    if (s := srv.sessions.get(sid)) is None or s.expire_at <= now]:
+            self.local.discard(sid)
+            s = srv.sessions.remove(sid)
+            if s is not None:
+                log.info("expiring local session 0x%x, timeout of %dms exceeded",
+                         sid & (2**64 - 1), s.timeout)
+                s.closing = True
+                if s.conn is not None:
+                    s.conn.abort()
+        return False
 
 
 class ReadOnlyEnsembleServer(EnsembleServer):
@@ -46,7 +120,7 @@ class ReadOnlyEnsembleServer(EnsembleServer):
         super().__init__(*args, **kwargs)
         self.read_only = False
         self._ro_timer: asyncio.TimerHandle | None = None
-        self._ro_sessions: set[int] = set()  # local sessions made while read-only
+        self._ro = ReadOnlyStage(self)
         self.read_only_delay_ms = max(READ_ONLY_DELAY_MS, self.config.tick_time)
 
     @property
@@ -87,88 +161,20 @@ class ReadOnlyEnsembleServer(EnsembleServer):
         if self.role != "looking" or self.read_only:
             return
         self.read_only = True
+        self.commit_stage = self._ro
         log.info("no quorum for %d ms: serving read-only clients", self.read_only_delay_ms)
 
     def _leave_read_only(self, role: str) -> None:
         """The election is over: ZooKeeper shuts its read-only server down, closing
         every client connection; the local sessions end with it."""
         self.read_only = False
+        self.commit_stage = self.zab
         log.info("leaving read-only mode (%s now); closing its client connections",
                  MODES.get(role, role))
         for conn in list(self.connections):
             conn.abort()
-        for sid in self._ro_sessions:
+        local = self._ro.local
+        for sid in local:
             self.sessions.remove(sid)
             self.touched.pop(sid, None)
-        self._ro_sessions.clear()
-
-    # ------------------------------------------------------------ clients
-    def handle_connect(self, conn: ClientConnection, req: ConnectRequest, read_only: bool) -> None:
-        if not self.read_only:
-            super().handle_connect(conn, req, read_only)
-            return
-        if not read_only:
-            self._handshakes.pop(conn, None)
-            log.info("Refusing session request for not-read-only client %s:%d", *conn.peer)
-            conn.abort()
-            return
-        sid = req.sessionId
-        if sid != 0 and sid not in self._ro_sessions and (
-                sid in self.tree.sessions or self.sessions.get(sid) is not None):
-            self._handshakes.pop(conn, None)
-            log.info("Refusing global session reconnection in read-only mode from %s:%d",
-                     *conn.peer)
-            conn.abort()
-            return
-        # the standalone handshake: password check, expired answer, new session
-        ZabbyServer.handle_connect(self, conn, req, read_only)
-
-    def _start_session(self, conn: ClientConnection, s, timeout: int) -> None:
-        if not self.read_only:
-            super()._start_session(conn, s, timeout)
-            return
-        self._ro_sessions.add(s.id)
-        conn.inflight -= 1
-        conn.send(self.connect_response(conn, ConnectResponse(0, s.timeout, s.id, s.passwd)))
-
-    def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        if not self.read_only:
-            super()._write(conn, xid, op, body, t0)
-            return
-        s = conn.session
-        if op == Op.CLOSE_SESSION and s is not None and s.id in self._ro_sessions:
-            self._ro_sessions.discard(s.id)
-            self.sessions.remove(s.id)
-            s.closing = True
-            self._reply(conn, xid, op, Err.OK, None, t0)
-            conn.close_after_flush()
-            return
-        self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
-
-    def _read(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:
-        if self.read_only and op == Op.SYNC:
-            self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
-            return
-        super()._read(conn, xid, op, body, t0)
-
-    # ------------------------------------------------------------ sessions
-    def tick(self) -> None:
-        if not self.read_only:
-            super().tick()
-            return
-        # local sessions only: the global ones are the quorum's to expire
-        now = self.monotonic_ms()
-        for s in self.throttled_sessions():
-            if s.id in self._ro_sessions:
-                self.sessions.touch(s, now)
-        for sid in [sid for sid in self._ro_sessions
-                    if (s := self.sessions.get(sid)) is None or s.expire_at <= now]:
-            self._ro_sessions.discard(sid)
-            s = self.sessions.remove(sid)
-            if s is not None:
-                log.info("expiring local session 0x%x, timeout of %dms exceeded",
-                         sid & (2**64 - 1), s.timeout)
-                s.closing = True
-                if s.conn is not None:
-                    s.conn.abort()
-
+        local.clear()

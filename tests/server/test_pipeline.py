@@ -1,0 +1,194 @@
+"""The one request path (server/pipeline.py): in-process checks of the standalone
+server's commit stage with a committer the test holds and releases, and of the
+shape of the ensemble member classes (the commit stage is the one seam)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from zabby.server.config import ServerConfig
+from zabby.server.connection import ClientConnection
+from zabby.server.core import ZabbyServer
+from zabby.server.ensemble import EnsembleServer
+from zabby.server.local_sessions import LocalSessionsEnsembleServer
+from zabby.server.readonly import ReadOnlyEnsembleServer
+from zabby.wire import (
+    ACL,
+    ConnectRequest,
+    CreateRequest,
+    Id,
+    Op,
+    encode_connect_request,
+    encode_request,
+)
+from zabby.wire.protocol import FrameDecoder, decode_reply_header
+from zabby.wire.records import SetDataRequest
+
+_ACL = [ACL(31, Id("world", "anyone"))]
+
+
+class HeldCommitter:
+    """Holds every txn until the test releases (or fails) them, in order."""
+
+    failure: str | None = None
+
+    def __init__(self) -> None:
+        self.held: list = []
+
+    def submit(self, txn, done, failed) -> None:
+        if self.failure is not None:
+            failed(self.failure)
+            return
+        self.held.append((done, failed))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for done, _ in held:
+            done()
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        held, self.held = self.held, []
+        for _, failed in held:
+            failed(why)
+
+    def close(self) -> None:
+        pass
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+        self.protocol: ClientConnection | None = None
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def write(self, data) -> None:
+        self.data += data
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.closed = True
+
+    close = abort
+
+
+def _connect(server: ZabbyServer) -> tuple[ClientConnection, Transport]:
+    conn = ClientConnection(server)
+    t = Transport()
+    t.protocol = conn
+    conn.connection_made(t)
+    conn.data_received(encode_connect_request(ConnectRequest(0, 0, 30000, 0, b"\0" * 16)))
+    return conn, t
+
+
+def _replies(t: Transport) -> list[tuple[int, int]]:
+    """(xid, err) of every reply in what the transport got, after the connect response."""
+    frames = FrameDecoder().feed(bytes(t.data))
+    return [(h.xid, h.err) for h, _ in map(decode_reply_header, frames[1:])]
+
+
+def test_pipelined_writes_are_answered_in_order_once_committed():
+    async def main():
+        committer = HeldCommitter()
+        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
+        conn, t = _connect(server)
+        committer.release()  # the createSession
+        await asyncio.sleep(0)
+        conn.data_received(
+            encode_request(2, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
+            + encode_request(3, Op.SET_DATA, SetDataRequest("/a", b"2", -1))
+            + encode_request(4, Op.SET_DATA, SetDataRequest("/a", b"3", 7)))  # bad version
+        await asyncio.sleep(0)
+        sid = conn.session.id
+        assert _replies(t) == []  # nothing answered before it is durable
+        assert len(server.commit_stage.pending_writes[sid]) == 3
+        assert server.outstanding == 3
+        committer.release()
+        await asyncio.sleep(0)
+        assert _replies(t) == [(2, 0), (3, 0), (4, -103)]
+        assert not any(server.commit_stage.pending_writes.values())
+        assert server.outstanding == 0 and conn.inflight == 0
+        assert server.tree.get_node("/a").data == b"2"
+
+    asyncio.run(main())
+
+
+def test_a_write_whose_connection_closed_is_applied_but_not_awaited():
+    async def main():
+        committer = HeldCommitter()
+        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
+        conn, t = _connect(server)
+        other, t2 = _connect(server)
+        committer.release()
+        await asyncio.sleep(0)
+        conn.data_received(encode_request(2, Op.CREATE, CreateRequest("/gone", b"", _ACL, 0)))
+        other.data_received(encode_request(2, Op.CREATE, CreateRequest("/kept", b"", _ACL, 0)))
+        await asyncio.sleep(0)
+        conn.abort()
+        # its queue entry went with it: no global back-pressure left behind
+        assert conn.session.id not in server.commit_stage.pending_writes
+        assert server.outstanding == 1
+        committer.release()
+        await asyncio.sleep(0)
+        assert server.tree.get_node("/gone") is not None  # committed: applied all the same
+        assert _replies(t2) == [(2, 0)]
+        assert server.outstanding == 0
+        assert not any(server.commit_stage.pending_writes.values())
+
+    asyncio.run(main())
+
+
+def test_a_log_failure_drops_every_pending_request_and_refuses_writes():
+    async def main():
+        committer = HeldCommitter()
+        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
+        conn, t = _connect(server)
+        committer.release()
+        await asyncio.sleep(0)
+        conn.data_received(encode_request(2, Op.CREATE, CreateRequest("/x", b"", _ACL, 0)))
+        connecting, t2 = _connect(server)  # its createSession is held too
+        await asyncio.sleep(0)
+        committer.fail("disk on fire")
+        # outcome unknown to both clients: their connections are dropped, unanswered
+        assert t.closed and t2.closed
+        assert _replies(t) == []
+        assert server.tree.get_node("/x") is None
+        assert server.commit_stage.pending_writes == {}
+        assert server.commit_stage.pending_connects == {}
+        assert server.outstanding == 0
+        # a new session still connects (no txn) and its writes are refused
+        fresh, t3 = _connect(server)
+        await asyncio.sleep(0)
+        fresh.data_received(encode_request(2, Op.CREATE, CreateRequest("/y", b"", _ACL, 0)))
+        await asyncio.sleep(0)
+        assert _replies(t3) == [(2, -119)]  # NOTREADONLY
+
+    asyncio.run(main())
+
+
+# the request path: one implementation, in core.py and the commit stage
+_REQUEST_PATH = (
+    "handle_connect", "handle_request", "pump", "_read", "_write", "_reply",
+    "_start_session", "_reopen", "_reopened", "_session_ready", "_submit_internal",
+    "close_session", "tick", "connection_closed", "_fire",
+)
+
+
+def test_ensemble_members_share_the_request_path():
+    for cls in (EnsembleServer, ReadOnlyEnsembleServer, LocalSessionsEnsembleServer):
+        for name in _REQUEST_PATH:
+            assert getattr(cls, name) is getattr(ZabbyServer, name), (cls.__name__, name)
