@@ -383,6 +383,31 @@ class TxnLog:
         fails (as `write_batch`); so does the caller whose fsync failed, by
         `unsynced_failed()`.
         """
+        staged = self.stage_unsynced(entries)
+        if staged is None:
+            return None
+        h, offset, buf, token = staged
+        try:
+            self.fs.write(h, buf, offset)
+        except OSError as e:
+            self.unsynced_failed()
+            raise StorageError(self._write_failed(entries, offset, e)) from e
+        return h, token
+
+    def stage_unsynced(self, entries: list[tuple[int, bytes]], limit: int | None = None):
+        """`append_unsynced` without the write: encode `entries` and reserve
+        their place after every batch staged before, for a caller that has the
+        bytes written *and* fdatasynced elsewhere (a writer process, off the
+        event loop). Returns ``(handle, offset, data, token)``: the caller
+        writes `data` at `offset` of `handle` -- the batches in the order
+        staged, so that the file never has a hole -- then fdatasyncs, then
+        calls `appended_synced(token)` for the batches in order, or
+        `unsynced_failed()` if a write or fsync failed. Until then the batch
+        is not in the file as far as `last_zxid` and `iter_entries` are
+        concerned: they see only what is durable. Returns None, having
+        reserved nothing, when the batch needs `write_batch` instead (see
+        `append_unsynced`) or its bytes would be more than `limit`.
+        """
         if (not entries or self._h is None or self._roll or self._dirty is not None
                 or self._new_file or not self.force_sync or self._pos == 0):
             return None
@@ -391,16 +416,11 @@ class TxnLog:
         encode_entries(entries, buf)
         start = self._wpos
         end = start + len(buf)
-        if end > self._alloc:
+        if end > self._alloc or (limit is not None and end - start > limit):
             return None
-        try:
-            self.fs.write(self._h, buf, start)
-        except OSError as e:
-            self.unsynced_failed()
-            raise StorageError(self._write_failed(entries, start, e)) from e
         self._wpos = end
         self._wlast = entries[-1][0]
-        return self._h, (end, entries[-1][0])
+        return self._h, start, buf, (end, entries[-1][0])
 
     def appended_synced(self, token) -> None:
         """The batch `token` (and every batch written before it) is durable."""

@@ -1,0 +1,114 @@
+"""Where the txn log's write() runs: the event loop (pwrite, then two helper
+processes fdatasync) or the writer process (the loop encodes, one helper
+process pwrites + fdatasyncs). Same code, chosen by ZABBY_LOG_WRITER.
+
+A standalone zabby server per round, `zabby bench -w write` (setData, 32
+sessions, --outstanding each) against it, modes alternating round by round;
+prints ops/s and the CPU per request of the server process and of its helper
+processes (utime + stime from /proc), and the cores they kept busy together.
+
+    PYTHONPATH=src python benchmarks/log_writer.py [--rounds 3] [--duration 5] [-m 16]
+        [--modes loop,writer] [--workload write]
+
+The machine is shared: compare the modes within one run, round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BenchZabby, common_cfg, proc_cpu_seconds  # noqa: E402
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """(server process, its child processes) CPU seconds so far."""
+    return proc_cpu_seconds(pid), sum(proc_cpu_seconds(c) for c in _children(pid))
+
+
+def one_round(mode: str, args, workdir: Path) -> dict:
+    env_mode = "loop" if mode == "loop" else "writer"
+    os.environ["ZABBY_LOG_WRITER"] = env_mode
+    srv = BenchZabby(workdir / f"{mode}-{time.monotonic_ns()}", **common_cfg())
+    try:
+        def bench(duration: float) -> list[str]:
+            return [sys.executable, "-m", "zabby", "bench", "--hosts", srv.hosts,
+                    "-w", args.workload, "-n", str(args.sessions), "-m", str(args.outstanding),
+                    "--duration", str(duration), "--warmup", "0", "--json", "--no-progress",
+                    "--value-size", str(args.value_size)]
+        # a warm-up run (starts the helpers, fills the tree), then the measured one
+        subprocess.run(bench(args.warmup), check=True, capture_output=True)
+        s0, c0 = _cpu(srv.pid)
+        t0 = time.perf_counter()
+        out = subprocess.run(bench(args.duration), check=True, capture_output=True, text=True).stdout
+        wall = time.perf_counter() - t0
+        s1, c1 = _cpu(srv.pid)
+        res = json.loads(out.strip().splitlines()[-1])
+        ops = res["ops"]
+        return {
+            "mode": mode, "ops_per_sec": res["ops_per_sec"],
+            "server_us": (s1 - s0) / ops * 1e6, "helpers_us": (c1 - c0) / ops * 1e6,
+            "cores": ((s1 - s0) + (c1 - c0)) / wall,
+            "server_cores": (s1 - s0) / wall,
+            "helpers": len(_children(srv.pid)),
+        }
+    finally:
+        srv.stop()
+        os.environ.pop("ZABBY_LOG_WRITER", None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("-m", "--outstanding", type=int, default=16)
+    ap.add_argument("-n", "--sessions", type=int, default=32)
+    ap.add_argument("--value-size", type=int, default=128)
+    ap.add_argument("--workload", default="write")
+    ap.add_argument("--modes", default="loop,writer")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zabby-logwriter-") as d:
+        for r in range(args.rounds):
+            for mode in modes if r % 2 == 0 else modes[::-1]:
+                row = one_round(mode, args, Path(d))
+                rows.append(row)
+                print(f"round {r} {mode:7s} {row['ops_per_sec']:>9,.0f} ops/s  server "
+                      f"{row['server_us']:5.1f} us/op  helpers {row['helpers_us']:5.1f} us/op  "
+                      f"cores busy {row['cores']:.2f} (server {row['server_cores']:.2f})  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"\n{args.workload}, {args.sessions} sessions x {args.outstanding} outstanding, "
+          f"{args.value_size} B values, {args.duration:g} s per round; medians:")
+    for mode in modes:
+        rs = [x for x in rows if x["mode"] == mode]
+
+        def med(k, rs=rs):
+            v = sorted(x[k] for x in rs)
+            return v[len(v) // 2]
+        print(f"  {mode:7s} {med('ops_per_sec'):>9,.0f} ops/s  server {med('server_us'):5.1f} us/op  "
+              f"helpers {med('helpers_us'):5.1f} us/op  cores {med('cores'):.2f}")
+
+
+if __name__ == "__main__":
+    main()
