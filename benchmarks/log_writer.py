@@ -1,6 +1,7 @@
 """Where the txn log's write() runs: the event loop (pwrite, then two helper
-processes fdatasync) or the writer process (the loop encodes, one helper
-process pwrites + fdatasyncs). Same code, chosen by ZABBY_LOG_WRITER.
+processes fdatasync: ZABBY_LOG_WRITER=loop), or the writer process (the loop
+encodes, one helper process pwrites + fdatasyncs: =write), or the writer that
+also computes the entries' checksums (=seal, the default). Same code.
 
 A standalone zabby server per round, `zabby bench -w write` (setData, 32
 sessions, --outstanding each) against it, modes alternating round by round;
@@ -8,7 +9,7 @@ prints ops/s and the CPU per request of the server process and of its helper
 processes (utime + stime from /proc), and the cores they kept busy together.
 
     PYTHONPATH=src python benchmarks/log_writer.py [--rounds 3] [--duration 5] [-m 16]
-        [--modes loop,writer] [--workload write]
+        [--modes loop,write,seal] [--workload write]
 
 The machine is shared: compare the modes within one run, round by round.
 """
@@ -46,8 +47,7 @@ def _cpu(pid: int) -> tuple[float, float]:
 
 
 def one_round(mode: str, args, workdir: Path) -> dict:
-    env_mode = "loop" if mode == "loop" else "writer"
-    os.environ["ZABBY_LOG_WRITER"] = env_mode
+    os.environ["ZABBY_LOG_WRITER"] = mode
     srv = BenchZabby(workdir / f"{mode}-{time.monotonic_ns()}", **common_cfg())
     try:
         def bench(duration: float) -> list[str]:
@@ -85,7 +85,9 @@ def main() -> None:
     ap.add_argument("-n", "--sessions", type=int, default=32)
     ap.add_argument("--value-size", type=int, default=128)
     ap.add_argument("--workload", default="write")
-    ap.add_argument("--modes", default="loop,writer")
+    ap.add_argument("--modes", default="loop,write,seal",
+                    help="loop: the loop writes, helpers fsync (before); write: the writer "
+                         "writes + fsyncs; seal (the default): it also computes the checksums")
     args = ap.parse_args()
     modes = args.modes.split(",")
     rows = []

@@ -205,7 +205,7 @@ def test_a_dead_writer_is_replaced_by_write_and_fsync_on_the_thread(tmp_path):
 
 def test_the_writer_reports_a_write_error_as_its_errno(tmp_path):
     async def main() -> list:
-        writer = LogWriter(asyncio.get_running_loop(), slots=2, slot_bytes=4096)
+        writer = LogWriter(asyncio.get_running_loop(), slots=2, slot_bytes=4096, seal=False)
         path = tmp_path / "f"
         path.write_bytes(b"")
         ro = os.open(path, os.O_RDONLY)
@@ -219,10 +219,52 @@ def test_the_writer_reports_a_write_error_as_its_errno(tmp_path):
             with pytest.raises(ValueError):
                 writer.write_sync(rw, 0, b"x" * 4097, lambda e: None, 2)
             assert os.pread(rw, 16, 0) == b"\0\0\0abcabc"
+            writer.seal = True  # "abc" is no framed batch: refused, nothing written
+            fut = asyncio.get_running_loop().create_future()
+            writer.write_sync(rw, 9, b"abc", fut.set_result, 2)
+            got.append(await asyncio.wait_for(fut, 5))
+            assert os.pread(rw, 16, 0) == b"\0\0\0abcabc" and writer.alive
             return got
         finally:
             writer.close()
             os.close(ro)
             os.close(rw)
 
-    assert asyncio.run(main()) == [errno.EBADF, 0, 0]
+    assert asyncio.run(main()) == [errno.EBADF, 0, 0, errno.EINVAL]
+
+
+def test_the_writer_fills_in_the_checksums_exactly_as_the_log_encodes():
+    from zabby.server.fsync_helper import _seal
+    from zabby.storage.txnlog import encode_entries, frame_entries, seal_entries
+
+    batch = [(z, bytes(range(z % 251)) * (z % 7 + 1) or b"\0") for z in range(1, 300, 7)]
+    want = bytearray()
+    encode_entries(batch, want)
+    framed = bytearray()
+    frame_entries(batch, framed)
+    assert framed != want and len(framed) == len(want)
+    a, b = bytearray(framed), bytearray(framed)
+    _seal(memoryview(a))
+    seal_entries(b)
+    assert a == want and b == want
+    seal_entries(b)  # sealing twice (the thread's fallback) changes nothing
+    assert b == want
+
+
+def test_unsealed_mode_writes_what_the_loop_encoded(tmp_path):
+    # ZABBY_LOG_WRITER=write: the loop computes the checksums, the writer only writes
+    async def main() -> None:
+        txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 20)
+        txn_log.open_for_append(0)
+        gc = GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
+                            syncer=lambda loop: LogWriter(loop, seal=False), max_inflight=2)
+        try:
+            await _commit(gc, [1])
+            for z in range(2, 12, 2):
+                await _commit(gc, [z, z + 1])
+            assert gc._syncer.alive and not gc._syncer.seal
+        finally:
+            gc.close()
+
+    asyncio.run(main())
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 12)]

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..storage import StorageError, TxnLog, write_snapshot
+from ..storage.txnlog import seal_entries
 from .metrics import Summary
 
 log = logging.getLogger("zabby.server.storage")
@@ -171,7 +172,8 @@ class GroupCommitter:
             try:
                 if write_sync is not None:
                     # the writer process writes and fdatasyncs: the loop only encodes
-                    written = self.log.stage_unsynced(entries, syncer.max_batch)
+                    written = self.log.stage_unsynced(entries, syncer.max_batch,
+                                                      sealed=not syncer.seal)
                 else:
                     written = self.log.append_unsynced(entries)
             except StorageError as e:
@@ -239,6 +241,7 @@ class GroupCommitter:
 
     def _rewrite_and_sync(self, h, offset: int | None, data) -> None:
         if data is not None:
+            seal_entries(data)  # whoever was to write it did not: checksums (again)
             self.log.fs.write(h, data, offset)
         self.log.fs.fsync(h, True)
 

@@ -40,8 +40,11 @@ __all__ = [
     "SEGMENT_HEADER",
     "SegmentScan",
     "TxnLog",
+    "encode_entries",
+    "frame_entries",
     "list_segments",
     "scan_segment",
+    "seal_entries",
 ]
 
 log = logging.getLogger("zabby.storage")
@@ -105,6 +108,34 @@ def encode_entries(entries, out: bytearray) -> None:
         out += pre
         out += crc(pre).to_bytes(4, "little")
         out += payload
+
+
+def frame_entries(entries, out: bytearray) -> None:
+    """`encode_entries` with both checksums left zero: for a writer that fills
+    them in (`seal_entries`) off the event loop (crc32 is most of the cost of
+    encoding a batch). Never write a framed batch without sealing it."""
+    pack = _ENT_HDR.pack
+    for zxid, payload in entries:
+        if not payload:
+            raise ValueError(f"empty txn payload for zxid {zxid:#x}")
+        out += pack(len(payload), zxid, 0, 0)
+        out += payload
+
+
+def seal_entries(buf, start: int = 0, end: int | None = None) -> None:
+    """Fill in the checksums of the entries `frame_entries` wrote to
+    buf[start:end] (a writable buffer), making them what `encode_entries`
+    makes. (fsync_helper's writer process has a standard-library twin.)"""
+    view = memoryview(buf)
+    end = len(view) if end is None else end
+    unpack, pre_pack, crc = _ENT_HDR.unpack_from, _ENT_PRE.pack, _crc
+    pos = start
+    while pos < end:
+        n, zxid, _, _ = unpack(view, pos)
+        p = pos + ENTRY_HEADER
+        pre = pre_pack(n, zxid, crc(view[p:p + n]))
+        view[pos:p] = pre + crc(pre).to_bytes(4, "little")
+        pos = p + n
 
 
 def _all_zero(buf, start: int) -> bool:
@@ -394,7 +425,8 @@ class TxnLog:
             raise StorageError(self._write_failed(entries, offset, e)) from e
         return h, token
 
-    def stage_unsynced(self, entries: list[tuple[int, bytes]], limit: int | None = None):
+    def stage_unsynced(self, entries: list[tuple[int, bytes]], limit: int | None = None,
+                       *, sealed: bool = True):
         """`append_unsynced` without the write: encode `entries` and reserve
         their place after every batch staged before, for a caller that has the
         bytes written *and* fdatasynced elsewhere (a writer process, off the
@@ -406,14 +438,16 @@ class TxnLog:
         is not in the file as far as `last_zxid` and `iter_entries` are
         concerned: they see only what is durable. Returns None, having
         reserved nothing, when the batch needs `write_batch` instead (see
-        `append_unsynced`) or its bytes would be more than `limit`.
+        `append_unsynced`) or its bytes would be more than `limit`. With
+        `sealed` off the entries' checksums are left zero (`frame_entries`):
+        the writer must `seal_entries` the data before writing it.
         """
         if (not entries or self._h is None or self._roll or self._dirty is not None
                 or self._new_file or not self.force_sync or self._pos == 0):
             return None
         self._check_order(entries, self._wlast)
         buf = bytearray()
-        encode_entries(entries, buf)
+        (encode_entries if sealed else frame_entries)(entries, buf)
         start = self._wpos
         end = start + len(buf)
         if end > self._alloc or (limit is not None and end - start > limit):
