@@ -9,7 +9,11 @@ prints ops/s and the CPU per request of the server process and of its helper
 processes (utime + stime from /proc), and the cores they kept busy together.
 
     PYTHONPATH=src python benchmarks/log_writer.py [--rounds 3] [--duration 5] [-m 16]
-        [--modes loop,write,seal] [--workload write]
+        [--modes loop,write,seal] [--workload write] [--value-size 1024]
+    PYTHONPATH=src python benchmarks/log_writer.py --inproc [--batch 512] [--value-size 1024]
+
+--inproc measures the log path alone: the event-loop thread's CPU per txn
+(time.thread_time, so other processes on the machine hardly move it).
 
 The machine is shared: compare the modes within one run, round by round.
 """
@@ -76,6 +80,70 @@ def one_round(mode: str, args, workdir: Path) -> dict:
         os.environ.pop("ZABBY_LOG_WRITER", None)
 
 
+def inproc_round(mode: str, args, workdir: Path) -> dict:
+    """The log path alone, in this process: a GroupCommitter on a real file,
+    batches of `--batch` entries of `--value-size` bytes submitted in one loop
+    turn each, `--outstanding` batches in flight; the event-loop thread's CPU
+    (user + system, time.thread_time) per txn is what the mode costs the loop."""
+    import asyncio
+
+    from zabby.server.app import _log_syncer
+    from zabby.server.durability import GroupCommitter
+    from zabby.storage import TxnLog
+
+    os.environ["ZABBY_LOG_WRITER"] = mode
+    try:
+        syncer = _log_syncer()
+    finally:
+        os.environ.pop("ZABBY_LOG_WRITER", None)
+    d = workdir / f"inproc-{mode}-{time.monotonic_ns()}"
+    txn_log = TxnLog(str(d / "log"), prealloc_bytes=64 << 20)
+    txn_log.open_for_append(0)
+    payload = os.urandom(args.value_size)
+
+    async def run() -> tuple[int, float, float, float]:
+        gc = GroupCommitter(txn_log, snap_dir=str(d / "snap"), snap_count=1 << 40,
+                            syncer=syncer, max_inflight=2)
+        loop = asyncio.get_running_loop()
+        zxid = 0
+        sem = asyncio.Semaphore(max(1, args.outstanding // 8))
+
+        async def one_batch() -> None:
+            nonlocal zxid
+            async with sem:
+                fut = loop.create_future()
+                left = [args.batch]
+
+                def done() -> None:
+                    left[0] -= 1
+                    if not left[0]:
+                        fut.set_result(None)
+                for _ in range(args.batch):
+                    zxid += 1
+                    gc.submit_entry(zxid, payload, done, fut.set_exception)
+                await fut
+        try:
+            await one_batch()  # the first batch starts the segment and the helpers
+            n0, c0, t0 = zxid, time.thread_time(), time.perf_counter()
+            kids0 = sum(proc_cpu_seconds(c) for c in _children(os.getpid()))
+            tasks: set = set()
+            while time.perf_counter() - t0 < args.duration:
+                while len(tasks) < max(1, args.outstanding // 8):
+                    tasks.add(asyncio.ensure_future(one_batch()))
+                finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in finished:
+                    t.result()
+            await asyncio.gather(*tasks)
+            kids = sum(proc_cpu_seconds(c) for c in _children(os.getpid())) - kids0
+            return zxid - n0, time.thread_time() - c0, time.perf_counter() - t0, kids
+        finally:
+            gc.close()
+
+    n, cpu, wall, kids = asyncio.run(run())
+    return {"mode": mode, "ops_per_sec": n / wall, "server_us": cpu / n * 1e6,
+            "helpers_us": kids / n * 1e6, "cores": (cpu + kids) / wall, "server_cores": cpu / wall}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -88,13 +156,17 @@ def main() -> None:
     ap.add_argument("--modes", default="loop,write,seal",
                     help="loop: the loop writes, helpers fsync (before); write: the writer "
                          "writes + fsyncs; seal (the default): it also computes the checksums")
+    ap.add_argument("--inproc", action="store_true",
+                    help="measure the log path alone in this process (loop-thread CPU per "
+                         "txn), not a server under `zabby bench`")
+    ap.add_argument("--batch", type=int, default=512, help="--inproc: txns per loop turn")
     args = ap.parse_args()
     modes = args.modes.split(",")
     rows = []
     with tempfile.TemporaryDirectory(prefix="zabby-logwriter-") as d:
         for r in range(args.rounds):
             for mode in modes if r % 2 == 0 else modes[::-1]:
-                row = one_round(mode, args, Path(d))
+                row = (inproc_round if args.inproc else one_round)(mode, args, Path(d))
                 rows.append(row)
                 print(f"round {r} {mode:7s} {row['ops_per_sec']:>9,.0f} ops/s  server "
                       f"{row['server_us']:5.1f} us/op  helpers {row['helpers_us']:5.1f} us/op  "
