@@ -6,12 +6,16 @@ arrived during that fsync goes into the next batch, so one fsync covers many
 txns and throughput grows with concurrency. Callbacks run on the event loop,
 in zxid order, only after the batch is durable.
 
-Where the batch is written: usually the loop writes it into the segment's
-preallocated room (a pwrite into the page cache) and a syncer -- in the
-server, `fsync_helper.FsyncPool`, child processes -- fdatasyncs it, so the
-fsync overlaps the loop's work instead of waiting for the GIL. Up to
-`max_inflight` such batches sync at once; any fdatasync covers everything
-written before it, and batches are acknowledged strictly in zxid order. A
+Where the batch is written: usually into the segment's preallocated room, off
+the loop. With a writer syncer (`fsync_helper.LogWriter`, the server's
+default) the loop only lays the batch out (`TxnLog.stage_unsynced`, checksums
+left to the writer) and hands it over; the writer process pwrites it, in
+order, and fdatasyncs. With a plain syncer (`fsync_helper.FsyncPool`) the loop
+pwrites the batch itself (`TxnLog.append_unsynced`) and the syncer's child
+processes fdatasync it. Either way the fsync overlaps the loop's work instead
+of waiting for the GIL. Up to `max_inflight` such batches sync at once; any
+fdatasync covers everything written before it, and batches are acknowledged
+strictly in zxid order. A
 batch that starts a segment, needs more room, or follows a failed write goes
 to one worker thread that runs the whole `TxnLog.write_batch` (fsync
 included), once nothing is syncing; so do control ops (log truncation,

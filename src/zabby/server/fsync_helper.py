@@ -12,6 +12,11 @@ socket (SCM_RIGHTS), and goes on serving while the child syncs.
 `FsyncPool` keeps two such children so that the next batch's fsync can
 start before the previous one's ends (the committer acknowledges in order).
 
+`LogWriter` (what the server uses) goes one step further: its one child also
+does the write -- and computes the entries' checksums -- so the loop only lays
+the batch out in a buffer the two processes share (docs/ARCHITECTURE.md,
+"Log writes off the loop").
+
 fsync acts on the file, not the descriptor, so the child's fdatasync makes
 durable what the parent wrote. Protocol (SOCK_SEQPACKET, one message each
 way per request): request b"D" (fdatasync) or b"F" (fsync) with one fd
