@@ -167,12 +167,13 @@ class GroupCommitter:
                     self._slow = True
                     asyncio.get_running_loop().create_task(self._slow_unit())
                 return
-            if len(self._inflight) >= self.max_inflight:
+            syncer = self._syncer
+            write_sync = getattr(syncer, "write_sync", None)
+            if len(self._inflight) >= self.max_inflight or (
+                    write_sync is not None and len(self._inflight) >= syncer.slots):
                 return
             batch = self._take()
             entries = [(z, b) for z, b, _, _ in batch]
-            syncer = self._syncer
-            write_sync = getattr(syncer, "write_sync", None)
             try:
                 if write_sync is not None:
                     # the writer process writes and fdatasyncs: the loop only encodes
