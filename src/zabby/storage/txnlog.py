@@ -273,7 +273,8 @@ class TxnLog:
         self._new_file = False  # directory entry not yet fsynced
         self._dirty: int | None = None  # a failed write left garbage from here
         self._roll = False
-        # append_unsynced writes up to here, zxids up to _wlast, ahead of _pos/last_zxid
+        # append_unsynced / stage_unsynced reserve up to here, zxids up to _wlast, ahead
+        # of _pos/last_zxid (the durable end)
         self._wpos = 0
         self._wlast = 0
 
