@@ -268,3 +268,33 @@ def test_unsealed_mode_writes_what_the_loop_encoded(tmp_path):
 
     asyncio.run(main())
     assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 12)]
+
+
+def test_after_a_failed_write_the_writer_writes_nothing_more_through_that_descriptor(tmp_path):
+    # batches already handed over behind a failed one must not reach the file: a
+    # crash would leave them after a hole, which recovery must call corruption
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        writer = LogWriter(loop, slots=2, slot_bytes=4096, seal=False)
+        path = tmp_path / "f"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDWR)
+        fd2 = os.open(path, os.O_RDWR)
+        try:
+            bad, after = loop.create_future(), loop.create_future()
+            writer.write_sync(fd, 1 << 62, b"abc", bad.set_result, 1)  # past any file size
+            writer.write_sync(fd, 0, b"abc", after.set_result, 1)  # already on its way
+            got = [await asyncio.wait_for(bad, 5), await asyncio.wait_for(after, 5)]
+            assert os.pread(fd, 16, 0) == b"", "written after a failed write"
+            again = loop.create_future()  # a new descriptor (the log reopened): writes resume
+            writer.write_sync(fd2, 0, b"xyz", again.set_result, 2)
+            got.append(await asyncio.wait_for(again, 5))
+            assert os.pread(fd, 16, 0) == b"xyz"
+            return got
+        finally:
+            writer.close()
+            os.close(fd)
+            os.close(fd2)
+
+    bad, after, again = asyncio.run(main())
+    assert bad in (errno.EFBIG, errno.EINVAL) and after == bad and again == 0

@@ -298,6 +298,11 @@ def _writer_main(sock: socket.socket, mem_fd: int) -> None:
     work: queue.SimpleQueue = queue.SimpleQueue()
     idle = threading.Condition()
     outstanding = [0]
+    # after a failed write or sync nothing more is written through that descriptor
+    # (a later batch written after a missing one would leave a hole that recovery
+    # must call corruption, not a torn tail); the parent refuses writes from then
+    # on anyway, and a new descriptor (the log repaired or reopened) clears it
+    broken = [0]
 
     def syncer() -> None:
         while True:
@@ -322,6 +327,7 @@ def _writer_main(sock: socket.socket, mem_fd: int) -> None:
                     done[fd] = 0
                 except OSError as e:
                     done[fd] = e.errno or errno.EIO
+                    broken[0] = broken[0] or done[fd]
             try:
                 for seq, fd, err, _full in group:
                     sock.send(_WREPLY.pack(err or done[fd], seq))
@@ -345,12 +351,15 @@ def _writer_main(sock: socket.socket, mem_fd: int) -> None:
             with idle:  # nobody may still sync the descriptor we are about to close
                 idle.wait_for(lambda: outstanding[0] == 0)
             held = _take_fd(held, fds)
+            broken[0] = 0
         kind = msg[:1]
         seq, at, n, offset = _WRITE.unpack_from(msg, 1)
         err = 0
         if n:
             view = mem[at:at + n]
             try:
+                if broken[0]:
+                    raise OSError(broken[0], "an earlier write or sync failed")
                 if held is None:
                     raise OSError(errno.EBADF, "no descriptor")
                 if kind in (b"S", b"s"):
@@ -361,6 +370,7 @@ def _writer_main(sock: socket.socket, mem_fd: int) -> None:
                     offset += k
             except OSError as e:
                 err = e.errno or errno.EIO
+                broken[0] = err
             except (struct.error, ValueError):  # not a framed batch: nothing written
                 err = errno.EINVAL
         with idle:
