@@ -1,7 +1,7 @@
 """Where the txn log's write() runs: the event loop (pwrite, then two helper
 processes fdatasync: ZABBY_LOG_WRITER=loop), or the writer process (the loop
-encodes, one helper process pwrites + fdatasyncs: =write), or the writer that
-also computes the entries' checksums (=seal, the default). Same code.
+encodes, one helper process pwrites + fdatasyncs: =write, the default), or the
+writer that also computes the entries' checksums (=seal). Same code.
 
 A standalone zabby server per round, `zabby bench -w write` (setData, 32
 sessions, --outstanding each) against it, modes alternating round by round;
@@ -154,8 +154,8 @@ def main() -> None:
     ap.add_argument("--value-size", type=int, default=128)
     ap.add_argument("--workload", default="write")
     ap.add_argument("--modes", default="loop,write,seal",
-                    help="loop: the loop writes, helpers fsync (before); write: the writer "
-                         "writes + fsyncs; seal (the default): it also computes the checksums")
+                    help="loop: the loop writes, helpers fsync (before); write (the default): "
+                         "the writer writes + fsyncs; seal: it also computes the checksums")
     ap.add_argument("--inproc", action="store_true",
                     help="measure the log path alone in this process (loop-thread CPU per "
                          "txn), not a server under `zabby bench`")

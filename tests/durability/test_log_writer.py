@@ -251,23 +251,30 @@ def test_the_writer_fills_in_the_checksums_exactly_as_the_log_encodes():
     assert b == want
 
 
-def test_unsealed_mode_writes_what_the_loop_encoded(tmp_path):
-    # ZABBY_LOG_WRITER=write: the loop computes the checksums, the writer only writes
+def test_sealing_mode_writes_what_the_loop_would_have_encoded(tmp_path):
+    # ZABBY_LOG_WRITER=seal: the loop leaves the checksums to the writer
     async def main() -> None:
         txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 20)
         txn_log.open_for_append(0)
         gc = GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
-                            syncer=lambda loop: LogWriter(loop, seal=False), max_inflight=2)
+                            syncer=lambda loop: LogWriter(loop, seal=True), max_inflight=2)
         try:
             await _commit(gc, [1])
             for z in range(2, 12, 2):
                 await _commit(gc, [z, z + 1])
-            assert gc._syncer.alive and not gc._syncer.seal
+            writer = gc._syncer
+            assert writer.alive and writer.seal
+            os.kill(writer.proc.pid, signal.SIGSTOP)  # a sealed batch rewritten on the thread
+            futs = _submit(gc, [12, 13])
+            await asyncio.sleep(0.05)
+            os.kill(writer.proc.pid, signal.SIGKILL)
+            writer.proc.wait(5)
+            await asyncio.wait_for(asyncio.gather(*futs), 10)
         finally:
             gc.close()
 
     asyncio.run(main())
-    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 12)]
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 14)]
 
 
 def test_after_a_failed_write_the_writer_writes_nothing_more_through_that_descriptor(tmp_path):

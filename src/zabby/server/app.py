@@ -110,9 +110,9 @@ def _log_syncer():
     mode = os.environ.get("ZABBY_LOG_WRITER")
     if mode == "loop":
         return FsyncPool
-    if mode == "write":  # the writer writes, the loop computes the checksums
-        return lambda loop: LogWriter(loop, seal=False)
-    return LogWriter
+    if mode == "seal":  # the writer also computes the checksums (lost with 1 KiB values)
+        return lambda loop: LogWriter(loop, seal=True)
+    return LogWriter  # the writer writes, the loop computes the checksums
 
 
 def _no_snapshot(config: ServerConfig, tree, report, log_dir: str) -> None:

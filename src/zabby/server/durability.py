@@ -8,8 +8,8 @@ in zxid order, only after the batch is durable.
 
 Where the batch is written: usually into the segment's preallocated room, off
 the loop. With a writer syncer (`fsync_helper.LogWriter`, the server's
-default) the loop only lays the batch out (`TxnLog.stage_unsynced`, checksums
-left to the writer) and hands it over; the writer process pwrites it, in
+default) the loop only encodes the batch (`TxnLog.stage_unsynced`; with the
+writer's `seal` it leaves the checksums to the writer) and hands it over; the writer process pwrites it, in
 order, and fdatasyncs. With a plain syncer (`fsync_helper.FsyncPool`) the loop
 pwrites the batch itself (`TxnLog.append_unsynced`) and the syncer's child
 processes fdatasync it. Either way the fsync overlaps the loop's work instead

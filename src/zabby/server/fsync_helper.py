@@ -13,9 +13,9 @@ socket (SCM_RIGHTS), and goes on serving while the child syncs.
 start before the previous one's ends (the committer acknowledges in order).
 
 `LogWriter` (what the server uses) goes one step further: its one child also
-does the write -- and computes the entries' checksums -- so the loop only lays
-the batch out in a buffer the two processes share (docs/ARCHITECTURE.md,
-"Log writes off the loop").
+does the write (and, with `seal`, computes the entries' checksums), so the
+loop only encodes the batch into a buffer the two processes share
+(docs/ARCHITECTURE.md, "Log writes off the loop").
 
 fsync acts on the file, not the descriptor, so the child's fdatasync makes
 durable what the parent wrote. Protocol (SOCK_SEQPACKET, one message each
@@ -197,9 +197,12 @@ class LogWriter(FsyncHelper):
     committer writes it the slow way)."""
 
     def __init__(self, loop, slots: int = 2, slot_bytes: int = 8 << 20, *,
-                 seal: bool = True) -> None:
+                 seal: bool = False) -> None:
         # seal: the batches come without their checksums (TxnLog.frame_entries);
-        # the child computes them (txnlog.seal_entries) before writing
+        # the child computes them (txnlog.seal_entries) before writing. Off by
+        # default: it takes CPU off the loop, but puts the checksums on the path
+        # to the fsync, and with 1 KiB values a server then went slower
+        # (docs/ARCHITECTURE.md, "Log writes off the loop")
         self.seal = seal
         self.slots = max(1, slots)
         self.max_batch = slot_bytes
