@@ -36,6 +36,9 @@ POINTS = [
     ("connection", "ClientConnection", "flush", "client.sent", True),
     ("fsync_helper", "FsyncHelper", "sync", "fsync.ask", False),
     ("fsync_helper", "FsyncHelper", "_readable", "fsync.done", False),
+    # the server's default log syncer: write + fsync in one child (ask = hand-off)
+    ("fsync_helper", "LogWriter", "write_sync", "fsync.ask", False),
+    ("fsync_helper", "LogWriter", "_readable", "fsync.done", False),
     ("durability", "GroupCommitter", "_pump", "log.pump", False),
 ]
 

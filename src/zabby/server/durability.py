@@ -6,12 +6,16 @@ arrived during that fsync goes into the next batch, so one fsync covers many
 txns and throughput grows with concurrency. Callbacks run on the event loop,
 in zxid order, only after the batch is durable.
 
-Where the batch is written: usually the loop writes it into the segment's
-preallocated room (a pwrite into the page cache) and a syncer -- in the
-server, `fsync_helper.FsyncPool`, child processes -- fdatasyncs it, so the
-fsync overlaps the loop's work instead of waiting for the GIL. Up to
-`max_inflight` such batches sync at once; any fdatasync covers everything
-written before it, and batches are acknowledged strictly in zxid order. A
+Where the batch is written: usually into the segment's preallocated room, off
+the loop. With a writer syncer (`fsync_helper.LogWriter`, the server's
+default) the loop only encodes the batch (`TxnLog.stage_unsynced`; with the
+writer's `seal` it leaves the checksums to the writer) and hands it over; the writer process pwrites it, in
+order, and fdatasyncs. With a plain syncer (`fsync_helper.FsyncPool`) the loop
+pwrites the batch itself (`TxnLog.append_unsynced`) and the syncer's child
+processes fdatasync it. Either way the fsync overlaps the loop's work instead
+of waiting for the GIL. Up to `max_inflight` such batches sync at once; any
+fdatasync covers everything written before it, and batches are acknowledged
+strictly in zxid order. A
 batch that starts a segment, needs more room, or follows a failed write goes
 to one worker thread that runs the whole `TxnLog.write_batch` (fsync
 included), once nothing is syncing; so do control ops (log truncation,
@@ -41,6 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..storage import StorageError, TxnLog, write_snapshot
+from ..storage.txnlog import seal_entries
 from .metrics import Summary
 
 log = logging.getLogger("zabby.server.storage")
@@ -164,12 +169,20 @@ class GroupCommitter:
                     self._slow = True
                     asyncio.get_running_loop().create_task(self._slow_unit())
                 return
-            if len(self._inflight) >= self.max_inflight:
+            syncer = self._syncer
+            write_sync = getattr(syncer, "write_sync", None)
+            if len(self._inflight) >= self.max_inflight or (
+                    write_sync is not None and len(self._inflight) >= syncer.slots):
                 return
             batch = self._take()
             entries = [(z, b) for z, b, _, _ in batch]
             try:
-                written = self.log.append_unsynced(entries)
+                if write_sync is not None:
+                    # the writer process writes and fdatasyncs: the loop only encodes
+                    written = self.log.stage_unsynced(entries, syncer.max_batch,
+                                                      sealed=not syncer.seal)
+                else:
+                    written = self.log.append_unsynced(entries)
             except StorageError as e:
                 self._fail(str(e), batch)
                 return
@@ -177,11 +190,18 @@ class GroupCommitter:
                 self._pending[:0] = batch
                 self._force_slow = True
                 continue
+            if write_sync is not None:
+                h, offset, data, token = written
+                rec = [batch, token, h, None, time.perf_counter(), offset, data]
+                self._inflight.append(rec)
+                write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
+                           self.log.handle_generation)
+                continue
             h, token = written
-            rec = [batch, token, h, None, time.perf_counter()]
+            rec = [batch, token, h, None, time.perf_counter(), None, None]
             self._inflight.append(rec)
-            self._syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err),
-                              self.log.handle_generation)
+            syncer.sync(h, True, lambda err, rec=rec: self._synced(rec, err),
+                        self.log.handle_generation)
 
     def _fast_ready(self) -> bool:
         if self._syncer is None:
@@ -204,17 +224,20 @@ class GroupCommitter:
                 log.warning("the fsync helper process exited: fsync on a thread from now on")
                 self._syncer_factory = None
                 self._force_slow = True
+            # (a batch the helper was to write is written again first: whatever of it
+            # reached the file is the same bytes at the same place)
             fut = asyncio.get_running_loop().run_in_executor(
-                self._executor, self.log.fs.fsync, rec[2], True)
+                self._executor, self._rewrite_and_sync, rec[2], rec[5], rec[6])
             fut.add_done_callback(lambda f: self._synced(rec, _errno_of(f)))
             return
         rec[3] = err
         q = self._inflight
         while q and q[0][3] is not None and self.failure is None:
-            batch, token, _, err, t0 = q[0]
+            batch, token, _, err, t0, _, data = q[0]
             if err:
                 self.log.unsynced_failed()
-                self._fail(f"txn log {self.log.current_path}: fdatasync of zxids "
+                what = "fdatasync" if data is None else "write or fdatasync"
+                self._fail(f"txn log {self.log.current_path}: {what} of zxids "
                            f"{batch[0][0]:#x}..{batch[-1][0]:#x} failed: {os.strerror(err)}")
                 return
             q.popleft()
@@ -222,6 +245,12 @@ class GroupCommitter:
             self._acknowledge(batch, t0)
         if self._pending and not self._kicked:
             self._kick()
+
+    def _rewrite_and_sync(self, h, offset: int | None, data) -> None:
+        if data is not None:
+            seal_entries(data)  # whoever was to write it did not: checksums (again)
+            self.log.fs.write(h, data, offset)
+        self.log.fs.fsync(h, True)
 
     def _acknowledge(self, batch, t0: float) -> None:
         self.last_fsync_ms = ms = (time.perf_counter() - t0) * 1000

@@ -40,8 +40,11 @@ __all__ = [
     "SEGMENT_HEADER",
     "SegmentScan",
     "TxnLog",
+    "encode_entries",
+    "frame_entries",
     "list_segments",
     "scan_segment",
+    "seal_entries",
 ]
 
 log = logging.getLogger("zabby.storage")
@@ -105,6 +108,34 @@ def encode_entries(entries, out: bytearray) -> None:
         out += pre
         out += crc(pre).to_bytes(4, "little")
         out += payload
+
+
+def frame_entries(entries, out: bytearray) -> None:
+    """`encode_entries` with both checksums left zero: for a writer that fills
+    them in (`seal_entries`) off the event loop (crc32 is most of the cost of
+    encoding a batch). Never write a framed batch without sealing it."""
+    pack = _ENT_HDR.pack
+    for zxid, payload in entries:
+        if not payload:
+            raise ValueError(f"empty txn payload for zxid {zxid:#x}")
+        out += pack(len(payload), zxid, 0, 0)
+        out += payload
+
+
+def seal_entries(buf, start: int = 0, end: int | None = None) -> None:
+    """Fill in the checksums of the entries `frame_entries` wrote to
+    buf[start:end] (a writable buffer), making them what `encode_entries`
+    makes. (fsync_helper's writer process has a standard-library twin.)"""
+    view = memoryview(buf)
+    end = len(view) if end is None else end
+    unpack, pre_pack, crc = _ENT_HDR.unpack_from, _ENT_PRE.pack, _crc
+    pos = start
+    while pos < end:
+        n, zxid, _, _ = unpack(view, pos)
+        p = pos + ENTRY_HEADER
+        pre = pre_pack(n, zxid, crc(view[p:p + n]))
+        view[pos:p] = pre + crc(pre).to_bytes(4, "little")
+        pos = p + n
 
 
 def _all_zero(buf, start: int) -> bool:
@@ -242,7 +273,8 @@ class TxnLog:
         self._new_file = False  # directory entry not yet fsynced
         self._dirty: int | None = None  # a failed write left garbage from here
         self._roll = False
-        # append_unsynced writes up to here, zxids up to _wlast, ahead of _pos/last_zxid
+        # append_unsynced / stage_unsynced reserve up to here, zxids up to _wlast, ahead
+        # of _pos/last_zxid (the durable end)
         self._wpos = 0
         self._wlast = 0
 
@@ -383,24 +415,47 @@ class TxnLog:
         fails (as `write_batch`); so does the caller whose fsync failed, by
         `unsynced_failed()`.
         """
+        staged = self.stage_unsynced(entries)
+        if staged is None:
+            return None
+        h, offset, buf, token = staged
+        try:
+            self.fs.write(h, buf, offset)
+        except OSError as e:
+            self.unsynced_failed()
+            raise StorageError(self._write_failed(entries, offset, e)) from e
+        return h, token
+
+    def stage_unsynced(self, entries: list[tuple[int, bytes]], limit: int | None = None,
+                       *, sealed: bool = True):
+        """`append_unsynced` without the write: encode `entries` and reserve
+        their place after every batch staged before, for a caller that has the
+        bytes written *and* fdatasynced elsewhere (a writer process, off the
+        event loop). Returns ``(handle, offset, data, token)``: the caller
+        writes `data` at `offset` of `handle` -- the batches in the order
+        staged, so that the file never has a hole -- then fdatasyncs, then
+        calls `appended_synced(token)` for the batches in order, or
+        `unsynced_failed()` if a write or fsync failed. Until then the batch
+        is not in the file as far as `last_zxid` and `iter_entries` are
+        concerned: they see only what is durable. Returns None, having
+        reserved nothing, when the batch needs `write_batch` instead (see
+        `append_unsynced`) or its bytes would be more than `limit`. With
+        `sealed` off the entries' checksums are left zero (`frame_entries`):
+        the writer must `seal_entries` the data before writing it.
+        """
         if (not entries or self._h is None or self._roll or self._dirty is not None
                 or self._new_file or not self.force_sync or self._pos == 0):
             return None
         self._check_order(entries, self._wlast)
         buf = bytearray()
-        encode_entries(entries, buf)
+        (encode_entries if sealed else frame_entries)(entries, buf)
         start = self._wpos
         end = start + len(buf)
-        if end > self._alloc:
+        if end > self._alloc or (limit is not None and end - start > limit):
             return None
-        try:
-            self.fs.write(self._h, buf, start)
-        except OSError as e:
-            self.unsynced_failed()
-            raise StorageError(self._write_failed(entries, start, e)) from e
         self._wpos = end
         self._wlast = entries[-1][0]
-        return self._h, (end, entries[-1][0])
+        return self._h, start, buf, (end, entries[-1][0])
 
     def appended_synced(self, token) -> None:
         """The batch `token` (and every batch written before it) is durable."""
