@@ -35,6 +35,7 @@ class Side:
     def __init__(self, server) -> None:
         self.actor = kazoo_client(server.hosts)
         self.watcher = kazoo_client(server.hosts)
+        self.cleaner = self.actor
         self.lock = threading.Lock()
         self.events: list[str] = []
 
@@ -62,21 +63,45 @@ class Side:
         return sorted(evs, key=lambda e: e.split(":", 1)[0])
 
 
-@pytest.fixture(scope="module")
-def sides(diff_pair):
-    ref, cand = diff_pair
-    a, b = Side(ref), Side(cand)
+def side_pair(diff_pair, make, root: str):
+    """A module fixture's body: one side per server (``make(server)``, whose
+    ``cleaner`` client may delete anything), each with ``root`` made; closed after."""
+    a, b = (make(srv) for srv in diff_pair)
     for s in (a, b):
-        s.actor.ensure_path("/hyp")
+        s.cleaner.ensure_path(root)
     try:
         yield a, b
     finally:
         for s in (a, b):
             try:
-                s.actor.delete("/hyp", recursive=True)
+                s.cleaner.delete(root, recursive=True)
             except Exception:  # noqa: BLE001 - best effort
                 pass
             s.close()
+
+
+def assert_agree(ref: Side, cand: Side, run, base: str, seq) -> None:
+    """Run `seq` on both sides under `base`; fail with the diff when they disagree."""
+    a = run(ref, base, seq)
+    b = run(cand, base, seq)
+    if a != b:
+        import difflib
+
+        diff = "\n".join(difflib.unified_diff(a, b, "zookeeper", "candidate", lineterm=""))
+        pytest.fail(f"servers disagree on a random op sequence:\n{diff}", pytrace=False)
+
+
+# the examples' settings (the servers are module fixtures, kept across examples)
+EXAMPLES = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def sides(diff_pair):
+    yield from side_pair(diff_pair, Side, "/hyp")
 
 
 paths = st.sampled_from(REL_PATHS)
@@ -108,6 +133,8 @@ ops = st.one_of(
 def _norm(n: Normaliser, v):
     if hasattr(v, "czxid") and hasattr(v, "numChildren"):  # kazoo ZnodeStat
         return n.stat(Stat(*[getattr(v, f) for f, _ in Stat.FIELDS]))
+    if hasattr(v, "perms") and hasattr(v, "id"):  # an ACL (kazoo's or zabby's)
+        return f"{v.perms}:{v.id.scheme}:{v.id.id}"
     if isinstance(v, Exception):
         return type(v).__name__
     if isinstance(v, tuple | list):
@@ -170,19 +197,7 @@ def run_ops(side: Side, base: str, seq) -> list[str]:
     return lines
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@EXAMPLES
 @given(seq=st.lists(ops, min_size=1, max_size=12))
 def test_random_ops_agree(sides, seq):
-    ref, cand = sides
-    base = f"/hyp/e{next(_counter)}"
-    a = run_ops(ref, base, seq)
-    b = run_ops(cand, base, seq)
-    if a != b:
-        import difflib
-
-        diff = "\n".join(difflib.unified_diff(a, b, "zookeeper", "candidate", lineterm=""))
-        pytest.fail(f"servers disagree on a random op sequence:\n{diff}", pytrace=False)
+    assert_agree(*sides, run_ops, f"/hyp/e{next(_counter)}", seq)

@@ -18,14 +18,15 @@ import os
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from zabby.client import KazooException, SyncClient
 from zabby.testing.differential import Normaliser, digest_acl
-from zabby.wire import ACL, Id, Stat
+from zabby.wire import ACL, Id
 
 from .conftest import SUPER_PASSWORD, SUPER_USER
+from .test_random_ops import EXAMPLES, _norm, assert_agree, side_pair
 
 pytestmark = pytest.mark.differential
 
@@ -51,6 +52,7 @@ class Side:
         self.actor = self._client(server)
         self.watcher = self._client(server)
         self.admin = self._client(server, auth_data=[("digest", f"{SUPER_USER}:{SUPER_PASSWORD}")])
+        self.cleaner = self.admin
         self.lock = threading.Lock()
         self.events: list[str] = []
 
@@ -84,19 +86,7 @@ class Side:
 
 @pytest.fixture(scope="module")
 def sides(diff_pair):
-    ref, cand = diff_pair
-    a, b = Side(ref), Side(cand)
-    for s in (a, b):
-        s.admin.ensure_path("/hypx")
-    try:
-        yield a, b
-    finally:
-        for s in (a, b):
-            try:
-                s.admin.delete("/hypx", recursive=True)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-            s.close()
+    yield from side_pair(diff_pair, Side, "/hypx")
 
 
 paths = st.sampled_from(REL_PATHS)
@@ -126,20 +116,6 @@ ops = st.one_of(
         st.tuples(st.just("check"), paths, versions),
     ), min_size=1, max_size=3)),
 )
-
-
-def _norm(n: Normaliser, v):
-    if hasattr(v, "czxid") and hasattr(v, "numChildren"):  # ZnodeStat
-        return n.stat(Stat(*[getattr(v, f) for f, _ in Stat.FIELDS]))
-    if isinstance(v, ACL):
-        return f"{v.perms}:{v.id.scheme}:{v.id.id}"
-    if isinstance(v, Exception):
-        return type(v).__name__
-    if isinstance(v, tuple | list):
-        return [_norm(n, x) for x in v]
-    if isinstance(v, bytes):
-        return repr(v)
-    return v
 
 
 def _create_kw(acl: str, mode: str) -> dict:
@@ -214,19 +190,7 @@ def run_ops(side: Side, base: str, seq) -> list[str]:
     return lines
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@EXAMPLES
 @given(seq=st.lists(ops, min_size=1, max_size=12))
 def test_random_ops_with_acls_persistent_watches_and_ttls_agree(sides, seq):
-    ref, cand = sides
-    base = f"/hypx/e{next(_counter)}"
-    a = run_ops(ref, base, seq)
-    b = run_ops(cand, base, seq)
-    if a != b:
-        import difflib
-
-        diff = "\n".join(difflib.unified_diff(a, b, "zookeeper", "candidate", lineterm=""))
-        pytest.fail(f"servers disagree on a random op sequence:\n{diff}", pytrace=False)
+    assert_agree(*sides, run_ops, f"/hypx/e{next(_counter)}", seq)
