@@ -124,6 +124,7 @@ class Worker:
     ns: str | None = None
     pace: float = 0.01
     odd_errors: list[str] = field(default_factory=list)
+    odd_count: int = 0  # every unexpected error reply (odd_errors keeps the first 50)
     error: BaseException | None = None
     ops: int = 0
     sessions: int = 0
@@ -262,6 +263,7 @@ class Worker:
         return "?"
 
     def _odd(self, what: str) -> None:
+        self.odd_count += 1
         if len(self.odd_errors) < 50:
             self.odd_errors.append(what)
 

@@ -145,7 +145,7 @@ def test_process_faults_keep_history_linearizable(tmp_path, n, seed):
         res, problems = check_run(history, initial, finals)
         odd = [e for w in wl.workers for e in w.odd_errors]
         report = (f"seed {seed}, {n} members, faults {kinds}, history in {tmp_path}/history.jsonl\n" + "\n".join(timeline)
-                  + f"\nhistory: {summary(history)}\nodd replies: {odd[:10]}\n")
+                  + f"\nhistory: {summary(history)}\nodd replies ({sum(w.odd_count for w in wl.workers)}): {odd[:10]}\n")
         print(report + f"search steps per key: {res.steps}")
         assert res.valid is not None, report + res.report()
         assert res.valid and not problems, (report + res.report() + "\n" + "\n".join(problems)

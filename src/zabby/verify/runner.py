@@ -268,9 +268,13 @@ class Run:
                 i = i if i is not None else rng.choice(ids)
                 others = [j for j in ids if j != i]
                 what = f"isolate member {i} from {others} for {hold:.1f}s"
+                cut_at = time.monotonic()
                 self.lab.partition([i], others)
-                time.sleep(hold)
-                self.lab.heal()
+                # the fault must really be in place (and gone after the heal), or the
+                # run tests nothing: a datagram across a cut link is an ERROR verdict
+                self.lab.prove_cut()
+                time.sleep(max(0.0, cut_at + hold - time.monotonic()))
+                self.lab.prove_linked(self.lab.heal())
             self.n_faults += 1
             self.hist.done(ev, "info", what=what, end=self.hist.clock())
             self.log(f"fault {kind}: {what}")
