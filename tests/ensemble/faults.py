@@ -286,30 +286,51 @@ class QueuedOps:
         self.versions: dict[str, int] = {}
         self.thread: threading.Thread | None = None
         self.outcomes: list[str] = []
+        self.sent = 0
+        self.send_error: str | None = None
 
-    def prepare(self) -> bool:
-        c = NsRawClient(self.host, self.port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=2,
-                        ns=self.ns)
+    def prepare(self, timeout: float = 15.0) -> None:
+        """Connect and read every key's version, retrying for up to ``timeout`` seconds
+        (it runs on a healed ensemble, so it can always be done); AssertionError if it
+        could not be, so a probe that was never set up fails the test, not passes it."""
+        why: list[str] = []
+
+        def attempt() -> bool:
+            c = NsRawClient(self.host, self.port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=2,
+                            ns=self.ns)
+            h = None
+            try:
+                c.connect()
+                for k in KEYS:
+                    h = self.rec.invoke(self.proc, "read", k, meta=f"m{self.member}")
+                    r = c.request(Opcode.GET_DATA, PathWatchRequest(k, False))
+                    if r.err != Err.OK:
+                        h.fail()
+                        why.append(f"getData {k}: err {r.err}")
+                        c.drop()
+                        return False
+                    h.ok((r.body.data.decode(), r.body.stat.version), zxid=r.body.stat.mzxid)
+                    h = None
+                    self.versions[k] = r.body.stat.version
+            except (ConnectionClosed, OSError, TimeoutError) as e:
+                if h is not None:
+                    h.fail()  # a read without a reply observed nothing
+                why.append(f"{type(e).__name__}: {e}")
+                c.drop()
+                return False
+            self.client = c
+            return True
+
         try:
-            c.connect()
-            for k in KEYS:
-                h = self.rec.invoke(self.proc, "read", k, meta=f"m{self.member}")
-                r = c.request(Opcode.GET_DATA, PathWatchRequest(k, False))
-                if r.err != Err.OK:
-                    h.fail()
-                    return False
-                h.ok((r.body.data.decode(), r.body.stat.version), zxid=r.body.stat.mzxid)
-                self.versions[k] = r.body.stat.version
-        except (ConnectionClosed, OSError, TimeoutError):
-            c.drop()
-            return False
-        self.client = c
-        return True
+            wait_for(attempt, timeout, f"{self.proc}: a session on member {self.member} "
+                     "that reads every key", interval=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"the queued-write probe could not be set up: {e}; "
+                                 f"last errors {why[-3:]}") from None
 
     def fire(self, wait: float) -> None:
         c = self.client
-        if c is None:
-            return
+        assert c is not None, f"{self.proc}: fire() before a successful prepare()"
         sent = []
         try:
             for n, k in enumerate(KEYS):
@@ -321,8 +342,12 @@ class QueuedOps:
                                         meta=f"m{self.member} queued")
                     xid = c.send_request(Opcode.SET_DATA, SetDataRequest(k, value.encode(), ev))
                     sent.append((xid, kind, h))
-        except (ConnectionClosed, OSError):
-            pass
+        except (ConnectionClosed, OSError) as e:
+            # the member is paused or cut from its peers, not from us: the requests go
+            # into the socket buffer; a send that fails means the probe did not run
+            h.unknown()
+            self.send_error = f"{type(e).__name__}: {e}"
+        self.sent = len(sent)
 
         def collect() -> None:
             deadline = time.monotonic() + wait
@@ -350,11 +375,16 @@ class QueuedOps:
         self.thread.start()
 
     def join(self, timeout: float) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
-            assert not self.thread.is_alive(), f"{self.proc} still waiting for replies"
-        elif self.client is not None:
-            self.client.drop()
+        """Wait for the collector; AssertionError unless every request was sent and
+        has an outcome (ok, fail, unknown or an error): the probe did run."""
+        assert self.thread is not None, f"{self.proc}: join() before fire()"
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.proc} still waiting for replies"
+        want = 2 * len(KEYS)
+        assert self.sent == want and self.send_error is None, (
+            f"{self.proc}: only {self.sent} of {want} queued requests were sent "
+            f"({self.send_error})")
+        assert len(self.outcomes) == want, f"{self.proc}: outcomes {self.outcomes}"
 
 
 class Workload:
@@ -378,6 +408,50 @@ class Workload:
         errors = [w.error for w in self.workers if w.error is not None]
         if errors:
             raise errors[0]
+
+
+# ------------------------------------------------------------------ fault proofs
+NEW_LEADER_BOUND = 15.0  # seconds from cutting off / pausing a leader to a new one
+
+
+def wait_new_leader(ens: ZabbyEnsemble, among, old: int, what: str,
+                    timeout: float = NEW_LEADER_BOUND) -> int:
+    """The fault bit: some member of ``among`` (never ``old``) reports itself leader
+    within ``timeout`` seconds; AssertionError naming the fault otherwise."""
+    among = [i for i in among if i != old]
+    seen: dict[int, str] = {}
+
+    def new_leader():
+        for i in among:
+            seen[i] = ens.mode(i) or "-"
+            if seen[i] == "leader":
+                return i
+        return None
+
+    try:
+        return wait_for(new_leader, timeout, "a leader")
+    except AssertionError:
+        raise AssertionError(f"{what}: no new leader among {among} within {timeout}s of "
+                             f"cutting off leader {old} (modes: {seen}) -- the fault did "
+                             "not bite, or the others could not elect") from None
+
+
+def has_quorum(ids, cut_pairs) -> bool:
+    """Could a leader still reach a majority of ``ids`` (itself included) over links
+    that are not cut? (Zab needs the leader linked to each follower of its quorum, not
+    the followers to each other.) Tells a fault that leaves a quorum from one that
+    leaves none."""
+    cut = {frozenset(p) for p in cut_pairs}
+    need = len(ids) // 2 + 1
+    return any(1 + sum(1 for j in ids if j != i and frozenset((i, j)) not in cut) >= need
+               for i in ids)
+
+
+def acked_during(history: list[Op], start: float, end: float) -> list[Op]:
+    """Writes and cas invoked after ``start`` and acknowledged before ``end``: with no
+    quorum in that window there must be none."""
+    return [o for o in history if o.kind in ("write", "cas") and o.outcome == "ok"
+            and o.invoke >= start and o.complete is not None and o.complete <= end]
 
 
 # ------------------------------------------------------------------ checks
@@ -501,6 +575,10 @@ def logs(ens: ZabbyEnsemble, lines: int = 30) -> str:
 __all__ = [
     "HEAL_BOUND",
     "KEYS",
+    "NEW_LEADER_BOUND",
+    "acked_during",
+    "has_quorum",
+    "wait_new_leader",
     "NetLab",
     "NetnsEnsemble",
     "NetnsUnavailable",

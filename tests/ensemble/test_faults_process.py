@@ -3,9 +3,12 @@
 A seeded nemesis, on a 3- or 5-member ensemble (tickTime 200, syncLimit 5 ticks):
   kill_leader    kill -9 the leader, restart it a moment later
   kill_follower  kill -9 a follower, restart it
-  pause_leader   SIGSTOP the leader for longer than syncLimit, then SIGCONT: when
-                 it wakes up it must not acknowledge writes the new leader's quorum
-                 does not have (clients wait longer than the pause for its replies)
+  pause_leader   SIGSTOP the leader for longer than syncLimit -- the others must
+                 elect a new leader meanwhile (within NEW_LEADER_BOUND: the fault
+                 bit) --, then SIGCONT: when it wakes up it must not acknowledge
+                 writes the new leader's quorum does not have (the queued-write probe,
+                 which must be set up and run, and clients wait longer than the pause
+                 for its replies)
   restart_all    kill -9 every member, start them all again
 Every kind happens once per seed, in a seeded order, plus one more drawn at random.
 After each fault: every member serves, a leader exists and a write commits within
@@ -28,6 +31,7 @@ from zabby.testing.linearizability import HistoryRecorder
 from .faults import (
     HEAL_BOUND,
     IO_TIMEOUT,
+    NEW_LEADER_BOUND,
     TICK_MS,
     QueuedOps,
     Workload,
@@ -44,6 +48,7 @@ from .faults import (
     setup_keys,
     summary,
     wait_for,
+    wait_new_leader,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -87,17 +92,22 @@ def _fault(kind: str, ens: ZabbyEnsemble, rng: random.Random, timeline: list[str
     elif kind == "pause_leader":
         m = ens.members[leader]
         queued = QueuedOps((m.host, m.port), None, rec, f"pause{len(timeline)}", leader)
-        queued.prepare()
+        queued.prepare()  # AssertionError when it cannot be set up
         pause(m)
+        paused_at = time.monotonic()
         note(f"SIGSTOP leader {leader}")
         held = rng.uniform(1.8, 3.0)  # syncLimit is 5 ticks = 1s
         try:
-            queued.fire(wait=held + IO_TIMEOUT)
-            time.sleep(held)
+            queued.fire(wait=NEW_LEADER_BOUND + held + IO_TIMEOUT)
+            # the fault bit: the others (a quorum) elect a new leader while it sleeps
+            new = wait_new_leader(ens, [i for i in ens.members if i != leader], leader,
+                                  f"SIGSTOP of leader {leader}")
+            note(f"new leader {new} elected")
+            time.sleep(max(0.0, paused_at + held - time.monotonic()))
         finally:
             resume(m)
         note(f"SIGCONT {leader}")
-        queued.join(held + IO_TIMEOUT + 5)
+        queued.join(NEW_LEADER_BOUND + held + IO_TIMEOUT + 5)
         note(f"requests queued at the paused leader: {queued.outcomes}")
     elif kind == "restart_all":
         for m in ens.members.values():
