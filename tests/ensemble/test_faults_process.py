@@ -35,6 +35,7 @@ from .faults import (
     TICK_MS,
     QueuedOps,
     Workload,
+    check_counts,
     check_run,
     dump_history,
     final_reads,
@@ -160,6 +161,8 @@ def test_process_faults_keep_history_linearizable(tmp_path, n, seed):
         assert res.valid is not None, report + res.report()
         assert res.valid and not problems, (report + res.report() + "\n" + "\n".join(problems)
                                             + "\n" + logs(ens))
+        counts = check_counts(history, wl.workers, len(kinds))
+        assert not counts, report + "\n".join(counts)
         # the workload did reach every kind of outcome it is meant to test
         assert any(o.kind == "cas" and o.outcome == "ok" for o in history), report
         assert any(o.kind == "sread" and o.outcome == "ok" for o in history), report
