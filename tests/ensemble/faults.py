@@ -20,6 +20,13 @@ connections included -- and healed by deleting the entries. Sockets are made
 inside a namespace by switching only the calling thread (setns(2)), so no
 helper process is needed.
 
+Proofs that a fault bit (the tests call them): `wait_new_leader` after cutting off
+or pausing a leader, `has_quorum` / `acked_during` for a fault that leaves no quorum,
+QueuedOps.prepare / join fail when the probe could not be set up or run, NetLab's
+prove_cut / prove_linked, and `check_counts` bounds unknown outcomes and odd replies
+by figures measured on honest runs. `WatchLoad` runs `zabby verify`'s watch workload
+alongside and checks the watch guarantees.
+
 Seeds: ZABBY_FAULT_SEEDS="N" runs seeds 0..N-1, "3,17" or "10-20" those
 (odd seeds use 5 members, even seeds 3).
 """
@@ -38,6 +45,9 @@ from zabby.testing.linearizability import CheckResult, HistoryRecorder, Op, chec
 from zabby.testing.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from zabby.testing.seeds import seeds_from_env
 from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZabbyServer
+from zabby.verify import workloads as VW
+from zabby.verify.checks import Report, check_watch
+from zabby.verify.history import History as VHistory
 from zabby.verify.netlab import (  # noqa: F401 - re-exported for the fault tests
     NetLab,
     NetnsEnsemble,
@@ -410,6 +420,97 @@ class Workload:
             raise errors[0]
 
 
+# ------------------------------------------------------------------ watches
+class WatchLoad:
+    """`zabby verify`'s watch workload on the same ensemble, in a History of its own:
+    one watcher session (one-shot data watches on /watch/w/k*, a persistent watch on
+    /watch/wp, a persistent recursive one on /watch/wr, re-registered with SetWatches2
+    when it resumes its session on another member) and one writer that changes them.
+    ``check()`` runs zabby.verify.checks.check_watch on what the watcher saw: one event
+    per change per one-shot watch, in zxid order, none before the read that shows the
+    change, none lost or duplicated across reconnects."""
+
+    ROOT = "/watch"
+
+    def __init__(self, endpoints, ns: str | None, seed: int) -> None:
+        self.endpoints = endpoints
+        self.ns = ns
+        self.hist = VHistory()
+        self.stop_writer = threading.Event()
+        self.stop_watcher = threading.Event()
+        args = (self.ROOT, endpoints, ns, self.hist)
+        self.writer = VW.WatchWriter(0, *args, self.stop_writer, seed * 1000 + 60, pace=0.05)
+        self.watcher = VW.Watcher(0, *args, self.stop_watcher, seed * 1000 + 70)
+
+    def setup(self) -> None:
+        r = self.ROOT
+        paths = [r, f"{r}/w", *(f"{r}/w/{k}" for k in VW.WATCH_KEYS), f"{r}/wr", f"{r}/wp"]
+
+        def attempt() -> bool:
+            for host, port in self.endpoints:
+                c = NsRawClient(host, port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=5,
+                                ns=self.ns)
+                try:
+                    c.connect()
+                    for p in paths:
+                        res = c.request(Opcode.CREATE2, CreateRequest(p, b"", OPEN_ACL_UNSAFE, 0))
+                        assert res.err in (Err.OK, Err.NODEEXISTS), (p, res)
+                    c.close()
+                    return True
+                except (ConnectionClosed, OSError):
+                    c.drop()
+            return False
+
+        wait_for(attempt, 20, "creating the watched znodes")
+
+    def start(self) -> None:
+        self.watcher.start()
+        self.writer.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Writer first, then the watcher (its finish() syncs and reads every key once
+        more), then the final children of /watch/wr with their czxids; on a serving
+        ensemble."""
+        deadline = time.monotonic() + timeout
+        for ev, w in ((self.stop_writer, self.writer), (self.stop_watcher, self.watcher)):
+            ev.set()
+            w.thread.join(max(0.0, deadline - time.monotonic()))
+            assert not w.thread.is_alive(), f"{w.conn.name} still running after {timeout}s"
+            if w.error is not None:
+                raise w.error
+        wr: dict[str, int] = {}
+
+        def children() -> bool:
+            for host, port in self.endpoints:
+                c = NsRawClient(host, port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=5,
+                                ns=self.ns)
+                try:
+                    c.connect()
+                    base = f"{self.ROOT}/wr"
+                    assert c.request(Opcode.SYNC, PathRequest(base)).err == Err.OK
+                    res = c.request(Opcode.GET_CHILDREN, PathWatchRequest(base, False))
+                    assert res.err == Err.OK, res
+                    for name in res.body.children:
+                        st = c.request(Opcode.EXISTS, PathWatchRequest(f"{base}/{name}", False))
+                        if st.err == Err.OK:
+                            wr[f"{base}/{name}"] = st.body.stat.czxid
+                    c.close()
+                    return True
+                except (ConnectionClosed, OSError):
+                    c.drop()
+            return False
+
+        wait_for(children, 30, "the final children of /watch/wr")
+        self.hist.note("final", "collector", "watch", children=wr)
+
+    def check(self) -> tuple[Report, str]:
+        report = Report()
+        check_watch(self.hist, report)
+        text = (f"watch checks: {report.stats}; anomalies: "
+                + "; ".join(str(a) for a in report.anomalies[:10]))
+        return report, text
+
+
 # ------------------------------------------------------------------ fault proofs
 NEW_LEADER_BOUND = 15.0  # seconds from cutting off / pausing a leader to a new one
 
@@ -615,6 +716,7 @@ __all__ = [
     "NetnsUnavailable",
     "ServerStartError",
     "QueuedOps",
+    "WatchLoad",
     "Workload",
     "check_run",
     "dump_history",

@@ -26,7 +26,9 @@ set up and run (faults.QueuedOps). After each heal a leader exists
 and a write commits within HEAL_BOUND. At the end the whole ensemble is killed and
 restarted; every member answers sync + read of every key; the history must be
 linearizable (faults.py / zabby.testing.linearizability), with no acknowledged write
-lost and every member agreeing.
+lost and every member agreeing; unknown outcomes and odd replies are bounded
+(faults.check_counts), and the watch workload of `zabby verify` that runs alongside
+(faults.WatchLoad) must satisfy the watch guarantees.
 
 The test skips only when network namespaces cannot be made here (EPERM) and CI is
 not "true"; the namespaces are deleted at the end whatever happens.
@@ -48,6 +50,7 @@ from .faults import (
     NetnsEnsemble,
     NetnsUnavailable,
     QueuedOps,
+    WatchLoad,
     Workload,
     acked_during,
     check_counts,
@@ -126,6 +129,7 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
         pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
     ens = None
     wl = None
+    wload = None
     timeline: list[str] = []
     cleanup_errors: list[str] = []
     try:
@@ -135,12 +139,15 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
         ids = list(ens.members)
         initial = setup_keys(endpoints, lab.br)
         wl = Workload(endpoints, workers=4, seed=seed, ns=lab.br)
+        wload = WatchLoad(endpoints, lab.br, seed)
+        wload.setup()
         t0 = time.monotonic()
 
         def note(what: str) -> None:
             timeline.append(f"{time.monotonic() - t0:7.2f}s (t={time.monotonic():.3f}) {what}")
 
         wl.start()
+        wload.start()
         wait_for(lambda: sum(w.ops for w in wl.workers) > 100, 20, "the workload to start")
         no_quorum_windows: list[tuple[float, float, str]] = []
         probes = 0
@@ -183,6 +190,7 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
         assert probes >= 1, "no queued-write probe of a cut-off leader ran"
         assert no_quorum_windows, "the schedule never left the ensemble without a quorum"
         wl.stop()
+        wload.stop()
         for m in ens.members.values():
             m.kill()
         for m in ens.members.values():
@@ -203,6 +211,10 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
                                             + "\n" + logs(ens))
         counts = check_counts(history, wl.workers, len(kinds))
         assert not counts, report + "\n".join(counts)
+        wreport, wtext = wload.check()
+        print(wtext)
+        assert not wreport.anomalies and not wreport.undecided, report + wtext
+        assert wreport.stats["watch_events"] > 0, report + wtext  # the checks saw events
         for start, end, desc in no_quorum_windows:
             tried = [o for o in history if o.kind in ("write", "cas") and start <= o.invoke < end]
             assert tried, report + f"no write was even tried with no quorum ({desc})"
@@ -211,6 +223,9 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
                                + "; ".join(o.describe() for o in acked[:5]))
         assert any(o.kind == "cas" and o.outcome == "ok" for o in history), report
     finally:
+        if wload is not None:
+            wload.stop_writer.set()
+            wload.stop_watcher.set()
         if wl is not None:
             wl.stop_event.set()
         if ens is not None:
@@ -220,5 +235,9 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
         if wl is not None:
             for t in wl.threads:
                 t.join(10)
+        if wload is not None:
+            for w in (wload.writer, wload.watcher):
+                if w.thread is not None:
+                    w.thread.join(10)
         cleanup_errors = lab.cleanup()
     assert not cleanup_errors, f"could not delete namespaces: {cleanup_errors}"

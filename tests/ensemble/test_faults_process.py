@@ -15,7 +15,9 @@ After each fault: every member serves, a leader exists and a write commits withi
 HEAL_BOUND. At the end the whole ensemble is killed and restarted, each member
 answers sync + read for every key, and the whole history (linearizable writes, cas
 and sync+reads; sequentially consistent plain reads) is checked, along with "no
-acknowledged write lost" and "members agree".
+acknowledged write lost" and "members agree". Unknown outcomes and odd replies
+are bounded (faults.check_counts), and `zabby verify`'s watch workload runs alongside
+(faults.WatchLoad): its events must satisfy the watch guarantees.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .faults import (
     NEW_LEADER_BOUND,
     TICK_MS,
     QueuedOps,
+    WatchLoad,
     Workload,
     check_counts,
     check_run,
@@ -130,19 +133,24 @@ def test_process_faults_keep_history_linearizable(tmp_path, n, seed):
     kinds.append(rng.choice(KINDS))
     ens = ZabbyEnsemble(tmp_path, n, tickTime=TICK_MS)
     wl = None
+    wload = None
     timeline: list[str] = []
     try:
         endpoints = loopback_endpoints(ens)
         initial = setup_keys(endpoints, None)
         wl = Workload(endpoints, workers=4, seed=seed)
+        wload = WatchLoad(endpoints, None, seed)
+        wload.setup()
         t0 = time.monotonic()
         wl.start()
+        wload.start()
         wait_for(lambda: sum(w.ops for w in wl.workers) > 100, 20, "the workload to start")
         for kind in kinds:
             _fault(kind, ens, rng, timeline, t0, wl.rec)
             _heal_and_probe(ens, timeline, t0)
             time.sleep(rng.uniform(0.8, 1.5))  # some load on the healed ensemble
         wl.stop()
+        wload.stop()
         # the final heal + whole restart: nothing acknowledged may be lost
         for m in ens.members.values():
             m.kill()
@@ -163,10 +171,17 @@ def test_process_faults_keep_history_linearizable(tmp_path, n, seed):
                                             + "\n" + logs(ens))
         counts = check_counts(history, wl.workers, len(kinds))
         assert not counts, report + "\n".join(counts)
+        wreport, wtext = wload.check()
+        print(wtext)
+        assert not wreport.anomalies and not wreport.undecided, report + wtext
+        assert wreport.stats["watch_events"] > 0, report + wtext  # the checks saw events
         # the workload did reach every kind of outcome it is meant to test
         assert any(o.kind == "cas" and o.outcome == "ok" for o in history), report
         assert any(o.kind == "sread" and o.outcome == "ok" for o in history), report
     finally:
+        if wload is not None:
+            wload.stop_writer.set()
+            wload.stop_watcher.set()
         if wl is not None:
             wl.stop_event.set()
         for m in ens.members.values():
@@ -176,3 +191,7 @@ def test_process_faults_keep_history_linearizable(tmp_path, n, seed):
         if wl is not None:
             for t in wl.threads:
                 t.join(10)
+        if wload is not None:
+            for w in (wload.writer, wload.watcher):
+                if w.thread is not None:
+                    w.thread.join(10)
