@@ -20,9 +20,10 @@ Every kind happens once per seed, in a seeded order. Each fault is proven to bit
 every cut link loses datagrams both ways while it is cut and carries them after the
 heal (NetLab.prove_cut / prove_linked); when the leader is cut off from a quorum of
 the others, a new leader is elected among them (within NEW_LEADER_BOUND) before the
-heal; when no quorum is left anywhere, no write invoked after the cut is
-acknowledged before the heal; and the queued-write probe of a cut-off leader must be
-set up and run (faults.QueuedOps). After each heal a leader exists
+heal, and the cut-off side stops leading (when the clients can still ask it); when
+no quorum is left anywhere, every member stops leading and no write invoked after
+the cut is acknowledged before the heal; and the queued-write probe of a cut-off
+leader must be set up and run (faults.QueuedOps). After each heal a leader exists
 and a write commits within HEAL_BOUND. At the end the whole ensemble is killed and
 restarted; every member answers sync + read of every key; the history must be
 linearizable (faults.py / zabby.testing.linearizability), with no acknowledged write
@@ -66,6 +67,7 @@ from .faults import (
     summary,
     wait_for,
     wait_new_leader,
+    wait_stepped_down,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -170,6 +172,12 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
             if must_elect:
                 new = wait_new_leader(ens, must_elect, leader, f"{kind} ({desc})")
                 note(f"new leader {new} elected among {must_elect}")
+            # the cut-off side that the clients still reach must stop leading
+            stranded = {"isolate_leader": [leader], "no_quorum": ids,
+                        "leader_in_minority": [i for i in ids if i not in must_elect]}
+            if kind in stranded:
+                wait_stepped_down(ens, stranded[kind], f"{kind} ({desc})")
+                note(f"no leader left among {stranded[kind]}")
             time.sleep(max(0.0, cut_at + held - time.monotonic()))
             healed_at = time.monotonic()
             lab.prove_linked(lab.heal())  # and carries them again after the heal

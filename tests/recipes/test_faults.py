@@ -9,6 +9,9 @@ machine); the checks run on the merged history:
 - every workflow task completed exactly once, a killed worker's task included;
 - every DoubleBarrier participant enters and leaves, no one leaves before all entered;
 - the election ends with exactly one leader.
+A pause of the ensemble's leader lasts until the others have elected a new one
+(bounded by NEW_LEADER_BOUND: the proof that the fault bit), and recipe calls that
+raised something other than their timeout are bounded (MAX_ERRORS).
 """
 
 from __future__ import annotations
