@@ -299,10 +299,11 @@ class QueuedOps:
         self.sent = 0
         self.send_error: str | None = None
 
-    def prepare(self, timeout: float = 15.0) -> None:
+    def prepare(self, timeout: float = 15.0) -> bool:
         """Connect and read every key's version, retrying for up to ``timeout`` seconds
         (it runs on a healed ensemble, so it can always be done); AssertionError if it
-        could not be, so a probe that was never set up fails the test, not passes it."""
+        could not be, so a probe that was never set up fails the test, not passes it.
+        Returns True (callers of the old bool-returning form still work)."""
         why: list[str] = []
 
         def attempt() -> bool:
@@ -337,6 +338,7 @@ class QueuedOps:
         except AssertionError as e:
             raise AssertionError(f"the queued-write probe could not be set up: {e}; "
                                  f"last errors {why[-3:]}") from None
+        return True
 
     def fire(self, wait: float) -> None:
         c = self.client
@@ -385,11 +387,16 @@ class QueuedOps:
         self.thread.start()
 
     def join(self, timeout: float) -> None:
-        """Wait for the collector; AssertionError unless every request was sent and
-        has an outcome (ok, fail, unknown or an error): the probe did run."""
+        """Wait for the collector (AssertionError if it is still waiting)."""
         assert self.thread is not None, f"{self.proc}: join() before fire()"
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"{self.proc} still waiting for replies"
+
+    def assert_ran(self) -> None:
+        """AssertionError unless every request was sent and has an outcome (ok, fail,
+        unknown or an error): the probe did run. (Sends fail legitimately when
+        ``fire`` comes late -- the member may have closed its client connections on
+        losing its quorum -- so a test that fires at once after the fault asks this.)"""
         want = 2 * len(KEYS)
         assert self.sent == want and self.send_error is None, (
             f"{self.proc}: only {self.sent} of {want} queued requests were sent "

@@ -186,6 +186,7 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
                 no_quorum_windows.append((cut_at, healed_at, desc))
             if queued is not None:
                 queued.join(NEW_LEADER_BOUND + IO_TIMEOUT + 5)
+                queued.assert_ran()  # fired at once after the fault: every request went out
                 probes += 1
                 note(f"requests queued at the cut-off leader: {queued.outcomes}")
             start = time.monotonic()

@@ -112,6 +112,7 @@ def _fault(kind: str, ens: ZabbyEnsemble, rng: random.Random, timeline: list[str
             resume(m)
         note(f"SIGCONT {leader}")
         queued.join(NEW_LEADER_BOUND + held + IO_TIMEOUT + 5)
+        queued.assert_ran()  # fired at once after the fault: every request went out
         note(f"requests queued at the paused leader: {queued.outcomes}")
     elif kind == "restart_all":
         for m in ens.members.values():
