@@ -9,6 +9,9 @@ machine); the checks run on the merged history:
 - every workflow task completed exactly once, a killed worker's task included;
 - every DoubleBarrier participant enters and leaves, no one leaves before all entered;
 - the election ends with exactly one leader.
+A pause of the ensemble's leader lasts until the others have elected a new one
+(bounded by NEW_LEADER_BOUND: the proof that the fault bit), and recipe calls that
+raised something other than their timeout are bounded (MAX_ERRORS).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ WORKER = Path(__file__).with_name("_worker.py")
 WORKERS = 4
 DURATION = 12.0  # seconds of faults
 SETTLE = 5.0  # then quiet, for the election to converge
+MAX_ERRORS = 3  # recipe calls that raised under the faults (see the assertion)
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -85,8 +89,29 @@ def max_overlap(ivs: list[tuple[float, float, str]]) -> tuple[int, float]:
     return best, when
 
 
+NEW_LEADER_BOUND = 15.0  # seconds from pausing the leader to a new one
+
+
+def new_leader(ens: ZabbyEnsemble, old: int, timeout: float = NEW_LEADER_BOUND) -> int:
+    """A member other than ``old`` that reports itself leader; AssertionError (naming
+    the fault) when none does within ``timeout`` -- the pause did not bite."""
+    others = [i for i in ens.members if i != old]
+    deadline = time.monotonic() + timeout
+    while True:
+        modes = {i: ens.mode(i) for i in others}
+        for i, mode in modes.items():
+            if mode == "leader":
+                return i
+        assert time.monotonic() < deadline, (
+            f"SIGSTOP of leader {old}: no new leader among {others} within {timeout}s "
+            f"(modes {modes})")
+        time.sleep(0.05)
+
+
 def chaos(ens: ZabbyEnsemble, until: float, rng: random.Random, log: list[str]) -> None:
-    """One member at a time: killed and restarted, or paused and resumed."""
+    """One member at a time: killed and restarted, or paused and resumed. Half the
+    pauses hit the leader, and those last until the others have elected a new one
+    (the proof that the fault bit), at least 0.5-2 s."""
     while time.monotonic() < until:
         i = rng.choice(list(ens.members))
         m = ens.members[i]
@@ -97,10 +122,17 @@ def chaos(ens: ZabbyEnsemble, until: float, rng: random.Random, log: list[str]) 
             m.start(wait=False)
             ens.wait_serving([i], timeout=30)
         else:
-            log.append(f"{time.monotonic():.2f} pause {i}")
+            leader = ens.leader(timeout=30) if rng.random() < 0.5 else None
+            if leader is not None:
+                i, m = leader, ens.members[leader]
+            log.append(f"{time.monotonic():.2f} pause {'leader ' if leader else ''}{i}")
             os.killpg(m.pid, signal.SIGSTOP)
             try:
-                time.sleep(rng.uniform(0.5, 2.0))  # past syncLimit (1 s): a new leader
+                hold_until = time.monotonic() + rng.uniform(0.5, 2.0)
+                if leader is not None:
+                    new = new_leader(ens, leader)
+                    log.append(f"{time.monotonic():.2f} new leader {new}")
+                time.sleep(max(0.0, hold_until - time.monotonic()))
             finally:
                 os.killpg(m.pid, signal.SIGCONT)
         ens.wait_serving(timeout=30)
@@ -148,6 +180,10 @@ def test_recipes_under_member_kills_and_pauses(tmp_path):
     where = f"seed {seed}, faults {faults}"
     errors = [e for e in events if e["ev"] == "error"]
     assert not [e for e in errors if e["role"] == "main"], (errors, where)
+    # a recipe call that raised something other than its timeout (connection loss
+    # at a bad moment): measured 0 in each of 6 runs (seeds 1, 2, 3 and random ones)
+    assert len(errors) <= MAX_ERRORS, (f"{len(errors)} recipe errors (bound {MAX_ERRORS})",
+                                       errors[:10], where)
 
     locks = intervals(events, "lock", "acq")
     sems = intervals(events, "sem", "acq")

@@ -17,7 +17,9 @@ import ctypes
 import itertools
 import os
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,13 +167,78 @@ class NetLab:
                 for b in h:
                     self.cut(a, b)
 
-    def heal(self) -> None:
-        for pair in list(self.cuts):
-            a, b = tuple(pair)
+    def reachable(self, pairs, timeout: float = 0.5) -> dict[tuple, bool]:
+        """For each (a, b): does a UDP datagram sent from a's namespace to b's address
+        arrive in b's namespace now? All pairs are probed at once (one wait of at most
+        ``timeout`` seconds, each datagram sent three times), so a proof costs no more
+        for a 5-member partition than for one link."""
+        pairs = list(dict.fromkeys(tuple(p) for p in pairs))
+        rxs: list[socket.socket] = []
+        txs: list[socket.socket] = []
+        got: dict[tuple, bool] = {p: False for p in pairs}
+        try:
+            plan = []
+            for k, (a, b) in enumerate(pairs):
+                with in_netns(self._where(b)[0]):
+                    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                rxs.append(rx)
+                rx.bind((self.addr(b), 0))
+                rx.setblocking(False)
+                with in_netns(self._where(a)[0]):
+                    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                txs.append(tx)
+                plan.append((tx, rx, (self.addr(b), rx.getsockname()[1]), f"probe{k}".encode()))
+            deadline = time.monotonic() + timeout
+            sends = 0
+            while True:
+                if sends < 3:
+                    for tx, _, dest, token in plan:
+                        with contextlib.suppress(OSError):
+                            tx.sendto(token, dest)
+                    sends += 1
+                for (_tx, rx, _, token), p in zip(plan, pairs, strict=True):
+                    while not got[p]:
+                        try:
+                            data = rx.recv(64)
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        got[p] = data == token
+                if all(got.values()) or time.monotonic() >= deadline:
+                    return got
+                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        finally:
+            for s in rxs + txs:
+                s.close()
+
+    def prove_cut(self, pairs=None, timeout: float = 0.5) -> None:
+        """Raise AssertionError unless every cut link (default: all of ``cuts``) loses
+        datagrams in both directions: the neighbour-table cut is really in place."""
+        pairs = [tuple(p) for p in (self.cuts if pairs is None else pairs)]
+        both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+        leaked = [p for p, ok in self.reachable(both, timeout).items() if ok]
+        if leaked:
+            raise AssertionError(f"the cut does not block traffic: a datagram went "
+                                 f"{', '.join(f'{a} -> {b}' for a, b in leaked)}")
+
+    def prove_linked(self, pairs, timeout: float = 2.0) -> None:
+        """Raise AssertionError unless datagrams pass both ways on every given link
+        (after a heal; ``timeout`` allows for the neighbour entry to be re-learned)."""
+        pairs = [tuple(p) for p in pairs]
+        both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+        lost = [p for p, ok in self.reachable(both, timeout).items() if not ok]
+        if lost:
+            raise AssertionError(f"no traffic on a link that should be whole: "
+                                 f"{', '.join(f'{a} -> {b}' for a, b in lost)}")
+
+    def heal(self) -> list[tuple]:
+        """Delete every cut; returns the links healed (for ``prove_linked``)."""
+        healed = [tuple(pair) for pair in self.cuts]
+        for a, b in healed:
             for x, y in ((a, b), (b, a)):
                 ns, dev = self._where(x)
                 _ip("-n", ns, "neigh", "del", self.addr(y), "dev", dev, check=False)
         self.cuts.clear()
+        return healed
 
     def cleanup(self) -> list[str]:
         errors = []

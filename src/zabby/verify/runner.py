@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zabby.testing.diskfaults import CLOCK_OFFSET_ENV, FSYNC_STALL_ENV
 from zabby.testing.servers import ServerStartError, ZabbyEnsemble, ZooKeeperEnsemble
 from zabby.wire import Err
 from zabby.wire import Op as Opcode
@@ -24,8 +25,11 @@ from .checks import Report, check_all
 from .history import History
 from .netlab import NetLab, NetnsEnsemble, NetnsServer, NetnsZooKeeperServer, netns_unavailable
 from .plot import write_timeline
+from .servers import HookedNetnsServer, HookedServer, process_env
 
-FAULTS = ("kill", "pause", "leader-kill", "partition")
+FAULTS = ("kill", "pause", "leader-kill", "partition", "slow-disk", "clock-ahead")
+HOOKED = ("slow-disk", "clock-ahead")  # need zabby's test-only hooks (zabby members only)
+CLOCK_AHEAD_MS = (60_000, 3_600_000)  # a restarted member's clock: 1 min to 1 h ahead
 TICK_MS = 200
 RECOVER_BOUND = 30.0
 EXIT = {"VALID": 0, "INVALID": 1, "UNKNOWN": 2, "ERROR": 3}
@@ -124,15 +128,26 @@ class Run:
                 self.notes.append(f"partition fault skipped: {why}")
                 self.log(f"partition fault skipped: cannot make network namespaces ({why})")
                 self.faults.remove("partition")
+        hooked = [f for f in self.faults if f in HOOKED]
+        if hooked and o.server != "zabby":
+            for f in hooked:
+                self.faults.remove(f)
+            self.notes.append(f"{','.join(hooked)} skipped: they need zabby's test-only hooks")
+            self.log(f"{','.join(hooked)} fault skipped: only zabby members have the hooks")
+            hooked = []
         if self.lab is not None:
-            cls = NetnsZooKeeperServer if o.server == "zookeeper" else NetnsServer
+            if o.server == "zookeeper":
+                cls = NetnsZooKeeperServer
+            else:
+                cls = HookedNetnsServer if hooked else NetnsServer
             self.ens = NetnsEnsemble(data, self.lab, member_cls=cls, **cfg)
             self.ns = self.lab.br
             self.ens.start(timeout=90 if o.server == "zookeeper" else 30)
         elif o.server == "zookeeper":
             self.ens = ZooKeeperEnsemble(data, o.nodes, **cfg)
         else:
-            self.ens = ZabbyEnsemble(data, o.nodes, **cfg)
+            self.ens = ZabbyEnsemble(data, o.nodes, member_cls=HookedServer if hooked else None,
+                                     **cfg)
         self.endpoints = [(m.host, m.port) for m in self.ens.members.values()]
 
     def stop_ensemble(self) -> None:
@@ -262,15 +277,49 @@ class Run:
                 ens.members[i].pause()
                 time.sleep(hold)
                 ens.members[i].resume()
+            elif kind == "slow-disk":
+                i = self._leader() if rng.random() < 0.5 else None
+                i = i if i is not None else rng.choice(ids)
+                stall = rng.uniform(1.0, 5.0)
+                what = f"every fsync of member {i} stalls {stall:.1f}s, for {hold:.1f}s"
+                m = ens.members[i]
+                armed = process_env(m.pid).get(FSYNC_STALL_ENV) if m.pid else None
+                if m.pid and armed != str(m.stall.path):  # (a dead member: nothing to slow)
+                    raise RuntimeError(f"slow-disk: member {i} (pid {m.pid}) runs without "
+                                       f"the fsync hook ({FSYNC_STALL_ENV}={armed})")
+                m.stall.set(stall)
+                time.sleep(hold)
+                ens.members[i].stall.clear()  # an fsync already asleep finishes its stall
+            elif kind == "clock-ahead":
+                i = self._leader() if rng.random() < 0.5 else rng.choice(ids)
+                i = i if i is not None else rng.choice(ids)
+                ahead = rng.randint(*CLOCK_AHEAD_MS)
+                what = f"restart member {i} with its clock {ahead / 1000:.0f}s ahead"
+                m = ens.members[i]
+                m.kill()
+                m.clock_offset_ms = ahead
+                try:
+                    m.start(wait=False)
+                finally:
+                    m.clock_offset_ms = 0  # its next restart (if any) has the true clock
+                got = process_env(m.pid).get(CLOCK_OFFSET_ENV)
+                if got != str(ahead):  # the fault did not bite: the run tests nothing
+                    raise RuntimeError(f"clock-ahead: member {i} (pid {m.pid}) was started "
+                                       f"with {CLOCK_OFFSET_ENV}={got}, not {ahead}")
+                time.sleep(hold)
             else:
                 assert self.lab is not None
                 i = self._leader() if rng.random() < 0.5 else None
                 i = i if i is not None else rng.choice(ids)
                 others = [j for j in ids if j != i]
                 what = f"isolate member {i} from {others} for {hold:.1f}s"
+                cut_at = time.monotonic()
                 self.lab.partition([i], others)
-                time.sleep(hold)
-                self.lab.heal()
+                # the fault must really be in place (and gone after the heal), or the
+                # run tests nothing: a datagram across a cut link is an ERROR verdict
+                self.lab.prove_cut()
+                time.sleep(max(0.0, cut_at + hold - time.monotonic()))
+                self.lab.prove_linked(self.lab.heal())
             self.n_faults += 1
             self.hist.done(ev, "info", what=what, end=self.hist.clock())
             self.log(f"fault {kind}: {what}")
