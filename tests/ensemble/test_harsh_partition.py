@@ -104,11 +104,13 @@ def test_one_way_and_bridge_partitions_keep_history_linearizable(tmp_path, seed)
             if kind == "leader_mute":
                 for o in others:
                     lab.cut_one_way(leader, o)
+                queued.fire(wait=held + IO_TIMEOUT)  # at once: the leader still serves
                 lab.prove_one_way(leader, others[0])
                 what = f"leader {leader} -> {others} lost"
             elif kind == "leader_deaf":
                 for o in others:
                     lab.cut_one_way(o, leader)
+                queued.fire(wait=held + IO_TIMEOUT)
                 lab.prove_one_way(others[0], leader)
                 what = f"{others} -> leader {leader} lost"
             elif kind == "follower_mute":
@@ -121,8 +123,6 @@ def test_one_way_and_bridge_partitions_keep_history_linearizable(tmp_path, seed)
                 assert lab.delivers(leader, others[1]) and lab.delivers(others[0], others[1])
                 what = f"leader {leader} | {others[0]}, {others[1]} sees both"
             note(f"{kind}: {what}")
-            if queued is not None:
-                queued.fire(wait=held + IO_TIMEOUT)
             t_cut = time.monotonic()
             if kind in ("leader_mute", "leader_deaf"):
                 wait_for(lambda ld=leader: _other_leader(ens, ld), HEAL_BOUND,
@@ -137,6 +137,7 @@ def test_one_way_and_bridge_partitions_keep_history_linearizable(tmp_path, seed)
             if queued is not None:
                 queued.join(IO_TIMEOUT + 5)
                 note(f"writes queued at the cut-off leader: {queued.outcomes}")
+                queued.assert_ran()  # fired at once after the cut: every request went out
             start = time.monotonic()
             ens.wait_serving(timeout=HEAL_BOUND)
             new = ens.leader(timeout=HEAL_BOUND)
