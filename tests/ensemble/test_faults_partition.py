@@ -78,7 +78,7 @@ KINDS = ("isolate_leader", "isolate_leader_all", "isolate_follower", "leader_in_
 
 def _params():
     return [pytest.param(3 if s % 2 == 0 else 5, s, id=f"n{3 if s % 2 == 0 else 5}-seed{s}")
-            for s in seeds([0, 1])]
+            for s in seeds([1])]  # one size each by default (CI time); ZABBY_FAULT_SEEDS for more
 
 
 def _partition(kind: str, lab: NetLab, ids: list[int], leader: int,

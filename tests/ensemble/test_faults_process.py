@@ -62,7 +62,7 @@ KINDS = ("kill_leader", "kill_follower", "pause_leader", "restart_all")
 
 def _params():
     return [pytest.param(3 if s % 2 == 0 else 5, s, id=f"n{3 if s % 2 == 0 else 5}-seed{s}")
-            for s in seeds([0, 1])]
+            for s in seeds([0])]  # one size each by default (CI time); ZABBY_FAULT_SEEDS for more
 
 
 def _heal_and_probe(ens: ZabbyEnsemble, timeline: list[str], t0: float) -> None:
