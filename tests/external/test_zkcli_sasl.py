@@ -141,3 +141,51 @@ def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
     assert "sasl: client@ZABBY.TEST" in ref and "sasl: client" in ref, ref
     assert got == ref, "\n".join(difflib.unified_diff(ref, got, "zookeeper", "zabby",
                                                       lineterm=""))
+
+
+def test_zabby_shell_kerberos_client_configuration(tmp_path, monkeypatch):
+    """zabby's shell logs in from the same Krb5LoginModule Client section zkCli.sh uses,
+    named by -client-configuration (with java.security.krb5.conf), against both
+    servers; without it the sasl ACL refuses."""
+    import sys
+
+    from zabby.testing.kerberos import MiniKdc, find_kdc
+
+    require_zookeeper()
+    why = find_kdc()
+    if why:
+        if in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
+    pytest.importorskip("gssapi")
+    monkeypatch.setenv("PYTHONPATH", str(Path(zabby.__file__).resolve().parents[1]))
+    with MiniKdc(tmp_path / "kdc") as kdc:
+        server = _krb5_jaas(tmp_path / "server.jaas", "Server",
+                            kdc.add_principal("zookeeper/localhost"),
+                            "zookeeper/localhost@ZABBY.TEST")
+        client = _krb5_jaas(tmp_path / "client.jaas", "Client", kdc.add_principal("client"),
+                            "client@ZABBY.TEST")
+        props = tmp_path / "client.properties"
+        props.write_text(f"java.security.auth.login.config={client}\n"
+                         f"java.security.krb5.conf={kdc.krb5_conf}\n"
+                         "zookeeper.sasl.client.canonicalize.hostname=false\n")
+        krb5 = f"-Djava.security.krb5.conf={kdc.krb5_conf}"
+        for cls in (ZooKeeperServer, ZabbyServer):
+            flags = [f"-Djava.security.auth.login.config={server}", krb5]
+            with cls(tmp_path / cls.kind, jvm_flags=flags,
+                     **{"authProvider.1": SASL_PROVIDER}) as srv:
+                def shell(*args: str) -> subprocess.CompletedProcess:
+                    return subprocess.run(
+                        [sys.executable, "-m", "zabby", "shell", "-server",
+                         f"localhost:{srv.port}", *args],
+                        capture_output=True, text=True, timeout=60)
+
+                r = shell("-client-configuration", str(props), "-c",
+                          "whoami; create /krb-shell x sasl:client@ZABBY.TEST:cdrwa; "
+                          "get /krb-shell")
+                assert r.returncode == 0, (cls.kind, r.stderr)
+                out = r.stdout.splitlines()
+                assert "sasl: client@ZABBY.TEST" in out and out[-1] == "x", (cls.kind, out)
+                r = shell("-c", "get /krb-shell")
+                assert r.returncode == 1, (cls.kind, r.stdout)
+                assert r.stderr.strip() == "Insufficient permission : /krb-shell", r.stderr

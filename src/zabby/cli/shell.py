@@ -1074,22 +1074,45 @@ def tls_context(props: dict[str, str]):
     return ctx
 
 
-def sasl_login(props: dict[str, str]) -> tuple[str, str] | None:
-    """(user, password) for SASL DIGEST-MD5, from the JAAS file the configuration
-    names (``java.security.auth.login.config``) and its section
-    (``zookeeper.sasl.clientconfig``, default Client); None without a JAAS file or
-    with ``zookeeper.sasl.client=false``, as ZooKeeper's client."""
+def sasl_login(props: dict[str, str]) -> dict[str, str] | None:
+    """The client's ``sasl_options`` from the JAAS file the configuration names
+    (``java.security.auth.login.config``) and its section
+    (``zookeeper.sasl.clientconfig``, default Client): DIGEST-MD5 from a
+    DigestLoginModule's username and password, GSSAPI from a Krb5LoginModule
+    (principal, keyTab with useKeyTab=true, ticketCache with useTicketCache=true;
+    ``zookeeper.sasl.client.username`` names the service, default zookeeper,
+    ``zookeeper.sasl.client.canonicalize.hostname`` as the Java client's,
+    ``java.security.krb5.conf`` sets KRB5_CONFIG). None without a JAAS file or with
+    ``zookeeper.sasl.client=false``, as ZooKeeper's client."""
     from zabby.server.jaas import load_jaas
 
     path = props.get("java.security.auth.login.config")
     if not path or props.get("zookeeper.sasl.client", "true").strip().lower() == "false":
         return None
     section = load_jaas(path).require(props.get("zookeeper.sasl.clientconfig", "Client"))
+    if any(c.endswith("Krb5LoginModule") for c in section.module_classes()):
+        opts = section.options()
+        sasl = {"mechanism": "GSSAPI",
+                "service": props.get("zookeeper.sasl.client.username", "zookeeper"),
+                "canonicalize": props.get("zookeeper.sasl.client.canonicalize.hostname",
+                                          "true")}
+        if opts.get("principal"):
+            sasl["principal"] = opts["principal"]
+        if opts.get("useKeyTab", "false").lower() == "true":
+            if not opts.get("keyTab"):
+                raise ValueError(f"JAAS section {section.name}: useKeyTab=true needs keyTab")
+            sasl["keytab"] = opts["keyTab"]
+        if opts.get("useTicketCache", "false").lower() == "true" and opts.get("ticketCache"):
+            sasl["ccache"] = opts["ticketCache"]
+        if props.get("java.security.krb5.conf"):
+            os.environ["KRB5_CONFIG"] = props["java.security.krb5.conf"]
+        return sasl
     opts = section.options()
     if "username" not in opts or "password" not in opts:
-        raise ValueError(f"JAAS section {section.name} has no username and password "
-                         "(only DIGEST-MD5 is supported)")
-    return opts["username"], opts["password"]
+        raise ValueError(f"JAAS section {section.name} has neither a username and password "
+                         "(DIGEST-MD5) nor a Krb5LoginModule (GSSAPI)")
+    return {"mechanism": "DIGEST-MD5", "username": opts["username"],
+            "password": opts["password"]}
 
 
 def split_commands(text: str) -> list[str]:
@@ -1131,8 +1154,7 @@ def run(server: str, command: str | None = None, words: list[str] | None = None,
     except ConfigurationError as e:
         print(f"zabby shell: bad server list: {e}", file=sys.stderr)
         return 2
-    sasl_options = (None if sasl is None else
-                    {"mechanism": "DIGEST-MD5", "username": sasl[0], "password": sasl[1]})
+    sasl_options = sasl
 
     def connect(hosts: str) -> SyncClient:
         zk = SyncClient(hosts, timeout=timeout_ms / 1000.0, ssl_context=context,
