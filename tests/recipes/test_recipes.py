@@ -597,7 +597,7 @@ class LosesReplies:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._zk, name)
-        if name not in ("create", "set", "delete", "transaction"):
+        if name not in ("create", "set", "delete", "transaction", "get", "exists"):
             return attr
         if name == "transaction":
             def txn() -> Any:
@@ -654,6 +654,12 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
         zk.lose["commit"] = 1
         assert await q.consume()
         assert await q.length() == 0
+        # ... and one taken whose value could not be read (the connection dropped
+        # right after the claim) is looked at again, not left locked for nobody
+        await q.put(b"second")
+        zk.lose["get"] = 1
+        assert await q.get(5) == b"second"
+        assert await q.consume() and await q.length() == 0
         # Workflow: a claim made by a lost create is ours; a completion whose reply
         # was lost is recognised as ours (and only once)
         wf = recipes.Workflow(zk, path + "/wf", "me")
@@ -665,6 +671,12 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
         assert await task.complete(b"r")
         assert await wf.result("t") == b"r"
         assert await recipes.Workflow(other, path + "/wf").pending() == []
+        # a claim whose next read lost its reply is taken up again, not orphaned
+        await wf.submit(b"p2", task_id="t2")
+        zk.lose["exists"] = 1
+        task = await wf.claim(5)
+        assert task is not None and task.id == "t2" and task.payload == b"p2"
+        assert await task.complete(b"r2")
     run(zabby_server, body, clients=2)
 
 

@@ -28,6 +28,7 @@ import asyncio
 from typing import Any
 
 from ._util import (
+    RETRYABLE,
     Deadline,
     LockTimeout,
     NoNodeError,
@@ -207,6 +208,12 @@ class LockingQueue(Queue):
             # consumed meanwhile by the previous holder: drop our lock, skip it
             await delete_quietly(self.client, lock_path)
             return None
+        except RETRYABLE:
+            # we hold the lock but could not read the item: listings skip locked
+            # items, so look at this one again first, or our live session keeps it
+            # locked for nobody
+            self._uncertain.add(name)
+            raise
         return value
 
     async def holds_lock(self) -> bool:
@@ -235,6 +242,11 @@ class LockingQueue(Queue):
 
         async def attempt() -> bool:
             nonlocal sent_in
+            if sent_in is not None:
+                # a retry after a lost reply may run on a member that has not yet
+                # applied our transaction: catch up first, or we would send it again
+                # and take its failure for "not ours"
+                await self.client.sync(lock_path)
             try:
                 data, stat = await self.client.get(lock_path)
             except NoNodeError:

@@ -27,6 +27,7 @@ import asyncio
 from typing import Any
 
 from ._util import (
+    RETRYABLE,
     ConnectionClosedError,
     Deadline,
     LockTimeout,
@@ -107,6 +108,11 @@ class Task:
 
         async def attempt() -> bool:
             nonlocal sent
+            if sent:
+                # a retry after a lost reply may run on a member that has not yet
+                # applied our commit: catch up first, or we would take our own
+                # completion for another's
+                await self.wf.client.sync(done)
             try:
                 data, _ = await self.wf.client.get(done)
                 # done already: by us only if this is the retry of our own commit
@@ -221,19 +227,25 @@ class Workflow:
         claim = f"{self.path}/claims/{tid}"
         if not await claim_ephemeral(self.client, claim, self.token, self._uncertain, tid):
             return None
-        if await self.client.exists(f"{self.path}/done/{tid}") is not None:
-            # completed between our listing and our claim
-            await delete_quietly(self.client, claim)
-            return None
         try:
-            payload, _ = await self.client.get(f"{self.path}/tasks/{tid}")
-        except NoNodeError:
-            await delete_quietly(self.client, claim)
-            return None
-        try:
-            progress, _ = await self.client.get(f"{self.path}/progress/{tid}")
-        except NoNodeError:
-            progress = None
+            if await self.client.exists(f"{self.path}/done/{tid}") is not None:
+                # completed between our listing and our claim
+                await delete_quietly(self.client, claim)
+                return None
+            try:
+                payload, _ = await self.client.get(f"{self.path}/tasks/{tid}")
+            except NoNodeError:
+                await delete_quietly(self.client, claim)
+                return None
+            try:
+                progress, _ = await self.client.get(f"{self.path}/progress/{tid}")
+            except NoNodeError:
+                progress = None
+        except RETRYABLE:
+            # claimed, but not read: listings skip claimed tasks, so this one is
+            # looked at again first (else our live session holds it for nobody)
+            self._uncertain.add(tid)
+            raise
         return Task(self, tid, payload, progress)
 
     async def status(self, task_id: str) -> str:
