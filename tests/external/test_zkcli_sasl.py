@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -100,12 +101,12 @@ def _krb5_jaas(path: Path, section: str, keytab: str, principal: str) -> Path:
     return path
 
 
-def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
-    """zkCli.sh logs in with a Krb5LoginModule Client section (GSSAPI, no mutual
-    authentication) against both servers; a second server run strips the realm."""
+@contextlib.contextmanager
+def _realm(tmp_path: Path, monkeypatch):
+    """A throw-away KDC with the server's and the client's principals, and a JAAS file
+    for each (skipped, or an error under CI=true, without a KDC, gssapi or ZooKeeper)."""
     from zabby.testing.kerberos import MiniKdc, find_kdc
 
-    require_tool(ZKCLI, "zookeeper")
     require_zookeeper()
     why = find_kdc()
     if why:
@@ -120,6 +121,14 @@ def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
                             "zookeeper/localhost@ZABBY.TEST")
         client = _krb5_jaas(tmp_path / "client.jaas", "Client", kdc.add_principal("client"),
                             "client@ZABBY.TEST")
+        yield kdc, server, client
+
+
+def test_zkcli_kerberos_matches_zookeeper(tmp_path, monkeypatch):
+    """zkCli.sh logs in with a Krb5LoginModule Client section (GSSAPI, no mutual
+    authentication) against both servers; a second server run strips the realm."""
+    require_tool(ZKCLI, "zookeeper")
+    with _realm(tmp_path, monkeypatch) as (kdc, server, client):
         krb5 = f"-Djava.security.krb5.conf={kdc.krb5_conf}"
         env = dict(os.environ, CLIENT_JVMFLAGS=(
             f"-Djava.security.auth.login.config={client} {krb5} "
@@ -149,22 +158,7 @@ def test_zabby_shell_kerberos_client_configuration(tmp_path, monkeypatch):
     servers; without it the sasl ACL refuses."""
     import sys
 
-    from zabby.testing.kerberos import MiniKdc, find_kdc
-
-    require_zookeeper()
-    why = find_kdc()
-    if why:
-        if in_ci():
-            pytest.fail(why)
-        pytest.skip(why)
-    pytest.importorskip("gssapi")
-    monkeypatch.setenv("PYTHONPATH", str(Path(zabby.__file__).resolve().parents[1]))
-    with MiniKdc(tmp_path / "kdc") as kdc:
-        server = _krb5_jaas(tmp_path / "server.jaas", "Server",
-                            kdc.add_principal("zookeeper/localhost"),
-                            "zookeeper/localhost@ZABBY.TEST")
-        client = _krb5_jaas(tmp_path / "client.jaas", "Client", kdc.add_principal("client"),
-                            "client@ZABBY.TEST")
+    with _realm(tmp_path, monkeypatch) as (kdc, server, client):
         props = tmp_path / "client.properties"
         props.write_text(f"java.security.auth.login.config={client}\n"
                          f"java.security.krb5.conf={kdc.krb5_conf}\n"
