@@ -184,6 +184,23 @@ class Worker:
     def on_connect(self, c, resumed: bool) -> None:
         pass
 
+    def create_sequential(self, wl: str, kind: str, prefix: str) -> None:
+        """One recorded sequential create under `prefix`, its data a token unique to
+        this op (the checkers find each token's name once, or know it unknown)."""
+        self.ops_n = getattr(self, "ops_n", 0) + 1
+        token = f"{self.conn.name}-{self.ops_n}"
+        e = self.hist.begin(wl, self.conn.process, kind, token=token)
+        try:
+            r = self.conn.call(Opcode.CREATE2, CreateRequest(
+                prefix, token.encode(), OPEN_ACL_UNSAFE, CreateMode.PERSISTENT_SEQUENTIAL))
+        except Lost:
+            self.hist.done(e, "unknown")
+            raise
+        if r.err == Err.OK:
+            self.hist.done(e, "ok", path=r.body.path, zxid=r.body.stat.czxid)
+        else:
+            self.hist.done(e, "unknown", err=r.err)
+
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=self.conn.name, daemon=True)
         self.thread.start()
@@ -286,20 +303,7 @@ class SeqWorker(Worker):
     wl = "seq"
 
     def step(self) -> None:
-        self.ops_n = getattr(self, "ops_n", 0) + 1
-        token = f"{self.conn.name}-{self.ops_n}"
-        e = self.hist.begin("seq", self.conn.process, "create", token=token)
-        try:
-            r = self.conn.call(Opcode.CREATE2, CreateRequest(
-                self.path("seq", "n-"), token.encode(), OPEN_ACL_UNSAFE,
-                CreateMode.PERSISTENT_SEQUENTIAL))
-        except Lost:
-            self.hist.done(e, "unknown")
-            raise
-        if r.err == Err.OK:
-            self.hist.done(e, "ok", path=r.body.path, zxid=r.body.stat.czxid)
-        else:
-            self.hist.done(e, "unknown", err=r.err)
+        self.create_sequential("seq", "create", self.path("seq", "n-"))
 
 
 # ------------------------------------------------------------------ counter
@@ -349,20 +353,7 @@ class QueueWorker(Worker):
 
     def step(self) -> None:
         if self.rng.random() < 0.5:
-            self.ops_n = getattr(self, "ops_n", 0) + 1
-            token = f"{self.conn.name}-{self.ops_n}"
-            e = self.hist.begin("queue", self.conn.process, "put", token=token)
-            try:
-                r = self.conn.call(Opcode.CREATE2, CreateRequest(
-                    self.path("q", "item-"), token.encode(), OPEN_ACL_UNSAFE,
-                    CreateMode.PERSISTENT_SEQUENTIAL))
-            except Lost:
-                self.hist.done(e, "unknown")
-                raise
-            if r.err == Err.OK:
-                self.hist.done(e, "ok", path=r.body.path, zxid=r.body.stat.czxid)
-            else:
-                self.hist.done(e, "unknown", err=r.err)
+            self.create_sequential("queue", "put", self.path("q", "item-"))
             return
         r = self.conn.call(Opcode.GET_CHILDREN, PathWatchRequest(self.path("q"), False))
         if r.err != Err.OK or not r.body.children:
