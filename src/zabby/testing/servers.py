@@ -638,7 +638,7 @@ class _Ensemble:
 
     def __enter__(self):
         if not any(m.proc is not None for m in self.members.values()):
-            self.start()
+            self.start_or_stop()  # a port taken meanwhile: new ports, once
         return self
 
     def __exit__(self, *exc: object) -> None:
