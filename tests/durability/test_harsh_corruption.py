@@ -66,7 +66,7 @@ def template(tmp_path_factory):
     copied for each test."""
     d = tmp_path_factory.mktemp("template")
     srv = _server(d)
-    for i in range(4):
+    for i in range(12):  # a snapshot at the last txn leaves no such segment: write more
         srv.start()
         try:
             _write(srv, 120 if i == 0 else 3, f"n{i}-")
@@ -80,6 +80,7 @@ def template(tmp_path_factory):
             break
         except LookupError:
             continue
+    middle_entry(srv.data_dir, not_newest=True)  # LookupError: the template is unusable
     assert len(snapshots(srv.data_dir)) >= 3 and len(segments(srv.data_dir)) >= 3
     return srv.data_dir, before
 
