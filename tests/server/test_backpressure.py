@@ -60,8 +60,13 @@ class FakeTransport:
 
 
 def _connect(server: ZabbyServer) -> tuple[ClientConnection, FakeTransport]:
+    return connect_with(server, FakeTransport())
+
+
+def connect_with(server: ZabbyServer, t):
+    """A ClientConnection of `server` on the in-process transport `t`, its session
+    asked for (the connect response goes to `t`)."""
     conn = ClientConnection(server)
-    t = FakeTransport()
     t.protocol = conn
     conn.connection_made(t)
     conn.data_received(encode_connect_request(ConnectRequest(0, 0, 30000, 0, b"\0" * 16)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from test_backpressure import FakeTransport, connect_with
+
 from zabby.server.config import ServerConfig
 from zabby.server.connection import ClientConnection
 from zabby.server.core import ZabbyServer
@@ -14,11 +16,9 @@ from zabby.server.local_sessions import LocalSessionsEnsembleServer
 from zabby.server.readonly import ReadOnlyEnsembleServer
 from zabby.wire import (
     ACL,
-    ConnectRequest,
     CreateRequest,
     Id,
     Op,
-    encode_connect_request,
     encode_request,
 )
 from zabby.wire.protocol import FrameDecoder, decode_reply_header
@@ -56,43 +56,20 @@ class HeldCommitter:
         pass
 
 
-class Transport:
+class Transport(FakeTransport):
+    """test_backpressure's transport, keeping what the server wrote."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.data = bytearray()
-        self.closed = False
-        self.protocol: ClientConnection | None = None
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high=None, low=None) -> None:
-        pass
 
     def write(self, data) -> None:
         self.data += data
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        self.closed = True
-
-    close = abort
+        super().write(data)
 
 
 def _connect(server: ZabbyServer) -> tuple[ClientConnection, Transport]:
-    conn = ClientConnection(server)
-    t = Transport()
-    t.protocol = conn
-    conn.connection_made(t)
-    conn.data_received(encode_connect_request(ConnectRequest(0, 0, 30000, 0, b"\0" * 16)))
-    return conn, t
+    return connect_with(server, Transport())
 
 
 def _replies(t: Transport) -> list[tuple[int, int]]:
