@@ -184,15 +184,20 @@ class Worker:
     def on_connect(self, c, resumed: bool) -> None:
         pass
 
-    def create_sequential(self, wl: str, kind: str, prefix: str) -> None:
-        """One recorded sequential create under `prefix`, its data a token unique to
-        this op (the checkers find each token's name once, or know it unknown)."""
-        self.ops_n = getattr(self, "ops_n", 0) + 1
-        token = f"{self.conn.name}-{self.ops_n}"
-        e = self.hist.begin(wl, self.conn.process, kind, token=token)
+    def create_sequential(self, wl: str, kind: str, prefix: str, *,
+                          tokened: bool = True) -> None:
+        """One recorded sequential create under `prefix`; `tokened`: its data a token
+        unique to this op (the checkers find each token's name once, or know it
+        unknown), else empty."""
+        extra = {}
+        if tokened:
+            self.ops_n = getattr(self, "ops_n", 0) + 1
+            extra["token"] = f"{self.conn.name}-{self.ops_n}"
+        e = self.hist.begin(wl, self.conn.process, kind, **extra)
         try:
             r = self.conn.call(Opcode.CREATE2, CreateRequest(
-                prefix, token.encode(), OPEN_ACL_UNSAFE, CreateMode.PERSISTENT_SEQUENTIAL))
+                prefix, extra.get("token", "").encode(), OPEN_ACL_UNSAFE,
+                CreateMode.PERSISTENT_SEQUENTIAL))
         except Lost:
             self.hist.done(e, "unknown")
             raise
@@ -556,17 +561,7 @@ class WatchWriter(Worker):
             else:
                 self.hist.done(e, "unknown", err=r.err)
             return
-        e = self.hist.begin("watch", self.conn.process, "add")
-        try:
-            r = self.conn.call(Opcode.CREATE2, CreateRequest(
-                self.path("wr", "c-"), b"", OPEN_ACL_UNSAFE, CreateMode.PERSISTENT_SEQUENTIAL))
-        except Lost:
-            self.hist.done(e, "unknown")
-            raise
-        if r.err == Err.OK:
-            self.hist.done(e, "ok", path=r.body.path, zxid=r.body.stat.czxid)
-        else:
-            self.hist.done(e, "unknown", err=r.err)
+        self.create_sequential("watch", "add", self.path("wr", "c-"), tokened=False)
 
 
 class Watcher(Worker):
