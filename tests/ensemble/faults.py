@@ -70,6 +70,18 @@ KEYS = ("/r0", "/r1", "/r2", "/r3")
 HEAL_BOUND = 25.0  # seconds from the heal to a leader and a committed write
 
 
+def set_up_or_skip(lab) -> None:
+    """lab.setup(), or skip the test where namespaces cannot be made (NetLab raises
+    NetnsUnavailable only when CI is not true: under CI that is an error)."""
+    import pytest
+
+    try:
+        lab.setup()
+    except NetnsUnavailable as e:
+        lab.cleanup()
+        pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
+
+
 def seeds(default: list[int]) -> list[int]:
     return seeds_from_env("ZABBY_FAULT_SEEDS", default)
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from zabby.verify.netlab import NetLab, NetnsUnavailable
+from zabby.verify.netlab import NetLab
+
+from .faults import set_up_or_skip
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -15,11 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def lab():
     lab = NetLab(3)
-    try:
-        lab.setup()
-    except NetnsUnavailable as e:
-        lab.cleanup()
-        pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
+    set_up_or_skip(lab)
     try:
         yield lab
     finally:

@@ -49,7 +49,6 @@ from .faults import (
     TICK_MS,
     NetLab,
     NetnsEnsemble,
-    NetnsUnavailable,
     QueuedOps,
     WatchLoad,
     Workload,
@@ -63,6 +62,7 @@ from .faults import (
     probe_write,
     running,
     seeds,
+    set_up_or_skip,
     setup_keys,
     summary,
     wait_for,
@@ -124,11 +124,7 @@ def test_partitions_keep_history_linearizable(tmp_path, n, seed):
     kinds = list(KINDS)
     rng.shuffle(kinds)
     lab = NetLab(n)
-    try:
-        lab.setup()
-    except NetnsUnavailable as e:
-        lab.cleanup()
-        pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
+    set_up_or_skip(lab)
     ens = None
     wl = None
     wload = None

@@ -34,7 +34,6 @@ from .faults import (
     IO_TIMEOUT,
     TICK_MS,
     NetnsEnsemble,
-    NetnsUnavailable,
     QueuedOps,
     Workload,
     check_run,
@@ -44,6 +43,7 @@ from .faults import (
     probe_write,
     running,
     seeds,
+    set_up_or_skip,
     setup_keys,
     summary,
     wait_for,
@@ -67,11 +67,7 @@ def test_one_way_and_bridge_partitions_keep_history_linearizable(tmp_path, seed)
     kinds = list(KINDS if os.environ.get("ZABBY_FAULT_SEEDS") else DEFAULT_KINDS)
     rng.shuffle(kinds)
     lab = OneWayNetLab(3)
-    try:
-        lab.setup()
-    except NetnsUnavailable as e:
-        lab.cleanup()
-        pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
+    set_up_or_skip(lab)
     ens = None
     wl = None
     timeline: list[str] = []

@@ -56,11 +56,11 @@ from zabby.wire.records import (
 from .faults import (
     NetLab,
     NetnsEnsemble,
-    NetnsUnavailable,
     NetnsZooKeeperServer,
     NsRawClient,
     four_letter_word_in,
     running,
+    set_up_or_skip,
     wait_for,
 )
 
@@ -147,11 +147,7 @@ def test_read_only_member_in_a_partition(tmp_path, kind):
     if kind == "zookeeper":
         require_zookeeper()
     lab = NetLab(3)
-    try:
-        lab.setup()
-    except NetnsUnavailable as e:
-        lab.cleanup()
-        pytest.skip(f"cannot create network namespaces here ({e}); CI is not true")
+    set_up_or_skip(lab)
     ens = None
     t0 = time.monotonic()
     timeline: list[str] = []
