@@ -60,7 +60,8 @@ class GssapiInitiator:
         # an empty flag set would mean "the defaults", which include mutual authentication
         flags = (gssapi.RequirementFlag.mutual_authentication if mutual
                  else gssapi.RequirementFlag.integrity)
-        self._creds_args = {"name": name, "usage": "initiate", "store": store or None}
+        # a store only when told where: otherwise the default ticket cache / client keytab
+        self._creds_args = {"name": name, "usage": "initiate", **({"store": store} if store else {})}
         self._flags = flags
         self._ctx = None
         self._answered = False
@@ -70,8 +71,7 @@ class GssapiInitiator:
     def initial(self) -> bytes:
         gssapi = self._gssapi
         try:
-            creds = gssapi.Credentials(**{k: v for k, v in self._creds_args.items()
-                                          if v is not None or k == "name"})
+            creds = gssapi.Credentials(**self._creds_args)
             if not self.authzid:
                 self.authzid = str(creds.name)
             self._ctx = gssapi.SecurityContext(
