@@ -19,7 +19,6 @@ import logging
 import random
 import ssl
 import struct
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -188,6 +187,13 @@ def _call_watcher(watcher: Callable[[WatchedEvent], Any], event: WatchedEvent) -
         log.exception("watcher %r failed on %r", watcher, event)
 
 
+
+def _now() -> float:
+    """Seconds on the running event loop's clock (the machine's monotonic clock on a
+    real loop; virtual time in the simulation), so that the session's deadlines and
+    the loop's timers agree."""
+    return asyncio.get_running_loop().time()
+
 class WatchStream:
     """A watcher that is also an async iterator of its events.
 
@@ -304,7 +310,7 @@ class _Conn(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
-        self.client._last_send = time.monotonic()
+        self.client._last_send = _now()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -354,8 +360,11 @@ class Client:
                  default_acl: list[ACL] | None = None,
                  connection_timeout: float | None = None,
                  randomize_hosts: bool = True,
-                 connect_wait: float | None = None) -> None:
+                 connect_wait: float | None = None,
+                 rng: random.Random | None = None) -> None:
         self._hosts, self.chroot = parse_hosts(hosts)
+        # host order and back-off jitter (a seeded one makes a run repeatable: zabby.sim)
+        self._rng = rng if rng is not None else random.Random()
         self.hosts = hosts
         self._timeout = float(timeout)
         self._session_timeout_ms = int(timeout * 1000)
@@ -431,13 +440,13 @@ class Client:
             self._started = True
             self._order = list(self._hosts)
             if self.randomize_hosts:
-                random.shuffle(self._order)
+                self._rng.shuffle(self._order)
             self._host_index = 0
             self._run_task = asyncio.ensure_future(self._run())
-        deadline = time.monotonic() + timeout
+        deadline = _now() + timeout
         while True:
             try:
-                await self._ready(max(deadline - time.monotonic(), 0.001))
+                await self._ready(max(deadline - _now(), 0.001))
                 return
             except SessionExpiredError:  # the client_id we were given: a new session follows
                 continue
@@ -567,7 +576,7 @@ class Client:
                 failures += 1
                 if failures % len(self._order) == 0:
                     await asyncio.sleep(min(0.05 * (failures // len(self._order)), 1.0)
-                                        * (0.5 + random.random()))
+                                        * (0.5 + self._rng.random()))
                 continue
             if conn is None:  # the session expired: ask for a new one at once
                 continue
@@ -606,7 +615,7 @@ class Client:
             resumed = False
         self._session_timeout_ms = resp.timeOut
         self._session_id, self._passwd = resp.sessionId, resp.passwd
-        self._last_recv = time.monotonic()
+        self._last_recv = _now()
         self.current_host = (host, port)
         self.connected_read_only = read_only
         if not read_only:
@@ -755,7 +764,7 @@ class Client:
         ping = encode_request(XID_PING, Op.PING)
         while not conn.lost.done():
             await asyncio.sleep(interval / 2)
-            now = time.monotonic()
+            now = _now()
             if now - self._last_recv > read_timeout:
                 log.info("no reply from %s:%s in %.1fs, trying another server",
                          *conn.address, read_timeout)
@@ -816,7 +825,7 @@ class Client:
     async def _ready(self, timeout: float | None = None) -> _Conn:
         if timeout is None:
             timeout = self._connect_wait if self._connect_wait is not None else self._timeout
-        deadline = time.monotonic() + timeout
+        deadline = _now() + timeout
         while True:
             if self._stopping or self._run_task is None:
                 raise ConnectionClosedError("the client is not started" if not self._started
@@ -826,7 +835,7 @@ class Client:
             fut: asyncio.Future[_Conn] = asyncio.get_running_loop().create_future()
             self._ready_waiters.append(fut)
             try:
-                conn = await asyncio.wait_for(fut, max(deadline - time.monotonic(), 0.001))
+                conn = await asyncio.wait_for(fut, max(deadline - _now(), 0.001))
             except TimeoutError:
                 raise ConnectionLoss("no server could be reached in time") from None
             if conn is self._conn:
@@ -838,7 +847,7 @@ class Client:
     # ============================================================== frames
     def _on_frame(self, conn: _Conn, f: bytes) -> None:
         hdr, pos = ReplyHeader.decode_from(f, 0)
-        self._last_recv = time.monotonic()
+        self._last_recv = _now()
         xid = hdr.xid
         if xid == XID_NOTIFICATION:
             ev, _ = WatcherEvent.decode_from(f, pos)
@@ -962,7 +971,7 @@ class Client:
             except (ConnectionLoss, OperationTimeoutError):
                 if attempt == max_tries - 1:
                     raise
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
 

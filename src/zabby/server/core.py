@@ -45,6 +45,7 @@ from ..wire.records import (
     ErrorResponse,
     WhoAmIResponse,
 )
+from .clock import SYSTEM_CLOCK, Clock
 from .config import ServerConfig
 from .connection import (
     MALFORMED,
@@ -59,7 +60,6 @@ from .connection import (
 from .keeper import KeeperExtensions
 from .metrics import ServerMetrics
 from .pipeline import InMemoryCommitter, LocalCommit
-from .pipeline import now_ms as _now_ms
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
@@ -97,9 +97,11 @@ class ZabbyServer:
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
         tree: DataTree | None = None, security: Security | None = None,
-        four_letter_handler: FourLetterHandler | None = None,
+        four_letter_handler: FourLetterHandler | None = None, clock: Clock | None = None,
     ) -> None:
         self.config = config
+        # every clock reading goes through here (server/clock.py; the simulation's own)
+        self.clock = clock if clock is not None else SYSTEM_CLOCK
         # test-only (zabby verify's negative control): zabby.test.dropWatchEvent=N loses
         # the Nth watch event this server would send (the watch is consumed all the same)
         self._test_drop_event = int(config.unknown.get("zabby.test.dropWatchEvent", 0) or 0)
@@ -126,7 +128,7 @@ class ZabbyServer:
         self.connections: set[ClientConnection] = set()
         self.connections_by_ip: dict[str, int] = {}
         self.next_zxid = self.tree.last_zxid + 1
-        self.start_time = time.time()
+        self.start_time = self.clock.time_ns() / 1e9
         self.super_digest_id = None
         if config.super_digest:
             self.super_digest_id = config.super_digest
@@ -177,7 +179,11 @@ class ZabbyServer:
         Session deadlines are on this clock, so a session never expires because the
         server was too busy (or stopped) to read the pings waiting in its socket.
         """
-        return (time.monotonic_ns() - self._stalled_ns) // 1_000_000
+        return (self.clock.monotonic_ns() - self._stalled_ns) // 1_000_000
+
+    def wall_ms(self) -> int:
+        """Wall-clock milliseconds: txn header times (znode ctime/mtime), TTLs."""
+        return self.clock.time_ns() // 1_000_000
 
     @property
     def last_zxid(self) -> int:
@@ -185,7 +191,18 @@ class ZabbyServer:
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        await self._open_client_ports()
+        self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+        cfg = self.config
+        where = f"{cfg.client_port_address}:{self.port}" if self.port != -1 else "TLS only"
+        log.info(
+            "zabby serving on %s (tickTime=%d, sessions %d..%d ms)",
+            where, cfg.tick_time, self.min_session_timeout, self.max_session_timeout,
+        )
+
+    async def _open_client_ports(self) -> None:
+        """Listen for clients (sets `port`); the simulation registers with its
+        network instead."""
         cfg = self.config
         ctls = self.security.client_tls
         if ctls is not None and ctls.secure_port is not None and not cfg.client_port_given:
@@ -204,12 +221,6 @@ class ZabbyServer:
             self._secure = SecureListener(self, ctls)
             await self._secure.start(lambda: ClientConnection(self))
             self.secure_port = self._secure.port
-        self._tick_task = loop.create_task(self._ticker())
-        where = f"{cfg.client_port_address}:{self.port}" if self.port != -1 else "TLS only"
-        log.info(
-            "zabby serving on %s (tickTime=%d, sessions %d..%d ms)",
-            where, cfg.tick_time, self.min_session_timeout, self.max_session_timeout,
-        )
 
     async def stop(self) -> None:
         if self._tick_task:
@@ -245,10 +256,11 @@ class ZabbyServer:
         period_ns = self.config.tick_time * 1_000_000 // 2
         # lateness below this is the loop's ordinary jitter, not a stall
         slack_ns = min(period_ns // 10, 20_000_000)
-        last = time.monotonic_ns()
+        clock = self.clock
+        last = clock.monotonic_ns()
         while True:
             await asyncio.sleep(period_ns / 1e9)
-            now = time.monotonic_ns()
+            now = clock.monotonic_ns()
             late = now - last - period_ns
             last = now
             if late > slack_ns:
@@ -278,7 +290,7 @@ class ZabbyServer:
             log.info("expiring session 0x%x, timeout of %dms exceeded", s.id & (2**64 - 1), s.timeout)
             self.metrics.stale_sessions_expired += 1
             self.close_session(s)
-        expired = self.tree.expired_containers(_now_ms())
+        expired = self.tree.expired_containers(self.wall_ms())
         for path in expired:
             if path not in self._containers_proposed:  # proposed last tick, not yet applied
                 self._submit_internal(Op.DELETE_CONTAINER, _PathBody(path), 0)
@@ -383,7 +395,7 @@ class ZabbyServer:
         if self.security.client_tls is not None:  # a verified client certificate: x509
             self.security.client_tls.authenticate(conn)
         self._handshakes[conn] = (
-            time.monotonic_ns() + self.config.sessionless_cnxn_timeout * 1_000_000)
+            self.clock.monotonic_ns() + self.config.sessionless_cnxn_timeout * 1_000_000)
         return True
 
     def throttled_sessions(self) -> list[Session]:
@@ -399,7 +411,7 @@ class ZabbyServer:
         hs = self._handshakes
         if not hs:
             return
-        now = time.monotonic_ns()
+        now = self.clock.monotonic_ns()
         late = []
         for conn, deadline in hs.items():  # insertion order: oldest first
             if deadline > now:
@@ -580,7 +592,7 @@ class ZabbyServer:
         if self._enforce_auth and not self.sasl.enforce(conn, xid):
             return
         q = conn.backlog
-        q.append((xid, op, body, time.monotonic_ns()))
+        q.append((xid, op, body, self.clock.monotonic_ns()))
         self.pump(conn)
         # back-pressure by not reading, never by dropping (as ZooKeeper throttles
         # a connection with requests outstanding); nothing to check when all answered
@@ -740,7 +752,7 @@ class ZabbyServer:
         zxid = self.last_zxid
         conn.send(encode_reply(xid, zxid, err, resp))
         if t0:
-            ms = (time.monotonic_ns() - t0) // 1_000_000
+            ms = (self.clock.monotonic_ns() - t0) // 1_000_000
             conn.last_latency = ms
             conn.record_latency(ms)
             m = self.metrics
@@ -749,7 +761,7 @@ class ZabbyServer:
         conn.last_cxid = xid
         conn.last_zxid = zxid
         conn.last_op = _OP_NAMES.get(op, "NA")
-        conn.last_response = time.time()
+        conn.last_response = self.clock.time_ns() / 1e9
         self.metrics.packets_sent += 1
 
     def _auth(self, conn: ClientConnection, xid: int, body) -> None:

@@ -34,20 +34,21 @@ import logging
 import os
 import random
 import struct
-import time
 from bisect import bisect_right
 
 from ..consensus import Config, Limits, Peer
 from ..consensus import messages as zmsg
 from ..storage import TxnLog
+from ..storage.fs import default_fs
 from ..storage.snapshot import snapshot_bytes, snapshot_from_bytes, write_snapshot
 from ..tree import DataTree, ErrorTxn, RequestContext, Txn, TxnHeader
 from ..tree.acl import check_perm
 from ..tree.txn import SetDataTxn
 from ..wire import Err, Op, Perm
 from ..wire.jute import ProtocolError, Record
+from .clock import Clock
 from .config import ServerConfig
-from .core import FourLetterHandler, ZabbyServer, _now_ms
+from .core import FourLetterHandler, ZabbyServer
 from .durability import GroupCommitter
 from .dynconfig import (
     Membership,
@@ -118,29 +119,30 @@ MODES = {"leading": "leader", "following": "follower", "observing": "observer",
 class EpochFile:
     """acceptedEpoch / currentEpoch (and the leader that set acceptedEpoch), fsynced."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, fs=None) -> None:
+        self.fs = default_fs(fs)
         self.path = os.path.join(data_dir, "epochs")
         self.accepted = self.current = 0
         self.leader = -1
         try:
-            with open(self.path) as f:
-                a, c, leader = f.read().split()
+            a, c, leader = self.fs.read_file(self.path).decode().split()
             self.accepted, self.current, self.leader = int(a), int(c), int(leader)
         except FileNotFoundError:
             pass
 
     def save(self, accepted: int, current: int, leader: int) -> None:
+        fs = self.fs
         tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{accepted} {current} {leader}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        data = f"{accepted} {current} {leader}\n".encode()
+        h = fs.open(tmp, create=True)
         try:
-            os.fsync(dfd)
+            fs.write(h, data, 0)
+            fs.truncate(h, len(data))
+            fs.fsync(h)
         finally:
-            os.close(dfd)
+            fs.close(h)
+        fs.rename(tmp, self.path)
+        fs.fsync_dir(os.path.dirname(self.path) or ".")
         self.accepted, self.current, self.leader = accepted, current, leader
 
 
@@ -239,15 +241,17 @@ class EnsembleServer(ZabbyServer):
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
                  committer: GroupCommitter, my_id: int, log_last_zxid: int,
                  security: Security | None = None,
-                 four_letter_handler: FourLetterHandler | None = None) -> None:
+                 four_letter_handler: FourLetterHandler | None = None,
+                 clock: Clock | None = None) -> None:
         super().__init__(config, server_id=my_id, committer=committer, tree=tree,
-                         security=security, four_letter_handler=four_letter_handler)
+                         security=security, four_letter_handler=four_letter_handler,
+                         clock=clock)
         # the Zab commit stage; `commit_stage` is it too, except in read-only mode
         # (readonly.py puts its own stage in front while the member has no quorum)
         self.zab: ZabCommit = self.commit_stage
         self.my_id = my_id
         self.txn_log = txn_log
-        self.epochs = EpochFile(config.data_dir)
+        self.epochs = EpochFile(config.data_dir, txn_log.fs)
         self.view = LogView(txn_log, self.epochs, self, log_last_zxid)
         self.membership = Membership(dict(config.servers), config.config_version,
                                      config.static_client_ids, dict(config.groups),
@@ -261,7 +265,7 @@ class EnsembleServer(ZabbyServer):
         limits = Limits(init_limit=config.init_limit * k, sync_limit=config.sync_limit * k,
                         election_timeout=2)
         self.peer = Peer(my_id, voters, observers, self.view,
-                         rng=random.Random(my_id * 7919 + time.time_ns()), tick_limits=limits,
+                         rng=random.Random(my_id * 7919 + self.clock.time_ns()), tick_limits=limits,
                          config_version=self.membership.version,
                          config_data=dynamic_file_lines(self.membership).encode(),
                          config_of_entry=config_of_entry, config_of_data=config_of_data,
@@ -304,7 +308,7 @@ class EnsembleServer(ZabbyServer):
         self._drain_scheduled = False
         self._durable_upto: int | None = None  # see _written
         # for election_time and leader_uptime (monotonic seconds)
-        self.looking_since: float | None = time.monotonic()
+        self.looking_since: float | None = self.clock.monotonic_ns() / 1e9
         self.leading_since: float | None = None
         committer.after_batch = self._log_batch_durable
 
@@ -472,7 +476,7 @@ class EnsembleServer(ZabbyServer):
         on the leader to arrival here, wall clock) and learner_proposal_received_count."""
         m = self.metrics
         m.learner_proposal_received_count += len(entries)
-        now = _now_ms()
+        now = self.wall_ms()
         add = m.proposal_latency.add
         for _, payload in entries:
             if len(payload) >= _HDR_TIME_END:
@@ -520,7 +524,7 @@ class EnsembleServer(ZabbyServer):
         self.view.reset(zxid)
 
         def install() -> None:
-            write_snapshot(tree, cfg.data_dir)
+            write_snapshot(tree, cfg.data_dir, fs=self.txn_log.fs)
             self.txn_log.truncate_after(-1)
             self.txn_log.open_for_append(zxid)
 
@@ -547,7 +551,7 @@ class EnsembleServer(ZabbyServer):
         data = self.membership.text()
         node = self.tree.get_node(_CONFIG_NODE)
         if node is not None and node.data != data:
-            self.tree.set_config_data(data, self.membership.version, _now_ms())
+            self.tree.set_config_data(data, self.membership.version, self.wall_ms())
 
     def conf_extra(self) -> str:
         """What ZooKeeper's `conf` adds on an ensemble member, membership included."""
@@ -662,7 +666,7 @@ class EnsembleServer(ZabbyServer):
         if role == self.role and leader_id == self.leader_id and serving == self.serving:
             return
         if role != self.role:
-            now = time.monotonic()
+            now = self.clock.monotonic_ns() / 1e9
             if role == "looking":
                 self.looking_since = now
             elif self.looking_since is not None:

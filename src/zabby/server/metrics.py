@@ -9,7 +9,6 @@ are shown.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
@@ -306,4 +305,4 @@ class ServerMetrics(LatencyCounters):
 
     @property
     def uptime_ms(self) -> int:
-        return int((time.time() - self._server.start_time) * 1000)
+        return int((self._server.clock.time_ns() / 1e9 - self._server.start_time) * 1000)

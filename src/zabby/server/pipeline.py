@@ -117,7 +117,7 @@ class CommitStage:
         if self.quorum:
             self.account(hdr.time)
         else:  # inline: the standalone write path saves a call
-            srv.metrics.propagation_latency.add(now_ms() - hdr.time)
+            srv.metrics.propagation_latency.add(srv.wall_ms() - hdr.time)
         srv._fire(res.events)
         if self.sync_barriers:
             for done in self.sync_barriers.pop(hdr.zxid, ()):
@@ -237,7 +237,7 @@ class CommitStage:
     def account(self, created_ms: int) -> None:
         """Metrics of a committed txn (made at ``created_ms``, wall clock), when
         ``quorum`` (else ``apply`` counts its propagation latency itself)."""
-        self.server.metrics.propagation_latency.add(now_ms() - created_ms)
+        self.server.metrics.propagation_latency.add(self.server.wall_ms() - created_ms)
 
     def session_closed(self, session_id: int) -> None:
         """A closeSession was applied here."""
@@ -282,7 +282,7 @@ class LocalCommit(CommitStage):
             zxid = srv.next_zxid
             srv.next_zxid = zxid + 1
             txn = srv.tree.prepare(op, None if body is MALFORMED else body,
-                                   RequestContext(s.id, xid, zxid, now_ms(), conn.auth))
+                                   RequestContext(s.id, xid, zxid, srv.wall_ms(), conn.auth))
         conn.inflight += 1
         srv.outstanding += 1
         if op == _CLOSE_SESSION:
@@ -314,13 +314,13 @@ class LocalCommit(CommitStage):
         srv = self.server
         zxid = srv.next_zxid
         srv.next_zxid = zxid + 1
-        return srv.tree.prepare(op, body, RequestContext(session_id, cxid, zxid, now_ms(), auth))
+        return srv.tree.prepare(op, body, RequestContext(session_id, cxid, zxid, srv.wall_ms(), auth))
 
     def error_txn(self, err: int, session_id: int, cxid: int) -> Txn:
         srv = self.server
         zxid = srv.next_zxid
         srv.next_zxid = zxid + 1
-        return Txn(TxnHeader(session_id, cxid, zxid, now_ms(), Op.ERROR), ErrorTxn(err))
+        return Txn(TxnHeader(session_id, cxid, zxid, srv.wall_ms(), Op.ERROR), ErrorTxn(err))
 
     def failed(self, why: str) -> None:
         """The log failed: this txn, and every one submitted after it, will never
@@ -415,7 +415,7 @@ class ZabCommit(CommitStage):
         srv = self.server
         if srv.serving:  # not while catching up: those txns are old
             m = srv.metrics
-            age = now_ms() - created_ms
+            age = srv.wall_ms() - created_ms
             m.propagation_latency.add(age)
             if srv.role == "leading":
                 # committed once a quorum acked: the leader applies it in the same step
@@ -576,7 +576,7 @@ class ZabCommit(CommitStage):
         """Leader: prepare against the tree plus pending changes, then propose."""
         srv = self.server
         zxid = self.next_zxid()
-        ctx = RequestContext(session_id, cxid, zxid, now_ms(), auth)
+        ctx = RequestContext(session_id, cxid, zxid, srv.wall_ms(), auth)
         if op == _RECONFIG:
             txn = srv._prepare_reconfig(body, ctx)
         elif op == _CREATE_SESSION:
@@ -667,7 +667,7 @@ class ZabCommit(CommitStage):
                      session_id & (2**64 - 1), origin)
         srv = self.server
         zxid = self.next_zxid()
-        txn = Txn(TxnHeader(session_id, cxid, zxid, now_ms(), Op.ERROR), ErrorTxn(err))
+        txn = Txn(TxnHeader(session_id, cxid, zxid, srv.wall_ms(), Op.ERROR), ErrorTxn(err))
         payload = txn.encode()
         try:
             srv.peer.propose(payload)
@@ -713,7 +713,7 @@ class ZabCommit(CommitStage):
         the leader skips the quorum round and can be)."""
         srv = self.server
         zxid = self.next_zxid()
-        txn = Txn(TxnHeader(0, 0, zxid, now_ms(), Op.ERROR), ErrorTxn(Err.OK))
+        txn = Txn(TxnHeader(0, 0, zxid, srv.wall_ms(), Op.ERROR), ErrorTxn(Err.OK))
         try:
             got = srv.peer.propose(txn.encode())
         except NotLeader:
