@@ -626,6 +626,11 @@ class Client:
         if (resumed or from_ro) and any(self._watches.values()):
             for batch in self._set_watches_batches():
                 conn.write(encode_request(XID_SET_WATCHES, Op.SET_WATCHES2, batch))
+        if conn.lost.done():
+            # it closed after its connect response arrived but before we ran again:
+            # a failed connect. Adopted, it would take requests that no server ever
+            # sees, and nothing would fail them (its loss was already reported).
+            raise ConnectionLoss(f"connection to {host}:{port} lost during the handshake")
         for scheme, cred in self._auth:
             self._auth_waiters.append(None)
             conn.write(encode_request(XID_AUTH, Op.AUTH, AuthPacket(0, scheme, cred)))
