@@ -489,3 +489,52 @@ def test_learner_elects_at_once_when_its_link_to_the_leader_breaks():
     assert f"lost the connection to leader {leader}" in c.all_events(follower)
     c.peers[leader].disconnected(follower)  # a leader waits for its timeouts
     assert c.peers[leader].role == LEADING
+
+
+def test_new_leader_serves_only_once_its_own_history_is_applied():
+    """A quorum of followers can establish a new epoch while the new leader's own log
+    is not durable yet (a slow disk): its tree then lacks txns of its history that
+    are committed now, and a write prepared against it would undo them (found by the
+    whole-server simulation, seed 75: versions went back). It serves, and proposes,
+    only once its own log is durable and those txns are applied."""
+    c = Cluster([1, 2, 3, 4, 5])
+    assert c.settle() == 5
+    c.auto_fsync = False
+    old = c.peers[5]
+    zs = [old.propose(b"v%d" % k) for k in range(3)]
+    c.drain(5)
+    c.run()
+    for i in (1, 2, 3, 4, 5):
+        c.fsync(i)
+    c.run()
+    # two more: member 4's disk stalls, the others commit them
+    zs += [old.propose(b"v%d" % k) for k in (3, 4)]
+    c.drain(5)
+    c.run()
+    for i in (1, 2, 3, 5):
+        c.fsync(i)
+    c.run()
+    c.tick()
+    assert old.committed_zxid == zs[-1]
+    assert zs[3] not in [z for z, _ in c.commits[4]]  # logged at 4, not durable there
+    c.down.add(5)
+    for _ in range(60):
+        c.tick()
+        for i in (1, 2, 3):
+            c.fsync(i)
+        if c.peers[4].established:
+            break
+    lead = c.peers[4]
+    assert lead.established and lead.role == LEADING
+    assert zs[3] not in [z for z, _ in c.commits[4]]
+    assert not lead.serving and not c.readies[4][-1].serving
+    with pytest.raises(NotLeader):
+        lead.propose(b"x")
+    assert "not serving until its own log is durable" in c.all_events(4)
+    c.fsync(4)
+    assert lead.serving
+    assert [z for z, _ in c.commits[4]][-2:] == zs[3:]
+    # the Ready that says "serving" carries those commits (the host applies them first)
+    rd = next(r for r in c.readies[4] if r.serving and r.role == LEADING)
+    assert rd.commit and rd.commit[-1][0] == zs[-1]
+    assert lead.propose(b"x") > zs[-1]

@@ -308,6 +308,7 @@ class Peer:
         self._connected: dict[int, int] = {}
         self._epoch_acks: set[int] = set()
         self._initial = 0
+        self._establish_waited = False  # established, waiting to apply its history
         self._lead_since = 0
         self._epoch_floor = 0     # an accepted epoch seen that our next epoch must exceed
         # learner
@@ -541,7 +542,8 @@ class Peer:
             self._on_leader_message(frm, head, body)
 
     def propose(self, payload: bytes) -> int:
-        if self.role != LEADING or self._phase != "broadcast":
+        if self.role != LEADING or self._phase != "broadcast" or not self.serving:
+            # (established but not serving: its own history is not applied yet)
             raise NotLeader(self.leader_id if self.role != LEADING else None)
         if zxid_epoch(self._last) == self._epoch:
             counter = zxid_counter(self._last)
@@ -674,6 +676,22 @@ class Peer:
         self._p_epochs = True
 
     def _emit_commits(self) -> None:
+        self._emit_commits_upto()
+        if (not self.serving and self.role == LEADING and self._phase == "broadcast"
+                and self._applied >= self._initial):
+            # A leader serves once its host has applied its whole initial history:
+            # the commits of it go out before this flag in the same Ready. A quorum of
+            # followers can establish the epoch while our own log is not yet durable
+            # (a slow disk); a write prepared against the tree before then would be
+            # prepared against state that lacks committed txns (found by the
+            # whole-server simulation, seed 75: versions went back).
+            self.serving = True
+            if self._establish_waited:
+                self._establish_waited = False
+                self._events.append(f"leading epoch {self._epoch}: history applied to "
+                                    f"{fmt_zxid(self._initial)}; serving")
+
+    def _emit_commits_upto(self) -> None:
         while True:
             target = min(self._commit, self._eff_durable(), self._last)
             if target <= self._applied:
@@ -739,6 +757,7 @@ class Peer:
         self._fstage = ""
         self._nl_zxid = None
         self.serving = False
+        self._establish_waited = False
 
     def _become_looking(self, why: str, vote: tuple[int, int, int] | None = None) -> None:
         if self.role != LOOKING or why == "starting":
@@ -1099,7 +1118,6 @@ class Peer:
             return
         n = len(ids & self.voters)
         self._phase = "broadcast"
-        self.serving = True
         self._version_initial_config()
         self._events.append(
             f"leading epoch {self._epoch}: established with {n} voters in sync")
@@ -1118,6 +1136,10 @@ class Peer:
                 self._start_sync(h)
         self._advance_commit()
         self._emit_commits()
+        if not self.serving and self.role == LEADING:
+            self._establish_waited = True
+            self._events.append(f"leading epoch {self._epoch}: not serving until its own log "
+                                f"is durable to {fmt_zxid(self._initial)} and applied")
 
     def _activate_committed(self) -> None:
         """Leader: a configuration is in force once committed (applied or not yet), as
@@ -1285,6 +1307,8 @@ class Peer:
                 if body.zxid > self._commit:
                     self._commit = body.zxid
                     self._emit_commits()
+                    if self.role not in (FOLLOWING, OBSERVING) or self.leader_id != frm:
+                        return  # a configuration it committed changed our role
             if t == m.UPTODATE:
                 if self._fstage != "broadcast":
                     self._resync("unexpected UPTODATE")
