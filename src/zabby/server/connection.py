@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import struct
-import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,9 @@ PAUSE_GLOBAL = 4  # the server has globalOutstandingLimit writes in flight
 PAUSE_SLICE = 8  # frames of an earlier read still wait for their turn
 
 
+_SERIALS = itertools.count()
+
+
 class _Malformed:
     """Stands for a request body that did not decode."""
 
@@ -73,6 +76,10 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
 
     def __init__(self, server: ZabbyServer) -> None:
         self.server = server
+        # hashed by the order connections were made, not by address: the server's
+        # sets of connections are then iterated the same way in every run (a
+        # simulated run replays exactly from its seed: zabby.sim)
+        self._serial = next(_SERIALS)
         self.transport: asyncio.Transport | None = None
         self.decoder = FrameDecoder(server.config.max_buffer)
         self.session: Session | None = None
@@ -103,7 +110,7 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.auth_set: set = set()  # the same ids, for O(1) membership
         self.sasl = None  # this connection's SASL exchange (server.sasl)
         # statistics for `cons` and mntr
-        self.established = time.time()
+        self.established = server.clock.time_ns() / 1e9
         self.packets_received = 0
         self.packets_sent = 0
         self.last_cxid = -1
@@ -328,6 +335,9 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.last_latency = 0
         self.last_op = "NA"
         self.last_cxid = self.last_zxid = -1
+
+    def __hash__(self) -> int:
+        return self._serial
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.peer[0]}:{self.peer[1]}>"
