@@ -538,3 +538,43 @@ def test_new_leader_serves_only_once_its_own_history_is_applied():
     rd = next(r for r in c.readies[4] if r.serving and r.role == LEADING)
     assert rd.commit and rd.commit[-1][0] == zs[-1]
     assert lead.propose(b"x") > zs[-1]
+
+
+def test_new_leader_takes_the_epoch_as_current_only_with_its_history_durable():
+    """Its current epoch is what its votes claim: taken before its own log held the
+    epoch's initial history, a leader that then lost its unsynced tail (a failed
+    write, a power loss) came back claiming the new epoch with a shorter history,
+    won the next election and truncated committed txns away on the members that had
+    them (found by the whole-server simulation, seed 1341)."""
+    c = Cluster([1, 2, 3, 4, 5])
+    assert c.settle() == 5
+    c.auto_fsync = False
+    old = c.peers[5]
+    zs = [old.propose(b"v%d" % k) for k in range(3)]
+    c.drain(5)
+    c.run()
+    for i in (1, 2, 3, 4, 5):
+        c.fsync(i)
+    c.run()
+    zs += [old.propose(b"v%d" % k) for k in (3, 4)]  # member 4's disk stalls on these
+    c.drain(5)
+    c.run()
+    for i in (1, 2, 3, 5):
+        c.fsync(i)
+    c.run()
+    epoch_before = c.stores[4].current_epoch
+    c.down.add(5)
+    for _ in range(60):
+        c.tick()
+        for i in (1, 2, 3):
+            c.fsync(i)
+        if c.peers[4].established:
+            break
+    lead = c.peers[4]
+    assert lead.established and lead.epoch > epoch_before
+    # the followers hold the history durably and took the epoch; the leader not yet
+    assert all(c.stores[i].current_epoch == lead.epoch for i in (1, 2, 3))
+    assert c.stores[4].current_epoch == epoch_before
+    assert lead._self_vote()[0] == epoch_before
+    c.fsync(4)
+    assert c.stores[4].current_epoch == lead.epoch

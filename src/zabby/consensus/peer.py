@@ -715,8 +715,21 @@ class Peer:
             # A leader that steps down here still applies what is committed.
             self._activate(activate, committed=True)
 
+    def _leader_current_epoch(self) -> None:
+        """Leader: take the new epoch as current (persisted, and in our votes) only once
+        our own log holds the epoch's initial history durably -- as a follower does on
+        NEWLEADER. Taken earlier, a leader whose unsynced tail was then lost (a failed
+        write, a power loss) came back claiming the new epoch with a shorter history,
+        won the next election and truncated committed txns away on the members that
+        had them (found by the whole-server simulation, seed 1341)."""
+        if (self.role == LEADING and self._phase in ("sync", "broadcast")
+                and self._current != self._epoch and self._eff_durable() >= self._initial):
+            self._current = self._epoch
+            self._persist_epochs()
+
     def _on_durable(self) -> None:
         if self.role == LEADING:
+            self._leader_current_epoch()
             if self._phase == "sync":
                 self._maybe_establish()
             elif self._phase == "broadcast":
@@ -1037,10 +1050,9 @@ class Peer:
     def _maybe_epoch_quorum(self) -> None:
         if self._phase != "epoch" or not self._joint_ok(self._epoch_acks):
             return
-        self._current = self._epoch
-        self._persist_epochs()
         self._phase = "sync"
         self._initial = self._last
+        self._leader_current_epoch()
         self._events.append(
             f"epoch {self._epoch} acknowledged by a quorum; syncing to {fmt_zxid(self._initial)}")
         for h in list(self._handlers.values()):
