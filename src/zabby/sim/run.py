@@ -423,6 +423,8 @@ class Simulation:
             pass
         except Deadlock as e:
             self.failure = self.failure or f"deadlock: {e}"
+        except Exception as e:  # noqa: BLE001 - e.g. the checker's client could not connect
+            self.failure = self.failure or f"the run broke off: {e!r}"
         finally:
             self._close()
         if self.failure is not None:
