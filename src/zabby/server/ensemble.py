@@ -697,13 +697,26 @@ class EnsembleServer(ZabbyServer):
             for conn in list(self.connections):
                 conn.close_after_flush()
         if role == "leading" and serving:
-            # the leader tracks every session, each with a fresh timeout
-            now = self.monotonic_ms()
-            for sid, timeout in self.tree.sessions.items():
-                if self.sessions.get(sid) is None:
-                    self.sessions.add(sid, timeout, now)
-                else:
-                    self.sessions.touch(self.sessions.get(sid), now)
+            self._track_sessions_as_leader()
+
+    def _track_sessions_as_leader(self) -> None:
+        """The leader expires sessions: it tracks every session of the tree, each with
+        a fresh timeout, none of them marked closing. A session this member marked
+        closing when it led before (it proposed the closeSession, then lost the lead
+        before that committed) is open again: the tree says so, and this member has
+        applied its whole history before serving. Left marked, it was never expired
+        again, and its ephemerals stayed for good (found by the whole-server
+        simulation, seed 119); ZooKeeper's new leader builds its tracker afresh from
+        the database, which comes to the same."""
+        now = self.monotonic_ms()
+        tracker = self.sessions
+        for sid, timeout in self.tree.sessions.items():
+            s = tracker.get(sid)
+            if s is None:
+                tracker.add(sid, timeout, now)
+            else:
+                s.closing = False
+                tracker.touch(s, now)
 
     def _apply_committed(self, zxid: int, payload: bytes) -> None:
         # the final stage, shared with the standalone server (pipeline.CommitStage)

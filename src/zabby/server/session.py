@@ -124,6 +124,7 @@ class SessionTracker:
         for t in due:
             for s in self._buckets.pop(t):
                 s.closing = True
+                s.expire_at = 0  # in no bucket now (a later touch puts it back in one)
                 yield s
 
     def __len__(self) -> int:
