@@ -15,6 +15,8 @@ At the end, once every fault is healed and a leader serves again (liveness):
     session's plain reads a prefix of the committed order; no acknowledged write lost;
   * no armed watch whose node changed was left without its event;
   * every ephemeral node of a closed or expired session is gone;
+  * multi is atomic: the counter's version equals the count of log children it
+    created, and every acknowledged transaction's child is there;
   * every member holds the same tree (byte-for-byte the same snapshot).
 """
 
@@ -36,7 +38,15 @@ from ..testing.linearizability import HistoryRecorder, check_history
 from .cluster import CLIENT_PORT, DATA_DIR, Member, member_host
 from .loop import Deadlock, Process, SimLoop
 from .net import Network
-from .workload import EPH, REGISTERS, SESSION_TIMEOUT, SimClient, ensure_nodes
+from .workload import (
+    COUNTER,
+    EPH,
+    LOG,
+    REGISTERS,
+    SESSION_TIMEOUT,
+    SimClient,
+    ensure_nodes,
+)
 
 FAULTS = ("crash", "blackout", "pause", "partition", "oneway", "reset", "storm", "slowdisk",
           "ioerror", "corrupt", "clock", "client-kill")
@@ -47,11 +57,14 @@ class SimulationFailure(AssertionError):
 
 
 class Simulation:
-    def __init__(self, seed: int, *, members: int = 3, clients: int = 4, duration: float = 12.0,
+    def __init__(self, seed: int, *, members: int = 3, observers: int | None = None,
+                 clients: int = 4, duration: float = 12.0,
                  faults: tuple[str, ...] = FAULTS, verbose: bool = False,
                  snap_count: int = 200, extra_config: tuple[str, ...] = ()) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        if observers is None:  # one seed in four adds an observer
+            observers = 1 if seed % 4 == 3 else 0
         # connections hash by their serial number (server/connection.py): start from
         # 0 so that a seed runs the same in a process that ran others before it
         connection._SERIALS = itertools.count()
@@ -74,9 +87,11 @@ class Simulation:
             "tickTime=100", "initLimit=10", "syncLimit=5", f"dataDir={DATA_DIR}",
             f"clientPort={CLIENT_PORT}", "maxSessionTimeout=20000", *extra_config,
             *(f"server.{i}={member_host(i)}:2888:3888" for i in range(1, members + 1)),
+            *(f"server.{i}={member_host(i)}:2888:3888:observer"
+              for i in range(members + 1, members + observers + 1)),
         ]) + "\n"
         self.members = {i: Member(self, i, text, random.Random(self.rng.random()))
-                        for i in range(1, members + 1)}
+                        for i in range(1, members + observers + 1)}
         self.hosts = ",".join(f"{member_host(i)}:{CLIENT_PORT}" for i in self.members)
         self.clients = [SimClient(self, i, self.hosts, self.rec) for i in range(clients)]
         self._down_until: dict[int, float] = {}
@@ -377,11 +392,21 @@ class Simulation:
 
         async def final(c: Client):
             await c.sync(EPH)
-            return await c.get_children(EPH)
+            left = await c.get_children(EPH)
+            await c.sync(LOG)
+            _, counter = await c.get(COUNTER)
+            return left, counter.version, await c.get_children(LOG)
 
-        left = await self._admin(final)
+        left, counter, logged = await self._admin(final)
         if left:
             self.fail(f"ephemeral nodes of closed or expired sessions remain: {sorted(left)}")
+        if counter != len(logged):
+            self.fail(f"multi not atomic: the counter is at version {counter} but "
+                      f"{len(logged)} transactions created their log node")
+        lost = sorted(set(x for c in self.clients for x in c.multis_acked) - set(logged))
+        if lost:
+            self.fail(f"acknowledged transactions lost: their log nodes {lost[:5]} are gone")
+        self.stats["multis"] = counter
         await self._converged()
 
     async def nemesis_task(self, until: float) -> None:
@@ -532,7 +557,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--seeds", help="a range and/or list: 0-99,200")
-    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--members", type=int, default=3, help="voting members")
+    ap.add_argument("--observers", type=int, default=None,
+                    help="observers (default: 1 for seeds = 3 mod 4, else none)")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--duration", type=float, default=12.0, help="virtual seconds of faults")
     ap.add_argument("--faults", default=",".join(FAULTS))
@@ -548,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown faults {bad}; known: {','.join(FAULTS)}")
     failed = []
     for seed in seeds:
-        sim = Simulation(seed, members=a.members, clients=a.clients, duration=a.duration,
+        sim = Simulation(seed, members=a.members, observers=a.observers, clients=a.clients,
+                         duration=a.duration,
                          faults=faults, verbose=a.verbose)
         try:
             st = sim.run()

@@ -12,7 +12,11 @@ Each client keeps one session (a new one when it expires) and runs a random mix:
   arrived, events of one connection in zxid order, and -- once the faults are over
   -- no armed watch whose path changed without an event (a lost event);
 * an ephemeral node per session, which must be gone once the session is closed or
-  has expired.
+  has expired;
+* a counter through multi: one transaction sets /sim/counter (at the version the
+  client last read) and creates a sequential child of /sim/log; multi is atomic, so
+  at the end the counter's version equals the number of children, whatever faults
+  hit the transactions (and every acknowledged one is there).
 
 Client processes can also be killed (their sessions must then expire).
 """
@@ -41,6 +45,8 @@ from .loop import Process
 
 REGISTERS = ("r0", "r1", "r2", "r3")
 WATCHED = ("w0", "w1")
+COUNTER = "/sim/counter"
+LOG = "/sim/log"
 ROOT = "/sim"
 EPH = "/eph"
 SESSION_TIMEOUT = 3.0
@@ -74,6 +80,7 @@ class SimClient:
         self.closed_sessions: list[int] = []
         self.abandoned_sessions: list[int] = []
         self.stopping = False
+        self.multis_acked: list[str] = []  # log children of acknowledged transactions
         self.task: asyncio.Task | None = None
         self.task_proc: Process | None = None  # the process `task` runs in
 
@@ -202,10 +209,12 @@ class SimClient:
     async def step(self) -> None:
         c = self.client
         x = self.rng.random()
-        if x < 0.7:
+        if x < 0.6:
             await self._register(c)
-        else:
+        elif x < 0.85:
             await self._watch(c)
+        else:
+            await self._multi(c)
         self.catchup = False
 
     async def _register(self, c: Client) -> None:
@@ -255,6 +264,15 @@ class SimClient:
             return
         self.seen[key] = max(self.seen[key], st.version)
         h.ok(st.version, zxid=st.mzxid)
+
+    async def _multi(self, c: Client) -> None:
+        _, st = await c.get(COUNTER)
+        t = c.transaction()
+        t.set_data(COUNTER, b"%d" % (st.version + 1), st.version)
+        t.create(f"{LOG}/c{self.idx}-", b"", sequence=True)
+        results = await t.commit()
+        if not any(isinstance(r, Exception) for r in results):
+            self.multis_acked.append(results[1].rsplit("/", 1)[1])
 
     async def _watch(self, c: Client) -> None:
         key = self.rng.choice(WATCHED)
@@ -332,7 +350,7 @@ class SimClient:
 
 
 async def ensure_nodes(c: Client) -> None:
-    for path in (ROOT, EPH, *(f"{ROOT}/{k}" for k in (*REGISTERS, *WATCHED))):
+    for path in (ROOT, EPH, COUNTER, LOG, *(f"{ROOT}/{k}" for k in (*REGISTERS, *WATCHED))):
         try:
             await c.create(path, b"")
         except NodeExistsError:
