@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -153,3 +154,31 @@ def test_write_batch_rejects_empty_payload_and_bad_order():
         log.write_batch([(2, b"a"), (1, b"b")])
     with pytest.raises((ValueError, StorageError)):
         log.write_batch([(1, b"")])
+
+
+def test_a_segment_continued_after_a_restart_is_made_durable_directory_entry_included():
+    """A process died after creating a segment and writing to it, before the fsync
+    of the directory: only the page cache knows the segment. Continued after the
+    restart, txns appended to it (and acknowledged: their data is fsynced) must
+    survive a power loss, so the segment's directory entry must reach the disk
+    (found by the whole-server simulation, seed 120: a later power loss took the
+    segment away with everything appended since)."""
+    fs = SimulatedFS()
+    w, batches = _batches(3, 4)
+    log = TxnLog("/logs", fs=fs, prealloc_bytes=8192)
+    log.open_for_append(0)
+    log.write_batch(batches[0])
+    log.roll()
+    fs.inject("fsync_dir", errno.EIO)  # the new segment's entry never reaches the disk
+    with pytest.raises(StorageError):
+        log.write_batch(batches[1])
+    # the process died (kill -9: the page cache stays); the restart continues the
+    # segment, whose last entry is where recovery says the log ends
+    last = batches[1][-1][0]
+    log2 = TxnLog("/logs", fs=fs, prealloc_bytes=8192)
+    log2.open_for_append(last)
+    log2.write_batch(batches[2])  # durable, acknowledged
+    fs.crash()  # power loss
+    tree, report = recover("/logs", fs=fs, extended_types=True)
+    assert report.log_last_zxid == batches[2][-1][0]
+    assert_same_tree(tree, w.tree)

@@ -318,6 +318,16 @@ class TxnLog:
                 elif last == last_zxid:
                     self._attach(path, name_zxid, scan.end, scan.torn_at is not None)
                     self._roll = False
+                    # What it holds is this server's history from now on: make it
+                    # durable, its directory entry included. A process that died
+                    # after creating the segment but before the fsync of the
+                    # directory left an entry only the page cache knows: a power
+                    # loss later would take the segment away with every txn appended
+                    # to it since, acknowledged or not (found by the whole-server
+                    # simulation, seed 120).
+                    if self.force_sync:
+                        self.fs.fsync(self._h)
+                        self.fs.fsync_dir(self.dir)
                 elif scan.torn_at is not None:
                     h = self.fs.open(path)
                     try:
