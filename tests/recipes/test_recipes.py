@@ -680,6 +680,65 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
     run(zabby_server, body, clients=2)
 
 
+class CommitsLate:
+    """A Client whose next N creates lose their reply and take effect late, the way
+    the ensemble did it under a leader pause (recipe fault test, seed 168454498): a
+    follower forwarded the create to the paused leader, the client lost its
+    connection and reconnected, and the leader, once resumed, proposed the create
+    before the client's next requests but committed it only after the client's first
+    read had been answered. So a read does not show it yet; a sync or a later write
+    of the session (both ordered after it at the leader) does."""
+
+    def __init__(self, zk: Client) -> None:
+        self._zk = zk
+        self.late: dict[str, int] = {}
+        self.pending: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.made: list[str] = []
+
+    async def _commit_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for args, kwargs in pending:
+            self.made.append(await self._zk.create(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._zk, name)
+        if name not in ("create", "delete", "set", "sync"):
+            return attr  # reads: answered before the late create commits
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._commit_pending()
+            if name == "create" and self.late.get("create"):
+                self.late["create"] -= 1
+                self.pending.append((args, kwargs))
+                raise ConnectionLoss("connection lost (the create is on its way)")
+            res = await attr(*args, **kwargs)
+            if name == "create":
+                self.made.append(res)
+            return res
+        return call
+
+
+def test_lock_finds_its_lost_create_that_commits_after_a_read(zabby_server):
+    """A Lock whose create lost its reply looks for its node before creating
+    another. If that look is a plain read on a member that has not applied the
+    create yet, the Lock makes a second node and queues behind its first, which
+    nobody deletes while the session lives: the lock is stuck for every contender
+    (the recipe fault test's stall: 5 holdings in 12 s). It must sync first."""
+    path = unique("late-create")
+
+    async def body(real, other):
+        zk = CommitsLate(real)
+        zk.late["create"] = 1
+        lock = recipes.Lock(zk, path, "me")
+        assert await lock.acquire(timeout=5)  # LockTimeout: waiting on its own node
+        assert len(zk.made) == 1, zk.made  # found, not made twice
+        assert await real.get_children(path) == [zk.made[0].rsplit("/", 1)[-1]]
+        await lock.release()
+        assert await real.get_children(path) == []
+        assert await recipes.Lock(other, path, "other").acquire(timeout=5)
+    run(zabby_server, body, clients=2)
+
+
 class GoesDown:
     """A client whose connection is down (every request: ConnectionLoss) while
     ``down`` is set; listeners and everything else go to the real client."""
