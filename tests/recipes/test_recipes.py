@@ -681,40 +681,60 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
 
 
 class CommitsLate:
-    """A Client whose next N creates lose their reply and take effect late, the way
-    the ensemble did it under a leader pause (recipe fault test, seed 168454498): a
-    follower forwarded the create to the paused leader, the client lost its
-    connection and reconnected, and the leader, once resumed, proposed the create
-    before the client's next requests but committed it only after the client's first
-    read had been answered. So a read does not show it yet; a sync or a later write
-    of the session (both ordered after it at the leader) does."""
+    """A Client whose next N creates (or transactions: "commit") lose their reply
+    and take effect late, the way the ensemble did it under a leader pause (recipe
+    fault test, seed 168454498): a follower forwarded the create to the paused
+    leader, the client lost its connection and reconnected, and the leader, once
+    resumed, proposed the create before the client's next requests but committed it
+    only after the client's first read had been answered. So a read does not show
+    it yet; a sync or a later write of the session (both ordered after it at the
+    leader) does."""
 
     def __init__(self, zk: Client) -> None:
         self._zk = zk
         self.late: dict[str, int] = {}
-        self.pending: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.pending: list[Callable[[], Awaitable[Any]]] = []
         self.made: list[str] = []
 
     async def _commit_pending(self) -> None:
         pending, self.pending = self.pending, []
-        for args, kwargs in pending:
+        for write in pending:
+            await write()
+
+    def _defer(self, kind: str, write: Callable[[], Awaitable[Any]]) -> None:
+        if self.late.get(kind):
+            self.late[kind] -= 1
+            self.pending.append(write)
+            raise ConnectionLoss("connection lost (the write is on its way)")
+
+    async def create(self, *args: Any, **kwargs: Any) -> str:
+        await self._commit_pending()
+
+        async def write() -> str:
             self.made.append(await self._zk.create(*args, **kwargs))
+            return self.made[-1]
+        self._defer("create", write)
+        return await write()
+
+    def transaction(self) -> Any:
+        txn = self._zk.transaction()
+        real_commit = txn.commit
+
+        async def commit() -> Any:
+            await self._commit_pending()
+            self._defer("commit", real_commit)
+            return await real_commit()
+        txn.commit = commit
+        return txn
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._zk, name)
-        if name not in ("create", "delete", "set", "sync"):
-            return attr  # reads: answered before the late create commits
+        if name not in ("delete", "set", "sync"):
+            return attr  # reads: answered before the late write commits
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             await self._commit_pending()
-            if name == "create" and self.late.get("create"):
-                self.late["create"] -= 1
-                self.pending.append((args, kwargs))
-                raise ConnectionLoss("connection lost (the create is on its way)")
-            res = await attr(*args, **kwargs)
-            if name == "create":
-                self.made.append(res)
-            return res
+            return await attr(*args, **kwargs)
         return call
 
 
@@ -736,6 +756,28 @@ def test_lock_finds_its_lost_create_that_commits_after_a_read(zabby_server):
         await lock.release()
         assert await real.get_children(path) == []
         assert await recipes.Lock(other, path, "other").acquire(timeout=5)
+    run(zabby_server, body, clients=2)
+
+
+def test_workflow_progress_retried_after_a_late_commit_keeps_the_task(zabby_server):
+    """A progress record whose transaction lost its reply and commits after the
+    retry's first read: the retry must not take its own record for a lost claim
+    (TaskLost), or the worker drops a task its live session still claims, and
+    nobody completes it (the recipe fault test: a task never completed)."""
+    path = unique("late-progress")
+
+    async def body(real, other):
+        zk = CommitsLate(real)
+        wf = recipes.Workflow(zk, path, "me")
+        await wf.submit(b"p", task_id="t")
+        task = await wf.claim(5)
+        assert task is not None and task.id == "t"
+        zk.late["commit"] = 1
+        await task.progress(b"started")  # TaskLost: the task would be stuck
+        assert await task.holds()
+        assert await task.complete(b"r")
+        assert await recipes.Workflow(other, path).result("t") == b"r"
+        assert await recipes.Workflow(other, path).pending() == []
     run(zabby_server, body, clients=2)
 
 
