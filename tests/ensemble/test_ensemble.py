@@ -15,7 +15,8 @@ from kazoo.retry import KazooRetry
 
 from zabby.testing import OPEN_ACL_UNSAFE, RawClient, ZabbyEnsemble
 from zabby.wire import Op
-from zabby.wire.records import CreateRequest, SetDataRequest
+from zabby.wire.protocol import encode_request
+from zabby.wire.records import CreateRequest, PathRequest, SetDataRequest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -263,3 +264,28 @@ def test_far_behind_member_is_synced_by_snapshot(tmp_path):
             f.stop()
     finally:
         ens.stop()
+
+
+def test_sync_answered_before_a_write_sent_after_it(ensemble):
+    """A session's replies come in the order it sent the requests (ZooKeeper's FIFO
+    client order), a sync followed at once by a write on a follower included. The
+    leader answers the follower's sync when it applies its no-op barrier, after it
+    has sent the COMMIT of the write proposed right behind it: the follower applied
+    the write and answered it first, so the client saw the reply to a later request
+    while waiting for the sync's (zabby's client dropped the connection; the lock
+    recipe fault test then lost the sync of its orphan-node cleanup)."""
+    follower = ensemble.followers()[0]
+    m = ensemble.members[follower]
+    raw = RawClient(m.host, m.port, timeout_ms=4000, io_timeout=10)
+    try:
+        raw.connect()
+        assert raw.request(Op.CREATE, CreateRequest("/order", b"", OPEN_ACL_UNSAFE, 0)).err == 0
+        for _ in range(30):
+            sync_xid, create_xid = raw.next_xid(), raw.next_xid()
+            raw.send_bytes(encode_request(sync_xid, Op.SYNC, PathRequest("/order"))
+                           + encode_request(create_xid, Op.CREATE, CreateRequest(
+                               "/order/n-", b"", OPEN_ACL_UNSAFE, 2)))
+            assert raw.wait_reply(sync_xid, Op.SYNC).err == 0
+            assert raw.wait_reply(create_xid, Op.CREATE).err == 0
+    finally:
+        raw.drop()

@@ -680,6 +680,107 @@ def test_writes_whose_reply_is_lost_are_recognised(zabby_server):
     run(zabby_server, body, clients=2)
 
 
+class CommitsLate:
+    """A Client whose next N creates (or transactions: "commit") lose their reply
+    and take effect late, the way the ensemble did it under a leader pause (recipe
+    fault test, seed 168454498): a follower forwarded the create to the paused
+    leader, the client lost its connection and reconnected, and the leader, once
+    resumed, proposed the create before the client's next requests but committed it
+    only after the client's first read had been answered. So a read does not show
+    it yet; a sync or a later write of the session (both ordered after it at the
+    leader) does."""
+
+    def __init__(self, zk: Client) -> None:
+        self._zk = zk
+        self.late: dict[str, int] = {}
+        self.pending: list[Callable[[], Awaitable[Any]]] = []
+        self.made: list[str] = []
+
+    async def _commit_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for write in pending:
+            await write()
+
+    def _defer(self, kind: str, write: Callable[[], Awaitable[Any]]) -> None:
+        if self.late.get(kind):
+            self.late[kind] -= 1
+            self.pending.append(write)
+            raise ConnectionLoss("connection lost (the write is on its way)")
+
+    async def create(self, *args: Any, **kwargs: Any) -> str:
+        await self._commit_pending()
+
+        async def write() -> str:
+            self.made.append(await self._zk.create(*args, **kwargs))
+            return self.made[-1]
+        self._defer("create", write)
+        return await write()
+
+    def transaction(self) -> Any:
+        txn = self._zk.transaction()
+        real_commit = txn.commit
+
+        async def commit() -> Any:
+            await self._commit_pending()
+            self._defer("commit", real_commit)
+            return await real_commit()
+        txn.commit = commit
+        return txn
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._zk, name)
+        if name not in ("delete", "set", "sync"):
+            return attr  # reads: answered before the late write commits
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._commit_pending()
+            return await attr(*args, **kwargs)
+        return call
+
+
+def test_lock_finds_its_lost_create_that_commits_after_a_read(zabby_server):
+    """A Lock whose create lost its reply looks for its node before creating
+    another. If that look is a plain read on a member that has not applied the
+    create yet, the Lock makes a second node and queues behind its first, which
+    nobody deletes while the session lives: the lock is stuck for every contender
+    (the recipe fault test's stall: 5 holdings in 12 s). It must sync first."""
+    path = unique("late-create")
+
+    async def body(real, other):
+        zk = CommitsLate(real)
+        zk.late["create"] = 1
+        lock = recipes.Lock(zk, path, "me")
+        assert await lock.acquire(timeout=5)  # LockTimeout: waiting on its own node
+        assert len(zk.made) == 1, zk.made  # found, not made twice
+        assert await real.get_children(path) == [zk.made[0].rsplit("/", 1)[-1]]
+        await lock.release()
+        assert await real.get_children(path) == []
+        assert await recipes.Lock(other, path, "other").acquire(timeout=5)
+    run(zabby_server, body, clients=2)
+
+
+def test_workflow_progress_retried_after_a_late_commit_keeps_the_task(zabby_server):
+    """A progress record whose transaction lost its reply and commits after the
+    retry's first read: the retry must not take its own record for a lost claim
+    (TaskLost), or the worker drops a task its live session still claims, and
+    nobody completes it (the recipe fault test: a task never completed)."""
+    path = unique("late-progress")
+
+    async def body(real, other):
+        zk = CommitsLate(real)
+        wf = recipes.Workflow(zk, path, "me")
+        await wf.submit(b"p", task_id="t")
+        task = await wf.claim(5)
+        assert task is not None and task.id == "t"
+        zk.late["commit"] = 1
+        await task.progress(b"started")  # TaskLost: the task would be stuck
+        assert await task.holds()
+        assert await task.complete(b"r")
+        assert await recipes.Workflow(other, path).result("t") == b"r"
+        assert await recipes.Workflow(other, path).pending() == []
+    run(zabby_server, body, clients=2)
+
+
 class GoesDown:
     """A client whose connection is down (every request: ConnectionLoss) while
     ``down`` is set; listeners and everything else go to the real client."""

@@ -876,6 +876,7 @@ class Client:
             raise ProtocolError(f"reply xid {xid} without a request")
         r = self._pending.popleft()
         if r.xid != xid:
+            self._pending.appendleft(r)  # failed with the connection, not left waiting
             raise ProtocolError(f"reply xid {xid}, expected {r.xid}")
         err = hdr.err
         if r.watch is not None:

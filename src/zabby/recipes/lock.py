@@ -175,16 +175,26 @@ class Lock(_Holder):
         self.node = None
         self._create_tried = False
 
-    async def _find_node(self) -> str | None:
+    async def _find_node(self, prefix: str) -> str | None:
+        """Our node made by a create whose reply was lost, if that create happened.
+
+        Sync first: the create may have reached the leader before we reconnected
+        and yet not be applied on the member we now read from (a leader that was
+        paused proposes it once resumed, and commits it only once its followers ack).
+        A plain read would miss it, and we would create a second node and queue
+        behind our first one, which nobody deletes while our session lives: every
+        contender after it waits until the session ends. The sync is answered only
+        once everything proposed before it is applied here."""
+        await self.client.sync(self.path)
         for child in await self.client.get_children(self.path):
-            if child.startswith(self.prefix):
+            if child.startswith(prefix):
                 return child
         return None
 
     async def _attempt(self, blocking: bool, deadline: Deadline, ephemeral: bool) -> bool:
         await self.client.ensure_path(self.path)
         if self.node is None:
-            node = await self._find_node() if self._create_tried else None
+            node = await self._find_node(self.prefix) if self._create_tried else None
             if node is None:
                 self._create_tried = True
                 created = await self.client.create(self._child(self.prefix), self.data,
@@ -245,10 +255,8 @@ class Lock(_Holder):
         async def find() -> str | None:
             if node is not None:
                 return self._child(node)
-            for child in await self.client.get_children(self.path):
-                if child.startswith(prefix):
-                    return self._child(child)
-            return None
+            found = await self._find_node(prefix)
+            return None if found is None else self._child(found)
 
         await remove_orphan(find, self.client)
 

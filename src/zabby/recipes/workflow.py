@@ -82,8 +82,15 @@ class Task:
     async def progress(self, data: bytes) -> None:
         """Record progress; raises TaskLost if the claim is no longer ours."""
         path = f"{self.wf.path}/progress/{self.id}"
+        sent = False
 
         async def attempt() -> None:
+            nonlocal sent
+            if sent:
+                # a retry after a lost reply may run on a member that has not yet
+                # applied our record: catch up first, or we would create it again,
+                # take the failure for a lost claim and drop a task we still hold
+                await self.wf.client.sync(path)
             version = await self._claim_version()
             if version is None:
                 raise TaskLost(self.id)
@@ -94,10 +101,11 @@ class Task:
                 txn.set_data(path, data)
             else:
                 txn.create(path, data)
+            sent = True
             try:
                 await commit(txn)
             except (NoNodeError, NodeExistsError):
-                raise TaskLost(self.id) from None  # raced: claim gone, or retry
+                raise TaskLost(self.id) from None  # raced: claim gone
         await retrying(attempt)
 
     async def complete(self, result: bytes = b"") -> bool:

@@ -501,6 +501,25 @@ class ZabCommit(CommitStage):
                 continue
             srv._session_ready(conn, s)
 
+    def write_done(self, conn, xid: int, op: int, res, txn, t0: int) -> None:
+        """A write's reply keeps the session's order: a sync the client sent before
+        it is answered first. Its no-op barrier was proposed before this write (the
+        leader takes a member's K_SYNC and K_FORWARD in the order sent), so it is
+        applied here already; but the leader's K_SYNC_OK leaves when it applies the
+        barrier, which may be after it sent this write's COMMIT (both committed in
+        one step), so it may not have come yet."""
+        if self.pending_syncs:
+            sid = txn.header.clientId
+            earlier = [k for k, v in self.pending_syncs.items()
+                       if k[0] == sid and v[0] is conn and k[1] < xid]
+            srv = self.server
+            for key in sorted(earlier, key=lambda k: k[1]):
+                _, path, t1, *_ = self.pending_syncs.pop(key)
+                conn.inflight -= 1
+                if not conn.closed:
+                    srv._reply(conn, key[1], _SYNC, Err.OK, PathResponse(path), t1)
+        super().write_done(conn, xid, op, res, txn, t0)
+
     # ------------------------------------------------------------ entry points
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         srv = self.server
