@@ -116,15 +116,16 @@ def _acknowledge_before_fsync(self) -> None:
         self.loop.call_later(self.disk.fsync_delay(self.loop.time()), fsync_later)
 
 
-@pytest.mark.parametrize("seed", [1, 9])
+@pytest.mark.parametrize("seed", [1, 2, 9, 10])
 def test_acknowledging_before_fsync_is_caught(seed, monkeypatch):
     """Whole-ensemble power losses while disks are slow: with the real commit path
     nothing acknowledged is lost; acknowledging before the fsync loses writes that
-    clients saw succeed, and the history check says so."""
+    clients saw succeed, and the checks say so (a register gone back under a session
+    that saw it newer, or a history with no linearization)."""
     faults = ("blackout", "slowdisk")
     assert Simulation(seed, faults=faults).run()["ok"] > 50
     monkeypatch.setattr(sim_cluster.SimCommitter, "_pump", _acknowledge_before_fsync)
-    with pytest.raises(SimulationFailure, match="not linearizable"):
+    with pytest.raises(SimulationFailure, match="not linearizable|after seeing"):
         Simulation(seed, faults=faults).run()
 
 
