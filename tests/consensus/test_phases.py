@@ -491,12 +491,11 @@ def test_learner_elects_at_once_when_its_link_to_the_leader_breaks():
     assert c.peers[leader].role == LEADING
 
 
-def test_new_leader_serves_only_once_its_own_history_is_applied():
-    """A quorum of followers can establish a new epoch while the new leader's own log
-    is not durable yet (a slow disk): its tree then lacks txns of its history that
-    are committed now, and a write prepared against it would undo them (found by the
-    whole-server simulation, seed 75: versions went back). It serves, and proposes,
-    only once its own log is durable and those txns are applied."""
+def _new_leader_with_unsynced_history():
+    """Five voters led by 5; five txns committed, the last two not durable at member 4
+    (its disk stalls); 5 goes down and 4 -- the highest id, with as long a log as
+    anyone -- is elected while the others sync to it. Returns (cluster, the txns'
+    zxids, the epoch member 4 held before)."""
     c = Cluster([1, 2, 3, 4, 5])
     assert c.settle() == 5
     c.auto_fsync = False
@@ -507,8 +506,7 @@ def test_new_leader_serves_only_once_its_own_history_is_applied():
     for i in (1, 2, 3, 4, 5):
         c.fsync(i)
     c.run()
-    # two more: member 4's disk stalls, the others commit them
-    zs += [old.propose(b"v%d" % k) for k in (3, 4)]
+    zs += [old.propose(b"v%d" % k) for k in (3, 4)]  # member 4's disk stalls on these
     c.drain(5)
     c.run()
     for i in (1, 2, 3, 5):
@@ -517,6 +515,7 @@ def test_new_leader_serves_only_once_its_own_history_is_applied():
     c.tick()
     assert old.committed_zxid == zs[-1]
     assert zs[3] not in [z for z, _ in c.commits[4]]  # logged at 4, not durable there
+    epoch_before = c.stores[4].current_epoch
     c.down.add(5)
     for _ in range(60):
         c.tick()
@@ -525,7 +524,18 @@ def test_new_leader_serves_only_once_its_own_history_is_applied():
         if c.peers[4].established:
             break
     lead = c.peers[4]
-    assert lead.established and lead.role == LEADING
+    assert lead.established and lead.role == LEADING and lead.epoch > epoch_before
+    return c, zs, epoch_before
+
+
+def test_new_leader_serves_only_once_its_own_history_is_applied():
+    """A quorum of followers can establish a new epoch while the new leader's own log
+    is not durable yet (a slow disk): its tree then lacks txns of its history that
+    are committed now, and a write prepared against it would undo them (found by the
+    whole-server simulation, seed 75: versions went back). It serves, and proposes,
+    only once its own log is durable and those txns are applied."""
+    c, zs, _ = _new_leader_with_unsynced_history()
+    lead = c.peers[4]
     assert zs[3] not in [z for z, _ in c.commits[4]]
     assert not lead.serving and not c.readies[4][-1].serving
     with pytest.raises(NotLeader):
@@ -546,32 +556,8 @@ def test_new_leader_takes_the_epoch_as_current_only_with_its_history_durable():
     write, a power loss) came back claiming the new epoch with a shorter history,
     won the next election and truncated committed txns away on the members that had
     them (found by the whole-server simulation, seed 1341)."""
-    c = Cluster([1, 2, 3, 4, 5])
-    assert c.settle() == 5
-    c.auto_fsync = False
-    old = c.peers[5]
-    zs = [old.propose(b"v%d" % k) for k in range(3)]
-    c.drain(5)
-    c.run()
-    for i in (1, 2, 3, 4, 5):
-        c.fsync(i)
-    c.run()
-    zs += [old.propose(b"v%d" % k) for k in (3, 4)]  # member 4's disk stalls on these
-    c.drain(5)
-    c.run()
-    for i in (1, 2, 3, 5):
-        c.fsync(i)
-    c.run()
-    epoch_before = c.stores[4].current_epoch
-    c.down.add(5)
-    for _ in range(60):
-        c.tick()
-        for i in (1, 2, 3):
-            c.fsync(i)
-        if c.peers[4].established:
-            break
+    c, _, epoch_before = _new_leader_with_unsynced_history()
     lead = c.peers[4]
-    assert lead.established and lead.epoch > epoch_before
     # the followers hold the history durably and took the epoch; the leader not yet
     assert all(c.stores[i].current_epoch == lead.epoch for i in (1, 2, 3))
     assert c.stores[4].current_epoch == epoch_before

@@ -93,6 +93,10 @@ class SimCommitter:
     loses it as a power loss would. About every `snap_count` txns the tree is
     written to a snapshot and the log rolls, as on a real server."""
 
+    # a negative control only (tests/sim): acknowledge a batch as soon as it is
+    # written, before its fsync -- the bug a durable store must not have
+    ack_before_fsync = False
+
     def __init__(self, loop: SimLoop, txn_log: TxnLog, fs: SimulatedFS, disk: Disk,
                  snap_dir: str, tree_getter: Callable, rng: random.Random,
                  snap_count: int) -> None:
@@ -169,6 +173,10 @@ class SimCommitter:
             self._fail(str(e), batch)
             return
         self._busy = True
+        if self.ack_before_fsync and res is not None:
+            self.log.appended_synced(res[1])
+            self._acknowledge(batch)
+            batch = None
         self.loop.call_later(self.disk.fsync_delay(self.loop.time()), self._synced, batch, res)
 
     def _synced(self, batch, res) -> None:
@@ -179,9 +187,16 @@ class SimCommitter:
                 self.fs.fsync(h, data_only=True)
             except OSError as e:
                 self.log.unsynced_failed()
-                self._fail(f"txn log fsync failed: {e}", batch)
+                self._fail(f"txn log fsync failed: {e}", batch or [])
+                return
+            if batch is None:  # acknowledged already (ack_before_fsync)
+                self._kick()
                 return
             self.log.appended_synced(token)
+        self._acknowledge(batch)
+
+    def _acknowledge(self, batch) -> None:
+        """The batch is durable: its callbacks, one consensus step, a snapshot now and then."""
         self.batches += 1
         self.txns += len(batch)
         for _, _, done, _ in batch:
