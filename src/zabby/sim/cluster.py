@@ -288,9 +288,10 @@ class Member:
         return cfg
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> bool:
+    def start(self) -> bool | None:
         """Start a new incarnation from what is on its disk; False if it refused
-        (corrupt data directory: the error is kept in `start_failures`)."""
+        (corrupt data directory: the error is kept in `start_failures`), None if its
+        disk failed under the start (an I/O error: try again later)."""
         assert not self.running
         self.incarnation += 1
         proc = Process(f"m{self.sid}.{self.incarnation}", self.host)
@@ -300,6 +301,9 @@ class Member:
             self.start_failures.append(str(e))
             self.sim.log(f"member {self.sid} refuses to start: {e}")
             return False
+        except (StorageError, OSError) as e:
+            self.sim.log(f"member {self.sid} fails to start: {e}")
+            return None
         self.proc = proc
         self.server = server
         self.applied_zxid = server.tree.last_zxid

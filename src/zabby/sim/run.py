@@ -170,7 +170,10 @@ class Simulation:
     def _restart(self, m: Member) -> None:
         if m.running:
             return
-        if not m.start():
+        started = m.start()
+        if started is None:
+            return  # its disk failed under the start: the supervisor tries again
+        if not started:
             # the operator's answer to a refused data directory: wipe it, rejoin by SNAP
             self.log(f"member {m.sid}: wiping its data directory")
             m.wipe()
