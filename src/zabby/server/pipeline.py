@@ -31,6 +31,7 @@ Read-only mode (readonly.ReadOnlyStage) and local sessions
 
 from __future__ import annotations
 
+import hmac
 import logging
 import struct
 import time
@@ -47,6 +48,7 @@ from ..wire.protocol import REQUEST_BODY
 from ..wire.records import ConnectResponse, GetDataResponse, PathResponse
 from .connection import MALFORMED
 from .keeper import keeper_reply
+from .session import session_password
 
 log = logging.getLogger("zabby.server.ensemble")
 
@@ -440,9 +442,19 @@ class ZabCommit(CommitStage):
             conn.abort()
             return False
         sid = req.sessionId
-        if sid != 0 and sid in srv.tree.sessions and srv.sessions.get(sid) is None:
-            # a session created through another member: we know it from its txn
-            srv.sessions.add(sid, srv.tree.sessions[sid], srv.monotonic_ms())
+        if sid != 0 and srv.sessions.get(sid) is None:
+            if sid in srv.tree.sessions:
+                # a session created through another member: we know it from its txn
+                srv.sessions.add(sid, srv.tree.sessions[sid], srv.monotonic_ms())
+            elif srv.role != "leading" and hmac.compare_digest(
+                    bytes(req.passwd or b""), session_password(sid)):
+                # Not (yet) here: its createSession may be committed and still on its
+                # way to us. As ZooKeeper's learner revalidates with the leader, take
+                # it provisionally; `reopen` asks the leader (K_OWNER), which knows
+                # every session, and only its "no" makes it expired (on_owner_ok).
+                timeout = min(max(req.timeOut, srv.min_session_timeout),
+                              srv.max_session_timeout)
+                srv.sessions.add(sid, timeout, srv.monotonic_ms())
         return True
 
     def close_session(self, s) -> None:
@@ -496,6 +508,8 @@ class ZabCommit(CommitStage):
                 conn.inflight -= 1
                 log.info("the leader says session 0x%x is no longer valid",
                          sid & (2**64 - 1))
+                if sid not in srv.tree.sessions:  # taken provisionally (admit)
+                    srv.sessions.remove(sid)
                 conn.send(srv.connect_response(conn, ConnectResponse(0, 0, 0, bytes(16))))
                 conn.close_after_flush()
                 continue

@@ -232,6 +232,7 @@ class Network:
         self.all_pipes: list[_Pipe] = []
         self._cut: set[tuple[str, str]] = set()  # (from host, to host) that loses packets
         self.slow: dict[str, float] = {}  # host -> extra latency (s) in a storm
+        self.delay: dict[tuple[str, str], float] = {}  # (from, to) -> fixed extra latency
         self.base_latency = (0.00005, 0.0005)
         self.spike_chance = 0.002
         self.conn_ids = 0
@@ -250,7 +251,7 @@ class Network:
         extra = self.slow.get(src, 0.0) + self.slow.get(dst, 0.0)
         if extra:
             d += rng.uniform(0, extra)
-        return d
+        return d + self.delay.get((src, dst), 0.0)
 
     # ------------------------------------------------------------ faults
     def blocked(self, src: str, dst: str) -> bool:
