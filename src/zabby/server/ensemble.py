@@ -421,12 +421,14 @@ class EnsembleServer(ZabbyServer):
         self._drain()
         # the turn's consensus output is complete: send it now rather than a turn later
         self.quorum_mesh.flush()
+        self.committer.pump_now()
 
     def _drain(self) -> None:
         """Carry out what the peer asks for (see consensus.Ready), until it asks nothing."""
         if self._draining:
             return
         self._draining = True
+        persisted = eager = False
         try:
             while True:
                 r = self.peer.ready()
@@ -447,10 +449,12 @@ class EnsembleServer(ZabbyServer):
                     if r.role == "following" and self.serving:  # as Follower only
                         self._proposals_received(r.persist)
                     self._persist(r.persist)
+                    persisted = True
                 if r.commit and len(r.commit) <= _EAGER_COMMITS:
                     # few commits: little load, so send the COMMITs now rather than
                     # after applying them here (under load frames go once per turn)
                     self.quorum_mesh.flush()
+                    eager = True
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
                 if r.commit and self.zab.pending_syncs:
@@ -466,6 +470,16 @@ class EnsembleServer(ZabbyServer):
                     break
         finally:
             self._draining = False
+        if persisted:
+            # the log batch starts now, not at the end of the loop turn: what a peer
+            # read (or this turn's client writes) brought is all there will be; the
+            # proposals (or an ACK) leave first, as above
+            self.quorum_mesh.flush()
+            self.committer.pump_now()
+        if eager:
+            # few commits applied: their replies go now rather than a loop turn later
+            # (under load the connections' output is still written once per turn)
+            self._flush_all()
 
     def _proposals_received(self, entries: list[tuple[int, bytes]]) -> None:
         """A serving learner got proposals: ZooKeeper's proposal_latency (txn creation
@@ -495,6 +509,8 @@ class EnsembleServer(ZabbyServer):
         if z is not None:
             self.peer.persisted(z)
             self._drain()
+            # the ACK (a follower) or COMMITs (the leader) go now, not a loop turn later
+            self.quorum_mesh.flush()
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)
