@@ -83,6 +83,7 @@ _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
 _TIME = struct.Struct(">q")
+_SESSION = _TIME  # the header's first field, clientId
 _HDR_TIME_AT = 20
 _HDR_TIME_END = _HDR_TIME_AT + 8
 _HDR_TYPE_AT = _HDR_TIME_END
@@ -429,9 +430,10 @@ class EnsembleServer(ZabbyServer):
             return
         self._draining = True
         persisted = eager = False
+        peer = self.peer
         try:
-            while True:
-                r = self.peer.ready()
+            while peer.has_output():
+                r = peer.ready()
                 if r.persist_epochs is not None:
                     e = r.persist_epochs
                     self.epochs.save(e.accepted_epoch, e.current_epoch, e.accepted_leader)
@@ -450,12 +452,21 @@ class EnsembleServer(ZabbyServer):
                         self._proposals_received(r.persist)
                     self._persist(r.persist)
                     persisted = True
-                if r.commit and len(r.commit) <= _EAGER_COMMITS:
+                commits = r.commit
+                if commits and len(commits) <= _EAGER_COMMITS:
                     # few commits: little load, so send the COMMITs now rather than
-                    # after applying them here (under load frames go once per turn)
-                    self.quorum_mesh.flush()
+                    # after applying them here (under load frames go once per turn) --
+                    # unless a client of ours waits for one: then it is answered first
+                    # (the txn is committed already; a follower's COMMIT is as early
+                    # either way, give or take this apply)
                     eager = True
-                for zxid, payload in r.commit:
+                    if r.role == "leading" and self._ours(commits):
+                        for zxid, payload in commits:
+                            self._apply_committed(zxid, payload)
+                        self._flush_all()
+                        commits = ()
+                    self.quorum_mesh.flush()
+                for zxid, payload in commits:
                     self._apply_committed(zxid, payload)
                 if r.commit and self.zab.pending_syncs:
                     self.zab.answer_syncs()
@@ -480,6 +491,15 @@ class EnsembleServer(ZabbyServer):
             # few commits applied: their replies go now rather than a loop turn later
             # (under load the connections' output is still written once per turn)
             self._flush_all()
+
+    def _ours(self, commits: list[tuple[int, bytes]]) -> bool:
+        """Does a client of this server wait for one of these txns? (Its session has
+        a write outstanding here: the txn header starts with the session id.)"""
+        pending = self.zab.pending_writes
+        for _, payload in commits:
+            if len(payload) >= 8 and pending.get(_SESSION.unpack_from(payload, 0)[0]):
+                return True
+        return False
 
     def _proposals_received(self, entries: list[tuple[int, bytes]]) -> None:
         """A serving learner got proposals: ZooKeeper's proposal_latency (txn creation
