@@ -460,12 +460,14 @@ class EnsembleServer(ZabbyServer):
                     # (the txn is committed already; a follower's COMMIT is as early
                     # either way, give or take this apply)
                     eager = True
-                    if r.role == "leading" and self._ours(commits):
+                    owner = self._owner(commits) if r.role == "leading" else None
+                    if owner == self.my_id:
                         for zxid, payload in commits:
                             self._apply_committed(zxid, payload)
                         self._flush_all()
                         commits = ()
-                    self.quorum_mesh.flush()
+                    # the COMMIT to the member whose client waits goes first
+                    self.quorum_mesh.flush(owner)
                 for zxid, payload in commits:
                     self._apply_committed(zxid, payload)
                 if r.commit and self.zab.pending_syncs:
@@ -492,14 +494,22 @@ class EnsembleServer(ZabbyServer):
             # (under load the connections' output is still written once per turn)
             self._flush_all()
 
-    def _ours(self, commits: list[tuple[int, bytes]]) -> bool:
-        """Does a client of this server wait for one of these txns? (Its session has
-        a write outstanding here: the txn header starts with the session id.)"""
-        pending = self.zab.pending_writes
+    def _owner(self, commits: list[tuple[int, bytes]]) -> int | None:
+        """Leader: the member whose client waits for the first of these txns -- this
+        one if its session has a write outstanding here, else the member the session
+        writes through (ZabCommit.session_owner) -- or None. (A txn header starts
+        with the session id.)"""
+        zab = self.zab
         for _, payload in commits:
-            if len(payload) >= 8 and pending.get(_SESSION.unpack_from(payload, 0)[0]):
-                return True
-        return False
+            if len(payload) < 8:
+                continue
+            sid = _SESSION.unpack_from(payload, 0)[0]
+            if zab.pending_writes.get(sid):
+                return self.my_id
+            owner = zab.session_owner.get(sid)
+            if owner is not None:
+                return owner
+        return None
 
     def _proposals_received(self, entries: list[tuple[int, bytes]]) -> None:
         """A serving learner got proposals: ZooKeeper's proposal_latency (txn creation
