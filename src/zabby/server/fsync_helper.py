@@ -198,13 +198,11 @@ class LogWriter(FsyncHelper):
     key)` copies `data` into a buffer shared with the child (a memfd both map)
     and sends a 33-byte request; the child pwrites it at `offset`, then
     fdatasyncs, and answers callback(errno), or callback(None) if the child is
-    gone (as `FsyncHelper.sync`). The child's threads take turns receiving and
-    writing (so it writes in the order requested), and each then fdatasyncs
-    what it wrote while the next takes the next request (the next batch's
-    fdatasync may start while the previous one's runs; each starts after every
-    earlier write returned, so a crash never leaves a hole before a batch that
-    was reported synced). Answers may come out of order; the committer
-    acknowledges in order.
+    gone (as `FsyncHelper.sync`). The child writes in the order requested, on
+    one thread, and syncs on two others (the next batch's fdatasync may start
+    while the previous one's runs; each covers every write before it, so a
+    crash never leaves a hole before a batch that was reported synced).
+    Answers may come out of order; the committer acknowledges in order.
 
     The shared buffer has `slots` slots of `slot_bytes`; request k uses slot
     k % slots, so at most `slots` requests may be outstanding (the committer's
