@@ -288,8 +288,6 @@ class Peer:
         self._p_entries: list[tuple[int, bytes]] = []
         self._p_commit: list[tuple[int, bytes]] = []
         self._events: list[str] = []
-        # (role, leader, serving) as the last Ready showed them (see has_output)
-        self._shown: tuple[str, int | None, bool] | None = None
 
         # role state
         self.role = LOOKING
@@ -584,22 +582,8 @@ class Peer:
         self._on_durable()
 
     # ------------------------------------------------------------ output
-    def has_output(self) -> bool:
-        """Would `ready()` give the caller anything to do: output, or a role, leader or
-        serving state other than the last Ready showed? Cheap (no Ready is built), so a
-        caller can stop once this says no instead of taking an empty Ready each time."""
-        if (self._out or self._p_entries or self._p_commit or self._events or self._p_epochs
-                or self._p_snapshot is not None or self._p_trunc is not None
-                or self._p_config is not None):
-            return True
-        for h in self._handlers.values():
-            if h.outbox:
-                return True
-        return self._shown != (self.role, self.leader_id, self.serving)
-
     def ready(self) -> Ready:
         self._flush_outboxes()
-        self._shown = (self.role, self.leader_id, self.serving)
         r = Ready(
             messages=self._out,
             persist_epochs=(EpochState(self._accepted, self._current, self._accepted_leader)

@@ -82,7 +82,6 @@ class GroupCommitter:
         self._pending: list[tuple[int, bytes, Callable[[], None], Callable[[str], None]]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zabby-log")
         self._kicked = False  # a _pump is scheduled
-        self._kick_handle: asyncio.Handle | None = None
         self._slow = False  # a unit runs on the worker thread (nothing else may start)
         self._force_slow = False  # the next batch must go to the thread
         # fast batches written and syncing: [batch, token, handle, errno or None, t0]
@@ -145,18 +144,7 @@ class GroupCommitter:
         # once per loop turn: every txn submitted in this turn joins one batch
         if not self._kicked:
             self._kicked = True
-            self._kick_handle = asyncio.get_running_loop().call_soon(self._pump)
-
-    def pump_now(self) -> None:
-        """Start what was submitted in this loop turn now instead of at its end, for a
-        caller that knows the turn brings nothing more (the ensemble, once a peer
-        read's or a turn's consensus output is persisted): the log write starts one
-        loop turn sooner; the `_pump` scheduled for the turn's end is cancelled (what is
-        left waiting, for a free slot, is started by `_synced` as ever)."""
-        if self._kicked and not self._slow:
-            if self._kick_handle is not None:
-                self._kick_handle.cancel()  # no extra loop pass for an empty pump
-            self._pump()
+            asyncio.get_running_loop().call_soon(self._pump)
 
     def _take(self) -> list:
         """The next unit of work: one control op, or the run of entries before the next."""

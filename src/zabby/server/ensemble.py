@@ -83,7 +83,6 @@ _KIND = struct.Struct(">B")
 _INT = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
 _TIME = struct.Struct(">q")
-_SESSION = _TIME  # the header's first field, clientId
 _HDR_TIME_AT = 20
 _HDR_TIME_END = _HDR_TIME_AT + 8
 _HDR_TYPE_AT = _HDR_TIME_END
@@ -422,18 +421,15 @@ class EnsembleServer(ZabbyServer):
         self._drain()
         # the turn's consensus output is complete: send it now rather than a turn later
         self.quorum_mesh.flush()
-        self.committer.pump_now()
 
     def _drain(self) -> None:
         """Carry out what the peer asks for (see consensus.Ready), until it asks nothing."""
         if self._draining:
             return
         self._draining = True
-        persisted = eager = False
-        peer = self.peer
         try:
-            while peer.has_output():
-                r = peer.ready()
+            while True:
+                r = self.peer.ready()
                 if r.persist_epochs is not None:
                     e = r.persist_epochs
                     self.epochs.save(e.accepted_epoch, e.current_epoch, e.accepted_leader)
@@ -451,24 +447,11 @@ class EnsembleServer(ZabbyServer):
                     if r.role == "following" and self.serving:  # as Follower only
                         self._proposals_received(r.persist)
                     self._persist(r.persist)
-                    persisted = True
-                commits = r.commit
-                if commits and len(commits) <= _EAGER_COMMITS:
+                if r.commit and len(r.commit) <= _EAGER_COMMITS:
                     # few commits: little load, so send the COMMITs now rather than
-                    # after applying them here (under load frames go once per turn) --
-                    # unless a client of ours waits for one: then it is answered first
-                    # (the txn is committed already; a follower's COMMIT is as early
-                    # either way, give or take this apply)
-                    eager = True
-                    owner = self._owner(commits) if r.role == "leading" else None
-                    if owner == self.my_id:
-                        for zxid, payload in commits:
-                            self._apply_committed(zxid, payload)
-                        self._flush_all()
-                        commits = ()
-                    # the COMMIT to the member whose client waits goes first
-                    self.quorum_mesh.flush(owner)
-                for zxid, payload in commits:
+                    # after applying them here (under load frames go once per turn)
+                    self.quorum_mesh.flush()
+                for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
                 if r.commit and self.zab.pending_syncs:
                     self.zab.answer_syncs()
@@ -483,33 +466,6 @@ class EnsembleServer(ZabbyServer):
                     break
         finally:
             self._draining = False
-        if persisted:
-            # the log batch starts now, not at the end of the loop turn: what a peer
-            # read (or this turn's client writes) brought is all there will be; the
-            # proposals (or an ACK) leave first, as above
-            self.quorum_mesh.flush()
-            self.committer.pump_now()
-        if eager:
-            # few commits applied: their replies go now rather than a loop turn later
-            # (under load the connections' output is still written once per turn)
-            self._flush_all()
-
-    def _owner(self, commits: list[tuple[int, bytes]]) -> int | None:
-        """Leader: the member whose client waits for the first of these txns -- this
-        one if its session has a write outstanding here, else the member the session
-        writes through (ZabCommit.session_owner) -- or None. (A txn header starts
-        with the session id.)"""
-        zab = self.zab
-        for _, payload in commits:
-            if len(payload) < 8:
-                continue
-            sid = _SESSION.unpack_from(payload, 0)[0]
-            if zab.pending_writes.get(sid):
-                return self.my_id
-            owner = zab.session_owner.get(sid)
-            if owner is not None:
-                return owner
-        return None
 
     def _proposals_received(self, entries: list[tuple[int, bytes]]) -> None:
         """A serving learner got proposals: ZooKeeper's proposal_latency (txn creation
@@ -539,8 +495,6 @@ class EnsembleServer(ZabbyServer):
         if z is not None:
             self.peer.persisted(z)
             self._drain()
-            # the ACK (a follower) or COMMITs (the leader) go now, not a loop turn later
-            self.quorum_mesh.flush()
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)

@@ -627,16 +627,8 @@ class PeerMesh:
         for link in links:
             link.flush()
 
-    def flush(self, first: int | None = None) -> None:
-        """Write every queued frame now instead of at the end of the loop turn; the
-        link to server `first` (if it has frames queued) before the others: a write
-        that wakes a peer may hand it this process's CPU (on a small machine the woken
-        reader often runs first), so the frame whose answer matters most goes first."""
-        if first is not None and len(self._to_flush) > 1:
-            link = self.links.get(first)
-            if link is not None and link in self._to_flush:
-                self._to_flush.remove(link)
-                self._to_flush.insert(0, link)
+    def flush(self) -> None:
+        """Write every queued frame now instead of at the end of the loop turn."""
         self._flush_all()
 
     def _deliver(self, sid: int, payload: bytes) -> None:
