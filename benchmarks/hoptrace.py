@@ -41,10 +41,24 @@ POINTS = [
     ("fsync_helper", "LogWriter", "_readable", "fsync.done", False),
     ("durability", "GroupCommitter", "_pump", "log.pump", False),
 ]
+# --detail: the steps inside a member between those points
+DETAIL = [
+    ("peers", "_Link", "data_received", "peer.recv.end", True),
+    ("peers", "_Link", "send", "peer.queue", False),
+    ("durability", "GroupCommitter", "_synced", "log.synced", False),
+    ("ensemble", "EnsembleServer", "_log_batch_durable", "log.durable.end", True),
+    ("ensemble", "EnsembleServer", "_drain_deferred", "drain.deferred", False),
+    ("pipeline", "ZabCommit", "lead_write", "lead.write", False),
+    ("pipeline", "CommitStage", "apply", "apply", False),
+    ("connection", "ClientConnection", "send", "client.queue", False),
+]
 
 
-def _member(cfg: str, out: str) -> None:
-    """Run one member with the trace points installed; SIGUSR1 writes and clears them."""
+def _member(cfg: str, out: str, detail: bool = False, profile: bool = False) -> None:
+    """Run one member with the trace points installed; SIGUSR1 writes and clears them.
+    With `profile`, the first SIGUSR1 also starts cProfile and the second writes its
+    statistics next to the trace (`<trace>.prof`): the functions the member's loop ran
+    during the measured writes (no trace points then: they would show up in it)."""
     import importlib
 
     events: list[tuple[int, str]] = []
@@ -63,14 +77,27 @@ def _member(cfg: str, out: str) -> None:
 
         setattr(cls, name, traced)
 
-    for mod, cls, meth, label, after in POINTS:
+    for mod, cls, meth, label, after in ([] if profile else
+                                         POINTS + (DETAIL if detail else [])):
         m = importlib.import_module(f"zabby.server.{mod}")
         wrap(getattr(m, cls), meth, label, after)
+    prof: list = []
 
     def dump(*_):
         with open(out, "w") as f:
             f.writelines(f"{t} {lab}\n" for t, lab in events)
         events.clear()
+        if profile:
+            if not prof:
+                import cProfile
+
+                # CPU time of the loop thread, not wall time (a process preempted by the
+                # one it woke would otherwise charge the wait to the write that woke it)
+                prof.append(cProfile.Profile(time.thread_time_ns, 1e-9))
+                prof[0].enable()
+            else:
+                prof[0].disable()
+                prof[0].dump_stats(out + ".prof")
 
     signal.signal(signal.SIGUSR1, dump)
     from zabby.cli.main import main
@@ -79,7 +106,8 @@ def _member(cfg: str, out: str) -> None:
     main()
 
 
-def analyze(files: dict[int, Path], leader: int, top: int) -> str:
+def analyze(files: dict[int, Path], leader: int, top: int, by_label: bool = False,
+            at: int | None = None) -> str:
     ev = []
     for sid, f in files.items():
         for line in f.read_text().split("\n"):
@@ -87,7 +115,8 @@ def analyze(files: dict[int, Path], leader: int, top: int) -> str:
                 t, lab = line.split()
                 ev.append((int(t), f"s{sid}.{lab}"))
     ev.sort()
-    start, end = f"s{leader}.client.recv", f"s{leader}.client.sent"
+    at = leader if at is None else at
+    start, end = f"s{at}.client.recv", f"s{at}.client.sent"
     cycles, cur = [], None
     for t, lab in ev:
         if lab == start:
@@ -97,8 +126,24 @@ def analyze(files: dict[int, Path], leader: int, top: int) -> str:
             if lab == end:
                 cycles.append(cur)
                 cur = None
-    out = [f"{len(cycles)} requests traced (leader s{leader}; times from the request's "
-           f"arrival at the leader, medians)"]
+    where = "the leader" if at == leader else f"follower s{at}"
+    out = [f"{len(cycles)} requests traced (leader s{leader}, session on {where}; times from "
+           f"the request's arrival there, medians)"]
+    if by_label:
+        at: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+        for c in cycles:
+            seen: collections.Counter = collections.Counter()
+            for t, lab in c:
+                seen[lab] += 1
+                at[(lab, seen[lab])].append((t - c[0][0]) / 1000)
+        rows = sorted((statistics.median(v), k, len(v)) for k, v in at.items()
+                      if len(v) >= len(cycles) // 2)
+        prev = 0.0
+        for med, (lab, k), n in rows:
+            out.append(f"  {lab + ('#' + str(k) if k > 1 else ''):22s} {med:8.1f} us   "
+                       f"(+{med - prev:6.1f})  in {n}")
+            prev = med
+        return "\n".join(out)
     kinds = collections.Counter(tuple(lab for _, lab in c) for c in cycles)
     for seq, n in kinds.most_common(top):
         same = [c for c in cycles if tuple(lab for _, lab in c) == seq]
@@ -114,12 +159,25 @@ def analyze(files: dict[int, Path], leader: int, top: int) -> str:
 
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "_member":
-        _member(sys.argv[2], sys.argv[3])
+        mode = sys.argv[4] if len(sys.argv) > 4 else "plain"
+        _member(sys.argv[2], sys.argv[3], mode == "detail", mode == "profile")
         return 0
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--top", type=int, default=3, help="event sequences to show")
+    p.add_argument("--at", choices=("leader", "follower"), default="leader",
+                   help="the member the session writes through (zabby bench compare's one "
+                        "session uses the first member listed, usually a follower)")
+    p.add_argument("--detail", action="store_true",
+                   help="more trace points inside each member (DETAIL)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of tracing, cProfile every member during the writes and "
+                        "print the leader's and the session's member's top functions")
+    p.add_argument("--by-label", action="store_true",
+                   help="median time of each (event, n-th occurrence in the request) over "
+                        "every request, instead of per event sequence (robust when "
+                        "members interleave differently from request to request)")
     args = p.parse_args(argv)
     from zabby.testing import ZabbyEnsemble
 
@@ -131,21 +189,33 @@ def main(argv=None) -> int:
         for sid, m in ens.members.items():
             m.write_config()
             procs[sid] = subprocess.Popen(
-                [sys.executable, __file__, "_member", str(m.cfg_path), str(traces[sid])],
+                [sys.executable, __file__, "_member", str(m.cfg_path), str(traces[sid]),
+                 "profile" if args.profile else "detail" if args.detail else "plain"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            m.proc = procs[sid]  # so that the ensemble's helpers (mode, wait) see it running
         ens.wait_serving(ids=list(ens.members), timeout=60)
         leader = next(i for i in ens.members if ens.mode(i) == "leader")
         for pr in procs.values():
             pr.send_signal(signal.SIGUSR1)  # drop what the election recorded
         time.sleep(0.3)
-        lm = ens.members[leader]
+        at = leader if args.at == "leader" else min(i for i in ens.members if i != leader)
+        lm = ens.members[at]
         subprocess.run([sys.executable, "-m", "zabby", "bench", "--hosts",
                         f"{lm.host}:{lm.port}", "-w", "write", "-n", "1", "-d",
                         str(args.seconds), "--warmup", "0.5", "--quiet"], check=True)
         for pr in procs.values():
             pr.send_signal(signal.SIGUSR1)
         time.sleep(1.0)
-        print(analyze(traces, leader, args.top))
+        if args.profile:
+            import pstats
+
+            for sid in dict.fromkeys((leader, at)):
+                role = "leader" if sid == leader else "the session's follower"
+                print(f"\n==== s{sid} ({role}): cProfile during the writes, by own time")
+                st = pstats.Stats(str(traces[sid]) + ".prof")
+                st.sort_stats("tottime").print_stats(25)
+        else:
+            print(analyze(traces, leader, args.top, args.by_label, at))
     finally:
         for pr in procs.values():
             try:
