@@ -100,7 +100,10 @@ class Run:
         self.o = opts
         self.seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
         self.rng = random.Random(self.seed)
-        self.out = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="zabby-verify-"))
+        # absolute: the members run in their own directories and read their zoo.cfg by
+        # this path (a relative --out made every member exit, "cannot read configuration")
+        self.out = (Path(opts.out).resolve() if opts.out
+                    else Path(tempfile.mkdtemp(prefix="zabby-verify-")))
         self.out.mkdir(parents=True, exist_ok=True)
         self.hist = History()
         self.root = f"/zabby-verify-{int(time.time())}-{self.seed}"
