@@ -52,6 +52,8 @@ def _run(tmp_path, capsys, faults: str, seed: int, duration: str = "8") -> dict:
     assert last.startswith("verify: VALID "), (last, err[-4000:])
     assert rc == 0
     assert summary["fault_kinds"] == faults.split(","), summary["notes"]
+    # every member's tree read at the end and found the same (else INVALID above)
+    assert summary["stats"]["members_compared"] == 3, summary["notes"]
     summary["_err"] = err
     return summary
 

@@ -710,6 +710,59 @@ class Run:
             self.hist.note("final", "collector", "watch", children=wr)
 
         self._retry(others, "reading the final state", timeout=RECOVER_BOUND * 2)
+        if self.ens is not None:
+            self.collect_trees()
+
+    def _tree_of(self, i: int, ep) -> dict[str, list[int]]:
+        """Member i's persistent znodes under the run's root, after a sync through it:
+        path -> [czxid, mzxid, version, crc32 of the data]. Ephemerals are left out
+        (sessions of the run may still be expiring, member by member)."""
+        import zlib
+
+        c = self._session(ep, timeout=RECOVER_BOUND)
+        try:
+            res = c.call(Opcode.SYNC, PathRequest(self.root))
+            if res.err != Err.OK:
+                raise W.Lost(f"sync on member {i}: err {res.err}")
+            out: dict[str, list[int]] = {}
+            todo = [self.root]
+            while todo:
+                path = todo.pop()
+                res = c.call(Opcode.GET_DATA, PathWatchRequest(path, False))
+                if res.err == Err.NONODE:
+                    continue
+                if res.err != Err.OK:
+                    raise W.Lost(f"getData {path} on member {i}: err {res.err}")
+                st = res.body.stat
+                if st.ephemeralOwner == 0:
+                    out[path] = [st.czxid, st.mzxid, st.version,
+                                 zlib.crc32(bytes(res.body.data))]
+                res = c.call(Opcode.GET_CHILDREN, PathWatchRequest(path, False))
+                if res.err == Err.OK:
+                    todo += [f"{path}/{name}" for name in res.body.children]
+            return out
+        finally:
+            c.lose()
+
+    def collect_trees(self) -> None:
+        """Every member's copy of the run's znodes, for the check that members agree
+        (a member rebuilt after damage at rest must hold exactly what the others do).
+        Read again (up to 3 times, 1 s apart) while they differ: a write still in
+        flight when the workloads stopped may commit between two members' reads."""
+        trees: dict[int, dict[str, list[int]]] = {}
+        for attempt in range(3):
+            trees = {}
+            for i, ep in enumerate(self.endpoints, 1):
+                try:
+                    trees[i] = self._tree_of(i, ep)
+                except (W.Lost, ServerStartError, *W.LOST) as e:
+                    self.notes.append(f"could not read member {i}'s tree: {e}")
+            if len({json.dumps(t, sort_keys=True) for t in trees.values()}) <= 1:
+                break
+            if attempt < 2:
+                time.sleep(1.0)
+        for i, t in trees.items():
+            self.hist.note("final", f"collector-m{i}", "tree", member=i, nodes=t)
 
     def delete_tree(self) -> None:
         """Remove the run's znodes (against an ensemble it does not manage). Ephemerals
