@@ -176,3 +176,46 @@ def test_damage_of_each_kind_is_refused_or_recovered_from(tmp_path, template, ki
         assert not tree_diff(before, after), (str(dmg), tree_diff(before, after))
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------ set-up
+class _FakeEnsemble:
+    """Stands in for the ensemble classes: records its configuration, starts nothing."""
+
+    def __init__(self, tmpdir, n, member_cls=None, start=True, **cfg) -> None:
+        from pathlib import Path
+
+        self.cfg = cfg
+        self.members = {}
+        for i in range(1, n + 1):
+            m = type("M", (), {})()
+            m.cfg, m.data_dir, m.host, m.port = dict(cfg), Path(tmpdir) / f"s{i}", "h", i
+            m.data_dir.mkdir(parents=True)
+            self.members[i] = m
+
+    def start_or_stop(self) -> None:
+        pass
+
+
+def test_corrupt_and_wipe_are_for_zabby_members_only(tmp_path, monkeypatch):
+    from zabby.verify import runner
+
+    monkeypatch.setattr(runner, "ZooKeeperEnsemble", _FakeEnsemble)
+    r = runner.Run(runner.Options(server="zookeeper", faults=["kill", "corrupt", "wipe"],
+                                  out=tmp_path, log=lambda m: None))
+    r.start_ensemble()
+    assert r.faults == ["kill"]
+    assert any("corrupt,wipe skipped" in n for n in r.notes), r.notes
+    assert "db.autocreate" not in r.ens.cfg
+
+
+def test_with_corrupt_every_member_waits_to_be_synced_after_a_wipe(tmp_path, monkeypatch):
+    from zabby.verify import runner
+
+    monkeypatch.setattr(runner, "ZabbyEnsemble", _FakeEnsemble)
+    r = runner.Run(runner.Options(faults=["corrupt"], out=tmp_path, log=lambda m: None))
+    r.start_ensemble()
+    assert r.faults == ["corrupt"]
+    assert r.ens.cfg["db.autocreate"] == "false"
+    # a new ensemble's members trust their empty directories once (initialize file)
+    assert all((m.data_dir / "initialize").exists() for m in r.ens.members.values())
