@@ -356,7 +356,14 @@ class Run:
                     m.start(wait=False)
                 finally:
                     m.clock_offset_ms = 0  # its next restart (if any) has the true clock
-                got = process_env(m.pid).get(CLOCK_OFFSET_ENV)
+                # right after the fork the child's /proc environ is still ours (and
+                # `ip netns exec` execs once more): read it until the server's shows
+                deadline = time.monotonic() + 10.0
+                while True:
+                    got = process_env(m.pid).get(CLOCK_OFFSET_ENV)
+                    if got == str(ahead) or time.monotonic() > deadline or not m.running:
+                        break
+                    time.sleep(0.05)
                 if got != str(ahead):  # the fault did not bite: the run tests nothing
                     raise RuntimeError(f"clock-ahead: member {i} (pid {m.pid}) was started "
                                        f"with {CLOCK_OFFSET_ENV}={got}, not {ahead}")
