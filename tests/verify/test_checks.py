@@ -331,3 +331,22 @@ def test_own_ephemeral_missing_in_a_live_session(create):
     e = h.begin("eph", "o", "close", node=node)
     h.done(e, "ok")
     assert names(h) == ({"eph/vanished-early"} if create == "ok" else set())
+
+
+# ------------------------------------------------------------------ members agree
+def test_members_that_hold_different_trees_are_invalid(tmp_path):
+    h = new()
+    same = {"/r": [1, 1, 0, 0], "/r/a": [2, 5, 3, 1234]}
+    h.note("final", "collector-m1", "tree", member=1, nodes=same)
+    h.note("final", "collector-m2", "tree", member=2, nodes=dict(same))
+    r = check_all(h, {})
+    assert r.verdict == "VALID" and r.stats["members_compared"] == 2
+    # member 3 serves another value at the same version (rebuilt from damaged data)
+    h.note("final", "collector-m3", "tree", member=3,
+           nodes={"/r": [1, 1, 0, 0], "/r/a": [2, 5, 3, 999]})
+    r = check_all(h, {})
+    assert [f"{a.workload}/{a.name}" for a in r.anomalies] == ["members/diverged"]
+    assert "member 3" in r.anomalies[0].detail and "/r/a" in r.anomalies[0].detail
+    # and the same from the history file
+    h.dump(tmp_path / "h.jsonl")
+    assert check_all(load(tmp_path / "h.jsonl"), {}).verdict == "INVALID"

@@ -35,8 +35,11 @@ from .servers import ZabbyServer
 __all__ = [
     "CLOCK_OFFSET_ENV",
     "FSYNC_STALL_ENV",
+    "CORRUPTIONS",
+    "Damage",
     "FsyncStall",
     "SlowDiskServer",
+    "damage",
     "flip_bit",
     "log_entries",
     "middle_entry",
@@ -47,6 +50,7 @@ __all__ = [
     "tree_diff",
     "tree_dump",
     "truncate",
+    "wipe",
 ]
 
 FSYNC_STALL_ENV = "ZABBY_TEST_FSYNC_STALL_FILE"  # = zabby.storage.fs.FSYNC_STALL_ENV
@@ -144,6 +148,125 @@ def snapshots(data_dir) -> list[str]:
         if z is not None:
             out.append((z, os.path.join(d, name)))
     return [p for _z, p in sorted(out, reverse=True)]
+
+
+# the kinds of damage `damage` does (`zabby verify`'s corrupt fault draws one). Not
+# among them: the newest log segment cut short -- a write torn by a power loss looks
+# exactly like that, and recovery must accept it (drop the torn entry), so it is no
+# corruption a member could detect
+CORRUPTIONS = ("log-tail-flip", "log-middle-flip", "snapshot-flip", "snapshot-truncate",
+               "old-segment-truncate")
+
+
+class Damage:
+    """What `damage` did: the kind, the file, the offset (of the bit flipped, or where
+    the file now ends), the entry or snapshot hit, and the proof that the bytes on disk
+    changed (the byte's value before and after, or the file's size before and after)."""
+
+    def __init__(self, kind: str, path: str, offset: int, what: str, before: int,
+                 after: int) -> None:
+        self.kind, self.path, self.offset, self.what = kind, path, offset, what
+        self.before, self.after = before, after
+
+    def __str__(self) -> str:
+        if self.kind.endswith("truncate"):
+            return (f"{self.kind}: {self.path} cut from {self.before} to {self.after} bytes "
+                    f"({self.what})")
+        return (f"{self.kind}: {self.path} offset {self.offset} byte {self.before:#04x} -> "
+                f"{self.after:#04x} ({self.what})")
+
+
+def _flip_in(path: str, lo: int, hi: int, rng) -> tuple[int, int, int]:
+    """Flip a random bit of a random byte in [lo, hi); (offset, old, new), new read back."""
+    off = rng.randrange(lo, hi)
+    old = flip_bit(path, off, rng.randrange(8))
+    with open(path, "rb") as f:
+        f.seek(off)
+        new = f.read(1)[0]
+    if new == old:
+        raise AssertionError(f"{path}: offset {off}: the bit flip did not reach the file")
+    return off, old, new
+
+
+def _cut(path: str, size: int) -> tuple[int, int]:
+    before = os.path.getsize(path)
+    truncate(path, size)
+    after = os.path.getsize(path)
+    if after != size or after >= before:
+        raise AssertionError(f"{path}: cutting it to {size} bytes left {after} (was {before})")
+    return before, after
+
+
+def damage(data_dir, kind: str, rng) -> Damage:
+    """Damage a stopped server's data directory the way `kind` (one of CORRUPTIONS)
+    says, aiming with `rng` (a random.Random); raises LookupError when the directory
+    has nothing of that kind to aim at (no snapshot, no older segment recovery reads).
+
+      log-tail-flip        a bit in the payload of one of the last 3 entries of the
+                           newest log segment
+      log-middle-flip      a bit in the payload of an entry with valid entries after it
+      snapshot-flip        a bit of the newest snapshot
+      snapshot-truncate    the newest snapshot cut short
+      old-segment-truncate a log segment other than the newest, one recovery reads, cut
+                           inside one of its entries
+
+    Bits are flipped in entry payloads, not in entry headers: a damaged length field can
+    make the entry look like a torn tail, which recovery must accept."""
+    if kind == "log-tail-flip":
+        seg = newest_segment(data_dir)
+        entries = log_entries(seg)
+        if not entries:
+            raise LookupError(f"no entry in {seg}")
+        zxid, off, length = rng.choice(entries[-3:])
+        if length <= ENTRY_HEADER:
+            raise LookupError(f"{seg}: the entry at {off} has no payload")
+        at, old, new = _flip_in(seg, off + ENTRY_HEADER, off + length, rng)
+        return Damage(kind, seg, at, f"txn {zxid:#x}, entry at offset {off}", old, new)
+    if kind == "log-middle-flip":
+        seg, (zxid, off, length) = middle_entry(data_dir)
+        if length <= ENTRY_HEADER:
+            raise LookupError(f"{seg}: the entry at {off} has no payload")
+        at, old, new = _flip_in(seg, off + ENTRY_HEADER, off + length, rng)
+        return Damage(kind, seg, at, f"txn {zxid:#x}, entry at offset {off}", old, new)
+    if kind in ("snapshot-flip", "snapshot-truncate"):
+        snaps = snapshots(data_dir)
+        if not snaps:
+            raise LookupError(f"no snapshot in {data_dir}")
+        path = snaps[0]
+        size = os.path.getsize(path)
+        what = f"the newest of {len(snaps)} snapshots"
+        if kind == "snapshot-flip":
+            at, old, new = _flip_in(path, 0, size, rng)
+            return Damage(kind, path, at, what, old, new)
+        at = rng.randrange(size // 4, size - 1) if size > 8 else 0
+        before, after = _cut(path, at)
+        return Damage(kind, path, at, what, before, after)
+    if kind == "old-segment-truncate":
+        seg, (zxid, off, length) = middle_entry(data_dir, not_newest=True)
+        at = off + rng.randrange(1, length)
+        before, after = _cut(seg, at)
+        return Damage(kind, seg, at, f"inside txn {zxid:#x}, entry at offset {off}; "
+                      f"{os.path.basename(newest_segment(data_dir))} follows", before, after)
+    raise ValueError(f"unknown kind of damage {kind!r} (known: {', '.join(CORRUPTIONS)})")
+
+
+def wipe(data_dir, keep=("myid",)) -> list[str]:
+    """Delete everything in a stopped server's data directory but `keep` (its myid);
+    returns what is left (raises AssertionError if anything else is)."""
+    import shutil
+
+    d = Path(data_dir)
+    for p in d.iterdir():
+        if p.name in keep:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    left = sorted(p.name for p in d.iterdir())
+    if set(left) - set(keep):
+        raise AssertionError(f"{d} still holds {left} after the wipe")
+    return left
 
 
 # ------------------------------------------------------------------ slow disk

@@ -20,7 +20,10 @@ What each check holds the ensemble to is in docs/VERIFY.md; in short:
 * watch: one event per one-shot watch (none without a watch), no read reflecting a
   change before that change's event (the final reads make this "no event lost"),
   events in zxid order within a connection, persistent recursive watches deliver
-  each change committed while registered exactly once.
+  each change committed while registered exactly once;
+* members: on an ensemble it started, every member holds the same persistent znodes
+  under the run's root at the end (czxid, mzxid, version, data): a member rebuilt
+  after damage at rest serves nothing the others do not.
 """
 
 from __future__ import annotations
@@ -405,4 +408,30 @@ def check_all(hist: History, initial: dict[str, tuple[Any, int]], *,
     check_lock(hist, report)
     check_eph(hist, report)
     check_watch(hist, report)
+    check_members(hist, report)
     return report
+
+
+# ------------------------------------------------------------------ members agree
+def check_members(hist: History, report: Report) -> None:
+    """Every member holds the same persistent znodes under the run's root (created at
+    the same zxid, last changed at the same zxid, same version, same data), read after
+    the workloads ended. A member rebuilt from damaged data (or a wrong sync) that
+    serves a different tree is "members/diverged"."""
+    trees = {e.data["member"]: e.data["nodes"] for e in hist.events("final")
+             if e.kind == "tree"}
+    if len(trees) < 2:
+        return
+    report.stats["members_compared"] = len(trees)
+    report.stats["znodes_compared"] = max(len(t) for t in trees.values())
+    ids = sorted(trees)
+    first = ids[0]
+    for i in ids[1:]:
+        a, b = trees[first], trees[i]
+        diff = sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+        if diff:
+            shown = "; ".join(f"{p}: {a.get(p)} vs {b.get(p)}" for p in diff[:5])
+            report.anomalies.append(Anomaly(
+                "members", "diverged",
+                f"member {i} differs from member {first} at {len(diff)} znodes "
+                f"([czxid, mzxid, version, crc32] each): {shown}"))

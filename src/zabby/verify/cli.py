@@ -13,8 +13,10 @@ verdict: `verify: VALID|INVALID|UNKNOWN|ERROR ops=N ok=N ...`; the exit status i
   zabby verify --nodes 3 --server zookeeper --faults kill,pause --duration 30
   zabby verify --hosts zk1:2181,zk2:2181,zk3:2181 --duration 60     # no faults
 
-Partitions need root and iproute2 (network namespaces); without them the partition
-fault is skipped with a message. See docs/VERIFY.md.
+Partitions (partition, oneway, bridge) need root and iproute2 (network namespaces);
+without them those faults are skipped with a message. slow-disk, clock-ahead, corrupt
+(a member's log or snapshot damaged while it is down) and wipe (its data directory
+deleted) are for zabby members only. See docs/VERIFY.md.
 """
 
 from __future__ import annotations

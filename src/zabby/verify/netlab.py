@@ -124,6 +124,7 @@ class NetLab:
         self.ns = {i: f"{tag}-m{i}" for i in range(1, n + 1)}
         self.created: list[str] = []
         self.cuts: set[frozenset] = set()
+        self.one_way: set[tuple] = set()
 
     def addr(self, node) -> str:
         return f"{self.SUBNET}.254" if node == "C" else f"{self.SUBNET}.{node}"
@@ -230,14 +231,53 @@ class NetLab:
             raise AssertionError(f"no traffic on a link that should be whole: "
                                  f"{', '.join(f'{a} -> {b}' for a, b in lost)}")
 
+    def cut_one_way(self, a, b) -> None:
+        """a -> b lost; b -> a delivered (moved here from tests/ensemble/harsh_net.py).
+
+        The same permanent neighbour entry to a MAC that does not exist as ``cut``, on
+        a's side only. b's packets reach a, and a still learns b's MAC from b's ARP
+        requests -- but a's own entry for b wins, so whatever a sends to b (data, TCP
+        acknowledgements, SYN-ACKs) is lost. TCP between them therefore stalls in both
+        directions soon after the cut (b's data is delivered, never acknowledged); what
+        differs from a two-way cut is the first moments and anything a reads without
+        answering."""
+        ns, dev = self._where(a)
+        _ip("-n", ns, "neigh", "replace", self.addr(b), "lladdr", BOGUS_MAC, "dev", dev,
+            "nud", "permanent")
+        self.one_way.add((a, b))
+
+    def delivers(self, a, b, timeout: float = 0.5) -> bool:
+        """Does a UDP datagram from a reach b now?"""
+        return self.reachable([(a, b)], timeout)[(a, b)]
+
+    def prove_one_way(self, pairs=None, timeout: float = 0.5) -> None:
+        """Raise AssertionError unless, for every one-way cut (a, b) (default: all of
+        ``one_way``), a datagram from a to b is lost and one from b to a arrives."""
+        pairs = [tuple(p) for p in (self.one_way if pairs is None else pairs)]
+        got = self.reachable(pairs + [(b, a) for a, b in pairs], timeout)
+        leaked = [f"{a} -> {b}" for a, b in pairs if got[(a, b)]]
+        blocked = [f"{b} -> {a}" for a, b in pairs if not got[(b, a)]]
+        if leaked:
+            raise AssertionError(f"the one-way cut lets packets through: {', '.join(leaked)}")
+        if blocked:
+            raise AssertionError(f"a one-way cut also blocks the other direction: "
+                                 f"{', '.join(blocked)}")
+
     def heal(self) -> list[tuple]:
-        """Delete every cut; returns the links healed (for ``prove_linked``)."""
+        """Delete every cut, one-way ones included; returns the links healed (for
+        ``prove_linked``)."""
         healed = [tuple(pair) for pair in self.cuts]
         for a, b in healed:
             for x, y in ((a, b), (b, a)):
                 ns, dev = self._where(x)
                 _ip("-n", ns, "neigh", "del", self.addr(y), "dev", dev, check=False)
         self.cuts.clear()
+        for a, b in sorted(self.one_way, key=str):
+            ns, dev = self._where(a)
+            _ip("-n", ns, "neigh", "del", self.addr(b), "dev", dev, check=False)
+            if frozenset((a, b)) not in map(frozenset, healed):
+                healed.append((a, b))
+        self.one_way.clear()
         return healed
 
     def cleanup(self) -> list[str]:
