@@ -226,3 +226,30 @@ def test_truncated_snapshot_is_refused():
     fs.fsync(h)
     with pytest.raises(CorruptDataError, match="trailer"):
         recover("/d", fs=fs, extended_types=True)
+
+
+def test_older_snapshot_is_not_used_when_the_log_skips_what_the_newest_held():
+    """A member synced by a snapshot from the leader has that snapshot and a log that
+    starts after it. With that snapshot damaged, an older one (here the empty tree's)
+    plus the log would give a tree missing every txn up to the leader's snapshot --
+    and the gap is invisible when the log's first txn opens a new epoch (it may follow
+    any older zxid). Recovery must refuse instead (found by the whole-server
+    simulation, seed 4818: such a member rejoined with an empty tree)."""
+    fs = SimulatedFS()
+    old = write_snapshot(Workload(1).tree, "/d", fs=fs)  # snapshot.0, as a new server takes
+    w = Workload(5)
+    w.txns(12)  # what the leader's snapshot holds (epoch 0): never in this log
+    snap = write_snapshot(w.tree, "/d", fs=fs)
+    w.zxid = 1 << 32  # the next epoch's txns follow, from counter 1
+    log = TxnLog("/d", fs=fs, prealloc_bytes=4096)
+    log.open_for_append(12)
+    log.write_batch(entries(w.txns(6)))
+    log.close()
+    tree, report = recover("/d", fs=fs, extended_types=True)  # intact: fine
+    assert report.snapshot == snap
+    assert_same_tree(tree, w.tree)
+    _corrupt_file(fs, snap, 100)
+    with pytest.raises(CorruptDataError) as exc:
+        recover("/d", fs=fs, extended_types=True)
+    assert snap in str(exc.value) and old in str(exc.value)
+    assert "does not hold zxid 0xc" in str(exc.value)

@@ -227,6 +227,7 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool,
     snaps = list_snapshots(data_dir, fs)
     errors: list[CorruptDataError] = []
     skipped: list[str] = []
+    bad_zxids: list[int] = []  # the zxids (by name) of the snapshots skipped
     for zxid, path in snaps:
         try:
             tree = load_snapshot(path, fs=fs, max_buffer=max_buffer, extended_types=extended_types,
@@ -235,6 +236,7 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool,
             log.warning("snapshot %s is unusable, trying an older one: %s", path, e)
             errors.append(e)
             skipped.append(path)
+            bad_zxids.append(zxid)
             continue
         if tree.last_zxid != zxid:
             e = CorruptDataError(f"{path}: offset 0: snapshot holds zxid {tree.last_zxid:#x}, "
@@ -242,6 +244,7 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool,
             log.warning("%s", e)
             errors.append(e)
             skipped.append(path)
+            bad_zxids.append(zxid)
             continue
         plan = _scan_log(log_v2, fs, zxid, progress)
         try:
@@ -253,6 +256,19 @@ def _load(data_dir: str, log_v2: str, fs, max_buffer: int, extended_types: bool,
                     path=e.path, offset=e.offset, zxid=e.zxid) from e
             raise
         if skipped:
+            # The log must lead from this snapshot through the zxid of the newest one
+            # that failed: only then does it rebuild what that one held. (After a
+            # snapshot from the leader replaced the log, the log starts after that
+            # snapshot; the coverage check above cannot see the hole when the log's
+            # first txn opens a new epoch, which may follow any older zxid.)
+            newest_bad = max(bad_zxids)
+            if not any(z == newest_bad for scan in plan.scans for z, _s, _e in scan.entries):
+                e = errors[0]
+                raise CorruptDataError(
+                    f"{e}; the older snapshot {path} (zxid {zxid:#x}) cannot be used "
+                    f"instead: the txn log does not hold zxid {newest_bad:#x}, at which the "
+                    "unusable snapshot was taken, so nothing rebuilds what it held",
+                    path=e.path, offset=e.offset, zxid=e.zxid)
             log.warning("recovering from the older snapshot %s (zxid %#x) and the txn log",
                         path, zxid)
         return tree, path, zxid, plan, count, skipped
