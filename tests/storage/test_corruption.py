@@ -253,3 +253,40 @@ def test_older_snapshot_is_not_used_when_the_log_skips_what_the_newest_held():
         recover("/d", fs=fs, extended_types=True)
     assert snap in str(exc.value) and old in str(exc.value)
     assert "does not hold zxid 0xc" in str(exc.value)
+
+
+def _rewrite_last_entry(fs, path, off, zxid, payload) -> int:
+    one = bytearray()
+    encode_entries([(zxid, payload)], one)
+    h = fs.open(path)
+    fs.write(h, bytes(one), off)
+    fs.fsync(h)
+    fs.close(h)
+    return off + len(one)
+
+
+def test_torn_last_entry_whose_lost_end_held_one_set_bit_is_a_torn_tail():
+    """A power loss kept all of the last write but its last byte, 0x01. Putting that
+    one bit back matches the checksum, as it would for a flipped bit -- but the bit
+    lies in the zeros the entry now ends in, which is what a torn write leaves: it is
+    a torn tail, not refused (found by the whole-server simulation, seed 3616: a
+    member refused to start after a blackout). A bit cleared before an entry's
+    trailing zeros is damage, and refused."""
+    fs, _w, txns = _setup()
+    path = V2 + "/log.1"
+    off = _offset_of(fs, path, len(txns) - 1)
+    end = _offset_of(fs, path, len(txns))
+    data = fs.content(path)
+    zxid = int.from_bytes(data[off + 4 : off + 12], "little")
+    body = bytes(data[off + ENTRY_HEADER : end - 4])
+    # an entry whose last field is a small int (00 00 00 01), torn before its last byte
+    end = _rewrite_last_entry(fs, path, off, zxid, body + b"\0\0\0\1")
+    _poke(fs, path, end - 1, 0)
+    _tree, report = recover("/d", fs=fs, extended_types=True, repair_tail=False)
+    assert report.log_last_zxid == zxid - 1
+    # an entry that really ends in zeros, with a bit cleared in the middle: refused
+    _rewrite_last_entry(fs, path, off, zxid, body + b"\0\0\0\0")
+    i = next(i for i, b in enumerate(body) if b)
+    _poke(fs, path, off + ENTRY_HEADER + i, body[i] & (body[i] - 1))
+    with pytest.raises(CorruptDataError, match="not a torn write"):
+        recover("/d", fs=fs, extended_types=True, repair_tail=False)
