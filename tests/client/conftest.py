@@ -55,3 +55,41 @@ def base(request) -> str:
 def arun(coro, timeout: float = 60.0):
     """Run a coroutine to completion on a fresh loop, bounded."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+XID_PING = -2
+
+
+async def fake_server(answer):
+    """A server on 127.0.0.1 that accepts every session (id 0x1234) and hands each
+    other frame to ``answer(xid, writer)``; pings are answered. Returns the
+    asyncio server (its port: ``srv.sockets[0].getsockname()[1]``)."""
+    from zabby.wire import FrameDecoder
+    from zabby.wire.protocol import (
+        decode_connect,
+        decode_request,
+        encode_connect_response,
+        encode_reply,
+    )
+    from zabby.wire.records import ConnectResponse
+
+    async def handle(reader, writer):
+        dec = FrameDecoder()
+        first = True
+        try:
+            while data := await reader.read(65536):
+                for f in dec.feed(data):
+                    if first:
+                        req, _ = decode_connect(f)
+                        writer.write(encode_connect_response(ConnectResponse(
+                            0, req.timeOut, 0x1234, b"\0" * 16)))
+                        first = False
+                        continue
+                    xid, _op, _body = decode_request(f)
+                    if xid == XID_PING:
+                        writer.write(bytes(encode_reply(xid, 7, 0)))
+                    else:
+                        answer(xid, writer)
+        finally:
+            writer.close()
+    return await asyncio.start_server(handle, "127.0.0.1", 0)

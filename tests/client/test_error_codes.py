@@ -11,48 +11,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from zabby.client import Client, ZookeeperError
 from zabby.client.exceptions import QuotaExceededError, SessionMovedError, ThrottledOpError
 from zabby.testing import ZabbyServer, ZooKeeperServer
 from zabby.testing.pytest_plugin import require_zookeeper
-from zabby.wire import FrameDecoder
 from zabby.wire.constants import Err
-from zabby.wire.protocol import (
-    decode_connect,
-    decode_request,
-    encode_connect_response,
-    encode_reply,
-)
-from zabby.wire.records import ConnectResponse
+from zabby.wire.protocol import encode_reply
 
-from .conftest import arun
-
-XID_PING = -2
+from .conftest import arun, fake_server
 
 
 async def _fake_server(err: int):
-    """Accepts sessions; answers pings with 0, every other request with ``err``."""
-    async def handle(reader, writer):
-        dec = FrameDecoder()
-        first = True
-        try:
-            while data := await reader.read(65536):
-                for f in dec.feed(data):
-                    if first:
-                        req, _ = decode_connect(f)
-                        writer.write(encode_connect_response(ConnectResponse(
-                            0, req.timeOut, 0x1234, b"\0" * 16)))
-                        first = False
-                        continue
-                    xid, _op, _body = decode_request(f)
-                    writer.write(bytes(encode_reply(xid, 7, 0 if xid == XID_PING else err)))
-        finally:
-            writer.close()
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    """Accepts sessions; answers every request but pings with ``err``."""
+    return await fake_server(lambda xid, w: w.write(bytes(encode_reply(xid, 7, err))))
 
 
 @pytest.mark.parametrize("err,cls", [(Err.SESSIONMOVED, SessionMovedError),

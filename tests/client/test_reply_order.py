@@ -11,47 +11,24 @@ from __future__ import annotations
 import asyncio
 
 from zabby.client import Client, ConnectionLoss
-from zabby.wire import FrameDecoder
-from zabby.wire.protocol import (
-    decode_connect,
-    decode_request,
-    encode_connect_response,
-    encode_reply,
-)
-from zabby.wire.records import ConnectResponse
+from zabby.wire.protocol import encode_reply
 
-from .conftest import arun
-
-XID_PING = -2
+from .conftest import arun, fake_server
 
 
 async def _swapping_server():
     """Accepts sessions; holds each request until the next one comes, then answers
     the later one first."""
-    async def handle(reader, writer):
-        dec = FrameDecoder()
-        first = True
-        held: list[int] = []
-        try:
-            while data := await reader.read(65536):
-                for f in dec.feed(data):
-                    if first:
-                        req, _ = decode_connect(f)
-                        writer.write(encode_connect_response(ConnectResponse(
-                            0, req.timeOut, 0x1234, b"\0" * 16)))
-                        first = False
-                        continue
-                    xid, _op, _body = decode_request(f)
-                    if xid == XID_PING:
-                        writer.write(bytes(encode_reply(xid, 7, 0)))
-                    elif held:
-                        for x in (xid, held.pop()):
-                            writer.write(bytes(encode_reply(x, 7, 0)))
-                    else:
-                        held.append(xid)
-        finally:
-            writer.close()
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    held: list[int] = []
+
+    def answer(xid: int, writer) -> None:
+        if held:
+            for x in (xid, held.pop()):
+                writer.write(bytes(encode_reply(x, 7, 0)))
+        else:
+            held.append(xid)
+
+    return await fake_server(answer)
 
 
 def test_out_of_order_reply_fails_every_outstanding_request():

@@ -16,6 +16,7 @@ import shutil
 import pytest
 
 from zabby.testing.diskfaults import (
+    data_with_old_segment,
     flip_bit,
     log_entries,
     middle_entry,
@@ -66,23 +67,10 @@ def template(tmp_path_factory):
     copied for each test."""
     d = tmp_path_factory.mktemp("template")
     srv = _server(d)
-    for i in range(12):  # a snapshot at the last txn leaves no such segment: write more
-        srv.start()
-        try:
-            _write(srv, 120 if i == 0 else 3, f"n{i}-")
-            before = tree_dump(srv.host, srv.port)
-        finally:
-            srv.stop()
-        # a segment before the newest that recovery reads (not so when the last txn
-        # triggered a snapshot: the log rolls at the next write)
-        try:
-            middle_entry(srv.data_dir, not_newest=True)
-            break
-        except LookupError:
-            continue
-    middle_entry(srv.data_dir, not_newest=True)  # LookupError: the template is unusable
+    data, before = data_with_old_segment(
+        srv, lambda srv, i: _write(srv, 120 if i == 0 else 3, f"n{i}-"))
     assert len(snapshots(srv.data_dir)) >= 3 and len(segments(srv.data_dir)) >= 3
-    return srv.data_dir, before
+    return data, before
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from zabby.cli.main import main
 from zabby.testing.diskfaults import (
     CORRUPTIONS,
     damage,
-    middle_entry,
+    data_with_old_segment,
     snapshots,
     tree_diff,
     tree_dump,
@@ -132,26 +132,18 @@ def template(tmp_path_factory):
     of them older than the newest and read by recovery."""
     d = tmp_path_factory.mktemp("template")
     srv = _server(d)
-    n = 0
-    for _ in range(12):
-        srv.start()
-        try:
-            with RawClient(srv.host, srv.port, timeout_ms=10000) as c:
-                for _ in range(120 if n == 0 else 3):
-                    r = c.request(Op.CREATE2, CreateRequest(f"/n{n}", f"v{n}".encode(),
-                                                            OPEN_ACL_UNSAFE, 0))
-                    assert r.err == Err.OK, r
-                    n += 1
-            before = tree_dump(srv.host, srv.port)
-        finally:
-            srv.stop()
-        try:
-            middle_entry(srv.data_dir, not_newest=True)
-            break
-        except LookupError:
-            continue
+
+    def write(srv, i: int) -> None:
+        with RawClient(srv.host, srv.port, timeout_ms=10000) as c:
+            for k in range(120 if i == 0 else 3):
+                n = f"{i}-{k}"
+                r = c.request(Op.CREATE2, CreateRequest(f"/n{n}", f"v{n}".encode(),
+                                                        OPEN_ACL_UNSAFE, 0))
+                assert r.err == Err.OK, r
+
+    data, before = data_with_old_segment(srv, write)
     assert len(snapshots(srv.data_dir)) >= 2
-    return srv.data_dir, before
+    return data, before
 
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)

@@ -308,6 +308,30 @@ class SlowDiskServer(ZabbyServer):
         return env
 
 
+# ------------------------------------------------------------------ a data directory to damage
+def data_with_old_segment(srv: ZabbyServer, write, *, sessions: int = 12) -> tuple[str, dict]:
+    """Run `srv` (a standalone server, not started) for up to `sessions` start/stop
+    rounds, calling ``write(srv, round)`` in each, until its data directory holds a
+    log segment before the newest that recovery reads (not so when the last txn
+    triggered a snapshot: the log rolls at the next write). Returns (data dir, the
+    tree as the last round left it: `tree_dump`). Raises LookupError if it never did."""
+    before: dict = {}
+    for i in range(sessions):
+        srv.start()
+        try:
+            write(srv, i)
+            before = tree_dump(srv.host, srv.port)
+        finally:
+            srv.stop()
+        try:
+            middle_entry(srv.data_dir, not_newest=True)
+        except LookupError:
+            continue
+        return srv.data_dir, before
+    middle_entry(srv.data_dir, not_newest=True)  # raises: the data is not usable
+    return srv.data_dir, before
+
+
 # ------------------------------------------------------------------ comparing trees
 def tree_dump(host: str, port: int, *, timeout: float = 10.0) -> dict[str, tuple[bytes, tuple]]:
     """path -> (data, Stat fields but dataLength) of every znode a member
