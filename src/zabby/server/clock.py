@@ -18,13 +18,11 @@ class Clock:
 
     __slots__ = ()
 
-    def monotonic_ns(self) -> int:
-        """Session deadlines, timeouts, latencies: never goes back."""
-        return time.monotonic_ns()
-
-    def time_ns(self) -> int:
-        """Wall time: znode ctime/mtime, txn header times, TTLs, `cons`."""
-        return time.time_ns()
+    # the machine's own functions, not methods wrapping them: read on every request
+    # (monotonic_ns: session deadlines, timeouts, latencies; time_ns: wall time for
+    # znode ctime/mtime, txn header times, TTLs, `cons`)
+    monotonic_ns = staticmethod(time.monotonic_ns)
+    time_ns = staticmethod(time.time_ns)
 
 
 SYSTEM_CLOCK = Clock()
