@@ -522,7 +522,9 @@ class ZabCommit(CommitStage):
         applied here already; but the leader's K_SYNC_OK leaves when it applies the
         barrier, which may be after it sent this write's COMMIT (both committed in
         one step), so it may not have come yet."""
-        if self.pending_syncs:
+        # (inflight counts this write and every sync of the connection still waiting:
+        # a connection with nothing else in flight costs no scan)
+        if self.pending_syncs and conn.inflight > 1:
             sid = txn.header.clientId
             earlier = [k for k, v in self.pending_syncs.items()
                        if k[0] == sid and v[0] is conn and k[1] < xid]
