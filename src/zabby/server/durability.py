@@ -60,7 +60,44 @@ def _errno_of(fut) -> int:
     return getattr(e, "errno", None) or errno.EIO
 
 
-class GroupCommitter:
+class CommitQueue:
+    """What a committer offers the server (the submit side); a subclass keeps
+    `_pending`, `failure`, `snap_count` and `_rng`, and runs the queue (`_kick`).
+    `GroupCommitter` on the real disk; the simulation's `SimCommitter` (zabby.sim)."""
+
+    def _next_threshold(self) -> int:
+        # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
+        half = self.snap_count // 2
+        return half + self._rng.randrange(max(1, half))
+
+    # ------------------------------------------------------------ commit
+    def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
+        self.submit_entry(txn.zxid, txn.encode(), done, failed)
+
+    def submit_entry(self, zxid: int, payload: bytes, done: Callable[[], None],
+                     failed: Callable[[str], None]) -> None:
+        """Log (zxid, payload); `done` runs once it is durable, `failed` if never."""
+        if self.failure is not None:
+            failed(self.failure)
+            return
+        self._pending.append((zxid, payload, done, failed))
+        self._kick()
+
+    def submit_control(self, fn: Callable[[], None], done: Callable[[], None],
+                       failed: Callable[[str], None]) -> None:
+        """Run `fn` on the log thread after everything submitted before it (log
+        truncation, snapshot install), then `done` on the loop."""
+        if self.failure is not None:
+            failed(self.failure)
+            return
+        self._pending.append((None, fn, done, failed))
+        self._kick()
+
+    def _kick(self) -> None:  # pragma: no cover - a subclass runs the queue
+        raise NotImplementedError
+
+
+class GroupCommitter(CommitQueue):
     def __init__(
         self,
         txn_log: TxnLog,
@@ -111,34 +148,6 @@ class GroupCommitter:
         # per snapshot written), for mntr and /metrics (ServerMetrics reads them)
         self.fsync_time = Summary()
         self.snapshot_time = Summary()
-
-    def _next_threshold(self) -> int:
-        # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
-        half = self.snap_count // 2
-        return half + self._rng.randrange(max(1, half))
-
-    # ------------------------------------------------------------ commit
-    def submit(self, txn, done: Callable[[], None], failed: Callable[[str], None]) -> None:
-        self.submit_entry(txn.zxid, txn.encode(), done, failed)
-
-    def submit_entry(self, zxid: int, payload: bytes, done: Callable[[], None],
-                     failed: Callable[[str], None]) -> None:
-        """Log (zxid, payload); `done` runs once it is durable, `failed` if never."""
-        if self.failure is not None:
-            failed(self.failure)
-            return
-        self._pending.append((zxid, payload, done, failed))
-        self._kick()
-
-    def submit_control(self, fn: Callable[[], None], done: Callable[[], None],
-                       failed: Callable[[str], None]) -> None:
-        """Run `fn` on the log thread after everything submitted before it (log
-        truncation, snapshot install), then `done` on the loop."""
-        if self.failure is not None:
-            failed(self.failure)
-            return
-        self._pending.append((None, fn, done, failed))
-        self._kick()
 
     def _kick(self) -> None:
         # once per loop turn: every txn submitted in this turn joins one batch

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from ..server.clock import Clock
 from ..server.config import ServerConfig, parse_config
 from ..server.connection import ClientConnection
+from ..server.durability import CommitQueue
 from ..server.local_sessions import server_class
 from ..storage import CorruptDataError, SimulatedFS, StorageError, TxnLog, recover, write_snapshot
 from .loop import Process, SimLoop
@@ -83,7 +84,7 @@ class Disk:
         return max(d, self.stall_until - now)
 
 
-class SimCommitter:
+class SimCommitter(CommitQueue):
     """The committer interface of `server.durability.GroupCommitter` (submit_entry,
     submit_control, after_batch, failure, take_snapshot), on the simulated disk.
 
@@ -119,27 +120,6 @@ class SimCommitter:
         self._snap_child = None
         self.batches = 0
         self.txns = 0
-
-    def _next_threshold(self) -> int:
-        half = max(1, self.snap_count // 2)
-        return half + self._rng.randrange(half)
-
-    def submit(self, txn, done, failed) -> None:
-        self.submit_entry(txn.zxid, txn.encode(), done, failed)
-
-    def submit_entry(self, zxid: int, payload: bytes, done, failed) -> None:
-        if self.failure is not None:
-            failed(self.failure)
-            return
-        self._pending.append((zxid, payload, done, failed))
-        self._kick()
-
-    def submit_control(self, fn, done, failed) -> None:
-        if self.failure is not None:
-            failed(self.failure)
-            return
-        self._pending.append((None, fn, done, failed))
-        self._kick()
 
     def _kick(self) -> None:
         if not self._busy and not self._scheduled and self._pending:
