@@ -262,6 +262,12 @@ def _test_clock_offset() -> None:
     time.time_ns = lambda: tn() + ms * 1_000_000
     time.monotonic = lambda: m() + ms / 1000
     time.monotonic_ns = lambda: mn() + ms * 1_000_000
+    # the server's Clock holds the machine's functions themselves (bound at import,
+    # before this ran): give it the offset ones too
+    from .clock import Clock
+
+    Clock.monotonic_ns = staticmethod(time.monotonic_ns)
+    Clock.time_ns = staticmethod(time.time_ns)
     log.warning("ZABBY_TEST_CLOCK_OFFSET_MS: this server's clocks read %d ms ahead", ms)
 
 
