@@ -231,6 +231,9 @@ def test_cons_shows_session(zs: ServerThread, kazoo) -> None:
     assert m, line
     assert int(m[1]) >= 2 and int(m[2]) >= 2
     assert abs(int(m[4]) / 1000 - time.time()) < 600  # established: epoch ms
+    # the last reply: an operation's short name and its time of day (epoch ms)
+    assert m[3] in ("CREA", "PING", "EXIS", "GETD", "SETW"), line
+    assert int(m[4]) <= int(m[7]) and abs(int(m[7]) / 1000 - time.time()) < 60, line
     assert int(m[5]) == kazoo._session_timeout
     assert int(m[6], 16) >= 1
 

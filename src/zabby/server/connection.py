@@ -9,7 +9,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..wire import ProtocolError
+from ..wire import Op, ProtocolError
 from ..wire.protocol import FrameDecoder, decode_connect_request, decode_request
 from .metrics import LatencyCounters
 
@@ -115,13 +115,13 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.packets_sent = 0
         self.last_cxid = -1
         self.last_zxid = -1
-        self.last_op = "NA"
+        self.last_opcode = -1  # `last_op` names it
         self.last_latency = 0
         self.min_latency = 0
         self.max_latency = 0
         self.total_latency = 0
         self.latency_count = 0
-        self.last_response = 0.0
+        self.last_response_ns = 0  # server.clock.monotonic_ns() of the last reply
 
     # ------------------------------------------------------------ asyncio
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -333,11 +333,37 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.packets_received = self.packets_sent = 0
         self.reset_latency()
         self.last_latency = 0
-        self.last_op = "NA"
+        self.last_opcode = -1
         self.last_cxid = self.last_zxid = -1
+
+    @property
+    def last_op(self) -> str:
+        """ZooKeeper's short name of the last answered operation (`cons`)."""
+        return _OP_NAMES.get(self.last_opcode, "NA")
+
+    @property
+    def last_response(self) -> float:
+        """Time of day (s) of the last reply, 0.0 before the first (`cons`)."""
+        if not self.last_response_ns:
+            return 0.0
+        clock = self.server.clock
+        return (clock.time_ns() - (clock.monotonic_ns() - self.last_response_ns)) / 1e9
 
     def __hash__(self) -> int:
         return self._serial
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.peer[0]}:{self.peer[1]}>"
+
+
+# ZooKeeper's names for `cons`'s lop (ServerCnxn.op2String)
+_OP_NAMES = {
+    Op.PING: "PING", Op.CREATE_SESSION: "SESS", Op.MULTI: "MULT", Op.MULTI_READ: "MLTR",
+    Op.CREATE: "CREA", Op.CREATE2: "CREA", Op.CREATE_TTL: "CREA", Op.CREATE_CONTAINER: "CREA",
+    Op.DELETE: "DELE", Op.DELETE_CONTAINER: "DELE", Op.SET_DATA: "SETD", Op.RECONFIG: "RECO",
+    Op.SET_ACL: "SETA", Op.CLOSE_SESSION: "CLOS", Op.SYNC: "SYNC", Op.CHECK: "CHEC",
+    Op.EXISTS: "EXIS", Op.GET_DATA: "GETD", Op.SET_WATCHES: "SETW", Op.SET_WATCHES2: "STW2",
+    Op.ADD_WATCH: "ADDW", Op.GET_ACL: "GETA", Op.GET_CHILDREN: "GETC", Op.GET_CHILDREN2: "GETC",
+    Op.GET_ALL_CHILDREN_NUMBER: "GETACN", Op.CHECK_WATCHES: "CHKW", Op.REMOVE_WATCHES: "REMW",
+    Op.WHO_AM_I: "HOMI", Op.GET_EPHEMERALS: "GETE",
+}

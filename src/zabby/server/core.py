@@ -751,18 +751,20 @@ class ZabbyServer:
     def _reply(self, conn: ClientConnection, xid: int, op: int, err: int, resp, t0: int) -> None:
         zxid = self.last_zxid
         conn.send(encode_reply(xid, zxid, err, resp))
+        now = self.clock.monotonic_ns()
+        m = self.metrics
         if t0:
-            ms = (self.clock.monotonic_ns() - t0) // 1_000_000
+            ms = (now - t0) // 1_000_000
             conn.last_latency = ms
             conn.record_latency(ms)
-            m = self.metrics
             m.record_latency(ms)
             (m.updatelatency if op in WRITE_OPS else m.readlatency).add(ms)
         conn.last_cxid = xid
         conn.last_zxid = zxid
-        conn.last_op = _OP_NAMES.get(op, "NA")
-        conn.last_response = self.clock.time_ns() / 1e9
-        self.metrics.packets_sent += 1
+        # `cons` turns these into a name and a time of day (not done per reply)
+        conn.last_opcode = op
+        conn.last_response_ns = now
+        m.packets_sent += 1
 
     def _auth(self, conn: ClientConnection, xid: int, body) -> None:
         """addauth: the digest and ip schemes, as ZooKeeper's built-in providers."""
@@ -862,15 +864,3 @@ def _user_of(ident: Id) -> str:
     if ident.scheme in ("ip", "world", "x509", "sasl"):
         return ident.id
     return ""
-
-
-_OP_NAMES = {
-    Op.PING: "PING", Op.CREATE_SESSION: "SESS", Op.MULTI: "MULT", Op.MULTI_READ: "MLTR",
-    Op.CREATE: "CREA", Op.CREATE2: "CREA", Op.CREATE_TTL: "CREA", Op.CREATE_CONTAINER: "CREA",
-    Op.DELETE: "DELE", Op.DELETE_CONTAINER: "DELE", Op.SET_DATA: "SETD", Op.RECONFIG: "RECO",
-    Op.SET_ACL: "SETA", Op.CLOSE_SESSION: "CLOS", Op.SYNC: "SYNC", Op.CHECK: "CHEC",
-    Op.EXISTS: "EXIS", Op.GET_DATA: "GETD", Op.SET_WATCHES: "SETW", Op.SET_WATCHES2: "STW2",
-    Op.ADD_WATCH: "ADDW", Op.GET_ACL: "GETA", Op.GET_CHILDREN: "GETC", Op.GET_CHILDREN2: "GETC",
-    Op.GET_ALL_CHILDREN_NUMBER: "GETACN", Op.CHECK_WATCHES: "CHKW", Op.REMOVE_WATCHES: "REMW",
-    Op.WHO_AM_I: "HOMI", Op.GET_EPHEMERALS: "GETE",
-}
