@@ -576,8 +576,9 @@ class ZabbyServer:
         m = self.metrics
         m.packets_received += 1
         m.op_counts[op] += 1
+        now = self.clock.monotonic_ns()  # one reading: the session clock and the latency's start
         if s is not None:
-            self.sessions.touch(s, self.monotonic_ms())
+            self.sessions.touch(s, (now - self._stalled_ns) // 1_000_000)  # monotonic_ms()
         if op == Op.AUTH:
             if body is MALFORMED:
                 # ZooKeeper cannot decode the auth packet and drops the connection
@@ -592,7 +593,7 @@ class ZabbyServer:
         if self._enforce_auth and not self.sasl.enforce(conn, xid):
             return
         q = conn.backlog
-        q.append((xid, op, body, self.clock.monotonic_ns()))
+        q.append((xid, op, body, now))
         self.pump(conn)
         # back-pressure by not reading, never by dropping (as ZooKeeper throttles
         # a connection with requests outstanding); nothing to check when all answered
