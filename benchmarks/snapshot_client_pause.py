@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from zabby.bench import Session, connect
+from zabby.bench.compare import proc_cpu_seconds
 from zabby.storage import write_snapshot
 from zabby.testing.servers import ZabbyServer
 from zabby.tree.acl import intern_acl
@@ -225,8 +226,10 @@ def one_run(snap: Path, name: str, attrs: str, args, workdir: Path, seed: int) -
         rss = _rss_mib(srv.pid)
         offset = srv.log_path.stat().st_size
         load0 = os.getloadavg()[0]
+        cpu0 = proc_cpu_seconds(srv.pid)
         lats = asyncio.run(drive(srv.host, srv.port, args.sessions, args.duration, args.znodes,
                                  args.value, seed))
+        cpu = proc_cpu_seconds(srv.pid) - cpu0  # the server process, not its children
         load1 = os.getloadavg()[0]
         wait_no_child(srv.pid)
         with open(srv.log_path, "rb") as f:
@@ -247,7 +250,7 @@ def one_run(snap: Path, name: str, attrs: str, args, workdir: Path, seed: int) -
         "name": name, "requests": len(ms), "rate": len(ms) / args.duration,
         "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "max": ms[-1],
         "over50": sum(1 for x in ms if x > 50),
-        "snaps": snaps, "start_s": start_s, "rss": rss, "load": (load0, load1),
+        "snaps": snaps, "start_s": start_s, "cpu_us": cpu / len(ms) * 1e6, "rss": rss, "load": (load0, load1),
     }
 
 
@@ -257,7 +260,7 @@ def show(r: dict) -> str:
     return (f"{r['name']:>12}: {r['requests']:7d} req ({r['rate']:6.0f}/s) p50 {r['p50']:5.2f} "
             f"p99 {r['p99']:6.2f} p99.9 {r['p999']:6.1f} max {r['max']:6.1f} ms, >50ms {r['over50']:3d}; "
             f"server paused [{paused}] ms, snapshots written in [{written}] s; "
-            f"RSS {r['rss']} MiB; load {r['load'][0]:.1f}->{r['load'][1]:.1f}")
+            f"server CPU {r['cpu_us']:.1f} us/req; RSS {r['rss']} MiB; load {r['load'][0]:.1f}->{r['load'][1]:.1f}")
 
 
 def main(argv=None) -> int:
@@ -304,7 +307,8 @@ def main(argv=None) -> int:
         summ = (f"median {statistics.median(paused):.0f}, max {max(paused):.0f} ms over "
                 f"{len(paused)} snapshots") if paused else "-"
         print(f"  {name:>12}: max {col('max', '%.1f')} ms; p99.9 {col('p999', '%.1f')} ms; "
-              f"p99 {col('p99', '%.2f')} ms; server paused {summ}")
+              f"p99 {col('p99', '%.2f')} ms; req/s {col('rate', '%.0f')}; server CPU "
+              f"{col('cpu_us', '%.1f')} us/req; server paused {summ}")
     return 0
 
 
