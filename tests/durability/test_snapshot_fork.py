@@ -167,3 +167,18 @@ def test_leaves_someone_elses_freeze_alone(tmp_path, monkeypatch):
         assert c.snapshots_taken == 1
     finally:
         c.close()
+
+
+def test_unfrozen_when_close_reaps_the_child_first(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    c = _committer(tmp_path, _tree())
+    pid = _snapshot(c)
+    assert gc.get_freeze_count() > 0
+    c.close()  # waits for the child itself, racing the reaper thread
+    deadline = time.monotonic() + 10
+    while gc.get_freeze_count() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gc.get_freeze_count() == 0
+    _wait_reaped(c, pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, by one of the two

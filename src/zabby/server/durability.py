@@ -390,11 +390,18 @@ class GroupCommitter(CommitQueue):
         ).start()
 
     def _reap(self, pid: int, zxid: int, t0: float, frozen: bool = False) -> None:
-        _, status = os.waitpid(pid, 0)
-        self.last_snapshot_ms = (time.perf_counter() - t0) * 1000
-        if frozen:
-            gc.unfreeze()  # before the next snapshot may start (it freezes again)
-        self._snap_child = None
+        status = None
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # close() reaped it first
+            pass
+        finally:
+            self.last_snapshot_ms = (time.perf_counter() - t0) * 1000
+            if frozen:
+                gc.unfreeze()  # before the next snapshot may start (it freezes again)
+            self._snap_child = None
+        if status is None:
+            return
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             self.snapshots_taken += 1
