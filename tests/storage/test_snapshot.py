@@ -213,3 +213,46 @@ def test_snapshot_bytes_round_trip_equals_file_round_trip(tmp_path):
     from zabby.storage import CorruptDataError
     with pytest.raises(CorruptDataError):
         snapshot_from_bytes(bytes(damaged))
+
+
+class _Recording(SimulatedFS):
+    """SimulatedFS that records the bytes written between fdatasyncs of a file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[int] = [0]  # bytes written since the last (data) sync, per sync
+
+    def write(self, h, data, offset=None):
+        super().write(h, data, offset)
+        self.runs[-1] += len(data)
+
+    def fsync(self, h, data_only=False):
+        super().fsync(h, data_only)
+        self.runs.append(0)
+
+
+def test_snapshot_is_synced_as_it_is_written(monkeypatch):
+    # issue 14 item 6: one fsync of a whole big snapshot at the end stalled every log
+    # fdatasync behind it; the writer syncs every SYNC_EVERY bytes instead
+    import zabby.storage.snapshot as snap
+
+    monkeypatch.setattr(snap, "SYNC_EVERY", 16 << 10)
+    monkeypatch.setattr(snap, "WRITE_BUFFER", 4 << 10)
+    monkeypatch.setattr(snap, "CHUNK_NODES", 8)
+    t = DataTree()
+    for z in range(1, 301):
+        txn = t.prepare(Op.CREATE, CreateRequest(f"/n{z}", bytes([z % 251]) * 1024, OPEN, 0),
+                        RequestContext(1, z, z, 1000 + z))
+        t.apply(txn)
+    fs = _Recording()
+    p = write_snapshot(t, "/d", fs=fs)
+    size = fs.file_size(p)
+    assert size > 300 << 10
+    written = [n for n in fs.runs if n]
+    assert sum(written) == size
+    # between two syncs: SYNC_EVERY plus at most one flush (a buffer and the part
+    # that overflowed it: here a chunk's 8 KiB of data)
+    bound = snap.SYNC_EVERY + snap.WRITE_BUFFER + (8 << 10) + 1024
+    assert max(written) <= bound
+    assert len(written) >= size // bound
+    assert_same_tree(t, load_snapshot(p, fs=fs))

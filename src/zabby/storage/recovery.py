@@ -15,7 +15,7 @@ from ..wire.jute import ProtocolError
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
 from .snapshot import PREFIX as SNAP_PREFIX
-from .snapshot import TMP_SUFFIX, load_snapshot, read_snapshot_info
+from .snapshot import TMP_SUFFIX, bulk_load_gc, load_snapshot, read_snapshot_info
 from .txnlog import ENTRY_HEADER, list_segments, parse_name, scan_segment
 
 __all__ = [
@@ -308,6 +308,14 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
     `Progress`); without it recovery does no extra work."""
     t0 = time.perf_counter()
     fs = default_fs(fs)
+    with bulk_load_gc():
+        return _recover(data_dir, log_dir, fs, max_buffer, extended_types, repair_tail,
+                        replay, progress, t0)
+
+
+def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_types: bool,
+             repair_tail: bool, replay: bool, progress: Progress | None,
+             t0: float) -> tuple[DataTree, RecoveryReport]:
     log_v2 = os.path.join(log_dir if log_dir is not None else data_dir, "version-2")
     tree, spath, szxid, plan, count, skipped = _load(data_dir, log_v2, fs, max_buffer,
                                                      extended_types, progress)

@@ -1,0 +1,184 @@
+"""The snapshot fork (GroupCommitter.take_snapshot) and the cyclic GC (issue 14 item 6).
+
+While the forked child writes the snapshot, every page the server writes is
+copied; a full collection in the server would write to every object. So the
+server's objects are frozen (gc.freeze) from just before the fork until the
+child is reaped, and unfrozen then -- also when the child fails or the fork
+does -- unless someone else had frozen them first. Each test bounds its wait and
+kills the child it started if something goes wrong.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+
+import pytest
+
+import zabby.server.durability as durability
+from zabby.server.durability import GroupCommitter
+from zabby.storage import TxnLog, load_snapshot
+from zabby.storage.snapshot import snapshot_path
+from zabby.tree import DataTree, RequestContext
+from zabby.wire.constants import Op
+from zabby.wire.records import ACL, CreateRequest, Id
+
+OPEN = [ACL(31, Id("world", "anyone"))]
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen():
+    if gc.get_freeze_count():  # pragma: no cover - another test left objects frozen
+        gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def _tree(n: int = 50) -> DataTree:
+    t = DataTree()
+    for z in range(1, n + 1):
+        t.apply(t.prepare(Op.CREATE, CreateRequest(f"/n{z}", b"x" * 10, OPEN, 0),
+                          RequestContext(1, z, z, 1000 + z)))
+    return t
+
+
+def _committer(tmp_path, tree) -> GroupCommitter:
+    txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 16)
+    txn_log.open_for_append(0)
+    return GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
+                          tree_getter=lambda: tree)
+
+
+def _slow_child(monkeypatch, fail: bool = False) -> None:
+    """The child sleeps before it writes (so the test sees it alive), or fails."""
+    real = durability.write_snapshot
+
+    def slow(tree, snap_dir, **kw):
+        time.sleep(0.5)
+        if fail:
+            raise OSError("no room")
+        return real(tree, snap_dir, **kw)
+
+    monkeypatch.setattr(durability, "write_snapshot", slow)
+
+
+def _wait_reaped(c: GroupCommitter, pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while c._snap_child is not None:
+        if time.monotonic() > deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)  # the reaper thread reaps it
+            except ProcessLookupError:
+                pass
+            raise AssertionError("the snapshot child was not reaped in time")
+        time.sleep(0.01)
+
+
+def _snapshot(c: GroupCommitter):
+    c.take_snapshot()
+    pid = c._snap_child
+    assert pid is not None
+    return pid
+
+
+def test_frozen_while_the_child_lives_unfrozen_once_it_is_reaped(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    tree = _tree()
+    c = _committer(tmp_path, tree)
+    try:
+        assert gc.get_freeze_count() == 0
+        pid = _snapshot(c)
+        try:
+            frozen = gc.get_freeze_count()
+            # everything the server held at the fork, the tree's nodes included
+            assert frozen >= tree.node_count
+            assert c._snap_child == pid  # the child still runs (it sleeps 0.5 s)
+            # a full collection now leaves the frozen objects alone
+            gc.collect()
+            assert gc.get_freeze_count() >= frozen
+        finally:
+            _wait_reaped(c, pid)
+        assert gc.get_freeze_count() == 0
+        assert c.snapshots_taken == 1
+        t2 = load_snapshot(snapshot_path(str(tmp_path / "snap"), tree.last_zxid))
+        assert t2.node_count == tree.node_count
+    finally:
+        c.close()
+
+
+def test_unfrozen_when_the_child_fails(tmp_path, monkeypatch):
+    _slow_child(monkeypatch, fail=True)
+    c = _committer(tmp_path, _tree())
+    try:
+        pid = _snapshot(c)
+        try:
+            assert gc.get_freeze_count() > 0
+        finally:
+            _wait_reaped(c, pid)
+        assert gc.get_freeze_count() == 0
+        assert c.snapshots_taken == 0
+    finally:
+        c.close()
+
+
+def test_unfrozen_when_the_fork_fails(tmp_path, monkeypatch):
+    c = _committer(tmp_path, _tree())
+
+    def no_fork():
+        assert gc.get_freeze_count() > 0  # frozen before the fork
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    try:
+        with pytest.raises(OSError):
+            c.take_snapshot()
+        assert gc.get_freeze_count() == 0
+        assert c._snap_child is None
+    finally:
+        c.close()
+
+
+def test_not_frozen_when_turned_off(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    monkeypatch.setattr(GroupCommitter, "freeze_gc", False)
+    c = _committer(tmp_path, _tree())
+    try:
+        pid = _snapshot(c)
+        try:
+            assert gc.get_freeze_count() == 0
+        finally:
+            _wait_reaped(c, pid)
+        assert c.snapshots_taken == 1
+    finally:
+        c.close()
+
+
+def test_leaves_someone_elses_freeze_alone(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    c = _committer(tmp_path, _tree())
+    gc.freeze()
+    before = gc.get_freeze_count()
+    try:
+        pid = _snapshot(c)
+        _wait_reaped(c, pid)
+        assert gc.get_freeze_count() >= before  # still frozen: not ours to unfreeze
+        assert c.snapshots_taken == 1
+    finally:
+        c.close()
+
+
+def test_unfrozen_when_close_reaps_the_child_first(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    c = _committer(tmp_path, _tree())
+    pid = _snapshot(c)
+    assert gc.get_freeze_count() > 0
+    c.close()  # waits for the child itself, racing the reaper thread
+    deadline = time.monotonic() + 10
+    while gc.get_freeze_count() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gc.get_freeze_count() == 0
+    _wait_reaped(c, pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, by one of the two
