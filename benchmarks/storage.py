@@ -173,11 +173,19 @@ async def wait_snapshots_done(srv, kind: str, offset: int, timeout: float) -> No
         if kind == "zookeeper":
             text = read_log_from(srv.log_path, offset)
             busy = text.count("Snapshotting:") > text.count("Snapshot taken in")
-        else:  # zabby forks a child per snapshot
-            busy = bool(children(srv.pid))
+        else:  # zabby forks a child per snapshot (its log writer's helper is a child too)
+            busy = any(not _is_fsync_helper(c) for c in children(srv.pid))
         if not busy:
             return
         await asyncio.sleep(0.05)
+
+
+def _is_fsync_helper(pid: str) -> bool:
+    """The server's long-lived log writer child (server/fsync_helper.py), not a snapshot."""
+    try:
+        return b"fsync_helper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone already: not a snapshot being written
 
 
 def children(pid: int | None) -> list[str]:
