@@ -6,12 +6,12 @@ bytes (/r/dXXX/nXXXXXXX, 1000 per parent, as benchmarks/snapshot_pause.py), then
 for each run starts a standalone `zabby serve` on 127.0.0.1 whose data directory
 holds (a hard link to) that snapshot, waits until it serves, and drives it with
 --sessions sessions, each one request at a time (setData and getData of random
-znodes, alternating), for --duration seconds. Per run: requests, p50 / p99 / p99.9 /
+znodes, alternating; with --creates, creates of new znodes), for --duration seconds. Per run: requests, p50 / p99 / p99.9 /
 max latency, and the server's own "server paused X ms" log lines.
 
 Variants (--variants, run in alternating order, --rounds times each):
 
-- `nosnap`: snapCount 1e8, no snapshot during the run (the baseline);
+- `nosnap` (or a name starting with it): snapCount 1e8, no snapshot during the run;
 - any other name: snapCount --snap-count, so the server snapshots over and over
   during the run; a variant `name:attr=value;attr=value` also sets those class
   attributes of `zabby.server.durability.GroupCommitter` (or, with a dotted name,
@@ -42,10 +42,11 @@ from zabby.testing.servers import ZabbyServer
 from zabby.tree.acl import intern_acl
 from zabby.tree.snapshot import restore
 from zabby.tree.znode import ZNode
-from zabby.wire import Op, PathWatchRequest, SetDataRequest
+from zabby.wire import CreateRequest, Op, PathWatchRequest, SetDataRequest
 from zabby.wire.records import ACL, Id
 
 PER_DIR = 1000
+OPEN = [ACL(31, Id("world", "anyone"))]
 PAUSED_RE = re.compile(r"written in ([\d.]+) ms \(server paused ([\d.]+) ms\)")
 
 WRAPPER = """\
@@ -154,7 +155,7 @@ class WrappedZabby(ZabbyServer):
 
 
 async def drive(host: str, port: int, sessions: int, duration: float, znodes: int,
-                value: int, seed: int) -> list[float]:
+                value: int, seed: int, creates: bool = False) -> list[float]:
     conns = [(await connect(host, port, Session, 10))[1] for _ in range(sessions)]
     data = b"w" * value
     lats: list[float] = []
@@ -166,7 +167,10 @@ async def drive(host: str, port: int, sessions: int, duration: float, znodes: in
         while time.perf_counter() < stop:
             p = node_path(rng.randrange(znodes))
             t0 = time.perf_counter()
-            if i & 1:
+            if creates:  # the tree grows: every request is a new znode
+                err, _ = await sess.request(Op.CREATE, CreateRequest(
+                    f"{p}-{seed}-{id(sess) % 99991}-{i}", data, OPEN, 0))
+            elif i & 1:
                 err, _ = await sess.request(Op.GET_DATA, PathWatchRequest(p, False))
             else:
                 err, _ = await sess.request(Op.SET_DATA, SetDataRequest(p, data, -1))
@@ -217,7 +221,7 @@ def one_run(snap: Path, name: str, attrs: str, args, workdir: Path, seed: int) -
     v2 = d / "data" / "version-2"
     v2.mkdir(parents=True)
     os.link(snap, v2 / snap.name)
-    snap_count = 100_000_000 if name == "nosnap" else args.snap_count
+    snap_count = 100_000_000 if name.startswith("nosnap") else args.snap_count
     t0 = time.perf_counter()
     srv = WrappedZabby(d, attrs=attrs, snapCount=snap_count, forceSync="yes",
                        maxClientCnxns=0, tickTime=2000)
@@ -228,7 +232,7 @@ def one_run(snap: Path, name: str, attrs: str, args, workdir: Path, seed: int) -
         load0 = os.getloadavg()[0]
         cpu0 = proc_cpu_seconds(srv.pid)
         lats = asyncio.run(drive(srv.host, srv.port, args.sessions, args.duration, args.znodes,
-                                 args.value, seed))
+                                 args.value, seed, args.creates))
         cpu = proc_cpu_seconds(srv.pid) - cpu0  # the server process, not its children
         load1 = os.getloadavg()[0]
         wait_no_child(srv.pid)
@@ -275,6 +279,9 @@ def main(argv=None) -> int:
     ap.add_argument("--snap-count", type=int, default=20_000)
     ap.add_argument("--variants", default="nosnap,snap")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--creates", action="store_true",
+                    help="every request creates a new znode (the tree grows; what the "
+                         "cyclic GC's full collections cost: GroupCommitter.keep_frozen)")
     args = ap.parse_args(argv)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

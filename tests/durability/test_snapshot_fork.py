@@ -2,10 +2,11 @@
 
 While the forked child writes the snapshot, every page the server writes is
 copied; a full collection in the server would write to every object. So the
-server's objects are frozen (gc.freeze) from just before the fork until the
-child is reaped, and unfrozen then -- also when the child fails or the fork
-does -- unless someone else had frozen them first. Each test bounds its wait and
-kills the child it started if something goes wrong.
+server's objects are frozen (gc.freeze) just before the fork and unfrozen once
+the child is reaped -- also when the child fails or the fork does -- unless
+someone else had frozen them first. With keep_frozen (on in a server's own
+process: server.app.run) they stay frozen, still freed by their refcounts. Each test bounds its wait and kills
+the child it started if something goes wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from zabby.storage import TxnLog, load_snapshot
 from zabby.storage.snapshot import snapshot_path
 from zabby.tree import DataTree, RequestContext
 from zabby.wire.constants import Op
-from zabby.wire.records import ACL, CreateRequest, Id
+from zabby.wire.records import ACL, CreateRequest, DeleteRequest, Id
 
 OPEN = [ACL(31, Id("world", "anyone"))]
 
@@ -64,6 +65,12 @@ def _slow_child(monkeypatch, fail: bool = False) -> None:
     monkeypatch.setattr(durability, "write_snapshot", slow)
 
 
+@pytest.fixture
+def unfreezing(monkeypatch):
+    """keep_frozen off (as in a shared process): frozen only while the child lives."""
+    monkeypatch.setattr(GroupCommitter, "keep_frozen", False)
+
+
 def _wait_reaped(c: GroupCommitter, pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while c._snap_child is not None:
@@ -83,7 +90,39 @@ def _snapshot(c: GroupCommitter):
     return pid
 
 
-def test_frozen_while_the_child_lives_unfrozen_once_it_is_reaped(tmp_path, monkeypatch):
+def test_kept_frozen_after_the_child_and_still_freed_by_refcount(tmp_path, monkeypatch):
+    _slow_child(monkeypatch)
+    tree = _tree()
+    c = _committer(tmp_path, tree)
+    try:
+        monkeypatch.setattr(GroupCommitter, "keep_frozen", True)
+        pid = _snapshot(c)
+        _wait_reaped(c, pid)
+        assert c.snapshots_taken == 1
+        frozen = gc.get_freeze_count()
+        assert frozen >= tree.node_count  # still frozen: full collections skip the tree
+        # a frozen node that is deleted is freed at once (its refcount), not kept
+        z = tree.last_zxid
+        for i in range(1, 41):
+            z += 1
+            tree.apply(tree.prepare(Op.DELETE, DeleteRequest(f"/n{i}", -1),
+                                    RequestContext(1, z, z, 5000 + z)))
+        assert gc.get_freeze_count() <= frozen - 40
+        # the next snapshot freezes what is new since (here: the nodes made now)
+        for i in range(100, 130):
+            z += 1
+            tree.apply(tree.prepare(Op.CREATE, CreateRequest(f"/m{i}", b"y", OPEN, 0),
+                                    RequestContext(1, z, z, 5000 + z)))
+        before = gc.get_freeze_count()
+        pid = _snapshot(c)
+        _wait_reaped(c, pid)
+        assert gc.get_freeze_count() >= before + 30
+        assert c.snapshots_taken == 2
+    finally:
+        c.close()
+
+
+def test_frozen_while_the_child_lives_unfrozen_once_it_is_reaped(tmp_path, monkeypatch, unfreezing):
     _slow_child(monkeypatch)
     tree = _tree()
     c = _committer(tmp_path, tree)
@@ -108,7 +147,7 @@ def test_frozen_while_the_child_lives_unfrozen_once_it_is_reaped(tmp_path, monke
         c.close()
 
 
-def test_unfrozen_when_the_child_fails(tmp_path, monkeypatch):
+def test_unfrozen_when_the_child_fails(tmp_path, monkeypatch, unfreezing):
     _slow_child(monkeypatch, fail=True)
     c = _committer(tmp_path, _tree())
     try:
@@ -123,7 +162,7 @@ def test_unfrozen_when_the_child_fails(tmp_path, monkeypatch):
         c.close()
 
 
-def test_unfrozen_when_the_fork_fails(tmp_path, monkeypatch):
+def test_unfrozen_when_the_fork_fails(tmp_path, monkeypatch, unfreezing):
     c = _committer(tmp_path, _tree())
 
     def no_fork():
@@ -155,7 +194,7 @@ def test_not_frozen_when_turned_off(tmp_path, monkeypatch):
         c.close()
 
 
-def test_leaves_someone_elses_freeze_alone(tmp_path, monkeypatch):
+def test_leaves_someone_elses_freeze_alone(tmp_path, monkeypatch, unfreezing):
     _slow_child(monkeypatch)
     c = _committer(tmp_path, _tree())
     gc.freeze()
@@ -169,7 +208,7 @@ def test_leaves_someone_elses_freeze_alone(tmp_path, monkeypatch):
         c.close()
 
 
-def test_unfrozen_when_close_reaps_the_child_first(tmp_path, monkeypatch):
+def test_unfrozen_when_close_reaps_the_child_first(tmp_path, monkeypatch, unfreezing):
     _slow_child(monkeypatch)
     c = _committer(tmp_path, _tree())
     pid = _snapshot(c)

@@ -107,3 +107,38 @@ def test_someone_elses_frozen_objects_stay_frozen():
     load_snapshot(path, fs=fs)
     assert gc.isenabled()
     assert gc.get_freeze_count() >= frozen
+
+
+def test_kept_frozen_when_the_process_is_the_servers(monkeypatch):
+    """KEEP_FROZEN (set by `zabby serve`, server.app.run): what the load made stays
+    frozen -- a full collection never walks the recovered tree -- and is still freed
+    by its refcount once dropped."""
+    import zabby.storage.snapshot as snapshot
+
+    monkeypatch.setattr(snapshot, "KEEP_FROZEN", True)
+    gc.unfreeze()
+    with bulk_load_gc():
+        made = [[i] for i in range(5000)]  # lists: tracked by the cyclic GC
+    frozen = gc.get_freeze_count()
+    assert frozen >= 5000
+    assert all(_generation_of(x) is None for x in made[:50])  # in no generation
+    gc.collect()
+    assert gc.get_freeze_count() == frozen
+    del made  # refcounts free them, frozen or not
+    assert gc.get_freeze_count() <= frozen - 5000
+
+
+def test_a_server_process_turns_keeping_frozen_on_unless_set(monkeypatch):
+    import zabby.storage.snapshot as snapshot
+    from zabby.server.app import _keep_tree_frozen
+    from zabby.server.durability import GroupCommitter
+
+    monkeypatch.setattr(snapshot, "KEEP_FROZEN", None)
+    monkeypatch.setattr(GroupCommitter, "keep_frozen", None)
+    _keep_tree_frozen()
+    assert snapshot.KEEP_FROZEN is True and GroupCommitter.keep_frozen is True
+    # a benchmark's explicit choice stands
+    monkeypatch.setattr(snapshot, "KEEP_FROZEN", False)
+    monkeypatch.setattr(GroupCommitter, "keep_frozen", False)
+    _keep_tree_frozen()
+    assert snapshot.KEEP_FROZEN is False and GroupCommitter.keep_frozen is False

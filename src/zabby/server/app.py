@@ -271,11 +271,28 @@ def _test_clock_offset() -> None:
     log.warning("ZABBY_TEST_CLOCK_OFFSET_MS: this server's clocks read %d ms ahead", ms)
 
 
+def _keep_tree_frozen() -> None:
+    """The server owns this process: the tree it recovers, and what is alive at each
+    snapshot fork, stay frozen (gc.freeze()), so the cyclic GC's full collections
+    walk only what is newer (at 1M znodes each walk of the whole heap took 320-450 ms,
+    a stall for every client). Both or neither: a frozen recovered tree without
+    freezing at the fork made every fork 45-97 ms instead of 12-20. Unless set
+    already (benchmarks/snapshot_client_pause.py A/Bs them; docs/ARCHITECTURE.md)."""
+    from ..storage import snapshot
+    from .durability import GroupCommitter
+
+    if snapshot.KEEP_FROZEN is None:
+        snapshot.KEEP_FROZEN = True
+    if GroupCommitter.keep_frozen is None:
+        GroupCommitter.keep_frozen = True
+
+
 def run(
     config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
     services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
     _test_clock_offset()
+    _keep_tree_frozen()
     raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services,

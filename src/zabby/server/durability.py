@@ -31,9 +31,11 @@ does) the log rolls to a new segment and a forked child writes the tree as it
 is at that instant, so the server pauses only for the fork (10-30 ms at 1M
 znodes). While the child lives, every page the server writes is copied (copy
 on write); the cyclic GC would write to every object's header, so the server's
-objects are frozen (`gc.freeze()`) from just before the fork until the child is
-reaped: a full collection then skips them (at 1M znodes it took 415-421 ms and
-copied 281 MiB with a child alive, against 0 ms frozen). The child fdatasyncs
+objects are frozen (`gc.freeze()`) just before the fork: a full collection then
+skips them (at 1M znodes it took 415-421 ms and copied 281 MiB with a child alive,
+against 0 ms frozen), until the child is reaped -- or for good, in a server's own
+process (`keep_frozen`): then its full collections walk only what is newer than
+the last snapshot, not the whole tree. The child fdatasyncs
 the file as it writes (storage.snapshot.SYNC_EVERY), so its last fsync does
 not hold the log's fdatasyncs back behind one big flush.
 """
@@ -106,9 +108,17 @@ class CommitQueue:
 
 
 class GroupCommitter(CommitQueue):
-    # gc.freeze() before the snapshot fork, gc.unfreeze() once the child is reaped
-    # (a class attribute: benchmarks/snapshot_client_pause.py A/Bs it)
+    # gc.freeze() before the snapshot fork (class attributes:
+    # benchmarks/snapshot_client_pause.py A/Bs them) ...
     freeze_gc = True
+    # ... and, with keep_frozen, keep what was frozen out of the cyclic GC for good
+    # (off: gc.unfreeze() once the child is reaped), as storage.snapshot.KEEP_FROZEN
+    # does with a recovered tree. None: on in a server's own process (`zabby serve`:
+    # server.app.run), off where the server shares its process (tests, tools).
+    # Frozen objects are still freed by their refcounts; only cyclic garbage among
+    # them would stay, and a server makes none (its full collections collect 0
+    # objects; benchmarks/gc_full_collections.py --cycles).
+    keep_frozen: bool | None = None
 
     def __init__(
         self,
@@ -365,9 +375,13 @@ class GroupCommitter(CommitQueue):
         # Frozen, the server's objects are left alone by its cyclic GC while the child
         # lives: a full collection would write to every object (and copy every page).
         # Whoever else froze objects keeps them frozen: unfreeze only what we froze.
-        freeze = self.freeze_gc and gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
+        if self.freeze_gc and self.keep_frozen:
+            gc.freeze()  # everything alive now joins what earlier snapshots froze
+            freeze = False  # nothing to undo
+        else:
+            freeze = self.freeze_gc and gc.get_freeze_count() == 0
+            if freeze:
+                gc.freeze()
         try:
             pid = os.fork()
         except BaseException:

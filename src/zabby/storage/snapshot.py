@@ -87,8 +87,13 @@ SYNC_EVERY = 8 << 20
 
 
 # bulk_load_gc: after a bulk load, move what it made into the oldest GC generation
-# (a module global: benchmarks/recovery_gc.py A/Bs it)
+# (module globals: benchmarks/recovery_gc.py A/Bs them) ...
 SETTLE_GC = True
+# ... or out of the cyclic GC for good (gc.freeze(), kept): a full collection then
+# never walks the loaded tree again (at 1M znodes each took 320-400 ms, every 10-20 s
+# under creates). None: on in a server's own process (server.app.run sets it, as
+# server.durability.GroupCommitter.keep_frozen), off where others share the process
+KEEP_FROZEN: bool | None = None
 
 
 class bulk_load_gc:
@@ -111,7 +116,9 @@ class bulk_load_gc:
 
     def __exit__(self, *exc) -> None:
         if self.was_enabled:
-            if SETTLE_GC and gc.get_freeze_count() == 0:
+            if SETTLE_GC and KEEP_FROZEN:
+                gc.freeze()
+            elif SETTLE_GC and gc.get_freeze_count() == 0:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
