@@ -37,6 +37,7 @@ COMPILED_MODULES = (
     "zabby.wire.primitives",
     "zabby.wire.protocol",
     "zabby.tree.datatree",
+    "zabby.tree.znode",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..wire.records import Stat
 
 __all__ = ["CONTAINER_OWNER", "TTL_MAX", "ZNode", "client_ephemeral_owner", "ephemeral_kind", "ttl_owner", "ttl_of"]
@@ -68,6 +70,18 @@ class ZNode:
         "pzxid",
         "child_cap",
     )
+    # Any, not int: compiled (mypyc), an int attribute is a C integer boxed again on
+    # every read from Python or into a record (stat() boxes eight of them per read)
+    czxid: Any
+    mzxid: Any
+    ctime: Any
+    mtime: Any
+    version: Any
+    cversion: Any
+    aversion: Any
+    ephemeral_owner: Any
+    pzxid: Any
+    child_cap: Any
 
     def __init__(self, data, acl, zxid: int, time: int, ephemeral_owner: int = 0) -> None:
         self.data = data
