@@ -38,6 +38,7 @@ COMPILED_MODULES = (
     "zabby.wire.protocol",
     "zabby.tree.datatree",
     "zabby.tree.znode",
+    "zabby.tree.acl",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent
