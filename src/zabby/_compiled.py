@@ -39,6 +39,7 @@ COMPILED_MODULES = (
     "zabby.tree.datatree",
     "zabby.tree.znode",
     "zabby.tree.acl",
+    "zabby.server.session",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent
