@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 # keeps the two lists equal): editing one reinstalls, which rebuilds its extension.
 COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/datatree.py src/zabby/tree/znode.py \
-	src/zabby/tree/acl.py src/zabby/server/session.py
+	src/zabby/tree/acl.py src/zabby/server/session.py \
+	src/zabby/server/metrics.py
 
 .PHONY: serve test lint clean venv
 

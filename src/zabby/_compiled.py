@@ -40,6 +40,7 @@ COMPILED_MODULES = (
     "zabby.tree.znode",
     "zabby.tree.acl",
     "zabby.server.session",
+    "zabby.server.metrics",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent
