@@ -83,7 +83,11 @@ class ZNode:
     pzxid: Any
     child_cap: Any
 
-    def __init__(self, data, acl, zxid: int, time: int, ephemeral_owner: int = 0) -> None:
+    # Every argument has a default only for storage's snapshot readers, which make
+    # nodes with ZNode.__new__(ZNode) and set each field themselves: compiled (mypyc),
+    # that __new__ runs __init__, without arguments.
+    def __init__(self, data=None, acl=None, zxid: int = 0, time: int = 0,
+                 ephemeral_owner: int = 0) -> None:
         self.data = data
         self.acl = acl
         self.children: dict[str, int | None] | None = None
