@@ -292,7 +292,7 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
     if not uniq:
         raise ACLError(Err.INVALIDACL)
     out: list[ACL] = []
-    authed: list[tuple[str, str]] | None = None
+    authed: list[tuple[str, str | None]] | None = None  # (an id may be None: checked at run time compiled)
     for a in uniq:
         ident = a.id
         if ident is None or ident.scheme is None:
