@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/datatree.py src/zabby/tree/znode.py \
 	src/zabby/tree/acl.py src/zabby/server/session.py \
-	src/zabby/server/metrics.py
+	src/zabby/server/metrics.py src/zabby/tree/watches.py
 
 .PHONY: serve test lint clean venv
 

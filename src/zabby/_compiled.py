@@ -41,6 +41,7 @@ COMPILED_MODULES = (
     "zabby.tree.acl",
     "zabby.server.session",
     "zabby.server.metrics",
+    "zabby.tree.watches",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent
