@@ -381,3 +381,44 @@ def test_summaries_alike(values, percentiles, qs):
         return out
 
     assert run(M_C) == run(M_P)
+
+
+W_C = compiled("zabby.tree.watches")
+W_P = pure_twin("zabby.tree.watches")
+W_PATHS = st.sampled_from(["/", "/a", "/a/b", "/a/b/c", "/d"])
+watch_steps = st.lists(st.tuples(
+    st.sampled_from(["data", "exist", "child", "persistent", "recursive", "trigger", "has",
+                     "remove", "remove_watcher"]),
+    W_PATHS, st.sampled_from(["w1", "w2", "w3"]), st.integers(1, 4), st.integers(1, 3)),
+    max_size=40)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(watch_steps)
+def test_watches_alike(steps):
+    def run(mod):
+        m = mod.WatchManager()
+        log = []
+        for what, path, w, etype, wtype in steps:
+            if what == "data":
+                m.add_data_watch(path, w)
+            elif what == "exist":
+                m.add_exist_watch(path, w)
+            elif what == "child":
+                m.add_child_watch(path, w)
+            elif what in ("persistent", "recursive"):
+                m.add_persistent(path, w, what == "recursive")
+            elif what == "trigger":
+                log.append(m.trigger(etype, path))
+            elif what == "has":
+                log.append(m.has(path, w, wtype))
+            elif what == "remove":
+                log.append(m.remove_kinds(path, w, wtype))
+            else:
+                m.remove_watcher(w)
+            log.append((m.watch_count, m.counts(), m.summary_all()))
+        log.append((sorted(m.by_path_sorted(), key=repr), m.by_watcher_merged(),
+                     m.watches_by_path(), m.watches_by_watcher()))
+        return log
+
+    assert run(W_C) == run(W_P)
