@@ -34,7 +34,9 @@ def _compiled_list() -> list[str]:
     """COMPILED_MODULES from src/zabby/_compiled.py (the one list), as paths under src/.
 
     The request path, as the issue-5/14 profiles found it: jute's primitives, the
-    request/reply framing and dispatch, the tree's prepare/apply. Not jute.py,
+    request/reply framing and dispatch, the tree's prepare/apply; then (measured one
+    module at a time, docs/ARCHITECTURE.md) the znode's stat, ACL checks, watch
+    triggers, session touches and the latency summaries. Not jute.py,
     records.py or txn.py: a record class is built by a metaclass from generated code,
     which mypyc cannot compile (they would stay Python classes; the generated code
     calls the compiled primitives), and mypyc compiles `==` between two values of a
