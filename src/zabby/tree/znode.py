@@ -91,11 +91,15 @@ class ZNode:
         self.data = data
         self.acl = acl
         self.children: dict[str, int | None] | None = None
-        self.czxid = zxid
-        self.mzxid = zxid
-        self.pzxid = zxid
-        self.ctime = time
-        self.mtime = time
+        # boxed once, shared by the fields (as interpreted): compiled, each assignment
+        # of the C int `zxid` to an Any field would box a new int (~100 B a node)
+        z: Any = zxid
+        t: Any = time
+        self.czxid = z
+        self.mzxid = z
+        self.pzxid = z
+        self.ctime = t
+        self.mtime = t
         self.version = 0
         self.cversion = 0
         self.aversion = 0
