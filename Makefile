@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 # The modules setup.py compiles with mypyc (zabby._compiled.COMPILED_MODULES; a test
 # keeps the two lists equal): editing one reinstalls, which rebuilds its extension.
 COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
-	src/zabby/tree/datatree.py
+	src/zabby/tree/datatree.py src/zabby/tree/znode.py \
+	src/zabby/tree/acl.py src/zabby/server/session.py \
+	src/zabby/server/metrics.py src/zabby/tree/watches.py
 
 .PHONY: serve test lint clean venv
 

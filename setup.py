@@ -34,7 +34,9 @@ def _compiled_list() -> list[str]:
     """COMPILED_MODULES from src/zabby/_compiled.py (the one list), as paths under src/.
 
     The request path, as the issue-5/14 profiles found it: jute's primitives, the
-    request/reply framing and dispatch, the tree's prepare/apply. Not jute.py,
+    request/reply framing and dispatch, the tree's prepare/apply; then (measured one
+    module at a time, docs/ARCHITECTURE.md) the znode's stat, ACL checks, watch
+    triggers, session touches and the latency summaries. Not jute.py,
     records.py or txn.py: a record class is built by a metaclass from generated code,
     which mypyc cannot compile (they would stay Python classes; the generated code
     calls the compiled primitives), and mypyc compiles `==` between two values of a
@@ -111,6 +113,8 @@ class BuildExt(build_ext):
         # setuptools clears `inplace` while it builds (editable installs set it) and
         # copies the results into src/ afterwards; a failed build never restores it
         inplace = self.inplace
+        if inplace:
+            self._remove_strays()
         if not self.extensions:
             self._finish(inplace, None, _not_compiled or "nothing to compile")
             return
@@ -142,6 +146,16 @@ class BuildExt(build_ext):
                         path.unlink()
             self.extensions = []
         self._write_manifest(hashes, failed)
+
+    def _remove_strays(self) -> None:
+        """Delete extensions of modules no longer in COMPILED (an editable install's
+        src/ keeps them): Python would still prefer such a module's .so to its .py, and
+        it would ask the new group library for an init function it no longer has."""
+        keep = {SRC / rel for rel in COMPILED}
+        for p in (SRC / "zabby").rglob("*"):
+            if p.suffix in (".so", ".pyd") and p.with_name(p.name.split(".")[0] + ".py") not in keep:
+                _say(f"removing {p.relative_to(SRC)}: no longer compiled")
+                p.unlink()
 
     def _extension_files(self) -> list[Path]:
         out = []

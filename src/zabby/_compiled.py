@@ -37,6 +37,11 @@ COMPILED_MODULES = (
     "zabby.wire.primitives",
     "zabby.wire.protocol",
     "zabby.tree.datatree",
+    "zabby.tree.znode",
+    "zabby.tree.acl",
+    "zabby.server.session",
+    "zabby.server.metrics",
+    "zabby.tree.watches",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -244,3 +244,181 @@ def test_tree_prepare_apply_alike(steps):
     b = _run(DT_P, steps)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, f"step {i}"
+
+
+# ------------------------------------------- znode, acl, session, metrics (issue 14)
+# Compiled since they sit on every request: ZNode.stat, check_perm, SessionTracker.touch,
+# Summary.add. The pure twins are the same .py loaded under another name.
+
+ZN_C = compiled("zabby.tree.znode")
+ZN_P = pure_twin("zabby.tree.znode")
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None)
+@given(INT64, st.booleans(), st.integers(1, 2**40 - 1))
+def test_znode_owner_encodings_alike(owner, extended, ttl):
+    for fn, args in (("ephemeral_kind", (owner, extended)),
+                     ("client_ephemeral_owner", (owner, extended)),
+                     ("ttl_of", (owner,)), ("ttl_owner", (ttl,))):
+        assert outcome(getattr(ZN_C, fn), *args) == outcome(getattr(ZN_P, fn), *args), fn
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None)
+@given(st.none() | st.binary(max_size=20), INT64, INT64, INT64,
+       st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**31 - 1), st.integers(0, 5),
+       INT64, st.booleans())
+def test_znode_stat_alike(data, zxid, t, owner, version, cversion, nkids, pzxid, extended):
+    def stat(mod, how):
+        if how == "init":
+            n = mod.ZNode(data, None, zxid, t, owner)
+        else:  # as storage's snapshot readers make them
+            n = mod.ZNode.__new__(mod.ZNode)
+            n.data, n.acl, n.czxid, n.mzxid, n.ctime, n.mtime = data, None, zxid, zxid, t, t
+            n.ephemeral_owner, n.pzxid, n.child_cap, n.aversion = owner, pzxid, 0, 0
+        n.version = version
+        n.cversion = cversion
+        n.children = {f"c{i}": None for i in range(nkids)} or None
+        return encoded(n.stat(extended)), n.data_length, n.num_children, repr(n)
+
+    for how in ("init", "new"):
+        assert stat(ZN_C, how) == stat(ZN_P, how), how
+
+
+ACL_C = compiled("zabby.tree.acl")
+ACL_P = pure_twin("zabby.tree.acl")
+SCHEMES = st.sampled_from(["world", "digest", "ip", "x509", "sasl", "auth", "super", "other"])
+IDS = st.sampled_from(["anyone", "u:x", "u:y", "127.0.0.1", "10.0.0.0/8", "10.1.2.3", "::1",
+                       "CN=a", "bob", "", "300.1.1.1", "1.2.3.4/33"]) | st.none()
+ids = st.builds(R.Id, SCHEMES, IDS)
+acl_entries = st.lists(st.builds(R.ACL, st.integers(0, 31), ids | st.none()), max_size=5)
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None)
+@given(acl_entries, st.integers(0, 31), st.lists(ids, max_size=4), st.booleans())
+def test_acl_checks_alike(acl, perm, auth, bounded):
+    ok_acl = [a for a in acl if a.id is not None and a.id.id is not None]
+    auth_ok = [i for i in auth if i.id is not None or i.scheme == "ip"]
+    assert (outcome(ACL_C.check_perm, ok_acl, perm, auth_ok)
+            == outcome(ACL_P.check_perm, ok_acl, perm, auth_ok))
+    limit = 3 if bounded else None
+
+    def fix(mod):
+        try:
+            return [encoded(a) for a in mod.fixup_acl(acl, auth, mod.KNOWN_PROVIDERS, limit)]
+        except mod.ACLError as e:
+            return ("ACLError", int(e.err))
+
+    assert fix(ACL_C) == fix(ACL_P)
+    for i in auth_ok:
+        if i.id is not None:
+            for fn in ("ip_valid", "digest_id"):
+                assert outcome(getattr(ACL_C, fn), i.id) == outcome(getattr(ACL_P, fn), i.id), fn
+            for a in ok_acl:
+                assert (outcome(ACL_C.ip_matches, i.id, a.id.id)
+                        == outcome(ACL_P.ip_matches, i.id, a.id.id))
+
+
+S_C = compiled("zabby.server.session")
+S_P = pure_twin("zabby.server.session")
+tracker_steps = st.lists(st.tuples(st.sampled_from(["add", "touch", "remove", "expire", "close"]),
+                                   st.integers(0, 5), st.integers(0, 50_000),
+                                   st.sampled_from([None, 2000, 30_000])), max_size=30)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(INT64, st.integers(0, 255), st.integers(0, 2**45), tracker_steps)
+def test_sessions_alike(sid, server_id, now, steps):
+    assert S_C.session_password(sid) == S_P.session_password(sid)
+    assert S_C.initial_session_id(server_id, now) == S_P.initial_session_id(server_id, now)
+
+    def run(mod):
+        t = mod.SessionTracker(1000, server_id, now)
+        log = []
+        clock = 0
+        for what, k, dt, timeout in steps:
+            clock += dt
+            sid_k = t.new_id() if what == "add" and k == 0 else k
+            if what == "add":
+                s = t.add(sid_k, timeout or 4000, clock)
+                log.append((s.id, s.expire_at, s.passwd, repr(s)))
+            elif what == "touch":
+                s = t.get(k)
+                log.append(None if s is None else (t.touch(s, clock, timeout), s.expire_at))
+            elif what == "remove":
+                s = t.remove(k)
+                log.append(None if s is None else s.id)
+            elif what == "close":
+                s = t.get(k)
+                if s is not None:
+                    s.closing = True
+                    s.conn = object  # any connection object
+            else:
+                log.append(sorted((s.id, s.closing, s.expire_at) for s in t.expired(clock)))
+            log.append(len(t))
+        return log
+
+    assert run(S_C) == run(S_P)
+
+
+M_C = compiled("zabby.server.metrics")
+M_P = pure_twin("zabby.server.metrics")
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.integers(-5, 2_000_000), max_size=40), st.booleans(),
+       st.lists(st.floats(0.01, 1.0), min_size=1, max_size=4))
+def test_summaries_alike(values, percentiles, qs):
+    def run(mod):
+        s = mod.Summary(percentiles)
+        out = []
+        for v in values:
+            s.add(v)
+            out.append((s.count, s.total, s.min, s.max, s.avg, [s.quantile(q) for q in qs]))
+        s.reset()
+        out.append((s.count, s.total, s.min, s.max, list(s.buckets)))
+        out.append(mod.avg_latency(sum(values), len(values)))
+        return out
+
+    assert run(M_C) == run(M_P)
+
+
+W_C = compiled("zabby.tree.watches")
+W_P = pure_twin("zabby.tree.watches")
+W_PATHS = st.sampled_from(["/", "/a", "/a/b", "/a/b/c", "/d"])
+watch_steps = st.lists(st.tuples(
+    st.sampled_from(["data", "exist", "child", "persistent", "recursive", "trigger", "has",
+                     "remove", "remove_watcher"]),
+    W_PATHS, st.sampled_from(["w1", "w2", "w3"]), st.integers(1, 4), st.integers(1, 3)),
+    max_size=40)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(watch_steps)
+def test_watches_alike(steps):
+    def run(mod):
+        m = mod.WatchManager()
+        log = []
+        for what, path, w, etype, wtype in steps:
+            if what == "data":
+                m.add_data_watch(path, w)
+            elif what == "exist":
+                m.add_exist_watch(path, w)
+            elif what == "child":
+                m.add_child_watch(path, w)
+            elif what in ("persistent", "recursive"):
+                m.add_persistent(path, w, what == "recursive")
+            elif what == "trigger":
+                log.append(m.trigger(etype, path))
+            elif what == "has":
+                log.append(m.has(path, w, wtype))
+            elif what == "remove":
+                log.append(m.remove_kinds(path, w, wtype))
+            else:
+                m.remove_watcher(w)
+            log.append((m.watch_count, m.counts(), m.summary_all()))
+        log.append((sorted(m.by_path_sorted(), key=repr), m.by_watcher_merged(),
+                     m.watches_by_path(), m.watches_by_watcher()))
+        return log
+
+    assert run(W_C) == run(W_P)

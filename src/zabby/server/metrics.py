@@ -14,6 +14,10 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
+from mypy_extensions import mypyc_attr
+
+from .latency import LatencyCounters
+
 if TYPE_CHECKING:
     from .core import ZabbyServer
 
@@ -100,28 +104,7 @@ class Summary:
         return self.max  # pragma: no cover - the buckets hold `count` observations
 
 
-class LatencyCounters:
-    """min / max / total / count of request latency in ms, as ZooKeeper's
-    AvgMinMaxCounter keeps them: for the server (ServerMetrics) and per connection."""
-
-    __slots__ = ()
-    min_latency: int
-    max_latency: int
-    total_latency: int
-    latency_count: int
-
-    def record_latency(self, ms: int) -> None:
-        if self.latency_count == 0 or ms < self.min_latency:
-            self.min_latency = ms
-        if ms > self.max_latency:
-            self.max_latency = ms
-        self.total_latency += ms
-        self.latency_count += 1
-
-    def reset_latency(self) -> None:
-        self.min_latency = self.max_latency = self.total_latency = self.latency_count = 0
-
-
+@mypyc_attr(native_class=False)  # its base is a Python class
 class ServerMetrics(LatencyCounters):
     """ZooKeeper's ServerStats for one server, plus the gauges its views print.
 

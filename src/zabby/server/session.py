@@ -10,6 +10,7 @@ Apache ZooKeeper would issue for that id.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 _SUPER_SECRET = 0xB3415C00
 _MASK48 = (1 << 48) - 1
@@ -51,7 +52,8 @@ class Session:
         self.id = session_id
         self.timeout = timeout
         self.passwd = session_password(session_id)
-        self.conn = None  # the ClientConnection now serving it, if any
+        # Any: compiled (mypyc), a field typed from `None` would refuse a connection
+        self.conn: Any = None  # the ClientConnection now serving it, if any
         self.expire_at = 0
         self.closing = False
         self.auth: list = []

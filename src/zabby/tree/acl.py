@@ -14,6 +14,8 @@ import hashlib
 import re
 import weakref
 
+from mypy_extensions import mypyc_attr
+
 from ..wire.constants import Err, Perm
 from ..wire.records import ACL, Id
 from .x500 import x500_name_valid
@@ -55,6 +57,7 @@ def _immutable(self, *args, **kwargs):
     raise TypeError("an interned ACL list is immutable")
 
 
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class ACLList(list):
     """An interned ACL list, shared by every znode with an equal ACL.
 
@@ -79,8 +82,19 @@ class ACLList(list):
     def __hash__(self):  # type: ignore[override]
         return hash(tuple(self))
 
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
-    append = extend = insert = pop = remove = clear = sort = reverse = _immutable
+    # one assignment each: mypyc does not compile chained assignments in a class body
+    __setitem__ = _immutable
+    __delitem__ = _immutable
+    __iadd__ = _immutable
+    __imul__ = _immutable
+    append = _immutable
+    extend = _immutable
+    insert = _immutable
+    pop = _immutable
+    remove = _immutable
+    clear = _immutable
+    sort = _immutable
+    reverse = _immutable
 
 
 _ACL_CACHE: weakref.WeakValueDictionary[tuple, ACLList] = weakref.WeakValueDictionary()
@@ -278,7 +292,7 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
     if not uniq:
         raise ACLError(Err.INVALIDACL)
     out: list[ACL] = []
-    authed: list[tuple[str, str]] | None = None
+    authed: list[tuple[str, str | None]] | None = None  # (an id may be None: checked at run time compiled)
     for a in uniq:
         ident = a.id
         if ident is None or ident.scheme is None:

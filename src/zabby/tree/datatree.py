@@ -630,7 +630,7 @@ class DataTree:
         except _KErr as e:
             return e.err, None
 
-    def _read_one(self, op, body, auth, watcher, session_id):
+    def _read_one(self, op: int, body, auth: list[Id], watcher, session_id: int):
         ext = self.extended_types
         if op == Op.EXISTS:
             path = body.path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..wire.records import Stat
 
 __all__ = ["CONTAINER_OWNER", "TTL_MAX", "ZNode", "client_ephemeral_owner", "ephemeral_kind", "ttl_owner", "ttl_of"]
@@ -68,16 +70,36 @@ class ZNode:
         "pzxid",
         "child_cap",
     )
+    # Any, not int: compiled (mypyc), an int attribute is a C integer boxed again on
+    # every read from Python or into a record (stat() boxes eight of them per read)
+    czxid: Any
+    mzxid: Any
+    ctime: Any
+    mtime: Any
+    version: Any
+    cversion: Any
+    aversion: Any
+    ephemeral_owner: Any
+    pzxid: Any
+    child_cap: Any
 
-    def __init__(self, data, acl, zxid: int, time: int, ephemeral_owner: int = 0) -> None:
+    # Every argument has a default only for storage's snapshot readers, which make
+    # nodes with ZNode.__new__(ZNode) and set each field themselves: compiled (mypyc),
+    # that __new__ runs __init__, without arguments.
+    def __init__(self, data=None, acl=None, zxid: int = 0, time: int = 0,
+                 ephemeral_owner: int = 0) -> None:
         self.data = data
         self.acl = acl
         self.children: dict[str, int | None] | None = None
-        self.czxid = zxid
-        self.mzxid = zxid
-        self.pzxid = zxid
-        self.ctime = time
-        self.mtime = time
+        # boxed once, shared by the fields (as interpreted): compiled, each assignment
+        # of the C int `zxid` to an Any field would box a new int (~100 B a node)
+        z: Any = zxid
+        t: Any = time
+        self.czxid = z
+        self.mzxid = z
+        self.pzxid = z
+        self.ctime = t
+        self.mtime = t
         self.version = 0
         self.cversion = 0
         self.aversion = 0
