@@ -244,6 +244,12 @@ def test_interned_list_is_immutable_and_compares_like_a_sequence():
         a.append(OPEN[0])
     with pytest.raises(TypeError):
         a[0] = OPEN[0]
+    # every mutator, compiled or not, refuses with its own message
+    for mutate in (a.clear, a.sort, a.reverse, a.pop, lambda: a.extend(OPEN),
+                   lambda: a.__iadd__(OPEN), lambda: a.__delitem__(0)):
+        with pytest.raises(TypeError, match="interned ACL list is immutable"):
+            mutate()
+    assert a == OPEN
     assert intern_acl(list(a)) is a
 
 

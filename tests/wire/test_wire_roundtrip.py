@@ -301,3 +301,15 @@ def test_connect_response_roundtrip_with_read_only(resp, ro):
 @given(record_strategy(ConnectResponse))
 def test_connect_response_without_read_only_byte(resp):
     assert decode_connect_response(resp.to_bytes()) == (resp, False)
+
+
+def test_encoded_strings_refuse_every_change_and_keep_their_encoding():
+    from zabby.wire.primitives import encoded_strings
+
+    es = encoded_strings(["a", "bc"])
+    want = b"\0\0\0\x02" + b"\0\0\0\x01a" + b"\0\0\0\x02bc"  # vector<ustring>
+    for mutate in (es.clear, es.sort, es.pop, lambda: es.append("x"),
+                   lambda: es.__setitem__(0, "x"), lambda: es.__iadd__(["x"])):
+        with pytest.raises(TypeError, match="EncodedStrings list is immutable"):
+            mutate()
+    assert es == ["a", "bc"] and es.encoded == want

@@ -17,6 +17,7 @@ import weakref
 from mypy_extensions import mypyc_attr
 
 from ..wire.constants import Err, Perm
+from ..wire.primitives import ImmutableList
 from ..wire.records import ACL, Id
 from .x500 import x500_name_valid
 
@@ -53,12 +54,8 @@ class ACLError(Exception):
 
 
 # --------------------------------------------------------------- interning
-def _immutable(self, *args, **kwargs):
-    raise TypeError("an interned ACL list is immutable")
-
-
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
-class ACLList(list):
+class ACLList(ImmutableList):
     """An interned ACL list, shared by every znode with an equal ACL.
 
     A list subclass because it must be weakly referenced (a tuple subclass
@@ -69,6 +66,7 @@ class ACLList(list):
     """
 
     __slots__ = ("__weakref__",)
+    _what = "an interned ACL list"
 
     def __eq__(self, other):
         if isinstance(other, tuple):
@@ -81,20 +79,6 @@ class ACLList(list):
 
     def __hash__(self):  # type: ignore[override]
         return hash(tuple(self))
-
-    # one assignment each: mypyc does not compile chained assignments in a class body
-    __setitem__ = _immutable
-    __delitem__ = _immutable
-    __iadd__ = _immutable
-    __imul__ = _immutable
-    append = _immutable
-    extend = _immutable
-    insert = _immutable
-    pop = _immutable
-    remove = _immutable
-    clear = _immutable
-    sort = _immutable
-    reverse = _immutable
 
 
 _ACL_CACHE: weakref.WeakValueDictionary[tuple, ACLList] = weakref.WeakValueDictionary()

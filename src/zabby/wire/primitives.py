@@ -129,32 +129,35 @@ def _write_vector(out: bytearray, items, write_item) -> None:
         write_item(out, it)
 
 
-def _immutable(self, *args, **kwargs):
-    raise TypeError("an EncodedStrings list is immutable")
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
+class ImmutableList(list):
+    """A list nobody may change once it is made (an interned ACL list, a directory
+    listing with its encoding): every mutator raises TypeError naming `_what`."""
+
+    __slots__ = ()
+    _what = "list"
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{self._what} is immutable")
+
+
+# every mutator refuses (set after the class body: compiled, mypyc takes neither a
+# chained assignment nor an alias of a method there)
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+              "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(ImmutableList, _name, ImmutableList._refuse)
+del _name
 
 
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
-class EncodedStrings(list):
+class EncodedStrings(ImmutableList):
     """A list of strings that carries its own vector<ustring> encoding, made
     once (`encoded_strings`): a big directory's listing, answered again and
     again while the directory does not change, is then copied, not encoded."""
 
     __slots__ = ("encoded",)
     encoded: bytes
-
-    # one name a line: mypyc compiles no chained assignment in a class body
-    __setitem__ = _immutable
-    __delitem__ = _immutable
-    __iadd__ = _immutable
-    __imul__ = _immutable
-    append = _immutable
-    extend = _immutable
-    insert = _immutable
-    pop = _immutable
-    remove = _immutable
-    clear = _immutable
-    sort = _immutable
-    reverse = _immutable
+    _what = "an EncodedStrings list"
 
 
 def encoded_strings(items: list) -> EncodedStrings:
