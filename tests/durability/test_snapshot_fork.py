@@ -37,11 +37,15 @@ def _unfrozen():
     gc.unfreeze()
 
 
+def _apply(t: DataTree, op: int, body) -> None:
+    z = t.last_zxid + 1
+    t.apply(t.prepare(op, body, RequestContext(1, z, z, 1000 + z)))
+
+
 def _tree(n: int = 50) -> DataTree:
     t = DataTree()
-    for z in range(1, n + 1):
-        t.apply(t.prepare(Op.CREATE, CreateRequest(f"/n{z}", b"x" * 10, OPEN, 0),
-                          RequestContext(1, z, z, 1000 + z)))
+    for i in range(1, n + 1):
+        _apply(t, Op.CREATE, CreateRequest(f"/n{i}", b"x" * 10, OPEN, 0))
     return t
 
 
@@ -102,17 +106,12 @@ def test_kept_frozen_after_the_child_and_still_freed_by_refcount(tmp_path, monke
         frozen = gc.get_freeze_count()
         assert frozen >= tree.node_count  # still frozen: full collections skip the tree
         # a frozen node that is deleted is freed at once (its refcount), not kept
-        z = tree.last_zxid
         for i in range(1, 41):
-            z += 1
-            tree.apply(tree.prepare(Op.DELETE, DeleteRequest(f"/n{i}", -1),
-                                    RequestContext(1, z, z, 5000 + z)))
+            _apply(tree, Op.DELETE, DeleteRequest(f"/n{i}", -1))
         assert gc.get_freeze_count() <= frozen - 40
         # the next snapshot freezes what is new since (here: the nodes made now)
         for i in range(100, 130):
-            z += 1
-            tree.apply(tree.prepare(Op.CREATE, CreateRequest(f"/m{i}", b"y", OPEN, 0),
-                                    RequestContext(1, z, z, 5000 + z)))
+            _apply(tree, Op.CREATE, CreateRequest(f"/m{i}", b"y", OPEN, 0))
         before = gc.get_freeze_count()
         pid = _snapshot(c)
         _wait_reaped(c, pid)

@@ -104,8 +104,10 @@ class bulk_load_gc:
     gc.unfreeze(), both O(1)) instead of waiting in the youngest: otherwise the first
     collections after the load walk those million objects three times in a row (a
     gen0, a gen1 and a full collection: 178 + 208 + 239 ms, seen in a server right
-    after it loaded a 1M-znode snapshot). Nested uses, and a process where GC is off
-    or objects are already frozen, are left as they are."""
+    after it loaded a 1M-znode snapshot). With KEEP_FROZEN (a server's own process)
+    what it made stays frozen instead, joining what is frozen already. Nested uses,
+    and a process where GC is off, are left as they are; without KEEP_FROZEN, objects
+    someone else froze stay frozen."""
 
     __slots__ = ("was_enabled",)
 
@@ -488,24 +490,21 @@ def snapshot_from_bytes(buf, path: str = "<snapshot>", *, max_buffer: int = DEFA
     del buf, raw
     counter = [0, 0]
     # a million new objects would set off the cyclic GC again and again
-    gc_off = bulk_load_gc()
-    gc_off.__enter__()
-    try:
-        ns = info.session_count
-        if ns < 0 or ns * _SESSION.size > len(body):
-            raise ValueError(f"bad session count {ns}")
-        sessions = dict(_SESSION.iter_unpack(body[: ns * _SESSION.size]))
-        acls: list = []
-        tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter, progress,
-                                   max(info.node_count, 0)),
-                       sessions, info.zxid, max_buffer=max_buffer, extended_types=extended_types)
-        if counter[0] != info.node_count or tree.node_count != info.node_count:
-            raise ValueError(f"snapshot holds {counter[0]} nodes, header says {info.node_count}")
-    except (ValueError, struct.error, IndexError, UnicodeDecodeError, RestoreError) as e:
-        where = "" if info.compressed else f"offset {HEADER_SIZE + counter[1]}: "
-        extra = f" (uncompressed body offset {counter[1]})" if info.compressed else ""
-        raise CorruptDataError(f"{path}: {where}malformed snapshot{extra}: {e}",
-                               path=path, offset=HEADER_SIZE + counter[1], zxid=info.zxid) from e
-    finally:
-        gc_off.__exit__()
+    with bulk_load_gc():
+        try:
+            ns = info.session_count
+            if ns < 0 or ns * _SESSION.size > len(body):
+                raise ValueError(f"bad session count {ns}")
+            sessions = dict(_SESSION.iter_unpack(body[: ns * _SESSION.size]))
+            acls: list = []
+            tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter, progress,
+                                       max(info.node_count, 0)),
+                           sessions, info.zxid, max_buffer=max_buffer, extended_types=extended_types)
+            if counter[0] != info.node_count or tree.node_count != info.node_count:
+                raise ValueError(f"snapshot holds {counter[0]} nodes, header says {info.node_count}")
+        except (ValueError, struct.error, IndexError, UnicodeDecodeError, RestoreError) as e:
+            where = "" if info.compressed else f"offset {HEADER_SIZE + counter[1]}: "
+            extra = f" (uncompressed body offset {counter[1]})" if info.compressed else ""
+            raise CorruptDataError(f"{path}: {where}malformed snapshot{extra}: {e}",
+                                   path=path, offset=HEADER_SIZE + counter[1], zxid=info.zxid) from e
     return tree
