@@ -274,7 +274,7 @@ def _test_clock_offset() -> None:
 def _keep_tree_frozen() -> None:
     """The server owns this process: the tree it recovers, and what is alive at each
     snapshot fork, stay frozen (gc.freeze()), so the cyclic GC's full collections
-    walk only what is newer (at 1M znodes each walk of the whole heap took 320-450 ms,
+    walk only what is newer (at 1M znodes each walk of the whole heap took 315-400 ms,
     a stall for every client). Both or neither: a frozen recovered tree without
     freezing at the fork made every fork 45-97 ms instead of 12-20. Unless set
     already (benchmarks/snapshot_client_pause.py A/Bs them; docs/ARCHITECTURE.md)."""

@@ -90,8 +90,8 @@ SYNC_EVERY = 8 << 20
 # (module globals: benchmarks/recovery_gc.py A/Bs them) ...
 SETTLE_GC = True
 # ... or out of the cyclic GC for good (gc.freeze(), kept): a full collection then
-# never walks the loaded tree again (at 1M znodes each took 320-400 ms, every 10-20 s
-# under creates). None: on in a server's own process (server.app.run sets it, as
+# never walks the loaded tree again (at 1M znodes each took 315-400 ms, about one per
+# 20 s under creates). None: on in a server's own process (server.app.run sets it, as
 # server.durability.GroupCommitter.keep_frozen), off where others share the process
 KEEP_FROZEN: bool | None = None
 
