@@ -36,12 +36,14 @@ def _compiled_list() -> list[str]:
     The request path, as the issue-5/14 profiles found it: jute's primitives, the
     request/reply framing and dispatch, the tree's prepare/apply; then (measured one
     module at a time, docs/ARCHITECTURE.md) the znode's stat, ACL checks, watch
-    triggers, session touches and the latency summaries. Not jute.py,
-    records.py or txn.py: a record class is built by a metaclass from generated code,
-    which mypyc cannot compile (they would stay Python classes; the generated code
-    calls the compiled primitives), and mypyc compiles `==` between two values of a
-    record class declared in a compiled module as `is` (it cannot see the __eq__ the
-    Python base gives them): compiling txn.py broke Txn equality.
+    triggers, session touches and the latency summaries; then the client protocol's
+    records, which wire/gen_records.py writes out as plain classes (records.py) so that
+    they compile into native ones. Not jute.py or txn.py: a record class declared there
+    is built by a metaclass from code made at import time, which mypyc cannot compile,
+    and mypyc compiles `==` between two values of a record class declared in a compiled
+    module as `is` (it cannot see the __eq__ the Python base gives them): compiling
+    txn.py broke Txn equality. The generated records have a native base with its own
+    __eq__ (records.NativeRecord), which mypyc does see.
     """
     tree = ast.parse((SRC / "zabby" / "_compiled.py").read_text())
     for node in tree.body:

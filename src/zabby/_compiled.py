@@ -42,6 +42,7 @@ COMPILED_MODULES = (
     "zabby.server.session",
     "zabby.server.metrics",
     "zabby.tree.watches",
+    "zabby.wire.records",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

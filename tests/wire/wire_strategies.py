@@ -8,7 +8,7 @@ from functools import cache
 from hypothesis import strategies as st
 
 from zabby.wire import protocol, records
-from zabby.wire.jute import Record
+from zabby.wire.jute import RECORD_TYPES, Record
 from zabby.wire.protocol import (
     MULTI_OP_BODY,
     MULTI_RESULT_BODY,
@@ -28,7 +28,8 @@ RECORD_CLASSES: list[type[Record]] = sorted(
     (
         cls
         for _, cls in inspect.getmembers(records, inspect.isclass)
-        if issubclass(cls, Record) and cls is not Record and cls.__module__ == records.__name__
+        if issubclass(cls, RECORD_TYPES) and cls not in RECORD_TYPES
+        and cls.__module__ == records.__name__
     ),
     key=lambda c: c.__name__,
 )
@@ -49,7 +50,7 @@ def field_strategy(t) -> st.SearchStrategy:
     if isinstance(t, tuple):
         assert t[0] == "vector", t
         return st.none() | st.lists(field_strategy(t[1]), max_size=4)
-    if isinstance(t, type) and issubclass(t, Record):
+    if isinstance(t, type) and issubclass(t, RECORD_TYPES):
         return record_strategy(t)
     raise AssertionError(f"unknown jute field type {t!r}")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..tree import Txn
 from ..tree.txn import MultiTxn
 from ..wire.constants import Op
-from ..wire.jute import ProtocolError, Record
+from ..wire.jute import RECORD_TYPES, ProtocolError, Record
 from .fs import default_fs
 from .snapshot import load_snapshot, read_snapshot_info
 from .txnlog import ENTRY_HEADER, PREFIX, parse_name, scan_segment
@@ -64,7 +64,7 @@ def _render(v) -> str:
         return "#" + h + ("..." if len(v) > 32 else "")
     if isinstance(v, (list, tuple)):
         return "v{" + ",".join(_render(x) for x in v) + "}"
-    if isinstance(v, Record):
+    if isinstance(v, RECORD_TYPES):
         return "s{" + ",".join(_render(getattr(v, n)) for n, _ in v.FIELDS) + "}"
     return repr(v)
 

@@ -63,7 +63,6 @@ from zabby.wire import (
     Op,
     PathRequest,
     PathWatchRequest,
-    Record,
     SetACLRequest,
     SetDataRequest,
     Stat,
@@ -71,6 +70,7 @@ from zabby.wire import (
     encode_request,
 )
 from zabby.wire import MultiRequest as _MultiRequest
+from zabby.wire.jute import RECORD_TYPES
 
 from .rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient, Reply
 
@@ -151,7 +151,7 @@ class Normaliser:
                 {"op": op_name(op), "err": err_name(err), "body": self.value(body)}
                 for op, err, body in v.results
             ]
-        if isinstance(v, Record):
+        if isinstance(v, RECORD_TYPES):
             out = {}
             for name, _ in v.FIELDS:
                 x = getattr(v, name)
@@ -189,7 +189,7 @@ def _stats(v: Any) -> Iterable[Stat]:
     elif isinstance(v, MultiResponse):
         for _op, _err, body in v.results:
             yield from _stats(body)
-    elif isinstance(v, Record):
+    elif isinstance(v, RECORD_TYPES):
         for name, _ in v.FIELDS:
             yield from _stats(getattr(v, name))
     elif isinstance(v, list | tuple):
@@ -278,7 +278,7 @@ def _describe(body: Any, norm: Normaliser | None = None) -> str:
         return ""
     if isinstance(body, _MultiRequest):
         return "[" + ", ".join(f"{op_name(op)}{_describe(rec, norm)}" for op, rec in body.ops) + "]"
-    if isinstance(body, Record):
+    if isinstance(body, RECORD_TYPES):
         parts = []
         for name, _ in body.FIELDS:
             v = getattr(body, name)

@@ -162,7 +162,7 @@ class ApplyResult:
     """
 
     err: int
-    response: Record | MultiResponse | None
+    response: Any  # a record, a MultiResponse or None
     events: EventList  # (event type, path) pairs, with .acls
     path: str | None = None
     multi_err: int = 0
@@ -1128,7 +1128,7 @@ class DataTree:
         subs = body.ops()
         failed = any(t == _OP_ERROR for t, _ in subs)
         post_failed = False
-        results: list[tuple[int, int, Record | None]] = []
+        results: list[tuple[int, int, Any]] = []
         first_err = 0
         for t, b in subs:
             if t == _OP_CREATE2:

@@ -235,3 +235,10 @@ def _build(cls) -> None:
     cls.__init__ = ns["__init__"]
     cls.encode = ns["encode"]
     cls.decode_from = classmethod(ns["decode_from"])
+
+
+# the records of the client protocol are generated classes (wire/gen_records.py) with a
+# base of their own; a value is a record when it is either kind
+from .records import NativeRecord  # noqa: E402 - records.py does not import jute
+
+RECORD_TYPES = (Record, NativeRecord)

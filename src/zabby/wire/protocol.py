@@ -13,7 +13,7 @@ from typing import Any
 
 from . import keeper as _keeper
 from .constants import DEFAULT_MAX_BUFFER, XID_NOTIFICATION, Err, Op
-from .jute import INT, ProtocolError, Record, read_bool, read_int
+from .jute import INT, ProtocolError, read_bool, read_int
 from .records import (
     AddWatchRequest,
     AuthPacket,
@@ -57,7 +57,7 @@ class MultiRequest:
 
     __slots__ = ("ops",)
 
-    def __init__(self, ops: list[tuple[int, Record]] | None = None) -> None:
+    def __init__(self, ops: list[tuple[int, Any]] | None = None) -> None:
         self.ops = ops if ops is not None else []
 
     def encode(self, out: bytearray) -> None:
@@ -69,7 +69,7 @@ class MultiRequest:
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiRequest, int]:
-        ops: list[tuple[int, Record]] = []
+        ops: list[tuple[int, Any]] = []
         append = ops.append
         n = len(buf)
         unpack = _MULTI_HDR.unpack_from
@@ -108,7 +108,7 @@ class MultiResponse:
 
     __slots__ = ("results",)
 
-    def __init__(self, results: list[tuple[int, int, Record | None]] | None = None) -> None:
+    def __init__(self, results: list[tuple[int, int, Any]] | None = None) -> None:
         self.results = results if results is not None else []
 
     def encode(self, out: bytearray) -> None:
@@ -121,7 +121,7 @@ class MultiResponse:
 
     @classmethod
     def decode_from(cls, buf, pos: int) -> tuple[MultiResponse, int]:
-        results: list[tuple[int, int, Record | None]] = []
+        results: list[tuple[int, int, Any]] = []
         while True:
             hdr, pos = MultiHeader.decode_from(buf, pos)
             if hdr.done:
