@@ -9,7 +9,8 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/datatree.py src/zabby/tree/znode.py \
 	src/zabby/tree/acl.py src/zabby/server/session.py \
 	src/zabby/server/metrics.py src/zabby/tree/watches.py \
-	src/zabby/wire/records.py
+	src/zabby/wire/records.py src/zabby/tree/txn_records.py \
+	src/zabby/consensus/message_records.py
 
 .PHONY: serve test lint clean venv records
 
@@ -28,7 +29,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# wire/records.py is generated from wire/record_spec.py (a test fails while it is stale)
+# wire/records.py, tree/txn_records.py and consensus/message_records.py are generated
+# from wire/record_spec.py, tree/txn_spec.py and consensus/message_spec.py (a test
+# fails while one is stale)
 records: $(STAMP)
 	$(BIN)/python -m zabby.wire.gen_records
 

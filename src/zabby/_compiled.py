@@ -43,6 +43,8 @@ COMPILED_MODULES = (
     "zabby.server.metrics",
     "zabby.tree.watches",
     "zabby.wire.records",
+    "zabby.tree.txn_records",
+    "zabby.consensus.message_records",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

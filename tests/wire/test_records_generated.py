@@ -1,5 +1,6 @@
-"""records.py is generated from record_spec.py (wire/gen_records.py): it must be current,
-and every generated record must encode and decode exactly as its jute-built twin."""
+"""records.py and txn_records.py are generated from record_spec.py and txn_spec.py
+(wire/gen_records.py): they must be current, and every generated record must encode and
+decode exactly as its jute-built twin."""
 
 from __future__ import annotations
 
@@ -7,38 +8,55 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zabby.consensus import message_records
+from zabby.tree import txn_records
 from zabby.wire import gen_records, records
 from zabby.wire.jute import RECORD_TYPES, ProtocolError, Record
 from zabby.wire.records import NativeRecord
 
 from .wire_strategies import RECORD_CLASSES, record_strategy
 
-SPEC = {c.__name__: c for c in gen_records._spec_classes()}
+# generated module name -> {record name -> its jute-built twin}
+SPEC = {f"zabby.{target.parent.name}.{target.stem}":
+        {c.__name__: c for c in gen_records.spec_classes(spec)}
+        for spec, target, _ in gen_records.TARGETS}
+GENERATED = RECORD_CLASSES + [
+    c for mod in (txn_records, message_records) for c in vars(mod).values()
+    if isinstance(c, type) and c.__module__ == mod.__name__]
 
 
-def test_records_py_is_what_the_generator_writes():
-    assert gen_records.TARGET.read_text() == gen_records.generate(), (
-        "records.py is stale: run `make records` (python -m zabby.wire.gen_records)")
+def _twin(cls):
+    return SPEC[cls.__module__][cls.__name__]
+
+
+@pytest.mark.parametrize("spec, target, header", gen_records.TARGETS,
+                         ids=lambda v: getattr(v, "name", ""))
+def test_generated_files_are_what_the_generator_writes(spec, target, header):
+    assert target.read_text() == gen_records.generate(spec, header), (
+        f"{target.name} is stale: run `make records` (python -m zabby.wire.gen_records)")
+
+
+def test_check_says_current():
     assert gen_records.main(["--check"]) == 0
 
 
 def test_every_spec_record_is_generated_and_nothing_else():
-    generated = {c.__name__ for c in RECORD_CLASSES}
-    assert generated == set(SPEC)
-    assert all(issubclass(c, NativeRecord) and not issubclass(c, Record)
-               for c in RECORD_CLASSES)
-    assert all(issubclass(c, RECORD_TYPES) for c in RECORD_CLASSES)
+    assert {(c.__module__, c.__name__) for c in GENERATED} == {
+        (mod, name) for mod, names in SPEC.items() for name in names}
+    assert len(GENERATED) == sum(map(len, SPEC.values()))
+    assert all(issubclass(c, NativeRecord) and not issubclass(c, Record) for c in GENERATED)
+    assert all(issubclass(c, RECORD_TYPES) for c in GENERATED)
 
 
 def _spec_type(t):
     if isinstance(t, tuple):
         return (t[0], _spec_type(t[1]))
-    return SPEC[t.__name__] if isinstance(t, type) else t
+    return _twin(t) if isinstance(t, type) else t
 
 
-@pytest.mark.parametrize("cls", RECORD_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", GENERATED, ids=lambda c: c.__name__)
 def test_tables_match_the_spec(cls):
-    twin = SPEC[cls.__name__]
+    twin = _twin(cls)
     assert [(n, _spec_type(t)) for n, t in cls.FIELDS] == list(twin.FIELDS)
     assert cls._MIN_SIZE == twin._MIN_SIZE
     # the defaults too: a record built with no arguments encodes alike (or, with a
@@ -56,7 +74,7 @@ def _encoded(rec):
 def _to_spec(v):
     """The same value with every generated record replaced by its jute-built twin."""
     if isinstance(v, NativeRecord):
-        return SPEC[type(v).__name__](*(_to_spec(getattr(v, n)) for n, _ in v.FIELDS))
+        return _twin(type(v))(*(_to_spec(getattr(v, n)) for n, _ in v.FIELDS))
     if isinstance(v, list):
         return [_to_spec(x) for x in v]
     return v
@@ -71,7 +89,7 @@ def _fields(v):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(RECORD_CLASSES).flatmap(record_strategy), st.data())
+@given(st.sampled_from(GENERATED).flatmap(record_strategy), st.data())
 def test_generated_and_jute_records_agree_byte_for_byte(rec, data):
     twin = _to_spec(rec)
     wire = _encoded(rec)

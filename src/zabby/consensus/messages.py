@@ -12,77 +12,37 @@ A checksum is the transport's business, not this module's.
 
 from __future__ import annotations
 
-from zabby.wire.jute import ProtocolError, Record, vector
+from typing import Any
+
+from zabby.wire.jute import ProtocolError
+
+from .message_records import (
+    Ack,
+    AckEpoch,
+    Empty,
+    Entries,
+    Entry,
+    FollowerInfo,
+    Header,
+    Notification,
+    NotificationV1,
+    Sync,
+    Zxid,
+)
 
 __all__ = [
     "ACK", "ACKEPOCH", "COMMIT", "ENTRIES", "FOLLOWERINFO", "LEADERINFO", "NEWLEADER",
     "NOTIFICATION", "NOTIFICATION_CFG", "PING", "SYNC", "UPTODATE", "MalformedMessage",
     "decode", "encode",
     "SYNC_DIFF", "SYNC_TRUNC", "SYNC_SNAP",
+    # the records (consensus/message_records.py, generated)
+    "Ack", "AckEpoch", "Empty", "Entries", "Entry", "FollowerInfo", "Header",
+    "Notification", "NotificationV1", "Sync", "Zxid",
 ]
 
 
 class MalformedMessage(ValueError):
     """Bytes that are not a valid peer message."""
-
-
-class Header(Record):
-    FIELDS = (("type", "int"), ("epoch", "long"), ("session", "long"), ("seq", "int"))
-
-
-class Notification(Record):
-    """Fast leader election vote: (peer_epoch, zxid, leader) ordered, plus round and state."""
-
-    FIELDS = (
-        ("leader", "long"), ("zxid", "long"), ("peer_epoch", "long"),
-        ("election_epoch", "long"), ("state", "int"),
-        # the sender's configuration (version, opaque description): a server that
-        # sees a newer one while looking adopts it (a joiner or a laggard learns the
-        # membership this way, as ZooKeeper's notifications carry the config)
-        ("config_version", "long"), ("config", "buffer"),
-    )
-
-
-class NotificationV1(Record):
-    """A notification of a release before reconfiguration (no configuration): still
-    understood, as version 0 with no description, so that a rolling upgrade works."""
-
-    FIELDS = Notification.FIELDS[:5]
-
-
-class FollowerInfo(Record):
-    FIELDS = (("accepted_epoch", "long"), ("observer", "bool"), ("accepted_leader", "long"))
-
-
-class AckEpoch(Record):
-    FIELDS = (("current_epoch", "long"), ("last_zxid", "long"))
-
-
-class Ack(Record):
-    FIELDS = (("zxid", "long"), ("newleader", "bool"))
-
-
-class Empty(Record):
-    FIELDS = ()
-
-
-class Sync(Record):
-    """Start of synchronisation: mode DIFF (zxid = learner's last, checked), TRUNC
-    (truncate to zxid) or SNAP (install `data`, the state at zxid)."""
-
-    FIELDS = (("mode", "int"), ("zxid", "long"), ("data", "buffer"))
-
-
-class Entry(Record):
-    FIELDS = (("zxid", "long"), ("payload", "buffer"))
-
-
-class Entries(Record):
-    FIELDS = (("entries", vector(Entry)),)
-
-
-class Zxid(Record):
-    FIELDS = (("zxid", "long"),)
 
 
 NOTIFICATION = 1
@@ -103,7 +63,7 @@ NOTIFICATION_CFG = 12
 
 SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
 
-BODY: dict[int, type[Record]] = {
+BODY: dict[int, type] = {
     NOTIFICATION: Notification,
     NOTIFICATION_CFG: Notification,
     FOLLOWERINFO: FollowerInfo,
@@ -128,7 +88,7 @@ NAMES = {
 _ZXID_MAX = (1 << 63) - 1
 
 
-def encode(mtype: int, body: Record, *, epoch: int = 0, session: int = 0, seq: int = 0) -> bytes:
+def encode(mtype: int, body: Any, *, epoch: int = 0, session: int = 0, seq: int = 0) -> bytes:
     if mtype == NOTIFICATION:
         mtype = NOTIFICATION_CFG
     out = bytearray()
@@ -137,7 +97,7 @@ def encode(mtype: int, body: Record, *, epoch: int = 0, session: int = 0, seq: i
     return bytes(out)
 
 
-def decode(data: bytes) -> tuple[Header, Record]:
+def decode(data: bytes) -> tuple[Header, Any]:
     """Decode one message; raise MalformedMessage for anything not exactly valid."""
     try:
         head, pos = Header.decode_from(data, 0)

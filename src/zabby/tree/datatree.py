@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from mypy_extensions import mypyc_attr
 
 from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
-from ..wire.jute import EncodedStrings, Record, encoded_strings
+from ..wire.jute import EncodedStrings, encoded_strings
 from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
     Create2Response,
@@ -841,7 +841,7 @@ class DataTree:
                 # different kind of ops"): the request fails whole
                 raise _KErr(Err.MARSHALLINGERROR)
         saved = self._multi_saved = self._pending_for_multi(ops)
-        subs: list[tuple[int, Record]] = []
+        subs: list[tuple[int, Any]] = []
         failed = False
         for op, req in ops:
             if failed:
@@ -863,7 +863,7 @@ class DataTree:
                 self._rollback(ctx.zxid, saved)
         return MultiTxn.of(subs)
 
-    def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Any]:
         if op in _CREATE_OPS:
             return self._prep_create(op, req, ctx)
         if op == _OP_DELETE:
@@ -897,7 +897,7 @@ class DataTree:
             raise _KErr(Err.BADVERSION)
         return _i32(current + 1)
 
-    def _prep_create(self, op: int, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_create(self, op: int, req, ctx: RequestContext) -> tuple[int, Any]:
         flags = req.flags
         mode = _MODES.get(flags)
         if mode is None:
@@ -947,7 +947,7 @@ class DataTree:
         if self.enforce_quota and self._quotas:
             self._check_quota(path, len(data) if data else 0, 1)
         if op == Op.CREATE_CONTAINER:
-            txn: Record = CreateContainerTxn(path, data, acl, new_cversion)
+            txn: Any = CreateContainerTxn(path, data, acl, new_cversion)
         elif op == Op.CREATE_TTL:
             txn = CreateTTLTxn(path, data, acl, new_cversion, ttl)
         else:
@@ -977,7 +977,7 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         return path[:i] or "/"
 
-    def _prep_delete(self, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_delete(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         parent_path = self._parent_for_delete(path)
         parent = self._record(parent_path)
@@ -996,7 +996,7 @@ class DataTree:
         self._add_change(parent)
         self._add_change(_Change(zxid, path, False, child_count=-1))
 
-    def _prep_delete_container(self, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_delete_container(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req if isinstance(req, str) else req.path
         parent_path = self._parent_for_delete(path)
         node = self._record(path)
@@ -1008,7 +1008,7 @@ class DataTree:
         self._record_delete(parent, path, ctx.zxid)
         return int(Op.DELETE_CONTAINER), DeleteTxn(path)
 
-    def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
@@ -1026,7 +1026,7 @@ class DataTree:
         self._add_change(c)
         return int(Op.SET_DATA), SetDataTxn(path, data, new_version)
 
-    def _prep_set_acl(self, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_set_acl(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
@@ -1045,7 +1045,7 @@ class DataTree:
         self._add_change(c)
         return int(Op.SET_ACL), SetACLTxn(path, acl, new_version)
 
-    def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
@@ -1064,7 +1064,7 @@ class DataTree:
             raise _KErr(Err.NOAUTH)
         return _CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
 
-    def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Record]:
+    def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Any]:
         sid = ctx.session_id
         es = dict.fromkeys(self._ephemerals.get(sid, ()))
         for c in self._outstanding:

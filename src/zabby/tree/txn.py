@@ -14,7 +14,22 @@ from typing import Any
 
 from ..wire.constants import Op
 from ..wire.jute import ProtocolError, Record, vector
-from ..wire.records import ACL
+from .txn_records import (
+    CheckVersionTxn,
+    CloseSessionTxn,
+    CreateContainerTxn,
+    CreateIfNotExistsTxn,
+    CreateSessionTxn,
+    CreateTTLTxn,
+    CreateTxn,
+    DeleteTxn,
+    ErrorTxn,
+    RemoveRecursiveTxn,
+    SetACLTxn,
+    SetDataTxn,
+    SubTxn,
+    TxnHeader,
+)
 
 __all__ = [
     "CheckVersionTxn",
@@ -35,100 +50,6 @@ __all__ = [
     "Txn",
     "TxnHeader",
 ]
-
-
-class TxnHeader(Record):
-    FIELDS = (
-        ("clientId", "long"),
-        ("cxid", "int"),
-        ("zxid", "long"),
-        ("time", "long"),
-        ("type", "int"),
-    )
-
-
-class CreateTxn(Record):
-    FIELDS = (
-        ("path", "ustring"),
-        ("data", "buffer"),
-        ("acl", vector(ACL)),
-        ("ephemeral", "bool"),
-        ("parentCVersion", "int"),
-    )
-
-
-class CreateTTLTxn(Record):
-    FIELDS = (
-        ("path", "ustring"),
-        ("data", "buffer"),
-        ("acl", vector(ACL)),
-        ("parentCVersion", "int"),
-        ("ttl", "long"),
-    )
-
-
-class CreateContainerTxn(Record):
-    FIELDS = (
-        ("path", "ustring"),
-        ("data", "buffer"),
-        ("acl", vector(ACL)),
-        ("parentCVersion", "int"),
-    )
-
-
-class DeleteTxn(Record):
-    FIELDS = (("path", "ustring"),)
-
-
-class SetDataTxn(Record):
-    FIELDS = (("path", "ustring"), ("data", "buffer"), ("version", "int"))
-
-
-class CheckVersionTxn(Record):
-    FIELDS = (("path", "ustring"), ("version", "int"))
-
-
-class SetACLTxn(Record):
-    FIELDS = (("path", "ustring"), ("acl", vector(ACL)), ("version", "int"))
-
-
-class CreateSessionTxn(Record):
-    FIELDS = (("timeOut", "int"),)
-
-
-class CloseSessionTxn(Record):
-    FIELDS = (("paths2Delete", vector("ustring")),)
-
-
-class CreateIfNotExistsTxn(Record):
-    """ClickHouse Keeper's createIfNotExists inside a multi (sub-txn 502): a create's
-    fields, and whether it created (False: the node was there, nothing applies)."""
-
-    FIELDS = (
-        ("path", "ustring"),
-        ("data", "buffer"),
-        ("acl", vector(ACL)),
-        ("ephemeral", "bool"),
-        ("parentCVersion", "int"),
-        ("created", "bool"),
-    )
-
-
-class RemoveRecursiveTxn(Record):
-    """ClickHouse Keeper's removeRecursive inside a multi (sub-txn 503): the paths to
-    delete, children before parents. (On its own it is logged as a multi of deletes.)"""
-
-    FIELDS = (("paths", vector("ustring")),)
-
-
-class ErrorTxn(Record):
-    FIELDS = (("err", "int"),)
-
-
-class SubTxn(Record):
-    """jute `Txn`: one op of a multi, its body serialized."""
-
-    FIELDS = (("type", "int"), ("data", "buffer"))
 
 
 class MultiTxn(Record):
@@ -205,7 +126,7 @@ class Txn:
 
     __slots__ = ("header", "body")
 
-    def __init__(self, header: TxnHeader, body: Record | None) -> None:
+    def __init__(self, header: TxnHeader, body: Any) -> None:  # a record or None
         self.header = header
         self.body = body
 
