@@ -45,6 +45,7 @@ COMPILED_MODULES = (
     "zabby.wire.records",
     "zabby.tree.txn_records",
     "zabby.consensus.message_records",
+    "zabby.storage.snapcodec",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -256,3 +256,40 @@ def test_snapshot_is_synced_as_it_is_written(monkeypatch):
     assert max(written) <= bound
     assert len(written) >= size // bound
     assert_same_tree(t, load_snapshot(p, fs=fs))
+
+
+def test_nodes_are_written_in_creation_order_and_rebuilt_with_their_sibling_order():
+    """The writer walks the nodes in creation order (not depth first): a parent always
+    comes before its children, and siblings in the order of the parent's children
+    dict, which deletes and re-creates reorder. Restore must rebuild that order."""
+    from zabby.storage.snapshot import snapshot_bytes, snapshot_from_bytes
+
+    t = DataTree()
+    z = 0
+
+    def run(op, body):
+        nonlocal z
+        z += 1
+        txn = t.prepare(op, body, RequestContext(1, z, z, 1000 + z))
+        assert txn.type != Op.ERROR, (op, body)
+        t.apply(txn)
+
+    for p in ("/a", "/b", "/a/x", "/c", "/a/y", "/b/p", "/a/x/deep"):
+        run(Op.CREATE, CreateRequest(p, p.encode(), OPEN, 0))
+    run(Op.DELETE, DeleteRequest("/a/x/deep", -1))
+    run(Op.DELETE, DeleteRequest("/a/x", -1))
+    run(Op.CREATE, CreateRequest("/a/x", b"again", OPEN, 0))  # now after /a/y
+    run(Op.CREATE, CreateRequest("/a/x/deep", b"d", OPEN, 0))
+    run(Op.DELETE, DeleteRequest("/b/p", -1))
+    run(Op.DELETE, DeleteRequest("/b", -1))
+    run(Op.CREATE, CreateRequest("/b", b"b2", OPEN, 0))  # now after /c
+    order = [p for p, _ in t.nodes_in_creation_order()]
+    assert order != [p for p, _ in t.iter_nodes()]  # the two walks differ here
+    assert order.index("/a/x") > order.index("/a/y") and order.index("/b") > order.index("/c")
+    for i, p in enumerate(order[1:], 1):  # every parent before its children
+        assert (p.rsplit("/", 1)[0] or "/") in order[:i]
+    back = snapshot_from_bytes(snapshot_bytes(t, compress=False))
+    assert list(t.get_node("/a").children) == list(back.get_node("/a").children) == ["y", "x"]
+    assert list(back.get_node("/").children) == list(t.get_node("/").children)
+    assert back.children_of(back.get_node("/a")) == t.children_of(t.get_node("/a"))
+    assert_same_tree(back, t)

@@ -25,7 +25,9 @@ The header's crc32 covers its first 44 bytes. Body (uncompressed)::
     an empty chunk (all zero) ends the nodes
 
 Nodes come parents first, each parent's children in insertion order, so the
-tree (getChildren order included) is rebuilt exactly. `cversion` is the
+tree (getChildren order included) is rebuilt exactly: written in the order the
+nodes were created (`DataTree.nodes_in_creation_order`), which is both; a reader
+takes any order that is. `cversion` is the
 persisted one (child creations), as in ZNode; `child capacity` is ZNode.child_cap.
 
 Writing is plain synchronous code (usable in a forked child), batched
@@ -41,12 +43,17 @@ import struct
 import zlib
 
 from ..tree.acl import intern_acl
-from ..tree.snapshot import RestoreError, restore, snapshot_items
+from ..tree.snapshot import RestoreError, restore
 from ..tree.znode import ZNode
 from ..wire.constants import DEFAULT_MAX_BUFFER
 from ..wire.records import ACL, Id
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
+from .snapcodec import CHUNK as _CHUNK
+from .snapcodec import I32 as _I32
+from .snapcodec import NODE as _NODE
+from .snapcodec import U32 as _U32
+from .snapcodec import encode_nodes
 
 __all__ = [
     "SnapshotInfo",
@@ -70,11 +77,7 @@ _HDR_CRC = struct.Struct("<8sIIqqq")
 HEADER_SIZE = _HDR.size  # 48
 _TRAILER = struct.Struct("<QI4s")
 TRAILER_SIZE = _TRAILER.size  # 16
-_CHUNK = struct.Struct("<IIQQQ")
 _SESSION = struct.Struct("<qi")
-_NODE = struct.Struct("<iIqqqqiiiqqi")
-_I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
 
 CHUNK_NODES = 4096
 CHUNK_DATA = 4 << 20
@@ -180,78 +183,12 @@ class _Writer:
         self.flush()
 
 
-def _encode_acl(acl, out: bytearray) -> None:
-    out += _U32.pack(len(acl))
-    for a in acl:
-        out += _I32.pack(a.perms)
-        for s in (a.id.scheme, a.id.id):
-            if s is None:
-                out += _I32.pack(-1)
-            else:
-                b = s.encode("utf-8", "surrogatepass")
-                out += _I32.pack(len(b))
-                out += b
-
-
 def _write_body(tree, w: _Writer) -> None:
     sess = tree.sessions
     if sess:
         w.body(b"".join([_SESSION.pack(sid, to) for sid, to in sess.items()]))
-    pack = _NODE.pack
-    acl_index: dict[int, int] = {}
-    acl_keep: list = []  # keeps the ACL objects (and so their ids) alive
-    recs: list[bytes] = []
-    paths: list[str] = []
-    datas: list[bytes] = []
-    new_acls = bytearray()
-    n_new = 0
-    dsize = 0
-    written = 0
-
-    def flush_chunk() -> None:
-        nonlocal new_acls, n_new, dsize, recs, paths, datas, written
-        joined = "\0".join(paths)
-        if joined.count("\0") != len(paths) - 1:
-            raise ValueError("a znode path contains NUL")
-        pb = joined.encode("utf-8", "surrogatepass")
-        db = b"".join(datas)
-        w.body(_CHUNK.pack(len(recs), n_new, len(new_acls), len(pb), len(db)))
-        if new_acls:
-            w.body(bytes(new_acls))
-        w.body(b"".join(recs))
-        w.body(pb)
-        if db:
-            w.body(db)
-        written += len(recs)
-        recs, paths, datas = [], [], []
-        new_acls = bytearray()
-        n_new = 0
-        dsize = 0
-
-    for path, node in snapshot_items(tree):
-        acl = node.acl
-        ai = acl_index.get(id(acl))
-        if ai is None:
-            ai = acl_index[id(acl)] = len(acl_keep)
-            acl_keep.append(acl)
-            _encode_acl(acl, new_acls)
-            n_new += 1
-        d = node.data
-        if d is None:
-            dl = -1
-        else:
-            dl = len(d)
-            if dl:
-                datas.append(d)
-                dsize += dl
-        recs.append(pack(dl, ai, node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
-                         node.cversion, node.aversion, node.ephemeral_owner, node.pzxid,
-                         node.child_cap))
-        paths.append(path)
-        if len(recs) >= CHUNK_NODES or dsize >= CHUNK_DATA:
-            flush_chunk()
-    if recs:
-        flush_chunk()
+    # the node chunks: the loop over every znode, compiled (storage/snapcodec.py)
+    written = encode_nodes(tree, w.body, CHUNK_NODES, CHUNK_DATA)
     w.body(_CHUNK.pack(0, 0, 0, 0, 0))
     if written != tree.node_count:
         raise ValueError(f"wrote {written} nodes, the tree has {tree.node_count}")

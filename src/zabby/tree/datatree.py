@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -381,6 +381,15 @@ class DataTree:
             if ch:
                 prefix = "/" if path == "/" else path + "/"
                 stack.extend(prefix + name for name in reversed(list(ch)))
+
+    def nodes_in_creation_order(self) -> Iterable[tuple[str, ZNode]]:
+        """Every (path, node) in the order the nodes were created (the order of
+        `_nodes`): parents before children, and each parent's children in the order
+        of its children dict -- both are appended to on a create and lose the key on
+        a delete, so siblings keep the same relative order in both. What a snapshot
+        writes (storage/snapcodec.py): a dict walk, against `iter_nodes`' path
+        strings and stack (370 of 770 ms at 1M znodes)."""
+        return self._nodes.items()
 
     def approximate_data_size(self) -> int:
         """Sum of path lengths and data lengths (ZooKeeper's approximateDataSize).
