@@ -10,7 +10,8 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/acl.py src/zabby/server/session.py \
 	src/zabby/server/metrics.py src/zabby/tree/watches.py \
 	src/zabby/wire/records.py src/zabby/tree/txn_records.py \
-	src/zabby/consensus/message_records.py src/zabby/storage/snapcodec.py
+	src/zabby/consensus/message_records.py src/zabby/storage/snapcodec.py \
+	src/zabby/tree/snapshot.py src/zabby/tree/digest.py
 
 .PHONY: serve test lint clean venv records
 

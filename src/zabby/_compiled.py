@@ -46,6 +46,8 @@ COMPILED_MODULES = (
     "zabby.tree.txn_records",
     "zabby.consensus.message_records",
     "zabby.storage.snapcodec",
+    "zabby.tree.snapshot",
+    "zabby.tree.digest",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -7,17 +7,21 @@ Interpreted, each field read of a znode is a Python attribute lookup; compiled, 
 `ZNode` a native class (tree/znode.py), it is a read of a C struct field, and the loop
 itself runs without the interpreter. The loop runs in the forked snapshot child, so
 the time it takes is the time copy-on-write faults and the child's CPU cost the server.
+Loading is the same loop the other way (recovery, and a follower taking a SNAP).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from ..tree.acl import intern_acl
 from ..tree.datatree import DataTree
+from ..tree.znode import ZNode
+from ..wire.records import ACL, Id
 
-__all__ = ["CHUNK", "I32", "NODE", "U32", "encode_acl", "encode_nodes"]
+__all__ = ["CHUNK", "I32", "NODE", "U32", "decode_nodes", "encode_acl", "encode_nodes"]
 
 # the body's fixed-width parts (storage/snapshot.py reads them back with the same)
 CHUNK: Final = struct.Struct("<IIQQQ")
@@ -114,3 +118,79 @@ def encode_nodes(tree: DataTree, body: Callable[[bytes], None], chunk_nodes: int
     if c.recs:
         c.flush()
     return c.written
+
+
+def _decode_str(body: Any, pos: int) -> tuple[str | None, int]:
+    (n,) = I32.unpack_from(body, pos)
+    pos += 4
+    if n < 0:
+        return None, pos
+    end = pos + n
+    if end > len(body):
+        raise ValueError("string beyond the end")
+    return bytes(body[pos:end]).decode("utf-8", "surrogatepass"), end
+
+
+def decode_nodes(body: Any, pos: int, acls: list[Any], counter: list[int],
+                 progress: Any = None, total: int = 0) -> Iterator[tuple[str, ZNode]]:
+    """(path, ZNode) from the chunks at `pos`; counter[0] = nodes, counter[1] = end.
+    `progress("snapshot", nodes so far, total)` after each chunk (4,096 nodes)."""
+    rec = NODE.size
+    done = 0
+    while True:
+        counter[1] = pos
+        n_nodes, n_acls, acl_len, path_len, data_len = CHUNK.unpack_from(body, pos)
+        pos += CHUNK.size
+        if n_nodes == 0 and n_acls == 0:
+            break
+        end_acl = pos + acl_len
+        for _ in range(n_acls):
+            (cnt,) = U32.unpack_from(body, pos)
+            pos += 4
+            items = []
+            for _ in range(cnt):
+                (perms,) = I32.unpack_from(body, pos)
+                scheme, pos = _decode_str(body, pos + 4)
+                ident, pos = _decode_str(body, pos)
+                items.append(ACL(perms, Id(scheme, ident)))
+            acls.append(intern_acl(items))
+        if pos != end_acl:
+            raise ValueError("ACL section length mismatch")
+        end_rec = pos + n_nodes * rec
+        end_path = end_rec + path_len
+        end_data = end_path + data_len
+        if end_data > len(body):
+            raise ValueError("chunk beyond the end of the snapshot")
+        paths = body[end_rec:end_path].decode("utf-8", "surrogatepass").split("\0")
+        if len(paths) != n_nodes:
+            raise ValueError(f"chunk has {len(paths)} paths for {n_nodes} nodes")
+        dp = end_path
+        i = 0
+        for (dl, ai, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid,
+             cap) in NODE.iter_unpack(body[pos:end_rec]):
+            node = ZNode()
+            if dl < 0:
+                node.data = None
+            else:
+                node.data = body[dp:dp + dl]
+                dp += dl
+            node.acl = acls[ai]
+            node.czxid = czxid
+            node.mzxid = mzxid
+            node.ctime = ctime
+            node.mtime = mtime
+            node.version = version
+            node.cversion = cversion
+            node.aversion = aversion
+            node.ephemeral_owner = owner
+            node.pzxid = pzxid
+            node.child_cap = cap
+            yield paths[i], node
+            i += 1
+        if dp != end_data:
+            raise ValueError("data section length mismatch")
+        done += n_nodes
+        counter[0] = done
+        if progress is not None:
+            progress("snapshot", min(done, total), total)
+        pos = end_data

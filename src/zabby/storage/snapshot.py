@@ -42,18 +42,12 @@ import os
 import struct
 import zlib
 
-from ..tree.acl import intern_acl
 from ..tree.snapshot import RestoreError, restore
-from ..tree.znode import ZNode
 from ..wire.constants import DEFAULT_MAX_BUFFER
-from ..wire.records import ACL, Id
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
 from .snapcodec import CHUNK as _CHUNK
-from .snapcodec import I32 as _I32
-from .snapcodec import NODE as _NODE
-from .snapcodec import U32 as _U32
-from .snapcodec import encode_nodes
+from .snapcodec import decode_nodes, encode_nodes
 
 __all__ = [
     "SnapshotInfo",
@@ -317,85 +311,6 @@ def read_snapshot_info(path: str, *, fs=None, verify: bool = True) -> SnapshotIn
     return SnapshotInfo(path, zxid, nodes, sessions, bool(flags & FLAG_ZLIB), len(buf))
 
 
-def _decode_str(body, pos: int) -> tuple[str | None, int]:
-    (n,) = _I32.unpack_from(body, pos)
-    pos += 4
-    if n < 0:
-        return None, pos
-    end = pos + n
-    if end > len(body):
-        raise ValueError("string beyond the end")
-    return bytes(body[pos:end]).decode("utf-8", "surrogatepass"), end
-
-
-def _iter_nodes(body: bytes, pos: int, acls: list, counter: list[int], progress=None,
-                total: int = 0):
-    """(path, ZNode) from the chunks at `pos`; counter[0] = nodes, counter[1] = end.
-    `progress("snapshot", nodes so far, total)` after each chunk (4,096 nodes)."""
-    new = ZNode.__new__
-    cls = ZNode
-    unpack_chunk = _CHUNK.unpack_from
-    iter_unpack = _NODE.iter_unpack
-    rec = _NODE.size
-    done = 0
-    while True:
-        counter[1] = pos
-        n_nodes, n_acls, acl_len, path_len, data_len = unpack_chunk(body, pos)
-        pos += _CHUNK.size
-        if n_nodes == 0 and n_acls == 0:
-            break
-        end_acl = pos + acl_len
-        for _ in range(n_acls):
-            (cnt,) = _U32.unpack_from(body, pos)
-            pos += 4
-            items = []
-            for _ in range(cnt):
-                (perms,) = _I32.unpack_from(body, pos)
-                scheme, pos = _decode_str(body, pos + 4)
-                ident, pos = _decode_str(body, pos)
-                items.append(ACL(perms, Id(scheme, ident)))
-            acls.append(intern_acl(items))
-        if pos != end_acl:
-            raise ValueError("ACL section length mismatch")
-        end_rec = pos + n_nodes * rec
-        end_path = end_rec + path_len
-        end_data = end_path + data_len
-        if end_data > len(body):
-            raise ValueError("chunk beyond the end of the snapshot")
-        paths = body[end_rec:end_path].decode("utf-8", "surrogatepass").split("\0")
-        if len(paths) != n_nodes:
-            raise ValueError(f"chunk has {len(paths)} paths for {n_nodes} nodes")
-        dp = end_path
-        for (dl, ai, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid,
-             cap), path in zip(iter_unpack(body[pos:end_rec]), paths, strict=True):
-            node = new(cls)
-            if dl < 0:
-                node.data = None
-            else:
-                node.data = body[dp : dp + dl]
-                dp += dl
-            node.acl = acls[ai]
-            node.children = None
-            node.czxid = czxid
-            node.mzxid = mzxid
-            node.ctime = ctime
-            node.mtime = mtime
-            node.version = version
-            node.cversion = cversion
-            node.aversion = aversion
-            node.ephemeral_owner = owner
-            node.pzxid = pzxid
-            node.child_cap = cap
-            yield path, node
-        if dp != end_data:
-            raise ValueError("data section length mismatch")
-        done += n_nodes
-        counter[0] = done
-        if progress is not None:
-            progress("snapshot", min(done, total), total)
-        pos = end_data
-
-
 def load_snapshot(path: str, *, fs=None, max_buffer: int = DEFAULT_MAX_BUFFER,
                   extended_types: bool = False, progress=None):
     """Read a snapshot into a new DataTree; CorruptDataError if it is damaged.
@@ -434,7 +349,7 @@ def snapshot_from_bytes(buf, path: str = "<snapshot>", *, max_buffer: int = DEFA
                 raise ValueError(f"bad session count {ns}")
             sessions = dict(_SESSION.iter_unpack(body[: ns * _SESSION.size]))
             acls: list = []
-            tree = restore(_iter_nodes(body, ns * _SESSION.size, acls, counter, progress,
+            tree = restore(decode_nodes(body, ns * _SESSION.size, acls, counter, progress,
                                        max(info.node_count, 0)),
                            sessions, info.zxid, max_buffer=max_buffer, extended_types=extended_types)
             if counter[0] != info.node_count or tree.node_count != info.node_count:

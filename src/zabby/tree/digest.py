@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Final
+
+from .znode import ZNode
 
 __all__ = ["DIGEST_LOG_INTERVAL", "DIGEST_LOG_LIMIT", "DIGEST_VERSION", "node_digest", "signed"]
 
@@ -24,12 +27,12 @@ DIGEST_LOG_INTERVAL = 128  # DataTree.DIGEST_LOG_INTERVAL: a history entry every
 DIGEST_LOG_LIMIT = 1024  # DataTree.DIGEST_LOG_LIMIT: entries kept
 MASK = (1 << 64) - 1
 _EXCLUDED = "/zookeeper/"  # ZooDefs.ZOOKEEPER_NODE_SUBTREE
-_STAT = struct.Struct(">qqqqqiiiq")
+_STAT: Final = struct.Struct(">qqqqqiiiq")
 _crc = zlib.crc32
 _pack = _STAT.pack
 
 
-def node_digest(path: str, node) -> int:
+def node_digest(path: str, node: ZNode) -> int:
     """DigestCalculator.calculateDigest(path, node) (0 below /zookeeper/)."""
     if path.startswith(_EXCLUDED):
         return 0
