@@ -34,7 +34,7 @@ test: $(STAMP)
 # from wire/record_spec.py, tree/txn_spec.py and consensus/message_spec.py (a test
 # fails while one is stale)
 records: $(STAMP)
-	$(BIN)/python -m zabby.wire.gen_records
+	$(BIN)/python -m zabby.cli.gen_records
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

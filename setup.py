@@ -37,7 +37,7 @@ def _compiled_list() -> list[str]:
     request/reply framing and dispatch, the tree's prepare/apply; then (measured one
     module at a time, docs/ARCHITECTURE.md) the znode's stat, ACL checks, watch
     triggers, session touches and the latency summaries; then the client protocol's
-    records, which wire/gen_records.py writes out as plain classes (records.py) so that
+    records, which cli/gen_records.py writes out as plain classes (records.py) so that
     they compile into native ones. Not jute.py or txn.py: a record class declared there
     is built by a metaclass from code made at import time, which mypyc cannot compile,
     and mypyc compiles `==` between two values of a record class declared in a compiled

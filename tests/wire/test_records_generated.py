@@ -1,5 +1,5 @@
 """records.py and txn_records.py are generated from record_spec.py and txn_spec.py
-(wire/gen_records.py): they must be current, and every generated record must encode and
+(cli/gen_records.py): they must be current, and every generated record must encode and
 decode exactly as its jute-built twin."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zabby.cli import gen_records
 from zabby.consensus import message_records
 from zabby.tree import txn_records
-from zabby.wire import gen_records, records
+from zabby.wire import records
 from zabby.wire.jute import RECORD_TYPES, ProtocolError, Record
 from zabby.wire.records import NativeRecord
 
@@ -33,7 +34,7 @@ def _twin(cls):
                          ids=lambda v: getattr(v, "name", ""))
 def test_generated_files_are_what_the_generator_writes(spec, target, header):
     assert target.read_text() == gen_records.generate(spec, header), (
-        f"{target.name} is stale: run `make records` (python -m zabby.wire.gen_records)")
+        f"{target.name} is stale: run `make records` (python -m zabby.cli.gen_records)")
 
 
 def test_check_says_current():

@@ -1,5 +1,5 @@
 """The records of zabby's peer messages (see consensus/messages.py): the spec from which
-`python -m zabby.wire.gen_records` writes `consensus/message_records.py`, as
+`python -m zabby.cli.gen_records` writes `consensus/message_records.py`, as
 `wire/record_spec.py` is for `wire/records.py`.
 """
 

@@ -1,5 +1,5 @@
 """The txn records of ZooKeeper's `zookeeper.jute` (and ClickHouse Keeper's two multi
-sub-txns): the spec from which `python -m zabby.wire.gen_records` writes
+sub-txns): the spec from which `python -m zabby.cli.gen_records` writes
 `tree/txn_records.py`, as `wire/record_spec.py` is for `wire/records.py`. `MultiTxn`
 stays in txn.py (a jute `Record`: it keeps the ops a leader built it from).
 """

@@ -30,6 +30,9 @@ from .primitives import (
     _write_ustring_vector,
     _write_vector,
     encoded_strings,
+    fields_equal,
+    fields_hash,
+    fields_repr,
     read_bool,
     read_buffer,
     read_int,
@@ -155,18 +158,13 @@ class Record(metaclass=_RecordMeta):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n, _ in self.FIELDS)
+        return fields_equal(self, other)
 
     def __hash__(self) -> int:
-        return hash(tuple(_hashable(getattr(self, n)) for n, _ in self.FIELDS))
+        return fields_hash(self)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n, _ in self.FIELDS)
-        return f"{type(self).__name__}({inner})"
-
-
-def _hashable(v):
-    return tuple(v) if isinstance(v, list) else v
+        return fields_repr(self)
 
 
 def _build(cls) -> None:
@@ -237,7 +235,7 @@ def _build(cls) -> None:
     cls.decode_from = classmethod(ns["decode_from"])
 
 
-# the records of the client protocol are generated classes (wire/gen_records.py) with a
+# the records of the client protocol are generated classes (cli/gen_records.py) with a
 # base of their own; a value is a record when it is either kind
 from .records import NativeRecord  # noqa: E402 - records.py does not import jute
 

@@ -201,3 +201,23 @@ def _write_long(out: bytearray, v: int) -> None:
 
 def _write_bool(out: bytearray, v: bool) -> None:
     out += b"\x01" if v else b"\x00"
+
+
+# What every record class does with its FIELDS table: jute's metaclass-built records
+# (jute.Record) and the generated native ones (records.NativeRecord) both call these.
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def fields_equal(a: Any, b: Any) -> bool:
+    """a and b (of one record type) agree on every field."""
+    return all(getattr(a, n) == getattr(b, n) for n, _ in a.FIELDS)
+
+
+def fields_hash(a: Any) -> int:
+    return hash(tuple(_hashable(getattr(a, n)) for n, _ in a.FIELDS))
+
+
+def fields_repr(a: Any) -> str:
+    inner = ", ".join(f"{n}={getattr(a, n)!r}" for n, _ in a.FIELDS)
+    return f"{type(a).__name__}({inner})"

@@ -1,7 +1,7 @@
 """Every record of the ZooKeeper 3.8 client protocol (see `zookeeper.jute`): the spec.
 
 `wire/records.py`, which the server and the client import, is written from these
-declarations by `python -m zabby.wire.gen_records` (`make records`): the same classes as
+declarations by `python -m zabby.cli.gen_records` (`make records`): the same classes as
 plain source, which mypyc compiles into native classes. The classes here, built by
 jute's metaclass, are the reference: tests/wire/test_records_generated.py checks that
 records.py is what the generator writes now, and that both encode and decode alike.
