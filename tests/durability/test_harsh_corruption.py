@@ -68,7 +68,7 @@ def template(tmp_path_factory):
     d = tmp_path_factory.mktemp("template")
     srv = _server(d)
     data, before = data_with_old_segment(
-        srv, lambda srv, i: _write(srv, 120 if i == 0 else 3, f"n{i}-"))
+        srv, lambda srv, i: _write(srv, 120 if i == 0 else 45, f"n{i}-"))  # see its docstring
     assert len(snapshots(srv.data_dir)) >= 3 and len(segments(srv.data_dir)) >= 3
     return data, before
 

@@ -135,7 +135,7 @@ def template(tmp_path_factory):
 
     def write(srv, i: int) -> None:
         with RawClient(srv.host, srv.port, timeout_ms=10000) as c:
-            for k in range(120 if i == 0 else 3):
+            for k in range(120 if i == 0 else 45):  # > snapCount: see data_with_old_segment
                 n = f"{i}-{k}"
                 r = c.request(Op.CREATE2, CreateRequest(f"/n{n}", f"v{n}".encode(),
                                                         OPEN_ACL_UNSAFE, 0))

@@ -314,7 +314,13 @@ def data_with_old_segment(srv: ZabbyServer, write, *, sessions: int = 12) -> tup
     rounds, calling ``write(srv, round)`` in each, until its data directory holds a
     log segment before the newest that recovery reads (not so when the last txn
     triggered a snapshot: the log rolls at the next write). Returns (data dir, the
-    tree as the last round left it: `tree_dump`). Raises LookupError if it never did."""
+    tree as the last round left it: `tree_dump`). Raises LookupError if it never did.
+
+    A restarted server counts txns towards its next snapshot from zero and appends to
+    the newest segment, so a round that logs fewer txns than snapCount cannot mend an
+    unlucky round: each round's `write` must log more than snapCount (about 1 round
+    in 20 ends on a snapshot with snapCount 40; then only the next round's snapshot,
+    and its roll, give recovery an older segment to read)."""
     before: dict = {}
     for i in range(sessions):
         srv.start()
