@@ -81,24 +81,37 @@ class ACLList(ImmutableList):
         return hash(tuple(self))
 
 
-_ACL_CACHE: weakref.WeakValueDictionary[tuple, ACLList] = weakref.WeakValueDictionary()
+# (perms, scheme, id) triples -> a weak reference to the interned list. A plain dict
+# of weak references whose callbacks forget them, rather than a WeakValueDictionary:
+# its get() is interpreted code, run by every create (1M of them in a log replay).
+_ACL_CACHE: dict[tuple, weakref.ref] = {}
 
 
 def intern_acl(acl) -> ACLList:
     """A shared, immutable tuple for an ACL list: equal lists share one object
     while any holder keeps it alive. Linear in the list's length."""
     key = _acl_key(acl)
-    got = _ACL_CACHE.get(key)
+    ref = _ACL_CACHE.get(key)
+    got = ref() if ref is not None else None
     if got is None:
         if type(acl) is ACLList:
             got = acl
         else:
             got = ACLList([ACL(p, Id(s, i)) for p, s, i in key])
-        _ACL_CACHE[key] = got
+        _ACL_CACHE[key] = weakref.ref(got, _forgetter(key))
     return got
 
 
-def _acl_key(acl) -> tuple:
+def _forgetter(key: tuple):
+    def forget(ref: weakref.ref) -> None:
+        # only if the entry is still this list's (a new list of the same ACL may have
+        # been interned after this one became unreachable and before this callback)
+        if _ACL_CACHE.get(key) is ref:
+            del _ACL_CACHE[key]
+    return forget
+
+
+def _acl_key(acl: list[ACL] | tuple[ACL, ...]) -> tuple:
     return tuple([(a.perms, a.id.scheme, a.id.id) for a in acl])
 
 
