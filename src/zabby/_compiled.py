@@ -48,6 +48,8 @@ COMPILED_MODULES = (
     "zabby.storage.snapcodec",
     "zabby.tree.snapshot",
     "zabby.tree.digest",
+    "zabby.tree.txn",
+    "zabby.storage.logscan",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

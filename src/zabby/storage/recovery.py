@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zlib import crc32 as _zcrc
 
-from ..tree import DataTree, Txn
+from ..tree import DataTree
 from ..wire.constants import DEFAULT_MAX_BUFFER
-from ..wire.jute import ProtocolError
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
+from .logscan import replay_entries, scan_segment
 from .snapshot import PREFIX as SNAP_PREFIX
 from .snapshot import TMP_SUFFIX, bulk_load_gc, load_snapshot, read_snapshot_info
-from .txnlog import ENTRY_HEADER, list_segments, parse_name, scan_segment
+from .txnlog import ENTRY_HEADER, list_segments, parse_name
 
 __all__ = [
     "CheckReport",
@@ -313,6 +313,12 @@ def recover(data_dir: str, log_dir: str | None = None, *, fs=None,
                         replay, progress, t0)
 
 
+def _replay_ticker(progress: Progress, count: int) -> Callable[[int], None]:
+    def tick(n: int) -> None:
+        progress("replay", n, count)
+    return tick
+
+
 def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_types: bool,
              repair_tail: bool, replay: bool, progress: Progress | None,
              t0: float) -> tuple[DataTree, RecoveryReport]:
@@ -322,8 +328,10 @@ def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_t
     replayed = 0
     log_last = szxid
     seen = 0  # entries after the snapshot read so far (for progress)
+    tick: Callable[[int], None] | None = None
     if progress is not None:
         progress("replay", 0, count)
+        tick = _replay_ticker(progress, count)
     for scan in plan.scans:
         if not scan.entries or scan.entries[-1][0] <= szxid:
             continue
@@ -332,27 +340,10 @@ def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_t
         except OSError as e:
             raise CorruptDataError(f"{scan.path}: cannot read txn log segment: {e}",
                                    path=scan.path) from e
-        for zxid, s, e in scan.entries:
-            if zxid <= szxid:
-                continue
-            try:
-                txn = Txn.decode(buf[s:e])
-            except (ProtocolError, ValueError) as err:
-                raise CorruptDataError(
-                    f"{scan.path}: offset {s - ENTRY_HEADER}: zxid {zxid:#x}: undecodable txn: {err}",
-                    path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid) from err
-            if txn.zxid != zxid:
-                raise CorruptDataError(
-                    f"{scan.path}: offset {s - ENTRY_HEADER}: entry zxid {zxid:#x} holds a txn "
-                    f"with zxid {txn.zxid:#x}", path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
-            log_last = zxid
-            if replay:
-                tree.apply(txn)
-                replayed += 1
-            if progress is not None:
-                seen += 1
-                if not seen & 0xFFF:
-                    progress("replay", seen, count)
+        last, applied, seen = replay_entries(tree, buf, scan, szxid, replay, tick, seen)
+        if last >= 0:
+            log_last = last
+        replayed += applied
     if progress is not None and (seen & 0xFFF or seen != count):
         progress("replay", count, count)
     truncated: list[tuple[str, int]] = []

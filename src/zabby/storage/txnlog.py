@@ -30,10 +30,21 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
+
+# the reader of the format (compiled): its checks, and the constants both sides use
+from .logscan import (
+    _ENT_HDR,
+    _SEG_HDR,
+    ENTRY_HEADER,
+    MAGIC,
+    SEGMENT_HEADER,
+    VERSION,
+    SegmentScan,
+    scan_segment,
+)
 
 __all__ = [
     "ENTRY_HEADER",
@@ -49,14 +60,8 @@ __all__ = [
 
 log = logging.getLogger("zabby.storage")
 
-MAGIC = b"ZABBYLOG"
-VERSION = 1
-_SEG_HDR = struct.Struct("<8sIIqI4x")
 _SEG_HDR_CRC = struct.Struct("<8sIIq")
-SEGMENT_HEADER = _SEG_HDR.size  # 32
-_ENT_HDR = struct.Struct("<IqII")
 _ENT_PRE = struct.Struct("<IqI")  # the part header_crc covers
-ENTRY_HEADER = _ENT_HDR.size  # 20
 PREFIX = "log."
 MAX_ENTRY = 1 << 30
 
@@ -136,112 +141,6 @@ def seal_entries(buf, start: int = 0, end: int | None = None) -> None:
         pre = pre_pack(n, zxid, crc(view[p:p + n]))
         view[pos:p] = pre + crc(pre).to_bytes(4, "little")
         pos = p + n
-
-
-def _all_zero(buf, start: int) -> bool:
-    n = len(buf)
-    return start >= n or buf.count(0, start) == n - start
-
-
-@dataclass
-class SegmentScan:
-    """What `scan_segment` found in one file."""
-
-    path: str
-    first_zxid: int  # from the header (or the name when the header is torn)
-    entries: list[tuple[int, int, int]] = field(default_factory=list)  # (zxid, payload start, payload end)
-    end: int = SEGMENT_HEADER  # offset just past the last valid entry
-    torn_at: int | None = None  # a torn tail starts here (entry or header offset)
-    torn_reason: str = ""
-    header_valid: bool = True
-
-    @property
-    def last_zxid(self) -> int | None:
-        return self.entries[-1][0] if self.entries else None
-
-
-def scan_segment(buf, path: str, name_zxid: int, prev_zxid: int | None = None) -> SegmentScan:
-    """Validate one segment's bytes.
-
-    Returns the valid entries; a damaged tail that is followed only by zeros
-    is reported in `torn_at` (the caller decides whether a torn tail is
-    acceptable there). Raises CorruptDataError for damage with data after it
-    and for zxids that do not increase (also against `prev_zxid`, the last
-    zxid of the previous segment).
-    """
-    n = len(buf)
-    scan = SegmentScan(path, name_zxid)
-    if n < SEGMENT_HEADER or buf[:8] != MAGIC or \
-            _crc(buf[:24]) != int.from_bytes(buf[24:28], "little"):
-        scan.header_valid = False
-        scan.end = 0
-        if _all_zero(buf, SEGMENT_HEADER):
-            # a header that never fully reached the disk: nothing after it
-            scan.torn_at = 0
-            scan.torn_reason = "incomplete segment header"
-            return scan
-        raise CorruptDataError(
-            f"{path}: offset 0: bad segment header (magic/checksum) with data after it",
-            path=path, offset=0)
-    _magic, version, _flags, first_zxid, _c = _SEG_HDR.unpack_from(buf, 0)
-    if version != VERSION:
-        raise CorruptDataError(f"{path}: offset 0: unsupported txn log format version {version}",
-                               path=path, offset=0)
-    if first_zxid != name_zxid:
-        raise CorruptDataError(
-            f"{path}: offset 0: header says first zxid {first_zxid:#x}, file name says {name_zxid:#x}",
-            path=path, offset=0, zxid=first_zxid)
-    scan.first_zxid = first_zxid
-    pos = SEGMENT_HEADER
-    entries = scan.entries
-    prev = prev_zxid
-    unpack = _ENT_HDR.unpack_from
-    crc = _crc
-    while True:
-        if pos + ENTRY_HEADER > n:
-            if _all_zero(buf, pos):
-                break
-            bad = "truncated entry header"
-            hdr_ok = False
-            length = 0
-        else:
-            length, zxid, pcrc, hcrc = unpack(buf, pos)
-            if length == 0 and _all_zero(buf, pos):
-                break
-            hdr_ok = crc(buf[pos : pos + 16]) == hcrc and length > 0
-            if hdr_ok:
-                start = pos + ENTRY_HEADER
-                end = start + length
-                if end > n:
-                    bad = f"entry zxid {zxid:#x} truncated ({length} bytes announced, file ends)"
-                elif crc(buf[start:end]) != pcrc:
-                    bad = f"entry zxid {zxid:#x}: payload checksum mismatch"
-                else:
-                    if prev is not None and zxid <= prev:
-                        raise CorruptDataError(
-                            f"{path}: offset {pos}: zxid {zxid:#x} does not increase "
-                            f"(previous {prev:#x})", path=path, offset=pos, zxid=zxid)
-                    if not entries and zxid != first_zxid:
-                        raise CorruptDataError(
-                            f"{path}: offset {pos}: first entry has zxid {zxid:#x}, "
-                            f"segment says {first_zxid:#x}", path=path, offset=pos, zxid=zxid)
-                    entries.append((zxid, start, end))
-                    prev = zxid
-                    pos = end
-                    continue
-            else:
-                bad = "entry header checksum mismatch" if length else "zero length entry with data after it"
-        # a bad entry at pos: torn tail iff nothing but zeros follows it
-        after = pos + ENTRY_HEADER + length if hdr_ok else pos + ENTRY_HEADER
-        if _all_zero(buf, after):
-            scan.torn_at = pos
-            scan.torn_reason = bad
-            break
-        last = f" (last good zxid {prev:#x})" if prev is not None else ""
-        raise CorruptDataError(f"{path}: offset {pos}: {bad}, with valid-looking data after it{last}",
-                               path=path, offset=pos, zxid=prev)
-    scan.end = pos
-    return scan
 
 
 class TxnLog:

@@ -58,15 +58,15 @@ class MultiTxn(Record):
     # applying it locally does not decode every body again (a 58k-op multi spent
     # a third of its apply there). Txns read from a log or a peer decode as before.
     __slots__ = ("txns", "_ops")
-    _ops: list[tuple[int, Record]]
+    _ops: list[tuple[int, Any]]
 
     @classmethod
-    def of(cls, ops: list[tuple[int, Record]]) -> MultiTxn:
+    def of(cls, ops: list[tuple[int, Any]]) -> MultiTxn:
         txn = cls([SubTxn(t, body.to_bytes()) for t, body in ops])
         txn._ops = ops
         return txn
 
-    def ops(self) -> list[tuple[int, Record]]:
+    def ops(self) -> list[tuple[int, Any]]:
         """The (type, body) pairs, bodies decoded."""
         try:
             return self._ops
