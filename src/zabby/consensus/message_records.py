@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final
 
 from ..wire.primitives import (
     ProtocolError,
-    _read_vector,
+    _vector_count,
     _write_vector,
     read_buffer,
     write_buffer,
@@ -54,7 +54,7 @@ class Header(NativeRecord):
             raise ProtocolError("truncated Header")
         v_type, v_epoch, v_session, v_seq, = _S0.unpack_from(buf, pos)
         pos += 24
-        return cls(v_type, v_epoch, v_session, v_seq), pos
+        return Header(v_type, v_epoch, v_session, v_seq), pos
 
 
 class Notification(NativeRecord):
@@ -92,7 +92,7 @@ class Notification(NativeRecord):
         v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state, v_config_version, = _S1.unpack_from(buf, pos)
         pos += 44
         v_config, pos = read_buffer(buf, pos)
-        return cls(v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state, v_config_version, v_config), pos
+        return Notification(v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state, v_config_version, v_config), pos
 
 
 class NotificationV1(NativeRecord):
@@ -125,7 +125,7 @@ class NotificationV1(NativeRecord):
             raise ProtocolError("truncated NotificationV1")
         v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state, = _S2.unpack_from(buf, pos)
         pos += 36
-        return cls(v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state), pos
+        return NotificationV1(v_leader, v_zxid, v_peer_epoch, v_election_epoch, v_state), pos
 
 
 class FollowerInfo(NativeRecord):
@@ -152,7 +152,7 @@ class FollowerInfo(NativeRecord):
         v_accepted_epoch, v_observer, v_accepted_leader, = _S3.unpack_from(buf, pos)
         v_observer = v_observer != 0
         pos += 17
-        return cls(v_accepted_epoch, v_observer, v_accepted_leader), pos
+        return FollowerInfo(v_accepted_epoch, v_observer, v_accepted_leader), pos
 
 
 class AckEpoch(NativeRecord):
@@ -176,7 +176,7 @@ class AckEpoch(NativeRecord):
             raise ProtocolError("truncated AckEpoch")
         v_current_epoch, v_last_zxid, = _S4.unpack_from(buf, pos)
         pos += 16
-        return cls(v_current_epoch, v_last_zxid), pos
+        return AckEpoch(v_current_epoch, v_last_zxid), pos
 
 
 class Ack(NativeRecord):
@@ -201,7 +201,7 @@ class Ack(NativeRecord):
         v_zxid, v_newleader, = _S5.unpack_from(buf, pos)
         v_newleader = v_newleader != 0
         pos += 9
-        return cls(v_zxid, v_newleader), pos
+        return Ack(v_zxid, v_newleader), pos
 
 
 class Empty(NativeRecord):
@@ -217,7 +217,7 @@ class Empty(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[Empty, int]:
-        return cls(), pos
+        return Empty(), pos
 
 
 class Sync(NativeRecord):
@@ -248,7 +248,7 @@ class Sync(NativeRecord):
         v_mode, v_zxid, = _S6.unpack_from(buf, pos)
         pos += 12
         v_data, pos = read_buffer(buf, pos)
-        return cls(v_mode, v_zxid, v_data), pos
+        return Sync(v_mode, v_zxid, v_data), pos
 
 
 class Entry(NativeRecord):
@@ -274,7 +274,7 @@ class Entry(NativeRecord):
         v_zxid, = _S7.unpack_from(buf, pos)
         pos += 8
         v_payload, pos = read_buffer(buf, pos)
-        return cls(v_zxid, v_payload), pos
+        return Entry(v_zxid, v_payload), pos
 
 
 class Entries(NativeRecord):
@@ -291,8 +291,14 @@ class Entries(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[Entries, int]:
-        v_entries, pos = _read_vector(buf, pos, Entry.decode_from, 12)
-        return cls(v_entries), pos
+        v_entries: list[Any] | None = None
+        n_entries, pos = _vector_count(buf, pos, 12)
+        if n_entries >= 0:
+            v_entries = []
+            for _ in range(n_entries):
+                v_entries_item, pos = Entry.decode_from(buf, pos)
+                v_entries.append(v_entries_item)
+        return Entries(v_entries), pos
 
 
 class Zxid(NativeRecord):
@@ -314,7 +320,7 @@ class Zxid(NativeRecord):
             raise ProtocolError("truncated Zxid")
         v_zxid, = _S7.unpack_from(buf, pos)
         pos += 8
-        return cls(v_zxid), pos
+        return Zxid(v_zxid), pos
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final
 
 from ..wire.primitives import (
     ProtocolError,
-    _read_vector,
+    _vector_count,
     _write_ustring_vector,
     _write_vector,
     read_buffer,
@@ -56,7 +56,7 @@ class TxnHeader(NativeRecord):
             raise ProtocolError("truncated TxnHeader")
         v_clientId, v_cxid, v_zxid, v_time, v_type, = _S0.unpack_from(buf, pos)
         pos += 32
-        return cls(v_clientId, v_cxid, v_zxid, v_time, v_type), pos
+        return TxnHeader(v_clientId, v_cxid, v_zxid, v_time, v_type), pos
 
 
 class CreateTxn(NativeRecord):
@@ -87,13 +87,19 @@ class CreateTxn(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 5 > n:
             raise ProtocolError("truncated CreateTxn")
         v_ephemeral, v_parentCVersion, = _S1.unpack_from(buf, pos)
         v_ephemeral = v_ephemeral != 0
         pos += 5
-        return cls(v_path, v_data, v_acl, v_ephemeral, v_parentCVersion), pos
+        return CreateTxn(v_path, v_data, v_acl, v_ephemeral, v_parentCVersion), pos
 
 
 class CreateTTLTxn(NativeRecord):
@@ -124,12 +130,18 @@ class CreateTTLTxn(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 12 > n:
             raise ProtocolError("truncated CreateTTLTxn")
         v_parentCVersion, v_ttl, = _S2.unpack_from(buf, pos)
         pos += 12
-        return cls(v_path, v_data, v_acl, v_parentCVersion, v_ttl), pos
+        return CreateTTLTxn(v_path, v_data, v_acl, v_parentCVersion, v_ttl), pos
 
 
 class CreateContainerTxn(NativeRecord):
@@ -158,12 +170,18 @@ class CreateContainerTxn(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 4 > n:
             raise ProtocolError("truncated CreateContainerTxn")
         v_parentCVersion, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_data, v_acl, v_parentCVersion), pos
+        return CreateContainerTxn(v_path, v_data, v_acl, v_parentCVersion), pos
 
 
 class DeleteTxn(NativeRecord):
@@ -181,7 +199,7 @@ class DeleteTxn(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[DeleteTxn, int]:
         v_path, pos = read_ustring(buf, pos)
-        return cls(v_path), pos
+        return DeleteTxn(v_path), pos
 
 
 class SetDataTxn(NativeRecord):
@@ -211,7 +229,7 @@ class SetDataTxn(NativeRecord):
             raise ProtocolError("truncated SetDataTxn")
         v_version, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_data, v_version), pos
+        return SetDataTxn(v_path, v_data, v_version), pos
 
 
 class CheckVersionTxn(NativeRecord):
@@ -237,7 +255,7 @@ class CheckVersionTxn(NativeRecord):
             raise ProtocolError("truncated CheckVersionTxn")
         v_version, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_version), pos
+        return CheckVersionTxn(v_path, v_version), pos
 
 
 class SetACLTxn(NativeRecord):
@@ -262,12 +280,18 @@ class SetACLTxn(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[SetACLTxn, int]:
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 4 > n:
             raise ProtocolError("truncated SetACLTxn")
         v_version, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_acl, v_version), pos
+        return SetACLTxn(v_path, v_acl, v_version), pos
 
 
 class CreateSessionTxn(NativeRecord):
@@ -289,7 +313,7 @@ class CreateSessionTxn(NativeRecord):
             raise ProtocolError("truncated CreateSessionTxn")
         v_timeOut, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_timeOut), pos
+        return CreateSessionTxn(v_timeOut), pos
 
 
 class CloseSessionTxn(NativeRecord):
@@ -306,8 +330,14 @@ class CloseSessionTxn(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[CloseSessionTxn, int]:
-        v_paths2Delete, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_paths2Delete), pos
+        v_paths2Delete: list[Any] | None = None
+        n_paths2Delete, pos = _vector_count(buf, pos, 4)
+        if n_paths2Delete >= 0:
+            v_paths2Delete = []
+            for _ in range(n_paths2Delete):
+                v_paths2Delete_item, pos = read_ustring(buf, pos)
+                v_paths2Delete.append(v_paths2Delete_item)
+        return CloseSessionTxn(v_paths2Delete), pos
 
 
 class CreateIfNotExistsTxn(NativeRecord):
@@ -343,14 +373,20 @@ class CreateIfNotExistsTxn(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 6 > n:
             raise ProtocolError("truncated CreateIfNotExistsTxn")
         v_ephemeral, v_parentCVersion, v_created, = _S4.unpack_from(buf, pos)
         v_ephemeral = v_ephemeral != 0
         v_created = v_created != 0
         pos += 6
-        return cls(v_path, v_data, v_acl, v_ephemeral, v_parentCVersion, v_created), pos
+        return CreateIfNotExistsTxn(v_path, v_data, v_acl, v_ephemeral, v_parentCVersion, v_created), pos
 
 
 class RemoveRecursiveTxn(NativeRecord):
@@ -370,8 +406,14 @@ class RemoveRecursiveTxn(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[RemoveRecursiveTxn, int]:
-        v_paths, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_paths), pos
+        v_paths: list[Any] | None = None
+        n_paths, pos = _vector_count(buf, pos, 4)
+        if n_paths >= 0:
+            v_paths = []
+            for _ in range(n_paths):
+                v_paths_item, pos = read_ustring(buf, pos)
+                v_paths.append(v_paths_item)
+        return RemoveRecursiveTxn(v_paths), pos
 
 
 class ErrorTxn(NativeRecord):
@@ -393,7 +435,7 @@ class ErrorTxn(NativeRecord):
             raise ProtocolError("truncated ErrorTxn")
         v_err, = _S3.unpack_from(buf, pos)
         pos += 4
-        return cls(v_err), pos
+        return ErrorTxn(v_err), pos
 
 
 class SubTxn(NativeRecord):
@@ -421,7 +463,7 @@ class SubTxn(NativeRecord):
         v_type, = _S3.unpack_from(buf, pos)
         pos += 4
         v_data, pos = read_buffer(buf, pos)
-        return cls(v_type, v_data), pos
+        return SubTxn(v_type, v_data), pos
 
 
 __all__ = [

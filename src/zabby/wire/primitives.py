@@ -52,10 +52,20 @@ def read_bool(buf, pos: int) -> tuple[bool, int]:
     return buf[pos] != 0, pos + 1
 
 
+def _length(buf: bytes, pos: int) -> int:
+    """The signed big-endian int at buf[pos:pos+4] (the caller checked the bounds),
+    from four native byte reads: no struct call, no tuple."""
+    n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+    return n - 0x100000000 if n & 0x80000000 else n
+
+
 def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
     if pos + 4 > len(buf):
         raise ProtocolError("truncated int")
-    n = _I.unpack_from(buf, pos)[0]
+    if isinstance(buf, bytes):  # the common case, typed: the compiled build reads it natively
+        n = _length(buf, pos)
+    else:
+        n = _I.unpack_from(buf, pos)[0]
     pos += 4
     if n < 0:
         if n == -1:
@@ -64,13 +74,18 @@ def read_buffer(buf, pos: int) -> tuple[bytes | None, int]:
     end = pos + n
     if end > len(buf):
         raise ProtocolError("truncated buffer")
+    if isinstance(buf, bytes):
+        return buf[pos:end], end
     return bytes(buf[pos:end]), end
 
 
 def read_ustring(buf, pos: int) -> tuple[str | None, int]:
     if pos + 4 > len(buf):
         raise ProtocolError("truncated int")
-    n = _I.unpack_from(buf, pos)[0]
+    if isinstance(buf, bytes):
+        n = _length(buf, pos)
+    else:
+        n = _I.unpack_from(buf, pos)[0]
     pos += 4
     if n < 0:
         if n == -1:
@@ -80,6 +95,8 @@ def read_ustring(buf, pos: int) -> tuple[str | None, int]:
     if end > len(buf):
         raise ProtocolError("truncated string")
     # Java decodes malformed UTF-8 with replacement characters; so do we.
+    if isinstance(buf, bytes):
+        return buf[pos:end].decode("utf-8", "replace"), end
     return bytes(buf[pos:end]).decode("utf-8", "replace"), end
 
 
@@ -100,18 +117,24 @@ def write_ustring(out: bytearray, value: str | None) -> None:
         out += b
 
 
-def _read_vector(buf, pos: int, read_item, item_size: int = 1) -> tuple[list | None, int]:
+def _vector_count(buf, pos: int, item_size: int = 1) -> tuple[int, int]:
+    """A vector's item count and the position after it: -1 for a null vector; 0 for
+    any other negative count (Java's BinaryInputArchive makes an index that is done
+    at once: it reads as an empty vector, and a create then fails INVALIDACL).
+    Every item takes at least item_size bytes: a count the rest of the frame cannot
+    hold fails here, before any list is grown or item read."""
     n, pos = read_int(buf, pos)
     if n < 0:
-        if n == -1:
-            return None, pos
-        # Java's BinaryInputArchive makes an index that is done at once: any other
-        # negative count reads as an empty vector (a create then fails INVALIDACL).
-        return [], pos
+        return (-1 if n == -1 else 0), pos
     if n > _MAX_LEN or n * item_size > len(buf) - pos:
-        # every item takes at least item_size bytes: a count the rest of the frame
-        # cannot hold fails here, before any list is grown or item read
         raise ProtocolError(f"vector length {n} exceeds frame")
+    return n, pos
+
+
+def _read_vector(buf, pos: int, read_item, item_size: int = 1) -> tuple[list | None, int]:
+    n, pos = _vector_count(buf, pos, item_size)
+    if n < 0:
+        return None, pos
     items: list[Any] = []
     append = items.append
     for _ in range(n):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final
 
 from .primitives import (
     ProtocolError,
-    _read_vector,
+    _vector_count,
     _write_ustring_vector,
     _write_vector,
     fields_equal,
@@ -98,7 +98,7 @@ class Id(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[Id, int]:
         v_scheme, pos = read_ustring(buf, pos)
         v_id, pos = read_ustring(buf, pos)
-        return cls(v_scheme, v_id), pos
+        return Id(v_scheme, v_id), pos
 
 
 class ACL(NativeRecord):
@@ -124,7 +124,7 @@ class ACL(NativeRecord):
         v_perms, = _S0.unpack_from(buf, pos)
         pos += 4
         v_id, pos = Id.decode_from(buf, pos)
-        return cls(v_perms, v_id), pos
+        return ACL(v_perms, v_id), pos
 
 
 class Stat(NativeRecord):
@@ -166,7 +166,7 @@ class Stat(NativeRecord):
             raise ProtocolError("truncated Stat")
         v_czxid, v_mzxid, v_ctime, v_mtime, v_version, v_cversion, v_aversion, v_ephemeralOwner, v_dataLength, v_numChildren, v_pzxid, = _S1.unpack_from(buf, pos)
         pos += 68
-        return cls(v_czxid, v_mzxid, v_ctime, v_mtime, v_version, v_cversion, v_aversion, v_ephemeralOwner, v_dataLength, v_numChildren, v_pzxid), pos
+        return Stat(v_czxid, v_mzxid, v_ctime, v_mtime, v_version, v_cversion, v_aversion, v_ephemeralOwner, v_dataLength, v_numChildren, v_pzxid), pos
 
 
 class ClientInfo(NativeRecord):
@@ -188,7 +188,7 @@ class ClientInfo(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[ClientInfo, int]:
         v_authScheme, pos = read_ustring(buf, pos)
         v_user, pos = read_ustring(buf, pos)
-        return cls(v_authScheme, v_user), pos
+        return ClientInfo(v_authScheme, v_user), pos
 
 
 class ConnectRequest(NativeRecord):
@@ -222,7 +222,7 @@ class ConnectRequest(NativeRecord):
         v_protocolVersion, v_lastZxidSeen, v_timeOut, v_sessionId, = _S2.unpack_from(buf, pos)
         pos += 24
         v_passwd, pos = read_buffer(buf, pos)
-        return cls(v_protocolVersion, v_lastZxidSeen, v_timeOut, v_sessionId, v_passwd), pos
+        return ConnectRequest(v_protocolVersion, v_lastZxidSeen, v_timeOut, v_sessionId, v_passwd), pos
 
 
 class ConnectResponse(NativeRecord):
@@ -252,7 +252,7 @@ class ConnectResponse(NativeRecord):
         v_protocolVersion, v_timeOut, v_sessionId, = _S3.unpack_from(buf, pos)
         pos += 16
         v_passwd, pos = read_buffer(buf, pos)
-        return cls(v_protocolVersion, v_timeOut, v_sessionId, v_passwd), pos
+        return ConnectResponse(v_protocolVersion, v_timeOut, v_sessionId, v_passwd), pos
 
 
 class RequestHeader(NativeRecord):
@@ -276,7 +276,7 @@ class RequestHeader(NativeRecord):
             raise ProtocolError("truncated RequestHeader")
         v_xid, v_type, = _S4.unpack_from(buf, pos)
         pos += 8
-        return cls(v_xid, v_type), pos
+        return RequestHeader(v_xid, v_type), pos
 
 
 class ReplyHeader(NativeRecord):
@@ -302,7 +302,7 @@ class ReplyHeader(NativeRecord):
             raise ProtocolError("truncated ReplyHeader")
         v_xid, v_zxid, v_err, = _S5.unpack_from(buf, pos)
         pos += 16
-        return cls(v_xid, v_zxid, v_err), pos
+        return ReplyHeader(v_xid, v_zxid, v_err), pos
 
 
 class MultiHeader(NativeRecord):
@@ -329,7 +329,7 @@ class MultiHeader(NativeRecord):
         v_type, v_done, v_err, = _S6.unpack_from(buf, pos)
         v_done = v_done != 0
         pos += 9
-        return cls(v_type, v_done, v_err), pos
+        return MultiHeader(v_type, v_done, v_err), pos
 
 
 class AuthPacket(NativeRecord):
@@ -359,7 +359,7 @@ class AuthPacket(NativeRecord):
         pos += 4
         v_scheme, pos = read_ustring(buf, pos)
         v_auth, pos = read_buffer(buf, pos)
-        return cls(v_type, v_scheme, v_auth), pos
+        return AuthPacket(v_type, v_scheme, v_auth), pos
 
 
 class WatcherEvent(NativeRecord):
@@ -387,7 +387,7 @@ class WatcherEvent(NativeRecord):
         v_type, v_state, = _S4.unpack_from(buf, pos)
         pos += 8
         v_path, pos = read_ustring(buf, pos)
-        return cls(v_type, v_state, v_path), pos
+        return WatcherEvent(v_type, v_state, v_path), pos
 
 
 class SetWatches(NativeRecord):
@@ -418,10 +418,28 @@ class SetWatches(NativeRecord):
             raise ProtocolError("truncated SetWatches")
         v_relativeZxid, = _S7.unpack_from(buf, pos)
         pos += 8
-        v_dataWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_existWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_childWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_relativeZxid, v_dataWatches, v_existWatches, v_childWatches), pos
+        v_dataWatches: list[Any] | None = None
+        n_dataWatches, pos = _vector_count(buf, pos, 4)
+        if n_dataWatches >= 0:
+            v_dataWatches = []
+            for _ in range(n_dataWatches):
+                v_dataWatches_item, pos = read_ustring(buf, pos)
+                v_dataWatches.append(v_dataWatches_item)
+        v_existWatches: list[Any] | None = None
+        n_existWatches, pos = _vector_count(buf, pos, 4)
+        if n_existWatches >= 0:
+            v_existWatches = []
+            for _ in range(n_existWatches):
+                v_existWatches_item, pos = read_ustring(buf, pos)
+                v_existWatches.append(v_existWatches_item)
+        v_childWatches: list[Any] | None = None
+        n_childWatches, pos = _vector_count(buf, pos, 4)
+        if n_childWatches >= 0:
+            v_childWatches = []
+            for _ in range(n_childWatches):
+                v_childWatches_item, pos = read_ustring(buf, pos)
+                v_childWatches.append(v_childWatches_item)
+        return SetWatches(v_relativeZxid, v_dataWatches, v_existWatches, v_childWatches), pos
 
 
 class SetWatches2(NativeRecord):
@@ -458,12 +476,42 @@ class SetWatches2(NativeRecord):
             raise ProtocolError("truncated SetWatches2")
         v_relativeZxid, = _S7.unpack_from(buf, pos)
         pos += 8
-        v_dataWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_existWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_childWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_persistentWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        v_persistentRecursiveWatches, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_relativeZxid, v_dataWatches, v_existWatches, v_childWatches, v_persistentWatches, v_persistentRecursiveWatches), pos
+        v_dataWatches: list[Any] | None = None
+        n_dataWatches, pos = _vector_count(buf, pos, 4)
+        if n_dataWatches >= 0:
+            v_dataWatches = []
+            for _ in range(n_dataWatches):
+                v_dataWatches_item, pos = read_ustring(buf, pos)
+                v_dataWatches.append(v_dataWatches_item)
+        v_existWatches: list[Any] | None = None
+        n_existWatches, pos = _vector_count(buf, pos, 4)
+        if n_existWatches >= 0:
+            v_existWatches = []
+            for _ in range(n_existWatches):
+                v_existWatches_item, pos = read_ustring(buf, pos)
+                v_existWatches.append(v_existWatches_item)
+        v_childWatches: list[Any] | None = None
+        n_childWatches, pos = _vector_count(buf, pos, 4)
+        if n_childWatches >= 0:
+            v_childWatches = []
+            for _ in range(n_childWatches):
+                v_childWatches_item, pos = read_ustring(buf, pos)
+                v_childWatches.append(v_childWatches_item)
+        v_persistentWatches: list[Any] | None = None
+        n_persistentWatches, pos = _vector_count(buf, pos, 4)
+        if n_persistentWatches >= 0:
+            v_persistentWatches = []
+            for _ in range(n_persistentWatches):
+                v_persistentWatches_item, pos = read_ustring(buf, pos)
+                v_persistentWatches.append(v_persistentWatches_item)
+        v_persistentRecursiveWatches: list[Any] | None = None
+        n_persistentRecursiveWatches, pos = _vector_count(buf, pos, 4)
+        if n_persistentRecursiveWatches >= 0:
+            v_persistentRecursiveWatches = []
+            for _ in range(n_persistentRecursiveWatches):
+                v_persistentRecursiveWatches_item, pos = read_ustring(buf, pos)
+                v_persistentRecursiveWatches.append(v_persistentRecursiveWatches_item)
+        return SetWatches2(v_relativeZxid, v_dataWatches, v_existWatches, v_childWatches, v_persistentWatches, v_persistentRecursiveWatches), pos
 
 
 class PathRequest(NativeRecord):
@@ -483,7 +531,7 @@ class PathRequest(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[PathRequest, int]:
         v_path, pos = read_ustring(buf, pos)
-        return cls(v_path), pos
+        return PathRequest(v_path), pos
 
 
 class PathWatchRequest(NativeRecord):
@@ -512,7 +560,7 @@ class PathWatchRequest(NativeRecord):
         v_watch, = _S8.unpack_from(buf, pos)
         v_watch = v_watch != 0
         pos += 1
-        return cls(v_path, v_watch), pos
+        return PathWatchRequest(v_path, v_watch), pos
 
 
 class CreateRequest(NativeRecord):
@@ -541,12 +589,18 @@ class CreateRequest(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 4 > n:
             raise ProtocolError("truncated CreateRequest")
         v_flags, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_data, v_acl, v_flags), pos
+        return CreateRequest(v_path, v_data, v_acl, v_flags), pos
 
 
 class CreateTTLRequest(NativeRecord):
@@ -577,12 +631,18 @@ class CreateTTLRequest(NativeRecord):
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
         v_data, pos = read_buffer(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 12 > n:
             raise ProtocolError("truncated CreateTTLRequest")
         v_flags, v_ttl, = _S9.unpack_from(buf, pos)
         pos += 12
-        return cls(v_path, v_data, v_acl, v_flags, v_ttl), pos
+        return CreateTTLRequest(v_path, v_data, v_acl, v_flags, v_ttl), pos
 
 
 class DeleteRequest(NativeRecord):
@@ -608,7 +668,7 @@ class DeleteRequest(NativeRecord):
             raise ProtocolError("truncated DeleteRequest")
         v_version, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_version), pos
+        return DeleteRequest(v_path, v_version), pos
 
 
 class SetDataRequest(NativeRecord):
@@ -638,7 +698,7 @@ class SetDataRequest(NativeRecord):
             raise ProtocolError("truncated SetDataRequest")
         v_version, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_data, v_version), pos
+        return SetDataRequest(v_path, v_data, v_version), pos
 
 
 class SetACLRequest(NativeRecord):
@@ -663,12 +723,18 @@ class SetACLRequest(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[SetACLRequest, int]:
         n = len(buf)
         v_path, pos = read_ustring(buf, pos)
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         if pos + 4 > n:
             raise ProtocolError("truncated SetACLRequest")
         v_version, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_acl, v_version), pos
+        return SetACLRequest(v_path, v_acl, v_version), pos
 
 
 class CheckVersionRequest(NativeRecord):
@@ -694,7 +760,7 @@ class CheckVersionRequest(NativeRecord):
             raise ProtocolError("truncated CheckVersionRequest")
         v_version, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_version), pos
+        return CheckVersionRequest(v_path, v_version), pos
 
 
 class ReconfigRequest(NativeRecord):
@@ -728,7 +794,7 @@ class ReconfigRequest(NativeRecord):
             raise ProtocolError("truncated ReconfigRequest")
         v_curConfigId, = _S7.unpack_from(buf, pos)
         pos += 8
-        return cls(v_joiningServers, v_leavingServers, v_newMembers, v_curConfigId), pos
+        return ReconfigRequest(v_joiningServers, v_leavingServers, v_newMembers, v_curConfigId), pos
 
 
 class AddWatchRequest(NativeRecord):
@@ -754,7 +820,7 @@ class AddWatchRequest(NativeRecord):
             raise ProtocolError("truncated AddWatchRequest")
         v_mode, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_mode), pos
+        return AddWatchRequest(v_path, v_mode), pos
 
 
 class WatchTypeRequest(NativeRecord):
@@ -782,7 +848,7 @@ class WatchTypeRequest(NativeRecord):
             raise ProtocolError("truncated WatchTypeRequest")
         v_type, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_path, v_type), pos
+        return WatchTypeRequest(v_path, v_type), pos
 
 
 class GetEphemeralsRequest(NativeRecord):
@@ -800,7 +866,7 @@ class GetEphemeralsRequest(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetEphemeralsRequest, int]:
         v_prefixPath, pos = read_ustring(buf, pos)
-        return cls(v_prefixPath), pos
+        return GetEphemeralsRequest(v_prefixPath), pos
 
 
 class SaslToken(NativeRecord):
@@ -818,7 +884,7 @@ class SaslToken(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[SaslToken, int]:
         v_token, pos = read_buffer(buf, pos)
-        return cls(v_token), pos
+        return SaslToken(v_token), pos
 
 
 class Empty(NativeRecord):
@@ -836,7 +902,7 @@ class Empty(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[Empty, int]:
-        return cls(), pos
+        return Empty(), pos
 
 
 class PathResponse(NativeRecord):
@@ -856,7 +922,7 @@ class PathResponse(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[PathResponse, int]:
         v_path, pos = read_ustring(buf, pos)
-        return cls(v_path), pos
+        return PathResponse(v_path), pos
 
 
 class Create2Response(NativeRecord):
@@ -878,7 +944,7 @@ class Create2Response(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[Create2Response, int]:
         v_path, pos = read_ustring(buf, pos)
         v_stat, pos = Stat.decode_from(buf, pos)
-        return cls(v_path, v_stat), pos
+        return Create2Response(v_path, v_stat), pos
 
 
 class StatResponse(NativeRecord):
@@ -898,7 +964,7 @@ class StatResponse(NativeRecord):
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[StatResponse, int]:
         v_stat, pos = Stat.decode_from(buf, pos)
-        return cls(v_stat), pos
+        return StatResponse(v_stat), pos
 
 
 class GetDataResponse(NativeRecord):
@@ -920,7 +986,7 @@ class GetDataResponse(NativeRecord):
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetDataResponse, int]:
         v_data, pos = read_buffer(buf, pos)
         v_stat, pos = Stat.decode_from(buf, pos)
-        return cls(v_data, v_stat), pos
+        return GetDataResponse(v_data, v_stat), pos
 
 
 class GetChildrenResponse(NativeRecord):
@@ -937,8 +1003,14 @@ class GetChildrenResponse(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetChildrenResponse, int]:
-        v_children, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_children), pos
+        v_children: list[Any] | None = None
+        n_children, pos = _vector_count(buf, pos, 4)
+        if n_children >= 0:
+            v_children = []
+            for _ in range(n_children):
+                v_children_item, pos = read_ustring(buf, pos)
+                v_children.append(v_children_item)
+        return GetChildrenResponse(v_children), pos
 
 
 class GetChildren2Response(NativeRecord):
@@ -958,9 +1030,15 @@ class GetChildren2Response(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetChildren2Response, int]:
-        v_children, pos = _read_vector(buf, pos, read_ustring, 4)
+        v_children: list[Any] | None = None
+        n_children, pos = _vector_count(buf, pos, 4)
+        if n_children >= 0:
+            v_children = []
+            for _ in range(n_children):
+                v_children_item, pos = read_ustring(buf, pos)
+                v_children.append(v_children_item)
         v_stat, pos = Stat.decode_from(buf, pos)
-        return cls(v_children, v_stat), pos
+        return GetChildren2Response(v_children, v_stat), pos
 
 
 class GetACLResponse(NativeRecord):
@@ -980,9 +1058,15 @@ class GetACLResponse(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetACLResponse, int]:
-        v_acl, pos = _read_vector(buf, pos, ACL.decode_from, 12)
+        v_acl: list[Any] | None = None
+        n_acl, pos = _vector_count(buf, pos, 12)
+        if n_acl >= 0:
+            v_acl = []
+            for _ in range(n_acl):
+                v_acl_item, pos = ACL.decode_from(buf, pos)
+                v_acl.append(v_acl_item)
         v_stat, pos = Stat.decode_from(buf, pos)
-        return cls(v_acl, v_stat), pos
+        return GetACLResponse(v_acl, v_stat), pos
 
 
 class GetAllChildrenNumberResponse(NativeRecord):
@@ -1004,7 +1088,7 @@ class GetAllChildrenNumberResponse(NativeRecord):
             raise ProtocolError("truncated GetAllChildrenNumberResponse")
         v_totalNumber, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_totalNumber), pos
+        return GetAllChildrenNumberResponse(v_totalNumber), pos
 
 
 class GetEphemeralsResponse(NativeRecord):
@@ -1021,8 +1105,14 @@ class GetEphemeralsResponse(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[GetEphemeralsResponse, int]:
-        v_ephemerals, pos = _read_vector(buf, pos, read_ustring, 4)
-        return cls(v_ephemerals), pos
+        v_ephemerals: list[Any] | None = None
+        n_ephemerals, pos = _vector_count(buf, pos, 4)
+        if n_ephemerals >= 0:
+            v_ephemerals = []
+            for _ in range(n_ephemerals):
+                v_ephemerals_item, pos = read_ustring(buf, pos)
+                v_ephemerals.append(v_ephemerals_item)
+        return GetEphemeralsResponse(v_ephemerals), pos
 
 
 class WhoAmIResponse(NativeRecord):
@@ -1039,8 +1129,14 @@ class WhoAmIResponse(NativeRecord):
 
     @classmethod
     def decode_from(cls, buf: Any, pos: int) -> tuple[WhoAmIResponse, int]:
-        v_clientInfo, pos = _read_vector(buf, pos, ClientInfo.decode_from, 8)
-        return cls(v_clientInfo), pos
+        v_clientInfo: list[Any] | None = None
+        n_clientInfo, pos = _vector_count(buf, pos, 8)
+        if n_clientInfo >= 0:
+            v_clientInfo = []
+            for _ in range(n_clientInfo):
+                v_clientInfo_item, pos = ClientInfo.decode_from(buf, pos)
+                v_clientInfo.append(v_clientInfo_item)
+        return WhoAmIResponse(v_clientInfo), pos
 
 
 class ErrorResponse(NativeRecord):
@@ -1062,7 +1158,7 @@ class ErrorResponse(NativeRecord):
             raise ProtocolError("truncated ErrorResponse")
         v_err, = _S0.unpack_from(buf, pos)
         pos += 4
-        return cls(v_err), pos
+        return ErrorResponse(v_err), pos
 
 
 __all__ = [
