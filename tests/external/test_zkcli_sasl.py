@@ -38,11 +38,21 @@ def _client_jaas(tmp: Path, password: str) -> Path:
 
 
 def _normalise(out: str) -> list[str]:
+    """zkCli's output, comparable between runs: whoami's ids sorted, and the watcher
+    events after everything else, in their order. zkCli's event thread prints an event
+    whenever it comes, so the SaslAuthenticated event may land before whoami's header
+    or between it and the ids, by a few milliseconds of timing either way."""
     keep: list[str] = []
+    events: list[str] = []
     ids: list[str] | None = None  # whoami's lines, in ZooKeeper's hash-set order: sorted
     for line in out.splitlines():
         line = line.rstrip()
         if not line or line.startswith(("SLF4J:", "Connecting to", "JLine", "Welcome to")):
+            continue
+        if line == "WATCHER::":
+            continue
+        if line.startswith("WatchedEvent "):
+            events.append(line)
             continue
         if ids is not None:
             if re.match(r"^[a-z0-9]+: ", line):
@@ -54,7 +64,7 @@ def _normalise(out: str) -> list[str]:
         if line == "Auth scheme: User":
             ids = []
     keep.extend(sorted(ids or ()))
-    return keep
+    return keep + ["--- events"] + events
 
 
 def _zkcli(hosts: str, client_jaas: Path) -> list[str]:
