@@ -75,7 +75,7 @@ def build_server(
     txn_log = TxnLog(
         log_dir, prealloc_bytes=config.pre_alloc_size_kb * 1024, force_sync=config.force_sync
     )
-    txn_log.open_for_append(report.log_last_zxid)
+    txn_log.open_for_append(report.log_last_zxid, report.newest_segment)
     server: ZabbyServer | None = None
     committer = GroupCommitter(
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,

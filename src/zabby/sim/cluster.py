@@ -300,7 +300,7 @@ class Member:
         if report.snapshot is None and not report.log_last_zxid and trusted:
             write_snapshot(tree, DATA_DIR, fs=fs)  # as the server does on a new directory
         txn_log = TxnLog(DATA_DIR, fs=fs, prealloc_bytes=16 * 1024, force_sync=True)
-        txn_log.open_for_append(report.log_last_zxid)
+        txn_log.open_for_append(report.log_last_zxid, report.newest_segment)
         server = None
         committer = SimCommitter(self.loop, txn_log, fs, self.disk, DATA_DIR,
                                  lambda: server.tree, random.Random(self.rng.random()),

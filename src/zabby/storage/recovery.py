@@ -13,7 +13,7 @@ from ..tree import DataTree
 from ..wire.constants import DEFAULT_MAX_BUFFER
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
-from .logscan import replay_entries, scan_segment
+from .logscan import SegmentScan, replay_entries, scan_segment
 from .snapshot import PREFIX as SNAP_PREFIX
 from .snapshot import TMP_SUFFIX, bulk_load_gc, load_snapshot, read_snapshot_info
 from .txnlog import ENTRY_HEADER, list_segments, parse_name
@@ -48,6 +48,9 @@ class RecoveryReport:
     seconds: float = 0.0
     skipped_snapshots: list[str] = field(default_factory=list)  # corrupt, older one used
     log_last_zxid: int = 0  # newest valid entry in the log (or the snapshot's zxid)
+    # what recovery's scan found in the newest log segment, when it had no torn tail:
+    # TxnLog.open_for_append continues it without reading it all again (0.8 s at 1M txns)
+    newest_segment: SegmentScan | None = None
 
 
 def list_snapshots(data_dir: str, fs=None) -> list[tuple[int, str]]:
@@ -354,8 +357,10 @@ def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_t
             truncated = [(p, o) for p, o, _r, _w in plan.truncate]
             for p, o, r, _w in plan.truncate:
                 log.warning("txn log %s: torn write at offset %d (%s): would truncate", p, o, r)
+    newest = plan.scans[-1] if plan.scans else None
     report = RecoveryReport(spath, szxid, replayed, tree.last_zxid, truncated,
-                            time.perf_counter() - t0, skipped, log_last)
+                            time.perf_counter() - t0, skipped, log_last,
+                            newest if newest is not None and newest.torn_at is None else None)
     return tree, report
 
 

@@ -193,16 +193,21 @@ class TxnLog:
                 self.fs.close(h)
         return scan_segment(buf, path, name_zxid, prev)
 
-    def open_for_append(self, last_zxid: int) -> None:
+    def open_for_append(self, last_zxid: int, newest: SegmentScan | None = None) -> None:
         """Continue the newest segment after its last valid entry (truncating
         a torn tail, with a warning), or start a new one with the next write
-        when the newest segment does not end at `last_zxid`."""
+        when the newest segment does not end at `last_zxid`. `newest`: what a
+        scan of the newest segment found just before (recovery's, which read
+        every segment), so that it is not read again; another file's is ignored."""
         self._close_handle()
         segs = self.segments()
         self._roll = True
         if segs:
             name_zxid, path = segs[-1]
-            scan = self._scan_file(path, name_zxid)
+            if newest is not None and newest.path == path and newest.first_zxid == name_zxid:
+                scan = newest
+            else:
+                scan = self._scan_file(path, name_zxid)
             if scan.torn_at is not None:
                 log.warning("txn log %s: torn tail at offset %d (%s): truncating",
                             path, scan.torn_at, scan.torn_reason)
