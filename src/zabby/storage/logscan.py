@@ -176,3 +176,30 @@ def replay_entries(tree: DataTree, buf: bytes, scan: SegmentScan, after_zxid: in
             if not seen & _PROGRESS_MASK:
                 progress(seen)
     return last, applied, seen
+
+
+def follows(prev: int, zxid: int) -> bool:
+    """Is `zxid` the txn right after `prev`? (+1 in an epoch; a new epoch
+    restarts its counter at 1 -- or 0 -- and may skip empty epochs)."""
+    if zxid >> 32 == prev >> 32:
+        return zxid == prev + 1
+    return zxid >> 32 > prev >> 32 and (zxid & 0xFFFFFFFF) <= 1
+
+
+def first_gap(scans: list[SegmentScan], after_zxid: int) -> tuple[int, int, int, int]:
+    """Walk the scanned entries after `after_zxid`: (how many follow it without a
+    gap, and at the first gap: the index of its scan, its entry's index and the zxid
+    before it; -1, -1, the last zxid when there is none)."""
+    prev = after_zxid
+    count = 0
+    for i, scan in enumerate(scans):
+        entries = scan.entries
+        for j in range(len(entries)):
+            zxid = entries[j][0]
+            if zxid <= after_zxid:
+                continue
+            if not follows(prev, zxid):
+                return count, i, j, prev
+            prev = zxid
+            count += 1
+    return count, -1, -1, prev

@@ -13,7 +13,7 @@ from ..tree import DataTree
 from ..wire.constants import DEFAULT_MAX_BUFFER
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
-from .logscan import SegmentScan, replay_entries, scan_segment
+from .logscan import SegmentScan, first_gap, replay_entries, scan_segment
 from .snapshot import PREFIX as SNAP_PREFIX
 from .snapshot import TMP_SUFFIX, bulk_load_gc, load_snapshot, read_snapshot_info
 from .txnlog import ENTRY_HEADER, list_segments, parse_name
@@ -68,14 +68,6 @@ def list_snapshots(data_dir: str, fs=None) -> list[tuple[int, str]]:
             out.append((z, os.path.join(d, name)))
     out.sort(reverse=True)
     return out
-
-
-def _follows(prev: int, zxid: int) -> bool:
-    """Is `zxid` the txn right after `prev`? (+1 in an epoch; a new epoch
-    restarts its counter at 1 -- or 0 -- and may skip empty epochs)."""
-    if zxid >> 32 == prev >> 32:
-        return zxid == prev + 1
-    return zxid >> 32 > prev >> 32 and (zxid & 0xFFFFFFFF) <= 1
 
 
 class _Plan:
@@ -189,24 +181,19 @@ def _one_bit_off(payload, want: int, limit: int = 512) -> int | None:
 
 def _check_coverage(plan: _Plan, snap_zxid: int, snap_desc: str) -> int:
     """Check the entries after snap_zxid continue it without a gap; count them."""
-    prev = snap_zxid
-    count = 0
-    for scan in plan.scans:
-        for zxid, s, _e in scan.entries:
-            if zxid <= snap_zxid:
-                continue
-            if not _follows(prev, zxid):
-                if count == 0:
-                    msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: the txn log does not reach back "
-                           f"to {snap_desc} (zxid {snap_zxid:#x}): the first entry after it is "
-                           f"zxid {zxid:#x}")
-                else:
-                    msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: gap in the txn log: zxid "
-                           f"{zxid:#x} follows {prev:#x}")
-                raise CorruptDataError(msg, path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
-            prev = zxid
-            count += 1
-    return count
+    count, i, j, prev = first_gap(plan.scans, snap_zxid)
+    if i < 0:
+        return count
+    scan = plan.scans[i]
+    zxid, s, _e = scan.entries[j]
+    if count == 0:
+        msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: the txn log does not reach back "
+               f"to {snap_desc} (zxid {snap_zxid:#x}): the first entry after it is "
+               f"zxid {zxid:#x}")
+    else:
+        msg = (f"{scan.path}: offset {s - ENTRY_HEADER}: gap in the txn log: zxid "
+               f"{zxid:#x} follows {prev:#x}")
+    raise CorruptDataError(msg, path=scan.path, offset=s - ENTRY_HEADER, zxid=zxid)
 
 
 def _apply_truncations(plan: _Plan, fs) -> list[tuple[str, int]]:
