@@ -210,7 +210,7 @@ def snapshot_and_recovery(kind: str, n: int, workdir: Path) -> dict:
         arun(load(srv.hosts, n))
         res["load_s"] = round(time.perf_counter() - t0, 1)
         res["load_rate"] = round(n / (time.perf_counter() - t0))
-        say(f"{kind}: loaded {n:,} znodes of 1 KiB in {res['load_s']} s")
+        say(f"{kind}: loaded {n:,} znodes of {len(VALUE)} B in {res['load_s']} s")
         probe = f"/s/d{(n - 1) // PER_DIR:04d}/n{(n - 1) % PER_DIR:04d}"
         srv.stop(timeout=120)
         srv.cfg["snapCount"] = 2
