@@ -25,8 +25,20 @@ _SEG_HDR = struct.Struct("<8sIIqI4x")
 SEGMENT_HEADER = 32  # _SEG_HDR.size
 _ENT_HDR = struct.Struct("<IqII")
 ENTRY_HEADER = 20  # _ENT_HDR.size
+_COPY_MAX = 4096
 # how often the replay reports progress (every 4096 entries)
 _PROGRESS_MASK = 0xFFF
+
+
+def _u32(buf: bytes, pos: int) -> int:
+    """The little-endian u32 at pos (the caller checked the bounds): native byte
+    reads, not a struct call and its tuple."""
+    return buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16) | (buf[pos + 3] << 24)
+
+
+def _i64(buf: bytes, pos: int) -> int:
+    v = _u32(buf, pos) | (_u32(buf, pos + 4) << 32)
+    return v - (1 << 64) if v >> 63 else v
 
 
 def _all_zero(buf: bytes, start: int) -> bool:
@@ -93,8 +105,9 @@ def _scan(buf: bytes, path: str, name_zxid: int, prev_zxid: int | None) -> Segme
     entries = scan.entries
     have_prev = prev_zxid is not None
     prev = prev_zxid if prev_zxid is not None else 0
-    view = memoryview(buf)  # checksums of slices without copying them
-    unpack = _ENT_HDR.unpack_from
+    # a payload's checksum over a copy of it (a bytes slice is cheaper to make than a
+    # memoryview of one), or over a view when it is big enough for the copy to cost more
+    view = memoryview(buf)
     bad = ""
     while True:
         length = 0
@@ -104,16 +117,19 @@ def _scan(buf: bytes, path: str, name_zxid: int, prev_zxid: int | None) -> Segme
                 break
             bad = "truncated entry header"
         else:
-            length, zxid, pcrc, hcrc = unpack(buf, pos)
+            length = _u32(buf, pos)
+            zxid = _i64(buf, pos + 4)
+            pcrc = _u32(buf, pos + 12)
+            hcrc = _u32(buf, pos + 16)
             if length == 0 and _all_zero(buf, pos):
                 break
-            hdr_ok = crc(view[pos:pos + 16]) == hcrc and length > 0
+            hdr_ok = crc(buf[pos:pos + 16]) == hcrc and length > 0
             if hdr_ok:
                 start = pos + ENTRY_HEADER
                 end = start + length
                 if end > n:
                     bad = f"entry zxid {zxid:#x} truncated ({length} bytes announced, file ends)"
-                elif crc(view[start:end]) != pcrc:
+                elif crc(buf[start:end] if length <= _COPY_MAX else view[start:end]) != pcrc:
                     bad = f"entry zxid {zxid:#x}: payload checksum mismatch"
                 else:
                     if have_prev and zxid <= prev:
