@@ -36,12 +36,19 @@ def node_digest(path: str, node: ZNode) -> int:
     """DigestCalculator.calculateDigest(path, node) (0 below /zookeeper/)."""
     if path.startswith(_EXCLUDED):
         return 0
-    crc = _crc(path.encode("utf-8", "surrogatepass")) if path != "/" else 0
+    st = _pack(node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime,
+               node.version, node.cversion, node.aversion, node.ephemeral_owner)
     data = node.data
-    if data:
-        crc = _crc(data, crc)
-    return _crc(_pack(node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime,
-                      node.version, node.cversion, node.aversion, node.ephemeral_owner), crc)
+    # one CRC over the three parts joined: a CRC call costs more than copying a small
+    # node's bytes (a node with big data: two calls, no copy of the data)
+    if path == "/":
+        return _crc(st, _crc(data)) if data else _crc(st)
+    pb = path.encode("utf-8", "surrogatepass")
+    if not data:
+        return _crc(pb + st)
+    if len(data) > 4096:
+        return _crc(st, _crc(data, _crc(pb)))
+    return _crc(pb + data + st)
 
 
 def stat_digest(path: str, data: bytes, czxid: int, mzxid: int, pzxid: int, ctime: int,
