@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from ..tree.acl import intern_acl
 from ..tree.datatree import DataTree
-from ..tree.znode import ZNode
+from ..tree.znode import ZNode, restored
 from ..wire.records import ACL, Id
 
 __all__ = ["CHUNK", "I32", "NODE", "U32", "decode_nodes", "encode_acl", "encode_nodes"]
@@ -168,24 +168,12 @@ def decode_nodes(body: Any, pos: int, acls: list[Any], counter: list[int],
         i = 0
         for (dl, ai, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid,
              cap) in NODE.iter_unpack(body[pos:end_rec]):
-            node = ZNode()
-            if dl < 0:
-                node.data = None
-            else:
-                node.data = body[dp:dp + dl]
+            data = None
+            if dl >= 0:
+                data = body[dp:dp + dl]
                 dp += dl
-            node.acl = acls[ai]
-            node.czxid = czxid
-            node.mzxid = mzxid
-            node.ctime = ctime
-            node.mtime = mtime
-            node.version = version
-            node.cversion = cversion
-            node.aversion = aversion
-            node.ephemeral_owner = owner
-            node.pzxid = pzxid
-            node.child_cap = cap
-            yield paths[i], node
+            yield paths[i], restored(data, acls[ai], czxid, mzxid, ctime, mtime, version,
+                                     cversion, aversion, owner, pzxid, cap)
             i += 1
         if dp != end_data:
             raise ValueError("data section length mismatch")

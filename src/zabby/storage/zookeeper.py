@@ -56,7 +56,7 @@ from ..tree.digest import node_digest
 from ..tree.javaorder import grow_cap
 from ..tree.snapshot import RestoreError, restore
 from ..tree.txn import TXN_BODY, CloseSessionTxn
-from ..tree.znode import ZNode
+from ..tree.znode import ZNode, restored
 from ..wire.constants import DEFAULT_MAX_BUFFER, Op
 from ..wire.jute import ProtocolError
 from ..wire.records import ACL, Id
@@ -294,31 +294,10 @@ class _Reader:
 _NODE_TAIL = struct.Struct(">qqqqqiiiqq")  # ACL key, then StatPersisted
 
 
-def _znode(data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
-           pzxid) -> ZNode:
-    """A ZNode from a snapshot record's fields, built without __init__'s defaults
-    (children are attached once the whole tree is read)."""
-    node = ZNode.__new__(ZNode)
-    node.data = data
-    node.acl = acl
-    node.children = None
-    node.czxid = czxid
-    node.mzxid = mzxid
-    node.ctime = ctime
-    node.mtime = mtime
-    node.version = version
-    node.cversion = cversion
-    node.aversion = aversion
-    node.ephemeral_owner = owner
-    node.pzxid = pzxid
-    node.child_cap = 0
-    return node
-
-
 def _quick_nodes(buf: bytes, pos: int, acls: dict, nodes: list, progress) -> int:
     """Nodes from `pos` while each is whole and well-formed; returns where it stopped:
     at the end marker (the path "/"), or at a node the careful reader must look at."""
-    make = _znode
+    make = restored
     unpack_i = _I.unpack_from
     unpack_tail = _NODE_TAIL.unpack_from
     tail = _NODE_TAIL.size
@@ -416,8 +395,8 @@ def read_zk_snapshot(path: str, *, progress: Progress | None = None) -> ZkSnapsh
         if acl is None:
             raise r.fail(f"node {p or '/'!r} refers to ACL {key}, which the ACL cache "
                          "does not hold", at)
-        nodes.append((p or "/", _znode(data, acl, czxid, mzxid, ctime, mtime, ver, cver,
-                                       aver, owner, pzxid)))
+        nodes.append((p or "/", restored(data, acl, czxid, mzxid, ctime, mtime, ver, cver,
+                                         aver, owner, pzxid)))
     r.seal()
     digest = None
     if r.pos < r.n:

@@ -83,9 +83,8 @@ class ZNode:
     pzxid: Any
     child_cap: Any
 
-    # Every argument has a default only for storage's snapshot readers, which make
-    # nodes with ZNode.__new__(ZNode) and set each field themselves: compiled (mypyc),
-    # that __new__ runs __init__, without arguments.
+    # Every argument has a default: compiled (mypyc), ZNode.__new__(ZNode) runs
+    # __init__ without arguments (storage's readers use `restored` below instead).
     def __init__(self, data=None, acl=None, zxid: int = 0, time: int = 0,
                  ephemeral_owner: int = 0) -> None:
         self.data = data
@@ -144,3 +143,22 @@ class ZNode:
 
     def __repr__(self) -> str:
         return f"ZNode(data={self.data!r}, stat={self.stat()!r})"
+
+
+def restored(data: Any, acl: Any, czxid: Any, mzxid: Any, ctime: Any, mtime: Any,
+             version: Any, cversion: Any, aversion: Any, owner: Any, pzxid: Any,
+             child_cap: Any = 0) -> ZNode:
+    """A node as a snapshot (zabby's or ZooKeeper's) stores it: every stat field
+    given, no children (the reader attaches them once the whole tree is read)."""
+    node = ZNode(data, acl)
+    node.czxid = czxid
+    node.mzxid = mzxid
+    node.pzxid = pzxid
+    node.ctime = ctime
+    node.mtime = mtime
+    node.version = version
+    node.cversion = cversion
+    node.aversion = aversion
+    node.ephemeral_owner = owner
+    node.child_cap = child_cap
+    return node
