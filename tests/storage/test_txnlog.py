@@ -9,7 +9,7 @@ import pytest
 
 from zabby.storage import StorageError, TxnLog, recover
 from zabby.storage.fs import SimulatedFS
-from zabby.storage.txnlog import ENTRY_HEADER, SEGMENT_HEADER
+from zabby.storage.txnlog import ENTRY_HEADER, SEGMENT_HEADER, SegmentScan
 
 from .helpers import Workload, assert_same_tree, entries
 
@@ -210,11 +210,13 @@ def test_open_for_append_takes_recoverys_scan_of_the_newest_segment():
     tree, report = recover("/logs", fs=fs, extended_types=True)
     assert report.replayed == 20 and report.log_last_zxid == 20
     assert_same_tree(tree, w.tree)
-    # another segment's scan (here the oldest's) is not taken for the newest
+    # another file's scan is not taken for the newest, even one ending at the same
+    # zxid: taken, its end (just after the header) would have the next write land on
+    # the newest segment's first entries
     log = TxnLog("/logs", fs=fs, prealloc_bytes=8192)
-    older = report.newest_segment
-    older.path, older.first_zxid = f"{V2}/log.1", 1
-    log.open_for_append(20, older)
+    other = SegmentScan(f"{V2}/log.1", 1, [(20, SEGMENT_HEADER, SEGMENT_HEADER)],
+                        end=SEGMENT_HEADER)
+    log.open_for_append(20, other)
     assert log.last_zxid == 20
     log.write_batch([(21, batches[0][0][1])])
     log.close()

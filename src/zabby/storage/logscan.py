@@ -27,7 +27,7 @@ _ENT_HDR = struct.Struct("<IqII")
 ENTRY_HEADER = 20  # _ENT_HDR.size
 _COPY_MAX = 4096
 # how often the replay reports progress (every 4096 entries)
-_PROGRESS_MASK = 0xFFF
+PROGRESS_MASK = 0xFFF
 
 
 def _u32(buf: bytes, pos: int) -> int:
@@ -189,7 +189,7 @@ def replay_entries(tree: DataTree, buf: bytes, scan: SegmentScan, after_zxid: in
             applied += 1
         if progress is not None:
             seen += 1
-            if not seen & _PROGRESS_MASK:
+            if not seen & PROGRESS_MASK:
                 progress(seen)
     return last, applied, seen
 

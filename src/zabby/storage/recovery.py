@@ -13,7 +13,7 @@ from ..tree import DataTree
 from ..wire.constants import DEFAULT_MAX_BUFFER
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
-from .logscan import SegmentScan, first_gap, replay_entries, scan_segment
+from .logscan import PROGRESS_MASK, SegmentScan, first_gap, replay_entries, scan_segment
 from .snapshot import PREFIX as SNAP_PREFIX
 from .snapshot import TMP_SUFFIX, bulk_load_gc, load_snapshot, read_snapshot_info
 from .txnlog import ENTRY_HEADER, list_segments, parse_name
@@ -334,7 +334,7 @@ def _recover(data_dir: str, log_dir: str | None, fs, max_buffer: int, extended_t
         if last >= 0:
             log_last = last
         replayed += applied
-    if progress is not None and (seen & 0xFFF or seen != count):
+    if progress is not None and (seen & PROGRESS_MASK or seen != count):
         progress("replay", count, count)
     truncated: list[tuple[str, int]] = []
     if plan.truncate:
