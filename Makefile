@@ -12,7 +12,8 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/wire/records.py src/zabby/tree/txn_records.py \
 	src/zabby/consensus/message_records.py src/zabby/storage/snapcodec.py \
 	src/zabby/tree/snapshot.py src/zabby/tree/digest.py \
-	src/zabby/tree/txn.py src/zabby/storage/logscan.py
+	src/zabby/tree/txn.py src/zabby/storage/logscan.py \
+	src/zabby/tree/paths.py
 
 .PHONY: serve test lint clean venv records
 

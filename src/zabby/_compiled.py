@@ -50,6 +50,7 @@ COMPILED_MODULES = (
     "zabby.tree.digest",
     "zabby.tree.txn",
     "zabby.storage.logscan",
+    "zabby.tree.paths",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

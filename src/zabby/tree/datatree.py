@@ -1025,7 +1025,8 @@ class DataTree:
 
     def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
-        if not is_valid_path(path):
+        # every path in the tree is valid: only a miss needs the character walk
+        if path not in self._nodes and not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         node = self._record(path)
         if not check_perm(node.acl, _PERM_WRITE, ctx.auth):
@@ -1062,7 +1063,7 @@ class DataTree:
 
     def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
-        if not is_valid_path(path):
+        if path not in self._nodes and not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         # getRecordForPath without building a ChangeRecord: only acl and version
         node: _Change | ZNode | None

@@ -22,7 +22,8 @@ def _bad_char(c: int) -> bool:
 
 # Components of allowed characters only; "." and ".." components and anything
 # else unusual fall through to the exact character walk below.
-_PLAIN = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]+)+\\Z")
+# (the surrogate range is spelled with chr(): mypyc takes no surrogates in a literal)
+_PLAIN = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f" + chr(0xD800) + "-\uf8ff\ufff0-\U0010ffff]+)+\\Z")
 
 
 def is_valid_path(path: str | None) -> bool:
