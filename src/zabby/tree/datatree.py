@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mypy_extensions import mypyc_attr
@@ -128,15 +127,25 @@ def _i32(v: int) -> int:
     return v - 0x100000000 if v >= 0x80000000 else v
 
 
-@dataclass(slots=True)
 class RequestContext:
-    """Who asks and when."""
+    """Who asks and when.
 
-    session_id: int
-    cxid: int
-    zxid: int
-    time: int
-    auth: list[Id] = field(default_factory=list)
+    A plain class, not a dataclass: mypyc compiles its constructor, where a
+    dataclass's generated ``__init__`` stays interpreted (one per write)."""
+
+    __slots__ = ("session_id", "cxid", "zxid", "time", "auth")
+
+    def __init__(self, session_id: int, cxid: int, zxid: int, time: int,
+                 auth: list[Id] | None = None) -> None:
+        self.session_id = session_id
+        self.cxid = cxid
+        self.zxid = zxid
+        self.time = time
+        self.auth: list[Id] = [] if auth is None else auth
+
+    def __repr__(self) -> str:
+        return (f"RequestContext(session_id={self.session_id}, cxid={self.cxid}, "
+                f"zxid={self.zxid}, time={self.time}, auth={self.auth!r})")
 
 
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
@@ -157,21 +166,29 @@ class EventList(list):
         self.acls.append(acl)
 
 
-@dataclass(slots=True)
 class ApplyResult:
     """Outcome of applying one txn.
 
     `err` is what goes in the reply header: note that a failed *multi* replies
     with err 0 (the per-op codes are in the MultiResponse), as ZooKeeper 3.8.
     `multi_err` is the first non-zero per-op code of a multi (ZooKeeper's
-    ProcessTxnResult.err), for logs and metrics.
+    ProcessTxnResult.err), for logs and metrics. (Not a dataclass, for the same
+    reason as RequestContext: one is made per txn applied.)
     """
 
-    err: int
-    response: Any  # a record, a MultiResponse or None
-    events: EventList  # (event type, path) pairs, with .acls
-    path: str | None = None
-    multi_err: int = 0
+    __slots__ = ("err", "response", "events", "path", "multi_err")
+
+    def __init__(self, err: int, response: Any, events: EventList,
+                 path: str | None = None, multi_err: int = 0) -> None:
+        self.err = err
+        self.response = response  # a record, a MultiResponse or None
+        self.events = events  # (event type, path) pairs, with .acls
+        self.path = path
+        self.multi_err = multi_err
+
+    def __repr__(self) -> str:
+        return (f"ApplyResult(err={self.err}, response={self.response!r}, "
+                f"events={self.events!r}, path={self.path!r}, multi_err={self.multi_err})")
 
 
 class _KErr(Exception):
