@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mypy_extensions import mypyc_attr
 
@@ -32,8 +32,8 @@ SUMMARY_BOUNDS: tuple[int, ...] = (
     55000, 67500, 82500, 100000, 125000, 150000, 185000, 225000, 275000, 335000, 410000,
     500000, 610000, 750000, 910000, 1100000, 1350000, 1650000, 1800000,
 )
-_NBUCKETS = len(SUMMARY_BOUNDS) + 1
-_EXACT = 10  # SUMMARY_BOUNDS[i] == i up to here
+_NBUCKETS: Final = len(SUMMARY_BOUNDS) + 1
+_EXACT: Final = 10  # SUMMARY_BOUNDS[i] == i up to here
 assert SUMMARY_BOUNDS[: _EXACT + 1] == tuple(range(_EXACT + 1))
 
 

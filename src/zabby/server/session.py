@@ -10,11 +10,11 @@ Apache ZooKeeper would issue for that id.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
-_SUPER_SECRET = 0xB3415C00
-_MASK48 = (1 << 48) - 1
-_MULT = 0x5DEECE66D
+_SUPER_SECRET: Final = 0xB3415C00
+_MASK48: Final = (1 << 48) - 1
+_MULT: Final = 0x5DEECE66D
 CONTAINER_EPHEMERAL_OWNER = -(1 << 63)
 
 

@@ -12,7 +12,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..tree.datatree import DataTree
 from ..tree.txn import Txn
@@ -25,7 +25,7 @@ _SEG_HDR = struct.Struct("<8sIIqI4x")
 SEGMENT_HEADER = 32  # _SEG_HDR.size
 _ENT_HDR = struct.Struct("<IqII")
 ENTRY_HEADER = 20  # _ENT_HDR.size
-_COPY_MAX = 4096
+_COPY_MAX: Final = 4096
 # how often the replay reports progress (every 4096 entries)
 PROGRESS_MASK = 0xFFF
 

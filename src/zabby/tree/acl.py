@@ -9,6 +9,8 @@ client never matches). An authenticated id with scheme `super` passes every chec
 
 from __future__ import annotations
 
+from typing import Final
+
 import base64
 import hashlib
 import re
@@ -334,7 +336,7 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
 
 
 # Java's "." does not match these line terminators.
-_REDACT = re.compile(":[^\n\r\u0085\u2028\u2029]*")
+_REDACT: Final = re.compile(":[^\n\r\u0085\u2028\u2029]*")
 
 
 def redact_acl(acl) -> list[ACL]:

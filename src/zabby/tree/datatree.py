@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -76,47 +76,58 @@ __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 
 log = logging.getLogger(__name__)
 _QUOTA_ROOT, _LIMIT_NODE, _STAT_NODE = qt.QUOTA_ROOT, qt.LIMIT_NODE, qt.STAT_NODE
-_QROOT_LEN = qt.QUOTA_ROOT_LEN
-_DIGEST_LOG_MASK = DIGEST_LOG_INTERVAL - 1
-_KNOWN_DIGESTS_MAX = 1 << 16  # ~6 MB at most
+_QROOT_LEN: Final = qt.QUOTA_ROOT_LEN
+_DIGEST_LOG_MASK: Final = DIGEST_LOG_INTERVAL - 1
+_KNOWN_DIGESTS_MAX: Final = 1 << 16  # ~6 MB at most
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
-_CHECK = int(Op.CHECK)
-_PERM_READ, _PERM_WRITE, _PERM_CREATE, _PERM_DELETE, _PERM_ADMIN = (
-    int(Perm.READ), int(Perm.WRITE), int(Perm.CREATE), int(Perm.DELETE), int(Perm.ADMIN))
-_CHECK_OK = (_CHECK, 0, None)  # a check's result in a multi reply
+_CHECK: Final = int(Op.CHECK)
+_PERM_READ: Final = int(Perm.READ)
+_PERM_WRITE: Final = int(Perm.WRITE)
+_PERM_CREATE: Final = int(Perm.CREATE)
+_PERM_DELETE: Final = int(Perm.DELETE)
+_PERM_ADMIN: Final = int(Perm.ADMIN)
+_CHECK_OK: Final = (_CHECK, 0, None)  # a check's result in a multi reply
 # Opcodes as plain ints for the per-op paths of prepare/apply: comparing an int
 # with an IntEnum member costs ~90 ns (the class attribute lookup), with an int ~12.
-_OP_CHECK = int(Op.CHECK)
-_OP_MULTI = int(Op.MULTI)
-_NODEEXISTS = int(Err.NODEEXISTS)
+_OP_CHECK: Final = int(Op.CHECK)
+_OP_MULTI: Final = int(Op.MULTI)
+_NODEEXISTS: Final = int(Err.NODEEXISTS)
 # the event types apply reports, looked up once (members, not ints: they print as such)
-_EV_CREATED = EventType.NODE_CREATED
-_EV_DELETED = EventType.NODE_DELETED
-_EV_DATA_CHANGED = EventType.NODE_DATA_CHANGED
-_EV_CHILDREN_CHANGED = EventType.NODE_CHILDREN_CHANGED
-_OP_CLOSE_SESSION = int(Op.CLOSE_SESSION)
-_OP_CREATE = int(Op.CREATE)
-_OP_CREATE2 = int(Op.CREATE2)
-_OP_CREATE_CONTAINER = int(Op.CREATE_CONTAINER)
-_OP_CREATE_SESSION = int(Op.CREATE_SESSION)
-_OP_CREATE_TTL = int(Op.CREATE_TTL)
-_OP_DELETE = int(Op.DELETE)
-_OP_DELETE_CONTAINER = int(Op.DELETE_CONTAINER)
-_OP_ERROR = int(Op.ERROR)
-_OP_RECONFIG = int(Op.RECONFIG)
-_OP_SET_ACL = int(Op.SET_ACL)
-_OP_SET_DATA = int(Op.SET_DATA)
-_KEEPER_MULTI_MIN = 500  # ClickHouse Keeper's multi ops are above (tree/keeper.py)
+_EV_CREATED: Final = EventType.NODE_CREATED
+_EV_DELETED: Final = EventType.NODE_DELETED
+_EV_DATA_CHANGED: Final = EventType.NODE_DATA_CHANGED
+_EV_CHILDREN_CHANGED: Final = EventType.NODE_CHILDREN_CHANGED
+_OP_CLOSE_SESSION: Final = int(Op.CLOSE_SESSION)
+_OP_CREATE: Final = int(Op.CREATE)
+_OP_CREATE2: Final = int(Op.CREATE2)
+_OP_CREATE_CONTAINER: Final = int(Op.CREATE_CONTAINER)
+_OP_CREATE_SESSION: Final = int(Op.CREATE_SESSION)
+_OP_CREATE_TTL: Final = int(Op.CREATE_TTL)
+_OP_DELETE: Final = int(Op.DELETE)
+_OP_DELETE_CONTAINER: Final = int(Op.DELETE_CONTAINER)
+_OP_ERROR: Final = int(Op.ERROR)
+_OP_RECONFIG: Final = int(Op.RECONFIG)
+_OP_SET_ACL: Final = int(Op.SET_ACL)
+_OP_SET_DATA: Final = int(Op.SET_DATA)
+_OP_EXISTS: Final = int(Op.EXISTS)
+_OP_GET_DATA: Final = int(Op.GET_DATA)
+_OP_GET_CHILDREN: Final = int(Op.GET_CHILDREN)
+_OP_GET_CHILDREN2: Final = int(Op.GET_CHILDREN2)
+_OP_MULTI_READ: Final = int(Op.MULTI_READ)
+# reply codes as the members (they print as such), held in C statics under mypyc
+_ERR_OK: Final = Err.OK
+_ERR_NONODE: Final = Err.NONODE
+_KEEPER_MULTI_MIN: Final = 500  # ClickHouse Keeper's multi ops are above (tree/keeper.py)
 # A directory with at least this many children keeps its last listing (names in
 # ZooKeeper's order and their encoding: ~12 bytes a child) until it changes.
-_LISTING_CACHE_MIN = 1024
+_LISTING_CACHE_MIN: Final = 1024
 # CreateMode(flags) without an enum construction per create (~3 us each)
-_MODES = {int(m): m for m in CreateMode}
-_TTL_AS_CREATE = -1000  # marker: a create op with TTL flags inside a multi
-_CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
-_MULTI_WRITE_OPS = frozenset(
+_MODES: Final = {int(m): m for m in CreateMode}
+_TTL_AS_CREATE: Final = -1000  # marker: a create op with TTL flags inside a multi
+_CREATE_OPS: Final = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
+_MULTI_WRITE_OPS: Final = frozenset(
     {Op.CREATE, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA, Op.CHECK, _TTL_AS_CREATE}
 )
 
@@ -656,7 +667,7 @@ class DataTree:
         success).
         """
         try:
-            if op == Op.MULTI_READ:
+            if op == _OP_MULTI_READ:
                 return self._multi_read(body, auth)
             return self._read_one(op, body, auth, watcher, session_id)
         except _KErr as e:
@@ -664,7 +675,7 @@ class DataTree:
 
     def _read_one(self, op: int, body, auth: list[Id], watcher, session_id: int):
         ext = self.extended_types
-        if op == Op.EXISTS:
+        if op == _OP_EXISTS:
             path = body.path
             if path is None:
                 raise _KErr(Err.MARSHALLINGERROR)
@@ -674,24 +685,24 @@ class DataTree:
                 self.watches.add_exist_watch(path, watcher)
             node = self.get_node(path)
             if node is None:
-                return Err.NONODE, None
-            return Err.OK, StatResponse(node.stat(ext))
-        if op in (Op.GET_DATA, Op.GET_CHILDREN, Op.GET_CHILDREN2):
+                return _ERR_NONODE, None
+            return _ERR_OK, StatResponse(node.stat(ext))
+        if op == _OP_GET_DATA or op == _OP_GET_CHILDREN or op == _OP_GET_CHILDREN2:
             path = body.path
             node = self._read_node(path)
             if not check_perm(node.acl, _PERM_READ, auth):
                 raise _KErr(Err.NOAUTH)
             watch = watcher is not None and getattr(body, "watch", False)
-            if op == Op.GET_DATA:
+            if op == _OP_GET_DATA:
                 if watch:
                     self.watches.add_data_watch(path, watcher)
-                return Err.OK, GetDataResponse(node.data, node.stat(ext))
+                return _ERR_OK, GetDataResponse(node.data, node.stat(ext))
             if watch:
                 self.watches.add_child_watch(path, watcher)
             children = self.children_of(node)
-            if op == Op.GET_CHILDREN:
-                return Err.OK, GetChildrenResponse(children)
-            return Err.OK, GetChildren2Response(children, node.stat(ext))
+            if op == _OP_GET_CHILDREN:
+                return _ERR_OK, GetChildrenResponse(children)
+            return _ERR_OK, GetChildren2Response(children, node.stat(ext))
         if op == Op.GET_ACL:
             node = self._read_node(body.path)
             if not check_perm(node.acl, _PERM_READ | _PERM_ADMIN, auth):
@@ -851,17 +862,17 @@ class DataTree:
         """
         hdr = TxnHeader(ctx.session_id, ctx.cxid, ctx.zxid, ctx.time, int(op))
         try:
-            if body is None and op != Op.CLOSE_SESSION:
+            if body is None and op != _OP_CLOSE_SESSION:
                 # the request body did not decode: ZooKeeper has already taken a
                 # zxid and answers MARSHALLINGERROR with an error txn
                 raise _KErr(Err.MARSHALLINGERROR)
-            if op == Op.MULTI:
+            if op == _OP_MULTI:
                 return Txn(hdr, self._prepare_multi(body, ctx))
             ttype, tbody = self._prep(op, body, ctx)
             hdr.type = int(ttype)
             return Txn(hdr, tbody)
         except _KErr as e:
-            hdr.type = int(Op.ERROR)
+            hdr.type = _OP_ERROR
             return Txn(hdr, ErrorTxn(e.err))
 
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
@@ -1020,7 +1031,7 @@ class DataTree:
         if node.child_count > 0:
             raise _KErr(Err.NOTEMPTY)
         self._record_delete(parent, path, ctx.zxid)
-        return int(Op.DELETE), DeleteTxn(path)
+        return _OP_DELETE, DeleteTxn(path)
 
     def _record_delete(self, parent: _Change, path: str, zxid: int) -> None:
         parent = parent.duplicate(zxid)
@@ -1038,7 +1049,7 @@ class DataTree:
             raise _KErr(Err.BADVERSION)
         parent = self._record(parent_path)
         self._record_delete(parent, path, ctx.zxid)
-        return int(Op.DELETE_CONTAINER), DeleteTxn(path)
+        return _OP_DELETE_CONTAINER, DeleteTxn(path)
 
     def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1057,7 +1068,7 @@ class DataTree:
         c.version = new_version
         c.data = data
         self._add_change(c)
-        return int(Op.SET_DATA), SetDataTxn(path, data, new_version)
+        return _OP_SET_DATA, SetDataTxn(path, data, new_version)
 
     def _prep_set_acl(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1076,7 +1087,7 @@ class DataTree:
         c.aversion = new_version
         c.acl = acl
         self._add_change(c)
-        return int(Op.SET_ACL), SetACLTxn(path, acl, new_version)
+        return _OP_SET_ACL, SetACLTxn(path, acl, new_version)
 
     def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1108,7 +1119,7 @@ class DataTree:
         paths = sorted(es)
         for p in paths:
             self._add_change(_Change(ctx.zxid, p, False))
-        return int(Op.CLOSE_SESSION), CloseSessionTxn(paths)
+        return _OP_CLOSE_SESSION, CloseSessionTxn(paths)
 
     # ---------------------------------------------------------------- apply
     def apply(self, txn: Txn) -> ApplyResult:

@@ -6,6 +6,8 @@ the BMP is a surrogate pair in Java and so always invalid.
 
 from __future__ import annotations
 
+from typing import Final
+
 import re
 
 __all__ = ["is_valid_path", "parent_of", "split_path"]
@@ -23,7 +25,7 @@ def _bad_char(c: int) -> bool:
 # Components of allowed characters only; "." and ".." components and anything
 # else unusual fall through to the exact character walk below.
 # (the surrogate range is spelled with chr(): mypyc takes no surrogates in a literal)
-_PLAIN = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f" + chr(0xD800) + "-\uf8ff\ufff0-\U0010ffff]+)+\\Z")
+_PLAIN: Final = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f" + chr(0xD800) + "-\uf8ff\ufff0-\U0010ffff]+)+\\Z")
 
 
 def is_valid_path(path: str | None) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from ..wire.records import Stat
 
@@ -10,9 +10,9 @@ __all__ = ["CONTAINER_OWNER", "TTL_MAX", "ZNode", "client_ephemeral_owner", "eph
 
 # EphemeralType encodings of ephemeralOwner (signed 64-bit).
 CONTAINER_OWNER = -0x8000000000000000
-_EXTENDED_MASK = -0x100000000000000  # 0xff00000000000000 as a signed long
-_RESERVED_MASK = 0x00FFFF0000000000
-_VALUE_MASK = ~(_EXTENDED_MASK | _RESERVED_MASK)  # low 40 bits
+_EXTENDED_MASK: Final = -0x100000000000000  # 0xff00000000000000 as a signed long
+_RESERVED_MASK: Final = 0x00FFFF0000000000
+_VALUE_MASK: Final = ~(_EXTENDED_MASK | _RESERVED_MASK)  # low 40 bits
 TTL_MAX = _VALUE_MASK  # 0xffffffffff ms, about 34 years
 
 VOID, NORMAL, CONTAINER, TTL = 0, 1, 2, 3

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from itertools import chain
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -29,7 +29,7 @@ LONG = _Q
 # Largest length prefix we will ever honour for a buffer/string/vector; callers
 # bound whole frames by jute.maxbuffer before decoding, this only guards against
 # absurd counts within a frame.
-_MAX_LEN = 1 << 30
+_MAX_LEN: Final = 1 << 30
 
 
 def read_int(buf, pos: int) -> tuple[int, int]:

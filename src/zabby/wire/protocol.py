@@ -9,7 +9,7 @@ opcode) followed by the opcode's body. The server answers with a ReplyHeader
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from . import keeper as _keeper
 from .constants import DEFAULT_MAX_BUFFER, XID_NOTIFICATION, Err, Op
@@ -46,10 +46,10 @@ from .records import (
     WatchTypeRequest,
 )
 
-_REPLY_HDR = struct.Struct(">iiqi")  # length, xid, zxid, err
+_REPLY_HDR: Final = struct.Struct(">iiqi")  # length, xid, zxid, err
 _REQ_HDR = struct.Struct(">ii")
-_MULTI_HDR = struct.Struct(">iBi")  # MultiHeader: type, done, err
-_MULTI_DONE = _MULTI_HDR.pack(-1, 1, -1)
+_MULTI_HDR: Final = struct.Struct(">iBi")  # MultiHeader: type, done, err
+_MULTI_DONE: Final = _MULTI_HDR.pack(-1, 1, -1)
 
 
 class MultiRequest:
