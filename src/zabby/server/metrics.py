@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Final, TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -25,7 +25,7 @@ __all__ = ["SUMMARY_BOUNDS", "LatencyCounters", "ServerMetrics", "Summary", "avg
 
 # Upper bounds (inclusive, ms or a count) of a Summary's buckets: exact up to 10, then
 # steps of about 25%, up to 30 minutes; the last bucket holds everything larger.
-SUMMARY_BOUNDS: tuple[int, ...] = (
+SUMMARY_BOUNDS: Final[tuple[int, ...]] = (
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 75, 90, 110, 135,
     165, 200, 250, 300, 375, 450, 550, 675, 825, 1000, 1250, 1500, 1850, 2250, 2750, 3350,
     4100, 5000, 6100, 7500, 9100, 11000, 13500, 16500, 20000, 25000, 30000, 37500, 45000,

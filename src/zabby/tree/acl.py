@@ -9,12 +9,11 @@ client never matches). An authenticated id with scheme `super` passes every chec
 
 from __future__ import annotations
 
-from typing import Final
-
 import base64
 import hashlib
 import re
 import weakref
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -86,7 +85,7 @@ class ACLList(ImmutableList):
 # (perms, scheme, id) triples -> a weak reference to the interned list. A plain dict
 # of weak references whose callbacks forget them, rather than a WeakValueDictionary:
 # its get() is interpreted code, run by every create (1M of them in a log replay).
-_ACL_CACHE: dict[tuple, weakref.ref] = {}
+_ACL_CACHE: Final[dict[tuple, weakref.ref]] = {}
 
 
 def intern_acl(acl) -> ACLList:

@@ -75,7 +75,9 @@ from .znode import ZNode
 __all__ = ["ApplyResult", "DataTree", "RequestContext", "SPECIAL_PATHS"]
 
 log = logging.getLogger(__name__)
-_QUOTA_ROOT, _LIMIT_NODE, _STAT_NODE = qt.QUOTA_ROOT, qt.LIMIT_NODE, qt.STAT_NODE
+_QUOTA_ROOT: Final = qt.QUOTA_ROOT
+_LIMIT_NODE: Final = qt.LIMIT_NODE
+_STAT_NODE: Final = qt.STAT_NODE
 _QROOT_LEN: Final = qt.QUOTA_ROOT_LEN
 _DIGEST_LOG_MASK: Final = DIGEST_LOG_INTERVAL - 1
 _KNOWN_DIGESTS_MAX: Final = 1 << 16  # ~6 MB at most

@@ -25,11 +25,11 @@ __all__ = ["DIGEST_LOG_INTERVAL", "DIGEST_LOG_LIMIT", "DIGEST_VERSION", "node_di
 DIGEST_VERSION = 2
 DIGEST_LOG_INTERVAL = 128  # DataTree.DIGEST_LOG_INTERVAL: a history entry every 0x80 zxids
 DIGEST_LOG_LIMIT = 1024  # DataTree.DIGEST_LOG_LIMIT: entries kept
-MASK = (1 << 64) - 1
+MASK: Final = (1 << 64) - 1
 _EXCLUDED: Final = "/zookeeper/"  # ZooDefs.ZOOKEEPER_NODE_SUBTREE
 _STAT: Final = struct.Struct(">qqqqqiiiq")
-_crc = zlib.crc32
-_pack = _STAT.pack
+_crc: Final = zlib.crc32
+_pack: Final = _STAT.pack
 
 
 def node_digest(path: str, node: ZNode) -> int:

@@ -6,9 +6,8 @@ the BMP is a surrogate pair in Java and so always invalid.
 
 from __future__ import annotations
 
-from typing import Final
-
 import re
+from typing import Final
 
 __all__ = ["is_valid_path", "parent_of", "split_path"]
 

@@ -22,13 +22,18 @@ Watchers are any hashable object (the server passes its session/connection).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Final
 
 from ..wire.constants import EventType, WatcherType
 
 __all__ = ["STANDARD", "PERSISTENT", "PERSISTENT_RECURSIVE", "PathWatches", "WatchManager"]
 
-STANDARD, PERSISTENT, PERSISTENT_RECURSIVE = 0, 1, 2
+# Final: mypyc reads them as C constants, not from the module dict
+STANDARD: Final = 0
+PERSISTENT: Final = 1
+PERSISTENT_RECURSIVE: Final = 2
+_EV_DELETED: Final = EventType.NODE_DELETED
+_EV_CHILDREN_CHANGED: Final = EventType.NODE_CHILDREN_CHANGED
 
 
 def _parents_and_self(path: str):
@@ -99,7 +104,7 @@ class PathWatches:
                 for w in (entry,) if single else list(entry):
                     mode = modes.get((w, local), STANDARD) if modes else STANDARD
                     if mode == PERSISTENT_RECURSIVE:
-                        if event_type != EventType.NODE_CHILDREN_CHANGED:
+                        if event_type != _EV_CHILDREN_CHANGED:
                             matched[w] = None
                     elif not at_parent:
                         matched[w] = None
@@ -213,9 +218,9 @@ class WatchManager:
     # ------------------------------------------------------------ trigger
     def trigger(self, event_type: int, path: str) -> list[tuple[Any, int, str]]:
         """Watchers to notify of one event, one-shot watches consumed."""
-        if event_type == EventType.NODE_CHILDREN_CHANGED:
+        if event_type == _EV_CHILDREN_CHANGED:
             notify, _ = self.child.fire(path, event_type)
-        elif event_type == EventType.NODE_DELETED:
+        elif event_type == _EV_DELETED:
             notify, matched = self.data.fire(path, event_type)
             more, _ = self.child.fire(path, event_type, matched)
             notify = notify + more

@@ -9,13 +9,16 @@ from ..wire.records import Stat
 __all__ = ["CONTAINER_OWNER", "TTL_MAX", "ZNode", "client_ephemeral_owner", "ephemeral_kind", "ttl_owner", "ttl_of"]
 
 # EphemeralType encodings of ephemeralOwner (signed 64-bit).
-CONTAINER_OWNER = -0x8000000000000000
+CONTAINER_OWNER: Final = -0x8000000000000000
 _EXTENDED_MASK: Final = -0x100000000000000  # 0xff00000000000000 as a signed long
 _RESERVED_MASK: Final = 0x00FFFF0000000000
 _VALUE_MASK: Final = ~(_EXTENDED_MASK | _RESERVED_MASK)  # low 40 bits
 TTL_MAX = _VALUE_MASK  # 0xffffffffff ms, about 34 years
 
-VOID, NORMAL, CONTAINER, TTL = 0, 1, 2, 3
+VOID: Final = 0
+NORMAL: Final = 1
+CONTAINER: Final = 2
+TTL: Final = 3
 
 
 def ttl_owner(ttl: int) -> int:

@@ -20,10 +20,10 @@ class ProtocolError(ValueError):
     """Bytes that are not a valid encoding of what was expected."""
 
 
-_I = struct.Struct(">i")
-_Q = struct.Struct(">q")
+_I: Final = struct.Struct(">i")
+_Q: Final = struct.Struct(">q")
 _B = struct.Struct(">?")
-INT = _I
+INT: Final = _I
 LONG = _Q
 
 # Largest length prefix we will ever honour for a buffer/string/vector; callers

@@ -47,7 +47,8 @@ from .records import (
 )
 
 _REPLY_HDR: Final = struct.Struct(">iiqi")  # length, xid, zxid, err
-_REQ_HDR = struct.Struct(">ii")
+_REQ_HDR: Final = struct.Struct(">ii")
+_XID_NOTIFICATION: Final = XID_NOTIFICATION
 _MULTI_HDR: Final = struct.Struct(">iBi")  # MultiHeader: type, done, err
 _MULTI_DONE: Final = _MULTI_HDR.pack(-1, 1, -1)
 
@@ -142,7 +143,7 @@ class MultiResponse:
 
 
 # Body record of each request opcode.
-REQUEST_BODY: dict[int, Any] = {
+REQUEST_BODY: Final[dict[int, Any]] = {
     Op.CREATE: CreateRequest,
     Op.CREATE2: CreateRequest,
     Op.CREATE_CONTAINER: CreateRequest,
@@ -357,7 +358,7 @@ def encode_reply(xid: int, zxid: int, err: int, body: Any = None) -> bytearray:
 def encode_notification(event_type: int, state: int, path: str | None) -> bytearray:
     out = bytearray(20)
     WatcherEvent(event_type, state, path).encode(out)
-    _REPLY_HDR.pack_into(out, 0, len(out) - 4, XID_NOTIFICATION, -1, 0)
+    _REPLY_HDR.pack_into(out, 0, len(out) - 4, _XID_NOTIFICATION, -1, 0)
     return out
 
 
