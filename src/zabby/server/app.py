@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -287,12 +288,33 @@ def _keep_tree_frozen() -> None:
         GroupCommitter.keep_frozen = True
 
 
+# The cyclic GC's young-generation threshold in a server's own process. CPython
+# collects generation 0 whenever the GC-tracked objects allocated and not yet freed
+# pass the threshold (700 by default). A server with pipelined requests keeps a few
+# thousand young objects alive at any moment (backlog tuples, txns, their callbacks,
+# replies), none of them cyclic garbage, so at 700 it ran a young collection every
+# ~100 requests: 6,122 young and 553 middle collections in a 9 s run of standalone
+# setData at 32 x 16 (342 ms, ~4 % of the server's CPU; 2,057 objects collected).
+# Above the live set they all but stop (20,000: 3 young and 1 middle collection in the
+# same run, 20 ms).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _tune_gc() -> None:
+    """Raise generation 0's threshold to GC_YOUNG_THRESHOLD (a higher one set by
+    whoever runs us is kept)."""
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:  # 0: the cyclic GC is off; leave it so
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run(
     config: ServerConfig, *, four_letter_handler: FourLetterHandler | None = None,
     services: Sequence[OpsService] = (), progress: Progress | None = None,
 ) -> None:
     _test_clock_offset()
     _keep_tree_frozen()
+    _tune_gc()
     raise_fd_limit()
     install_uvloop()
     asyncio.run(serve(config, four_letter_handler=four_letter_handler, services=services,
