@@ -86,7 +86,7 @@ def build_server(
         # writes off the loop"); ZABBY_LOG_WRITER=loop: the loop writes, two
         # helpers fsync (the design before; kept to measure against)
         syncer=_log_syncer() if config.force_sync else None,
-        max_inflight=2,
+        max_inflight=LOG_BATCHES_IN_FLIGHT,
     )
     if config.is_distributed:
         from .local_sessions import server_class
@@ -145,13 +145,22 @@ def _trust_empty_db(config: ServerConfig, report, log_dir: str) -> bool:
                 "election until a leader has synced this server (it may have been wiped)")
     return False
 
+# Log batches handed to the writer and not yet durable, at most (the committer's
+# max_inflight, the writer's slots). With 32 sessions of one setData at a time, the
+# round trip to the writer was ~390 us against ~205 us for the fdatasync itself, and
+# with 2 in flight a batch that filled meanwhile waited for a slot: 4 gave 12-20 %
+# more setData/s at 32 x 1 and no loss at 32 x 16 (docs/ARCHITECTURE.md).
+LOG_BATCHES_IN_FLIGHT = 4
+
+
 def _log_syncer():
     mode = os.environ.get("ZABBY_LOG_WRITER")
     if mode == "loop":
         return FsyncPool
+    n = LOG_BATCHES_IN_FLIGHT
     if mode == "seal":  # the writer also computes the checksums (lost with 1 KiB values)
-        return lambda loop: LogWriter(loop, seal=True)
-    return LogWriter  # the writer writes, the loop computes the checksums
+        return lambda loop: LogWriter(loop, slots=n, seal=True)
+    return lambda loop: LogWriter(loop, slots=n)  # the loop computes the checksums
 
 
 def _no_snapshot(config: ServerConfig, tree, report, log_dir: str) -> None:
