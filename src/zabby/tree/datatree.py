@@ -127,6 +127,12 @@ _KEEPER_MULTI_MIN: Final = 500  # ClickHouse Keeper's multi ops are above (tree/
 _LISTING_CACHE_MIN: Final = 1024
 # CreateMode(flags) without an enum construction per create (~3 us each)
 _MODES: Final = {int(m): m for m in CreateMode}
+_CM_EPHEMERAL: Final = int(CreateMode.EPHEMERAL)
+_CM_PERSISTENT_SEQUENTIAL: Final = int(CreateMode.PERSISTENT_SEQUENTIAL)
+_CM_EPHEMERAL_SEQUENTIAL: Final = int(CreateMode.EPHEMERAL_SEQUENTIAL)
+_CM_CONTAINER: Final = int(CreateMode.CONTAINER)
+_CM_TTL: Final = int(CreateMode.PERSISTENT_WITH_TTL)
+_CM_SEQUENTIAL_TTL: Final = int(CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL)
 _TTL_AS_CREATE: Final = -1000  # marker: a create op with TTL flags inside a multi
 _CREATE_OPS: Final = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 _MULTI_WRITE_OPS: Final = frozenset(
@@ -944,18 +950,22 @@ class DataTree:
 
     def _prep_create(self, op: int, req, ctx: RequestContext) -> tuple[int, Any]:
         flags = req.flags
-        mode = _MODES.get(flags)
-        if mode is None:
+        if flags not in _MODES:
             raise _KErr(Err.BADARGUMENTS)
-        ttl = req.ttl if op == Op.CREATE_TTL else -1
-        if mode.ttl:
+        # CreateMode's properties as int tests (each property was an interpreted
+        # call building a tuple of enum members, up to six per create)
+        f: int = flags
+        is_ttl = f == _CM_TTL or f == _CM_SEQUENTIAL_TTL
+        is_ephemeral = f == _CM_EPHEMERAL or f == _CM_EPHEMERAL_SEQUENTIAL
+        ttl = req.ttl if op == _OP_CREATE_TTL else -1
+        if is_ttl:
             if not self.extended_types:
                 raise _KErr(Err.UNIMPLEMENTED)
             if ttl <= 0 or ttl > zn.TTL_MAX:
                 raise _KErr(Err.BADARGUMENTS)
         elif ttl >= 0:
             raise _KErr(Err.BADARGUMENTS)
-        if self.ephemeral_session_check is not None and mode.ephemeral:
+        if self.ephemeral_session_check is not None and is_ephemeral:
             err = self.ephemeral_session_check(ctx.session_id)
             if err:
                 raise _KErr(err)
@@ -974,7 +984,7 @@ class DataTree:
         parent = self._record(parent_path)
         if not check_perm(parent.acl, _PERM_CREATE, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        if mode.sequential:
+        if f == _CM_PERSISTENT_SEQUENTIAL or f == _CM_EPHEMERAL_SEQUENTIAL or f == _CM_SEQUENTIAL_TTL:
             path = f"{path}{parent.cversion:010d}"
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
@@ -991,17 +1001,17 @@ class DataTree:
         self._check_data(data)
         if self.enforce_quota and self._quotas:
             self._check_quota(path, len(data) if data else 0, 1)
-        if op == Op.CREATE_CONTAINER:
+        if op == _OP_CREATE_CONTAINER:
             txn: Any = CreateContainerTxn(path, data, acl, new_cversion)
-        elif op == Op.CREATE_TTL:
+        elif op == _OP_CREATE_TTL:
             txn = CreateTTLTxn(path, data, acl, new_cversion, ttl)
         else:
-            txn = CreateTxn(path, data, acl, mode.ephemeral, new_cversion)
-        if mode.container:
+            txn = CreateTxn(path, data, acl, is_ephemeral, new_cversion)
+        if f == _CM_CONTAINER:
             owner = zn.CONTAINER_OWNER
-        elif mode.ttl:
+        elif is_ttl:
             owner = zn.ttl_owner(ttl)
-        elif mode.ephemeral:
+        elif is_ephemeral:
             owner = ctx.session_id
         else:
             owner = 0
