@@ -19,6 +19,8 @@ _STATE_CODE = {LOOKING: 0, FOLLOWING: 1, LEADING: 2, OBSERVING: 3}
 
 _COUNTER_MASK = 0xFFFFFFFF
 _MAX_BATCH = 512          # entries per ENTRIES message
+_ENTRIES = m.ENTRIES
+_GETS_PROPOSALS = frozenset(("syncing", "synced"))  # learner stages that are sent proposals
 _RETRY_TICKS = 3          # a learner re-handshakes if LEADERINFO does not come this soon
 
 
@@ -554,9 +556,12 @@ class Peer:
             raise NotLeader(None)
         zxid = make_zxid(self._epoch, counter + 1)
         self._append(zxid, payload)
+        entry = None  # one record for every follower's outbox (records are not mutated)
         for h in self._handlers.values():
-            if not h.observer and h.stage in ("syncing", "synced"):
-                self._send_entries(h, [(zxid, payload)])
+            if not h.observer and h.stage in _GETS_PROPOSALS:
+                if entry is None:
+                    entry = m.Entry(zxid, payload)
+                self._send_entry(h, entry)
         return zxid
 
     def disconnected(self, sid: int) -> None:
@@ -945,6 +950,20 @@ class Peer:
 
     def _send(self, h: _Handler, t: int, body) -> None:
         h.outbox.append([t, body])
+
+    def _send_entry(self, h: _Handler, entry) -> None:
+        """`_send_entries` of one proposal (the broadcast's hot path, ~5 % of a
+        leader's CPU under setData): it joins the ENTRIES message at the tail of
+        the outbox while that has room."""
+        ob = h.outbox
+        if ob:
+            last = ob[-1]
+            if last[0] == _ENTRIES:
+                batch = last[1].entries
+                if len(batch) < _MAX_BATCH:
+                    batch.append(entry)
+                    return
+        ob.append([_ENTRIES, m.Entries([entry])])
 
     def _send_entries(self, h: _Handler, entries) -> None:
         ob = h.outbox
