@@ -596,6 +596,15 @@ class ZabbyServer:
         if self._enforce_auth and not self.sasl.enforce(conn, xid):
             return
         q = conn.backlog
+        if (not q and not conn.inflight and op not in WRITE_OPS and not conn.pumping
+                and not conn.write_paused and conn._out_bytes < OUTPUT_HIGH
+                and not conn.closed):
+            # what pump would do with a read that finds nothing before it (most
+            # reads): answer it now, without the backlog round trip
+            self._read(conn, xid, op, body, now)
+            if conn.read_paused & PAUSE_BACKLOG:
+                conn.resume(PAUSE_BACKLOG)
+            return
         q.append((xid, op, body, now))
         self.pump(conn)
         # back-pressure by not reading, never by dropping (as ZooKeeper throttles
