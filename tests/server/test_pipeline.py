@@ -19,6 +19,7 @@ from zabby.wire import (
     CreateRequest,
     Id,
     Op,
+    PathWatchRequest,
     encode_request,
 )
 from zabby.wire.protocol import FrameDecoder, decode_reply_header
@@ -100,6 +101,34 @@ def test_pipelined_writes_are_answered_in_order_once_committed():
         assert not any(server.commit_stage.pending_writes.values())
         assert server.outstanding == 0 and conn.inflight == 0
         assert server.tree.get_node("/a").data == b"2"
+
+    asyncio.run(main())
+
+
+def test_a_read_is_answered_at_once_only_with_nothing_before_it():
+    # core.handle_request answers a read straight away when the connection's backlog
+    # is empty and no write is in flight; behind a write it waits, in order
+    async def main():
+        committer = HeldCommitter()
+        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
+        conn, t = _connect(server)
+        committer.release()  # the createSession
+        await asyncio.sleep(0)
+        conn.data_received(encode_request(2, Op.GET_DATA, PathWatchRequest("/", False)))
+        assert _replies(t) == [(2, 0)]  # nothing before it: answered in the same read
+        conn.data_received(
+            encode_request(3, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
+            + encode_request(4, Op.GET_DATA, PathWatchRequest("/a", False)))
+        conn.data_received(encode_request(5, Op.EXISTS, PathWatchRequest("/b", False)))
+        await asyncio.sleep(0)
+        assert _replies(t) == [(2, 0)]  # both reads wait for the write before them
+        assert len(conn.backlog) == 2 and conn.inflight == 1
+        committer.release()
+        await asyncio.sleep(0)
+        assert _replies(t) == [(2, 0), (3, 0), (4, 0), (5, -101)]
+        assert not conn.backlog and conn.inflight == 0
+        conn.data_received(encode_request(6, Op.EXISTS, PathWatchRequest("/a", False)))
+        assert _replies(t)[-1] == (6, 0)
 
     asyncio.run(main())
 

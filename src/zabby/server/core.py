@@ -600,13 +600,17 @@ class ZabbyServer:
                 and not conn.write_paused and conn._out_bytes < OUTPUT_HIGH
                 and not conn.closed):
             # what pump would do with a read that finds nothing before it (most
-            # reads): answer it now, without the backlog round trip
+            # reads): answer it now, without the backlog round trip (then pump's
+            # own last steps, and the checks below: a sync stays in flight)
             self._read(conn, xid, op, body, now)
-            if conn.read_paused & PAUSE_BACKLOG:
+            if (conn.read_paused & PAUSE_BACKLOG
+                    and len(conn.backlog) + conn.inflight < MAX_OUTSTANDING // 2):
                 conn.resume(PAUSE_BACKLOG)
-            return
-        q.append((xid, op, body, now))
-        self.pump(conn)
+            if self._throttled and self.outstanding < self._global_limit:
+                self._release_throttled()
+        else:
+            q.append((xid, op, body, now))
+            self.pump(conn)
         # back-pressure by not reading, never by dropping (as ZooKeeper throttles
         # a connection with requests outstanding); nothing to check when all answered
         if q or conn.inflight:
