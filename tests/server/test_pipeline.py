@@ -79,13 +79,20 @@ def _replies(t: Transport) -> list[tuple[int, int]]:
     return [(h.xid, h.err) for h, _ in map(decode_reply_header, frames[1:])]
 
 
+async def _session_on_held_log():
+    """A standalone server whose log commits only when told, and a connection with
+    its session open: (committer, server, conn, transport)."""
+    committer = HeldCommitter()
+    server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
+    conn, t = _connect(server)
+    committer.release()  # the createSession
+    await asyncio.sleep(0)
+    return committer, server, conn, t
+
+
 def test_pipelined_writes_are_answered_in_order_once_committed():
     async def main():
-        committer = HeldCommitter()
-        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
-        conn, t = _connect(server)
-        committer.release()  # the createSession
-        await asyncio.sleep(0)
+        committer, server, conn, t = await _session_on_held_log()
         conn.data_received(
             encode_request(2, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
             + encode_request(3, Op.SET_DATA, SetDataRequest("/a", b"2", -1))
@@ -109,11 +116,7 @@ def test_a_read_is_answered_at_once_only_with_nothing_before_it():
     # core.handle_request answers a read straight away when the connection's backlog
     # is empty and no write is in flight; behind a write it waits, in order
     async def main():
-        committer = HeldCommitter()
-        server = ZabbyServer(ServerConfig(max_client_cnxns=0), committer=committer)
-        conn, t = _connect(server)
-        committer.release()  # the createSession
-        await asyncio.sleep(0)
+        committer, server, conn, t = await _session_on_held_log()
         conn.data_received(encode_request(2, Op.GET_DATA, PathWatchRequest("/", False)))
         assert _replies(t) == [(2, 0)]  # nothing before it: answered in the same read
         conn.data_received(
