@@ -303,7 +303,7 @@ def _keep_tree_frozen() -> None:
 # thousand young objects alive at any moment (backlog tuples, txns, their callbacks,
 # replies), none of them cyclic garbage, so at 700 it ran a young collection every
 # ~100 requests: 6,122 young and 553 middle collections in a 9 s run of standalone
-# setData at 32 x 16 (342 ms, ~4 % of the server's CPU; 2,057 objects collected).
+# setData at 32 x 16 (352 ms; py-spy put 3 % of its CPU in the GC; 2,057 objects collected).
 # Above the live set they all but stop (20,000: 3 young and 1 middle collection in the
 # same run, 20 ms).
 GC_YOUNG_THRESHOLD = 20_000
