@@ -1,7 +1,11 @@
 """Where the txn log's write() runs: the event loop (pwrite, then two helper
 processes fdatasync: ZABBY_LOG_WRITER=loop), or the writer process (the loop
 encodes, one helper process pwrites + fdatasyncs: =write, the default), or the
-writer that also computes the entries' checksums (=seal). Same code.
+writer that also computes the entries' checksums (=seal). Same code. A mode
+with "-nodirect" appended runs with the committer's direct lane off
+(ZABBY_LOG_DIRECT_MAX=0: every batch goes to the helper, even one small batch with
+nothing in flight, which the server otherwise writes on a thread of its own):
+`--modes write,write-nodirect -n 1 -m 1` measures that lane.
 
 A standalone zabby server per round, `zabby bench -w write` (setData, 32
 sessions, --outstanding each) against it, modes alternating round by round;
@@ -51,7 +55,10 @@ def _cpu(pid: int) -> tuple[float, float]:
 
 
 def one_round(mode: str, args, workdir: Path) -> dict:
-    os.environ["ZABBY_LOG_WRITER"] = mode
+    writer, nodirect, _ = mode.partition("-nodirect")
+    os.environ["ZABBY_LOG_WRITER"] = writer
+    if nodirect:
+        os.environ["ZABBY_LOG_DIRECT_MAX"] = "0"
     srv = BenchZabby(workdir / f"{mode}-{time.monotonic_ns()}", **common_cfg())
     try:
         def bench(duration: float) -> list[str]:
@@ -78,6 +85,7 @@ def one_round(mode: str, args, workdir: Path) -> dict:
     finally:
         srv.stop()
         os.environ.pop("ZABBY_LOG_WRITER", None)
+        os.environ.pop("ZABBY_LOG_DIRECT_MAX", None)
 
 
 def inproc_round(mode: str, args, workdir: Path) -> dict:
@@ -155,7 +163,8 @@ def main() -> None:
     ap.add_argument("--workload", default="write")
     ap.add_argument("--modes", default="loop,write,seal",
                     help="loop: the loop writes, helpers fsync (before); write (the default): "
-                         "the writer writes + fsyncs; seal: it also computes the checksums")
+                         "the writer writes + fsyncs; seal: it also computes the checksums; "
+                         "any of them + '-nodirect': without the direct lane")
     ap.add_argument("--inproc", action="store_true",
                     help="measure the log path alone in this process (loop-thread CPU per "
                          "txn), not a server under `zabby bench`")
@@ -168,7 +177,7 @@ def main() -> None:
             for mode in modes if r % 2 == 0 else modes[::-1]:
                 row = (inproc_round if args.inproc else one_round)(mode, args, Path(d))
                 rows.append(row)
-                print(f"round {r} {mode:7s} {row['ops_per_sec']:>9,.0f} ops/s  server "
+                print(f"round {r} {mode:14s} {row['ops_per_sec']:>9,.0f} ops/s  server "
                       f"{row['server_us']:5.1f} us/op  helpers {row['helpers_us']:5.1f} us/op  "
                       f"cores busy {row['cores']:.2f} (server {row['server_cores']:.2f})  "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
@@ -180,7 +189,7 @@ def main() -> None:
         def med(k, rs=rs):
             v = sorted(x[k] for x in rs)
             return v[len(v) // 2]
-        print(f"  {mode:7s} {med('ops_per_sec'):>9,.0f} ops/s  server {med('server_us'):5.1f} us/op  "
+        print(f"  {mode:14s} {med('ops_per_sec'):>9,.0f} ops/s  server {med('server_us'):5.1f} us/op  "
               f"helpers {med('helpers_us'):5.1f} us/op  cores {med('cores'):.2f}")
 
 
