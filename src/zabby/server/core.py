@@ -36,6 +36,7 @@ from ..wire import (
     Op,
     WatcherType,
 )
+from ..wire.constants import ERR_NONODE, OP_AUTH, OP_SASL, OP_SYNC, PERM_READ
 from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import WRITE_OPS, encode_connect_response, encode_notification, encode_reply
 from ..wire.records import (
@@ -77,13 +78,7 @@ _TREE_READS = frozenset(
     }
 )
 _CONNECTED = KeeperState.SYNC_CONNECTED
-_READ = 1  # Perm.READ as a plain int
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
-_NONODE = int(Err.NONODE)
-_SYNC = int(Op.SYNC)
-# plain ints: `op == Op.AUTH` looks the member up on the enum class (~60 ns a request)
-_AUTH = int(Op.AUTH)
-_SASL = int(Op.SASL)
 
 
 __all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
@@ -582,7 +577,7 @@ class ZabbyServer:
         now = self.clock.monotonic_ns()  # one reading: the session clock and the latency's start
         if s is not None:
             self.sessions.touch(s, (now - self._stalled_ns) // 1_000_000)  # monotonic_ms()
-        if op == _AUTH:
+        if op == OP_AUTH:
             if body is MALFORMED:
                 # ZooKeeper cannot decode the auth packet and drops the connection
                 log.warning("closing connection from %s:%d: undecodable auth packet", *conn.peer)
@@ -590,7 +585,7 @@ class ZabbyServer:
                 return
             self._auth(conn, xid, body)
             return
-        if op == _SASL:
+        if op == OP_SASL:
             self._sasl(conn, xid, body)
             return
         if self._enforce_auth and not self.sasl.enforce(conn, xid):
@@ -682,7 +677,7 @@ class ZabbyServer:
             for watcher, wtype, wpath in trigger(etype, path):
                 # ZooKeeper sends an event only to a connection that may READ the
                 # node it is about (the watch is consumed either way)
-                if acl and not check_perm(acl, _READ, watcher.auth):
+                if acl and not check_perm(acl, PERM_READ, watcher.auth):
                     continue
                 if self._test_drop_event:
                     self._test_drop_event -= 1
@@ -698,7 +693,7 @@ class ZabbyServer:
             self._unknown_op(conn, xid, op)
             return
         if body is MALFORMED:
-            if op == _SYNC and self.read_only:  # answered before it is decoded
+            if op == OP_SYNC and self.read_only:  # answered before it is decoded
                 self.commit_stage.sync(conn, s, xid, "", t0)
                 return
             if op in KEEPER_OPS and self.keeper is None:
@@ -710,7 +705,7 @@ class ZabbyServer:
         if op in _TREE_READS:
             # the tree registers the watch exactly when ZooKeeper would
             err, resp = self.tree.read(op, body, conn.auth, s.id, conn)
-            if err == _NONODE and self.keeper is not None:  # Keeper's /keeper nodes
+            if err == ERR_NONODE and self.keeper is not None:  # Keeper's /keeper nodes
                 err, resp = self.keeper.system_read(op, body)
             self._reply(conn, xid, op, err, resp, t0)
             return

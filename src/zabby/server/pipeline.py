@@ -42,6 +42,16 @@ from functools import partial
 from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
+from ..wire.constants import (
+    ERR_SESSIONMOVED,
+    OP_CLOSE_SESSION,
+    OP_CREATE_SESSION,
+    OP_DELETE_CONTAINER,
+    OP_ERROR,
+    OP_MULTI,
+    OP_RECONFIG,
+    OP_SYNC,
+)
 from ..wire.jute import ProtocolError, Record, vector
 from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import REQUEST_BODY
@@ -52,15 +62,7 @@ from .session import session_password
 
 log = logging.getLogger("zabby.server.ensemble")
 
-# plain ints: an IntEnum attribute costs ~60 ns a lookup on the hot path
-_CLOSE_SESSION = int(Op.CLOSE_SESSION)
-_RECONFIG = int(Op.RECONFIG)
-_CREATE_SESSION = int(Op.CREATE_SESSION)
-_ERROR = int(Op.ERROR)
-_SYNC = int(Op.SYNC)
 _KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
-_SESSIONMOVED = int(Err.SESSIONMOVED)
-_MULTI = int(Op.MULTI)
 
 
 def now_ms() -> int:
@@ -126,7 +128,7 @@ class CommitStage:
                 done(hdr.zxid)
         sid = hdr.clientId
         htype = hdr.type
-        if htype == _CREATE_SESSION:
+        if htype == OP_CREATE_SESSION:
             if self.tracks_sessions and srv.sessions.get(sid) is None:
                 srv.sessions.add(sid, txn.body.timeOut, srv.monotonic_ms())
             conn = self.pending_connects.pop(sid, None)
@@ -134,26 +136,26 @@ class CommitStage:
                 srv._session_ready(conn, conn.session)
             return
         closed = None
-        if htype == _CLOSE_SESSION:
+        if htype == OP_CLOSE_SESSION:
             closed = srv.sessions.remove(sid)
             self.session_closed(sid)
             if closed is not None:
                 closed = closed.conn
         q = self.pending_writes.get(sid)
         if not q or q[0][0] != hdr.cxid:
-            if htype == _CLOSE_SESSION:
+            if htype == OP_CLOSE_SESSION:
                 if closed is not None:
                     closed.abort()  # the session expired, or closed through another member
                 if q is not None and not q:
                     del self.pending_writes[sid]
             return
-        if htype == _ERROR and txn.body.err == _SESSIONMOVED:
+        if htype == OP_ERROR and txn.body.err == ERR_SESSIONMOVED:
             self.moved_away(q, sid)
             return
         _, conn, xid, op, t0 = q.popleft()
         # an emptied queue stays until the session closes: a session with one write
         # outstanding at a time would otherwise make and drop a deque per write
-        if htype == _CLOSE_SESSION:
+        if htype == OP_CLOSE_SESSION:
             if not q:
                 del self.pending_writes[sid]
             if closed is not None and closed is not conn:
@@ -171,10 +173,10 @@ class CommitStage:
         err, resp = res.err, res.response
         if op >= _KEEPER_MIN:  # ClickHouse Keeper's writes answer in their own shape
             err, resp = keeper_reply(op, res)
-        elif op == _RECONFIG and err == 0 and resp is not None:
+        elif op == OP_RECONFIG and err == 0 and resp is not None:
             resp = GetDataResponse(txn.body.data, resp.stat)  # the new configuration
         srv._reply(conn, xid, op, err, resp, t0)
-        if op == _CLOSE_SESSION:
+        if op == OP_CLOSE_SESSION:
             conn.close_after_flush()
             return
         srv.pump(conn)
@@ -182,7 +184,7 @@ class CommitStage:
     def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
         """``sync``: answer once every write committed before it is applied here.
         On a standalone server every committed write already is."""
-        self.server._reply(conn, xid, _SYNC, Err.OK, PathResponse(path), t0)
+        self.server._reply(conn, xid, OP_SYNC, Err.OK, PathResponse(path), t0)
 
     def connection_closed(self, conn, s) -> None:
         """``conn`` (of session ``s``, or None) closed. The client learns nothing more
@@ -234,7 +236,7 @@ class CommitStage:
             # until it expires again after the restart
             srv.sessions.remove(s.id)
             return
-        self.internal(_CLOSE_SESSION, None, s.id)
+        self.internal(OP_CLOSE_SESSION, None, s.id)
 
     def account(self, created_ms: int) -> None:
         """Metrics of a committed txn (made at ``created_ms``, wall clock), when
@@ -261,7 +263,7 @@ class LocalCommit(CommitStage):
         srv = self.server
         committer = srv.committer
         if committer.failure is not None:
-            if op == _CLOSE_SESSION:
+            if op == OP_CLOSE_SESSION:
                 # see ZabbyServer.close_session: no txn while the log is broken
                 srv.sessions.remove(s.id)
                 s.closing = True
@@ -270,7 +272,7 @@ class LocalCommit(CommitStage):
                 return
             srv._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
             return
-        if op == _RECONFIG:
+        if op == OP_RECONFIG:
             if body is MALFORMED:
                 # ZooKeeper decodes reconfig before taking a zxid
                 srv._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
@@ -287,7 +289,7 @@ class LocalCommit(CommitStage):
                                    RequestContext(s.id, xid, zxid, srv.wall_ms(), conn.auth))
         conn.inflight += 1
         srv.outstanding += 1
-        if op == _CLOSE_SESSION:
+        if op == OP_CLOSE_SESSION:
             s.closing = True
         q = self.pending_writes.get(s.id)
         if q is None:
@@ -372,7 +374,7 @@ class SyncMsg(Record):
 
 
 # writes the leader does not check the session of (see ZabCommit.fence)
-_UNCHECKED = frozenset({_CLOSE_SESSION, int(Op.DELETE_CONTAINER), _RECONFIG})
+_UNCHECKED = frozenset({OP_CLOSE_SESSION, OP_DELETE_CONTAINER, OP_RECONFIG})
 
 
 def _encode_body(body) -> bytes:
@@ -461,7 +463,7 @@ class ZabCommit(CommitStage):
         # the leader expires it; its connection (on whichever member) closes when
         # the closeSession is applied there
         s.closing = True
-        self.internal(_CLOSE_SESSION, None, s.id)
+        self.internal(OP_CLOSE_SESSION, None, s.id)
 
     def reopen(self, conn, s) -> None:
         """A client re-attached session `s` here. The leader records us as its owner
@@ -533,16 +535,16 @@ class ZabCommit(CommitStage):
                 _, path, t1, *_ = self.pending_syncs.pop(key)
                 conn.inflight -= 1
                 if not conn.closed:
-                    srv._reply(conn, key[1], _SYNC, Err.OK, PathResponse(path), t1)
+                    srv._reply(conn, key[1], OP_SYNC, Err.OK, PathResponse(path), t1)
         super().write_done(conn, xid, op, res, txn, t0)
 
     # ------------------------------------------------------------ entry points
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         srv = self.server
-        if op == _RECONFIG and body is MALFORMED:
+        if op == OP_RECONFIG and body is MALFORMED:
             srv._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
-        if op == _CLOSE_SESSION:
+        if op == OP_CLOSE_SESSION:
             s.closing = True
         conn.inflight += 1
         srv.outstanding += 1
@@ -554,7 +556,7 @@ class ZabCommit(CommitStage):
 
     def start_session(self, conn, s, timeout: int) -> None:
         self.pending_connects[s.id] = conn
-        self.route(s.id, 0, _CREATE_SESSION, timeout, conn.auth)
+        self.route(s.id, 0, OP_CREATE_SESSION, timeout, conn.auth)
 
     def internal(self, op: int, body, session_id: int) -> None:
         if self.server.role == "leading":
@@ -568,7 +570,7 @@ class ZabCommit(CommitStage):
             if not self.fence(session_id, cxid, op, body, srv.my_id):
                 self.lead_write(session_id, cxid, op, body, auth)
             return
-        if op == _CREATE_SESSION:
+        if op == OP_CREATE_SESSION:
             raw = _INT.pack(body)
         elif body is None:
             raw = None
@@ -587,7 +589,7 @@ class ZabCommit(CommitStage):
             log.info("dropped a request forwarded by %d: not leading", frm)
             srv._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
             return
-        if f.op == _CREATE_SESSION:
+        if f.op == OP_CREATE_SESSION:
             body = _INT.unpack(f.body)[0] if f.body and len(f.body) == 4 else None
         elif f.body is None:
             body = None
@@ -612,9 +614,9 @@ class ZabCommit(CommitStage):
         srv = self.server
         zxid = self.next_zxid()
         ctx = RequestContext(session_id, cxid, zxid, srv.wall_ms(), auth)
-        if op == _RECONFIG:
+        if op == OP_RECONFIG:
             txn = srv._prepare_reconfig(body, ctx)
-        elif op == _CREATE_SESSION:
+        elif op == OP_CREATE_SESSION:
             txn = srv.tree.prepare(op, body, ctx)
             if body is not None:
                 srv.sessions.add(session_id, body, srv.monotonic_ms())
@@ -688,11 +690,11 @@ class ZabCommit(CommitStage):
     def fence(self, session_id: int, cxid: int, op: int, body, origin: int) -> bool:
         """Leader: check a client write's session; True if it was answered with an
         error txn instead of being prepared."""
-        if op == _CREATE_SESSION:
+        if op == OP_CREATE_SESSION:
             self.session_owner[session_id] = origin
             return False
         if (op in _UNCHECKED or body is None
-                or op == _MULTI and not getattr(body, "ops", None)):
+                or op == OP_MULTI and not getattr(body, "ops", None)):
             return False
         err = self.session_error(session_id, origin)
         if not err:
@@ -795,5 +797,5 @@ class ZabCommit(CommitStage):
             conn, path, t0, _ = self.pending_syncs.pop(key)
             conn.inflight -= 1
             if not conn.closed:
-                srv._reply(conn, key[1], _SYNC, Err.OK, PathResponse(path), t0)
+                srv._reply(conn, key[1], OP_SYNC, Err.OK, PathResponse(path), t0)
                 srv.pump(conn)

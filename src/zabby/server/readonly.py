@@ -33,6 +33,7 @@ import asyncio
 import logging
 
 from ..wire import Err, Op
+from ..wire.constants import OP_CLOSE_SESSION
 from .ensemble import MODES, EnsembleServer
 from .pipeline import CommitStage
 
@@ -41,7 +42,6 @@ log = logging.getLogger("zabby.server.readonly")
 # ZooKeeper starts its read-only server this long after it began looking (or tickTime
 # when longer), so that an ordinary election does not flap clients into read-only mode
 READ_ONLY_DELAY_MS = 2000
-_CLOSE_SESSION = int(Op.CLOSE_SESSION)
 
 
 class ReadOnlyStage(CommitStage):
@@ -78,7 +78,7 @@ class ReadOnlyStage(CommitStage):
 
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         srv = self.server
-        if op == _CLOSE_SESSION and s is not None and s.id in self.local:
+        if op == OP_CLOSE_SESSION and s is not None and s.id in self.local:
             self.local.discard(s.id)
             srv.sessions.remove(s.id)
             s.closing = True

@@ -15,7 +15,44 @@ from typing import Any, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
 
-from ..wire.constants import DEFAULT_MAX_BUFFER, CreateMode, Err, EventType, Op, Perm
+from ..wire.constants import (
+    CM_CONTAINER,
+    CM_EPHEMERAL,
+    CM_EPHEMERAL_SEQUENTIAL,
+    CM_PERSISTENT_SEQUENTIAL,
+    CM_PERSISTENT_SEQUENTIAL_WITH_TTL,
+    CM_PERSISTENT_WITH_TTL,
+    DEFAULT_MAX_BUFFER,
+    ERR_NODEEXISTS,
+    OP_CHECK,
+    OP_CLOSE_SESSION,
+    OP_CREATE,
+    OP_CREATE2,
+    OP_CREATE_CONTAINER,
+    OP_CREATE_SESSION,
+    OP_CREATE_TTL,
+    OP_DELETE,
+    OP_DELETE_CONTAINER,
+    OP_ERROR,
+    OP_EXISTS,
+    OP_GET_CHILDREN,
+    OP_GET_CHILDREN2,
+    OP_GET_DATA,
+    OP_MULTI,
+    OP_MULTI_READ,
+    OP_RECONFIG,
+    OP_SET_ACL,
+    OP_SET_DATA,
+    PERM_ADMIN,
+    PERM_CREATE,
+    PERM_DELETE,
+    PERM_READ,
+    PERM_WRITE,
+    CreateMode,
+    Err,
+    EventType,
+    Op,
+)
 from ..wire.jute import EncodedStrings, encoded_strings
 from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
@@ -84,40 +121,12 @@ _KNOWN_DIGESTS_MAX: Final = 1 << 16  # ~6 MB at most
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
-_CHECK: Final = int(Op.CHECK)
-_PERM_READ: Final = int(Perm.READ)
-_PERM_WRITE: Final = int(Perm.WRITE)
-_PERM_CREATE: Final = int(Perm.CREATE)
-_PERM_DELETE: Final = int(Perm.DELETE)
-_PERM_ADMIN: Final = int(Perm.ADMIN)
-_CHECK_OK: Final = (_CHECK, 0, None)  # a check's result in a multi reply
-# Opcodes as plain ints for the per-op paths of prepare/apply: comparing an int
-# with an IntEnum member costs ~90 ns (the class attribute lookup), with an int ~12.
-_OP_CHECK: Final = int(Op.CHECK)
-_OP_MULTI: Final = int(Op.MULTI)
-_NODEEXISTS: Final = int(Err.NODEEXISTS)
+_CHECK_OK: Final = (OP_CHECK, 0, None)  # a check's result in a multi reply
 # the event types apply reports, looked up once (members, not ints: they print as such)
 _EV_CREATED: Final = EventType.NODE_CREATED
 _EV_DELETED: Final = EventType.NODE_DELETED
 _EV_DATA_CHANGED: Final = EventType.NODE_DATA_CHANGED
 _EV_CHILDREN_CHANGED: Final = EventType.NODE_CHILDREN_CHANGED
-_OP_CLOSE_SESSION: Final = int(Op.CLOSE_SESSION)
-_OP_CREATE: Final = int(Op.CREATE)
-_OP_CREATE2: Final = int(Op.CREATE2)
-_OP_CREATE_CONTAINER: Final = int(Op.CREATE_CONTAINER)
-_OP_CREATE_SESSION: Final = int(Op.CREATE_SESSION)
-_OP_CREATE_TTL: Final = int(Op.CREATE_TTL)
-_OP_DELETE: Final = int(Op.DELETE)
-_OP_DELETE_CONTAINER: Final = int(Op.DELETE_CONTAINER)
-_OP_ERROR: Final = int(Op.ERROR)
-_OP_RECONFIG: Final = int(Op.RECONFIG)
-_OP_SET_ACL: Final = int(Op.SET_ACL)
-_OP_SET_DATA: Final = int(Op.SET_DATA)
-_OP_EXISTS: Final = int(Op.EXISTS)
-_OP_GET_DATA: Final = int(Op.GET_DATA)
-_OP_GET_CHILDREN: Final = int(Op.GET_CHILDREN)
-_OP_GET_CHILDREN2: Final = int(Op.GET_CHILDREN2)
-_OP_MULTI_READ: Final = int(Op.MULTI_READ)
 # reply codes as the members (they print as such), held in C statics under mypyc
 _ERR_OK: Final = Err.OK
 _ERR_NONODE: Final = Err.NONODE
@@ -127,12 +136,6 @@ _KEEPER_MULTI_MIN: Final = 500  # ClickHouse Keeper's multi ops are above (tree/
 _LISTING_CACHE_MIN: Final = 1024
 # CreateMode(flags) without an enum construction per create (~3 us each)
 _MODES: Final = {int(m): m for m in CreateMode}
-_CM_EPHEMERAL: Final = int(CreateMode.EPHEMERAL)
-_CM_PERSISTENT_SEQUENTIAL: Final = int(CreateMode.PERSISTENT_SEQUENTIAL)
-_CM_EPHEMERAL_SEQUENTIAL: Final = int(CreateMode.EPHEMERAL_SEQUENTIAL)
-_CM_CONTAINER: Final = int(CreateMode.CONTAINER)
-_CM_TTL: Final = int(CreateMode.PERSISTENT_WITH_TTL)
-_CM_SEQUENTIAL_TTL: Final = int(CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL)
 _TTL_AS_CREATE: Final = -1000  # marker: a create op with TTL flags inside a multi
 _CREATE_OPS: Final = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 _MULTI_WRITE_OPS: Final = frozenset(
@@ -675,7 +678,7 @@ class DataTree:
         success).
         """
         try:
-            if op == _OP_MULTI_READ:
+            if op == OP_MULTI_READ:
                 return self._multi_read(body, auth)
             return self._read_one(op, body, auth, watcher, session_id)
         except _KErr as e:
@@ -683,7 +686,7 @@ class DataTree:
 
     def _read_one(self, op: int, body, auth: list[Id], watcher, session_id: int):
         ext = self.extended_types
-        if op == _OP_EXISTS:
+        if op == OP_EXISTS:
             path = body.path
             if path is None:
                 raise _KErr(Err.MARSHALLINGERROR)
@@ -695,34 +698,34 @@ class DataTree:
             if node is None:
                 return _ERR_NONODE, None
             return _ERR_OK, StatResponse(node.stat(ext))
-        if op == _OP_GET_DATA or op == _OP_GET_CHILDREN or op == _OP_GET_CHILDREN2:
+        if op == OP_GET_DATA or op == OP_GET_CHILDREN or op == OP_GET_CHILDREN2:
             path = body.path
             node = self._read_node(path)
-            if not check_perm(node.acl, _PERM_READ, auth):
+            if not check_perm(node.acl, PERM_READ, auth):
                 raise _KErr(Err.NOAUTH)
             watch = watcher is not None and getattr(body, "watch", False)
-            if op == _OP_GET_DATA:
+            if op == OP_GET_DATA:
                 if watch:
                     self.watches.add_data_watch(path, watcher)
                 return _ERR_OK, GetDataResponse(node.data, node.stat(ext))
             if watch:
                 self.watches.add_child_watch(path, watcher)
             children = self.children_of(node)
-            if op == _OP_GET_CHILDREN:
+            if op == OP_GET_CHILDREN:
                 return _ERR_OK, GetChildrenResponse(children)
             return _ERR_OK, GetChildren2Response(children, node.stat(ext))
         if op == Op.GET_ACL:
             node = self._read_node(body.path)
-            if not check_perm(node.acl, _PERM_READ | _PERM_ADMIN, auth):
+            if not check_perm(node.acl, PERM_READ | PERM_ADMIN, auth):
                 raise _KErr(Err.NOAUTH)
             acl = list(node.acl)
-            if not check_perm(node.acl, _PERM_ADMIN, auth):
+            if not check_perm(node.acl, PERM_ADMIN, auth):
                 acl = redact_acl(acl)
             return Err.OK, GetACLResponse(acl, node.stat(ext))
         if op == Op.GET_ALL_CHILDREN_NUMBER:
             path = body.path
             node = self._read_node(path)
-            if not check_perm(node.acl, _PERM_READ, auth):
+            if not check_perm(node.acl, PERM_READ, auth):
                 raise _KErr(Err.NOAUTH)
             return Err.OK, GetAllChildrenNumberResponse(self._all_children_number(path))
         if op == Op.GET_EPHEMERALS:
@@ -779,7 +782,7 @@ class DataTree:
             try:
                 path = req.path
                 node = self._read_node(path)
-                if not check_perm(node.acl, _PERM_READ, auth):
+                if not check_perm(node.acl, PERM_READ, auth):
                     raise _KErr(Err.NOAUTH)
                 if op == Op.GET_DATA:
                     results.append((int(Op.GET_DATA), 0, GetDataResponse(node.data, node.stat(self.extended_types))))
@@ -870,17 +873,17 @@ class DataTree:
         """
         hdr = TxnHeader(ctx.session_id, ctx.cxid, ctx.zxid, ctx.time, int(op))
         try:
-            if body is None and op != _OP_CLOSE_SESSION:
+            if body is None and op != OP_CLOSE_SESSION:
                 # the request body did not decode: ZooKeeper has already taken a
                 # zxid and answers MARSHALLINGERROR with an error txn
                 raise _KErr(Err.MARSHALLINGERROR)
-            if op == _OP_MULTI:
+            if op == OP_MULTI:
                 return Txn(hdr, self._prepare_multi(body, ctx))
             ttype, tbody = self._prep(op, body, ctx)
             hdr.type = int(ttype)
             return Txn(hdr, tbody)
         except _KErr as e:
-            hdr.type = _OP_ERROR
+            hdr.type = OP_ERROR
             return Txn(hdr, ErrorTxn(e.err))
 
     def _prepare_multi(self, body: MultiRequest, ctx: RequestContext) -> MultiTxn:
@@ -896,7 +899,7 @@ class DataTree:
         failed = False
         for op, req in ops:
             if failed:
-                subs.append((_OP_ERROR, ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
+                subs.append((OP_ERROR, ErrorTxn(int(Err.RUNTIMEINCONSISTENCY))))
                 continue
             if op == _TTL_AS_CREATE:
                 # a create op whose flags say TTL becomes a createTTL op without a
@@ -910,26 +913,26 @@ class DataTree:
                     subs.append(self._prep(op, req, ctx))
             except _KErr as e:
                 failed = True
-                subs.append((_OP_ERROR, ErrorTxn(e.err)))
+                subs.append((OP_ERROR, ErrorTxn(e.err)))
                 self._rollback(ctx.zxid, saved)
         return MultiTxn.of(subs)
 
     def _prep(self, op: int, req, ctx: RequestContext) -> tuple[int, Any]:
         if op in _CREATE_OPS:
             return self._prep_create(op, req, ctx)
-        if op == _OP_DELETE:
+        if op == OP_DELETE:
             return self._prep_delete(req, ctx)
-        if op == _OP_SET_DATA:
+        if op == OP_SET_DATA:
             return self._prep_set_data(req, ctx)
-        if op == _OP_SET_ACL:
+        if op == OP_SET_ACL:
             return self._prep_set_acl(req, ctx)
-        if op == _OP_CHECK:
+        if op == OP_CHECK:
             return self._prep_check(req, ctx)
-        if op == _OP_DELETE_CONTAINER:
+        if op == OP_DELETE_CONTAINER:
             return self._prep_delete_container(req, ctx)
-        if op == _OP_CREATE_SESSION:
-            return _OP_CREATE_SESSION, CreateSessionTxn(int(req))
-        if op == _OP_CLOSE_SESSION:
+        if op == OP_CREATE_SESSION:
+            return OP_CREATE_SESSION, CreateSessionTxn(int(req))
+        if op == OP_CLOSE_SESSION:
             return self._prep_close_session(ctx)
         keeper = KEEPER_PREP.get(op)
         if keeper is not None and self.keeper_extensions:
@@ -955,9 +958,9 @@ class DataTree:
         # CreateMode's properties as int tests (each property was an interpreted
         # call building a tuple of enum members, up to six per create)
         f: int = flags
-        is_ttl = f == _CM_TTL or f == _CM_SEQUENTIAL_TTL
-        is_ephemeral = f == _CM_EPHEMERAL or f == _CM_EPHEMERAL_SEQUENTIAL
-        ttl = req.ttl if op == _OP_CREATE_TTL else -1
+        is_ttl = f == CM_PERSISTENT_WITH_TTL or f == CM_PERSISTENT_SEQUENTIAL_WITH_TTL
+        is_ephemeral = f == CM_EPHEMERAL or f == CM_EPHEMERAL_SEQUENTIAL
+        ttl = req.ttl if op == OP_CREATE_TTL else -1
         if is_ttl:
             if not self.extended_types:
                 raise _KErr(Err.UNIMPLEMENTED)
@@ -982,9 +985,9 @@ class DataTree:
         except ACLError as e:
             raise _KErr(e.err) from None
         parent = self._record(parent_path)
-        if not check_perm(parent.acl, _PERM_CREATE, ctx.auth):
+        if not check_perm(parent.acl, PERM_CREATE, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        if f == _CM_PERSISTENT_SEQUENTIAL or f == _CM_EPHEMERAL_SEQUENTIAL or f == _CM_SEQUENTIAL_TTL:
+        if f == CM_PERSISTENT_SEQUENTIAL or f == CM_EPHEMERAL_SEQUENTIAL or f == CM_PERSISTENT_SEQUENTIAL_WITH_TTL:
             path = f"{path}{parent.cversion:010d}"
         if not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
@@ -1001,13 +1004,13 @@ class DataTree:
         self._check_data(data)
         if self.enforce_quota and self._quotas:
             self._check_quota(path, len(data) if data else 0, 1)
-        if op == _OP_CREATE_CONTAINER:
+        if op == OP_CREATE_CONTAINER:
             txn: Any = CreateContainerTxn(path, data, acl, new_cversion)
-        elif op == _OP_CREATE_TTL:
+        elif op == OP_CREATE_TTL:
             txn = CreateTTLTxn(path, data, acl, new_cversion, ttl)
         else:
             txn = CreateTxn(path, data, acl, is_ephemeral, new_cversion)
-        if f == _CM_CONTAINER:
+        if f == CM_CONTAINER:
             owner = zn.CONTAINER_OWNER
         elif is_ttl:
             owner = zn.ttl_owner(ttl)
@@ -1036,14 +1039,14 @@ class DataTree:
         path = req.path
         parent_path = self._parent_for_delete(path)
         parent = self._record(parent_path)
-        if not check_perm(parent.acl, _PERM_DELETE, ctx.auth):
+        if not check_perm(parent.acl, PERM_DELETE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         node = self._record(path)
         self._version_check(node.version, req.version)
         if node.child_count > 0:
             raise _KErr(Err.NOTEMPTY)
         self._record_delete(parent, path, ctx.zxid)
-        return _OP_DELETE, DeleteTxn(path)
+        return OP_DELETE, DeleteTxn(path)
 
     def _record_delete(self, parent: _Change, path: str, zxid: int) -> None:
         parent = parent.duplicate(zxid)
@@ -1061,7 +1064,7 @@ class DataTree:
             raise _KErr(Err.BADVERSION)
         parent = self._record(parent_path)
         self._record_delete(parent, path, ctx.zxid)
-        return _OP_DELETE_CONTAINER, DeleteTxn(path)
+        return OP_DELETE_CONTAINER, DeleteTxn(path)
 
     def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1069,7 +1072,7 @@ class DataTree:
         if path not in self._nodes and not is_valid_path(path):
             raise _KErr(Err.BADARGUMENTS)
         node = self._record(path)
-        if not check_perm(node.acl, _PERM_WRITE, ctx.auth):
+        if not check_perm(node.acl, PERM_WRITE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         data = req.data
         self._check_data(data)
@@ -1080,7 +1083,7 @@ class DataTree:
         c.version = new_version
         c.data = data
         self._add_change(c)
-        return _OP_SET_DATA, SetDataTxn(path, data, new_version)
+        return OP_SET_DATA, SetDataTxn(path, data, new_version)
 
     def _prep_set_acl(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1092,14 +1095,14 @@ class DataTree:
         except ACLError as e:
             raise _KErr(e.err) from None
         node = self._record(path)
-        if not check_perm(node.acl, _PERM_ADMIN, ctx.auth):
+        if not check_perm(node.acl, PERM_ADMIN, ctx.auth):
             raise _KErr(Err.NOAUTH)
         new_version = self._version_check(node.aversion, req.version)
         c = node.duplicate(ctx.zxid)
         c.aversion = new_version
         c.acl = acl
         self._add_change(c)
-        return _OP_SET_ACL, SetACLTxn(path, acl, new_version)
+        return OP_SET_ACL, SetACLTxn(path, acl, new_version)
 
     def _prep_check(self, req, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
@@ -1116,9 +1119,9 @@ class DataTree:
             raise _KErr(Err.NONODE)
         else:
             node = change
-        if not check_perm(node.acl, _PERM_READ, ctx.auth):
+        if not check_perm(node.acl, PERM_READ, ctx.auth):
             raise _KErr(Err.NOAUTH)
-        return _CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
+        return OP_CHECK, CheckVersionTxn(path, self._version_check(node.version, req.version))
 
     def _prep_close_session(self, ctx: RequestContext) -> tuple[int, Any]:
         sid = ctx.session_id
@@ -1131,7 +1134,7 @@ class DataTree:
         paths = sorted(es)
         for p in paths:
             self._add_change(_Change(ctx.zxid, p, False))
-        return _OP_CLOSE_SESSION, CloseSessionTxn(paths)
+        return OP_CLOSE_SESSION, CloseSessionTxn(paths)
 
     # ---------------------------------------------------------------- apply
     def apply(self, txn: Txn) -> ApplyResult:
@@ -1147,7 +1150,7 @@ class DataTree:
                     del by_path[c.path]
         events = EventList()
         t = hdr.type
-        if t == _OP_MULTI:
+        if t == OP_MULTI:
             result = self._apply_multi(hdr, txn.body, events)
         else:
             try:
@@ -1155,7 +1158,7 @@ class DataTree:
                 result = ApplyResult(0, resp, events, path)
             except _KErr as e:
                 result = ApplyResult(e.err, None, events, getattr(txn.body, "path", None))
-                if t == _OP_CREATE and e.err == _NODEEXISTS:
+                if t == OP_CREATE and e.err == ERR_NODEEXISTS:
                     self._fix_parent_cversion(txn.body, zxid)
         if zxid > self.last_zxid:
             self.last_zxid = zxid
@@ -1182,46 +1185,46 @@ class DataTree:
 
     def _apply_multi(self, hdr: TxnHeader, body: Any, events) -> ApplyResult:
         subs = body.ops()
-        failed = any(t == _OP_ERROR for t, _ in subs)
+        failed = any(t == OP_ERROR for t, _ in subs)
         post_failed = False
         results: list[tuple[int, int, Any]] = []
         first_err = 0
         for t, b in subs:
-            if t == _OP_CREATE2:
+            if t == OP_CREATE2:
                 # ZooKeeper 3.8's multi replay has no case for create2: it stops
                 # here (IOException), keeping what was applied before.
                 break
-            if t == _OP_ERROR:
+            if t == OP_ERROR:
                 post_failed = True
             elif failed:
-                t = _OP_ERROR
+                t = OP_ERROR
                 b = ErrorTxn(int(Err.RUNTIMEINCONSISTENCY) if post_failed else 0)
-            if t == _OP_ERROR:
+            if t == OP_ERROR:
                 err = b.err
-                results.append((_OP_ERROR, err, ErrorResponse(err)))
+                results.append((OP_ERROR, err, ErrorResponse(err)))
                 if err and not first_err:
                     first_err = err
                 continue
-            if t == _OP_CHECK:  # nothing to apply
+            if t == OP_CHECK:  # nothing to apply
                 results.append(_CHECK_OK)
                 continue
             try:
                 resp, _path = self._apply_one(t, b, hdr, events)
             except _KErr as e:
-                if t == _OP_CREATE and e.err == Err.NODEEXISTS:
+                if t == OP_CREATE and e.err == Err.NODEEXISTS:
                     self._fix_parent_cversion(b, hdr.zxid)
-                results.append((_OP_ERROR, e.err, ErrorResponse(e.err)))
+                results.append((OP_ERROR, e.err, ErrorResponse(e.err)))
                 if not first_err:
                     first_err = e.err
                 continue
-            if t == _OP_CREATE:
-                results.append((_OP_CREATE, 0, resp))
-            elif t in (_OP_CREATE_TTL, _OP_CREATE_CONTAINER):
-                results.append((_OP_CREATE2, 0, resp))
-            elif t in (_OP_DELETE, _OP_DELETE_CONTAINER):
-                results.append((_OP_DELETE, 0, None))
-            elif t == _OP_CHECK:
-                results.append((_OP_CHECK, 0, None))
+            if t == OP_CREATE:
+                results.append((OP_CREATE, 0, resp))
+            elif t in (OP_CREATE_TTL, OP_CREATE_CONTAINER):
+                results.append((OP_CREATE2, 0, resp))
+            elif t in (OP_DELETE, OP_DELETE_CONTAINER):
+                results.append((OP_DELETE, 0, None))
+            elif t == OP_CHECK:
+                results.append((OP_CHECK, 0, None))
             else:
                 results.append((int(t), 0, resp))
         return ApplyResult(Err.OK, MultiResponse(results), events, None, first_err)
@@ -1229,24 +1232,24 @@ class DataTree:
     def _apply_one(self, t: int, body, hdr: TxnHeader, events):
         """Apply one (sub)txn; returns (response, path) or raises _KErr."""
         node: ZNode | None
-        if t == _OP_CREATE or t == _OP_CREATE2:
+        if t == OP_CREATE or t == OP_CREATE2:
             cb: CreateTxn = body  # typed: the compiled build reads its fields natively
             path = cb.path
             owner = hdr.clientId if cb.ephemeral else 0
             node = self._create_node(path, cb.data, cb.acl, owner, cb.parentCVersion,
                                      hdr.zxid, hdr.time, events)
-            if t == _OP_CREATE:
+            if t == OP_CREATE:
                 return PathResponse(path), path
             return Create2Response(path, node.stat(self.extended_types)), path
-        if t == _OP_CREATE_TTL or t == _OP_CREATE_CONTAINER:
-            owner = zn.ttl_owner(body.ttl) if t == _OP_CREATE_TTL else zn.CONTAINER_OWNER
+        if t == OP_CREATE_TTL or t == OP_CREATE_CONTAINER:
+            owner = zn.ttl_owner(body.ttl) if t == OP_CREATE_TTL else zn.CONTAINER_OWNER
             node = self._create_node(body.path, body.data, body.acl, owner,
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
-        if t == _OP_DELETE or t == _OP_DELETE_CONTAINER:
+        if t == OP_DELETE or t == OP_DELETE_CONTAINER:
             self._delete_node(body.path, hdr.zxid, events)
             return None, body.path
-        if t == _OP_SET_DATA or t == _OP_RECONFIG:
+        if t == OP_SET_DATA or t == OP_RECONFIG:
             path = body.path
             node = self._nodes.get(path)
             if node is None:
@@ -1266,7 +1269,7 @@ class DataTree:
             node.version = body.version
             events.add(_EV_DATA_CHANGED, body.path, node.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == _OP_SET_ACL:
+        if t == OP_SET_ACL:
             node = self._nodes.get(body.path)
             if node is None:
                 raise _KErr(Err.NONODE)
@@ -1275,14 +1278,14 @@ class DataTree:
             node.aversion = body.version
             node.acl = intern_acl(body.acl)
             return StatResponse(node.stat(self.extended_types)), body.path
-        if t == _OP_CHECK:
+        if t == OP_CHECK:
             return None, body.path
-        if t == _OP_ERROR:
+        if t == OP_ERROR:
             raise _KErr(body.err)
-        if t == _OP_CREATE_SESSION:
+        if t == OP_CREATE_SESSION:
             self.sessions[hdr.clientId] = body.timeOut
             return None, None
-        if t == _OP_CLOSE_SESSION:
+        if t == OP_CLOSE_SESSION:
             self._kill_session(hdr.clientId, hdr.zxid, body.paths2Delete if body is not None else None, events)
             return None, None
         if t > _KEEPER_MULTI_MIN:  # Keeper's sub-txns of a multi (tree/keeper.py)

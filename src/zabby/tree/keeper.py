@@ -26,7 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..wire.constants import CreateMode, Err, Op, Perm
+from ..wire.constants import (
+    ERR_NOAUTH,
+    ERR_NONODE,
+    ERR_OK,
+    PERM_CREATE,
+    PERM_DELETE,
+    PERM_READ,
+    CreateMode,
+    Err,
+    Op,
+)
 from ..wire.jute import Record
 from ..wire.keeper import (
     CHECK_NOT_EXISTS,
@@ -55,8 +65,6 @@ __all__ = ["KEEPER_MULTI_OPS", "KEEPER_PREP", "SYSTEM_PATH", "keeper_apply",
            "keeper_multi_prep", "keeper_multi_read", "keeper_read"]
 
 SYSTEM_PATH = "/keeper"  # Keeper's own subtree: virtual here, never written by clients
-_READ, _CREATE, _DELETE = int(Perm.READ), int(Perm.CREATE), int(Perm.DELETE)
-_OK, _NONODE, _NOAUTH, _BADARGS = int(Err.OK), int(Err.NONODE), int(Err.NOAUTH), int(Err.BADARGUMENTS)
 _SPECIAL = frozenset({"/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 _PLAIN_MODES = (int(CreateMode.PERSISTENT), int(CreateMode.EPHEMERAL))
 
@@ -79,7 +87,7 @@ def prep_create_if_not_exists(tree, req, ctx):
         i = path.rfind("/")
         if i >= 0 and "\0" not in path:
             parent = tree._record(path[:i] or "/")
-            if not check_perm(parent.acl, _CREATE, ctx.auth):
+            if not check_perm(parent.acl, PERM_CREATE, ctx.auth):
                 raise _err(tree, Err.NOAUTH)
             if zn.ephemeral_kind(parent.ephemeral_owner, tree.extended_types) == zn.NORMAL:
                 raise _err(tree, Err.NOCHILDRENFOREPHEMERALS)
@@ -107,7 +115,7 @@ def _plan_remove(tree, req, ctx):
         parent = tree._record(parent_path)
     except tree.KErr:
         return None  # no parent: nothing to do (Keeper: OK)
-    if not check_perm(parent.acl, _DELETE, ctx.auth):
+    if not check_perm(parent.acl, PERM_DELETE, ctx.auth):
         raise _err(tree, Err.NOAUTH)
     try:
         tree._record(path)
@@ -119,7 +127,7 @@ def _plan_remove(tree, req, ctx):
     for p in order:
         if p in _SPECIAL:
             raise _err(tree, Err.BADARGUMENTS)
-        if not check_perm(tree._record(p).acl, _DELETE, ctx.auth):
+        if not check_perm(tree._record(p).acl, PERM_DELETE, ctx.auth):
             raise _err(tree, Err.NOAUTH)
     return order, parent
 
@@ -191,7 +199,7 @@ def prep_check_not_exists(tree, req, ctx):
     c = tree._outstanding_by_path.get(path)
     node = (c if c.exists else None) if c is not None else tree._nodes.get(path)
     if node is not None:
-        if not check_perm(node.acl, _READ, ctx.auth):
+        if not check_perm(node.acl, PERM_READ, ctx.auth):
             raise _err(tree, Err.NOAUTH)
         if req.version == -1 or req.version == node.version:
             raise _err(tree, Err.NODEEXISTS)
@@ -260,21 +268,21 @@ def keeper_read(tree, op: int, body, auth, watcher=None):
     if op == CHECK_NOT_EXISTS:
         node = tree.get_node(path)
         if node is None:
-            return _OK, None
-        if not check_perm(node.acl, _READ, auth):
-            return _NOAUTH, None
+            return ERR_OK, None
+        if not check_perm(node.acl, PERM_READ, auth):
+            return ERR_NOAUTH, None
         if body.version == -1 or body.version == node.version:
             return int(Err.NODEEXISTS), None
-        return _OK, None
+        return ERR_OK, None
     node = tree.get_node(path)
     if node is None:
-        return _NONODE, None
-    if not check_perm(node.acl, _READ, auth):
-        return _NOAUTH, None
+        return ERR_NONODE, None
+    if not check_perm(node.acl, PERM_READ, auth):
+        return ERR_NOAUTH, None
     if op == FILTERED_LIST:
         return _filtered_list(tree, path, node, body, auth, watcher)
     if op == LIST_RECURSIVE:
-        return _OK, ListRecursiveResponse(_list_recursive(tree, path, body.limit, auth))
+        return ERR_OK, ListRecursiveResponse(_list_recursive(tree, path, body.limit, auth))
     return int(Err.UNIMPLEMENTED), None
 
 
@@ -296,8 +304,8 @@ def _filtered_list(tree, path, node, body, auth, watcher):
         kept = []
         for name in names:
             child = nodes[prefix + name]
-            if not check_perm(child.acl, _READ, auth):
-                return _NOAUTH, None  # the ephemeral flag is not for unreaders
+            if not check_perm(child.acl, PERM_READ, auth):
+                return ERR_NOAUTH, None  # the ephemeral flag is not for unreaders
             ephemeral = zn.ephemeral_kind(child.ephemeral_owner, ext) == zn.NORMAL
             if ephemeral and kind == LIST_PERSISTENT_ONLY:
                 continue
@@ -307,7 +315,7 @@ def _filtered_list(tree, path, node, body, auth, watcher):
         names = kept
     if watcher is not None and body.watch:
         tree.watches.add_child_watch(path, watcher)
-    return _OK, GetChildren2Response(list(names), node.stat(tree.extended_types))
+    return ERR_OK, GetChildren2Response(list(names), node.stat(tree.extended_types))
 
 
 def _list_recursive(tree, path: str, limit: int, auth) -> list[str]:
@@ -324,7 +332,7 @@ def _list_recursive(tree, path: str, limit: int, auth) -> list[str]:
         prefix = "/" if p == "/" else p + "/"
         for name in tree.children_of(node):
             cp = prefix + name
-            if not check_perm(nodes[cp].acl, _READ, auth):
+            if not check_perm(nodes[cp].acl, PERM_READ, auth):
                 continue
             if len(out) - 1 >= limit:
                 return out[1:]

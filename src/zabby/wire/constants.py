@@ -7,6 +7,7 @@ Values follow `zookeeper.jute`, `ZooDefs.OpCode`, `KeeperException.Code`,
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag
+from typing import Final
 
 
 class Op(IntEnum):
@@ -160,6 +161,51 @@ class WatcherType(IntEnum):
 class AddWatchMode(IntEnum):
     PERSISTENT = 0
     PERSISTENT_RECURSIVE = 1
+
+
+# The opcodes, error codes, permissions and create modes that the request path
+# compares, as plain `Final` ints beside their enums: mypyc folds them into the
+# compiled code, where comparing with an IntEnum member costs a module-global and a
+# class-attribute lookup (~60-90 ns a comparison). tests/wire/test_constants.py
+# checks each against its member.
+OP_CREATE: Final = 1
+OP_DELETE: Final = 2
+OP_EXISTS: Final = 3
+OP_GET_DATA: Final = 4
+OP_SET_DATA: Final = 5
+OP_SET_ACL: Final = 7
+OP_GET_CHILDREN: Final = 8
+OP_SYNC: Final = 9
+OP_GET_CHILDREN2: Final = 12
+OP_CHECK: Final = 13
+OP_MULTI: Final = 14
+OP_CREATE2: Final = 15
+OP_RECONFIG: Final = 16
+OP_CREATE_CONTAINER: Final = 19
+OP_DELETE_CONTAINER: Final = 20
+OP_CREATE_TTL: Final = 21
+OP_MULTI_READ: Final = 22
+OP_AUTH: Final = 100
+OP_SASL: Final = 102
+OP_CREATE_SESSION: Final = -10
+OP_CLOSE_SESSION: Final = -11
+OP_ERROR: Final = -1
+ERR_OK: Final = 0
+ERR_NONODE: Final = -101
+ERR_NOAUTH: Final = -102
+ERR_NODEEXISTS: Final = -110
+ERR_SESSIONMOVED: Final = -118
+PERM_READ: Final = 1
+PERM_WRITE: Final = 2
+PERM_CREATE: Final = 4
+PERM_DELETE: Final = 8
+PERM_ADMIN: Final = 16
+CM_EPHEMERAL: Final = 1
+CM_PERSISTENT_SEQUENTIAL: Final = 2
+CM_EPHEMERAL_SEQUENTIAL: Final = 3
+CM_CONTAINER: Final = 4
+CM_PERSISTENT_WITH_TTL: Final = 5
+CM_PERSISTENT_SEQUENTIAL_WITH_TTL: Final = 6
 
 
 # Special xids the client uses for out-of-band traffic.
