@@ -444,6 +444,64 @@ def test_no_server_is_bounded():
     arun(body(), timeout=20)
 
 
+def test_stop_ends_even_when_the_connect_in_flight_loses_its_cancellation(client_zabby):
+    # Python 3.11's wait_for drops a cancellation that arrives as the awaited connect
+    # completes; the run task then held a healthy connection and stop() waited on it
+    # for ever (seen under CPU load: test_acl_and_auth took 60 s, its arun bound)
+    async def body():
+        zk = Client(client_zabby.hosts)
+        await zk.start()
+        connect = zk._connect_one
+        in_connect = asyncio.Event()
+
+        async def loses_the_cancel(host, port):
+            in_connect.set()
+            try:
+                await asyncio.sleep(0.5)  # stop() cancels us here ...
+            except asyncio.CancelledError:
+                pass  # ... and the cancel is lost, as in wait_for's race
+            return await connect(host, port)
+
+        zk._connect_one = loses_the_cancel
+        zk._conn.abort()  # the connection drops: the run task connects again
+        await asyncio.wait_for(in_connect.wait(), 5)
+        stopping = asyncio.ensure_future(zk.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)  # (wait() cancels nothing)
+        if not done:
+            stopping.cancel()
+            zk._conn.abort()  # (ends the run task, and stop() with it)
+            await asyncio.wait({stopping}, timeout=5)
+        assert done, "stop() waited on the connection made after its cancel was lost"
+        assert zk.state == ConnectionState.LOST and zk._conn is None
+    arun(body(), timeout=30)
+
+
+def test_stop_keeps_its_callers_cancellation(client_zabby):
+    # stop() swallowed every CancelledError while it waited for the run task, its
+    # caller's too: a timeout around it returned as if stop() had finished in time
+    async def body():
+        zk = Client(client_zabby.hosts)
+        await zk.start()
+        in_connect = asyncio.Event()
+
+        async def loses_one_cancel(host, port):
+            in_connect.set()
+            try:
+                await asyncio.sleep(30)  # stop()'s cancel is lost here ...
+            except asyncio.CancelledError:
+                pass
+            await asyncio.sleep(30)  # ... the timeout's ends the run task
+            raise AssertionError("not cancelled")
+
+        zk._connect_one = loses_one_cancel
+        zk._conn.abort()
+        await asyncio.wait_for(in_connect.wait(), 5)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(zk.stop(), 0.5)
+        assert zk.state == ConnectionState.LOST and zk._conn is None  # cleaned up anyway
+    arun(body(), timeout=30)
+
+
 def test_set_watches_split_in_batches():
     """Thousands of watches are set again in SetWatches2 frames a server accepts."""
     zk = Client("127.0.0.1:1/root")

@@ -19,10 +19,10 @@ drops ``has_leadership`` and queues again with a new node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from ..client.core import wait_cancelled
 from ._util import LockTimeout, call
 from .lock import Lock
 
@@ -151,10 +151,10 @@ class LeaderLatch:
     async def close(self) -> None:
         self._closed = True
         await self._set(False)  # we stop leading before anyone else can start
+        cancelled = False
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            cancelled = await wait_cancelled(self._task)
             self._task = None
         if self._lock is not None:
             lock, self._lock = self._lock, None
@@ -162,6 +162,8 @@ class LeaderLatch:
             await lock.release()
             await lock._cleanup()
         await self._set(False)
+        if cancelled:  # our caller's cancellation, kept for after the cleanup
+            raise asyncio.CancelledError
 
     async def __aenter__(self) -> LeaderLatch:
         await self.start()
