@@ -157,7 +157,7 @@ LOG_BATCHES_IN_FLIGHT = 4
 
 # A log batch of at most this many txns with none in flight is written and fdatasynced
 # by a thread of the server's process instead of the writer child (`GroupCommitter`'s
-# direct lane): one session of setData at a time, 2.5k -> 3.0-3.1k ops/s standalone.
+# direct lane): one session of setData at a time, 2.3-2.4k -> 2.8-3.0k ops/s standalone.
 # ZABBY_LOG_DIRECT_MAX=0 turns it off (benchmarks compare the two).
 LOG_DIRECT_MAX = 4
 

@@ -113,7 +113,7 @@ class _DirectWriter:
     """A thread of the server's own process that pwrites and fdatasyncs one small
     batch at a time, for a committer with nothing else in flight (`GroupCommitter.
     direct_max`). At one write at a time this answers in ~130 us p50 where the writer
-    child's round trip takes ~210 (two process wake-ups and a thread hand-off in the
+    child's round trip takes ~220 (two process wake-ups and a thread hand-off in the
     child), and unlike a write on the loop it leaves the loop serving while the disk
     is slow. `fs` is the log's file system (a fault-injecting one in tests)."""
 
@@ -167,7 +167,7 @@ class GroupCommitter(CommitQueue):
     # instead of the child's several), and a busy loop keeps the GIL from the thread.
     # So a direct batch that finds txns queued behind it when it is durable, or whose
     # round trip took `direct_slack` s more than its pwrite + fdatasync, turns the lane
-    # off for `direct_backoff` s (32 sessions of one setData at a time: -5 to -21 %
+    # off for `direct_backoff` s (32 sessions of one setData at a time: -8 to -12 %
     # with the lane always on, docs/ARCHITECTURE.md).
     direct_slack = 1e-3
     direct_backoff = 0.5
