@@ -337,7 +337,6 @@ def _create_op(flags: int) -> int:
     return Op.CREATE2
 
 
-
 async def wait_cancelled(task: asyncio.Future) -> bool:
     """Wait for `task`, just cancelled, to end: its own cancellation or failure ends
     here. True if our caller was cancelled meanwhile (a timeout around it): the caller
