@@ -40,6 +40,9 @@ POINTS = [
     ("fsync_helper", "LogWriter", "write_sync", "fsync.ask", False),
     ("fsync_helper", "LogWriter", "_readable", "fsync.done", False),
     ("durability", "GroupCommitter", "_pump", "log.pump", False),
+    # the direct lane: a thread of the member's own process writes + fsyncs small batches
+    ("durability", "_DirectWriter", "write_sync", "fsync.ask", False),
+    ("durability", "GroupCommitter", "_direct_synced", "fsync.done", False),
 ]
 # --detail: the steps inside a member between those points
 DETAIL = [

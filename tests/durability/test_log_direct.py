@@ -107,6 +107,7 @@ def test_nothing_else_starts_while_a_direct_batch_syncs_and_then_the_lane_steps_
     async def main() -> None:
         gc = _committer(tmp_path, fs, direct_max=2)
         gc.direct_backoff = 30.0  # (so that a slow machine cannot outlast it)
+        gc.direct_strikes = 1  # (the run of strikes has a test of its own)
         acked: list[int] = []
         try:
             await _commit(gc, [1])
@@ -150,6 +151,7 @@ def test_a_direct_batch_answered_late_by_a_busy_loop_turns_the_lane_off(tmp_path
 
     async def main() -> None:
         gc = _committer(tmp_path, fs)
+        gc.direct_strikes = 1
         try:
             await _commit(gc, [1])
             await _commit(gc, [2])
@@ -168,6 +170,71 @@ def test_a_direct_batch_answered_late_by_a_busy_loop_turns_the_lane_off(tmp_path
             gc.close()
 
     asyncio.run(main())
+
+
+class _PermitFS(RealFS):
+    """RealFS whose every fsync takes a permit (`allow`) first; it counts the calls."""
+
+    def __init__(self) -> None:
+        self.permits = threading.Semaphore(1 << 20)
+        self.fsyncs = 0
+
+    def allow(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.permits.release()
+
+    def fsync(self, h, data_only=False):
+        self.fsyncs += 1
+        if not self.permits.acquire(timeout=10):
+            raise AssertionError("the test never allowed this fsync")
+        super().fsync(h, data_only)
+
+
+def test_only_a_run_of_loaded_direct_batches_turns_the_lane_off(tmp_path):
+    # one direct batch that finds a txn queued behind it is no sign of load (an
+    # ensemble member sees a few a second); `direct_strikes` of them in a row are
+    fs = _PermitFS()
+
+    async def chain(gc, first: int, loaded: int) -> list[int]:
+        """Direct batches of one txn, each of the first `loaded` with the next txn
+        submitted while it syncs; the zxids after the chain."""
+        futs = _submit(gc, [first])
+        z = first
+        for _ in range(loaded):
+            n = fs.fsyncs
+            await _wait_for(lambda n=n: fs.fsyncs > n)
+            z += 1
+            futs += _submit(gc, [z])  # queued behind the syncing batch
+            fs.allow()
+        fs.allow()  # the last one, with nothing behind it
+        await asyncio.wait_for(asyncio.gather(*futs), 5)
+        return z + 1
+
+    async def main() -> None:
+        gc = _committer(tmp_path, fs)
+        gc.direct_backoff = 30.0
+        assert gc.direct_strikes == 3
+        try:
+            await _commit(gc, [1])  # the new segment: the worker thread
+            while fs.permits.acquire(blocking=False):  # from now on, one by one
+                pass
+            z = await chain(gc, 2, 2)  # two strikes, then a batch with none behind it
+            assert gc._direct_off_until == 0.0 and gc.direct_batches == 3
+            z = await chain(gc, z, 2)  # the run starts again
+            assert gc._direct_off_until == 0.0 and gc.direct_batches == 6
+            sent = gc._syncer._seq
+            z = await chain(gc, z, 3)  # three in a row: off, so the 4th goes to the child
+            assert gc._direct_off_until > time.monotonic()
+            assert gc.direct_batches == 9 and gc._syncer._seq == sent + 1
+            fs.allow(100)
+            await _commit(gc, [z])  # still off
+            assert gc.direct_batches == 9 and gc._syncer._seq == sent + 2
+        finally:
+            fs.allow(100)
+            gc.close()
+
+    asyncio.run(main())
+    assert _logged(tmp_path / "log") == [(z, _payload(z)) for z in range(1, 13)]
 
 
 def test_a_failed_direct_fsync_fails_its_txns_and_refuses_later_writes(tmp_path):

@@ -165,12 +165,16 @@ class GroupCommitter(CommitQueue):
     # The direct lane pays only when the loop is idle while the batch syncs: with
     # other requests arriving meanwhile they wait behind it (one batch in flight
     # instead of the child's several), and a busy loop keeps the GIL from the thread.
-    # So a direct batch that finds txns queued behind it when it is durable, or whose
-    # round trip took `direct_slack` s more than its pwrite + fdatasync, turns the lane
-    # off for `direct_backoff` s (32 sessions of one setData at a time: -8 to -12 %
-    # with the lane always on, docs/ARCHITECTURE.md).
+    # So `direct_strikes` direct batches in a row that each find txns queued behind
+    # them when durable, or whose round trip took `direct_slack` s more than their
+    # pwrite + fdatasync, turn the lane off for `direct_backoff` s (32 sessions of one
+    # setData at a time: -8 to -12 % with the lane always on, docs/ARCHITECTURE.md).
+    # One such batch alone is no sign of load: a scheduler hiccup, or a session's
+    # txn arriving during the fsync; an ensemble member sees a few a second, and
+    # with one strike the lane was off two thirds of the time at one session.
     direct_slack = 1e-3
     direct_backoff = 0.5
+    direct_strikes = 3
 
     # gc.freeze() before the snapshot fork (class attributes:
     # benchmarks/snapshot_client_pause.py A/Bs them) ...
@@ -224,6 +228,7 @@ class GroupCommitter(CommitQueue):
         self._direct: _DirectWriter | None = None  # made with the first direct batch
         self._direct_busy = False  # a direct batch is in flight: nothing else starts
         self._direct_off_until = 0.0  # time.monotonic() before which the lane is off
+        self._direct_struck = 0  # direct batches in a row that found load
         self.direct_batches = 0
         # runs after the `done` callbacks of each durable batch: a caller that reacts
         # once per batch (the ensemble's consensus step) rather than once per txn
@@ -341,7 +346,12 @@ class GroupCommitter(CommitQueue):
     def _direct_synced(self, rec: list, err: int, took: float) -> None:
         self._direct_busy = False
         if self._pending or time.perf_counter() - rec[4] - took > self.direct_slack:
-            self._direct_off_until = time.monotonic() + self.direct_backoff
+            self._direct_struck += 1
+            if self._direct_struck >= self.direct_strikes:
+                self._direct_struck = 0
+                self._direct_off_until = time.monotonic() + self.direct_backoff
+        else:
+            self._direct_struck = 0
         self._synced(rec, err)
 
     def _fast_ready(self) -> bool:
