@@ -13,7 +13,9 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/consensus/message_records.py src/zabby/storage/snapcodec.py \
 	src/zabby/tree/snapshot.py src/zabby/tree/digest.py \
 	src/zabby/tree/txn.py src/zabby/storage/logscan.py \
-	src/zabby/tree/paths.py
+	src/zabby/tree/paths.py src/zabby/server/latency.py \
+	src/zabby/server/connection.py src/zabby/server/pipeline.py \
+	src/zabby/server/core.py
 
 .PHONY: serve test lint clean venv records
 

@@ -12,7 +12,10 @@ median time of each event from the request's arrival at the leader.
     python benchmarks/hoptrace.py --seconds 5 --top 2
 
 Monkeypatching is done in the member processes only (`_member` below); the numbers
-include the small cost of recording.
+include the small cost of recording. The members run the pure-Python modules
+(ZABBY_PURE_PYTHON=1): the request path's classes are native when compiled, and a
+native class's methods cannot be patched. So each hop's Python cost here is the
+interpreted one, higher than `zabby serve`'s; the network and fsync hops are the same.
 """
 
 from __future__ import annotations
@@ -194,7 +197,8 @@ def main(argv=None) -> int:
             procs[sid] = subprocess.Popen(
                 [sys.executable, __file__, "_member", str(m.cfg_path), str(traces[sid]),
                  "profile" if args.profile else "detail" if args.detail else "plain"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "ZABBY_PURE_PYTHON": "1"})  # (see the docstring)
             m.proc = procs[sid]  # so that the ensemble's helpers (mode, wait) see it running
         ens.wait_serving(ids=list(ens.members), timeout=60)
         leader = next(i for i in ens.members if ens.mode(i) == "leader")

@@ -51,6 +51,10 @@ COMPILED_MODULES = (
     "zabby.tree.txn",
     "zabby.storage.logscan",
     "zabby.tree.paths",
+    "zabby.server.latency",
+    "zabby.server.connection",
+    "zabby.server.pipeline",
+    "zabby.server.core",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -704,7 +704,8 @@ def cmd_mntr(server: ZabbyServer, conn: ClientConnection) -> str:
 
 def trace_mask(server: ZabbyServer) -> int:
     """ZooTrace's text trace mask: gtmk answers it, stmk sets it."""
-    return getattr(server, "trace_mask", DEFAULT_TRACE_MASK)
+    mask = getattr(server, "trace_mask", None)
+    return DEFAULT_TRACE_MASK if mask is None else mask
 
 
 def set_trace_mask(server: ZabbyServer, mask: int) -> int:

@@ -7,7 +7,7 @@ import itertools
 import logging
 import struct
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..wire import Op, ProtocolError
 from ..wire.protocol import FrameDecoder, decode_connect_request, decode_request
@@ -65,13 +65,16 @@ class _Malformed:
 MALFORMED = _Malformed()
 
 
-class ClientConnection(asyncio.Protocol, LatencyCounters):
+class ClientConnection(LatencyCounters):
     """Speaks the client protocol on one socket.
 
     Before the ConnectRequest the first four bytes may instead be a
     four-letter word (``ruok``, ``srvr``...), answered and closed.
     Replies and notifications are appended to an output list and flushed in
     one ``transport.write`` at the end of the loop turn.
+
+    An asyncio protocol by its methods, not by its base: compiled, it is a native
+    class, whose one base (`LatencyCounters`) must be native too.
     """
 
     def __init__(self, server: ZabbyServer) -> None:
@@ -108,7 +111,7 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
         self.pumping = False
         self.auth: list = []  # authenticated ids of this connection, in order
         self.auth_set: set = set()  # the same ids, for O(1) membership
-        self.sasl = None  # this connection's SASL exchange (server.sasl)
+        self.sasl: Any = None  # this connection's SASL exchange (server.sasl)
         # statistics for `cons` and mntr
         self.established = server.clock.time_ns() / 1e9
         self.packets_received = 0
@@ -357,7 +360,7 @@ class ClientConnection(asyncio.Protocol, LatencyCounters):
 
 
 # ZooKeeper's names for `cons`'s lop (ServerCnxn.op2String)
-_OP_NAMES = {
+_OP_NAMES: dict[int, str] = {
     Op.PING: "PING", Op.CREATE_SESSION: "SESS", Op.MULTI: "MULT", Op.MULTI_READ: "MLTR",
     Op.CREATE: "CREA", Op.CREATE2: "CREA", Op.CREATE_TTL: "CREA", Op.CREATE_CONTAINER: "CREA",
     Op.DELETE: "DELE", Op.DELETE_CONTAINER: "DELE", Op.SET_DATA: "SETD", Op.RECONFIG: "RECO",

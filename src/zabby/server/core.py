@@ -24,6 +24,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from ..tree import DataTree
 from ..tree.acl import check_perm, digest_id
@@ -84,13 +87,14 @@ _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 __all__ = ["FourLetterHandler", "InMemoryCommitter", "ZabbyServer"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # EnsembleServer, test servers
 class ZabbyServer:
     """A standalone zabby server. I/O-facing pieces call into it; it owns the state."""
 
     # serving read-only clients only (readonlymode.enabled: server.readonly)
     read_only = False
     # the commit stage, the one seam of the request path (pipeline.py)
-    commit_stage_class: type = LocalCommit
+    commit_stage_class: ClassVar[type] = LocalCommit  # (a subclass's own, compiled too)
 
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
@@ -128,6 +132,8 @@ class ZabbyServer:
         self.next_zxid = self.tree.last_zxid + 1
         self.start_time = self.clock.time_ns() / 1e9
         self.super_digest_id = None
+        self.trace_mask: int | None = None  # stmk's; None: ZooKeeper's default (ops.fourletter)
+        self._restoring = False  # an admin restore is running (ops.admin.snapshot)
         if config.super_digest:
             self.super_digest_id = config.super_digest
         # counters and gauges for srvr/stat/mntr (zabby.ops reads them)
@@ -340,7 +346,7 @@ class ZabbyServer:
 
     async def _adopt(self, sock: socket.socket, ssl) -> None:
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
+            await asyncio.get_running_loop().connect_accepted_socket(  # type: ignore[type-var]
                 lambda: ClientConnection(self), sock, ssl=ssl)
         except (TimeoutError, OSError) as e:
             log.warning("could not set up an accepted connection: %s", e)
@@ -499,15 +505,15 @@ class ZabbyServer:
         if req.sessionId == 0:
             self.metrics.op_counts[Op.CREATE_SESSION] += 1
             sid = self.sessions.new_id()
-            s = self.sessions.add(sid, timeout, self.monotonic_ms())
-            s.conn = conn
-            conn.session = s
-            s.auth = conn.auth
+            new = self.sessions.add(sid, timeout, self.monotonic_ms())
+            new.conn = conn
+            conn.session = new
+            new.auth = conn.auth
             if stage.touched is not None:
-                stage.touched[sid] = s.timeout
+                stage.touched[sid] = new.timeout
             # the session exists once its createSession txn is applied
             conn.inflight += 1
-            self._start_session(conn, s, timeout)
+            self._start_session(conn, new, timeout)
             return
         s = self.sessions.get(req.sessionId)
         # constant time: the comparison must not tell an attacker how much was right
@@ -866,7 +872,7 @@ class _PathBody:
         self.path = path
 
 
-def _add_auth(conn: ClientConnection, ident: Id) -> None:
+def _add_auth(conn, ident: Id) -> None:
     """Add an id once, keeping the order ids were added in: O(1) per addauth (a set
     beside the list; a list scan made a flood of addauth quadratic)."""
     seen = conn.auth_set

@@ -1,7 +1,6 @@
-"""LatencyCounters, in a module of its own so that it stays interpreted when
-`server/metrics.py` is compiled (mypyc): ClientConnection mixes it into
-asyncio.Protocol, and a compiled method of a Python class refuses such a subclass's
-instances as `self` (TypeError: "LatencyCounters object expected")."""
+"""LatencyCounters: the base of both `ServerMetrics` and `ClientConnection`, which are
+native classes when compiled (mypyc), so it is compiled with them: a native class has
+one base, and that base must be native too for the fields to be slots."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ class LatencyCounters:
     """min / max / total / count of request latency in ms, as ZooKeeper's
     AvgMinMaxCounter keeps them: for the server (ServerMetrics) and per connection."""
 
-    __slots__ = ()
+    __slots__ = ("min_latency", "max_latency", "total_latency", "latency_count")
     min_latency: int
     max_latency: int
     total_latency: int

@@ -14,8 +14,6 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Final
 
-from mypy_extensions import mypyc_attr
-
 from .latency import LatencyCounters
 
 if TYPE_CHECKING:
@@ -104,7 +102,6 @@ class Summary:
         return self.max  # pragma: no cover - the buckets hold `count` observations
 
 
-@mypyc_attr(native_class=False)  # its base is a Python class
 class ServerMetrics(LatencyCounters):
     """ZooKeeper's ServerStats for one server, plus the gauges its views print.
 

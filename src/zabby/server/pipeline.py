@@ -39,6 +39,8 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
+from mypy_extensions import mypyc_attr
+
 from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
@@ -85,6 +87,7 @@ class InMemoryCommitter:
         pass
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # read-only and local-session stages
 class CommitStage:
     """What both commit stages share: the per-session queue of outstanding writes
     and the final stage, ``apply``, that every committed txn goes through on every
@@ -238,6 +241,10 @@ class CommitStage:
             return
         self.internal(OP_CLOSE_SESSION, None, s.id)
 
+    def internal(self, op: int, body, session_id: int) -> None:
+        """A write the server makes itself (session expiry, container cleanup)."""
+        raise NotImplementedError
+
     def account(self, created_ms: int) -> None:
         """Metrics of a committed txn (made at ``created_ms``, wall clock), when
         ``quorum`` (else ``apply`` counts its propagation latency itself)."""
@@ -251,6 +258,7 @@ class CommitStage:
         raise NotImplementedError
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # read-only and local-session stages
 class LocalCommit(CommitStage):
     """Standalone: prepare here, group-commit to the local log, then ``apply``.
 
@@ -383,6 +391,7 @@ def _encode_body(body) -> bytes:
     return bytes(out)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # read-only and local-session stages
 class ZabCommit(CommitStage):
     """Ensemble member: a write goes through Zab (ProposalRequestProcessor on the
     leader, FollowerRequestProcessor on a learner). The leader fences the session
@@ -402,7 +411,7 @@ class ZabCommit(CommitStage):
         super().__init__(server)
         # touches of sessions here, relayed to the leader every tick (the leader
         # expires sessions: EnsembleServer._relay_touches)
-        self.touched: dict[int, int] = {}
+        self.touched: dict[int, int] | None = {}
         # leader: session id -> the member that last (re)validated it (see fence)
         self.session_owner: dict[int, int] = {}
         # (session, xid) -> (conn, path, t0[, zxid to have applied before answering])
@@ -429,7 +438,8 @@ class ZabCommit(CommitStage):
                 m.learner_commit_received_count += 1
 
     def session_closed(self, session_id: int) -> None:
-        self.touched.pop(session_id, None)
+        if self.touched is not None:
+            self.touched.pop(session_id, None)
         self.session_owner.pop(session_id, None)
 
     # ------------------------------------------------------------ session hooks
