@@ -18,8 +18,10 @@ from zabby.sim import Simulation, SimulationFailure
 from zabby.sim import cluster as sim_cluster
 from zabby.sim.run import _seeds
 
-# 200 seeds in chunks (each chunk is a test: its time stays under the per-test limit)
-SEEDS = _seeds(os.environ.get("ZABBY_SIM_SEEDS", "0-199"))
+# 120 seeds in chunks (each chunk is a test: its time stays under the per-test limit).
+# It was 200 until the request path's compile added ~27 s to the install and the CI
+# run reached 1191 s of its 1200 (2026-12-06); ZABBY_SIM_SEEDS=0-999 runs more.
+SEEDS = _seeds(os.environ.get("ZABBY_SIM_SEEDS", "0-119"))
 CHUNK = 20
 
 
