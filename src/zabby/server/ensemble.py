@@ -457,10 +457,6 @@ class EnsembleServer(ZabbyServer):
                     self.quorum_mesh.flush()
                 for zxid, payload in r.commit:
                     self._apply_committed(zxid, payload)
-                if r.commit and len(r.commit) <= _EAGER_COMMITS and self._to_flush:
-                    # and the replies they made here: waiting for the end of the
-                    # turn cost a one-session write ~30 us at the member it is on
-                    self._flush_all()
                 if r.commit and self.zab.pending_syncs:
                     self.zab.answer_syncs()
                 if r.config is not None:
@@ -503,9 +499,6 @@ class EnsembleServer(ZabbyServer):
         if z is not None:
             self.peer.persisted(z)
             self._drain()
-            # the ACK (or a leader's COMMITs) now, not at the end of the turn: one
-            # write per durable batch, and a write's critical path
-            self.quorum_mesh.flush()
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)
