@@ -487,8 +487,22 @@ def test_learner_elects_at_once_when_its_link_to_the_leader_breaks():
     c.drain(follower)
     assert c.peers[follower].role == LOOKING  # no waiting out syncLimit
     assert f"lost the connection to leader {leader}" in c.all_events(follower)
-    c.peers[leader].disconnected(follower)  # a leader waits for its timeouts
-    assert c.peers[leader].role == LEADING
+
+
+def test_leader_drops_a_learner_whose_link_breaks_and_steps_down_without_a_quorum():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    f1, f2 = (i for i in c.ids if i != leader)
+    assert set(c.peers[leader].learner_acks()) == {f1, f2}
+    c.peers[leader].disconnected(f1)
+    c.drain(leader)
+    assert c.peers[leader].role == LEADING  # it and f2 are still a quorum
+    assert f"learner {f1}'s connection closed; dropped" in c.all_events(leader)
+    assert set(c.peers[leader].learner_acks()) == {f2}
+    c.peers[leader].disconnected(f2)  # no waiting out syncLimit either
+    c.drain(leader)
+    assert c.peers[leader].role == LOOKING
+    assert "lost quorum (1 of 3 voters in sync)" in c.all_events(leader)
 
 
 def _new_leader_with_unsynced_history():

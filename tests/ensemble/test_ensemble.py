@@ -289,3 +289,30 @@ def test_sync_answered_before_a_write_sent_after_it(ensemble):
             assert raw.wait_reply(create_xid, Op.CREATE).err == 0
     finally:
         raw.drop()
+
+
+def test_leader_whose_followers_stop_steps_down_at_once_and_serves_read_only(tmp_path):
+    # kazoo's read-only test stops two of three members and gives its client 15 s,
+    # with a doubling retry, to reach the survivor in read-only mode. A leader used to
+    # wait out syncLimit (here 5 ticks of 1 s) before it looked for a new leader, and
+    # only then started the read-only delay (max(2 s, tickTime)). Like ZooKeeper's
+    # leader, whose LearnerHandlers end with their sockets, it now drops the learners
+    # whose connections closed and steps down as soon as it has no quorum.
+    ens = ZabbyEnsemble(tmp_path, 3, tickTime=1000, syncLimit=5,
+                        **{"readonlymode.enabled": "true"})
+    try:
+        leader = ens.leader()
+        t0 = time.monotonic()
+        for i in ens.members:
+            if i != leader:
+                ens.members[i].stop()
+        survivor = ens.members[leader]
+        _wait(lambda: survivor.mode != "leader", timeout=10, what="the leader to step down")
+        stepped_down = time.monotonic() - t0
+        _wait(lambda: survivor.four_letter_word("isro").strip() == "ro", timeout=10,
+              what="read-only mode")
+        read_only = time.monotonic() - t0
+        assert stepped_down < 2.0, f"stepped down after {stepped_down:.1f} s"  # syncLimit: 5 s
+        assert read_only < 4.5, f"read-only after {read_only:.1f} s"  # 2 s delay, and 7 s before
+    finally:
+        ens.stop()

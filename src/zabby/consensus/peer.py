@@ -565,11 +565,19 @@ class Peer:
         return zxid
 
     def disconnected(self, sid: int) -> None:
-        """The transport lost its connection to `sid`. A learner whose leader it was
-        starts an election at once (as ZooKeeper's learner does when its socket
-        closes) instead of waiting out syncLimit; anything else waits for timeouts."""
+        """The transport lost its connection to `sid`; neither side waits out syncLimit.
+        A learner whose leader it was starts an election at once (as ZooKeeper's learner
+        does when its socket closes). A leader drops that learner (as ZooKeeper's
+        LearnerHandler ends with its socket; the learner elects anew and comes back with
+        a new session anyway) and steps down if the learners left in sync are no longer
+        a quorum: with two of three members stopped, the survivor is looking -- and after
+        the read-only delay serving read-only clients -- ~4 s sooner at kazoo's
+        tickTime 2000 and syncLimit 2."""
         if self.role in (FOLLOWING, OBSERVING) and self.leader_id == sid:
             self._become_looking(f"lost the connection to leader {sid}")
+        elif self.role == LEADING and self._handlers.pop(sid, None) is not None:
+            self._events.append(f"learner {sid}'s connection closed; dropped")
+            self._check_quorum()
 
     def persisted(self, zxid: int) -> None:
         if self._snap_wait is not None:
@@ -941,6 +949,10 @@ class Peer:
                 continue
             if h.stage != "info":
                 self._send(h, m.PING, m.Zxid(self._commit))
+        self._check_quorum()
+
+    def _check_quorum(self) -> None:
+        """Leading in broadcast: step down once the voters in sync are no quorum."""
         if self._phase == "broadcast":
             alive = {self.id} | {h.sid for h in self._handlers.values()
                                  if h.stage == "synced" and h.sid in self.voters}

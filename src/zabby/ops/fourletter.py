@@ -704,7 +704,7 @@ def cmd_mntr(server: ZabbyServer, conn: ClientConnection) -> str:
 
 def trace_mask(server: ZabbyServer) -> int:
     """ZooTrace's text trace mask: gtmk answers it, stmk sets it."""
-    mask = getattr(server, "trace_mask", None)
+    mask = server.trace_mask
     return DEFAULT_TRACE_MASK if mask is None else mask
 
 

@@ -357,8 +357,9 @@ class EnsembleServer(ZabbyServer):
 
     # ------------------------------------------------------------ consensus I/O
     def _on_link_change(self, sid: int, up: bool) -> None:
-        if not up and sid == self.leader_id and self.role != "leading":
-            # like ZooKeeper's learner when its socket closes: elect at once
+        if not up and (self.role == "leading" or sid == self.leader_id):
+            # like ZooKeeper when a quorum socket closes: a learner elects at once, a
+            # leader drops that learner and steps down if it no longer has a quorum
             self.peer.disconnected(sid)
             self._drain()
 

@@ -216,7 +216,7 @@ def _restorable(server: Any) -> None:
         raise RestoreRefused("restore is not supported while TLS client listeners are on")
     if server.committer.failure is not None:
         raise RestoreRefused(f"the server refuses writes: {server.committer.failure}")
-    if getattr(server, "_restoring", False):
+    if server._restoring:
         raise RestoreRefused("another restore is in progress")
 
 
