@@ -18,8 +18,8 @@ from zabby.wire import (
     encode_connect_request,
     encode_request,
 )
+from zabby.wire.records import DeleteRequest, SetDataRequest
 from zabby.wire.records import PathWatchRequest as GetDataRequest
-from zabby.wire.records import SetDataRequest
 
 
 class FakeTransport:
@@ -68,10 +68,20 @@ def run(kind, n=60000, batch=32):
         conn.data_received(encode_request(1, Op.CREATE, CreateRequest("/k", b"x" * 128, acl, 0)))
         await asyncio.sleep(0)
         t.drain()
-        xid = 2
+        conn.data_received(encode_request(2, Op.CREATE, CreateRequest("/c", b"", acl, 0)))
+        await asyncio.sleep(0)
+        t.drain()
+        xid = 3
         frames = []
         for i in range(n):
-            if kind == "write" or (kind == "mixed" and i % 5 == 0):
+            if kind == "create":  # the bench's create workload: sequential create, delete
+                if i % 2 == 0:
+                    frames.append(encode_request(xid, Op.CREATE,
+                                                 CreateRequest("/c/c-", b"y" * 128, acl, 2)))
+                else:  # the sequence number counts the parent's creates
+                    frames.append(encode_request(xid, Op.DELETE,
+                                                 DeleteRequest(f"/c/c-{i // 2:010d}", -1)))
+            elif kind == "write" or (kind == "mixed" and i % 5 == 0):
                 frames.append(encode_request(xid, Op.SET_DATA, SetDataRequest("/k", b"y" * 128, -1)))
             else:
                 frames.append(encode_request(xid, Op.GET_DATA, GetDataRequest("/k", False)))
@@ -87,5 +97,5 @@ def run(kind, n=60000, batch=32):
     return asyncio.run(main())
 
 if __name__ == "__main__":
-    res = {k: min(run(k) for _ in range(5)) for k in ("read", "write", "mixed")}
+    res = {k: min(run(k) for _ in range(5)) for k in ("read", "write", "mixed", "create")}
     print(" ".join(f"{k}={v:.2f}us" for k, v in res.items()))

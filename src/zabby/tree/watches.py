@@ -218,6 +218,11 @@ class WatchManager:
     # ------------------------------------------------------------ trigger
     def trigger(self, event_type: int, path: str) -> list[tuple[Any, int, str]]:
         """Watchers to notify of one event, one-shot watches consumed."""
+        data = self.data
+        child = self.child
+        if (path not in data.table and path not in child.table
+                and not data.recursive_qty and not child.recursive_qty):
+            return []  # the common case: nobody watches this path (2-3 events a write)
         if event_type == _EV_CHILDREN_CHANGED:
             notify, _ = self.child.fire(path, event_type)
         elif event_type == _EV_DELETED:
