@@ -15,7 +15,7 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/txn.py src/zabby/storage/logscan.py \
 	src/zabby/tree/paths.py src/zabby/server/latency.py \
 	src/zabby/server/connection.py src/zabby/server/pipeline.py \
-	src/zabby/server/core.py
+	src/zabby/server/core.py src/zabby/consensus/peer.py
 
 .PHONY: serve test lint clean venv records
 

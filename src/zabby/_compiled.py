@@ -55,6 +55,7 @@ COMPILED_MODULES = (
     "zabby.server.connection",
     "zabby.server.pipeline",
     "zabby.server.core",
+    "zabby.consensus.peer",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

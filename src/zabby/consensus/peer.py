@@ -762,7 +762,8 @@ class Peer:
         if self.role != LOOKING:
             # out of election we report whom we follow and in which Zab epoch (0 while
             # it is still being discovered): a LOOKING server joins when these agree
-            pe, leader = self._epoch, self.leader_id
+            pe = self._epoch
+            leader = self.leader_id if self.leader_id is not None else leader
         cfg = self.config
         return m.encode(m.NOTIFICATION, m.Notification(
             leader, z, pe, self._clock, _STATE_CODE[self.role], cfg.version, cfg.data))
@@ -776,7 +777,7 @@ class Peer:
 
     def _reset_role_state(self) -> None:
         self._handlers = {}
-        self._seen_sessions: dict[int, list[int]] = {}
+        self._seen_sessions = {}
         self._connected = {}
         self._epoch_acks = set()
         self._phase = ""
@@ -1257,7 +1258,7 @@ class Peer:
         self._nl_zxid = None
         self.serving = False
         self._commit = self._applied
-        self._out.append((self.leader_id, m.encode(
+        self._out.append((self._leader_sid(), m.encode(
             m.FOLLOWERINFO, m.FollowerInfo(self._accepted, self.is_observer, self._accepted_leader),
             session=self._session)))
 
@@ -1265,8 +1266,13 @@ class Peer:
         self._events.append(f"resyncing with leader {self.leader_id}: {why}")
         self._new_session()
 
+    def _leader_sid(self) -> int:
+        """The leader's id, for a learner's messages (-1, nobody, if it had none)."""
+        lid = self.leader_id
+        return -1 if lid is None else lid
+
     def _to_leader(self, t: int, body) -> None:
-        self._out.append((self.leader_id, m.encode(
+        self._out.append((self._leader_sid(), m.encode(
             t, body, epoch=self._epoch, session=self._session)))
 
     def _ack_to_leader(self, zxid: int) -> None:
@@ -1276,7 +1282,7 @@ class Peer:
         key = (self.leader_id, self._session, self._epoch)
         slot = self._ack_slot
         if slot is not None and slot[1:] == key:
-            self._out[slot[0]] = (self.leader_id, m.encode(
+            self._out[slot[0]] = (self._leader_sid(), m.encode(
                 m.ACK, m.Ack(zxid, False), epoch=self._epoch, session=self._session))
             return
         self._ack_slot = (len(self._out), *key)
@@ -1414,5 +1420,5 @@ class Peer:
                     self._persist_epochs()
                 self._fstage = "broadcast"
                 self._to_leader(m.ACK, m.Ack(self._nl_zxid, True))
-        elif self._fstage == "broadcast" and d > self._nl_zxid:
+        elif self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid:
             self._ack_to_leader(d)
