@@ -16,10 +16,12 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/paths.py src/zabby/server/latency.py \
 	src/zabby/server/connection.py src/zabby/server/pipeline.py \
 	src/zabby/server/core.py src/zabby/consensus/peer.py
+# setup.py's one hand-written C extension (the log's writer thread, server/native_log.py)
+NATIVE_SRC := src/zabby/_logio.c
 
 .PHONY: serve test lint clean venv records
 
-$(STAMP): pyproject.toml setup.py src/zabby/_compiled.py $(COMPILED_SRC)
+$(STAMP): pyproject.toml setup.py src/zabby/_compiled.py $(COMPILED_SRC) $(NATIVE_SRC)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'

@@ -108,6 +108,21 @@ def _mypyc_extensions() -> list:
         os.chdir(old)
 
 
+# Hand-written C, one small extension (issue 14 item 2 allows one where the compiler
+# cannot do the job): the txn log's writer thread, which must run without the GIL
+# (src/zabby/server/native_log.py; its Python twin is the writer child).
+NATIVE = ["zabby._logio"]
+
+
+def _native_extensions() -> list:
+    if os.environ.get("ZABBY_NO_COMPILE", "") not in ("", "0"):
+        return []
+    from setuptools import Extension
+
+    return [Extension(name, [f"src/{name.replace('.', '/')}.c"], extra_compile_args=["-O2"])
+            for name in NATIVE]
+
+
 class BuildExt(build_ext):
     """build_ext that falls back to pure Python instead of failing the install."""
 
@@ -154,14 +169,16 @@ class BuildExt(build_ext):
         src/ keeps them): Python would still prefer such a module's .so to its .py, and
         it would ask the new group library for an init function it no longer has."""
         keep = {SRC / rel for rel in COMPILED}
+        native = {SRC / (n.replace(".", "/") + ".py") for n in NATIVE}
         for p in (SRC / "zabby").rglob("*"):
-            if p.suffix in (".so", ".pyd") and p.with_name(p.name.split(".")[0] + ".py") not in keep:
+            stem = p.with_name(p.name.split(".")[0] + ".py")
+            if p.suffix in (".so", ".pyd") and stem not in keep and stem not in native:
                 _say(f"removing {p.relative_to(SRC)}: no longer compiled")
                 p.unlink()
 
     def _extension_files(self) -> list[Path]:
         out = []
-        for rel in COMPILED:
+        for rel in COMPILED + [n.replace(".", "/") + ".py" for n in NATIVE]:
             src = SRC / rel
             out += [p for p in src.parent.glob(src.stem + ".*") if p.suffix in (".so", ".pyd")]
         return out
@@ -191,4 +208,7 @@ class BuildExt(build_ext):
         path.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
-setup(ext_modules=_mypyc_extensions(), cmdclass={"build_ext": BuildExt})
+# the C extension only with the mypyc group: an install is compiled or pure Python
+_MYPYC = _mypyc_extensions()
+setup(ext_modules=_MYPYC + (_native_extensions() if _MYPYC else []),
+      cmdclass={"build_ext": BuildExt})

@@ -210,7 +210,10 @@ def test_the_helper_keeps_a_descriptor_while_its_key_stays(tmp_path):
     assert answers == [0, 0, errno.EINVAL]
 
 
-def test_the_helper_exits_with_its_server(tmp_path):
+def test_the_helper_exits_with_its_server(tmp_path, monkeypatch):
+    # the writer child is the log writer of a pure-Python install (and on request);
+    # where zabby._logio is built the server writes through a thread of its own
+    monkeypatch.setenv("ZABBY_LOG_WRITER", "child")
     srv = ZabbyServer(tmp_path)
     try:
         with RawClient(srv.host, srv.port) as c:

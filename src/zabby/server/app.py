@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ..storage import CorruptDataError, Progress, TxnLog, purge, recover
 from ..storage.snapshot import write_snapshot
+from . import native_log
 from .config import ConfigError, ServerConfig
 from .core import FourLetterHandler, ZabbyServer
 from .durability import GroupCommitter
@@ -81,15 +82,20 @@ def build_server(
     committer = GroupCommitter(
         txn_log, snap_dir=config.data_dir, snap_count=config.snap_count,
         tree_getter=lambda: server.tree, compress=bool(config.snapshot_compression),
-        # the log is on the real filesystem: a helper process writes and fsyncs
-        # each batch, the loop only encodes it (docs/ARCHITECTURE.md, "Log
-        # writes off the loop"); ZABBY_LOG_WRITER=loop: the loop writes, two
-        # helpers fsync (the design before; kept to measure against). A small batch
-        # with none in flight goes to a thread of ours instead (`direct_max`).
+        # the log is on the real filesystem: a C thread of ours (or, without it, a
+        # helper process) writes and fsyncs each batch, the loop only encodes it
+        # (docs/ARCHITECTURE.md, "Log writes off the loop"); ZABBY_LOG_WRITER=loop:
+        # the loop writes, two helpers fsync (the design before; kept to measure
+        # against). With the helper, a small batch with none in flight goes to a
+        # Python thread of ours instead (`direct_max`).
         syncer=_log_syncer() if config.force_sync else None,
         max_inflight=LOG_BATCHES_IN_FLIGHT,
         direct_max=_log_direct_max(),
     )
+    if config.force_sync:
+        log.info("txn log writes: %s", "a C thread of this process (zabby._logio)"
+                 if _log_native() else "a helper process (ZABBY_LOG_WRITER=%s)"
+                 % (os.environ.get("ZABBY_LOG_WRITER") or "child, zabby._logio not built"))
     if config.is_distributed:
         from .local_sessions import server_class
 
@@ -155,15 +161,25 @@ def _trust_empty_db(config: ServerConfig, report, log_dir: str) -> bool:
 LOG_BATCHES_IN_FLIGHT = 4
 
 
-# A log batch of at most this many txns with none in flight is written and fdatasynced
-# by a thread of the server's process instead of the writer child (`GroupCommitter`'s
+# With the writer child, a log batch of at most this many txns with none in flight is
+# written and fdatasynced by a thread of the server's process instead (`GroupCommitter`'s
 # direct lane): one session of setData at a time, 2.3-2.4k -> 2.8-3.0k ops/s standalone.
-# ZABBY_LOG_DIRECT_MAX=0 turns it off (benchmarks compare the two).
+# The native writer needs no such lane (one session: 2.98-3.23k ops/s without it,
+# 2.82-2.91k with it). ZABBY_LOG_DIRECT_MAX sets it either way (0: off).
 LOG_DIRECT_MAX = 4
 
 
+def _log_native() -> bool:
+    """The log's writes and fdatasyncs go to the C writer thread (server/native_log.py):
+    the default where it was built; ZABBY_LOG_WRITER=child (or loop, seal) chooses the
+    writer child, its Python twin and the fallback of a pure-Python install. 32 x 1
+    setData: +10-16 % (docs/ARCHITECTURE.md, "Log writes off the loop")."""
+    mode = os.environ.get("ZABBY_LOG_WRITER")
+    return mode == "native" or (mode is None and native_log.available())
+
+
 def _log_direct_max() -> int:
-    return int(os.environ.get("ZABBY_LOG_DIRECT_MAX", LOG_DIRECT_MAX))
+    return int(os.environ.get("ZABBY_LOG_DIRECT_MAX", 0 if _log_native() else LOG_DIRECT_MAX))
 
 
 def _log_syncer():
@@ -171,6 +187,8 @@ def _log_syncer():
     if mode == "loop":
         return FsyncPool
     n = LOG_BATCHES_IN_FLIGHT
+    if _log_native():
+        return lambda loop: native_log.NativeLogWriter(loop, slots=n)
     if mode == "seal":  # the writer also computes the checksums (lost with 1 KiB values)
         return lambda loop: LogWriter(loop, slots=n, seal=True)
     return lambda loop: LogWriter(loop, slots=n)  # the loop computes the checksums

@@ -1,0 +1,90 @@
+"""The log writer on a thread that never takes the GIL (`zabby._logio`, a small C
+extension), with `fsync_helper.LogWriter` -- the writer child -- as its Python twin.
+
+Why: at 32 sessions of one setData at a time a standalone server is bound by the log's
+round trip, not its CPU (the loop is ~75 % idle), and the writer child's round trip was
+~390 us around a ~205 us fdatasync: the request to the child, its hand-off between its
+own threads, the answer, three wake-ups of busy processes on two cores. Threads of the
+server's own process lost 20-30 % instead (each step waits for the GIL back;
+docs/ARCHITECTURE.md, "Log writes off the loop"). A C thread pwrites and fdatasyncs
+without the GIL and wakes the loop through one eventfd.
+
+`NativeLogWriter` has the LogWriter interface the group committer uses (`write_sync`,
+`slots`, `max_batch`, `seal`, `alive`, `close`). `available()` says whether the
+extension was built (a pure-Python install, or ZABBY_PURE_PYTHON=1, uses the child).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from ..storage.fs import FSYNC_STALL_ENV
+
+try:
+    if os.environ.get("ZABBY_PURE_PYTHON", "") not in ("", "0"):
+        raise ImportError("ZABBY_PURE_PYTHON is set")
+    from .. import _logio  # type: ignore[attr-defined]
+except ImportError:  # not built here: the writer child does this work
+    _logio = None
+
+
+def available() -> bool:
+    return _logio is not None
+
+
+class NativeLogWriter:
+    """pwrite + fdatasync of each handed-over batch on the extension's thread. The
+    thread writes the batches in the order handed over, fdatasyncs once for all it
+    took (covering every write before it), and answers callback(errno) on the loop.
+    After a failed write nothing more goes through that descriptor: the batches behind
+    it answer with the same errno (a later batch written after a missing one would be a
+    hole that recovery must call corruption)."""
+
+    seal = False  # the loop computes the checksums
+
+    def __init__(self, loop, slots: int = 2, max_batch: int = 8 << 20) -> None:
+        if _logio is None:
+            raise OSError(errno.ENOSYS, "zabby._logio is not built")
+        self.slots = max(1, slots)
+        self.max_batch = max_batch
+        self.alive = True
+        self._loop = loop
+        # tests: a slow disk (zabby.testing.diskfaults.FsyncStall), as the child does
+        self._w = _logio.Writer(os.environ.get(FSYNC_STALL_ENV) or None)
+        self._seq = 0
+        self._cbs: dict[int, Callable[[int | None], None]] = {}
+        loop.add_reader(self._w.fileno(), self._readable)
+
+    def write_sync(self, fd: int, offset: int, data, callback, key=None) -> None:
+        """Write `data` at `offset` of `fd`, then fdatasync; callback(errno) on the
+        loop. At most `slots` outstanding, each at most `max_batch` bytes."""
+        if len(data) > self.max_batch or len(self._cbs) >= self.slots:
+            raise ValueError("NativeLogWriter: batch too large or no free slot")
+        if not self.alive:
+            callback(None)
+            return
+        seq = self._seq
+        self._seq = seq + 1
+        self._cbs[seq] = callback
+        self._w.submit(fd, offset, data, seq)
+
+    def _readable(self) -> None:
+        for seq, err in self._w.take():
+            cb = self._cbs.pop(seq, None)
+            if cb is not None:
+                cb(err)
+
+    def close(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        try:
+            self._loop.remove_reader(self._w.fileno())
+        except Exception:  # pragma: no cover - loop already closed
+            pass
+        self._w.close()  # finishes what was handed over, then the thread ends
+        cbs, self._cbs = self._cbs, {}
+        for seq in sorted(cbs):  # answered after the reader went: nothing is known
+            cbs[seq](None)

@@ -1,0 +1,221 @@
+"""The native log writer (zabby.server.native_log, the C extension zabby._logio)
+against its Python twin, the writer child (fsync_helper.LogWriter), on a real file.
+
+Differential: the same batches handed to both land as the same bytes and every one is
+answered 0; a write error answers the same errno in both, and both write nothing more
+through that descriptor (a batch after a missing one would be a hole) until a new one
+comes. Then the native writer under the group committer: txns acknowledged in order,
+the log holding exactly them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+
+import pytest
+
+from zabby.server import native_log
+from zabby.server.durability import GroupCommitter
+from zabby.server.fsync_helper import LogWriter
+from zabby.storage import TxnLog
+
+pytestmark = pytest.mark.skipif(not native_log.available(),
+                                reason="zabby._logio is not built here (pure Python)")
+
+KINDS = {
+    "native": lambda loop: native_log.NativeLogWriter(loop, slots=4, max_batch=1 << 16),
+    "child": lambda loop: LogWriter(loop, slots=4, slot_bytes=1 << 16, seal=False),
+}
+
+
+async def _write_all(writer, fd: int, batches, key=1) -> list:
+    """Hand over `batches` [(offset, data)], at most `slots` outstanding; the answers."""
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future] = []
+    answers = []
+    for offset, data in batches:
+        if len(pending) >= writer.slots:
+            answers.append(await asyncio.wait_for(pending.pop(0), 10))
+        fut = loop.create_future()
+        writer.write_sync(fd, offset, data, fut.set_result, key)
+        pending.append(fut)
+    for fut in pending:
+        answers.append(await asyncio.wait_for(fut, 10))
+    return answers
+
+
+def test_the_same_batches_land_as_the_same_bytes(tmp_path):
+    rng = random.Random(7)
+    batches, offset = [], 0
+    for _ in range(300):
+        data = rng.randbytes(rng.choice((1, 17, 300, 4096, 30000)))
+        batches.append((offset, data))
+        offset += len(data)
+
+    async def main(kind: str) -> tuple[list, bytes]:
+        writer = KINDS[kind](asyncio.get_running_loop())
+        path = tmp_path / kind
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDWR)
+        try:
+            answers = await _write_all(writer, fd, batches)
+        finally:
+            writer.close()
+            os.close(fd)
+        return answers, path.read_bytes()
+
+    native, child = asyncio.run(main("native")), asyncio.run(main("child"))
+    assert native[0] == child[0] == [0] * len(batches)
+    assert native[1] == child[1] == b"".join(d for _, d in batches)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_errors_and_the_descriptor_after_a_failed_write(tmp_path, kind):
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        writer = KINDS[kind](loop)
+        path = tmp_path / "f"
+        path.write_bytes(b"")
+        ro = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDWR)
+        fd2 = os.open(path, os.O_RDWR)
+        try:
+            got = await _write_all(writer, ro, [(0, b"abc")], key=1)
+            # past any file size, then one already on its way behind it
+            got += await _write_all(writer, fd, [(1 << 62, b"abc"), (0, b"abc")], key=2)
+            assert os.pread(fd, 16, 0) == b"", "written after a failed write"
+            got += await _write_all(writer, fd2, [(0, b"xyz")], key=3)  # a new descriptor
+            assert os.pread(fd, 16, 0) == b"xyz"
+            with pytest.raises(ValueError):
+                writer.write_sync(fd2, 0, b"x" * ((1 << 16) + 1), lambda e: None, 3)
+            return got
+        finally:
+            writer.close()
+            for f in (ro, fd, fd2):
+                os.close(f)
+
+    bad_fd, bad, after, again = asyncio.run(main())
+    assert bad_fd == errno.EBADF
+    assert bad in (errno.EFBIG, errno.EINVAL) and after == bad and again == 0
+
+
+def test_closing_answers_what_was_handed_over(tmp_path):
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        writer = KINDS["native"](loop)
+        path = tmp_path / "f"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDWR)
+        futs = []
+        try:
+            for i in range(3):
+                fut = loop.create_future()
+                writer.write_sync(fd, i * 3, b"abc", fut.set_result)
+                futs.append(fut)
+        finally:
+            writer.close()  # the thread finishes its queue; nobody reads the eventfd now
+            os.close(fd)
+        assert path.read_bytes() == b"abc" * 3
+        late = loop.create_future()
+        writer.write_sync(0, 0, b"x", late.set_result)  # closed: answered None at once
+        return [f.result() for f in futs] + [late.result()]
+
+    assert asyncio.run(main()) == [None, None, None, None]
+
+
+def test_the_committer_acknowledges_in_order_what_the_native_writer_synced(tmp_path):
+    txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 22)
+    txn_log.open_for_append(0)
+    gc = GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
+                        tree_getter=None, syncer=lambda loop: native_log.NativeLogWriter(
+                            loop, slots=4), max_inflight=4)
+    acked: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for z in range(1, 2001):
+            f = loop.create_future()
+            gc.submit_entry(z, b"txn-%d" % z, lambda z=z, f=f: (acked.append(z), f.set_result(z)),
+                            lambda why, f=f: f.set_exception(AssertionError(why)))
+            futs.append(f)
+            if z == 1:
+                await asyncio.wait_for(f, 10)  # starts the segment (worker thread)
+            elif z % 50 == 0:
+                await asyncio.sleep(0)  # batches of ~50 per loop turn
+        await asyncio.wait_for(asyncio.gather(*futs), 30)
+        assert isinstance(gc._syncer, native_log.NativeLogWriter) and gc.batches > 10
+
+    try:
+        asyncio.run(main())
+    finally:
+        gc.close()
+    assert acked == list(range(1, 2001))
+    log = TxnLog(str(tmp_path / "log"))
+    try:
+        assert [(z, p) for z, p in log.iter_entries()] == [(z, b"txn-%d" % z) for z in range(1, 2001)]
+    finally:
+        log.close()
+
+
+def test_a_stall_file_slows_every_fdatasync_as_for_the_child(tmp_path, monkeypatch):
+    # zabby.testing.diskfaults.FsyncStall (a slow disk for the fault tests) must bite
+    # through the native writer too, or those tests would pass without a slow disk
+    stall = tmp_path / "stall"
+    monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        writer = KINDS["native"](loop)
+        path = tmp_path / "f"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDWR)
+        took = []
+        try:
+            for seconds in ("0.4", "0", ""):
+                stall.write_text(seconds)
+                t0 = loop.time()
+                assert await _write_all(writer, fd, [(0, b"abc")]) == [0]
+                took.append(loop.time() - t0)
+        finally:
+            writer.close()
+            os.close(fd)
+        return took
+
+    slow, zero, empty = asyncio.run(main())
+    assert slow >= 0.4 and zero < 0.3 and empty < 0.3, (slow, zero, empty)
+
+
+def test_a_server_writes_its_log_through_the_native_writer_by_default(tmp_path, monkeypatch):
+    from zabby.testing.rawclient import OPEN_ACL_UNSAFE, RawClient
+    from zabby.testing.servers import ZabbyServer
+    from zabby.wire import Err, Op
+    from zabby.wire.records import CreateRequest
+
+    monkeypatch.delenv("ZABBY_LOG_WRITER", raising=False)
+    monkeypatch.delenv("ZABBY_PURE_PYTHON", raising=False)
+    srv = ZabbyServer(tmp_path)
+    try:
+        with RawClient(srv.host, srv.port) as c:
+            for i in range(5):
+                r = c.request(Op.CREATE, CreateRequest(f"/n{i}", b"x", OPEN_ACL_UNSAFE, 0))
+                assert r.err == Err.OK
+        children = []
+        for tid in os.listdir(f"/proc/{srv.pid}/task"):
+            with open(f"/proc/{srv.pid}/task/{tid}/children") as f:
+                children += f.read().split()
+        helpers = []
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"fsync_helper" in f.read():
+                        helpers.append(pid)
+            except OSError:
+                pass
+        assert helpers == [], "a writer child although zabby._logio is built"
+        assert "txn log writes: a C thread of this process" in srv.log_tail(200)
+    finally:
+        srv.stop()
