@@ -64,6 +64,15 @@ static void stall(const char *path) {
     }
 }
 
+/* append the chain first..last to the list at head, tail (the caller holds w->mu) */
+static void append(job **head, job **tail, job *first, job *last) {
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
 static void *run(void *arg) {
     Writer *w = (Writer *)arg;
     for (;;) {
@@ -129,11 +138,7 @@ static void *run(void *arg) {
             last = j;
         }
         pthread_mutex_lock(&w->mu);
-        if (w->d_tail)
-            w->d_tail->next = batch;
-        else
-            w->d_head = batch;
-        w->d_tail = last;
+        append(&w->d_head, &w->d_tail, batch, last);
         pthread_mutex_unlock(&w->mu);
         uint64_t one = 1;
         ssize_t ignored = write(w->efd, &one, sizeof one);
@@ -206,11 +211,7 @@ static PyObject *Writer_submit(Writer *w, PyObject *args) {
     j->data = data;
     PyBuffer_Release(&buf);
     pthread_mutex_lock(&w->mu);
-    if (w->q_tail)
-        w->q_tail->next = j;
-    else
-        w->q_head = j;
-    w->q_tail = j;
+    append(&w->q_head, &w->q_tail, j, j);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     Py_RETURN_NONE;

@@ -106,13 +106,17 @@ def test_errors_and_the_descriptor_after_a_failed_write(tmp_path, kind):
     assert bad in (errno.EFBIG, errno.EINVAL) and after == bad and again == 0
 
 
+def _native_on_empty_file(tmp_path):
+    """(native writer on the running loop, the loop, a new empty file, its descriptor)"""
+    loop = asyncio.get_running_loop()
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    return KINDS["native"](loop), loop, path, os.open(path, os.O_RDWR)
+
+
 def test_closing_answers_what_was_handed_over(tmp_path):
     async def main() -> list:
-        loop = asyncio.get_running_loop()
-        writer = KINDS["native"](loop)
-        path = tmp_path / "f"
-        path.write_bytes(b"")
-        fd = os.open(path, os.O_RDWR)
+        writer, loop, path, fd = _native_on_empty_file(tmp_path)
         futs = []
         try:
             for i in range(3):
@@ -172,11 +176,7 @@ def test_a_stall_file_slows_every_fdatasync_as_for_the_child(tmp_path, monkeypat
     monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
 
     async def main() -> list[float]:
-        loop = asyncio.get_running_loop()
-        writer = KINDS["native"](loop)
-        path = tmp_path / "f"
-        path.write_bytes(b"")
-        fd = os.open(path, os.O_RDWR)
+        writer, loop, _, fd = _native_on_empty_file(tmp_path)
         took = []
         try:
             for seconds in ("0.4", "0", ""):
