@@ -170,12 +170,12 @@ LOG_DIRECT_MAX = 4
 
 
 def _log_native() -> bool:
-    """The log's writes and fdatasyncs go to the C writer thread (server/native_log.py):
-    the default where it was built; ZABBY_LOG_WRITER=child (or loop, seal) chooses the
-    writer child, its Python twin and the fallback of a pure-Python install. 32 x 1
-    setData: +10-16 % (docs/ARCHITECTURE.md, "Log writes off the loop")."""
-    mode = os.environ.get("ZABBY_LOG_WRITER")
-    return mode == "native" or (mode is None and native_log.available())
+    """The log's writes and fdatasyncs go to the C writer thread (server/native_log.py)
+    wherever it was built; ZABBY_LOG_WRITER=child (or loop, seal) chooses the writer
+    child, its Python twin and the fallback of a pure-Python install. 32 x 1 setData:
+    +10-16 % (docs/ARCHITECTURE.md, "Log writes off the loop")."""
+    return (os.environ.get("ZABBY_LOG_WRITER") in (None, "native")
+            and native_log.available())
 
 
 def _log_direct_max() -> int:

@@ -20,11 +20,12 @@ import errno
 import os
 from collections.abc import Callable
 
+from .._compiled import ENV_PURE
 from ..storage.fs import FSYNC_STALL_ENV
 
 try:
-    if os.environ.get("ZABBY_PURE_PYTHON", "") not in ("", "0"):
-        raise ImportError("ZABBY_PURE_PYTHON is set")
+    if os.environ.get(ENV_PURE, "").strip() not in ("", "0"):  # as _compiled.select
+        raise ImportError(f"{ENV_PURE} is set")
     from .. import _logio  # type: ignore[attr-defined]
 except ImportError:  # not built here: the writer child does this work
     _logio = None
