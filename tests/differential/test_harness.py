@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -12,14 +14,19 @@ from zabby.testing.pytest_plugin import require_zookeeper
 from zabby.testing.rawclient import RawClient
 from zabby.testing.servers import ZooKeeperServer
 from zabby.wire import (
+    ConnectResponse,
     Create2Response,
+    DeleteRequest,
     EventType,
+    FrameDecoder,
     GetChildren2Response,
     GetChildrenResponse,
     Op,
     PathResponse,
+    PathWatchRequest,
     Stat,
     StatResponse,
+    encode_connect_response,
     encode_notification,
     encode_reply,
 )
@@ -219,3 +226,124 @@ def test_stat_times_must_be_the_writes_wall_clock_milliseconds(mtime, why):
     assert compare(_run(_honest), _run(_honest)) == ""
     both = compare(_run(clock), _run(clock))
     assert why in both and "mtime" in both, both
+
+
+# ------------------------------------- a reply held back until the server's next request
+class _HoldingServer:
+    """A TCP server that answers every request at once, except a delete: its reply is
+    held until some connection sends another request (what a ZooKeeper 3.8 follower
+    now and then does with a write), or for good when `release` is False."""
+
+    def __init__(self, release: bool = True) -> None:
+        self.release = release
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[tuple[socket.socket, bytes]] = []
+        self.lock = threading.Lock()
+        self.conns: list[socket.socket] = []
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                s, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s: socket.socket) -> None:
+        dec = FrameDecoder()
+        first = True
+        while True:
+            try:
+                data = s.recv(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            for f in dec.feed(data):
+                if first:
+                    first = False
+                    resp = ConnectResponse(0, 10000, 0x1234 + len(self.conns), b"\x01" * 16)
+                    s.sendall(encode_connect_response(resp))
+                    continue
+                xid, op = struct.unpack_from(">ii", f, 0)
+                with self.lock:
+                    if self.release:
+                        for hs, frame in self.held:
+                            hs.sendall(frame)
+                        self.held.clear()
+                    frame = bytes(encode_reply(xid, 0, 0))
+                    if op == Op.DELETE:
+                        self.held.append((s, frame))
+                    else:
+                        s.sendall(frame)
+
+    def late(self) -> None:
+        """Send the held replies now."""
+        with self.lock:
+            for hs, frame in self.held:
+                hs.sendall(frame)
+            self.held.clear()
+
+    def close(self) -> None:
+        self.stopped = True
+        self.listener.close()
+        for s in self.conns:
+            s.close()
+
+
+@pytest.fixture
+def holding_server():
+    servers = []
+
+    def make(release: bool = True) -> _HoldingServer:
+        servers.append(_HoldingServer(release))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_a_held_write_is_released_by_a_nudge_from_another_session(holding_server):
+    srv = holding_server()
+    c = RawClient("127.0.0.1", srv.port, io_timeout=5.0)
+    other = RawClient("127.0.0.1", srv.port)
+    c.connect()
+    other.connect()
+    c.nudge = lambda: other.request(Op.EXISTS, PathWatchRequest("/", False))
+    c.nudge_after = 0.3
+    t0 = time.monotonic()
+    assert c.request(Op.DELETE, DeleteRequest("/n", -1)).err == 0
+    assert 0.3 <= time.monotonic() - t0 < 2.0
+    # without the nudge the reply is late: the wait times out ...
+    c.nudge = None
+    c.io_timeout = 0.5
+    with pytest.raises(TimeoutError):
+        c.request(Op.DELETE, DeleteRequest("/n", -1))
+    timed_out = c.xid
+    srv.late()  # ... the late reply comes in before the next request's reply
+    c.io_timeout = 5.0
+    r = c.request(Op.EXISTS, PathWatchRequest("/", False))
+    assert r.xid == timed_out + 1 and r.err == 0  # the late one was dropped
+    other.close()
+    c.close()
+
+
+def test_only_a_zookeeper_runner_nudges(holding_server):
+    srv = holding_server(release=False)
+    server = type("S", (), {"host": "127.0.0.1", "port": srv.port})()
+    zk = Runner(server, "zookeeper")
+    zb = Runner(server, "zabby")
+    assert zk.probe.nudge is not None and zk.session("a").nudge is not None
+    assert zb.probe.nudge is None and zb.session("a").nudge is None
+    # the nudge is one read from a session of its own; the held delete stays held here
+    zk.probe.nudge_after, zk.probe.io_timeout = 0.2, 1.0
+    with pytest.raises(TimeoutError):
+        zk.probe.request(Op.DELETE, DeleteRequest("/n", -1))
+    assert zk.nudged == 1 and zk._nudger is not None and zk._nudger.connected
+    for r in (zk, zb):
+        r.finish()

@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,12 +128,20 @@ class RawClient:
     connect_response: ConnectResponse | None = None
     # TLS (a secure client port): the context to wrap the socket with, or None
     ssl_context: ssl.SSLContext | None = None
+    # called once when a reply is `nudge_after` seconds late, then the wait goes on
+    # (the differential Runner's work-around for a ZooKeeper follower that holds a
+    # write until its next request: differential.Runner)
+    nudge: Callable[[], None] | None = None
+    nudge_after: float = 2.0
 
     def __post_init__(self) -> None:
         self.sock: socket.socket | None = None
         self.decoder = FrameDecoder(max_frame=64 * 1024 * 1024)
         self.frames: list[bytes] = []
         self.xid = 0
+        # requests whose wait timed out: their late replies are dropped, not taken
+        # for the reply of the next request
+        self.abandoned: set[int] = set()
 
     # ----------------------------------------------------------- connection
     def open(self) -> None:
@@ -206,16 +215,22 @@ class RawClient:
             return self.frames.pop(0)
         if self.sock is None:
             raise ConnectionClosed("not connected")
-        deadline = time.monotonic() + (self.io_timeout if timeout is None else timeout)
+        now = time.monotonic()
+        deadline = now + (self.io_timeout if timeout is None else timeout)
+        nudge_at = now + self.nudge_after if self.nudge is not None else deadline
         while not self.frames:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= nudge_at < deadline and self.nudge is not None:
+                nudge_at = deadline
+                self.nudge()
+            remaining = min(deadline, nudge_at) - now
+            if deadline - now <= 0:
                 raise TimeoutError("no frame from server")
-            self.sock.settimeout(remaining)
+            self.sock.settimeout(max(remaining, 0.001))
             try:
                 data = self.sock.recv(1 << 20)
             except TimeoutError:
-                raise
+                continue
             except OSError as e:
                 self.drop()
                 raise ConnectionClosed(f"recv failed: {e!r}") from e
@@ -239,7 +254,11 @@ class RawClient:
         """Read frames until the reply for xid; notifications go to ``events``."""
         before = 0
         while True:
-            f = self.read_frame(timeout)
+            try:
+                f = self.read_frame(timeout)
+            except TimeoutError:
+                self.abandoned.add(xid)
+                raise
             hdr, pos = ReplyHeader.decode_from(f, 0)
             if hdr.xid == XID_NOTIFICATION:
                 ev, _ = WatcherEvent.decode_from(f, pos)
@@ -248,6 +267,9 @@ class RawClient:
                 continue
             if hdr.zxid > 0:
                 self.last_zxid = max(self.last_zxid, hdr.zxid)
+            if hdr.xid != xid and hdr.xid in self.abandoned:
+                self.abandoned.discard(hdr.xid)  # the late reply of a timed-out request
+                continue
             if hdr.xid != xid:
                 raise AssertionError(f"reply for xid {hdr.xid} while waiting for {xid} (op {op})")
             reply = Reply(hdr.xid, hdr.zxid, hdr.err, raw=bytes(f[pos:]), events_before=before)
