@@ -305,11 +305,12 @@ class Runner:
         self.step_no = 0
         self.base = base
         self.zxid_seen: dict[str, int] = {}  # per session: the highest reply zxid
-        # A ZooKeeper 3.8 follower now and then holds a client's write until the next
-        # request reaches it (seen after another session's closeSession: ~1 in 900 runs
-        # of scenario_sequence_numbers on a follower; the reply came 10 s later, when
-        # the client timed out and sent its next request). On ZooKeeper, a reply 2 s
-        # late makes a separate session send one read; zabby is never nudged.
+        # A ZooKeeper 3.8 follower now and then holds a client's write until some
+        # request reaches it (after another session's closeSession: 3 of ~10,000 runs
+        # of scenario_sequence_numbers on a follower; in CI the reply came 10 s later,
+        # with the client's next request). On ZooKeeper, a reply 2 s late makes a
+        # separate session send one read, which releases it (both times it was tried);
+        # zabby is never nudged (docs/COMPATIBILITY.md).
         self._nudges = label == "zookeeper"
         self._nudger: RawClient | None = None
         self.nudged = 0
