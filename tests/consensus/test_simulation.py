@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from zabby.consensus.sim import Simulation, SimulationFailure, run_seed
+from zabby.consensus.sim import Simulation, run_seed
+from zabby.testing.seeds import run_consensus_seed
 
 N_SEEDS = int(os.environ.get("ZABBY_SIM_SEEDS", "800"))
 CHUNK = 50
@@ -20,24 +21,20 @@ CHUNK = 50
 REGRESSIONS = [0, 2, 5, 17, 29, 132, 1306, 3039]
 
 
-def _run(seeds):
-    failures = []
-    for s in seeds:
-        try:
-            run_seed(s)
-        except SimulationFailure as e:
-            failures.append(f"{e}\n  replay: python -m zabby.consensus.sim --seed {s} -v")
+def _run(pool, seeds):
+    # the seeds run in worker processes, one per core (zabby.testing.seeds)
+    failures = [f for f in pool.map(run_consensus_seed, seeds) if f is not None]
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.timeout(0)
 @pytest.mark.parametrize("start", range(0, N_SEEDS, CHUNK))
-def test_seeds(start):
-    _run(range(start, min(start + CHUNK, N_SEEDS)))
+def test_seeds(start, seed_pool):
+    _run(seed_pool, range(start, min(start + CHUNK, N_SEEDS)))
 
 
-def test_regression_seeds():
-    _run(REGRESSIONS)
+def test_regression_seeds(seed_pool):
+    _run(seed_pool, REGRESSIONS)
 
 
 @pytest.mark.skipif("ZABBY_SIM_SEED" not in os.environ, reason="set ZABBY_SIM_SEED to replay")
@@ -108,12 +105,8 @@ RECONFIG_REGRESSIONS = [6, 56, 122]
 
 
 @pytest.mark.timeout(0)
-def test_seeds_with_reconfig():
-    failures = []
-    for s in [*RECONFIG_REGRESSIONS, *range(1000, 1000 + N_RECONFIG_SEEDS)]:
-        try:
-            run_seed(s, reconfig=True)
-        except SimulationFailure as e:
-            failures.append(f"{e}\n  replay: python -m zabby.consensus.sim --seed {s} -v "
-                            "--reconfig")
+def test_seeds_with_reconfig(seed_pool):
+    seeds = [*RECONFIG_REGRESSIONS, *range(1000, 1000 + N_RECONFIG_SEEDS)]
+    failures = [f for f in seed_pool.map(run_consensus_seed, seeds, [True] * len(seeds))
+                if f is not None]
     assert not failures, "\n".join(failures)

@@ -17,6 +17,7 @@ import pytest
 from zabby.sim import Simulation, SimulationFailure
 from zabby.sim import cluster as sim_cluster
 from zabby.sim.run import _seeds
+from zabby.testing.seeds import run_sim_seed
 
 # 120 seeds in chunks (each chunk is a test: its time stays under the per-test limit).
 # It was 200 until the request path's compile added ~27 s to the install and the CI
@@ -36,20 +37,14 @@ def _quiet_servers():
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("first", range(0, len(SEEDS), CHUNK),
                          ids=lambda i: f"seeds{SEEDS[i]}-{SEEDS[min(i + CHUNK, len(SEEDS)) - 1]}")
-def test_seeds(first):
-    failures = []
-    runs = []
-    for seed in SEEDS[first:first + CHUNK]:
-        sim = Simulation(seed)
-        try:
-            st = sim.run()
-        except SimulationFailure as e:
-            failures.append(f"{e}\n  replay: python -m zabby.sim --seed {seed} -v\n  "
-                            + "\n  ".join(sim.trace[-15:]))
-            continue
-        runs.append(st)
+def test_seeds(first, seed_pool):
+    # the seeds run in worker processes, one per core (zabby.testing.seeds)
+    results = list(seed_pool.map(run_sim_seed, SEEDS[first:first + CHUNK]))
+    failures = [f for _, f in results if f is not None]
+    runs = [st for st, _ in results if st is not None]
     assert not failures, "\n".join(failures)
     # the runs did something: writes committed, faults injected, clients served
+    assert len(runs) == len(results)
     assert all(st["txns"] > 50 and st["ok"] > 50 for st in runs), runs
     assert sum(st["faults"] for st in runs) >= 5 * len(runs)
     assert sum(st["elections"] > 1 for st in runs) >= len(runs) // 2
