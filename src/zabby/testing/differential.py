@@ -306,7 +306,7 @@ class Runner:
         self.base = base
         self.zxid_seen: dict[str, int] = {}  # per session: the highest reply zxid
         # A ZooKeeper 3.8 follower now and then holds a client's write until some
-        # request reaches it (after another session's closeSession: 3 of ~10,000 runs
+        # request reaches it (after another session's closeSession: 3 of ~13,000 runs
         # of scenario_sequence_numbers on a follower; in CI the reply came 10 s later,
         # with the client's next request). On ZooKeeper, a reply 2 s late makes a
         # separate session send one read, which releases it (both times it was tried);
