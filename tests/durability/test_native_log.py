@@ -14,6 +14,7 @@ import asyncio
 import errno
 import os
 import random
+import time
 
 import pytest
 
@@ -223,3 +224,31 @@ def test_a_server_writes_its_log_through_the_native_writer_by_default(tmp_path, 
         assert "txn log writes: a C thread of this process" in srv.log_tail(200)
     finally:
         srv.stop()
+
+
+def test_a_callback_that_raises_loses_no_other_answer(tmp_path):
+    """The thread's answers are taken all at once: one callback raising must not drop
+    the answers taken with it (their batches would never be acknowledged)."""
+    async def main() -> list:
+        writer, loop, _path, fd = _native_on_empty_file(tmp_path)
+        errors: list = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+        got: list = []
+
+        def bad(err) -> None:
+            got.append(("bad", err))
+            raise RuntimeError("a callback bug")
+
+        futs = [loop.create_future() for _ in range(2)]
+        try:
+            writer.write_sync(fd, 0, b"abc", bad)
+            for i, fut in enumerate(futs, 1):
+                writer.write_sync(fd, i * 3, b"abc", fut.set_result)
+            time.sleep(0.5)  # the loop looks away: all three answers wait for one take()
+            answers = [await asyncio.wait_for(f, 5) for f in futs]
+        finally:
+            writer.close()
+            os.close(fd)
+        return got + answers + [type(e).__name__ for e in errors]
+
+    assert asyncio.run(main()) == [("bad", 0), 0, 0, "RuntimeError"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import deque
 from collections.abc import Callable
 
 from .._compiled import ENV_PURE
@@ -56,6 +57,8 @@ class NativeLogWriter:
         self._w = _logio.Writer(os.environ.get(FSYNC_STALL_ENV) or None)
         self._seq = 0
         self._cbs: dict[int, Callable[[int | None], None]] = {}
+        # answers taken from the thread, not yet handed to their callbacks
+        self._answers: deque[tuple[int, int]] = deque()
         loop.add_reader(self._w.fileno(), self._readable)
 
     def write_sync(self, fd: int, offset: int, data, callback, key=None) -> None:
@@ -72,10 +75,20 @@ class NativeLogWriter:
         self._w.submit(fd, offset, data, seq)
 
     def _readable(self) -> None:
-        for seq, err in self._w.take():
-            cb = self._cbs.pop(seq, None)
-            if cb is not None:
-                cb(err)
+        # take() empties the thread's list: if a callback raises, the answers behind
+        # it wait here for the next turn instead of being lost (the child's keep in
+        # its socket), so one failing callback cannot stall the log for good
+        answers = self._answers
+        answers.extend(self._w.take())
+        try:
+            while answers:
+                seq, err = answers.popleft()
+                cb = self._cbs.pop(seq, None)
+                if cb is not None:
+                    cb(err)
+        finally:
+            if answers:
+                self._loop.call_soon(self._readable)
 
     def close(self) -> None:
         if not self.alive:
