@@ -435,6 +435,47 @@ def test_leader_steps_down_without_quorum_within_sync_limit():
     assert "lost quorum" in c.all_events(leader)
 
 
+def test_a_paused_leader_steps_down_as_soon_as_it_hears_of_the_newer_epoch():
+    """A leader paused (SIGSTOP) while the others elect anew wakes up still leading
+    its old epoch, its links intact. The first learner it pings answers with its vote
+    for the newer epoch, and it steps down on the spot instead of serving clients it
+    cannot commit for until syncLimit runs out (2.5 s in a recipe fault test)."""
+    c = Cluster([1, 2, 3])
+    old = c.settle()
+    old_epoch = c.peers[old].epoch
+    c.down.add(old)  # paused: neither ticks nor hears nor is heard
+    for _ in range(40):
+        c.tick()
+        if any(c.peers[i].established for i in c.ids if i != old):
+            break
+    new = next(i for i in c.ids if i != old and c.peers[i].established)
+    assert c.peers[new].epoch > old_epoch
+    c.settle()  # the third member follows the new leader too
+    c.down.discard(old)  # resumed: its clock and its view are where they stopped
+    assert c.peers[old].role == LEADING
+    c.tick(only={old})  # it pings its former learners, they answer with their votes
+    assert c.peers[old].role != LEADING, c.all_events(old)
+    assert f"is in a newer epoch ({c.peers[new].epoch})" in c.all_events(old)
+    c.settle()  # and it joins the new leader
+    assert c.leader() == new and c.peers[old].role == FOLLOWING
+
+
+def test_a_learner_of_the_current_epoch_never_deposes_its_leader():
+    """Only a newer epoch deposes: a member that is looking, or that follows the same
+    epoch and drops a message (a stale session), says nothing that steps a leader down."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    f1, _ = (i for i in c.ids if i != leader)
+    p = c.peers[leader]
+    ping = m.encode(m.PING, m.Zxid(0), epoch=p.epoch, session=12345, seq=0)
+    c.peers[f1].receive(leader, ping)  # stale session: dropped, no vote sent back
+    c.drain(f1)
+    c.run()
+    c.tick(3)
+    assert p.role == LEADING and p.established
+    assert "newer epoch" not in c.all_events(leader)
+
+
 def test_leader_keeps_leading_with_a_minority_lost():
     c = Cluster([1, 2, 3, 4, 5])
     leader = c.settle()

@@ -284,6 +284,7 @@ class Peer:
         self._ack_slot: tuple[int, int | None, int, int] | None = None
         # FOLLOWERINFO that came while we were still looking (sender -> raw message)
         self._early_infos: dict[int, bytes] = {}
+        self._told_deposed: dict[int, int] = {}  # sender -> tick we told it (_tell_deposed)
         self._p_epochs = False
         self._p_snapshot: tuple[int, bytes] | None = None
         self._p_trunc: int | None = None
@@ -841,6 +842,14 @@ class Peer:
                 self._activate(cfg, committed=False)
                 self._become_looking("adopted a newer configuration")
         if self.role != LOOKING:
+            if (self.role == LEADING and self._phase == "broadcast" and frm in self.voters
+                    and n.state in (_STATE_CODE[FOLLOWING], _STATE_CODE[LEADING])
+                    and n.peer_epoch > self._epoch):
+                # a voter follows (or leads) a newer epoch: a quorum chose a new leader
+                # while we were paused or cut off (see _tell_deposed). Stepping down
+                # now, rather than after syncLimit, frees our clients at once.
+                self._step_down(f"server {frm} is in a newer epoch ({n.peer_epoch})")
+                return
             if (looking_sender and frm == self.leader_id and self.role != LEADING
                     and n.election_epoch > self._leader_round):
                 # our leader is electing again (ZooKeeper's learner sees the connection
@@ -1306,9 +1315,11 @@ class Peer:
         name = m.NAMES[head.type]
         if self.role not in (FOLLOWING, OBSERVING):
             self._events.append(f"dropped {name} from {frm}: not a learner ({self.role})")
+            self._tell_deposed(frm, head.epoch)
             return
         if frm != self.leader_id:
             self._events.append(f"dropped {name} from {frm}: not our leader {self.leader_id}")
+            self._tell_deposed(frm, head.epoch)
             return
         if head.session != self._session:
             self._events.append(f"dropped {name} from {frm}: stale session")
@@ -1372,6 +1383,20 @@ class Peer:
                 self._ack_to_leader(self._eff_durable())
         else:
             self._resync(f"unexpected {name}")
+
+    def _tell_deposed(self, frm: int, epoch: int) -> None:
+        """A leader of an older epoch than ours is still broadcasting: it was paused
+        or cut off while the rest of us elected anew, and it goes on taking clients
+        and holding their writes until syncLimit passes without our ACKs. Our vote
+        (following or leading the newer epoch) tells it at once that it is deposed,
+        as ZooKeeper's old leader learns when its learners' sockets close. Once per
+        tick per sender: a resumed leader sends a burst."""
+        if self.role == LOOKING or not 0 < epoch < self._epoch:
+            return
+        if self._told_deposed.get(frm) == self._now:
+            return
+        self._told_deposed[frm] = self._now
+        self._out.append((frm, self._notification()))
 
     def _on_leaderinfo(self, frm: int, e: int) -> None:
         # observers never count in a quorum, so their promise protects nothing
