@@ -155,6 +155,10 @@ def test_the_committer_acknowledges_in_order_what_the_native_writer_synced(tmp_p
                 await asyncio.wait_for(f, 10)  # starts the segment (worker thread)
             elif z % 50 == 0:
                 await asyncio.sleep(0)  # batches of ~50 per loop turn
+                if z > 100:
+                    # at most ~150 in flight, whatever the disk's speed: at least 13
+                    # batches, so acknowledging in order spans overlapping batches
+                    await asyncio.wait_for(futs[z - 101], 10)
         await asyncio.wait_for(asyncio.gather(*futs), 30)
         assert isinstance(gc._syncer, native_log.NativeLogWriter) and gc.batches > 10
 
