@@ -39,6 +39,8 @@ class Cluster:
         self.auto_fsync = auto_fsync
         self.queue: list[tuple[int, int, bytes]] = []
         self.down: set[int] = set()
+        self.paused: set[int] = set()  # SIGSTOP: no ticks, messages to it wait (held)
+        self.held: list[tuple[int, int, bytes]] = []
         self.cut: set[tuple[int, int]] = set()
         self.events: dict[int, list[str]] = {i: [] for i in self.ids}
         self.commits: dict[int, list[tuple[int, bytes]]] = {i: [] for i in self.ids}
@@ -96,6 +98,9 @@ class Cluster:
             n += 1
             if to in self.down or (frm, to) in self.cut:
                 continue
+            if to in self.paused:
+                self.held.append((frm, to, data))
+                continue
             self.peers[to].receive(frm, data)
             self.drain(to)
         return n
@@ -103,7 +108,7 @@ class Cluster:
     def tick(self, times=1, only=None):
         for _ in range(times):
             for i in self.ids:
-                if i in self.down or (only is not None and i not in only):
+                if i in self.down or i in self.paused or (only is not None and i not in only):
                     continue
                 self.peers[i].tick()
                 self.drain(i)
@@ -113,15 +118,25 @@ class Cluster:
         """Tick until a leader is established and every live member serves."""
         for _ in range(ticks):
             self.run()
-            live = [i for i in self.ids if i not in self.down]
+            live = [i for i in self.ids if i not in self.down | self.paused]
             if any(self.peers[i].established for i in live) and all(
                     self.peers[i].serving for i in live):
                 return self.leader()
             self.tick()
         raise AssertionError({i: (p.role, p.phase, p.serving) for i, p in self.peers.items()})
 
+    def pause(self, i):
+        self.paused.add(i)
+
+    def resume(self, i):
+        """SIGCONT: what was sent to it meanwhile is delivered first, in order."""
+        self.paused.discard(i)
+        mine = [q for q in self.held if q[1] == i]
+        self.held = [q for q in self.held if q[1] != i]
+        self.queue[:0] = mine
+
     def leader(self):
-        ls = [i for i in self.ids if i not in self.down and self.peers[i].established]
+        ls = [i for i in self.ids if i not in self.down | self.paused and self.peers[i].established]
         assert len(ls) == 1, ls
         return ls[0]
 

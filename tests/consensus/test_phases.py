@@ -443,7 +443,7 @@ def test_a_paused_leader_steps_down_as_soon_as_it_hears_of_the_newer_epoch():
     c = Cluster([1, 2, 3])
     old = c.settle()
     old_epoch = c.peers[old].epoch
-    c.down.add(old)  # paused: neither ticks nor hears nor is heard
+    c.pause(old)  # neither ticks nor hears nor is heard
     for _ in range(40):
         c.tick()
         if any(c.peers[i].established for i in c.ids if i != old):
@@ -451,13 +451,34 @@ def test_a_paused_leader_steps_down_as_soon_as_it_hears_of_the_newer_epoch():
     new = next(i for i in c.ids if i != old and c.peers[i].established)
     assert c.peers[new].epoch > old_epoch
     c.settle()  # the third member follows the new leader too
-    c.down.discard(old)  # resumed: its clock and its view are where they stopped
+    c.resume(old)  # its clock and its view are where they stopped
+    c.run()  # the votes of the election it missed: it replies, still leading
     assert c.peers[old].role == LEADING
     c.tick(only={old})  # it pings its former learners, they answer with their votes
     assert c.peers[old].role != LEADING, c.all_events(old)
     assert f"is in a newer epoch ({c.peers[new].epoch})" in c.all_events(old)
     c.settle()  # and it joins the new leader
     assert c.leader() == new and c.peers[old].role == FOLLOWING
+
+
+def test_a_paused_follower_dropped_by_its_leader_resyncs_as_soon_as_it_resumes():
+    """A follower paused past syncLimit is dropped by the leader, which tells it so (as
+    ZooKeeper's leader closes its socket). Resumed, it stops serving at once and syncs
+    anew, instead of serving stale reads for syncLimit more."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    f = next(i for i in c.ids if i != leader)
+    c.pause(f)
+    c.tick(LIMITS.sync_limit + 3)
+    assert f"learner {f} silent for syncLimit; dropped" in c.all_events(leader)
+    c.resume(f)
+    assert c.peers[f].serving  # it does not know yet
+    c.run()  # resumed: what the leader sent meanwhile arrives
+    assert f"resyncing with leader {leader}: leader {leader} dropped our session" in \
+        c.all_events(f)
+    assert "silent" not in c.all_events(f)  # it did not wait for the silence
+    c.settle()
+    assert c.leader() == leader and c.peers[f].serving
 
 
 def test_a_learner_of_the_current_epoch_never_deposes_its_leader():

@@ -842,6 +842,12 @@ class Peer:
                 self._activate(cfg, committed=False)
                 self._become_looking("adopted a newer configuration")
         if self.role != LOOKING:
+            if (self.role in (FOLLOWING, OBSERVING) and frm == self.leader_id
+                    and n.state == _STATE_CODE[LEADING] and self._fstage != "connect"
+                    and n.peer_epoch == self._epoch):
+                # our leader dropped our session (see _tick_leading): start a new one
+                self._resync(f"leader {frm} dropped our session")
+                return
             if (self.role == LEADING and self._phase == "broadcast" and frm in self.voters
                     and n.state in (_STATE_CODE[FOLLOWING], _STATE_CODE[LEADING])
                     and n.peer_epoch > self._epoch):
@@ -952,10 +958,16 @@ class Peer:
                 if self._now - h.since > lim.init_limit:
                     del self._handlers[sid]
                     self._events.append(f"learner {sid} did not sync within initLimit")
+                    self._out.append((sid, self._notification()))  # see below
                     continue
             elif self._now - h.last_heard > lim.sync_limit:
                 del self._handlers[sid]
                 self._events.append(f"learner {sid} silent for syncLimit; dropped")
+                # tell it (our vote: leading this epoch), as ZooKeeper's leader closes
+                # the learner's socket: a learner that was paused reads this first when
+                # it resumes and resyncs at once, rather than serving stale reads and
+                # holding its clients' writes until it notices our silence (syncLimit)
+                self._out.append((sid, self._notification()))
                 continue
             if h.stage != "info":
                 self._send(h, m.PING, m.Zxid(self._commit))
