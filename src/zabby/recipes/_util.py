@@ -253,6 +253,29 @@ async def delete_quietly(client: Any, path: str) -> None:
 _ORPHANS: set[asyncio.Task[Any]] = set()
 
 
+# How long a recipe that gives up waits to delete its node before leaving that to a
+# background task (remove_orphan), and how far past its timeout an acquire may run
+# while a request of its attempt hangs on a server that stopped answering (bounded).
+INLINE_CLEANUP = 0.5
+TIMEOUT_GRACE = 0.25
+
+
+async def bounded(aw: Awaitable[Any], deadline: Deadline, what: str) -> Any:
+    """``await aw``, but raise LockTimeout once ``deadline`` (plus TIMEOUT_GRACE) has
+    passed, even while one of its requests waits on a server that stopped answering:
+    the client gives such a server up only after 2/3 of the session timeout, so an
+    acquire(timeout=3) took up to 11 s in the recipe fault test. Only for attempts
+    whose interruption is safe: each request of it is idempotent or found again by
+    the caller's cleanup (a Lock's create is: its node carries the attempt's prefix)."""
+    left = deadline.left()
+    if left is None:
+        return await aw
+    try:
+        return await asyncio.wait_for(aw, left + TIMEOUT_GRACE)
+    except TimeoutError:
+        raise LockTimeout(f"{what} not acquired within the timeout") from None
+
+
 async def remove_orphan(find: Callable[[], Awaitable[str | None]], client: Any) -> None:
     """Delete the node ``find()`` names, now if the connection allows, else later.
 
@@ -270,9 +293,12 @@ async def remove_orphan(find: Callable[[], Awaitable[str | None]], client: Any) 
             await delete_quietly(client, node)
 
     try:
-        await remove()
+        # bounded: on a connection that hangs (a paused server) a request waits until
+        # the client gives the server up (2/3 of the session timeout), and the caller
+        # is usually returning a timeout of its own
+        await asyncio.wait_for(remove(), INLINE_CLEANUP)
         return
-    except RETRYABLE:
+    except (*RETRYABLE, TimeoutError):
         pass
     except Exception:  # noqa: BLE001 - expired or closed: the node dies with the session
         return

@@ -40,6 +40,7 @@ from ._util import (
     NoNodeError,
     SessionExpiredError,
     StateWatcher,
+    bounded,
     call,
     new_id,
     remove_orphan,
@@ -156,8 +157,10 @@ class Lock(_Holder):
         self._cancelled = False
         async with self._busy:
             try:
-                got = await retrying(lambda: self._attempt(blocking, deadline, ephemeral),
-                                     deadline, on_expired=self._forget_node)
+                got = await bounded(
+                    retrying(lambda: self._attempt(blocking, deadline, ephemeral),
+                             deadline, on_expired=self._forget_node),
+                    deadline, f"lock {self.path}")
             except BaseException:
                 await self._cleanup()
                 raise
@@ -373,8 +376,10 @@ class Semaphore(_Holder):
         self._cancelled = False
         deadline = Deadline(timeout)
         try:
-            got = await retrying(lambda: self._attempt(blocking, deadline), deadline,
-                                 on_expired=lambda: None)
+            got = await bounded(
+                retrying(lambda: self._attempt(blocking, deadline), deadline,
+                         on_expired=lambda: None),
+                deadline, f"semaphore {self.path}")
         except BaseException:
             await self._best_effort_delete()
             raise
