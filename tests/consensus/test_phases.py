@@ -481,6 +481,28 @@ def test_a_paused_follower_dropped_by_its_leader_resyncs_as_soon_as_it_resumes()
     assert c.leader() == leader and c.peers[f].serving
 
 
+def test_a_late_vote_of_the_leader_does_not_restart_a_learner_s_sync():
+    """Votes ride another link than Zab's: the leader's answer to a vote a learner sent
+    while looking can arrive after that learner's LEADERINFO. Only a learner in
+    broadcast takes the leader's vote as "you were dropped"."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    f = next(i for i in c.ids if i != leader)
+    p = c.peers[f]
+    p._resync("test: a new session")
+    c.drain(f)
+    while p._fstage in ("connect",) and c.queue:  # up to our LEADERINFO, no further
+        frm, to, data = c.queue.pop(0)
+        c.peers[to].receive(frm, data)
+        c.drain(to)
+    assert p._fstage not in ("connect", "broadcast"), p._fstage
+    p.receive(leader, c.peers[leader]._notification())  # the late vote
+    c.drain(f)
+    assert "dropped our session" not in c.all_events(f)
+    c.settle()
+    assert c.peers[f].serving and c.all_events(f).count("resyncing") == 1
+
+
 def test_a_learner_of_the_current_epoch_never_deposes_its_leader():
     """Only a newer epoch deposes: a member that is looking, or that follows the same
     epoch and drops a message (a stale session), says nothing that steps a leader down."""

@@ -843,9 +843,12 @@ class Peer:
                 self._become_looking("adopted a newer configuration")
         if self.role != LOOKING:
             if (self.role in (FOLLOWING, OBSERVING) and frm == self.leader_id
-                    and n.state == _STATE_CODE[LEADING] and self._fstage != "connect"
+                    and n.state == _STATE_CODE[LEADING] and self._fstage == "broadcast"
                     and n.peer_epoch == self._epoch):
-                # our leader dropped our session (see _tick_leading): start a new one
+                # our leader dropped our session (see _tick_leading): start a new one.
+                # Only in broadcast: votes ride another link than Zab's, so the reply
+                # to a vote we sent while looking can arrive after our LEADERINFO, and
+                # must not restart the sync it belongs to
                 self._resync(f"leader {frm} dropped our session")
                 return
             if (self.role == LEADING and self._phase == "broadcast" and frm in self.voters
@@ -958,7 +961,6 @@ class Peer:
                 if self._now - h.since > lim.init_limit:
                     del self._handlers[sid]
                     self._events.append(f"learner {sid} did not sync within initLimit")
-                    self._out.append((sid, self._notification()))  # see below
                     continue
             elif self._now - h.last_heard > lim.sync_limit:
                 del self._handlers[sid]
