@@ -67,7 +67,7 @@ def hops(events, roles: dict[int, str]) -> list[dict[str, float]]:
 
     sends = [e for e in events if roles.get(e[1]) == "client" and e[2] == "write"]
     out = []
-    for s, nxt in zip(sends, sends[1:]):
+    for s, nxt in zip(sends, sends[1:], strict=False):
         seq = [e for e in events if s[0] <= e[0] < nxt[0]]
         t0 = s[0]
         h: dict[str, float] = {}
@@ -91,7 +91,9 @@ def hops(events, roles: dict[int, str]) -> list[dict[str, float]]:
                                                        lambda e: e[4] == 8)))
         acks = [e for name, e in marks if e and name.endswith("sends ACK")]
         commit = acks and first(seq, min(a[0] for a in acks), "L", "write")
-        reply = commit and first(seq, commit[0], "F1", "write", lambda e: e[3] != fwd[3])
+        link_fd = fwd[3]
+        reply = commit and first(seq, commit[0], "F1", "write",
+                                 lambda e, link_fd=link_fd: e[3] != link_fd)
         got = reply and first(seq, reply[0], "client", "read")
         marks += [("L sends COMMIT", commit), ("F1 replies", reply), ("client reads", got)]
         missing = [name for name, e in marks if not e]
