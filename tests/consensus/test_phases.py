@@ -508,15 +508,24 @@ def test_a_learner_of_the_current_epoch_never_deposes_its_leader():
     epoch and drops a message (a stale session), says nothing that steps a leader down."""
     c = Cluster([1, 2, 3])
     leader = c.settle()
-    f1, _ = (i for i in c.ids if i != leader)
+    f1, f2 = (i for i in c.ids if i != leader)
     p = c.peers[leader]
     ping = m.encode(m.PING, m.Zxid(0), epoch=p.epoch, session=12345, seq=0)
     c.peers[f1].receive(leader, ping)  # stale session: dropped, no vote sent back
+    c.peers[f1].receive(f2, ping)  # not our leader, but the same epoch: nothing either
     c.drain(f1)
+    assert not [q for q in c.queue if q[0] == f1 and q[1] in (leader, f2)
+                and m.decode(q[2])[0].type == m.NOTIFICATION]
     c.run()
-    c.tick(3)
+    # a follower's vote for this very epoch, and a looking member's vote
+    p.receive(f1, c.peers[f1]._notification())
+    c.peers[f2]._become_looking("test")
+    p.receive(f2, c.peers[f2]._notification())
+    c.drain(leader)
     assert p.role == LEADING and p.established
     assert "newer epoch" not in c.all_events(leader)
+    c.settle()
+    assert c.leader() == leader
 
 
 def test_leader_keeps_leading_with_a_minority_lost():
