@@ -40,7 +40,6 @@ CALLS = "read,write,pwrite64,fdatasync"
 LINE = re.compile(r"\s*([\d.]+) \(\s*([\d.]*)(?: ms)?\s*\): \S+/(\d+) (\w+)\((.*?)\)\s*(?:=|\.\.\.)")
 FD = re.compile(r"fd: (\d+)")
 COUNT = re.compile(r"count: (\d+)")
-MISSING: dict[str, int] = {}  # writes not traced whole: the first hop not found
 
 
 def parse(path: Path) -> list[tuple[float, int, str, int, int]]:
@@ -57,8 +56,9 @@ def parse(path: Path) -> list[tuple[float, int, str, int, int]]:
     return out
 
 
-def hops(events, roles: dict[int, str]) -> list[dict[str, float]]:
-    """The hop times (ms after the client's send) of each complete write."""
+def hops(events, roles: dict[int, str]) -> tuple[list[dict[str, float]], dict[str, int]]:
+    """The hop times (ms after the client's send) of each write traced whole, and for
+    the others how many lacked each first missing hop."""
     def first(seq, t, who, call, cond=lambda e: True):
         for e in seq:
             if e[0] > t and roles.get(e[1]) == who and e[2] == call and cond(e):
@@ -66,7 +66,8 @@ def hops(events, roles: dict[int, str]) -> list[dict[str, float]]:
         return None
 
     sends = [e for e in events if roles.get(e[1]) == "client" and e[2] == "write"]
-    out = []
+    out: list[dict[str, float]] = []
+    missed: dict[str, int] = {}
     for s, nxt in zip(sends, sends[1:], strict=False):
         seq = [e for e in events if s[0] <= e[0] < nxt[0]]
         t0 = s[0]
@@ -98,12 +99,12 @@ def hops(events, roles: dict[int, str]) -> list[dict[str, float]]:
         marks += [("L sends COMMIT", commit), ("F1 replies", reply), ("client reads", got)]
         missing = [name for name, e in marks if not e]
         if missing:
-            MISSING[missing[0]] = MISSING.get(missing[0], 0) + 1
+            missed[missing[0]] = missed.get(missing[0], 0) + 1
             continue
         for name, e in marks:
             h[name] = (e[0] - t0) * 1000
         out.append(h)
-    return out
+    return out, missed
 
 
 def _descendants(pid: int) -> list[int]:
@@ -159,9 +160,9 @@ def main() -> None:
         for tid, role in list(roles.items()):
             if role.endswith("-log") and tid not in writers:
                 roles[tid] = role.replace("-log", "-other")
-        rows = hops(parse(trace), roles)
+        rows, missed = hops(parse(trace), roles)
         print(f"bench (traced): p50 {result['latency_ms']['p50']:.3f} ms; "
-              f"{len(rows)} writes traced whole; not whole, by first missing hop: {MISSING}")
+              f"{len(rows)} writes traced whole; not whole, by first missing hop: {missed}")
         if not rows:
             return
         for name in rows[0]:
