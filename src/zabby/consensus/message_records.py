@@ -17,7 +17,7 @@ from ..wire.primitives import (
     read_buffer,
     write_buffer,
 )
-from ..wire.records import NativeRecord, _encode_item
+from ..wire.records import Id, NativeRecord, _encode_item
 
 _S0: Final = struct.Struct(">iqqi")
 _S1: Final = struct.Struct(">qqqqiq")
@@ -27,6 +27,7 @@ _S4: Final = struct.Struct(">qq")
 _S5: Final = struct.Struct(">qB")
 _S6: Final = struct.Struct(">iq")
 _S7: Final = struct.Struct(">q")
+_S8: Final = struct.Struct(">qii")
 
 
 class Header(NativeRecord):
@@ -323,6 +324,48 @@ class Zxid(NativeRecord):
         return Zxid(v_zxid), pos
 
 
+class Forwarded(NativeRecord):
+    """A client write a learner passes to the leader."""
+
+    __slots__ = ("session", "cxid", "op", "auth", "body")
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (("session", "long"), ("cxid", "int"), ("op", "int"), ("auth", ("vector", Id)), ("body", "buffer"))
+    _MIN_SIZE: ClassVar[int] = 24
+    session: Any
+    cxid: Any
+    op: Any
+    auth: Any
+    body: Any
+
+    def __init__(self, session: Any = 0, cxid: Any = 0, op: Any = 0, auth: Any = None, body: Any = None) -> None:
+        self.session = session
+        self.cxid = cxid
+        self.op = op
+        self.auth = auth
+        self.body = body
+
+    def encode(self, out: bytearray) -> None:
+        out += _S8.pack(self.session, self.cxid, self.op)
+        _write_vector(out, self.auth, _encode_item)
+        write_buffer(out, self.body)
+
+    @classmethod
+    def decode_from(cls, buf: Any, pos: int) -> tuple[Forwarded, int]:
+        n = len(buf)
+        if pos + 16 > n:
+            raise ProtocolError("truncated Forwarded")
+        v_session, v_cxid, v_op, = _S8.unpack_from(buf, pos)
+        pos += 16
+        v_auth: list[Any] | None = None
+        n_auth, pos = _vector_count(buf, pos, 8)
+        if n_auth >= 0:
+            v_auth = []
+            for _ in range(n_auth):
+                v_auth_item, pos = Id.decode_from(buf, pos)
+                v_auth.append(v_auth_item)
+        v_body, pos = read_buffer(buf, pos)
+        return Forwarded(v_session, v_cxid, v_op, v_auth, v_body), pos
+
+
 __all__ = [
     "Header",
     "Notification",
@@ -335,4 +378,5 @@ __all__ = [
     "Entry",
     "Entries",
     "Zxid",
+    "Forwarded",
 ]

@@ -42,6 +42,7 @@ from functools import partial
 from mypy_extensions import mypyc_attr
 
 from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
+from ..consensus.message_records import Forwarded  # (generated: a native record)
 from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.constants import (
@@ -361,13 +362,6 @@ K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
 # and answers whether the session is still valid (ZooKeeper's REVALIDATE)
 K_OWNER, K_OWNER_OK = 16, 17
 _INT = struct.Struct(">i")
-
-
-class Forwarded(Record):
-    """A client write a learner passes to the leader."""
-
-    FIELDS = (("session", "long"), ("cxid", "int"), ("op", "int"),
-              ("auth", vector(Id)), ("body", "buffer"))
 
 
 class Touches(Record):
