@@ -15,7 +15,9 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/tree/txn.py src/zabby/storage/logscan.py \
 	src/zabby/tree/paths.py src/zabby/server/latency.py \
 	src/zabby/server/connection.py src/zabby/server/pipeline.py \
-	src/zabby/server/core.py src/zabby/consensus/peer.py
+	src/zabby/server/core.py src/zabby/consensus/peer.py \
+	src/zabby/server/durability.py src/zabby/server/peers.py \
+	src/zabby/server/ensemble.py src/zabby/consensus/messages.py
 # setup.py's one hand-written C extension (the log's writer thread, server/native_log.py)
 NATIVE_SRC := src/zabby/_logio.c
 

@@ -56,6 +56,10 @@ COMPILED_MODULES = (
     "zabby.server.pipeline",
     "zabby.server.core",
     "zabby.consensus.peer",
+    "zabby.server.durability",
+    "zabby.server.peers",
+    "zabby.server.ensemble",
+    "zabby.consensus.messages",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent

@@ -63,7 +63,7 @@ NOTIFICATION_CFG = 12
 
 SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
 
-BODY: dict[int, type] = {
+BODY: dict[int, Any] = {  # message type -> its body record class
     NOTIFICATION: Notification,
     NOTIFICATION_CFG: Notification,
     FOLLOWERINFO: FollowerInfo,
@@ -99,6 +99,7 @@ def encode(mtype: int, body: Any, *, epoch: int = 0, session: int = 0, seq: int 
 
 def decode(data: bytes) -> tuple[Header, Any]:
     """Decode one message; raise MalformedMessage for anything not exactly valid."""
+    body: Any  # (declared: mypyc would type it by the first assignment, a Notification)
     try:
         head, pos = Header.decode_from(data, 0)
         cls = BODY.get(head.type)

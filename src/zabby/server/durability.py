@@ -55,6 +55,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from ..storage import StorageError, TxnLog, write_snapshot
 from ..storage.txnlog import seal_entries
@@ -72,10 +75,20 @@ def _errno_of(fut) -> int:
     return getattr(e, "errno", None) or errno.EIO
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the simulation's SimCommitter
 class CommitQueue:
     """What a committer offers the server (the submit side); a subclass keeps
     `_pending`, `failure`, `snap_count` and `_rng`, and runs the queue (`_kick`).
     `GroupCommitter` on the real disk; the simulation's `SimCommitter` (zabby.sim)."""
+
+    # declared for mypyc (a native class's attributes are its slots); Any: the
+    # simulation's committer keeps a deque where GroupCommitter keeps a list
+    _pending: Any
+    failure: str | None
+    snap_count: int
+    _rng: random.Random
+    # runs after the `done` callbacks of each durable batch (the ensemble's consensus step)
+    after_batch: Callable[[], None] | None
 
     def _next_threshold(self) -> int:
         # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
@@ -121,8 +134,8 @@ class _DirectWriter:
         self._loop = loop
         self._fs = fs
         self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="zabby-log-direct", daemon=True)
-        self._thread.start()
+        self._writer_thread = threading.Thread(target=self._run, name="zabby-log-direct", daemon=True)
+        self._writer_thread.start()
 
     def write_sync(self, h, offset: int, data, callback: Callable[[int, float], None]) -> None:
         """pwrite `data` at `offset` of `h`, fdatasync, then callback(errno or 0, the
@@ -152,7 +165,7 @@ class _DirectWriter:
 
     def close(self) -> None:
         self._q.put(None)
-        self._thread.join()
+        self._writer_thread.join()
 
 
 class GroupCommitter(CommitQueue):
@@ -172,13 +185,13 @@ class GroupCommitter(CommitQueue):
     # One such batch alone is no sign of load: a scheduler hiccup, or a session's
     # txn arriving during the fsync; an ensemble member sees a few a second, and
     # with one strike the lane was off two thirds of the time at one session.
-    direct_slack = 1e-3
-    direct_backoff = 0.5
-    direct_strikes = 3
+    direct_slack: float = 1e-3
+    direct_backoff: float = 0.5
+    direct_strikes: int = 3
 
     # gc.freeze() before the snapshot fork (class attributes:
     # benchmarks/snapshot_client_pause.py A/Bs them) ...
-    freeze_gc = True
+    freeze_gc: ClassVar[bool] = True
     # ... and, with keep_frozen, keep what was frozen out of the cyclic GC for good
     # (off: gc.unfreeze() once the child is reaped), as storage.snapshot.KEEP_FROZEN
     # does with a recovered tree. None: on in a server's own process (`zabby serve`:
@@ -186,7 +199,7 @@ class GroupCommitter(CommitQueue):
     # Frozen objects are still freed by their refcounts; only cyclic garbage among
     # them would stay, and a server makes none (its full collections collect 0
     # objects; benchmarks/gc_full_collections.py --cycles).
-    keep_frozen: bool | None = None
+    keep_frozen: ClassVar[bool | None] = None
 
     def __init__(
         self,
@@ -206,8 +219,8 @@ class GroupCommitter(CommitQueue):
         self.compress = compress
         self.snap_count = max(2, snap_count)
         self._rng = rng or random.Random()
-        self._tree = tree_getter
-        self._pending: list[tuple[int, bytes, Callable[[], None], Callable[[str], None]]] = []
+        self._tree: Any = tree_getter
+        self._pending = []  # (zxid, payload, done, failed); (None, fn, done, failed): control
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zabby-log")
         self._kicked = False  # a _pump is scheduled
         self._slow = False  # a unit runs on the worker thread (nothing else may start)
@@ -223,7 +236,7 @@ class GroupCommitter(CommitQueue):
         # `syncer(loop)` makes the object that fsyncs a written batch off this
         # process's GIL (fsync_helper.FsyncHelper); made with the first batch
         self._syncer_factory = syncer
-        self._syncer = None
+        self._syncer: Any = None
         self.direct_max = direct_max  # 0: no direct lane
         self._direct: _DirectWriter | None = None  # made with the first direct batch
         self._direct_busy = False  # a direct batch is in flight: nothing else starts
@@ -398,10 +411,11 @@ class GroupCommitter(CommitQueue):
             self._kick()
 
     def _rewrite_and_sync(self, h, offset: int | None, data) -> None:
+        fs: Any = self.log.fs
         if data is not None:
             seal_entries(data)  # whoever was to write it did not: checksums (again)
-            self.log.fs.write(h, data, offset)
-        self.log.fs.fsync(h, True)
+            fs.write(h, data, offset)
+        fs.fsync(h, True)
 
     def _acknowledge(self, batch, t0: float) -> None:
         self.last_fsync_ms = ms = (time.perf_counter() - t0) * 1000
@@ -432,8 +446,8 @@ class GroupCommitter(CommitQueue):
                 _, fn, done, _ = batch[0]
                 try:
                     await loop.run_in_executor(self._executor, fn)
-                except (StorageError, OSError) as e:
-                    self._fail(str(e), batch)
+                except (StorageError, OSError) as failed:
+                    self._fail(str(failed), batch)
                     return
                 done()
                 return
@@ -446,9 +460,9 @@ class GroupCommitter(CommitQueue):
             except StorageError as e:
                 self._fail(str(e), batch)
                 return
-            except Exception as e:  # a bug in the log is a failed write too
+            except Exception as bug:  # a bug in the log is a failed write too
                 log.exception("unexpected error writing the transaction log")
-                self._fail(f"unexpected error writing the transaction log: {e}", batch)
+                self._fail(f"unexpected error writing the transaction log: {bug}", batch)
                 return
             self._force_slow = self._syncer_factory is None
             self._acknowledge(batch, t0)

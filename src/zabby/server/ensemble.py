@@ -35,6 +35,10 @@ import os
 import random
 import struct
 from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any, cast
+
+from mypy_extensions import mypyc_attr
 
 from ..consensus import Config, Limits, Peer
 from ..consensus import messages as zmsg
@@ -49,7 +53,7 @@ from ..wire.jute import ProtocolError, Record
 from .clock import Clock
 from .config import ServerConfig
 from .core import FourLetterHandler, ZabbyServer
-from .durability import GroupCommitter
+from .durability import CommitQueue
 from .dynconfig import (
     Membership,
     ParseCrash,
@@ -120,7 +124,7 @@ class EpochFile:
     """acceptedEpoch / currentEpoch (and the leader that set acceptedEpoch), fsynced."""
 
     def __init__(self, data_dir: str, fs=None) -> None:
-        self.fs = default_fs(fs)
+        self.fs: Any = cast(Any, default_fs(fs))  # the FS methods (storage.fs)
         self.path = os.path.join(data_dir, "epochs")
         self.accepted = self.current = 0
         self.leader = -1
@@ -234,12 +238,13 @@ _EAGER_COMMITS = 2  # see _drain
 
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the read-only and local-session members
 class EnsembleServer(ZabbyServer):
     # writes go through Zab: the leader prepares and proposes, a learner forwards
     commit_stage_class = ZabCommit
 
     def __init__(self, config: ServerConfig, *, tree: DataTree, txn_log: TxnLog,
-                 committer: GroupCommitter, my_id: int, log_last_zxid: int,
+                 committer: CommitQueue, my_id: int, log_last_zxid: int,
                  security: Security | None = None,
                  four_letter_handler: FourLetterHandler | None = None,
                  clock: Clock | None = None) -> None:
@@ -264,7 +269,7 @@ class EnsembleServer(ZabbyServer):
         k = self.subticks
         limits = Limits(init_limit=config.init_limit * k, sync_limit=config.sync_limit * k,
                         election_timeout=2)
-        self.peer = Peer(my_id, voters, observers, self.view,
+        self.peer = Peer(my_id, voters, observers, self.view,  # type: ignore[arg-type]
                          rng=random.Random(my_id * 7919 + self.clock.time_ns()), tick_limits=limits,
                          config_version=self.membership.version,
                          config_data=dynamic_file_lines(self.membership).encode(),
@@ -278,7 +283,7 @@ class EnsembleServer(ZabbyServer):
         self.role = "looking"
         self.leader_id: int | None = None
         self.serving = False
-        self.on_serving = None  # a callable, called when this member starts serving
+        self.on_serving: Callable[[], None] | None = None  # called when this member starts serving
         # TLS / SASL between members (quorum_auth); None: plaintext, anyone may dial
         self.quorum_security = security.quorum if security is not None else None
         self.quorum_mesh = PeerMesh(
@@ -485,9 +490,10 @@ class EnsembleServer(ZabbyServer):
 
     def _persist(self, entries: list[tuple[int, bytes]]) -> None:
         view = self.view
+        committer: Any = self.committer
         for zxid, payload in entries:
             view.append(zxid, payload)
-            self.committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
+            committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
                                         self._log_failed)
 
     def _written(self, zxid: int) -> None:
@@ -511,7 +517,8 @@ class EnsembleServer(ZabbyServer):
 
     def _truncate(self, zxid: int) -> None:
         self.view.truncate_after(zxid)
-        self.committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
+        committer: Any = self.committer
+        committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
                                       lambda: None, self._log_failed)
         if self.tree.last_zxid > zxid:  # pragma: no cover - the peer refuses such a TRUNC
             log.error("log truncated to zxid 0x%x below the applied 0x%x", zxid,
@@ -529,14 +536,15 @@ class EnsembleServer(ZabbyServer):
             self.txn_log.truncate_after(-1)
             self.txn_log.open_for_append(zxid)
 
-        self.committer.submit_control(install, lambda: self._snapshot_installed(zxid),
+        committer: Any = self.committer
+        committer.submit_control(install, lambda: self._snapshot_installed(zxid),
                                       self._log_failed)
 
     def _snapshot_installed(self, zxid: int) -> None:
         self.peer.snapshot_installed(zxid)
         node = self.tree.get_node(_CONFIG_NODE)
         m = parse_membership(node.data or b"") if node is not None else None
-        version = m.version or node.mzxid if m is not None else 0
+        version = (m.version or node.mzxid) if m is not None and node is not None else 0
         if m is not None and version > self.peer.config.version:
             self.peer.adopt_config(_config_of(m.with_version(version)))
         self._drain()
@@ -582,7 +590,7 @@ class EnsembleServer(ZabbyServer):
             addrs = {sid: (spec.host, getattr(spec, port)) for sid, spec in m.servers.items()}
             more = {sid: [(a[0], a[k]) for a in spec.more]
                     for sid, spec in m.servers.items() if spec.more}
-            mesh.update_addresses(addrs, more)
+            mesh.update_addresses(addrs, more)  # type: ignore[arg-type]
         cfg_file = self.config.source
         if self.config.reconfig_enabled and cfg_file and os.path.isfile(cfg_file):
             try:
@@ -643,8 +651,8 @@ class EnsembleServer(ZabbyServer):
                         servers[sid] = spec
         except ParseCrash as e:
             return fail(Err.MARSHALLINGERROR, str(e))
-        except ReconfigError as e:
-            return fail(Err.BADARGUMENTS, str(e))
+        except ReconfigError as bad:
+            return fail(Err.BADARGUMENTS, str(bad))
         new = Membership(servers, ctx.zxid, cur.static_client & frozenset(
             s for s, spec in servers.items() if spec.client_port is None), groups, weights)
         n_voters = len(new.voters)

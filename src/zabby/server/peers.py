@@ -239,11 +239,12 @@ class _Link(asyncio.Protocol):
                     self._hello(f)
                 else:
                     self._auth(f)
-            except HandshakeRefused as e:
-                reply = refusal_reply(e)
+            # (not `as e`: mypyc gives a name one type per function, the first handler's)
+            except HandshakeRefused as refused:
+                reply = refusal_reply(refused)
                 if reply is not None and self.transport is not None:
                     self.transport.write(encode_frame(reply))
-                self._refuse(e.args[0])
+                self._refuse(refused.args[0])
                 return
         if delivered:
             self.mesh._read_done()
@@ -694,9 +695,9 @@ class PeerMesh:
                 _, link = await loop.create_connection(lambda: _Link(self, sid), host, port, **kw)
             except ssl.SSLError as e:
                 self._dial_failed(sid, host, port, f"TLS handshake failed: {_tls_reason(e)}")
-            except TimeoutError as e:
+            except TimeoutError as timeout:
                 if kw:
-                    self._dial_failed(sid, host, port, _tls_reason(e))
+                    self._dial_failed(sid, host, port, _tls_reason(timeout))
             except OSError:
                 pass
             else:
