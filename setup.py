@@ -38,12 +38,11 @@ def _compiled_list() -> list[str]:
     module at a time, docs/ARCHITECTURE.md) the znode's stat, ACL checks, watch
     triggers, session touches and the latency summaries; then the client protocol's
     records, which cli/gen_records.py writes out as plain classes (records.py) so that
-    they compile into native ones. Not jute.py or txn.py: a record class declared there
-    is built by a metaclass from code made at import time, which mypyc cannot compile,
-    and mypyc compiles `==` between two values of a record class declared in a compiled
-    module as `is` (it cannot see the __eq__ the Python base gives them): compiling
-    txn.py broke Txn equality. The generated records have a native base with its own
-    __eq__ (records.NativeRecord), which mypyc does see.
+    they compile into native ones; then the server's classes (core, pipeline, connection)
+    and an ensemble member's (ensemble, peers, durability, the Zab peer and its message
+    codec). Not jute.py: a record class declared with it is built by a metaclass from code
+    made at import time, which mypyc cannot compile (the generated records have a native
+    base, records.NativeRecord, instead). docs/ARCHITECTURE.md, "Compiled modules".
     """
     tree = ast.parse((SRC / "zabby" / "_compiled.py").read_text())
     for node in tree.body:

@@ -1,0 +1,78 @@
+"""A/B one session's setData latency on a 3-member zabby ensemble, two source trees.
+
+    python benchmarks/ab_ensemble_write.py --a /work/main/src --b /tmp/other/src [--rounds 6]
+
+Each round starts a fresh ensemble whose members import zabby from tree A (PYTHONPATH),
+runs `zabby bench -w write -n 1 -m 1` against a follower (as `zabby bench compare`'s one
+session usually is), stops it, then does the same with tree B; the order alternates
+between rounds so that a drift of the machine's load favours neither. Each tree must be
+built in place (`python setup.py build_ext --inplace` there) if it is to run compiled:
+the members' startup log line says which build they run. Prints each round's p50 and the
+median of each side. The bench client itself always runs from this interpreter's zabby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from zabby.testing.servers import ZabbyEnsemble
+
+
+def one_round(src: str, seconds: float) -> tuple[float, float]:
+    """(p50 ms, ops/s) of one fresh ensemble whose members run from `src`."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = src  # the members inherit it
+    d = tempfile.mkdtemp(prefix="ab-ensemble-")
+    try:
+        ens = ZabbyEnsemble(d, 3, tickTime=2000)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    try:
+        leader = ens.leader()
+        follower = next(i for i in ens.members if i != leader)
+        out = subprocess.run(
+            [sys.executable, "-m", "zabby", "bench", "--hosts", ens.members[follower].hosts,
+             "-w", "write", "-n", "1", "-m", "1", "--warmup", "1", "--duration", str(seconds),
+             "--quiet", "--no-progress", "--json"],
+            stdout=subprocess.PIPE, text=True, timeout=seconds + 60, check=True).stdout
+        res = json.loads(out.strip().splitlines()[-1])
+        return res["latency_ms"]["p50"], res["ops_per_sec"]
+    finally:
+        ens.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--a", required=True, help="source tree A (its src/ directory)")
+    ap.add_argument("--b", required=True, help="source tree B (its src/ directory)")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
+    args = ap.parse_args(argv)
+    trees = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
+    p50s: dict[str, list[float]] = {"A": [], "B": []}
+    for r in range(args.rounds):
+        for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+            p50, ops = one_round(trees[side], args.seconds)
+            p50s[side].append(p50)
+            print(f"round {r} {side}: p50 {p50:.3f} ms, {ops:,.0f} ops/s", flush=True)
+    for side, values in p50s.items():
+        print(f"{side} ({trees[side]}): median p50 {statistics.median(values):.3f} ms "
+              f"of {', '.join(f'{v:.3f}' for v in values)}")
+    a, b = statistics.median(p50s["A"]), statistics.median(p50s["B"])
+    print(f"B/A: {b / a:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
