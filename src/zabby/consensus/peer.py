@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import messages as m
@@ -143,7 +143,10 @@ class NotLeader(Exception):
         self.leader_id = leader_id
 
 
-@dataclass
+_READY_FIELDS = ("messages", "persist_epochs", "install_snapshot", "truncate_to", "persist",
+                 "commit", "role", "leader_id", "epoch", "serving", "events", "config")
+
+
 class Ready:
     """Everything the caller must do, in this order:
 
@@ -158,20 +161,32 @@ class Ready:
     Steps 1-4 must have taken effect in what the LogReader shows before the next
     input is given to the Peer (fsync of step 4 excepted)."""
 
-    messages: list[tuple[int, bytes]] = field(default_factory=list)
-    persist_epochs: EpochState | None = None
-    install_snapshot: tuple[int, bytes] | None = None
-    truncate_to: int | None = None
-    persist: list[tuple[int, bytes]] = field(default_factory=list)
-    commit: list[tuple[int, bytes]] = field(default_factory=list)
-    role: str = LOOKING
-    leader_id: int | None = None
-    epoch: int = 0
-    serving: bool = False
-    events: list[str] = field(default_factory=list)
-    # the configuration now in force, when it changed in this step (after `commit`:
-    # a reconfig txn committed, or a newer one adopted from a notification)
-    config: Config | None = None
+    # A plain class, not a @dataclass: the dataclass decorator's __init__ is made at
+    # import time and stays interpreted in this compiled module, and the member builds
+    # a Ready for every message it takes in (docs/ARCHITECTURE.md, "Compiled modules").
+    def __init__(self, messages: list[tuple[int, bytes]] | None = None,
+                 persist_epochs: EpochState | None = None,
+                 install_snapshot: tuple[int, bytes] | None = None,
+                 truncate_to: int | None = None,
+                 persist: list[tuple[int, bytes]] | None = None,
+                 commit: list[tuple[int, bytes]] | None = None,
+                 role: str = LOOKING, leader_id: int | None = None, epoch: int = 0,
+                 serving: bool = False, events: list[str] | None = None,
+                 config: Config | None = None) -> None:
+        self.messages: list[tuple[int, bytes]] = [] if messages is None else messages
+        self.persist_epochs = persist_epochs
+        self.install_snapshot = install_snapshot
+        self.truncate_to = truncate_to
+        self.persist: list[tuple[int, bytes]] = [] if persist is None else persist
+        self.commit: list[tuple[int, bytes]] = [] if commit is None else commit
+        self.role = role
+        self.leader_id = leader_id
+        self.epoch = epoch
+        self.serving = serving
+        self.events: list[str] = [] if events is None else events
+        # the configuration now in force, when it changed in this step (after `commit`:
+        # a reconfig txn committed, or a newer one adopted from a notification)
+        self.config = config
 
     def __bool__(self) -> bool:
         return bool(
@@ -179,6 +194,9 @@ class Ready:
             or self.truncate_to is not None or self.persist or self.commit or self.events
             or self.config is not None
         )
+
+    def __repr__(self) -> str:
+        return "Ready(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in _READY_FIELDS) + ")"
 
 
 class _Handler:
