@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mypy_extensions import mypyc_attr
 
@@ -125,7 +125,8 @@ class ZabbyServer:
         now = self.monotonic_ms()
         for sid, timeout in tree.sessions.items():
             self.sessions.add(sid, timeout, now)
-        self.committer = committer or InMemoryCommitter()
+        # duck-typed: InMemoryCommitter, durability.GroupCommitter, the simulation's
+        self.committer: Any = committer or InMemoryCommitter()
         self.commit_stage = self.commit_stage_class(self)
         self.connections: set[ClientConnection] = set()
         self.connections_by_ip: dict[str, int] = {}

@@ -124,7 +124,7 @@ class EpochFile:
     """acceptedEpoch / currentEpoch (and the leader that set acceptedEpoch), fsynced."""
 
     def __init__(self, data_dir: str, fs=None) -> None:
-        self.fs: Any = cast(Any, default_fs(fs))  # the FS methods (storage.fs)
+        self.fs = cast(Any, default_fs(fs))  # (storage.fs.FS declares no methods for mypy)
         self.path = os.path.join(data_dir, "epochs")
         self.accepted = self.current = 0
         self.leader = -1
@@ -490,10 +490,9 @@ class EnsembleServer(ZabbyServer):
 
     def _persist(self, entries: list[tuple[int, bytes]]) -> None:
         view = self.view
-        committer: Any = self.committer
         for zxid, payload in entries:
             view.append(zxid, payload)
-            committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
+            self.committer.submit_entry(zxid, payload, lambda z=zxid: self._written(z),
                                         self._log_failed)
 
     def _written(self, zxid: int) -> None:
@@ -517,8 +516,7 @@ class EnsembleServer(ZabbyServer):
 
     def _truncate(self, zxid: int) -> None:
         self.view.truncate_after(zxid)
-        committer: Any = self.committer
-        committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
+        self.committer.submit_control(lambda: self.txn_log.truncate_after(zxid),
                                       lambda: None, self._log_failed)
         if self.tree.last_zxid > zxid:  # pragma: no cover - the peer refuses such a TRUNC
             log.error("log truncated to zxid 0x%x below the applied 0x%x", zxid,
@@ -536,8 +534,7 @@ class EnsembleServer(ZabbyServer):
             self.txn_log.truncate_after(-1)
             self.txn_log.open_for_append(zxid)
 
-        committer: Any = self.committer
-        committer.submit_control(install, lambda: self._snapshot_installed(zxid),
+        self.committer.submit_control(install, lambda: self._snapshot_installed(zxid),
                                       self._log_failed)
 
     def _snapshot_installed(self, zxid: int) -> None:
