@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -230,6 +231,7 @@ def main(argv=None) -> int:
             except ProcessLookupError:
                 pass
             pr.wait()
+        shutil.rmtree(base, ignore_errors=True)  # three members' preallocated logs
     return 0
 
 

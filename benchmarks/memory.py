@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import shutil
 import sys
 import tempfile
 import time
@@ -53,7 +54,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     storage.VALUE = b"v" * 100
     work = Path(args.workdir or tempfile.mkdtemp(prefix="zabby-mem-"))
-    res = {kind: measure(kind, args.n, work) for kind in ("zabby", "zookeeper")}
+    try:
+        res = {kind: measure(kind, args.n, work) for kind in ("zabby", "zookeeper")}
+    finally:
+        if not args.workdir:  # a million znodes' logs and snapshots: GBs
+            shutil.rmtree(work, ignore_errors=True)
     info = machine()
     print(f"{args.n:,} znodes of 100 B; {info['cpu']} x{info['nproc']}, Python {info['python']}, "
           f"{info['java']}")

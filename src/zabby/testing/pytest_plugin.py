@@ -48,6 +48,7 @@ from typing import Any
 import pytest
 
 from .servers import (
+    CFG_DEFAULTS,
     ServerStartError,
     ZabbyEnsemble,
     ZabbyServer,
@@ -57,6 +58,15 @@ from .servers import (
 )
 
 KAZOO_TIMEOUT = 15.0
+
+# preAllocSize (KB) of every server the harness starts under pytest, zabby and
+# ZooKeeper alike, unless a test sets its own: 1 MB instead of the 64 MB production
+# default, which a suite of hundreds of short-lived servers turns into tens of GB
+TEST_PREALLOC_KB = 1024
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    CFG_DEFAULTS.setdefault("preAllocSize", TEST_PREALLOC_KB)
 
 
 def in_ci() -> bool:

@@ -102,6 +102,14 @@ def find_zookeeper() -> str | None:
     return None
 
 
+# zoo.cfg keys every server made here gets unless its caller sets them. Empty by
+# default, so benchmarks run production settings; the pytest plugin adds a small
+# preAllocSize (see TEST_PREALLOC_KB there): a test server that writes anything
+# otherwise preallocates a 64 MB log segment, and a suite of hundreds of servers
+# fills tens of GB of disk.
+CFG_DEFAULTS: dict[str, Any] = {}
+
+
 def _cfg_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -134,6 +142,7 @@ class _Server:
             "clientPortAddress": self.host,
             "4lw.commands.whitelist": "*",
         }
+        self.cfg.update(CFG_DEFAULTS)
         self.cfg.update(cfg)
         self.cfg_path = self.dir / "zoo.cfg"
         self.log_path = self.dir / "server.log"
