@@ -151,3 +151,25 @@ def test_priming_caps_its_sessions(monkeypatch):
     compare.prime(target, dict(opts, sessions=4))
     assert [c.sessions for c in seen] == [compare.PRIME_SESSIONS, 4]
     assert all(c.workload == "mixed" and c.duration == 1.0 for c in seen)
+
+
+def _run(ops: float, p50: float) -> dict:
+    return {"ops_per_sec": ops, "latency_ms": {"p50": p50, "p99": 2 * p50},
+            "server_cpu_pct": 100.0, "client_cpu_pct": 5.0, "errors": 0, "lost_sessions": 0}
+
+
+def test_a_round_in_which_nothing_completed_is_left_out_of_the_medians():
+    # a ZooKeeper ensemble once stalled through two of five rounds: 0 ops/s, p50 "0.00";
+    # folded into the median it would have pulled ZooKeeper's p50 down
+    from zabby.bench import compare
+
+    runs = [_run(974, 0.93), _run(0, 0.0), _run(1021, 0.94), _run(0, 0.0), _run(1031, 0.93)]
+    med = compare._median_result(runs)
+    assert med["ops_per_sec"] == 1021 and med["latency_ms"]["p50"] == 0.93
+    assert med["stalled_rounds"] == 2
+    everything = compare._median_result([_run(0, 0.0), _run(0, 0.0)])
+    assert everything["ops_per_sec"] == 0 and everything["stalled_rounds"] == 2
+    assert compare._median_result([_run(5, 1.0)])["stalled_rounds"] == 0
+    row = {"mode": "ensemble", "workload": "write", "outstanding": 1, "rate": 0.0,
+           "zabby": compare._median_result([_run(1143, 0.84)]), "zookeeper": med}
+    assert compare.table_rows([row])[0][-1] == "0 / 0 (0 / 2 rounds with no request done, left out)"

@@ -277,10 +277,22 @@ def load_label(row: dict) -> str:
     return f"{rate:,.0f}/s open loop" if rate else f"m={row['outstanding']}"
 
 
+def _stalled(run: dict) -> bool:
+    """A run in which no request completed (the server stalled for the whole window):
+    its latencies are zeros, not measurements, and must not enter a median."""
+    return not run["ops_per_sec"]
+
+
 def _median_result(runs: list[dict]) -> dict:
+    """The medians of the runs in which requests completed; `stalled_rounds` counts
+    the others (all of them stalled: the first run, zeros and all)."""
+    measured = [r for r in runs if not _stalled(r)]
+    stalled = len(runs) - len(measured)
+    runs = measured or runs[:1]
     if len(runs) == 1:
-        return runs[0]
+        return {**runs[0], "stalled_rounds": stalled}
     out = dict(runs[0])
+    out["stalled_rounds"] = stalled
     out["ops_per_sec"] = statistics.median(r["ops_per_sec"] for r in runs)
     out["latency_ms"] = {k: statistics.median(r["latency_ms"][k] for r in runs)
                          for k in runs[0]["latency_ms"]}
@@ -343,7 +355,9 @@ def run_compare(opts: dict, workdir: Path, say=_say, progress=None) -> dict:
                             say(f"{mode} {w} {load} {LABEL[kind]}: {res['ops_per_sec']:,.0f} ops/s "
                                 f"p50 {lat['p50']:.2f} p99 {lat['p99']:.2f} ms, server CPU "
                                 f"{res['server_cpu_pct']:.0f}%, bench CPU "
-                                f"{res['client_cpu_pct']:.0f}%, errors {res['errors']}")
+                                f"{res['client_cpu_pct']:.0f}%, errors {res['errors']}"
+                                + ("; no request done: left out of the medians"
+                                   if _stalled(res) else ""))
                     rows.append({"mode": mode, "workload": w, "outstanding": m,
                                  "rate": _rate(opts, w),
                                  **{k: _median_result(runs[k]) for k in KINDS}})
@@ -380,9 +394,14 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
             f"{zl['p50']:.2f}", f"{kl['p50']:.2f}", ratio(zl["p50"], kl["p50"]),
             f"{zl['p99']:.2f}", f"{kl['p99']:.2f}", ratio(zl["p99"], kl["p99"]),
             f"{z['server_cpu_pct']:.0f}% / {k['server_cpu_pct']:.0f}%",
-            f"{z['errors']} / {k['errors']}",
+            f"{z['errors']} / {k['errors']}" + _stalled_note(z, k),
         ])
     return out
+
+
+def _stalled_note(z: dict, k: dict) -> str:
+    zs, ks = z.get("stalled_rounds", 0), k.get("stalled_rounds", 0)
+    return f" ({zs} / {ks} rounds with no request done, left out)" if zs or ks else ""
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
