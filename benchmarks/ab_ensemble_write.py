@@ -1,6 +1,7 @@
 """A/B one session's setData latency on a 3-member zabby ensemble, two source trees.
 
     python benchmarks/ab_ensemble_write.py --a /work/main/src --b /tmp/other/src [--rounds 6]
+    python benchmarks/ab_ensemble_write.py --a src --b src --b-env ZABBY_X=1   # one tree, two settings
 
 Each round starts a fresh ensemble whose members import zabby from tree A (PYTHONPATH),
 runs `zabby bench -w write -n 1 -m 1` against a follower (as `zabby bench compare`'s one
@@ -25,18 +26,21 @@ import tempfile
 from zabby.testing.servers import ZabbyEnsemble
 
 
-def one_round(src: str, seconds: float) -> tuple[float, float]:
-    """(p50 ms, ops/s) of one fresh ensemble whose members run from `src`."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = src  # the members inherit it
+def one_round(src: str, seconds: float, env: dict[str, str]) -> tuple[float, float]:
+    """(p50 ms, ops/s) of one fresh ensemble whose members run from `src`, with `env`
+    added to their environment."""
+    members_env = {"PYTHONPATH": src, **env}  # the members inherit os.environ
+    old = {k: os.environ.get(k) for k in members_env}
+    os.environ.update(members_env)
     d = tempfile.mkdtemp(prefix="ab-ensemble-")
     try:
         ens = ZabbyEnsemble(d, 3, tickTime=2000)
     finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
     try:
         leader = ens.leader()
         follower = next(i for i in ens.members if i != leader)
@@ -58,16 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b", required=True, help="source tree B (its src/ directory)")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
+    for side in ("a", "b"):
+        ap.add_argument(f"--{side}-env", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"an environment variable for side {side.upper()}'s members "
+                             "(repeatable)")
     args = ap.parse_args(argv)
+    envs = {"A": dict(kv.split("=", 1) for kv in args.a_env),
+            "B": dict(kv.split("=", 1) for kv in args.b_env)}
     trees = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
     p50s: dict[str, list[float]] = {"A": [], "B": []}
     for r in range(args.rounds):
         for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
-            p50, ops = one_round(trees[side], args.seconds)
+            p50, ops = one_round(trees[side], args.seconds, envs[side])
             p50s[side].append(p50)
             print(f"round {r} {side}: p50 {p50:.3f} ms, {ops:,.0f} ops/s", flush=True)
     for side, values in p50s.items():
-        print(f"{side} ({trees[side]}): median p50 {statistics.median(values):.3f} ms "
+        env = " ".join(f"{k}={v}" for k, v in envs[side].items())
+        print(f"{side} ({trees[side]}{', ' + env if env else ''}): median p50 {statistics.median(values):.3f} ms "
               f"of {', '.join(f'{v:.3f}' for v in values)}")
     a, b = statistics.median(p50s["A"]), statistics.median(p50s["B"])
     print(f"B/A: {b / a:.3f}")
