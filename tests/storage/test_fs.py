@@ -102,3 +102,15 @@ def test_real_fs_basic_operations(tmp_path):
     assert fs.listdir(d) == ["g"] and fs.read_file(d + "/g") == bytes(10) + b"he"
     fs.unlink(d + "/g")
     assert not fs.exists(d + "/g")
+
+
+@pytest.mark.parametrize("cls", [RealFS, SimulatedFS])
+def test_every_method_of_the_interface_is_implemented(cls):
+    # FS declares the interface (the txn log is typed against it); a method an
+    # implementation forgot would raise NotImplementedError only when first used
+    from zabby.storage.fs import FS
+
+    declared = [n for n, v in vars(FS).items() if callable(v) and not n.startswith("_")]
+    assert len(declared) == 16
+    missing = [n for n in declared if getattr(cls, n) is getattr(FS, n)]
+    assert missing == []

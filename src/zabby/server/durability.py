@@ -411,7 +411,7 @@ class GroupCommitter(CommitQueue):
             self._kick()
 
     def _rewrite_and_sync(self, h, offset: int | None, data) -> None:
-        fs: Any = self.log.fs
+        fs = self.log.fs
         if data is not None:
             seal_entries(data)  # whoever was to write it did not: checksums (again)
             fs.write(h, data, offset)

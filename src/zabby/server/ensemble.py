@@ -36,7 +36,6 @@ import random
 import struct
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import Any, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -124,7 +123,7 @@ class EpochFile:
     """acceptedEpoch / currentEpoch (and the leader that set acceptedEpoch), fsynced."""
 
     def __init__(self, data_dir: str, fs=None) -> None:
-        self.fs = cast(Any, default_fs(fs))  # (storage.fs.FS declares no methods for mypy)
+        self.fs = default_fs(fs)
         self.path = os.path.join(data_dir, "epochs")
         self.accepted = self.current = 0
         self.leader = -1

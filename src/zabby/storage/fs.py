@@ -31,6 +31,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FS", "FSYNC_STALL_ENV", "RealFS", "SimulatedFS", "default_fs", "fsync_stall"]
 
@@ -59,7 +60,57 @@ def fsync_stall(path: str | None = None) -> float:
 
 
 class FS:
-    """Documentation base class; see the module docstring for the methods."""
+    """The interface (see the module docstring); handles are opaque (`Any`). Declared
+    here so that code typed against `FS` -- the txn log, compiled -- calls it
+    without casts."""
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> Any:
+        raise NotImplementedError
+
+    def write(self, h: Any, data: Any, offset: int | None = None) -> None:
+        raise NotImplementedError
+
+    def read(self, h: Any, offset: int, n: int) -> bytes:
+        raise NotImplementedError
+
+    def size(self, h: Any) -> int:
+        raise NotImplementedError
+
+    def allocate(self, h: Any, offset: int, length: int) -> None:
+        raise NotImplementedError
+
+    def truncate(self, h: Any, size: int) -> None:
+        raise NotImplementedError
+
+    def fsync(self, h: Any, data_only: bool = False) -> None:
+        raise NotImplementedError
+
+    def close(self, h: Any) -> None:
+        raise NotImplementedError
+
+    def read_file(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def file_size(self, path: str) -> int:
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> list[str]:
+        raise NotImplementedError
+
+    def makedirs(self, path: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def unlink(self, path: str) -> None:
+        raise NotImplementedError
+
+    def fsync_dir(self, path: str) -> None:
+        raise NotImplementedError
 
 
 class RealFS(FS):

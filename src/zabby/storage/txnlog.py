@@ -30,6 +30,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
@@ -163,7 +164,7 @@ class TxnLog:
         self.last_zxid = 0
         self._opened = False
         self._lock = threading.Lock()
-        self._h = None  # handle of the current segment
+        self._h: Any = None  # handle of the current segment
         self.handle_generation = 0  # changes whenever _h is (re)opened
         self._path: str | None = None
         self._first_zxid = 0
@@ -439,6 +440,8 @@ class TxnLog:
         """Undo what a failed write left behind (raises OSError if it cannot)."""
         fs = self.fs
         d = self._dirty
+        if d is None:  # nothing to undo
+            return
         if d == 0:
             # a segment whose very first write failed: remove it
             if self._h is not None:
@@ -492,16 +495,16 @@ class TxnLog:
         for i, (z, _p) in enumerate(segs):
             if z <= after_zxid:
                 start = i
-        prev = None
+        prev: int | None = None
         for i in range(start, len(segs)):
             z, path = segs[i]
-            limit = cur_pos if (path == cur_path and self._h is not None) else None
+            limit: int | None = cur_pos if (path == cur_path and self._h is not None) else None
             scan = self._scan_file(path, z, prev, limit)
             if scan.torn_at is not None and i != len(segs) - 1 and limit is None:
                 raise CorruptDataError(
                     f"{path}: offset {scan.torn_at}: {scan.torn_reason} in a segment that is not "
                     f"the newest", path=path, offset=scan.torn_at)
-            buf = None
+            buf: Any = None
             for zxid, s, e in scan.entries:
                 if zxid > after_zxid:
                     if buf is None:
