@@ -2,6 +2,7 @@
 
     python benchmarks/ab_ensemble_write.py --a /work/main/src --b /tmp/other/src [--rounds 6]
     python benchmarks/ab_ensemble_write.py --a src --b src --b-env ZABBY_X=1   # one tree, two settings
+    python benchmarks/ab_ensemble_write.py --a ... --b ... --standalone --load "-w write -n 32 -m 16"
 
 Each round starts a fresh ensemble whose members import zabby from tree A (PYTHONPATH),
 runs `zabby bench -w write -n 1 -m 1` against a follower (as `zabby bench compare`'s one
@@ -9,7 +10,9 @@ session usually is), stops it, then does the same with tree B; the order alterna
 between rounds so that a drift of the machine's load favours neither. Each tree must be
 built in place (`python setup.py build_ext --inplace` there) if it is to run compiled:
 the members' startup log line says which build they run. Prints each round's p50 and the
-median of each side. The bench client itself always runs from this interpreter's zabby.
+median of each side (p50 and ops/s). The bench client itself always runs from this
+interpreter's zabby. `--standalone` runs one server per round instead of an ensemble;
+`--load` gives other `zabby bench` arguments than one session of one setData at a time.
 """
 
 from __future__ import annotations
@@ -17,24 +20,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from zabby.testing.servers import ZabbyEnsemble
+from zabby.testing.servers import ZabbyEnsemble, ZabbyServer
+
+DEFAULT_LOAD = "-w write -n 1 -m 1"
 
 
-def one_round(src: str, seconds: float, env: dict[str, str]) -> tuple[float, float]:
-    """(p50 ms, ops/s) of one fresh ensemble whose members run from `src`, with `env`
-    added to their environment."""
+def one_round(src: str, seconds: float, env: dict[str, str], standalone: bool = False,
+              load: str = DEFAULT_LOAD) -> tuple[float, float]:
+    """(p50 ms, ops/s) of one fresh ensemble (or standalone server) whose members run
+    from `src`, with `env` added to their environment."""
     members_env = {"PYTHONPATH": src, **env}  # the members inherit os.environ
     old = {k: os.environ.get(k) for k in members_env}
     os.environ.update(members_env)
     d = tempfile.mkdtemp(prefix="ab-ensemble-")
     try:
-        ens = ZabbyEnsemble(d, 3, tickTime=2000)
+        ens = ZabbyServer(d) if standalone else ZabbyEnsemble(d, 3, tickTime=2000)
     finally:
         for k, v in old.items():
             if v is None:
@@ -42,12 +49,14 @@ def one_round(src: str, seconds: float, env: dict[str, str]) -> tuple[float, flo
             else:
                 os.environ[k] = v
     try:
-        leader = ens.leader()
-        follower = next(i for i in ens.members if i != leader)
+        if isinstance(ens, ZabbyServer):
+            hosts = ens.hosts
+        else:
+            leader = ens.leader()
+            hosts = ens.members[next(i for i in ens.members if i != leader)].hosts
         out = subprocess.run(
-            [sys.executable, "-m", "zabby", "bench", "--hosts", ens.members[follower].hosts,
-             "-w", "write", "-n", "1", "-m", "1", "--warmup", "1", "--duration", str(seconds),
-             "--quiet", "--no-progress", "--json"],
+            [sys.executable, "-m", "zabby", "bench", "--hosts", hosts, *shlex.split(load),
+             "--warmup", "1", "--duration", str(seconds), "--quiet", "--no-progress", "--json"],
             stdout=subprocess.PIPE, text=True, timeout=seconds + 60, check=True).stdout
         res = json.loads(out.strip().splitlines()[-1])
         return res["latency_ms"]["p50"], res["ops_per_sec"]
@@ -62,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b", required=True, help="source tree B (its src/ directory)")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
+    ap.add_argument("--standalone", action="store_true",
+                    help="one standalone server per round instead of a 3-member ensemble")
+    ap.add_argument("--load", default=DEFAULT_LOAD,
+                    help="zabby bench arguments (default %(default)r)")
     for side in ("a", "b"):
         ap.add_argument(f"--{side}-env", action="append", default=[], metavar="KEY=VALUE",
                         help=f"an environment variable for side {side.upper()}'s members "
@@ -71,17 +84,23 @@ def main(argv: list[str] | None = None) -> int:
             "B": dict(kv.split("=", 1) for kv in args.b_env)}
     trees = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
     p50s: dict[str, list[float]] = {"A": [], "B": []}
+    opss: dict[str, list[float]] = {"A": [], "B": []}
     for r in range(args.rounds):
         for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
-            p50, ops = one_round(trees[side], args.seconds, envs[side])
+            p50, ops = one_round(trees[side], args.seconds, envs[side], args.standalone,
+                                 args.load)
             p50s[side].append(p50)
+            opss[side].append(ops)
             print(f"round {r} {side}: p50 {p50:.3f} ms, {ops:,.0f} ops/s", flush=True)
     for side, values in p50s.items():
         env = " ".join(f"{k}={v}" for k, v in envs[side].items())
-        print(f"{side} ({trees[side]}{', ' + env if env else ''}): median p50 {statistics.median(values):.3f} ms "
-              f"of {', '.join(f'{v:.3f}' for v in values)}")
+        print(f"{side} ({trees[side]}{', ' + env if env else ''}): median p50 "
+              f"{statistics.median(values):.3f} ms of {', '.join(f'{v:.3f}' for v in values)}; "
+              f"median {statistics.median(opss[side]):,.0f} ops/s of "
+              f"{', '.join(f'{v:,.0f}' for v in opss[side])}")
     a, b = statistics.median(p50s["A"]), statistics.median(p50s["B"])
-    print(f"B/A: {b / a:.3f}")
+    print(f"B/A: p50 {b / a:.3f}, ops/s "
+          f"{statistics.median(opss['B']) / statistics.median(opss['A']):.3f}")
     return 0
 
 
