@@ -122,9 +122,18 @@ class LogReader(Protocol):
 
     last_zxid: int        # newest entry in the log, or snap_zxid when the log is empty beyond it
     snap_zxid: int        # zxid of the snapshot the log is based on (0 = empty state)
-    accepted_epoch: int
-    current_epoch: int
-    accepted_leader: int  # -1 when unknown (fresh server)
+
+    # (properties: the peer only reads them; a view may keep them in an epoch file)
+    @property
+    def accepted_epoch(self) -> int: ...
+
+    @property
+    def current_epoch(self) -> int: ...
+
+    @property
+    def accepted_leader(self) -> int:
+        """-1 when unknown (fresh server)."""
+        ...
 
     def entries_after(self, zxid: int) -> Iterator[tuple[int, bytes]]:
         """Entries with zxid > `zxid`, ascending. Only called with zxid >= snap_zxid."""

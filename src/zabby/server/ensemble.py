@@ -268,7 +268,7 @@ class EnsembleServer(ZabbyServer):
         k = self.subticks
         limits = Limits(init_limit=config.init_limit * k, sync_limit=config.sync_limit * k,
                         election_timeout=2)
-        self.peer = Peer(my_id, voters, observers, self.view,  # type: ignore[arg-type]
+        self.peer = Peer(my_id, voters, observers, self.view,
                          rng=random.Random(my_id * 7919 + self.clock.time_ns()), tick_limits=limits,
                          config_version=self.membership.version,
                          config_data=dynamic_file_lines(self.membership).encode(),
@@ -584,9 +584,9 @@ class EnsembleServer(ZabbyServer):
         for mesh, port, k in ((self.quorum_mesh, "quorum_port", 1),
                               (self.election_mesh, "election_port", 2)):
             addrs = {sid: (spec.host, getattr(spec, port)) for sid, spec in m.servers.items()}
-            more = {sid: [(a[0], a[k]) for a in spec.more]
+            more = {sid: [(a[0], int(a[k])) for a in spec.more]
                     for sid, spec in m.servers.items() if spec.more}
-            mesh.update_addresses(addrs, more)  # type: ignore[arg-type]
+            mesh.update_addresses(addrs, more)
         cfg_file = self.config.source
         if self.config.reconfig_enabled and cfg_file and os.path.isfile(cfg_file):
             try:
