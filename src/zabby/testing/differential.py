@@ -487,13 +487,15 @@ class Runner:
                         f"step #{self.step_no}: {op_name(op)} stamped {written} {t}, outside "
                         f"the request's round trip [{t_sent:.0f}, {t_reply:.0f}] ms")
 
-    def send_raw(self, name: str, data: bytes, label: str, wait: float = 3.0) -> None:
-        """Send arbitrary bytes; record frames received and whether the server closed."""
+    def send_raw(self, name: str, data: bytes, label: str, wait: float = 3.0,
+                 after_reply: float | None = None) -> None:
+        """Send arbitrary bytes; record frames received and whether the server closed
+        (within `wait`, or within `after_reply` of its first frame)."""
         c = self.sessions[name]
         self.step_no += 1
         try:
             c.send_bytes(data)
-            closed = c.wait_closed(wait)
+            closed = c.wait_closed(wait, after_reply)
         except ConnectionClosed:
             closed = True
         frames = []

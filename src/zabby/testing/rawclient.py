@@ -295,13 +295,19 @@ class RawClient:
         evs, self.events = self.events, []
         return evs
 
-    def wait_closed(self, timeout: float = 5.0) -> bool:
+    def wait_closed(self, timeout: float = 5.0, after_frame: float | None = None) -> bool:
         """True when the server closes the connection within timeout.
 
-        Frames that arrive meanwhile are kept for ``read_frame``.
+        Frames that arrive meanwhile are kept for ``read_frame``. With `after_frame`,
+        a server that answered is given only that much longer to close after its
+        first frame (an error reply to a bad request usually leaves it open).
         """
         deadline = time.monotonic() + timeout
+        seen = len(self.frames)
         while self.sock is not None:
+            if after_frame is not None and len(self.frames) > seen:
+                deadline = min(deadline, time.monotonic() + after_frame)
+                after_frame = None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
