@@ -3,10 +3,20 @@
  * Writer(slots) starts one POSIX thread. submit(fd, offset, data, token) copies
  * `data` and queues the job; the thread takes every queued job, pwrites each in
  * order, fdatasyncs each distinct descriptor once (covering every write before it),
- * then posts (token, errno) pairs and bumps an eventfd, which the event loop watches
- * (fileno()). take() returns the finished pairs. After a failed write nothing more
+ * then posts (token, errno, sent) triples and bumps an eventfd, which the event loop
+ * watches (fileno()). take() returns the finished triples. After a failed write nothing more
  * is written through that descriptor (a later batch after a missing one would be a
  * hole); those jobs answer that write's errno.
+ *
+ * submit(..., sock, message): once that job's data is durable the thread itself sends
+ * `message` on the socket descriptor `sock` (without blocking) and closes `sock`: an
+ * ensemble follower's ACK leaves the moment its proposal is on disk, not a loop
+ * wake-up later. `sent` is the bytes that went (-errno: none); the caller sends the
+ * rest, and gives a descriptor of its own (a dup) so that closing its socket meanwhile
+ * cannot point `sock` at another file. A job that failed sends nothing.
+ * cancel_send(token): the caller wants its socket back before the fdatasync is over
+ * (it has other frames to write): True when the thread will not send that message
+ * (sent then answers -ECANCELED), False when it has started to (wait for the answer).
  *
  * Tests only: Writer(stall_file) makes every fdatasync first sleep the seconds written
  * in that file (nothing, 0 or a missing file: no stall), as storage.fs.fsync_stall
@@ -21,6 +31,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +43,10 @@ typedef struct job {
     long long token;
     size_t len;
     char *data;
+    int sock;                  /* -1: nothing to send */
+    long long sent;
+    size_t msg_len;
+    char *msg;
 } job;
 
 typedef struct {
@@ -46,6 +61,8 @@ typedef struct {
     int started;
     int broken_fd;
     int broken_err;
+    long long sending_token;   /* the job whose message the thread has begun to send */
+    long long cancelled_token; /* the job whose message must not be sent */
     char *stall_file;          /* tests: a slow disk; NULL: none */
 } Writer;
 
@@ -71,6 +88,25 @@ static void append(job **head, job **tail, job *first, job *last) {
     else
         *head = first;
     *tail = last;
+}
+
+/* send j->msg on j->sock without blocking; j->sent: the bytes sent, or -errno */
+static void send_message(job *j) {
+    size_t done = 0;
+    while (done < j->msg_len) {
+        ssize_t n = send(j->sock, j->msg + done, j->msg_len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (done == 0)
+                j->sent = -(long long)(errno ? errno : EIO);
+            else
+                j->sent = (long long)done;
+            return;
+        }
+        done += (size_t)n;
+    }
+    j->sent = (long long)done;
 }
 
 static void *run(void *arg) {
@@ -135,6 +171,27 @@ static void *run(void *arg) {
             }
             free(j->data);
             j->data = NULL;
+            if (j->sock >= 0) {
+                int cancelled = 0;
+                if (!j->err) {
+                    pthread_mutex_lock(&w->mu);
+                    if (w->cancelled_token == j->token)
+                        cancelled = 1;
+                    else
+                        w->sending_token = j->token;
+                    pthread_mutex_unlock(&w->mu);
+                }
+                if (j->err)
+                    j->sent = -(long long)j->err;
+                else if (cancelled)
+                    j->sent = -(long long)ECANCELED;
+                else
+                    send_message(j);
+                close(j->sock);
+                j->sock = -1;
+            }
+            free(j->msg);
+            j->msg = NULL;
             last = j;
         }
         pthread_mutex_lock(&w->mu);
@@ -167,6 +224,7 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kwds) {
     w->q_head = w->q_tail = w->d_head = w->d_tail = NULL;
     w->stop = 0;
     w->broken_fd = -1;
+    w->sending_token = w->cancelled_token = -1;
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -185,22 +243,33 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Writer_submit(Writer *w, PyObject *args) {
-    int fd;
+    int fd, sock = -1;
     long long offset, token;
-    Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "iLy*L", &fd, &offset, &buf, &token))
+    Py_buffer buf, msg = {0};
+    if (!PyArg_ParseTuple(args, "iLy*L|iy*", &fd, &offset, &buf, &token, &sock, &msg))
         return NULL;
     if (!w->started || w->stop) {
         PyBuffer_Release(&buf);
+        if (msg.obj)
+            PyBuffer_Release(&msg);
         PyErr_SetString(PyExc_RuntimeError, "Writer is closed");
+        return NULL;
+    }
+    if (sock >= 0 && !msg.obj) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_TypeError, "a socket needs a message");
         return NULL;
     }
     job *j = calloc(1, sizeof *j);
     char *data = malloc(buf.len ? (size_t)buf.len : 1);
-    if (!j || !data) {
+    char *m = sock >= 0 ? malloc(msg.len ? (size_t)msg.len : 1) : NULL;
+    if (!j || !data || (sock >= 0 && !m)) {
         free(j);
         free(data);
+        free(m);
         PyBuffer_Release(&buf);
+        if (msg.obj)
+            PyBuffer_Release(&msg);
         return PyErr_NoMemory();
     }
     memcpy(data, buf.buf, (size_t)buf.len);
@@ -209,7 +278,16 @@ static PyObject *Writer_submit(Writer *w, PyObject *args) {
     j->token = token;
     j->len = (size_t)buf.len;
     j->data = data;
+    j->sock = sock;
+    j->sent = 0;
+    if (m) {
+        memcpy(m, msg.buf, (size_t)msg.len);
+        j->msg = m;
+        j->msg_len = (size_t)msg.len;
+    }
     PyBuffer_Release(&buf);
+    if (msg.obj)
+        PyBuffer_Release(&msg);
     pthread_mutex_lock(&w->mu);
     append(&w->q_head, &w->q_tail, j, j);
     pthread_cond_signal(&w->cv);
@@ -229,7 +307,7 @@ static PyObject *Writer_take(Writer *w, PyObject *unused) {
     while (done) {
         job *next = done->next;
         if (out) {
-            PyObject *pair = Py_BuildValue("(Li)", done->token, done->err);
+            PyObject *pair = Py_BuildValue("(LiL)", done->token, done->err, done->sent);
             if (!pair || PyList_Append(out, pair) < 0) {
                 Py_XDECREF(pair);
                 Py_CLEAR(out);
@@ -241,6 +319,19 @@ static PyObject *Writer_take(Writer *w, PyObject *unused) {
         done = next;
     }
     return out;
+}
+
+static PyObject *Writer_cancel_send(Writer *w, PyObject *arg) {
+    long long token = PyLong_AsLongLong(arg);
+    if (token == -1 && PyErr_Occurred())
+        return NULL;
+    int cancelled;
+    pthread_mutex_lock(&w->mu);
+    cancelled = w->sending_token != token;
+    if (cancelled)
+        w->cancelled_token = token;
+    pthread_mutex_unlock(&w->mu);
+    return PyBool_FromLong(cancelled);
 }
 
 static PyObject *Writer_fileno(Writer *w, PyObject *unused) {
@@ -270,6 +361,7 @@ static void Writer_dealloc(Writer *w) {
     for (job *j = w->d_head; j;) {
         job *n = j->next;
         free(j->data);
+        free(j->msg);
         free(j);
         j = n;
     }
@@ -290,9 +382,12 @@ static PyObject *Writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 
 static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)Writer_submit, METH_VARARGS,
-     "submit(fd, offset, data, token): pwrite then fdatasync on the writer thread"},
+     "submit(fd, offset, data, token[, sock, message]): pwrite then fdatasync on the "
+     "writer thread, then send message on sock (a descriptor the thread closes)"},
     {"take", (PyCFunction)Writer_take, METH_NOARGS,
-     "take() -> [(token, errno)] of the jobs finished since the last take"},
+     "take() -> [(token, errno, sent)] of the jobs finished since the last take"},
+    {"cancel_send", (PyCFunction)Writer_cancel_send, METH_O,
+     "cancel_send(token) -> True when that job's message will not be sent"},
     {"fileno", (PyCFunction)Writer_fileno, METH_NOARGS,
      "the eventfd that becomes readable when jobs finish"},
     {"close", (PyCFunction)Writer_close, METH_NOARGS,

@@ -372,6 +372,47 @@ def test_a_learner_acks_a_log_batch_once_with_the_highest_zxid():
     assert [(h.type, b.zxid) for h, b in acks] == [(m.ACK, z6)]
 
 
+def test_the_log_writer_s_ack_is_the_one_persisted_would_send_and_is_not_sent_twice():
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    c.auto_fsync = False
+    f = next(i for i in c.ids if i != leader)
+    follower = c.peers[f]
+    zs = [c.peers[leader].propose(b"w%d" % i) for i in range(3)]
+    c.drain(leader)
+    for frm, _to, data in [q for q in c.queue if q[1] == f]:
+        follower.receive(frm, data)
+    c.queue.clear()
+    assert follower.writer_ack(zs[-1] + 1) is None  # beyond what it accepted
+    follower.ready()  # the entries go to the log
+    msg = follower.writer_ack(zs[-1])
+    h, body = m.decode(msg)
+    assert (h.type, body.zxid, body.newleader) == (m.ACK, zs[-1], False)
+    # what persisted() sends when the writer could not send it is the same ACK
+    follower.persisted(zs[-1])
+    [plain] = [d for t, d in follower.ready().messages if t == leader]
+    assert plain == msg
+    # once the writer sent it, persisted() sends none; a later batch is acked again
+    z4 = c.peers[leader].propose(b"w4")
+    c.drain(leader)
+    for frm, _to, data in [q for q in c.queue if q[1] == f]:
+        follower.receive(frm, data)
+    c.queue.clear()
+    follower.ready()
+    assert follower.writer_ack(zs[-1]) is None  # already durable
+    msg4 = follower.writer_ack(z4)
+    follower.writer_acked(z4)
+    follower.persisted(z4)
+    assert [d for t, d in follower.ready().messages if t == leader] == []
+    assert follower.durable_zxid == z4
+    leader_peer = c.peers[leader]
+    leader_peer.receive(f, msg4)  # the writer's ACK counts as the loop's would
+    c.fsync(leader)
+    assert leader_peer.committed_zxid == z4
+    # the leader and a follower still syncing send no writer ACK
+    assert leader_peer.writer_ack(z4) is None
+
+
 def test_commits_waiting_for_the_same_ready_are_sent_as_one():
     c = Cluster([1, 2, 3])
     leader = c.settle()

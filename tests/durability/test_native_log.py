@@ -14,6 +14,7 @@ import asyncio
 import errno
 import os
 import random
+import socket
 import time
 
 import pytest
@@ -256,3 +257,142 @@ def test_a_callback_that_raises_loses_no_other_answer(tmp_path):
         return got + answers + [type(e).__name__ for e in errors]
 
     assert asyncio.run(main()) == [("bad", 0), 0, 0, "RuntimeError"]
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+class _Send:
+    """What write_sync(send=...) takes (peers.Lease in a server)."""
+
+    def __init__(self, sock: socket.socket, message: bytes) -> None:
+        self.fd = os.dup(sock.fileno())
+        self.message = message
+        self.cancel = None
+        self.answers: list = []
+
+    def bind(self, cancel) -> None:
+        self.cancel = cancel
+
+    def sent(self, n: int) -> None:
+        self.answers.append(n)
+
+
+def test_a_message_goes_on_its_socket_once_the_batch_is_durable(tmp_path):
+    """write_sync(..., send=...): the writer thread sends the message after the
+    fdatasync (an ensemble follower's ACK), closes the descriptor it was given, and
+    tells what went before the batch's callback runs."""
+    async def main() -> tuple[list, bytes, bytes, set]:
+        writer, loop, path, fd = _native_on_empty_file(tmp_path)
+        a, b = socket.socketpair()
+        order: list = []
+        done = loop.create_future()
+        try:
+            before = _open_fds()
+            send = _Send(a, b"ack-7")
+            send.sent = lambda n: order.append(("sent", n))
+            writer.write_sync(fd, 0, b"durable", lambda err: (order.append(("done", err)),
+                                                              done.set_result(None)), send=send)
+            await asyncio.wait_for(done, 5)
+            leaked = _open_fds() - before
+            b.settimeout(5)
+            got = b.recv(100)
+            assert send.cancel() is False  # sent: too late to cancel
+        finally:
+            writer.close()
+            os.close(fd)
+            a.close()
+            b.close()
+        return order, got, path.read_bytes(), leaked
+
+    order, got, on_disk, leaked = asyncio.run(main())
+    assert order == [("sent", 5), ("done", 0)]
+    assert got == b"ack-7" and on_disk == b"durable"
+    assert leaked == set()  # the writer closed its dup
+
+
+def test_a_send_cancelled_before_the_fdatasync_ends_does_not_go(tmp_path, monkeypatch):
+    stall = tmp_path / "stall"
+    stall.write_text("0.3")
+    monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
+
+    async def main() -> tuple[bool, list, int, bytes]:
+        writer, loop, _path, fd = _native_on_empty_file(tmp_path)
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        done = loop.create_future()
+        try:
+            send = _Send(a, b"ack")
+            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
+            cancelled = send.cancel()  # the fdatasync sleeps 0.3 s first
+            err = await asyncio.wait_for(done, 5)
+            try:
+                got = b.recv(10)
+            except BlockingIOError:
+                got = b""
+        finally:
+            writer.close()
+            os.close(fd)
+            a.close()
+            b.close()
+        return cancelled, send.answers, err, got
+
+    cancelled, answers, err, got = asyncio.run(main())
+    assert cancelled is True and answers == [-errno.ECANCELED] and err == 0 and got == b""
+
+
+def test_a_full_socket_sends_nothing_or_part_and_says_which(tmp_path):
+    async def main() -> tuple[list, int]:
+        writer, loop, _path, fd = _native_on_empty_file(tmp_path)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            while True:  # fill a's send buffer and b's receive buffer
+                a.send(b"z" * 65536)
+        except BlockingIOError:
+            pass
+        done = loop.create_future()
+        try:
+            send = _Send(a, b"m" * 1000)
+            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
+            err = await asyncio.wait_for(done, 5)
+        finally:
+            writer.close()
+            os.close(fd)
+            a.close()
+            b.close()
+        return send.answers, err
+
+    sent, err = asyncio.run(main())
+    assert err == 0
+    assert sent == [-errno.EAGAIN]
+
+
+def test_a_failed_write_sends_no_message(tmp_path):
+    async def main() -> tuple[list, int, bytes]:
+        loop = asyncio.get_running_loop()
+        writer = KINDS["native"](loop)
+        path = tmp_path / "ro"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDONLY)  # pwrite fails: EBADF
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        done = loop.create_future()
+        try:
+            send = _Send(a, b"ack")
+            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
+            err = await asyncio.wait_for(done, 5)
+            try:
+                got = b.recv(10)
+            except BlockingIOError:
+                got = b""
+        finally:
+            writer.close()
+            os.close(fd)
+            a.close()
+            b.close()
+        return send.answers, err, got
+
+    sent, err, got = asyncio.run(main())
+    assert err == errno.EBADF and sent == [-errno.EBADF] and got == b""

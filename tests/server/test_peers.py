@@ -166,3 +166,62 @@ def test_mesh_for_reconfiguration_alternates_unknown_joiners_and_new_members():
                 await m.stop()
 
     asyncio.run(main())
+
+
+def test_a_lent_link_holds_its_frames_until_given_back_or_revoked():
+    """PeerMesh.lend: a writer thread sends one frame on a dup of the link's socket
+    (an ensemble follower's ACK, once durable). The frames the loop queues meanwhile go
+    after it (the rest of a partly sent frame before them) -- unless the lease can be
+    revoked (the writer has not begun to send): then they go at once and it does not."""
+    import errno
+    import os
+
+    async def main():
+        ports = _free_ports(2)
+        addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
+        inbox = {1: [], 2: []}
+        meshes = {i: PeerMesh(i, addrs, lambda frm, m, i=i: inbox[i].append(m), min_backoff=0.01)
+                  for i in addrs}
+        for m in meshes.values():
+            await m.start()
+        try:
+            await _until(lambda: meshes[1].connected(2) and meshes[2].connected(1))
+            went = []
+            lease = meshes[1].lend(2, b"from the writer", went.append)
+            assert lease is not None
+            assert meshes[1].lend(2, b"x", went.append) is None  # one lease at a time
+            lease.bind(lambda: False)  # the writer has begun to send
+            assert meshes[1].send(2, b"queued while lent")
+            await asyncio.sleep(0.1)
+            assert inbox[2] == []  # held: it must not overtake the lent frame
+            assert os.write(lease.fd, lease.message[:5]) == 5  # the writer sent part
+            os.close(lease.fd)
+            lease.sent(5)
+            await _until(lambda: len(inbox[2]) == 2)
+            assert inbox[2] == [b"from the writer", b"queued while lent"] and went == [True]
+            # revoked before the writer began: the loop's frame goes now, the lent one never
+            lease = meshes[1].lend(2, b"never", went.append)
+            lease.bind(lambda: True)
+            assert meshes[1].send(2, b"next")
+            await _until(lambda: len(inbox[2]) == 3)
+            lease2 = meshes[1].lend(2, b"y", went.append)  # the link is free again
+            assert lease2 is not None
+            os.close(lease.fd)
+            lease.sent(-errno.ECANCELED)  # the cancelled answer comes late
+            assert went == [True, False] and meshes[1].links[2].lease is lease2
+            os.close(lease2.fd)
+            lease2.sent(-errno.EAGAIN)  # nothing sent: the link goes on, the caller sends it
+            assert meshes[1].send(2, b"last")
+            await _until(lambda: len(inbox[2]) == 4)
+            assert inbox[2] == [b"from the writer", b"queued while lent", b"next", b"last"]
+            # never lent: a TLS link (the socket carries records, not frames), an
+            # unknown peer
+            meshes[1].links[2].tls = True
+            assert meshes[1].lend(2, b"z", went.append) is None
+            meshes[1].links[2].tls = False
+            assert meshes[1].lend(3, b"z", went.append) is None
+        finally:
+            for m in meshes.values():
+                await m.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

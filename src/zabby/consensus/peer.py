@@ -309,6 +309,9 @@ class Peer:
         self._out: list[tuple[int, bytes]] = []
         # (index in _out, leader, session, epoch) of an ACK not yet taken by `ready`
         self._ack_slot: tuple[int, int | None, int, int] | None = None
+        # the highest zxid whose broadcast ACK the log writer sent itself, the moment
+        # its batch was durable (`writer_ack`, `writer_acked`): no second ACK for it
+        self._writer_acked = -1
         # FOLLOWERINFO that came while we were still looking (sender -> raw message)
         self._early_infos: dict[int, bytes] = {}
         self._told_deposed: dict[int, int] = {}  # sender -> tick we told it (_tell_deposed)
@@ -616,6 +619,22 @@ class Peer:
             self._durable = nd
             self._on_durable()
 
+    def writer_ack(self, zxid: int) -> bytes | None:
+        """The ACK that `persisted(zxid)` would send the leader, for the log writer to
+        send itself once the log is durable up to `zxid` (it then gets there one loop
+        wake-up sooner); None when that ACK is not a plain broadcast-phase one."""
+        if (self.role != FOLLOWING or self._fstage != "broadcast" or self._nl_zxid is None
+                or zxid <= self._nl_zxid or zxid > self._last or self._snap_wait is not None
+                or zxid <= max(self._durable, self._writer_acked)):
+            return None
+        return m.encode(m.ACK, m.Ack(zxid, False), epoch=self._epoch, session=self._session)
+
+    def writer_acked(self, zxid: int) -> None:
+        """The log writer sent `writer_ack(zxid)` whole: persisted() sends no ACK
+        that this one covers."""
+        if zxid > self._writer_acked:
+            self._writer_acked = zxid
+
     def snapshot_installed(self, zxid: int) -> None:
         if self._snap_wait is None or zxid != self._snap_wait:
             return
@@ -811,6 +830,7 @@ class Peer:
         self._phase = ""
         self._fstage = ""
         self._nl_zxid = None
+        self._writer_acked = -1
         self.serving = False
         self._establish_waited = False
 
@@ -1486,5 +1506,6 @@ class Peer:
                     self._persist_epochs()
                 self._fstage = "broadcast"
                 self._to_leader(m.ACK, m.Ack(self._nl_zxid, True))
-        elif self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid:
+        elif (self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid
+              and d > self._writer_acked):
             self._ack_to_leader(d)

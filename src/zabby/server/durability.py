@@ -89,6 +89,8 @@ class CommitQueue:
     _rng: random.Random
     # runs after the `done` callbacks of each durable batch (the ensemble's consensus step)
     after_batch: Callable[[], None] | None
+    # a message the log writer sends once a batch is durable (GroupCommitter's)
+    send_when_durable: Callable[[int], Any] | None
 
     def _next_threshold(self) -> int:
         # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
@@ -246,6 +248,10 @@ class GroupCommitter(CommitQueue):
         # runs after the `done` callbacks of each durable batch: a caller that reacts
         # once per batch (the ensemble's consensus step) rather than once per txn
         self.after_batch: Callable[[], None] | None = None
+        # send_when_durable(last zxid of a batch) -> a native_log.Send (peers.Lease) or
+        # None: a message the log writer sends itself once that batch is durable (an
+        # ensemble follower's ACK), where the writer can (`sends`: the C thread)
+        self.send_when_durable: Callable[[int], Any] | None = None
         # figures for mntr / the benchmark
         self.batches = 0
         self.txns = 0
@@ -318,8 +324,18 @@ class GroupCommitter(CommitQueue):
                 h, offset, data, token = written
                 rec = [batch, token, h, None, time.perf_counter(), offset, data]
                 self._inflight.append(rec)
-                write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
-                           self.log.handle_generation)
+                # only a batch with none before it in flight: under load the loop
+                # writes to the leader (forwarded requests) during most fdatasyncs,
+                # which revokes the lease, and the ACK goes the loop's way anyway
+                hook = self.send_when_durable
+                send = (hook(batch[-1][0]) if hook is not None and len(self._inflight) == 1
+                        and getattr(syncer, "sends", False) else None)
+                if send is not None:
+                    write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
+                               self.log.handle_generation, send=send)
+                else:
+                    write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
+                               self.log.handle_generation)
                 continue
             h, token = written
             rec = [batch, token, h, None, time.perf_counter(), None, None]

@@ -63,7 +63,7 @@ from .dynconfig import (
     quorum_system,
     write_dynamic_config,
 )
-from .peers import PeerMesh
+from .peers import Lease, PeerMesh
 from .pipeline import (
     K_DROPPED,
     K_FORWARD,
@@ -315,6 +315,8 @@ class EnsembleServer(ZabbyServer):
         self.looking_since: float | None = self.clock.monotonic_ns() / 1e9
         self.leading_since: float | None = None
         committer.after_batch = self._log_batch_durable
+        if os.environ.get("ZABBY_WRITER_ACK", "1") != "0":
+            committer.send_when_durable = self._writer_ack
 
     @property
     def sync_barriers(self) -> dict[int, list]:
@@ -504,6 +506,23 @@ class EnsembleServer(ZabbyServer):
         if z is not None:
             self.peer.persisted(z)
             self._drain()
+
+    def _writer_ack(self, zxid: int) -> Lease | None:
+        """A follower's ACK of a log batch ending at `zxid`, for the log writer to send
+        the moment the batch is durable (GroupCommitter.send_when_durable), as
+        ZooKeeper's SyncRequestProcessor thread does: the ACK leaves then rather than
+        after the loop wakes, takes the answer and steps Zab. Only a plain
+        broadcast-phase ACK on a plain TCP link with nothing waiting to go before it;
+        anything else goes the loop's way (persisted -> ready), and so does this one
+        if the loop must write to the leader before the writer has begun to send it
+        (a ping, a forwarded request: `PeerMesh.lend`)."""
+        msg = self.peer.writer_ack(zxid)
+        lid = self.peer.leader_id
+        if msg is None or lid is None:
+            return None
+        peer = self.peer
+        return self.quorum_mesh.lend(lid, _KIND.pack(K_ZAB) + msg,
+                                     lambda went: peer.writer_acked(zxid) if went else None)
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)

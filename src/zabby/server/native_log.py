@@ -20,6 +20,7 @@ import errno
 import os
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from .._compiled import ENV_PURE
 from ..storage.fs import FSYNC_STALL_ENV
@@ -30,6 +31,21 @@ try:
     from .. import _logio  # type: ignore[attr-defined]
 except ImportError:  # not built here: the writer child does this work
     _logio = None
+
+
+class Send(Protocol):
+    """A message for the writer thread to send once a batch is durable (an ensemble
+    follower's ACK: `EnsembleServer._writer_ack`)."""
+
+    fd: int  # a descriptor the writer closes when done (a dup of the socket's)
+    message: bytes
+
+    def bind(self, cancel: Callable[[], bool]) -> None:
+        """cancel() -> True: the thread will not send it (its answer says -ECANCELED);
+        False: it has begun to (wait for `sent`)."""
+
+    def sent(self, n: int) -> None:
+        """Bytes sent (a partial message: the caller sends the rest), or -errno."""
 
 
 def available() -> bool:
@@ -45,6 +61,7 @@ class NativeLogWriter:
     hole that recovery must call corruption)."""
 
     seal = False  # the loop computes the checksums
+    sends = True  # write_sync(..., send=...): a message sent once durable
 
     def __init__(self, loop, slots: int = 2, max_batch: int = 8 << 20) -> None:
         if _logio is None:
@@ -57,22 +74,49 @@ class NativeLogWriter:
         self._w = _logio.Writer(os.environ.get(FSYNC_STALL_ENV) or None)
         self._seq = 0
         self._cbs: dict[int, Callable[[int | None], None]] = {}
+        # the `send` of the batches that send a message once durable
+        self._sends: dict[int, Send] = {}
         # answers taken from the thread, not yet handed to their callbacks
-        self._answers: deque[tuple[int, int]] = deque()
+        self._answers: deque[tuple[int, int, int]] = deque()
         loop.add_reader(self._w.fileno(), self._readable)
 
-    def write_sync(self, fd: int, offset: int, data, callback, key=None) -> None:
+    def write_sync(self, fd: int, offset: int, data, callback, key=None,
+                   send: Send | None = None) -> None:
         """Write `data` at `offset` of `fd`, then fdatasync; callback(errno) on the
-        loop. At most `slots` outstanding, each at most `max_batch` bytes."""
+        loop. At most `slots` outstanding, each at most `max_batch` bytes.
+
+        `send`: once the data is durable the writer thread sends `send.message` on
+        the descriptor `send.fd` itself (without blocking) and closes that
+        descriptor, which becomes the writer's here whatever happens. `send.bind`
+        gets the function that cancels the send if it has not begun;
+        `send.sent(bytes sent, or -errno)` runs on the loop just before callback."""
         if len(data) > self.max_batch or len(self._cbs) >= self.slots:
+            if send is not None:
+                os.close(send.fd)
+                send.sent(-errno.EBUSY)
             raise ValueError("NativeLogWriter: batch too large or no free slot")
         if not self.alive:
+            if send is not None:
+                os.close(send.fd)
+                send.sent(-errno.ESHUTDOWN)
             callback(None)
             return
         seq = self._seq
         self._seq = seq + 1
         self._cbs[seq] = callback
-        self._w.submit(fd, offset, data, seq)
+        if send is None:
+            self._w.submit(fd, offset, data, seq)
+            return
+        try:
+            self._w.submit(fd, offset, data, seq, send.fd, send.message)
+        except BaseException:
+            os.close(send.fd)
+            del self._cbs[seq]
+            send.sent(-errno.EIO)
+            raise
+        self._sends[seq] = send
+        cancel = self._w.cancel_send
+        send.bind(lambda: cancel(seq))
 
     def _readable(self) -> None:
         # take() empties the thread's list: if a callback raises, the answers behind
@@ -82,7 +126,10 @@ class NativeLogWriter:
         answers.extend(self._w.take())
         try:
             while answers:
-                seq, err = answers.popleft()
+                seq, err, sent = answers.popleft()
+                send = self._sends.pop(seq, None)
+                if send is not None:
+                    send.sent(sent)
                 cb = self._cbs.pop(seq, None)
                 if cb is not None:
                     cb(err)
@@ -100,5 +147,12 @@ class NativeLogWriter:
             pass
         self._w.close()  # finishes what was handed over, then the thread ends
         cbs, self._cbs = self._cbs, {}
+        # what was sent is known (a partial message must be finished by the caller);
+        # whether the writes are durable is not told: the reader is gone
+        sends, self._sends = self._sends, {}
+        sent = {seq: n for seq, _, n in (*self._answers, *self._w.take())}
+        self._answers.clear()
+        for seq in sorted(sends):
+            sends[seq].sent(sent.get(seq, -errno.ESHUTDOWN))
         for seq in sorted(cbs):  # answered after the reader went: nothing is known
             cbs[seq](None)

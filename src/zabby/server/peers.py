@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -65,6 +66,11 @@ REFUSAL_LOG_WINDOW = 10.0
 
 class PeerProtocolError(Exception):
     pass
+
+
+def frame_of(payload: bytes) -> bytes:
+    """`payload` as one frame of an up link (length, CRC-32, payload)."""
+    return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -179,6 +185,10 @@ class _Link(asyncio.Protocol):
         self._established: asyncio.Future[bool] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._counted = False  # in mesh.pending (an accepted link not yet up)
+        self.tls = False
+        # lent to a writer thread for one frame (PeerMesh.lend): the loop's frames wait
+        # in `out` unless the lease can be revoked
+        self.lease: Lease | None = None
 
     @property
     def established(self) -> asyncio.Future[bool]:
@@ -200,6 +210,8 @@ class _Link(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.addr = _fmt_addr(transport.get_extra_info("peername"))
+        self.tls = (transport.get_extra_info("sslcontext") is not None
+                    or transport.get_extra_info("ssl_object") is not None)
         if not self.dialler:
             if self.mesh.pending >= MAX_PENDING:
                 self.mesh._refusal("refused peer connection from %s: %d connections are "
@@ -384,10 +396,25 @@ class _Link(asyncio.Protocol):
 
     def flush(self) -> None:
         out = self.out
+        if out and self.lease is not None:
+            if not self.lease.revoke():
+                return  # the writer is sending: `returned` flushes
+            self.lease = None
         if out:
             if not self.closed and self.transport is not None:
                 self.transport.write(b"".join(out))
             out.clear()
+
+    def returned(self, lease: Lease, sent: int) -> None:
+        """The writer thread is done with `lease` and sent `sent` bytes of its frame
+        (negative: none). The rest of a partial frame goes first, then the frames
+        held meanwhile."""
+        if self.lease is lease:
+            self.lease = None
+        frame = lease.message
+        if 0 < sent < len(frame) and not self.closed and self.transport is not None:
+            self.transport.write(frame[sent:])
+        self.flush()
 
     def close(self) -> None:
         if not self.closed:
@@ -405,6 +432,31 @@ class _Link(asyncio.Protocol):
             return f"to server {self.peer_id} at {self.addr}"
         claim = "server" if self.state == "up" else "claiming to be server"
         return f"from {self.addr} ({claim} {self.peer_id})"
+
+
+class Lease:
+    """A link lent to a writer thread for one frame (`PeerMesh.lend`), in the shape
+    `native_log.NativeLogWriter.write_sync(send=...)` takes."""
+
+    def __init__(self, link: _Link, fd: int, message: bytes,
+                 done: Callable[[bool], None]) -> None:
+        self.link = link
+        self.fd = fd  # the writer's to close
+        self.message = message
+        self.done = done
+        self._cancel: Callable[[], bool] | None = None
+
+    def bind(self, cancel: Callable[[], bool]) -> None:
+        self._cancel = cancel
+
+    def revoke(self) -> bool:
+        """True when the writer will not send the frame (the link is ours again)."""
+        cancel = self._cancel
+        return cancel is not None and cancel()
+
+    def sent(self, n: int) -> None:
+        self.link.returned(self, n)
+        self.done(n > 0)
 
 
 class PeerMesh:
@@ -612,6 +664,35 @@ class PeerMesh:
             return False
         link.send(payload)
         return True
+
+    def lend(self, sid: int, payload: bytes, done: Callable[[bool], None]) -> Lease | None:
+        """A lease on the plain TCP link to `sid` for a writer thread to send
+        `payload` (framed) on, through a descriptor of its own (a dup), with
+        done(whether it went) once it is back; None when the link is down, TLS,
+        already lent, or has bytes waiting (the lent frame must follow everything
+        written before). Until then the link holds its frames, unless it can
+        revoke the lease (the writer has not begun to send): then its frames go and
+        the payload does not."""
+        link = self.links.get(sid)
+        if (link is None or link.closed or link.lease is not None or link.tls
+                or link.state != "up"):
+            return None
+        t = link.transport
+        if t is None:
+            return None
+        link.flush()
+        if t.get_write_buffer_size():
+            return None
+        sock = t.get_extra_info("socket")
+        if sock is None:
+            return None
+        try:
+            fd = os.dup(sock.fileno())
+        except OSError:
+            return None
+        lease = Lease(link, fd, frame_of(payload), done)
+        link.lease = lease
+        return lease
 
     def connected(self, sid: int) -> bool:
         link = self.links.get(sid)

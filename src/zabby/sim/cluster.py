@@ -19,6 +19,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ..server.clock import Clock
 from ..server.config import ServerConfig, parse_config
@@ -114,6 +115,7 @@ class SimCommitter(CommitQueue):
         self._scheduled = False
         self.failure: str | None = None
         self.after_batch: Callable[[], None] | None = None
+        self.send_when_durable: Callable[[int], Any] | None = None  # the real writer's only
         self._since_snap = 0
         self._threshold = self._next_threshold()
         self.snapshots_taken = 0
