@@ -312,25 +312,38 @@ def test_a_message_goes_on_its_socket_once_the_batch_is_durable(tmp_path):
     assert leaked == set()  # the writer closed its dup
 
 
-def test_a_send_cancelled_before_the_fdatasync_ends_does_not_go(tmp_path, monkeypatch):
-    stall = tmp_path / "stall"
-    stall.write_text("0.3")
-    monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
-
-    async def main() -> tuple[bool, list, int, bytes]:
-        writer, loop, _path, fd = _native_on_empty_file(tmp_path)
+def _send_once(tmp_path, message: bytes, *, cancel=False, full=False, read_only=False):
+    """One batch handed over with a message to send once durable: (what cancel()
+    answered right after the hand-off, or None; the send's answers; the batch's errno;
+    what the other end of the socket got). `full`: the socket's buffers are full;
+    `read_only`: the log's descriptor is (its pwrite fails)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        writer = KINDS["native"](loop)
+        path = tmp_path / "log"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
         a, b = socket.socketpair()
+        a.setblocking(False)
         b.setblocking(False)
-        done = loop.create_future()
-        try:
-            send = _Send(a, b"ack")
-            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
-            cancelled = send.cancel()  # the fdatasync sleeps 0.3 s first
-            err = await asyncio.wait_for(done, 5)
+        if full:
             try:
-                got = b.recv(10)
+                while True:  # fill a's send buffer and b's receive buffer
+                    a.send(b"z" * 65536)
             except BlockingIOError:
-                got = b""
+                pass
+        done = loop.create_future()
+        got = b""
+        try:
+            send = _Send(a, message)
+            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
+            cancelled = send.cancel() if cancel else None
+            err = await asyncio.wait_for(done, 5)
+            if not full:
+                try:
+                    got = b.recv(len(message) + 1)
+                except BlockingIOError:
+                    pass
         finally:
             writer.close()
             os.close(fd)
@@ -338,61 +351,20 @@ def test_a_send_cancelled_before_the_fdatasync_ends_does_not_go(tmp_path, monkey
             b.close()
         return cancelled, send.answers, err, got
 
-    cancelled, answers, err, got = asyncio.run(main())
-    assert cancelled is True and answers == [-errno.ECANCELED] and err == 0 and got == b""
+    return asyncio.run(main())
 
 
-def test_a_full_socket_sends_nothing_or_part_and_says_which(tmp_path):
-    async def main() -> tuple[list, int]:
-        writer, loop, _path, fd = _native_on_empty_file(tmp_path)
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        try:
-            while True:  # fill a's send buffer and b's receive buffer
-                a.send(b"z" * 65536)
-        except BlockingIOError:
-            pass
-        done = loop.create_future()
-        try:
-            send = _Send(a, b"m" * 1000)
-            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
-            err = await asyncio.wait_for(done, 5)
-        finally:
-            writer.close()
-            os.close(fd)
-            a.close()
-            b.close()
-        return send.answers, err
+def test_a_send_cancelled_before_the_fdatasync_ends_does_not_go(tmp_path, monkeypatch):
+    stall = tmp_path / "stall"
+    stall.write_text("0.3")  # the fdatasync sleeps 0.3 s first
+    monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
+    assert _send_once(tmp_path, b"ack", cancel=True) == (True, [-errno.ECANCELED], 0, b"")
 
-    sent, err = asyncio.run(main())
-    assert err == 0
-    assert sent == [-errno.EAGAIN]
+
+def test_a_full_socket_sends_nothing_and_says_so(tmp_path):
+    assert _send_once(tmp_path, b"m" * 1000, full=True) == (None, [-errno.EAGAIN], 0, b"")
 
 
 def test_a_failed_write_sends_no_message(tmp_path):
-    async def main() -> tuple[list, int, bytes]:
-        loop = asyncio.get_running_loop()
-        writer = KINDS["native"](loop)
-        path = tmp_path / "ro"
-        path.write_bytes(b"")
-        fd = os.open(path, os.O_RDONLY)  # pwrite fails: EBADF
-        a, b = socket.socketpair()
-        b.setblocking(False)
-        done = loop.create_future()
-        try:
-            send = _Send(a, b"ack")
-            writer.write_sync(fd, 0, b"x", done.set_result, send=send)
-            err = await asyncio.wait_for(done, 5)
-            try:
-                got = b.recv(10)
-            except BlockingIOError:
-                got = b""
-        finally:
-            writer.close()
-            os.close(fd)
-            a.close()
-            b.close()
-        return send.answers, err, got
-
-    sent, err, got = asyncio.run(main())
-    assert err == errno.EBADF and sent == [-errno.EBADF] and got == b""
+    assert _send_once(tmp_path, b"ack", read_only=True) == (
+        None, [-errno.EBADF], errno.EBADF, b"")
