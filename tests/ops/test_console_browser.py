@@ -159,9 +159,13 @@ def message(driver) -> str:
 
 
 def stat_value(driver, key: str) -> str:
+    """The stat table's value for `key`. The page draws the table again after every
+    load and save, so a cell found may go stale before it is read: read it again."""
     from selenium.webdriver.common.by import By
 
-    return driver.find_element(By.CSS_SELECTOR, f'#stat-table tr[data-key="{key}"] td:last-child').text
+    return wait_for(lambda: driver.find_element(
+        By.CSS_SELECTOR, f'#stat-table tr[data-key="{key}"] td:last-child').text,
+        f"the stat table's {key}")
 
 
 # -------------------------------------------------------------------- tests
@@ -228,7 +232,8 @@ def test_an_edit_on_the_page_is_seen_through_the_protocol(browser, server, zk):
     wait_for(lambda: "saved /edit/me (version 1)" in message(browser), "the save message")
     data, stat = zk.get("/edit/me")
     assert (data, stat.version) == (b"new value from the page", 1)
-    assert stat_value(browser, "version") == "1"
+    # the save message comes first; the table is drawn again from the new stat after it
+    wait_for(lambda: stat_value(browser, "version") == "1", "the stat table at version 1")
     # someone else writes meanwhile: the page's save is refused, nothing is lost
     by_id(browser, "edit-button").click()
     zk.set("/edit/me", b"written elsewhere")
