@@ -368,3 +368,57 @@ def test_a_full_socket_sends_nothing_and_says_so(tmp_path):
 def test_a_failed_write_sends_no_message(tmp_path):
     assert _send_once(tmp_path, b"ack", read_only=True) == (
         None, [-errno.EBADF], errno.EBADF, b"")
+
+
+def test_the_committer_hands_the_writer_a_message_for_a_lone_batch(tmp_path):
+    """GroupCommitter.send_when_durable (an ensemble follower's ACK): asked with a
+    batch's last zxid when that batch is the only one in flight, and what it returns
+    goes on the socket once the batch is durable; a batch behind another one in
+    flight is not asked (under load the loop's own path sends it)."""
+    txn_log = TxnLog(str(tmp_path / "log"), prealloc_bytes=1 << 22)
+    txn_log.open_for_append(0)
+    gc = GroupCommitter(txn_log, snap_dir=str(tmp_path / "snap"), snap_count=1 << 30,
+                        tree_getter=None, syncer=lambda loop: native_log.NativeLogWriter(
+                            loop, slots=4), max_inflight=4)
+    a, b = socket.socketpair()
+    asked: list[int] = []
+    sends: list[_Send] = []
+
+    def hook(zxid: int):
+        asked.append(zxid)
+        sends.append(_Send(a, b"ack-%d" % zxid))
+        return sends[-1]
+
+    gc.send_when_durable = hook
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def submit(zs):
+            futs = []
+            for z in zs:
+                f = loop.create_future()
+                gc.submit_entry(z, b"txn-%d" % z, lambda f=f: f.set_result(None),
+                                lambda why, f=f: f.set_exception(AssertionError(why)))
+                futs.append(f)
+            return futs
+
+        await asyncio.wait_for(asyncio.gather(*submit([1])), 10)  # the segment: thread
+        await asyncio.wait_for(asyncio.gather(*submit([2, 3])), 10)  # one lone batch
+        first = submit([4])
+        await asyncio.sleep(0)  # batch 4 handed over; 5 joins while it is in flight
+        rest = submit([5])
+        await asyncio.wait_for(asyncio.gather(*first, *rest), 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gc.close()
+    b.settimeout(5)
+    got = b""
+    while len(got) < len(b"ack-3ack-4"):
+        got += b.recv(100)
+    a.close()
+    b.close()
+    assert asked == [3, 4] and got == b"ack-3ack-4"
+    assert [s.answers for s in sends] == [[5], [5]]

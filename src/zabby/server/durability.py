@@ -330,12 +330,10 @@ class GroupCommitter(CommitQueue):
                 hook = self.send_when_durable
                 send = (hook(batch[-1][0]) if hook is not None and len(self._inflight) == 1
                         and getattr(syncer, "sends", False) else None)
-                if send is not None:
-                    write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
-                               self.log.handle_generation, send=send)
-                else:
-                    write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
-                               self.log.handle_generation)
+                # (`send` only when there is one: the writer child takes no such argument)
+                extra: dict[str, Any] = {"send": send} if send is not None else {}
+                write_sync(h, offset, data, lambda err, rec=rec: self._synced(rec, err),
+                           self.log.handle_generation, **extra)
                 continue
             h, token = written
             rec = [batch, token, h, None, time.perf_counter(), None, None]

@@ -68,12 +68,8 @@ class PeerProtocolError(Exception):
     pass
 
 
-def frame_of(payload: bytes) -> bytes:
-    """`payload` as one frame of an up link (length, CRC-32, payload)."""
-    return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
-
-
 def encode_frame(payload: bytes) -> bytes:
+    """`payload` as one frame (length, CRC-32, payload)."""
     return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -690,7 +686,7 @@ class PeerMesh:
             fd = os.dup(sock.fileno())
         except OSError:
             return None
-        lease = Lease(link, fd, frame_of(payload), done)
+        lease = Lease(link, fd, encode_frame(payload), done)
         link.lease = lease
         return lease
 
