@@ -174,6 +174,12 @@ class States:
         with self.cond:
             return self.cond.wait_for(lambda: state in self.seen, timeout)
 
+    def wait_last(self, state, timeout=TIMEOUT) -> bool:
+        """True once `state` is the newest state heard. kazoo sets `connected` before
+        it calls its listeners, so a test that saw `connected` waits here for them."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.seen[-1:] == [state], timeout)
+
 
 # ----------------------------------------------------------------------- ephemerals
 def test_ephemerals_vanish_when_the_session_closes(zk, clients):
@@ -248,7 +254,7 @@ def test_reconnect_keeps_session_ephemerals_and_recipes(zk, clients, proxy):
     zk.set("/w", b"changed while away")
     proxy.unblock()
     assert wait_until(lambda: client.connected and proxy.accepted > before)
-    assert states.seen[-1] == KazooState.CONNECTED and KazooState.LOST not in states.seen
+    assert states.wait_last(KazooState.CONNECTED) and KazooState.LOST not in states.seen
     assert client.client_id == (sid, passwd)
     assert zk.exists("/live").ephemeralOwner == sid
     assert seen.get(timeout=TIMEOUT) == b"changed while away"
