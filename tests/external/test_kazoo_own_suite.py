@@ -14,6 +14,7 @@ runs in a venv of its own (.venv-kazoo-suite, made once from kazoo_suite/require
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,24 @@ def _suite_python() -> str:
     return str(py)
 
 
+# kazoo tests that race against their own client rather than against the server.
+# test_invalid_sasl_auth: KazooClient.start() wakes on CONNECTED and then reads
+# `connected`; the connection thread meanwhile runs the SASL exchange, and when the server
+# rejects the credentials before the main thread is scheduled, AUTH_FAILED has already
+# cleared `connected` and start() raises its timeout instead of AuthFailedError. A busy
+# machine (two CI workers) loses that race against a server that answers in microseconds.
+# Such a test is run again on its own; it must then pass, so a server that accepted the
+# bad credentials still fails here.
+RACY = {
+    "TestLegacySASLDigestAuthentication::test_invalid_sasl_auth",
+    "TestSASLDigestAuthentication::test_invalid_sasl_auth",
+}
+
+
+def _failed_tests(output: str) -> set[str]:
+    return set(re.findall(r"^FAILED ::(\S+?) ", output, re.MULTILINE))
+
+
 @pytest.mark.parametrize("selection, jaas, expect, members", [
     (["kazoo.tests.test_sasl"], "digest", "4 passed", 1),
     (["kazoo.tests.test_client", "-k", "ssl"], None, "1 passed", 1),
@@ -66,14 +85,26 @@ def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect, members):
     env.pop("CI", None)  # kazoo's read-only test would wait 15 s more for a slow CI
     if jaas:
         env["ZOOKEEPER_JAAS_AUTH"] = jaas
-    p = subprocess.run(
-        [_suite_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
-         *selection],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_suite_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
+             *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+
+    p = run(*selection)
     # on failure, enough of the output to hold the members' own logs (pytest shows the
     # captured output of kazoo's harness, the servers' included, after the traceback)
     tail = (p.stdout + p.stderr)[-20000:]
+    failed = _failed_tests(p.stdout)
+    if p.returncode != 0 and failed and failed <= RACY:
+        for name in sorted(failed):
+            cls, test = name.split("::")
+            again = run(selection[0], "-k", f"{cls} and {test}")
+            assert again.returncode == 0 and "1 passed" in again.stdout, (
+                tail + "\n--- run again on its own ---\n" + again.stdout[-10000:])
+        return
     assert p.returncode == 0, tail
     assert expect in p.stdout, tail
