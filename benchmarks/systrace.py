@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from zabby.testing.servers import ZabbyEnsemble  # noqa: E402
 
-CALLS = "read,write,pwrite64,fdatasync"
+CALLS = "read,write,pwrite64,fdatasync,sendto"
 # a call's start, its thread, name and arguments; a call another one interrupted is
 # printed unfinished ("...") and still counts (its start is what we want)
 LINE = re.compile(r"\s*([\d.]+) \(\s*([\d.]*)(?: ms)?\s*\): \S+/(\d+) (\w+)\((.*?)\)\s*(?:=|\.\.\.)")
@@ -56,9 +56,11 @@ def parse(path: Path) -> list[tuple[float, int, str, int, int]]:
     return out
 
 
-def hops(events, roles: dict[int, str]) -> tuple[list[dict[str, float]], dict[str, int]]:
-    """The hop times (ms after the client's send) of each write traced whole, and for
-    the others how many lacked each first missing hop."""
+def hops(events, roles: dict[int, str]
+         ) -> tuple[list[dict[str, float]], dict[str, int], dict[str, int]]:
+    """The hop times (ms after the client's send) of each write traced whole, for the
+    others how many lacked each first missing hop, and how many of each follower's ACKs
+    its log thread sent."""
     def first(seq, t, who, call, cond=lambda e: True):
         for e in seq:
             if e[0] > t and roles.get(e[1]) == who and e[2] == call and cond(e):
@@ -68,10 +70,12 @@ def hops(events, roles: dict[int, str]) -> tuple[list[dict[str, float]], dict[st
     sends = [e for e in events if roles.get(e[1]) == "client" and e[2] == "write"]
     out: list[dict[str, float]] = []
     missed: dict[str, int] = {}
+    writer_acks: dict[str, int] = {}
     for s, nxt in zip(sends, sends[1:], strict=False):
         seq = [e for e in events if s[0] <= e[0] < nxt[0]]
         t0 = s[0]
         h: dict[str, float] = {}
+        extra: dict[str, tuple | None] = {}
         fwd = first(seq, t0, "F1", "write")
         if fwd is None:
             continue
@@ -79,11 +83,19 @@ def hops(events, roles: dict[int, str]) -> tuple[list[dict[str, float]], dict[st
         lrecv = first(seq, fwd[0], "L", "read")
         lprop = lrecv and first(seq, lrecv[0], "L", "write")
         marks += [("L reads it", lrecv), ("L proposes", lprop)]
+        for who in ("F1", "F2"):
+            extra[f"{who} reads ENTRIES"] = lprop and first(seq, lprop[0], who, "read")
         for who in ("F1", "F2", "L"):
             pw = first(seq, t0, who + "-log", "pwrite64")
+            # a follower's log thread sends the batch's ACK itself (its sendto comes
+            # before the eventfd write that tells the loop); otherwise the loop does
+            sent = pw and first(seq, pw[0], who + "-log", "sendto")
             dur = pw and first(seq, pw[0], who + "-log", "write", lambda e: e[4] == 8)
-            marks += [(f"{who} log write starts", pw), (f"{who} durable", dur)]
-            if who != "L" and dur:
+            marks += [(f"{who} log write starts", pw), (f"{who} durable", sent or dur)]
+            if who != "L" and sent:
+                marks.append((f"{who} sends ACK", sent))
+                writer_acks[who] = writer_acks.get(who, 0) + 1
+            elif who != "L" and dur:
                 wake = first(seq, dur[0], who, "read", lambda e: e[4] == 8)
                 ack = wake and first(seq, wake[0], who, "write")
                 marks += [(f"{who} loop sees it", wake), (f"{who} sends ACK", ack)]
@@ -91,20 +103,24 @@ def hops(events, roles: dict[int, str]) -> tuple[list[dict[str, float]], dict[st
                 marks.append(("L loop sees own", first(seq, dur[0], "L", "read",
                                                        lambda e: e[4] == 8)))
         acks = [e for name, e in marks if e and name.endswith("sends ACK")]
+        extra["L reads an ACK"] = acks and first(seq, min(a[0] for a in acks), "L", "read")
         commit = acks and first(seq, min(a[0] for a in acks), "L", "write")
         link_fd = fwd[3]
         reply = commit and first(seq, commit[0], "F1", "write",
                                  lambda e, link_fd=link_fd: e[3] != link_fd)
         got = reply and first(seq, reply[0], "client", "read")
+        extra["F1 reads COMMIT"] = commit and first(seq, commit[0], "F1", "read")
         marks += [("L sends COMMIT", commit), ("F1 replies", reply), ("client reads", got)]
         missing = [name for name, e in marks if not e]
         if missing:
             missed[missing[0]] = missed.get(missing[0], 0) + 1
             continue
-        for name, e in marks:
+        # the optional marks (seen in most writes) go in time order among the others
+        for name, e in sorted(marks + [(n, e) for n, e in extra.items() if e],
+                              key=lambda m: m[1][0]):
             h[name] = (e[0] - t0) * 1000
         out.append(h)
-    return out, missed
+    return out, missed, writer_acks
 
 
 def _descendants(pid: int) -> list[int]:
@@ -160,14 +176,16 @@ def main() -> None:
         for tid, role in list(roles.items()):
             if role.endswith("-log") and tid not in writers:
                 roles[tid] = role.replace("-log", "-other")
-        rows, missed = hops(parse(trace), roles)
+        rows, missed, writer_acks = hops(parse(trace), roles)
         print(f"bench (traced): p50 {result['latency_ms']['p50']:.3f} ms; "
-              f"{len(rows)} writes traced whole; not whole, by first missing hop: {missed}")
+              f"{len(rows)} writes traced whole; not whole, by first missing hop: {missed}; "
+              f"ACKs sent by the log thread: {writer_acks}")
         if not rows:
             return
-        for name in rows[0]:
-            vals = [r[name] for r in rows if name in r]
-            print(f"  {statistics.median(vals):7.0f} us  {name}")
+        names = {n for r in rows for n in r}
+        med = {n: statistics.median([r[n] for r in rows if n in r]) for n in names}
+        for name in sorted(names, key=med.__getitem__):
+            print(f"  {med[name]:7.0f} us  {name}")
     finally:
         ens.stop()
         shutil.rmtree(work, ignore_errors=True)
