@@ -17,7 +17,8 @@ COMPILED_SRC := src/zabby/wire/primitives.py src/zabby/wire/protocol.py \
 	src/zabby/server/connection.py src/zabby/server/pipeline.py \
 	src/zabby/server/core.py src/zabby/consensus/peer.py \
 	src/zabby/server/durability.py src/zabby/server/peers.py \
-	src/zabby/server/ensemble.py src/zabby/consensus/messages.py
+	src/zabby/server/ensemble.py src/zabby/consensus/messages.py \
+	src/zabby/storage/txnlog.py src/zabby/server/native_log.py
 # setup.py's one hand-written C extension (the log's writer thread, server/native_log.py)
 NATIVE_SRC := src/zabby/_logio.c
 

@@ -60,6 +60,8 @@ COMPILED_MODULES = (
     "zabby.server.peers",
     "zabby.server.ensemble",
     "zabby.consensus.messages",
+    "zabby.storage.txnlog",
+    "zabby.server.native_log",
 )
 ENV_PURE = "ZABBY_PURE_PYTHON"
 _PKG_DIR = Path(__file__).resolve().parent
