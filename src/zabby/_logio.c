@@ -17,6 +17,10 @@
  * cancel_send(token): the caller wants its socket back before the fdatasync is over
  * (it has other frames to write): True when the thread will not send that message
  * (sent then answers -ECANCELED), False when it has started to (wait for the answer).
+ * Tokens must grow in the order jobs are submitted: the thread reaches them in that
+ * order, so a token at or below the last one it reached is past cancelling. Several
+ * jobs may each carry a message (to different sockets; a job with no data sends its
+ * message once everything submitted before it is durable).
  *
  * Tests only: Writer(stall_file) makes every fdatasync first sleep the seconds written
  * in that file (nothing, 0 or a missing file: no stall), as storage.fs.fsync_stall
@@ -49,6 +53,8 @@ typedef struct job {
     char *msg;
 } job;
 
+#define MAX_CANCELLED 32
+
 typedef struct {
     PyObject_HEAD
     pthread_t thread;
@@ -61,8 +67,9 @@ typedef struct {
     int started;
     int broken_fd;
     int broken_err;
-    long long sending_token;   /* the job whose message the thread has begun to send */
-    long long cancelled_token; /* the job whose message must not be sent */
+    long long reached_token;   /* the last job with a message the thread came to send */
+    long long cancelled[MAX_CANCELLED]; /* jobs whose message must not be sent */
+    int ncancelled;
     char *stall_file;          /* tests: a slow disk; NULL: none */
 } Writer;
 
@@ -173,14 +180,17 @@ static void *run(void *arg) {
             j->data = NULL;
             if (j->sock >= 0) {
                 int cancelled = 0;
-                if (!j->err) {
-                    pthread_mutex_lock(&w->mu);
-                    if (w->cancelled_token == j->token)
+                pthread_mutex_lock(&w->mu);
+                for (int k = 0; k < w->ncancelled; k++) {
+                    if (w->cancelled[k] == j->token) {
+                        w->cancelled[k] = w->cancelled[--w->ncancelled];
                         cancelled = 1;
-                    else
-                        w->sending_token = j->token;
-                    pthread_mutex_unlock(&w->mu);
+                        break;
+                    }
                 }
+                if (j->token > w->reached_token)
+                    w->reached_token = j->token;
+                pthread_mutex_unlock(&w->mu);
                 if (j->err)
                     j->sent = -(long long)j->err;
                 else if (cancelled)
@@ -224,7 +234,8 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kwds) {
     w->q_head = w->q_tail = w->d_head = w->d_tail = NULL;
     w->stop = 0;
     w->broken_fd = -1;
-    w->sending_token = w->cancelled_token = -1;
+    w->reached_token = -1;
+    w->ncancelled = 0;
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -327,9 +338,9 @@ static PyObject *Writer_cancel_send(Writer *w, PyObject *arg) {
         return NULL;
     int cancelled;
     pthread_mutex_lock(&w->mu);
-    cancelled = w->sending_token != token;
+    cancelled = token > w->reached_token && w->ncancelled < MAX_CANCELLED;
     if (cancelled)
-        w->cancelled_token = token;
+        w->cancelled[w->ncancelled++] = token;
     pthread_mutex_unlock(&w->mu);
     return PyBool_FromLong(cancelled);
 }

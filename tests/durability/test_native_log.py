@@ -271,12 +271,16 @@ class _Send:
         self.message = message
         self.cancel = None
         self.answers: list = []
+        self.also: list = []
 
     def bind(self, cancel) -> None:
         self.cancel = cancel
 
     def sent(self, n: int) -> None:
         self.answers.append(n)
+
+    def more(self) -> list:
+        return self.also
 
 
 def test_a_message_goes_on_its_socket_once_the_batch_is_durable(tmp_path):
@@ -368,6 +372,119 @@ def test_a_full_socket_sends_nothing_and_says_so(tmp_path):
 def test_a_failed_write_sends_no_message(tmp_path):
     assert _send_once(tmp_path, b"ack", read_only=True) == (
         None, [-errno.EBADF], errno.EBADF, b"")
+
+
+def _recv_now(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(100)
+    except BlockingIOError:
+        return b""
+
+
+def test_more_messages_go_on_their_own_sockets_once_the_batch_is_durable(tmp_path):
+    """A send's more() (a follower's PEER_ACKs): each goes on its own socket after the
+    batch's fdatasync. The batch's own message is answered before its callback; the
+    others, data-less jobs queued behind it, in the same take or (when the thread took
+    the batch before they were queued) the next one."""
+    async def main():
+        writer, loop, path, fd = _native_on_empty_file(tmp_path)
+        pairs = [socket.socketpair() for _ in range(3)]
+        order: list = []
+        done = loop.create_future()
+
+        def note(what, n=None):
+            order.append((what, n))
+            if len(order) == 4:
+                done.set_result(None)
+        try:
+            before = _open_fds()
+            sends = [_Send(a, b"msg%d" % i) for i, (a, _) in enumerate(pairs)]
+            for i, send in enumerate(sends):
+                send.sent = lambda n, i=i: note(f"sent {i}", n)
+            sends[0].also = sends[1:]
+            writer.write_sync(fd, 0, b"durable", lambda err: note("done", err),
+                              send=sends[0])
+            await asyncio.wait_for(done, 5)
+            leaked = _open_fds() - before
+            for _, b in pairs:
+                b.setblocking(False)
+            got = [_recv_now(b) for _, b in pairs]
+        finally:
+            writer.close()
+            os.close(fd)
+            for a, b in pairs:
+                a.close()
+                b.close()
+        return order, got, path.read_bytes(), leaked
+
+    order, got, on_disk, leaked = asyncio.run(main())
+    assert order.index(("sent 0", 4)) < order.index(("done", 0))
+    assert sorted(order) == [("done", 0), ("sent 0", 4), ("sent 1", 4), ("sent 2", 4)]
+    assert got == [b"msg0", b"msg1", b"msg2"] and on_disk == b"durable"
+    assert leaked == set()
+
+
+def test_the_extra_messages_take_no_slot(tmp_path):
+    """The committer fills the writer's slots with batches (its own count): a batch's
+    extra messages must not take one, or the next batch would be refused (which
+    stops a server: its log failed)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        writer = native_log.NativeLogWriter(loop, slots=2)
+        path = tmp_path / "log"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDWR)
+        pairs = [socket.socketpair() for _ in range(3)]
+        done = [loop.create_future(), loop.create_future()]
+        try:
+            sends = [_Send(a, b"m%d" % i) for i, (a, _) in enumerate(pairs)]
+            sends[0].also = sends[1:]
+            writer.write_sync(fd, 0, b"one", done[0].set_result, send=sends[0])
+            writer.write_sync(fd, 3, b"two", done[1].set_result)  # the second slot
+            errs = [await asyncio.wait_for(f, 5) for f in done]
+        finally:
+            writer.close()
+            os.close(fd)
+            for a, b in pairs:
+                a.close()
+                b.close()
+        return errs, [s.answers for s in sends], path.read_bytes()
+
+    assert asyncio.run(main()) == ([0, 0], [[2], [2], [2]], b"onetwo")
+
+
+def test_each_message_of_a_batch_is_cancelled_on_its_own(tmp_path, monkeypatch):
+    """Two links lent for one batch, taken back one after the other while its
+    fdatasync runs: neither message goes (the writer remembers every cancelled one,
+    not just the last); one taken back: the other still goes."""
+    stall = tmp_path / "stall"
+    stall.write_text("0.3")
+    monkeypatch.setenv("ZABBY_TEST_FSYNC_STALL_FILE", str(stall))
+
+    async def main(cancel: list[int]):
+        writer, loop, path, fd = _native_on_empty_file(tmp_path)
+        pairs = [socket.socketpair() for _ in range(2)]
+        done = loop.create_future()
+        try:
+            sends = [_Send(a, b"m%d" % i) for i, (a, _) in enumerate(pairs)]
+            sends[0].also = sends[1:]
+            writer.write_sync(fd, 0, b"x", done.set_result, send=sends[0])
+            said = [sends[i].cancel() for i in cancel]
+            await asyncio.wait_for(done, 5)
+            for _, b in pairs:
+                b.setblocking(False)
+            got = [_recv_now(b) for _, b in pairs]
+        finally:
+            writer.close()
+            os.close(fd)
+            for a, b in pairs:
+                a.close()
+                b.close()
+        return said, [s.answers for s in sends], got
+
+    cancelled = -errno.ECANCELED
+    assert asyncio.run(main([0, 1])) == ([True, True], [[cancelled], [cancelled]], [b"", b""])
+    assert asyncio.run(main([1])) == ([True], [[2], [cancelled]], [b"m0", b""])
 
 
 def test_the_committer_hands_the_writer_a_message_for_a_lone_batch(tmp_path):

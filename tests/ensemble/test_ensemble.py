@@ -316,3 +316,33 @@ def test_leader_whose_followers_stop_steps_down_at_once_and_serves_read_only(tmp
         assert read_only < 4.5, f"read-only after {read_only:.1f} s"  # 2 s delay, and 7 s before
     finally:
         ens.stop()
+
+
+def test_a_follower_commits_its_clients_writes_on_the_other_follower_s_ack(ensemble):
+    """PEER_ACK: the follower holding the session asks the other follower for its ACKs
+    and applies a write once both their logs hold it, a hop before the leader's COMMIT
+    (zk_peer_ack_commits counts those). The other follower, asked by no one, commits
+    only on COMMIT; every member ends with the same data."""
+    leader = ensemble.leader()
+    f1, f2 = (i for i in ensemble.members if i != leader)
+    c = _client(ensemble.members[f1].hosts)
+    others = []
+    try:
+        c.create("/pa", b"0")
+        for i in range(1, 61):
+            c.set("/pa", str(i).encode())
+            assert c.get("/pa")[0] == str(i).encode()  # read your own write, on f1
+
+        def commits(i: int) -> int:
+            mntr = ensemble.members[i].four_letter_word("mntr")
+            return int(mntr.split("zk_peer_ack_commits\t")[1].split()[0])
+
+        assert commits(f1) > 0
+        assert commits(f2) == 0 and commits(leader) == 0
+        others = [_client(ensemble.members[i].hosts) for i in (leader, f2)]
+        for o in others:
+            o.sync("/pa")
+            assert o.get("/pa") == c.get("/pa")
+    finally:
+        for o in [c, *others]:
+            o.stop()

@@ -19,6 +19,7 @@ class _Peer:
     voters = {1, 2, 3}
     syncs_sent = {"DIFF": 0, "TRUNC": 0, "SNAP": 0}
     looking_count = 0
+    peer_commits = 0
     phase = "broadcast"
     epoch = 1
     last_zxid = committed_zxid = 0x100000005

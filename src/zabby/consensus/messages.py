@@ -32,7 +32,8 @@ from .message_records import (
 
 __all__ = [
     "ACK", "ACKEPOCH", "COMMIT", "ENTRIES", "FOLLOWERINFO", "LEADERINFO", "NEWLEADER",
-    "NOTIFICATION", "NOTIFICATION_CFG", "PING", "SYNC", "UPTODATE", "MalformedMessage",
+    "NOTIFICATION", "NOTIFICATION_CFG", "PEER_ACK", "PEER_ACK_WANT", "PING", "SYNC", "UPTODATE",
+    "MalformedMessage",
     "decode", "encode",
     "SYNC_DIFF", "SYNC_TRUNC", "SYNC_SNAP",
     # the records (consensus/message_records.py, generated)
@@ -60,6 +61,14 @@ PING = 11
 # reconfiguration; type 1 (without it) is still understood, so members of an earlier
 # release are heard during a rolling upgrade (they drop this type as unknown)
 NOTIFICATION_CFG = 12
+# a follower's broadcast ACK sent to the other voting followers as well as the leader:
+# a follower that sees a quorum durable (its own log and these) commits without
+# waiting for the leader's COMMIT (Peer._on_peer_ack). An earlier release drops it as
+# an unknown type, which only costs its receiver the shortcut.
+PEER_ACK = 13
+# a follower holding client writes asks the other voting followers for their PEER_ACKs
+# (for a while: Peer.want_peer_acks); no one else gets them
+PEER_ACK_WANT = 14
 
 SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
 
@@ -76,13 +85,15 @@ BODY: dict[int, Any] = {  # message type -> its body record class
     UPTODATE: Zxid,
     COMMIT: Zxid,
     PING: Zxid,
+    PEER_ACK: Ack,
+    PEER_ACK_WANT: Zxid,
 }
 
 NAMES = {
     NOTIFICATION: "NOTIFICATION", FOLLOWERINFO: "FOLLOWERINFO", ACKEPOCH: "ACKEPOCH",
     ACK: "ACK", LEADERINFO: "LEADERINFO", SYNC: "SYNC", ENTRIES: "ENTRIES",
     NEWLEADER: "NEWLEADER", UPTODATE: "UPTODATE", COMMIT: "COMMIT", PING: "PING",
-    NOTIFICATION_CFG: "NOTIFICATION",
+    NOTIFICATION_CFG: "NOTIFICATION", PEER_ACK: "PEER_ACK", PEER_ACK_WANT: "PEER_ACK_WANT",
 }
 
 _ZXID_MAX = (1 << 63) - 1
@@ -149,6 +160,6 @@ def _validate(mtype: int, body) -> None:
     elif mtype == ACKEPOCH:
         if body.current_epoch < 0 or body.last_zxid < 0:
             raise MalformedMessage("bad ackepoch")
-    elif mtype in (ACK, NEWLEADER, UPTODATE, COMMIT, PING):
+    elif mtype in (ACK, NEWLEADER, UPTODATE, COMMIT, PING, PEER_ACK, PEER_ACK_WANT):
         if body.zxid < 0:
             raise MalformedMessage("negative zxid")

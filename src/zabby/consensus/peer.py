@@ -22,6 +22,7 @@ _MAX_BATCH = 512          # entries per ENTRIES message
 _ENTRIES = m.ENTRIES
 _GETS_PROPOSALS = frozenset(("syncing", "synced"))  # learner stages that are sent proposals
 _RETRY_TICKS = 3          # a learner re-handshakes if LEADERINFO does not come this soon
+_WANT_TICKS = 10          # a follower asks for PEER_ACKs at most this often (Peer.want_peer_acks)
 
 
 def zxid_epoch(zxid: int) -> int:
@@ -312,6 +313,15 @@ class Peer:
         # the highest zxid whose broadcast ACK the log writer sent itself, the moment
         # its batch was durable (`writer_ack`, `writer_acked`): no second ACK for it
         self._writer_acked = -1
+        # follower: the broadcast ACKs other voting followers sent us (PEER_ACK,
+        # sender -> zxid, this epoch and leader), and the highest zxid we sent each of
+        # them ours for
+        self._peer_acks: dict[int, int] = {}
+        self._peer_acked: dict[int, int] = {}
+        self.peer_commits = 0  # commits learned from PEER_ACKs ahead of the leader's
+        # follower: who asked us for PEER_ACKs (sender -> tick), and when we last asked
+        self._peer_ack_wanted: dict[int, int] = {}
+        self._want_sent = -_WANT_TICKS
         # FOLLOWERINFO that came while we were still looking (sender -> raw message)
         self._early_infos: dict[int, bytes] = {}
         self._told_deposed: dict[int, int] = {}  # sender -> tick we told it (_tell_deposed)
@@ -553,6 +563,11 @@ class Peer:
         t = head.type
         if t == m.NOTIFICATION:
             self._on_notification(frm, body)
+        elif t == m.PEER_ACK:
+            self._on_peer_ack(frm, head, body)
+        elif t == m.PEER_ACK_WANT:
+            if self.role == FOLLOWING and head.epoch == self._epoch and frm in self.voters:
+                self._peer_ack_wanted[frm] = self._now
         elif t in (m.FOLLOWERINFO, m.ACKEPOCH, m.ACK):
             if self.role != LEADING:
                 self._events.append(
@@ -634,6 +649,69 @@ class Peer:
         that this one covers."""
         if zxid > self._writer_acked:
             self._writer_acked = zxid
+
+    def writer_peer_acks(self, zxid: int) -> list[tuple[int, bytes]]:
+        """The PEER_ACKs (to each other voting follower) that `persisted(zxid)` would
+        send, for the log writer to send with `writer_ack(zxid)`."""
+        if self.writer_ack(zxid) is None:
+            return []
+        msg = m.encode(m.PEER_ACK, m.Ack(zxid, False), epoch=self._epoch)
+        return [(sid, msg) for sid in self._peer_ack_targets()
+                if zxid > self._peer_acked.get(sid, -1)]
+
+    def writer_peer_acked(self, sid: int, zxid: int) -> None:
+        if zxid > self._peer_acked.get(sid, -1):
+            self._peer_acked[sid] = zxid
+
+    def want_peer_acks(self) -> None:
+        """This follower holds a client write it forwarded: the other voting followers
+        should send it their ACKs (asked at most once per _WANT_TICKS; an ask holds for
+        twice that), so it can commit the write a hop before the leader's COMMIT."""
+        if (self.role != FOLLOWING or self._fstage != "broadcast" or not self.is_voter
+                or self.config.groups or self._now - self._want_sent < _WANT_TICKS):
+            return
+        self._want_sent = self._now
+        msg = m.encode(m.PEER_ACK_WANT, m.Zxid(0), epoch=self._epoch)
+        for s in self.voters:
+            if s != self.id and s != self.leader_id:
+                self._out.append((s, msg))
+
+    def _peer_ack_targets(self) -> list[int]:
+        if not self.is_voter or self.config.groups or not self._peer_ack_wanted:
+            return []
+        now = self._now
+        return [s for s, t in self._peer_ack_wanted.items()
+                if now - t <= 2 * _WANT_TICKS and s != self.leader_id]
+
+    def _on_peer_ack(self, frm: int, head, body) -> None:
+        """Another voting follower of our leader has its log durable up to body.zxid.
+        Both our logs hold the leader's history (synced from it, then its proposals
+        in order, within one epoch that only this leader proposes in), so when those
+        ACKs and our own durable log make a quorum, everything up to that zxid is
+        acknowledged by a quorum -- committed, exactly as the leader would decide it
+        -- and we apply it without waiting a hop for the leader's COMMIT. Only a
+        plain majority with no reconfiguration in our log past the commit point
+        (the leader's joint-quorum rule stays the leader's)."""
+        if (self.role != FOLLOWING or head.epoch != self._epoch or frm == self.leader_id
+                or frm not in self.voters):
+            return
+        if body.zxid > self._peer_acks.get(frm, -1):
+            self._peer_acks[frm] = body.zxid
+            self._peer_commit()
+
+    def _peer_commit(self) -> None:
+        if (not self._peer_acks or self.role != FOLLOWING or self._fstage != "broadcast"
+                or not self.serving or not self.is_voter or self._cfg_pending
+                or self.config.groups):
+            return
+        acked = {s: z for s, z in self._peer_acks.items()
+                 if s in self.voters and s != self.leader_id}
+        acked[self.id] = self._eff_durable()
+        c = min(self.config.agreed(acked), self._last)
+        if c > self._commit:
+            self._commit = c
+            self.peer_commits += 1
+            self._emit_commits()
 
     def snapshot_installed(self, zxid: int) -> None:
         if self._snap_wait is None or zxid != self._snap_wait:
@@ -831,6 +909,10 @@ class Peer:
         self._fstage = ""
         self._nl_zxid = None
         self._writer_acked = -1
+        self._peer_acks = {}
+        self._peer_acked = {}
+        self._peer_ack_wanted = {}
+        self._want_sent = -_WANT_TICKS
         self.serving = False
         self._establish_waited = False
 
@@ -1506,6 +1588,14 @@ class Peer:
                     self._persist_epochs()
                 self._fstage = "broadcast"
                 self._to_leader(m.ACK, m.Ack(self._nl_zxid, True))
-        elif (self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid
-              and d > self._writer_acked):
-            self._ack_to_leader(d)
+        elif self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid:
+            if d > self._writer_acked:
+                self._ack_to_leader(d)
+            msg = None
+            for sid in self._peer_ack_targets():
+                if d > self._peer_acked.get(sid, -1):
+                    if msg is None:
+                        msg = m.encode(m.PEER_ACK, m.Ack(d, False), epoch=self._epoch)
+                    self._out.append((sid, msg))
+                    self._peer_acked[sid] = d
+            self._peer_commit()

@@ -54,7 +54,8 @@ Reported as a constant because it is the true value here: ``connection_drop_prob
 is tracked).
 
 zabby's own additions (not in ZooKeeper; extra keys break no mntr parser):
-``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``followers`` (as ZooKeeper
+``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``peer_ack_commits`` (a
+follower's commits taken from the other followers' ACKs), ``followers`` (as ZooKeeper
 3.4 had it: learners connected to the leader, synced or not),
 ``learner_<id>_lag``, and ``<op>_op_count`` per opcode (ZooKeeper's spelling of a
 counter set: ``<key>_<name>``; the op names are ZooKeeper's ``Request.op2String``).
@@ -324,6 +325,9 @@ def figures(server: ZabbyServer,
             ("epoch", peer.epoch),
             ("last_proposed_zxid", peer.last_zxid),
             ("committed_zxid", peer.committed_zxid),
+            # a follower's commits learned from the other followers' ACKs before the
+            # leader's COMMIT came (zabby's own: ZooKeeper's followers wait for it)
+            ("peer_ack_commits", peer.peer_commits),
         ]
 
     f.counters += [

@@ -36,6 +36,7 @@ import random
 import struct
 from bisect import bisect_right
 from collections.abc import Callable
+from functools import partial
 
 from mypy_extensions import mypyc_attr
 
@@ -235,6 +236,11 @@ class LogView:
 # ------------------------------------------------------------------ the server
 _EAGER_COMMITS = 2  # see _drain
 
+
+
+def _peer_acked_if_sent(peer: Peer, sid: int, zxid: int, went: bool) -> None:
+    if went:
+        peer.writer_peer_acked(sid, zxid)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the read-only and local-session members
@@ -521,8 +527,17 @@ class EnsembleServer(ZabbyServer):
         if msg is None or lid is None:
             return None
         peer = self.peer
-        return self.quorum_mesh.lend(lid, _KIND.pack(K_ZAB) + msg,
-                                     lambda went: peer.writer_acked(zxid) if went else None)
+        mesh = self.quorum_mesh
+        lease = mesh.lend(lid, _KIND.pack(K_ZAB) + msg,
+                          lambda went: peer.writer_acked(zxid) if went else None)
+        if lease is None:
+            return None
+        for sid, pmsg in peer.writer_peer_acks(zxid):
+            more = mesh.lend(sid, _KIND.pack(K_ZAB) + pmsg,
+                             partial(_peer_acked_if_sent, peer, sid, zxid))
+            if more is not None:
+                lease.also.append(more)
+        return lease
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)

@@ -20,6 +20,7 @@ import errno
 import os
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from .._compiled import ENV_PURE
@@ -47,9 +48,20 @@ class Send(Protocol):
     def sent(self, n: int) -> None:
         """Bytes sent (a partial message: the caller sends the rest), or -errno."""
 
+    def more(self) -> list[Send]:
+        """Further messages to send, each on its own socket, once the same batch is
+        durable (a follower's ACK to the other followers)."""
+
 
 def available() -> bool:
     return _logio is not None
+
+
+def _unsent(send: Send, err: int, with_more: bool = True) -> None:
+    """`send` (and what it carries more) will not go: its descriptor closed, -err told."""
+    for s in ([send, *send.more()] if with_more else [send]):
+        os.close(s.fd)
+        s.sent(-err)
 
 
 class NativeLogWriter:
@@ -92,13 +104,11 @@ class NativeLogWriter:
         `send.sent(bytes sent, or -errno)` runs on the loop just before callback."""
         if len(data) > self.max_batch or len(self._cbs) >= self.slots:
             if send is not None:
-                os.close(send.fd)
-                send.sent(-errno.EBUSY)
+                _unsent(send, errno.EBUSY)
             raise ValueError("NativeLogWriter: batch too large or no free slot")
         if not self.alive:
             if send is not None:
-                os.close(send.fd)
-                send.sent(-errno.ESHUTDOWN)
+                _unsent(send, errno.ESHUTDOWN)
             callback(None)
             return
         seq = self._seq
@@ -110,26 +120,46 @@ class NativeLogWriter:
         try:
             self._w.submit(fd, offset, data, seq, send.fd, send.message)
         except BaseException:
-            os.close(send.fd)
             del self._cbs[seq]
-            send.sent(-errno.EIO)
+            _unsent(send, errno.EIO)
             raise
         self._sends[seq] = send
         cancel = self._w.cancel_send
         send.bind(lambda: cancel(seq))
+        more = send.more()
+        for i, extra in enumerate(more):
+            # a job with no data and no callback (it takes no slot): the thread sends
+            # its message once everything before it is durable, right after the batch's
+            xseq = self._seq
+            self._seq = xseq + 1
+            try:
+                self._w.submit(fd, offset + len(data), b"", xseq, extra.fd, extra.message)
+            except BaseException:
+                for left in more[i:]:
+                    _unsent(left, errno.EIO, with_more=False)
+                raise
+            self._sends[xseq] = extra
+            extra.bind(partial(cancel, xseq))
 
     def _readable(self) -> None:
         # take() empties the thread's list: if a callback raises, the answers behind
         # it wait here for the next turn instead of being lost (the child's keep in
         # its socket), so one failing callback cannot stall the log for good
         answers = self._answers
-        answers.extend(self._w.take())
+        taken = self._w.take()
+        answers.extend(taken)
+        sends = self._sends
+        if sends:
+            # every send's answer before any batch's callback: the callback (a
+            # follower's persisted -> its next ACKs) must know all that the thread
+            # sent for the batch, the messages of the data-less jobs behind it too
+            for seq, _err, sent in taken:
+                send = sends.pop(seq, None)
+                if send is not None:
+                    send.sent(sent)
         try:
             while answers:
                 seq, err, sent = answers.popleft()
-                send = self._sends.pop(seq, None)
-                if send is not None:
-                    send.sent(sent)
                 cb = self._cbs.pop(seq, None)
                 if cb is not None:
                     cb(err)

@@ -441,6 +441,10 @@ class Lease:
         self.message = message
         self.done = done
         self._cancel: Callable[[], bool] | None = None
+        self.also: list[Lease] = []  # leases on other links, sent after this one
+
+    def more(self) -> list[Lease]:
+        return self.also
 
     def bind(self, cancel: Callable[[], bool]) -> None:
         self._cancel = cancel

@@ -585,6 +585,8 @@ class ZabCommit(CommitStage):
             log.info("no link to the leader; dropping the connection of session 0x%x",
                      session_id & (2**64 - 1))
             self.abandon(session_id)
+            return
+        srv.peer.want_peer_acks()
 
     def on_forward(self, frm: int, f: Forwarded) -> None:
         """Leader: a learner's client write (or createSession)."""

@@ -256,6 +256,7 @@ class Member:
         self.wiped = False  # its data directory was wiped by the operator: distrust it
         self.damaged = False  # its data was damaged at rest, and it has not synced since
         self.applied_zxid = 0  # the last zxid this incarnation applied
+        self.peer_commits = 0  # commits from PEER_ACKs, of the incarnations that ended
         self.start_failures: list[str] = []
 
     @property
@@ -336,6 +337,7 @@ class Member:
             if last is not None and self.rng.random() < 0.5:
                 tear = self.rng.randrange(0, last[2] + 1)
             self.fs.crash(tear_at=tear)
+        self.peer_commits += self.server.peer.peer_commits
         self.server = None
         self.proc = None
 

@@ -470,7 +470,11 @@ class Simulation:
             events=sum(c.events for c in self.clients),
             sessions=sum(c.gen for c in self.clients),
             txns=len(self.canonical), undecided=len(res.undecided),
-            elections=len(self.epoch_leader), history=_digest(ops))
+            elections=len(self.epoch_leader),
+            # commits a follower took from the other followers' ACKs (PEER_ACK)
+            peer_commits=sum(m.peer_commits + (m.server.peer.peer_commits if m.server else 0)
+                             for m in self.members.values()),
+            history=_digest(ops))
         return self.stats
 
     def _close(self) -> None:
