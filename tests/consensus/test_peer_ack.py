@@ -10,6 +10,16 @@ from zabby.consensus import messages as m
 from zabby.consensus.peer import _WANT_TICKS
 
 
+def _three() -> tuple[Cluster, int, int, int]:
+    """A settled 3-voter cluster whose logs become durable only when told: (cluster,
+    leader, one follower, the other)."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    c.auto_fsync = False
+    f1, f2 = (i for i in c.ids if i != leader)
+    return c, leader, f1, f2
+
+
 def _proposed_to_followers_only(c: Cluster, leader: int, n: int = 1) -> list[int]:
     """The leader proposes `n` txns; its followers get them, and nothing the followers
     send reaches the leader (no ACK there, so no COMMIT comes back)."""
@@ -33,10 +43,7 @@ def _asking(c: Cluster, f: int) -> None:
 
 
 def test_the_follower_that_asked_commits_on_the_other_follower_s_ack():
-    c = Cluster([1, 2, 3])
-    leader = c.settle()
-    c.auto_fsync = False
-    f1, f2 = (i for i in c.ids if i != leader)
+    c, leader, f1, f2 = _three()
     _asking(c, f1)
     zs = _proposed_to_followers_only(c, leader, 3)
     c.fsync(f1)
@@ -57,10 +64,7 @@ def test_the_follower_that_asked_commits_on_the_other_follower_s_ack():
 
 
 def test_an_ack_that_comes_first_waits_for_the_follower_s_own_log():
-    c = Cluster([1, 2, 3])
-    leader = c.settle()
-    c.auto_fsync = False
-    f1, f2 = (i for i in c.ids if i != leader)
+    c, leader, f1, f2 = _three()
     _asking(c, f1)
     [z] = _proposed_to_followers_only(c, leader)
     c.fsync(f2)
@@ -71,10 +75,7 @@ def test_an_ack_that_comes_first_waits_for_the_follower_s_own_log():
 
 
 def test_no_ack_goes_to_a_follower_that_did_not_ask_or_stopped_asking():
-    c = Cluster([1, 2, 3])
-    leader = c.settle()
-    c.auto_fsync = False
-    f1, f2 = (i for i in c.ids if i != leader)
+    c, leader, f1, f2 = _three()
     [z] = _proposed_to_followers_only(c, leader)
     c.peers[f2].persisted(z)
     sent = [(to, m.decode(d)[0].type) for to, d in c.peers[f2].ready().messages]
@@ -89,10 +90,7 @@ def test_no_ack_goes_to_a_follower_that_did_not_ask_or_stopped_asking():
 
 
 def test_acks_of_another_epoch_or_from_the_leader_are_not_counted():
-    c = Cluster([1, 2, 3])
-    leader = c.settle()
-    c.auto_fsync = False
-    f1, f2 = (i for i in c.ids if i != leader)
+    c, leader, f1, f2 = _three()
     [z] = _proposed_to_followers_only(c, leader)
     c.fsync(f1)
     p = c.peers[f1]
@@ -106,10 +104,7 @@ def test_acks_of_another_epoch_or_from_the_leader_are_not_counted():
 
 
 def test_a_new_epoch_forgets_the_acks_and_asks_of_the_old_one():
-    c = Cluster([1, 2, 3])
-    leader = c.settle()
-    c.auto_fsync = False
-    f1, f2 = (i for i in c.ids if i != leader)
+    c, leader, f1, f2 = _three()
     _asking(c, f1)
     [z] = _proposed_to_followers_only(c, leader)
     c.fsync(f2)

@@ -374,11 +374,30 @@ def test_a_failed_write_sends_no_message(tmp_path):
         None, [-errno.EBADF], errno.EBADF, b"")
 
 
-def _recv_now(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(100)
-    except BlockingIOError:
-        return b""
+def _chained_sends(pairs, prefix: bytes) -> list[_Send]:
+    """A send on the first end of each socket pair; the first carries the others (its
+    more())."""
+    sends = [_Send(a, prefix + b"%d" % i) for i, (a, _) in enumerate(pairs)]
+    sends[0].also = sends[1:]
+    return sends
+
+
+def _received(pairs) -> list[bytes]:
+    """What reached the second end of each pair so far."""
+    got = []
+    for _, b in pairs:
+        b.setblocking(False)
+        try:
+            got.append(b.recv(100))
+        except BlockingIOError:
+            got.append(b"")
+    return got
+
+
+def _close_pairs(pairs) -> None:
+    for a, b in pairs:
+        a.close()
+        b.close()
 
 
 def test_more_messages_go_on_their_own_sockets_once_the_batch_is_durable(tmp_path):
@@ -398,23 +417,18 @@ def test_more_messages_go_on_their_own_sockets_once_the_batch_is_durable(tmp_pat
                 done.set_result(None)
         try:
             before = _open_fds()
-            sends = [_Send(a, b"msg%d" % i) for i, (a, _) in enumerate(pairs)]
+            sends = _chained_sends(pairs, b"msg")
             for i, send in enumerate(sends):
                 send.sent = lambda n, i=i: note(f"sent {i}", n)
-            sends[0].also = sends[1:]
             writer.write_sync(fd, 0, b"durable", lambda err: note("done", err),
                               send=sends[0])
             await asyncio.wait_for(done, 5)
             leaked = _open_fds() - before
-            for _, b in pairs:
-                b.setblocking(False)
-            got = [_recv_now(b) for _, b in pairs]
+            got = _received(pairs)
         finally:
             writer.close()
             os.close(fd)
-            for a, b in pairs:
-                a.close()
-                b.close()
+            _close_pairs(pairs)
         return order, got, path.read_bytes(), leaked
 
     order, got, on_disk, leaked = asyncio.run(main())
@@ -435,19 +449,16 @@ def test_the_extra_messages_take_no_slot(tmp_path):
         path.write_bytes(b"")
         fd = os.open(path, os.O_RDWR)
         pairs = [socket.socketpair() for _ in range(3)]
+        sends = _chained_sends(pairs, b"m")
         done = [loop.create_future(), loop.create_future()]
         try:
-            sends = [_Send(a, b"m%d" % i) for i, (a, _) in enumerate(pairs)]
-            sends[0].also = sends[1:]
             writer.write_sync(fd, 0, b"one", done[0].set_result, send=sends[0])
             writer.write_sync(fd, 3, b"two", done[1].set_result)  # the second slot
             errs = [await asyncio.wait_for(f, 5) for f in done]
         finally:
             writer.close()
             os.close(fd)
-            for a, b in pairs:
-                a.close()
-                b.close()
+            _close_pairs(pairs)
         return errs, [s.answers for s in sends], path.read_bytes()
 
     assert asyncio.run(main()) == ([0, 0], [[2], [2], [2]], b"onetwo")
@@ -464,22 +475,17 @@ def test_each_message_of_a_batch_is_cancelled_on_its_own(tmp_path, monkeypatch):
     async def main(cancel: list[int]):
         writer, loop, path, fd = _native_on_empty_file(tmp_path)
         pairs = [socket.socketpair() for _ in range(2)]
+        sends = _chained_sends(pairs, b"m")
         done = loop.create_future()
         try:
-            sends = [_Send(a, b"m%d" % i) for i, (a, _) in enumerate(pairs)]
-            sends[0].also = sends[1:]
             writer.write_sync(fd, 0, b"x", done.set_result, send=sends[0])
             said = [sends[i].cancel() for i in cancel]
             await asyncio.wait_for(done, 5)
-            for _, b in pairs:
-                b.setblocking(False)
-            got = [_recv_now(b) for _, b in pairs]
+            got = _received(pairs)
         finally:
             writer.close()
             os.close(fd)
-            for a, b in pairs:
-                a.close()
-                b.close()
+            _close_pairs(pairs)
         return said, [s.answers for s in sends], got
 
     cancelled = -errno.ECANCELED
