@@ -655,9 +655,7 @@ class Peer:
         send, for the log writer to send with `writer_ack(zxid)`."""
         if self.writer_ack(zxid) is None:
             return []
-        msg = m.encode(m.PEER_ACK, m.Ack(zxid, False), epoch=self._epoch)
-        return [(sid, msg) for sid in self._peer_ack_targets()
-                if zxid > self._peer_acked.get(sid, -1)]
+        return self._peer_acks_due(zxid)
 
     def writer_peer_acked(self, sid: int, zxid: int) -> None:
         if zxid > self._peer_acked.get(sid, -1):
@@ -676,12 +674,19 @@ class Peer:
             if s != self.id and s != self.leader_id:
                 self._out.append((s, msg))
 
-    def _peer_ack_targets(self) -> list[int]:
+    def _peer_acks_due(self, zxid: int) -> list[tuple[int, bytes]]:
+        """(follower, PEER_ACK of `zxid`) for each follower that asked lately and has
+        not had an ACK this high from us."""
         if not self.is_voter or self.config.groups or not self._peer_ack_wanted:
             return []
         now = self._now
-        return [s for s, t in self._peer_ack_wanted.items()
-                if now - t <= 2 * _WANT_TICKS and s != self.leader_id]
+        due = [s for s, t in self._peer_ack_wanted.items()
+               if now - t <= 2 * _WANT_TICKS and s != self.leader_id
+               and zxid > self._peer_acked.get(s, -1)]
+        if not due:
+            return []
+        msg = m.encode(m.PEER_ACK, m.Ack(zxid, False), epoch=self._epoch)
+        return [(s, msg) for s in due]
 
     def _on_peer_ack(self, frm: int, head, body) -> None:
         """Another voting follower of our leader has its log durable up to body.zxid.
@@ -1591,11 +1596,7 @@ class Peer:
         elif self._fstage == "broadcast" and self._nl_zxid is not None and d > self._nl_zxid:
             if d > self._writer_acked:
                 self._ack_to_leader(d)
-            msg = None
-            for sid in self._peer_ack_targets():
-                if d > self._peer_acked.get(sid, -1):
-                    if msg is None:
-                        msg = m.encode(m.PEER_ACK, m.Ack(d, False), epoch=self._epoch)
-                    self._out.append((sid, msg))
-                    self._peer_acked[sid] = d
+            for sid, msg in self._peer_acks_due(d):
+                self._out.append((sid, msg))
+                self._peer_acked[sid] = d
             self._peer_commit()
