@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from zabby.testing.servers import free_port
+from zabby.testing.servers import free_port_run
 
 pytestmark = pytest.mark.external
 
@@ -78,8 +78,8 @@ def test_kazoo_suite_against_zabby(tmp_path, selection, jaas, expect, members):
         "ZOOKEEPER_VERSION": "3.8.0",
         "ZOOKEEPER_CLASSPATH": "/usr/share/java",
         "ZOOKEEPER_CLUSTER_SIZE": str(members),
-        # kazoo's harness uses four consecutive ports per member from the offset
-        "ZOOKEEPER_PORT_OFFSET": str(free_port()),
+        # kazoo's harness counts each member's ports up from the offset, 10 apart
+        "ZOOKEEPER_PORT_OFFSET": str(free_port_run(10 * members)),
     })
     env.pop("ZOOKEEPER_JAAS_AUTH", None)
     env.pop("CI", None)  # kazoo's read-only test would wait 15 s more for a slow CI

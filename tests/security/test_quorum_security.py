@@ -44,6 +44,7 @@ from zabby.server.quorum_auth import (
 )
 from zabby.server.security import load_security
 from zabby.testing.certs import CertificateAuthority
+from zabby.testing.servers import free_ports
 
 PW = "storepw"
 
@@ -172,7 +173,7 @@ def test_a_member_without_quorum_security_still_links_with_a_version_1_peer():
     """An earlier zabby (hello version 1, says hello first either way) dials a member."""
 
     async def main():
-        ports = _free_ports(2)
+        ports = free_ports(2)
         addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
         got = []
         one = PeerMesh(1, addrs, lambda frm, m: got.append((frm, m)))
@@ -348,16 +349,6 @@ def test_quorum_settings_loaded(tmp_path, pki):
 
 
 # ------------------------------------------------------------------ meshes in process
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 async def _until(cond, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -371,7 +362,7 @@ def _security(tmp_path, extra: str, system_properties=None):
 
 
 async def _pair(q1, q2, got):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
     one = PeerMesh(1, addrs, lambda frm, m: got.append((1, frm, m)), security=q1,
                    min_backoff=0.02, max_backoff=0.2, name="quorum")
@@ -499,7 +490,7 @@ def test_handshakes_in_progress_are_capped_and_refusals_rate_limited(tmp_path, p
         q = _security(tmp_path, extra) if extra else None
 
         async def main(q=q):
-            ports = _free_ports(2)
+            ports = free_ports(2)
             addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
             one = PeerMesh(1, addrs, lambda frm, m: None, security=q, name="quorum")
             await one.start()
@@ -679,7 +670,7 @@ def test_sasl_intruders_refused_and_silence_bounded(tmp_path, caplog):
             return _read_all(s)
 
     async def main():
-        ports = _free_ports(2)
+        ports = free_ports(2)
         addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
         got = []
         one = PeerMesh(1, addrs, lambda frm, m: got.append(m), security=q, name="quorum")

@@ -1,23 +1,11 @@
 """Peer transport: a full mesh over loopback, checksummed frames, redial after loss."""
 
 import asyncio
-import socket
 
 import pytest
 
 from zabby.server.peers import FrameReader, PeerMesh, PeerProtocolError, _Link, encode_frame
-
-
-def _free_ports(n):
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from zabby.testing.servers import free_ports
 
 
 def test_frame_reader_splits_and_checks():
@@ -43,7 +31,7 @@ async def _until(pred, timeout=5.0):
 
 def test_mesh_delivers_between_all_pairs_and_redials():
     async def main():
-        ports = _free_ports(3)
+        ports = free_ports(3)
         addrs = {i + 1: ("127.0.0.1", p) for i, p in enumerate(ports)}
         inbox = {i: [] for i in addrs}
         meshes = {
@@ -88,7 +76,7 @@ def test_a_link_lost_before_its_dialer_returns_is_dialled_again():
     # _detach then saw a dialer "still running" and started none; the task returned
     # and nobody dialled that peer again.
     async def main():
-        ports = _free_ports(2)
+        ports = free_ports(2)
         addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
         one = PeerMesh(1, addrs, lambda frm, m: None, min_backoff=0.01)
         two = PeerMesh(2, addrs, lambda frm, m: None, min_backoff=0.01)
@@ -139,7 +127,7 @@ def test_after_read_runs_once_after_all_messages_of_a_read():
 
 def test_mesh_for_reconfiguration_alternates_unknown_joiners_and_new_members():
     async def main():
-        p1, p1b, dead, p2, p5 = _free_ports(5)
+        p1, p1b, dead, p2, p5 = free_ports(5)
         # server 1 listens on two addresses; 2 knows the first as dead and reaches it
         # through the alternate (a multi-address server line)
         one = PeerMesh(1, {1: ("127.0.0.1", p1)}, lambda frm, m: None, min_backoff=0.01)
@@ -177,7 +165,7 @@ def test_a_lent_link_holds_its_frames_until_given_back_or_revoked():
     import os
 
     async def main():
-        ports = _free_ports(2)
+        ports = free_ports(2)
         addrs = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
         inbox = {1: [], 2: []}
         meshes = {i: PeerMesh(i, addrs, lambda frm, m, i=i: inbox[i].append(m), min_backoff=0.01)

@@ -29,6 +29,8 @@ __all__ = [
     "find_zookeeper",
     "four_letter_word",
     "free_port",
+    "free_port_run",
+    "free_ports",
 ]
 
 HOST = "127.0.0.1"
@@ -70,11 +72,86 @@ class ServerStartError(RuntimeError):
     """The server process exited or did not answer ``ruok`` in time."""
 
 
-def free_port(host: str = HOST) -> int:
-    """A TCP port that was free a moment ago (bind to port 0, read it, close)."""
+# Ports for test servers come from below the kernel's ephemeral range, in one block
+# per pytest-xdist worker. Port 0 would hand out an ephemeral port, and between the
+# check and the server's bind any outgoing connection on the machine (a client, a
+# JVM, the other worker) may be given that same port as its local end: the server
+# then fails with EADDRINUSE. Outside the ephemeral range only listeners compete,
+# and each worker walks its own block, so none of ours do.
+_PORT_FLOOR = 10000
+_PORT_BLOCKS = 8
+_port_cursor: int | None = None
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_block() -> tuple[int, int]:
+    """[low, high) of the ports this process hands out."""
+    top = max(_ephemeral_floor(), _PORT_FLOOR + _PORT_BLOCKS * 100)
+    size = (top - _PORT_FLOOR) // _PORT_BLOCKS
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    low = _PORT_FLOOR + (index % _PORT_BLOCKS) * size
+    return low, low + size
+
+
+def _bindable(port: int) -> bool:
+    # No SO_REUSEADDR: a port with a connection still in TIME_WAIT counts as taken.
+    # The wildcard address covers servers that listen on every interface.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that is free now and that this process has not handed out lately.
+
+    Successive calls walk this worker's block (see ``_port_block``) from a start
+    that depends on the pid, so consecutive runs do not meet each other's
+    TIME_WAIT leftovers, and skip ports that cannot be bound. ``host`` is kept
+    for callers; the check binds the wildcard address.
+    """
+    global _port_cursor
+    low, high = _port_block()
+    size = high - low
+    if _port_cursor is None or not low <= _port_cursor < high:
+        _port_cursor = low + (os.getpid() * 7919) % size
+    for _ in range(size):
+        port = _port_cursor
+        _port_cursor = low + (port + 1 - low) % size
+        if _bindable(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # block exhausted
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports from ``free_port``."""
+    return [free_port() for _ in range(n)]
+
+
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports, none of which ``free_port`` will
+    hand out next (for harnesses that count ports up from an offset)."""
+    global _port_cursor
+    for _ in range(64):
+        first = free_port()
+        if first + n > _port_block()[1]:
+            continue
+        if all(_bindable(p) for p in range(first + 1, first + n)):
+            _port_cursor = first + n
+            return first
+    raise RuntimeError(f"no run of {n} free ports in {_port_block()}")
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:
