@@ -63,12 +63,19 @@ def test_the_follower_that_asked_commits_on_the_other_follower_s_ack():
     assert _applied(c, f1)[-3:] == zs and _applied(c, f2)[-3:] == zs
 
 
-def test_an_ack_that_comes_first_waits_for_the_follower_s_own_log():
+def _f2_acked_a_write_f1_asked_for() -> tuple[Cluster, int, int, int, int]:
+    """f1 asks, the leader proposes one txn to its followers only, and f2's log is
+    durable (its PEER_ACK delivered to f1): (cluster, leader, f1, f2, the txn)."""
     c, leader, f1, f2 = _three()
     _asking(c, f1)
     [z] = _proposed_to_followers_only(c, leader)
     c.fsync(f2)
     c.run()
+    return c, leader, f1, f2, z
+
+
+def test_an_ack_that_comes_first_waits_for_the_follower_s_own_log():
+    c, _, f1, _, z = _f2_acked_a_write_f1_asked_for()
     assert z not in _applied(c, f1)  # f2's log alone: f1's own is not durable yet
     c.fsync(f1)
     assert _applied(c, f1)[-1] == z
@@ -104,11 +111,7 @@ def test_acks_of_another_epoch_or_from_the_leader_are_not_counted():
 
 
 def test_a_new_epoch_forgets_the_acks_and_asks_of_the_old_one():
-    c, leader, f1, f2 = _three()
-    _asking(c, f1)
-    [z] = _proposed_to_followers_only(c, leader)
-    c.fsync(f2)
-    c.run()
+    c, leader, f1, f2, z = _f2_acked_a_write_f1_asked_for()
     assert c.peers[f1]._peer_acks == {f2: z}
     assert f1 in c.peers[f2]._peer_ack_wanted
     c.auto_fsync = True
