@@ -10,6 +10,7 @@ and wait until the ``ruok`` four-letter word answers ``imok``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -91,6 +92,7 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
+@functools.lru_cache(maxsize=1)
 def _port_block() -> tuple[int, int]:
     """[low, high) of the ports this process hands out."""
     top = max(_ephemeral_floor(), _PORT_FLOOR + _PORT_BLOCKS * 100)
