@@ -63,7 +63,7 @@ from .connection import (
 )
 from .keeper import KeeperExtensions
 from .metrics import ServerMetrics
-from .pipeline import InMemoryCommitter, LocalCommit
+from .pipeline import CommitStage, InMemoryCommitter, LocalCommit
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
@@ -94,7 +94,7 @@ class ZabbyServer:
     # serving read-only clients only (readonlymode.enabled: server.readonly)
     read_only = False
     # the commit stage, the one seam of the request path (pipeline.py)
-    commit_stage_class: ClassVar[type] = LocalCommit  # (a subclass's own, compiled too)
+    commit_stage_class: ClassVar[type[CommitStage]] = LocalCommit  # (a subclass's own, compiled too)
 
     def __init__(
         self, config: ServerConfig, *, server_id: int = 1, committer=None,
@@ -127,7 +127,7 @@ class ZabbyServer:
             self.sessions.add(sid, timeout, now)
         # duck-typed: InMemoryCommitter, durability.GroupCommitter, the simulation's
         self.committer: Any = committer or InMemoryCommitter()
-        self.commit_stage = self.commit_stage_class(self)
+        self.commit_stage: CommitStage = self.commit_stage_class(self)
         self.connections: set[ClientConnection] = set()
         self.connections_by_ip: dict[str, int] = {}
         self.next_zxid = self.tree.last_zxid + 1
@@ -662,10 +662,14 @@ class ZabbyServer:
         """Prep stage of a client write, the same on every server: then the commit
         stage (the seam: local log or Zab) takes it."""
         s = conn.session
-        if (s is None or s.closing) and not self.read_only:
+        if s is None or s.closing:
             # (read-only mode answers every write first: ReadOnlyRequestProcessor)
-            self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
-            return
+            if not self.read_only:
+                self._reply(conn, xid, op, Err.SESSIONEXPIRED, None, t0)
+                return
+            if s is None:  # what the read-only stage answers
+                self._reply(conn, xid, op, Err.NOTREADONLY, None, t0)
+                return
         self.commit_stage.write(conn, s, xid, op, body, t0)
 
     def _submit_internal(self, op: int, body, session_id: int) -> None:

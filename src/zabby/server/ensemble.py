@@ -258,7 +258,9 @@ class EnsembleServer(ZabbyServer):
                          clock=clock)
         # the Zab commit stage; `commit_stage` is it too, except in read-only mode
         # (readonly.py puts its own stage in front while the member has no quorum)
-        self.zab: ZabCommit = self.commit_stage
+        zab = self.commit_stage
+        assert isinstance(zab, ZabCommit)
+        self.zab: ZabCommit = zab
         self.my_id = my_id
         self.txn_log = txn_log
         self.epochs = EpochFile(config.data_dir, txn_log.fs)
@@ -312,7 +314,9 @@ class EnsembleServer(ZabbyServer):
         self._cert_watch: asyncio.Task | None = None
         # session id -> timeout, touched here since the last relay to the leader
         # (recorded by core.handle_request / handle_connect: the stage's `touched`)
-        self.touched: dict[int, int] = self.zab.touched
+        touched = self.zab.touched
+        assert touched is not None  # (a Zab stage always relays touches)
+        self.touched: dict[int, int] = touched
         self._subtick_task: asyncio.Task | None = None
         self._draining = False
         self._drain_scheduled = False
@@ -418,7 +422,7 @@ class EnsembleServer(ZabbyServer):
         else:
             self.quorum_mesh.send(to, _KIND.pack(K_ZAB) + msg)
 
-    def _send(self, to: int, kind: int, rec: Record) -> bool:
+    def _send(self, to: int, kind: int, rec: Record | Forwarded) -> bool:
         return self.quorum_mesh.send(to, _KIND.pack(kind) + rec.to_bytes())
 
     def _drain_soon(self) -> None:

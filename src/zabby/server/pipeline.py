@@ -38,12 +38,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from mypy_extensions import mypyc_attr
 
 from ..consensus import NotLeader, make_zxid, zxid_counter, zxid_epoch
 from ..consensus.message_records import Forwarded  # (generated: a native record)
-from ..tree import ErrorTxn, RequestContext, Txn, TxnHeader
+from ..tree import ApplyResult, ErrorTxn, RequestContext, Txn, TxnHeader
 from ..wire import Err, Id, Op
 from ..wire.constants import (
     ERR_SESSIONMOVED,
@@ -59,9 +60,13 @@ from ..wire.jute import ProtocolError, Record, vector
 from ..wire.keeper import KEEPER_OPS
 from ..wire.protocol import REQUEST_BODY
 from ..wire.records import ConnectResponse, GetDataResponse, PathResponse
-from .connection import MALFORMED
+from .connection import MALFORMED, ClientConnection
 from .keeper import keeper_reply
-from .session import session_password
+from .session import Session, session_password
+
+if TYPE_CHECKING:  # (core and ensemble import this module)
+    from .core import ZabbyServer
+    from .ensemble import EnsembleServer
 
 log = logging.getLogger("zabby.server.ensemble")
 
@@ -107,7 +112,7 @@ class CommitStage:
     # session's closeSession is applied (or it ends locally, or the member stops
     # serving)
 
-    def __init__(self, server) -> None:
+    def __init__(self, server: ZabbyServer) -> None:
         self.server = server
         # session id -> outstanding writes (cxid, conn, client xid, op, t0), oldest first
         self.pending_writes: dict[int, deque] = {}
@@ -116,7 +121,7 @@ class CommitStage:
         # zxid of a no-op txn -> callbacks once it is applied (an ensemble leader's sync)
         self.sync_barriers: dict[int, list] = {}
 
-    def apply(self, txn) -> None:
+    def apply(self, txn: Txn) -> None:
         """The txn is committed (durable here / at a quorum): apply it, fire
         watches, and answer the client of this server that sent it, if any."""
         srv = self.server
@@ -139,12 +144,12 @@ class CommitStage:
             if conn is not None and not conn.closed and conn.session is not None:
                 srv._session_ready(conn, conn.session)
             return
-        closed = None
+        closed: ClientConnection | None = None
         if htype == OP_CLOSE_SESSION:
-            closed = srv.sessions.remove(sid)
+            ended = srv.sessions.remove(sid)
             self.session_closed(sid)
-            if closed is not None:
-                closed = closed.conn
+            if ended is not None:
+                closed = ended.conn
         q = self.pending_writes.get(sid)
         if not q or q[0][0] != hdr.cxid:
             if htype == OP_CLOSE_SESSION:
@@ -166,7 +171,8 @@ class CommitStage:
                 closed.abort()
         self.write_done(conn, xid, op, res, txn, t0)
 
-    def write_done(self, conn, xid: int, op: int, res, txn, t0: int) -> None:
+    def write_done(self, conn: ClientConnection, xid: int, op: int, res: ApplyResult,
+                   txn: Txn, t0: int) -> None:
         """The reply to a client write, once its txn is applied here: answer it
         in the op's shape, then go on with the connection's backlog."""
         srv = self.server
@@ -246,6 +252,15 @@ class CommitStage:
         """A write the server makes itself (session expiry, container cleanup)."""
         raise NotImplementedError
 
+    def write(self, conn: ClientConnection, s: Session, xid: int, op: int, body,
+              t0: int) -> None:
+        """A client's write (``conn``'s session ``s``), after core's prep stage."""
+        raise NotImplementedError
+
+    def start_session(self, conn: ClientConnection, s: Session, timeout: int) -> None:
+        """A new session ``s`` on ``conn``: commit its createSession, then answer."""
+        raise NotImplementedError
+
     def account(self, created_ms: int) -> None:
         """Metrics of a committed txn (made at ``created_ms``, wall clock), when
         ``quorum`` (else ``apply`` counts its propagation latency itself)."""
@@ -268,7 +283,8 @@ class LocalCommit(CommitStage):
 
     __slots__ = ()
 
-    def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
+    def write(self, conn: ClientConnection, s: Session, xid: int, op: int, body,
+              t0: int) -> None:
         srv = self.server
         committer = srv.committer
         if committer.failure is not None:
@@ -399,10 +415,11 @@ class ZabCommit(CommitStage):
     ``_send`` (the quorum mesh) and ``_drain_soon`` (one consensus step per loop
     turn)."""
 
-    __slots__ = ("session_owner", "pending_syncs", "touched")
+    __slots__ = ("ens", "session_owner", "pending_syncs", "touched")
 
-    def __init__(self, server) -> None:
+    def __init__(self, server: EnsembleServer) -> None:
         super().__init__(server)
+        self.ens = server  # ``server``, typed as what it is: the compiled calls are direct
         # touches of sessions here, relayed to the leader every tick (the leader
         # expires sessions: EnsembleServer._relay_touches)
         self.touched: dict[int, int] | None = {}
@@ -416,10 +433,10 @@ class ZabCommit(CommitStage):
 
     @property
     def tracks_sessions(self) -> bool:  # type: ignore[override]
-        return self.server.role == "leading"
+        return self.ens.role == "leading"
 
     def account(self, created_ms: int) -> None:
-        srv = self.server
+        srv = self.ens
         if srv.serving:  # not while catching up: those txns are old
             m = srv.metrics
             age = srv.wall_ms() - created_ms
@@ -438,11 +455,11 @@ class ZabCommit(CommitStage):
 
     # ------------------------------------------------------------ session hooks
     def housekeeping(self) -> bool:
-        srv = self.server
+        srv = self.ens
         return srv.role == "leading" and srv.serving
 
     def admit(self, conn, req, read_only: bool) -> bool:
-        srv = self.server
+        srv = self.ens
         if not srv.serving:
             # "ZooKeeperServer not running": the client tries another member
             conn.abort()
@@ -473,7 +490,7 @@ class ZabCommit(CommitStage):
         """A client re-attached session `s` here. The leader records us as its owner
         before the client hears it is connected (so nothing it sends afterwards on
         an older connection elsewhere can get in first); a learner waits for that."""
-        srv = self.server
+        srv = self.ens
         if srv.role == "leading":
             self.session_owner[s.id] = srv.my_id
             srv._reopened(conn, s)
@@ -486,7 +503,7 @@ class ZabCommit(CommitStage):
 
     def on_owner(self, frm: int, t: Touches) -> None:
         """Leader: member ``frm`` re-attached these sessions: it owns them now."""
-        srv = self.server
+        srv = self.ens
         if srv.role != "leading" or not srv.serving:  # not "expired": try elsewhere
             for sid in t.sessions or ():
                 srv._send(frm, K_DROPPED, SyncMsg(sid, 0, 0))
@@ -496,7 +513,7 @@ class ZabCommit(CommitStage):
         for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
             s = srv.sessions.get(sid)
             ok = s is not None and not s.closing
-            if ok:
+            if s is not None and ok:
                 srv.sessions.touch(s, now, timeout)  # the newly agreed timeout
                 self.session_owner[sid] = frm
             valid.append(1 if ok else 0)
@@ -504,7 +521,7 @@ class ZabCommit(CommitStage):
 
     def on_owner_ok(self, t: Touches) -> None:
         """Learner: the leader's answer to ``reopen``."""
-        srv = self.server
+        srv = self.ens
         for sid, valid in zip(t.sessions or (), t.timeouts or (), strict=False):
             conn = self.pending_connects.pop(sid, None)
             if conn is None or conn.closed:
@@ -521,7 +538,8 @@ class ZabCommit(CommitStage):
                 continue
             srv._session_ready(conn, s)
 
-    def write_done(self, conn, xid: int, op: int, res, txn, t0: int) -> None:
+    def write_done(self, conn: ClientConnection, xid: int, op: int, res: ApplyResult,
+                   txn: Txn, t0: int) -> None:
         """A write's reply keeps the session's order: a sync the client sent before
         it is answered first. Its no-op barrier was proposed before this write (the
         leader takes a member's K_SYNC and K_FORWARD in the order sent), so it is
@@ -534,7 +552,7 @@ class ZabCommit(CommitStage):
             sid = txn.header.clientId
             earlier = [k for k, v in self.pending_syncs.items()
                        if k[0] == sid and v[0] is conn and k[1] < xid]
-            srv = self.server
+            srv = self.ens
             for key in sorted(earlier, key=lambda k: k[1]):
                 _, path, t1, *_ = self.pending_syncs.pop(key)
                 conn.inflight -= 1
@@ -543,8 +561,9 @@ class ZabCommit(CommitStage):
         super().write_done(conn, xid, op, res, txn, t0)
 
     # ------------------------------------------------------------ entry points
-    def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
-        srv = self.server
+    def write(self, conn: ClientConnection, s: Session, xid: int, op: int, body,
+              t0: int) -> None:
+        srv = self.ens
         if op == OP_RECONFIG and body is MALFORMED:
             srv._reply(conn, xid, op, Err.MARSHALLINGERROR, None, t0)
             return
@@ -563,13 +582,13 @@ class ZabCommit(CommitStage):
         self.route(s.id, 0, OP_CREATE_SESSION, timeout, conn.auth)
 
     def internal(self, op: int, body, session_id: int) -> None:
-        if self.server.role == "leading":
+        if self.ens.role == "leading":
             self.lead_write(session_id, 0, op, body, [Id("super", "")])
 
     # ------------------------------------------------------------ routing
     def route(self, session_id: int, cxid: int, op: int, body, auth) -> None:
         """Leader: fence, prepare and propose. Learner: forward to the leader."""
-        srv = self.server
+        srv = self.ens
         if srv.role == "leading":
             if not self.fence(session_id, cxid, op, body, srv.my_id):
                 self.lead_write(session_id, cxid, op, body, auth)
@@ -590,7 +609,7 @@ class ZabCommit(CommitStage):
 
     def on_forward(self, frm: int, f: Forwarded) -> None:
         """Leader: a learner's client write (or createSession)."""
-        srv = self.server
+        srv = self.ens
         if srv.role != "leading" or not srv.serving:
             log.info("dropped a request forwarded by %d: not leading", frm)
             srv._send(frm, K_DROPPED, SyncMsg(f.session, f.cxid, 0))
@@ -617,7 +636,7 @@ class ZabCommit(CommitStage):
 
     def lead_write(self, session_id: int, cxid: int, op: int, body, auth) -> bool:
         """Leader: prepare against the tree plus pending changes, then propose."""
-        srv = self.server
+        srv = self.ens
         zxid = self.next_zxid()
         ctx = RequestContext(session_id, cxid, zxid, srv.wall_ms(), auth)
         if op == OP_RECONFIG:
@@ -645,7 +664,7 @@ class ZabCommit(CommitStage):
 
     def next_zxid(self) -> int:
         """The zxid the peer's next proposal gets (as Peer.propose numbers them)."""
-        peer = self.server.peer
+        peer = self.ens.peer
         last, epoch = peer.last_zxid, peer.epoch
         counter = zxid_counter(last) if zxid_epoch(last) == epoch else 0
         return make_zxid(epoch, counter + 1)
@@ -684,7 +703,7 @@ class ZabCommit(CommitStage):
     # (core.handle_connect).
     def session_error(self, session_id: int, origin: int) -> int:
         """ZooKeeper's checkSession on the leader: 0, SESSIONEXPIRED or SESSIONMOVED."""
-        srv = self.server
+        srv = self.ens
         s = srv.sessions.get(session_id)
         if s is None:
             return 0 if srv._foreign_local_session(session_id) else Err.SESSIONEXPIRED
@@ -708,7 +727,7 @@ class ZabCommit(CommitStage):
         if err == Err.SESSIONMOVED:
             log.info("session 0x%x moved away from server %d: refusing its write",
                      session_id & (2**64 - 1), origin)
-        srv = self.server
+        srv = self.ens
         zxid = self.next_zxid()
         txn = Txn(TxnHeader(session_id, cxid, zxid, srv.wall_ms(), Op.ERROR), ErrorTxn(err))
         payload = txn.encode()
@@ -727,7 +746,7 @@ class ZabCommit(CommitStage):
         _, conn, _xid, _op, _t0 = q.popleft()
         if not q:
             del self.pending_writes[session_id]
-        srv = self.server
+        srv = self.ens
         srv.outstanding -= 1
         conn.inflight -= 1
         if not conn.closed:
@@ -738,7 +757,7 @@ class ZabCommit(CommitStage):
     # when the sync reached it. The leader commits a no-op txn first (barrier), so a
     # deposed leader that has not noticed yet answers nothing stale.
     def sync(self, conn, s, xid: int, path: str, t0: int) -> None:
-        srv = self.server
+        srv = self.ens
         conn.inflight += 1
         key = (s.id, xid)
         self.pending_syncs[key] = (conn, path, t0)
@@ -754,7 +773,7 @@ class ZabCommit(CommitStage):
         A deposed leader that has not noticed yet cannot commit anything, so a
         sync answered through this barrier is never stale (ZooKeeper's sync on
         the leader skips the quorum round and can be)."""
-        srv = self.server
+        srv = self.ens
         zxid = self.next_zxid()
         txn = Txn(TxnHeader(0, 0, zxid, srv.wall_ms(), Op.ERROR), ErrorTxn(Err.OK))
         try:
@@ -782,7 +801,7 @@ class ZabCommit(CommitStage):
 
     def on_sync_request(self, frm: int, m: SyncMsg) -> None:
         """Leader: a learner's client synced."""
-        srv = self.server
+        srv = self.ens
         if srv.role != "leading":
             srv._send(frm, K_DROPPED, SyncMsg(m.session, m.xid, 0))
             return
@@ -796,7 +815,7 @@ class ZabCommit(CommitStage):
             self.sync_point((m.session, m.xid), m.zxid)
 
     def answer_syncs(self) -> None:
-        srv = self.server
+        srv = self.ens
         applied = srv.tree.last_zxid
         done = [k for k, v in self.pending_syncs.items() if len(v) == 4 and v[3] <= applied]
         for key in done:

@@ -91,6 +91,8 @@ _ACL_CACHE: Final[dict[tuple, weakref.ref]] = {}
 def intern_acl(acl) -> ACLList:
     """A shared, immutable tuple for an ACL list: equal lists share one object
     while any holder keeps it alive. Linear in the list's length."""
+    if type(acl) is ACLList:
+        return acl  # only ever made below, so already the one shared list of its key
     key = _acl_key(acl)
     ref = _ACL_CACHE.get(key)
     got = ref() if ref is not None else None
@@ -225,10 +227,12 @@ def check_perm(acl, perm: int, auth_ids) -> bool:
     """
     if not acl:
         return True
+    aid: Id
     for aid in auth_ids:
         if aid.scheme == "super":
             return True
     perm = int(perm)  # plain int: IntFlag's & costs an enum construction per ACL entry
+    a: ACL
     digests: set | None = None
     ips: list | None = None
     exact: set | None = None  # x509 / sasl ids, compared exactly
@@ -268,6 +272,20 @@ def _dedup_key(a) -> tuple:
     return (a.perms, True, ident.scheme, ident.id)
 
 
+# perms -> the interned [world:anyone with perms] (ACL perms are five bits; other
+# values are left to intern_acl)
+_WORLD_ANYONE: dict[int, ACLList] = {}
+
+
+def _world_anyone(perms: int) -> ACLList:
+    got = _WORLD_ANYONE.get(perms)
+    if got is None:
+        got = intern_acl([ACL(perms, Id("world", "anyone"))])
+        if 0 <= perms < 32:
+            _WORLD_ANYONE[perms] = got
+    return got
+
+
 def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
               max_entries: int | None = None) -> list[ACL]:
     """Validate an ACL from a create/setACL and expand `auth` ids.
@@ -281,6 +299,12 @@ def fixup_acl(acl, auth_ids, providers: dict[str, bool] = DEFAULT_PROVIDERS,
     entries, in order) uses a dict instead of a list scan. `max_entries` bounds
     what `auth` expansion may produce (MARSHALLINGERROR beyond it).
     """
+    if acl is not None and len(acl) == 1:
+        # the usual ACL, one world:anyone entry (OPEN_ACL_UNSAFE): its shared list
+        a = acl[0]
+        ident = a.id
+        if ident is not None and ident.scheme == "world" and ident.id == "anyone":
+            return _world_anyone(a.perms)
     seen: dict[tuple, ACL] = {}
     for a in acl or ():
         k = _dedup_key(a)

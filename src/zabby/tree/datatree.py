@@ -972,9 +972,10 @@ class DataTree:
             err = self.ephemeral_session_check(ctx.session_id)
             if err:
                 raise _KErr(err)
-        path = req.path
-        if path is None:
+        req_path = req.path
+        if req_path is None:
             raise _KErr(Err.MARSHALLINGERROR)
+        path: str = req_path
         i = path.rfind("/")
         if i == -1 or "\0" in path:
             raise _KErr(Err.BADARGUMENTS)
@@ -989,7 +990,8 @@ class DataTree:
             raise _KErr(Err.NOAUTH)
         if f == CM_PERSISTENT_SEQUENTIAL or f == CM_EPHEMERAL_SEQUENTIAL or f == CM_PERSISTENT_SEQUENTIAL_WITH_TTL:
             path = f"{path}{parent.cversion:010d}"
-        if not is_valid_path(path):
+        # the parent exists, so its path is valid: only the last name needs checking
+        if not is_valid_path(path[i:] if 0 < i < len(path) - 1 else path):
             raise _KErr(Err.BADARGUMENTS)
         c = self._outstanding_by_path.get(path)
         if c is not None:
