@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from treeutil import IP, OPEN, Driver
 
-from zabby.tree.acl import ACLError, check_perm, digest_id, fixup_acl, ip_matches, ip_valid
+from zabby.tree.acl import (
+    OPEN_ACL_UNSAFE,
+    ACLError,
+    check_perm,
+    digest_id,
+    fixup_acl,
+    ip_matches,
+    ip_valid,
+)
 from zabby.wire.constants import Err, Op, Perm
 from zabby.wire.protocol import MultiRequest
 from zabby.wire.records import (
@@ -250,3 +258,22 @@ def test_fixup_acl_raises():
         fixup_acl([], [IP])
     assert e.value.err == Err.INVALIDACL
     assert fixup_acl(OPEN, []) == OPEN
+
+
+def test_fixup_acl_shares_one_list_per_world_anyone_acl():
+    # the usual one-entry world:anyone ACL comes back as the interned list (no copy
+    # per create); other perms get their own, and anything else takes the long way
+    fresh = [ACL(int(Perm.ALL), Id("world", "anyone"))]
+    got = fixup_acl(fresh, [])
+    assert got == fresh and got is fixup_acl([ACL(int(Perm.ALL), Id("world", "anyone"))], [])
+    assert got is OPEN_ACL_UNSAFE
+    with pytest.raises(TypeError):
+        got.append(ACL(1, Id("ip", "1.2.3.4")))
+    read = fixup_acl([ACL(int(Perm.READ), Id("world", "anyone"))], [])
+    assert read == [ACL(int(Perm.READ), Id("world", "anyone"))] and read is not got
+    with pytest.raises(ACLError) as e:
+        fixup_acl([ACL(int(Perm.ALL), Id("world", "someone"))], [])
+    assert e.value.err == Err.INVALIDACL
+    with pytest.raises(ACLError) as e:
+        fixup_acl([ACL(int(Perm.ALL), Id("world", None))], [])
+    assert e.value.err == Err.MARSHALLINGERROR
