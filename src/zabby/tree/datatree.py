@@ -58,6 +58,7 @@ from ..wire.protocol import MultiRequest, MultiResponse
 from ..wire.records import (
     Create2Response,
     CreateRequest,
+    DeleteRequest,
     ErrorResponse,
     GetACLResponse,
     GetAllChildrenNumberResponse,
@@ -67,6 +68,7 @@ from ..wire.records import (
     GetEphemeralsResponse,
     Id,
     PathResponse,
+    SetDataRequest,
     StatResponse,
 )
 from . import quota as qt
@@ -1037,7 +1039,7 @@ class DataTree:
             raise _KErr(Err.BADARGUMENTS)
         return path[:i] or "/"
 
-    def _prep_delete(self, req, ctx: RequestContext) -> tuple[int, Any]:
+    def _prep_delete(self, req: DeleteRequest, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         parent_path = self._parent_for_delete(path)
         parent = self._record(parent_path)
@@ -1068,7 +1070,7 @@ class DataTree:
         self._record_delete(parent, path, ctx.zxid)
         return OP_DELETE_CONTAINER, DeleteTxn(path)
 
-    def _prep_set_data(self, req, ctx: RequestContext) -> tuple[int, Any]:
+    def _prep_set_data(self, req: SetDataRequest, ctx: RequestContext) -> tuple[int, Any]:
         path = req.path
         # every path in the tree is valid: only a miss needs the character walk
         if path not in self._nodes and not is_valid_path(path):
@@ -1249,10 +1251,14 @@ class DataTree:
                                      body.parentCVersion, hdr.zxid, hdr.time, events)
             return Create2Response(body.path, node.stat(self.extended_types)), body.path
         if t == OP_DELETE or t == OP_DELETE_CONTAINER:
-            self._delete_node(body.path, hdr.zxid, events)
-            return None, body.path
+            db: DeleteTxn = body
+            path = db.path
+            self._delete_node(path, hdr.zxid, events)
+            return None, path
         if t == OP_SET_DATA or t == OP_RECONFIG:
-            path = body.path
+            sb: SetDataTxn = body
+            path = sb.path
+            data = sb.data
             node = self._nodes.get(path)
             if node is None:
                 raise _KErr(Err.NONODE)
@@ -1260,17 +1266,17 @@ class DataTree:
                 self._digest_touch(path, node)
             old_len = node.data_length
             if self._approx_size is not None:
-                self._approx_size += len(body.data or b"") - old_len
+                self._approx_size += len(data or b"") - old_len
             if self._quotas:
                 prefix = qt.max_prefix(self._quotas, path)
                 if prefix is not None:
-                    self._quota_update(prefix, len(body.data or b"") - old_len, 0)
-            node.data = body.data
+                    self._quota_update(prefix, len(data or b"") - old_len, 0)
+            node.data = data
             node.mtime = hdr.time
             node.mzxid = hdr.zxid
-            node.version = body.version
-            events.add(_EV_DATA_CHANGED, body.path, node.acl)
-            return StatResponse(node.stat(self.extended_types)), body.path
+            node.version = sb.version
+            events.add(_EV_DATA_CHANGED, path, node.acl)
+            return StatResponse(node.stat(self.extended_types)), path
         if t == OP_SET_ACL:
             node = self._nodes.get(body.path)
             if node is None:
