@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from treeutil import IP, OPEN, Driver
 
+from zabby.tree import CreateTxn
 from zabby.tree.acl import (
     OPEN_ACL_UNSAFE,
     ACLError,
@@ -277,3 +278,15 @@ def test_fixup_acl_shares_one_list_per_world_anyone_acl():
     with pytest.raises(ACLError) as e:
         fixup_acl([ACL(int(Perm.ALL), Id("world", None))], [])
     assert e.value.err == Err.MARSHALLINGERROR
+
+
+def test_an_interned_acl_list_encodes_as_its_plain_list_does():
+    # the interned list keeps its vector encoding after the first txn writes it
+    acl = fixup_acl([ACL(int(Perm.READ | Perm.WRITE), Id("world", "anyone"))], [])
+    plain = CreateTxn("/a", b"x", [ACL(int(Perm.READ | Perm.WRITE), Id("world", "anyone"))],
+                      False, 1)
+    first = CreateTxn("/a", b"x", acl, False, 1).to_bytes()
+    assert first == plain.to_bytes()
+    assert CreateTxn("/b", None, acl, True, 2).to_bytes() == CreateTxn(
+        "/b", None, list(acl), True, 2).to_bytes()
+    assert CreateTxn.decode(first).acl == acl

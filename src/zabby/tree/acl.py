@@ -18,7 +18,7 @@ from typing import Final
 from mypy_extensions import mypyc_attr
 
 from ..wire.constants import Err, Perm
-from ..wire.primitives import ImmutableList
+from ..wire.primitives import VectorCache
 from ..wire.records import ACL, Id
 from .x500 import x500_name_valid
 
@@ -56,14 +56,15 @@ class ACLError(Exception):
 
 # --------------------------------------------------------------- interning
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
-class ACLList(ImmutableList):
+class ACLList(VectorCache):
     """An interned ACL list, shared by every znode with an equal ACL.
 
     A list subclass because it must be weakly referenced (a tuple subclass
     cannot be): the intern table forgets a list once no znode, pending change
     or snapshot holds it, so its memory comes back when the last node using it
     goes. Treat it as immutable; the mutators raise. It compares equal to any
-    list or tuple with equal items, and hashes like the tuple of its items.
+    list or tuple with equal items, and hashes like the tuple of its items. It
+    keeps its encoding once written (VectorCache).
     """
 
     __slots__ = ("__weakref__",)

@@ -29,7 +29,16 @@ _PLAIN: Final = re.compile("(?:/[^/\x00-\x1f\x7f-\x9f" + chr(0xD800) + "-\uf8ff\
 
 def is_valid_path(path: str | None) -> bool:
     """True when `PathUtils.validatePath(path)` would accept the path."""
-    if path and _PLAIN.match(path) is not None and "/." not in path:
+    if not path:
+        return False
+    if path.isascii() and path.isprintable():
+        # printable ASCII (most paths): every character is allowed, so only the
+        # shape is left; a "/." anywhere takes the exact walk
+        if (path[0] == "/" and "//" not in path and "/." not in path
+                and (len(path) == 1 or path[-1] != "/")):
+            return True
+        return _is_valid_path_slow(path)
+    if _PLAIN.match(path) is not None and "/." not in path:
         return True
     return _is_valid_path_slow(path)
 

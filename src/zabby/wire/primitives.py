@@ -147,6 +147,9 @@ def _write_vector(out: bytearray, items, write_item) -> None:
     if items is None:
         out += b"\xff\xff\xff\xff"
         return
+    if type(items) is not list and isinstance(items, VectorCache):
+        out += items.vector_bytes(write_item)
+        return
     out += _I.pack(len(items))
     for it in items:
         write_item(out, it)
@@ -170,6 +173,28 @@ for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "e
               "insert", "pop", "remove", "clear", "sort", "reverse"):
     setattr(ImmutableList, _name, ImmutableList._refuse)
 del _name
+
+
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
+class VectorCache(ImmutableList):
+    """An immutable list that keeps its vector encoding once it has been written:
+    an interned ACL list, written into the txn of every create that names it."""
+
+    __slots__ = ("_vector",)
+    _vector: bytes
+    _what = "an immutable list"
+
+    def vector_bytes(self, write_item) -> bytes:
+        """The list as a jute vector, its items written by `write_item` (always the
+        same writer for one list: its items' record type)."""
+        try:
+            return self._vector
+        except AttributeError:
+            out = bytearray(_I.pack(len(self)))
+            for it in self:
+                write_item(out, it)
+            enc = self._vector = bytes(out)
+            return enc
 
 
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
