@@ -38,7 +38,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from ..tree import DataTree
+from ..tree import ApplyResult, DataTree
+from ..tree.datatree import EventList
 from ..wire import CreateMode, Err, Op
 from .connection import MALFORMED, ClientConnection
 from .ensemble import EnsembleServer
@@ -64,12 +65,9 @@ def _creates_ephemeral(op: int, body) -> bool:
     return False
 
 
-class _Refused:
+def _refused() -> ApplyResult:
     """The answer a learner gives an ephemeral create of a local session."""
-
-    __slots__ = ()
-    err = Err.EPHEMERALONLOCALSESSION
-    response = None
+    return ApplyResult(int(Err.EPHEMERALONLOCALSESSION), None, EventList())
 
 
 class LocalSessionsStage(ZabCommit):
@@ -205,7 +203,7 @@ class LocalSessionsStage(ZabCommit):
         super().apply(txn)
         if refused is not None:
             _, conn, xid, op, t0 = refused
-            self.write_done(conn, xid, op, _Refused, txn, t0)
+            self.write_done(conn, xid, op, _refused(), txn, t0)
         if self.upgrading:
             self.upgrading.difference_update(
                 [sid for sid in self.upgrading if sid in self.server.tree.sessions])
