@@ -512,11 +512,12 @@ class ZabCommit(CommitStage):
         valid: list[int] = []
         for sid, timeout in zip(t.sessions or (), t.timeouts or (), strict=False):
             s = srv.sessions.get(sid)
-            ok = s is not None and not s.closing
-            if s is not None and ok:
-                srv.sessions.touch(s, now, timeout)  # the newly agreed timeout
-                self.session_owner[sid] = frm
-            valid.append(1 if ok else 0)
+            if s is None or s.closing:
+                valid.append(0)
+                continue
+            srv.sessions.touch(s, now, timeout)  # the newly agreed timeout
+            self.session_owner[sid] = frm
+            valid.append(1)
         srv._send(frm, K_OWNER_OK, Touches(list(t.sessions or ()), valid))
 
     def on_owner_ok(self, t: Touches) -> None:

@@ -177,34 +177,34 @@ del _name
 
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class VectorCache(ImmutableList):
-    """An immutable list that keeps its vector encoding once it has been written:
-    an interned ACL list, written into the txn of every create that names it."""
+    """An immutable list that carries its vector encoding, `encoded`: made once,
+    when the list is first written (an interned ACL list, written into the txn of
+    every create that names it) or when it is made (`EncodedStrings`)."""
 
-    __slots__ = ("_vector",)
-    _vector: bytes
+    __slots__ = ("encoded",)
+    encoded: bytes
     _what = "an immutable list"
 
     def vector_bytes(self, write_item) -> bytes:
         """The list as a jute vector, its items written by `write_item` (always the
         same writer for one list: its items' record type)."""
         try:
-            return self._vector
+            return self.encoded
         except AttributeError:
             out = bytearray(_I.pack(len(self)))
             for it in self:
                 write_item(out, it)
-            enc = self._vector = bytes(out)
+            enc = self.encoded = bytes(out)
             return enc
 
 
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
-class EncodedStrings(ImmutableList):
-    """A list of strings that carries its own vector<ustring> encoding, made
-    once (`encoded_strings`): a big directory's listing, answered again and
-    again while the directory does not change, is then copied, not encoded."""
+class EncodedStrings(VectorCache):
+    """A list of strings whose vector<ustring> encoding is made with it
+    (`encoded_strings`): a big directory's listing, answered again and again while
+    the directory does not change, is then copied, not encoded."""
 
-    __slots__ = ("encoded",)
-    encoded: bytes
+    __slots__ = ()
     _what = "an EncodedStrings list"
 
 
