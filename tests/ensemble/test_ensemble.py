@@ -322,22 +322,29 @@ def test_a_follower_commits_its_clients_writes_on_the_other_follower_s_ack(ensem
     """PEER_ACK: the follower holding the session asks the other follower for its ACKs
     and applies a write once both their logs hold it, a hop before the leader's COMMIT
     (zk_peer_ack_commits counts those). The other follower, asked by no one, commits
-    only on COMMIT; every member ends with the same data."""
+    only on COMMIT; every member ends with the same data.
+
+    Which comes first, the other follower's PEER_ACK or the leader's COMMIT, is a race
+    that a loaded machine can make the COMMIT win many times in a row (a CI run saw 60
+    of 60): the writes go on, bounded, until one commit came from PEER_ACKs."""
     leader = ensemble.leader()
     f1, f2 = (i for i in ensemble.members if i != leader)
     c = _client(ensemble.members[f1].hosts)
     others = []
+
+    def commits(i: int) -> int:
+        mntr = ensemble.members[i].four_letter_word("mntr")
+        return int(mntr.split("zk_peer_ack_commits\t")[1].split()[0])
+
     try:
         c.create("/pa", b"0")
-        for i in range(1, 61):
+        deadline = time.monotonic() + 30
+        i = 0
+        while i < 60 or (commits(f1) == 0 and i < 2000 and time.monotonic() < deadline):
+            i += 1
             c.set("/pa", str(i).encode())
             assert c.get("/pa")[0] == str(i).encode()  # read your own write, on f1
-
-        def commits(i: int) -> int:
-            mntr = ensemble.members[i].four_letter_word("mntr")
-            return int(mntr.split("zk_peer_ack_commits\t")[1].split()[0])
-
-        assert commits(f1) > 0
+        assert commits(f1) > 0, f"no commit on PEER_ACKs in {i} writes"
         assert commits(f2) == 0 and commits(leader) == 0
         others = [_client(ensemble.members[i].hosts) for i in (leader, f2)]
         for o in others:
