@@ -639,6 +639,34 @@ def test_leader_drops_a_learner_whose_link_breaks_and_steps_down_without_a_quoru
     assert "lost quorum (1 of 3 voters in sync)" in c.all_events(leader)
 
 
+def test_leader_elect_without_links_to_a_quorum_steps_down_before_initlimit():
+    """Its voters stopped right after electing it: with no link to any of them it gives
+    up at once rather than waiting out initLimit. While one link is left it waits (a
+    quorum can still form); without `linked` (a transport that does not say) it waits."""
+    c = Cluster([1, 2, 3])
+    for i in c.ids:
+        c.peers[i].tick()
+        c.drain(i)
+    while c.queue and not any(p.role == LEADING for p in c.peers.values()):
+        c.run(limit=1)
+    leader = next(i for i, p in c.peers.items() if p.role == LEADING)
+    f1, f2 = (i for i in c.ids if i != leader)
+    p = c.peers[leader]
+    assert p.phase != "broadcast"
+    c.down |= {f1, f2}
+    p.disconnected(f1)
+    p.disconnected(f2)
+    c.drain(leader)
+    assert p.role == LEADING  # told nothing about its links: initLimit decides
+    p.disconnected(f1, linked={f2})
+    c.drain(leader)
+    assert p.role == LEADING  # it and f2 are a quorum
+    p.disconnected(f2, linked=set())
+    c.drain(leader)
+    assert p.role == LOOKING
+    assert "not established, and no link to a quorum of voters" in c.all_events(leader)
+
+
 def _new_leader_with_unsynced_history():
     """Five voters led by 5; five txns committed, the last two not durable at member 4
     (its disk stalls); 5 goes down and 4 -- the highest id, with as long a log as

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -610,7 +610,7 @@ class Peer:
                 self._send_entry(h, entry)
         return zxid
 
-    def disconnected(self, sid: int) -> None:
+    def disconnected(self, sid: int, linked: Collection[int] | None = None) -> None:
         """The transport lost its connection to `sid`; neither side waits out syncLimit.
         A learner whose leader it was starts an election at once (as ZooKeeper's learner
         does when its socket closes). A leader drops that learner (as ZooKeeper's
@@ -618,12 +618,22 @@ class Peer:
         a new session anyway) and steps down if the learners left in sync are no longer
         a quorum: with two of three members stopped, the survivor is looking -- and after
         the read-only delay serving read-only clients -- ~4 s sooner at kazoo's
-        tickTime 2000 and syncLimit 2."""
+        tickTime 2000 and syncLimit 2.
+
+        `linked`, when the transport knows it, holds the members it still has a link
+        to. A leader not yet established steps down when those and itself are no
+        quorum: its voters stopped right after electing it, and waiting out initLimit
+        (kazoo's: 20 s) would only delay the next election and read-only mode."""
         if self.role in (FOLLOWING, OBSERVING) and self.leader_id == sid:
             self._become_looking(f"lost the connection to leader {sid}")
-        elif self.role == LEADING and self._handlers.pop(sid, None) is not None:
-            self._events.append(f"learner {sid}'s connection closed; dropped")
-            self._check_quorum()
+        elif self.role == LEADING:
+            if self._handlers.pop(sid, None) is not None:
+                self._events.append(f"learner {sid}'s connection closed; dropped")
+                self._check_quorum()
+            if (self.role == LEADING and self._phase != "broadcast" and linked is not None
+                    and not self.config.has_quorum(
+                        {self.id} | {s for s in linked if s in self.voters})):
+                self._step_down("not established, and no link to a quorum of voters")
 
     def persisted(self, zxid: int) -> None:
         if self._snap_wait is not None:

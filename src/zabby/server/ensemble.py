@@ -376,7 +376,7 @@ class EnsembleServer(ZabbyServer):
         if not up and (self.role == "leading" or sid == self.leader_id):
             # like ZooKeeper when a quorum socket closes: a learner elects at once, a
             # leader drops that learner and steps down if it no longer has a quorum
-            self.peer.disconnected(sid)
+            self.peer.disconnected(sid, self.quorum_mesh.links.keys())
             self._drain()
 
     def _on_zab_message(self, frm: int, payload: bytes) -> None:
