@@ -172,6 +172,23 @@ class RequestContext:
                 f"zxid={self.zxid}, time={self.time}, auth={self.auth!r})")
 
 
+_ZEROS = "0000000000"
+
+
+def sequence_suffix(n: int) -> str:
+    """A sequential node's suffix: the parent's cversion as ZooKeeper's "%010d" (ten
+    digits, zero-padded; a negative one, after the int32 wraps, as "-000000001").
+    `f"{n:010d}"` compiles to a generic str.format call that was half of a sequential
+    create's prepare."""
+    s = str(n)
+    k = len(s)
+    if k >= 10:
+        return s
+    if n >= 0:
+        return _ZEROS[k:] + s
+    return "-" + _ZEROS[k:] + s[1:]
+
+
 @mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class EventList(list):
     """ApplyResult.events: (event type, path) pairs; ``acls[i]`` is the ACL of the
@@ -991,7 +1008,7 @@ class DataTree:
         if not check_perm(parent.acl, PERM_CREATE, ctx.auth):
             raise _KErr(Err.NOAUTH)
         if f == CM_PERSISTENT_SEQUENTIAL or f == CM_EPHEMERAL_SEQUENTIAL or f == CM_PERSISTENT_SEQUENTIAL_WITH_TTL:
-            path = f"{path}{parent.cversion:010d}"
+            path = path + sequence_suffix(parent.cversion)
         # the parent exists, so its path is valid: only the last name needs checking
         if not is_valid_path(path[i:] if 0 < i < len(path) - 1 else path):
             raise _KErr(Err.BADARGUMENTS)
