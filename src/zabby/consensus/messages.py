@@ -12,7 +12,7 @@ A checksum is the transport's business, not this module's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from zabby.wire.jute import ProtocolError
 
@@ -46,29 +46,29 @@ class MalformedMessage(ValueError):
     """Bytes that are not a valid peer message."""
 
 
-NOTIFICATION = 1
-FOLLOWERINFO = 2
-ACKEPOCH = 3
-ACK = 4
-LEADERINFO = 5
-SYNC = 6
-ENTRIES = 7
-NEWLEADER = 8
-UPTODATE = 9
-COMMIT = 10
-PING = 11
+NOTIFICATION: Final = 1
+FOLLOWERINFO: Final = 2
+ACKEPOCH: Final = 3
+ACK: Final = 4
+LEADERINFO: Final = 5
+SYNC: Final = 6
+ENTRIES: Final = 7
+NEWLEADER: Final = 8
+UPTODATE: Final = 9
+COMMIT: Final = 10
+PING: Final = 11
 # a notification with the sender's configuration, sent for NOTIFICATION since
 # reconfiguration; type 1 (without it) is still understood, so members of an earlier
 # release are heard during a rolling upgrade (they drop this type as unknown)
-NOTIFICATION_CFG = 12
+NOTIFICATION_CFG: Final = 12
 # a follower's broadcast ACK sent to the other voting followers as well as the leader:
 # a follower that sees a quorum durable (its own log and these) commits without
 # waiting for the leader's COMMIT (Peer._on_peer_ack). An earlier release drops it as
 # an unknown type, which only costs its receiver the shortcut.
-PEER_ACK = 13
+PEER_ACK: Final = 13
 # a follower holding client writes asks the other voting followers for their PEER_ACKs
 # (for a while: Peer.want_peer_acks); no one else gets them
-PEER_ACK_WANT = 14
+PEER_ACK_WANT: Final = 14
 
 SYNC_DIFF, SYNC_TRUNC, SYNC_SNAP = 1, 2, 3
 

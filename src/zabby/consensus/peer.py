@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Final, Protocol
 
 from . import messages as m
 
@@ -14,15 +14,18 @@ __all__ = [
     "NotLeader", "Peer", "Ready", "make_zxid", "zxid_counter", "zxid_epoch",
 ]
 
-LOOKING, FOLLOWING, LEADING, OBSERVING = "looking", "following", "leading", "observing"
-_STATE_CODE = {LOOKING: 0, FOLLOWING: 1, LEADING: 2, OBSERVING: 3}
+LOOKING: Final = "looking"
+FOLLOWING: Final = "following"
+LEADING: Final = "leading"
+OBSERVING: Final = "observing"
+_STATE_CODE: Final = {LOOKING: 0, FOLLOWING: 1, LEADING: 2, OBSERVING: 3}
 
-_COUNTER_MASK = 0xFFFFFFFF
-_MAX_BATCH = 512          # entries per ENTRIES message
-_ENTRIES = m.ENTRIES
+_COUNTER_MASK: Final = 0xFFFFFFFF
+_MAX_BATCH: Final = 512          # entries per ENTRIES message
+_ENTRIES: Final = m.ENTRIES
 _GETS_PROPOSALS = frozenset(("syncing", "synced"))  # learner stages that are sent proposals
 _RETRY_TICKS = 3          # a learner re-handshakes if LEADERINFO does not come this soon
-_WANT_TICKS = 10          # a follower asks for PEER_ACKs at most this often (Peer.want_peer_acks)
+_WANT_TICKS: Final = 10          # a follower asks for PEER_ACKs at most this often (Peer.want_peer_acks)
 
 
 def zxid_epoch(zxid: int) -> int:

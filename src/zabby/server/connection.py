@@ -7,7 +7,7 @@ import itertools
 import logging
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..wire import Op, ProtocolError
 from ..wire.protocol import FrameDecoder, decode_connect_request, decode_request
@@ -19,35 +19,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zabby.server.cnxn")
 
-_REQ_HDR = struct.Struct(">ii")
+_REQ_HDR: Final = struct.Struct(">ii")
 
 # Output queued for one connection is capped: the transport's buffer pauses writing
 # above OUTPUT_HIGH, and `pump` stops answering (and the connection stops being read)
 # while the transport is paused or the replies made in this turn reach OUTPUT_HIGH.
 # What one connection can hold is then ~2 * OUTPUT_HIGH plus one reply (<= jute.maxbuffer).
-OUTPUT_HIGH = 256 * 1024
-OUTPUT_LOW = 64 * 1024
+OUTPUT_HIGH: Final = 256 * 1024
+OUTPUT_LOW: Final = 64 * 1024
 # Output that is not a reply to a request pump chose to answer (watch notifications,
 # addauth replies) is not throttled that way; a client that lets this much pile up
 # unread is disconnected (its session stays: it may reconnect and set its watches).
-OUTPUT_HARD_LIMIT = 64 * 1024 * 1024
+OUTPUT_HARD_LIMIT: Final = 64 * 1024 * 1024
 # Writes of one connection handed to the commit pipeline at once; the rest of its
 # backlog waits for them, so a deep pipeline is prepared in slices between which
 # other clients are served.
 MAX_INFLIGHT_WRITES = 128
 # Requests read but not answered, per connection: above this it is not read.
-MAX_OUTSTANDING = 1000
+MAX_OUTSTANDING: Final = 1000
 
 # Frames of one connection handled in one loop turn; the rest of a big read waits for
 # the next turn (the connection is not read meanwhile), so a client that sends
 # thousands of cheap requests in one read (addauth) cannot hold the loop.
-FRAMES_PER_TURN = 256
+FRAMES_PER_TURN: Final = 256
 
 # why a connection is not being read (bits of ClientConnection.read_paused)
-PAUSE_OUTPUT = 1  # its client does not read its replies
-PAUSE_BACKLOG = 2  # MAX_OUTSTANDING requests of its own are waiting
-PAUSE_GLOBAL = 4  # the server has globalOutstandingLimit writes in flight
-PAUSE_SLICE = 8  # frames of an earlier read still wait for their turn
+PAUSE_OUTPUT: Final = 1  # its client does not read its replies
+PAUSE_BACKLOG: Final = 2  # MAX_OUTSTANDING requests of its own are waiting
+PAUSE_GLOBAL: Final = 4  # the server has globalOutstandingLimit writes in flight
+PAUSE_SLICE: Final = 8  # frames of an earlier read still wait for their turn
 
 
 _SERIALS = itertools.count()
@@ -62,7 +62,7 @@ class _Malformed:
         return "MALFORMED"
 
 
-MALFORMED = _Malformed()
+MALFORMED: Final = _Malformed()
 
 
 class ClientConnection(LatencyCounters):

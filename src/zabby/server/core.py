@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -80,7 +80,7 @@ _TREE_READS = frozenset(
         Op.GET_ALL_CHILDREN_NUMBER, Op.GET_EPHEMERALS, Op.MULTI_READ,
     }
 )
-_CONNECTED = KeeperState.SYNC_CONNECTED
+_CONNECTED: Final = KeeperState.SYNC_CONNECTED
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 
 

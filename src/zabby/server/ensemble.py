@@ -37,6 +37,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Callable
 from functools import partial
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -84,14 +85,14 @@ from .security import Security
 
 log = logging.getLogger("zabby.server.ensemble")
 
-_KIND = struct.Struct(">B")
-_INT = struct.Struct(">i")
+_KIND: Final = struct.Struct(">B")
+_INT: Final = struct.Struct(">i")
 # a txn payload starts with its TxnHeader: clientId (8), cxid (4), zxid (8), time (8)...
 _TIME = struct.Struct(">q")
 _HDR_TIME_AT = 20
 _HDR_TIME_END = _HDR_TIME_AT + 8
-_HDR_TYPE_AT = _HDR_TIME_END
-_CONFIG_NODE = "/zookeeper/config"
+_HDR_TYPE_AT: Final = _HDR_TIME_END
+_CONFIG_NODE: Final = "/zookeeper/config"
 
 
 def _config_of(m: Membership) -> Config:

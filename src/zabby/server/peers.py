@@ -32,7 +32,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .listen import accept_forever, first_byte_is_tls, listen_socket
 from .quorum_auth import (
@@ -51,13 +51,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zabby.server.peers")
 
-_HDR = struct.Struct(">II")
-_HELLO = struct.Struct(">4sHq")  # version 1
-_HELLO2 = struct.Struct(">4sHqB")  # version 2: + flags
-_MAGIC = b"ZBPR"
+_HDR: Final = struct.Struct(">II")
+_HELLO: Final = struct.Struct(">4sHq")  # version 1
+_HELLO2: Final = struct.Struct(">4sHqB")  # version 2: + flags
+_MAGIC: Final = b"ZBPR"
 VERSION = 2
-FLAG_SASL = 0x01  # the sender does quorum SASL
-MAX_FRAME = 1 << 30  # a SNAP sync carries the whole tree in one frame
+FLAG_SASL: Final = 0x01  # the sender does quorum SASL
+MAX_FRAME: Final = 1 << 30  # a SNAP sync carries the whole tree in one frame
 PRE_AUTH_MAX_FRAME = 64 << 10  # before a link is up: hello and handshake only
 MAX_PENDING = 64  # accepted connections that may be in their handshake at once
 REFUSAL_LOG_BURST = 20  # refusals logged per window; the rest are counted

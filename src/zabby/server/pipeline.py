@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # (core and ensemble import this module)
 
 log = logging.getLogger("zabby.server.ensemble")
 
-_KEEPER_MIN = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
+_KEEPER_MIN: Final = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
 
 
 def now_ms() -> int:
@@ -373,11 +373,17 @@ class LocalCommit(CommitStage):
 
 # ------------------------------------------------------------------ Zab
 # Kinds of quorum-port messages (the first byte; ensemble.py carries them).
-K_ZAB, K_FORWARD, K_TOUCH, K_SYNC, K_SYNC_OK, K_DROPPED = range(6)
+K_ZAB: Final = 0
+K_FORWARD: Final = 1
+K_TOUCH: Final = 2
+K_SYNC: Final = 3
+K_SYNC_OK: Final = 4
+K_DROPPED: Final = 5
 # a member re-attaches a client's session (reconnect): the leader makes it the owner
 # and answers whether the session is still valid (ZooKeeper's REVALIDATE)
-K_OWNER, K_OWNER_OK = 16, 17
-_INT = struct.Struct(">i")
+K_OWNER: Final = 16
+K_OWNER_OK: Final = 17
+_INT: Final = struct.Struct(">i")
 
 
 class Touches(Record):

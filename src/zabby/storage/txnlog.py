@@ -30,7 +30,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from .errors import CorruptDataError, StorageError
 from .fs import default_fs
@@ -62,11 +62,11 @@ __all__ = [
 log = logging.getLogger("zabby.storage")
 
 _SEG_HDR_CRC = struct.Struct("<8sIIq")
-_ENT_PRE = struct.Struct("<IqI")  # the part header_crc covers
-PREFIX = "log."
+_ENT_PRE: Final = struct.Struct("<IqI")  # the part header_crc covers
+PREFIX: Final = "log."
 MAX_ENTRY = 1 << 30
 
-_crc = zlib.crc32
+_crc: Final = zlib.crc32
 
 
 def segment_name(zxid: int) -> str:

@@ -172,7 +172,7 @@ class RequestContext:
                 f"zxid={self.zxid}, time={self.time}, auth={self.auth!r})")
 
 
-_ZEROS = "0000000000"
+_ZEROS: Final = "0000000000"
 
 
 def sequence_suffix(n: int) -> str:
