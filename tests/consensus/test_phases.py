@@ -639,10 +639,9 @@ def test_leader_drops_a_learner_whose_link_breaks_and_steps_down_without_a_quoru
     assert "lost quorum (1 of 3 voters in sync)" in c.all_events(leader)
 
 
-def test_leader_elect_without_links_to_a_quorum_steps_down_before_initlimit():
-    """Its voters stopped right after electing it: with no link to any of them it gives
-    up at once rather than waiting out initLimit. While one link is left it waits (a
-    quorum can still form); without `linked` (a transport that does not say) it waits."""
+def _leader_elect():
+    """A 3-voter cluster driven message by message until one member is leader-elect
+    (discovery: not established). Returns (cluster, leader, the two others)."""
     c = Cluster([1, 2, 3])
     for i in c.ids:
         c.peers[i].tick()
@@ -650,21 +649,56 @@ def test_leader_elect_without_links_to_a_quorum_steps_down_before_initlimit():
     while c.queue and not any(p.role == LEADING for p in c.peers.values()):
         c.run(limit=1)
     leader = next(i for i, p in c.peers.items() if p.role == LEADING)
+    assert c.peers[leader].phase != "broadcast"
     f1, f2 = (i for i in c.ids if i != leader)
+    return c, leader, f1, f2
+
+
+def test_leader_elect_whose_links_close_steps_down_before_initlimit():
+    """Its voters stopped right after electing it: once the links to all of them have
+    closed it gives up at once rather than waiting out initLimit. While one is left it
+    waits (a quorum can still form); told nothing about links, it waits as before."""
+    c, leader, f1, f2 = _leader_elect()
     p = c.peers[leader]
-    assert p.phase != "broadcast"
     c.down |= {f1, f2}
     p.disconnected(f1)
     p.disconnected(f2)
     c.drain(leader)
-    assert p.role == LEADING  # told nothing about its links: initLimit decides
-    p.disconnected(f1, linked={f2})
+    assert p.role == LEADING  # a transport that does not say: initLimit decides
+    p.disconnected(f1, lost={f1})
     c.drain(leader)
     assert p.role == LEADING  # it and f2 are a quorum
-    p.disconnected(f2, linked=set())
+    p.disconnected(f2, lost={f1, f2})
     c.drain(leader)
     assert p.role == LOOKING
-    assert "not established, and no link to a quorum of voters" in c.all_events(leader)
+    assert "not established, and the links to a quorum of voters are gone" in c.all_events(leader)
+
+
+def test_member_elected_after_its_voters_links_closed_steps_down_at_once():
+    """The CI case: the survivor is elected on votes that arrived just before the
+    others stopped, so their links closed while it was still looking; the transport
+    tells it on becoming leader. A member whose link never came up (at start the
+    quorum links connect while the election runs) is not counted as gone."""
+    c, leader, f1, f2 = _leader_elect()
+    p = c.peers[leader]
+    p.unreachable(set())
+    p.unreachable({f1})
+    c.drain(leader)
+    assert p.role == LEADING
+    p.unreachable({f1, f2})
+    c.drain(leader)
+    assert p.role == LOOKING
+
+
+def test_an_established_leader_ignores_unreachable():
+    """Once established, a leader keeps the rules it had: learners in sync (their own
+    disconnects), syncLimit."""
+    c = Cluster([1, 2, 3])
+    leader = c.settle()
+    p = c.peers[leader]
+    p.unreachable(set(c.ids) - {leader})
+    c.drain(leader)
+    assert p.role == LEADING
 
 
 def _new_leader_with_unsynced_history():

@@ -613,7 +613,7 @@ class Peer:
                 self._send_entry(h, entry)
         return zxid
 
-    def disconnected(self, sid: int, linked: Collection[int] | None = None) -> None:
+    def disconnected(self, sid: int, lost: Collection[int] | None = None) -> None:
         """The transport lost its connection to `sid`; neither side waits out syncLimit.
         A learner whose leader it was starts an election at once (as ZooKeeper's learner
         does when its socket closes). A leader drops that learner (as ZooKeeper's
@@ -623,20 +623,29 @@ class Peer:
         the read-only delay serving read-only clients -- ~4 s sooner at kazoo's
         tickTime 2000 and syncLimit 2.
 
-        `linked`, when the transport knows it, holds the members it still has a link
-        to. A leader not yet established steps down when those and itself are no
-        quorum: its voters stopped right after electing it, and waiting out initLimit
-        (kazoo's: 20 s) would only delay the next election and read-only mode."""
+        `lost`, when the transport knows it: see `unreachable`."""
         if self.role in (FOLLOWING, OBSERVING) and self.leader_id == sid:
             self._become_looking(f"lost the connection to leader {sid}")
         elif self.role == LEADING:
             if self._handlers.pop(sid, None) is not None:
                 self._events.append(f"learner {sid}'s connection closed; dropped")
                 self._check_quorum()
-            if (self.role == LEADING and self._phase != "broadcast" and linked is not None
-                    and not self.config.has_quorum(
-                        {self.id} | {s for s in linked if s in self.voters})):
-                self._step_down("not established, and no link to a quorum of voters")
+            if lost is not None:
+                self.unreachable(lost)
+
+    def unreachable(self, lost: Collection[int]) -> None:
+        """`lost`: the members whose link to us closed and has not come back (a member
+        never connected is not in it: at start the links come up while the election
+        runs). A leader not yet established steps down when the voters left, itself
+        included, are no quorum: they stopped around its election (kazoo's read-only
+        test stops two of three members at once, and the survivor can be elected on
+        their last votes a moment after their links closed), and waiting out initLimit
+        (kazoo's: 20 s) would only delay the next election and read-only mode. The
+        transport calls this when a link closes and when this member becomes leader."""
+        if (self.role == LEADING and self._phase != "broadcast"
+                and not self.config.has_quorum(
+                    {s for s in self.voters if s == self.id or s not in lost})):
+            self._step_down("not established, and the links to a quorum of voters are gone")
 
     def persisted(self, zxid: int) -> None:
         if self._snap_wait is not None:

@@ -294,6 +294,8 @@ class EnsembleServer(ZabbyServer):
         self.on_serving: Callable[[], None] | None = None  # called when this member starts serving
         # TLS / SASL between members (quorum_auth); None: plaintext, anyone may dial
         self.quorum_security = security.quorum if security is not None else None
+        # the members whose quorum link closed and has not come back (Peer.unreachable)
+        self._links_lost: set[int] = set()
         self.quorum_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.quorum_port) for s, spec in config.servers.items()},
             self._on_quorum_message, on_link_change=self._on_link_change,
@@ -374,10 +376,15 @@ class EnsembleServer(ZabbyServer):
 
     # ------------------------------------------------------------ consensus I/O
     def _on_link_change(self, sid: int, up: bool) -> None:
+        lost = self._links_lost
+        if up:
+            lost.discard(sid)
+        else:
+            lost.add(sid)
         if not up and (self.role == "leading" or sid == self.leader_id):
             # like ZooKeeper when a quorum socket closes: a learner elects at once, a
             # leader drops that learner and steps down if it no longer has a quorum
-            self.peer.disconnected(sid, self.quorum_mesh.links.keys())
+            self.peer.disconnected(sid, lost)
             self._drain()
 
     def _on_zab_message(self, frm: int, payload: bytes) -> None:
@@ -720,6 +727,10 @@ class EnsembleServer(ZabbyServer):
             self.leading_since = now if role == "leading" else None
         was_serving, was_leading = self.serving, self.role == "leading"
         self.role, self.leader_id, self.serving = role, leader_id, serving
+        if role == "leading" and not was_leading and self._links_lost:
+            # elected on the last votes of members whose links have closed since:
+            # the peer steps down at once (its next Ready) if no quorum is left
+            self.peer.unreachable(self._links_lost)
         log.info("now %s (leader %s, epoch %d, %s)", self.mode, leader_id, self.peer.epoch,
                  "serving" if serving else "not serving")
         if serving and not was_serving and self.on_serving is not None:
