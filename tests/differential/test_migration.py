@@ -31,14 +31,19 @@ CFG = {
     "tickTime": 2000,
     "extendedTypesEnabled": True,
     "snapCount": 40,
+    # the live session must outlast every step of the round trip while disconnected:
+    # in a slow CI run (73 s where ~20 is usual) ZooKeeper answered its reconnect in
+    # step 2 as expired with the 30 s timeout it had; the test is about migration,
+    # not about how fast a loaded machine gets through it
+    "maxSessionTimeout": 180000,
     "DigestAuthenticationProvider.superDigest": "super:" + make_digest_acl(
         *SUPER).id.id.split(":", 1)[1],
 }
 N_DIRS, PER_DIR = 60, 40  # 2,400 znodes in 60 multis
 
 
-def _client(hosts: str, **kw) -> KazooClient:
-    c = KazooClient(hosts=hosts, timeout=30.0, auth_data=[("digest", ":".join(SUPER))],
+def _client(hosts: str, timeout: float = 30.0, **kw) -> KazooClient:
+    c = KazooClient(hosts=hosts, timeout=timeout, auth_data=[("digest", ":".join(SUPER))],
                     connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 0.5}, **kw)
     c.start(timeout=30)
     return c
@@ -156,7 +161,7 @@ def test_round_trip_zookeeper_zabby_zookeeper(tmp_path):
         zk = ZooKeeperServer(tmp_path / "zk", **CFG)
         servers.append(zk)
         port = zk.port
-        live = _client(zk.hosts)
+        live = _client(zk.hosts, timeout=120.0)
         states: list = []
         live.add_listener(states.append)
         sid = live.client_id[0]
