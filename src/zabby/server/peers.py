@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zabby.server.peers")
 
 _HDR: Final = struct.Struct(">II")
+_crc32: Final = zlib.crc32
 _HELLO: Final = struct.Struct(">4sHq")  # version 1
 _HELLO2: Final = struct.Struct(">4sHqB")  # version 2: + flags
 _MAGIC: Final = b"ZBPR"
@@ -70,7 +71,7 @@ class PeerProtocolError(Exception):
 
 def encode_frame(payload: bytes) -> bytes:
     """`payload` as one frame (length, CRC-32, payload)."""
-    return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
+    return _HDR.pack(len(payload), _crc32(payload)) + payload
 
 
 def encode_hello(sid: int, sasl: bool) -> bytes:
@@ -105,25 +106,35 @@ class FrameReader:
         self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
+        # Frames are cut straight from `data` (what the transport read, usually whole
+        # frames): one copy per payload. Only a frame split across reads goes through
+        # the buffer. The header's two big-endian ints are read byte by byte, which
+        # the compiled build does natively (a struct call is a generic method call).
         buf = self._buf
-        buf += data
-        out = []
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        out: list[bytes] = []
         pos = 0
+        size = len(data)
         limit = self.max_frame
-        while len(buf) - pos >= 8:
-            n, crc = _HDR.unpack_from(buf, pos)
+        while size - pos >= 8:
+            n = (data[pos] << 24) | (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
             if n > limit:
                 raise PeerProtocolError(f"frame of {n} bytes exceeds {limit}")
             end = pos + 8 + n
-            if end > len(buf):
+            if end > size:
                 break
-            payload = bytes(buf[pos + 8 : end])
-            if zlib.crc32(payload) != crc:
+            crc = ((data[pos + 4] << 24) | (data[pos + 5] << 16) | (data[pos + 6] << 8)
+                   | data[pos + 7])
+            payload = data[pos + 8 : end]
+            if _crc32(payload) != crc:
                 raise PeerProtocolError("frame checksum mismatch")
             out.append(payload)
             pos = end
-        if pos:
-            del buf[:pos]
+        if pos < size:
+            buf += data[pos:] if pos else data
         return out
 
 
@@ -387,7 +398,7 @@ class _Link(asyncio.Protocol):
             out = self.out
             if not out:
                 self.mesh._schedule_flush(self)
-            out.append(_HDR.pack(len(payload), zlib.crc32(payload)))
+            out.append(_HDR.pack(len(payload), _crc32(payload)))
             out.append(payload)
 
     def flush(self) -> None:

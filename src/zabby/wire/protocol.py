@@ -246,23 +246,32 @@ class FrameDecoder:
         self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
+        # Frames are cut straight from `data` (usually whole frames: one copy each);
+        # only a frame split across reads goes through the buffer. The length is read
+        # byte by byte, which the compiled build does natively.
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
         frames: list[bytes] = []
         pos = 0
-        n = len(buf)
-        unpack = INT.unpack_from
+        n = len(data)
+        limit = self.max_frame
         while n - pos >= 4:
-            (length,) = unpack(buf, pos)
-            if length < 0 or length > self.max_frame:
+            length = ((data[pos] << 24) | (data[pos + 1] << 16) | (data[pos + 2] << 8)
+                      | data[pos + 3])
+            if length >= 0x80000000:
+                length -= 0x100000000
+            if length < 0 or length > limit:
                 raise ProtocolError(f"frame length {length} out of range")
             end = pos + 4 + length
             if end > n:
                 break
-            frames.append(bytes(buf[pos + 4 : end]))
+            frames.append(data[pos + 4 : end])
             pos = end
-        if pos:
-            del buf[:pos]
+        if pos < n:
+            buf += data[pos:] if pos else data
         return frames
 
     @property
