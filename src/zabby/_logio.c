@@ -22,6 +22,14 @@
  * jobs may each carry a message (to different sockets; a job with no data sends its
  * message once everything submitted before it is durable).
  *
+ * submit(..., sock, message, quiet=1): the job's message is all the loop needs to hear
+ * of it now. A finished batch whose every job is quiet and sent its message whole
+ * does not bump the eventfd (an ensemble follower whose ACK went and which has no
+ * client waiting on its log: waking its loop there only takes a core from the members
+ * that do have work); take() collects it whenever the loop looks. A cancel_send that
+ * comes too late makes the thread bump the eventfd once it is done, so a caller
+ * waiting for its socket back is never left waiting.
+ *
  * Tests only: Writer(stall_file) makes every fdatasync first sleep the seconds written
  * in that file (nothing, 0 or a missing file: no stall), as storage.fs.fsync_stall
  * does for the Python writers (zabby.testing.diskfaults.FsyncStall: a slow disk).
@@ -51,6 +59,7 @@ typedef struct job {
     long long sent;
     size_t msg_len;
     char *msg;
+    int quiet;                 /* see `quiet` in the header comment */
 } job;
 
 #define MAX_CANCELLED 32
@@ -70,6 +79,7 @@ typedef struct {
     long long reached_token;   /* the last job with a message the thread came to send */
     long long cancelled[MAX_CANCELLED]; /* jobs whose message must not be sent */
     int ncancelled;
+    int want_wake;             /* a cancel_send came too late: wake the loop when done */
     char *stall_file;          /* tests: a slow disk; NULL: none */
 } Writer;
 
@@ -170,6 +180,7 @@ static void *run(void *arg) {
             errs[k] = r < 0 ? (errno ? errno : EIO) : 0;
         }
         job *last = NULL;
+        int wake = 0;
         for (job *j = batch; j; j = j->next) {
             if (!j->err) {
                 for (int k = 0; k < nfds; k++)
@@ -198,18 +209,26 @@ static void *run(void *arg) {
                 else
                     send_message(j);
                 close(j->sock);
-                j->sock = -1;
+                j->sock = -2; /* had a message */
             }
+            if (!j->quiet || j->err || j->sock != -2 || j->sent != (long long)j->msg_len)
+                wake = 1;
             free(j->msg);
             j->msg = NULL;
             last = j;
         }
         pthread_mutex_lock(&w->mu);
         append(&w->d_head, &w->d_tail, batch, last);
+        if (w->want_wake) {
+            wake = 1;
+            w->want_wake = 0;
+        }
         pthread_mutex_unlock(&w->mu);
-        uint64_t one = 1;
-        ssize_t ignored = write(w->efd, &one, sizeof one);
-        (void)ignored;
+        if (wake) {
+            uint64_t one = 1;
+            ssize_t ignored = write(w->efd, &one, sizeof one);
+            (void)ignored;
+        }
     }
 }
 
@@ -236,6 +255,7 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kwds) {
     w->broken_fd = -1;
     w->reached_token = -1;
     w->ncancelled = 0;
+    w->want_wake = 0;
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -254,10 +274,10 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Writer_submit(Writer *w, PyObject *args) {
-    int fd, sock = -1;
+    int fd, sock = -1, quiet = 0;
     long long offset, token;
     Py_buffer buf, msg = {0};
-    if (!PyArg_ParseTuple(args, "iLy*L|iy*", &fd, &offset, &buf, &token, &sock, &msg))
+    if (!PyArg_ParseTuple(args, "iLy*L|iy*p", &fd, &offset, &buf, &token, &sock, &msg, &quiet))
         return NULL;
     if (!w->started || w->stop) {
         PyBuffer_Release(&buf);
@@ -291,6 +311,7 @@ static PyObject *Writer_submit(Writer *w, PyObject *args) {
     j->data = data;
     j->sock = sock;
     j->sent = 0;
+    j->quiet = sock >= 0 && quiet;
     if (m) {
         memcpy(m, msg.buf, (size_t)msg.len);
         j->msg = m;
@@ -341,6 +362,8 @@ static PyObject *Writer_cancel_send(Writer *w, PyObject *arg) {
     cancelled = token > w->reached_token && w->ncancelled < MAX_CANCELLED;
     if (cancelled)
         w->cancelled[w->ncancelled++] = token;
+    else
+        w->want_wake = 1;
     pthread_mutex_unlock(&w->mu);
     return PyBool_FromLong(cancelled);
 }
@@ -393,8 +416,8 @@ static PyObject *Writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 
 static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)Writer_submit, METH_VARARGS,
-     "submit(fd, offset, data, token[, sock, message]): pwrite then fdatasync on the "
-     "writer thread, then send message on sock (a descriptor the thread closes)"},
+     "submit(fd, offset, data, token[, sock, message[, quiet]]): pwrite then fdatasync "
+     "on the writer thread, then send message on sock (a descriptor the thread closes)"},
     {"take", (PyCFunction)Writer_take, METH_NOARGS,
      "take() -> [(token, errno, sent)] of the jobs finished since the last take"},
     {"cancel_send", (PyCFunction)Writer_cancel_send, METH_O,

@@ -272,6 +272,7 @@ class _Send:
         self.cancel = None
         self.answers: list = []
         self.also: list = []
+        self.quiet = False
 
     def bind(self, cancel) -> None:
         self.cancel = cancel
@@ -545,3 +546,88 @@ def test_the_committer_hands_the_writer_a_message_for_a_lone_batch(tmp_path):
     b.close()
     assert asked == [3, 4] and got == b"ack-3ack-4"
     assert [s.answers for s in sends] == [[5], [5]]
+
+
+def _quiet_once(tmp_path, monkeypatch, *, full=False, late_cancel=False, poll_after=None,
+                wait=0.3, check_s=60.0):
+    """One quiet batch (its message is all the loop needs): (when the batch's callback
+    ran, in s after the hand-off, or None if not within `wait`; the send's answers;
+    what the other end got). The fallback timer fires after `check_s`; `poll_after`:
+    call writer.poll() that many s after the hand-off; `late_cancel`: revoke once the
+    message is sure to have gone."""
+    monkeypatch.setattr(native_log, "QUIET_CHECK_S", check_s)
+
+    async def main():
+        writer, loop, path, fd = _native_on_empty_file(tmp_path)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        if full:
+            try:
+                while True:
+                    a.send(b"z" * 65536)
+            except BlockingIOError:
+                pass
+        send = _Send(a, b"ack-9")
+        send.quiet = True
+        t0 = loop.time()
+        took: list = []
+        writer.write_sync(fd, 0, b"quiet", lambda err: took.append(loop.time() - t0),
+                          send=send)
+        try:
+            if late_cancel:
+                await asyncio.sleep(0.15)  # long done: the thread sent it
+                assert send.cancel() is False
+            if poll_after is not None:
+                await asyncio.sleep(poll_after)
+                assert not took  # nothing woke the loop meanwhile
+                writer.poll()
+            deadline = loop.time() + wait
+            while not took and loop.time() < deadline:
+                await asyncio.sleep(0.005)
+            got = b""
+            if not full:
+                try:
+                    got = b.recv(100)
+                except BlockingIOError:
+                    pass
+            result = (took[0] if took else None), list(send.answers), got
+        finally:
+            writer.close()  # (answers what is left: after the result is taken)
+            os.close(fd)
+            a.close()
+            b.close()
+        return result
+
+    return asyncio.run(main())
+
+
+def test_a_quiet_batch_whose_message_went_does_not_wake_the_loop(tmp_path, monkeypatch):
+    """The message (a follower's ACK) went whole: the thread does not bump the eventfd,
+    so the batch's callback waits until the loop looks (writer.poll())."""
+    took, answers, got = _quiet_once(tmp_path, monkeypatch, poll_after=0.25)
+    assert took is not None and took >= 0.25
+    assert answers == [5] and got == b"ack-9"
+
+
+def test_a_quiet_batch_is_answered_by_the_timer_when_nothing_looks(tmp_path, monkeypatch):
+    took, answers, _ = _quiet_once(tmp_path, monkeypatch, wait=0.3)
+    assert took is None  # the timer 60 s out: nothing woke the loop
+    assert answers == []
+    took, answers, got = _quiet_once(tmp_path, monkeypatch, wait=2.0, check_s=0.2)
+    assert took is not None and 0.2 <= took < 2.0
+    assert answers == [5] and got == b"ack-9"
+
+
+def test_a_quiet_batch_wakes_the_loop_when_its_message_could_not_go(tmp_path, monkeypatch):
+    took, answers, got = _quiet_once(tmp_path, monkeypatch, full=True)
+    assert took is not None and took < 0.25
+    assert answers == [-errno.EAGAIN]
+
+
+def test_a_revoke_that_comes_too_late_gets_the_quiet_answer(tmp_path, monkeypatch):
+    """The link wants its socket back after the thread sent the lent frame: the answer
+    must come (the link holds its frames until then) although the batch is quiet."""
+    took, answers, got = _quiet_once(tmp_path, monkeypatch, late_cancel=True)
+    assert took is not None and took < 0.25
+    assert answers == [5] and got == b"ack-9"

@@ -92,6 +92,9 @@ class CommitQueue:
     # a message the log writer sends once a batch is durable (GroupCommitter's)
     send_when_durable: Callable[[int], Any] | None
 
+    def poll_writer(self) -> None:
+        """Take the log writer's answers for quiet batches now (see native_log)."""
+
     def _next_threshold(self) -> int:
         # ZooKeeper: snapCount/2 + rand(snapCount/2), so ensemble members do not snapshot together
         half = self.snap_count // 2
@@ -264,6 +267,11 @@ class GroupCommitter(CommitQueue):
         # per snapshot written), for mntr and /metrics (ServerMetrics reads them)
         self.fsync_time = Summary()
         self.snapshot_time = Summary()
+
+    def poll_writer(self) -> None:
+        syncer = self._syncer
+        if syncer is not None and getattr(syncer, "sends", False):
+            syncer.poll()
 
     def _kick(self) -> None:
         # once per loop turn: every txn submitted in this turn joins one batch

@@ -236,6 +236,8 @@ class LogView:
 
 # ------------------------------------------------------------------ the server
 _EAGER_COMMITS = 2  # see _drain
+# ZABBY_QUIET_ACKS=0: a follower's loop always wakes when its log batch is durable
+_QUIET_ACKS: Final = os.environ.get("ZABBY_QUIET_ACKS", "1").strip() != "0"
 
 
 
@@ -299,7 +301,7 @@ class EnsembleServer(ZabbyServer):
         self.quorum_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.quorum_port) for s, spec in config.servers.items()},
             self._on_quorum_message, on_link_change=self._on_link_change,
-            after_read=self._drain, security=self.quorum_security, name="quorum")
+            after_read=self._after_peer_read, security=self.quorum_security, name="quorum")
         self.election_mesh = PeerMesh(
             my_id, {s: (spec.host, spec.election_port) for s, spec in config.servers.items()},
             self._on_zab_message, security=self.quorum_security, name="election")
@@ -525,6 +527,12 @@ class EnsembleServer(ZabbyServer):
             self.peer.persisted(z)
             self._drain()
 
+    def _after_peer_read(self) -> None:
+        # the log writer's answers for quiet batches first (the COMMIT or proposal
+        # this read brought may need the log durable here), then one Zab step for all
+        self.committer.poll_writer()
+        self._drain()
+
     def _writer_ack(self, zxid: int) -> Lease | None:
         """A follower's ACK of a log batch ending at `zxid`, for the log writer to send
         the moment the batch is durable (GroupCommitter.send_when_durable), as
@@ -549,7 +557,19 @@ class EnsembleServer(ZabbyServer):
                              partial(_peer_acked_if_sent, peer, sid, zxid))
             if more is not None:
                 lease.also.append(more)
+        if _QUIET_ACKS and self._nothing_waits_on_the_log():
+            lease.quiet = True
+            for more in lease.also:
+                more.quiet = True
         return lease
+
+    def _nothing_waits_on_the_log(self) -> bool:
+        """No client request here waits for a commit (so none for this member's log to
+        be durable): a follower's loop need not wake when its log batch is durable and
+        its log thread sent the ACK (and PEER_ACKs); it learns at its next peer read."""
+        zab = self.zab
+        return (self.outstanding == 0 and not zab.pending_syncs
+                and not zab.pending_connects and not zab.sync_barriers)
 
     def _log_failed(self, why: str) -> None:
         log.error("stopping: %s", why)

@@ -16,6 +16,7 @@ extension was built (a pure-Python install, or ZABBY_PURE_PYTHON=1, uses the chi
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 from collections import deque
@@ -40,6 +41,10 @@ class Send(Protocol):
 
     fd: int  # a descriptor the writer closes when done (a dup of the socket's)
     message: bytes
+    # the message is all the loop needs to hear of the batch now: the thread does not
+    # wake it once the batch is durable and every such message went whole (the answer
+    # is taken at the next `poll`, by a revoke that came too late, or by a timer)
+    quiet: bool
 
     def bind(self, cancel: Callable[[], bool]) -> None:
         """cancel() -> True: the thread will not send it (its answer says -ECANCELED);
@@ -51,6 +56,10 @@ class Send(Protocol):
     def more(self) -> list[Send]:
         """Further messages to send, each on its own socket, once the same batch is
         durable (a follower's ACK to the other followers)."""
+
+
+# how long the answers of quiet batches may wait when nothing else takes them
+QUIET_CHECK_S = 0.002
 
 
 def available() -> bool:
@@ -90,6 +99,10 @@ class NativeLogWriter:
         self._sends: dict[int, Send] = {}
         # answers taken from the thread, not yet handed to their callbacks
         self._answers: deque[tuple[int, int, int]] = deque()
+        # jobs of quiet batches not answered yet, and the timer that takes them if
+        # nothing else does first
+        self._quiet: set[int] = set()
+        self._late: asyncio.TimerHandle | None = None
         loop.add_reader(self._w.fileno(), self._readable)
 
     def write_sync(self, fd: int, offset: int, data, callback, key=None,
@@ -117,15 +130,19 @@ class NativeLogWriter:
         if send is None:
             self._w.submit(fd, offset, data, seq)
             return
+        quiet = send.quiet
         try:
-            self._w.submit(fd, offset, data, seq, send.fd, send.message)
+            self._w.submit(fd, offset, data, seq, send.fd, send.message, quiet)
         except BaseException:
             del self._cbs[seq]
             _unsent(send, errno.EIO)
             raise
         self._sends[seq] = send
-        cancel = self._w.cancel_send
-        send.bind(lambda: cancel(seq))
+        if quiet:
+            self._quiet.add(seq)
+            if self._late is None:
+                self._late = self._loop.call_later(QUIET_CHECK_S, self._check_quiet)
+        send.bind(partial(self._cancel, seq))
         more = send.more()
         for i, extra in enumerate(more):
             # a job with no data and no callback (it takes no slot): the thread sends
@@ -133,13 +150,38 @@ class NativeLogWriter:
             xseq = self._seq
             self._seq = xseq + 1
             try:
-                self._w.submit(fd, offset + len(data), b"", xseq, extra.fd, extra.message)
+                self._w.submit(fd, offset + len(data), b"", xseq, extra.fd, extra.message,
+                               quiet)
             except BaseException:
                 for left in more[i:]:
                     _unsent(left, errno.EIO, with_more=False)
                 raise
             self._sends[xseq] = extra
-            extra.bind(partial(cancel, xseq))
+            if quiet:
+                self._quiet.add(xseq)
+            extra.bind(partial(self._cancel, xseq))
+
+    def _cancel(self, seq: int) -> bool:
+        if self._w.cancel_send(seq):
+            return True
+        if seq in self._quiet:
+            # too late: the thread is sending or has sent; its answer may never wake
+            # us (a quiet batch), so look for it next turn (the thread bumps the
+            # eventfd if it was still at work)
+            self._loop.call_soon(self._readable)
+        return False
+
+    def poll(self) -> None:
+        """Take the answers of quiet batches now (an ensemble member's peer read: the
+        message that answers the quiet ACK, or the next proposal, may need them)."""
+        if self._quiet:
+            self._readable()
+
+    def _check_quiet(self) -> None:
+        self._late = None
+        self._readable()
+        if self._quiet and self.alive:
+            self._late = self._loop.call_later(QUIET_CHECK_S, self._check_quiet)
 
     def _readable(self) -> None:
         # take() empties the thread's list: if a callback raises, the answers behind
@@ -150,10 +192,13 @@ class NativeLogWriter:
         answers.extend(taken)
         sends = self._sends
         if sends:
+            quiet = self._quiet
             # every send's answer before any batch's callback: the callback (a
             # follower's persisted -> its next ACKs) must know all that the thread
             # sent for the batch, the messages of the data-less jobs behind it too
             for seq, _err, sent in taken:
+                if quiet:
+                    quiet.discard(seq)
                 send = sends.pop(seq, None)
                 if send is not None:
                     send.sent(sent)
@@ -171,6 +216,10 @@ class NativeLogWriter:
         if not self.alive:
             return
         self.alive = False
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
+        self._quiet.clear()
         try:
             self._loop.remove_reader(self._w.fileno())
         except Exception:  # pragma: no cover - loop already closed

@@ -453,6 +453,8 @@ class Lease:
         self.done = done
         self._cancel: Callable[[], bool] | None = None
         self.also: list[Lease] = []  # leases on other links, sent after this one
+        # the writer need not wake the loop once this went (NativeLogWriter's Send)
+        self.quiet = False
 
     def more(self) -> list[Lease]:
         return self.also
