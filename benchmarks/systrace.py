@@ -57,10 +57,11 @@ def parse(path: Path) -> list[tuple[float, int, str, int, int]]:
 
 
 def hops(events, roles: dict[int, str]
-         ) -> tuple[list[dict[str, float]], dict[str, int], dict[str, int]]:
+         ) -> tuple[list[dict[str, float]], dict[str, int], dict[str, int], dict[str, int]]:
     """The hop times (ms after the client's send) of each write traced whole, for the
-    others how many lacked each first missing hop, and how many of each follower's ACKs
-    its log thread sent."""
+    others how many lacked each first missing hop, how many of each follower's ACKs
+    its log thread sent, and how many of F1's replies left before and after it read
+    the leader's COMMIT (before: it committed on F2's PEER_ACK)."""
     def first(seq, t, who, call, cond=lambda e: True):
         for e in seq:
             if e[0] > t and roles.get(e[1]) == who and e[2] == call and cond(e):
@@ -68,15 +69,27 @@ def hops(events, roles: dict[int, str]
         return None
 
     sends = [e for e in events if roles.get(e[1]) == "client" and e[2] == "write"]
+    # F1's end of the client's connection: the descriptor of F1's last write before
+    # each read of the client's, most often
+    fds: dict[int, int] = {}
+    last_f1_write = None
+    for e in events:
+        if roles.get(e[1]) == "F1" and e[2] == "write":
+            last_f1_write = e
+        elif roles.get(e[1]) == "client" and e[2] == "read" and last_f1_write is not None:
+            fds[last_f1_write[3]] = fds.get(last_f1_write[3], 0) + 1
+    client_fd = max(fds, key=fds.__getitem__) if fds else -1
     out: list[dict[str, float]] = []
     missed: dict[str, int] = {}
     writer_acks: dict[str, int] = {}
+    replied: dict[str, int] = {}  # F1's replies before / after it read the COMMIT
     for s, nxt in zip(sends, sends[1:], strict=False):
         seq = [e for e in events if s[0] <= e[0] < nxt[0]]
         t0 = s[0]
         h: dict[str, float] = {}
         extra: dict[str, tuple | None] = {}
-        fwd = first(seq, t0, "F1", "write")
+        creq = first(seq, t0, "F1", "read", lambda e: e[3] == client_fd)  # the request
+        fwd = creq and first(seq, creq[0], "F1", "write", lambda e: e[3] != client_fd)
         if fwd is None:
             continue
         marks = [("F1 forwards", fwd)]
@@ -105,12 +118,17 @@ def hops(events, roles: dict[int, str]
         acks = [e for name, e in marks if e and name.endswith("sends ACK")]
         extra["L reads an ACK"] = acks and first(seq, min(a[0] for a in acks), "L", "read")
         commit = acks and first(seq, min(a[0] for a in acks), "L", "write")
-        link_fd = fwd[3]
-        reply = commit and first(seq, commit[0], "F1", "write",
-                                 lambda e, link_fd=link_fd: e[3] != link_fd)
+        # the reply is F1's write on the client's connection: F1 commits on the
+        # leader's COMMIT or, as often, on F2's PEER_ACK before the COMMIT arrives
+        reply = first(seq, fwd[0], "F1", "write", lambda e: e[3] == client_fd)
         got = reply and first(seq, reply[0], "client", "read")
-        extra["F1 reads COMMIT"] = commit and first(seq, commit[0], "F1", "read")
-        marks += [("L sends COMMIT", commit), ("F1 replies", reply), ("client reads", got)]
+        extra["L sends COMMIT"] = commit
+        creads = commit and first(seq, commit[0], "F1", "read")
+        extra["F1 reads COMMIT"] = creads
+        if reply:
+            how = "after the COMMIT" if creads and creads[0] < reply[0] else "before the COMMIT"
+            replied[how] = replied.get(how, 0) + 1
+        marks += [("F1 replies", reply), ("client reads", got)]
         missing = [name for name, e in marks if not e]
         if missing:
             missed[missing[0]] = missed.get(missing[0], 0) + 1
@@ -120,7 +138,7 @@ def hops(events, roles: dict[int, str]
                               key=lambda m: m[1][0]):
             h[name] = (e[0] - t0) * 1000
         out.append(h)
-    return out, missed, writer_acks
+    return out, missed, writer_acks, replied
 
 
 def _descendants(pid: int) -> list[int]:
@@ -176,10 +194,10 @@ def main() -> None:
         for tid, role in list(roles.items()):
             if role.endswith("-log") and tid not in writers:
                 roles[tid] = role.replace("-log", "-other")
-        rows, missed, writer_acks = hops(parse(trace), roles)
+        rows, missed, writer_acks, replied = hops(parse(trace), roles)
         print(f"bench (traced): p50 {result['latency_ms']['p50']:.3f} ms; "
               f"{len(rows)} writes traced whole; not whole, by first missing hop: {missed}; "
-              f"ACKs sent by the log thread: {writer_acks}")
+              f"ACKs sent by the log thread: {writer_acks}; F1 replied: {replied}")
         if not rows:
             return
         names = {n for r in rows for n in r}
