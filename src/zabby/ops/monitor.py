@@ -55,7 +55,9 @@ is tracked).
 
 zabby's own additions (not in ZooKeeper; extra keys break no mntr parser):
 ``epoch``, ``last_proposed_zxid``, ``committed_zxid``, ``peer_ack_commits`` (a
-follower's commits taken from the other followers' ACKs), ``followers`` (as ZooKeeper
+follower's commits taken from the other followers' ACKs), ``quiet_log_acks`` (a
+follower's log batches whose ACK its log thread sent without waking the loop: nothing
+waited on that member's log), ``followers`` (as ZooKeeper
 3.4 had it: learners connected to the leader, synced or not),
 ``learner_<id>_lag``, and ``<op>_op_count`` per opcode (ZooKeeper's spelling of a
 counter set: ``<key>_<name>``; the op names are ZooKeeper's ``Request.op2String``).
@@ -328,6 +330,9 @@ def figures(server: ZabbyServer,
             # a follower's commits learned from the other followers' ACKs before the
             # leader's COMMIT came (zabby's own: ZooKeeper's followers wait for it)
             ("peer_ack_commits", peer.peer_commits),
+            # log batches whose ACK the log thread sent with no wake-up of the loop
+            # wanted (a follower on which nothing waited for its log)
+            ("quiet_log_acks", getattr(server, "quiet_acks", 0)),
         ]
 
     f.counters += [

@@ -326,6 +326,9 @@ class EnsembleServer(ZabbyServer):
         self._draining = False
         self._drain_scheduled = False
         self._durable_upto: int | None = None  # see _written
+        # log batches whose ACK the log thread was to send with no wake-up of this loop
+        # wanted (_writer_ack: quiet ACKs; mntr's zk_quiet_log_acks)
+        self.quiet_acks = 0
         # for election_time and leader_uptime (monotonic seconds)
         self.looking_since: float | None = self.clock.monotonic_ns() / 1e9
         self.leading_since: float | None = None
@@ -558,6 +561,7 @@ class EnsembleServer(ZabbyServer):
             if more is not None:
                 lease.also.append(more)
         if _QUIET_ACKS and self._nothing_waits_on_the_log():
+            self.quiet_acks += 1
             lease.quiet = True
             for more in lease.also:
                 more.quiet = True
