@@ -123,7 +123,9 @@ def hops(events, roles: dict[int, str]
         reply = first(seq, fwd[0], "F1", "write", lambda e: e[3] == client_fd)
         got = reply and first(seq, reply[0], "client", "read")
         extra["L sends COMMIT"] = commit
-        creads = commit and first(seq, commit[0], "F1", "read")
+        # (on the leader's link, which F1 forwarded on: not F2's PEER_ACK)
+        creads = commit and first(seq, commit[0], "F1", "read",
+                                  lambda e, link=fwd[3]: e[3] == link)
         extra["F1 reads COMMIT"] = creads
         if reply:
             how = "after the COMMIT" if creads and creads[0] < reply[0] else "before the COMMIT"
