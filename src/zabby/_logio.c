@@ -209,9 +209,10 @@ static void *run(void *arg) {
                 else
                     send_message(j);
                 close(j->sock);
-                j->sock = -2; /* had a message */
+                j->sock = -1;
             }
-            if (!j->quiet || j->err || j->sock != -2 || j->sent != (long long)j->msg_len)
+            /* (a quiet job always had a message: submit sets quiet only with a socket) */
+            if (!j->quiet || j->err || j->sent != (long long)j->msg_len)
                 wake = 1;
             free(j->msg);
             j->msg = NULL;

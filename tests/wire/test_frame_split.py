@@ -7,6 +7,7 @@ refused wherever they fall.
 """
 
 import struct
+import tracemalloc
 import zlib
 
 import pytest
@@ -87,3 +88,31 @@ def test_quorum_frame_over_the_limit_or_with_a_bad_checksum_is_refused():
     with pytest.raises(PeerProtocolError):
         r.feed(bytes(bad[30:]))
     assert zlib.crc32(b"x" * 50) == struct.unpack(">I", encode_frame(b"x" * 50)[4:8])[0]
+
+
+@pytest.mark.parametrize("splitter, framed", [(FrameDecoder, _client_frame),
+                                                (FrameReader, encode_frame)],
+                         ids=["client", "quorum"])
+def test_a_big_frame_in_small_reads_costs_work_linear_in_its_size(splitter, framed):
+    """A frame arriving in many reads is copied out of the buffer once, when it is
+    whole: not at every read (a 1 GiB SNAP frame, or a client's jute.maxbuffer-sized
+    request, read 64 KiB at a time would otherwise hold the loop for minutes).
+    Measured as memory, not time: the most each read allocates beyond what it keeps."""
+    size, piece = 4 << 20, 4096
+    data = framed(b"s" * size)
+    s = splitter(max_frame=size)
+    extra = 0
+    got: list = []
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), piece):
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            got += s.feed(data[i:i + piece])
+            extra += tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert got == [b"s" * size]
+    # a copy of the buffer per read would add ~size/2 per read (~2 GiB here); the
+    # buffer's own growth and the final copies are a few times the frame
+    assert extra < 16 * size, f"{extra / size:.0f} x the frame allocated in passing"

@@ -108,11 +108,20 @@ class FrameReader:
     def feed(self, data: bytes) -> list[bytes]:
         # Frames are cut straight from `data` (what the transport read, usually whole
         # frames): one copy per payload. Only a frame split across reads goes through
-        # the buffer. The header's two big-endian ints are read byte by byte, which
-        # the compiled build does natively (a struct call is a generic method call).
+        # the buffer, which is copied out once, when its first frame is complete (not at
+        # every read of a big frame: that would be quadratic in the frame's size). The
+        # header's ints are read byte by byte, which the compiled build does natively.
         buf = self._buf
         if buf:
             buf += data
+            have = len(buf)
+            if have < 8:
+                return []
+            n = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
+            if n > self.max_frame:
+                raise PeerProtocolError(f"frame of {n} bytes exceeds {self.max_frame}")
+            if 8 + n > have:
+                return []
             data = bytes(buf)
             buf.clear()
         out: list[bytes] = []

@@ -247,11 +247,23 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         # Frames are cut straight from `data` (usually whole frames: one copy each);
-        # only a frame split across reads goes through the buffer. The length is read
-        # byte by byte, which the compiled build does natively.
+        # only a frame split across reads goes through the buffer, which is copied out
+        # once, when its first frame is complete (not at every read of a big frame:
+        # that would be quadratic in its size). The length is read byte by byte, which
+        # the compiled build does natively.
         buf = self._buf
         if buf:
             buf += data
+            have = len(buf)
+            if have < 4:
+                return []
+            length = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
+            if length >= 0x80000000:
+                length -= 0x100000000
+            if length < 0 or length > self.max_frame:
+                raise ProtocolError(f"frame length {length} out of range")
+            if 4 + length > have:
+                return []
             data = bytes(buf)
             buf.clear()
         frames: list[bytes] = []
