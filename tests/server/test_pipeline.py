@@ -23,7 +23,7 @@ from zabby.wire import (
     encode_request,
 )
 from zabby.wire.protocol import FrameDecoder, decode_reply_header
-from zabby.wire.records import SetDataRequest
+from zabby.wire.records import GetDataResponse, PathRequest, SetDataRequest
 
 _ACL = [ACL(31, Id("world", "anyone"))]
 
@@ -201,3 +201,128 @@ def test_ensemble_members_share_the_request_path():
     for cls in (EnsembleServer, ReadOnlyEnsembleServer, LocalSessionsEnsembleServer):
         for name in _REQUEST_PATH:
             assert getattr(cls, name) is getattr(ZabbyServer, name), (cls.__name__, name)
+
+
+# ------------------------------------------------------------ writes run ahead
+# A write behind a read that waits (for the write before it) is started at once, as
+# ZooKeeper's PrepRequestProcessor takes it; the read is answered after the write
+# before it is applied and before the write after it is (core._run_ahead).
+
+def _frames(t: Transport) -> list[tuple[int, int, bytes]]:
+    """(xid, err, body) of every frame after the connect response."""
+    out = []
+    for f in FrameDecoder().feed(bytes(t.data))[1:]:
+        h, pos = decode_reply_header(f)
+        out.append((h.xid, h.err, bytes(f[pos:])))
+    return out
+
+
+def _data(body: bytes) -> bytes:
+    return GetDataResponse.decode_from(body, 0)[0].data
+
+
+def _write_read_write(conn, watch: bool = False) -> None:
+    conn.data_received(
+        encode_request(2, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
+        + encode_request(3, Op.GET_DATA, PathWatchRequest("/a", watch))
+        + encode_request(4, Op.SET_DATA, SetDataRequest("/a", b"2", -1))
+        + encode_request(5, Op.GET_DATA, PathWatchRequest("/a", False)))
+
+
+def test_a_write_behind_a_waiting_read_is_started_at_once():
+    async def main():
+        committer, server, conn, t = await _session_on_held_log()
+        _write_read_write(conn)
+        await asyncio.sleep(0)
+        sid = conn.session.id
+        # both writes handed to the log; each read waits for the write before it
+        assert [e[2] for e in server.commit_stage.pending_writes[sid]] == [2, 4]
+        assert len(committer.held) == 2 and _frames(t) == []
+        assert conn.inflight == 2 and conn.placed == 1
+        committer.release()
+        await asyncio.sleep(0)
+        got = _frames(t)
+        assert [(x, e) for x, e, _ in got] == [(2, 0), (3, 0), (4, 0), (5, 0)]
+        assert _data(got[1][2]) == b"1"  # the read saw the write before it, not after
+        assert _data(got[3][2]) == b"2"
+        assert not conn.backlog and conn.inflight == 0 and conn.placed == 0
+
+    asyncio.run(main())
+
+
+def test_reads_before_a_write_started_ahead_are_answered_before_it_even_when_stalled():
+    # the client stopped reading: pump answers nothing more, but the held read must
+    # not see the write after it, so it is answered as that write is applied
+    async def main():
+        committer, server, conn, t = await _session_on_held_log()
+        _write_read_write(conn)
+        await asyncio.sleep(0)
+        conn.write_paused = True
+        committer.release()
+        await asyncio.sleep(0)
+        got = _frames(t)
+        assert [(x, e) for x, e, _ in got] == [(2, 0), (3, 0), (4, 0)]
+        assert _data(got[1][2]) == b"1"
+        # the last read waits (behind the applied write's placeholder) for the client
+        assert [op for _, op, _, _ in conn.backlog][-1] == Op.GET_DATA
+        conn.write_paused = False
+        server.pump(conn)
+        await asyncio.sleep(0)  # (answers are flushed at the end of the turn)
+        got = _frames(t)
+        assert got[-1][0] == 5 and _data(got[-1][2]) == b"2"
+
+    asyncio.run(main())
+
+
+def test_a_watch_set_by_a_held_read_fires_for_the_write_after_it():
+    async def main():
+        committer, server, conn, t = await _session_on_held_log()
+        _write_read_write(conn, watch=True)
+        await asyncio.sleep(0)
+        committer.release()
+        await asyncio.sleep(0)
+        # the read's answer, then the event of the write after it, then that write's
+        assert [(x, e) for x, e, _ in _frames(t)] == [(2, 0), (3, 0), (-1, 0), (4, 0), (5, 0)]
+
+    asyncio.run(main())
+
+
+def test_writes_are_not_started_past_a_sync_or_a_close():
+    async def main():
+        committer, server, conn, t = await _session_on_held_log()
+        conn.data_received(
+            encode_request(2, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
+            + encode_request(3, Op.GET_DATA, PathWatchRequest("/a", False))
+            + encode_request(4, Op.SYNC, PathRequest("/a"))
+            + encode_request(5, Op.SET_DATA, SetDataRequest("/a", b"2", -1)))
+        await asyncio.sleep(0)
+        assert len(committer.held) == 1  # the write past the sync waits its turn
+        committer.release()
+        await asyncio.sleep(0)
+        committer.release()
+        await asyncio.sleep(0)
+        assert [(x, e) for x, e, _ in _frames(t)] == [(2, 0), (3, 0), (4, 0), (5, 0)]
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_started_ahead_keeps_the_order():
+    # a write that fails (bad version) is an error txn in the log's order: its answer
+    # still comes after the read before it
+    async def main():
+        committer, server, conn, t = await _session_on_held_log()
+        conn.data_received(
+            encode_request(2, Op.CREATE, CreateRequest("/a", b"1", _ACL, 0))
+            + encode_request(3, Op.GET_DATA, PathWatchRequest("/a", False))
+            + encode_request(4, Op.SET_DATA, SetDataRequest("/a", b"2", 9))
+            + encode_request(5, Op.CREATE, CreateRequest("/a", b"", _ACL, 0))
+            + encode_request(6, Op.EXISTS, PathWatchRequest("/a", False)))
+        await asyncio.sleep(0)
+        assert len(committer.held) == 3
+        committer.release()
+        await asyncio.sleep(0)
+        assert [(x, e) for x, e, _ in _frames(t)] == [
+            (2, 0), (3, 0), (4, -103), (5, -110), (6, 0)]
+        assert conn.inflight == 0 and conn.placed == 0
+
+    asyncio.run(main())

@@ -108,6 +108,9 @@ class ClientConnection(LatencyCounters):
         # request pipeline state (see ZabbyServer.pump)
         self.backlog: deque = deque()
         self.inflight = 0
+        # writes started ahead of held reads whose placeholders are in the backlog
+        # (ZabbyServer._run_ahead); every one of them is also counted in inflight
+        self.placed = 0
         self.pumping = False
         self.auth: list = []  # authenticated ids of this connection, in order
         self.auth_set: set = set()  # the same ids, for O(1) membership

@@ -63,7 +63,7 @@ from .connection import (
 )
 from .keeper import KeeperExtensions
 from .metrics import ServerMetrics
-from .pipeline import CommitStage, InMemoryCommitter, LocalCommit
+from .pipeline import RUN_AHEAD_PAST, CommitStage, InMemoryCommitter, LocalCommit
 from .sasl import SaslService, SaslSettings
 from .secure_client import SecureListener, UnifiedListener
 from .security import Security, load_security
@@ -81,6 +81,14 @@ _TREE_READS = frozenset(
     }
 )
 _CONNECTED: Final = KeeperState.SYNC_CONNECTED
+# A backlog entry standing for a write started ahead of reads before it (its body is
+# the write's entry in the commit stage's pending_writes): `_run_ahead`
+OP_AHEAD: Final = -1000
+# how far past the head `_run_ahead` looks for writes, per call
+RUN_AHEAD_SCAN: Final = 64
+# ZABBY_RUN_AHEAD=0: a write behind a waiting read waits too (each session has one
+# log round trip at a time while its reads and writes alternate)
+_RUN_AHEAD: Final = os.environ.get("ZABBY_RUN_AHEAD", "1").strip() != "0"
 _WATCHER_TYPES = frozenset(int(t) for t in WatcherType)
 
 
@@ -146,6 +154,9 @@ class ZabbyServer:
         # answers a four-letter word on a new connection (see four_letter_word)
         self.four_letter_handler = four_letter_handler
         self.outstanding = 0  # writes handed to the commit pipeline, not yet answered
+        # some connection has started a write ahead of its reads (`_run_ahead`): the
+        # commit stage then looks whether a write it applies has reads to answer first
+        self.ahead_started = False
         self._global_limit = config.global_outstanding_limit
         # connections not read because globalOutstandingLimit writes are in flight
         self._throttled: set[ClientConnection] = set()
@@ -633,6 +644,7 @@ class ZabbyServer:
         conn.pumping = True
         try:
             q = conn.backlog
+            held = False
             while q and not conn.closed:
                 if conn.write_paused or conn._out_bytes >= OUTPUT_HIGH:
                     # its client is not reading: answer nothing more until the
@@ -641,18 +653,30 @@ class ZabbyServer:
                     conn.pause(PAUSE_OUTPUT)
                     break
                 xid, op, body, t0 = q[0]
-                if op in WRITE_OPS:
+                if op == OP_AHEAD:
+                    # a write started ahead: what follows waits until it is applied
+                    if self._ahead_pending(conn, body):
+                        held = True
+                        break
+                    q.popleft()
+                    conn.placed -= 1
+                elif op in WRITE_OPS:
                     if conn.inflight >= MAX_INFLIGHT_WRITES:
                         # the rest is prepared as these commit (_applied pumps):
                         # one client's pipeline is taken in slices, not in one go
                         break
                     q.popleft()
                     self._write(conn, xid, op, body, t0)
-                elif conn.inflight:
+                elif conn.inflight != conn.placed:
+                    # something before this request is in flight (the writes
+                    # started ahead are all behind it)
+                    held = True
                     break
                 else:
                     q.popleft()
                     self._read(conn, xid, op, body, t0)
+            if held and _RUN_AHEAD:
+                self._run_ahead(conn)
         finally:
             conn.pumping = False
         if (conn.read_paused & PAUSE_BACKLOG
@@ -660,6 +684,83 @@ class ZabbyServer:
             conn.resume(PAUSE_BACKLOG)
         if self._throttled and self.outstanding < self._global_limit:
             self._release_throttled()
+
+    def _ahead_pending(self, conn: ClientConnection, entry) -> bool:
+        """Is the write of this OP_AHEAD placeholder still to be applied (its entry
+        still in its session's pending_writes)?"""
+        s = conn.session
+        if s is None:
+            return False
+        pq = self.commit_stage.pending_writes.get(s.id)
+        if not pq:
+            return False
+        for e in pq:
+            if e is entry:
+                return True
+        return False
+
+    def _run_ahead(self, conn: ClientConnection) -> None:
+        """The head of the backlog waits for writes in flight: start the writes
+        behind it now, past plain reads, as ZooKeeper's PrepRequestProcessor takes a
+        session's next write while its reads wait; each leaves a placeholder where it
+        was, so the session's answers keep their order. The reads between are
+        answered once the writes before them are applied and before any write after
+        them is (`answer_held`). Without this, a session whose reads and writes
+        alternate has one log round trip in flight at a time."""
+        s = conn.session
+        if s is None or s.closing or conn.closed or conn.inflight >= MAX_INFLIGHT_WRITES:
+            return
+        stage = self.commit_stage
+        pq = stage.pending_writes.get(s.id)
+        mine = 0
+        if pq:
+            for e in pq:
+                if e[1] is conn:
+                    mine += 1
+        if conn.inflight != mine:
+            return  # a sync or a connect is in flight: its answer comes first
+        q = conn.backlog
+        n = min(len(q), RUN_AHEAD_SCAN)
+        for i in range(n):
+            xid, op, body, t0 = q[i]
+            if op == OP_AHEAD:
+                continue
+            if op in WRITE_OPS:
+                if not stage.runs_ahead(op) or conn.inflight >= MAX_INFLIGHT_WRITES:
+                    return
+                last = pq[-1] if pq else None
+                self._write(conn, xid, op, body, t0)
+                pq = stage.pending_writes.get(s.id)
+                entry = pq[-1] if pq else None
+                if entry is None or entry is last or entry[1] is not conn:
+                    # (cannot happen for a stage that runs ahead) it was answered
+                    # at once: take it out, and start nothing more past it
+                    del q[i]
+                    return
+                q[i] = (xid, OP_AHEAD, entry, t0)
+                conn.placed += 1
+                self.ahead_started = True
+            elif op not in RUN_AHEAD_PAST:
+                return
+
+    def answer_held(self, conn: ClientConnection, entry) -> None:
+        """The write of `entry`, started ahead of reads of its connection, is being
+        applied: answer the reads before its placeholder now, even if the client is
+        not reading its answers (they are few: those between two of its writes), so
+        none of them sees this write."""
+        q = conn.backlog
+        while q and not conn.closed:
+            xid, op, body, t0 = q[0]
+            if op == OP_AHEAD:
+                if body is entry or self._ahead_pending(conn, body):
+                    return
+                q.popleft()
+                conn.placed -= 1
+            elif op in WRITE_OPS or conn.inflight != conn.placed:
+                return  # (cannot happen: nothing but reads is before it)
+            else:
+                q.popleft()
+                self._read(conn, xid, op, body, t0)
 
     # ------------------------------------------------------------ writes
     def _write(self, conn: ClientConnection, xid: int, op: int, body, t0: int) -> None:

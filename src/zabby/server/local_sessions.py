@@ -147,6 +147,9 @@ class LocalSessionsStage(ZabCommit):
         self.upgrading.clear()
 
     # ------------------------------------------------------------ writes
+    def runs_ahead(self, op: int) -> bool:
+        return False  # a write of a local session may be answered here at once
+
     def write(self, conn, s, xid: int, op: int, body, t0: int) -> None:
         if s.id not in self.local_ids:
             super().write(conn, s, xid, op, body, t0)

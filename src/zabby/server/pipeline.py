@@ -71,6 +71,15 @@ if TYPE_CHECKING:  # (core and ensemble import this module)
 log = logging.getLogger("zabby.server.ensemble")
 
 _KEEPER_MIN: Final = min(KEEPER_OPS)  # ClickHouse Keeper's opcodes are 500 and up
+# the writes a stage may start while reads of their connection before them wait
+# (ZabbyServer._run_ahead), and the requests such a write may be started past: plain
+# reads, answered locally in between (a sync, a closeSession, anything else stops it)
+RUN_AHEAD_OPS: Final = frozenset({
+    int(Op.CREATE), int(Op.CREATE2), int(Op.CREATE_CONTAINER), int(Op.CREATE_TTL),
+    int(Op.DELETE), int(Op.SET_DATA), int(Op.SET_ACL), int(Op.CHECK), int(Op.MULTI)})
+RUN_AHEAD_PAST: Final = frozenset({
+    int(Op.EXISTS), int(Op.GET_DATA), int(Op.GET_ACL), int(Op.GET_CHILDREN),
+    int(Op.GET_CHILDREN2), int(Op.GET_EPHEMERALS), int(Op.GET_ALL_CHILDREN_NUMBER)})
 
 
 def now_ms() -> int:
@@ -121,12 +130,27 @@ class CommitStage:
         # zxid of a no-op txn -> callbacks once it is applied (an ensemble leader's sync)
         self.sync_barriers: dict[int, list] = {}
 
+    def runs_ahead(self, op: int) -> bool:
+        """May `write` take this op while reads of its connection before it wait
+        (``ZabbyServer._run_ahead``)? Only where it surely queues the write in
+        ``pending_writes`` rather than answering at once: an answer now would
+        overtake the waiting reads' answers."""
+        return False
+
     def apply(self, txn: Txn) -> None:
         """The txn is committed (durable here / at a quorum): apply it, fire
         watches, and answer the client of this server that sent it, if any."""
         srv = self.server
-        res = srv.tree.apply(txn)
         hdr = txn.header
+        if srv.ahead_started:
+            q0 = self.pending_writes.get(hdr.clientId)
+            if q0:
+                e = q0[0]
+                if e[0] == hdr.cxid and e[1].placed:
+                    # a write started ahead of its connection's reads: they are
+                    # answered before the tree has it (as they would have been)
+                    srv.answer_held(e[1], e)
+        res = srv.tree.apply(txn)
         if self.quorum:
             self.account(hdr.time)
         else:  # inline: the standalone write path saves a call
@@ -282,6 +306,9 @@ class LocalCommit(CommitStage):
     call (a restore replaces the tree and renumbers)."""
 
     __slots__ = ()
+
+    def runs_ahead(self, op: int) -> bool:
+        return op in RUN_AHEAD_OPS and self.server.committer.failure is None
 
     def write(self, conn: ClientConnection, s: Session, xid: int, op: int, body,
               t0: int) -> None:
@@ -568,6 +595,9 @@ class ZabCommit(CommitStage):
         super().write_done(conn, xid, op, res, txn, t0)
 
     # ------------------------------------------------------------ entry points
+    def runs_ahead(self, op: int) -> bool:
+        return op in RUN_AHEAD_OPS  # (a reconfig may be answered at once)
+
     def write(self, conn: ClientConnection, s: Session, xid: int, op: int, body,
               t0: int) -> None:
         srv = self.ens
