@@ -287,7 +287,7 @@ def test_a_watch_set_by_a_held_read_fires_for_the_write_after_it():
     asyncio.run(main())
 
 
-def test_writes_are_not_started_past_a_sync_or_a_close():
+def test_writes_are_not_started_past_a_sync():
     async def main():
         committer, server, conn, t = await _session_on_held_log()
         conn.data_received(
