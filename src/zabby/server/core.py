@@ -708,7 +708,10 @@ class ZabbyServer:
         them is (`answer_held`). Without this, a session whose reads and writes
         alternate has one log round trip in flight at a time."""
         s = conn.session
-        if s is None or s.closing or conn.closed or conn.inflight >= MAX_INFLIGHT_WRITES:
+        if (s is None or s.closing or conn.closed or conn.inflight >= MAX_INFLIGHT_WRITES
+                or conn.write_paused or conn._out_bytes >= OUTPUT_HIGH // 2):
+            # (a client slow to read its answers: answer_held could have to buffer
+            # the reads before these writes past the output limit; keep it rare)
             return
         stage = self.commit_stage
         pq = stage.pending_writes.get(s.id)
